@@ -1,0 +1,154 @@
+// gRPC discovery server: nodemesh.v1.Discovery/Watch streams snapshots to node agents.
+// Each Watch gets the current snapshot at once (or the first one as soon as it is
+// compiled), then every new version. Snapshots supersede each other, so a slow agent is
+// never queued a backlog: while its stream is over the high-water mark nothing more is
+// written, and on 'drain' it gets only the newest snapshot.
+//
+// Insecure credentials for now; TLS comes with the CA (a later issue).
+import * as grpc from '@grpc/grpc-js';
+import { discoveryService, type Snapshot } from './api/snapshot.js';
+import { logger } from './api/log.js';
+import type { ControlMetrics } from './control-metrics.js';
+
+const log = logger('control/discovery-server');
+
+interface WatchRequestWire {
+  node: string;
+  knownVersion: string;
+}
+
+type SnapshotWire = Omit<Snapshot, 'version'> & { version: string };
+
+export interface AgentStatus {
+  /** per-server stream id */
+  id: number;
+  node: string;
+  peer: string;
+  connectedAt: string;
+  /** the version the agent said it had when it connected (0: none) */
+  knownVersion: number;
+  /** the last version written to its stream (0: none yet) */
+  sentVersion: number;
+}
+
+interface Agent extends AgentStatus {
+  call: grpc.ServerWritableStream<WatchRequestWire, SnapshotWire>;
+  /** the stream is over its high-water mark: wait for 'drain' */
+  blocked: boolean;
+}
+
+export interface DiscoveryServerOptions {
+  metrics: ControlMetrics;
+  /** server → agent HTTP/2 keepalive pings, to notice vanished nodes (default 30 s) */
+  keepaliveMs?: number;
+}
+
+export class DiscoveryServer {
+  private readonly server: grpc.Server;
+  private readonly metrics: ControlMetrics;
+  private readonly streams = new Map<number, Agent>();
+  private current: Snapshot | undefined;
+  private nextId = 1;
+  private closing = false;
+
+  constructor(opts: DiscoveryServerOptions) {
+    this.metrics = opts.metrics;
+    this.server = new grpc.Server({
+      'grpc.keepalive_time_ms': opts.keepaliveMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+    });
+    this.server.addService(discoveryService().service, { watch: (call: Agent['call']) => this.watch(call) });
+  }
+
+  /** Binds `host:port` (port 0: any free port); resolves with the bound port. */
+  listen(address: string): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+        if (err) reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`, { cause: err }));
+        else resolve(port);
+      });
+    });
+  }
+
+  /** Makes `snapshot` current and sends it to every connected agent that lacks it. */
+  publish(snapshot: Snapshot): void {
+    this.current = snapshot;
+    for (const a of this.streams.values()) this.send(a);
+  }
+
+  agents(): AgentStatus[] {
+    return [...this.streams.values()].map(({ id, node, peer, connectedAt, knownVersion, sentVersion }) => ({
+      id,
+      node,
+      peer,
+      connectedAt,
+      knownVersion,
+      sentVersion,
+    }));
+  }
+
+  /** Ends every stream (agents see a clean end and reconnect), then stops the server. */
+  async close(graceMs = 2000): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const a of this.streams.values()) a.call.end();
+    await new Promise<void>((resolve) => {
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      force.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    this.streams.clear();
+    this.metrics.connectedAgents.set(0);
+  }
+
+  private watch(call: Agent['call']): void {
+    if (this.closing) {
+      call.end();
+      return;
+    }
+    const agent: Agent = {
+      id: this.nextId++,
+      node: call.request.node ?? '',
+      peer: call.getPeer(),
+      connectedAt: new Date().toISOString(),
+      knownVersion: Number(call.request.knownVersion ?? 0),
+      sentVersion: 0,
+      call,
+      blocked: false,
+    };
+    this.streams.set(agent.id, agent);
+    this.metrics.connectedAgents.set(this.streams.size);
+    log.info({ node: agent.node, peer: agent.peer, knownVersion: agent.knownVersion }, 'agent connected');
+    let gone = false;
+    const remove = (why: string) => {
+      if (gone) return;
+      gone = true;
+      this.streams.delete(agent.id);
+      this.metrics.connectedAgents.set(this.streams.size);
+      log.info({ node: agent.node, peer: agent.peer, why }, 'agent disconnected');
+    };
+    call.on('cancelled', () => remove('cancelled'));
+    call.on('error', (err: Error) => remove(`error: ${err.message}`));
+    call.on('close', () => remove('closed'));
+    call.on('drain', () => {
+      agent.blocked = false;
+      this.send(agent);
+    });
+    this.send(agent);
+  }
+
+  private send(a: Agent): void {
+    const snap = this.current;
+    if (!snap || a.blocked || a.sentVersion === snap.version || a.call.cancelled || a.call.writableEnded) return;
+    const ok = a.call.write({ ...snap, version: String(snap.version) });
+    a.sentVersion = snap.version;
+    this.metrics.snapshotPushes.inc();
+    if (!ok) a.blocked = true;
+  }
+}
