@@ -85,7 +85,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     current = next;
     metrics.snapshotVersion.set(next.version);
     log.info({ version: next.version, workloads: next.workloads.length, services: next.services.length }, 'new snapshot');
-    server.publish(next);
+    try {
+      server.publish(next);
+    } catch (err) {
+      log.error({ err, version: next.version }, 'pushing the snapshot to agents failed; they get it on their next connection');
+    }
     for (const l of listeners) {
       try {
         l(next);

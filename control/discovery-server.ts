@@ -145,7 +145,7 @@ export class DiscoveryServer {
 
   private send(a: Agent): void {
     const snap = this.current;
-    if (!snap || a.blocked || a.sentVersion === snap.version || a.call.cancelled || a.call.writableEnded) return;
+    if (!snap || a.blocked || a.sentVersion === snap.version || a.call.cancelled || a.call.writableEnded || a.call.destroyed) return;
     const ok = a.call.write({ ...snap, version: String(snap.version) });
     a.sentVersion = snap.version;
     this.metrics.snapshotPushes.inc();

@@ -155,6 +155,33 @@ test('two files defining the same resource: the later in path order is NM_ERR_CO
   );
 });
 
+test('a Service moved onto a clusterIP already in use is rejected and keeps serving its last good address', async (t) => {
+  const other = WEB_SERVICE.replace('name: web', 'name: api').replace('10.96.0.20', '10.96.0.21');
+  const r = await running(t, { 'a.yaml': WEB_SERVICE, 'b.yaml': other });
+  await r.write('b.yaml', other.replace('10.96.0.21', '10.96.0.20'));
+  await r.cp.rescan();
+  const api = r.cp.status().resources.find((s) => s.resource === 'Service shop/api')!;
+  t.is(api.code, 'NM_ERR_CONFIG_CONFLICT');
+  t.true(api.servingLastGood);
+  t.deepEqual(
+    r.cp.snapshot()!.services.map((s) => `${s.name}=${s.clusterIp}`),
+    ['api=10.96.0.21', 'web=10.96.0.20'],
+  );
+});
+
+test('resources removed from the files are removed from the snapshot, including those only served as last good', async (t) => {
+  const r = await running(t, { 'svc.yaml': WEB_SERVICE, 'pods.yaml': pod('web-1', '10.1.0.2') });
+  await r.write('svc.yaml', WEB_SERVICE.replace('- port: 80', '- port: -1'));
+  await r.cp.rescan();
+  t.deepEqual(r.cp.snapshot()!.services.map((s) => s.name), ['web'], 'last good while rejected');
+  await rm(path.join(r.dir, 'svc.yaml'));
+  await rm(path.join(r.dir, 'pods.yaml'));
+  await r.cp.rescan();
+  t.deepEqual(r.cp.snapshot()!.services, []);
+  t.deepEqual(r.cp.snapshot()!.workloads, []);
+  t.deepEqual(r.cp.status().resources, []);
+});
+
 test('every configuration error is counted once in nodemesh_config_errors_total by code and kind', async (t) => {
   const r = await running(t, {
     'bad.yaml': 'a: [',
