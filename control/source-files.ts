@@ -274,7 +274,8 @@ export class FileSource {
       files = (await listYamlFiles(this.dir)).sort(cmp);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      const what = e.code === 'ENOENT' ? 'does not exist' : `cannot be read (${e.code ?? e.message})`;
+      const at = e.path && e.path !== this.dir ? ` at ${e.path}` : '';
+      const what = e.code === 'ENOENT' && !at ? 'does not exist' : `cannot be read (${e.code ?? e.message}${at})`;
       const error = new ConfigError('NM_ERR_CONFIG_YAML', { file: this.dir }, `the config directory ${what}; the last good configuration stays in force`);
       const changed = this.dirError?.message !== error.message;
       this.dirError = error;
