@@ -1,7 +1,7 @@
 // pino JSON logs, one child logger per module: `const log = logger('agent/proxy')`.
 // Level from NODEMESH_LOG_LEVEL (default info). Logs go to stderr so stdout stays free
 // for CLI output.
-import { pino, type Logger } from 'pino';
+import pino, { type Logger } from 'pino';
 
 const root: Logger = pino(
   { level: process.env.NODEMESH_LOG_LEVEL ?? 'info', base: { pid: process.pid } },

@@ -1,0 +1,130 @@
+// The node agent: one per node. Connects to the control plane, loads and attaches the
+// datapath, enrols the meshed pods of its node, runs the outbound proxy and the admin
+// server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
+import { logger } from '../control/api/log.js';
+import { watchSnapshots } from '../control/api/discovery-client.js';
+import type { Snapshot } from '../control/api/snapshot.js';
+import { startAdminServer } from './admin-server.js';
+import { Datapath, cgroup2Mount, ownCgroup } from './datapath.js';
+import { Enrollment } from './enrollment.js';
+import { snapshotVersion } from './metrics.js';
+import { OutboundProxy } from './outbound-proxy.js';
+import { PodNetnsScanner } from './pod-netns.js';
+import { ServiceTable } from './service-table.js';
+
+const log = logger('agent');
+
+export const PORTS = { outbound: 15001, admin: 15020 } as const;
+
+export interface AgentOptions {
+  /** Kubernetes node name */
+  node: string;
+  /** control plane gRPC address host:port */
+  control: string;
+  /** IPv4 address pods reach the node proxy on (the node's IP) */
+  proxyIp: string;
+  outboundPort?: number;
+  /** admin address host:port (default proxyIp:15020) */
+  admin?: string;
+  /** cgroup v2 directory that is the parent of all pods (default: the cgroup2 root) */
+  podsCgroup?: string;
+  /** bpffs directory for pins (default /sys/fs/bpf/nodemesh/v1) */
+  pinDir?: string;
+  /** directory of the pods' network namespaces (default /run/netns) */
+  netnsDir?: string;
+  /** how often the netns directory is re-scanned for new pods */
+  rescanMs?: number;
+}
+
+export interface RunningAgent {
+  stop(): Promise<void>;
+}
+
+export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
+  let table = new ServiceTable(undefined);
+  let snapshot: Snapshot | undefined;
+  let datapath: Datapath | undefined;
+  let enrollment: Enrollment | undefined;
+  let proxy: OutboundProxy | undefined;
+  let listening = false;
+
+  const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
+  const admin = await startAdminServer(adminHost, adminPort, {
+    notReady() {
+      if (!snapshot) return 'no snapshot from the control plane yet';
+      if (!datapath) return 'datapath not attached';
+      if (!listening) return 'outbound listener not up';
+      if (!enrollment?.ready) return 'pods not enrolled yet';
+      return undefined;
+    },
+    debug() {
+      return {
+        node: opts.node,
+        snapshotVersion: snapshot?.version ?? 0,
+        enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
+        openConnections: proxy?.openConnections ?? 0,
+      };
+    },
+  });
+
+  const onSnapshot = (s: Snapshot) => {
+    snapshot = s;
+    table = new ServiceTable(s, table);
+    snapshotVersion.set(s.version);
+    log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
+    void enrollment?.reconcile(s);
+  };
+  const watch = watchSnapshots({
+    address: opts.control,
+    node: opts.node,
+    onSnapshot,
+    onError: (err) => log.warn({ err: err.message }, 'control plane stream error; retrying with backoff'),
+  });
+
+  const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
+  datapath = await Datapath.open({
+    pinDir: opts.pinDir ?? '/sys/fs/bpf/nodemesh/v1',
+    podsCgroup,
+    proxyCgroup: ownCgroup(),
+    proxyIp: opts.proxyIp,
+    proxyPort: opts.outboundPort ?? PORTS.outbound,
+  });
+  log.info({ podsCgroup, proxyIp: opts.proxyIp }, 'datapath attached');
+
+  enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
+  if (snapshot) void enrollment.reconcile(snapshot);
+  const rescan = setInterval(() => {
+    if (snapshot) void enrollment?.reconcile(snapshot);
+  }, opts.rescanMs ?? 2_000);
+  rescan.unref();
+
+  proxy = new OutboundProxy({ host: opts.proxyIp, port: opts.outboundPort ?? PORTS.outbound, table: () => table });
+  await proxy.listen();
+  listening = true;
+  log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    stop() {
+      stopping ??= (async () => {
+        clearInterval(rescan);
+        watch.close();
+        await proxy?.close(true);
+        admin.close();
+        // detach first: from here on new connects from pods are no longer redirected
+        datapath?.close({ unpin: true });
+        log.info('agent stopped; datapath detached and unpinned');
+      })();
+      return stopping;
+    },
+  };
+}
+
+export function splitHostPort(s: string): [string, number] {
+  const i = s.lastIndexOf(':');
+  const port = Number(s.slice(i + 1));
+  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new Error(`expected host:port, got "${s}"`);
+  }
+  return [s.slice(0, i), port];
+}

@@ -1,0 +1,240 @@
+// The outbound proxy: accepts the connections the datapath redirected to :15001, finds
+// where each was meant to go (SO_ORIGINAL_DST, answered by the eBPF getsockopt hook, or by
+// conntrack under an iptables REDIRECT), resolves a ClusterIP:port to one endpoint of the
+// Service, and pipes bytes. Plain TCP for now; HBONE (issue 3) and L7 (issue 4) plug in
+// where the upstream socket is made.
+//
+// Destinations that are not a Service's ClusterIP (a pod IP, an outside address) pass
+// through to the original destination unchanged, as Istio's PassthroughCluster does.
+import net from 'node:net';
+import diagnostics from 'node:diagnostics_channel';
+import { logger } from '../control/api/log.js';
+import { NodemeshError } from '../control/api/errors.js';
+import type { Service } from '../control/api/snapshot.js';
+import { originalDst } from './original-dst.js';
+import { pickRoundRobin, type ServiceTable } from './service-table.js';
+import {
+  proxyErrors,
+  tcpConnectionsClosed,
+  tcpConnectionsOpened,
+  tcpLabels,
+  tcpReceivedBytes,
+  tcpSentBytes,
+  type IstioLabels,
+} from './metrics.js';
+import { ResponseFlag, type ResponseFlagValue } from './response-flags.js';
+
+const log = logger('agent/outbound');
+
+/** Published on open and on close of every proxied connection; `nodemesh tap` reads it. */
+export const connectionChannel = diagnostics.channel('nodemesh:outbound:connection');
+
+export interface ConnectionEvent {
+  event: 'open' | 'close';
+  time: string;
+  source: string;
+  sourceWorkload: string;
+  originalDestination: string;
+  service: string;
+  upstream: string;
+  responseFlags: string;
+  receivedBytes: number;
+  sentBytes: number;
+  durationMs: number;
+}
+
+export interface OutboundProxyOptions {
+  /** IPv4 address to listen on (explicitly IPv4: see listen()) */
+  host: string;
+  port: number;
+  /** the current service table; read on every new connection */
+  table: () => ServiceTable;
+  /** how long a connect to an upstream may take before it counts as failed (Istio's default 10 s) */
+  connectTimeoutMs?: number;
+  /** how often byte counters of long-lived connections are brought up to date */
+  flushIntervalMs?: number;
+}
+
+interface Flow {
+  downstream: net.Socket;
+  upstream: net.Socket | undefined;
+  labels: IstioLabels;
+  startedAt: number;
+  /** bytes already added to the counters (long-lived connections are flushed periodically) */
+  countedIn: number;
+  countedOut: number;
+  event: Omit<ConnectionEvent, 'event' | 'time' | 'receivedBytes' | 'sentBytes' | 'durationMs'>;
+  closed: boolean;
+}
+
+export class OutboundProxy {
+  private readonly server: net.Server;
+  private readonly flows = new Set<Flow>();
+  private readonly flushTimer: NodeJS.Timeout;
+  private readonly connectTimeoutMs: number;
+
+  constructor(private readonly opts: OutboundProxyOptions) {
+    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
+    this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
+    this.flushTimer.unref();
+  }
+
+  /**
+   * Listens on an explicit IPv4 address: a default `::` listener would hand over
+   * v4-mapped sockets, while the original-destination lookup is keyed by IPv4.
+   */
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host: this.opts.host, port: this.opts.port, ipv6Only: false, backlog: 4096 }, () => {
+        this.server.off('error', reject);
+        this.server.on('error', (err) => log.error({ err }, 'outbound listener error'));
+        resolve();
+      });
+    });
+  }
+
+  get openConnections(): number {
+    return this.flows.size;
+  }
+
+  /** Stops accepting; open connections are left to finish unless `force`. */
+  async close(force = false): Promise<void> {
+    clearInterval(this.flushTimer);
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    if (force) for (const f of this.flows) this.teardown(f, true);
+    await closed;
+  }
+
+  private accept(downstream: net.Socket): void {
+    downstream.on('error', () => {}); // errors are handled by the flow teardown below
+    let dst: { ip: string; port: number };
+    try {
+      dst = originalDst(downstream);
+    } catch (err) {
+      // not redirected by us (someone dialled :15001 directly) or the record is gone
+      proxyErrors.inc({ reason: err instanceof NodemeshError ? err.code : 'unknown' });
+      log.warn({ err, client: `${downstream.remoteAddress}:${downstream.remotePort}` }, 'no original destination; closing');
+      downstream.destroy();
+      return;
+    }
+    const table = this.opts.table();
+    const source = table.workloadByIp(downstream.remoteAddress ?? '');
+    const target = table.service(dst.ip, dst.port);
+    let service: Service | undefined;
+    let upstreamIp = dst.ip;
+    let upstreamPort = dst.port;
+    let flags: ResponseFlagValue = ResponseFlag.None;
+    if (target) {
+      service = target.service;
+      const ep = pickRoundRobin(target);
+      if (ep) {
+        upstreamIp = ep.ip;
+        upstreamPort = ep.port;
+      } else {
+        flags = ResponseFlag.NoHealthyUpstream;
+      }
+    } else if (dst.ip === this.opts.host && dst.port === this.opts.port) {
+      flags = ResponseFlag.NoRoute; // would loop into ourselves
+    }
+    const destWorkload = table.workloadByIp(upstreamIp);
+    const flow: Flow = {
+      downstream,
+      upstream: undefined,
+      labels: tcpLabels(source, service, destWorkload, `${dst.ip}:${dst.port}`, flags),
+      startedAt: performance.now(),
+      countedIn: 0,
+      countedOut: 0,
+      event: {
+        source: `${downstream.remoteAddress}:${downstream.remotePort}`,
+        sourceWorkload: source ? source.uid : 'unknown',
+        originalDestination: `${dst.ip}:${dst.port}`,
+        service: service?.hostname ?? 'passthrough',
+        upstream: flags === ResponseFlag.None ? `${upstreamIp}:${upstreamPort}` : '',
+        responseFlags: flags,
+      },
+      closed: false,
+    };
+    this.flows.add(flow);
+    tcpConnectionsOpened.inc(flow.labels);
+    this.publish(flow, 'open');
+    if (flags !== ResponseFlag.None) {
+      proxyErrors.inc({ reason: flags });
+      this.teardown(flow, true);
+      return;
+    }
+    this.connectUpstream(flow, upstreamIp, upstreamPort);
+  }
+
+  private connectUpstream(flow: Flow, host: string, port: number): void {
+    const upstream = net.connect({ host, port, allowHalfOpen: true, noDelay: true, timeout: this.connectTimeoutMs });
+    flow.upstream = upstream;
+    const onConnectFail = (err?: Error) => {
+      flow.labels.response_flags = ResponseFlag.UpstreamConnectionFailure;
+      flow.event.responseFlags = ResponseFlag.UpstreamConnectionFailure;
+      proxyErrors.inc({ reason: ResponseFlag.UpstreamConnectionFailure });
+      log.debug({ err, upstream: `${host}:${port}` }, 'upstream connect failed');
+      this.teardown(flow, true);
+    };
+    upstream.once('timeout', () => onConnectFail(new Error('connect timeout')));
+    upstream.once('error', onConnectFail);
+    upstream.once('connect', () => {
+      upstream.setTimeout(0);
+      upstream.removeListener('error', onConnectFail);
+      upstream.on('error', () => this.teardown(flow, true));
+      flow.downstream.on('error', () => this.teardown(flow, true));
+      flow.downstream.pipe(upstream);
+      upstream.pipe(flow.downstream);
+      // with allowHalfOpen each side ends its peer through pipe(); the flow is done when
+      // both sockets are fully closed
+      let open = 2;
+      const onClose = () => {
+        if (--open === 0) this.teardown(flow, false);
+      };
+      upstream.once('close', onClose);
+      flow.downstream.once('close', onClose);
+    });
+  }
+
+  private teardown(flow: Flow, destroy: boolean): void {
+    if (flow.closed) return;
+    flow.closed = true;
+    if (destroy) {
+      // an error on either side resets the other, as a TCP proxy must
+      flow.downstream.resetAndDestroy?.();
+      flow.upstream?.destroy();
+    }
+    this.flush(flow);
+    tcpConnectionsClosed.inc(flow.labels);
+    this.publish(flow, 'close');
+    this.flows.delete(flow);
+  }
+
+  private flush(flow: Flow): void {
+    const received = flow.downstream.bytesRead;
+    const sent = flow.downstream.bytesWritten;
+    if (received > flow.countedIn) tcpReceivedBytes.inc(flow.labels, received - flow.countedIn);
+    if (sent > flow.countedOut) tcpSentBytes.inc(flow.labels, sent - flow.countedOut);
+    flow.countedIn = received;
+    flow.countedOut = sent;
+  }
+
+  private flushAll(): void {
+    for (const f of this.flows) this.flush(f);
+  }
+
+  private publish(flow: Flow, event: 'open' | 'close'): void {
+    if (!connectionChannel.hasSubscribers) return;
+    const e: ConnectionEvent = {
+      event,
+      time: new Date().toISOString(),
+      ...flow.event,
+      receivedBytes: flow.downstream.bytesRead,
+      sentBytes: flow.downstream.bytesWritten,
+      durationMs: Math.round(performance.now() - flow.startedAt),
+    };
+    connectionChannel.publish(e);
+  }
+}
+
