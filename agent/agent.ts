@@ -47,6 +47,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let enrollment: Enrollment | undefined;
   let proxy: OutboundProxy | undefined;
   let listening = false;
+  let rescan: NodeJS.Timeout | undefined;
 
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
   const admin = await startAdminServer(adminHost, adminPort, {
@@ -81,27 +82,37 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     onError: (err) => log.warn({ err: err.message }, 'control plane stream error; retrying with backoff'),
   });
 
-  const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
-  datapath = await Datapath.open({
-    pinDir: opts.pinDir ?? '/sys/fs/bpf/nodemesh/v1',
-    podsCgroup,
-    proxyCgroup: ownCgroup(),
-    proxyIp: opts.proxyIp,
-    proxyPort: opts.outboundPort ?? PORTS.outbound,
-  });
-  log.info({ podsCgroup, proxyIp: opts.proxyIp }, 'datapath attached');
+  try {
+    const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
+    datapath = await Datapath.open({
+      pinDir: opts.pinDir ?? '/sys/fs/bpf/nodemesh/v1',
+      podsCgroup,
+      proxyCgroup: ownCgroup(),
+      proxyIp: opts.proxyIp,
+      proxyPort: opts.outboundPort ?? PORTS.outbound,
+    });
+    log.info({ podsCgroup, proxyIp: opts.proxyIp }, 'datapath attached');
 
-  enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
-  if (snapshot) void enrollment.reconcile(snapshot);
-  const rescan = setInterval(() => {
-    if (snapshot) void enrollment?.reconcile(snapshot);
-  }, opts.rescanMs ?? 2_000);
-  rescan.unref();
+    enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
+    if (snapshot) void enrollment.reconcile(snapshot);
+    rescan = setInterval(() => {
+      if (snapshot) void enrollment?.reconcile(snapshot);
+    }, opts.rescanMs ?? 2_000);
+    rescan.unref();
 
-  proxy = new OutboundProxy({ host: opts.proxyIp, port: opts.outboundPort ?? PORTS.outbound, table: () => table });
-  await proxy.listen();
-  listening = true;
-  log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
+    proxy = new OutboundProxy({ host: opts.proxyIp, port: opts.outboundPort ?? PORTS.outbound, table: () => table });
+    await proxy.listen();
+    listening = true;
+    log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
+  } catch (err) {
+    // nothing half-started may outlive a failed start
+    clearInterval(rescan);
+    watch.close();
+    admin.close();
+    await proxy?.close(true);
+    datapath?.close({ unpin: true });
+    throw err;
+  }
 
   let stopping: Promise<void> | undefined;
   return {

@@ -1,0 +1,34 @@
+// `nodemesh agent`: the node agent in the foreground until SIGTERM/SIGINT, then it detaches
+// and unpins everything it attached.
+import { parseArgs } from 'node:util';
+import { startAgent, type AgentOptions } from '../agent/agent.js';
+import { untilSignal } from './run-control.js';
+
+export async function runAgent(args: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      node: { type: 'string' },
+      control: { type: 'string' },
+      'proxy-ip': { type: 'string' },
+      admin: { type: 'string' },
+      'pods-cgroup': { type: 'string' },
+      'pin-dir': { type: 'string' },
+      'netns-dir': { type: 'string' },
+    },
+  });
+  const node = values.node ?? process.env.NODE_NAME;
+  const control = values.control ?? process.env.NODEMESH_CONTROL;
+  const proxyIp = values['proxy-ip'] ?? process.env.NODE_IP;
+  const missing = [!node && '--node (or NODE_NAME)', !control && '--control (or NODEMESH_CONTROL)', !proxyIp && '--proxy-ip (or NODE_IP)'].filter(Boolean);
+  if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}`);
+  const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
+  if (values.admin) opts.admin = values.admin;
+  if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
+  if (values['pin-dir']) opts.pinDir = values['pin-dir'];
+  if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
+  const agent = await startAgent(opts);
+  await untilSignal();
+  await agent.stop();
+  return 0;
+}
