@@ -47,6 +47,14 @@ export const tcpConnectionsClosed = new Counter({
   labelNames: ISTIO_LABELS,
   registers: [registry],
 });
+// Byte counters of open connections are brought up to date when Prometheus scrapes (and
+// periodically), so a long-lived connection shows its traffic before it closes.
+const scrapeHooks: Array<() => void> = [];
+export function onScrape(fn: () => void): () => void {
+  scrapeHooks.push(fn);
+  return () => scrapeHooks.splice(scrapeHooks.indexOf(fn), 1);
+}
+
 // Istio: "sent" is the response direction (upstream → client), "received" the request
 // direction (client → upstream).
 export const tcpSentBytes = new Counter({
@@ -54,6 +62,9 @@ export const tcpSentBytes = new Counter({
   help: 'Bytes sent to the client during the response of a TCP connection',
   labelNames: ISTIO_LABELS,
   registers: [registry],
+  collect() {
+    for (const fn of scrapeHooks) fn();
+  },
 });
 export const tcpReceivedBytes = new Counter({
   name: 'istio_tcp_received_bytes_total',

@@ -14,6 +14,7 @@ import type { Service } from '../control/api/snapshot.js';
 import { originalDst } from './original-dst.js';
 import { pickRoundRobin, type ServiceTable } from './service-table.js';
 import {
+  onScrape,
   proxyErrors,
   tcpConnectionsClosed,
   tcpConnectionsOpened,
@@ -71,6 +72,7 @@ export class OutboundProxy {
   private readonly server: net.Server;
   private readonly flows = new Set<Flow>();
   private readonly flushTimer: NodeJS.Timeout;
+  private readonly offScrape: () => void;
   private readonly connectTimeoutMs: number;
 
   constructor(private readonly opts: OutboundProxyOptions) {
@@ -78,6 +80,7 @@ export class OutboundProxy {
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
     this.flushTimer.unref();
+    this.offScrape = onScrape(() => this.flushAll());
   }
 
   /**
@@ -102,6 +105,7 @@ export class OutboundProxy {
   /** Stops accepting; open connections are left to finish unless `force`. */
   async close(force = false): Promise<void> {
     clearInterval(this.flushTimer);
+    this.offScrape();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (force) for (const f of this.flows) this.teardown(f, true);
     await closed;
