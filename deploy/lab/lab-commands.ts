@@ -1,0 +1,57 @@
+// The contract between the lab and the nodemesh CLI: the command lines the lab runs for
+// the control plane and the agents, and the ports and paths it polls for readiness. Kept
+// in this one place so a change of flag is a change of this file only.
+import { fileURLToPath } from 'node:url';
+
+export const PORTS = { grpc: 15012, controlAdmin: 15014, agentAdmin: 15020 } as const;
+export const READY_PATH = '/healthz/ready';
+
+/** `<repo>/bin/nodemesh.js` (this file runs from dist/deploy/lab/). */
+export const DEFAULT_CLI = fileURLToPath(new URL('../../../bin/nodemesh.js', import.meta.url));
+
+export interface ControlCommand {
+  configDir: string;
+  /** host:port */
+  grpc: string;
+  /** host:port */
+  admin: string;
+}
+
+export interface AgentCommand {
+  node: string;
+  /** the control plane's gRPC host:port */
+  control: string;
+  podsCgroup: string;
+  pinDir: string;
+  proxyIp: string;
+  /** host:port */
+  admin: string;
+  /** directory of links to the node's pods' netns (the agent's netnsDir option) */
+  netnsDir: string;
+}
+
+/**
+ * Whether the agent command line carries `--netns-dir`. The agent scans a directory of
+ * netns and matches pods by IP; pod IPs repeat across labs, so with several labs at once
+ * the agent must scan only its node's directory, not all of /run/netns.
+ */
+export const AGENT_NETNS_DIR_FLAG: string | undefined = '--netns-dir';
+
+export function controlArgv(cli: string, c: ControlCommand): string[] {
+  return [process.execPath, cli, 'control', '--config-dir', c.configDir, '--grpc', c.grpc, '--admin', c.admin];
+}
+
+export function agentArgv(cli: string, a: AgentCommand): string[] {
+  return [
+    process.execPath,
+    cli,
+    'agent',
+    '--node', a.node,
+    '--control', a.control,
+    '--pods-cgroup', a.podsCgroup,
+    '--pin-dir', a.pinDir,
+    '--proxy-ip', a.proxyIp,
+    '--admin', a.admin,
+    ...(AGENT_NETNS_DIR_FLAG ? [AGENT_NETNS_DIR_FLAG, a.netnsDir] : []),
+  ];
+}

@@ -1,0 +1,181 @@
+// Turns the lab model into the complete list of what the lab will create, named and
+// addressed: this plan IS the state file's content, written before anything exists.
+//
+// Addressing (slot s, lab L):
+//   lab bridge  nm<s>b in the root netns, 172.31.<240+s>.1/24
+//   node i      netns nm-L-<node>, eth0 172.31.<240+s>.<10+i>/24 (root end nm<s>n<i>),
+//               pod bridge cbr0 10.244.<i>.1/24
+//   pod j       netns nm-L-<ns>-<pod>, eth0 10.244.<i>.<2+k>/24 (k-th pod of node i; node
+//               end nm<s>p<j>), default via 10.244.<i>.1
+// Pod CIDRs exist only inside the lab's own namespaces, so every lab uses the same ones.
+import { createHash } from 'node:crypto';
+import path from 'node:path';
+import { NodemeshError } from '../../control/api/errors.js';
+import type { LabModel, ModelPod } from './lab-model.js';
+import { selects } from './lab-model.js';
+import type { LabContainerState, LabNodeState, LabPodState, LabServiceState, LabState } from './lab-state.js';
+import { labStateDir } from './lab-state.js';
+import { PORTS } from './lab-commands.js';
+
+export const POD_BRIDGE = 'cbr0';
+export const BPFFS = '/sys/fs/bpf';
+const MAX_NODES = 200;
+const MAX_PODS_PER_NODE = 250;
+const MAX_NETNS_NAME = 64;
+
+export function bridgeSubnet(slot: number): string {
+  return `172.31.${240 + slot}`;
+}
+
+export function netnsPrefix(lab: string): string {
+  return `nm-${lab}-`;
+}
+
+export function pinPrefix(lab: string): string {
+  return `nodemesh-lab-${lab}-`;
+}
+
+/** Root-netns interface names of a slot: nm<s>b, nm<s>n<i>, nm<s>p<j>. */
+export function slotLinkPattern(slot: number): RegExp {
+  return new RegExp(`^nm${slot}[a-z]\\d*$`);
+}
+
+/** `nm-<lab>-<parts>`, with long names cut and made unique by a hash suffix. */
+export function netnsName(lab: string, ...parts: string[]): string {
+  const full = netnsPrefix(lab) + parts.join('-');
+  if (full.length <= MAX_NETNS_NAME) return full;
+  const hash = createHash('sha256').update(full).digest('hex').slice(0, 8);
+  return `${full.slice(0, MAX_NETNS_NAME - 9)}-${hash}`;
+}
+
+export interface PlanInput {
+  name: string;
+  slot: number;
+  /** `<cgroup2 mount>/nodemesh-lab/<lab>` */
+  cgroupRoot: string;
+  model: LabModel;
+  agents: boolean;
+  control: boolean;
+}
+
+export function planLab(input: PlanInput): LabState {
+  const { name, slot, cgroupRoot, model } = input;
+  if (model.nodes.length > MAX_NODES) throw new NodemeshError('NM_ERR_LAB', `the lab supports at most ${MAX_NODES} Nodes (got ${model.nodes.length})`);
+  const stateDir = labStateDir(name);
+  const logDir = path.join(stateDir, 'logs');
+  const subnet = bridgeSubnet(slot);
+  const bridgeIp = `${subnet}.1`;
+
+  const nodes: LabNodeState[] = model.nodes.map((n, i) => ({
+    name: n.name,
+    index: i,
+    ip: `${subnet}.${10 + i}`,
+    netns: netnsName(name, n.name),
+    vethRoot: `nm${slot}n${i}`,
+    podCidr: `10.244.${i}.0/24`,
+    podBridge: POD_BRIDGE,
+    podBridgeIp: `10.244.${i}.1`,
+    podsCgroup: path.join(cgroupRoot, n.name, 'pods'),
+    agentCgroup: path.join(cgroupRoot, n.name, 'agent'),
+    pinDir: path.join(BPFFS, pinPrefix(name) + n.name),
+    netnsDir: path.join(stateDir, 'netns', n.name),
+    agentAdmin: `${subnet}.${10 + i}:${PORTS.agentAdmin}`,
+    agentLog: path.join(logDir, `agent-${n.name}.log`),
+  }));
+  const nodeByName = new Map(nodes.map((n) => [n.name, n]));
+
+  const perNode = new Map<string, number>();
+  const pods: LabPodState[] = model.pods.map((p, j) => {
+    const node = nodeByName.get(p.nodeName)!;
+    const k = perNode.get(node.name) ?? 0;
+    perNode.set(node.name, k + 1);
+    if (k >= MAX_PODS_PER_NODE) throw new NodemeshError('NM_ERR_LAB', `Node ${node.name} has more than ${MAX_PODS_PER_NODE} Pods; the lab's pod CIDRs are /24`);
+    const ip = `10.244.${node.index}.${2 + k}`;
+    const netns = netnsName(name, p.namespace, p.name);
+    return {
+      namespace: p.namespace,
+      name: p.name,
+      node: node.name,
+      ip,
+      netns,
+      vethNode: `nm${slot}p${j}`,
+      cgroup: path.join(node.podsCgroup, `${p.namespace}-${p.name}`),
+      etcDir: path.join('/etc/netns', netns),
+      containers: p.containers.map((c): LabContainerState => ({
+        name: c.name,
+        argv: c.argv,
+        env: containerEnv(p, c.env, ip, node.ip),
+        ports: c.tcpPorts,
+        log: path.join(logDir, 'pods', `${p.namespace}_${p.name}_${c.name}.log`),
+      })),
+    };
+  });
+
+  const services: LabServiceState[] = model.services.map((s) => ({
+    namespace: s.namespace,
+    name: s.name,
+    clusterIp: s.clusterIP,
+    ports: s.ports.map((p) => ({ ...p })),
+  }));
+
+  return {
+    version: 1,
+    name,
+    status: 'creating',
+    slot,
+    dir: model.dir,
+    createdAt: new Date().toISOString(),
+    stateDir,
+    configDir: path.join(stateDir, 'config'),
+    logDir,
+    agents: input.agents,
+    control: input.control,
+    cgroupRoot,
+    bridge: { name: `nm${slot}b`, ip: bridgeIp, cidr: `${subnet}.0/24` },
+    controlAddress: {
+      grpc: `${bridgeIp}:${PORTS.grpc}`,
+      admin: `${bridgeIp}:${PORTS.controlAdmin}`,
+      log: path.join(logDir, 'control.log'),
+      cgroup: path.join(cgroupRoot, 'control'),
+    },
+    nodes,
+    pods,
+    services,
+    processes: [],
+  };
+}
+
+/**
+ * The container's env as the pod sees it: its own env (fieldRefs resolved like the
+ * downward API) over POD_NAME, POD_NAMESPACE, POD_IP and NODE_NAME, which the lab always
+ * sets (a pod has no hostname of its own here: the lab shares the host's UTS namespace).
+ */
+function containerEnv(p: ModelPod, env: ModelPod['containers'][number]['env'], podIp: string, hostIp: string): Record<string, string> {
+  const out: Record<string, string> = { POD_NAME: p.name, POD_NAMESPACE: p.namespace, POD_IP: podIp, NODE_NAME: p.nodeName };
+  const field: Record<string, string> = {
+    'metadata.name': p.name,
+    'metadata.namespace': p.namespace,
+    'spec.nodeName': p.nodeName,
+    'status.podIP': podIp,
+    'status.hostIP': hostIp,
+    'spec.serviceAccountName': p.serviceAccountName,
+  };
+  for (const e of env) out[e.name] = e.fieldRef ? field[e.fieldRef]! : e.value ?? '';
+  return out;
+}
+
+/** The pod's /etc/hosts: localhost, its own name, every Service, headless ones by pod IP. */
+export function hostsFile(state: Pick<LabState, 'pods' | 'services'>, pod: LabPodState, model: LabModel): string {
+  const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', `${pod.ip}\t${pod.name}`];
+  const podsByKey = new Map(model.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
+  for (const s of model.services) {
+    const names = [`${s.name}.${s.namespace}.svc.cluster.local`, `${s.name}.${s.namespace}`];
+    if (s.namespace === pod.namespace) names.push(s.name);
+    const ips =
+      s.clusterIP === 'None'
+        ? state.pods.filter((p) => p.namespace === s.namespace && selects(s.selector, podsByKey.get(`${p.namespace}/${p.name}`)!.labels)).map((p) => p.ip)
+        : [s.clusterIP];
+    for (const ip of ips) lines.push(`${ip}\t${names.join(' ')}`);
+  }
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,94 @@
+// Waiting for the lab's parts: the control plane and the agents answer 200 on
+// /healthz/ready (polled from the root netns over the lab bridge), and every pod that
+// declares container ports listens on them (polled with `ss` inside the pod's netns).
+// A process that exits while awaited fails the wait at once, with its log's last lines.
+import http from 'node:http';
+import path from 'node:path';
+import { NodemeshError } from '../../control/api/errors.js';
+import { READY_PATH } from './lab-commands.js';
+import { NETNS_DIR } from './lab-network.js';
+import { isAlive, logTail, run, waitFor } from './lab-processes.js';
+import type { LabPodState } from './lab-state.js';
+
+/** GET http://hostport/healthz/ready: the status code, or the connection error. */
+export function probeReady(hostport: string, timeoutMs = 1_000): Promise<{ ok: boolean; detail: string }> {
+  const i = hostport.lastIndexOf(':');
+  return new Promise((resolve) => {
+    const req = http.get({ host: hostport.slice(0, i), port: Number(hostport.slice(i + 1)), path: READY_PATH, agent: false, timeout: timeoutMs }, (res) => {
+      res.resume();
+      resolve({ ok: res.statusCode === 200, detail: `HTTP ${res.statusCode}` });
+    });
+    req.once('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.once('error', (err) => resolve({ ok: false, detail: err.message }));
+  });
+}
+
+export interface ReadyTarget {
+  /** what to call it in errors: `agent of node a`, `control plane` */
+  what: string;
+  hostport: string;
+  pid: number;
+  log: string;
+}
+
+export async function waitReady(t: ReadyTarget, timeoutMs: number): Promise<void> {
+  let last = 'not probed yet';
+  let died = false;
+  const ok = await waitFor(async () => {
+    if (!(await isAlive(t.pid))) {
+      died = true;
+      return true;
+    }
+    const r = await probeReady(t.hostport);
+    last = r.detail;
+    return r.ok;
+  }, timeoutMs, 200);
+  if (died) {
+    throw new NodemeshError('NM_ERR_LAB', `the ${t.what} (pid ${t.pid}) exited before it was ready; see its log ${t.log}:\n${await logTail(t.log)}`);
+  }
+  if (!ok) {
+    throw new NodemeshError(
+      'NM_ERR_LAB',
+      `the ${t.what} is not ready after ${timeoutMs} ms (GET http://${t.hostport}${READY_PATH}: ${last}); see its log ${t.log}:\n${await logTail(t.log)}`,
+    );
+  }
+}
+
+/** TCP ports in LISTEN inside a netns. */
+export async function listeningPorts(netns: string): Promise<Set<number>> {
+  const { stdout } = await run('nsenter', [`--net=${path.join(NETNS_DIR, netns)}`, '--', 'ss', '-Hltn']);
+  const ports = new Set<number>();
+  for (const line of stdout.split('\n')) {
+    const local = line.trim().split(/\s+/)[3];
+    if (local) ports.add(Number(local.slice(local.lastIndexOf(':') + 1)));
+  }
+  return ports;
+}
+
+/** Waits until the pod listens on every TCP port its containers declare. */
+export async function waitPodListening(pod: LabPodState, pids: Map<string, number>, timeoutMs: number): Promise<void> {
+  const want = pod.containers.flatMap((c) => c.ports);
+  if (want.length === 0) return;
+  let missing = want;
+  let dead: LabPodState['containers'][number] | undefined;
+  const ok = await waitFor(async () => {
+    for (const c of pod.containers) {
+      const pid = pids.get(c.name);
+      if (pid !== undefined && !(await isAlive(pid))) {
+        dead = c;
+        return true;
+      }
+    }
+    const open = await listeningPorts(pod.netns);
+    missing = want.filter((p) => !open.has(p));
+    return missing.length === 0;
+  }, timeoutMs, 100);
+  const id = `${pod.namespace}/${pod.name}`;
+  if (dead) {
+    throw new NodemeshError('NM_ERR_LAB', `container ${dead.name} of pod ${id} exited (\`${dead.argv.join(' ')}\`, cwd the lab dir); see its log ${dead.log}:\n${await logTail(dead.log)}`);
+  }
+  if (!ok) {
+    const logs = pod.containers.map((c) => c.log).join(', ');
+    throw new NodemeshError('NM_ERR_LAB', `pod ${id} is not listening on port(s) ${missing.join(', ')} after ${timeoutMs} ms (declared in containers[].ports); see ${logs}:\n${await logTail(pod.containers[0]!.log)}`);
+  }
+}

@@ -1,0 +1,317 @@
+// The lab: Kubernetes-shaped YAML → a running local cluster on this machine (network
+// namespaces for nodes and pods, cgroup v2 directories, the control plane and one agent
+// per node), and its removal. The public surface of deploy/lab/ — the CLI and the tests
+// import this file only.
+//
+// `lab up` order: model (fails before anything is touched) → tear down any lab of the
+// same name → state file with the whole plan → network → cgroups → control plane config
+// dir → control plane (ready) → agents (ready) → pods → pods listening. Pods start only
+// once every agent is ready, so no pod opens a connection before its redirect exists.
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { NodemeshError } from '../../control/api/errors.js';
+import { logger } from '../../control/api/log.js';
+import { cgroup2Mount, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
+import { agentArgv, controlArgv, DEFAULT_CLI } from './lab-commands.js';
+import { writeConfigDir } from './lab-config-dir.js';
+import { loadLabModel, type LabModel } from './lab-model.js';
+import { createBridge, createNode, createPod, ensureBpffs, writePodEtc } from './lab-network.js';
+import { BPFFS, hostsFile, planLab } from './lab-plan.js';
+import { enterArgv, isAlive, runInherit, signalGroup, spawnDetached, type DetachedSpec } from './lab-processes.js';
+import { waitPodListening, waitReady } from './lab-readiness.js';
+import { claimSlot, labStateDir, listLabs, readLabState, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
+import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
+
+export type { LabState, LabNodeState, LabPodState, LabServiceState, LabProcessState } from './lab-state.js';
+export type { LabDownReport } from './lab-teardown.js';
+export { LABS_DIR, labStateDir, labStateFile, listLabs } from './lab-state.js';
+export { loadLabModel } from './lab-model.js';
+export { controlArgv, agentArgv, PORTS as LAB_PORTS } from './lab-commands.js';
+
+const log = logger('lab');
+
+export const DEFAULT_LAB_NAME = 'lab';
+
+export interface LabUpOptions {
+  /** directory of YAML files; pods run with it as cwd */
+  dir: string;
+  /** default: $NODEMESH_LAB, else `lab` */
+  name?: string;
+  /** start one agent per node (default true); false: network and pods only */
+  agents?: boolean;
+  /** start the control plane (default: same as agents) */
+  control?: boolean;
+  /** the nodemesh CLI entry the control plane and agents run from (default <repo>/bin/nodemesh.js) */
+  cli?: string;
+  /** extra environment for the control plane and the agents */
+  env?: Record<string, string>;
+  timeouts?: { controlMs?: number; agentsMs?: number; podsMs?: number };
+}
+
+export function labName(name?: string): string {
+  const n = name ?? process.env.NODEMESH_LAB ?? DEFAULT_LAB_NAME;
+  validateLabName(n);
+  return n;
+}
+
+function requireRoot(what: string): void {
+  if (process.getuid?.() !== 0) {
+    throw new NodemeshError('NM_ERR_LAB', `${what} needs root (network namespaces, veths, cgroups): run it as root`);
+  }
+}
+
+export async function labUp(opts: LabUpOptions): Promise<LabState> {
+  const name = labName(opts.name);
+  requireRoot('lab up');
+  const agents = opts.agents ?? true;
+  const control = opts.control ?? agents;
+  const model = await loadLabModel(opts.dir);
+
+  // a lab of the same name (running, or left by a crash) goes first
+  const old = await teardownLab({ name });
+  if (old.stateDir || old.netns.length || old.processes) log.info({ lab: name }, 'removed the previous lab of the same name');
+
+  const mount = await cgroup2Mount({ mountIfMissing: true });
+  const cgroupRoot = labCgroupRoot(mount!, name);
+  // the state dir exists before the slot is claimed: a claim whose lab has no state dir is stale
+  await mkdir(labStateDir(name), { recursive: true });
+  const slot = await claimSlot(name);
+  const state = planLab({ name, slot, cgroupRoot, model, agents, control });
+  await writeLabState(state); // every resource below is recorded before it exists
+  log.info({ lab: name, slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
+
+  try {
+    await buildNetwork(state, model);
+    await buildCgroups(state);
+    await writeConfigDir(state, model);
+    const env = { ...process.env, ...opts.env };
+    const cli = opts.cli ?? DEFAULT_CLI;
+    if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
+    if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
+    await startPods(state, opts.timeouts?.podsMs ?? 30_000);
+    state.status = 'ready';
+    await writeLabState(state);
+    log.info({ lab: name }, 'lab ready');
+    return state;
+  } catch (err) {
+    const message = (err as Error).message;
+    state.status = 'failed';
+    state.error = message;
+    // nothing of a failed lab keeps running in the background; its network and logs stay
+    for (const p of state.processes) signalGroup(p.pid, 'SIGKILL');
+    await writeLabState(state).catch(() => undefined);
+    log.error({ lab: name, err: message }, 'lab up failed');
+    throw new NodemeshError('NM_ERR_LAB', `lab ${name}: ${message}\n  (processes stopped; network and logs under ${state.stateDir} kept for inspection: remove them with \`nodemesh lab down --name ${name}\`)`, { cause: err });
+  }
+}
+
+async function buildNetwork(state: LabState, model: LabModel): Promise<void> {
+  await createBridge(state.bridge!);
+  for (const node of state.nodes) await createNode(node, state.nodes, state.bridge!);
+  const byName = new Map(state.nodes.map((n) => [n.name, n]));
+  await inBatches(state.pods, 8, async (pod) => {
+    await createPod(pod, byName.get(pod.node)!);
+    await writePodEtc(pod, hostsFile(state, pod, model));
+  });
+}
+
+async function buildCgroups(state: LabState): Promise<void> {
+  if (state.controlAddress) await makeCgroup(state.controlAddress.cgroup);
+  for (const n of state.nodes) {
+    await makeCgroup(n.agentCgroup);
+    await makeCgroup(n.podsCgroup);
+  }
+  for (const p of state.pods) await makeCgroup(p.cgroup);
+}
+
+async function track(state: LabState, spec: DetachedSpec, role: LabProcessState['role'], name: string): Promise<number> {
+  const pid = await spawnDetached(spec);
+  state.processes.push({ role, name, pid, argv: spec.argv, log: spec.log, startedAt: new Date().toISOString() });
+  await writeLabState(state);
+  return pid;
+}
+
+async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
+  const c = state.controlAddress!;
+  const argv = controlArgv(cli, { configDir: state.configDir, grpc: c.grpc, admin: c.admin });
+  const pid = await track(state, { argv, cgroup: c.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: c.log }, 'control', 'control');
+  await waitReady({ what: 'control plane', hostport: c.admin, pid, log: c.log }, timeoutMs);
+  log.info({ lab: state.name, grpc: c.grpc, pid }, 'control plane ready');
+}
+
+async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
+  await ensureBpffs(BPFFS);
+  const started = [];
+  for (const n of state.nodes) {
+    const argv = agentArgv(cli, {
+      node: n.name,
+      control: state.controlAddress!.grpc,
+      podsCgroup: n.podsCgroup,
+      pinDir: n.pinDir,
+      proxyIp: n.ip,
+      admin: n.agentAdmin,
+      netnsDir: n.netnsDir,
+    });
+    const spec: DetachedSpec = { argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env, log: n.agentLog };
+    started.push({ n, pid: await track(state, spec, 'agent', n.name) });
+  }
+  await Promise.all(started.map(({ n, pid }) => waitReady({ what: `agent of node ${n.name}`, hostport: n.agentAdmin, pid, log: n.agentLog }, timeoutMs)));
+  log.info({ lab: state.name, nodes: state.nodes.map((n) => n.name) }, 'agents ready');
+}
+
+/** What every pod process gets besides its container env (the host's PATH, no more). */
+function podBaseEnv(): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: process.env.LANG ?? 'C.UTF-8' };
+}
+
+async function startPods(state: LabState, timeoutMs: number): Promise<void> {
+  const pids = new Map<LabState['pods'][number], Map<string, number>>();
+  for (const pod of state.pods) {
+    const m = new Map<string, number>();
+    for (const c of pod.containers) {
+      const spec: DetachedSpec = {
+        argv: c.argv,
+        cgroup: pod.cgroup,
+        netns: { via: 'ip-netns-exec', netns: pod.netns },
+        cwd: state.dir,
+        env: { ...podBaseEnv(), ...c.env },
+        log: c.log,
+      };
+      m.set(c.name, await track(state, spec, 'pod', `${pod.namespace}/${pod.name}/${c.name}`));
+    }
+    pids.set(pod, m);
+  }
+  await Promise.all(state.pods.map((pod) => waitPodListening(pod, pids.get(pod)!, timeoutMs)));
+}
+
+async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
+}
+
+/** Removes the lab: processes, cgroups, netns, links, pins, /etc/netns dirs, state. */
+export async function labDown(opts: { name?: string; graceMs?: number } = {}): Promise<LabDownReport> {
+  const name = labName(opts.name);
+  requireRoot('lab down');
+  const o: LabDownOptions = { name };
+  if (opts.graceMs !== undefined) o.graceMs = opts.graceMs;
+  return teardownLab(o);
+}
+
+/** The lab's state (node and pod IPs, netns names, cgroups, log paths); throws if there is no such lab. */
+export async function labState(name?: string): Promise<LabState> {
+  const n = labName(name);
+  const state = await readLabState(n);
+  if (!state) throw new NodemeshError('NM_ERR_LAB', `there is no lab named ${n}: start one with \`nodemesh lab up -f DIR --name ${n}\``);
+  return state;
+}
+
+/** node name → node IP (where its agent's admin port answers, from the root netns). */
+export async function labNodeAddresses(name?: string): Promise<Record<string, string>> {
+  const s = await labState(name);
+  return Object.fromEntries(s.nodes.map((n) => [n.name, n.ip]));
+}
+
+/** `namespace/name` → pod IP. */
+export async function labPodAddresses(name?: string): Promise<Record<string, string>> {
+  const s = await labState(name);
+  return Object.fromEntries(s.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip]));
+}
+
+export interface LabExecOptions {
+  name?: string;
+  /** `NAMESPACE/POD`, `POD` (namespace default) or `node/NODE` */
+  target: string;
+  argv: string[];
+}
+
+/**
+ * The command line that runs `argv` inside a lab target, and its environment: for a pod,
+ * in its cgroup and netns with its /etc/hosts and its first container's env (like
+ * `kubectl exec`); for `node/NAME`, in the node's netns (where the agent's admin port is).
+ */
+export async function labExecCommand(opts: LabExecOptions): Promise<{ argv: string[]; env: NodeJS.ProcessEnv }> {
+  if (opts.argv.length === 0) throw new NodemeshError('NM_ERR_LAB', 'lab exec: no command given (`nodemesh lab exec NS/POD -- CMD ARGS…`)');
+  const state = await labState(opts.name);
+  if (opts.target.startsWith('node/')) {
+    const node = state.nodes.find((n) => n.name === opts.target.slice('node/'.length));
+    if (!node) throw new NodemeshError('NM_ERR_LAB', `lab ${state.name} has no ${opts.target} (nodes: ${state.nodes.map((n) => n.name).join(', ')})`);
+    return { argv: enterArgv(undefined, { via: 'nsenter', netns: node.netns }, opts.argv), env: process.env };
+  }
+  const [ns, podName] = opts.target.includes('/') ? opts.target.split('/', 2) : ['default', opts.target];
+  const pod = state.pods.find((p) => p.namespace === ns && p.name === podName);
+  if (!pod) {
+    throw new NodemeshError('NM_ERR_LAB', `lab ${state.name} has no pod ${ns}/${podName} (pods: ${state.pods.map((p) => `${p.namespace}/${p.name}`).join(', ') || 'none'}; nodes: node/NAME)`);
+  }
+  return { argv: enterArgv(pod.cgroup, { via: 'ip-netns-exec', netns: pod.netns }, opts.argv), env: { ...process.env, ...pod.containers[0]?.env } };
+}
+
+/** Runs a command inside a pod or node with the caller's stdio; resolves to its exit code. */
+export async function labExec(opts: LabExecOptions): Promise<number> {
+  requireRoot('lab exec');
+  const { argv, env } = await labExecCommand(opts);
+  return runInherit(argv, { env });
+}
+
+export interface LabStatusReport {
+  name: string;
+  status: LabState['status'];
+  error?: string;
+  slot: number | null;
+  bridge: string | undefined;
+  stateDir: string;
+  processes: (LabProcessState & { alive: boolean })[];
+  nodes: { name: string; ip: string; netns: string; podCidr: string }[];
+  pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
+  services: { namespace: string; name: string; clusterIp: string; ports: string }[];
+}
+
+export async function labStatus(opts: { name?: string } = {}): Promise<LabStatusReport> {
+  const s = await labState(opts.name);
+  const report: LabStatusReport = {
+    name: s.name,
+    status: s.status,
+    slot: s.slot,
+    bridge: s.bridge ? `${s.bridge.name} ${s.bridge.ip}` : undefined,
+    stateDir: s.stateDir,
+    processes: await Promise.all(s.processes.map(async (p) => ({ ...p, alive: await isAlive(p.pid) }))),
+    nodes: s.nodes.map((n) => ({ name: n.name, ip: n.ip, netns: n.netns, podCidr: n.podCidr })),
+    pods: s.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
+    services: s.services.map((v) => ({ namespace: v.namespace, name: v.name, clusterIp: v.clusterIp, ports: v.ports.map((p) => `${p.port}→${p.targetPort}/${p.protocol}`).join(',') })),
+  };
+  if (s.error) report.error = s.error;
+  return report;
+}
+
+/** `lab status` as text for the CLI. */
+export function formatLabStatus(r: LabStatusReport): string {
+  const proc = (role: string, name: string) => {
+    const ps = r.processes.filter((p) => p.role === role && (p.name === name || p.name.startsWith(`${name}/`)));
+    if (ps.length === 0) return '-';
+    return ps.map((p) => `${p.pid}${p.alive ? '' : ' (dead)'}`).join(',');
+  };
+  const table = (rows: string[][]) => {
+    const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+    return rows.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+  };
+  const out = [`lab ${r.name}: ${r.status}${r.error ? ` (${r.error.split('\n')[0]})` : ''}, slot ${r.slot ?? '-'}, bridge ${r.bridge ?? '-'}, state ${r.stateDir}`];
+  out.push(`control plane: pid ${proc('control', 'control')}`);
+  out.push('', table([['NODE', 'IP', 'POD CIDR', 'NETNS', 'AGENT PID'], ...r.nodes.map((n) => [n.name, n.ip, n.podCidr, n.netns, proc('agent', n.name)])]));
+  out.push('', table([['POD', 'IP', 'NODE', 'PIDS'], ...r.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.node, proc('pod', `${p.namespace}/${p.name}`)])]));
+  out.push('', table([['SERVICE', 'CLUSTER-IP', 'PORTS'], ...r.services.map((s) => [`${s.namespace}/${s.name}`, s.clusterIp, s.ports])]));
+  return out.join('\n');
+}
+
+/** Every lab with a state dir and its status. */
+export async function labList(): Promise<{ name: string; status: LabState['status'] | 'unknown' }[]> {
+  const out: { name: string; status: LabState['status'] | 'unknown' }[] = [];
+  for (const name of await listLabs()) {
+    const s = await readLabState(name).catch(() => undefined);
+    out.push({ name, status: s?.status ?? 'unknown' });
+  }
+  return out;
+}
+
+/** For a pod's log paths etc.: `<state dir>/logs`. */
+export function labLogDir(name?: string): string {
+  return path.join(labStateDir(labName(name)), 'logs');
+}
