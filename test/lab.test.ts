@@ -4,7 +4,7 @@
 // run in parallel with each other and with other test files' labs.
 import test, { type ExecutionContext } from 'ava';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, readFile, readdir, rm, stat, unlink } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -179,6 +179,28 @@ test('the plan addresses nodes and pods from the slot, and a pod hosts file reso
   t.notRegex(hostsFile(s, s.pods[1]!, m), /\ts\.x\.svc\.cluster\.local s\.x s$/m, 'short names only within the namespace');
 });
 
+test('names that would collide when joined with - are made unique', (t) => {
+  const m = parseLabModel('/lab', [
+    {
+      name: 'a.yaml',
+      text: [
+        'apiVersion: v1\nkind: Node\nmetadata: {name: web-client}',
+        'apiVersion: v1\nkind: Pod\nmetadata: {name: client, namespace: web}\nspec: {nodeName: web-client, containers: [{name: c, command: [x]}]}',
+        'apiVersion: v1\nkind: Pod\nmetadata: {name: b-c, namespace: a}\nspec: {nodeName: web-client, containers: [{name: c, command: [x]}]}',
+        'apiVersion: v1\nkind: Pod\nmetadata: {name: c, namespace: a-b}\nspec: {nodeName: web-client, containers: [{name: c, command: [x]}]}',
+        'apiVersion: v1\nkind: Pod\nmetadata: {name: ' + 'p'.repeat(63) + ', namespace: ' + 'n'.repeat(63) + '}\nspec: {nodeName: web-client, containers: [{name: c, command: [x]}]}',
+      ].join('\n---\n'),
+    },
+  ]);
+  const s = planLab({ name: 'lt-names', slot: 0, cgroupRoot: '/cg', model: m, agents: false, control: false });
+  const netns = [...s.nodes.map((n) => n.netns), ...s.pods.map((p) => p.netns)];
+  t.is(new Set(netns).size, netns.length, netns.join(' '));
+  t.true(netns.every((n) => n.startsWith('nm-lt-names-') && n.length <= 64));
+  t.is(s.nodes[0]!.netns, 'nm-lt-names-web-client');
+  t.is(new Set(s.pods.map((p) => p.cgroup)).size, s.pods.length);
+  t.is(s.controlAddress, null, 'no control plane: no address');
+});
+
 test('the control plane config dir gets the resources completed as the API server would, other kinds as written', async (t) => {
   const { loadLabModel } = await import('../deploy/lab/lab-model.js');
   const m = await loadLabModel(BASIC);
@@ -313,6 +335,20 @@ rootTest('an agent that never gets ready fails lab up with its log path, before 
   t.is(state.status, 'failed');
   t.deepEqual(state.processes.filter((p) => p.role === 'pod'), []);
   await downAndCheck(t, state);
+});
+
+rootTest('a pod whose process exits fails lab up with the pod, the command and its log', async (t) => {
+  const name = 'lt-badpod';
+  cleanup(t, name);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'lt-badpod-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(
+    path.join(dir, 'lab.yaml'),
+    NODE + '---\napiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: n1, containers: [{name: c, command: [sh, -c, "echo boom >&2; exit 3"], ports: [{containerPort: 80}]}]}\n',
+  );
+  const err = await t.throwsAsync(labUp({ dir, name, agents: false, timeouts: { podsMs: 10_000 } }));
+  t.regex(err!.message, /container c of pod default\/p exited \(`sh -c echo boom >&2; exit 3`, cwd the lab dir\); see its log \/run\/nodemesh\/labs\/lt-badpod\/logs\/pods\/default_p_c\.log:\n\s+\| boom/);
+  await downAndCheck(t, await labState(name));
 });
 
 rootTest('lab down cleans a lab whose lab up was killed half-way', async (t) => {

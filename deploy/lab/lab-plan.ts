@@ -44,8 +44,26 @@ export function slotLinkPattern(slot: number): RegExp {
 export function netnsName(lab: string, ...parts: string[]): string {
   const full = netnsPrefix(lab) + parts.join('-');
   if (full.length <= MAX_NETNS_NAME) return full;
-  const hash = createHash('sha256').update(full).digest('hex').slice(0, 8);
-  return `${full.slice(0, MAX_NETNS_NAME - 9)}-${hash}`;
+  return withHash(full, full, MAX_NETNS_NAME);
+}
+
+/** `name` cut to `max` characters with a hash of `key` appended: unique and bounded. */
+function withHash(name: string, key: string, max: number): string {
+  const hash = createHash('sha256').update(key).digest('hex').slice(0, 8);
+  return `${name.slice(0, max - 9)}-${hash}`;
+}
+
+/**
+ * Joining names with '-' can collide (pod a/b-c and pod a-b/c, or node web-client and pod
+ * web/client): the second one to claim a name gets a hash of its identity appended.
+ */
+class NameClaims {
+  private readonly used = new Set<string>();
+  claim(name: string, identity: string, max = MAX_NETNS_NAME): string {
+    const n = this.used.has(name) ? withHash(name, identity, Math.min(max, name.length + 9)) : name;
+    this.used.add(n);
+    return n;
+  }
 }
 
 export interface PlanInput {
@@ -66,11 +84,13 @@ export function planLab(input: PlanInput): LabState {
   const subnet = bridgeSubnet(slot);
   const bridgeIp = `${subnet}.1`;
 
+  const netnsClaims = new NameClaims();
+  const cgroupClaims = new NameClaims();
   const nodes: LabNodeState[] = model.nodes.map((n, i) => ({
     name: n.name,
     index: i,
     ip: `${subnet}.${10 + i}`,
-    netns: netnsName(name, n.name),
+    netns: netnsClaims.claim(netnsName(name, n.name), `node/${n.name}`),
     vethRoot: `nm${slot}n${i}`,
     podCidr: `10.244.${i}.0/24`,
     podBridge: POD_BRIDGE,
@@ -91,7 +111,7 @@ export function planLab(input: PlanInput): LabState {
     perNode.set(node.name, k + 1);
     if (k >= MAX_PODS_PER_NODE) throw new NodemeshError('NM_ERR_LAB', `Node ${node.name} has more than ${MAX_PODS_PER_NODE} Pods; the lab's pod CIDRs are /24`);
     const ip = `10.244.${node.index}.${2 + k}`;
-    const netns = netnsName(name, p.namespace, p.name);
+    const netns = netnsClaims.claim(netnsName(name, p.namespace, p.name), `pod/${p.namespace}/${p.name}`);
     return {
       namespace: p.namespace,
       name: p.name,
@@ -99,7 +119,7 @@ export function planLab(input: PlanInput): LabState {
       ip,
       netns,
       vethNode: `nm${slot}p${j}`,
-      cgroup: path.join(node.podsCgroup, `${p.namespace}-${p.name}`),
+      cgroup: path.join(node.podsCgroup, cgroupClaims.claim(`${p.namespace}-${p.name}`, `${p.namespace}/${p.name}`, 255)),
       etcDir: path.join('/etc/netns', netns),
       containers: p.containers.map((c): LabContainerState => ({
         name: c.name,
@@ -132,12 +152,14 @@ export function planLab(input: PlanInput): LabState {
     control: input.control,
     cgroupRoot,
     bridge: { name: `nm${slot}b`, ip: bridgeIp, cidr: `${subnet}.0/24` },
-    controlAddress: {
-      grpc: `${bridgeIp}:${PORTS.grpc}`,
-      admin: `${bridgeIp}:${PORTS.controlAdmin}`,
-      log: path.join(logDir, 'control.log'),
-      cgroup: path.join(cgroupRoot, 'control'),
-    },
+    controlAddress: input.control
+      ? {
+          grpc: `${bridgeIp}:${PORTS.grpc}`,
+          admin: `${bridgeIp}:${PORTS.controlAdmin}`,
+          log: path.join(logDir, 'control.log'),
+          cgroup: path.join(cgroupRoot, 'control'),
+        }
+      : null,
     nodes,
     pods,
     services,

@@ -136,6 +136,23 @@ export function signalGroup(pid: number, signal: NodeJS.Signals): void {
   }
 }
 
+/**
+ * SIGTERM to each process group, up to `graceMs` for them to exit (agents unpin on
+ * SIGTERM), then SIGKILL to what is left. Resolves to the pids that were alive.
+ */
+export async function stopProcesses(pids: Iterable<number>, graceMs: number): Promise<number[]> {
+  const alive: number[] = [];
+  for (const pid of new Set(pids)) if (await isAlive(pid)) alive.push(pid);
+  if (alive.length === 0) return alive;
+  for (const pid of alive) signalGroup(pid, 'SIGTERM');
+  const gone = async () => (await Promise.all(alive.map(isAlive))).every((a) => !a);
+  if (!(await waitFor(gone, graceMs, 50))) {
+    for (const pid of alive) if (await isAlive(pid)) signalGroup(pid, 'SIGKILL');
+    await waitFor(gone, 2_000, 50);
+  }
+  return alive;
+}
+
 /** Polls `check` every `everyMs` until it is true or `timeoutMs` passes; returns the last result. */
 export async function waitFor(check: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 100): Promise<boolean> {
   const deadline = Date.now() + timeoutMs;

@@ -14,7 +14,7 @@ import { logger } from '../../control/api/log.js';
 import { cgroup2Mount, cgroupTreePids, killCgroupTree, labCgroupRoot, removeCgroupTree, waitCgroupEmpty } from './lab-cgroups.js';
 import { ETC_NETNS_DIR, deleteLink, deleteNetns, listLinks, listNetns, netnsPids } from './lab-network.js';
 import { BPFFS, netnsPrefix, pinPrefix, slotLinkPattern } from './lab-plan.js';
-import { isAlive, signalGroup, waitFor } from './lab-processes.js';
+import { stopProcesses } from './lab-processes.js';
 import { labStateDir, listLabs, readLabState, releaseSlot, slotOwners, type LabState } from './lab-state.js';
 
 const log = logger('lab');
@@ -63,22 +63,15 @@ export async function teardownLab(opts: LabDownOptions): Promise<LabDownReport> 
   const cgroupRoot = state?.cgroupRoot ?? (mount ? labCgroupRoot(mount, name) : undefined);
 
   // 1. processes
-  const pids = new Set<number>(state?.processes.map((p) => p.pid) ?? []);
+  // found by where they are, not by the pids in the state file: those may have been reused
+  // by unrelated processes since the lab's died. Every lab process joins the lab's cgroup
+  // tree before it execs, and `lab exec` into a node leaves its processes in that netns.
+  const pids = new Set<number>();
   if (cgroupRoot) for (const pid of await cgroupTreePids(cgroupRoot)) pids.add(pid);
   for (const n of netns) for (const pid of await netnsPids(n)) pids.add(pid);
-  const alive: number[] = [];
-  for (const pid of pids) if (await isAlive(pid)) alive.push(pid);
+  const alive = await stopProcesses(pids, opts.graceMs ?? 5_000);
   report.processes = alive.length;
-  if (alive.length > 0) {
-    log.info({ lab: name, pids: alive }, 'stopping lab processes (SIGTERM)');
-    for (const pid of alive) signalGroup(pid, 'SIGTERM');
-    const gone = async () => (await Promise.all(alive.map(isAlive))).every((a) => !a);
-    if (!(await waitFor(gone, opts.graceMs ?? 5_000, 50))) {
-      log.warn({ lab: name }, 'lab processes still running after SIGTERM; SIGKILL');
-      for (const pid of alive) if (await isAlive(pid)) signalGroup(pid, 'SIGKILL');
-      await waitFor(gone, 2_000, 50);
-    }
-  }
+  if (alive.length > 0) log.info({ lab: name, pids: alive }, 'lab processes stopped');
   if (cgroupRoot) {
     await step('cgroup.kill', () => killCgroupTree(cgroupRoot), undefined);
     if (!(await waitCgroupEmpty(cgroupRoot, 5_000))) problems.push(`processes are still in ${cgroupRoot} after SIGKILL`);

@@ -7,19 +7,19 @@
 // same name → state file with the whole plan → network → cgroups → control plane config
 // dir → control plane (ready) → agents (ready) → pods → pods listening. Pods start only
 // once every agent is ready, so no pod opens a connection before its redirect exists.
-import { mkdir } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { NodemeshError } from '../../control/api/errors.js';
 import { logger } from '../../control/api/log.js';
-import { cgroup2Mount, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
-import { agentArgv, controlArgv, DEFAULT_CLI } from './lab-commands.js';
+import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
+import { agentArgv, controlArgv, DEFAULT_CLI, PORTS } from './lab-commands.js';
 import { writeConfigDir } from './lab-config-dir.js';
 import { loadLabModel, type LabModel } from './lab-model.js';
-import { createBridge, createNode, createPod, ensureBpffs, writePodEtc } from './lab-network.js';
+import { createBridge, createNode, createPod, ensureBpffs, listNetns, writePodEtc } from './lab-network.js';
 import { BPFFS, hostsFile, planLab } from './lab-plan.js';
-import { enterArgv, isAlive, runInherit, signalGroup, spawnDetached, type DetachedSpec } from './lab-processes.js';
+import { enterArgv, isAlive, runInherit, spawnDetached, stopProcesses, type DetachedSpec } from './lab-processes.js';
 import { waitPodListening, waitReady } from './lab-readiness.js';
-import { claimSlot, labStateDir, listLabs, readLabState, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
+import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
 import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
 
 export type { LabState, LabNodeState, LabPodState, LabServiceState, LabProcessState } from './lab-state.js';
@@ -77,6 +77,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   await mkdir(labStateDir(name), { recursive: true });
   const slot = await claimSlot(name);
   const state = planLab({ name, slot, cgroupRoot, model, agents, control });
+  await refuseTakenNames(state);
   await writeLabState(state); // every resource below is recorded before it exists
   log.info({ lab: name, slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
 
@@ -98,11 +99,33 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     state.status = 'failed';
     state.error = message;
     // nothing of a failed lab keeps running in the background; its network and logs stay
-    for (const p of state.processes) signalGroup(p.pid, 'SIGKILL');
+    await stopProcesses(state.processes.map((p) => p.pid), 3_000);
     await writeLabState(state).catch(() => undefined);
     log.error({ lab: name, err: message }, 'lab up failed');
     throw new NodemeshError('NM_ERR_LAB', `lab ${name}: ${message}\n  (processes stopped; network and logs under ${state.stateDir} kept for inspection: remove them with \`nodemesh lab down --name ${name}\`)`, { cause: err });
   }
+}
+
+/**
+ * After the teardown of any lab of this name, a netns, pin dir or /etc/netns dir of ours
+ * that exists is another lab's: lab `a` with node `b-x` and lab `a-b` with node `x` would
+ * share `nm-a-b-x`. Refuse rather than take it over.
+ */
+async function refuseTakenNames(state: LabState): Promise<void> {
+  const netns = new Set(await listNetns());
+  const taken = [
+    ...[...state.nodes.map((n) => n.netns), ...state.pods.map((p) => p.netns)].filter((n) => netns.has(n)).map((n) => `netns ${n}`),
+    ...(await Promise.all([...state.nodes.map((n) => n.pinDir), ...state.pods.map((p) => p.etcDir)].map(async (d) => ((await pathExists(d)) ? d : '')))).filter(Boolean),
+  ];
+  if (taken.length > 0) {
+    await releaseSlot(state.name);
+    await rm(state.stateDir, { recursive: true, force: true });
+    throw new NodemeshError('NM_ERR_LAB', `lab ${state.name}: ${taken.join(', ')} already exist and belong to another lab (lab names joined with node and pod names collide): choose another --name`);
+  }
+}
+
+async function pathExists(p: string): Promise<boolean> {
+  return stat(p).then(() => true, () => false);
 }
 
 async function buildNetwork(state: LabState, model: LabModel): Promise<void> {
@@ -145,7 +168,8 @@ async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv,
   for (const n of state.nodes) {
     const argv = agentArgv(cli, {
       node: n.name,
-      control: state.controlAddress!.grpc,
+      // without a control plane of the lab's own, agents still dial where it would be
+      control: state.controlAddress?.grpc ?? `${state.bridge!.ip}:${PORTS.grpc}`,
       podsCgroup: n.podsCgroup,
       pinDir: n.pinDir,
       proxyIp: n.ip,
@@ -155,7 +179,9 @@ async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv,
     const spec: DetachedSpec = { argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env, log: n.agentLog };
     started.push({ n, pid: await track(state, spec, 'agent', n.name) });
   }
-  await Promise.all(started.map(({ n, pid }) => waitReady({ what: `agent of node ${n.name}`, hostport: n.agentAdmin, pid, log: n.agentLog }, timeoutMs)));
+  const results = await Promise.allSettled(started.map(({ n, pid }) => waitReady({ what: `agent of node ${n.name}`, hostport: n.agentAdmin, pid, log: n.agentLog }, timeoutMs)));
+  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+  if (failed.length > 0) throw new NodemeshError('NM_ERR_LAB', failed.join('\n'));
   log.info({ lab: state.name, nodes: state.nodes.map((n) => n.name) }, 'agents ready');
 }
 
@@ -181,7 +207,9 @@ async function startPods(state: LabState, timeoutMs: number): Promise<void> {
     }
     pids.set(pod, m);
   }
-  await Promise.all(state.pods.map((pod) => waitPodListening(pod, pids.get(pod)!, timeoutMs)));
+  const results = await Promise.allSettled(state.pods.map((pod) => waitPodListening(pod, pids.get(pod)!, timeoutMs)));
+  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
+  if (failed.length > 0) throw new NodemeshError('NM_ERR_LAB', failed.join('\n'));
 }
 
 async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
@@ -273,13 +301,20 @@ export async function labStatus(opts: { name?: string } = {}): Promise<LabStatus
     slot: s.slot,
     bridge: s.bridge ? `${s.bridge.name} ${s.bridge.ip}` : undefined,
     stateDir: s.stateDir,
-    processes: await Promise.all(s.processes.map(async (p) => ({ ...p, alive: await isAlive(p.pid) }))),
+    processes: await Promise.all(s.processes.map(async (p) => ({ ...p, alive: await isLabProcess(s.name, p.pid) }))),
     nodes: s.nodes.map((n) => ({ name: n.name, ip: n.ip, netns: n.netns, podCidr: n.podCidr })),
     pods: s.pods.map((p) => ({ namespace: p.namespace, name: p.name, node: p.node, ip: p.ip, netns: p.netns })),
     services: s.services.map((v) => ({ namespace: v.namespace, name: v.name, clusterIp: v.clusterIp, ports: v.ports.map((p) => `${p.port}→${p.targetPort}/${p.protocol}`).join(',') })),
   };
   if (s.error) report.error = s.error;
   return report;
+}
+
+/** Alive and still in the lab's cgroup tree (a pid from the state file may have been reused). */
+async function isLabProcess(lab: string, pid: number): Promise<boolean> {
+  if (!(await isAlive(pid))) return false;
+  const cg = await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '');
+  return cg.includes(`/${LAB_CGROUP_DIR}/${lab}/`);
 }
 
 /** `lab status` as text for the CLI. */
