@@ -15,8 +15,8 @@ import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-c
 import { agentArgv, controlArgv, DEFAULT_CLI, PORTS } from './lab-commands.js';
 import { writeConfigDir } from './lab-config-dir.js';
 import { loadLabModel, type LabModel } from './lab-model.js';
-import { createBridge, createNode, createPod, ensureBpffs, listNetns, writePodEtc } from './lab-network.js';
-import { BPFFS, hostsFile, planLab } from './lab-plan.js';
+import { createBridge, createNode, createPod, deleteLink, ensureBpffs, listLinks, listNetns, writePodEtc } from './lab-network.js';
+import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
 import { enterArgv, isAlive, runInherit, spawnDetached, stopProcesses, type DetachedSpec } from './lab-processes.js';
 import { waitPodListening, waitReady } from './lab-readiness.js';
 import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
@@ -129,6 +129,10 @@ async function pathExists(p: string): Promise<boolean> {
 }
 
 async function buildNetwork(state: LabState, model: LabModel): Promise<void> {
+  // the slot is ours alone now: interfaces named after it are leftovers of a lab whose
+  // claim is gone (a removed /run/nodemesh), and would make `ip link add` fail
+  const pattern = slotLinkPattern(state.slot!);
+  for (const l of await listLinks()) if (pattern.test(l)) await deleteLink(l);
   await createBridge(state.bridge!);
   for (const node of state.nodes) await createNode(node, state.nodes, state.bridge!);
   const byName = new Map(state.nodes.map((n) => [n.name, n]));
