@@ -93,7 +93,7 @@ export async function deleteNetns(name: string): Promise<boolean> {
     await run('ip', ['netns', 'del', name]);
     return true;
   } catch (err) {
-    if (/No such file|not found|Cannot remove/i.test((err as Error).message)) return false;
+    if (/No such file/i.test((err as Error).message)) return false;
     throw err;
   }
 }
