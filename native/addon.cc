@@ -1,0 +1,64 @@
+// SPDX-License-Identifier: Apache-2.0
+// Module entry: registers the functions and exports the layout of bpf/nodemesh.h.
+#include <cstddef>
+
+#include "addon.h"
+#include "nodemesh.h"
+
+namespace nm {
+
+namespace {
+
+Napi::Object Struct(Napi::Env env, size_t size, std::initializer_list<std::pair<const char*, size_t>> fields) {
+  Napi::Object s = Napi::Object::New(env);
+  s.Set("size", Napi::Number::New(env, size));
+  Napi::Object offsets = Napi::Object::New(env);
+  for (auto& f : fields) offsets.Set(f.first, Napi::Number::New(env, f.second));
+  s.Set("offsets", offsets);
+  return s;
+}
+
+#define NM_FIELD(type, field) std::make_pair(#field, offsetof(struct type, field))
+
+Napi::Object Layout(Napi::Env env) {
+  Napi::Object l = Napi::Object::New(env);
+  l.Set("nm_config", Struct(env, sizeof(struct nm_config),
+                            {NM_FIELD(nm_config, proxy_ip4), NM_FIELD(nm_config, proxy_port),
+                             NM_FIELD(nm_config, mark), NM_FIELD(nm_config, flags)}));
+  l.Set("nm_orig_dst", Struct(env, sizeof(struct nm_orig_dst),
+                              {NM_FIELD(nm_orig_dst, ip4), NM_FIELD(nm_orig_dst, port),
+                               NM_FIELD(nm_orig_dst, flags)}));
+  l.Set("nm_tuple4", Struct(env, sizeof(struct nm_tuple4),
+                            {NM_FIELD(nm_tuple4, client_ip4), NM_FIELD(nm_tuple4, proxy_ip4),
+                             NM_FIELD(nm_tuple4, client_port), NM_FIELD(nm_tuple4, proxy_port)}));
+  l.Set("netnsKeySize", Napi::Number::New(env, sizeof(__u64)));
+  l.Set("netnsValueSize", Napi::Number::New(env, sizeof(__u32)));
+  l.Set("cookieKeySize", Napi::Number::New(env, sizeof(__u64)));
+  l.Set("defaultProxyPort", Napi::Number::New(env, NM_DEFAULT_PROXY_PORT));
+  l.Set("netnsFlagEnrolled", Napi::Number::New(env, NM_NETNS_F_ENROLLED));
+  l.Set("origFlagV4Mapped", Napi::Number::New(env, NM_ORIG_F_V4MAPPED));
+  Napi::Object maps = Napi::Object::New(env);
+  maps.Set("config", NM_MAP_CONFIG);
+  maps.Set("meshNetns", NM_MAP_MESH_NETNS);
+  maps.Set("origByCookie", NM_MAP_ORIG_BY_COOKIE);
+  maps.Set("origByTuple", NM_MAP_ORIG_BY_TUPLE);
+  l.Set("maps", maps);
+  return l;
+}
+
+}  // namespace
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InstallLibbpfLog();
+  InitObjects(env, exports);
+  InitLinks(env, exports);
+  InitMaps(env, exports);
+  InitNetns(env, exports);
+  exports.Set("layout", Layout(env));
+  return exports;
+}
+
+}  // namespace nm
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return nm::Init(env, exports); }
+NODE_API_MODULE(nodemesh_native, InitModule)
