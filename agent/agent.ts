@@ -15,6 +15,8 @@ import { ServiceTable } from './service-table.js';
 const log = logger('agent');
 
 export const PORTS = { outbound: 15001, admin: 15020 } as const;
+/** SO_MARK of the proxy's own upstream sockets, which the datapath never redirects (Istio's 1337). */
+export const PROXY_MARK = 0x539;
 
 export interface AgentOptions {
   /** Kubernetes node name */
@@ -90,6 +92,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       proxyCgroup: ownCgroup(),
       proxyIp: opts.proxyIp,
       proxyPort: opts.outboundPort ?? PORTS.outbound,
+      mark: PROXY_MARK,
     });
     log.info({ podsCgroup, proxyIp: opts.proxyIp }, 'datapath attached');
 
@@ -100,7 +103,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }, opts.rescanMs ?? 2_000);
     rescan.unref();
 
-    proxy = new OutboundProxy({ host: opts.proxyIp, port: opts.outboundPort ?? PORTS.outbound, table: () => table });
+    proxy = new OutboundProxy({ host: opts.proxyIp, port: opts.outboundPort ?? PORTS.outbound, table: () => table, mark: PROXY_MARK });
     await proxy.listen();
     listening = true;
     log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');

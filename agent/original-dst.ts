@@ -112,7 +112,7 @@ export function setSocketMark(socket: net.Socket, mark: number): void {
  * A TCP socket that carries `mark` before it connects; call `.connect()` on it.
  * The datapath leaves sockets with the configured mark alone.
  */
-export function markedSocket(mark: number, family: 4 | 6 = 4): net.Socket {
+export function markedSocket(mark: number, family: 4 | 6 = 4, opts: { allowHalfOpen?: boolean } = {}): net.Socket {
   const r = lib().socket([family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0]);
   if (r.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() failed: ${r.errnoMessage}`, r.errnoCode);
   try {
@@ -122,7 +122,7 @@ export function markedSocket(mark: number, family: 4 | 6 = 4): net.Socket {
     throw err;
   }
   // manualStart: do not start reading before connect() (the fd is not connected yet)
-  return new net.Socket({ fd: r.value, manualStart: true } as net.SocketConstructorOpts);
+  return new net.Socket({ ...opts, fd: r.value, manualStart: true } as net.SocketConstructorOpts);
 }
 
 function setMark(fd: number, mark: number): void {

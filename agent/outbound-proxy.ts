@@ -11,7 +11,7 @@ import diagnostics from 'node:diagnostics_channel';
 import { logger } from '../control/api/log.js';
 import { NodemeshError } from '../control/api/errors.js';
 import type { Service } from '../control/api/snapshot.js';
-import { originalDst } from './original-dst.js';
+import { markedSocket, originalDst } from './original-dst.js';
 import { pickRoundRobin, type ServiceTable } from './service-table.js';
 import {
   onScrape,
@@ -52,6 +52,8 @@ export interface OutboundProxyOptions {
   table: () => ServiceTable;
   /** how long a connect to an upstream may take before it counts as failed (Istio's default 10 s) */
   connectTimeoutMs?: number;
+  /** SO_MARK on upstream sockets (the datapath skips marked sockets) */
+  mark: number;
   /** how often byte counters of long-lived connections are brought up to date */
   flushIntervalMs?: number;
 }
@@ -74,9 +76,11 @@ export class OutboundProxy {
   private readonly flushTimer: NodeJS.Timeout;
   private readonly offScrape: () => void;
   private readonly connectTimeoutMs: number;
+  private readonly mark: number;
 
   constructor(private readonly opts: OutboundProxyOptions) {
     this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
+    this.mark = opts.mark;
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
     this.flushTimer.unref();
@@ -172,7 +176,11 @@ export class OutboundProxy {
   }
 
   private connectUpstream(flow: Flow, host: string, port: number): void {
-    const upstream = net.connect({ host, port, allowHalfOpen: true, noDelay: true, timeout: this.connectTimeoutMs });
+    // marked before connect(): the datapath never redirects the proxy's own connections
+    const upstream = markedSocket(this.mark, 4, { allowHalfOpen: true });
+    upstream.setNoDelay(true);
+    upstream.setTimeout(this.connectTimeoutMs);
+    upstream.connect({ host, port });
     flow.upstream = upstream;
     const onConnectFail = (err?: Error) => {
       flow.labels.response_flags = ResponseFlag.UpstreamConnectionFailure;
