@@ -98,10 +98,14 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   return { workloads, services };
 }
 
-/** "enabled"/"disabled" on the pod wins; otherwise the namespace label must say "enabled". */
+/**
+ * "enabled"/"disabled" on the pod (annotation, else label, as Istio reads
+ * `istio.io/dataplane-mode` from either) wins; otherwise the namespace label must say
+ * "enabled".
+ */
 export function isMeshed(pod: PodSpec, namespaceLabels: Record<string, string> | undefined): boolean {
   if (pod.hostNetwork) return false;
-  const own = pod.annotations[MESH_ANNOTATION];
+  const own = pod.annotations[MESH_ANNOTATION] ?? pod.labels[MESH_ANNOTATION];
   if (own === 'enabled') return true;
   if (own === 'disabled') return false;
   return namespaceLabels?.[MESH_ANNOTATION] === 'enabled';

@@ -117,7 +117,7 @@ test('a named targetPort is resolved per pod against its container ports; pods w
   t.is(snap.services[0]!.ports[1]!.targetPort, 15020);
 });
 
-test('meshed: the pod annotation wins over the namespace label, which alone opts pods in', (t) => {
+test('meshed: the pod annotation (or label) wins over the namespace label, which alone opts pods in', (t) => {
   const snap = compile([
     namespace('meshed-ns', { 'nodemesh.io/mesh': 'enabled' }),
     namespace('plain-ns'),
@@ -125,6 +125,14 @@ test('meshed: the pod annotation wins over the namespace label, which alone opts
     pod('opts-out', { ns: 'meshed-ns', ip: '10.1.0.3', annotations: { 'nodemesh.io/mesh': 'disabled' } }),
     pod('opts-in', { ns: 'plain-ns', ip: '10.1.0.4', annotations: { 'nodemesh.io/mesh': 'enabled' } }),
     pod('plain', { ns: 'plain-ns', ip: '10.1.0.5' }),
+    pod('label-in', { ns: 'plain-ns', ip: '10.1.0.7', labels: { 'nodemesh.io/mesh': 'enabled' } }),
+    pod('label-out', { ns: 'meshed-ns', ip: '10.1.0.8', labels: { 'nodemesh.io/mesh': 'disabled' } }),
+    pod('annotation-over-label', {
+      ns: 'plain-ns',
+      ip: '10.1.0.9',
+      labels: { 'nodemesh.io/mesh': 'enabled' },
+      annotations: { 'nodemesh.io/mesh': 'disabled' },
+    }),
     pod('no-namespace-object', { ns: 'ghost', ip: '10.1.0.6' }),
     pod('host-network', { ns: 'meshed-ns', ip: '192.168.1.10', hostNetwork: true }),
   ]);
@@ -134,6 +142,9 @@ test('meshed: the pod annotation wins over the namespace label, which alone opts
     'opts-out': false,
     'opts-in': true,
     plain: false,
+    'label-in': true,
+    'label-out': false,
+    'annotation-over-label': false,
     'no-namespace-object': false,
     'host-network': false,
   });
