@@ -25,13 +25,20 @@ import {
   type Workload,
 } from './api/snapshot.js';
 import type { PodSpec, Resource, ServiceSpec } from './resources.js';
+import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './compile-context.js';
+import { compileRouting } from './compile-routing.js';
+import { compileSecurity } from './compile-security.js';
 
 export interface CompileOptions {
   /** SPIFFE trust domain (default cluster.local) */
   trustDomain?: string;
+  /** Istio's root namespace: mesh-wide policies live there (default istio-system) */
+  rootNamespace?: string;
+  /** PEM roots the mesh trusts, from the CA (several during a rotation) */
+  trustBundle?: readonly string[];
 }
 
-export type SnapshotContent = Pick<Snapshot, 'workloads' | 'services'>;
+export type SnapshotContent = Omit<Snapshot, 'version' | 'generatedAt'>;
 
 /** Fallback range for Services written without a clusterIP. */
 export const SERVICE_CIDR = '10.96.0.0/16';
@@ -95,7 +102,14 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
     ports: servicePorts(s, pods),
   }));
-  return { workloads, services };
+  const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT };
+  return {
+    workloads,
+    services,
+    routing: compileRouting(resources, ctx),
+    security: compileSecurity(resources, ctx),
+    trustBundle: [...(opts.trustBundle ?? [])],
+  };
 }
 
 /**
@@ -226,7 +240,8 @@ const hashes = new WeakMap<object, string>();
 export function contentHash(c: SnapshotContent): string {
   const cached = hashes.get(c);
   if (cached) return cached;
-  const h = createHash('sha256').update(stableJson({ workloads: c.workloads, services: c.services })).digest('hex');
+  const { workloads, services, routing, security, trustBundle } = c;
+  const h = createHash('sha256').update(stableJson({ workloads, services, routing, security, trustBundle })).digest('hex');
   hashes.set(c, h);
   return h;
 }

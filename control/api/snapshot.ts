@@ -5,6 +5,11 @@
 import { fileURLToPath } from 'node:url';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
+import type { RoutingConfig } from './snapshot-routing.js';
+import type { SecurityConfig } from './snapshot-security.js';
+
+export type { RoutingConfig } from './snapshot-routing.js';
+export type { SecurityConfig } from './snapshot-security.js';
 
 export interface Endpoint {
   ip: string;
@@ -50,6 +55,10 @@ export interface Snapshot {
   generatedAt: string;
   workloads: Workload[];
   services: Service[];
+  routing: RoutingConfig;
+  security: SecurityConfig;
+  /** PEM roots the mesh trusts (several during a root rotation) */
+  trustBundle: string[];
 }
 
 export const MESH_ANNOTATION = 'nodemesh.io/mesh';
@@ -60,7 +69,8 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
-const PROTO = fileURLToPath(new URL('../../../control/api/discovery.proto', import.meta.url));
+const PROTO_DIR = fileURLToPath(new URL('../../../control/api/', import.meta.url));
+const PROTO = `${PROTO_DIR}discovery.proto`;
 
 /** Loads discovery.proto (from the source tree; this file runs from dist/control/api/). */
 export function loadDiscoveryProto(): grpc.GrpcObject {
@@ -71,6 +81,7 @@ export function loadDiscoveryProto(): grpc.GrpcObject {
     defaults: true,
     arrays: true,
     objects: true,
+    includeDirs: [PROTO_DIR],
   });
   return grpc.loadPackageDefinition(def);
 }
