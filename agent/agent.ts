@@ -11,6 +11,7 @@ import { snapshotVersion } from './metrics.js';
 import { OutboundProxy } from './outbound-proxy.js';
 import { PodNetnsScanner } from './pod-netns.js';
 import { ServiceTable } from './service-table.js';
+import { TcpConnector } from './upstream.js';
 
 const log = logger('agent');
 
@@ -103,7 +104,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }, opts.rescanMs ?? 2_000);
     rescan.unref();
 
-    proxy = new OutboundProxy({ host: opts.proxyIp, port: opts.outboundPort ?? PORTS.outbound, table: () => table, mark: PROXY_MARK });
+    proxy = new OutboundProxy({
+      host: opts.proxyIp,
+      port: opts.outboundPort ?? PORTS.outbound,
+      table: () => table,
+      connector: new TcpConnector(PROXY_MARK),
+    });
     await proxy.listen();
     listening = true;
     log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');

@@ -50,7 +50,9 @@ export function cgroup2Mount(): string {
     fs.mkdirSync(dir, { recursive: true });
     execFileSync('mount', ['-t', 'cgroup2', 'none', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
   } catch (err) {
-    throw new NodemeshError('NM_ERR_CGROUP', `cgroup v2 is not mounted and mounting it at ${dir} failed (needs root): ${stderrOf(err)}`, { cause: err });
+    throw new NodemeshError('NM_ERR_CGROUP', `cgroup v2 is not mounted and mounting it at ${dir} failed (needs root): ${stderrOf(err)}`, {
+      cause: err,
+    });
   }
   log.info({ dir }, 'mounted cgroup v2');
   return dir;
@@ -78,7 +80,10 @@ export function checkCgroup(role: string, dir: string): string {
     );
   }
   if (!fs.existsSync(path.join(abs, 'cgroup.procs')))
-    throw new NodemeshError('NM_ERR_CGROUP', `${role} cgroup ${abs} does not exist (cgroup v2 is mounted at ${m.mountPoint}); create it with mkdir`);
+    throw new NodemeshError(
+      'NM_ERR_CGROUP',
+      `${role} cgroup ${abs} does not exist (cgroup v2 is mounted at ${m.mountPoint}); create it with mkdir`,
+    );
   return abs;
 }
 
@@ -96,7 +101,9 @@ export function ensureBpffs(pinDir: string): void {
         stdio: ['ignore', 'ignore', 'pipe'],
       });
     } catch (err) {
-      throw new NodemeshError('NM_ERR_BPF', `bpffs is not mounted at ${BPFFS} and mounting it failed (needs root): ${stderrOf(err)}`, { cause: err });
+      throw new NodemeshError('NM_ERR_BPF', `bpffs is not mounted at ${BPFFS} and mounting it failed (needs root): ${stderrOf(err)}`, {
+        cause: err,
+      });
     }
     log.info({ dir: BPFFS }, 'mounted bpffs');
     return;

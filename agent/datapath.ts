@@ -126,7 +126,11 @@ function native(): Native {
   try {
     addon = createRequire(import.meta.url)(file) as Native;
   } catch (err) {
-    throw new DatapathError('NM_ERR_BPF', `cannot load the native addon ${file}: ${(err as Error).message}; build it: bash scripts/build.sh`, err);
+    throw new DatapathError(
+      'NM_ERR_BPF',
+      `cannot load the native addon ${file}: ${(err as Error).message}; build it: bash scripts/build.sh`,
+      err,
+    );
   }
   checkLayout(addon.layout);
   return addon;
@@ -157,7 +161,10 @@ function checkLayout(l: NativeLayout): void {
       );
   }
   if (l.netnsKeySize !== U64 || l.netnsValueSize !== U32 || l.cookieKeySize !== U64)
-    throw new NodemeshError('NM_ERR_BPF', 'nm_mesh_netns/nm_orig_by_cookie key or value size changed in bpf/nodemesh.h; update agent/datapath.ts');
+    throw new NodemeshError(
+      'NM_ERR_BPF',
+      'nm_mesh_netns/nm_orig_by_cookie key or value size changed in bpf/nodemesh.h; update agent/datapath.ts',
+    );
 }
 
 function writeIp4(b: Buffer, off: number, ip: string): void {
@@ -329,8 +336,7 @@ export class Datapath {
     const links: OpenLink[] = [];
     try {
       const names = n.layout.maps;
-      for (const m of Object.values(names))
-        nat('NM_ERR_BPF', `pin map ${m}`, (x) => x.setMapPinPath(obj, m, path.join(pinDir, 'maps', m)));
+      for (const m of Object.values(names)) nat('NM_ERR_BPF', `pin map ${m}`, (x) => x.setMapPinPath(obj, m, path.join(pinDir, 'maps', m)));
       nat('NM_ERR_BPF', `load ${objectPath}`, (x) => x.load(obj));
       const fds = {
         config: n.mapFd(obj, names.config),
@@ -346,15 +352,16 @@ export class Datapath {
       nat('NM_ERR_BPF', 'write nm_config', (x) => x.mapUpdate(fds.config, u32(0), encodeConfig(config), 0));
       for (const p of PROGRAMS) links.push(attach(obj, p.name, cgroups[p.where], path.join(pinDir, 'links', p.name)));
       const dp = new Datapath(pinDir, config, obj, fds, links);
-      log.info(
-        { pinDir, ...cgroups, ...config, reused: links.filter((l) => l.reused).map((l) => l.program) },
-        'datapath attached',
-      );
+      log.info({ pinDir, ...cgroups, ...config, reused: links.filter((l) => l.reused).map((l) => l.program) }, 'datapath attached');
       return dp;
     } catch (err) {
       // undo what this call attached; links reused from an earlier agent stay as they were
       for (const l of links.reverse()) {
-        if (!l.reused) tryAll(() => n.linkUnpin(l.handle), () => n.linkDetach(l.handle));
+        if (!l.reused)
+          tryAll(
+            () => n.linkUnpin(l.handle),
+            () => n.linkDetach(l.handle),
+          );
         tryAll(() => n.linkDestroy(l.handle));
       }
       n.closeObject(obj);
@@ -428,7 +435,11 @@ export class Datapath {
     this.closed = true;
     const n = native();
     for (const l of [...this.openLinks].reverse()) {
-      if (unpin) tryAll(() => n.linkDetach(l.handle), () => n.linkUnpin(l.handle));
+      if (unpin)
+        tryAll(
+          () => n.linkDetach(l.handle),
+          () => n.linkUnpin(l.handle),
+        );
       tryAll(() => n.linkDestroy(l.handle));
     }
     n.closeObject(this.obj);
@@ -490,7 +501,11 @@ function attach(obj: number, prog: string, cgroupDir: string, pinPath: string): 
     } catch (err) {
       log.warn({ err, pin: pinPath }, 'cannot take over the pinned link; replacing it');
     }
-    tryAll(() => n.linkDetach(h), () => n.linkUnpin(h), () => n.linkDestroy(h));
+    tryAll(
+      () => n.linkDetach(h),
+      () => n.linkUnpin(h),
+      () => n.linkDestroy(h),
+    );
     fs.rmSync(pinPath, { force: true });
   }
   const h = nat('NM_ERR_CGROUP', `attach ${prog} to ${cgroupDir}`, (x) => x.attachCgroup(obj, prog, cgroupDir));

@@ -38,9 +38,11 @@ export class Enrollment {
 
   /** Serialized: a reconcile never runs concurrently with another. */
   reconcile(snapshot: Snapshot): Promise<void> {
-    this.running = this.running.then(() => this.reconcileNow(snapshot)).catch((err: unknown) => {
-      log.error({ err }, 'enrollment reconcile failed; will retry');
-    });
+    this.running = this.running
+      .then(() => this.reconcileNow(snapshot))
+      .catch((err: unknown) => {
+        log.error({ err }, 'enrollment reconcile failed; will retry');
+      });
     return this.running;
   }
 

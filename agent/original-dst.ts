@@ -93,7 +93,7 @@ export function originalDst(socket: net.Socket): OriginalDst {
       'NM_ERR_ORIGINAL_DST',
       `no original destination for ${peer}: getsockopt(SO_ORIGINAL_DST) failed with ${errnoName(r.errnoCode)}; ` +
         'the connection was not redirected by the nodemesh datapath (dialled the proxy port directly?) ' +
-        'or the cgroup/getsockopt program is not attached to this process\'s cgroup',
+        "or the cgroup/getsockopt program is not attached to this process's cgroup",
       r.errnoCode,
     );
   }
@@ -132,7 +132,11 @@ function setMark(fd: number, mark: number): void {
   const r = lib().setsockopt([fd, SOL_SOCKET, SO_MARK, intOpt, 4]);
   if (r.value !== 0) {
     const hint = r.errnoCode === os.constants.errno.EPERM ? ': needs root or CAP_NET_ADMIN' : '';
-    throw new SocketCallError('NM_ERR_ORIGINAL_DST', `setsockopt(SO_MARK=${mark}) failed with ${errnoName(r.errnoCode)}${hint}`, r.errnoCode);
+    throw new SocketCallError(
+      'NM_ERR_ORIGINAL_DST',
+      `setsockopt(SO_MARK=${mark}) failed with ${errnoName(r.errnoCode)}${hint}`,
+      r.errnoCode,
+    );
   }
 }
 

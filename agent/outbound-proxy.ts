@@ -7,11 +7,13 @@
 // Destinations that are not a Service's ClusterIP (a pod IP, an outside address) pass
 // through to the original destination unchanged, as Istio's PassthroughCluster does.
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import diagnostics from 'node:diagnostics_channel';
 import { logger } from '../control/api/log.js';
 import { NodemeshError } from '../control/api/errors.js';
 import type { Service } from '../control/api/snapshot.js';
-import { markedSocket, originalDst } from './original-dst.js';
+import { originalDst } from './original-dst.js';
+import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from './upstream.js';
 import { pickRoundRobin, type ServiceTable } from './service-table.js';
 import {
   onScrape,
@@ -50,17 +52,15 @@ export interface OutboundProxyOptions {
   port: number;
   /** the current service table; read on every new connection */
   table: () => ServiceTable;
-  /** how long a connect to an upstream may take before it counts as failed (Istio's default 10 s) */
-  connectTimeoutMs?: number;
-  /** SO_MARK on upstream sockets (the datapath skips marked sockets) */
-  mark: number;
+  /** how upstream connections are made (plain TCP, HBONE) */
+  connector: UpstreamConnector;
   /** how often byte counters of long-lived connections are brought up to date */
   flushIntervalMs?: number;
 }
 
 interface Flow {
   downstream: net.Socket;
-  upstream: net.Socket | undefined;
+  upstream: Duplex | undefined;
   labels: IstioLabels;
   startedAt: number;
   /** bytes already added to the counters (long-lived connections are flushed periodically) */
@@ -75,12 +75,8 @@ export class OutboundProxy {
   private readonly flows = new Set<Flow>();
   private readonly flushTimer: NodeJS.Timeout;
   private readonly offScrape: () => void;
-  private readonly connectTimeoutMs: number;
-  private readonly mark: number;
 
   constructor(private readonly opts: OutboundProxyOptions) {
-    this.connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
-    this.mark = opts.mark;
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
     this.flushTimer.unref();
@@ -172,41 +168,49 @@ export class OutboundProxy {
       this.teardown(flow, true);
       return;
     }
-    this.connectUpstream(flow, upstreamIp, upstreamPort);
+    downstream.once('close', () => {
+      if (!flow.upstream) this.teardown(flow, true); // gone before the upstream connected
+    });
+    this.connectUpstream(flow, {
+      source,
+      sourceAddress: downstream.remoteAddress ?? '',
+      sourcePort: downstream.remotePort ?? 0,
+      ip: upstreamIp,
+      port: upstreamPort,
+      destination: destWorkload,
+    });
   }
 
-  private connectUpstream(flow: Flow, host: string, port: number): void {
-    // marked before connect(): the datapath never redirects the proxy's own connections
-    const upstream = markedSocket(this.mark, 4, { allowHalfOpen: true });
-    upstream.setNoDelay(true);
-    upstream.setTimeout(this.connectTimeoutMs);
-    upstream.connect({ host, port });
-    flow.upstream = upstream;
-    const onConnectFail = (err?: Error) => {
-      flow.labels.response_flags = ResponseFlag.UpstreamConnectionFailure;
-      flow.event.responseFlags = ResponseFlag.UpstreamConnectionFailure;
-      proxyErrors.inc({ reason: ResponseFlag.UpstreamConnectionFailure });
-      log.debug({ err, upstream: `${host}:${port}` }, 'upstream connect failed');
-      this.teardown(flow, true);
-    };
-    upstream.once('timeout', () => onConnectFail(new Error('connect timeout')));
-    upstream.once('error', onConnectFail);
-    upstream.once('connect', () => {
-      upstream.setTimeout(0);
-      upstream.removeListener('error', onConnectFail);
-      upstream.on('error', () => this.teardown(flow, true));
-      flow.downstream.on('error', () => this.teardown(flow, true));
-      flow.downstream.pipe(upstream);
-      upstream.pipe(flow.downstream);
-      // with allowHalfOpen each side ends its peer through pipe(); the flow is done when
-      // both sockets are fully closed
-      let open = 2;
-      const onClose = () => {
-        if (--open === 0) this.teardown(flow, false);
-      };
-      upstream.once('close', onClose);
-      flow.downstream.once('close', onClose);
-    });
+  private connectUpstream(flow: Flow, req: UpstreamRequest): void {
+    this.opts.connector.connect(req).then(
+      (upstream) => {
+        flow.upstream = upstream;
+        if (flow.closed) {
+          upstream.destroy(); // the client went away while we connected
+          return;
+        }
+        upstream.on('error', () => this.teardown(flow, true));
+        flow.downstream.on('error', () => this.teardown(flow, true));
+        flow.downstream.pipe(upstream);
+        upstream.pipe(flow.downstream);
+        // each side ends its peer through pipe() (half-close is carried); the flow is done
+        // when both are fully closed
+        let open = 2;
+        const onClose = () => {
+          if (--open === 0) this.teardown(flow, false);
+        };
+        upstream.once('close', onClose);
+        flow.downstream.once('close', onClose);
+      },
+      (err: unknown) => {
+        const flag = err instanceof UpstreamError ? err.flag : ResponseFlag.UpstreamConnectionFailure;
+        flow.labels.response_flags = flag;
+        flow.event.responseFlags = flag;
+        proxyErrors.inc({ reason: flag });
+        log.debug({ err, upstream: `${req.ip}:${req.port}` }, 'upstream connect failed');
+        this.teardown(flow, true);
+      },
+    );
   }
 
   private teardown(flow: Flow, destroy: boolean): void {
@@ -214,7 +218,7 @@ export class OutboundProxy {
     flow.closed = true;
     if (destroy) {
       // an error on either side resets the other, as a TCP proxy must
-      flow.downstream.resetAndDestroy?.();
+      if (!flow.downstream.destroyed) flow.downstream.resetAndDestroy();
       flow.upstream?.destroy();
     }
     this.flush(flow);
@@ -249,4 +253,3 @@ export class OutboundProxy {
     connectionChannel.publish(e);
   }
 }
-

@@ -9,7 +9,9 @@ interface Check {
 }
 
 export function runChecks(): Check[] {
-  const mounts = readFileSync('/proc/mounts', 'utf8').split('\n').map((l) => l.split(' '));
+  const mounts = readFileSync('/proc/mounts', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '));
   const cgroup2 = mounts.find((m) => m[2] === 'cgroup2')?.[1];
   const bpffs = mounts.find((m) => m[2] === 'bpf')?.[1];
   const root = process.getuid?.() === 0;

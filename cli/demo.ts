@@ -97,7 +97,11 @@ function sources(samples: Sample[], svc: string): string {
 async function execInPod(state: LabState, target: string, argv: string[], env: Record<string, string>): Promise<string[]> {
   const cmd = await labExecCommand({ name: state.name, target, argv });
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: state.dir, env: { ...cmd.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), {
+      cwd: state.dir,
+      env: { ...cmd.env, ...env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
     child.on('error', reject);

@@ -20,7 +20,11 @@ export async function runAgent(args: string[]): Promise<number> {
   const node = values.node ?? process.env.NODE_NAME;
   const control = values.control ?? process.env.NODEMESH_CONTROL;
   const proxyIp = values['proxy-ip'] ?? process.env.NODE_IP;
-  const missing = [!node && '--node (or NODE_NAME)', !control && '--control (or NODEMESH_CONTROL)', !proxyIp && '--proxy-ip (or NODE_IP)'].filter(Boolean);
+  const missing = [
+    !node && '--node (or NODE_NAME)',
+    !control && '--control (or NODEMESH_CONTROL)',
+    !proxyIp && '--proxy-ip (or NODE_IP)',
+  ].filter(Boolean);
   if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}`);
   const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
   if (values.admin) opts.admin = values.admin;

@@ -13,6 +13,7 @@ export type ErrorCode =
   | 'NM_ERR_NETNS' // a network namespace could not be entered/read
   // proxy
   | 'NM_ERR_ORIGINAL_DST' // an accepted connection has no original destination
+  | 'NM_ERR_UPSTREAM' // the proxy could not reach an upstream (carries an Envoy response flag)
   // lab
   | 'NM_ERR_LAB' // lab set-up or teardown failed
   // control plane connection

@@ -1,0 +1,76 @@
+// How the node proxy reaches an upstream: the seam between choosing a destination (the
+// outbound proxy, and the L7 router) and carrying bytes to it (plain TCP now; HBONE
+// tunnels between node proxies with issue 3). Whatever the transport, the caller gets a
+// connected Duplex or an UpstreamError with the Envoy response flag that explains why not.
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { NodemeshError } from '../control/api/errors.js';
+import type { Workload } from '../control/api/snapshot.js';
+import { markedSocket } from './original-dst.js';
+import { ResponseFlag, type ResponseFlagValue } from './response-flags.js';
+
+export interface UpstreamRequest {
+  /** the meshed pod that opened the connection (its identity, with mTLS) */
+  source: Workload | undefined;
+  /** the downstream peer as the proxy saw it */
+  sourceAddress: string;
+  sourcePort: number;
+  /** the chosen endpoint, or the original destination for passthrough */
+  ip: string;
+  port: number;
+  /** the workload that owns ip, if it is a pod the control plane knows */
+  destination: Workload | undefined;
+  /** W3C trace context of the request, when there is one (L7) */
+  traceparent?: string;
+}
+
+export interface UpstreamConnector {
+  /** Resolves with a connected stream; rejects with an UpstreamError. */
+  connect(req: UpstreamRequest): Promise<Duplex>;
+}
+
+export class UpstreamError extends NodemeshError {
+  readonly flag: ResponseFlagValue;
+  constructor(flag: ResponseFlagValue, message: string, options?: { cause?: unknown }) {
+    super('NM_ERR_UPSTREAM', message, options);
+    this.name = 'UpstreamError';
+    this.flag = flag;
+  }
+}
+
+/** Plain TCP from the node proxy, marked so the datapath never redirects it. */
+export class TcpConnector implements UpstreamConnector {
+  constructor(
+    private readonly mark: number,
+    private readonly connectTimeoutMs = 10_000,
+  ) {}
+
+  connect(req: UpstreamRequest): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      let socket: net.Socket;
+      try {
+        socket = markedSocket(this.mark, 4, { allowHalfOpen: true });
+      } catch (err) {
+        reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, (err as Error).message, { cause: err }));
+        return;
+      }
+      const fail = (err: Error) => {
+        socket.destroy();
+        reject(
+          new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${req.ip}:${req.port}: ${err.message}`, { cause: err }),
+        );
+      };
+      socket.setNoDelay(true);
+      socket.setTimeout(this.connectTimeoutMs);
+      socket.once('timeout', () => fail(new Error(`timed out after ${this.connectTimeoutMs} ms`)));
+      socket.once('error', fail);
+      socket.once('connect', () => {
+        socket.setTimeout(0);
+        socket.removeAllListeners('timeout');
+        socket.removeListener('error', fail);
+        resolve(socket);
+      });
+      socket.connect({ host: req.ip, port: req.port });
+    });
+  }
+}
