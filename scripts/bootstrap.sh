@@ -13,8 +13,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # --- 1. Debian packages ------------------------------------------------------
 # clang/llvm: compile bpf/*.bpf.c; libbpf-dev: headers + libbpf.so for the addon;
 # bpftool: inspection and tests; cmake/make/g++: the addon; iproute2/util-linux/procps:
-# the lab (ip netns, nsenter, pkill); curl/openssl: tests and demo clients.
-PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates)
+# the lab (ip netns, nsenter, pkill); curl/openssl: tests and demo clients;
+# tshark/tcpdump: wire captures in the mTLS tests; nghttp2-client (h2load)/wrk: load.
+PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates
+  tshark tcpdump nghttp2-client wrk)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
