@@ -14,9 +14,10 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # clang/llvm: compile bpf/*.bpf.c; libbpf-dev: headers + libbpf.so for the addon;
 # bpftool: inspection and tests; cmake/make/g++: the addon; iproute2/util-linux/procps:
 # the lab (ip netns, nsenter, pkill); curl/openssl: tests and demo clients;
-# tshark/tcpdump: wire captures in the mTLS tests; nghttp2-client (h2load)/wrk: load.
+# tshark/tcpdump: wire captures in the mTLS tests; nghttp2-client (h2load)/wrk: load;
+# prometheus: promtool checks the /metrics exposition.
 PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates
-  tshark tcpdump nghttp2-client wrk)
+  tshark tcpdump nghttp2-client wrk prometheus)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
 import { scrape, sumMetric } from '../cli/prom-text.js';
-import { canRunPrivileged, run } from './helpers/privileged.js';
+import { canRunPrivileged, run, runWithInput } from './helpers/privileged.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/mesh-basic', import.meta.url));
 const LAB = 't-mesh';
@@ -70,6 +70,20 @@ if (canRunPrivileged('mesh redirect')) {
     });
     t.is(after - before, 1);
     t.true(sumMetric(samples, 'istio_tcp_received_bytes_total', { destination_service: 'web.shop.svc.cluster.local' }) > 0);
+  });
+
+  test.serial("the agent's /metrics passes promtool's exposition checks", async (t) => {
+    const nodeA = state.nodes.find((n) => n.name === 'node-a')!;
+    const text = await (await fetch(`http://${nodeA.agentAdmin}/metrics`)).text();
+    const check = await runWithInput('promtool', ['check', 'metrics'], text);
+    // A parse error fails outright. Lint findings are one line per metric; the only ones
+    // tolerated are prom-client's own Node.js gauges named *_total (nodejs_active_handles_total…),
+    // which are not ours to rename.
+    const findings = (check.stdout + check.stderr).split('\n').filter((l) => l.trim() !== '');
+    t.deepEqual(
+      findings.filter((l) => !/^nodemesh_agent_nodejs_active_\w+_total non-counter metrics should not have "_total" suffix$/.test(l)),
+      [],
+    );
   });
 
   test.serial('a pod without the annotation is not redirected', async (t) => {

@@ -28,3 +28,16 @@ export function run(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promi
     c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
   });
 }
+
+export function runWithInput(cmd: string, args: string[], input: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    c.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    c.on('error', reject);
+    c.on('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+    c.stdin.end(input);
+  });
+}
