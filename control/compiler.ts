@@ -10,6 +10,7 @@
 //   IP, Running (or no phase written), not terminating; a named targetPort is looked up per
 //   pod in its containers' ports (same name and protocol), pods without it are skipped for
 //   that port. Headless Services carry clusterIp "".
+// - nodes: name and proxy address (InternalIP, else a pod's hostIP), for HBONE peers.
 // - version: previous + 1 when the content (everything but version/generatedAt) changed;
 //   otherwise the previous snapshot is returned as is.
 import { createHash } from 'node:crypto';
@@ -19,6 +20,7 @@ import {
   TRUST_DOMAIN_DEFAULT,
   spiffeId,
   type Endpoint,
+  type NodeInfo,
   type Service,
   type ServicePort,
   type Snapshot,
@@ -71,9 +73,11 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const nsLabels = new Map<string, Record<string, string>>();
   const pods: Pod[] = [];
   const svcs: Svc[] = [];
+  const nodeIps = new Map<string, string>();
   for (const r of resources) {
     const { namespace, name } = r.key;
     if (r.body.kind === 'Namespace') nsLabels.set(name, r.body.spec.labels);
+    else if (r.body.kind === 'Node') nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
     else if (r.body.kind === 'Pod') pods.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'Service' && r.body.spec.type !== 'ExternalName') svcs.push({ namespace, name, spec: r.body.spec });
   }
@@ -106,10 +110,24 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   return {
     workloads,
     services,
+    nodes: compileNodes(nodeIps, pods),
     routing: compileRouting(resources, ctx),
     security: compileSecurity(resources, ctx),
     trustBundle: [...(opts.trustBundle ?? [])],
   };
+}
+
+/**
+ * Nodes and their proxies' addresses (HBONE peers dial `<node ip>:15008`): the Node's
+ * InternalIP, else the status.hostIP of a pod on it (the first by ns/name), else "".
+ */
+function compileNodes(nodeIps: Map<string, string>, pods: readonly Pod[]): NodeInfo[] {
+  const ips = new Map(nodeIps);
+  for (const p of pods) {
+    if (!p.spec.nodeName) continue;
+    if (!ips.get(p.spec.nodeName)) ips.set(p.spec.nodeName, p.spec.hostIP);
+  }
+  return [...ips].map(([name, ip]) => ({ name, ip })).sort((a, b) => cmp(a.name, b.name));
 }
 
 /**
@@ -240,8 +258,8 @@ const hashes = new WeakMap<object, string>();
 export function contentHash(c: SnapshotContent): string {
   const cached = hashes.get(c);
   if (cached) return cached;
-  const { workloads, services, routing, security, trustBundle } = c;
-  const h = createHash('sha256').update(stableJson({ workloads, services, routing, security, trustBundle })).digest('hex');
+  const { workloads, services, nodes, routing, security, trustBundle } = c;
+  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle })).digest('hex');
   hashes.set(c, h);
   return h;
 }

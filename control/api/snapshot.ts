@@ -50,11 +50,20 @@ export interface Workload {
   spiffeId: string;
 }
 
+/** A node and the address its node proxy listens on (HBONE, 15008). */
+export interface NodeInfo {
+  name: string;
+  /** status.addresses InternalIP, else a pod's status.hostIP on that node; "" if unknown */
+  ip: string;
+}
+
 export interface Snapshot {
   version: number;
   generatedAt: string;
   workloads: Workload[];
   services: Service[];
+  /** every node that has a workload or a Node object, by name */
+  nodes: NodeInfo[];
   routing: RoutingConfig;
   security: SecurityConfig;
   /** PEM roots the mesh trusts (several during a root rotation) */
