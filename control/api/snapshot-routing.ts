@@ -192,6 +192,12 @@ export interface OutlierDetection {
   maxEjectionTimeMs: number;
   maxEjectionPercent: number;
   minHealthPercent: number;
+  /**
+   * Beyond Istio; absent = off (the default). Eject an endpoint whose p99 latency over an
+   * interval exceeds `factor` × the median p99 of the cluster's endpoints; endpoints with
+   * fewer than `minRequests` requests in the interval are not judged.
+   */
+  latencyEjection?: { factor: number; minRequests: number };
 }
 
 /** Linkerd's model: retries ≤ percent of live requests + minRetriesPerSecond, over ttl. */
