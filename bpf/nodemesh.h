@@ -92,4 +92,42 @@ struct nm_tuple4 {
 	__u16 proxy_port;  /* the proxy port, network order */
 };
 
+/*
+ * Inbound capture (bpf/inbound.bpf.c): plaintext TCP to a meshed pod of this node that
+ * did not come from this node's own stack is handed to the node proxy's transparent
+ * listener (15006) with bpf_sk_assign, and marked for the policy route that delivers it
+ * locally. Maps, pinned under <pin dir>/maps/ like the others:
+ *
+ * nm_inbound_config: ARRAY, 1 entry, key __u32 0. mark == 0: not configured, pass all.
+ * nm_inbound_pods: HASH, key __u32 pod IPv4 (network order), value __u32 NM_INBOUND_F_*.
+ * nm_inbound_listener: SOCKMAP, 1 entry, key __u32 0, value __u64 (the listener's fd on
+ *   update, its socket cookie on lookup). Empty: captured SYNs are dropped (the client
+ *   retries) rather than delivered around the proxy.
+ * nm_inbound_ports: HASH, key __u32 ifindex of a bridge port (a pod's node-side veth),
+ *   value struct nm_inbound_port: where its egress program hands bridged frames over.
+ */
+#define NM_MAP_INBOUND_CONFIG "nm_inbound_config"
+#define NM_MAP_INBOUND_PODS "nm_inbound_pods"
+#define NM_MAP_INBOUND_LISTENER "nm_inbound_listener"
+#define NM_MAP_INBOUND_PORTS "nm_inbound_ports"
+
+#define NM_INBOUND_PODS_MAX 4096
+#define NM_INBOUND_PORTS_MAX 4096
+#define NM_DEFAULT_INBOUND_PORT 15006
+#define NM_HBONE_PORT 15008 /* never captured, even on a pod IP */
+
+#define NM_INBOUND_F_CAPTURE 1u
+
+struct nm_inbound_config {
+	__u32 mark;  /* host order: skb->mark = (skb->mark & ~mask) | mark when captured */
+	__u32 mask;  /* host order: the bits of the mark the policy rule matches */
+	__u32 flags; /* reserved, zero */
+	__u32 _pad;  /* zero */
+};
+
+struct nm_inbound_port {
+	__u32 bridge_ifindex; /* host order: the bridge this port belongs to */
+	__u32 flags;          /* reserved, zero */
+};
+
 #endif /* NODEMESH_H */

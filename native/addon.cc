@@ -43,6 +43,20 @@ Napi::Object Layout(Napi::Env env) {
   maps.Set("origByCookie", NM_MAP_ORIG_BY_COOKIE);
   maps.Set("origByTuple", NM_MAP_ORIG_BY_TUPLE);
   l.Set("maps", maps);
+  // inbound capture (bpf/inbound.bpf.c)
+  l.Set("nm_inbound_config", Struct(env, sizeof(struct nm_inbound_config),
+                                    {NM_FIELD(nm_inbound_config, mark), NM_FIELD(nm_inbound_config, mask),
+                                     NM_FIELD(nm_inbound_config, flags)}));
+  l.Set("nm_inbound_port", Struct(env, sizeof(struct nm_inbound_port),
+                                  {NM_FIELD(nm_inbound_port, bridge_ifindex), NM_FIELD(nm_inbound_port, flags)}));
+  l.Set("inboundFlagCapture", Napi::Number::New(env, NM_INBOUND_F_CAPTURE));
+  l.Set("defaultInboundPort", Napi::Number::New(env, NM_DEFAULT_INBOUND_PORT));
+  Napi::Object inboundMaps = Napi::Object::New(env);
+  inboundMaps.Set("config", NM_MAP_INBOUND_CONFIG);
+  inboundMaps.Set("pods", NM_MAP_INBOUND_PODS);
+  inboundMaps.Set("listener", NM_MAP_INBOUND_LISTENER);
+  inboundMaps.Set("ports", NM_MAP_INBOUND_PORTS);
+  l.Set("inboundMaps", inboundMaps);
   return l;
 }
 
@@ -54,6 +68,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitLinks(env, exports);
   InitMaps(env, exports);
   InitNetns(env, exports);
+  InitTc(env, exports);
   exports.Set("layout", Layout(env));
   return exports;
 }

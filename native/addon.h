@@ -64,5 +64,6 @@ void InitObjects(Napi::Env env, Napi::Object exports);
 void InitLinks(Napi::Env env, Napi::Object exports);
 void InitMaps(Napi::Env env, Napi::Object exports);
 void InitNetns(Napi::Env env, Napi::Object exports);
+void InitTc(Napi::Env env, Napi::Object exports);
 
 }  // namespace nm
