@@ -2,6 +2,7 @@
 // what the store and the compiler consume. Only the fields nodemesh uses are kept, already
 // defaulted (namespace "default", protocol TCP, serviceAccountName "default"...), so the
 // compiler never looks at raw YAML.
+import type { RoutingBody } from './resources-routing.js';
 
 /** Identity of a resource: API group (""), kind, namespace ("" when cluster-scoped), name. */
 export interface ResourceKey {
@@ -87,6 +88,7 @@ export type ResourceBody =
   | { kind: 'Service'; spec: ServiceSpec }
   | { kind: 'ServiceAccount' }
   | { kind: 'Deployment'; spec: DeploymentSpec }
+  | RoutingBody
   | { kind: 'Ignored' };
 
 /** A validated resource as the store keeps it. */

@@ -25,6 +25,7 @@ import {
   validateServiceAccount,
   type CoreResult,
 } from './validate-core.js';
+import { validateDestinationRule, validateVirtualService } from './validate-istio-networking.js';
 import { FieldProblem, dns1123Label, formatFieldPath, optObject, stringMap, type Obj } from './validate-fields.js';
 
 export const NOT_YET_APPLIED = 'not yet applied by nodemesh (ignored)';
@@ -53,11 +54,11 @@ const KINDS: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = new Map([
   ['apps', new Map<string, KindInfo>([['Deployment', { versions: ['v1'], validate: validateDeployment }]])],
   [
     'networking.istio.io',
-    new Map(
-      ['VirtualService', 'DestinationRule', 'Gateway', 'ServiceEntry', 'Sidecar', 'WorkloadEntry', 'WorkloadGroup', 'EnvoyFilter', 'ProxyConfig'].map(
-        (k) => [k, { versions: ISTIO_NETWORKING }],
-      ),
-    ),
+    new Map<string, KindInfo>([
+      ['VirtualService', { versions: ISTIO_NETWORKING, validate: validateVirtualService }],
+      ['DestinationRule', { versions: ISTIO_NETWORKING, validate: validateDestinationRule }],
+      ...['Gateway', 'ServiceEntry', 'Sidecar', 'WorkloadEntry', 'WorkloadGroup', 'EnvoyFilter', 'ProxyConfig'].map((k): [string, KindInfo] => [k, { versions: ISTIO_NETWORKING }]),
+    ]),
   ],
   ['security.istio.io', new Map(['PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication'].map((k) => [k, { versions: ISTIO_SECURITY }]))],
   ['telemetry.istio.io', new Map([['Telemetry', { versions: ['v1alpha1', 'v1'] }]])],
@@ -71,6 +72,11 @@ const KINDS: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = new Map([
     ),
   ],
 ]);
+
+/** The kind is compiled into the snapshot (has a validator), rather than accepted as "not yet applied". */
+export function compiledKind(apiVersion: string, kind: string): boolean {
+  return KINDS.get(groupOf(apiVersion))?.get(kind)?.validate !== undefined;
+}
 
 export type ValidationResult = { ok: true; resource: Resource } | { ok: false; key: ResourceKey; error: ConfigError };
 

@@ -5,7 +5,14 @@
 // Conventions: durations are integer milliseconds, 0 = unset/disabled unless the field
 // says otherwise; percentages are 0–100 (floats); every default Istio documents is filled
 // in by the control plane, so the agent applies values as they are. A Service with no
-// RouteTable gets the agent's mesh defaults (round-robin... see agent/routing docs).
+// RouteTable gets the agent's mesh defaults (round-robin... see agent/routing docs); a
+// host with no DestinationPolicy gets defaultTrafficPolicy() below.
+//
+// Header names (matches, HeaderOps) are lowercase, as Envoy normalises them. A `regex`
+// StringMatch holds a pattern the control plane has checked to mean the same in RE2 (what
+// Istio and Envoy use) and in JavaScript (RE2-only spellings such as `(?P<n>`, `\A`, `\z`
+// and a leading `(?i)` are translated; constructs outside both are rejected). Like Envoy's
+// safe_regex it must match the WHOLE value: `new RegExp(`^(?:${value})$`, ignoreCase ? 'i' : '')`.
 
 /** How one string is matched. `pathPrefix` is Gateway API's PathPrefix: per path element. */
 export interface StringMatch {
@@ -55,6 +62,12 @@ export interface Destination {
   /** relative weight; share = weight / sum of the route's weights */
   weight: number;
   headers: { request: HeaderOps; response: HeaderOps };
+  /**
+   * 0: forward. Otherwise answer this status instead of forwarding this destination's share
+   * (Gateway API: "500 status codes MUST be returned for requests that would have otherwise
+   * been routed to an invalid backend", e.g. a backendRef to a Service that does not exist).
+   */
+  failStatus: number;
 }
 
 export interface RetryPolicy {
@@ -95,6 +108,7 @@ export interface Rewrite {
   replacePrefixMatch: string;
   /** full replacement path (Gateway API ReplaceFullPath) */
   replaceFullPath: string;
+  /** Envoy regex_rewrite: every match of `match` (RE2/JS, see header) replaced; `rewrite` uses `\1` group references */
   uriRegex?: { match: string; rewrite: string };
   authority: string;
 }
@@ -205,6 +219,11 @@ export interface RetryBudget {
   percent: number;
   minRetriesPerSecond: number;
   ttlMs: number;
+  /**
+   * Istio's `retryBudget.minRetryConcurrency`: retries in flight that are always allowed
+   * whatever the ratio (Envoy's floor). 0 when the DestinationRule has no retryBudget.
+   */
+  minRetryConcurrency: number;
 }
 
 export interface TrafficPolicy {
@@ -219,6 +238,8 @@ export interface Subset {
   labels: Record<string, string>;
   /** the rule's policy with the subset's overrides applied */
   policy: TrafficPolicy;
+  /** per port: rule → rule's portLevelSettings → subset → subset's portLevelSettings (Istio's order) */
+  ports: { port: number; policy: TrafficPolicy }[];
 }
 
 /** DestinationRule for one host, defaults filled in. */
@@ -239,4 +260,53 @@ export interface RoutingConfig {
 
 export function emptyRouting(): RoutingConfig {
   return { routes: [], destinations: [] };
+}
+
+/** 2^32−1: Envoy's circuit-breaker "unlimited", Istio's documented default for the pool limits. */
+export const UNLIMITED = 4294967295;
+
+/**
+ * Istio's defaults for a host with no DestinationRule (or a group the rule leaves out),
+ * plus nodemesh's retry budget (on by default, Linkerd's 20% + 10/s over 10 s).
+ */
+export function defaultTrafficPolicy(): TrafficPolicy {
+  return {
+    loadBalancer: { simple: 'LEAST_REQUEST' },
+    connectionPool: {
+      maxConnections: UNLIMITED,
+      connectTimeoutMs: 10_000,
+      tcpIdleTimeoutMs: 3_600_000,
+      maxConnectionDurationMs: 0,
+      http1MaxPendingRequests: UNLIMITED,
+      http2MaxRequests: UNLIMITED,
+      maxRequestsPerConnection: 0,
+      maxRetries: UNLIMITED,
+      httpIdleTimeoutMs: 3_600_000,
+    },
+    outlierDetection: {
+      enabled: false,
+      consecutive5xxErrors: 5,
+      consecutiveGatewayErrors: 0,
+      consecutiveLocalOriginFailures: 5,
+      splitExternalLocalOriginErrors: false,
+      intervalMs: 10_000,
+      baseEjectionTimeMs: 30_000,
+      maxEjectionTimeMs: 300_000,
+      maxEjectionPercent: 10,
+      minHealthPercent: 0,
+    },
+    retryBudget: { percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000, minRetryConcurrency: 0 },
+  };
+}
+
+/** Istio's retry policy for a route that does not set `retries`: 2 retries, base backoff 25 ms. */
+export function defaultRetryPolicy(): RetryPolicy {
+  return {
+    attempts: 2,
+    perTryTimeoutMs: 0,
+    retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'],
+    retriableStatusCodes: [],
+    backoffBaseMs: 25,
+    backoffMaxMs: 250,
+  };
 }
