@@ -59,7 +59,8 @@ interface NativeMapInfo {
   flags: number;
   name: string;
 }
-interface Native {
+/** The addon as this module uses it; the datapath-*.ts siblings type their own functions. */
+export interface Native {
   openObject(path: string): number;
   setMapPinPath(obj: number, mapName: string, path: string): void;
   load(obj: number): void;
@@ -99,7 +100,7 @@ export class DatapathError extends NodemeshError {
 }
 
 /** Runs an addon call; its exception becomes a DatapathError with `code` and context. */
-function nat<T>(code: ErrorCode, context: string, fn: (n: Native) => T): T {
+export function nat<T>(code: ErrorCode, context: string, fn: (n: Native) => T): T {
   const n = native();
   try {
     return fn(n);
@@ -109,7 +110,7 @@ function nat<T>(code: ErrorCode, context: string, fn: (n: Native) => T): T {
 }
 
 /** Walks up from this file (dist/agent/ when compiled) to the package root. */
-function packageRoot(): string {
+export function packageRoot(): string {
   let dir = path.dirname(fileURLToPath(import.meta.url));
   for (;;) {
     if (fs.existsSync(path.join(dir, 'package.json')) && fs.existsSync(path.join(dir, 'bpf'))) return dir;
@@ -120,7 +121,7 @@ function packageRoot(): string {
 }
 
 let addon: Native | undefined;
-function native(): Native {
+export function native(): Native {
   if (addon) return addon;
   const file = path.join(packageRoot(), 'build', 'Release', 'nodemesh_native.node');
   try {
