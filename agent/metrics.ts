@@ -140,3 +140,45 @@ export function tcpLabels(
     connection_security_policy: 'none',
   };
 }
+
+/**
+ * Labels of one connection delivered to a local pod, reported by the destination's node
+ * proxy (reporter="destination"): the principals as the mTLS handshake proved them
+ * (SPIFFE IDs, "unknown" for plaintext), and connection_security_policy "mutual_tls" or
+ * "none" (plaintext accepted under PERMISSIVE).
+ */
+export function tcpLabelsDestination(
+  source: Workload | undefined,
+  sourcePrincipal: string | undefined,
+  service: Service | undefined,
+  destination: Workload,
+  security: 'mutual_tls' | 'none',
+  responseFlags: string,
+): IstioLabels {
+  return {
+    ...tcpLabels(source, service, destination, service?.hostname ?? 'unknown', responseFlags),
+    reporter: 'destination',
+    source_principal: sourcePrincipal ?? 'unknown',
+    destination_principal: security === 'mutual_tls' ? destination.spiffeId : 'unknown',
+    connection_security_policy: security,
+  };
+}
+
+export const authorizationDenials = new Counter({
+  name: 'nodemesh_agent_authorization_denials_total',
+  help: 'Inbound connections and requests refused by policy: reason (mtls_strict, deny_policy, no_allow_match), policy (namespace/name, "-" when none), layer (tcp, http)',
+  labelNames: ['reason', 'policy', 'layer'],
+  registers: [registry],
+});
+export const authorizationAudits = new Counter({
+  name: 'nodemesh_agent_authorization_audit_total',
+  help: 'Inbound connections and requests an AUDIT AuthorizationPolicy matched',
+  labelNames: ['policy', 'layer'],
+  registers: [registry],
+});
+export const authorizationDryRun = new Counter({
+  name: 'nodemesh_agent_authorization_dry_run_total',
+  help: 'Inbound connections and requests a dry-run (istio.io/dry-run) AuthorizationPolicy matched; never enforced',
+  labelNames: ['policy', 'layer'],
+  registers: [registry],
+});

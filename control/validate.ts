@@ -26,6 +26,7 @@ import {
   type CoreResult,
 } from './validate-core.js';
 import { validateDestinationRule, validateVirtualService } from './validate-istio-networking.js';
+import { validateAuthorizationPolicy, validatePeerAuthentication } from './validate-istio-security.js';
 import { FieldProblem, dns1123Label, formatFieldPath, optObject, stringMap, type Obj } from './validate-fields.js';
 
 export const NOT_YET_APPLIED = 'not yet applied by nodemesh (ignored)';
@@ -60,7 +61,14 @@ const KINDS: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = new Map([
       ...['Gateway', 'ServiceEntry', 'Sidecar', 'WorkloadEntry', 'WorkloadGroup', 'EnvoyFilter', 'ProxyConfig'].map((k): [string, KindInfo] => [k, { versions: ISTIO_NETWORKING }]),
     ]),
   ],
-  ['security.istio.io', new Map(['PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication'].map((k) => [k, { versions: ISTIO_SECURITY }]))],
+  [
+    'security.istio.io',
+    new Map<string, KindInfo>([
+      ['PeerAuthentication', { versions: ISTIO_SECURITY, validate: validatePeerAuthentication }],
+      ['AuthorizationPolicy', { versions: ISTIO_SECURITY, validate: validateAuthorizationPolicy }],
+      ['RequestAuthentication', { versions: ISTIO_SECURITY }],
+    ]),
+  ],
   ['telemetry.istio.io', new Map([['Telemetry', { versions: ['v1alpha1', 'v1'] }]])],
   [
     'gateway.networking.k8s.io',

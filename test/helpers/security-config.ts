@@ -1,0 +1,61 @@
+// Security policy for tests, through the real control-plane path: YAML text → parse →
+// validation (store) → compiler → the snapshot's SecurityConfig, then the agent's index.
+import { parseYamlFile } from '../../control/source-files.js';
+import { ResourceStore, type StoreResult } from '../../control/store.js';
+import { compileSnapshot } from '../../control/compiler.js';
+import type { Snapshot } from '../../control/api/snapshot.js';
+import { SecurityIndex, type WorkloadPolicy } from '../../agent/authorization.js';
+
+export interface PodOpts {
+  ns?: string;
+  labels?: Record<string, string>;
+  sa?: string;
+  ip?: string;
+  node?: string;
+}
+
+let nextIp = 0;
+const autoIp = () => `10.244.${Math.floor(nextIp / 250) % 250}.${(nextIp++ % 250) + 2}`;
+
+/** A running Pod as YAML (status filled in as the lab writes it). */
+export function podYaml(name: string, o: PodOpts = {}): string {
+  return `apiVersion: v1
+kind: Pod
+metadata:
+  name: ${name}
+  namespace: ${o.ns ?? 'default'}
+  labels: ${JSON.stringify(o.labels ?? {})}
+spec:
+  nodeName: ${o.node ?? 'node-a'}
+  serviceAccountName: ${o.sa ?? 'default'}
+  containers:
+  - name: main
+status:
+  phase: Running
+  podIP: ${o.ip ?? autoIp()}
+`;
+}
+
+/** Validates and compiles YAML documents (joined with ---); throws if any is rejected. */
+export function compileYaml(yaml: string, opts: { rootNamespace?: string } = {}): Snapshot {
+  const r = store(yaml);
+  const rejected = [...r.statuses.filter((s) => s.state !== 'Accepted').map((s) => s.message), ...r.fileErrors.map((e) => e.message)];
+  if (rejected.length > 0) throw new Error(`rejected: ${rejected.join('\n')}`);
+  return compileSnapshot(r.resources, opts);
+}
+
+/** The store's verdict on YAML documents (statuses name file, resource and field). */
+export function store(yaml: string, file = 'policy.yaml'): StoreResult {
+  const parsed = parseYamlFile(file, yaml);
+  if ('error' in parsed) throw parsed.error;
+  return new ResourceStore().apply({ files: [{ file, documents: parsed.documents, documentErrors: parsed.documentErrors }] });
+}
+
+/** The agent's view of one workload's policy. */
+export function policyOf(snapshot: Snapshot, uid: string): WorkloadPolicy {
+  return SecurityIndex.of(snapshot.security).forWorkload(uid);
+}
+
+export function spiffe(ns: string, sa: string): string {
+  return `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
+}
