@@ -1,0 +1,140 @@
+// How a node agent talks to the control plane: TLS, verifying the control plane's serving
+// certificate, and presenting the node's credential (mTLS) so the control plane knows which
+// node is calling. One ChannelCredentials for the discovery stream and the CA client.
+//
+// The roots it verifies the control plane against are the union of
+//   - the root file it was given (--root-cert; re-read every few seconds: on Kubernetes a
+//     ConfigMap the control plane keeps current, in the lab the CA dir's trust-bundle.pem), and
+//   - the trust bundle of the latest snapshot,
+// so during a root rotation an agent trusts the new root as soon as either tells it, and a
+// control plane that switched its serving certificate to the new root stays reachable.
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { NodemeshError } from './errors.js';
+import { splitPemCertificates } from './x509-svid.js';
+
+/** files of a node credential directory (`nodemesh agent --node-credential DIR`) */
+export const NODE_CREDENTIAL_FILES = { cert: 'cert.pem', key: 'key.pem' } as const;
+
+type CaListener = grpc.experimental.CaCertificateUpdateListener;
+type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
+
+export interface ControlCredentialsOptions {
+  /** PEM file of the root(s) the control plane's serving certificate chains to */
+  rootCertFile: string;
+  /** directory holding this node's credential: cert.pem and key.pem */
+  nodeCredentialDir: string;
+  /** how often the files are re-read for changes (default 5000 ms) */
+  refreshMs?: number;
+}
+
+function controlError(message: string, cause?: unknown): NodemeshError {
+  return new NodemeshError('NM_ERR_CONTROL', message, cause === undefined ? undefined : { cause });
+}
+
+function readRoots(file: string, text: string): string[] {
+  const roots = splitPemCertificates(text);
+  if (roots.length === 0) throw controlError(`--root-cert ${file} holds no PEM certificate: give the file of the mesh's root certificate(s)`);
+  for (const r of roots) {
+    try {
+      new X509Certificate(r);
+    } catch (err) {
+      throw controlError(`--root-cert ${file}: a certificate cannot be parsed: ${(err as Error).message}`, err);
+    }
+  }
+  return roots;
+}
+
+export class ControlPlaneCredentials implements grpc.experimental.CertificateProvider {
+  readonly credentials: grpc.ChannelCredentials;
+  private fileRootsPem: string[];
+  private bundle: string[] = [];
+  private identity: { certificate: Buffer; privateKey: Buffer };
+  private readonly caListeners = new Set<CaListener>();
+  private readonly identityListeners = new Set<IdentityListener>();
+  private readonly timer: NodeJS.Timeout;
+
+  /** Reads the files now: a missing or unreadable one is an NM_ERR_CONTROL at start, naming it. */
+  constructor(private readonly opts: ControlCredentialsOptions) {
+    let rootText: string;
+    try {
+      rootText = readFileSync(opts.rootCertFile, 'utf8');
+    } catch (err) {
+      throw controlError(`--root-cert ${opts.rootCertFile}: ${(err as Error).message}`, err);
+    }
+    this.fileRootsPem = readRoots(opts.rootCertFile, rootText);
+    const certFile = path.join(opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.cert);
+    const keyFile = path.join(opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.key);
+    try {
+      this.identity = { certificate: readFileSync(certFile), privateKey: readFileSync(keyFile) };
+    } catch (err) {
+      throw controlError(`--node-credential ${opts.nodeCredentialDir}: ${(err as Error).message} (the directory must hold ${NODE_CREDENTIAL_FILES.cert} and ${NODE_CREDENTIAL_FILES.key})`, err);
+    }
+    this.credentials = grpc.experimental.createCertificateProviderChannelCredentials(this, this);
+    this.timer = setInterval(() => void this.refresh(), opts.refreshMs ?? 5000);
+    this.timer.unref();
+  }
+
+  /** The roots trusted for the control plane now (file ∪ snapshot bundle), PEM. */
+  roots(): string[] {
+    return [...new Set([...this.fileRootsPem, ...this.bundle].map((r) => r.trimEnd() + '\n'))];
+  }
+
+  /** The roots of the --root-cert file. */
+  fileRoots(): string[] {
+    return [...this.fileRootsPem];
+  }
+
+  /** The trust bundle of the latest snapshot. */
+  setTrustBundle(pems: readonly string[]): void {
+    const before = this.roots().join('');
+    this.bundle = [...pems];
+    if (this.roots().join('') !== before) this.pushCa();
+  }
+
+  private pushCa(): void {
+    const update = { caCertificate: Buffer.from(this.roots().join('')) };
+    for (const l of this.caListeners) l(update);
+  }
+
+  private async refresh(): Promise<void> {
+    try {
+      const text = await readFile(this.opts.rootCertFile, 'utf8');
+      const roots = readRoots(this.opts.rootCertFile, text);
+      if (roots.join('') !== this.fileRootsPem.join('')) {
+        this.fileRootsPem = roots;
+        this.pushCa();
+      }
+      const certificate = await readFile(path.join(this.opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.cert));
+      const privateKey = await readFile(path.join(this.opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.key));
+      if (!certificate.equals(this.identity.certificate) || !privateKey.equals(this.identity.privateKey)) {
+        this.identity = { certificate, privateKey };
+        for (const l of this.identityListeners) l(this.identity);
+      }
+    } catch {
+      // a file being replaced, or gone for a moment: keep what was read last
+    }
+  }
+
+  addCaCertificateListener(listener: CaListener): void {
+    this.caListeners.add(listener);
+    listener({ caCertificate: Buffer.from(this.roots().join('')) });
+  }
+  removeCaCertificateListener(listener: CaListener): void {
+    this.caListeners.delete(listener);
+  }
+  addIdentityCertificateListener(listener: IdentityListener): void {
+    this.identityListeners.add(listener);
+    listener(this.identity);
+  }
+  removeIdentityCertificateListener(listener: IdentityListener): void {
+    this.identityListeners.delete(listener);
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+}
