@@ -6,7 +6,11 @@ import { watchSnapshots } from '../control/api/discovery-client.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin-server.js';
 import { Datapath, cgroup2Mount, ownCgroup } from './datapath.js';
+import { InboundDatapath, meshedPodIps } from './datapath-inbound.js';
+import { SecurityIndex } from './authorization.js';
 import { Enrollment } from './enrollment.js';
+import { InboundCapture } from './inbound-capture.js';
+import { deliverInbound } from './inbound-delivery.js';
 import { snapshotVersion } from './metrics.js';
 import { OutboundProxy } from './outbound-proxy.js';
 import { PodNetnsScanner } from './pod-netns.js';
@@ -15,7 +19,7 @@ import { TcpConnector } from './upstream.js';
 
 const log = logger('agent');
 
-export const PORTS = { outbound: 15001, admin: 15020 } as const;
+export const PORTS = { outbound: 15001, inbound: 15006, admin: 15020 } as const;
 /** SO_MARK of the proxy's own upstream sockets, which the datapath never redirects (Istio's 1337). */
 export const PROXY_MARK = 0x539;
 
@@ -51,6 +55,14 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let proxy: OutboundProxy | undefined;
   let listening = false;
   let rescan: NodeJS.Timeout | undefined;
+  let inbound: InboundDatapath | undefined;
+  let capture: InboundCapture | undefined;
+  let inboundAttached = false;
+  const reconcileInbound = (s: Snapshot) =>
+    inbound?.reconcile(meshedPodIps(s, opts.node)).then(
+      () => void (inboundAttached = true),
+      (err: unknown) => log.error({ err }, 'inbound capture reconcile failed; will retry'),
+    );
 
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
   const admin = await startAdminServer(adminHost, adminPort, {
@@ -59,6 +71,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       if (!datapath) return 'datapath not attached';
       if (!listening) return 'outbound listener not up';
       if (!enrollment?.ready) return 'pods not enrolled yet';
+      if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
+      if (!inboundAttached) return 'inbound capture not attached yet';
       return undefined;
     },
     debug() {
@@ -67,6 +81,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         snapshotVersion: snapshot?.version ?? 0,
         enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
         openConnections: proxy?.openConnections ?? 0,
+        inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
       };
     },
   });
@@ -77,6 +92,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     snapshotVersion.set(s.version);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     void enrollment?.reconcile(s);
+    void reconcileInbound(s);
   };
   const watch = watchSnapshots({
     address: opts.control,
@@ -101,6 +117,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     if (snapshot) void enrollment.reconcile(snapshot);
     rescan = setInterval(() => {
       if (snapshot) void enrollment?.reconcile(snapshot);
+      if (snapshot) void reconcileInbound(snapshot); // new pods' veths
     }, opts.rescanMs ?? 2_000);
     rescan.unref();
 
@@ -113,12 +130,32 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     await proxy.listen();
     listening = true;
     log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
+
+    // inbound capture (15006): the listener goes into the datapath before any pod IP does
+    inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
+    const podConnector = new TcpConnector(PROXY_MARK);
+    capture = new InboundCapture({
+      host: opts.proxyIp,
+      port: PORTS.inbound,
+      node: opts.node,
+      index: () => table,
+      deliver: (s, c) =>
+        deliverInbound(s, c, podConnector, {
+          security: snapshot ? SecurityIndex.of(snapshot.security) : undefined,
+          sourceWorkload: table.workloadByIp(c.sourceIp), // plaintext: by address, unproven
+        }),
+    });
+    await capture.listen();
+    inbound.setListener(capture.fd);
+    if (snapshot) await reconcileInbound(snapshot);
   } catch (err) {
     // nothing half-started may outlive a failed start
     clearInterval(rescan);
     watch.close();
     admin.close();
     await proxy?.close(true);
+    await capture?.close(true);
+    await inbound?.close({ unpin: true });
     datapath?.close({ unpin: true });
     throw err;
   }
@@ -130,7 +167,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         clearInterval(rescan);
         watch.close();
         await proxy?.close(true);
+        await capture?.close(true);
         admin.close();
+        await inbound?.close({ unpin: true }); // filters, policy route, pins
         // detach first: from here on new connects from pods are no longer redirected
         datapath?.close({ unpin: true });
         log.info('agent stopped; datapath detached and unpinned');

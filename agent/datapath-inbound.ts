@@ -25,6 +25,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { NodemeshError } from '../control/api/errors.js';
 import { logger } from '../control/api/log.js';
+import type { Snapshot } from '../control/api/snapshot.js';
 import { DEFAULT_PIN_DIR, nat, native, packageRoot, type Native } from './datapath.js';
 import { ensureBpffs, mountOf } from './datapath-mounts.js';
 
@@ -195,6 +196,11 @@ export async function removePolicyRoute(r: PolicyRoute): Promise<{ rules: number
 }
 
 // ---- the inbound datapath ----------------------------------------------------------
+
+/** What this node captures: the IPs of its meshed pods in the snapshot. */
+export function meshedPodIps(snapshot: Snapshot, node: string): string[] {
+  return snapshot.workloads.filter((w) => w.node === node && w.meshed && w.ip).map((w) => w.ip);
+}
 
 export interface InboundDatapathOptions {
   /** the redirect datapath's pin directory; the maps go under <pinDir>/maps/ */

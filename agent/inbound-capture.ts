@@ -6,9 +6,8 @@
 // that is not the node's; it must not be SO_REUSEPORT), so the accepted socket carries the
 // address the client dialled as its own local address: `localAddress:localPort` IS the
 // original destination, no lookup needed. Each accepted connection goes to deliverInbound
-// (inbound policy: PeerAuthentication, AuthorizationPolicy) as plaintext from an unknown
-// principal, through `flows`, which counts it with reporter="destination" and
-// connection_security_policy="none".
+// (inbound policy: PeerAuthentication, AuthorizationPolicy; destination-side telemetry)
+// as plaintext (`security: 'none'`) from an unknown principal; a refusal resets it.
 import net from 'node:net';
 import os from 'node:os';
 import type { Duplex } from 'node:stream';
@@ -97,10 +96,8 @@ export interface WorkloadLookup {
   workloadByIp(ip: string): Workload | undefined;
 }
 
-/** Delivery with destination-side telemetry (InboundFlows.deliver has this shape). */
-export interface InboundDeliverer {
-  deliver(stream: Duplex, c: InboundConnection, destinationPrincipal: string): Promise<InboundResult>;
-}
+/** deliverInbound with the agent's connector and current policy bound. */
+export type InboundDeliver = (stream: Duplex, c: InboundConnection) => Promise<InboundResult>;
 
 export interface InboundCaptureOptions {
   /** the node's address (the proxy IP) */
@@ -109,7 +106,7 @@ export interface InboundCaptureOptions {
   /** this node's name: only its meshed pods are served */
   node: string;
   index: () => WorkloadLookup;
-  flows: InboundDeliverer;
+  deliver: InboundDeliver;
 }
 
 /** Published on `nodemesh tap` beside the outbound connections. */
@@ -204,7 +201,7 @@ export class InboundCapture {
     this.publish('open', event, ResponseFlag.None, socket, started);
     let result: InboundResult;
     try {
-      result = await this.opts.flows.deliver(socket, c, destination.spiffeId);
+      result = await this.opts.deliver(socket, c);
     } catch (err) {
       result = { delivered: false, flag: ResponseFlag.UpstreamConnectionFailure, reason: (err as Error).message };
     }
