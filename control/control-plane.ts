@@ -5,10 +5,19 @@
 import { NodemeshError } from './api/errors.js';
 import { logger } from './api/log.js';
 import { TRUST_DOMAIN_DEFAULT, type Snapshot } from './api/snapshot.js';
-import { startAdminServer, type AdminServer } from './admin-server.js';
+import { parseHostPort, startAdminServer, type AdminServer } from './admin-server.js';
 import { compileSnapshot } from './compiler.js';
 import { createControlMetrics, type ControlMetrics } from './control-metrics.js';
 import { DiscoveryServer, type AgentStatus } from './discovery-server.js';
+import { readFile } from 'node:fs/promises';
+import { certificateService } from './api/ca-client.js';
+import { splitPemCertificates } from './api/x509-svid.js';
+import type { Clock } from './api/clock.js';
+import { startLocalCa, type LocalCa, type LocalCaOptions } from './ca.js';
+import { createCaMetrics, type CaMetrics } from './ca-metrics.js';
+import { certificateServiceImplementation } from './ca-server.js';
+import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './node-auth.js';
+import { ServingTls, servingNames } from './serving-tls.js';
 import { FileSource, type SourceState } from './source-files.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './store.js';
 
@@ -29,6 +38,21 @@ export interface ControlPlaneOptions {
   rescanMs?: number;
   /** also export Node.js process metrics on /metrics (default true) */
   processMetrics?: boolean;
+  /**
+   * Run the CA: gRPC becomes TLS (a serving certificate from the CA), agents authenticate
+   * with node credentials, CertificateService is served next to discovery, and the trust
+   * bundle goes out in every snapshot. Without it gRPC is plaintext and unauthenticated
+   * (tests of the configuration pipeline only).
+   */
+  ca?: ControlPlaneCaOptions;
+}
+
+export interface ControlPlaneCaOptions extends Omit<LocalCaOptions, 'trustDomain' | 'clock'> {
+  /** PEM file of the CA that issues node credentials (the lab's node CA) */
+  nodeCaFile: string;
+  /** extra DNS names / IPs for the serving certificate (the bind address and defaults are always in) */
+  serverNames?: string[];
+  clock?: Clock;
 }
 
 export interface ControlPlane {
@@ -44,6 +68,11 @@ export interface ControlPlane {
   rescan(): Promise<Snapshot | undefined>;
   /** listener for every new snapshot version; returns an unsubscribe function */
   onSnapshot(listener: (snapshot: Snapshot) => void): () => void;
+  /** the CA, when started with `ca` */
+  readonly ca: LocalCa | undefined;
+  readonly caMetrics: CaMetrics | undefined;
+  /** the serving certificate chain of the gRPC port (PEM), when TLS */
+  servingCertificate(): string | undefined;
   close(): Promise<void>;
 }
 
@@ -55,7 +84,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const store = new ResourceStore();
-  const server = new DiscoveryServer({ metrics });
+  const tls = opts.ca ? await startCa(opts.ca, trustDomain, parseHostPort(opts.grpcAddress ?? '0.0.0.0:15012').host, metrics.registry, () => current) : undefined;
+  const server = new DiscoveryServer({
+    metrics,
+    ...(tls
+      ? {
+          credentials: tls.serving.credentials(),
+          authenticate: (call) => tls.authenticator.authenticate(call),
+          onRefused: (reason) => tls.caMetrics.watchRefused.inc({ reason }),
+        }
+      : {}),
+  });
+  if (tls) server.addService(certificateService().service, tls.service);
   const listeners = new Set<(s: Snapshot) => void>();
   let current: Snapshot | undefined;
   let last: StoreResult = { resources: [], statuses: [], fileErrors: [], newErrors: [] };
@@ -74,9 +114,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // a config directory that could not be listed even once: nothing is known yet, and an
     // empty snapshot would tell every agent that the mesh is empty
     if (state.error && current === undefined) return;
+    compile();
+  };
+
+  // resources or the CA's roots changed: a new snapshot version if the content differs
+  const compile = () => {
     let next: Snapshot;
     try {
-      next = compileSnapshot(last.resources, { trustDomain }, current);
+      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [] }, current);
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
       return;
@@ -120,6 +165,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   let admin: AdminServer | undefined;
   let grpcPort: number;
+  // a new root (rotation start) or a dropped one (overlap over) reaches agents in a snapshot
+  const unsubscribeCa = tls?.ca.onChange(() => {
+    if (current !== undefined) compile();
+  });
   try {
     await source.start();
     grpcPort = await server.listen(opts.grpcAddress ?? '0.0.0.0:15012');
@@ -133,6 +182,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   } catch (err) {
     source.close();
     await server.close(0);
+    unsubscribeCa?.();
+    tls?.close();
     throw err;
   }
   log.info({ configDir: source.dir, grpcPort, adminPort: admin.port, trustDomain }, 'control plane started');
@@ -155,12 +206,60 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       listeners.add(l);
       return () => listeners.delete(l);
     },
+    ca: tls?.ca,
+    caMetrics: tls?.caMetrics,
+    servingCertificate: () => tls?.serving.chainPem(),
     close: async () => {
       if (closed) return;
       closed = true;
       source.close();
+      unsubscribeCa?.();
+      tls?.close();
       await Promise.all([server.close(), adminServer.close()]);
       log.info({}, 'control plane stopped');
+    },
+  };
+}
+
+/**
+ * The CA and what hangs off it: the serving certificate of the gRPC port, node
+ * authentication, and the CertificateService implementation.
+ */
+async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: string, registry: ControlMetrics['registry'], snapshot: () => Snapshot | undefined) {
+  let nodeCaPems: string[];
+  try {
+    nodeCaPems = splitPemCertificates(await readFile(o.nodeCaFile, 'utf8'));
+  } catch (err) {
+    throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile}: ${(err as Error).message}`, { cause: err });
+  }
+  if (nodeCaPems.length === 0) throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile} holds no PEM certificate (the CA that issues node credentials)`);
+  const { nodeCaFile: _n, serverNames, ...caOpts } = o;
+  const ca = await startLocalCa({ ...caOpts, trustDomain });
+  const caMetrics = createCaMetrics(registry);
+  const gauges = () => {
+    caMetrics.trustBundleRoots.set(ca.trustBundle().length);
+    caMetrics.signerExpiry.set(Date.parse(ca.status().signer.notAfter) / 1000);
+  };
+  gauges();
+  ca.onChange(gauges);
+  const serving = new ServingTls({ ca, nodeCaPems, names: servingNames(grpcHost, serverNames), ...(o.clock ? { clock: o.clock } : {}) });
+  try {
+    await serving.start();
+  } catch (err) {
+    ca.close();
+    throw err;
+  }
+  const authenticator = new NodeCertificateAuthenticator(nodeCaPems);
+  const service = certificateServiceImplementation({ ca, authenticator, authorizer: new SnapshotNodeAuthorizer(snapshot, trustDomain), metrics: caMetrics });
+  return {
+    ca,
+    caMetrics,
+    serving,
+    authenticator,
+    service,
+    close() {
+      serving.close();
+      ca.close();
     },
   };
 }

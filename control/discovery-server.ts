@@ -4,7 +4,10 @@
 // never queued a backlog: while its stream is over the high-water mark nothing more is
 // written, and on 'drain' it gets only the newest snapshot.
 //
-// Insecure credentials for now; TLS comes with the CA (a later issue).
+// Transport: insecure by default (tests of the stream); the control plane passes TLS
+// server credentials and a node authenticator when it runs its CA (serving-tls.ts,
+// node-auth.ts): then a Watch is refused unless the caller proved it is the node it names.
+// Other services (the CA) are added to the same server with addService() before listen().
 import * as grpc from '@grpc/grpc-js';
 import { discoveryService, type Snapshot } from './api/snapshot.js';
 import { logger } from './api/log.js';
@@ -41,6 +44,14 @@ export interface DiscoveryServerOptions {
   metrics: ControlMetrics;
   /** server → agent HTTP/2 keepalive pings, to notice vanished nodes (default 30 s) */
   keepaliveMs?: number;
+  /** default: insecure */
+  credentials?: grpc.ServerCredentials;
+  /**
+   * The node behind a call (throws with a gRPC `grpcCode` and a message when it is not
+   * one); a Watch for another node than the caller's is refused too. `onRefused` sees each.
+   */
+  authenticate?: (call: grpc.ServerWritableStream<WatchRequestWire, SnapshotWire>) => string;
+  onRefused?: (reason: string) => void;
 }
 
 export class DiscoveryServer {
@@ -50,8 +61,10 @@ export class DiscoveryServer {
   private current: Snapshot | undefined;
   private nextId = 1;
   private closing = false;
+  private readonly opts: DiscoveryServerOptions;
 
   constructor(opts: DiscoveryServerOptions) {
+    this.opts = opts;
     this.metrics = opts.metrics;
     this.server = new grpc.Server({
       'grpc.keepalive_time_ms': opts.keepaliveMs ?? 30_000,
@@ -63,11 +76,16 @@ export class DiscoveryServer {
   /** Binds `host:port` (port 0: any free port); resolves with the bound port. */
   listen(address: string): Promise<number> {
     return new Promise((resolve, reject) => {
-      this.server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (err, port) => {
+      this.server.bindAsync(address, this.opts.credentials ?? grpc.ServerCredentials.createInsecure(), (err, port) => {
         if (err) reject(new Error(`cannot listen for gRPC on ${address}: ${err.message}`, { cause: err }));
         else resolve(port);
       });
     });
+  }
+
+  /** Serves another service on the same port (before listen()). */
+  addService(service: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation): void {
+    this.server.addService(service, implementation);
   }
 
   /** Makes `snapshot` current and sends it to every connected agent that lacks it. */
@@ -112,6 +130,7 @@ export class DiscoveryServer {
       call.end();
       return;
     }
+    if (this.opts.authenticate && !this.admit(call)) return;
     const agent: Agent = {
       id: this.nextId++,
       node: call.request.node ?? '',
@@ -141,6 +160,28 @@ export class DiscoveryServer {
       this.send(agent);
     });
     this.send(agent);
+  }
+
+  private admit(call: Agent['call']): boolean {
+    let code = grpc.status.UNAUTHENTICATED;
+    let message: string;
+    let reason = 'unauthenticated';
+    try {
+      const node = this.opts.authenticate!(call);
+      if (node === call.request.node) return true;
+      code = grpc.status.PERMISSION_DENIED;
+      reason = 'permission_denied';
+      message = `the caller is node ${node} but watches as node ${JSON.stringify(call.request.node ?? '')}: an agent may watch only as its own node (--node)`;
+    } catch (err) {
+      const c = (err as { grpcCode?: grpc.status }).grpcCode;
+      if (c !== undefined) code = c;
+      reason = (err as { reason?: string }).reason ?? reason;
+      message = (err as Error).message;
+    }
+    log.warn({ peer: call.getPeer(), node: call.request.node, reason }, message);
+    this.opts.onRefused?.(reason);
+    call.emit('error', Object.assign(new Error(message), { code, details: message }));
+    return false;
   }
 
   private send(a: Agent): void {

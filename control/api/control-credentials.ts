@@ -119,16 +119,17 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
     }
   }
 
+  // first updates on a later tick, as grpc-js's own file watcher gives them
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener);
-    listener({ caCertificate: Buffer.from(this.roots().join('')) });
+    queueMicrotask(() => this.caListeners.has(listener) && listener({ caCertificate: Buffer.from(this.roots().join('')) }));
   }
   removeCaCertificateListener(listener: CaListener): void {
     this.caListeners.delete(listener);
   }
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener);
-    listener(this.identity);
+    queueMicrotask(() => this.identityListeners.has(listener) && listener(this.identity));
   }
   removeIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.delete(listener);
