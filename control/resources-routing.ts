@@ -53,6 +53,8 @@ export interface DestinationRuleSpec {
   policy: PolicyGroups;
   ports: PortGroups[];
   subsets: { name: string; labels: Record<string, string>; policy: PolicyGroups; ports: PortGroups[] }[];
+  /** spec.workloadSelector is set: not applied (nodemesh has no per-caller DestinationRules yet) */
+  workloadSelector: boolean;
   createdAt: string;
 }
 

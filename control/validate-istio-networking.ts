@@ -48,8 +48,9 @@ export function validateVirtualService(o: Obj, name: string): CoreResult {
   const exportTo = exportList(s.exportTo, ['spec', 'exportTo']);
 
   const spec: VirtualServiceSpec = { hosts, exportTo, http: [], tcp: [], createdAt: creationTimestamp(o) };
+  const namespace = ((o.metadata as Obj).namespace as string | undefined) ?? 'default';
   http.forEach((r, i) => {
-    const route = istioHttpRoute(r, ['spec', 'http', i], `VirtualService ${name} http[${i}]`, mesh, notes);
+    const route = istioHttpRoute(r, ['spec', 'http', i], `VirtualService ${namespace}/${name} rule ${i}`, mesh, notes);
     if (route) spec.http.push(route);
   });
   tcp.forEach((r, i) => spec.tcp.push(...tcpRoute(r, ['spec', 'tcp', i], mesh, notes)));
@@ -108,6 +109,7 @@ export function validateDestinationRule(o: Obj, name: string): CoreResult {
     policy: top?.groups ?? {},
     ports: top?.ports ?? [],
     subsets: [],
+    workloadSelector: s.workloadSelector !== undefined && s.workloadSelector !== null,
     createdAt: creationTimestamp(o),
   };
   const names = new Set<string>();

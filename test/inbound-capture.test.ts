@@ -163,14 +163,14 @@ if (canRunPrivileged('inbound capture')) {
     await labDown({ name: LAB });
   });
 
-  test.serial('node-a captures its meshed pods only, on its uplink, its pod bridge and every bridge port', async (t) => {
+  test.serial('each node captures its own meshed pods only, on its uplink, its pod bridge and every bridge port', async (t) => {
     const debug = async (n: string) =>
       ((await (await fetch(`http://${node(n).agentAdmin}/debug/state`)).json()) as { inboundCapture: { pods: string[]; links: string[] } }).inboundCapture;
     const a = await debug('node-a');
     t.deepEqual(a.pods, [pod('server').ip, pod('strict-server').ip].sort());
     const ports = state.pods.filter((p) => p.node === 'node-a').map((p) => `${p.vethNode}/egress`);
     t.deepEqual(a.links.sort(), ['cbr0/ingress', 'eth0/ingress', ...ports].sort());
-    t.deepEqual((await debug('node-b')).pods, [], 'nothing on node-b is meshed');
+    t.deepEqual((await debug('node-b')).pods, [pod('far-server').ip]);
   });
 
   test.serial('a pod that is not meshed, on another node, dialling a meshed pod is captured into its node proxy', async (t) => {
@@ -208,6 +208,39 @@ if (canRunPrivileged('inbound capture')) {
   } else {
     test.todo('STRICT refuses / PERMISSIVE serves captured plaintext: waits for PeerAuthentication in control/compile-security.ts');
   }
+
+  test.serial("a crashed agent's capture stays in place and fails closed; cleanup() removes it", async (t) => {
+    const nodeB = node('node-b');
+    const agent = state.processes.find((p) => p.role === 'agent' && p.name === 'node-b')!;
+    process.kill(-agent.pid, 'SIGKILL');
+    for (const end = Date.now() + 5_000; Date.now() < end && alive(agent.pid); ) await new Promise((r) => setTimeout(r, 50));
+    const inNode = (cmd: string[]) => run('ip', ['netns', 'exec', nodeB.netns, ...cmd]);
+    t.regex((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout, /nm_inbound/, 'the filter outlives the agent');
+    t.regex((await inNode(['ip', 'rule', 'show'])).stdout, /fwmark 0x111\/0xfff lookup 15006/);
+    // no proxy listening: a new connection to a meshed pod is dropped, never delivered around it
+    const dropped = await exec('shop/remote', ['curl', '-sS', '--max-time', '2', `http://${pod('far-server').ip}:8080/`]);
+    t.is(dropped.code, 28, `expected a timeout: ${dropped.stdout}${dropped.stderr}`);
+
+    // what an operator runs in the node's netns: inbound first (it needs tc and ip), then the rest
+    const dist = (f: string) => fileURLToPath(new URL(`../agent/${f}`, import.meta.url));
+    const script = `
+      const { InboundDatapath } = await import(${JSON.stringify(dist('datapath-inbound.js'))});
+      const { Datapath } = await import(${JSON.stringify(dist('datapath.js'))});
+      const inbound = await InboundDatapath.cleanup(${JSON.stringify(nodeB.pinDir)});
+      const rest = Datapath.cleanup(${JSON.stringify(nodeB.pinDir)});
+      console.log(JSON.stringify({ inbound, rest }));`;
+    const r = await run('nsenter', [`--net=/run/netns/${nodeB.netns}`, '--', process.execPath, '--input-type=module', '-e', script]);
+    t.is(r.code, 0, r.stderr);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { inbound: { filters: string[]; rules: number; route: boolean; pins: string[] } };
+    const ports = state.pods.filter((p) => p.node === 'node-b').map((p) => `${p.vethNode}/egress`);
+    t.deepEqual(out.inbound.filters.sort(), ['cbr0/ingress', 'eth0/ingress', ...ports].sort());
+    t.is(out.inbound.rules, 1);
+    t.true(out.inbound.route);
+    t.is((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout.trim(), '');
+    t.false((await inNode(['tc', 'qdisc', 'show'])).stdout.includes('clsact'));
+    t.false((await inNode(['ip', 'rule', 'show'])).stdout.includes('15006'));
+    t.false(existsSync(nodeB.pinDir), `${nodeB.pinDir} is left`);
+  });
 
   test.serial("node-a's agent on SIGTERM removes its tc filters, clsact qdiscs, policy rule, route and pins; pods are then reached directly", async (t) => {
     const nodeA = node('node-a');

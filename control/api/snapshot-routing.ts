@@ -158,8 +158,11 @@ export interface RouteTable {
   /** where the table came from, e.g. `VirtualService bookinfo/reviews` */
   source: string;
   /**
-   * What to do when no http route matches: Istio's VirtualService falls through to the
-   * default route (the Service itself); Gateway API answers 404.
+   * What to do when no http route matches: 'notFound' answers 404 (Envoy's NR), as both an
+   * Istio VirtualService and Gateway API do; the control plane appends a route to the Service
+   * itself for each Service port none of the table's rules can match, so such ports behave
+   * as if they had no routes. 'passthrough' (a table with tcp routes only): send the request
+   * to the Service as if it had no routes.
    */
   noMatch: 'passthrough' | 'notFound';
 }
