@@ -3,7 +3,6 @@
 // defaulted (namespace "default", protocol TCP, serviceAccountName "default"...), so the
 // compiler never looks at raw YAML.
 import type { RoutingBody } from './resources-routing.js';
-import type { RoutingBody } from './resources-routing.js';
 import type { AuthorizationPolicySpec, PeerAuthenticationSpec } from './resources-security.js';
 
 /** Identity of a resource: API group (""), kind, namespace ("" when cluster-scoped), name. */
@@ -92,7 +91,6 @@ export type ResourceBody =
   | { kind: 'Deployment'; spec: DeploymentSpec }
   | { kind: 'PeerAuthentication'; spec: PeerAuthenticationSpec }
   | { kind: 'AuthorizationPolicy'; spec: AuthorizationPolicySpec }
-  | RoutingBody
   | RoutingBody
   | { kind: 'Ignored' };
 

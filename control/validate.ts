@@ -26,6 +26,7 @@ import {
   type CoreResult,
 } from './validate-core.js';
 import { validateDestinationRule, validateVirtualService } from './validate-istio-networking.js';
+import { validateHttpRoute, validateReferenceGrant, validateTcpRoute } from './validate-gateway-api.js';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './validate-istio-security.js';
 import { FieldProblem, dns1123Label, formatFieldPath, optObject, stringMap, type Obj } from './validate-fields.js';
 
@@ -72,12 +73,12 @@ const KINDS: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = new Map([
   ['telemetry.istio.io', new Map([['Telemetry', { versions: ['v1alpha1', 'v1'] }]])],
   [
     'gateway.networking.k8s.io',
-    new Map(
-      ['GatewayClass', 'Gateway', 'HTTPRoute', 'GRPCRoute', 'TCPRoute', 'TLSRoute', 'UDPRoute', 'ReferenceGrant', 'BackendTLSPolicy'].map((k) => [
-        k,
-        { versions: GATEWAY_API },
-      ]),
-    ),
+    new Map<string, KindInfo>([
+      ['HTTPRoute', { versions: GATEWAY_API, validate: validateHttpRoute }],
+      ['TCPRoute', { versions: GATEWAY_API, validate: validateTcpRoute }],
+      ['ReferenceGrant', { versions: GATEWAY_API, validate: validateReferenceGrant }],
+      ...['GatewayClass', 'Gateway', 'GRPCRoute', 'TLSRoute', 'UDPRoute', 'BackendTLSPolicy'].map((k): [string, KindInfo] => [k, { versions: GATEWAY_API }]),
+    ]),
   ],
 ]);
 
