@@ -88,7 +88,7 @@ export function knownFields(o: Obj, path: FieldPath, known: readonly string[]): 
 
 function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
-  let bestD = Math.max(2, Math.floor(word.length / 3)) + 1;
+  let bestD = Math.max(2, Math.ceil(word.length / 2)) + 1;
   for (const c of candidates) {
     const d = editDistance(word.toLowerCase(), c.toLowerCase());
     if (d < bestD) {
