@@ -47,7 +47,10 @@ export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise
   server.requestTimeout = 0;
   server.headersTimeout = 0;
 
-  server.on('request', (req, res) => handle(req, res, o, agent));
+  server.on('request', (req, res) => handle(req, res, o, agent, false));
+  // "Expect: 100-continue": decide before the client sends its body; a denied request gets
+  // its 403 without a 100 Continue
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => handle(req, res, o, agent, true));
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
   server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -64,7 +67,7 @@ export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise
   });
 }
 
-function handle(req: http.IncomingMessage, res: http.ServerResponse, o: HttpInboundOptions, agent: PodAgent): void {
+function handle(req: http.IncomingMessage, res: http.ServerResponse, o: HttpInboundOptions, agent: PodAgent, expectsContinue: boolean): void {
   res.sendDate = false;
   const normalized = normalizePath(req.url ?? '/');
   if (!normalized) {
@@ -79,16 +82,19 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, o: HttpInbo
   });
   o.onDecision(decision);
   if (decision.decision === 'deny') return void reply(res, 403, RBAC_DENIED_BODY);
+  // the 100 Continue is ours; the pod gets the body without being asked
+  if (expectsContinue) res.writeContinue();
+  const headers = forwardable(req.rawHeaders, req.headers.connection, expectsContinue ? ['expect'] : []);
 
   const upstream = http.request({
     agent,
     method: req.method,
     path: normalized.target,
-    headers: forwardable(req.rawHeaders, req.headers.connection),
+    headers,
     setHost: false,
   });
   upstream.on('response', (up) => {
-    res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.rawHeaders, up.headers.connection));
+    res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.rawHeaders, up.headers.connection, []));
     up.pipe(res);
     up.on('error', () => res.destroy());
   });
@@ -134,8 +140,8 @@ function reply(res: http.ServerResponse, status: number, body: string): void {
 }
 
 /** rawHeaders without the hop-by-hop fields and those the Connection header names. */
-function forwardable(raw: readonly string[], connection: string | undefined): string[] {
-  const drop = new Set(HOP_BY_HOP);
+function forwardable(raw: readonly string[], connection: string | undefined, also: readonly string[]): string[] {
+  const drop = new Set([...HOP_BY_HOP, ...also]);
   for (const name of (connection ?? '').split(',')) if (name.trim()) drop.add(name.trim().toLowerCase());
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);

@@ -245,6 +245,69 @@ spec:
   t.deepEqual(pod.seen, ['GET /public/index.html']);
 });
 
+test('Expect: 100-continue — a denied request gets its 403 without a 100 Continue; an allowed one gets 100 Continue and its body reaches the pod', async (t) => {
+  const pod = await httpPod(t);
+  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: uploads, namespace: shop}
+spec:
+  rules:
+  - to:
+    - operation: {paths: ["/upload"]}
+`].join('---\n');
+  const ib = await inbound(t, yaml, { port: pod.port, sourcePrincipal: undefined, security: 'none' });
+  const exchange = (path: string) =>
+    new Promise<string>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: ib.port });
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !got.includes('200')) s.write('hello');
+      });
+      s.on('close', () => resolve(got));
+      s.on('error', () => resolve(got));
+      s.write(`POST ${path} HTTP/1.1\r\nHost: s\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n`);
+    });
+  t.regex(await exchange('/other'), /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*RBAC: access denied$/);
+  const allowed = await exchange('/upload');
+  t.regex(allowed, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n[\s\S]*pod saw POST \/upload$/);
+  t.deepEqual(pod.seen, ['POST /upload hello']);
+});
+
+test('an Upgrade request (WebSocket) is authorised like any request, then becomes a byte pipe to the pod', async (t) => {
+  const server = http.createServer((_req, res) => res.end('plain'));
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex) => {
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\nX-Path: ${req.url}\r\n\r\n`);
+    socket.pipe(socket);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const podPort = (server.address() as net.AddressInfo).port;
+  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ws, namespace: shop}
+spec:
+  rules:
+  - to:
+    - operation: {paths: ["/ws"]}
+`].join('---\n');
+  const ib = await inbound(t, yaml, { port: podPort, sourcePrincipal: undefined, security: 'none' });
+  const upgrade = (path: string) =>
+    new Promise<string>((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: ib.port });
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString();
+        if (got.includes('\r\n\r\n') && got.startsWith('HTTP/1.1 101') && !got.endsWith('ping')) s.write('ping');
+        else if (got.endsWith('ping')) s.end();
+      });
+      s.on('close', () => resolve(got));
+      s.write(`GET ${path} HTTP/1.1\r\nHost: s\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n`);
+    });
+  t.regex(await upgrade('/other'), /^HTTP\/1\.1 403 Forbidden\r\n[\s\S]*RBAC: access denied$/);
+  t.regex(await upgrade('/ws'), /^HTTP\/1\.1 101 Switching Protocols\r\n[\s\S]*X-Path: \/ws\r\n\r\nping$/);
+});
+
 test('a workload without HTTP rules is a byte pipe: a non-HTTP protocol passes untouched', async (t) => {
   const pod = await echoPod(t);
   const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
