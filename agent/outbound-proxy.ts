@@ -4,6 +4,12 @@
 // Service, and pipes bytes. Plain TCP for now; HBONE (issue 3) and L7 (issue 4) plug in
 // where the upstream socket is made.
 //
+// A Service port that speaks HTTP (declared by appProtocol or port name, else sniffed from
+// the first bytes) is handed to the L7 engine (traffic-manager.ts): per-request routing,
+// retries, timeouts, balancing and ejection. Opaque TCP stays here, with the L4 features of
+// the destination's policy (weighted TCP routes, connect timeout, maxConnections, ejection
+// on connect failures).
+//
 // Destinations that are not a Service's ClusterIP (a pod IP, an outside address) pass
 // through to the original destination unchanged, as Istio's PassthroughCluster does.
 import net from 'node:net';
@@ -11,10 +17,14 @@ import type { Duplex } from 'node:stream';
 import diagnostics from 'node:diagnostics_channel';
 import { logger } from '../control/api/log.js';
 import { NodemeshError } from '../control/api/errors.js';
-import type { Service } from '../control/api/snapshot.js';
+import type { Service, Workload } from '../control/api/snapshot.js';
 import { originalDst } from './original-dst.js';
 import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from './upstream.js';
-import { pickRoundRobin, type ServiceTable } from './service-table.js';
+import type { ServiceTable, ServiceTarget } from './service-table.js';
+import { TrafficManager, type TcpPlan } from './traffic-manager.js';
+import { sniff, SNIFF_TIMEOUT_MS } from './protocol-detect.js';
+import { connectWithTimeout } from './upstream-pool.js';
+import type { ConnInfo } from './l7-exchange.js';
 import {
   onScrape,
   proxyErrors,
@@ -68,6 +78,8 @@ interface Flow {
   countedOut: number;
   event: Omit<ConnectionEvent, 'event' | 'time' | 'receivedBytes' | 'sentBytes' | 'durationMs'>;
   closed: boolean;
+  /** the L4 plan of a connection to a Service (its cluster's limits and outlier detection) */
+  plan: TcpPlan | undefined;
 }
 
 export class OutboundProxy {
@@ -75,8 +87,11 @@ export class OutboundProxy {
   private readonly flows = new Set<Flow>();
   private readonly flushTimer: NodeJS.Timeout;
   private readonly offScrape: () => void;
+  /** the L7 engine and the L4 policies of Service traffic */
+  readonly traffic: TrafficManager;
 
   constructor(private readonly opts: OutboundProxyOptions) {
+    this.traffic = new TrafficManager({ connector: opts.connector, table: opts.table });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
     this.flushTimer.unref();
@@ -108,6 +123,7 @@ export class OutboundProxy {
     this.offScrape();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (force) for (const f of this.flows) this.teardown(f, true);
+    if (force) await this.traffic.close();
     await closed;
   }
 
@@ -126,23 +142,56 @@ export class OutboundProxy {
     const table = this.opts.table();
     const source = table.workloadByIp(downstream.remoteAddress ?? '');
     const target = table.service(dst.ip, dst.port);
+    const declared = target ? this.traffic.protocolOf(target) : 'tcp';
+    if (!target || declared === 'tcp') return this.proxyTcp(downstream, dst, table, source, target);
+    const conn: ConnInfo = {
+      source,
+      sourceKey: source?.uid ?? downstream.remoteAddress ?? '',
+      sourceAddress: downstream.remoteAddress ?? '',
+      sourcePort: downstream.remotePort ?? 0,
+      target,
+    };
+    // a declared HTTP port: the client speaks first, wait for its bytes to tell HTTP/1.1 from
+    // HTTP/2; an undeclared one: sniff briefly, then treat as TCP
+    void sniff(downstream, declared === 'unknown' ? SNIFF_TIMEOUT_MS : 0).then((p) => {
+      if (downstream.destroyed) return;
+      if (p !== 'tcp') return this.traffic.serveHttp(downstream, conn, p);
+      if (declared !== 'unknown') return this.traffic.serveHttp(downstream, conn, 'http1'); // not HTTP on an HTTP port: answered 400
+      this.proxyTcp(downstream, dst, table, source, target);
+    });
+  }
+
+  private proxyTcp(
+    downstream: net.Socket,
+    dst: { ip: string; port: number },
+    table: ServiceTable,
+    source: Workload | undefined,
+    target: ServiceTarget | undefined,
+  ): void {
     let service: Service | undefined;
     let upstreamIp = dst.ip;
     let upstreamPort = dst.port;
     let flags: ResponseFlagValue = ResponseFlag.None;
+    let plan: TcpPlan | undefined;
     if (target) {
-      service = target.service;
-      const ep = pickRoundRobin(target);
-      if (ep) {
-        upstreamIp = ep.ip;
-        upstreamPort = ep.port;
+      plan = this.traffic.planTcp({
+        source,
+        sourceKey: source?.uid ?? downstream.remoteAddress ?? '',
+        sourceAddress: downstream.remoteAddress ?? '',
+        sourcePort: downstream.remotePort ?? 0,
+        target,
+      });
+      service = plan.service ?? target.service;
+      if (plan.flag === ResponseFlag.None) {
+        upstreamIp = plan.ip;
+        upstreamPort = plan.port;
       } else {
-        flags = ResponseFlag.NoHealthyUpstream;
+        flags = plan.flag;
       }
     } else if (dst.ip === this.opts.host && dst.port === this.opts.port) {
       flags = ResponseFlag.NoRoute; // would loop into ourselves
     }
-    const destWorkload = table.workloadByIp(upstreamIp);
+    const destWorkload = plan?.destination ?? table.workloadByIp(upstreamIp);
     const flow: Flow = {
       downstream,
       upstream: undefined,
@@ -159,6 +208,7 @@ export class OutboundProxy {
         responseFlags: flags,
       },
       closed: false,
+      plan,
     };
     this.flows.add(flow);
     tcpConnectionsOpened.inc(flow.labels);
@@ -182,9 +232,10 @@ export class OutboundProxy {
   }
 
   private connectUpstream(flow: Flow, req: UpstreamRequest): void {
-    this.opts.connector.connect(req).then(
+    connectWithTimeout(this.opts.connector, req, flow.plan?.connectTimeoutMs ?? 0).then(
       (upstream) => {
         flow.upstream = upstream;
+        flow.plan?.connected();
         if (flow.closed) {
           upstream.destroy(); // the client went away while we connected
           return;
@@ -203,6 +254,7 @@ export class OutboundProxy {
         flow.downstream.once('close', onClose);
       },
       (err: unknown) => {
+        flow.plan?.failed();
         const flag = err instanceof UpstreamError ? err.flag : ResponseFlag.UpstreamConnectionFailure;
         flow.labels.response_flags = flag;
         flow.event.responseFlags = flag;
@@ -216,6 +268,7 @@ export class OutboundProxy {
   private teardown(flow: Flow, destroy: boolean): void {
     if (flow.closed) return;
     flow.closed = true;
+    flow.plan?.closed();
     if (destroy) {
       // an error on either side resets the other, as a TCP proxy must
       if (!flow.downstream.destroyed) flow.downstream.resetAndDestroy();

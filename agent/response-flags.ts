@@ -14,6 +14,7 @@ export const ResponseFlag = {
   DelayInjected: 'DI',
   FaultInjected: 'FI',
   RateLimited: 'RL',
+  NoClusterFound: 'NC',
   // ztunnel (L4)
   Deny: 'DENY',
   Connect: 'CONNECT',

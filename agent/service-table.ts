@@ -12,11 +12,14 @@ export interface ServiceTarget {
 
 export class ServiceTable {
   readonly version: number;
+  /** the snapshot this table indexes (the L7 engine builds its routing index from it) */
+  readonly snapshot: Snapshot | undefined;
   private readonly byVip = new Map<string, ServiceTarget>();
   private readonly byIp = new Map<string, Workload>();
 
   constructor(snapshot: Snapshot | undefined, previous?: ServiceTable) {
     this.version = snapshot?.version ?? 0;
+    this.snapshot = snapshot;
     if (!snapshot) return;
     for (const w of snapshot.workloads) this.byIp.set(w.ip, w);
     for (const service of snapshot.services) {
