@@ -3,6 +3,9 @@
 // server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
 import { logger } from '../control/api/log.js';
 import { watchSnapshots } from '../control/api/discovery-client.js';
+import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
+import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
+import { IdentityManager } from './identity-manager.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin-server.js';
 import { Datapath, cgroup2Mount, ownCgroup } from './datapath.js';
@@ -11,7 +14,7 @@ import { SecurityIndex } from './authorization.js';
 import { Enrollment } from './enrollment.js';
 import { InboundCapture } from './inbound-capture.js';
 import { deliverInbound } from './inbound-delivery.js';
-import { snapshotVersion } from './metrics.js';
+import { registry, snapshotVersion } from './metrics.js';
 import { OutboundProxy } from './outbound-proxy.js';
 import { PodNetnsScanner } from './pod-netns.js';
 import { ServiceTable } from './service-table.js';
@@ -41,6 +44,12 @@ export interface AgentOptions {
   netnsDir?: string;
   /** how often the netns directory is re-scanned for new pods */
   rescanMs?: number;
+  /**
+   * TLS to the control plane and workload certificates from its CA: the root(s) to verify
+   * the control plane with (PEM file) and this node's credential directory (cert.pem,
+   * key.pem). Without it the control connection is plaintext and there are no identities.
+   */
+  controlTls?: { rootCert: string; nodeCredential: string };
 }
 
 export interface RunningAgent {
@@ -64,6 +73,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       (err: unknown) => log.error({ err }, 'inbound capture reconcile failed; will retry'),
     );
 
+  // identities: the control plane's CA over the same TLS channel as discovery
+  const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, nodeCredentialDir: opts.controlTls.nodeCredential }) : undefined;
+  const caClient: CertificateSigner | undefined = controlCreds ? createCertificateClient({ address: opts.control, credentials: controlCreds.credentials }) : undefined;
+  const identity = caClient ? new IdentityManager({ node: opts.node, signer: caClient, initialTrustBundle: controlCreds!.fileRoots(), registry }) : undefined;
+
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
   const admin = await startAdminServer(adminHost, adminPort, {
     notReady() {
@@ -82,6 +96,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
         openConnections: proxy?.openConnections ?? 0,
         inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
+        identities: identity?.status() ?? [],
       };
     },
   });
@@ -91,6 +106,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     table = new ServiceTable(s, table);
     snapshotVersion.set(s.version);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
+    controlCreds?.setTrustBundle(s.trustBundle);
+    identity?.onSnapshot(s);
     void enrollment?.reconcile(s);
     void reconcileInbound(s);
   };
@@ -99,7 +116,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     node: opts.node,
     onSnapshot,
     onError: (err) => log.warn({ err: err.message }, 'control plane stream error; retrying with backoff'),
+    ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
   });
+  const closeIdentity = () => {
+    identity?.close();
+    caClient?.close();
+    controlCreds?.close();
+  };
 
   try {
     const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
@@ -152,6 +175,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     // nothing half-started may outlive a failed start
     clearInterval(rescan);
     watch.close();
+    closeIdentity();
     admin.close();
     await proxy?.close(true);
     await capture?.close(true);
@@ -166,6 +190,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       stopping ??= (async () => {
         clearInterval(rescan);
         watch.close();
+        closeIdentity();
         await proxy?.close(true);
         await capture?.close(true);
         admin.close();

@@ -7,9 +7,12 @@ import { logger } from '../control/api/log.js';
 const USAGE = `usage: nodemesh <command> [flags]
 
   control  --config-dir DIR [--grpc HOST:PORT] [--admin HOST:PORT] [--trust-domain TD]
-           run the control plane (gRPC 15012, admin 15014) over a directory of YAML
+           --ca-dir DIR --node-ca FILE [--ca-cert FILE --ca-key FILE [--ca-chain FILE]]
+           [--cert-ttl 24h] [--root-overlap DURATION] [--server-name NAME…] | --insecure
+           run the control plane (gRPC+TLS and the CA 15012, admin 15014) over a directory of YAML
   agent    --node NAME --control HOST:PORT --proxy-ip IP [--admin HOST:PORT]
            [--pods-cgroup DIR] [--pin-dir DIR] [--netns-dir DIR]
+           --root-cert FILE --node-credential DIR | --insecure-control
            run the node agent (outbound 15001, admin 15020); env NODE_NAME, NODE_IP,
            NODEMESH_CONTROL stand in for the flags (DaemonSet)
   lab up -f DIR [--name LAB] [--no-agents]   start a local cluster of netns nodes and pods
@@ -21,6 +24,9 @@ const USAGE = `usage: nodemesh <command> [flags]
   config status [--control HOST:PORT | --name LAB]   every resource: Accepted / Rejected
   tap [--agent HOST:PORT | --name LAB [--node NODE]] stream the connections a node proxy handles
   demo [--once]                the sample application in the lab, traffic and metrics
+  ca rotate (--ca-dir DIR | --name LAB) [--overlap DURATION]   new root; the old one trusted for the overlap
+  ca status (--ca-dir DIR | --name LAB)                        roots trusted now, rotation in progress
+  ca node-ca --out DIR | ca node-credential --node-ca DIR --node NODE --out DIR
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -47,6 +53,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./tap.js')).runTap(rest);
     case 'demo':
       return (await import('./demo.js')).runDemo(rest);
+    case 'ca':
+      return (await import('./ca.js')).runCa(rest);
     case undefined:
     case 'help':
     case '--help':

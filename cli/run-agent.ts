@@ -15,6 +15,9 @@ export async function runAgent(args: string[]): Promise<number> {
       'pods-cgroup': { type: 'string' },
       'pin-dir': { type: 'string' },
       'netns-dir': { type: 'string' },
+      'root-cert': { type: 'string' },
+      'node-credential': { type: 'string' },
+      'insecure-control': { type: 'boolean' },
     },
   });
   const node = values.node ?? process.env.NODE_NAME;
@@ -25,12 +28,19 @@ export async function runAgent(args: string[]): Promise<number> {
     !control && '--control (or NODEMESH_CONTROL)',
     !proxyIp && '--proxy-ip (or NODE_IP)',
   ].filter(Boolean);
-  if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}`);
+  const rootCert = values['root-cert'] ?? process.env.NODEMESH_ROOT_CERT;
+  const nodeCredential = values['node-credential'] ?? process.env.NODEMESH_NODE_CREDENTIAL;
+  if (!values['insecure-control']) {
+    if (!rootCert) missing.push('--root-cert FILE (or NODEMESH_ROOT_CERT: the mesh root(s) the control plane is verified with)');
+    if (!nodeCredential) missing.push("--node-credential DIR (or NODEMESH_NODE_CREDENTIAL: this node's cert.pem and key.pem)");
+  }
+  if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}${values['insecure-control'] ? '' : ' (--insecure-control: plaintext, no workload identities; development only)'}`);
   const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
   if (values.admin) opts.admin = values.admin;
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
+  if (!values['insecure-control']) opts.controlTls = { rootCert: rootCert!, nodeCredential: nodeCredential! };
   const agent = await startAgent(opts);
   await untilSignal();
   await agent.stop();

@@ -1,6 +1,7 @@
 // `nodemesh control`: the control plane in the foreground until SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
-import { startControlPlane } from '../control/control-plane.js';
+import { startControlPlane, type ControlPlaneOptions } from '../control/control-plane.js';
+import { parseDurationSeconds } from './ca.js';
 import { logger } from '../control/api/log.js';
 
 export async function runControl(args: string[]): Promise<number> {
@@ -11,16 +12,33 @@ export async function runControl(args: string[]): Promise<number> {
       grpc: { type: 'string', default: '0.0.0.0:15012' },
       admin: { type: 'string', default: '0.0.0.0:15014' },
       'trust-domain': { type: 'string', default: 'cluster.local' },
+      'ca-dir': { type: 'string' },
+      'node-ca': { type: 'string' },
+      'ca-cert': { type: 'string' },
+      'ca-key': { type: 'string' },
+      'ca-chain': { type: 'string' },
+      'cert-ttl': { type: 'string' },
+      'root-overlap': { type: 'string' },
+      'server-name': { type: 'string', multiple: true },
+      insecure: { type: 'boolean' },
     },
   });
   const configDir = values['config-dir'] ?? process.env.NODEMESH_CONFIG_DIR;
   if (!configDir) throw new Error('control: --config-dir DIR is required (a directory of Kubernetes-shaped YAML)');
-  const cp = await startControlPlane({
-    configDir,
-    grpcAddress: values.grpc!,
-    adminAddress: values.admin!,
-    trustDomain: values['trust-domain']!,
-  });
+  const opts: ControlPlaneOptions = { configDir, grpcAddress: values.grpc!, adminAddress: values.admin!, trustDomain: values['trust-domain']! };
+  if (!values.insecure) {
+    const caDir = values['ca-dir'] ?? process.env.NODEMESH_CA_DIR;
+    const nodeCa = values['node-ca'] ?? process.env.NODEMESH_NODE_CA;
+    const missing = [!caDir && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
+    if (missing.length) throw new Error(`control: missing ${missing.join(', ')} (--insecure: plaintext gRPC, no CA; development only)`);
+    if (Boolean(values['ca-cert']) !== Boolean(values['ca-key'])) throw new Error('control: --ca-cert and --ca-key go together (an operator-supplied signing certificate and its key)');
+    opts.ca = { dir: caDir!, nodeCaFile: nodeCa! };
+    if (values['ca-cert']) opts.ca.operator = { certFile: values['ca-cert'], keyFile: values['ca-key']!, ...(values['ca-chain'] ? { chainFile: values['ca-chain'] } : {}) };
+    if (values['cert-ttl']) opts.ca.workloadTtlMs = parseDurationSeconds(values['cert-ttl']) * 1000;
+    if (values['root-overlap']) opts.ca.overlapMs = parseDurationSeconds(values['root-overlap']) * 1000;
+    if (values['server-name']) opts.ca.serverNames = values['server-name'];
+  }
+  const cp = await startControlPlane(opts);
   logger('control').info({ grpc: values.grpc, admin: values.admin, configDir }, 'control plane started');
   await untilSignal();
   await cp.close();

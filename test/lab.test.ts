@@ -223,10 +223,12 @@ test('the control plane config dir gets the resources completed as the API serve
 });
 
 test('the agent and control plane command lines are the CLI contract', (t) => {
-  t.deepEqual(controlArgv('/r/bin/nodemesh.js', { configDir: '/c', grpc: '172.31.240.1:15012', admin: '172.31.240.1:15014' }).slice(1), [
+  t.deepEqual(controlArgv('/r/bin/nodemesh.js', { configDir: '/c', grpc: '172.31.240.1:15012', admin: '172.31.240.1:15014', caDir: '/s/ca', nodeCa: '/s/node-ca/ca-cert.pem' }).slice(1), [
     '/r/bin/nodemesh.js', 'control', '--config-dir', '/c', '--grpc', '172.31.240.1:15012', '--admin', '172.31.240.1:15014',
+    '--ca-dir', '/s/ca', '--node-ca', '/s/node-ca/ca-cert.pem',
   ]);
-  const a = agentArgv('/r/bin/nodemesh.js', { node: 'n', control: '172.31.240.1:15012', podsCgroup: '/cg/n/pods', pinDir: '/sys/fs/bpf/nodemesh-lab-l-n', proxyIp: '172.31.240.10', admin: '172.31.240.10:15020', netnsDir: '/d' });
+  const a = agentArgv('/r/bin/nodemesh.js', { node: 'n', control: '172.31.240.1:15012', podsCgroup: '/cg/n/pods', pinDir: '/sys/fs/bpf/nodemesh-lab-l-n', proxyIp: '172.31.240.10', admin: '172.31.240.10:15020', netnsDir: '/d', rootCert: '/s/ca/trust-bundle.pem', nodeCredential: '/s/node-credentials/n' });
+  t.deepEqual(a.slice(-4), ['--root-cert', '/s/ca/trust-bundle.pem', '--node-credential', '/s/node-credentials/n']);
   t.deepEqual(a.slice(1, 15), [
     '/r/bin/nodemesh.js', 'agent', '--node', 'n', '--control', '172.31.240.1:15012', '--pods-cgroup', '/cg/n/pods',
     '--pin-dir', '/sys/fs/bpf/nodemesh-lab-l-n', '--proxy-ip', '172.31.240.10', '--admin', '172.31.240.10:15020',

@@ -15,6 +15,9 @@ export interface ControlCommand {
   grpc: string;
   /** host:port */
   admin: string;
+  /** the CA state dir (root generated there) and the node CA's certificate */
+  caDir: string;
+  nodeCa: string;
 }
 
 export interface AgentCommand {
@@ -28,6 +31,9 @@ export interface AgentCommand {
   admin: string;
   /** directory of links to the node's pods' netns (the agent's netnsDir option) */
   netnsDir: string;
+  /** the control plane's trust bundle file and this node's credential directory */
+  rootCert: string;
+  nodeCredential: string;
 }
 
 /**
@@ -38,7 +44,7 @@ export interface AgentCommand {
 export const AGENT_NETNS_DIR_FLAG: string | undefined = '--netns-dir';
 
 export function controlArgv(cli: string, c: ControlCommand): string[] {
-  return [process.execPath, cli, 'control', '--config-dir', c.configDir, '--grpc', c.grpc, '--admin', c.admin];
+  return [process.execPath, cli, 'control', '--config-dir', c.configDir, '--grpc', c.grpc, '--admin', c.admin, '--ca-dir', c.caDir, '--node-ca', c.nodeCa];
 }
 
 export function agentArgv(cli: string, a: AgentCommand): string[] {
@@ -53,5 +59,7 @@ export function agentArgv(cli: string, a: AgentCommand): string[] {
     '--proxy-ip', a.proxyIp,
     '--admin', a.admin,
     ...(AGENT_NETNS_DIR_FLAG ? [AGENT_NETNS_DIR_FLAG, a.netnsDir] : []),
+    '--root-cert', a.rootCert,
+    '--node-credential', a.nodeCredential,
   ];
 }

@@ -14,6 +14,7 @@ import { logger } from '../../control/api/log.js';
 import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
 import { agentArgv, controlArgv, DEFAULT_CLI, PORTS } from './lab-commands.js';
 import { writeConfigDir } from './lab-config-dir.js';
+import { labCaDir, labNodeCaFile, labNodeCredentialDir, labTrustBundleFile, writeLabCredentials } from './lab-credentials.js';
 import { loadLabModel, type LabModel } from './lab-model.js';
 import { createBridge, createNode, createPod, deleteLink, ensureBpffs, listLinks, listNetns, writePodEtc } from './lab-network.js';
 import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
@@ -85,6 +86,7 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     await buildNetwork(state, model);
     await buildCgroups(state);
     await writeConfigDir(state, model);
+    if (control || agents) await writeLabCredentials(state);
     const env = { ...process.env, ...opts.env };
     const cli = opts.cli ?? DEFAULT_CLI;
     if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
@@ -160,7 +162,7 @@ async function track(state: LabState, spec: DetachedSpec, role: LabProcessState[
 
 async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
   const c = state.controlAddress!;
-  const argv = controlArgv(cli, { configDir: state.configDir, grpc: c.grpc, admin: c.admin });
+  const argv = controlArgv(cli, { configDir: state.configDir, grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir) });
   const pid = await track(state, { argv, cgroup: c.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: c.log }, 'control', 'control');
   await waitReady({ what: 'control plane', hostport: c.admin, pid, log: c.log }, timeoutMs);
   log.info({ lab: state.name, grpc: c.grpc, pid }, 'control plane ready');
@@ -179,6 +181,8 @@ async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv,
       proxyIp: n.ip,
       admin: n.agentAdmin,
       netnsDir: n.netnsDir,
+      rootCert: labTrustBundleFile(state.stateDir),
+      nodeCredential: labNodeCredentialDir(state.stateDir, n.name),
     });
     const spec: DetachedSpec = { argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env, log: n.agentLog };
     started.push({ n, pid: await track(state, spec, 'agent', n.name) });
