@@ -29,6 +29,9 @@ export function compileValues(list: readonly ValueMatch[], attribute: Attribute)
     if (m.kind === 'cidr') {
       cidrs ??= new BlockList();
       addCidr(cidrs, m.value);
+    } else if (m.kind === 'presence' && attribute === 'request.headers') {
+      // Envoy's present_match: the header is there, whatever its value (even empty)
+      singles.push(() => true);
     } else singles.push(compileString(m, fold));
   }
   const one = (v: string): boolean => {

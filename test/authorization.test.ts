@@ -339,6 +339,17 @@ test('a policy with no rules never matches: a DENY one is refused at validation,
   t.is(tcp(onePolicy('action: ALLOW\n  rules: []'), { principal: sa('a', 'b') }), 'deny');
 });
 
+test('request.headers: presence * means the header is there, even empty; values match any of a repeated header', (t) => {
+  const p = onePolicy(`rules:
+  - when: [{key: "request.headers[x-debug]", values: ["*"]}]
+  - when: [{key: "request.headers[x-role]", values: ["admin"]}]`);
+  const req = (headers: Record<string, string | string[]>) => authorizeRequest(p, l4Of({}), { ...httpOf({}), headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v : [v]])) }).decision;
+  t.is(req({ 'x-debug': '' }), 'allow');
+  t.is(req({}), 'deny');
+  t.is(req({ 'x-role': ['user', 'admin'] }), 'allow');
+  t.is(req({ 'x-role': 'user' }), 'deny');
+});
+
 test('notValues of an absent attribute hold: a DENY on notPrincipals ["*"] denies plaintext only', (t) => {
   const p = onePolicy(`action: DENY
   rules:
