@@ -116,6 +116,12 @@ export class IdentityManager implements IdentityProvider {
     const now = this.clock.now();
     if (e?.cert && e.cert.notAfter.getTime() > now) return Promise.resolve(e.cert);
     if (e?.fetching) return e.fetching;
+    if (e && e.failures > 0 && e.timer) {
+      // backing off: connections must not turn a CA outage into a request storm
+      return Promise.reject(
+        new NodemeshError('NM_ERR_IDENTITY', `no certificate for ${spiffeId} yet: the last request failed (${e.lastError}); next attempt at ${new Date(e.dueAt).toISOString()}`),
+      );
+    }
     if (this.snapshot && !this.localIdentities().has(spiffeId)) {
       return Promise.reject(
         new NodemeshError('NM_ERR_IDENTITY', `no pod with identity ${spiffeId} runs on node ${this.opts.node} (snapshot v${this.snapshot.version}): the CA would refuse it`),
@@ -182,19 +188,27 @@ export class IdentityManager implements IdentityProvider {
     log.info({ identity: e.spiffeId, why }, 'identity dropped');
   }
 
+  /**
+   * A rotation started (the bundle gained a root) or a root went: every certificate that is
+   * not under a new root, or whose root is gone, is renewed soon, spread out over
+   * rootChangeSpreadMs so a node's identities do not hit the CA at once.
+   */
   private setBundle(next: readonly string[]): void {
     const before = new Set(this.bundle);
     this.bundle = [...next];
-    const added = this.bundle.filter((r) => !before.has(r));
-    if (added.length === 0 || before.size === 0) return;
-    // a rotation started: move every certificate under a new root soon, spread out
+    const added = before.size > 0 ? this.bundle.filter((r) => !before.has(r)) : [];
     const spread = this.opts.rootChangeSpreadMs ?? 30_000;
+    let moved = 0;
     for (const e of this.entries.values()) {
-      if (!e.cert || (e.root && added.includes(e.root)) || e.fetching) continue;
+      if (!e.cert || !e.root || e.fetching) continue;
+      const gone = !this.bundle.includes(e.root);
+      const behind = added.length > 0 && !added.includes(e.root);
+      if (!gone && !behind) continue;
       const at = this.clock.now() + Math.floor(this.random() * spread);
       if (!e.timer || at < e.dueAt) this.schedule(e, at);
+      moved++;
     }
-    log.info({ roots: this.bundle.length, added: added.length }, 'trust bundle gained a root; renewing certificates under it');
+    if (moved > 0) log.info({ roots: this.bundle.length, added: added.length, renewing: moved }, 'trust bundle changed; renewing certificates under its newest roots');
   }
 
   private fetch(e: Entry, kind: CertificateRequestKind): Promise<WorkloadCertificate> {

@@ -157,8 +157,10 @@ test('a returned certificate for another identity is rejected (CA stub at the wi
   const root = loadSigner(await readFile(store.file('rootCert'), 'utf8'), await readFile(store.file('rootKey'), 'utf8'), '', 'test root');
   // a CA that signs the CSR's key for DB whatever was asked: a compromised or buggy CA
   const server = new grpc.Server();
+  let served = 0;
   server.addService(certificateService().service, {
     createCertificate(call: grpc.ServerUnaryCall<CreateCertificateRequestWire, unknown>, cb: grpc.sendUnaryData<unknown>) {
+      served++;
       const csr = parseCsr(call.request.csr);
       const now = Date.now();
       const leaf = signLeaf(root, { publicKey: csr.publicKey, subject: [], uris: [DB], extKeyUsage: ['serverAuth', 'clientAuth'], notBefore: new Date(now - 60_000), notAfter: new Date(now + HOUR) });
@@ -177,6 +179,9 @@ test('a returned certificate for another identity is rejected (CA stub at the wi
   t.regex(err!.message, /returned a certificate for spiffe:\/\/cluster\.local\/ns\/shop\/sa\/db, not for spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web as asked: rejected/);
   t.is(await counter(registry, { result: 'invalid_certificate' }), 1);
   t.is(m.status()[0]!.notAfter, undefined, 'nothing is held for web');
+  // until the backoff is over, callers get the failure without another request to the CA
+  await t.throwsAsync(m.certificate(WEB), { message: /no certificate for .*web yet: the last request failed .*not for .*web as asked/ });
+  t.is(served, 1);
 });
 
 test('identities whose pods left the node are dropped; identities with no pod on the node are not requested', async (t) => {
