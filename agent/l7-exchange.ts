@@ -27,6 +27,7 @@ import { matchRoute, queryParam, type CompiledMatch, type RequestView } from './
 import type { RouteEntry, RoutingIndex } from './routing-table.js';
 import type { LabelSet } from './request-telemetry.js';
 import type { HttpProtocol, Waiter } from './upstream-pool.js';
+import { sendMirror, type MirrorRequest } from './l7-mirror.js';
 import type { ServiceTarget } from './service-table.js';
 
 /** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
@@ -96,6 +97,8 @@ export abstract class Exchange implements RequestView, Waiter {
   protected keptBytes = 0;
   protected replayable = true;
   protected bodyEnded = false;
+  /** the route mirrors and the body is not complete yet */
+  private mirrorsPending = false;
   /** a fault was injected: no route timeout */
   protected timeoutsOff = false;
   protected routeTimer: NodeJS.Timeout | undefined;
@@ -122,6 +125,8 @@ export abstract class Exchange implements RequestView, Waiter {
   // ---- what the protocol subclasses do ---------------------------------------------------
   /** Opens a try to `host` and writes the body kept so far (ends it when `bodyEnded`). */
   protected abstract sendTry(host: Host): void;
+  /** The request as it goes upstream, for a mirror (headers without hop-by-hop ones and host). */
+  protected abstract mirrorRequest(): Pick<MirrorRequest, 'raw' | 'h2'>;
   /** Writes one more body chunk to the open try; false = back-pressure (call resumeBody on drain). */
   protected abstract writeTry(chunk: Buffer): boolean;
   protected abstract endTryBody(): void;
@@ -183,7 +188,32 @@ export abstract class Exchange implements RequestView, Waiter {
     this.retry = entry.retry;
     this.armRouteTimer();
     cluster.budget.deposit();
+    this.mirrorsPending = (route.mirrors?.length ?? 0) > 0;
+    if (this.bodyEnded) this.mirror();
     this.dispatch();
+  }
+
+  /** Sends the copies to the route's mirrors, once the body is complete and was kept whole. */
+  private mirror(): void {
+    if (!this.mirrorsPending) return;
+    this.mirrorsPending = false;
+    if (!this.replayable) return;
+    for (const m of this.route!.mirrors) {
+      if (!(m.percentage >= 100 || this.engine.random() * 100 < m.percentage)) continue;
+      const cluster = this.engine.cluster(this.index, m.destination, this.port);
+      if (!cluster) continue;
+      sendMirror({
+        conn: this.conn,
+        cluster,
+        random: this.engine.random,
+        now: this.engine.now(),
+        method: this.method,
+        path: this.upstreamPath ?? (this.query ? `${this.path}?${this.query}` : this.path),
+        authority: this.upstreamAuthority ?? this.authority,
+        ...this.mirrorRequest(),
+        body: this.kept,
+      });
+    }
   }
 
   private injectFault(f: FaultDecision): void {
@@ -314,6 +344,7 @@ export abstract class Exchange implements RequestView, Waiter {
 
   protected onBodyEnd(): void {
     this.bodyEnded = true;
+    this.mirror();
     if (this.state === 'trying') {
       this.endTryBody();
       this.armTryTimer();

@@ -70,6 +70,10 @@ export class Http1Exchange extends Exchange {
     return h;
   }
 
+  protected mirrorRequest(): { raw: string[]; h2: undefined } {
+    return { raw: forwardRaw(this.req.rawHeaders, [this.dest?.headers?.request, this.route?.headers?.request], 'host'), h2: undefined };
+  }
+
   protected sendTry(host: Host): void {
     const cluster = this.cluster!;
     const dial: DialInfo = {

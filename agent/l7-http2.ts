@@ -70,6 +70,13 @@ export class Http2Exchange extends Exchange {
     return Array.isArray(v) ? v.join(',') : v;
   }
 
+  protected mirrorRequest(): { raw: undefined; h2: Headers } {
+    const h = forwardH2(this.headers, false);
+    applyOps(h, this.dest?.headers?.request);
+    applyOps(h, this.route?.headers?.request);
+    return { raw: undefined, h2: h };
+  }
+
   protected sendTry(host: Host): void {
     const dial: DialInfo = {
       source: this.conn.source,

@@ -1,13 +1,14 @@
 // consistentHash (Istio: httpHeaderName, httpCookie, useSourceIp, httpQueryParameterName) as
 // a ring hash, Envoy's default for it: "each host is hashed onto a ring ... each request is
 // routed to a host by hashing some property of the request, and finding the nearest
-// corresponding host clockwise around the ring." Every host gets the same number of points
-// (Envoy's minimum ring size is 1024), so removing one host only moves the keys it owned.
+// corresponding host clockwise around the ring." Every host gets the same fixed number of
+// points (160, as ketama; Envoy instead scales points to a minimum ring size), so the ring of
+// N−1 hosts is the ring of N with one host's points taken out: only that host's keys move.
 // A request without the hash input (no such header, cookie or parameter) gets a random host,
 // as Envoy does when the hash policy yields no hash.
 import type { Balancer, LbHost, PickContext } from './load-balancer.js';
 
-export const RING_MIN_SIZE = 1024;
+export const POINTS_PER_HOST = 160;
 
 /** FNV-1a over UTF-16 code units, finished with murmur3's fmix32 for avalanche. 32-bit unsigned. */
 export function hashString(s: string): number {
@@ -49,7 +50,7 @@ export class ConsistentHashBalancer implements Balancer {
 }
 
 export function buildRing<H extends LbHost>(hosts: readonly H[]): Ring<H> {
-  const perHost = Math.ceil(RING_MIN_SIZE / hosts.length);
+  const perHost = POINTS_PER_HOST;
   const points: { hash: number; owner: H }[] = [];
   for (const h of hosts) for (let i = 0; i < perHost; i++) points.push({ hash: hashString(`${h.key}_${i}`), owner: h });
   // ties broken by key so the ring does not depend on the order hosts were listed in

@@ -76,6 +76,13 @@ export class Admission {
     return admitted ? 'queued' : 'overflow';
   }
 
+  /** Takes a slot only if one is free now, never queueing (request mirroring). */
+  tryTake(p: HttpProtocol): boolean {
+    if (this.queue.size > 0 || !this.canStart(p)) return false;
+    this.take(p);
+    return true;
+  }
+
   /** A queued waiter gave up (its client went away). */
   cancel(w: Waiter): void {
     this.queue.remove(w.sourceKey, w);
