@@ -10,6 +10,7 @@ const DIR = fileURLToPath(new URL('../../deploy/kubernetes/', import.meta.url));
 
 interface Container {
   name: string;
+  args?: string[];
   ports?: { containerPort: number }[];
   readinessProbe?: { httpGet?: { path: string; port: number } };
   securityContext?: { capabilities?: { drop?: string[]; add?: string[] }; readOnlyRootFilesystem?: boolean };
@@ -28,11 +29,11 @@ async function docs(file: string): Promise<Doc[]> {
   });
 }
 
-test('the agent DaemonSet exposes 15001, 15008 and 15020 with readiness on /healthz/ready', async (t) => {
+test('the agent DaemonSet exposes 15001, 15006, 15008 and 15020 with readiness on /healthz/ready', async (t) => {
   const ds = (await docs('agent.yaml')).find((d) => d.kind === 'DaemonSet')!;
   const pod = ds.spec!.template!.spec;
   const agent = pod.containers[0]!;
-  t.deepEqual(agent.ports!.map((p) => p.containerPort).sort(), [15001, 15008, 15020]);
+  t.deepEqual(agent.ports!.map((p) => p.containerPort).sort(), [15001, 15006, 15008, 15020]);
   t.deepEqual(agent.readinessProbe!.httpGet, { path: '/healthz/ready', port: 15020 });
   t.true(pod.hostNetwork);
   t.is(pod.priorityClassName, 'system-node-critical');
@@ -57,4 +58,21 @@ test('the control plane serves gRPC on 15012 and is ready on /healthz/ready', as
 test("the mesh's own namespace is opted out", async (t) => {
   const ns = (await docs('namespace.yaml'))[0]!;
   t.is(ns.metadata.labels!['nodemesh.io/mesh'], 'disabled');
+});
+
+test('the agent authenticates as its node with the kubelet client certificate and verifies the control plane with the mesh root', async (t) => {
+  const ds = (await docs('agent.yaml')).find((d) => d.kind === 'DaemonSet')!;
+  const args = ds.spec!.template!.spec.containers[0]!.args!;
+  t.true(args.includes('--node-credential=/var/lib/kubelet/pki/kubelet-client-current.pem'));
+  t.true(args.some((a) => a.startsWith('--root-cert=')));
+  t.false(args.some((a) => a.startsWith('--insecure')));
+});
+
+test('the control plane signs with the operator CA and checks node credentials against the cluster CA', async (t) => {
+  const deploy = (await docs('control-plane.yaml')).find((d) => d.kind === 'Deployment')!;
+  const args = deploy.spec!.template!.spec.containers[0]!.args!;
+  for (const flag of ['--ca-dir=', '--ca-cert=', '--ca-key=', '--node-ca=/var/run/secrets/kubernetes.io/serviceaccount/ca.crt']) {
+    t.true(args.some((a) => a.startsWith(flag)), flag);
+  }
+  t.false(args.includes('--insecure'));
 });

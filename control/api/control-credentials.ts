@@ -8,7 +8,7 @@
 //   - the trust bundle of the latest snapshot,
 // so during a root rotation an agent trusts the new root as soon as either tells it, and a
 // control plane that switched its serving certificate to the new root stays reachable.
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
@@ -66,12 +66,13 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
       throw controlError(`--root-cert ${opts.rootCertFile}: ${(err as Error).message}`, err);
     }
     this.fileRootsPem = readRoots(opts.rootCertFile, rootText);
-    const certFile = path.join(opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.cert);
-    const keyFile = path.join(opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.key);
     try {
-      this.identity = { certificate: readFileSync(certFile), privateKey: readFileSync(keyFile) };
+      this.identity = readNodeCredential(opts.nodeCredentialDir);
     } catch (err) {
-      throw controlError(`--node-credential ${opts.nodeCredentialDir}: ${(err as Error).message} (the directory must hold ${NODE_CREDENTIAL_FILES.cert} and ${NODE_CREDENTIAL_FILES.key})`, err);
+      throw controlError(
+        `--node-credential ${opts.nodeCredentialDir}: ${(err as Error).message} (a directory holding ${NODE_CREDENTIAL_FILES.cert} and ${NODE_CREDENTIAL_FILES.key}, or one PEM file with both, like the kubelet's kubelet-client-current.pem)`,
+        err,
+      );
     }
     this.credentials = grpc.experimental.createCertificateProviderChannelCredentials(this, this);
     this.timer = setInterval(() => void this.refresh(), opts.refreshMs ?? 5000);
@@ -138,4 +139,22 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
   close(): void {
     clearInterval(this.timer);
   }
+}
+
+/**
+ * A node credential: a directory with cert.pem and key.pem (the lab's), or one PEM file
+ * holding the certificate(s) and the key — the kubelet's own client certificate
+ * (/var/lib/kubelet/pki/kubelet-client-current.pem, `O=system:nodes, CN=system:node:<node>`),
+ * which is how an agent authenticates as its node on Kubernetes.
+ */
+export function readNodeCredential(p: string): { certificate: Buffer; privateKey: Buffer } {
+  if (!statSync(p).isFile()) {
+    return { certificate: readFileSync(path.join(p, NODE_CREDENTIAL_FILES.cert)), privateKey: readFileSync(path.join(p, NODE_CREDENTIAL_FILES.key)) };
+  }
+  const text = readFileSync(p, 'utf8');
+  const blocks = text.match(/-----BEGIN ([A-Z ]+)-----[\s\S]+?-----END \1-----\n?/g) ?? [];
+  const certs = blocks.filter((b) => b.startsWith('-----BEGIN CERTIFICATE-----'));
+  const key = blocks.find((b) => /^-----BEGIN (RSA |EC )?PRIVATE KEY-----/.test(b));
+  if (certs.length === 0 || !key) throw new Error('the file must hold a certificate and its private key (PEM)');
+  return { certificate: Buffer.from(certs.join('')), privateKey: Buffer.from(key) };
 }
