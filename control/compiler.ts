@@ -28,7 +28,7 @@ import {
 } from './api/snapshot.js';
 import type { PodSpec, Resource, ServiceSpec } from './resources.js';
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './compile-context.js';
-import { compileRouting } from './compile-routing.js';
+import { compileRoutingReport } from './compile-routing.js';
 import { compileSecurity } from './compile-security.js';
 
 export interface CompileOptions {
@@ -38,6 +38,12 @@ export interface CompileOptions {
   rootNamespace?: string;
   /** PEM roots the mesh trusts, from the CA (several during a rotation) */
   trustBundle?: readonly string[];
+  /**
+   * Filled with what compiling found worth telling about a resource that was accepted
+   * (`VirtualService ns/name` → notes: a host that is no Service, an undefined subset…),
+   * for its status.
+   */
+  notes?: Map<string, string[]>;
 }
 
 export type SnapshotContent = Omit<Snapshot, 'version' | 'generatedAt'>;
@@ -107,11 +113,13 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     ports: servicePorts(s, pods),
   }));
   const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT };
+  const routingReport = compileRoutingReport(resources, ctx);
+  for (const [resource, notes] of routingReport.notes) opts.notes?.set(resource, [...(opts.notes.get(resource) ?? []), ...notes]);
   return {
     workloads,
     services,
     nodes: compileNodes(nodeIps, pods),
-    routing: compileRouting(resources, ctx),
+    routing: routingReport.routing,
     security: compileSecurity(resources, ctx),
     trustBundle: [...(opts.trustBundle ?? [])],
   };

@@ -99,6 +99,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const listeners = new Set<(s: Snapshot) => void>();
   let current: Snapshot | undefined;
   let last: StoreResult = { resources: [], statuses: [], fileErrors: [], newErrors: [] };
+  // what the last compile found worth telling about accepted resources, for their status
+  let compileNotes = new Map<string, string[]>();
 
   const apply = (state: SourceState) => {
     try {
@@ -120,8 +122,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // resources or the CA's roots changed: a new snapshot version if the content differs
   const compile = () => {
     let next: Snapshot;
+    const notes = new Map<string, string[]>();
     try {
-      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [] }, current);
+      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [], notes }, current);
+      compileNotes = notes;
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
       return;
@@ -153,11 +157,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 
   const status = (): ConfigStatus => {
     const rejected = last.statuses.filter((s) => s.state === 'Rejected').length;
+    const resources = last.statuses.map((st) => {
+      const extra = st.state === 'Accepted' ? compileNotes.get(st.resource) : undefined;
+      return extra?.length ? { ...st, message: [st.message, ...extra].filter(Boolean).join('; ') } : st;
+    });
     return {
       configDir: source.dir,
       ready: current !== undefined,
       snapshotVersion: current?.version ?? 0,
-      resources: last.statuses,
+      resources,
       fileErrors: last.fileErrors,
       summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: last.fileErrors.length },
     };

@@ -263,3 +263,25 @@ function sink(): { stream: Writable; text(): string } {
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+test('an accepted VirtualService whose host is no Service says so in its status (not a silent no-op)', async (t) => {
+  const r = await running(t, {
+    'web.yaml': WEB_SERVICE,
+    'vs.yaml': `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ghost
+  namespace: shop
+spec:
+  hosts: [ghost]
+  http:
+  - route:
+    - destination: {host: web}
+`,
+  });
+  await r.cp.rescan();
+  const status = JSON.parse((await r.admin('/debug/config_status')).body) as { resources: { resource: string; state: string; message: string }[] };
+  const vs = status.resources.find((s) => s.resource === 'VirtualService shop/ghost')!;
+  t.is(vs.state, 'Accepted');
+  t.regex(vs.message, /host ghost\.shop\.svc\.cluster\.local is not a known Service/);
+});
