@@ -24,9 +24,23 @@ export interface UpstreamRequest {
   traceparent?: string;
 }
 
+/** What a transport proves about a connection, for the source reporter's Istio labels. */
+export interface UpstreamSecurity {
+  /** Istio's connection_security_policy */
+  policy: 'mutual_tls' | 'none';
+  sourcePrincipal: string;
+  destinationPrincipal: string;
+}
+
 export interface UpstreamConnector {
   /** Resolves with a connected stream; rejects with an UpstreamError. */
   connect(req: UpstreamRequest): Promise<Duplex>;
+  /**
+   * How `connect(req)` would carry the connection (mTLS with these principals, or plain),
+   * known before connecting so that a connection's opened and closed metrics carry the
+   * same labels. Undefined: plaintext, principals unknown.
+   */
+  security?(req: UpstreamRequest): UpstreamSecurity | undefined;
 }
 
 export class UpstreamError extends NodemeshError {
