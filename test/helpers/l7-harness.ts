@@ -1,0 +1,195 @@
+// A node proxy's L7 engine on loopback, without the kernel: backends are real HTTP servers on
+// 127.0.0.1, the connector dials them with plain TCP, and a front listener hands every
+// accepted connection to the engine as the outbound proxy does after capture (the ClusterIP
+// is just a name here). Tests of routing, retries, timeouts, ejection and limits use it.
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
+import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
+import { ServiceTable } from '../../agent/service-table.js';
+import { TrafficManager } from '../../agent/traffic-manager.js';
+import { sniff } from '../../agent/protocol-detect.js';
+import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/upstream.js';
+import { ResponseFlag } from '../../agent/response-flags.js';
+
+export const VIP = '10.96.0.10';
+
+/** Plain TCP to the chosen endpoint; counts dials. */
+export class LoopbackConnector implements UpstreamConnector {
+  dials = 0;
+  connect(req: UpstreamRequest): Promise<Duplex> {
+    this.dials++;
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: req.ip, port: req.port });
+      s.setNoDelay(true);
+      s.once('connect', () => {
+        s.removeAllListeners('error');
+        resolve(s);
+      });
+      s.once('error', (err) => reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, err.message, { cause: err })));
+    });
+  }
+}
+
+export interface BackendSpec {
+  name: string;
+  labels?: Record<string, string>;
+  handler: http.RequestListener;
+  /** serve h2c (HTTP/2 prior knowledge) instead of HTTP/1.1 */
+  h2?: boolean;
+}
+
+export interface Backend {
+  name: string;
+  port: number;
+  server: net.Server;
+  /** requests seen */
+  count: number;
+}
+
+export async function startBackend(spec: BackendSpec): Promise<Backend> {
+  const b: Backend = { name: spec.name, port: 0, server: undefined as unknown as net.Server, count: 0 };
+  const handler: http.RequestListener = (req, res) => {
+    b.count++;
+    spec.handler(req, res);
+  };
+  const server = spec.h2 ? http2.createServer(handler as never) : http.createServer(handler);
+  b.server = server;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  b.port = (server.address() as AddressInfo).port;
+  return b;
+}
+
+export function workload(name: string, labels: Record<string, string> = {}, ip = '127.0.0.1'): Workload {
+  return { uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip, serviceAccount: name, labels: { app: name, ...labels }, meshed: true, spiffeId: `spiffe://cluster.local/ns/shop/sa/${name}` };
+}
+
+export interface SnapshotOptions {
+  portName?: string;
+  appProtocol?: string;
+  /** extra labels per backend name (subsets select on them) */
+  labels?: Record<string, Record<string, string>>;
+  /** more Services in namespace shop, e.g. a mirror target: `<name>.shop.svc.cluster.local` */
+  services?: { name: string; backends: Backend[] }[];
+  /** calling workloads by loopback address (default: `client` at 127.0.0.1) */
+  clients?: { name: string; ip: string; namespace?: string }[];
+}
+
+function service(name: string, clusterIp: string, backends: Backend[], portName: string, appProtocol: string): Service {
+  return {
+    name,
+    namespace: 'shop',
+    hostname: `${name}.shop.svc.cluster.local`,
+    clusterIp,
+    ports: [
+      {
+        name: portName,
+        port: 80,
+        targetPort: 0,
+        protocol: 'TCP',
+        appProtocol,
+        endpoints: backends.map((b) => ({ ip: '127.0.0.1', port: b.port, workload: `shop/${b.name}`, node: 'n' })),
+      },
+    ],
+  };
+}
+
+export function snapshot(backends: Backend[], routing: RoutingConfig, opts: SnapshotOptions = {}): Snapshot {
+  const services = [service('web', VIP, backends, opts.portName ?? 'http', opts.appProtocol ?? '')];
+  (opts.services ?? []).forEach((s, i) => services.push(service(s.name, `10.96.0.${11 + i}`, s.backends, opts.portName ?? 'http', opts.appProtocol ?? '')));
+  const all = [...backends, ...(opts.services ?? []).flatMap((s) => s.backends)];
+  const workloads = all.map((b) => workload(b.name, opts.labels?.[b.name] ?? {}, '127.0.0.2'));
+  for (const c of opts.clients ?? [{ name: 'client', ip: '127.0.0.1' }]) {
+    const w = workload(c.name, {}, c.ip);
+    if (c.namespace) {
+      w.namespace = c.namespace;
+      w.uid = `${c.namespace}/${c.name}`;
+    }
+    workloads.push(w);
+  }
+  return { version: 1, generatedAt: '', workloads, services, routing, security: {}, trustBundle: [] } as unknown as Snapshot;
+}
+
+/** The engine behind a loopback listener; `url` reaches the "Service". */
+export class Harness {
+  table: ServiceTable;
+  readonly tm: TrafficManager;
+  readonly connector = new LoopbackConnector();
+  private front!: net.Server;
+  port = 0;
+
+  constructor(snap: Snapshot, protocol: 'http1' | 'http2' | 'sniff' = 'http1') {
+    this.table = new ServiceTable(snap);
+    this.tm = new TrafficManager({ connector: this.connector, table: () => this.table });
+    this.front = net.createServer({ noDelay: true }, (socket) => {
+      socket.on('error', () => {});
+      const target = this.table.service(VIP, 80)!;
+      const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
+      const source = this.table.workloadByIp(address);
+      const conn = { source, sourceKey: source?.uid ?? address, sourceAddress: address, sourcePort: socket.remotePort ?? 0, target };
+      if (protocol !== 'sniff') return this.tm.serveHttp(socket, conn, protocol);
+      void sniff(socket, 100).then((p) => (p === 'tcp' ? socket.destroy() : this.tm.serveHttp(socket, conn, p)));
+    });
+  }
+
+  async listen(): Promise<this> {
+    await new Promise<void>((r) => this.front.listen(0, '127.0.0.1', r));
+    this.port = (this.front.address() as AddressInfo).port;
+    return this;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** A new snapshot for new requests. */
+  update(snap: Snapshot): void {
+    this.table = new ServiceTable(snap, this.table);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((r) => this.front.close(() => r()));
+    await this.tm.close();
+  }
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+  /** ms from sending to the end of the response */
+  ms: number;
+}
+
+/** One request over `agent` (keep-alive); resolves status, headers, body, duration. */
+export function request(url: string, agent: http.Agent, opts: { method?: string; headers?: http.OutgoingHttpHeaders; body?: Buffer | string; localAddress?: string } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const req = http.request(url, { agent, method: opts.method ?? 'GET', headers: opts.headers, localAddress: opts.localAddress }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, ms: performance.now() - started }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+/** GET with a keep-alive agent; resolves status, headers, body. */
+export function get(url: string, agent: http.Agent, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, headers }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,266 @@
+// The L7 engine's resilience features on loopback (test/helpers/l7-harness.ts), with real
+// clients and backends: retries (status, body replay, bounded body), the retry budget,
+// per-try and route timeouts, outlier ejection and return, circuit breaking with UO, fairness
+// of the pending queue between source workloads, and gRPC retries on UNAVAILABLE with
+// grpc-js on both ends.
+import test from 'ava';
+import http from 'node:http';
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import type { RoutingConfig } from '../control/api/snapshot-routing.js';
+import { Harness, request, snapshot, startBackend, type Backend } from './helpers/l7-harness.js';
+import { destinationRule, policy, retries, route, table } from './helpers/routing-builders.js';
+
+async function setup(t: { teardown(fn: () => unknown): void }, backends: Backend[], routing: RoutingConfig, opts: Parameters<typeof snapshot>[2] = {}) {
+  const h = await new Harness(snapshot(backends, routing, opts)).listen();
+  const agent = new http.Agent({ keepAlive: true });
+  t.teardown(async () => {
+    agent.destroy();
+    await h.close();
+    for (const b of backends) b.server.close();
+  });
+  return { h, agent };
+}
+
+/** Fails every `every`-th request (1-based count) with `status`. */
+function flaky(name: string, every: number, status = 503): Promise<Backend> {
+  let n = 0;
+  return startBackend({
+    name,
+    handler: (req, res) => {
+      let body = '';
+      req.on('data', (d: Buffer) => (body += d.toString()));
+      req.on('end', () => {
+        n++;
+        if (every > 0 && n % every === 1 % every) res.writeHead(status).end('fail');
+        else res.writeHead(200).end(body || 'ok');
+      });
+    },
+  });
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('one request in three answered 503: with attempts 3 on 5xx every client request succeeds', async (t) => {
+  const b = await flaky('flaky', 3);
+  const routing = { routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'] }) })])], destinations: [] };
+  const { h, agent } = await setup(t, [b], routing);
+  const replies = [];
+  for (let i = 0; i < 300; i++) replies.push(await request(`${h.url}/`, agent));
+  t.deepEqual(
+    replies.filter((r) => r.status !== 200).map((r) => r.status),
+    [],
+  );
+  t.true(b.count >= 400 && b.count <= 460, `the backend saw ${b.count} requests for 300 (a third retried)`);
+});
+
+test('a retry replays the request body; a body past the replay bound is never retried', async (t) => {
+  const b = await flaky('body', 2);
+  const routing = { routes: [table([route({ retries: retries({ attempts: 2, retryOn: ['5xx'] }) })])], destinations: [] };
+  const { h, agent } = await setup(t, [b], routing);
+  const small = 'x'.repeat(10_000);
+  const r = await request(`${h.url}/`, agent, { method: 'POST', body: small });
+  t.is(r.status, 200);
+  t.is(r.body, small, 'the retry carried the whole body');
+  const big = Buffer.alloc(200_000, 'y');
+  const seen = b.count;
+  const r2 = await request(`${h.url}/`, agent, { method: 'POST', body: big });
+  t.is(r2.status, 503, '200 KB exceed the replay bound: the 503 is passed on');
+  t.is(b.count - seen, 1);
+});
+
+test('the retry budget caps the extra load when every request fails', async (t) => {
+  const b = await flaky('down', 1);
+  const routing = {
+    routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) })])],
+    destinations: [destinationRule(policy({ retryBudget: { percent: 20, minRetriesPerSecond: 1, ttlMs: 10_000 } }))],
+  };
+  const { h, agent } = await setup(t, [b], routing);
+  const n = 200;
+  const replies = [];
+  for (let i = 0; i < n; i++) replies.push(await request(`${h.url}/`, agent));
+  t.true(replies.every((r) => r.status === 503));
+  // without a budget: 4 tries each = 800; with it: 200 + 20% of 200 + 10 (1/s over 10 s)
+  const retriesMade = b.count - n;
+  t.true(retriesMade <= 0.2 * n + 10 + 1, `${retriesMade} retries for ${n} requests`);
+  t.true(retriesMade >= 0.2 * n, `${retriesMade} retries: the budget was not spent`);
+});
+
+test('perTryTimeout cuts each slow try and the route timeout the whole request, with 504 UT', async (t) => {
+  let n = 0;
+  // the first two tries hang for 400 ms, later ones answer at once
+  const slow = await startBackend({ name: 'slow', handler: (_req, res) => setTimeout(() => res.end('late'), ++n <= 2 ? 400 : 0) });
+  const routing = {
+    routes: [
+      table([
+        route({ name: 'retrying', match: [], timeoutMs: 0, retries: retries({ attempts: 3, perTryTimeoutMs: 100, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) }),
+      ]),
+    ],
+    destinations: [],
+  };
+  const { h, agent } = await setup(t, [slow], routing);
+  const r = await request(`${h.url}/`, agent);
+  t.is(r.status, 200, 'the third try answered');
+  t.true(r.ms >= 200 && r.ms < 400, `two tries cut at 100 ms each, then an answer: ${Math.round(r.ms)} ms`);
+
+  h.update(snapshot([slow], { routes: [table([route({ timeoutMs: 150, retries: retries({ attempts: 0 }) })])], destinations: [] }));
+  n = 0;
+  const cut = await request(`${h.url}/`, agent);
+  t.is(cut.status, 504);
+  t.is(cut.body, 'upstream request timeout\n');
+  t.true(cut.ms >= 150 && cut.ms < 350, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
+});
+
+test('outlier detection: ejected after N consecutive 5xx, back after baseEjectionTime, twice as long the second time', async (t) => {
+  const good = await flaky('good', 0);
+  const bad = await flaky('bad', 1);
+  const base = 400;
+  const routing = {
+    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
+    destinations: [
+      destinationRule(
+        policy({
+          loadBalancer: { simple: 'ROUND_ROBIN' },
+          outlierDetection: { enabled: true, consecutive5xxErrors: 3, intervalMs: 50, baseEjectionTimeMs: base, maxEjectionPercent: 100 },
+        }),
+      ),
+    ],
+  };
+  const { h, agent } = await setup(t, [good, bad], routing);
+  // round robin: every other request to "bad" until its third 503 ejects it
+  for (let i = 0; i < 6; i++) await request(`${h.url}/`, agent);
+  t.is(bad.count, 3);
+  const ejectedAt = performance.now();
+  for (let i = 0; i < 10; i++) t.is((await request(`${h.url}/`, agent)).status, 200);
+  t.is(bad.count, 3, 'no request reaches an ejected endpoint');
+  // back after the base ejection time (at the next sweep)
+  const back = async () => {
+    const seen = bad.count;
+    while (bad.count === seen) await request(`${h.url}/`, agent);
+    return performance.now();
+  };
+  const firstReturn = (await back()) - ejectedAt;
+  t.true(firstReturn >= base && firstReturn < base + 250, `back after ${Math.round(firstReturn)} ms`);
+  // two more 503s make three in a row: ejected again, now for 2 × base
+  while (bad.count < 6) await request(`${h.url}/`, agent);
+  const secondAt = performance.now();
+  const secondReturn = (await back()) - secondAt;
+  t.true(secondReturn >= 2 * base && secondReturn < 2 * base + 250, `second ejection lasted ${Math.round(secondReturn)} ms`);
+});
+
+test('outlier detection never ejects past maxEjectionPercent', async (t) => {
+  const backends = [await flaky('ok', 0), await flaky('bad1', 1), await flaky('bad2', 1)];
+  const routing = {
+    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
+    destinations: [
+      destinationRule(
+        policy({
+          loadBalancer: { simple: 'ROUND_ROBIN' },
+          outlierDetection: { enabled: true, consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 34 },
+        }),
+      ),
+    ],
+  };
+  const { h, agent } = await setup(t, backends, routing);
+  for (let i = 0; i < 60; i++) await request(`${h.url}/`, agent);
+  const ejected = h.tm.debug().clusters as { hosts: { ejected: boolean }[] }[];
+  t.is(ejected[0]!.hosts.filter((x) => x.ejected).length, 1, 'one of three is 33%: a second would make 67%');
+  t.true(backends[1]!.count + backends[2]!.count > 10, 'the failing endpoint that was not ejected still gets traffic');
+});
+
+test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x-envoy-overloaded', async (t) => {
+  const slow = await startBackend({ name: 'busy', handler: (_req, res) => setTimeout(() => res.end('done'), 300) });
+  const routing = {
+    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
+    destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1 } }))],
+  };
+  const { h } = await setup(t, [slow], routing);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+  t.teardown(() => agent.destroy());
+  const replies = await Promise.all(Array.from({ length: 5 }, () => request(`${h.url}/`, agent)));
+  const ok = replies.filter((r) => r.status === 200);
+  const overflow = replies.filter((r) => r.status === 503);
+  t.is(ok.length, 2, 'one in flight, one pending');
+  t.is(overflow.length, 3);
+  for (const r of overflow) {
+    t.is(r.headers['x-envoy-overloaded'], 'true');
+    t.true(r.ms < 200, `overflow answered after ${Math.round(r.ms)} ms, before the backend's 300`);
+  }
+  t.is(slow.count, 2);
+});
+
+test('a noisy source workload cannot take the whole pending queue from another one', async (t) => {
+  const slow = await startBackend({ name: 'shared', handler: (_req, res) => setTimeout(() => res.end('done'), 200) });
+  const routing = {
+    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
+    destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 4 } }))],
+  };
+  const clients = [
+    { name: 'noisy', ip: '127.0.0.3' },
+    { name: 'quiet', ip: '127.0.0.4' },
+  ];
+  const { h } = await setup(t, [slow], routing, { clients });
+  const noisyAgent = new http.Agent({ keepAlive: true, maxSockets: 20 });
+  const quietAgent = new http.Agent({ keepAlive: true });
+  t.teardown(() => (noisyAgent.destroy(), quietAgent.destroy()));
+  // the noisy source fills the slot and the whole queue...
+  const noisy = Array.from({ length: 8 }, () => request(`${h.url}/`, noisyAgent, { localAddress: '127.0.0.3' }));
+  await sleep(50);
+  // ...the quiet one still gets in, ahead of the noisy backlog
+  const quiet = await request(`${h.url}/`, quietAgent, { localAddress: '127.0.0.4' });
+  t.is(quiet.status, 200);
+  t.true(quiet.ms < 600, `the quiet request waited ${Math.round(quiet.ms)} ms behind at most one noisy one`);
+  const noisyReplies = await Promise.all(noisy);
+  t.is(noisyReplies.filter((r) => r.status === 503).length, 4, 'the noisy source gave up one queue slot');
+});
+
+test('gRPC through the mesh: grpc-js client and server, UNAVAILABLE retried (trailers-only and after headers)', async (t) => {
+  const svc = {
+    echo: {
+      path: '/test.Echo/Echo',
+      requestStream: false,
+      responseStream: false,
+      requestSerialize: (b: Buffer) => b,
+      requestDeserialize: (b: Buffer) => b,
+      responseSerialize: (b: Buffer) => b,
+      responseDeserialize: (b: Buffer) => b,
+    },
+  } as grpc.ServiceDefinition;
+  let calls = 0;
+  const server = new grpc.Server();
+  server.addService(svc, {
+    echo: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      calls++;
+      // odd calls fail: every other one after sending headers (grpc-status in trailers)
+      if (calls % 4 === 1) return cb({ code: grpc.status.UNAVAILABLE, details: 'trailers-only' });
+      if (calls % 4 === 3) {
+        call.sendMetadata(new grpc.Metadata());
+        return setTimeout(() => cb({ code: grpc.status.UNAVAILABLE, details: 'after headers' }), 5);
+      }
+      cb(null, Buffer.concat([Buffer.from('echo:'), call.request]));
+    },
+  });
+  const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+  const backend = { name: 'grpc', port, server: net.createServer(), count: 0 };
+  const routing = { routes: [table([route({ retries: retries({ attempts: 2, retryOn: ['unavailable'], backoffBaseMs: 1, backoffMaxMs: 2 }) })])], destinations: [] };
+  const h = await new Harness(snapshot([backend], routing, { portName: 'grpc-echo' }), 'http2').listen();
+  const Client = grpc.makeGenericClientConstructor(svc, 'Echo');
+  const client = new Client(`127.0.0.1:${h.port}`, grpc.credentials.createInsecure()) as unknown as {
+    echo(b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): void;
+    close(): void;
+  };
+  t.teardown(async () => {
+    client.close();
+    server.forceShutdown();
+    await h.close();
+  });
+  const results: string[] = [];
+  for (let i = 0; i < 10; i++) {
+    results.push(await new Promise<string>((res) => client.echo(Buffer.from(`m${i}`), (e, r) => res(e ? `error ${e.code}` : r!.toString()))));
+  }
+  t.deepEqual(
+    results,
+    Array.from({ length: 10 }, (_, i) => `echo:m${i}`),
+  );
+  t.is(calls, 20, 'every call failed once and was retried once');
+});
