@@ -4,12 +4,14 @@
 // makes of accepted policies (scope, targetRefs, the HTTP flag); and a snapshot with a full
 // SecurityConfig round-trips the real gRPC discovery stream.
 import test, { type ExecutionContext } from 'ava';
+import fc from 'fast-check';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { watchSnapshots } from '../control/api/discovery-client.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startControlPlane, type ControlPlane } from '../control/control-plane.js';
+import { validateDocument } from '../control/validate.js';
 import { compileYaml, podYaml, store } from './helpers/security-config.js';
 
 function doc(kind: 'PeerAuthentication' | 'AuthorizationPolicy', name: string, spec: string, meta = ''): string {
@@ -118,6 +120,32 @@ test('what nodemesh cannot enforce is accepted and said in the status: CUSTOM, J
   t.regex(r.statuses[1]!.message, /does not validate JWTs/);
   t.regex(r.statuses[2]!.message, /targetRef Gateway ingress: .* applies to no workload/);
   t.regex(r.statuses[3]!.message, /without "spiffe:\/\/".*never matches/);
+});
+
+test('property: any spec, however malformed, is accepted or rejected with a field error — validation never throws', (t) => {
+  const leaf = fc.oneof(fc.string({ maxLength: 6 }), fc.integer(), fc.boolean(), fc.constant(null), fc.constantFrom('*', 'GET', '10.0.0.0/8', '80', 'STRICT', 'DENY', 'request.headers[x]', 'source.ip'));
+  const keys = fc.constantFrom('selector', 'matchLabels', 'mtls', 'mode', 'portLevelMtls', '80', 'action', 'rules', 'from', 'to', 'when', 'source', 'operation', 'principals', 'notIpBlocks', 'serviceAccounts', 'ports', 'paths', 'key', 'values', 'notValues', 'targetRefs', 'kind', 'name', 'provider');
+  const value = fc.letrec((tie) => ({
+    node: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('node'), { maxLength: 3 }), fc.dictionary(keys, tie('node'), { maxKeys: 4 })),
+  })).node;
+  const out = fc.check(
+    fc.property(fc.constantFrom('PeerAuthentication', 'AuthorizationPolicy'), value, (kind, spec) => {
+      const r = validateDocument({
+        file: 'fuzz.yaml',
+        index: 0,
+        line: 1,
+        apiVersion: 'security.istio.io/v1',
+        kind,
+        name: 'p',
+        namespace: 'shop',
+        object: { apiVersion: 'security.istio.io/v1', kind, metadata: { name: 'p', namespace: 'shop' }, spec },
+        lineOf: () => undefined,
+      });
+      return r.ok || (r.error.code === 'NM_ERR_CONFIG_FIELD' && r.error.message.startsWith(`fuzz.yaml:1: ${kind} shop/p: field spec`));
+    }),
+    { numRuns: 1000 },
+  );
+  t.false(out.failed, fc.defaultReportMessage(out) ?? '');
 });
 
 // --- the compiler --------------------------------------------------------------------------------
