@@ -114,7 +114,9 @@ export function toPrincipal(id: string): string {
 // %61-%7a %7e" (case-insensitive); %2f and %5c stay encoded.
 function decodesUnreserved(hex: string): boolean {
   const c = parseInt(hex, 16);
-  return c === 0x2d || c === 0x2e || (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || (c >= 0x61 && c <= 0x7a) || c === 0x7e;
+  return (
+    c === 0x2d || c === 0x2e || (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || c === 0x5f || (c >= 0x61 && c <= 0x7a) || c === 0x7e
+  );
 }
 
 export interface NormalizedPath {

@@ -37,7 +37,14 @@ import {
   type MtlsMode,
   type SecurityConfig,
 } from '../control/api/snapshot-security.js';
-import { compileValues, normalizePath, principalParts, toPrincipal, type AttributeValue, type ValuePredicate } from './authorization-match.js';
+import {
+  compileValues,
+  normalizePath,
+  principalParts,
+  toPrincipal,
+  type AttributeValue,
+  type ValuePredicate,
+} from './authorization-match.js';
 
 const log = logger('agent/authorization');
 
@@ -183,7 +190,10 @@ export class SecurityIndex {
         let p = policies.get(ref);
         if (!p) {
           // an inconsistent snapshot: fail closed (an ALLOW with no rules denies everything)
-          log.error({ workload: w.workload, policy: ref }, 'snapshot names an AuthorizationPolicy it does not carry; denying all traffic to the workload');
+          log.error(
+            { workload: w.workload, policy: ref },
+            'snapshot names an AuthorizationPolicy it does not carry; denying all traffic to the workload',
+          );
           p = { ref, action: 'ALLOW', dryRun: false, rules: [] };
         }
         if (p.action === 'CUSTOM') wp.custom.push(p.ref);
@@ -216,7 +226,12 @@ function compileRule(r: AuthorizationRule): CompiledRule {
 }
 
 function compileMatch(m: AttributeMatch): CompiledMatch {
-  return { http: HTTP_ATTRIBUTES.has(m.attribute), get: getter(m), values: compileValues(m.values, m.attribute), notValues: compileValues(m.notValues, m.attribute) };
+  return {
+    http: HTTP_ATTRIBUTES.has(m.attribute),
+    get: getter(m),
+    values: compileValues(m.values, m.attribute),
+    notValues: compileValues(m.notValues, m.attribute),
+  };
 }
 
 function getter(m: AttributeMatch): (a: Attrs) => AttributeValue {
@@ -323,7 +338,8 @@ function attrs(l4: L4Attributes, http?: HttpAttributes, normalizedPath?: string)
 }
 
 function decide(p: WorkloadPolicy, a: Attrs, mode: Mode): AuthorizationResult & { pending: boolean } {
-  const observed = (list: CompiledPolicy[]) => (mode === 'deferred' ? [] : list.filter((x) => evalPolicy(x, a, mode) === T).map((x) => x.ref));
+  const observed = (list: CompiledPolicy[]) =>
+    mode === 'deferred' ? [] : list.filter((x) => evalPolicy(x, a, mode) === T).map((x) => x.ref);
   const base = { audited: observed(p.audit), dryRunMatched: observed(p.dryRun) };
   let pending = false;
   // "If there are any DENY policies that match the request, deny the request."

@@ -80,20 +80,30 @@ let warnedNoPolicy = false;
  * need the stream's content (a request denied at L7, a non-HTTP stream denied by the TCP
  * fallback) are answered here: 403 per request, or the stream is closed.
  */
-export async function deliverInbound(stream: Duplex, c: InboundConnection, connector: UpstreamConnector, opts: InboundOptions = {}): Promise<InboundResult> {
+export async function deliverInbound(
+  stream: Duplex,
+  c: InboundConnection,
+  connector: UpstreamConnector,
+  opts: InboundOptions = {},
+): Promise<InboundResult> {
   if (!opts.security && !warnedNoPolicy) {
     warnedNoPolicy = true;
     log.warn('inbound delivery without a security index: no PeerAuthentication or AuthorizationPolicy is enforced');
   }
   const policy = (opts.security ?? NO_SECURITY).forWorkload(c.destination.uid);
-  const flow = new Flow(stream, tcpLabelsDestination(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, ResponseFlag.None));
+  const flow = new Flow(
+    stream,
+    tcpLabelsDestination(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, ResponseFlag.None),
+  );
   stream.on('error', () => {}); // handled by the flow's teardown
 
   // "STRICT: Connection is an mTLS tunnel (TLS with client cert must be presented)."
   if (c.security === 'none' && !acceptsPlaintext(policy, c.port)) {
     authorizationDenials.inc({ reason: 'mtls_strict', policy: policy.peerAuthentications.at(-1) ?? '-', layer: 'tcp' });
     flow.finish(ResponseFlag.Deny);
-    return refused(`plaintext to ${c.destination.uid} port ${c.port} refused: its mTLS mode is STRICT (PeerAuthentication ${policy.peerAuthentications.join(', ')})`);
+    return refused(
+      `plaintext to ${c.destination.uid} port ${c.port} refused: its mTLS mode is STRICT (PeerAuthentication ${policy.peerAuthentications.join(', ')})`,
+    );
   }
 
   const l4: L4Attributes = {
@@ -112,7 +122,14 @@ export async function deliverInbound(stream: Duplex, c: InboundConnection, conne
 
   let pod: Duplex;
   try {
-    pod = await connector.connect({ source: undefined, sourceAddress: c.sourceIp, sourcePort: c.sourcePort, ip: c.destination.ip, port: c.port, destination: c.destination });
+    pod = await connector.connect({
+      source: undefined,
+      sourceAddress: c.sourceIp,
+      sourcePort: c.sourcePort,
+      ip: c.destination.ip,
+      port: c.port,
+      destination: c.destination,
+    });
   } catch (err) {
     // an UpstreamError carries the Envoy flag that explains the failure
     const carried = (err as { flag?: unknown }).flag;
@@ -123,7 +140,11 @@ export async function deliverInbound(stream: Duplex, c: InboundConnection, conne
   if (stream.destroyed) {
     pod.destroy();
     flow.finish(ResponseFlag.DownstreamConnectionTermination);
-    return { delivered: false, flag: ResponseFlag.DownstreamConnectionTermination, reason: 'the peer went away before the pod connection was up' };
+    return {
+      delivered: false,
+      flag: ResponseFlag.DownstreamConnectionTermination,
+      reason: 'the peer went away before the pod connection was up',
+    };
   }
   flow.attach(pod);
   if (!accept.needsL7) pipe(stream, pod);
@@ -132,13 +153,29 @@ export async function deliverInbound(stream: Duplex, c: InboundConnection, conne
 }
 
 /** The stream of a workload with HTTP rules: HTTP/1.x per request, anything else as TCP. */
-async function serveL7(stream: Duplex, pod: Duplex, c: InboundConnection, policy: WorkloadPolicy, l4: L4Attributes, connector: UpstreamConnector, flow: Flow): Promise<void> {
+async function serveL7(
+  stream: Duplex,
+  pod: Duplex,
+  c: InboundConnection,
+  policy: WorkloadPolicy,
+  l4: L4Attributes,
+  connector: UpstreamConnector,
+  flow: Flow,
+): Promise<void> {
   const head = await firstLine(stream);
   if (head === undefined) return; // closed before a byte
   stream.unshift(head);
   flow.unread(head.length);
   if (/^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/.test(head.toString('latin1'))) {
-    const connect = () => connector.connect({ source: undefined, sourceAddress: c.sourceIp, sourcePort: c.sourcePort, ip: c.destination.ip, port: c.port, destination: c.destination });
+    const connect = () =>
+      connector.connect({
+        source: undefined,
+        sourceAddress: c.sourceIp,
+        sourcePort: c.sourcePort,
+        ip: c.destination.ip,
+        port: c.port,
+        destination: c.destination,
+      });
     await serveHttpInbound(stream, { policy, l4, first: pod, connect, onDecision: (r) => requestDecision(r) });
     return;
   }
@@ -159,7 +196,8 @@ function requestDecision(r: AuthorizationResult): void {
 
 /** Counts denials, AUDIT and dry-run matches of one decision. */
 function report(r: AuthorizationResult, layer: 'tcp' | 'http'): void {
-  if (r.decision === 'deny') authorizationDenials.inc({ reason: r.reason === 'deny-policy' ? 'deny_policy' : 'no_allow_match', policy: r.policy ?? '-', layer });
+  if (r.decision === 'deny')
+    authorizationDenials.inc({ reason: r.reason === 'deny-policy' ? 'deny_policy' : 'no_allow_match', policy: r.policy ?? '-', layer });
   for (const p of r.audited) authorizationAudits.inc({ policy: p, layer });
   for (const p of r.dryRunMatched) authorizationDryRun.inc({ policy: p, layer });
 }

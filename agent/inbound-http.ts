@@ -54,7 +54,8 @@ export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
   server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    if (socket.writable && err.code !== 'ECONNRESET')
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
     else socket.destroy();
   });
   return new Promise((resolve) => {
@@ -67,7 +68,13 @@ export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise
   });
 }
 
-function handle(req: http.IncomingMessage, res: http.ServerResponse, o: HttpInboundOptions, agent: PodAgent, expectsContinue: boolean): void {
+function handle(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  o: HttpInboundOptions,
+  agent: PodAgent,
+  expectsContinue: boolean,
+): void {
   res.sendDate = false;
   const normalized = normalizePath(req.url ?? '/');
   if (!normalized) {
@@ -111,7 +118,12 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, o: HttpInbo
 function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: HttpInboundOptions): void {
   const normalized = normalizePath(req.url ?? '/');
   const decision = normalized
-    ? authorizeRequest(o.policy, o.l4, { method: req.method ?? '', path: req.url ?? '/', host: req.headers.host ?? '', headers: req.headersDistinct })
+    ? authorizeRequest(o.policy, o.l4, {
+        method: req.method ?? '',
+        path: req.url ?? '/',
+        host: req.headers.host ?? '',
+        headers: req.headersDistinct,
+      })
     : undefined;
   if (decision) o.onDecision(decision);
   if (!decision || decision.decision === 'deny') {

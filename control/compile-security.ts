@@ -87,7 +87,9 @@ export function effectiveMtls(
   const mesh = peer.find((p) => p.namespace === rootNamespace && !p.spec.selector);
   const ns = w.namespace === rootNamespace ? undefined : peer.find((p) => p.namespace === w.namespace && !p.spec.selector);
   const workload =
-    w.namespace === rootNamespace ? undefined : peer.find((p) => p.namespace === w.namespace && p.spec.selector && selects(p.spec.selector, w.labels));
+    w.namespace === rootNamespace
+      ? undefined
+      : peer.find((p) => p.namespace === w.namespace && p.spec.selector && selects(p.spec.selector, w.labels));
   let mode: MtlsMode = MTLS_MODE_DEFAULT;
   const decided: string[] = [];
   for (const level of [mesh, ns, workload]) {
@@ -103,7 +105,12 @@ function resolve(spec: MtlsModeSpec, inherited: MtlsMode): MtlsMode {
   return spec === 'UNSET' ? inherited : spec;
 }
 
-function authorizationApplies(p: Named<AuthorizationPolicySpec>, w: Workload, rootNamespace: string, backends: Map<string, Set<string>>): boolean {
+function authorizationApplies(
+  p: Named<AuthorizationPolicySpec>,
+  w: Workload,
+  rootNamespace: string,
+  backends: Map<string, Set<string>>,
+): boolean {
   if (p.spec.targetRefs.length > 0) {
     // a Service reference: the pods behind that Service (the reference is in the policy's namespace)
     return p.spec.targetRefs.some((t) => t.kind === 'Service' && t.group === '' && backends.get(`${p.namespace}/${t.name}`)?.has(w.uid));

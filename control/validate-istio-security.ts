@@ -13,7 +13,20 @@ import { isIP } from 'node:net';
 import type { AttributeMatch, AuthorizationAction, AuthorizationRule, MatchClause, ValueMatch } from './api/snapshot-security.js';
 import type { AuthorizationPolicySpec, MtlsModeSpec, PeerAuthenticationSpec, PolicyTargetRef } from './resources-security.js';
 import type { CoreResult } from './validate-core.js';
-import { FieldProblem, describeValue, dns1123Subdomain, isObj, object, oneOf, optArray, optObject, optString, string, stringMap, type Obj } from './validate-fields.js';
+import {
+  FieldProblem,
+  describeValue,
+  dns1123Subdomain,
+  isObj,
+  object,
+  oneOf,
+  optArray,
+  optObject,
+  optString,
+  string,
+  stringMap,
+  type Obj,
+} from './validate-fields.js';
 import type { FieldPath } from './source-files.js';
 
 const MTLS_MODES: readonly MtlsModeSpec[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
@@ -40,7 +53,11 @@ export function validatePeerAuthentication(o: Obj, name: string): CoreResult {
     const at = ['spec', 'portLevelMtls'];
     const ports = object(s.portLevelMtls, at);
     // "mesh/namespace peer authentication cannot have port level mTLS"
-    if (!selector) throw new FieldProblem(at, 'is allowed only with a selector: a mesh- or namespace-level PeerAuthentication cannot have port-level mTLS');
+    if (!selector)
+      throw new FieldProblem(
+        at,
+        'is allowed only with a selector: a mesh- or namespace-level PeerAuthentication cannot have port-level mTLS',
+      );
     // "port level mTLS, if defined, must have at least one element"
     if (Object.keys(ports).length === 0) throw new FieldProblem(at, 'if defined, must have at least one port');
     for (const [key, value] of Object.entries(ports)) {
@@ -56,7 +73,9 @@ export function validatePeerAuthentication(o: Obj, name: string): CoreResult {
   }
   const notes: string[] = [];
   if (mode === 'DISABLE' || portLevelMtls.some((p) => p.mode === 'DISABLE'))
-    notes.push('DISABLE is treated as PERMISSIVE (as in Istio ambient): the node proxy accepts plaintext and still accepts mTLS from other node proxies');
+    notes.push(
+      'DISABLE is treated as PERMISSIVE (as in Istio ambient): the node proxy accepts plaintext and still accepts mTLS from other node proxies',
+    );
   const spec: PeerAuthenticationSpec = { selector, mode, portLevelMtls, createdAt: creationTime(m) };
   return { body: { kind: 'PeerAuthentication', spec }, notes };
 }
@@ -86,7 +105,8 @@ export function validateAuthorizationPolicy(o: Obj, name: string): CoreResult {
     throw new FieldProblem(['spec', 'selector'], 'only one of selector and targetRef/targetRefs can be set');
 
   const dryRun = dryRunAnnotation(m, action);
-  if (dryRun) ctx.notes.add(`${DRY_RUN}: this policy is evaluated and counted (nodemesh_agent_authorization_dry_run_total) but never enforced`);
+  if (dryRun)
+    ctx.notes.add(`${DRY_RUN}: this policy is evaluated and counted (nodemesh_agent_authorization_dry_run_total) but never enforced`);
 
   let provider = '';
   if (s.provider !== undefined && s.provider !== null) {
@@ -99,15 +119,22 @@ export function validateAuthorizationPolicy(o: Obj, name: string): CoreResult {
   const rulesAbsent = s.rules === undefined || s.rules === null || (Array.isArray(s.rules) && s.rules.length === 0);
   if (action === 'CUSTOM') {
     // "CUSTOM action without `rules` is meaningless as it will never be triggered"
-    if (rulesAbsent) throw new FieldProblem(['spec', 'rules'], 'a CUSTOM policy without rules never triggers; add an empty rule `{}` to trigger it for every request');
+    if (rulesAbsent)
+      throw new FieldProblem(
+        ['spec', 'rules'],
+        'a CUSTOM policy without rules never triggers; add an empty rule `{}` to trigger it for every request',
+      );
     // "`provider.name` must not be empty"
     if (provider === '') throw new FieldProblem(['spec', 'provider', 'name'], 'is required with action CUSTOM');
-    ctx.notes.add(`CUSTOM (external authorization by provider ${JSON.stringify(provider)}) is not supported by nodemesh: this policy is skipped`);
+    ctx.notes.add(
+      `CUSTOM (external authorization by provider ${JSON.stringify(provider)}) is not supported by nodemesh: this policy is skipped`,
+    );
   }
   // "DENY action without `rules` is meaningless as it will never be triggered"
   if (action === 'DENY' && rulesAbsent)
     throw new FieldProblem(['spec', 'rules'], 'a DENY policy without rules never triggers; add an empty rule `{}` to deny every request');
-  if (action === 'AUDIT') ctx.notes.add('AUDIT never changes the decision: matches are counted in nodemesh_agent_authorization_audit_total');
+  if (action === 'AUDIT')
+    ctx.notes.add('AUDIT never changes the decision: matches are counted in nodemesh_agent_authorization_audit_total');
 
   const rules = optArray(s.rules, ['spec', 'rules']).map((r, i) => rule(r, ['spec', 'rules', i], ctx));
   const spec: AuthorizationPolicySpec = { selector, targetRefs, action, dryRun, provider, rules };
@@ -116,7 +143,8 @@ export function validateAuthorizationPolicy(o: Obj, name: string): CoreResult {
 
 function rule(v: unknown, at: FieldPath, ctx: Ctx): AuthorizationRule {
   // "`rule` must not be nil"
-  if (v === null || v === undefined) throw new FieldProblem(at, 'a rule must not be empty (null); write `{}` for a rule that matches everything');
+  if (v === null || v === undefined)
+    throw new FieldProblem(at, 'a rule must not be empty (null); write `{}` for a rule that matches everything');
   const r = object(v, at);
   knownFields(r, at, ['from', 'to', 'when']);
   const from = clauses(r.from, [...at, 'from'], 'source', ctx, source);
@@ -134,7 +162,13 @@ function rule(v: unknown, at: FieldPath, ctx: Ctx): AuthorizationRule {
   return { from, to, when };
 }
 
-function clauses(v: unknown, at: FieldPath, key: 'source' | 'operation', ctx: Ctx, read: (o: Obj, at: FieldPath, ctx: Ctx) => AttributeMatch[]): MatchClause[] {
+function clauses(
+  v: unknown,
+  at: FieldPath,
+  key: 'source' | 'operation',
+  ctx: Ctx,
+  read: (o: Obj, at: FieldPath, ctx: Ctx) => AttributeMatch[],
+): MatchClause[] {
   if (v === undefined || v === null) return [];
   const list = optArray(v, at);
   // "`from` must not be empty" / "`to` must not be empty"
@@ -164,13 +198,29 @@ const SOURCE_FIELDS: ReadonlyArray<[string, string, AttributeMatch['attribute'],
 ];
 
 function source(src: Obj, at: FieldPath, ctx: Ctx): AttributeMatch[] {
-  knownFields(src, at, SOURCE_FIELDS.flatMap(([a, b]) => [a, b]));
+  knownFields(
+    src,
+    at,
+    SOURCE_FIELDS.flatMap(([a, b]) => [a, b]),
+  );
   const has = (f: string) => optArray(src[f], [...at, f]).length > 0;
   // "cannot set serviceAccounts with namespaces or principals"
   if ((has('serviceAccounts') || has('notServiceAccounts')) && ['principals', 'notPrincipals', 'namespaces', 'notNamespaces'].some(has))
-    throw new FieldProblem([...at, has('serviceAccounts') ? 'serviceAccounts' : 'notServiceAccounts'], 'cannot be set together with principals or namespaces');
+    throw new FieldProblem(
+      [...at, has('serviceAccounts') ? 'serviceAccounts' : 'notServiceAccounts'],
+      'cannot be set together with principals or namespaces',
+    );
   if (ctx.action === 'CUSTOM') {
-    for (const f of ['namespaces', 'notNamespaces', 'serviceAccounts', 'notServiceAccounts', 'principals', 'notPrincipals', 'requestPrincipals', 'notRequestPrincipals'])
+    for (const f of [
+      'namespaces',
+      'notNamespaces',
+      'serviceAccounts',
+      'notServiceAccounts',
+      'principals',
+      'notPrincipals',
+      'requestPrincipals',
+      'notRequestPrincipals',
+    ])
       if (has(f)) throw new FieldProblem([...at, f], 'is not supported with action CUSTOM');
   }
   const out: AttributeMatch[] = [];
@@ -222,7 +272,10 @@ function condition(v: unknown, at: FieldPath, ctx: Ctx): AttributeMatch {
   // "at least one of `values` or `notValues` must be set for key"
   if (vals.length + nots.length === 0) throw new FieldProblem(at, `at least one of values or notValues must be set for key ${key}`);
   const { attribute, path, kind } = parseKey(key, [...at, 'key']);
-  if (ctx.action === 'CUSTOM' && (['source.namespace', 'source.serviceAccount', 'source.principal'].includes(key) || key.startsWith('request.auth.')))
+  if (
+    ctx.action === 'CUSTOM' &&
+    (['source.namespace', 'source.serviceAccount', 'source.principal'].includes(key) || key.startsWith('request.auth.'))
+  )
     throw new FieldProblem([...at, 'key'], `${key} is not supported with action CUSTOM`);
   const read = (list: string[], f: string): ValueMatch[] => {
     if (kind === 'ip') return list.map((x, i) => cidr(x, [...at, f, i]));
@@ -274,11 +327,16 @@ function parseKey(key: string, at: FieldPath): { attribute: AttributeMatch['attr
   if (key.startsWith('experimental.envoy.filters.')) {
     const open = key.indexOf('[');
     bracketed(key.slice(open), key, at);
-    return { attribute: 'experimental.envoy.filters', path: [key.slice('experimental.'.length, open), key.slice(open + 1, -1)], kind: 'string' };
+    return {
+      attribute: 'experimental.envoy.filters',
+      path: [key.slice('experimental.'.length, open), key.slice(open + 1, -1)],
+      kind: 'string',
+    };
   }
   if (key === 'destination.namespace') throw new FieldProblem(at, `${key} is replaced by the policy's metadata.namespace`);
   if (key.startsWith('destination.labels')) throw new FieldProblem(at, `${key} is replaced by the workload selector (spec.selector)`);
-  if (key === 'destination.name' || key === 'destination.user') throw new FieldProblem(at, `${key} is a deprecated attribute (only supported in v1alpha1)`);
+  if (key === 'destination.name' || key === 'destination.user')
+    throw new FieldProblem(at, `${key} is a deprecated attribute (only supported in v1alpha1)`);
   throw new FieldProblem(
     at,
     `unknown attribute ${JSON.stringify(key)}; supported: request.headers[NAME], source.ip, remote.ip, source.namespace, source.principal, source.serviceAccount, source.trustDomain, request.auth.principal, request.auth.audiences, request.auth.presenter, request.auth.claims[NAME], destination.ip, destination.port, connection.sni, experimental.envoy.filters.*[KEY]`,
@@ -313,7 +371,8 @@ export function stringMatch(v: string): ValueMatch {
 
 /** ValidatePorts: a decimal number 0-65535. */
 function port(v: string, at: FieldPath): ValueMatch {
-  if (!/^[0-9]+$/.test(v) || Number(v) > 65535) throw new FieldProblem(at, `bad port ${JSON.stringify(v)}: expected a number 0-65535 (as a string)`);
+  if (!/^[0-9]+$/.test(v) || Number(v) > 65535)
+    throw new FieldProblem(at, `bad port ${JSON.stringify(v)}: expected a number 0-65535 (as a string)`);
   return { kind: 'exact', value: String(Number(v)) };
 }
 
@@ -322,7 +381,11 @@ function cidr(v: string, at: FieldPath): ValueMatch {
   const slash = v.indexOf('/');
   const addr = slash < 0 ? v : v.slice(0, slash);
   const family = isIP(addr);
-  if (family === 0) throw new FieldProblem(at, `bad ${slash < 0 ? 'IP address' : 'CIDR range'} ${JSON.stringify(v)}: expected e.g. 10.1.2.3 or 10.1.0.0/16`);
+  if (family === 0)
+    throw new FieldProblem(
+      at,
+      `bad ${slash < 0 ? 'IP address' : 'CIDR range'} ${JSON.stringify(v)}: expected e.g. 10.1.2.3 or 10.1.0.0/16`,
+    );
   const max = family === 4 ? 32 : 128;
   let len = max;
   if (slash >= 0) {
@@ -369,8 +432,10 @@ function pathMatch(v: string, at: FieldPath): ValueMatch {
       if (glob === MATCH_ANY) seenAny = true;
       continue;
     }
-    if (/[{}]/.test(glob)) throw new FieldProblem(at, `invalid path template ${JSON.stringify(v)}: '{' or '}' beyond a supported operator ({*} or {**})`);
-    if (!VALID_LITERAL.test(glob)) throw new FieldProblem(at, `invalid path template ${JSON.stringify(v)}: segment ${JSON.stringify(glob)} is not a valid literal`);
+    if (/[{}]/.test(glob))
+      throw new FieldProblem(at, `invalid path template ${JSON.stringify(v)}: '{' or '}' beyond a supported operator ({*} or {**})`);
+    if (!VALID_LITERAL.test(glob))
+      throw new FieldProblem(at, `invalid path template ${JSON.stringify(v)}: segment ${JSON.stringify(glob)} is not a valid literal`);
   }
   return { kind: 'template', value: v };
 }
@@ -384,7 +449,9 @@ function principalNotes(src: Obj, at: FieldPath, ctx: Ctx): void {
   for (const f of ['principals', 'notPrincipals']) {
     for (const p of optArray(src[f], [...at, f])) {
       if (typeof p === 'string' && p.startsWith('spiffe://'))
-        ctx.notes.add(`${f} ${JSON.stringify(p)}: principals are written without "spiffe://" (e.g. cluster.local/ns/default/sa/sleep), so this value never matches`);
+        ctx.notes.add(
+          `${f} ${JSON.stringify(p)}: principals are written without "spiffe://" (e.g. cluster.local/ns/default/sa/sleep), so this value never matches`,
+        );
     }
   }
 }
@@ -397,7 +464,8 @@ function workloadSelector(v: unknown, at: FieldPath): Record<string, string> | u
   const labels = stringMap(sel.matchLabels, [...at, 'matchLabels']);
   for (const [k, val] of Object.entries(labels)) {
     if (k === '') throw new FieldProblem([...at, 'matchLabels'], 'an empty key is not supported in a selector');
-    if (k.includes('*') || val.includes('*')) throw new FieldProblem([...at, 'matchLabels', k], `wildcard is not supported in a selector: ${k}=${val}`);
+    if (k.includes('*') || val.includes('*'))
+      throw new FieldProblem([...at, 'matchLabels', k], `wildcard is not supported in a selector: ${k}=${val}`);
   }
   return Object.keys(labels).length > 0 ? labels : undefined;
 }
@@ -425,11 +493,17 @@ function policyTargets(s: Obj, ctx: Ctx): PolicyTargetRef[] {
     // "targetRef name must be set"
     if (name === '') throw new FieldProblem([...at, 'name'], 'is required');
     // "cross namespace referencing is not supported"
-    if (optString(r.namespace, [...at, 'namespace'])) throw new FieldProblem([...at, 'namespace'], 'must not be set: cross-namespace references are not supported');
+    if (optString(r.namespace, [...at, 'namespace']))
+      throw new FieldProblem([...at, 'namespace'], 'must not be set: cross-namespace references are not supported');
     if (!TARGET_KINDS.some(([g, k]) => g === group && k === kind))
-      throw new FieldProblem([...at, 'kind'], `targetRef must be to one of ${TARGET_KINDS.map(([g, k]) => `${g || 'core'}/${k}`).join(', ')}, found ${group || 'core'}/${kind}`);
+      throw new FieldProblem(
+        [...at, 'kind'],
+        `targetRef must be to one of ${TARGET_KINDS.map(([g, k]) => `${g || 'core'}/${k}`).join(', ')}, found ${group || 'core'}/${kind}`,
+      );
     if (kind === 'Service')
-      ctx.notes.add(`targetRef Service ${name}: enforced by the node proxy of every pod behind the Service, for all traffic to those pods (there are no waypoints)`);
+      ctx.notes.add(
+        `targetRef Service ${name}: enforced by the node proxy of every pod behind the Service, for all traffic to those pods (there are no waypoints)`,
+      );
     else ctx.notes.add(`targetRef ${kind} ${name}: gateways are not part of nodemesh, so this reference applies to no workload`);
     return { group, kind, name };
   });

@@ -36,7 +36,13 @@ interface Req {
 }
 
 function l4Of(r: Req): L4Attributes {
-  return { sourcePrincipal: r.principal, sourceIp: r.ip ?? '10.244.1.5', destinationIp: '10.244.0.9', destinationPort: r.port ?? 80, mtls: r.principal !== undefined };
+  return {
+    sourcePrincipal: r.principal,
+    sourceIp: r.ip ?? '10.244.1.5',
+    destinationIp: '10.244.0.9',
+    destinationPort: r.port ?? 80,
+    mtls: r.principal !== undefined,
+  };
 }
 
 function httpOf(r: Req): HttpAttributes {
@@ -62,14 +68,23 @@ const sa = (ns: string, name: string) => `spiffe://cluster.local/ns/${ns}/sa/${n
 // --- the AuthorizationPolicy reference's examples ---------------------------------------
 
 test('reference: DENY from namespace dev to POST, on every workload of foo', (t) => {
-  const s = compileYaml([podYaml('httpbin', { ns: 'foo' }), policy('foo', 'httpbin', `action: DENY
+  const s = compileYaml(
+    [
+      podYaml('httpbin', { ns: 'foo' }),
+      policy(
+        'foo',
+        'httpbin',
+        `action: DENY
   rules:
   - from:
     - source:
         namespaces: ["dev"]
     to:
     - operation:
-        methods: ["POST"]`)].join('---\n'));
+        methods: ["POST"]`,
+      ),
+    ].join('---\n'),
+  );
   const p = policyOf(s, 'foo/httpbin');
   t.is(http(p, { principal: sa('dev', 'x'), method: 'POST' }), 'deny');
   t.is(http(p, { principal: sa('dev', 'x'), method: 'GET' }), 'allow');
@@ -78,12 +93,21 @@ test('reference: DENY from namespace dev to POST, on every workload of foo', (t)
 });
 
 test('reference: DENY POST on port 8080 — for TCP "all TCP traffic on port 8080 would be denied"', (t) => {
-  const s = compileYaml([podYaml('httpbin', { ns: 'foo' }), policy('foo', 'httpbin', `action: DENY
+  const s = compileYaml(
+    [
+      podYaml('httpbin', { ns: 'foo' }),
+      policy(
+        'foo',
+        'httpbin',
+        `action: DENY
   rules:
   - to:
     - operation:
         methods: ["POST"]
-        ports: ["8080"]`)].join('---\n'));
+        ports: ["8080"]`,
+      ),
+    ].join('---\n'),
+  );
   const p = policyOf(s, 'foo/httpbin');
   t.is(http(p, { port: 8080, method: 'POST' }), 'deny');
   t.is(http(p, { port: 8080, method: 'GET' }), 'allow');
@@ -93,7 +117,13 @@ test('reference: DENY POST on port 8080 — for TCP "all TCP traffic on port 808
 });
 
 test('reference: AUDIT of GET /user/profile/* never changes the decision and reports the match', (t) => {
-  const s = compileYaml([podYaml('api', { ns: 'ns1', labels: { app: 'myapi' } }), policy('ns1', 'anyname', `selector:
+  const s = compileYaml(
+    [
+      podYaml('api', { ns: 'ns1', labels: { app: 'myapi' } }),
+      policy(
+        'ns1',
+        'anyname',
+        `selector:
     matchLabels:
       app: myapi
   action: AUDIT
@@ -101,7 +131,10 @@ test('reference: AUDIT of GET /user/profile/* never changes the decision and rep
   - to:
     - operation:
         methods: ["GET"]
-        paths: ["/user/profile/*"]`)].join('---\n'));
+        paths: ["/user/profile/*"]`,
+      ),
+    ].join('---\n'),
+  );
   const p = policyOf(s, 'ns1/api');
   t.false(p.http, 'AUDIT alone does not make the proxy parse HTTP');
   const r = authorizeRequest(p, l4Of({}), httpOf({ method: 'GET', path: '/user/profile/42' }));
@@ -112,8 +145,17 @@ test('reference: AUDIT of GET /user/profile/* never changes the decision and rep
 
 test('reference: allow-nothing (spec {}) denies all requests to the namespace; allow-all (rules: [{}]) allows them', (t) => {
   const s = compileYaml(
-    [podYaml('a', { ns: 'foo' }), podYaml('b', { ns: 'bar' }), policy('foo', 'allow-nothing', '{}'), policy('bar', 'allow-all', `rules:
-  - {}`)].join('---\n'),
+    [
+      podYaml('a', { ns: 'foo' }),
+      podYaml('b', { ns: 'bar' }),
+      policy('foo', 'allow-nothing', '{}'),
+      policy(
+        'bar',
+        'allow-all',
+        `rules:
+  - {}`,
+      ),
+    ].join('---\n'),
   );
   t.is(http(policyOf(s, 'foo/a'), { principal: sa('foo', 'x') }), 'deny');
   t.is(tcp(policyOf(s, 'foo/a'), {}), 'deny');
@@ -128,12 +170,20 @@ test('reference: allow-nothing with a selector denies only the selected workload
       podYaml('other', { ns: 'bar', labels: { app: 'other' } }),
       podYaml('v1', { ns: 'baz', labels: { version: 'v1' } }),
       podYaml('v2', { ns: 'baz', labels: { version: 'v2' } }),
-      policy('bar', 'allow-nothing', `selector:
+      policy(
+        'bar',
+        'allow-nothing',
+        `selector:
     matchLabels:
-      app: httpbin`),
-      policy('istio-system', 'allow-nothing', `selector:
+      app: httpbin`,
+      ),
+      policy(
+        'istio-system',
+        'allow-nothing',
+        `selector:
     matchLabels:
-      version: v1`),
+      version: v1`,
+      ),
     ].join('---\n'),
   );
   t.is(http(policyOf(s, 'bar/httpbin'), {}), 'deny');
@@ -172,7 +222,13 @@ spec:
 
 test('reference: the first example (principal or namespace, GET /info* or POST /data, when a JWT issuer) denies requests without that JWT', (t) => {
   // nodemesh validates no JWT, so no request has the claim: Istio denies these requests too
-  const s = compileYaml([podYaml('httpbin', { ns: 'foo' }), policy('foo', 'httpbin', `action: ALLOW
+  const s = compileYaml(
+    [
+      podYaml('httpbin', { ns: 'foo' }),
+      policy(
+        'foo',
+        'httpbin',
+        `action: ALLOW
   rules:
   - from:
     - source:
@@ -188,7 +244,10 @@ test('reference: the first example (principal or namespace, GET /info* or POST /
         paths: ["/data"]
     when:
     - key: request.auth.claims[iss]
-      values: ["https://accounts.google.com"]`)].join('---\n'));
+      values: ["https://accounts.google.com"]`,
+      ),
+    ].join('---\n'),
+  );
   const p = policyOf(s, 'foo/httpbin');
   t.is(http(p, { principal: sa('default', 'sleep'), method: 'GET', path: '/info/x' }), 'deny');
   t.is(http(p, { principal: sa('test', 'any'), method: 'POST', path: '/data' }), 'deny');
@@ -203,7 +262,13 @@ const haveSamples = existsSync(conformance);
 const sampleTest = haveSamples ? test : test.skip;
 
 sampleTest('istio.io allow-nothing: every request and connection to the namespace is denied', (t) => {
-  const s = compileYaml([podYaml('productpage', { ns: 'default' }), podYaml('elsewhere', { ns: 'other' }), sample('istio-io-authorizationpolicy-allow-nothing.yaml')].join('---\n'));
+  const s = compileYaml(
+    [
+      podYaml('productpage', { ns: 'default' }),
+      podYaml('elsewhere', { ns: 'other' }),
+      sample('istio-io-authorizationpolicy-allow-nothing.yaml'),
+    ].join('---\n'),
+  );
   const p = policyOf(s, 'default/productpage');
   for (const r of [{}, { principal: sa('default', 'bookinfo-productpage') }, { method: 'POST', path: '/x' }]) t.is(http(p, r), 'deny');
   t.is(tcp(p, {}), 'deny');
@@ -211,7 +276,11 @@ sampleTest('istio.io allow-nothing: every request and connection to the namespac
 });
 
 sampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; other methods pass', (t) => {
-  const s = compileYaml([podYaml('httpbin', { ns: 'foo', labels: { app: 'httpbin' } }), sample('istio-io-authorizationpolicy-deny-method-get-when.yaml')].join('---\n'));
+  const s = compileYaml(
+    [podYaml('httpbin', { ns: 'foo', labels: { app: 'httpbin' } }), sample('istio-io-authorizationpolicy-deny-method-get-when.yaml')].join(
+      '---\n',
+    ),
+  );
   const p = policyOf(s, 'foo/httpbin');
   t.is(http(p, { method: 'GET', path: '/get' }), 'deny');
   t.is(http(p, { method: 'GET', path: '/get', headers: { 'x-token': 'guest' } }), 'deny');
@@ -220,7 +289,9 @@ sampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; oth
 });
 
 sampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) => {
-  const s = compileYaml([podYaml('details', { labels: { app: 'details' } }), sample('istio-io-authorizationpolicy-details-viewer.yaml')].join('---\n'));
+  const s = compileYaml(
+    [podYaml('details', { labels: { app: 'details' } }), sample('istio-io-authorizationpolicy-details-viewer.yaml')].join('---\n'),
+  );
   const p = policyOf(s, 'default/details');
   t.is(http(p, { principal: sa('default', 'bookinfo-productpage'), method: 'GET', path: '/details/0' }), 'allow');
   t.is(http(p, { principal: sa('default', 'bookinfo-productpage'), method: 'POST', path: '/details/0' }), 'deny');
@@ -230,35 +301,49 @@ sampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) =
 });
 
 sampleTest('Istio dataset httpbin policy (JWT issuer condition): denied without a JWT', (t) => {
-  const s = compileYaml([podYaml('httpbin', { labels: { app: 'httpbin', version: 'v1' } }), sample('istio-dataset-authorizationpolicy-v1.yaml')].join('---\n'));
+  const s = compileYaml(
+    [podYaml('httpbin', { labels: { app: 'httpbin', version: 'v1' } }), sample('istio-dataset-authorizationpolicy-v1.yaml')].join('---\n'),
+  );
   t.is(http(policyOf(s, 'default/httpbin'), { principal: sa('default', 'sleep'), method: 'GET', path: '/info' }), 'deny');
 });
 
-sampleTest('Istio ambient deny-groups: L4 rules deny at accept, HTTP-only rules deny any non-HTTP stream, and HTTP requests they cannot match pass', (t) => {
-  const s = compileYaml([podYaml('server'), sample('istio-ambient-authorizationpolicy-deny-l4-l7-mix.yaml')].join('---\n'));
-  const p = policyOf(s, 'default/server');
-  t.true(p.http);
-  // "L4 only when": namespace when-l4-ns AND source.ip 10.10.10.10 (not 20.20.20.20)
-  t.is(http(p, { principal: sa('when-l4-ns', 'x'), ip: '10.10.10.10' }), 'deny');
-  t.is(authorizeConnection(p, l4Of({ principal: sa('when-l4-ns', 'x'), ip: '10.10.10.10' })).decision, 'deny', 'decided at accept');
-  t.is(http(p, { principal: sa('when-l4-ns', 'x'), ip: '10.10.10.11' }), 'allow');
-  // "Only L7" (requestPrincipals, paths, methods): no JWT, so no HTTP request matches it...
-  t.is(http(p, { principal: sa('default', 'x'), method: 'l7-method', path: '/l7-foo' }), 'allow');
-  // ...but on a stream that is not HTTP its HTTP fields count as matching (fail safe)
-  t.is(tcp(p, { principal: sa('default', 'x') }), 'deny');
-});
+sampleTest(
+  'Istio ambient deny-groups: L4 rules deny at accept, HTTP-only rules deny any non-HTTP stream, and HTTP requests they cannot match pass',
+  (t) => {
+    const s = compileYaml([podYaml('server'), sample('istio-ambient-authorizationpolicy-deny-l4-l7-mix.yaml')].join('---\n'));
+    const p = policyOf(s, 'default/server');
+    t.true(p.http);
+    // "L4 only when": namespace when-l4-ns AND source.ip 10.10.10.10 (not 20.20.20.20)
+    t.is(http(p, { principal: sa('when-l4-ns', 'x'), ip: '10.10.10.10' }), 'deny');
+    t.is(authorizeConnection(p, l4Of({ principal: sa('when-l4-ns', 'x'), ip: '10.10.10.10' })).decision, 'deny', 'decided at accept');
+    t.is(http(p, { principal: sa('when-l4-ns', 'x'), ip: '10.10.10.11' }), 'allow');
+    // "Only L7" (requestPrincipals, paths, methods): no JWT, so no HTTP request matches it...
+    t.is(http(p, { principal: sa('default', 'x'), method: 'l7-method', path: '/l7-foo' }), 'allow');
+    // ...but on a stream that is not HTTP its HTTP fields count as matching (fail safe)
+    t.is(tcp(p, { principal: sa('default', 'x') }), 'deny');
+  },
+);
 
-sampleTest('Istio validation sample: serviceAccounts (a bare name is in the policy\'s namespace), principals and namespaces are alternatives', (t) => {
-  const s = compileYaml([podYaml('server'), podYaml('httpbin', { labels: { app: 'httpbin' } }), sample('istio-validation-authorizationpolicy-valid.yaml')].join('---\n'));
-  const p = policyOf(s, 'default/server');
-  t.is(tcp(p, { principal: sa('baz', 'sa') }), 'allow');
-  t.is(tcp(p, { principal: sa('default', 'sa') }), 'allow');
-  t.is(tcp(p, { principal: sa('other', 'sa') }), 'deny');
-  t.is(tcp(p, { principal: sa('bar', 'anyone') }), 'allow');
-  t.is(tcp(p, { ip: '1.2.3.4' }), 'deny', 'plaintext');
-  // `full` (app: httpbin) also requires request principals: nothing matches it
-  t.is(http(policyOf(s, 'default/httpbin'), { principal: sa('ns', 'x') }), 'deny');
-});
+sampleTest(
+  "Istio validation sample: serviceAccounts (a bare name is in the policy's namespace), principals and namespaces are alternatives",
+  (t) => {
+    const s = compileYaml(
+      [
+        podYaml('server'),
+        podYaml('httpbin', { labels: { app: 'httpbin' } }),
+        sample('istio-validation-authorizationpolicy-valid.yaml'),
+      ].join('---\n'),
+    );
+    const p = policyOf(s, 'default/server');
+    t.is(tcp(p, { principal: sa('baz', 'sa') }), 'allow');
+    t.is(tcp(p, { principal: sa('default', 'sa') }), 'allow');
+    t.is(tcp(p, { principal: sa('other', 'sa') }), 'deny');
+    t.is(tcp(p, { principal: sa('bar', 'anyone') }), 'allow');
+    t.is(tcp(p, { ip: '1.2.3.4' }), 'deny', 'plaintext');
+    // `full` (app: httpbin) also requires request principals: nothing matches it
+    t.is(http(policyOf(s, 'default/httpbin'), { principal: sa('ns', 'x') }), 'deny');
+  },
+);
 
 // --- the combination rules, one by one ---------------------------------------------------
 
@@ -319,7 +404,7 @@ test('principals compare against the SPIFFE ID without spiffe://; namespaces and
   - from: [{source: {serviceAccounts: ["front"]}}]
   - from: [{source: {namespaces: ["ops-*"]}}]`);
   t.is(tcp(p, { principal: 'spiffe://cluster.local/ns/shop/sa/client' }), 'allow');
-  t.is(tcp(p, { principal: sa('shop', 'front') }), 'allow', 'serviceAccounts: a bare name is in the policy\'s namespace');
+  t.is(tcp(p, { principal: sa('shop', 'front') }), 'allow', "serviceAccounts: a bare name is in the policy's namespace");
   t.is(tcp(p, { principal: sa('other', 'front') }), 'deny');
   t.is(tcp(p, { principal: sa('ops-eu', 'x') }), 'allow');
   t.is(tcp(p, { principal: 'spiffe://other.domain/ns/shop/sa/client' }), 'deny', 'another trust domain');
@@ -343,7 +428,11 @@ test('request.headers: presence * means the header is there, even empty; values 
   const p = onePolicy(`rules:
   - when: [{key: "request.headers[x-debug]", values: ["*"]}]
   - when: [{key: "request.headers[x-role]", values: ["admin"]}]`);
-  const req = (headers: Record<string, string | string[]>) => authorizeRequest(p, l4Of({}), { ...httpOf({}), headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v : [v]])) }).decision;
+  const req = (headers: Record<string, string | string[]>) =>
+    authorizeRequest(p, l4Of({}), {
+      ...httpOf({}),
+      headers: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, Array.isArray(v) ? v : [v]])),
+    }).decision;
   t.is(req({ 'x-debug': '' }), 'allow');
   t.is(req({}), 'deny');
   t.is(req({ 'x-role': ['user', 'admin'] }), 'allow');
@@ -380,7 +469,13 @@ const match = (attribute: AttributeMatch['attribute'], v: fc.Arbitrary<ValueMatc
     .map((m) => ({ attribute, path: p, ...m }));
 
 const sourceMatch = fc.oneof(
-  match('source.principal', values(exact('cluster.local/ns/a/sa/x'), exact('cluster.local/ns/b/sa/y'), prefix('cluster.local/ns/a/'), { kind: 'presence', value: '' })),
+  match(
+    'source.principal',
+    values(exact('cluster.local/ns/a/sa/x'), exact('cluster.local/ns/b/sa/y'), prefix('cluster.local/ns/a/'), {
+      kind: 'presence',
+      value: '',
+    }),
+  ),
   match('source.namespace', values(exact('a'), exact('b'), prefix('c'))),
   match('source.ip', values(cidr('10.0.0.0/8'), cidr('10.1.2.3/32'), cidr('192.168.0.0/16'))),
 );
@@ -390,7 +485,11 @@ const operationMatch = fc.oneof(
   match('request.path', values(prefix('/admin'), exact('/public'), { kind: 'template', value: '/api/{*}/x' })),
   match('request.host', values(exact('a.example.com'), { kind: 'suffix', value: '.example.com' })),
 );
-const whenMatch = fc.oneof(sourceMatch, operationMatch, match('request.headers', values(exact('admin'), { kind: 'presence', value: '' }), ['x-token']));
+const whenMatch = fc.oneof(
+  sourceMatch,
+  operationMatch,
+  match('request.headers', values(exact('admin'), { kind: 'presence', value: '' }), ['x-token']),
+);
 const clause = (m: fc.Arbitrary<AttributeMatch>) => fc.array(m, { minLength: 1, maxLength: 3 }).map((matches) => ({ matches }));
 const ruleArb: fc.Arbitrary<AuthorizationRule> = fc.record({
   from: fc.array(clause(sourceMatch), { maxLength: 2 }),
@@ -401,7 +500,8 @@ interface PolicyArb {
   action: AuthorizationAction;
   rules: AuthorizationRule[];
 }
-const policyArb = (action: AuthorizationAction): fc.Arbitrary<PolicyArb> => fc.array(ruleArb, { maxLength: 3 }).map((rules) => ({ action, rules }));
+const policyArb = (action: AuthorizationAction): fc.Arbitrary<PolicyArb> =>
+  fc.array(ruleArb, { maxLength: 3 }).map((rules) => ({ action, rules }));
 const policiesArb = fc.array(fc.oneof(policyArb('ALLOW'), policyArb('DENY')), { maxLength: 4 });
 
 const reqArb: fc.Arbitrary<Req> = fc.record<Req>({
@@ -435,9 +535,14 @@ function compiled(policies: (PolicyArb & { selector?: Record<string, string> })[
     file: 'generated.yaml',
     line: 1,
     notes: [],
-    body: { kind: 'AuthorizationPolicy', spec: { selector: p.selector, targetRefs: [], action: p.action, dryRun: false, provider: '', rules: p.rules } },
+    body: {
+      kind: 'AuthorizationPolicy',
+      spec: { selector: p.selector, targetRefs: [], action: p.action, dryRun: false, provider: '', rules: p.rules },
+    },
   }));
-  return SecurityIndex.of(compileSecurity(resources, { workloads: [SERVER, OTHER], services: [], trustDomain: 'cluster.local', rootNamespace: 'istio-system' }));
+  return SecurityIndex.of(
+    compileSecurity(resources, { workloads: [SERVER, OTHER], services: [], trustDomain: 'cluster.local', rootNamespace: 'istio-system' }),
+  );
 }
 
 test('property: DENY always beats ALLOW — a DENY that denies a request alone denies it among any policies', (t) => {

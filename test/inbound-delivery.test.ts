@@ -53,14 +53,20 @@ interface Inbound {
 }
 
 /** The node proxy's inbound listener: every socket goes to deliverInbound as `conn`. */
-async function inbound(t: ExecutionContext, yaml: string, conn: Omit<InboundConnection, 'destination' | 'sourceIp' | 'sourcePort'>): Promise<Inbound> {
+async function inbound(
+  t: ExecutionContext,
+  yaml: string,
+  conn: Omit<InboundConnection, 'destination' | 'sourceIp' | 'sourcePort'>,
+): Promise<Inbound> {
   const snapshot = compileYaml(yaml);
   const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
   const security = SecurityIndex.of(snapshot.security);
   const results: InboundResult[] = [];
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
-    void deliverInbound(socket, { ...conn, destination, sourceIp: socket.remoteAddress!, sourcePort: socket.remotePort! }, connector, { security }).then((r) => {
+    void deliverInbound(socket, { ...conn, destination, sourceIp: socket.remoteAddress!, sourcePort: socket.remotePort! }, connector, {
+      security,
+    }).then((r) => {
       results.push(r);
       if (!r.delivered) socket.resetAndDestroy();
     });
@@ -72,7 +78,13 @@ async function inbound(t: ExecutionContext, yaml: string, conn: Omit<InboundConn
 
 const SERVER_POD = podYaml('server', { ns: 'shop', labels: { app: 'server' }, sa: 'server' });
 
-function request(agent: http.Agent, port: number, method: string, path: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+function request(
+  agent: http.Agent,
+  port: number,
+  method: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port, method, path, agent, headers }, (res) => {
       let body = '';
@@ -107,11 +119,14 @@ async function metric(name: string, labels: Record<string, string>): Promise<num
 
 test.serial('STRICT refuses plaintext: the connection is reset before any byte reaches the pod', async (t) => {
   const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: istio-system}
 spec: {mtls: {mode: STRICT}}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: undefined, security: 'none' });
   const before = await metric('nodemesh_agent_authorization_denials_total', { reason: 'mtls_strict' });
   const r = await rawExchange(ib.port, 'hello');
@@ -122,9 +137,13 @@ spec: {mtls: {mode: STRICT}}
   t.is(await metric('nodemesh_agent_authorization_denials_total', { reason: 'mtls_strict' }), before + 1);
 });
 
-test.serial('STRICT with a PERMISSIVE port: plaintext to that port is delivered and reported as connection_security_policy="none"', async (t) => {
-  const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+test.serial(
+  'STRICT with a PERMISSIVE port: plaintext to that port is delivered and reported as connection_security_policy="none"',
+  async (t) => {
+    const pod = await echoPod(t);
+    const yaml = [
+      SERVER_POD,
+      `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: server, namespace: shop}
 spec:
@@ -132,32 +151,62 @@ spec:
   mtls: {mode: STRICT}
   portLevelMtls:
     ${pod}: {mode: PERMISSIVE}
-`].join('---\n');
-  const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: undefined, security: 'none' });
-  const r = await rawExchange(ib.port, 'ping over plaintext');
-  t.is(r.received, 'ping over plaintext');
-  t.deepEqual(ib.results, [{ delivered: true }]);
-  await waitFor(async () => (await metric('istio_tcp_connections_closed_total', { reporter: 'destination', destination_workload: 'server', connection_security_policy: 'none' })) >= 1);
-  t.true((await metric('istio_tcp_received_bytes_total', { reporter: 'destination', destination_workload: 'server', connection_security_policy: 'none' })) >= 'ping over plaintext'.length);
-});
+`,
+    ].join('---\n');
+    const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: undefined, security: 'none' });
+    const r = await rawExchange(ib.port, 'ping over plaintext');
+    t.is(r.received, 'ping over plaintext');
+    t.deepEqual(ib.results, [{ delivered: true }]);
+    await waitFor(
+      async () =>
+        (await metric('istio_tcp_connections_closed_total', {
+          reporter: 'destination',
+          destination_workload: 'server',
+          connection_security_policy: 'none',
+        })) >= 1,
+    );
+    t.true(
+      (await metric('istio_tcp_received_bytes_total', {
+        reporter: 'destination',
+        destination_workload: 'server',
+        connection_security_policy: 'none',
+      })) >= 'ping over plaintext'.length,
+    );
+  },
+);
 
 test.serial('mTLS to a STRICT workload is delivered, with the principals in the destination telemetry', async (t) => {
   const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata: {name: default, namespace: shop}
 spec: {mtls: {mode: STRICT}}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
   const r = await rawExchange(ib.port, 'over the tunnel');
   t.is(r.received, 'over the tunnel');
   await waitFor(async () => (await metric('istio_tcp_connections_closed_total', { source_principal: spiffe('shop', 'client') })) >= 1);
-  t.is(await metric('istio_tcp_connections_opened_total', { reporter: 'destination', source_principal: spiffe('shop', 'client'), destination_principal: spiffe('shop', 'server'), connection_security_policy: 'mutual_tls' }), 1);
+  t.is(
+    await metric('istio_tcp_connections_opened_total', {
+      reporter: 'destination',
+      source_principal: spiffe('shop', 'client'),
+      destination_principal: spiffe('shop', 'server'),
+      connection_security_policy: 'mutual_tls',
+    }),
+    1,
+  );
 });
 
-test.serial('an L4-denied connection is closed: a DENY on the source namespace resets it, and the denial is counted by policy', async (t) => {
-  const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+test.serial(
+  'an L4-denied connection is closed: a DENY on the source namespace resets it, and the denial is counted by policy',
+  async (t) => {
+    const pod = await echoPod(t);
+    const yaml = [
+      SERVER_POD,
+      `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: no-dev, namespace: shop}
 spec:
@@ -165,20 +214,27 @@ spec:
   rules:
   - from:
     - source: {namespaces: [dev]}
-`].join('---\n');
-  const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('dev', 'tester'), security: 'mutual_tls' });
-  const before = await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/no-dev', layer: 'tcp' });
-  const r = await rawExchange(ib.port, 'let me in');
-  t.is(r.received, '');
-  t.is(r.closedBy, 'reset');
-  t.like(ib.results[0], { delivered: false, flag: 'DENY' });
-  t.regex((ib.results[0] as { reason: string }).reason, /denied by AuthorizationPolicy shop\/no-dev/);
-  t.is(await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/no-dev', layer: 'tcp', reason: 'deny_policy' }), before + 1);
-});
+`,
+    ].join('---\n');
+    const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('dev', 'tester'), security: 'mutual_tls' });
+    const before = await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/no-dev', layer: 'tcp' });
+    const r = await rawExchange(ib.port, 'let me in');
+    t.is(r.received, '');
+    t.is(r.closedBy, 'reset');
+    t.like(ib.results[0], { delivered: false, flag: 'DENY' });
+    t.regex((ib.results[0] as { reason: string }).reason, /denied by AuthorizationPolicy shop\/no-dev/);
+    t.is(
+      await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/no-dev', layer: 'tcp', reason: 'deny_policy' }),
+      before + 1,
+    );
+  },
+);
 
 test('with HTTP rules, a denied request gets 403 "RBAC: access denied" and an allowed one on the same connection reaches the pod', async (t) => {
   const pod = await httpPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1beta1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1beta1
 kind: AuthorizationPolicy
 metadata: {name: deny-method-get, namespace: shop}
 spec:
@@ -190,7 +246,8 @@ spec:
     when:
     - key: request.headers[x-token]
       notValues: ["admin"]
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod.port, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
   t.teardown(() => agent.destroy());
@@ -204,16 +261,19 @@ spec:
   t.is(ib.results.length, 1, 'one connection carried the three requests');
 });
 
-test('keep-alive with a request body: the denied request\'s body is discarded, the next request is read correctly', async (t) => {
+test("keep-alive with a request body: the denied request's body is discarded, the next request is read correctly", async (t) => {
   const pod = await httpPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: only-reads, namespace: shop}
 spec:
   rules:
   - to:
     - operation: {methods: ["GET", "HEAD"]}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod.port, sourcePrincipal: undefined, security: 'none' });
   const r = await rawExchange(
     ib.port,
@@ -226,7 +286,9 @@ spec:
 
 test('the path is normalised before it is evaluated and forwarded: /public/../admin is denied like /admin', async (t) => {
   const pod = await httpPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: no-admin, namespace: shop}
 spec:
@@ -234,7 +296,8 @@ spec:
   rules:
   - to:
     - operation: {paths: ["/admin*"]}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod.port, sourcePrincipal: undefined, security: 'none' });
   const viaDots = await rawExchange(ib.port, 'GET /public/../admin/users HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n');
   const encoded = await rawExchange(ib.port, 'GET /%61dmin HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n');
@@ -247,14 +310,17 @@ spec:
 
 test('Expect: 100-continue — a denied request gets its 403 without a 100 Continue; an allowed one gets 100 Continue and its body reaches the pod', async (t) => {
   const pod = await httpPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: uploads, namespace: shop}
 spec:
   rules:
   - to:
     - operation: {paths: ["/upload"]}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod.port, sourcePrincipal: undefined, security: 'none' });
   const exchange = (path: string) =>
     new Promise<string>((resolve) => {
@@ -283,14 +349,17 @@ test('an Upgrade request (WebSocket) is authorised like any request, then become
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.teardown(() => server.close());
   const podPort = (server.address() as net.AddressInfo).port;
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: ws, namespace: shop}
 spec:
   rules:
   - to:
     - operation: {paths: ["/ws"]}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: podPort, sourcePrincipal: undefined, security: 'none' });
   const upgrade = (path: string) =>
     new Promise<string>((resolve) => {
@@ -310,45 +379,57 @@ spec:
 
 test('a workload without HTTP rules is a byte pipe: a non-HTTP protocol passes untouched', async (t) => {
   const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: from-shop, namespace: shop}
 spec:
   rules:
   - from:
     - source: {namespaces: [shop]}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
   const r = await rawExchange(ib.port, '\u0000\u0001binary, not HTTP\r\n');
   t.is(r.received, '\u0000\u0001binary, not HTTP\r\n');
 });
 
-test.serial('with HTTP rules, a stream that is not HTTP/1.x is authorised as TCP: an ALLOW rule with HTTP fields does not match it, so it is closed', async (t) => {
-  const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1
+test.serial(
+  'with HTTP rules, a stream that is not HTTP/1.x is authorised as TCP: an ALLOW rule with HTTP fields does not match it, so it is closed',
+  async (t) => {
+    const pod = await echoPod(t);
+    const yaml = [
+      SERVER_POD,
+      `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata: {name: get-only, namespace: shop}
 spec:
   rules:
   - to:
     - operation: {methods: ["GET"]}
-`].join('---\n');
-  const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
-  const before = await metric('nodemesh_agent_authorization_denials_total', { reason: 'no_allow_match', layer: 'tcp' });
-  const r = await rawExchange(ib.port, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-  t.is(r.received, '');
-  t.deepEqual(ib.results, [{ delivered: true }], 'delivered at accept (the decision needed the first bytes)');
-  t.is(await metric('nodemesh_agent_authorization_denials_total', { reason: 'no_allow_match', layer: 'tcp' }), before + 1);
-});
+`,
+    ].join('---\n');
+    const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
+    const before = await metric('nodemesh_agent_authorization_denials_total', { reason: 'no_allow_match', layer: 'tcp' });
+    const r = await rawExchange(ib.port, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    t.is(r.received, '');
+    t.deepEqual(ib.results, [{ delivered: true }], 'delivered at accept (the decision needed the first bytes)');
+    t.is(await metric('nodemesh_agent_authorization_denials_total', { reason: 'no_allow_match', layer: 'tcp' }), before + 1);
+  },
+);
 
 test('ALLOW with no rules (allow-nothing) denies every connection at accept', async (t) => {
   const pod = await echoPod(t);
-  const yaml = [SERVER_POD, `apiVersion: security.istio.io/v1beta1
+  const yaml = [
+    SERVER_POD,
+    `apiVersion: security.istio.io/v1beta1
 kind: AuthorizationPolicy
 metadata: {name: allow-nothing, namespace: shop}
 spec:
   {}
-`].join('---\n');
+`,
+  ].join('---\n');
   const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
   const r = await rawExchange(ib.port, 'x');
   t.is(r.closedBy, 'reset');

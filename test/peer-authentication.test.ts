@@ -37,7 +37,11 @@ test('no PeerAuthentication anywhere: PERMISSIVE', (t) => {
 });
 
 test('workload > namespace > mesh', (t) => {
-  const pods = [podYaml('a', { ns: 'foo', labels: { app: 'a' } }), podYaml('b', { ns: 'foo', labels: { app: 'b' } }), podYaml('c', { ns: 'bar' })];
+  const pods = [
+    podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
+    podYaml('b', { ns: 'foo', labels: { app: 'b' } }),
+    podYaml('c', { ns: 'bar' }),
+  ];
   const yaml = [
     ...pods,
     pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
@@ -52,18 +56,33 @@ test('workload > namespace > mesh', (t) => {
 
 test('UNSET inherits from the level above; an UNSET mesh policy is PERMISSIVE', (t) => {
   const pod = podYaml('a', { ns: 'foo', labels: { app: 'a' } });
-  t.deepEqual(modes([pod, pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'), pa('foo', 'ns', 'mtls: {mode: UNSET}'), pa('foo', 'w', 'selector: {matchLabels: {app: a}}')], 'foo/a'), ['STRICT']);
+  t.deepEqual(
+    modes(
+      [
+        pod,
+        pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
+        pa('foo', 'ns', 'mtls: {mode: UNSET}'),
+        pa('foo', 'w', 'selector: {matchLabels: {app: a}}'),
+      ],
+      'foo/a',
+    ),
+    ['STRICT'],
+  );
   t.deepEqual(modes([pod, pa('istio-system', 'mesh', 'mtls: {}')], 'foo/a'), ['PERMISSIVE']);
 });
 
-test('port-level mTLS overrides the workload mode for that port; an UNSET port inherits the workload\'s effective mode', (t) => {
+test("port-level mTLS overrides the workload mode for that port; an UNSET port inherits the workload's effective mode", (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
     pa('foo', 'ns', 'mtls: {mode: STRICT}'),
-    pa('foo', 'a', `selector: {matchLabels: {app: a}}
+    pa(
+      'foo',
+      'a',
+      `selector: {matchLabels: {app: a}}
   portLevelMtls:
     8080: {mode: PERMISSIVE}
-    9090: {mode: UNSET}`),
+    9090: {mode: UNSET}`,
+    ),
   ];
   t.deepEqual(modes(yaml, 'foo/a', [80, 8080, 9090]), ['STRICT', 'PERMISSIVE', 'STRICT']);
 });
@@ -73,37 +92,70 @@ test('several workload policies select a workload: the oldest wins (creationTime
   const older = pa('foo', 'zz-older', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}', '2024-01-01T00:00:00Z');
   const newer = pa('foo', 'aa-newer', 'selector: {matchLabels: {tier: web}}\n  mtls: {mode: DISABLE}', '2024-06-01T00:00:00Z');
   t.deepEqual(modes([pod, newer, older], 'foo/a'), ['STRICT']);
-  const sameTime = (name: string, mode: string) => pa('foo', name, `selector: {matchLabels: {app: a}}\n  mtls: {mode: ${mode}}`, '2024-01-01T00:00:00Z');
+  const sameTime = (name: string, mode: string) =>
+    pa('foo', name, `selector: {matchLabels: {app: a}}\n  mtls: {mode: ${mode}}`, '2024-01-01T00:00:00Z');
   t.deepEqual(modes([pod, sameTime('b-second', 'PERMISSIVE'), sameTime('a-first', 'STRICT')], 'foo/a'), ['STRICT']);
 });
 
 test('a second namespace-level (or mesh-level) policy is ignored: the oldest stays in force', (t) => {
   const pod = podYaml('a', { ns: 'foo' });
-  t.deepEqual(modes([pod, pa('foo', 'first', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'), pa('foo', 'second', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z')], 'foo/a'), ['STRICT']);
-  t.deepEqual(modes([pod, pa('istio-system', 'm2', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'), pa('istio-system', 'm1', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z')], 'foo/a'), ['STRICT']);
+  t.deepEqual(
+    modes(
+      [
+        pod,
+        pa('foo', 'first', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
+        pa('foo', 'second', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
+      ],
+      'foo/a',
+    ),
+    ['STRICT'],
+  );
+  t.deepEqual(
+    modes(
+      [
+        pod,
+        pa('istio-system', 'm2', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
+        pa('istio-system', 'm1', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
+      ],
+      'foo/a',
+    ),
+    ['STRICT'],
+  );
 });
 
 test('a selector in the root namespace is ignored: such a policy applies to no workload', (t) => {
-  const yaml = [podYaml('a', { ns: 'foo', labels: { app: 'a' } }), pa('istio-system', 'sel', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}')];
+  const yaml = [
+    podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
+    pa('istio-system', 'sel', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
+  ];
   t.deepEqual(modes(yaml, 'foo/a'), ['PERMISSIVE']);
 });
 
 test('the root namespace is configurable', (t) => {
-  const s = compileYaml([podYaml('a', { ns: 'foo' }), pa('mesh-config', 'default', 'mtls: {mode: STRICT}')].join('---\n'), { rootNamespace: 'mesh-config' });
+  const s = compileYaml([podYaml('a', { ns: 'foo' }), pa('mesh-config', 'default', 'mtls: {mode: STRICT}')].join('---\n'), {
+    rootNamespace: 'mesh-config',
+  });
   t.is(mtlsModeFor(policyOf(s, 'foo/a'), 80), 'STRICT');
 });
 
 test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa('foo', 'a', `selector: {matchLabels: {app: a}}
+    pa(
+      'foo',
+      'a',
+      `selector: {matchLabels: {app: a}}
   mtls: {mode: STRICT}
   portLevelMtls:
     8080: {mode: PERMISSIVE}
-    9090: {mode: DISABLE}`),
+    9090: {mode: DISABLE}`,
+    ),
   ];
   const p = policyOf(compileYaml(yaml.join('---\n')), 'foo/a');
-  t.deepEqual([80, 8080, 9090].map((port) => acceptsPlaintext(p, port)), [false, true, true]);
+  t.deepEqual(
+    [80, 8080, 9090].map((port) => acceptsPlaintext(p, port)),
+    [false, true, true],
+  );
 });
 
 // --- upstream YAML -------------------------------------------------------------------------------
@@ -114,33 +166,51 @@ const sample = (file: string) => readFileSync(path.join(conformance, file), 'utf
 const sampleTest = existsSync(conformance) ? test : test.skip;
 
 sampleTest('istio.io mesh-wide STRICT: every workload in every namespace is STRICT', (t) => {
-  t.deepEqual(modes([podYaml('a', { ns: 'foo' }), sample('istio-io-peerauthentication-mesh-strict.yaml')], 'foo/a', [80, 9090]), ['STRICT', 'STRICT']);
+  t.deepEqual(modes([podYaml('a', { ns: 'foo' }), sample('istio-io-peerauthentication-mesh-strict.yaml')], 'foo/a', [80, 9090]), [
+    'STRICT',
+    'STRICT',
+  ]);
 });
 
 sampleTest('istio.io workload STRICT with port 80 DISABLE: plaintext only on 80', (t) => {
-  const yaml = [podYaml('httpbin', { ns: 'bar', labels: { app: 'httpbin' } }), podYaml('other', { ns: 'bar' }), sample('istio-io-peerauthentication-workload-strict-port-disable.yaml')];
+  const yaml = [
+    podYaml('httpbin', { ns: 'bar', labels: { app: 'httpbin' } }),
+    podYaml('other', { ns: 'bar' }),
+    sample('istio-io-peerauthentication-workload-strict-port-disable.yaml'),
+  ];
   t.deepEqual(modes(yaml, 'bar/httpbin', [80, 8000]), ['DISABLE', 'STRICT']);
   t.deepEqual(modes(yaml, 'bar/other', [80]), ['PERMISSIVE']);
 });
 
 sampleTest('Istio ambient: mesh STRICT, namespace PERMISSIVE, workload port 9090 STRICT (no mode: inherits PERMISSIVE)', (t) => {
-  const yaml = [podYaml('a', { ns: 'foo', labels: { app: 'a' } }), podYaml('b', { ns: 'foo' }), podYaml('c', { ns: 'bar' }), sample('istio-peerauthentication-mesh-strict-ns-permissive-workload-port.yaml')];
+  const yaml = [
+    podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
+    podYaml('b', { ns: 'foo' }),
+    podYaml('c', { ns: 'bar' }),
+    sample('istio-peerauthentication-mesh-strict-ns-permissive-workload-port.yaml'),
+  ];
   t.deepEqual(modes(yaml, 'foo/a', [9090, 8080]), ['STRICT', 'PERMISSIVE']);
   t.deepEqual(modes(yaml, 'foo/b', [9090]), ['PERMISSIVE']);
   t.deepEqual(modes(yaml, 'bar/c', [9090]), ['STRICT']);
 });
 
 sampleTest('Istio ambient: mesh PERMISSIVE, namespace UNSET, workload ports 9090 STRICT and 8080 PERMISSIVE', (t) => {
-  const yaml = [podYaml('a', { ns: 'foo', labels: { app: 'a' } }), sample('istio-peerauthentication-mesh-permissive-ns-unset-workload-mixed-ports.yaml')];
+  const yaml = [
+    podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
+    sample('istio-peerauthentication-mesh-permissive-ns-unset-workload-mixed-ports.yaml'),
+  ];
   t.deepEqual(modes(yaml, 'foo/a', [9090, 8080, 80]), ['STRICT', 'PERMISSIVE', 'PERMISSIVE']);
 });
 
-sampleTest('Istio validation samples: port "80" STRICT over PERMISSIVE; an empty selector is a namespace-level policy with no mode', (t) => {
-  const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), sample('istio-validation-peerauthentication-valid.yaml')];
-  t.deepEqual(modes(yaml, 'default/w', [80, 81]), ['STRICT', 'PERMISSIVE']);
-  t.deepEqual(modes(yaml, 'default/x', [80]), ['PERMISSIVE']);
-  t.deepEqual(policyOf(compileYaml(yaml.join('---\n')), 'default/x').peerAuthentications, ['default/partial-selector']);
-});
+sampleTest(
+  'Istio validation samples: port "80" STRICT over PERMISSIVE; an empty selector is a namespace-level policy with no mode',
+  (t) => {
+    const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), sample('istio-validation-peerauthentication-valid.yaml')];
+    t.deepEqual(modes(yaml, 'default/w', [80, 81]), ['STRICT', 'PERMISSIVE']);
+    t.deepEqual(modes(yaml, 'default/x', [80]), ['PERMISSIVE']);
+    t.deepEqual(policyOf(compileYaml(yaml.join('---\n')), 'default/x').peerAuthentications, ['default/partial-selector']);
+  },
+);
 
 // --- properties --------------------------------------------------------------------------------
 
@@ -185,15 +255,27 @@ function resolved(pas: PaArb[]): MtlsMode[] {
     file: 'generated.yaml',
     line: 1,
     notes: [],
-    body: { kind: 'PeerAuthentication', spec: { selector: p.selector, mode: p.mode, portLevelMtls: [...p.ports].sort((a, b) => a.port - b.port), createdAt: p.createdAt } },
+    body: {
+      kind: 'PeerAuthentication',
+      spec: { selector: p.selector, mode: p.mode, portLevelMtls: [...p.ports].sort((a, b) => a.port - b.port), createdAt: p.createdAt },
+    },
   }));
-  const cfg = compileSecurity(resources, { workloads: [WORKLOAD], services: [], trustDomain: 'cluster.local', rootNamespace: 'istio-system' });
+  const cfg = compileSecurity(resources, {
+    workloads: [WORKLOAD],
+    services: [],
+    trustDomain: 'cluster.local',
+    rootNamespace: 'istio-system',
+  });
   const p = SecurityIndex.of(cfg).forWorkload('foo/a');
   return [80, 8080, 9090, 443].map((port) => mtlsModeFor(p, port));
 }
 
 test('property: the order the resources are read in never matters', (t) => {
-  holds(t, fc.property(pasArb, (pas) => JSON.stringify(resolved(pas)) === JSON.stringify(resolved([...pas].reverse()))), { numRuns: 300 });
+  holds(
+    t,
+    fc.property(pasArb, (pas) => JSON.stringify(resolved(pas)) === JSON.stringify(resolved([...pas].reverse()))),
+    { numRuns: 300 },
+  );
 });
 
 test('property: a PeerAuthentication in another namespace changes nothing', (t) => {
