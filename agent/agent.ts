@@ -14,6 +14,11 @@ import { SecurityIndex } from './authorization.js';
 import { Enrollment } from './enrollment.js';
 import { InboundCapture } from './inbound-capture.js';
 import { deliverInbound } from './inbound-delivery.js';
+import type { InboundDeliver } from './inbound-capture.js';
+import { HboneConnector } from './hbone-outbound.js';
+import { HboneInbound, provenSourceWorkload } from './hbone-inbound.js';
+import { MeshConnector } from './mesh-connector.js';
+import { meshIndex } from './mesh-index.js';
 import { registry, snapshotVersion } from './metrics.js';
 import { OutboundProxy } from './outbound-proxy.js';
 import { PodNetnsScanner } from './pod-netns.js';
@@ -22,7 +27,7 @@ import { TcpConnector } from './upstream.js';
 
 const log = logger('agent');
 
-export const PORTS = { outbound: 15001, inbound: 15006, admin: 15020 } as const;
+export const PORTS = { outbound: 15001, inbound: 15006, hbone: 15008, admin: 15020 } as const;
 /** SO_MARK of the proxy's own upstream sockets, which the datapath never redirects (Istio's 1337). */
 export const PROXY_MARK = 0x539;
 
@@ -67,6 +72,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   let inbound: InboundDatapath | undefined;
   let capture: InboundCapture | undefined;
   let inboundAttached = false;
+  let hbone: HboneConnector | undefined;
+  let hboneServer: HboneInbound | undefined;
   const reconcileInbound = (s: Snapshot) =>
     inbound?.reconcile(meshedPodIps(s, opts.node)).then(
       () => void (inboundAttached = true),
@@ -87,6 +94,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       if (!enrollment?.ready) return 'pods not enrolled yet';
       if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
       if (!inboundAttached) return 'inbound capture not attached yet';
+      if (identity && !hboneServer?.listening) return `HBONE listener (${PORTS.hbone}) not up`;
       return undefined;
     },
     debug() {
@@ -97,6 +105,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         openConnections: proxy?.openConnections ?? 0,
         inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
         identities: identity?.status() ?? [],
+        hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0 },
       };
     },
   });
@@ -144,19 +153,37 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     }, opts.rescanMs ?? 2_000);
     rescan.unref();
 
+    // inbound delivery to this node's pods (policy bound): for HBONE tunnels (15008) and the
+    // same-node path; the source workload only when its identity is the proven principal
+    const podConnector = new TcpConnector(PROXY_MARK);
+    const deliverTunnel: InboundDeliver = (s, c) =>
+      deliverInbound(s, c, podConnector, {
+        security: snapshot ? SecurityIndex.of(snapshot.security) : undefined,
+        sourceWorkload: provenSourceWorkload(c, table),
+        service: meshIndex(snapshot).serviceFor(c.destination.uid, c.port),
+      });
+    // with identities, meshed destinations are reached over HBONE (or the same-node path)
+    const tcp = new TcpConnector(PROXY_MARK);
+    if (identity) hbone = new HboneConnector({ identity, nodeIp: (w) => meshIndex(snapshot).nodeIp(w.node), mark: PROXY_MARK });
+    else log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
     proxy = new OutboundProxy({
       host: opts.proxyIp,
       port: opts.outboundPort ?? PORTS.outbound,
       table: () => table,
-      connector: new TcpConnector(PROXY_MARK),
+      connector: hbone ? new MeshConnector({ node: opts.node, hbone, tcp, local: deliverTunnel }) : tcp,
     });
     await proxy.listen();
     listening = true;
     log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
 
+    if (identity) {
+      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, index: () => meshIndex(snapshot), deliver: deliverTunnel });
+      await hboneServer.listen();
+      log.info({ address: `${opts.proxyIp}:${PORTS.hbone}` }, 'HBONE listening');
+    }
+
     // inbound capture (15006): the listener goes into the datapath before any pod IP does
     inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
-    const podConnector = new TcpConnector(PROXY_MARK);
     capture = new InboundCapture({
       host: opts.proxyIp,
       port: PORTS.inbound,
@@ -178,6 +205,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     closeIdentity();
     admin.close();
     await proxy?.close(true);
+    await hboneServer?.close();
+    hbone?.close();
     await capture?.close(true);
     await inbound?.close({ unpin: true });
     datapath?.close({ unpin: true });
@@ -192,6 +221,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         watch.close();
         closeIdentity();
         await proxy?.close(true);
+        await hboneServer?.close();
+        hbone?.close();
         await capture?.close(true);
         admin.close();
         await inbound?.close({ unpin: true }); // filters, policy route, pins

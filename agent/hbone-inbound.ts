@@ -178,7 +178,10 @@ export class HboneInbound {
     if ('error' in principal || 'error' in presented) {
       proxyErrors.inc({ reason: ResponseFlag.IdentityError });
       log.warn(
-        { peer: `${socket.remoteAddress}:${socket.remotePort}`, err: 'error' in principal ? principal.error : (presented as { error: string }).error },
+        {
+          peer: `${socket.remoteAddress}:${socket.remotePort}`,
+          err: 'error' in principal ? principal.error : (presented as { error: string }).error,
+        },
         'HBONE peer is not a workload identity; closing',
       );
       session.destroy();

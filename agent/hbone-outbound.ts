@@ -87,7 +87,9 @@ export class HboneConnector implements UpstreamConnector {
     try {
       cert = await this.opts.identity.certificate(src.spiffeId);
     } catch (err) {
-      throw new UpstreamError(ResponseFlag.IdentityError, `no certificate for source ${src.spiffeId}: ${(err as Error).message}`, { cause: err });
+      throw new UpstreamError(ResponseFlag.IdentityError, `no certificate for source ${src.spiffeId}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     const bundle = this.opts.identity.trustBundle();
     if (bundle.length === 0) {
@@ -107,7 +109,9 @@ export class HboneConnector implements UpstreamConnector {
       stream = lease.session.request(headers, { endStream: false });
     } catch (err) {
       lease.release();
-      throw new UpstreamError(ResponseFlag.Connect, `CONNECT ${req.ip}:${req.port} via ${nodeIp}: ${(err as Error).message}`, { cause: err });
+      throw new UpstreamError(ResponseFlag.Connect, `CONNECT ${req.ip}:${req.port} via ${nodeIp}: ${(err as Error).message}`, {
+        cause: err,
+      });
     }
     stream.once('close', () => lease.release());
     return this.awaitResponse(stream, `${req.ip}:${req.port} via ${nodeIp}:${this.port}`);
@@ -241,14 +245,19 @@ export class HboneConnector implements UpstreamConnector {
         createConnection: () => secured,
         settings: { enablePush: false, initialWindowSize: HBONE_STREAM_WINDOW, maxFrameSize: HBONE_MAX_FRAME },
       });
-      const timer = setTimeout(() => fail(new Error(`no HTTP/2 SETTINGS within ${this.connectTimeoutMs} ms`), ResponseFlag.H2HandshakeFailure), this.connectTimeoutMs);
+      const timer = setTimeout(
+        () => fail(new Error(`no HTTP/2 SETTINGS within ${this.connectTimeoutMs} ms`), ResponseFlag.H2HandshakeFailure),
+        this.connectTimeoutMs,
+      );
       timer.unref();
       const fail = (err: Error, flag: ResponseFlagValue) => {
         clearTimeout(timer);
         session.destroy();
         secured.destroy();
         socket.destroy();
-        reject(new UpstreamError(flag, `${flag === ResponseFlag.TlsFailure ? 'TLS' : 'HTTP/2'} with ${where}: ${err.message}`, { cause: err }));
+        reject(
+          new UpstreamError(flag, `${flag === ResponseFlag.TlsFailure ? 'TLS' : 'HTTP/2'} with ${where}: ${err.message}`, { cause: err }),
+        );
       };
       // With TLS 1.3 the server judges our certificate after our side of the handshake is
       // done: its refusal arrives as the first thing read — an alert, or (Node's TLS) the
@@ -260,7 +269,9 @@ export class HboneConnector implements UpstreamConnector {
       };
       const onClose = () =>
         fail(
-          new Error('the peer closed the connection right after the TLS handshake: did it refuse our certificate (trust bundle, validity)?'),
+          new Error(
+            'the peer closed the connection right after the TLS handshake: did it refuse our certificate (trust bundle, validity)?',
+          ),
           ResponseFlag.TlsFailure,
         );
       session.once('error', onError);

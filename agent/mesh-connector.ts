@@ -76,6 +76,9 @@ export class MeshConnector implements UpstreamConnector {
       end.destroy();
     }
     log.debug({ destination: destination.uid, reason: result.reason }, 'same-node delivery refused');
-    throw new UpstreamError(result.flag as ResponseFlagValue, `to ${destination.uid} (${req.ip}:${req.port}) on this node: ${result.reason}`);
+    throw new UpstreamError(
+      result.flag as ResponseFlagValue,
+      `to ${destination.uid} (${req.ip}:${req.port}) on this node: ${result.reason}`,
+    );
   }
 }

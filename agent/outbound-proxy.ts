@@ -210,6 +210,9 @@ export class OutboundProxy {
       closed: false,
       plan,
     };
+    // what the transport will prove (HBONE: mTLS and both principals), known before connecting
+    const security = flags === ResponseFlag.None ? this.opts.connector.security?.({ source, sourceAddress: downstream.remoteAddress ?? '', sourcePort: downstream.remotePort ?? 0, ip: upstreamIp, port: upstreamPort, destination: destWorkload }) : undefined;
+    if (security) Object.assign(flow.labels, { connection_security_policy: security.policy, source_principal: security.sourcePrincipal, destination_principal: security.destinationPrincipal });
     this.flows.add(flow);
     tcpConnectionsOpened.inc(flow.labels);
     this.publish(flow, 'open');

@@ -34,7 +34,10 @@ const NODE_B_IP = '127.0.0.10';
 interface Pki {
   ca: TestCa;
   otherCa: TestCa;
-  certs: Record<'client' | 'client2' | 'web' | 'db' | 'far' | 'webFromOtherCa' | 'clientFromOtherCa' | 'clientExpired', WorkloadCertificate>;
+  certs: Record<
+    'client' | 'client2' | 'web' | 'db' | 'far' | 'webFromOtherCa' | 'clientFromOtherCa' | 'clientExpired',
+    WorkloadCertificate
+  >;
 }
 let pki: Pki;
 
@@ -55,7 +58,17 @@ test.before(async () => {
 });
 
 function workload(name: string, node: string, ip: string, sa: string, meshed = true): Workload {
-  return { uid: `shop/${name}`, name, namespace: 'shop', node, ip, serviceAccount: sa, labels: { app: name }, meshed, spiffeId: id('shop', sa) };
+  return {
+    uid: `shop/${name}`,
+    name,
+    namespace: 'shop',
+    node,
+    ip,
+    serviceAccount: sa,
+    labels: { app: name },
+    meshed,
+    spiffeId: id('shop', sa),
+  };
 }
 
 /** A TCP "pod": answers every chunk with `echo:<chunk>`, ends when its peer ends. */
@@ -111,7 +124,16 @@ async function world(t: ExecutionContext, opts: { maxStreams?: number; idleMs?: 
     namespace: 'shop',
     hostname: 'web.shop.svc.cluster.local',
     clusterIp: '10.96.0.20',
-    ports: [{ name: 'tcp', port: 80, targetPort: webPod.port, protocol: 'TCP', appProtocol: '', endpoints: [{ ip: web.ip, port: webPod.port, workload: web.uid, node: 'node-b' }] }],
+    ports: [
+      {
+        name: 'tcp',
+        port: 80,
+        targetPort: webPod.port,
+        protocol: 'TCP',
+        appProtocol: '',
+        endpoints: [{ ip: web.ip, port: webPod.port, workload: web.uid, node: 'node-b' }],
+      },
+    ],
   };
   const snapshot: Snapshot = {
     version: 1,
@@ -152,7 +174,22 @@ async function world(t: ExecutionContext, opts: { maxStreams?: number; idleMs?: 
     connector.close();
     await inbound.close();
   });
-  return { snapshot, client, client2, web, db, plain, far, webPort: webPod.port, dbPort: dbPod.port, inbound, serverIdentity, clientIdentity, connector, deliver };
+  return {
+    snapshot,
+    client,
+    client2,
+    web,
+    db,
+    plain,
+    far,
+    webPort: webPod.port,
+    dbPort: dbPod.port,
+    inbound,
+    serverIdentity,
+    clientIdentity,
+    connector,
+    deliver,
+  };
 }
 
 function req(source: Workload | undefined, destination: Workload, port: number, extra: Partial<UpstreamRequest> = {}): UpstreamRequest {
@@ -220,7 +257,11 @@ test('a CONNECT tunnel carries bytes both ways, with half-close, to the pod its 
   const s2 = await w.connector.connect(req(w.client, w.db, w.dbPort));
   t.is(await exchange(s2, 'db?'), 'echo:db?');
   t.is(w.clientIdentity.requested[0], id('shop', 'client'), 'the client certificate is the SOURCE workload’s');
-  t.deepEqual([...new Set(w.serverIdentity.requested)].sort(), [id('shop', 'db'), id('shop', 'web')], 'the server presented each destination’s identity');
+  t.deepEqual(
+    [...new Set(w.serverIdentity.requested)].sort(),
+    [id('shop', 'db'), id('shop', 'web')],
+    'the server presented each destination’s identity',
+  );
 });
 
 test('many streams share one connection; another source identity gets its own', async (t) => {
@@ -231,7 +272,10 @@ test('many streams share one connection; another source identity gets its own', 
   const other = await w.connector.connect(req(w.client2, w.web, w.webPort));
   t.is(w.inbound.connections, 2, 'a different source identity never shares a connection');
   const replies = await Promise.all([...streams, other].map((s, i) => exchange(s, `m${i}`)));
-  t.deepEqual(replies, Array.from({ length: 9 }, (_, i) => `echo:m${i}`));
+  t.deepEqual(
+    replies,
+    Array.from({ length: 9 }, (_, i) => `echo:m${i}`),
+  );
 });
 
 test('a connection takes at most maxStreamsPerConnection streams, then another is opened', async (t) => {
@@ -330,7 +374,12 @@ test('nothing listening on the node is UF; a peer that is not HTTP/2 is H2_HANDS
     for (const s of accepted) s.destroy();
     return new Promise<void>((r) => notH2.close(() => r()));
   });
-  const c = new HboneConnector({ identity: w.clientIdentity, nodeIp: () => NODE_B_IP, port: (notH2.address() as net.AddressInfo).port, connectTimeoutMs: 2000 });
+  const c = new HboneConnector({
+    identity: w.clientIdentity,
+    nodeIp: () => NODE_B_IP,
+    port: (notH2.address() as net.AddressInfo).port,
+    connectTimeoutMs: 2000,
+  });
   t.teardown(() => c.close());
   t.is(await flagOf(c.connect(req(w.client, w.web, w.webPort))), 'H2_HANDSHAKE_FAILURE');
 });
@@ -369,7 +418,11 @@ test('the inbound side answers only CONNECT: GET and POST get 400', async (t) =>
   const session = await rawSession(t, w, w.web.ip);
   t.is(await status(session, { ':method': 'GET', ':path': '/', ':authority': `${w.web.ip}:${w.webPort}` }), 400);
   t.is(await status(session, { ':method': 'POST', ':path': '/', ':authority': `${w.web.ip}:${w.webPort}` }), 400);
-  t.is(await status(session, { ':method': 'CONNECT', ':authority': `${w.web.ip}:${w.webPort}` }), 200, 'CONNECT on the same connection works');
+  t.is(
+    await status(session, { ':method': 'CONNECT', ':authority': `${w.web.ip}:${w.webPort}` }),
+    200,
+    'CONNECT on the same connection works',
+  );
 });
 
 test('an authority that is not a meshed pod on this node is refused with 400, and nothing is dialled', async (t) => {
@@ -386,7 +439,12 @@ test('an authority that is not a meshed pod on this node is refused with 400, an
 
 test('a handshake naming a pod this node does not serve is aborted', async (t) => {
   const w = await world(t);
-  const far = new HboneConnector({ identity: w.clientIdentity, nodeIp: () => NODE_B_IP, port: w.inbound.address.port, connectTimeoutMs: 2000 });
+  const far = new HboneConnector({
+    identity: w.clientIdentity,
+    nodeIp: () => NODE_B_IP,
+    port: w.inbound.address.port,
+    connectTimeoutMs: 2000,
+  });
   t.teardown(() => far.close());
   // node-b is asked to speak for a pod of node-c: it has nothing to present
   t.is(await flagOf(far.connect(req(w.client, w.far, 8080))), 'TLS_FAILURE');
@@ -430,7 +488,11 @@ test('the forwarded source address names the source workload only when that work
   const c = { destination: web, port: 80, sourceIp: client.ip, sourcePort: 1, security: 'mutual_tls' as const };
   t.is(provenSourceWorkload({ ...c, sourcePrincipal: id('shop', 'client') }, idx), client);
   t.is(provenSourceWorkload({ ...c, sourcePrincipal: id('shop', 'intruder') }, idx), undefined);
-  t.is(provenSourceWorkload({ ...c, sourcePrincipal: undefined, security: 'none' }, idx), client, 'plaintext: the address seen is the source');
+  t.is(
+    provenSourceWorkload({ ...c, sourcePrincipal: undefined, security: 'none' }, idx),
+    client,
+    'plaintext: the address seen is the source',
+  );
 });
 
 test.serial('same node: the mesh connector delivers through the inbound side without TLS, with the source principal known', async (t) => {
@@ -441,7 +503,12 @@ test.serial('same node: the mesh connector delivers through the inbound side wit
   const r = req(local, w.web, w.webPort);
   t.is(mesh.path(r), 'local');
   t.deepEqual(mesh.security(r), { policy: 'mutual_tls', sourcePrincipal: id('shop', 'client'), destinationPrincipal: id('shop', 'web') });
-  const labels = { reporter: 'destination', source_principal: id('shop', 'client'), destination_workload: 'web', connection_security_policy: 'mutual_tls' };
+  const labels = {
+    reporter: 'destination',
+    source_principal: id('shop', 'client'),
+    destination_workload: 'web',
+    connection_security_policy: 'mutual_tls',
+  };
   const before = await metricValue('istio_tcp_connections_opened_total', labels);
   const s = await mesh.connect(r);
   t.is(await exchange(s, 'near'), 'echo:near');
@@ -473,7 +540,8 @@ test('same node: a refused pod connection rejects the connect with the delivery�
 // client receives both.
 
 // the HTTP/2 client preface, an empty SETTINGS frame, then GOAWAY so the server hangs up
-const H2_PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + '\x00\x00\x00\x04\x00\x00\x00\x00\x00' + '\x00\x00\x08\x07\x00\x00\x00\x00\x00' + '\x00'.repeat(8);
+const H2_PREFACE =
+  'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n' + '\x00\x00\x00\x04\x00\x00\x00\x00\x00' + '\x00\x00\x08\x07\x00\x00\x00\x00\x00' + '\x00'.repeat(8);
 
 interface SClient {
   out: string;
@@ -485,7 +553,16 @@ async function sClient(t: ExecutionContext, w: World, cert?: WorkloadCertificate
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(path.join(dir, 'ca.pem'), pki.ca.certPem);
-  const args = ['s_client', '-connect', `${NODE_B_IP}:${w.inbound.address.port}`, '-servername', sniForPodIp(w.web.ip), '-alpn', 'h2', '-tls1_3'];
+  const args = [
+    's_client',
+    '-connect',
+    `${NODE_B_IP}:${w.inbound.address.port}`,
+    '-servername',
+    sniForPodIp(w.web.ip),
+    '-alpn',
+    'h2',
+    '-tls1_3',
+  ];
   args.push('-CAfile', path.join(dir, 'ca.pem'), '-verify_return_error', '-quiet', '-msg');
   if (cert) {
     await writeFile(path.join(dir, 'cert.pem'), cert.certChainPem);
@@ -557,8 +634,13 @@ status: {podIP: 10.244.0.2, hostIP: 172.31.250.99}
 `;
   const parsed = parseYamlFile('/config/nodes.yaml', yaml);
   if ('error' in parsed) throw parsed.error;
-  const store = new ResourceStore().apply({ files: [{ file: '/config/nodes.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }] });
-  t.deepEqual(store.statuses.filter((s) => s.state === 'Rejected'), []);
+  const store = new ResourceStore().apply({
+    files: [{ file: '/config/nodes.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }],
+  });
+  t.deepEqual(
+    store.statuses.filter((s) => s.state === 'Rejected'),
+    [],
+  );
   t.deepEqual(compileSnapshot(store.resources).nodes, [
     { name: 'node-a', ip: '172.31.250.10' },
     { name: 'node-b', ip: '172.31.250.11' },
