@@ -141,7 +141,11 @@ export class HboneConnector implements UpstreamConnector {
       };
       const onError = (err: Error) => fail(ResponseFlag.Connect, err.message, err);
       const onClose = () => fail(ResponseFlag.Connect, `stream closed before a response (code ${stream.rstCode})`);
+      // the peer's answer waits on its connect to the pod; a peer that never answers is a failure
+      const timer = setTimeout(() => fail(ResponseFlag.Connect, `no answer within ${this.connectTimeoutMs} ms`), this.connectTimeoutMs);
+      timer.unref();
       const cleanup = () => {
+        clearTimeout(timer);
         stream.off('response', onResponse);
         stream.off('error', onError);
         stream.off('close', onClose);

@@ -2,6 +2,7 @@
 // (a test CA), real HTTP/2 (node:http2), the real inbound server and pool, real TCP "pods"
 // on 127.0.0.x, and openssl s_client as a foreign client. No root needed.
 import test, { type ExecutionContext } from 'ava';
+import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -244,9 +245,9 @@ test('the SNI names a pod IP in a hostname and decodes back; other names decode 
 });
 
 test('an SVID has exactly one SPIFFE URI SAN; a certificate with two is not one', async (t) => {
-  t.deepEqual(svidSpiffeId(new (await import('node:crypto')).X509Certificate(pki.certs.web.certChainPem)), { id: id('shop', 'web') });
+  t.deepEqual(svidSpiffeId(new X509Certificate(pki.certs.web.certChainPem)), { id: id('shop', 'web') });
   const two = await pki.ca.issue(id('shop', 'web'), { extraUris: [id('shop', 'db')] });
-  const r = svidSpiffeId(new (await import('node:crypto')).X509Certificate(two.certChainPem));
+  const r = svidSpiffeId(new X509Certificate(two.certChainPem));
   t.true('error' in r && /exactly one URI SAN, found 2/.test(r.error));
 });
 
@@ -382,6 +383,75 @@ test('nothing listening on the node is UF; a peer that is not HTTP/2 is H2_HANDS
   });
   t.teardown(() => c.close());
   t.is(await flagOf(c.connect(req(w.client, w.web, w.webPort))), 'H2_HANDSHAKE_FAILURE');
+});
+
+test('the CONNECT carries :authority, forwarded and traceparent as ztunnel sends them; an unanswered CONNECT fails', async (t) => {
+  const w = await world(t);
+  const seen: http2.IncomingHttpHeaders[] = [];
+  // a peer proxy that records the request headers: 200 for port 1, never answers port 2
+  const peer = http2.createSecureServer({
+    cert: pki.certs.web.certChainPem,
+    key: pki.certs.web.keyPem,
+    ca: [pki.ca.certPem],
+    requestCert: true,
+    rejectUnauthorized: true,
+    ALPNProtocols: ['h2'],
+  });
+  peer.on('stream', (stream, headers) => {
+    seen.push(headers);
+    stream.on('error', () => {});
+    if (headers[':authority']?.endsWith(':1')) stream.respond({ ':status': 200 });
+  });
+  await new Promise<void>((r) => peer.listen(0, NODE_B_IP, r));
+  const c = new HboneConnector({
+    identity: w.clientIdentity,
+    nodeIp: () => NODE_B_IP,
+    port: (peer.address() as net.AddressInfo).port,
+    connectTimeoutMs: 400,
+  });
+  t.teardown(() => {
+    c.close();
+    return new Promise<void>((r) => peer.close(() => r()));
+  });
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const s = await c.connect(req(w.client, w.web, 1, { sourceAddress: '10.244.0.7', sourcePort: 41234, traceparent }));
+  s.destroy();
+  t.is(seen[0]![':method'], 'CONNECT');
+  t.is(seen[0]![':authority'], `${w.web.ip}:1`);
+  t.is(seen[0]![':path'], undefined, 'CONNECT has no :path');
+  t.is(seen[0]!.forwarded, 'for="10.244.0.7:41234"');
+  t.is(seen[0]!.traceparent, traceparent);
+  const started = Date.now();
+  t.is(await flagOf(c.connect(req(w.client, w.web, 2))), 'CONNECT');
+  t.true(Date.now() - started >= 350, 'it waited for the connect timeout');
+});
+
+test('a rotated workload certificate is what the server presents on the next handshake', async (t) => {
+  const w = await world(t);
+  const presented = () =>
+    new Promise<string>((resolve, reject) => {
+      const s = tls.connect({
+        host: NODE_B_IP,
+        port: w.inbound.address.port,
+        servername: sniForPodIp(w.web.ip),
+        ALPNProtocols: ['h2'],
+        ca: [pki.ca.certPem],
+        cert: pki.certs.client.certChainPem,
+        key: pki.certs.client.keyPem,
+        checkServerIdentity: () => undefined,
+      });
+      s.once('secureConnect', () => {
+        resolve(s.getPeerX509Certificate()!.serialNumber);
+        s.destroy();
+      });
+      s.once('error', reject);
+    });
+  const before = await presented();
+  t.is(before.toLowerCase(), new X509Certificate(pki.certs.web.certChainPem).serialNumber.toLowerCase());
+  const rotated = await pki.ca.issue(id('shop', 'web'));
+  w.serverIdentity.set(rotated);
+  const after = await presented();
+  t.is(after.toLowerCase(), new X509Certificate(rotated.certChainPem).serialNumber.toLowerCase());
 });
 
 /** A raw HTTP/2 client with a valid client certificate, for what our connector never sends. */
