@@ -12,8 +12,9 @@
 // the handshake fails) for an address that is not a meshed pod on its node. The pod IP, not
 // the identity, is named: it is no more than what the connection's 4-tuple already shows
 // on the pod network, while an identity in clear text would tell an observer who talks.
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { svidSpiffeId as checkedSvidSpiffeId } from '../control/api/x509-svid.js';
 
 export const HBONE_PORT = 15008;
 export const HBONE_ALPN = 'h2';
@@ -48,51 +49,16 @@ export function podIpFromSni(servername: string | undefined): string | undefined
 }
 
 /**
- * The SPIFFE ID of an X.509-SVID, or an explanation of why the certificate is not one.
- * "An X.509 SVID MUST contain exactly one URI SAN, and by extension, exactly one SPIFFE
- * ID" (SPIFFE X509-SVID §2); validators reject more.
+ * The SPIFFE ID of an X.509-SVID, or why the certificate is not one: the checks are
+ * control/api/x509-svid.ts's, the same the CA and the identity manager apply ("SVIDs
+ * containing more than one URI SAN MUST be rejected", not a CA, a SPIFFE ID with a path).
  */
 export function svidSpiffeId(cert: X509Certificate | PeerCertificate | Buffer): { id: string } | { error: string } {
-  let san: string | undefined;
-  if (cert instanceof X509Certificate) san = cert.subjectAltName;
-  else if (Buffer.isBuffer(cert)) san = new X509Certificate(cert).subjectAltName;
-  else san = cert.subjectaltname;
-  const uris = parseSubjectAltName(san ?? '').filter((e) => e.type === 'URI');
-  if (uris.length !== 1) return { error: `expected exactly one URI SAN, found ${uris.length}` };
-  const id = uris[0]!.value;
-  if (!id.startsWith('spiffe://')) return { error: `URI SAN ${id} is not a SPIFFE ID` };
-  return { id };
-}
-
-/**
- * Node's subjectAltName string: `DNS:a, URI:spiffe://…`; an entry with characters that
- * need escaping is written as a JSON string (`URI:"…"`).
- */
-function parseSubjectAltName(s: string): { type: string; value: string }[] {
-  const out: { type: string; value: string }[] = [];
-  let i = 0;
-  while (i < s.length) {
-    const colon = s.indexOf(':', i);
-    if (colon < 0) break;
-    const type = s.slice(i, colon).trim();
-    let j = colon + 1;
-    let value: string;
-    if (s[j] === '"') {
-      // JSON-quoted: find the closing quote that is not escaped
-      let k = j + 1;
-      while (k < s.length && s[k] !== '"') k += s[k] === '\\' ? 2 : 1;
-      value = JSON.parse(s.slice(j, k + 1)) as string;
-      j = k + 1;
-    } else {
-      const comma = s.indexOf(', ', j);
-      value = s.slice(j, comma < 0 ? s.length : comma);
-      j = comma < 0 ? s.length : comma;
-    }
-    out.push({ type, value });
-    const next = s.indexOf(', ', j);
-    i = next < 0 ? s.length : next + 2;
+  try {
+    return { id: checkedSvidSpiffeId(Buffer.isBuffer(cert) ? cert : cert.raw) };
+  } catch (err) {
+    return { error: (err as Error).message };
   }
-  return out;
 }
 
 /** Parses `host:port` / `[v6]:port` of an HBONE `:authority`. */
