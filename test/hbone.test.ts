@@ -26,6 +26,8 @@ import { run } from './helpers/privileged.js';
 import { FixedIdentityProvider, TestCa } from './helpers/test-ca.js';
 import type { WorkloadCertificate } from '../agent/identity.js';
 import { parseYamlFile } from '../control/source-files.js';
+import { SecurityIndex } from '../agent/authorization.js';
+import { compileYaml, podYaml } from './helpers/security-config.js';
 import { ResourceStore } from '../control/store.js';
 
 const TD = 'cluster.local';
@@ -112,7 +114,10 @@ interface World {
   deliver: InboundDeliver;
 }
 
-async function world(t: ExecutionContext, opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number } = {}): Promise<World> {
+async function world(
+  t: ExecutionContext,
+  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; security?: SecurityIndex } = {},
+): Promise<World> {
   const [webPod, dbPod] = await Promise.all([pod(t, '127.0.0.2'), pod(t, '127.0.0.3')]);
   const client = workload('client', 'node-a', '10.99.0.2', 'client');
   const client2 = workload('client2', 'node-a', '10.99.0.3', 'client2');
@@ -153,7 +158,7 @@ async function world(t: ExecutionContext, opts: { maxStreams?: number; idleMs?: 
   const serverIdentity = new FixedIdentityProvider([pki.ca.certPem], [pki.certs.web, pki.certs.db, pki.certs.far]);
   const clientIdentity = new FixedIdentityProvider([pki.ca.certPem], [pki.certs.client, pki.certs.client2]);
   // the inbound delivery as the agent binds it (here without a policy: allow, PERMISSIVE)
-  const deliver: InboundDeliver = (stream, c) => deliverInbound(stream, c, plainTcp);
+  const deliver: InboundDeliver = (stream, c) => deliverInbound(stream, c, plainTcp, opts.security ? { security: opts.security } : {});
   const inbound = new HboneInbound({
     host: NODE_B_IP,
     port: 0,
@@ -530,6 +535,34 @@ test('a pod that refuses the connection is 503 to the peer, CONNECT to the clien
   t.is(await flagOf(w.connector.connect(req(w.client, w.web, port))), 'CONNECT');
   const session = await rawSession(t, w, w.web.ip);
   t.is(await status(session, { ':method': 'CONNECT', ':authority': `${w.web.ip}:${port}` }), 503);
+});
+
+test('an AuthorizationPolicy denying the peer’s principal: the CONNECT gets 401, the client DENY; another principal passes', async (t) => {
+  const policy = compileYaml(
+    [
+      podYaml('web', { ns: 'shop', labels: { app: 'web' }, sa: 'web', node: 'node-b' }),
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: [cluster.local/ns/shop/sa/client]}
+`,
+    ].join('---\n'),
+  );
+  const w = await world(t, { security: SecurityIndex.of(policy.security) });
+  t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'DENY');
+  const session = await rawSession(t, w, w.web.ip);
+  t.is(
+    await status(session, { ':method': 'CONNECT', ':authority': `${w.web.ip}:${w.webPort}` }),
+    401,
+    'a valid certificate of a denied identity',
+  );
+  const other = await w.connector.connect(req(w.client2, w.web, w.webPort));
+  t.is(await exchange(other, 'ok?'), 'echo:ok?');
 });
 
 test.serial('the destination reports the tunnel with both principals and mutual_tls', async (t) => {
