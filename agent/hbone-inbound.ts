@@ -92,7 +92,12 @@ export class HboneInbound {
       socket.once('close', () => this.sockets.delete(socket));
     });
     this.server.on('session', (session) => this.onSession(session));
-    this.server.on('stream', (stream, headers) => void this.onStream(stream, headers));
+    this.server.on('stream', (stream, headers) =>
+      this.onStream(stream, headers).catch((err: Error) => {
+        log.warn({ err: err.message }, 'HBONE stream failed');
+        refuse(stream, 503, err.message);
+      }),
+    );
     this.server.on('unknownProtocol', (socket) => socket.destroy());
     this.server.on('tlsClientError', (err, socket) => {
       proxyErrors.inc({ reason: ResponseFlag.TlsFailure });

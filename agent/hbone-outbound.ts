@@ -97,24 +97,30 @@ export class HboneConnector implements UpstreamConnector {
     }
     const generation = createHash('sha256').update(cert.certChainPem).update(bundle.join('\n')).digest('base64url').slice(0, 16);
     const key = `${src.spiffeId} ${dst.spiffeId} ${nodeIp}`;
-    const lease = await this.pool.acquire(key, generation, () => this.dial(nodeIp, dst, cert, bundle));
-    let stream: ClientHttp2Stream;
-    try {
-      const headers: http2.OutgoingHttpHeaders = {
-        ':method': 'CONNECT',
-        ':authority': formatAuthority(req.ip, req.port),
-        forwarded: forwardedFor(req.sourceAddress, req.sourcePort),
-      };
-      if (req.traceparent) headers.traceparent = req.traceparent;
-      stream = lease.session.request(headers, { endStream: false });
-    } catch (err) {
-      lease.release();
-      throw new UpstreamError(ResponseFlag.Connect, `CONNECT ${req.ip}:${req.port} via ${nodeIp}: ${(err as Error).message}`, {
-        cause: err,
-      });
+    const headers: http2.OutgoingHttpHeaders = {
+      ':method': 'CONNECT',
+      ':authority': formatAuthority(req.ip, req.port),
+      forwarded: forwardedFor(req.sourceAddress, req.sourcePort),
+    };
+    if (req.traceparent) headers.traceparent = req.traceparent;
+    // A pooled connection can go away between acquire and request (GOAWAY, peer close):
+    // the stream was never sent, so it is safe to take (or dial) another, once.
+    for (let attempt = 1; ; attempt++) {
+      const lease = await this.pool.acquire(key, generation, () => this.dial(nodeIp, dst, cert, bundle));
+      let stream: ClientHttp2Stream;
+      try {
+        if (lease.session.closed || lease.session.destroyed) throw new Error('pooled connection closed');
+        stream = lease.session.request(headers, { endStream: false });
+      } catch (err) {
+        lease.release();
+        if (attempt < 2) continue;
+        throw new UpstreamError(ResponseFlag.Connect, `CONNECT ${req.ip}:${req.port} via ${nodeIp}: ${(err as Error).message}`, {
+          cause: err,
+        });
+      }
+      stream.once('close', () => lease.release());
+      return this.awaitResponse(stream, `${req.ip}:${req.port} via ${nodeIp}:${this.port}`);
     }
-    stream.once('close', () => lease.release());
-    return this.awaitResponse(stream, `${req.ip}:${req.port} via ${nodeIp}:${this.port}`);
   }
 
   close(): void {
