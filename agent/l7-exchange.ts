@@ -460,7 +460,7 @@ export abstract class Exchange implements RequestView, Waiter {
 
   /**
    * Another try is allowed: attempts left (else URX), the body can be replayed, the
-   * cluster's max_retries and retry budget allow it (else, as Envoy's retry overflow, UO).
+   * cluster's max_retries and retry budgets allow it (else, as Envoy's retry overflow, UO).
    */
   private mayRetry(): boolean {
     if (this.tries > this.retry.attempts) {
@@ -473,8 +473,12 @@ export abstract class Exchange implements RequestView, Waiter {
       this.addFlag(ResponseFlag.UpstreamOverflow);
       return false;
     }
-    const floor = cluster.budget.config.minRetryConcurrency ?? 0;
-    if (!cluster.budget.withdraw() && cluster.admission.retries > floor) {
+    // Istio's retryBudget is Envoy's concurrency budget — retries in flight ≤ max(percent of
+    // requests in flight, minRetryConcurrency) — and nodemesh adds Linkerd's rate budget; a
+    // retry needs both (either alone would let retries amplify an outage in some regime)
+    const b = cluster.budget.config;
+    const concurrencyOk = !(b.minRetryConcurrency > 0) || cluster.admission.retries <= Math.max((b.percent / 100) * (cluster.admission.active + cluster.admission.pending), b.minRetryConcurrency);
+    if (!concurrencyOk || !cluster.budget.withdraw()) {
       cluster.admission.retryDone();
       this.addFlag(ResponseFlag.UpstreamOverflow);
       return false;

@@ -152,6 +152,8 @@ export class Http2Exchange extends Exchange {
   }
 
   // ---- upstream events ----------------------------------------------------------------
+  // Node emits a client stream's 'response' on the next tick, so the first DATA (and even the
+  // trailers) of a response read in one go can come before it: both are kept until the head.
   onResponse(t: Try, headers: http2.IncomingHttpHeaders, flags: number): void {
     if (this.cur !== t) return;
     t.headers = headers;
@@ -162,19 +164,29 @@ export class Http2Exchange extends Exchange {
       this.onResponseHead(status, Number(gs));
       return;
     }
-    if (this.grpc && status === 200 && (flags & NGHTTP2_FLAG_END_STREAM) === 0 && retriesOnGrpc(this.retry) && this.tries <= this.retry.attempts) {
-      t.holding = true;
-      return;
+    if (this.grpc && status === 200 && !t.early && retriesOnGrpc(this.retry) && this.tries <= this.retry.attempts) {
+      const tgs = t.trailers?.['grpc-status'];
+      if (tgs !== undefined) {
+        // trailers came first, without a message: the status decides
+        this.onResponseHead(status, Number(tgs));
+        return;
+      }
+      if ((flags & NGHTTP2_FLAG_END_STREAM) === 0) {
+        t.holding = true;
+        return;
+      }
     }
     this.onResponseHead(status, -1);
   }
 
   onData(t: Try, chunk: Buffer): void {
-    if (t.holding) {
-      // a message: the call did not fail before answering; forward everything from here
-      t.holding = false;
+    if (this.cur === t && (t.headers === undefined || t.holding)) {
       (t.early ??= []).push(chunk);
-      if (this.cur === t) this.onResponseHead(Number(t.headers![':status']), -1);
+      if (t.holding) {
+        // a message: the call did not fail before answering; forward everything from here
+        t.holding = false;
+        this.onResponseHead(Number(t.headers![':status']), -1);
+      }
       return;
     }
     if (this.committed !== t) return;
@@ -220,6 +232,8 @@ export class Http2Exchange extends Exchange {
     const t = this.cur!;
     this.committed = t;
     const up = t.headers!;
+    const tgs = t.trailers?.['grpc-status'];
+    if (tgs !== undefined) this.grpcStatus = String(tgs);
     const h: Headers = forwardH2(up as Headers, false);
     h[':status'] = up[':status'];
     applyOps(h, this.dest?.headers?.response);

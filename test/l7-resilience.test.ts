@@ -8,7 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type { RoutingConfig } from '../control/api/snapshot-routing.js';
-import { Harness, request, snapshot, startBackend, type Backend } from './helpers/l7-harness.js';
+import { Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from './helpers/l7-harness.js';
 import { destinationRule, policy, retries, route, table } from './helpers/routing-builders.js';
 
 async function setup(t: { teardown(fn: () => unknown): void }, backends: Backend[], routing: RoutingConfig, opts: Parameters<typeof snapshot>[2] = {}) {
@@ -214,7 +214,8 @@ test('a noisy source workload cannot take the whole pending queue from another o
   t.is(noisyReplies.filter((r) => r.status === 503).length, 4, 'the noisy source gave up one queue slot');
 });
 
-test('gRPC through the mesh: grpc-js client and server, UNAVAILABLE retried (trailers-only and after headers)', async (t) => {
+for (const transport of ['tcp', 'tunnel'] as const) {
+test(`gRPC through the mesh over ${transport === 'tcp' ? 'plain TCP' : 'HTTP/2 CONNECT tunnels (HBONE\'s shape)'}: grpc-js client and server, UNAVAILABLE retried (trailers-only and after headers)`, async (t) => {
   const svc = {
     echo: {
       path: '/test.Echo/Echo',
@@ -243,7 +244,8 @@ test('gRPC through the mesh: grpc-js client and server, UNAVAILABLE retried (tra
   const port = await new Promise<number>((res, rej) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
   const backend = { name: 'grpc', port, server: net.createServer(), count: 0 };
   const routing = { routes: [table([route({ retries: retries({ attempts: 2, retryOn: ['unavailable'], backoffBaseMs: 1, backoffMaxMs: 2 }) })])], destinations: [] };
-  const h = await new Harness(snapshot([backend], routing, { portName: 'grpc-echo' }), 'http2').listen();
+  const tunnel = transport === 'tunnel' ? await new TunnelConnector().start() : undefined;
+  const h = await new Harness(snapshot([backend], routing, { portName: 'grpc-echo' }), 'http2', tunnel).listen();
   const Client = grpc.makeGenericClientConstructor(svc, 'Echo');
   const client = new Client(`127.0.0.1:${h.port}`, grpc.credentials.createInsecure()) as unknown as {
     echo(b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): void;
@@ -253,6 +255,7 @@ test('gRPC through the mesh: grpc-js client and server, UNAVAILABLE retried (tra
     client.close();
     server.forceShutdown();
     await h.close();
+    tunnel?.close();
   });
   const results: string[] = [];
   for (let i = 0; i < 10; i++) {
@@ -263,4 +266,30 @@ test('gRPC through the mesh: grpc-js client and server, UNAVAILABLE retried (tra
     Array.from({ length: 10 }, (_, i) => `echo:m${i}`),
   );
   t.is(calls, 20, 'every call failed once and was retried once');
+});
+}
+
+test('HTTP/1.1 keep-alive pools over HTTP/2 CONNECT tunnels (HBONE\'s shape): retries and bodies work, connections are reused', async (t) => {
+  const b = await flaky('tunnelled', 3);
+  const tunnel = await new TunnelConnector().start();
+  const routing = { routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'] }) })])], destinations: [] };
+  const h = await new Harness(snapshot([b], routing), 'http1', tunnel).listen();
+  const agent = new http.Agent({ keepAlive: true });
+  t.teardown(async () => {
+    agent.destroy();
+    await h.close();
+    tunnel.close();
+    b.server.close();
+  });
+  const replies = [];
+  for (let i = 0; i < 60; i++) replies.push(await request(`${h.url}/`, agent, { method: 'POST', body: `body-${i}` }));
+  t.deepEqual(
+    replies.map((r) => r.status),
+    new Array<number>(60).fill(200),
+  );
+  t.deepEqual(
+    replies.map((r) => r.body),
+    Array.from({ length: 60 }, (_, i) => `body-${i}`),
+  );
+  t.is(tunnel.streams, 1, 'one tunnelled connection carried every request');
 });

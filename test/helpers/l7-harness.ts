@@ -34,6 +34,50 @@ export class LoopbackConnector implements UpstreamConnector {
   }
 }
 
+/**
+ * HBONE's shape without its TLS: every connection is an HTTP/2 CONNECT stream on one shared
+ * session to a loopback tunnel server, which connects to the endpoint and pipes. The L7
+ * engine's pools then run HTTP/1.1 and HTTP/2 over Http2Stream Duplexes, as over HBONE.
+ */
+export class TunnelConnector implements UpstreamConnector {
+  private server: http2.Http2Server | undefined;
+  private session: http2.ClientHttp2Session | undefined;
+  streams = 0;
+
+  async start(): Promise<this> {
+    const server = http2.createServer();
+    server.on('stream', (s, h) => {
+      const [host, port] = String(h[':authority']).split(':');
+      const c = net.connect(Number(port), host!, () => {
+        s.respond({ ':status': 200 });
+        s.pipe(c);
+        c.pipe(s);
+      });
+      c.on('error', () => s.close(http2.constants.NGHTTP2_CONNECT_ERROR));
+      s.on('error', () => c.destroy());
+      s.on('close', () => c.destroy());
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    this.server = server;
+    this.session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    return this;
+  }
+
+  connect(req: UpstreamRequest): Promise<Duplex> {
+    this.streams++;
+    return new Promise((resolve, reject) => {
+      const s = this.session!.request({ ':method': 'CONNECT', ':authority': `${req.ip}:${req.port}` });
+      s.once('response', (h) => (h[':status'] === 200 ? resolve(s) : reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `CONNECT ${h[':status']}`))));
+      s.once('error', (err) => reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, err.message)));
+    });
+  }
+
+  close(): void {
+    this.session?.close();
+    this.server?.close();
+  }
+}
+
 export interface BackendSpec {
   name: string;
   labels?: Record<string, string>;
@@ -117,13 +161,14 @@ export function snapshot(backends: Backend[], routing: RoutingConfig, opts: Snap
 export class Harness {
   table: ServiceTable;
   readonly tm: TrafficManager;
-  readonly connector = new LoopbackConnector();
+  readonly connector: UpstreamConnector;
   private front!: net.Server;
   port = 0;
 
-  constructor(snap: Snapshot, protocol: 'http1' | 'http2' | 'sniff' = 'http1') {
+  constructor(snap: Snapshot, protocol: 'http1' | 'http2' | 'sniff' = 'http1', connector: UpstreamConnector = new LoopbackConnector()) {
     this.table = new ServiceTable(snap);
-    this.tm = new TrafficManager({ connector: this.connector, table: () => this.table });
+    this.connector = connector;
+    this.tm = new TrafficManager({ connector, table: () => this.table });
     this.front = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => {});
       const target = this.table.service(VIP, 80)!;
