@@ -539,9 +539,18 @@ export abstract class Exchange implements RequestView, Waiter {
     this.reply(status, body, headers, -1);
   }
 
+  /** Adds a response flag; several are joined with "," in Envoy's order (UT before URX…). */
   protected addFlag(flag: string): void {
     if (flag === ResponseFlag.None) return;
-    this.flags = this.flags === ResponseFlag.None ? flag : this.flags.split(',').includes(flag) ? this.flags : `${this.flags},${flag}`;
+    if (this.flags === ResponseFlag.None) {
+      this.flags = flag;
+      return;
+    }
+    const all = this.flags.split(',');
+    if (all.includes(flag)) return;
+    all.push(flag);
+    all.sort((a, b) => flagRank(a) - flagRank(b));
+    this.flags = all.join(',');
   }
 
   /** The gRPC status a local reply carries for an HTTP status (gRPC's own mapping). */
@@ -561,6 +570,14 @@ export abstract class Exchange implements RequestView, Waiter {
     const labels = this.engine.labels(this.conn, this.cluster, this.host, this.grpc);
     labels.record(this.status, this.grpc ? this.grpcStatus || '-' : '-', this.flags, this.engine.now() - this.startedAt, this.reqBytes, this.respBytes);
   }
+}
+
+/** Envoy's order of response flags in a flags string. */
+const FLAG_ORDER = ['LH', 'UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'RL', 'UAEX', 'RLSE', 'DC', 'URX', 'SI', 'IH', 'DPE', 'UMSDR', 'RFCF', 'NFCF', 'DT', 'UPE', 'NC', 'OM'];
+
+function flagRank(f: string): number {
+  const i = FLAG_ORDER.indexOf(f);
+  return i < 0 ? FLAG_ORDER.length : i;
 }
 
 /** The value of cookie `name` in a Cookie header. */
