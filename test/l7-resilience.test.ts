@@ -101,14 +101,14 @@ test('perTryTimeout cuts each slow try and the route timeout the whole request, 
   const { h, agent } = await setup(t, [slow], routing);
   const r = await request(`${h.url}/`, agent);
   t.is(r.status, 200, 'the third try answered');
-  t.true(r.ms >= 200 && r.ms < 400, `two tries cut at 100 ms each, then an answer: ${Math.round(r.ms)} ms`);
+  t.true(r.ms >= 200 && r.ms < 600, `two tries cut at 100 ms each, then an answer: ${Math.round(r.ms)} ms`);
 
   h.update(snapshot([slow], { routes: [table([route({ timeoutMs: 150, retries: retries({ attempts: 0 }) })])], destinations: [] }));
   n = 0;
   const cut = await request(`${h.url}/`, agent);
   t.is(cut.status, 504);
   t.is(cut.body, 'upstream request timeout\n');
-  t.true(cut.ms >= 150 && cut.ms < 350, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
+  t.true(cut.ms >= 150 && cut.ms < 500, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
 });
 
 test('outlier detection: ejected after N consecutive 5xx, back after baseEjectionTime, twice as long the second time', async (t) => {
@@ -139,13 +139,14 @@ test('outlier detection: ejected after N consecutive 5xx, back after baseEjectio
     while (bad.count === seen) await request(`${h.url}/`, agent);
     return performance.now();
   };
+  // measured from when the client saw the 3rd 503, a little after the proxy ejected: -50 ms
   const firstReturn = (await back()) - ejectedAt;
-  t.true(firstReturn >= base && firstReturn < base + 250, `back after ${Math.round(firstReturn)} ms`);
+  t.true(firstReturn >= base - 50 && firstReturn < base + 400, `back after ${Math.round(firstReturn)} ms`);
   // two more 503s make three in a row: ejected again, now for 2 × base
   while (bad.count < 6) await request(`${h.url}/`, agent);
   const secondAt = performance.now();
   const secondReturn = (await back()) - secondAt;
-  t.true(secondReturn >= 2 * base && secondReturn < 2 * base + 250, `second ejection lasted ${Math.round(secondReturn)} ms`);
+  t.true(secondReturn >= 2 * base - 50 && secondReturn < 2 * base + 400, `second ejection lasted ${Math.round(secondReturn)} ms`);
 });
 
 test('outlier detection never ejects past maxEjectionPercent', async (t) => {
@@ -169,7 +170,7 @@ test('outlier detection never ejects past maxEjectionPercent', async (t) => {
 });
 
 test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x-envoy-overloaded', async (t) => {
-  const slow = await startBackend({ name: 'busy', handler: (_req, res) => setTimeout(() => res.end('done'), 300) });
+  const slow = await startBackend({ name: 'busy', handler: (_req, res) => setTimeout(() => res.end('done'), 1000) });
   const routing = {
     routes: [table([route({ retries: retries({ attempts: 0 }) })])],
     destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1 } }))],
@@ -184,13 +185,20 @@ test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x
   t.is(overflow.length, 3);
   for (const r of overflow) {
     t.is(r.headers['x-envoy-overloaded'], 'true');
-    t.true(r.ms < 200, `overflow answered after ${Math.round(r.ms)} ms, before the backend's 300`);
+    t.true(r.ms < 500, `overflow answered after ${Math.round(r.ms)} ms, before the backend's 1000`);
   }
   t.is(slow.count, 2);
 });
 
 test('a noisy source workload cannot take the whole pending queue from another one', async (t) => {
-  const slow = await startBackend({ name: 'shared', handler: (_req, res) => setTimeout(() => res.end('done'), 200) });
+  const order: string[] = [];
+  const slow = await startBackend({
+    name: 'shared',
+    handler: (req, res) => {
+      order.push(String(req.headers['x-who']));
+      setTimeout(() => res.end('done'), 100);
+    },
+  });
   const routing = {
     routes: [table([route({ retries: retries({ attempts: 0 }) })])],
     destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 4 } }))],
@@ -203,15 +211,18 @@ test('a noisy source workload cannot take the whole pending queue from another o
   const noisyAgent = new http.Agent({ keepAlive: true, maxSockets: 20 });
   const quietAgent = new http.Agent({ keepAlive: true });
   t.teardown(() => (noisyAgent.destroy(), quietAgent.destroy()));
-  // the noisy source fills the slot and the whole queue...
-  const noisy = Array.from({ length: 8 }, () => request(`${h.url}/`, noisyAgent, { localAddress: '127.0.0.3' }));
-  await sleep(50);
-  // ...the quiet one still gets in, ahead of the noisy backlog
-  const quiet = await request(`${h.url}/`, quietAgent, { localAddress: '127.0.0.4' });
+  // the noisy source takes the one connection and fills the whole queue (4), 3 overflow...
+  const noisy = Array.from({ length: 8 }, (_, i) => request(`${h.url}/`, noisyAgent, { localAddress: '127.0.0.3', headers: { 'x-who': `noisy-${i}` } }));
+  while (order.length === 0) await sleep(5);
+  await sleep(20);
+  // ...the quiet one still gets a place, and is served before the noisy backlog
+  const quiet = await request(`${h.url}/`, quietAgent, { localAddress: '127.0.0.4', headers: { 'x-who': 'quiet' } });
   t.is(quiet.status, 200);
-  t.true(quiet.ms < 600, `the quiet request waited ${Math.round(quiet.ms)} ms behind at most one noisy one`);
   const noisyReplies = await Promise.all(noisy);
-  t.is(noisyReplies.filter((r) => r.status === 503).length, 4, 'the noisy source gave up one queue slot');
+  t.is(noisyReplies.filter((r) => r.status === 503).length, 4, 'the noisy source gave up one queue slot to it');
+  // round robin between the sources' queues: the noisy one in flight, one more noisy, then quiet
+  t.is(order.indexOf('quiet'), 2, `served in the order ${order.join(' ')}`);
+  t.is(order.length, 5);
 });
 
 for (const transport of ['tcp', 'tunnel'] as const) {

@@ -42,10 +42,15 @@ export class LoopbackConnector implements UpstreamConnector {
 export class TunnelConnector implements UpstreamConnector {
   private server: http2.Http2Server | undefined;
   private session: http2.ClientHttp2Session | undefined;
+  private readonly serverSessions = new Set<http2.ServerHttp2Session>();
   streams = 0;
 
   async start(): Promise<this> {
     const server = http2.createServer();
+    server.on('session', (s) => {
+      this.serverSessions.add(s);
+      s.on('close', () => this.serverSessions.delete(s));
+    });
     server.on('stream', (s, h) => {
       const [host, port] = String(h[':authority']).split(':');
       const c = net.connect(Number(port), host!, () => {
@@ -72,8 +77,10 @@ export class TunnelConnector implements UpstreamConnector {
     });
   }
 
+  /** Tears the tunnels down at once (a test's end). */
   close(): void {
-    this.session?.close();
+    this.session?.destroy();
+    for (const s of this.serverSessions) s.destroy();
     this.server?.close();
   }
 }
