@@ -1,7 +1,9 @@
 // Traffic splitting in the lab, end to end: a meshed client pod's plain HTTP requests to a
 // ClusterIP are split per request by its node proxy as the VirtualService says, and a change
-// of the VirtualService file moves every new request within a second. Real kernel redirect,
-// control plane, agents (HBONE between them when the lab has identities), real backends.
+// of the VirtualService file moves every new request within a second. Opaque TCP keeps the
+// L4 path with the L4 policies (TCP routes, maxConnections), and a server-first protocol on
+// an undeclared port survives protocol sniffing. Real kernel redirect, control plane, agents
+// (HBONE between them when the lab has identities), real backends.
 import test from 'ava';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,6 +14,7 @@ import { canRunPrivileged, run } from './helpers/privileged.js';
 
 const FIXTURE = fileURLToPath(new URL('../../test/fixtures/traffic-routing', import.meta.url));
 const CLIENT = fileURLToPath(new URL('../../test/fixtures/traffic/client.js', import.meta.url));
+const TCP_CLIENT = fileURLToPath(new URL('../../test/fixtures/traffic/tcp-client.js', import.meta.url));
 const LAB = 't-split';
 
 async function client<T>(state: LabState, args: string[]): Promise<T> {
@@ -76,5 +79,32 @@ if (canRunPrivileged('traffic routing')) {
     );
     const lastV1 = rows.filter(([, , pod]) => pod === 'web-v1').pop();
     t.log(`last request to v1 started ${lastV1 ? lastV1[0] - changedAt : '-'} ms after the file change`);
+  });
+
+  test.serial('opaque TCP: a TCP route sends every connection to its subset; a server-first protocol on an undeclared port still greets', async (t) => {
+    const tcp = async (port: number, n: number, line?: string) => {
+      const cmd = await labExecCommand({ name: state.name, target: 'shop/client', argv: ['node', TCP_CLIENT, 'echo.shop', String(port), String(n), ...(line ? [line] : [])] });
+      const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
+      if (r.code !== 0) throw new Error(`tcp-client: exit ${r.code}: ${r.stderr}`);
+      return JSON.parse(r.stdout) as { received: string; closed: boolean }[];
+    };
+    // declared tcp-echo: no sniffing, the bytes go both ways, to v2 only (the TCP route)
+    for (let i = 0; i < 4; i++) t.deepEqual(await tcp(7000, 1, `ping ${i}`), [{ received: `echo-v2: ping ${i}\n`, closed: false }]);
+    // undeclared port, the server speaks first: after the sniff timeout the L4 path connects
+    const [greeted] = await tcp(7001, 1);
+    t.is(greeted!.received, 'hello from echo-v2\n');
+    const samples = await scrape(state.nodes.find((n) => n.name === 'node-a')!.agentAdmin);
+    t.true(sumMetric(samples, 'istio_tcp_connections_opened_total', { destination_service_name: 'echo', destination_workload: 'echo-v2', request_protocol: 'tcp' }) >= 5);
+    t.is(sumMetric(samples, 'istio_tcp_connections_opened_total', { destination_service_name: 'echo', destination_workload: 'echo-v1' }), 0);
+  });
+
+  test.serial('opaque TCP: past maxConnections a new connection is refused (UO)', async (t) => {
+    const cmd = await labExecCommand({ name: state.name, target: 'shop/client', argv: ['node', TCP_CLIENT, 'echo.shop', '7001', '3'] });
+    const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
+    const conns = JSON.parse(r.stdout) as { received: string; closed: boolean }[];
+    t.is(conns.filter((c) => c.received === 'hello from echo-v2\n' && !c.closed).length, 2, JSON.stringify(conns));
+    t.is(conns.filter((c) => c.received === '' && c.closed).length, 1, 'the third is closed without a byte');
+    const samples = await scrape(state.nodes.find((n) => n.name === 'node-a')!.agentAdmin);
+    t.is(sumMetric(samples, 'istio_tcp_connections_opened_total', { destination_service_name: 'echo', response_flags: 'UO' }), 1);
   });
 }
