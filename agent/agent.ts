@@ -103,6 +103,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         snapshotVersion: snapshot?.version ?? 0,
         enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
         openConnections: proxy?.openConnections ?? 0,
+        traffic: proxy?.traffic.debug() ?? {},
         inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
         identities: identity?.status() ?? [],
         hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0 },
