@@ -1,7 +1,8 @@
 // The agent's Prometheus metrics, defined in one place. Names and labels are Istio's
 // standard ones (https://istio.io/latest/docs/reference/config/metrics/) so existing
 // dashboards and queries carry over; missing values are "unknown", as Istio reports them.
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { SeriesCounter, SeriesHistogram } from './metrics-series.js';
 import type { Service, Workload } from '../control/api/snapshot.js';
 
 export const registry = new Registry();
@@ -75,7 +76,8 @@ export const tcpReceivedBytes = new Counter({
 
 // HTTP and gRPC requests through the L7 engine (agent/l7-*.ts). Labels: Istio's set plus
 // response_code and grpc_response_status; the label objects are built once per
-// (source, destination, endpoint) and the children cached (agent/request-telemetry.ts).
+// (source, destination, endpoint) and their series kept (agent/request-telemetry.ts), which
+// metrics-series.ts makes a few additions per request instead of prom-client's label hashing.
 export const HTTP_LABELS = [...ISTIO_LABELS, 'response_code', 'grpc_response_status'] as const;
 export type HttpLabels = Record<(typeof HTTP_LABELS)[number], string>;
 /** Envoy's default histogram buckets (ms) */
@@ -83,27 +85,27 @@ export const DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 
 /** Istio's byte-size buckets: powers of ten from 1 B to 1 GB */
 export const BYTE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000];
 
-export const requestsTotal = new Counter({
+export const requestsTotal = new SeriesCounter({
   name: 'istio_requests_total',
   help: 'Requests through the node proxy',
   labelNames: HTTP_LABELS,
   registers: [registry],
 });
-export const requestDuration = new Histogram({
+export const requestDuration = new SeriesHistogram({
   name: 'istio_request_duration_milliseconds',
   help: 'Duration of requests through the node proxy, from request start to the last response byte',
   labelNames: HTTP_LABELS,
   buckets: DURATION_BUCKETS_MS,
   registers: [registry],
 });
-export const requestBytes = new Histogram({
+export const requestBytes = new SeriesHistogram({
   name: 'istio_request_bytes',
   help: 'Request body sizes',
   labelNames: HTTP_LABELS,
   buckets: BYTE_BUCKETS,
   registers: [registry],
 });
-export const responseBytes = new Histogram({
+export const responseBytes = new SeriesHistogram({
   name: 'istio_response_bytes',
   help: 'Response body sizes',
   labelNames: HTTP_LABELS,
