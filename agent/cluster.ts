@@ -240,11 +240,15 @@ export class Cluster {
     return p;
   }
 
-  /** Closes pools that hold no connection (idle sources come and go). */
-  trimPools(): void {
+  /**
+   * Closes the pools of sources that are gone (`live` says which source keys still are):
+   * their idle connections at once, busy ones when their request is done. Pools of live
+   * sources keep their keep-alive connections.
+   */
+  trimPools(live: (sourceKey: string) => boolean): void {
     for (const h of this.hosts) {
-      for (const [k, p] of h.http1) if (p.idle) (p.close(), h.http1.delete(k));
-      for (const [k, p] of h.http2) if (p.idle) (p.close(), h.http2.delete(k));
+      for (const [k, p] of h.http1) if (!live(k)) (p.close(), h.http1.delete(k));
+      for (const [k, p] of h.http2) if (!live(k)) (p.close(), h.http2.delete(k));
     }
   }
 
@@ -261,6 +265,7 @@ export class Cluster {
       policy: this.policy.loadBalancer.consistentHash ? 'consistentHash' : this.policy.loadBalancer.simple,
       active: this.admission.active,
       pending: this.admission.pending,
+      retriesInFlight: this.admission.retries,
       retryBudget: this.budget.available(),
       hosts: this.hosts.map((h) => ({
         address: h.key,

@@ -81,7 +81,10 @@ export abstract class Exchange implements RequestView, Waiter {
   protected tried: Host[] | undefined;
   /** tries made so far (the first one included) */
   protected tries = 0;
+  /** the current try is a retry and holds one of the cluster's retries in flight (max_retries) */
   protected tryIsRetry = false;
+  /** a retry was granted and holds its slot while it backs off and waits for admission */
+  private retryReserved = false;
   protected tryStartedAt = 0;
   protected tryHeld = false;
   hash: number | undefined;
@@ -287,6 +290,10 @@ export abstract class Exchange implements RequestView, Waiter {
       return;
     }
     this.tryHeld = true;
+    if (this.retryReserved) {
+      this.retryReserved = false;
+      this.tryIsRetry = true;
+    }
     const cluster = this.cluster!;
     const host = cluster.pick({ hash: this.hash, random: this.engine.random, now: this.engine.now() }, this.tried);
     if (!host) {
@@ -483,6 +490,7 @@ export abstract class Exchange implements RequestView, Waiter {
       this.addFlag(ResponseFlag.UpstreamOverflow);
       return false;
     }
+    this.retryReserved = true;
     return true;
   }
 
@@ -492,12 +500,7 @@ export abstract class Exchange implements RequestView, Waiter {
     const wait = backoffMs(this.retry, this.tries, this.engine.random);
     this.backoffTimer = this.engine.setTimer(() => {
       this.backoffTimer = undefined;
-      if (this.state !== 'backoff') {
-        this.cluster!.admission.retryDone();
-        return;
-      }
-      this.tryIsRetry = true;
-      this.retryDispatch();
+      if (this.state === 'backoff') this.retryDispatch();
     }, wait);
   }
 
@@ -506,11 +509,7 @@ export abstract class Exchange implements RequestView, Waiter {
     this.state = 'waiting';
     const r = cluster.admission.request(this);
     if (r === 'admitted') this.admit();
-    else if (r === 'overflow') {
-      cluster.admission.retryDone();
-      this.tryIsRetry = false;
-      this.overflow();
-    }
+    else if (r === 'overflow') this.overflow(); // finish() hands the reserved retry back
   }
 
   /** The response was fully forwarded. */
@@ -566,6 +565,10 @@ export abstract class Exchange implements RequestView, Waiter {
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.clearTryTimer();
     this.routeTimer = this.backoffTimer = undefined;
+    if (this.retryReserved) {
+      this.retryReserved = false;
+      this.cluster?.admission.retryDone();
+    }
     this.kept = [];
     const labels = this.engine.labels(this.conn, this.cluster, this.host, this.grpc);
     labels.record(this.status, this.grpc ? this.grpcStatus || '-' : '-', this.flags, this.engine.now() - this.startedAt, this.reqBytes, this.respBytes);

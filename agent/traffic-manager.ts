@@ -116,6 +116,9 @@ export class TrafficManager implements Engine {
         continue;
       }
       c.update(i.generation, { service: spec.service, port: spec.servicePort, endpoints: spec.endpoints, policy: spec.policy, workloads: i.workloads });
+      // pools are per source pod: those of pods that left go (sources without a pod, keyed
+      // by address, keep theirs while the cluster lives)
+      c.trimPools((key) => i.workloads.has(key) || !key.includes('/'));
     }
   }
 

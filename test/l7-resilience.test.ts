@@ -111,6 +111,22 @@ test('perTryTimeout cuts each slow try and the route timeout the whole request, 
   t.true(cut.ms >= 150 && cut.ms < 500, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
 });
 
+test('a retry given up during its back-off (route timeout, client gone) hands its max_retries slot back', async (t) => {
+  const b = await flaky('always', 1);
+  const routing = {
+    routes: [table([route({ timeoutMs: 50, retries: retries({ attempts: 1, retryOn: ['5xx'], backoffBaseMs: 100_000, backoffMaxMs: 100_000 }) })])],
+    destinations: [destinationRule(policy({ connectionPool: { maxRetries: 1 } }))],
+  };
+  const { h, agent } = await setup(t, [b], routing);
+  const statuses = [];
+  for (let i = 0; i < 5; i++) statuses.push((await request(`${h.url}/`, agent)).status);
+  // each request's retry waits (long back-off) and the route timeout ends it: 504, never the
+  // 503 UO a leaked retry slot would cause from the second request on
+  t.deepEqual(statuses, [504, 504, 504, 504, 504]);
+  const cluster = (h.tm.debug().clusters as { retriesInFlight: number }[])[0]!;
+  t.is(cluster.retriesInFlight, 0);
+});
+
 test('outlier detection: ejected after N consecutive 5xx, back after baseEjectionTime, twice as long the second time', async (t) => {
   const good = await flaky('good', 0);
   const bad = await flaky('bad', 1);
