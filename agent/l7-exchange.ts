@@ -561,6 +561,7 @@ export abstract class Exchange implements RequestView, Waiter {
   protected finish(): void {
     if (this.state === 'done') return;
     this.state = 'done';
+    if (this.tryHeld) this.releaseTry(-1); // every path should have released it; never leak a slot
     if (this.routeTimer) clearTimeout(this.routeTimer);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.clearTryTimer();

@@ -41,6 +41,14 @@ function flaky(name: string, every: number, status = 503): Promise<Backend> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Once every request is answered, the cluster holds nothing: no slot, queue entry or retry leaks. */
+async function settled(h: Harness): Promise<{ active: number; pending: number; retriesInFlight: number }[]> {
+  type C = { active: number; pending: number; retriesInFlight: number };
+  const busy = () => (h.tm.debug().clusters as C[]).some((c) => c.active + c.pending + c.retriesInFlight > 0);
+  for (let i = 0; i < 100 && busy(); i++) await sleep(20);
+  return (h.tm.debug().clusters as C[]).map(({ active, pending, retriesInFlight }) => ({ active, pending, retriesInFlight }));
+}
+
 test('one request in three answered 503: with attempts 3 on 5xx every client request succeeds', async (t) => {
   const b = await flaky('flaky', 3);
   const routing = { routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'] }) })])], destinations: [] };
@@ -84,6 +92,7 @@ test('the retry budget caps the extra load when every request fails', async (t) 
   const retriesMade = b.count - n;
   t.true(retriesMade <= 0.2 * n + 10 + 1, `${retriesMade} retries for ${n} requests`);
   t.true(retriesMade >= 0.2 * n, `${retriesMade} retries: the budget was not spent`);
+  t.deepEqual(await settled(h), [{ active: 0, pending: 0, retriesInFlight: 0 }]);
 });
 
 test('perTryTimeout cuts each slow try and the route timeout the whole request, with 504 UT', async (t) => {
@@ -109,6 +118,7 @@ test('perTryTimeout cuts each slow try and the route timeout the whole request, 
   t.is(cut.status, 504);
   t.is(cut.body, 'upstream request timeout\n');
   t.true(cut.ms >= 150 && cut.ms < 500, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
+  t.deepEqual(await settled(h), [{ active: 0, pending: 0, retriesInFlight: 0 }]);
 });
 
 test('a retry given up during its back-off (route timeout, client gone) hands its max_retries slot back', async (t) => {
@@ -204,6 +214,7 @@ test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x
     t.true(r.ms < 500, `overflow answered after ${Math.round(r.ms)} ms, before the backend's 1000`);
   }
   t.is(slow.count, 2);
+  t.deepEqual(await settled(h), [{ active: 0, pending: 0, retriesInFlight: 0 }]);
 });
 
 test('a noisy source workload cannot take the whole pending queue from another one', async (t) => {
