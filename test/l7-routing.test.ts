@@ -283,3 +283,41 @@ test("istio_requests_total counts each request once with Istio's labels", async 
     grpc_response_status: '-',
   });
 });
+
+test('a GAMMA consumer route applies to callers in its namespace only, and wins over the producer route for them', async (t) => {
+  const v1 = await echo('v1');
+  const v2 = await echo('v2');
+  const routing: RoutingConfig = {
+    routes: [
+      table([route({ destinations: [dest('v1')] })], { source: 'HTTPRoute shop/web' }),
+      table([route({ destinations: [dest('v2')] })], { consumerNamespace: 'frontend', source: 'HTTPRoute frontend/web' }),
+    ],
+    destinations: [destinationRule(policy(), subsets)],
+  };
+  const clients = [
+    { name: 'shop-client', ip: '127.0.0.5' },
+    { name: 'fe-client', ip: '127.0.0.6', namespace: 'frontend' },
+  ];
+  const { h, agent } = await withHarness(t, [v1, v2], routing, { labels, clients });
+  const from = async (ip: string) => JSON.parse((await request(`${h.url}/`, agent, { localAddress: ip })).body).pod;
+  const fe = new http.Agent({ keepAlive: true });
+  t.teardown(() => fe.destroy());
+  t.is(await from('127.0.0.5'), 'v1', 'the producer route for callers elsewhere');
+  t.is(JSON.parse((await request(`${h.url}/`, fe, { localAddress: '127.0.0.6' })).body).pod, 'v2', 'the consumer route for its own namespace');
+});
+
+test('PEAK_EWMA sends most requests to the endpoint that answers faster', async (t) => {
+  const fast = await echo('fast', 2);
+  const slow = await echo('slow', 40);
+  const routing: RoutingConfig = { routes: [], destinations: [destinationRule(policy({ loadBalancer: { simple: 'PEAK_EWMA' } }))] };
+  const { h } = await withHarness(t, [fast, slow], routing);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  t.teardown(() => agent.destroy());
+  // 8 callers in a closed loop
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      for (let i = 0; i < 25; i++) await request(`${h.url}/`, agent);
+    }),
+  );
+  t.true(fast.count > 3 * slow.count, `fast ${fast.count}, slow ${slow.count}`);
+});
