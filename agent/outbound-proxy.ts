@@ -155,10 +155,33 @@ export class OutboundProxy {
     // HTTP/2; an undeclared one: sniff briefly, then treat as TCP
     void sniff(downstream, declared === 'unknown' ? SNIFF_TIMEOUT_MS : 0).then((p) => {
       if (downstream.destroyed) return;
-      if (p !== 'tcp') return this.traffic.serveHttp(downstream, conn, p);
-      if (declared !== 'unknown') return this.traffic.serveHttp(downstream, conn, 'http1'); // not HTTP on an HTTP port: answered 400
-      this.proxyTcp(downstream, dst, table, source, target);
+      if (p === 'tcp' && declared === 'unknown') return this.proxyTcp(downstream, dst, table, source, target);
+      // not HTTP on a declared HTTP port: the HTTP/1.1 parser answers 400
+      const protocol = p === 'tcp' ? 'http1' : p;
+      this.tapHttp(downstream, conn, `${dst.ip}:${dst.port}`, protocol);
+      this.traffic.serveHttp(downstream, conn, protocol);
     });
+  }
+
+  /** `nodemesh tap` sees HTTP connections open and close too; their requests are in istio_requests_total. */
+  private tapHttp(downstream: net.Socket, conn: ConnInfo, originalDestination: string, protocol: string): void {
+    if (!connectionChannel.hasSubscribers) return;
+    const startedAt = performance.now();
+    const event = (e: 'open' | 'close'): ConnectionEvent => ({
+      event: e,
+      time: new Date().toISOString(),
+      source: `${conn.sourceAddress}:${conn.sourcePort}`,
+      sourceWorkload: conn.source?.uid ?? 'unknown',
+      originalDestination,
+      service: conn.target.service.hostname,
+      upstream: `per request (${protocol === 'http2' ? 'HTTP/2' : 'HTTP/1.1'})`,
+      responseFlags: ResponseFlag.None,
+      receivedBytes: downstream.bytesRead,
+      sentBytes: downstream.bytesWritten,
+      durationMs: Math.round(performance.now() - startedAt),
+    });
+    connectionChannel.publish(event('open'));
+    downstream.once('close', () => connectionChannel.publish(event('close')));
   }
 
   private proxyTcp(
