@@ -60,6 +60,9 @@ interface Entry {
   cert: WorkloadCertificate | undefined;
   /** the bundle root the current certificate chains to */
   root: string | undefined;
+  /** for /debug: the current leaf's serial and its root's SHA-256 fingerprint */
+  serial: string | undefined;
+  rootFingerprint: string | undefined;
   fetching: Promise<WorkloadCertificate> | undefined;
   timer: ClockTimer | undefined;
   /** when the timer fires (ms) */
@@ -73,6 +76,10 @@ export interface IdentityStatus {
   spiffeId: string;
   notBefore?: string;
   notAfter?: string;
+  /** the leaf's serial number (hex, as openssl prints it) */
+  serial?: string;
+  /** SHA-256 fingerprint of the bundle root the certificate chains to (as X509Certificate.fingerprint256) */
+  root?: string;
   nextRenewal?: string;
   failures: number;
   lastError?: string;
@@ -154,6 +161,8 @@ export class IdentityManager implements IdentityProvider {
       if (e.cert) {
         s.notBefore = e.cert.notBefore.toISOString();
         s.notAfter = e.cert.notAfter.toISOString();
+        if (e.serial) s.serial = e.serial;
+        if (e.rootFingerprint) s.root = e.rootFingerprint;
       }
       if (e.timer) s.nextRenewal = new Date(e.dueAt).toISOString();
       if (e.lastError) s.lastError = e.lastError;
@@ -175,7 +184,7 @@ export class IdentityManager implements IdentityProvider {
   }
 
   private add(spiffeId: string): Entry {
-    const e: Entry = { spiffeId, cert: undefined, root: undefined, fetching: undefined, timer: undefined, dueAt: 0, failures: 0, lastError: undefined, dropped: false };
+    const e: Entry = { spiffeId, cert: undefined, root: undefined, serial: undefined, rootFingerprint: undefined, fetching: undefined, timer: undefined, dueAt: 0, failures: 0, lastError: undefined, dropped: false };
     this.entries.set(spiffeId, e);
     return e;
   }
@@ -221,6 +230,8 @@ export class IdentityManager implements IdentityProvider {
         if (e.dropped || this.closed) return cert;
         e.cert = cert;
         e.root = root;
+        e.serial = new X509Certificate(cert.certChainPem).serialNumber;
+        e.rootFingerprint = new X509Certificate(root).fingerprint256;
         e.failures = 0;
         e.lastError = undefined;
         const at = this.renewalTime(cert);
@@ -246,13 +257,20 @@ export class IdentityManager implements IdentityProvider {
     return p;
   }
 
-  /** half-life ± jitter × lifetime, clamped well before expiry */
+  /**
+   * half-life ± jitter × lifetime, clamped well before expiry. The lifetime counts from
+   * when the certificate came (called then), not from notBefore: the CA backdates notBefore
+   * (a minute, for skewed clocks), which would put half-life of a certificate shorter than
+   * two minutes in the past — renewed at once, again and again.
+   */
   private renewalTime(cert: WorkloadCertificate): number {
-    const nb = cert.notBefore.getTime();
-    const life = cert.notAfter.getTime() - nb;
+    const now = this.clock.now();
+    const end = cert.notAfter.getTime();
+    const start = Math.min(Math.max(cert.notBefore.getTime(), now), end);
+    const life = end - start;
     const j = this.opts.jitter ?? 0.05;
-    const at = nb + life * (0.5 + j * (2 * this.random() - 1));
-    return Math.max(this.clock.now(), Math.min(at, cert.notAfter.getTime() - life * 0.1));
+    const at = start + life * (0.5 + j * (2 * this.random() - 1));
+    return Math.max(now, Math.min(at, end - life * 0.1));
   }
 
   /** exponential backoff with jitter; while a certificate is still valid, within half of what is left of it */

@@ -14,7 +14,7 @@ import { IdentityManager, CertificateCheckError } from '../agent/identity-manage
 import { certificateService, createCertificateClient, CertificateRequestError, type CertificateSigner, type CreateCertificateRequestWire } from '../control/api/ca-client.js';
 import type { Snapshot, Workload } from '../control/api/snapshot.js';
 import { verifyChain } from '../control/api/x509-svid.js';
-import { startLocalCa, type LocalCa } from '../control/ca.js';
+import { BACKDATE_MS, startLocalCa, type LocalCa } from '../control/ca.js';
 import { loadSigner, parseCsr, signLeaf } from '../control/ca-certificates.js';
 import { CaStore } from '../control/ca-store.js';
 import { eventually, FakeClock } from './helpers/fake-clock.js';
@@ -40,8 +40,8 @@ async function tempDir(t: ExecutionContext): Promise<string> {
 }
 
 /** A CA on the fake clock behind the CertificateSigner interface, recording calls; `failing` makes it refuse. */
-async function inProcessCa(t: ExecutionContext, clock: FakeClock) {
-  const ca = await startLocalCa({ dir: path.join(await tempDir(t), 'ca'), trustDomain: 'cluster.local', clock, rotationPollMs: 0 });
+async function inProcessCa(t: ExecutionContext, clock: FakeClock, caOpts: { workloadTtlMs?: number } = {}) {
+  const ca = await startLocalCa({ dir: path.join(await tempDir(t), 'ca'), trustDomain: 'cluster.local', clock, rotationPollMs: 0, ...caOpts });
   t.teardown(() => ca.close());
   const calls: { at: number; identity: string }[] = [];
   const state = { failing: false };
@@ -76,10 +76,12 @@ test('renews at half-life ± jitter with a new key, again and again, and the cer
   let cert = await m.certificate(WEB);
   t.is(new X509Certificate(cert.certChainPem).subjectAltName, `URI:${WEB}`);
   for (let i = 0; i < 6; i++) {
-    const nb = cert.notBefore.getTime();
-    const life = cert.notAfter.getTime() - nb;
+    // the lifetime as issued: from when the CA signed (the fake clock stands still while it
+    // does), not from notBefore, which is backdated for skew
+    const issued = cert.notBefore.getTime() + BACKDATE_MS;
+    const life = cert.notAfter.getTime() - issued;
     const due = clock.nextDue()!;
-    const fraction = (due - nb) / life;
+    const fraction = (due - issued) / life;
     t.true(fraction >= 0.45 && fraction <= 0.55, `renewal ${i} scheduled at ${fraction.toFixed(3)} of the lifetime`);
     clock.advanceTo(due);
     const prev = cert;
@@ -197,6 +199,32 @@ test('identities whose pods left the node are dropped; identities with no pod on
   t.deepEqual(m.status(), [], 'web dropped with its pod');
   t.is(clock.timers(), 0, 'and its renewal timer');
   await t.throwsAsync(m.certificate(WEB), { message: /no pod with identity/ });
+});
+
+test('a short-lived certificate renews at half of the validity it was issued with, not at once (notBefore is backdated)', async (t) => {
+  // The CA backdates notBefore by BACKDATE_MS (60 s) for skewed clocks. Half-life counted
+  // from notBefore would put the renewal of a 20 s certificate 20 s in the past: renewed at
+  // once, again and again. It is counted from when the certificate was received.
+  const clock = new FakeClock();
+  const { ca, calls, signer } = await inProcessCa(t, clock, { workloadTtlMs: 20_000 });
+  const { m } = manager(t, clock, signer, ca, { prefetch: false });
+  m.onSnapshot(snapshot([workload('web-1', 'web', NODE)], ca.trustBundle()));
+  let cert = await m.certificate(WEB);
+  t.is(cert.notAfter.getTime() - cert.notBefore.getTime(), 20_000 + BACKDATE_MS, 'notBefore is backdated');
+  for (let i = 0; i < 3; i++) {
+    // X.509 times are whole seconds: the validity left at receipt is 19–20 s
+    const left = cert.notAfter.getTime() - clock.now();
+    const delay = clock.nextDue()! - clock.now();
+    t.true(left > 19_000, `${left} ms left at receipt`);
+    t.true(delay >= left * 0.45 && delay <= left * 0.55, `renewal ${i} due in ${delay} ms (half of ${left} ms ± 5 %)`);
+    clock.advance(delay);
+    const prev = cert;
+    cert = await eventually(async () => {
+      const c = await m.certificate(WEB);
+      return c !== prev && c;
+    }, 10_000, `renewal ${i}`);
+  }
+  t.is(calls.length, 4, 'one initial request and three renewals, no more');
 });
 
 test('meshed local identities are fetched ahead, on the snapshot', async (t) => {
