@@ -1,6 +1,7 @@
 // The node agent: one per node. Connects to the control plane, loads and attaches the
 // datapath, enrols the meshed pods of its node, runs the outbound proxy and the admin
 // server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
+import { X509Certificate } from 'node:crypto';
 import { logger } from '../control/api/log.js';
 import { watchSnapshots } from '../control/api/discovery-client.js';
 import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
@@ -55,6 +56,8 @@ export interface AgentOptions {
    * key.pem). Without it the control connection is plaintext and there are no identities.
    */
   controlTls?: { rootCert: string; nodeCredential: string };
+  /** when the trust bundle gains a root, certificates move under it within this (default 30 s) */
+  rootChangeSpreadMs?: number;
 }
 
 export interface RunningAgent {
@@ -83,7 +86,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   // identities: the control plane's CA over the same TLS channel as discovery
   const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, nodeCredentialDir: opts.controlTls.nodeCredential }) : undefined;
   const caClient: CertificateSigner | undefined = controlCreds ? createCertificateClient({ address: opts.control, credentials: controlCreds.credentials }) : undefined;
-  const identity = caClient ? new IdentityManager({ node: opts.node, signer: caClient, initialTrustBundle: controlCreds!.fileRoots(), registry }) : undefined;
+  const identity = caClient
+    ? new IdentityManager({
+        node: opts.node,
+        signer: caClient,
+        initialTrustBundle: controlCreds!.fileRoots(),
+        registry,
+        ...(opts.rootChangeSpreadMs !== undefined ? { rootChangeSpreadMs: opts.rootChangeSpreadMs } : {}),
+      })
+    : undefined;
 
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
   const admin = await startAdminServer(adminHost, adminPort, {
@@ -106,7 +117,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         traffic: proxy?.traffic.debug() ?? {},
         inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
         identities: identity?.status() ?? [],
-        hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0 },
+        trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
+        hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0, inbound: hboneServer?.sessionsInfo() ?? [] },
       };
     },
   });

@@ -60,6 +60,23 @@ interface PeerInfo {
   principal: string;
   /** SPIFFE ID of the certificate this server presented */
   presented: string;
+  /** for /debug: serial numbers (hex) of the peer's and of our certificate, where from, since when */
+  peerSerial: string;
+  presentedSerial: string;
+  peerAddress: string;
+  openedAt: string;
+}
+
+/** One open HBONE connection as /debug shows it. */
+export interface HboneSessionInfo {
+  principal: string;
+  peerSerial: string;
+  presented: string;
+  presentedSerial: string;
+  /** the peer node proxy's ip:port */
+  peerAddress: string;
+  /** when the connection was accepted (ISO 8601) */
+  openedAt: string;
 }
 
 export class HboneInbound {
@@ -123,6 +140,14 @@ export class HboneInbound {
   /** HBONE connections (HTTP/2 sessions) open now */
   get connections(): number {
     return this.sessions.size;
+  }
+
+  /** The open connections: who the peer proved to be and which certificates either side used. */
+  sessionsInfo(): HboneSessionInfo[] {
+    return [...this.sessions].flatMap((s) => {
+      const p = this.peers.get(s);
+      return p ? [{ ...p }] : [];
+    });
   }
 
   get listening(): boolean {
@@ -192,7 +217,14 @@ export class HboneInbound {
       session.destroy();
       return;
     }
-    this.peers.set(session, { principal: principal.id, presented: presented.id });
+    this.peers.set(session, {
+      principal: principal.id,
+      presented: presented.id,
+      peerSerial: peer!.serialNumber,
+      presentedSerial: own!.serialNumber,
+      peerAddress: `${socket.remoteAddress}:${socket.remotePort}`,
+      openedAt: new Date().toISOString(),
+    });
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     session.setLocalWindowSize(HBONE_CONNECTION_WINDOW);

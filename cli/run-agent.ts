@@ -2,6 +2,7 @@
 // and unpins everything it attached.
 import { parseArgs } from 'node:util';
 import { startAgent, type AgentOptions } from '../agent/agent.js';
+import { parseDurationSeconds } from './ca.js';
 import { untilSignal } from './run-control.js';
 
 export async function runAgent(args: string[]): Promise<number> {
@@ -17,6 +18,7 @@ export async function runAgent(args: string[]): Promise<number> {
       'netns-dir': { type: 'string' },
       'root-cert': { type: 'string' },
       'node-credential': { type: 'string' },
+      'root-change-spread': { type: 'string' },
       'insecure-control': { type: 'boolean' },
     },
   });
@@ -41,6 +43,8 @@ export async function runAgent(args: string[]): Promise<number> {
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
   if (!values['insecure-control']) opts.controlTls = { rootCert: rootCert!, nodeCredential: nodeCredential! };
+  const spread = values['root-change-spread'] ?? process.env.NODEMESH_ROOT_CHANGE_SPREAD;
+  if (spread) opts.rootChangeSpreadMs = parseDurationSeconds(spread) * 1000;
   const agent = await startAgent(opts);
   await untilSignal();
   await agent.stop();

@@ -34,8 +34,11 @@ export async function runControl(args: string[]): Promise<number> {
     if (Boolean(values['ca-cert']) !== Boolean(values['ca-key'])) throw new Error('control: --ca-cert and --ca-key go together (an operator-supplied signing certificate and its key)');
     opts.ca = { dir: caDir!, nodeCaFile: nodeCa! };
     if (values['ca-cert']) opts.ca.operator = { certFile: values['ca-cert'], keyFile: values['ca-key']!, ...(values['ca-chain'] ? { chainFile: values['ca-chain'] } : {}) };
-    if (values['cert-ttl']) opts.ca.workloadTtlMs = parseDurationSeconds(values['cert-ttl']) * 1000;
-    if (values['root-overlap']) opts.ca.overlapMs = parseDurationSeconds(values['root-overlap']) * 1000;
+    // env fallbacks, as for the dirs: the lab passes them to its control plane this way
+    const certTtl = values['cert-ttl'] ?? process.env.NODEMESH_CERT_TTL;
+    const rootOverlap = values['root-overlap'] ?? process.env.NODEMESH_ROOT_OVERLAP;
+    if (certTtl) opts.ca.workloadTtlMs = parseDurationSeconds(certTtl) * 1000;
+    if (rootOverlap) opts.ca.overlapMs = parseDurationSeconds(rootOverlap) * 1000;
     if (values['server-name']) opts.ca.serverNames = values['server-name'];
   }
   const cp = await startControlPlane(opts);
