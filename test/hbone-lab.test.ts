@@ -1,6 +1,7 @@
 // HBONE in the lab, with the real CA: two nodes, a meshed client on node-a and a meshed
-// echo server on node-b. curl through the mesh works; the server sees its own node proxy as
-// the peer; a capture on node-b's link to the lab bridge shows TLS on 15008 and never the
+// echo server on node-b, mesh-wide STRICT (the fixture's PeerAuthentication in
+// istio-system). curl through the mesh works; the server sees its own node proxy as the
+// peer; a capture on node-b's link to the lab bridge shows TLS on 15008 and never the
 // request's plaintext; both node proxies report the connection as mutual_tls with the
 // SPIFFE principals. A meshed pod on the client's own node is served by the same-node path
 // (no HBONE connection), with the same principals.
@@ -74,6 +75,13 @@ if (canRunPrivileged('HBONE in the lab')) {
 
   const ip = (remote: string) => remote.replace(/:\d+$/, '').replace(/^::ffff:/, '');
 
+  /** The effective PeerAuthentication of a workload, as the control plane compiled it. */
+  async function mtlsOf(uid: string): Promise<{ mtlsMode: string; peerAuthentications: string[] } | undefined> {
+    const res = await fetch(`http://${state.controlAddress!.admin}/debug/snapshot`);
+    const snap = (await res.json()) as { security: { workloads: { workload: string; mtlsMode: string; peerAuthentications: string[] }[] } };
+    return snap.security.workloads.find((w) => w.workload === uid);
+  }
+
   test.before(async () => {
     state = await labUp({ dir: FIXTURE, name: LAB });
   });
@@ -84,6 +92,9 @@ if (canRunPrivileged('HBONE in the lab')) {
   test.serial('across nodes: curl works over HBONE, the server sees its node proxy, and the link carries only TLS on 15008', async (t) => {
     const a = node('node-a');
     const b = node('node-b');
+    const web = await mtlsOf('shop/web-1');
+    t.is(web?.mtlsMode, 'STRICT', 'web-1 takes mutual TLS only');
+    t.deepEqual(web?.peerAuthentications, ['istio-system/default'], 'by the mesh-wide PeerAuthentication');
     const marker = `nodemesh-plaintext-marker-${randomBytes(8).toString('hex')}`;
     const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-lab-'));
     t.teardown(() => rm(dir, { recursive: true, force: true }));
