@@ -6,13 +6,13 @@
 //
 // Mesh defaults, for a Service with no RouteTable and no DestinationPolicy (Istio's):
 //   one route to the Service itself, on the port the request came in on;
-//   retries: 2, on connect-failure, refused-stream, unavailable, cancelled and
-//     retriable-status-codes 503 (Istio's DefaultPolicy); backoff 25 ms base, 250 ms max;
+//   retries: 2, on connect-failure, refused-stream, unavailable and cancelled (Istio's
+//     DefaultPolicy, which no longer lists 503); backoff 25 ms base, 250 ms max;
 //     no timeout; a retry prefers an endpoint not tried yet;
 //   defaultTrafficPolicy() of the contract: LEAST_REQUEST; connection pool unlimited
 //   (2^32−1), connect timeout 10 s, idle 1 h; no outlier detection; retry budget 20% + 10/s
 //   over 10 s (nodemesh, Linkerd's defaults).
-import { defaultTrafficPolicy } from '../control/api/snapshot-routing.js';
+import { defaultRetryPolicy, defaultTrafficPolicy } from '../control/api/snapshot-routing.js';
 import type {
   Destination,
   DestinationPolicy,
@@ -28,14 +28,12 @@ import { compileRetry, type CompiledRetry } from './retry.js';
 import { compileRe2, compileRoute, type CompiledRoute } from './route-match.js';
 import { WeightedPicker } from './weighted-picker.js';
 
-export const MESH_DEFAULT_RETRY: RetryPolicy = {
-  attempts: 2,
-  perTryTimeoutMs: 0,
-  retryOn: ['connect-failure', 'refused-stream', 'unavailable', 'cancelled', 'retriable-status-codes'],
-  retriableStatusCodes: [503],
-  backoffBaseMs: 25,
-  backoffMaxMs: 250,
-};
+/**
+ * Istio's default retry policy, the same one the control plane fills in for a route without
+ * `retries` (one definition: control/api/snapshot-routing.ts). Current Istio no longer
+ * retries 503 by default (istio/istio#52111): an application's 503 may not be safe to retry.
+ */
+export const MESH_DEFAULT_RETRY: RetryPolicy = defaultRetryPolicy();
 
 export const MESH_DEFAULT_POLICY: TrafficPolicy = defaultTrafficPolicy();
 
