@@ -22,16 +22,19 @@ async function timeline(state: LabState, url: string, durationMs: number, interv
 
 /**
  * The periods a pod received no request although it would have in rotation: from its last
- * request before a silence of more than `minGapMs` to its next one (or the end, open).
+ * request before a silence of more than `minGapMs` to its next one (or the end, open). A
+ * silence counts only if the other pods kept being served through it (at least
+ * `minOthers` requests): a pause of the whole machine (a loaded CI runner) is no ejection.
  */
-function outPeriods(rows: Row[], pod: string, minGapMs: number): { from: number; to: number | undefined }[] {
+function outPeriods(rows: Row[], pod: string, minGapMs: number, minOthers = 5): { from: number; to: number | undefined }[] {
   const at = rows.filter((r) => r[2] === pod).map((r) => r[0]);
   const end = rows[rows.length - 1]![0];
+  const othersBetween = (from: number, to: number) => rows.filter((r) => r[2] !== pod && r[0] > from && r[0] < to).length;
   const out: { from: number; to: number | undefined }[] = [];
   for (let i = 0; i < at.length; i++) {
     const next = at[i + 1];
-    if (next !== undefined && next - at[i]! > minGapMs) out.push({ from: at[i]!, to: next });
-    if (next === undefined && end - at[i]! > minGapMs) out.push({ from: at[i]!, to: undefined });
+    const to = next ?? end;
+    if (to - at[i]! > minGapMs && othersBetween(at[i]!, to) >= minOthers) out.push({ from: at[i]!, to: next });
   }
   return out;
 }
