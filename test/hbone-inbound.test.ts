@@ -4,6 +4,9 @@
 import test, { type ExecutionContext } from 'ava';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import http2 from 'node:http2';
+import { Duplex } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -253,3 +256,57 @@ for (const [what, cert] of [
     t.is(w.inbound.connections, 0);
   });
 }
+
+test('openssl s_client with a valid SVID of an identity the AuthorizationPolicy denies: the handshake passes, the CONNECT is refused with 401', async (t) => {
+  const policy = compileYaml(
+    [
+      podYaml('web', { ns: 'shop', labels: { app: 'web' }, sa: 'web', node: 'node-b' }),
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: no-client, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  action: DENY
+  rules:
+  - from:
+    - source: {principals: [cluster.local/ns/shop/sa/client]}
+`,
+    ].join('---\n'),
+  );
+  const w = await world(t, pki, { security: SecurityIndex.of(policy.security) });
+  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  await writeFile(path.join(dir, 'ca.pem'), pki.ca.certPem);
+  await writeFile(path.join(dir, 'cert.pem'), pki.certs.client.certChainPem);
+  await writeFile(path.join(dir, 'key.pem'), pki.certs.client.keyPem);
+  // openssl does the TLS (and presents the client's SVID); HTTP/2 is spoken over its stdio
+  const sclient = spawn(
+    'openssl',
+    [
+      's_client',
+      '-connect',
+      `${NODE_B_IP}:${w.inbound.address.port}`,
+      '-servername',
+      sniForPodIp(w.web.ip),
+      '-alpn',
+      'h2',
+      '-tls1_3',
+      '-CAfile',
+      path.join(dir, 'ca.pem'),
+      '-verify_return_error',
+      '-quiet',
+      '-cert',
+      path.join(dir, 'cert.pem'),
+      '-key',
+      path.join(dir, 'key.pem'),
+    ],
+    { stdio: ['pipe', 'pipe', 'ignore'] },
+  );
+  t.teardown(() => sclient.kill());
+  const session = http2.connect('http://hbone', {
+    createConnection: () => Duplex.from({ readable: sclient.stdout, writable: sclient.stdin }),
+  });
+  session.on('error', () => {});
+  t.teardown(() => session.destroy());
+  t.is(await status(session, { ':method': 'CONNECT', ':authority': `${w.web.ip}:${w.webPort}` }), 401);
+});
