@@ -33,9 +33,8 @@ import {
   svidSpiffeId,
 } from './hbone-tls.js';
 import type { IdentityProvider, WorkloadCertificate } from './identity.js';
-import { markedSocket } from './original-dst.js';
 import { ResponseFlag, type ResponseFlagValue } from './response-flags.js';
-import { UpstreamError, type UpstreamConnector, type UpstreamRequest, type UpstreamSecurity } from './upstream.js';
+import { dialTcp, UpstreamError, type UpstreamConnector, type UpstreamRequest, type UpstreamSecurity } from './upstream.js';
 
 const log = logger('agent/hbone-outbound');
 
@@ -171,35 +170,11 @@ export class HboneConnector implements UpstreamConnector {
   }
 
   private tcp(ip: string, where: string): Promise<net.Socket> {
-    return new Promise((resolve, reject) => {
-      let socket: net.Socket;
-      try {
-        socket = this.opts.mark === undefined ? new net.Socket() : markedSocket(this.opts.mark, ip.includes(':') ? 6 : 4);
-      } catch (err) {
-        reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `socket for ${where}: ${(err as Error).message}`, { cause: err }));
-        return;
-      }
-      const fail = (err: Error) => {
-        socket.destroy();
-        reject(
-          new UpstreamError(
-            ResponseFlag.UpstreamConnectionFailure,
-            `connect to ${where}: ${err.message} (is the node's agent up? does a NetworkPolicy block HBONE port ${this.port}?)`,
-            { cause: err },
-          ),
-        );
-      };
-      socket.setNoDelay(true);
-      socket.setTimeout(this.connectTimeoutMs);
-      socket.once('timeout', () => fail(new Error(`timed out after ${this.connectTimeoutMs} ms`)));
-      socket.once('error', fail);
-      socket.once('connect', () => {
-        socket.setTimeout(0);
-        socket.removeAllListeners('timeout');
-        socket.off('error', fail);
-        resolve(socket);
-      });
-      socket.connect({ host: ip, port: this.port });
+    return dialTcp(ip, this.port, {
+      ...(this.opts.mark === undefined ? {} : { mark: this.opts.mark }),
+      timeoutMs: this.connectTimeoutMs,
+      where,
+      hint: ` (is the node's agent up? does a NetworkPolicy block HBONE port ${this.port}?)`,
     });
   }
 

@@ -52,6 +52,47 @@ export class UpstreamError extends NodemeshError {
   }
 }
 
+/**
+ * A TCP connection from the node proxy to ip:port, marked (before connect) so the datapath
+ * never redirects it. Rejects with an UpstreamError `UF` whose message is
+ * `connect to <where>: <cause><hint>`. The one dial every transport starts with.
+ */
+export function dialTcp(
+  ip: string,
+  port: number,
+  opts: { mark?: number; timeoutMs: number; where?: string; hint?: string; allowHalfOpen?: boolean },
+): Promise<net.Socket> {
+  const where = opts.where ?? `${ip}:${port}`;
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    try {
+      const family = ip.includes(':') ? 6 : 4;
+      socket =
+        opts.mark === undefined
+          ? new net.Socket({ allowHalfOpen: opts.allowHalfOpen ?? false })
+          : markedSocket(opts.mark, family, { allowHalfOpen: opts.allowHalfOpen ?? false });
+    } catch (err) {
+      reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `socket for ${where}: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${where}: ${err.message}${opts.hint ?? ''}`, { cause: err }));
+    };
+    socket.setNoDelay(true);
+    socket.setTimeout(opts.timeoutMs);
+    socket.once('timeout', () => fail(new Error(`timed out after ${opts.timeoutMs} ms`)));
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      socket.removeAllListeners('timeout');
+      socket.off('error', fail);
+      resolve(socket);
+    });
+    socket.connect({ host: ip, port });
+  });
+}
+
 /** Plain TCP from the node proxy, marked so the datapath never redirects it. */
 export class TcpConnector implements UpstreamConnector {
   constructor(
@@ -60,31 +101,6 @@ export class TcpConnector implements UpstreamConnector {
   ) {}
 
   connect(req: UpstreamRequest): Promise<Duplex> {
-    return new Promise((resolve, reject) => {
-      let socket: net.Socket;
-      try {
-        socket = markedSocket(this.mark, 4, { allowHalfOpen: true });
-      } catch (err) {
-        reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, (err as Error).message, { cause: err }));
-        return;
-      }
-      const fail = (err: Error) => {
-        socket.destroy();
-        reject(
-          new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${req.ip}:${req.port}: ${err.message}`, { cause: err }),
-        );
-      };
-      socket.setNoDelay(true);
-      socket.setTimeout(this.connectTimeoutMs);
-      socket.once('timeout', () => fail(new Error(`timed out after ${this.connectTimeoutMs} ms`)));
-      socket.once('error', fail);
-      socket.once('connect', () => {
-        socket.setTimeout(0);
-        socket.removeAllListeners('timeout');
-        socket.removeListener('error', fail);
-        resolve(socket);
-      });
-      socket.connect({ host: req.ip, port: req.port });
-    });
+    return dialTcp(req.ip, req.port, { mark: this.mark, timeoutMs: this.connectTimeoutMs, allowHalfOpen: true });
   }
 }
