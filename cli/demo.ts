@@ -62,20 +62,26 @@ async function round(state: LabState): Promise<boolean> {
   const remote = good[0]?.body?.backend?.remote;
   if (remote) say(`the backend saw the frontend's connection arrive from ${remote} (a node proxy address, not the pod's)`);
 
-  say('what flowed through the node proxies (istio_tcp_* from each agent /metrics):');
+  say('what flowed through the node proxies (istio_requests_total and istio_tcp_* from each agent /metrics):');
   let throughMesh = 0;
   for (const n of state.nodes) {
     const samples = await scrape(n.agentAdmin);
     const services = new Set(
-      samples.filter((s) => s.name === 'istio_tcp_connections_opened_total').map((s) => s.labels.destination_service!),
+      samples
+        .filter((s) => (s.name === 'istio_tcp_connections_opened_total' || s.name === 'istio_requests_total') && s.labels.reporter === 'source')
+        .map((s) => s.labels.destination_service!),
     );
     for (const svc of [...services].sort()) {
-      const m = { destination_service: svc };
+      const m = { destination_service: svc, reporter: 'source' };
       const opened = sumMetric(samples, 'istio_tcp_connections_opened_total', m);
-      throughMesh += opened;
+      const requests = sumMetric(samples, 'istio_requests_total', m);
+      throughMesh += opened + requests;
       say(
-        `  ${n.name.padEnd(8)} → ${svc.padEnd(36)} connections ${String(opened).padStart(4)}  ` +
-          `bytes ↑${sumMetric(samples, 'istio_tcp_received_bytes_total', m)} ↓${sumMetric(samples, 'istio_tcp_sent_bytes_total', m)}  ` +
+        `  ${n.name.padEnd(8)} → ${svc.padEnd(36)} requests ${String(requests).padStart(4)} (${codes(samples, svc)})  ` +
+          `connections ${String(opened).padStart(3)}  ` +
+          (requests > 0
+            ? `body bytes ↑${sumMetric(samples, 'istio_request_bytes_sum', m)} ↓${sumMetric(samples, 'istio_response_bytes_sum', m)}  `
+            : `bytes ↑${sumMetric(samples, 'istio_tcp_received_bytes_total', m)} ↓${sumMetric(samples, 'istio_tcp_sent_bytes_total', m)}  `) +
           `from ${sources(samples, svc)}`,
       );
     }
@@ -83,6 +89,16 @@ async function round(state: LabState): Promise<boolean> {
   const ok = good.length === answers.length && answers.length === REQUESTS_PER_ROUND && throughMesh > 0 && byBackend.size > 0;
   say(ok ? 'OK: the traffic flowed through the mesh' : 'FAILED: the traffic did not flow through the mesh as expected');
   return ok;
+}
+
+/** `200×20` — istio_requests_total by response code, for one destination service. */
+function codes(samples: Sample[], svc: string): string {
+  const by = new Map<string, number>();
+  for (const x of samples) {
+    if (x.name !== 'istio_requests_total' || x.labels.destination_service !== svc || x.labels.reporter !== 'source') continue;
+    by.set(x.labels.response_code!, (by.get(x.labels.response_code!) ?? 0) + x.value);
+  }
+  return [...by].map(([c, n]) => `${c}×${n}`).join(', ') || 'none';
 }
 
 function sources(samples: Sample[], svc: string): string {
