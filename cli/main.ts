@@ -15,6 +15,7 @@ const USAGE = `usage: nodemesh <command> [flags]
            --root-cert FILE --node-credential DIR | --insecure-control
            run the node agent (outbound 15001, admin 15020); env NODE_NAME, NODE_IP,
            NODEMESH_CONTROL stand in for the flags (DaemonSet)
+  agent cleanup [--pin-dir DIR]   remove what a crashed agent left (tc, rules, links, pins)
   lab up -f DIR [--name LAB] [--no-agents]   start a local cluster of netns nodes and pods
   lab exec NS/POD|node/NODE [--name LAB] -- CMD…   run a command inside a pod or node
   lab down [--name LAB]                       remove everything the lab made

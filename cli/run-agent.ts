@@ -2,10 +2,13 @@
 // and unpins everything it attached.
 import { parseArgs } from 'node:util';
 import { startAgent, type AgentOptions } from '../agent/agent.js';
+import { DEFAULT_PIN_DIR, Datapath } from '../agent/datapath.js';
+import { InboundDatapath } from '../agent/datapath-inbound.js';
 import { parseDurationSeconds } from './ca.js';
 import { untilSignal } from './run-control.js';
 
 export async function runAgent(args: string[]): Promise<number> {
+  if (args[0] === 'cleanup') return cleanup(args.slice(1));
   const { values } = parseArgs({
     args,
     options: {
@@ -48,5 +51,23 @@ export async function runAgent(args: string[]): Promise<number> {
   const agent = await startAgent(opts);
   await untilSignal();
   await agent.stop();
+  return 0;
+}
+
+/**
+ * `nodemesh agent cleanup [--pin-dir DIR]`: removes what a crashed agent left on this node —
+ * the inbound tc filters, policy rule and route, the cgroup links and every pin — so that
+ * pods are reached directly again (an uninstall after a crash). A running agent must be
+ * stopped first: it would be detached.
+ */
+async function cleanup(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { 'pin-dir': { type: 'string' } } });
+  const pinDir = values['pin-dir'] ?? DEFAULT_PIN_DIR;
+  const inbound = await InboundDatapath.cleanup(pinDir);
+  const outbound = Datapath.cleanup(pinDir);
+  process.stdout.write(
+    `removed: ${inbound.filters.length} tc filters, ${inbound.rules} policy rules, ${inbound.route ? 1 : 0} routes, ` +
+      `${outbound.links.length} links, ${outbound.maps.length + inbound.pins.length} pins (${pinDir})\n`,
+  );
   return 0;
 }

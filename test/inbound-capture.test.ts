@@ -209,7 +209,7 @@ if (canRunPrivileged('inbound capture')) {
     test.todo('STRICT refuses / PERMISSIVE serves captured plaintext: waits for PeerAuthentication in control/compile-security.ts');
   }
 
-  test.serial("a crashed agent's capture stays in place and fails closed; cleanup() removes it", async (t) => {
+  test.serial("a crashed agent's capture stays in place and fails closed; `nodemesh agent cleanup` removes it", async (t) => {
     const nodeB = node('node-b');
     const agent = state.processes.find((p) => p.role === 'agent' && p.name === 'node-b')!;
     process.kill(-agent.pid, 'SIGKILL');
@@ -221,21 +221,13 @@ if (canRunPrivileged('inbound capture')) {
     const dropped = await exec('shop/remote', ['curl', '-sS', '--max-time', '2', `http://${pod('far-server').ip}:8080/`]);
     t.is(dropped.code, 28, `expected a timeout: ${dropped.stdout}${dropped.stderr}`);
 
-    // what an operator runs in the node's netns: inbound first (it needs tc and ip), then the rest
-    const dist = (f: string) => fileURLToPath(new URL(`../agent/${f}`, import.meta.url));
-    const script = `
-      const { InboundDatapath } = await import(${JSON.stringify(dist('datapath-inbound.js'))});
-      const { Datapath } = await import(${JSON.stringify(dist('datapath.js'))});
-      const inbound = await InboundDatapath.cleanup(${JSON.stringify(nodeB.pinDir)});
-      const rest = Datapath.cleanup(${JSON.stringify(nodeB.pinDir)});
-      console.log(JSON.stringify({ inbound, rest }));`;
-    const r = await run('nsenter', [`--net=/run/netns/${nodeB.netns}`, '--', process.execPath, '--input-type=module', '-e', script]);
+    // what an operator runs on the node (in its netns): `nodemesh agent cleanup`
+    const cli = fileURLToPath(new URL('../../bin/nodemesh.js', import.meta.url));
+    const r = await run('nsenter', [`--net=/run/netns/${nodeB.netns}`, '--', process.execPath, cli, 'agent', 'cleanup', '--pin-dir', nodeB.pinDir]);
     t.is(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { inbound: { filters: string[]; rules: number; route: boolean; pins: string[] } };
     const ports = state.pods.filter((p) => p.node === 'node-b').map((p) => `${p.vethNode}/egress`);
-    t.deepEqual(out.inbound.filters.sort(), ['cbr0/ingress', 'eth0/ingress', ...ports].sort());
-    t.is(out.inbound.rules, 1);
-    t.true(out.inbound.route);
+    // eth0 and cbr0 ingress, and every pod veth's egress
+    t.regex(r.stdout, new RegExp(`removed: ${ports.length + 2} tc filters, 1 policy rules, 1 routes, `));
     t.is((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout.trim(), '');
     t.false((await inNode(['tc', 'qdisc', 'show'])).stdout.includes('clsact'));
     t.false((await inNode(['ip', 'rule', 'show'])).stdout.includes('15006'));
