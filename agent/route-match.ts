@@ -6,14 +6,15 @@
 // Istio: "The match conditions are evaluated in order ... the first rule that matches wins";
 // "All conditions inside a single match block have AND semantics, while the list of match
 // blocks have OR semantics."
+import { RE2JS } from 're2js';
 import type { HttpMatch, HttpRoute, NamedMatch, StringMatch } from '../control/api/snapshot-routing.js';
 
 /**
- * Longest input a regex is run on. The control plane accepts RE2-compatible patterns only
- * (no backreferences or lookaround), but JavaScript's engine backtracks; RE2-style patterns
- * can still take super-linear time on long input, so values longer than this never match a
- * regex. Envoy caps header values at 60 KiB and URLs at similar sizes; real paths and
- * header values to match are far shorter.
+ * Longest input a regex is run on; longer values never match a regex. Matching runs on
+ * re2js (RE2's automata, linear in the input, as Envoy's safe_regex), so this bounds the
+ * cost per request rather than guarding against backtracking: JavaScript's own engine
+ * backtracks, and an RE2-valid pattern such as `(a+)+b` would take exponential time on a
+ * request-controlled 30-character value. Envoy caps header values at 60 KiB.
  */
 export const REGEX_INPUT_MAX = 4096;
 
@@ -64,15 +65,29 @@ export function compileStringMatch(m: StringMatch): CompiledStringMatch {
     }
     case 'regex': {
       // RE2 "full match" semantics, as Envoy's safe_regex: the whole value must match
-      const re = compileRe2(m.value, ic);
+      const re = compileRe2Matcher(m.value, ic);
       if (!re) return { kind: m.kind, test: () => false };
-      return { kind: m.kind, test: (s) => s !== undefined && s.length <= REGEX_INPUT_MAX && re.test(s) };
+      return { kind: m.kind, test: (s) => s !== undefined && s.length <= REGEX_INPUT_MAX && re.matches(s) };
     }
   }
 }
 
 /**
- * An RE2 pattern as a JavaScript RegExp anchored at both ends. RE2's leading `(?i)` becomes
+ * An RE2 pattern for full matches (`matches()` is RE2's FullMatch), compiled by re2js: RE2
+ * syntax as written, linear-time matching. A pattern RE2 rejects never matches (the control
+ * plane should have rejected it).
+ */
+export function compileRe2Matcher(pattern: string, ignoreCase: boolean): RE2JS | undefined {
+  try {
+    return RE2JS.compile(pattern, ignoreCase ? RE2JS.CASE_INSENSITIVE : 0);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * An RE2 pattern as a JavaScript RegExp anchored at both ends, for rewrites (uriRegex), which
+ * need JavaScript's replace(). RE2's leading `(?i)` becomes
  * the `i` flag and `(?P<name>` a named group; a pattern JavaScript cannot compile never
  * matches (the control plane should have rejected it).
  */

@@ -149,3 +149,12 @@ test('blocks are OR-ed and the first matching route wins, as a reference model s
     }),
   );
 });
+
+test('a regex match stays linear on hostile input: (a+)+b against 4,000 characters answers at once', (t) => {
+  // JavaScript's backtracking engine would not return from this in our lifetime; RE2
+  // (re2js) answers in milliseconds. The assertion is the answer; the test would time out
+  // otherwise.
+  const evil = compileStringMatch(sm('regex', '(a+)+b'));
+  t.false(evil.test('a'.repeat(4000) + 'c'));
+  t.true(evil.test('aaab'));
+});
