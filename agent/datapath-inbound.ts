@@ -26,7 +26,7 @@ import { promisify } from 'node:util';
 import { NodemeshError } from '../control/api/errors.js';
 import { logger } from '../control/api/log.js';
 import type { Snapshot } from '../control/api/snapshot.js';
-import { DEFAULT_PIN_DIR, nat, native, packageRoot, type Native } from './datapath.js';
+import { DEFAULT_PIN_DIR, nat, native, packageRoot, type Native, tryAll } from './datapath.js';
 import { ensureBpffs, mountOf } from './datapath-mounts.js';
 
 const log = logger('agent/datapath-inbound');
@@ -407,7 +407,10 @@ export class InboundDatapath {
    * tc filters on every interface (found by handle, priority and program name), the
    * clsact qdiscs they leave empty, the rule, the route and the pins in `pinDir`.
    */
-  static async cleanup(pinDir: string = DEFAULT_PIN_DIR, route: Partial<PolicyRoute> = {}): Promise<{ filters: string[]; rules: number; route: boolean; pins: string[] }> {
+  static async cleanup(
+    pinDir: string = DEFAULT_PIN_DIR,
+    route: Partial<PolicyRoute> = {},
+  ): Promise<{ filters: string[]; rules: number; route: boolean; pins: string[] }> {
     const n = tc();
     const filters: string[] = [];
     for (const l of await scanLinks()) {
@@ -454,14 +457,4 @@ function removePins(pinDir: string): string[] {
   const removed = names.filter((m) => fs.existsSync(path.join(dir, m)));
   for (const m of removed) fs.rmSync(path.join(dir, m), { force: true });
   return removed;
-}
-
-function tryAll(...fns: Array<() => void>): void {
-  for (const f of fns) {
-    try {
-      f();
-    } catch (err) {
-      log.debug({ err }, 'ignored during cleanup');
-    }
-  }
 }

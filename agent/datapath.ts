@@ -540,7 +540,8 @@ function removePinDir(dir: string): void {
   }
 }
 
-function tryAll(...fns: Array<() => void>): void {
+/** Runs every cleanup step, whatever the others do (a failure is logged at debug). */
+export function tryAll(...fns: Array<() => void>): void {
   for (const f of fns) {
     try {
       f();

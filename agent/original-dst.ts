@@ -1,11 +1,12 @@
-// Thin libc calls on sockets Node owns, through ffi-rs:
+// Thin libc calls on sockets, through ffi-rs (the one place that binds libc):
 //   - originalDst(): getsockopt(fd, SOL_IP, SO_ORIGINAL_DST) on an accepted socket, so the
 //     proxy reads the original destination the same way whether the eBPF datapath
 //     (cgroup/getsockopt answers it) or an iptables REDIRECT captured the connection;
 //   - setSocketMark(): SO_MARK on a socket;
 //   - markedSocket(): a not-yet-connected TCP socket that already carries a mark, for
 //     upstream connections the datapath must never redirect (cgroup/connect4 checks the
-//     mark at connect time, so setting it after net.connect() is too late).
+//     mark at connect time, so setting it after net.connect() is too late);
+//   - transparentListener(): the IP_TRANSPARENT listener of the inbound capture.
 // The functions are defined once and their buffers reused: the proxy calls
 // originalDst() on every accepted connection.
 import net from 'node:net';
@@ -22,6 +23,8 @@ const AF_INET6 = 10;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOCK_CLOEXEC = 0o2000000;
+const SO_REUSEADDR = 2;
+const IP_TRANSPARENT = 19;
 
 export interface OriginalDst {
   ip: string;
@@ -45,6 +48,8 @@ interface Libc {
   getsockopt(args: [number, number, number, Buffer, Buffer]): ErrnoResult;
   setsockopt(args: [number, number, number, Buffer, number]): ErrnoResult;
   socket(args: [number, number, number]): ErrnoResult;
+  bind(args: [number, Buffer, number]): ErrnoResult;
+  listen(args: [number, number]): ErrnoResult;
   close(args: [number]): ErrnoResult;
 }
 
@@ -58,6 +63,8 @@ function lib(): Libc {
     getsockopt: { library: 'libc', retType: i32, paramsType: [i32, i32, i32, buf, buf], errno: true },
     setsockopt: { library: 'libc', retType: i32, paramsType: [i32, i32, i32, buf, i32], errno: true },
     socket: { library: 'libc', retType: i32, paramsType: [i32, i32, i32], errno: true },
+    bind: { library: 'libc', retType: i32, paramsType: [i32, buf, i32], errno: true },
+    listen: { library: 'libc', retType: i32, paramsType: [i32, i32], errno: true },
     close: { library: 'libc', retType: i32, paramsType: [i32], errno: true },
   }) as unknown as Libc;
   return libc;
@@ -148,4 +155,48 @@ function writeU32(b: Buffer, v: number): void {
 function errnoName(errno: number): string {
   for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
   return `errno ${errno}`;
+}
+
+/** Closes a file descriptor Node does not own (yet). */
+export function closeFd(fd: number): void {
+  lib().close([fd]);
+}
+
+/**
+ * A listening TCP socket with IP_TRANSPARENT on host:port (the inbound capture's 15006: the
+ * kernel assigns it connections addressed to pods); returns its fd, which Node takes over
+ * with `server.listen({fd})`. IP_TRANSPARENT needs CAP_NET_ADMIN; never SO_REUSEPORT
+ * (bpf_sk_assign refuses reuseport listeners).
+ */
+export function transparentListener(host: string, port: number, backlog = 4096): number {
+  if (!net.isIPv4(host)) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `inbound listener address ${host} must be IPv4`, 0);
+  const c = lib();
+  const s = c.socket([AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0]);
+  if (s.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() for the inbound listener: ${s.errnoMessage}`, s.errnoCode);
+  const fd = s.value;
+  const one = Buffer.alloc(4);
+  writeU32(one, 1);
+  const sin = Buffer.alloc(16); // struct sockaddr_in: family host order, port and address network order
+  if (le) sin.writeUInt16LE(AF_INET);
+  else sin.writeUInt16BE(AF_INET);
+  sin.writeUInt16BE(port, 2);
+  Buffer.from(host.split('.').map(Number)).copy(sin, 4);
+  const steps: Array<[string, () => ErrnoResult, string]> = [
+    ['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'],
+    ['setsockopt(SO_REUSEADDR)', () => c.setsockopt([fd, SOL_SOCKET, SO_REUSEADDR, one, 4]), ''],
+    [`bind(${host}:${port})`, () => c.bind([fd, sin, sin.length]), `is another agent running, or ${host} not an address of this node?`],
+    ['listen()', () => c.listen([fd, backlog]), ''],
+  ];
+  for (const [what, fn, hint] of steps) {
+    const r = fn();
+    if (r.value !== 0) {
+      c.close([fd]);
+      throw new SocketCallError(
+        'NM_ERR_ORIGINAL_DST',
+        `inbound listener: ${what} failed: ${r.errnoMessage}${hint ? `; ${hint}` : ''}`,
+        r.errnoCode,
+      );
+    }
+  }
+  return fd;
 }
