@@ -5,6 +5,7 @@
 // matched prefix" — Gateway API ReplaceFullPath / ReplacePrefixMatch, Envoy regex rewrite)
 // and redirects. Headers of HTTP/1.1 requests stay in Node's raw [name, value, …] form, so a
 // request is forwarded without building a header object.
+import { RE2JS } from 're2js';
 import type { HeaderOps, Redirect, Rewrite, StringMatch } from '../control/api/snapshot-routing.js';
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus the HTTP/1 ones HTTP/2 forbids. */
@@ -99,17 +100,32 @@ function replacePrefix(path: string, prefixLen: number, replacement: string): st
   return joined === '' ? '/' : joined;
 }
 
+/**
+ * Istio's `regexRewrite` (Envoy's regex_rewrite), compiled once per snapshot: every match of
+ * the RE2 pattern in the path replaced, with RE2 (linear time, as the matchers) and the
+ * rewrite's `\1` group references already turned into re2js's `$1` (a literal `$` is `$$`).
+ */
+export interface CompiledUriRegex {
+  re: RE2JS;
+  replacement: string;
+}
+
+export function compileUriRegex(rx: { match: string; rewrite: string }): CompiledUriRegex | undefined {
+  try {
+    return { re: RE2JS.compile(rx.match), replacement: rx.rewrite.replace(/\$/g, '$$$$').replace(/\\(\d)/g, '$$$1') };
+  } catch {
+    return undefined; // the control plane validated it; an uncompilable one rewrites nothing
+  }
+}
+
 /** The new path (without query) after a rewrite; `uriMatch` is the matched block's uri condition. */
-export function rewritePath(path: string, rw: Rewrite, uriMatch: StringMatch | undefined, uriRegex: RegExp | undefined): string {
+export function rewritePath(path: string, rw: Rewrite, uriMatch: StringMatch | undefined, uriRegex: CompiledUriRegex | undefined): string {
   if (rw.replaceFullPath) return rw.replaceFullPath;
   if (rw.replacePrefixMatch !== '' && rw.replacePrefixMatch !== undefined && uriMatch) {
     const n = matchedPrefix(uriMatch, path);
     if (n >= 0) return replacePrefix(path, n, rw.replacePrefixMatch);
   }
-  if (uriRegex && rw.uriRegex) {
-    uriRegex.lastIndex = 0;
-    return path.replace(uriRegex, rw.uriRegex.rewrite.replace(/\\(\d)/g, '$$$1'));
-  }
+  if (uriRegex) return uriRegex.re.matcher(path).replaceAll(uriRegex.replacement);
   if (rw.uri) {
     const n = matchedPrefix(uriMatch, path);
     return n >= 0 ? rw.uri + path.slice(n) : rw.uri;

@@ -85,27 +85,6 @@ export function compileRe2Matcher(pattern: string, ignoreCase: boolean): RE2JS |
   }
 }
 
-/**
- * An RE2 pattern as a JavaScript RegExp anchored at both ends, for rewrites (uriRegex), which
- * need JavaScript's replace(). RE2's leading `(?i)` becomes
- * the `i` flag and `(?P<name>` a named group; a pattern JavaScript cannot compile never
- * matches (the control plane should have rejected it).
- */
-export function compileRe2(pattern: string, ignoreCase: boolean): RegExp | undefined {
-  let p = pattern;
-  let flags = ignoreCase ? 'i' : '';
-  if (p.startsWith('(?i)')) {
-    p = p.slice(4);
-    flags = 'i';
-  }
-  p = p.replace(/\(\?P</g, '(?<');
-  try {
-    return new RegExp(`^(?:${p})$`, flags);
-  } catch {
-    return undefined;
-  }
-}
-
 interface CompiledNamed {
   name: string;
   match: CompiledStringMatch;

@@ -25,7 +25,8 @@ import type {
 } from '../control/api/snapshot-routing.js';
 import type { Endpoint, Service, ServicePort, Snapshot, Workload } from '../control/api/snapshot.js';
 import { compileRetry, type CompiledRetry } from './retry.js';
-import { compileRe2, compileRoute, type CompiledRoute } from './route-match.js';
+import { compileUriRegex, type CompiledUriRegex } from './header-ops.js';
+import { compileRoute, type CompiledRoute } from './route-match.js';
 import { WeightedPicker } from './weighted-picker.js';
 
 /**
@@ -45,7 +46,7 @@ export interface RouteEntry {
   readonly match: CompiledRoute;
   readonly picker: WeightedPicker<Destination>;
   readonly retry: CompiledRetry;
-  readonly uriRegex: RegExp | undefined;
+  readonly uriRegex: CompiledUriRegex | undefined;
   /** the table's source, for debugging */
   readonly source: string;
 }
@@ -79,17 +80,9 @@ export function compileEntry(route: HttpRoute, source: string): RouteEntry {
       !gateway,
     ),
     retry: compileRetry(route.retries),
-    uriRegex: route.rewrite?.uriRegex?.match ? compileRe2Global(route.rewrite.uriRegex.match) : undefined,
+    uriRegex: route.rewrite?.uriRegex?.match ? compileUriRegex(route.rewrite.uriRegex) : undefined,
     source,
   };
-}
-
-function compileRe2Global(pattern: string): RegExp | undefined {
-  const anchored = compileRe2(pattern, false);
-  if (!anchored) return undefined;
-  // the anchored form proved the pattern compiles; rewriting replaces every match
-  const inner = anchored.source.slice(4, -2);
-  return new RegExp(inner, anchored.flags.includes('i') ? 'gi' : 'g');
 }
 
 /** The route of a Service without a RouteTable: to itself, with the mesh's default retries. */

@@ -108,7 +108,7 @@ export interface Rewrite {
   replacePrefixMatch: string;
   /** full replacement path (Gateway API ReplaceFullPath) */
   replaceFullPath: string;
-  /** Envoy regex_rewrite: every match of `match` (RE2/JS, see header) replaced; `rewrite` uses `\1` group references */
+  /** Envoy regex_rewrite: every match of `match` (RE2) replaced; `rewrite` uses `\1` group references */
   uriRegex?: { match: string; rewrite: string };
   authority: string;
 }
