@@ -125,6 +125,8 @@ export function validateDestinationRule(o: Obj, name: string): CoreResult {
   });
   const annotation = ((o.metadata as Obj).annotations as Record<string, string> | undefined)?.[LOAD_BALANCER_ANNOTATION];
   if (annotation !== undefined) peakEwma(annotation, spec, notes);
+  const latency = ((o.metadata as Obj).annotations as Record<string, string> | undefined)?.[LATENCY_EJECTION_ANNOTATION];
+  if (latency !== undefined) latencyEjection(latency, spec, notes);
   const selector = optObject(s.workloadSelector, ['spec', 'workloadSelector']);
   if (selector) {
     knownFields(selector, ['spec', 'workloadSelector'], ['matchLabels']);
@@ -135,6 +137,10 @@ export function validateDestinationRule(o: Obj, name: string): CoreResult {
     notes.push(`spec.exportTo (${spec.exportTo.join(', ')}) is not applied: nodemesh applies a DestinationRule to every caller`);
   return { body: { kind: 'DestinationRule', spec }, notes };
 }
+
+export const LATENCY_EJECTION_ANNOTATION = 'nodemesh.io/latency-ejection';
+/** requests an endpoint must have served in an interval before its latency is judged */
+export const LATENCY_EJECTION_MIN_REQUESTS = 20;
 
 /**
  * `nodemesh.io/load-balancer: PEAK_EWMA` (or `peak-ewma`) selects the latency-aware balancer
@@ -150,6 +156,25 @@ function peakEwma(value: string, spec: DestinationRuleSpec, notes: string[]): vo
     return;
   }
   spec.policy.loadBalancer = { simple: 'PEAK_EWMA' };
+}
+
+/**
+ * Beyond Istio: `nodemesh.io/latency-ejection: "<factor>"` ejects, at each outlier-detection
+ * interval, an endpoint whose p99 latency exceeds factor × the median p99 of its peers (with
+ * at least LATENCY_EJECTION_MIN_REQUESTS requests in the interval). It rides on the rule's
+ * outlierDetection (interval, baseEjectionTime, maxEjectionPercent apply), so it needs one.
+ */
+function latencyEjection(value: string, spec: DestinationRuleSpec, notes: string[]): void {
+  const path = ['metadata', 'annotations', LATENCY_EJECTION_ANNOTATION];
+  const factor = Number(value);
+  if (!/^\d+(\.\d+)?$/.test(value.trim()) || !(factor > 1) || factor > 1000)
+    throw new FieldProblem(path, `expected a factor above 1 (e.g. "3": eject an endpoint whose p99 is over 3× its peers'), found ${JSON.stringify(value)}`);
+  const od = spec.policy.outlierDetection;
+  if (!od) {
+    notes.push(`annotation ${LATENCY_EJECTION_ANNOTATION} is not applied: it needs spec.trafficPolicy.outlierDetection (its interval, baseEjectionTime and maxEjectionPercent apply)`);
+    return;
+  }
+  od.latencyEjection = { factor, minRequests: LATENCY_EJECTION_MIN_REQUESTS };
 }
 
 /** exportTo: "." (this namespace), "*" (all) or namespace names; Istio's duplicate rules. */

@@ -347,7 +347,7 @@ test('a full RoutingConfig reaches an agent through the real gRPC server unchang
   subsets:
   - {name: v1, labels: {version: v1}, trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}}
   - {name: v2, labels: {version: v2}}
-`),
+`, ', annotations: {nodemesh.io/latency-ejection: "3"}'),
   ];
   await writeFile(path.join(dir, 'config.yaml'), docs.join('---\n'));
   const cp = await startControlPlane({ configDir: dir, grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', rescanMs: 0, processMetrics: false });
@@ -369,4 +369,25 @@ test('a full RoutingConfig reaches an agent through the real gRPC server unchang
   });
   t.deepEqual(received.routing, sent.routing);
   t.is(received.routing.destinations[0]!.policy.loadBalancer.consistentHash!.cookieTtlMs, 8760 * 3_600_000);
+  t.deepEqual(received.routing.destinations[0]!.policy.outlierDetection.latencyEjection, { factor: 3, minRequests: 20 });
+});
+
+test('latency-based ejection (beyond Istio) is set by annotation on a rule with outlierDetection, and says so where it cannot apply', (t) => {
+  const on = compile([
+    service('reviews'),
+    dr('  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 3}\n', ', annotations: {nodemesh.io/latency-ejection: "2.5"}'),
+  ]);
+  t.deepEqual(on.routing.destinations[0]!.policy.outlierDetection.latencyEjection, { factor: 2.5, minRequests: 20 });
+  const offDocs = [service('reviews'), dr('  subsets:\n  - {name: v1, labels: {version: v1}}\n', ', annotations: {nodemesh.io/latency-ejection: "3"}')];
+  const off = compile(offDocs);
+  t.is(off.routing.destinations[0]!.policy.outlierDetection.latencyEjection, undefined);
+  // said in the rule's status (a validation note), never a silent no-op
+  const rule = resources(offDocs).find((r) => r.key.kind === 'DestinationRule')!;
+  t.regex(rule.notes.join('; '), /nodemesh\.io\/latency-ejection is not applied: it needs spec\.trafficPolicy\.outlierDetection/);
+});
+
+test('a latency-ejection annotation that is not a factor above 1 is rejected, naming the annotation', (t) => {
+  t.throws(() => resources([service('reviews'), dr('  trafficPolicy:\n    outlierDetection: {consecutive5xxErrors: 3}\n', ', annotations: {nodemesh.io/latency-ejection: "fast"}')]), {
+    message: /expected a factor above 1 .*found "fast"/,
+  });
 });
