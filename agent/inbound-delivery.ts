@@ -6,9 +6,10 @@
 //    connection_security_policy="none".
 // 2. AuthorizationPolicy at stream accept (L4): a denied connection is refused (flag DENY).
 // 3. For a workload whose enforced policies test HTTP attributes, the stream is parsed as
-//    HTTP/1.1 and every request is authorised (inbound-http.ts): denied requests get 403
-//    "RBAC: access denied", allowed ones reach the pod. A stream that turns out not to be
-//    HTTP/1.x is authorised as TCP (fail-safe) instead. Every other stream is a byte pipe.
+//    HTTP/1.1, or as h2c when it starts with the HTTP/2 preface (gRPC), and every request
+//    is authorised (inbound-http.ts): denied requests get 403 "RBAC: access denied" (gRPC:
+//    grpc-status 7), allowed ones reach the pod. A stream that turns out to be neither is
+//    authorised as TCP (fail-safe) instead. Every other stream is a byte pipe.
 // Telemetry: reporter="destination" istio_tcp_* metrics for every connection (refused ones
 // with response_flags DENY), and nodemesh_agent_authorization_denials_total by policy.
 // Nothing is logged per connection except at debug level.
@@ -16,7 +17,7 @@ import type { Duplex } from 'node:stream';
 import { logger } from '../control/api/log.js';
 import type { Service, Workload } from '../control/api/snapshot.js';
 import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from './authorization.js';
-import { serveHttpInbound } from './inbound-http.js';
+import { serveH2cInbound, serveHttpInbound } from './inbound-http.js';
 import {
   authorizationAudits,
   authorizationDenials,
@@ -70,6 +71,9 @@ export type InboundResult = { delivered: true } | { delivered: false; flag: stri
  * workload with HTTP rules waits for its client's first bytes.
  */
 const MAX_REQUEST_LINE = 8 * 1024;
+
+/** The first line of the HTTP/2 connection preface (RFC 9113 §3.4): h2c with prior knowledge. */
+const H2_PREFACE_LINE = 'PRI * HTTP/2.0\r\n';
 
 let warnedNoPolicy = false;
 
@@ -152,7 +156,7 @@ export async function deliverInbound(
   return { delivered: true };
 }
 
-/** The stream of a workload with HTTP rules: HTTP/1.x per request, anything else as TCP. */
+/** The stream of a workload with HTTP rules: HTTP/1.x or h2c per request, anything else as TCP. */
 async function serveL7(
   stream: Duplex,
   pod: Duplex,
@@ -166,7 +170,9 @@ async function serveL7(
   if (head === undefined) return; // closed before a byte
   stream.unshift(head);
   flow.unread(head.length);
-  if (/^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/.test(head.toString('latin1'))) {
+  const line = head.toString('latin1');
+  const h2c = line.startsWith(H2_PREFACE_LINE);
+  if (h2c || /^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/.test(line)) {
     const connect = () =>
       connector.connect({
         source: undefined,
@@ -176,10 +182,16 @@ async function serveL7(
         port: c.port,
         destination: c.destination,
       });
-    await serveHttpInbound(stream, { policy, l4, first: pod, connect, onDecision: (r) => requestDecision(r) });
+    const o = { policy, l4, first: pod, connect, onDecision: requestDecision };
+    if (h2c)
+      await serveH2cInbound(stream, {
+        ...o,
+        authority: `http://${c.destination.ip.includes(':') ? `[${c.destination.ip}]` : c.destination.ip}:${c.port}`,
+      });
+    else await serveHttpInbound(stream, o);
     return;
   }
-  // not HTTP/1.x (h2c, a binary protocol): Istio's TCP rules apply
+  // neither HTTP/1.x nor h2c (TLS, a binary protocol): Istio's TCP rules apply
   const tcp = authorizeConnection(policy, l4, { protocol: 'tcp' });
   report(tcp, 'tcp');
   if (tcp.decision === 'deny') {

@@ -8,14 +8,27 @@
 // with its path normalised as it was evaluated, over one pod connection per inbound
 // connection (reopened if the pod closes it).
 //
-// Not done: HTTP/2 (h2c, gRPC) at the destination. A stream that does not start with an
-// HTTP/1.x request line is evaluated as TCP (see inbound-delivery.ts), which is fail-safe:
-// DENY rules with HTTP fields match it and ALLOW rules with HTTP fields do not.
+// HTTP/2 cleartext (h2c with prior knowledge, as gRPC speaks it) is served the same way by
+// serveH2cInbound: Node's HTTP/2 server reads the streams of the inbound connection, each
+// one is authorised on its own (`:method`, normalised `:path`, `:authority`, headers), and
+// allowed streams go to the pod over one h2c client session per inbound connection
+// (reopened if the pod closes it), headers, bodies and trailers streamed both ways. A
+// denied stream gets Envoy's local reply: 403 "RBAC: access denied", or for a gRPC request
+// (content-type application/grpc, +proto, ;...) a trailers-only `:status 200` with
+// grpc-status 7 (PERMISSION_DENIED) and grpc-message "RBAC: access denied", as Envoy's
+// sendLocalReply answers gRPC requests. Extended CONNECT (no `:path`) is answered 400.
+//
+// A stream that starts with neither an HTTP/1.x request line nor the HTTP/2 preface is
+// evaluated as TCP (see inbound-delivery.ts), which is fail-safe: DENY rules with HTTP
+// fields match it and ALLOW rules with HTTP fields do not.
 import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../control/api/log.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from './authorization.js';
 import { normalizePath } from './authorization-match.js';
+import { forwardH2 } from './header-ops.js';
 
 const log = logger('agent/inbound-http');
 
@@ -202,4 +215,249 @@ class PodAgent extends http.Agent {
     const s = socket as Duplex & { ref?: unknown };
     if (typeof s.ref === 'function') super.reuseSocket(socket, req);
   }
+}
+
+// --- h2c ----------------------------------------------------------------------------------
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+export interface H2cInboundOptions extends HttpInboundOptions {
+  /** `http://ip:port` of the pod: the client session's origin */
+  authority: string;
+}
+
+/**
+ * Serves `stream` (whose first bytes are the HTTP/2 connection preface) until either side
+ * closes it. Resolves when the inbound stream is done.
+ */
+export function serveH2cInbound(stream: Duplex, o: H2cInboundOptions): Promise<void> {
+  const pod = new PodSession(o.first, o.connect, o.authority);
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+  server.on('session', (session: http2.ServerHttp2Session) => session.on('error', () => stream.destroy()));
+  server.on('stream', (s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => handleH2(s, headers, o, pod));
+  return new Promise((resolve) => {
+    stream.once('close', () => {
+      pod.destroy();
+      resolve();
+    });
+    // left paused: the session reads what deliverInbound gave back (unshift) on the next
+    // tick; resuming here would hand those bytes to 'data' listeners first, and the session
+    // would see a preface without its start
+    server.emit('connection', withoutEmptyWrites(stream));
+  });
+}
+
+/** Envoy's Grpc::Common::hasGrpcContentType: application/grpc, application/grpc+..., application/grpc;... */
+function isGrpc(headers: http2.IncomingHttpHeaders): boolean {
+  const ct = headers['content-type'];
+  return typeof ct === 'string' && /^application\/grpc($|[+;])/i.test(ct);
+}
+
+/** Envoy's Grpc::Utility::httpToGrpcStatus for the statuses answered here. */
+function grpcStatusOf(status: number): number {
+  switch (status) {
+    case 400:
+      return 13; // INTERNAL
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
+}
+
+/**
+ * Envoy's local reply: text/plain with a body, or for a gRPC request a trailers-only
+ * response (`:status 200`, grpc-status from the HTTP status, grpc-message the body).
+ */
+function localReply(s: http2.ServerHttp2Stream, grpc: boolean, status: number, body: string): void {
+  if (s.destroyed || s.headersSent) return void s.close(NGHTTP2_INTERNAL_ERROR);
+  if (grpc) {
+    s.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': String(grpcStatusOf(status)),
+        'grpc-message': percentEncode(body),
+      },
+      { endStream: true },
+    );
+  } else {
+    s.respond({ ':status': status, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+    s.end(body);
+  }
+  // the request body, if any, is not wanted (Envoy resets the rest of the stream likewise)
+  s.resume();
+}
+
+/** Envoy's PercentEncoding::encode for grpc-message: `%` and bytes outside printable ASCII. */
+function percentEncode(v: string): string {
+  return /[^\x20-\x24\x26-\x7e]/.test(v)
+    ? Array.from(Buffer.from(v, 'utf8'), (b) =>
+        b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b),
+      ).join('')
+    : v;
+}
+
+function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, o: H2cInboundOptions, pod: PodSession): void {
+  s.on('error', () => {});
+  const grpc = isGrpc(headers);
+  const target = headers[':path'];
+  const normalized = target === undefined ? undefined : normalizePath(target);
+  if (!normalized) return localReply(s, grpc, 400, 'Bad Request');
+  const host = headers[':authority'] ?? headers.host ?? '';
+  const decision = authorizeRequest(o.policy, o.l4, {
+    method: headers[':method'] ?? '',
+    path: target!,
+    host,
+    headers: headers.host === undefined && host ? { ...headers, host } : headers,
+  });
+  o.onDecision(decision);
+  if (decision.decision === 'deny') return localReply(s, grpc, 403, RBAC_DENIED_BODY);
+
+  const out = forwardH2(headers as Record<string, string | string[] | undefined>, true);
+  out[':path'] = normalized.target;
+  const endStream = s.endAfterHeaders;
+  pod.session().then(
+    (session) => {
+      if (s.destroyed) return;
+      let up: http2.ClientHttp2Stream;
+      try {
+        up = session.request(out, { endStream, waitForTrailers: !endStream });
+      } catch {
+        return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
+      }
+      forward(s, up, grpc);
+    },
+    () => localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers'),
+  );
+}
+
+/** One allowed stream: request body and trailers up, response head, body and trailers down. */
+function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: boolean): void {
+  let requestTrailers: http2.IncomingHttpHeaders | undefined;
+  let responseTrailers: http2.OutgoingHttpHeaders | undefined;
+  let answered = false;
+  up.on('error', () => {});
+  s.on('trailers', (t: http2.IncomingHttpHeaders) => (requestTrailers = t));
+  up.on('wantTrailers', () =>
+    up.sendTrailers(requestTrailers ? forwardH2(requestTrailers as Record<string, string | string[] | undefined>, false) : {}),
+  );
+  s.pipe(up);
+  up.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
+    answered = true;
+    if (s.destroyed || s.closed) return void up.close(NGHTTP2_CANCEL);
+    const head = { ...forwardH2(h as Record<string, string | string[] | undefined>, false), ':status': h[':status'] ?? 502 };
+    if (flags & NGHTTP2_FLAG_END_STREAM) {
+      // trailers-only (a gRPC status without messages): one HEADERS frame with END_STREAM
+      s.respond(head, { endStream: true });
+      return;
+    }
+    s.respond(head, { waitForTrailers: true });
+    up.pipe(s);
+  });
+  up.on(
+    'trailers',
+    (t: http2.IncomingHttpHeaders) => (responseTrailers = forwardH2(t as Record<string, string | string[] | undefined>, false)),
+  );
+  s.on('wantTrailers', () => s.sendTrailers(responseTrailers ?? {}));
+  up.on('close', () => {
+    // closed before its response (reset, the pod's session gone): Envoy's 503 local reply
+    if (!answered) return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
+    if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !s.destroyed)
+      s.close(up.rstCode === NGHTTP2_REFUSED_STREAM ? NGHTTP2_INTERNAL_ERROR : up.rstCode);
+  });
+  s.on('close', () => {
+    if (!up.destroyed && !up.closed) up.close(NGHTTP2_CANCEL);
+  });
+}
+
+/**
+ * One h2c client session to the pod for one inbound connection. The first is made over the
+ * connection deliverInbound already opened; after the pod closes it (GOAWAY, error) the
+ * next one comes from the connector.
+ */
+class PodSession {
+  private current: Promise<http2.ClientHttp2Session> | undefined;
+  private live: http2.ClientHttp2Session | undefined;
+  private closed = false;
+
+  constructor(
+    private first: Duplex | undefined,
+    private readonly open: () => Promise<Duplex>,
+    private readonly authority: string,
+  ) {}
+
+  session(): Promise<http2.ClientHttp2Session> {
+    if (this.closed) return Promise.reject(new Error('inbound connection closed'));
+    this.current ??= this.connect();
+    return this.current;
+  }
+
+  private async connect(): Promise<http2.ClientHttp2Session> {
+    const first = this.first;
+    this.first = undefined;
+    let d: Duplex;
+    try {
+      d = first && !first.destroyed ? first : await this.open();
+    } catch (err) {
+      this.current = undefined;
+      throw err;
+    }
+    if (this.closed) {
+      d.destroy();
+      throw new Error('inbound connection closed');
+    }
+    const transport = withoutEmptyWrites(d);
+    const s = http2.connect(this.authority, { createConnection: () => transport as net.Socket });
+    this.live = s;
+    const drop = () => {
+      if (this.live !== s) return;
+      this.live = undefined;
+      this.current = undefined;
+    };
+    s.on('error', drop);
+    s.on('goaway', drop);
+    s.on('close', drop);
+    this.sessions.add(s);
+    s.once('close', () => this.sessions.delete(s));
+    return s;
+  }
+
+  private readonly sessions = new Set<http2.ClientHttp2Session>();
+
+  destroy(): void {
+    this.closed = true;
+    this.first?.destroy();
+    this.first = undefined;
+    for (const s of this.sessions) s.destroy();
+    this.sessions.clear();
+  }
+}
+
+type WriteReq = { chunk: Buffer | string; encoding: BufferEncoding };
+
+/**
+ * Node 20's Http2Stream corrupts the first bytes of a corked write batch that holds an
+ * empty chunk (see upstream-pool.ts); an HTTP/2 session over a Duplex that is not a socket
+ * (an HBONE CONNECT stream) writes corked batches, so such a Duplex gets a _writev that
+ * drops empty chunks and hands strings over as Buffers.
+ */
+function withoutEmptyWrites(d: Duplex): Duplex {
+  const w = d as unknown as { _writev?: (chunks: WriteReq[], cb: (err?: Error | null) => void) => void };
+  if (d instanceof net.Socket || typeof w._writev !== 'function') return d;
+  const writev = w._writev.bind(d);
+  w._writev = (chunks, cb) => {
+    const kept: WriteReq[] = [];
+    for (const c of chunks) {
+      if (c.chunk.length === 0) continue;
+      kept.push(typeof c.chunk === 'string' ? { chunk: Buffer.from(c.chunk, c.encoding), encoding: 'buffer' as BufferEncoding } : c);
+    }
+    if (kept.length === 0) cb();
+    else writev(kept, cb);
+  };
+  return d;
 }

@@ -396,7 +396,7 @@ spec:
 });
 
 test.serial(
-  'with HTTP rules, a stream that is not HTTP/1.x is authorised as TCP: an ALLOW rule with HTTP fields does not match it, so it is closed',
+  'with HTTP rules, a stream that is neither HTTP/1.x nor h2c is authorised as TCP: an ALLOW rule with HTTP fields does not match it, so it is closed',
   async (t) => {
     const pod = await echoPod(t);
     const yaml = [
@@ -412,7 +412,8 @@ spec:
     ].join('---\n');
     const ib = await inbound(t, yaml, { port: pod, sourcePrincipal: spiffe('shop', 'client'), security: 'mutual_tls' });
     const before = await metric('nodemesh_agent_authorization_denials_total', { reason: 'no_allow_match', layer: 'tcp' });
-    const r = await rawExchange(ib.port, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    // a client-first binary protocol (h2c is served per request: inbound-h2c.test.ts)
+    const r = await rawExchange(ib.port, 'SSH-2.0-OpenSSH_9.6\r\n');
     t.is(r.received, '');
     t.deepEqual(ib.results, [{ delivered: true }], 'delivered at accept (the decision needed the first bytes)');
     t.is(await metric('nodemesh_agent_authorization_denials_total', { reason: 'no_allow_match', layer: 'tcp' }), before + 1);
