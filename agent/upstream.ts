@@ -93,14 +93,21 @@ export function dialTcp(
   });
 }
 
-/** Plain TCP from the node proxy, marked so the datapath never redirects it. */
+/**
+ * Plain TCP from the node proxy, marked so the datapath never redirects it (no mark: an
+ * ordinary socket, for tests without CAP_NET_ADMIN).
+ */
 export class TcpConnector implements UpstreamConnector {
   constructor(
-    private readonly mark: number,
+    private readonly mark: number | undefined,
     private readonly connectTimeoutMs = 10_000,
   ) {}
 
   connect(req: UpstreamRequest): Promise<Duplex> {
-    return dialTcp(req.ip, req.port, { mark: this.mark, timeoutMs: this.connectTimeoutMs, allowHalfOpen: true });
+    return dialTcp(req.ip, req.port, {
+      ...(this.mark === undefined ? {} : { mark: this.mark }),
+      timeoutMs: this.connectTimeoutMs,
+      allowHalfOpen: true,
+    });
   }
 }

@@ -117,8 +117,9 @@ test('a pod that refuses the connection is 503 to the peer, CONNECT to the clien
   t.is(await status(session, { ':method': 'CONNECT', ':authority': `${w.web.ip}:${port}` }), 503);
 });
 
-test('an AuthorizationPolicy denying the peer’s principal: the CONNECT gets 401, the client DENY; another principal passes', async (t) => {
-  const policy = compileYaml(
+/** web may not be reached by the client's identity (cluster.local/ns/shop/sa/client). */
+function denyClientPolicy() {
+  return compileYaml(
     [
       podYaml('web', { ns: 'shop', labels: { app: 'web' }, sa: 'web', node: 'node-b' }),
       `apiVersion: security.istio.io/v1
@@ -133,6 +134,10 @@ spec:
 `,
     ].join('---\n'),
   );
+}
+
+test('an AuthorizationPolicy denying the peer’s principal: the CONNECT gets 401, the client DENY; another principal passes', async (t) => {
+  const policy = denyClientPolicy();
   const w = await world(t, pki, { security: SecurityIndex.of(policy.security) });
   t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'DENY');
   const session = await rawSession(t, w, w.web.ip);
@@ -258,21 +263,7 @@ for (const [what, cert] of [
 }
 
 test('openssl s_client with a valid SVID of an identity the AuthorizationPolicy denies: the handshake passes, the CONNECT is refused with 401', async (t) => {
-  const policy = compileYaml(
-    [
-      podYaml('web', { ns: 'shop', labels: { app: 'web' }, sa: 'web', node: 'node-b' }),
-      `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-client, namespace: shop}
-spec:
-  selector: {matchLabels: {app: web}}
-  action: DENY
-  rules:
-  - from:
-    - source: {principals: [cluster.local/ns/shop/sa/client]}
-`,
-    ].join('---\n'),
-  );
+  const policy = denyClientPolicy();
   const w = await world(t, pki, { security: SecurityIndex.of(policy.security) });
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));

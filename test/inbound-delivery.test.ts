@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { deliverInbound, type InboundConnection, type InboundResult } from '../agent/inbound-delivery.js';
 import { SecurityIndex } from '../agent/authorization.js';
 import { registry } from '../agent/metrics.js';
-import type { UpstreamConnector } from '../agent/upstream.js';
+import { TcpConnector, type UpstreamConnector } from '../agent/upstream.js';
 import type { Workload } from '../control/api/snapshot.js';
 import { compileYaml, podYaml, spiffe } from './helpers/security-config.js';
 
@@ -38,14 +38,8 @@ async function echoPod(t: ExecutionContext): Promise<number> {
   return (server.address() as net.AddressInfo).port;
 }
 
-const connector: UpstreamConnector = {
-  connect: (req) =>
-    new Promise<Duplex>((resolve, reject) => {
-      const s = net.connect({ host: req.ip, port: req.port });
-      s.once('connect', () => resolve(s));
-      s.once('error', reject);
-    }),
-};
+/** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
+const connector: UpstreamConnector = new TcpConnector(undefined, 5_000);
 
 interface Inbound {
   port: number;

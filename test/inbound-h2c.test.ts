@@ -7,22 +7,15 @@ import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { deliverInbound, type InboundConnection, type InboundResult } from '../agent/inbound-delivery.js';
 import { SecurityIndex } from '../agent/authorization.js';
 import { registry } from '../agent/metrics.js';
-import type { UpstreamConnector } from '../agent/upstream.js';
+import { TcpConnector, type UpstreamConnector } from '../agent/upstream.js';
 import type { Workload } from '../control/api/snapshot.js';
 import { compileYaml, podYaml, spiffe } from './helpers/security-config.js';
 
-const connector: UpstreamConnector = {
-  connect: (req) =>
-    new Promise<Duplex>((resolve, reject) => {
-      const s = net.connect({ host: req.ip, port: req.port });
-      s.once('connect', () => resolve(s));
-      s.once('error', reject);
-    }),
-};
+/** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
+const connector: UpstreamConnector = new TcpConnector(undefined, 5_000);
 
 type Transport = 'tcp' | 'tunnel';
 

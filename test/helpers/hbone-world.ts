@@ -16,7 +16,7 @@ import type { InboundDeliver } from '../../agent/inbound-capture.js';
 import { deliverInbound } from '../../agent/inbound-delivery.js';
 import { meshIndex } from '../../agent/mesh-index.js';
 import { registry } from '../../agent/metrics.js';
-import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/upstream.js';
+import { TcpConnector, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/upstream.js';
 import { FixedIdentityProvider, TestCa } from './test-ca.js';
 
 export const TD = 'cluster.local';
@@ -60,14 +60,8 @@ export async function pod(t: ExecutionContext, ip: string): Promise<{ port: numb
   return { port: (server.address() as net.AddressInfo).port, seen };
 }
 
-export const plainTcp: UpstreamConnector = {
-  connect: (req) =>
-    new Promise((resolve, reject) => {
-      const s = net.connect({ host: req.ip, port: req.port, allowHalfOpen: true });
-      s.once('connect', () => resolve(s));
-      s.once('error', (err) => reject(new UpstreamError('UF', err.message)));
-    }),
-};
+/** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
+export const plainTcp: UpstreamConnector = new TcpConnector(undefined, 5_000);
 
 export interface World {
   pki: Pki;
