@@ -77,7 +77,9 @@ export function dialTcp(
     }
     const fail = (err: Error) => {
       socket.destroy();
-      reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${where}: ${err.message}${opts.hint ?? ''}`, { cause: err }));
+      reject(
+        new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${where}: ${err.message}${opts.hint ?? ''}`, { cause: err }),
+      );
     };
     socket.setNoDelay(true);
     socket.setTimeout(opts.timeoutMs);
