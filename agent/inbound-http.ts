@@ -26,6 +26,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../control/api/log.js';
+import { withoutEmptyWrites } from './http2-write-fix.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from './authorization.js';
 import { normalizePath } from './authorization-match.js';
 import { forwardH2 } from './header-ops.js';
@@ -436,28 +437,4 @@ class PodSession {
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
   }
-}
-
-type WriteReq = { chunk: Buffer | string; encoding: BufferEncoding };
-
-/**
- * Node 20's Http2Stream corrupts the first bytes of a corked write batch that holds an
- * empty chunk (see upstream-pool.ts); an HTTP/2 session over a Duplex that is not a socket
- * (an HBONE CONNECT stream) writes corked batches, so such a Duplex gets a _writev that
- * drops empty chunks and hands strings over as Buffers.
- */
-function withoutEmptyWrites(d: Duplex): Duplex {
-  const w = d as unknown as { _writev?: (chunks: WriteReq[], cb: (err?: Error | null) => void) => void };
-  if (d instanceof net.Socket || typeof w._writev !== 'function') return d;
-  const writev = w._writev.bind(d);
-  w._writev = (chunks, cb) => {
-    const kept: WriteReq[] = [];
-    for (const c of chunks) {
-      if (c.chunk.length === 0) continue;
-      kept.push(typeof c.chunk === 'string' ? { chunk: Buffer.from(c.chunk, c.encoding), encoding: 'buffer' as BufferEncoding } : c);
-    }
-    if (kept.length === 0) cb();
-    else writev(kept, cb);
-  };
-  return d;
 }

@@ -17,10 +17,10 @@
 // Pools are per source pod so that an HBONE tunnel always carries its own pod's identity.
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ConnectionPool } from '../control/api/snapshot-routing.js';
 import type { Workload } from '../control/api/snapshot.js';
+import { withoutEmptyWrites } from './http2-write-fix.js';
 import { FairQueue } from './per-workload-fairness.js';
 import { ResponseFlag } from './response-flags.js';
 import { UpstreamError, type UpstreamConnector } from './upstream.js';
@@ -152,7 +152,10 @@ export function connectWithTimeout(connector: UpstreamConnector, d: DialInfo, ti
     let done = false;
     const timer = setTimeout(() => {
       done = true;
-      p.then((s) => s.destroy(), () => {});
+      p.then(
+        (s) => s.destroy(),
+        () => {},
+      );
       reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${d.ip}:${d.port}: timed out after ${timeoutMs} ms`));
     }, timeoutMs);
     timer.unref();
@@ -179,15 +182,10 @@ type SocketLike = Duplex & {
   timeout?: number;
 };
 
-type WriteReq = { chunk: Buffer | string; encoding: BufferEncoding };
-type Writable = { _writev?: (chunks: WriteReq[], cb: (err?: Error | null) => void) => void };
-
 /**
  * http.Agent and ClientRequest call socket methods (setKeepAlive, ref, unref, setTimeout) that
- * a tunnel stream may not have: give it harmless ones. And Node 20's Http2Stream corrupts the
- * first bytes of a corked write batch that holds an empty chunk (found here: ClientRequest
- * ends a request with `write('', 'latin1')`, and the request line arrives as garbage); such
- * streams get a _writev that drops empty chunks and hands strings over as Buffers.
+ * a tunnel stream may not have: give it harmless ones; and keep empty chunks out of its
+ * corked batches (http2-write-fix.ts).
  */
 function asSocket(d: Duplex): Duplex {
   const s = d as SocketLike;
@@ -197,19 +195,7 @@ function asSocket(d: Duplex): Duplex {
   s.ref ??= noop;
   s.unref ??= noop;
   s.setTimeout ??= noop;
-  const w = d as unknown as Writable;
-  if (!(d instanceof net.Socket) && typeof w._writev === 'function') {
-    const writev = w._writev.bind(d);
-    w._writev = (chunks, cb) => {
-      const kept: WriteReq[] = [];
-      for (const c of chunks) {
-        if (c.chunk.length === 0) continue;
-        kept.push(typeof c.chunk === 'string' ? { chunk: Buffer.from(c.chunk, c.encoding), encoding: 'buffer' as BufferEncoding } : c);
-      }
-      if (kept.length === 0) cb();
-      else writev(kept, cb);
-    };
-  }
+  withoutEmptyWrites(d);
   return s;
 }
 
