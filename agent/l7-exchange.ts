@@ -314,9 +314,14 @@ export abstract class Exchange implements RequestView, Waiter {
   /** Waiter: refused by the circuit breaker (queue full, or evicted by a lighter source). */
   overflow(): void {
     if (this.state !== 'waiting') return;
-    this.localReply(503, ResponseFlag.UpstreamOverflow, 'upstream connect error or disconnect/reset before headers. reset reason: overflow\n', {
-      'x-envoy-overloaded': 'true',
-    });
+    this.localReply(
+      503,
+      ResponseFlag.UpstreamOverflow,
+      'upstream connect error or disconnect/reset before headers. reset reason: overflow\n',
+      {
+        'x-envoy-overloaded': 'true',
+      },
+    );
   }
 
   /** Frees the try's slot and endpoint. `rtt` < 0: no round trip to learn from. */
@@ -333,8 +338,8 @@ export abstract class Exchange implements RequestView, Waiter {
     }
   }
 
-  // ---- request body ----------------------------------------------------------------------
-  protected onBodyChunk(chunk: Buffer): void {
+  // ---- request body (called by the protocol's module-level stream handlers) ---------------
+  onBody(chunk: Buffer): void {
     this.reqBytes += chunk.length;
     const trying = this.state === 'trying' || this.state === 'responding';
     if (this.replayable || !trying) {
@@ -349,7 +354,7 @@ export abstract class Exchange implements RequestView, Waiter {
     if (!this.replayable && trying && this.kept.length > 0) this.kept = [];
   }
 
-  protected onBodyEnd(): void {
+  onBodyEnd(): void {
     this.bodyEnded = true;
     this.mirror();
     if (this.state === 'trying') {
@@ -484,7 +489,10 @@ export abstract class Exchange implements RequestView, Waiter {
     // requests in flight, minRetryConcurrency) — and nodemesh adds Linkerd's rate budget; a
     // retry needs both (either alone would let retries amplify an outage in some regime)
     const b = cluster.budget.config;
-    const concurrencyOk = !(b.minRetryConcurrency > 0) || cluster.admission.retries <= Math.max((b.percent / 100) * (cluster.admission.active + cluster.admission.pending), b.minRetryConcurrency);
+    const concurrencyOk =
+      !(b.minRetryConcurrency > 0) ||
+      cluster.admission.retries <=
+        Math.max((b.percent / 100) * (cluster.admission.active + cluster.admission.pending), b.minRetryConcurrency);
     if (!concurrencyOk || !cluster.budget.withdraw()) {
       cluster.admission.retryDone();
       this.addFlag(ResponseFlag.UpstreamOverflow);
@@ -520,6 +528,11 @@ export abstract class Exchange implements RequestView, Waiter {
   }
 
   /** The client went away before the response was complete. */
+  /** The downstream request/stream closed: the client went away unless the exchange finished. */
+  onClose(): void {
+    if (this.state !== 'done') this.onDownstreamGone();
+  }
+
   protected onDownstreamGone(): void {
     const s = this.state;
     if (s === 'done') return;
@@ -572,12 +585,46 @@ export abstract class Exchange implements RequestView, Waiter {
     }
     this.kept = [];
     const labels = this.engine.labels(this.conn, this.cluster, this.host, this.grpc);
-    labels.record(this.status, this.grpc ? this.grpcStatus || '-' : '-', this.flags, this.engine.now() - this.startedAt, this.reqBytes, this.respBytes);
+    labels.record(
+      this.status,
+      this.grpc ? this.grpcStatus || '-' : '-',
+      this.flags,
+      this.engine.now() - this.startedAt,
+      this.reqBytes,
+      this.respBytes,
+    );
   }
 }
 
 /** Envoy's order of response flags in a flags string. */
-const FLAG_ORDER = ['LH', 'UH', 'UT', 'LR', 'UR', 'UF', 'UC', 'UO', 'NR', 'DI', 'FI', 'RL', 'UAEX', 'RLSE', 'DC', 'URX', 'SI', 'IH', 'DPE', 'UMSDR', 'RFCF', 'NFCF', 'DT', 'UPE', 'NC', 'OM'];
+const FLAG_ORDER = [
+  'LH',
+  'UH',
+  'UT',
+  'LR',
+  'UR',
+  'UF',
+  'UC',
+  'UO',
+  'NR',
+  'DI',
+  'FI',
+  'RL',
+  'UAEX',
+  'RLSE',
+  'DC',
+  'URX',
+  'SI',
+  'IH',
+  'DPE',
+  'UMSDR',
+  'RFCF',
+  'NFCF',
+  'DT',
+  'UPE',
+  'NC',
+  'OM',
+];
 
 function flagRank(f: string): number {
   const i = FLAG_ORDER.indexOf(f);

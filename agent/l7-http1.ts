@@ -208,18 +208,6 @@ export class Http1Exchange extends Exchange {
     if (!this.req.complete) this.req.resume();
   }
 
-  onBody(chunk: Buffer): void {
-    this.onBodyChunk(chunk);
-  }
-
-  onEnd(): void {
-    this.onBodyEnd();
-  }
-
-  onClose(): void {
-    if (this.state !== 'done') this.onDownstreamGone();
-  }
-
   resumeFromTry(): void {
     this.resumeBody();
   }
@@ -229,7 +217,7 @@ function onRequestData(this: http.IncomingMessage, chunk: Buffer): void {
   (this as WithEx)[kEx]!.onBody(chunk);
 }
 function onRequestEnd(this: http.IncomingMessage): void {
-  (this as WithEx)[kEx]!.onEnd();
+  (this as WithEx)[kEx]!.onBodyEnd();
 }
 function onResponseClose(this: http.ServerResponse): void {
   const ex = (this as WithEx)[kEx]!;

@@ -284,7 +284,13 @@ export class Http2Exchange extends Exchange {
       this.status = 200;
       this.grpcStatus = String(code);
       s.respond(
-        { ':status': 200, 'content-type': 'application/grpc', 'grpc-status': String(code), 'grpc-message': encodeURIComponent(body.trim()), ...headers },
+        {
+          ':status': 200,
+          'content-type': 'application/grpc',
+          'grpc-status': String(code),
+          'grpc-message': encodeURIComponent(body.trim()),
+          ...headers,
+        },
         { endStream: true },
       );
     } else {
@@ -308,18 +314,6 @@ export class Http2Exchange extends Exchange {
     if (!this.stream.readableEnded) this.stream.resume();
   }
 
-  onBody(chunk: Buffer): void {
-    this.onBodyChunk(chunk);
-  }
-
-  onBodyDone(): void {
-    this.onBodyEnd();
-  }
-
-  onClose(): void {
-    if (this.state !== 'done') this.onDownstreamGone();
-  }
-
   onDrain(): void {
     this.committed?.up?.resume();
   }
@@ -334,7 +328,7 @@ function onDownstreamData(this: http2.ServerHttp2Stream, chunk: Buffer): void {
   (this as WithEx)[kEx]!.onBody(chunk);
 }
 function onDownstreamEnd(this: http2.ServerHttp2Stream): void {
-  (this as WithEx)[kEx]!.onBodyDone();
+  (this as WithEx)[kEx]!.onBodyEnd();
 }
 function onDownstreamClose(this: http2.ServerHttp2Stream): void {
   (this as WithEx)[kEx]!.onClose();
