@@ -2,29 +2,29 @@
 // datapath, enrols the meshed pods of its node, runs the outbound proxy and the admin
 // server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
 import { X509Certificate } from 'node:crypto';
-import { logger } from '../control/api/log.js';
+import { logger } from '../common/log.js';
 import { watchSnapshots } from '../control/api/discovery-client.js';
 import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
 import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
-import { IdentityManager } from './identity-manager.js';
+import { IdentityManager } from './identity/identity-manager.js';
 import type { Snapshot } from '../control/api/snapshot.js';
-import { startAdminServer } from './admin-server.js';
-import { Datapath, cgroup2Mount, ownCgroup } from './datapath.js';
-import { InboundDatapath, meshedPodIps } from './datapath-inbound.js';
-import { SecurityIndex } from './authorization.js';
-import { Enrollment } from './enrollment.js';
-import { InboundCapture } from './inbound-capture.js';
-import { deliverInbound } from './inbound-delivery.js';
-import type { InboundDeliver } from './inbound-capture.js';
-import { HboneConnector } from './hbone-outbound.js';
-import { HboneInbound, provenSourceWorkload } from './hbone-inbound.js';
-import { MeshConnector } from './mesh-connector.js';
-import { meshIndex } from './mesh-index.js';
-import { registry, snapshotVersion } from './metrics.js';
-import { OutboundProxy } from './outbound-proxy.js';
-import { PodNetnsScanner } from './pod-netns.js';
-import { ServiceTable } from './service-table.js';
-import { TcpConnector } from './upstream.js';
+import { startAdminServer } from './admin/admin-server.js';
+import { Datapath, cgroup2Mount, ownCgroup } from './datapath/datapath.js';
+import { InboundDatapath, meshedPodIps } from './datapath/inbound.js';
+import { SecurityIndex } from './policy/authorization.js';
+import { Enrollment } from './datapath/enrollment.js';
+import { InboundCapture } from './proxy/inbound-capture.js';
+import { deliverInbound } from './proxy/inbound-delivery.js';
+import type { InboundDeliver } from './proxy/inbound-capture.js';
+import { HboneConnector } from './hbone/client.js';
+import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
+import { MeshConnector } from './proxy/mesh-connector.js';
+import { meshIndex } from './state/mesh-index.js';
+import { registry, snapshotVersion } from './telemetry/metrics.js';
+import { OutboundProxy } from './proxy/outbound.js';
+import { PodNetnsScanner } from './datapath/pod-netns.js';
+import { ServiceTable } from './state/service-table.js';
+import { TcpConnector } from './transport/connector.js';
 
 const log = logger('agent');
 

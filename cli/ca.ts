@@ -12,10 +12,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NodemeshError } from '../control/api/errors.js';
+import { NodemeshError } from '../common/errors.js';
 import { splitPemCertificates } from '../control/api/x509-svid.js';
-import { CaStore, type RotateResult } from '../control/ca-store.js';
-import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../control/node-credentials.js';
+import { CaStore, type RotateResult } from '../control/ca/store.js';
+import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../control/ca/node-credentials.js';
 
 /** `90s`, `10m`, `24h`, `1h30m`, `2d`, or a number of seconds → seconds. */
 export function parseDurationSeconds(s: string): number {

@@ -1,6 +1,7 @@
 // `nodemesh check`: a preflight of this node, like `istioctl x precheck` — is everything
 // the agent needs here, and if not, what to do about it.
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { packagePath } from '../common/paths.js';
 
 interface Check {
   name: string;
@@ -56,7 +57,7 @@ export function runChecks(): Check[] {
     },
     {
       name: 'eBPF objects built',
-      ok: existsSync(new URL('../../build/bpf/redirect.bpf.o', import.meta.url)),
+      ok: existsSync(packagePath('build', 'bpf', 'redirect.bpf.o')),
       detail: 'run `npm run bootstrap`',
     },
   ];

@@ -4,12 +4,12 @@
 // /metrics. Ctrl-C tears everything down. `--once`: one round, the summary, teardown, and
 // exit 0 only if the traffic flowed through the mesh.
 import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
 import { scrape, sumMetric, type Sample } from './prom-text.js';
+import { packagePath } from '../common/paths.js';
 
-const SAMPLES = fileURLToPath(new URL('../../deploy/lab/samples', import.meta.url));
+const SAMPLES = packagePath('deploy', 'lab', 'samples');
 const LAB = 'demo';
 const REQUESTS_PER_ROUND = 20;
 

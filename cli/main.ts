@@ -1,8 +1,8 @@
 // `nodemesh` — one CLI for every role: the control plane, the node agent, the lab, and the
 // operator's views (status, check, config status, tap), plus the demo.
 import { parseArgs } from 'node:util';
-import { NodemeshError } from '../control/api/errors.js';
-import { logger } from '../control/api/log.js';
+import { NodemeshError } from '../common/errors.js';
+import { logger } from '../common/log.js';
 
 const USAGE = `usage: nodemesh <command> [flags]
 
@@ -47,7 +47,7 @@ async function main(argv: string[]): Promise<number> {
       if (rest[0] !== 'status') break;
       const { values } = parseArgs({ args: rest.slice(1), options: { control: { type: 'string' }, name: { type: 'string' } } });
       const { controlAdminAddress } = await import('./status.js');
-      const { printConfigStatus } = await import('../control/config-status-cli.js');
+      const { printConfigStatus } = await import('./config-status.js');
       return printConfigStatus(values.control ?? (await controlAdminAddress(values.name)), process.stdout);
     }
     case 'tap':

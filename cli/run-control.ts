@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { startControlPlane, type ControlPlaneOptions } from '../control/control-plane.js';
 import { parseDurationSeconds } from './ca.js';
-import { logger } from '../control/api/log.js';
+import { logger } from '../common/log.js';
 
 export async function runControl(args: string[]): Promise<number> {
   const { values } = parseArgs({

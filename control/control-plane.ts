@@ -2,24 +2,24 @@
 // plus the admin server. Bad input never stops it: every error is logged, counted in
 // nodemesh_config_errors_total and shown in the status, and the last good state stays in
 // force.
-import { NodemeshError } from './api/errors.js';
-import { logger } from './api/log.js';
+import { NodemeshError } from '../common/errors.js';
+import { logger } from '../common/log.js';
 import { TRUST_DOMAIN_DEFAULT, type Snapshot } from './api/snapshot.js';
-import { parseHostPort, startAdminServer, type AdminServer } from './admin-server.js';
-import { compileSnapshot } from './compiler.js';
+import { parseHostPort, startAdminServer, type AdminServer } from './admin/admin-server.js';
+import { compileSnapshot } from './compile/compiler.js';
 import { createControlMetrics, type ControlMetrics } from './control-metrics.js';
 import { DiscoveryServer, type AgentStatus } from './discovery-server.js';
 import { readFile } from 'node:fs/promises';
 import { certificateService } from './api/ca-client.js';
 import { splitPemCertificates } from './api/x509-svid.js';
-import type { Clock } from './api/clock.js';
-import { startLocalCa, type LocalCa, type LocalCaOptions } from './ca.js';
-import { createCaMetrics, type CaMetrics } from './ca-metrics.js';
-import { certificateServiceImplementation } from './ca-server.js';
-import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './node-auth.js';
-import { ServingTls, servingNames } from './serving-tls.js';
-import { FileSource, type SourceState } from './source-files.js';
-import { ResourceStore, type ConfigStatus, type StoreResult } from './store.js';
+import type { Clock } from '../common/clock.js';
+import { startLocalCa, type LocalCa, type LocalCaOptions } from './ca/ca.js';
+import { createCaMetrics, type CaMetrics } from './ca/metrics.js';
+import { certificateServiceImplementation } from './ca/server.js';
+import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-auth.js';
+import { ServingTls, servingNames } from './ca/serving-tls.js';
+import { FileSource, type SourceState } from './source/files.js';
+import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 
 const log = logger('control/control-plane');
 

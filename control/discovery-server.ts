@@ -10,7 +10,7 @@
 // Other services (the CA) are added to the same server with addService() before listen().
 import * as grpc from '@grpc/grpc-js';
 import { discoveryService, type Snapshot } from './api/snapshot.js';
-import { logger } from './api/log.js';
+import { logger } from '../common/log.js';
 import type { ControlMetrics } from './control-metrics.js';
 
 const log = logger('control/discovery-server');

@@ -1,12 +1,13 @@
 // nodemesh.v1.CertificateService (ca.proto): the service definition both sides load, and
 // the agent's client. A refused or failed call becomes a NodemeshError NM_ERR_IDENTITY
 // carrying the gRPC status code, so the caller can tell "not allowed" from "not reachable".
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { NodemeshError } from './errors.js';
+import { NodemeshError } from '../../common/errors.js';
+import { packagePath } from '../../common/paths.js';
 
-const PROTO_DIR = fileURLToPath(new URL('../../../control/api/', import.meta.url));
+const PROTO_DIR = packagePath('control', 'api');
 
 export interface CreateCertificateRequestWire {
   csr: string;
@@ -24,7 +25,7 @@ let loaded: grpc.ServiceClientConstructor | undefined;
 /** The CertificateService constructor (its `.service` is the server-side definition). */
 export function certificateService(): grpc.ServiceClientConstructor {
   if (!loaded) {
-    const def = protoLoader.loadSync(`${PROTO_DIR}ca.proto`, { keepCase: false, longs: String, enums: String, defaults: true, arrays: true, includeDirs: [PROTO_DIR] });
+    const def = protoLoader.loadSync(path.join(PROTO_DIR, 'ca.proto'), { keepCase: false, longs: String, enums: String, defaults: true, arrays: true, includeDirs: [PROTO_DIR] });
     const pkg = grpc.loadPackageDefinition(def) as unknown as { nodemesh: { v1: { CertificateService: grpc.ServiceClientConstructor } } };
     loaded = pkg.nodemesh.v1.CertificateService;
   }

@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { NodemeshError } from './errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import { splitPemCertificates } from './x509-svid.js';
 
 /** files of a node credential directory (`nodemesh agent --node-credential DIR`) */

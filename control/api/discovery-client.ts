@@ -7,7 +7,7 @@
 // Versions restart at 1 when the control plane restarts, so a snapshot is delivered
 // whenever it differs from the last one (version or generatedAt), not only when newer.
 import * as grpc from '@grpc/grpc-js';
-import { NodemeshError } from './errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import { discoveryService, snapshotFromWire, type Snapshot } from './snapshot.js';
 
 export interface WatchSnapshotsOptions {

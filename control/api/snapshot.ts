@@ -2,9 +2,10 @@
 // resources are translated into this once, in control/; the agent never parses YAML.
 // Mirrors discovery.proto (camelCase, as @grpc/proto-loader gives it with keepCase: false;
 // uint64 fields as strings are converted by the helpers below to numbers).
-import { fileURLToPath } from 'node:url';
+import path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
+import { packagePath } from '../../common/paths.js';
 import type { RoutingConfig } from './snapshot-routing.js';
 import type { SecurityConfig } from './snapshot-security.js';
 
@@ -78,8 +79,8 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
-const PROTO_DIR = fileURLToPath(new URL('../../../control/api/', import.meta.url));
-const PROTO = `${PROTO_DIR}discovery.proto`;
+const PROTO_DIR = packagePath('control', 'api');
+const PROTO = path.join(PROTO_DIR, 'discovery.proto');
 
 /** Loads discovery.proto (from the source tree; this file runs from dist/control/api/). */
 export function loadDiscoveryProto(): grpc.GrpcObject {

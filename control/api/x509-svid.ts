@@ -7,7 +7,7 @@
 // .../standards/X509-SVID.md (quoted where implemented).
 import { X509Certificate, createHash } from 'node:crypto';
 import forge from 'node-forge';
-import { NodemeshError } from './errors.js';
+import { NodemeshError } from '../../common/errors.js';
 
 const OID_SAN = '2.5.29.17';
 const OID_BASIC_CONSTRAINTS = '2.5.29.19';

@@ -6,7 +6,7 @@
 // processes of a lab whose state file is lost: read cgroup.procs, then cgroup.kill.
 import { mkdir, readFile, readdir, rmdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import { run, waitFor } from './lab-processes.js';
 
 const FALLBACK_MOUNT = '/run/nodemesh/cgroup2';

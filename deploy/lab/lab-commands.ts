@@ -1,13 +1,13 @@
 // The contract between the lab and the nodemesh CLI: the command lines the lab runs for
 // the control plane and the agents, and the ports and paths it polls for readiness. Kept
 // in this one place so a change of flag is a change of this file only.
-import { fileURLToPath } from 'node:url';
+import { packagePath } from '../../common/paths.js';
 
 export const PORTS = { grpc: 15012, controlAdmin: 15014, agentAdmin: 15020 } as const;
 export const READY_PATH = '/healthz/ready';
 
 /** `<repo>/bin/nodemesh.js` (this file runs from dist/deploy/lab/). */
-export const DEFAULT_CLI = fileURLToPath(new URL('../../../bin/nodemesh.js', import.meta.url));
+export const DEFAULT_CLI = packagePath('bin', 'nodemesh.js');
 
 export interface ControlCommand {
   configDir: string;

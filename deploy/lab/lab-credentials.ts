@@ -9,8 +9,8 @@
 //   node-credentials/<node>/ each node's credential (O=system:nodes, CN=system:node:<node>),
 //                            its agent's --node-credential
 import path from 'node:path';
-import { CA_FILES } from '../../control/ca-store.js';
-import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../../control/node-credentials.js';
+import { CA_FILES } from '../../control/ca/store.js';
+import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../../control/ca/node-credentials.js';
 import type { LabState } from './lab-state.js';
 
 export function labCaDir(stateDir: string): string {

@@ -6,7 +6,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseAllDocuments, type Document } from 'yaml';
-import { ConfigError, formatLocation, type ConfigLocation, type ErrorCode } from '../../control/api/errors.js';
+import { ConfigError, formatLocation, type ConfigLocation, type ErrorCode } from '../../common/errors.js';
 
 export const SERVICE_CIDR = '10.96.0.0/16';
 /** the range a non-meshed pod's connect() to a ClusterIP fails fast in (unreachable route) */

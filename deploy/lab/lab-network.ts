@@ -11,7 +11,7 @@
 // fast (EHOSTUNREACH) when it dials a ClusterIP, rather than hanging.
 import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import { SERVICE_RANGE_UNREACHABLE } from './lab-model.js';
 import { run } from './lab-processes.js';
 import type { LabNodeState, LabPodState, LabState } from './lab-state.js';

@@ -10,7 +10,7 @@
 // Pod CIDRs exist only inside the lab's own namespaces, so every lab uses the same ones.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import type { LabModel, ModelPod } from './lab-model.js';
 import { selects } from './lab-model.js';
 import type { LabContainerState, LabNodeState, LabPodState, LabServiceState, LabState } from './lab-state.js';

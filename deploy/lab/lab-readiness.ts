@@ -4,7 +4,7 @@
 // A process that exits while awaited fails the wait at once, with its log's last lines.
 import http from 'node:http';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import { READY_PATH } from './lab-commands.js';
 import { NETNS_DIR } from './lab-network.js';
 import { isAlive, logTail, run, waitFor } from './lab-processes.js';

@@ -6,7 +6,7 @@
 import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
+import { NodemeshError } from '../../common/errors.js';
 
 export const LABS_DIR = '/run/nodemesh/labs';
 const SLOTS_DIR = path.join(LABS_DIR, '.slots');

@@ -9,8 +9,8 @@
 // Every step runs even when an earlier one failed; what could not be removed is reported.
 import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
-import { logger } from '../../control/api/log.js';
+import { NodemeshError } from '../../common/errors.js';
+import { logger } from '../../common/log.js';
 import { cgroup2Mount, cgroupTreePids, killCgroupTree, labCgroupRoot, removeCgroupTree, waitCgroupEmpty } from './lab-cgroups.js';
 import { ETC_NETNS_DIR, deleteLink, deleteNetns, listLinks, listNetns, netnsPids } from './lab-network.js';
 import { BPFFS, netnsPrefix, pinPrefix, slotLinkPattern } from './lab-plan.js';

@@ -9,8 +9,8 @@
 // once every agent is ready, so no pod opens a connection before its redirect exists.
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { NodemeshError } from '../../control/api/errors.js';
-import { logger } from '../../control/api/log.js';
+import { NodemeshError } from '../../common/errors.js';
+import { logger } from '../../common/log.js';
 import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
 import { agentArgv, controlArgv, DEFAULT_CLI, PORTS } from './lab-commands.js';
 import { writeConfigDir } from './lab-config-dir.js';

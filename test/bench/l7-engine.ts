@@ -5,12 +5,12 @@
 // The backend runs in a child process so it does not share the engine's event loop.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { Harness, snapshot } from '../helpers/l7-harness.js';
+import { packagePath } from '../../common/paths.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
-const BACKEND = fileURLToPath(new URL('../../../test/fixtures/traffic/backend.js', import.meta.url));
+const BACKEND = packagePath('test', 'fixtures', 'traffic', 'backend.js');
 
 function runTool(cmd: string, args: string[]): Promise<string> {
   return new Promise((resolve, reject) => {

@@ -4,11 +4,11 @@
 //   BENCH_DURATION=10 BENCH_CONNECTIONS=32 npm run bench
 import { spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
+import { packagePath } from '../../common/paths.js';
 
-const FIXTURES = fileURLToPath(new URL('../../../test/bench/fixtures', import.meta.url));
+const FIXTURES = packagePath('test', 'bench', 'fixtures');
 const LAB = 'bench';
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
         `node proxy (agent) RSS on node-a: ${results.nodeProxyRssMb} MB (one per node, vs one sidecar per pod)`,
       ].join('\n') + '\n',
     );
-    await writeFile(fileURLToPath(new URL('../../bench-results.json', import.meta.url)), JSON.stringify(results, null, 2));
+    await writeFile(packagePath('dist', 'bench-results.json'), JSON.stringify(results, null, 2));
   } finally {
     await labDown({ name: LAB });
   }

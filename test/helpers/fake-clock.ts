@@ -1,7 +1,7 @@
 // A Clock tests drive by hand: advance(ms) moves time and fires the timers that fall due, in
 // time order. Certificates, renewals and rotation overlaps are hours long; tests advance
 // instead of waiting.
-import type { Clock, ClockTimer } from '../../control/api/clock.js';
+import type { Clock, ClockTimer } from '../../common/clock.js';
 
 interface Pending {
   at: number;

@@ -9,11 +9,11 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
-import { ServiceTable } from '../../agent/service-table.js';
-import { TrafficManager } from '../../agent/traffic-manager.js';
-import { sniff } from '../../agent/protocol-detect.js';
-import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/upstream.js';
-import { ResponseFlag } from '../../agent/response-flags.js';
+import { ServiceTable } from '../../agent/state/service-table.js';
+import { TrafficManager } from '../../agent/l7/traffic-manager.js';
+import { sniff } from '../../agent/transport/protocol-detect.js';
+import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/transport/connector.js';
+import { ResponseFlag } from '../../agent/transport/response-flags.js';
 
 export const VIP = '10.96.0.10';
 

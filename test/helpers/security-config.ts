@@ -1,10 +1,10 @@
 // Security policy for tests, through the real control-plane path: YAML text → parse →
 // validation (store) → compiler → the snapshot's SecurityConfig, then the agent's index.
-import { parseYamlFile } from '../../control/source-files.js';
-import { ResourceStore, type StoreResult } from '../../control/store.js';
-import { compileSnapshot } from '../../control/compiler.js';
+import { parseYamlFile } from '../../control/source/files.js';
+import { ResourceStore, type StoreResult } from '../../control/config-store.js';
+import { compileSnapshot } from '../../control/compile/compiler.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { SecurityIndex, type WorkloadPolicy } from '../../agent/authorization.js';
+import { SecurityIndex, type WorkloadPolicy } from '../../agent/policy/authorization.js';
 
 export interface PodOpts {
   ns?: string;

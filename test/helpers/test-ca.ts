@@ -4,7 +4,7 @@
 import { generateKeyPair, randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import forge from 'node-forge';
-import type { IdentityProvider, WorkloadCertificate } from '../../agent/identity.js';
+import type { IdentityProvider, WorkloadCertificate } from '../../agent/identity/identity.js';
 
 const genKeyPair = promisify(generateKeyPair);
 

@@ -1,0 +1,280 @@
+// A destination cluster, as Envoy has one per (Service port, subset): its endpoints, the
+// traffic policy that applies to them (DestinationRule, or the mesh defaults), and the state
+// that must outlive a snapshot — balancer cursor and latency estimates, outlier detection,
+// retry budget, admission counters and pooled connections. Clusters are kept by name across
+// snapshots and brought up to date lazily, on the first request after a snapshot changed
+// them, so a config push never resets ejections or drops pooled connections of endpoints
+// that stay.
+import type { Duplex } from 'node:stream';
+import type { Endpoint, Service, ServicePort, Workload } from '../../control/api/snapshot.js';
+import type { TrafficPolicy } from '../../control/api/snapshot-routing.js';
+import { logger } from '../../common/log.js';
+import { newBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer/load-balancer.js';
+import { EWMA_DEFAULT_RTT_MS, observeRtt } from './load-balancer/peak-ewma.js';
+import { OutlierDetector, type LocalOrigin, type OutlierEvent } from './outlier-detection.js';
+import { RetryBudget } from './retry-budget.js';
+import { Admission, Http1Pool, Http2Pool, type DialInfo, type PoolOptions } from './pools.js';
+import type { UpstreamConnector } from '../transport/connector.js';
+import { SourceCounter } from './per-workload-fairness.js';
+import type { LabelSet } from '../telemetry/request-telemetry.js';
+
+const log = logger('agent/cluster');
+
+export interface Clock {
+  now(): number;
+  setInterval(fn: () => void, ms: number): { unref(): unknown };
+  clearInterval(t: unknown): void;
+}
+
+export const realClock: Clock = {
+  now: () => performance.now(),
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (t) => clearInterval(t as NodeJS.Timeout),
+};
+
+/** Istio's HostSelectionRetryMaxAttempts with the previous_hosts retry predicate. */
+const HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5;
+
+export class Host implements LbHost {
+  readonly key: string;
+  active = 0;
+  rttEstimate = EWMA_DEFAULT_RTT_MS;
+  rttUpdatedAt: number;
+  /** Istio label sets of requests to this endpoint, per source (request-telemetry.ts) */
+  readonly labels = new Map<string, { http?: LabelSet; grpc?: LabelSet }>();
+  /** pools per source pod (see upstream-pool.ts) */
+  readonly http1 = new Map<string, Http1Pool>();
+  readonly http2 = new Map<string, Http2Pool>();
+
+  constructor(
+    public endpoint: Endpoint,
+    public workload: Workload | undefined,
+    now: number,
+  ) {
+    this.key = `${endpoint.ip}:${endpoint.port}`;
+    this.rttUpdatedAt = now;
+  }
+
+  closePools(): void {
+    for (const p of this.http1.values()) p.close();
+    for (const p of this.http2.values()) p.close();
+    this.http1.clear();
+    this.http2.clear();
+  }
+}
+
+export interface ClusterTarget {
+  service: Service;
+  port: ServicePort;
+  endpoints: Endpoint[];
+  policy: TrafficPolicy;
+  workloads: ReadonlyMap<string, Workload>;
+}
+
+export class Cluster {
+  /** Envoy-style name: outbound|port|subset|host */
+  readonly name: string;
+  generation = -1;
+  service!: Service;
+  servicePort!: ServicePort;
+  policy!: TrafficPolicy;
+  hosts: Host[] = [];
+  /** the hosts balancing may use now: healthy ones, or all in panic mode (a stable array) */
+  usable: Host[] = [];
+  balancer!: Balancer;
+  private balancerKind = '';
+  readonly outlier: OutlierDetector;
+  budget!: RetryBudget;
+  private budgetKey = '';
+  readonly admission: Admission;
+  /** L4 connections by source (maxConnections for opaque TCP) */
+  readonly tcpConnections = new SourceCounter();
+  private sweepTimer: { unref(): unknown } | undefined;
+  private sweepEvery = 0;
+  lastUsed = 0;
+
+  constructor(
+    readonly host: string,
+    readonly subset: string,
+    readonly port: number,
+    generation: number,
+    target: ClusterTarget,
+    private readonly clock: Clock,
+    private readonly connector: UpstreamConnector,
+    /** a pool for (source, endpoint) opened a connection */
+    private readonly onConnection?: (d: Duplex, dial: DialInfo, cluster: Cluster) => void,
+  ) {
+    this.name = `outbound|${port}|${subset}|${host}`;
+    this.outlier = new OutlierDetector(
+      target.policy.outlierDetection,
+      () => this.refreshUsable(),
+      (e) => this.onOutlierEvent(e),
+    );
+    this.admission = new Admission(target.policy.connectionPool);
+    this.update(generation, target);
+  }
+
+  /** Applies a newer snapshot's view of this cluster (endpoints, policy). */
+  update(generation: number, t: ClusterTarget): void {
+    this.generation = generation;
+    this.service = t.service;
+    this.servicePort = t.port;
+    this.policy = t.policy;
+    const kind = t.policy.loadBalancer.consistentHash ? 'hash' : t.policy.loadBalancer.simple;
+    if (kind !== this.balancerKind) {
+      this.balancer = newBalancer(t.policy.loadBalancer);
+      this.balancerKind = kind;
+    }
+    const rb = t.policy.retryBudget;
+    const budgetKey = `${rb.percent}/${rb.minRetriesPerSecond}/${rb.ttlMs}`;
+    if (budgetKey !== this.budgetKey) {
+      this.budget = new RetryBudget(rb, () => this.clock.now());
+      this.budgetKey = budgetKey;
+    }
+    this.admission.configure(t.policy.connectionPool);
+    this.outlier.configure(t.policy.outlierDetection);
+
+    const old = new Map(this.hosts.map((h) => [h.key, h]));
+    const now = this.clock.now();
+    const hosts: Host[] = [];
+    for (const ep of t.endpoints) {
+      const key = `${ep.ip}:${ep.port}`;
+      const w = t.workloads.get(ep.workload);
+      let h = old.get(key);
+      if (h) {
+        old.delete(key);
+        h.endpoint = ep;
+        h.workload = w;
+        h.labels.clear(); // labels of source or destination may have changed
+      } else {
+        h = new Host(ep, w, now);
+      }
+      hosts.push(h);
+    }
+    for (const gone of old.values()) gone.closePools(); // in-flight requests finish on their sockets
+    this.hosts = hosts;
+    this.outlier.setHosts(hosts.map((h) => h.key));
+    this.refreshUsable();
+    this.armSweep();
+  }
+
+  private armSweep(): void {
+    const every = this.outlier.enabled ? this.outlier.intervalMs : 0;
+    if (every === this.sweepEvery) return;
+    if (this.sweepTimer) this.clock.clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.sweepEvery = every;
+    if (every > 0) {
+      this.sweepTimer = this.clock.setInterval(() => this.outlier.sweep(this.clock.now()), every);
+      this.sweepTimer.unref();
+    }
+  }
+
+  private refreshUsable(): void {
+    if (this.outlier.ejected === 0 || this.outlier.panic()) this.usable = this.hosts;
+    else this.usable = this.hosts.filter((h) => !this.outlier.isEjected(h.key));
+  }
+
+  private onOutlierEvent(e: OutlierEvent): void {
+    log.info({ cluster: this.name, ...e }, `outlier detection: ${e.action} ${e.host}`);
+  }
+
+  /**
+   * An endpoint for the next try. `tried` (retries): Envoy's previous_hosts predicate — a
+   * retry prefers an endpoint not tried yet, re-picking a few times before giving in.
+   */
+  pick(ctx: PickContext, tried: readonly Host[] | undefined): Host | undefined {
+    const hosts = this.usable;
+    let h = this.balancer.pick(hosts, ctx);
+    if (h && tried && tried.length > 0 && hosts.length > tried.length) {
+      for (let i = 0; i < HOST_SELECTION_RETRY_MAX_ATTEMPTS && h && tried.includes(h); i++) h = this.balancer.pick(hosts, { ...ctx, hash: undefined });
+    }
+    return h;
+  }
+
+  /** A try to `h` started / ended (for least-request and peak EWMA). */
+  begin(h: Host): void {
+    h.active++;
+  }
+
+  end(h: Host, rttMs: number): void {
+    h.active--;
+    if (rttMs >= 0) observeRtt(h, rttMs, this.clock.now());
+  }
+
+  /** `latencyMs` < 0: no latency to learn from (L4) */
+  onResponse(h: Host, status: number, latencyMs: number): void {
+    this.outlier.onResponse(h.key, status, this.clock.now(), latencyMs >= 0 ? latencyMs : undefined);
+  }
+
+  onLocalFailure(h: Host, kind: LocalOrigin): void {
+    this.outlier.onLocalFailure(h.key, kind, this.clock.now());
+  }
+
+  poolOptions(dial: DialInfo): PoolOptions {
+    const cp = this.policy.connectionPool;
+    const hook = this.onConnection;
+    return {
+      connectTimeoutMs: cp.connectTimeoutMs,
+      idleTimeoutMs: cp.httpIdleTimeoutMs,
+      maxRequestsPerConnection: cp.maxRequestsPerConnection,
+      onConnection: hook ? (d) => hook(d, dial, this) : undefined,
+    };
+  }
+
+  http1Pool(h: Host, sourceKey: string, dial: DialInfo): Http1Pool {
+    let p = h.http1.get(sourceKey);
+    if (!p) {
+      p = new Http1Pool(this.connector, dial, this.poolOptions(dial));
+      h.http1.set(sourceKey, p);
+    }
+    return p;
+  }
+
+  http2Pool(h: Host, sourceKey: string, dial: DialInfo): Http2Pool {
+    let p = h.http2.get(sourceKey);
+    if (!p) {
+      p = new Http2Pool(this.connector, dial, this.poolOptions(dial));
+      h.http2.set(sourceKey, p);
+    }
+    return p;
+  }
+
+  /**
+   * Closes the pools of sources that are gone (`live` says which source keys still are):
+   * their idle connections at once, busy ones when their request is done. Pools of live
+   * sources keep their keep-alive connections.
+   */
+  trimPools(live: (sourceKey: string) => boolean): void {
+    for (const h of this.hosts) {
+      for (const [k, p] of h.http1) if (!live(k)) (p.close(), h.http1.delete(k));
+      for (const [k, p] of h.http2) if (!live(k)) (p.close(), h.http2.delete(k));
+    }
+  }
+
+  dispose(): void {
+    if (this.sweepTimer) this.clock.clearInterval(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.admission.drain();
+    for (const h of this.hosts) h.closePools();
+  }
+
+  debug(): Record<string, unknown> {
+    return {
+      name: this.name,
+      policy: this.policy.loadBalancer.consistentHash ? 'consistentHash' : this.policy.loadBalancer.simple,
+      active: this.admission.active,
+      pending: this.admission.pending,
+      retriesInFlight: this.admission.retries,
+      retryBudget: this.budget.available(),
+      hosts: this.hosts.map((h) => ({
+        address: h.key,
+        workload: h.endpoint.workload,
+        active: h.active,
+        rttEstimateMs: Math.round(h.rttEstimate * 10) / 10,
+        ejected: this.outlier.isEjected(h.key),
+        timesEjected: this.outlier.timesEjected(h.key),
+      })),
+    };
+  }
+}

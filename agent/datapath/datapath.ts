@@ -1,0 +1,541 @@
+// The eBPF datapath as the agent sees it: load build/bpf/redirect.bpf.o, pin its maps
+// under a versioned directory, attach its programs to the pods' and the proxy's cgroups
+// through pinned links, enrol network namespaces. The only importer of the native addon
+// (native/, a thin layer over libbpf); all policy is here.
+//
+// Restarts: maps and links are pinned, so an agent that stops without unpinning leaves
+// the redirect in place, and the next agent reuses the maps (enrolments and in-flight
+// original destinations survive) and swaps the programs of the existing links
+// atomically; connections never see a window without the datapath.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { NodemeshError, type ErrorCode } from '../../common/errors.js';
+import { packagePath } from '../../common/paths.js';
+import { logger } from '../../common/log.js';
+import { checkCgroup, cgroupId, ensureBpffs, mountOf } from './mounts.js';
+
+export { cgroup2Mount, ownCgroup } from './mounts.js';
+
+const log = logger('agent/datapath');
+
+/** Bumped whenever a map definition in bpf/nodemesh.h or bpf/redirect.bpf.c changes. */
+export const DATAPATH_PIN_VERSION = 'v1';
+export const DEFAULT_PIN_DIR = `/sys/fs/bpf/nodemesh/${DATAPATH_PIN_VERSION}`;
+
+// ---- the addon, typed once -------------------------------------------------------
+
+interface StructLayout {
+  size: number;
+  offsets: Record<string, number>;
+}
+interface NativeLayout {
+  nm_config: StructLayout;
+  nm_orig_dst: StructLayout;
+  nm_tuple4: StructLayout;
+  netnsKeySize: number;
+  netnsValueSize: number;
+  cookieKeySize: number;
+  defaultProxyPort: number;
+  netnsFlagEnrolled: number;
+  origFlagV4Mapped: number;
+  maps: { config: string; meshNetns: string; origByCookie: string; origByTuple: string };
+}
+interface NativeLinkInfo {
+  id: number;
+  progId: number;
+  type: number;
+  attachType: number;
+  cgroupId: bigint;
+}
+interface NativeMapInfo {
+  id: number;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+  name: string;
+}
+/** The addon as this module uses it; the datapath-*.ts siblings type their own functions. */
+export interface Native {
+  openObject(path: string): number;
+  setMapPinPath(obj: number, mapName: string, path: string): void;
+  load(obj: number): void;
+  closeObject(obj: number): void;
+  mapFd(obj: number, mapName: string): number;
+  programNames(obj: number): string[];
+  attachCgroup(obj: number, progName: string, cgroupDir: string): number;
+  linkPin(link: number, path: string): void;
+  linkUnpin(link: number): void;
+  linkDetach(link: number): void;
+  linkDestroy(link: number): void;
+  linkOpen(pinPath: string): number;
+  linkUpdateProgram(link: number, obj: number, progName: string): void;
+  linkInfo(link: number): NativeLinkInfo;
+  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
+  mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | null;
+  mapDelete(fd: number, key: Buffer): boolean;
+  mapKeys(fd: number, keySize: number): Buffer[];
+  mapOpenPinned(path: string): number;
+  mapInfo(fd: number): NativeMapInfo;
+  closeFd(fd: number): void;
+  netnsCookie(netnsPath: string): bigint;
+  layout: NativeLayout;
+}
+
+/** A NodemeshError from a failed libbpf/bpf()/syscall, carrying the errno. */
+export class DatapathError extends NodemeshError {
+  readonly errno: number | undefined;
+  readonly errnoCode: string | undefined;
+  constructor(code: ErrorCode, message: string, cause?: unknown) {
+    super(code, message, { cause });
+    this.name = 'DatapathError';
+    const c = cause as { errno?: unknown; code?: unknown } | undefined;
+    this.errno = typeof c?.errno === 'number' ? c.errno : undefined;
+    this.errnoCode = typeof c?.code === 'string' ? c.code : undefined;
+  }
+}
+
+/** Runs an addon call; its exception becomes a DatapathError with `code` and context. */
+export function nat<T>(code: ErrorCode, context: string, fn: (n: Native) => T): T {
+  const n = native();
+  try {
+    return fn(n);
+  } catch (err) {
+    throw new DatapathError(code, `${context}: ${(err as Error).message}`, err);
+  }
+}
+
+let addon: Native | undefined;
+export function native(): Native {
+  if (addon) return addon;
+  const file = packagePath('build', 'Release', 'nodemesh_native.node');
+  try {
+    addon = createRequire(import.meta.url)(file) as Native;
+  } catch (err) {
+    throw new DatapathError(
+      'NM_ERR_BPF',
+      `cannot load the native addon ${file}: ${(err as Error).message}; build it: bash scripts/build.sh`,
+      err,
+    );
+  }
+  checkLayout(addon.layout);
+  return addon;
+}
+
+// ---- map codecs (bpf/nodemesh.h) -------------------------------------------------
+// Addresses and ports: network order. Cookies, marks, flags: host order.
+
+const CONFIG = { size: 16, offsets: { proxy_ip4: 0, proxy_port: 4, mark: 8, flags: 12 } };
+const ORIG_DST = { size: 8, offsets: { ip4: 0, port: 4, flags: 6 } };
+const TUPLE4 = { size: 12, offsets: { client_ip4: 0, proxy_ip4: 4, client_port: 8, proxy_port: 10 } };
+const U64 = 8;
+const U32 = 4;
+const LE = os.endianness() === 'LE';
+
+function checkLayout(l: NativeLayout): void {
+  const want: Array<[string, StructLayout, StructLayout]> = [
+    ['nm_config', CONFIG, l.nm_config],
+    ['nm_orig_dst', ORIG_DST, l.nm_orig_dst],
+    ['nm_tuple4', TUPLE4, l.nm_tuple4],
+  ];
+  for (const [name, ts, c] of want) {
+    const same = ts.size === c.size && Object.entries(ts.offsets).every(([f, o]) => c.offsets[f] === o);
+    if (!same)
+      throw new NodemeshError(
+        'NM_ERR_BPF',
+        `struct ${name} in bpf/nodemesh.h (${JSON.stringify(c)}) does not match the codec in agent/datapath.ts (${JSON.stringify(ts)}); update the codec and DATAPATH_PIN_VERSION`,
+      );
+  }
+  if (l.netnsKeySize !== U64 || l.netnsValueSize !== U32 || l.cookieKeySize !== U64)
+    throw new NodemeshError(
+      'NM_ERR_BPF',
+      'nm_mesh_netns/nm_orig_by_cookie key or value size changed in bpf/nodemesh.h; update agent/datapath.ts',
+    );
+}
+
+function writeIp4(b: Buffer, off: number, ip: string): void {
+  const parts = ip.split('.').map(Number);
+  if (!net.isIPv4(ip)) throw new NodemeshError('NM_ERR_BPF', `${ip} is not an IPv4 address`);
+  for (let i = 0; i < 4; i++) b[off + i] = parts[i]!;
+}
+const readIp4 = (b: Buffer, off: number) => `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
+const u64 = (v: bigint) => {
+  const b = Buffer.alloc(U64);
+  if (LE) b.writeBigUInt64LE(v);
+  else b.writeBigUInt64BE(v);
+  return b;
+};
+const readU64 = (b: Buffer) => (LE ? b.readBigUInt64LE(0) : b.readBigUInt64BE(0));
+const u32 = (v: number) => {
+  const b = Buffer.alloc(U32);
+  if (LE) b.writeUInt32LE(v);
+  else b.writeUInt32BE(v);
+  return b;
+};
+
+function encodeConfig(c: DatapathConfig): Buffer {
+  const b = Buffer.alloc(CONFIG.size);
+  writeIp4(b, CONFIG.offsets.proxy_ip4, c.proxyIp);
+  b.writeUInt16BE(c.proxyPort, CONFIG.offsets.proxy_port);
+  if (LE) b.writeUInt32LE(c.mark, CONFIG.offsets.mark);
+  else b.writeUInt32BE(c.mark, CONFIG.offsets.mark);
+  return b;
+}
+
+function encodeTuple(t: ProxyTuple): Buffer {
+  const b = Buffer.alloc(TUPLE4.size);
+  writeIp4(b, TUPLE4.offsets.client_ip4, t.clientIp);
+  writeIp4(b, TUPLE4.offsets.proxy_ip4, t.proxyIp);
+  b.writeUInt16BE(t.clientPort, TUPLE4.offsets.client_port);
+  b.writeUInt16BE(t.proxyPort, TUPLE4.offsets.proxy_port);
+  return b;
+}
+
+function decodeTuple(b: Buffer): ProxyTuple {
+  return {
+    clientIp: readIp4(b, TUPLE4.offsets.client_ip4),
+    clientPort: b.readUInt16BE(TUPLE4.offsets.client_port),
+    proxyIp: readIp4(b, TUPLE4.offsets.proxy_ip4),
+    proxyPort: b.readUInt16BE(TUPLE4.offsets.proxy_port),
+  };
+}
+
+function decodeOrig(b: Buffer): OriginalDestination {
+  const flags = LE ? b.readUInt16LE(ORIG_DST.offsets.flags) : b.readUInt16BE(ORIG_DST.offsets.flags);
+  return {
+    ip: readIp4(b, ORIG_DST.offsets.ip4),
+    port: b.readUInt16BE(ORIG_DST.offsets.port),
+    v4Mapped: (flags & native().layout.origFlagV4Mapped) !== 0,
+  };
+}
+
+// ---- the datapath ----------------------------------------------------------------
+
+export interface DatapathOptions {
+  /** Versioned pin directory on bpffs; default /sys/fs/bpf/nodemesh/v1. */
+  pinDir?: string;
+  /** cgroup v2 directory whose sockets are captured (parent of all pods; root in production). */
+  podsCgroup: string;
+  /** cgroup v2 directory of the proxy: only there is getsockopt(SO_ORIGINAL_DST) answered. */
+  proxyCgroup: string;
+  /** IPv4 address of the proxy's outbound listener. */
+  proxyIp: string;
+  /** Port of the proxy's outbound listener; default 15001. */
+  proxyPort?: number;
+  /** SO_MARK of the proxy's own sockets, never redirected; default 0 (no mark check). */
+  mark?: number;
+  /** The eBPF object; default <package>/build/bpf/redirect.bpf.o. */
+  objectPath?: string;
+}
+
+export interface DatapathConfig {
+  proxyIp: string;
+  proxyPort: number;
+  mark: number;
+}
+
+/** A redirected connection's 4-tuple as the proxy sees it on its accepted socket. */
+export interface ProxyTuple {
+  clientIp: string;
+  clientPort: number;
+  proxyIp: string;
+  proxyPort: number;
+}
+
+export interface OriginalDestination {
+  ip: string;
+  port: number;
+  /** the app dialled ::ffff:ip through connect6 */
+  v4Mapped: boolean;
+}
+
+export interface AttachedLink {
+  program: string;
+  cgroup: string;
+  linkId: number;
+  progId: number;
+  /** true when the link was pinned by an earlier agent and only its program replaced */
+  reused: boolean;
+}
+
+type Where = 'pods' | 'proxy';
+// Attach order: the proxy side and the bookkeeping before the connect hooks that start
+// redirecting; close() detaches in reverse, so redirecting stops first.
+const PROGRAMS: ReadonlyArray<{ name: string; where: Where }> = [
+  { name: 'nm_getsockopt', where: 'proxy' },
+  { name: 'nm_sockops', where: 'pods' },
+  { name: 'nm_getpeername4', where: 'pods' },
+  { name: 'nm_getpeername6', where: 'pods' },
+  { name: 'nm_connect4', where: 'pods' },
+  { name: 'nm_connect6', where: 'pods' },
+];
+
+interface OpenLink extends AttachedLink {
+  handle: number;
+  pinPath: string;
+}
+
+export class Datapath {
+  readonly pinDir: string;
+  readonly config: DatapathConfig;
+  private readonly obj: number;
+  private readonly fds: { config: number; meshNetns: number; origByCookie: number; origByTuple: number };
+  private readonly openLinks: OpenLink[];
+  private closed = false;
+
+  private constructor(pinDir: string, config: DatapathConfig, obj: number, fds: Datapath['fds'], links: OpenLink[]) {
+    this.pinDir = pinDir;
+    this.config = config;
+    this.obj = obj;
+    this.fds = fds;
+    this.openLinks = links;
+  }
+
+  /**
+   * Loads and attaches the datapath (or takes over the one a previous agent pinned in
+   * `pinDir`). Mounts bpffs when it is missing.
+   */
+  static async open(opts: DatapathOptions): Promise<Datapath> {
+    const n = native();
+    const pinDir = path.resolve(opts.pinDir ?? DEFAULT_PIN_DIR);
+    const config: DatapathConfig = {
+      proxyIp: opts.proxyIp,
+      proxyPort: opts.proxyPort ?? n.layout.defaultProxyPort,
+      mark: opts.mark ?? 0,
+    };
+    if (!net.isIPv4(config.proxyIp)) throw new NodemeshError('NM_ERR_BPF', `proxyIp ${config.proxyIp} must be an IPv4 address`);
+    if (!Number.isInteger(config.proxyPort) || config.proxyPort < 1 || config.proxyPort > 65535)
+      throw new NodemeshError('NM_ERR_BPF', `proxyPort ${config.proxyPort} must be 1-65535`);
+    if (!Number.isInteger(config.mark) || config.mark < 0 || config.mark > 0xffffffff)
+      throw new NodemeshError('NM_ERR_BPF', `mark ${config.mark} must be a u32`);
+    const cgroups: Record<Where, string> = {
+      pods: checkCgroup('pods', opts.podsCgroup),
+      proxy: checkCgroup('proxy', opts.proxyCgroup),
+    };
+    const objectPath = opts.objectPath ?? packagePath('build', 'bpf', 'redirect.bpf.o');
+
+    ensureBpffs(pinDir);
+    fs.mkdirSync(path.join(pinDir, 'maps'), { recursive: true, mode: 0o700 });
+    fs.mkdirSync(path.join(pinDir, 'links'), { recursive: true, mode: 0o700 });
+
+    const obj = nat('NM_ERR_BPF', 'open eBPF object', (x) => x.openObject(objectPath));
+    const links: OpenLink[] = [];
+    try {
+      const names = n.layout.maps;
+      for (const m of Object.values(names)) nat('NM_ERR_BPF', `pin map ${m}`, (x) => x.setMapPinPath(obj, m, path.join(pinDir, 'maps', m)));
+      nat('NM_ERR_BPF', `load ${objectPath}`, (x) => x.load(obj));
+      const fds = {
+        config: n.mapFd(obj, names.config),
+        meshNetns: n.mapFd(obj, names.meshNetns),
+        origByCookie: n.mapFd(obj, names.origByCookie),
+        origByTuple: n.mapFd(obj, names.origByTuple),
+      };
+      checkMap(n, fds.config, names.config, U32, CONFIG.size);
+      checkMap(n, fds.meshNetns, names.meshNetns, U64, U32);
+      checkMap(n, fds.origByCookie, names.origByCookie, U64, ORIG_DST.size);
+      checkMap(n, fds.origByTuple, names.origByTuple, TUPLE4.size, ORIG_DST.size);
+      // configure before the connect hooks can run
+      nat('NM_ERR_BPF', 'write nm_config', (x) => x.mapUpdate(fds.config, u32(0), encodeConfig(config), 0));
+      for (const p of PROGRAMS) links.push(attach(obj, p.name, cgroups[p.where], path.join(pinDir, 'links', p.name)));
+      const dp = new Datapath(pinDir, config, obj, fds, links);
+      log.info({ pinDir, ...cgroups, ...config, reused: links.filter((l) => l.reused).map((l) => l.program) }, 'datapath attached');
+      return dp;
+    } catch (err) {
+      // undo what this call attached; links reused from an earlier agent stay as they were
+      for (const l of links.reverse()) {
+        if (!l.reused)
+          tryAll(
+            () => n.linkUnpin(l.handle),
+            () => n.linkDetach(l.handle),
+          );
+        tryAll(() => n.linkDestroy(l.handle));
+      }
+      n.closeObject(obj);
+      throw err;
+    }
+  }
+
+  /** Redirect the TCP connections of this network namespace; returns its cookie. */
+  enroll(netnsPath: string): bigint {
+    this.assertOpen();
+    const cookie = nat('NM_ERR_NETNS', `read the netns cookie of ${netnsPath}`, (x) => x.netnsCookie(netnsPath));
+    const flags = u32(native().layout.netnsFlagEnrolled);
+    nat('NM_ERR_BPF', `enrol netns ${netnsPath}`, (x) => x.mapUpdate(this.fds.meshNetns, u64(cookie), flags, 0));
+    log.debug({ netns: netnsPath, cookie: String(cookie) }, 'netns enrolled');
+    return cookie;
+  }
+
+  /** Stop redirecting new connections of this netns; false if it was not enrolled. */
+  unenroll(cookie: bigint): boolean {
+    this.assertOpen();
+    const had = nat('NM_ERR_BPF', `unenrol netns cookie ${cookie}`, (x) => x.mapDelete(this.fds.meshNetns, u64(cookie)));
+    log.debug({ cookie: String(cookie), had }, 'netns unenrolled');
+    return had;
+  }
+
+  /** Cookies of the enrolled network namespaces (including those a previous agent enrolled). */
+  enrolled(): bigint[] {
+    this.assertOpen();
+    return nat('NM_ERR_BPF', 'list nm_mesh_netns', (x) => x.mapKeys(this.fds.meshNetns, U64)).map(readU64);
+  }
+
+  /** The cookie of a network namespace, without enrolling it. */
+  static netnsCookie(netnsPath: string): bigint {
+    return nat('NM_ERR_NETNS', `read the netns cookie of ${netnsPath}`, (x) => x.netnsCookie(netnsPath));
+  }
+
+  /**
+   * Debugging: the original destination recorded for a connection the proxy sees as
+   * `tuple` (proxyIp/proxyPort default to this datapath's proxy address).
+   */
+  originalDstByTuple(t: Omit<ProxyTuple, 'proxyIp' | 'proxyPort'> & Partial<ProxyTuple>): OriginalDestination | null {
+    this.assertOpen();
+    const key = encodeTuple({ proxyIp: this.config.proxyIp, proxyPort: this.config.proxyPort, ...t });
+    const v = nat('NM_ERR_BPF', 'look up nm_orig_by_tuple', (x) => x.mapLookup(this.fds.origByTuple, key, ORIG_DST.size));
+    return v ? decodeOrig(v) : null;
+  }
+
+  /** Debugging: every connection currently recorded in nm_orig_by_tuple. */
+  originalDsts(): Array<{ tuple: ProxyTuple; dst: OriginalDestination }> {
+    this.assertOpen();
+    return nat('NM_ERR_BPF', 'list nm_orig_by_tuple', (x) =>
+      x.mapKeys(this.fds.origByTuple, TUPLE4.size).flatMap((k) => {
+        const v = x.mapLookup(this.fds.origByTuple, k, ORIG_DST.size); // null if it went meanwhile
+        return v ? [{ tuple: decodeTuple(k), dst: decodeOrig(v) }] : [];
+      }),
+    );
+  }
+
+  /** The attached programs (for /debug and tests). */
+  links(): AttachedLink[] {
+    return this.openLinks.map(({ program, cgroup, linkId, progId, reused }) => ({ program, cgroup, linkId, progId, reused }));
+  }
+
+  /**
+   * unpin: true (SIGTERM path): detach every program, unpin every link and map and
+   * remove the pin dir. unpin: false (restart/upgrade): only close our fds; the pinned
+   * links keep redirecting until the next agent takes them over.
+   */
+  close({ unpin = false }: { unpin?: boolean } = {}): void {
+    if (this.closed) return;
+    this.closed = true;
+    const n = native();
+    for (const l of [...this.openLinks].reverse()) {
+      if (unpin)
+        tryAll(
+          () => n.linkDetach(l.handle),
+          () => n.linkUnpin(l.handle),
+        );
+      tryAll(() => n.linkDestroy(l.handle));
+    }
+    n.closeObject(this.obj);
+    if (unpin) removePinDir(this.pinDir);
+    log.info({ pinDir: this.pinDir, unpin }, unpin ? 'datapath detached and unpinned' : 'datapath closed, left pinned');
+  }
+
+  /**
+   * Removes what a crashed agent left in `pinDir`: detaches its pinned links (even if a
+   * stuck process still holds them) and removes its pins. Returns what was removed.
+   */
+  static cleanup(pinDir: string = DEFAULT_PIN_DIR): { links: string[]; maps: string[] } {
+    const dir = path.resolve(pinDir);
+    const removed = { links: [] as string[], maps: [] as string[] };
+    if (mountOf(dir)?.type !== 'bpf' || !fs.existsSync(dir)) return removed;
+    const n = native();
+    const linkDir = path.join(dir, 'links');
+    for (const name of fs.existsSync(linkDir) ? fs.readdirSync(linkDir) : []) {
+      const p = path.join(linkDir, name);
+      let h: number | undefined;
+      try {
+        h = n.linkOpen(p);
+        n.linkDetach(h);
+      } catch (err) {
+        log.warn({ err, pin: p }, 'could not detach a pinned link; removing its pin');
+      } finally {
+        if (h !== undefined) n.linkDestroy(h);
+      }
+      fs.rmSync(p, { force: true });
+      removed.links.push(name);
+    }
+    const mapDir = path.join(dir, 'maps');
+    if (fs.existsSync(mapDir)) removed.maps.push(...fs.readdirSync(mapDir));
+    removePinDir(dir);
+    log.info({ pinDir: dir, ...removed }, 'cleaned up a previous datapath');
+    return removed;
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new NodemeshError('NM_ERR_BPF', `datapath ${this.pinDir} is closed`);
+  }
+}
+
+/** Attaches prog to cgroupDir through a link pinned at pinPath, or takes over the pinned one. */
+function attach(obj: number, prog: string, cgroupDir: string, pinPath: string): OpenLink {
+  const n = native();
+  const done = (handle: number, reused: boolean): OpenLink => {
+    const info = n.linkInfo(handle);
+    return { program: prog, cgroup: cgroupDir, linkId: info.id, progId: info.progId, reused, handle, pinPath };
+  };
+  if (fs.existsSync(pinPath)) {
+    const h = nat('NM_ERR_BPF', `open pinned link ${pinPath}`, (x) => x.linkOpen(pinPath));
+    try {
+      if (n.linkInfo(h).cgroupId === cgroupId(cgroupDir)) {
+        n.linkUpdateProgram(h, obj, prog); // atomic: no window without the program
+        return done(h, true);
+      }
+      log.info({ pin: pinPath, cgroup: cgroupDir }, 'pinned link is attached elsewhere; replacing it');
+    } catch (err) {
+      log.warn({ err, pin: pinPath }, 'cannot take over the pinned link; replacing it');
+    }
+    tryAll(
+      () => n.linkDetach(h),
+      () => n.linkUnpin(h),
+      () => n.linkDestroy(h),
+    );
+    fs.rmSync(pinPath, { force: true });
+  }
+  const h = nat('NM_ERR_CGROUP', `attach ${prog} to ${cgroupDir}`, (x) => x.attachCgroup(obj, prog, cgroupDir));
+  try {
+    nat('NM_ERR_BPF', `pin link of ${prog}`, (x) => x.linkPin(h, pinPath));
+    return done(h, false);
+  } catch (err) {
+    n.linkDestroy(h);
+    throw err;
+  }
+}
+
+function checkMap(n: Native, fd: number, name: string, keySize: number, valueSize: number): void {
+  const info = n.mapInfo(fd);
+  if (info.keySize !== keySize || info.valueSize !== valueSize)
+    throw new NodemeshError(
+      'NM_ERR_BPF',
+      `map ${name} has key/value size ${info.keySize}/${info.valueSize}, the codec expects ${keySize}/${valueSize}; rebuild (bash scripts/build.sh)`,
+    );
+}
+
+/** rm -r the pin dir, and its parent when that is the now empty `nodemesh/` above `vN`. */
+function removePinDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+  if (/^v\d+$/.test(path.basename(dir))) {
+    try {
+      fs.rmdirSync(path.dirname(dir));
+    } catch {
+      // not empty (another version or another node's pins): keep it
+    }
+  }
+}
+
+/** Runs every cleanup step, whatever the others do (a failure is logged at debug). */
+export function tryAll(...fns: Array<() => void>): void {
+  for (const f of fns) {
+    try {
+      f();
+    } catch (err) {
+      log.debug({ err }, 'ignored during cleanup');
+    }
+  }
+}

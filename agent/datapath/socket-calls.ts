@@ -1,0 +1,202 @@
+// Thin libc calls on sockets, through ffi-rs (the one place that binds libc):
+//   - originalDst(): getsockopt(fd, SOL_IP, SO_ORIGINAL_DST) on an accepted socket, so the
+//     proxy reads the original destination the same way whether the eBPF datapath
+//     (cgroup/getsockopt answers it) or an iptables REDIRECT captured the connection;
+//   - setSocketMark(): SO_MARK on a socket;
+//   - markedSocket(): a not-yet-connected TCP socket that already carries a mark, for
+//     upstream connections the datapath must never redirect (cgroup/connect4 checks the
+//     mark at connect time, so setting it after net.connect() is too late);
+//   - transparentListener(): the IP_TRANSPARENT listener of the inbound capture.
+// The functions are defined once and their buffers reused: the proxy calls
+// originalDst() on every accepted connection.
+import net from 'node:net';
+import os from 'node:os';
+import { DataType, define, open } from 'ffi-rs';
+import { NodemeshError, type ErrorCode } from '../../common/errors.js';
+
+const SOL_IP = 0;
+const SO_ORIGINAL_DST = 80;
+const SOL_SOCKET = 1;
+const SO_MARK = 36;
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOCK_CLOEXEC = 0o2000000;
+const SO_REUSEADDR = 2;
+const IP_TRANSPARENT = 19;
+
+export interface OriginalDst {
+  ip: string;
+  port: number;
+}
+
+/** A NodemeshError for a failed socket call, carrying the errno. */
+export class SocketCallError extends NodemeshError {
+  readonly errno: number;
+  readonly errnoCode: string;
+  constructor(code: ErrorCode, message: string, errno: number) {
+    super(code, message);
+    this.name = 'SocketCallError';
+    this.errno = errno;
+    this.errnoCode = errnoName(errno);
+  }
+}
+
+type ErrnoResult = { value: number; errnoCode: number; errnoMessage: string };
+interface Libc {
+  getsockopt(args: [number, number, number, Buffer, Buffer]): ErrnoResult;
+  setsockopt(args: [number, number, number, Buffer, number]): ErrnoResult;
+  socket(args: [number, number, number]): ErrnoResult;
+  bind(args: [number, Buffer, number]): ErrnoResult;
+  listen(args: [number, number]): ErrnoResult;
+  close(args: [number]): ErrnoResult;
+}
+
+let libc: Libc | undefined;
+function lib(): Libc {
+  if (libc) return libc;
+  open({ library: 'libc', path: '' }); // the main program's handle: libc is linked in
+  const i32 = DataType.I32;
+  const buf = DataType.U8Array; // passed as a pointer to the Buffer's memory, written in place
+  libc = define({
+    getsockopt: { library: 'libc', retType: i32, paramsType: [i32, i32, i32, buf, buf], errno: true },
+    setsockopt: { library: 'libc', retType: i32, paramsType: [i32, i32, i32, buf, i32], errno: true },
+    socket: { library: 'libc', retType: i32, paramsType: [i32, i32, i32], errno: true },
+    bind: { library: 'libc', retType: i32, paramsType: [i32, buf, i32], errno: true },
+    listen: { library: 'libc', retType: i32, paramsType: [i32, i32], errno: true },
+    close: { library: 'libc', retType: i32, paramsType: [i32], errno: true },
+  }) as unknown as Libc;
+  return libc;
+}
+
+// reused by every call (calls are synchronous, JS is single-threaded)
+const sockaddr = Buffer.alloc(28); // room for a sockaddr_in6 if the kernel ever answers one
+const optlen = Buffer.alloc(4);
+const intOpt = Buffer.alloc(4);
+const le = os.endianness() === 'LE';
+
+/** The file descriptor behind a connected or listening net.Socket. */
+export function socketFd(socket: net.Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0)
+    throw new NodemeshError('NM_ERR_ORIGINAL_DST', 'socket has no file descriptor (closed, or not a TCP socket)');
+  return fd;
+}
+
+/**
+ * The destination the client dialled before the connection was redirected to us.
+ * Throws a SocketCallError (NM_ERR_ORIGINAL_DST) when there is none: the connection was
+ * not redirected (someone dialled the proxy port directly) or its record is gone.
+ */
+export function originalDst(socket: net.Socket): OriginalDst {
+  const fd = socketFd(socket);
+  sockaddr.fill(0);
+  writeU32(optlen, sockaddr.length);
+  const r = lib().getsockopt([fd, SOL_IP, SO_ORIGINAL_DST, sockaddr, optlen]);
+  if (r.value !== 0) {
+    const peer = `${socket.remoteAddress}:${socket.remotePort} -> ${socket.localAddress}:${socket.localPort}`;
+    throw new SocketCallError(
+      'NM_ERR_ORIGINAL_DST',
+      `no original destination for ${peer}: getsockopt(SO_ORIGINAL_DST) failed with ${errnoName(r.errnoCode)}; ` +
+        'the connection was not redirected by the nodemesh datapath (dialled the proxy port directly?) ' +
+        "or the cgroup/getsockopt program is not attached to this process's cgroup",
+      r.errnoCode,
+    );
+  }
+  const family = le ? sockaddr.readUInt16LE(0) : sockaddr.readUInt16BE(0);
+  if (family !== AF_INET)
+    throw new SocketCallError('NM_ERR_ORIGINAL_DST', `SO_ORIGINAL_DST answered address family ${family}, expected AF_INET`, 0);
+  return { ip: `${sockaddr[4]}.${sockaddr[5]}.${sockaddr[6]}.${sockaddr[7]}`, port: sockaddr.readUInt16BE(2) };
+}
+
+/** setsockopt(SO_MARK): needs CAP_NET_ADMIN. */
+export function setSocketMark(socket: net.Socket, mark: number): void {
+  setMark(socketFd(socket), mark);
+}
+
+/**
+ * A TCP socket that carries `mark` before it connects; call `.connect()` on it.
+ * The datapath leaves sockets with the configured mark alone.
+ */
+export function markedSocket(mark: number, family: 4 | 6 = 4, opts: { allowHalfOpen?: boolean } = {}): net.Socket {
+  const r = lib().socket([family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0]);
+  if (r.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() failed: ${r.errnoMessage}`, r.errnoCode);
+  try {
+    setMark(r.value, mark);
+  } catch (err) {
+    lib().close([r.value]);
+    throw err;
+  }
+  // manualStart: do not start reading before connect() (the fd is not connected yet)
+  return new net.Socket({ ...opts, fd: r.value, manualStart: true } as net.SocketConstructorOpts);
+}
+
+function setMark(fd: number, mark: number): void {
+  if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff)
+    throw new NodemeshError('NM_ERR_ORIGINAL_DST', `socket mark ${mark} is not a u32`);
+  writeU32(intOpt, mark);
+  const r = lib().setsockopt([fd, SOL_SOCKET, SO_MARK, intOpt, 4]);
+  if (r.value !== 0) {
+    const hint = r.errnoCode === os.constants.errno.EPERM ? ': needs root or CAP_NET_ADMIN' : '';
+    throw new SocketCallError(
+      'NM_ERR_ORIGINAL_DST',
+      `setsockopt(SO_MARK=${mark}) failed with ${errnoName(r.errnoCode)}${hint}`,
+      r.errnoCode,
+    );
+  }
+}
+
+function writeU32(b: Buffer, v: number): void {
+  if (le) b.writeUInt32LE(v, 0);
+  else b.writeUInt32BE(v, 0);
+}
+
+function errnoName(errno: number): string {
+  for (const [name, value] of Object.entries(os.constants.errno)) if (value === errno) return name;
+  return `errno ${errno}`;
+}
+
+/** Closes a file descriptor Node does not own (yet). */
+export function closeFd(fd: number): void {
+  lib().close([fd]);
+}
+
+/**
+ * A listening TCP socket with IP_TRANSPARENT on host:port (the inbound capture's 15006: the
+ * kernel assigns it connections addressed to pods); returns its fd, which Node takes over
+ * with `server.listen({fd})`. IP_TRANSPARENT needs CAP_NET_ADMIN; never SO_REUSEPORT
+ * (bpf_sk_assign refuses reuseport listeners).
+ */
+export function transparentListener(host: string, port: number, backlog = 4096): number {
+  if (!net.isIPv4(host)) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `inbound listener address ${host} must be IPv4`, 0);
+  const c = lib();
+  const s = c.socket([AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0]);
+  if (s.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() for the inbound listener: ${s.errnoMessage}`, s.errnoCode);
+  const fd = s.value;
+  const one = Buffer.alloc(4);
+  writeU32(one, 1);
+  const sin = Buffer.alloc(16); // struct sockaddr_in: family host order, port and address network order
+  if (le) sin.writeUInt16LE(AF_INET);
+  else sin.writeUInt16BE(AF_INET);
+  sin.writeUInt16BE(port, 2);
+  Buffer.from(host.split('.').map(Number)).copy(sin, 4);
+  const steps: Array<[string, () => ErrnoResult, string]> = [
+    ['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'],
+    ['setsockopt(SO_REUSEADDR)', () => c.setsockopt([fd, SOL_SOCKET, SO_REUSEADDR, one, 4]), ''],
+    [`bind(${host}:${port})`, () => c.bind([fd, sin, sin.length]), `is another agent running, or ${host} not an address of this node?`],
+    ['listen()', () => c.listen([fd, backlog]), ''],
+  ];
+  for (const [what, fn, hint] of steps) {
+    const r = fn();
+    if (r.value !== 0) {
+      c.close([fd]);
+      throw new SocketCallError(
+        'NM_ERR_ORIGINAL_DST',
+        `inbound listener: ${what} failed: ${r.errnoMessage}${hint ? `; ${hint}` : ''}`,
+        r.errnoCode,
+      );
+    }
+  }
+  return fd;
+}

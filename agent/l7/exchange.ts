@@ -1,0 +1,643 @@
+// One request through the L7 engine, whatever the protocol: route, fault injection,
+// admission to the destination cluster, endpoint choice, tries with retries and back-off,
+// per-try and route timeouts, outlier detection input, and telemetry. The HTTP/1.1 and
+// HTTP/2 subclasses (l7-http1.ts, l7-http2.ts) move the bytes.
+//
+// Why one object per request with methods, and module-level event handlers in the
+// subclasses: the request path allocates this object and little else (no closure per
+// event, no promise per try unless a new HTTP/2 session must be dialled).
+//
+// Timeouts follow Envoy: the route timeout starts when the downstream request is complete
+// and is never re-armed per try ("Retries count against the route timeout"; if it fires
+// during back-off the client gets 504 UT); a per-try timeout runs from when the try is sent
+// with the request complete until the response headers, and one that is not shorter than
+// the route timeout is ignored.
+//
+// Retries replay the request body, so only a body kept whole within REPLAY_MAX_BYTES is
+// retried ("Past that ... retries are disabled for the request").
+import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
+import type { Workload } from '../../control/api/snapshot.js';
+import type { Cluster, Host } from '../cluster/cluster.js';
+import { hashString } from '../cluster/load-balancer/consistent-hash.js';
+import { decideFault, grpcCode, grpcToHttp, httpToGrpc, NO_FAULT, type FaultDecision } from './fault-injection.js';
+import { redirectLocation, rewritePath } from './header-ops.js';
+import { ResponseFlag } from '../transport/response-flags.js';
+import { backoffMs, NO_RETRY, retriableFailure, retriableResponse, type CompiledRetry, type TryFailure } from './retry.js';
+import { matchRoute, queryParam, type CompiledMatch, type RequestView } from './route-match.js';
+import type { RouteEntry, RoutingIndex } from './route-table.js';
+import type { LabelSet } from '../telemetry/request-telemetry.js';
+import type { HttpProtocol, Waiter } from '../cluster/pools.js';
+import { sendMirror, type MirrorRequest } from './mirror.js';
+import type { ServiceTarget } from '../state/service-table.js';
+
+/** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
+export const REPLAY_MAX_BYTES = 64 * 1024;
+
+/** What the downstream connection tells every request on it. */
+export interface ConnInfo {
+  source: Workload | undefined;
+  /** fairness and pooling key: the source pod's uid, else its address */
+  sourceKey: string;
+  sourceAddress: string;
+  sourcePort: number;
+  /** the Service port the connection was captured for */
+  target: ServiceTarget;
+}
+
+/** What an exchange needs from the engine (traffic-manager.ts implements it). */
+export interface Engine {
+  readonly random: () => number;
+  now(): number;
+  cluster(index: RoutingIndex, d: Destination, requestPort: number): Cluster | undefined;
+  labels(conn: ConnInfo, cluster: Cluster | undefined, host: Host | undefined, grpc: boolean): LabelSet;
+  setTimer(fn: () => void, ms: number): NodeJS.Timeout;
+}
+
+type State = 'routing' | 'waiting' | 'trying' | 'backoff' | 'responding' | 'done';
+
+export abstract class Exchange implements RequestView, Waiter {
+  // RequestView
+  method = '';
+  path = '/';
+  query = '';
+  authority = '';
+  scheme = 'http';
+  port: number;
+  sourceNamespace: string;
+  sourceLabels: Record<string, string> | undefined;
+
+  abstract readonly protocol: HttpProtocol;
+  readonly sourceKey: string;
+  grpc = false;
+  protected state: State = 'routing';
+  protected startedAt: number;
+  entry: RouteEntry | undefined;
+  route: HttpRoute | undefined;
+  block: CompiledMatch | null = null;
+  dest: Destination | undefined;
+  cluster: Cluster | undefined;
+  retry: CompiledRetry = NO_RETRY;
+  host: Host | undefined;
+  protected tried: Host[] | undefined;
+  /** tries made so far (the first one included) */
+  protected tries = 0;
+  /** the current try is a retry and holds one of the cluster's retries in flight (max_retries) */
+  protected tryIsRetry = false;
+  /** a retry was granted and holds its slot while it backs off and waits for admission */
+  private retryReserved = false;
+  protected tryStartedAt = 0;
+  protected tryHeld = false;
+  hash: number | undefined;
+  /** a consistent-hash cookie to set on the response (httpCookie with a ttl, cookie absent) */
+  setCookie: string | undefined;
+  flags: string = ResponseFlag.None;
+  status = 0;
+  grpcStatus = '';
+  reqBytes = 0;
+  respBytes = 0;
+  // body kept for replay
+  protected kept: Buffer[] = [];
+  protected keptBytes = 0;
+  protected replayable = true;
+  protected bodyEnded = false;
+  /** the route mirrors and the body is not complete yet */
+  private mirrorsPending = false;
+  /** a fault was injected: no route timeout */
+  protected timeoutsOff = false;
+  protected routeTimer: NodeJS.Timeout | undefined;
+  protected tryTimer: NodeJS.Timeout | undefined;
+  protected backoffTimer: NodeJS.Timeout | undefined;
+  /** new path (and query) to send upstream, when rewritten */
+  upstreamPath: string | undefined;
+  upstreamAuthority: string | undefined;
+
+  constructor(
+    protected readonly engine: Engine,
+    readonly conn: ConnInfo,
+    protected readonly index: RoutingIndex,
+  ) {
+    this.startedAt = engine.now();
+    this.port = conn.target.port.port;
+    this.sourceKey = conn.sourceKey;
+    this.sourceNamespace = conn.source?.namespace ?? '';
+    this.sourceLabels = conn.source?.labels;
+  }
+
+  abstract header(name: string): string | undefined;
+
+  // ---- what the protocol subclasses do ---------------------------------------------------
+  /** Opens a try to `host` and writes the body kept so far (ends it when `bodyEnded`). */
+  protected abstract sendTry(host: Host): void;
+  /** The request as it goes upstream, for a mirror (headers without hop-by-hop ones and host). */
+  protected abstract mirrorRequest(): Pick<MirrorRequest, 'raw' | 'h2'>;
+  /** Writes one more body chunk to the open try; false = back-pressure (call resumeBody on drain). */
+  protected abstract writeTry(chunk: Buffer): boolean;
+  protected abstract endTryBody(): void;
+  /** Abandons the open try (reset or destroy its upstream stream). */
+  protected abstract abortTry(): void;
+  /** Lets a retried response drain (HTTP/1.1 keeps the connection) or resets it. */
+  protected abstract discardResponse(): void;
+  /** Forwards the held upstream response head and streams its body; calls finish() at the end. */
+  protected abstract commitResponse(): void;
+  /** Answers locally (after routing or a failed try); calls finish(). */
+  protected abstract reply(status: number, body: string, headers: Record<string, string> | undefined, grpcStatus: number): void;
+  /** The response already started: cut the downstream stream. */
+  protected abstract resetDownstream(): void;
+  protected abstract pauseBody(): void;
+  protected abstract resumeBody(): void;
+
+  // ---- request start ---------------------------------------------------------------------
+  /** Routes the request and starts it; the subclass has set method, path, query, authority. */
+  start(): void {
+    const host = this.conn.target.service.hostname;
+    const table = this.index.table(host, this.sourceNamespace);
+    const routes = table.http;
+    for (let i = 0; i < routes.length; i++) {
+      const block = matchRoute(routes[i]!.match, this);
+      if (block !== undefined) return this.begin(routes[i]!, block);
+    }
+    // Gateway API: "If no matching rule is found, a 404 status code MUST be returned";
+    // Istio: an unmatched request goes to the Service itself
+    if (table.noMatch === 'notFound') return this.localReply(404, ResponseFlag.NoRoute, 'route not found\n');
+    this.begin(this.index.defaultEntry(host), null);
+  }
+
+  private begin(entry: RouteEntry, block: CompiledMatch | null): void {
+    this.entry = entry;
+    const route = entry.route;
+    this.route = route;
+    this.block = block;
+    if (route.directResponse) return this.reply(route.directResponse.status, route.directResponse.body ?? '', undefined, -1);
+    if (route.redirect) {
+      const location = redirectLocation(route.redirect, this, block?.uri ?? undefined);
+      return this.reply(route.redirect.status || 301, '', { location }, -1);
+    }
+    if (route.rewrite) {
+      const p = rewritePath(this.path, route.rewrite, block?.uri ?? undefined, entry.uriRegex);
+      if (p !== this.path) this.upstreamPath = this.query ? `${p}?${this.query}` : p;
+      if (route.rewrite.authority) this.upstreamAuthority = route.rewrite.authority;
+    }
+    const dest = entry.picker.pick(this.engine.random);
+    if (!dest) return this.localReply(503, ResponseFlag.NoHealthyUpstream, 'no healthy upstream\n');
+    this.dest = dest;
+    const failStatus = dest.failStatus ?? 0;
+    if (failStatus) return this.localReply(failStatus, ResponseFlag.NoClusterFound, 'backend not found\n');
+    const cluster = this.engine.cluster(this.index, dest, this.port);
+    if (!cluster) return this.localReply(503, ResponseFlag.NoClusterFound, 'no such destination\n');
+    this.cluster = cluster;
+    this.hash = this.requestHash(cluster);
+    const fault = decideFault(route.fault, this.engine.random);
+    if (fault !== NO_FAULT) return this.injectFault(fault);
+    this.retry = entry.retry;
+    this.armRouteTimer();
+    cluster.budget.deposit();
+    this.mirrorsPending = (route.mirrors?.length ?? 0) > 0;
+    if (this.bodyEnded) this.mirror();
+    this.dispatch();
+  }
+
+  /** Sends the copies to the route's mirrors, once the body is complete and was kept whole. */
+  private mirror(): void {
+    if (!this.mirrorsPending) return;
+    this.mirrorsPending = false;
+    if (!this.replayable) return;
+    for (const m of this.route!.mirrors) {
+      if (!(m.percentage >= 100 || this.engine.random() * 100 < m.percentage)) continue;
+      const cluster = this.engine.cluster(this.index, m.destination, this.port);
+      if (!cluster) continue;
+      sendMirror({
+        conn: this.conn,
+        cluster,
+        random: this.engine.random,
+        now: this.engine.now(),
+        method: this.method,
+        path: this.upstreamPath ?? (this.query ? `${this.path}?${this.query}` : this.path),
+        authority: this.upstreamAuthority ?? this.authority,
+        ...this.mirrorRequest(),
+        body: this.kept,
+      });
+    }
+  }
+
+  private injectFault(f: FaultDecision): void {
+    if (f.delayMs > 0) {
+      this.flags = ResponseFlag.DelayInjected;
+      this.state = 'backoff';
+      this.backoffTimer = this.engine.setTimer(() => {
+        this.backoffTimer = undefined;
+        if (this.state === 'done') return;
+        this.injectFault({ ...f, delayMs: 0 });
+      }, f.delayMs);
+      return;
+    }
+    if (f.abortStatus > 0 || f.abortGrpc) {
+      const g = f.abortGrpc ? grpcCode(f.abortGrpc) : -1;
+      this.addFlag(ResponseFlag.FaultInjected);
+      return this.reply(f.abortStatus || 200, 'fault filter abort\n', undefined, g);
+    }
+    // the delay was all: forward, without retries or timeouts ("With client-side faults,
+    // timeouts and retries are not applied")
+    this.retry = NO_RETRY;
+    this.timeoutsOff = true;
+    this.cluster!.budget.deposit();
+    this.dispatch();
+  }
+
+  /** consistentHash input of this request (undefined: none → random endpoint). */
+  private requestHash(c: Cluster): number | undefined {
+    const h = c.policy.loadBalancer.consistentHash;
+    if (!h) return undefined;
+    let v: string | undefined;
+    switch (h.kind) {
+      case 'header':
+        v = this.header(h.name.toLowerCase());
+        break;
+      case 'sourceIp':
+        v = this.conn.sourceAddress;
+        break;
+      case 'queryParam':
+        v = queryParam(this.query, h.name);
+        break;
+      case 'cookie': {
+        v = cookieValue(this.header('cookie'), h.name);
+        if (v === undefined && h.cookieTtlMs > 0) {
+          // Envoy: "If the cookie is not present and a TTL is set, Envoy generates one"
+          v = Math.floor(this.engine.random() * 2 ** 52).toString(16);
+          const path = h.cookiePath ? `; Path=${h.cookiePath}` : '';
+          this.setCookie = `${h.name}=${v}; Max-Age=${Math.ceil(h.cookieTtlMs / 1000)}${path}; HttpOnly`;
+        }
+        break;
+      }
+    }
+    return v === undefined ? undefined : hashString(v);
+  }
+
+  // ---- admission and tries ---------------------------------------------------------------
+  private dispatch(): void {
+    const cluster = this.cluster!;
+    this.state = 'waiting';
+    const r = cluster.admission.request(this);
+    if (r === 'admitted') this.admit();
+    else if (r === 'overflow') this.overflow();
+    else if (!this.bodyEnded) this.pauseBody();
+  }
+
+  /** Waiter: a slot is ours (held until endTry). */
+  admit(): void {
+    if (this.state !== 'waiting') {
+      // gave up while queued: hand the slot back
+      this.cluster!.admission.release(this.protocol);
+      return;
+    }
+    this.tryHeld = true;
+    if (this.retryReserved) {
+      this.retryReserved = false;
+      this.tryIsRetry = true;
+    }
+    const cluster = this.cluster!;
+    const host = cluster.pick({ hash: this.hash, random: this.engine.random, now: this.engine.now() }, this.tried);
+    if (!host) {
+      this.releaseTry(-1);
+      return this.localReply(503, ResponseFlag.NoHealthyUpstream, 'no healthy upstream\n');
+    }
+    this.host = host;
+    this.tries++;
+    (this.tried ??= []).push(host);
+    cluster.begin(host);
+    this.state = 'trying';
+    this.tryStartedAt = this.engine.now();
+    this.sendTry(host);
+    if (this.bodyEnded) this.armTryTimer();
+    else this.resumeBody();
+  }
+
+  /** Waiter: refused by the circuit breaker (queue full, or evicted by a lighter source). */
+  overflow(): void {
+    if (this.state !== 'waiting') return;
+    this.localReply(
+      503,
+      ResponseFlag.UpstreamOverflow,
+      'upstream connect error or disconnect/reset before headers. reset reason: overflow\n',
+      {
+        'x-envoy-overloaded': 'true',
+      },
+    );
+  }
+
+  /** Frees the try's slot and endpoint. `rtt` < 0: no round trip to learn from. */
+  protected releaseTry(rtt: number): void {
+    this.clearTryTimer();
+    if (!this.tryHeld) return;
+    this.tryHeld = false;
+    const cluster = this.cluster!;
+    if (this.host) cluster.end(this.host, rtt);
+    cluster.admission.release(this.protocol);
+    if (this.tryIsRetry) {
+      cluster.admission.retryDone();
+      this.tryIsRetry = false;
+    }
+  }
+
+  // ---- request body (called by the protocol's module-level stream handlers) ---------------
+  onBody(chunk: Buffer): void {
+    this.reqBytes += chunk.length;
+    const trying = this.state === 'trying' || this.state === 'responding';
+    if (this.replayable || !trying) {
+      this.kept.push(chunk);
+      this.keptBytes += chunk.length;
+      if (this.keptBytes > REPLAY_MAX_BYTES) {
+        this.replayable = false;
+        if (!trying) this.pauseBody(); // hold at most the bound until a try takes it
+      }
+    }
+    if (trying && !this.writeTry(chunk)) this.pauseBody();
+    if (!this.replayable && trying && this.kept.length > 0) this.kept = [];
+  }
+
+  onBodyEnd(): void {
+    this.bodyEnded = true;
+    this.mirror();
+    if (this.state === 'trying') {
+      this.endTryBody();
+      this.armTryTimer();
+    }
+    this.armRouteTimer();
+  }
+
+  /** The chunks a new try must write first (the whole body so far when replayable). */
+  protected takeBody(): Buffer[] {
+    const k = this.kept;
+    if (!this.replayable) this.kept = [];
+    return k;
+  }
+
+  // ---- timers ----------------------------------------------------------------------------
+  /** The route timeout starts once the request is complete (body received) and is armed once. */
+  private armRouteTimer(): void {
+    const t = this.route?.timeoutMs ?? 0;
+    if (t > 0 && this.bodyEnded && !this.routeTimer && !this.timeoutsOff && this.state !== 'done') {
+      this.routeTimer = this.engine.setTimer(() => this.onRouteTimeout(), t);
+    }
+  }
+
+  private armTryTimer(): void {
+    const per = this.retry.perTryTimeoutMs;
+    const route = this.route?.timeoutMs ?? 0;
+    if (per > 0 && (route === 0 || per < route) && !this.tryTimer) {
+      this.tryTimer = this.engine.setTimer(() => this.onTryTimeout(), per);
+    }
+  }
+
+  private clearTryTimer(): void {
+    if (this.tryTimer) clearTimeout(this.tryTimer);
+    this.tryTimer = undefined;
+  }
+
+  private onTryTimeout(): void {
+    this.tryTimer = undefined;
+    if (this.state !== 'trying') return;
+    this.abortTry();
+    if (this.host) this.cluster!.onLocalFailure(this.host, 'timeout');
+    this.failTry('per-try-timeout', ResponseFlag.UpstreamRequestTimeout, 504);
+  }
+
+  private onRouteTimeout(): void {
+    this.routeTimer = undefined;
+    const s = this.state;
+    if (s === 'done') return;
+    this.addFlag(ResponseFlag.UpstreamRequestTimeout);
+    if (s === 'responding') {
+      this.abortTry();
+      this.releaseTry(-1);
+      this.resetDownstream();
+      return this.finish();
+    }
+    if (s === 'trying') {
+      this.abortTry();
+      if (this.host) this.cluster!.onLocalFailure(this.host, 'timeout');
+      this.releaseTry(-1);
+    }
+    if (s === 'waiting') this.cluster?.admission.cancel(this);
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.backoffTimer = undefined;
+    this.reply(504, 'upstream request timeout\n', undefined, -1);
+  }
+
+  // ---- outcomes of a try -----------------------------------------------------------------
+  /**
+   * The upstream's response head (for gRPC that retries on status: with the grpc-status, from
+   * a trailers-only response or trailers before any message). Returns true when the response
+   * is forwarded, false when it is discarded for a retry.
+   */
+  protected onResponseHead(status: number, grpcStatus: number): boolean {
+    this.clearTryTimer();
+    const cluster = this.cluster!;
+    const rtt = this.engine.now() - this.tryStartedAt;
+    if (this.host) cluster.onResponse(this.host, grpcStatus >= 0 ? grpcToHttp(grpcStatus) : status, rtt);
+    if (this.retry.attempts > 0 && retriableResponse(this.retry, status, grpcStatus)) {
+      if (this.mayRetry()) {
+        this.discardResponse();
+        this.releaseTry(rtt);
+        this.scheduleRetry();
+        return false;
+      }
+    }
+    this.status = status;
+    if (grpcStatus >= 0) this.grpcStatus = String(grpcStatus);
+    this.state = 'responding';
+    this.commitResponse();
+    return true;
+  }
+
+  /** The try failed before a response head: connect failure, reset, refused stream. */
+  protected onTryFailure(kind: TryFailure, flag: string): void {
+    if (this.state !== 'trying') return;
+    if (this.host) {
+      if (kind === 'connect-failure') this.cluster!.onLocalFailure(this.host, 'connect-failure');
+      else if (kind !== 'per-try-timeout') this.cluster!.onLocalFailure(this.host, 'reset');
+    }
+    this.failTry(kind, flag, 503);
+  }
+
+  private failTry(kind: TryFailure, flag: string, status: number): void {
+    this.releaseTry(-1);
+    if (this.retry.attempts > 0 && retriableFailure(this.retry, kind) && this.mayRetry()) return this.scheduleRetry();
+    this.addFlag(flag);
+    const body =
+      kind === 'per-try-timeout'
+        ? 'upstream request timeout\n'
+        : `upstream connect error or disconnect/reset before headers. reset reason: ${kind === 'connect-failure' ? 'connection failure' : kind}\n`;
+    this.reply(status, body, undefined, -1);
+  }
+
+  /**
+   * Another try is allowed: attempts left (else URX), the body can be replayed, the
+   * cluster's max_retries and retry budgets allow it (else, as Envoy's retry overflow, UO).
+   */
+  private mayRetry(): boolean {
+    if (this.tries > this.retry.attempts) {
+      this.addFlag(ResponseFlag.UpstreamRetryLimitExceeded);
+      return false;
+    }
+    if (!this.replayable) return false;
+    const cluster = this.cluster!;
+    if (!cluster.admission.tryRetry()) {
+      this.addFlag(ResponseFlag.UpstreamOverflow);
+      return false;
+    }
+    // Istio's retryBudget is Envoy's concurrency budget — retries in flight ≤ max(percent of
+    // requests in flight, minRetryConcurrency) — and nodemesh adds Linkerd's rate budget; a
+    // retry needs both (either alone would let retries amplify an outage in some regime)
+    const b = cluster.budget.config;
+    const concurrencyOk =
+      !(b.minRetryConcurrency > 0) ||
+      cluster.admission.retries <=
+        Math.max((b.percent / 100) * (cluster.admission.active + cluster.admission.pending), b.minRetryConcurrency);
+    if (!concurrencyOk || !cluster.budget.withdraw()) {
+      cluster.admission.retryDone();
+      this.addFlag(ResponseFlag.UpstreamOverflow);
+      return false;
+    }
+    this.retryReserved = true;
+    return true;
+  }
+
+  private scheduleRetry(): void {
+    this.state = 'backoff';
+    this.host = undefined;
+    const wait = backoffMs(this.retry, this.tries, this.engine.random);
+    this.backoffTimer = this.engine.setTimer(() => {
+      this.backoffTimer = undefined;
+      if (this.state === 'backoff') this.retryDispatch();
+    }, wait);
+  }
+
+  private retryDispatch(): void {
+    const cluster = this.cluster!;
+    this.state = 'waiting';
+    const r = cluster.admission.request(this);
+    if (r === 'admitted') this.admit();
+    else if (r === 'overflow') this.overflow(); // finish() hands the reserved retry back
+  }
+
+  /** The response was fully forwarded. */
+  protected onResponseDone(): void {
+    if (this.state === 'done') return;
+    this.releaseTry(this.engine.now() - this.tryStartedAt);
+    this.finish();
+  }
+
+  /** The client went away before the response was complete. */
+  /** The downstream request/stream closed: the client went away unless the exchange finished. */
+  onClose(): void {
+    if (this.state !== 'done') this.onDownstreamGone();
+  }
+
+  protected onDownstreamGone(): void {
+    const s = this.state;
+    if (s === 'done') return;
+    this.addFlag(ResponseFlag.DownstreamConnectionTermination);
+    if (s === 'trying' || s === 'responding') {
+      this.abortTry();
+      this.releaseTry(-1);
+    } else if (s === 'waiting') {
+      this.cluster?.admission.cancel(this);
+    }
+    this.finish();
+  }
+
+  protected localReply(status: number, flag: string, body: string, headers?: Record<string, string>): void {
+    this.addFlag(flag);
+    this.reply(status, body, headers, -1);
+  }
+
+  /** Adds a response flag; several are joined with "," in Envoy's order (UT before URX…). */
+  protected addFlag(flag: string): void {
+    if (flag === ResponseFlag.None) return;
+    if (this.flags === ResponseFlag.None) {
+      this.flags = flag;
+      return;
+    }
+    const all = this.flags.split(',');
+    if (all.includes(flag)) return;
+    all.push(flag);
+    all.sort((a, b) => flagRank(a) - flagRank(b));
+    this.flags = all.join(',');
+  }
+
+  /** The gRPC status a local reply carries for an HTTP status (gRPC's own mapping). */
+  protected grpcFor(status: number, explicit: number): number {
+    return explicit >= 0 ? explicit : httpToGrpc(status);
+  }
+
+  /** Ends the exchange: timers, and the one telemetry record. */
+  protected finish(): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    if (this.tryHeld) this.releaseTry(-1); // every path should have released it; never leak a slot
+    if (this.routeTimer) clearTimeout(this.routeTimer);
+    if (this.backoffTimer) clearTimeout(this.backoffTimer);
+    this.clearTryTimer();
+    this.routeTimer = this.backoffTimer = undefined;
+    if (this.retryReserved) {
+      this.retryReserved = false;
+      this.cluster?.admission.retryDone();
+    }
+    this.kept = [];
+    const labels = this.engine.labels(this.conn, this.cluster, this.host, this.grpc);
+    labels.record(
+      this.status,
+      this.grpc ? this.grpcStatus || '-' : '-',
+      this.flags,
+      this.engine.now() - this.startedAt,
+      this.reqBytes,
+      this.respBytes,
+    );
+  }
+}
+
+/** Envoy's order of response flags in a flags string. */
+const FLAG_ORDER = [
+  'LH',
+  'UH',
+  'UT',
+  'LR',
+  'UR',
+  'UF',
+  'UC',
+  'UO',
+  'NR',
+  'DI',
+  'FI',
+  'RL',
+  'UAEX',
+  'RLSE',
+  'DC',
+  'URX',
+  'SI',
+  'IH',
+  'DPE',
+  'UMSDR',
+  'RFCF',
+  'NFCF',
+  'DT',
+  'UPE',
+  'NC',
+  'OM',
+];
+
+function flagRank(f: string): number {
+  const i = FLAG_ORDER.indexOf(f);
+  return i < 0 ? FLAG_ORDER.length : i;
+}
+
+/** The value of cookie `name` in a Cookie header. */
+export function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq < 0) continue;
+    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}

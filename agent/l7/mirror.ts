@@ -1,0 +1,97 @@
+// Request mirroring (Istio `mirror`/`mirrors` with `mirrorPercentage`, Gateway API
+// RequestMirror): a fire-and-forget copy of the request to another destination, whose
+// response is read and dropped. Envoy: "the Host/Authority header is altered to have
+// -shadow appended". The copy is sent once the request body is complete, and only when the
+// body was kept whole (REPLAY_MAX_BYTES): a mirror never holds up, slows or fails the real
+// request. It takes a slot of the mirror cluster's circuit breakers but never queues: at the
+// limit, the copy is skipped.
+import http from 'node:http';
+import type { Cluster, Host } from '../cluster/cluster.js';
+import type { ConnInfo } from './exchange.js';
+import type { DialInfo } from '../cluster/pools.js';
+
+export interface MirrorRequest {
+  conn: ConnInfo;
+  cluster: Cluster;
+  random: () => number;
+  now: number;
+  method: string;
+  /** path with query, as sent upstream */
+  path: string;
+  authority: string;
+  /** HTTP/1.1 raw headers (without hop-by-hop ones and without host) or HTTP/2 headers */
+  raw: string[] | undefined;
+  h2: Record<string, string | string[] | undefined> | undefined;
+  body: Buffer[];
+}
+
+export function shadowAuthority(authority: string): string {
+  const m = /^(.*?)(:\d+)?$/.exec(authority)!;
+  return `${m[1]}-shadow${m[2] ?? ''}`;
+}
+
+export function sendMirror(m: MirrorRequest): void {
+  const c = m.cluster;
+  const protocol = m.h2 ? 'http2' : 'http1';
+  if (!c.admission.tryTake(protocol)) return;
+  const host = c.pick({ hash: undefined, random: m.random, now: m.now }, undefined);
+  if (!host) {
+    c.admission.release(protocol);
+    return;
+  }
+  const dial: DialInfo = {
+    source: m.conn.source,
+    sourceAddress: m.conn.sourceAddress,
+    sourcePort: m.conn.sourcePort,
+    ip: host.endpoint.ip,
+    port: host.endpoint.port,
+    destination: host.workload,
+  };
+  c.begin(host);
+  let released = false;
+  const done = () => {
+    if (released) return;
+    released = true;
+    c.end(host, -1);
+    c.admission.release(protocol);
+  };
+  if (m.h2) return mirrorH2(m, c, host, dial, done);
+  const req = http.request({
+    agent: c.http1Pool(host, m.conn.sourceKey, dial).agent,
+    host: host.endpoint.ip,
+    port: host.endpoint.port,
+    method: m.method,
+    path: m.path,
+    headers: [...m.raw!, 'host', shadowAuthority(m.authority)] as unknown as http.OutgoingHttpHeaders,
+    setHost: false,
+  });
+  req.on('response', (res) => {
+    res.resume();
+    res.on('end', done);
+    res.on('close', done);
+  });
+  req.on('error', done);
+  for (const b of m.body) req.write(b);
+  req.end();
+}
+
+function mirrorH2(m: MirrorRequest, c: Cluster, host: Host, dial: DialInfo, done: () => void): void {
+  const pool = c.http2Pool(host, m.conn.sourceKey, dial);
+  const send = (s: import('node:http2').ClientHttp2Session) => {
+    const h = { ...m.h2!, ':method': m.method, ':path': m.path, ':authority': shadowAuthority(m.authority) };
+    try {
+      pool.use(s);
+      const st = s.request(h as import('node:http2').OutgoingHttpHeaders, { endStream: m.body.length === 0 });
+      st.on('error', () => {});
+      st.on('close', done);
+      st.resume();
+      for (const b of m.body) st.write(b);
+      if (m.body.length > 0) st.end();
+    } catch {
+      done();
+    }
+  };
+  const ready = pool.ready();
+  if (ready) send(ready);
+  else pool.session().then(send, done);
+}

@@ -1,0 +1,117 @@
+// The downstream side of the L7 engine: Node's HTTP/1.1 and h2c servers, never listening on
+// a port of their own — the outbound proxy hands them each captured connection
+// (`emit('connection', socket)`), with the bytes it sniffed put back. Each request becomes an
+// exchange (l7-http1.ts, l7-http2.ts) against the routing index current at its start.
+// WebSocket and other HTTP/1.1 upgrades are routed like a request, then tunnelled as bytes.
+import http from 'node:http';
+import http2 from 'node:http2';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { logger } from '../../common/log.js';
+import { Http1Exchange } from './http1.js';
+import { Http2Exchange } from './http2.js';
+import type { ConnInfo } from './exchange.js';
+import { forwardRaw } from './header-ops.js';
+import { connectWithTimeout } from '../cluster/pools.js';
+import type { TrafficManager } from './traffic-manager.js';
+
+const log = logger('agent/l7');
+
+const kConn = Symbol('nodemesh.conn');
+type WithConn = { [kConn]?: ConnInfo };
+
+/** Idle keep-alive of downstream connections (Envoy's default idle timeout is 1 h). */
+export const DOWNSTREAM_IDLE_MS = 3_600_000;
+
+export class L7Servers {
+  readonly http1: http.Server;
+  readonly http2: http2.Http2Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+
+  constructor(private readonly tm: TrafficManager) {
+    this.http1 = http.createServer({
+      keepAliveTimeout: DOWNSTREAM_IDLE_MS,
+      requestTimeout: 0, // streaming uploads are the route's business (its timeout)
+      headersTimeout: 60_000,
+      noDelay: true,
+    });
+    this.http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+      const conn = (req.socket as WithConn)[kConn]!;
+      new Http1Exchange(tm, conn, tm.index(), req, res).start();
+    });
+    this.http1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
+    this.http1.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
+      socket.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+    });
+    this.http2 = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+    this.http2.on('session', (s: http2.ServerHttp2Session) => {
+      this.sessions.add(s);
+      s.once('close', () => this.sessions.delete(s));
+      s.on('error', () => {});
+    });
+    this.http2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      const conn = (stream.session?.socket as unknown as WithConn)[kConn];
+      if (!conn) {
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        return;
+      }
+      new Http2Exchange(tm, conn, tm.index(), stream, headers).start();
+    });
+  }
+
+  serve(socket: Socket, conn: ConnInfo, protocol: 'http1' | 'http2'): void {
+    (socket as WithConn)[kConn] = conn;
+    if (protocol === 'http2') this.http2.emit('connection', socket);
+    else this.http1.emit('connection', socket);
+    socket.resume();
+  }
+
+  /**
+   * An HTTP/1.1 upgrade (WebSocket): routed to an endpoint like a request (no retries: the
+   * connection is not replayable), then the request head and both directions piped.
+   */
+  private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    const conn = (req.socket as WithConn)[kConn]!;
+    socket.on('error', () => {});
+    const plan = this.tm.planTcp(conn);
+    if (plan.flag !== '-') {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      plan.closed();
+      return;
+    }
+    const dial = { source: conn.source, sourceAddress: conn.sourceAddress, sourcePort: conn.sourcePort, ip: plan.ip, port: plan.port, destination: plan.destination };
+    connectWithTimeout(this.tm.connector, dial, plan.connectTimeoutMs).then(
+      (up) => {
+        plan.connected();
+        const raw = forwardRaw(req.rawHeaders, []);
+        let headLines = `${req.method} ${req.url} HTTP/1.1\r\n`;
+        for (let i = 0; i < raw.length; i += 2) headLines += `${raw[i]}: ${raw[i + 1]}\r\n`;
+        // the upgrade itself is hop-by-hop but is what this request asks for
+        headLines += `connection: upgrade\r\nupgrade: ${req.headers.upgrade}\r\n\r\n`;
+        up.write(headLines);
+        if (head.length > 0) up.write(head);
+        up.on('error', () => socket.destroy());
+        socket.on('error', () => up.destroy());
+        up.once('close', () => {
+          plan.closed();
+          socket.destroy();
+        });
+        socket.once('close', () => up.destroy());
+        up.pipe(socket);
+        socket.pipe(up);
+      },
+      (err: unknown) => {
+        plan.failed();
+        plan.closed();
+        log.debug({ err }, 'upgrade: upstream connect failed');
+        socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      },
+    );
+  }
+
+  async close(): Promise<void> {
+    this.http1.closeAllConnections();
+    for (const s of this.sessions) s.destroy();
+    this.sessions.clear();
+  }
+}

@@ -1,0 +1,341 @@
+// Delivery of an inbound connection to a pod on this node, after the proxy accepted it
+// (from an HBONE tunnel on 15008, or captured plaintext on 15006). This is where inbound
+// policy applies, in this order:
+// 1. PeerAuthentication: plaintext (`security: 'none'`) to a port whose mode is STRICT is
+//    refused; PERMISSIVE (and DISABLE) let it through, reported as
+//    connection_security_policy="none".
+// 2. AuthorizationPolicy at stream accept (L4): a denied connection is refused (flag DENY).
+// 3. For a workload whose enforced policies test HTTP attributes, the stream is parsed as
+//    HTTP/1.1, or as h2c when it starts with the HTTP/2 preface (gRPC), and every request
+//    is authorised (inbound-http.ts): denied requests get 403 "RBAC: access denied" (gRPC:
+//    grpc-status 7), allowed ones reach the pod. A stream that turns out to be neither is
+//    authorised as TCP (fail-safe) instead. Every other stream is a byte pipe.
+// Telemetry: reporter="destination" istio_tcp_* metrics for every connection (refused ones
+// with response_flags DENY), and nodemesh_agent_authorization_denials_total by policy.
+// Nothing is logged per connection except at debug level.
+import type { Duplex } from 'node:stream';
+import { logger } from '../../common/log.js';
+import type { Service, Workload } from '../../control/api/snapshot.js';
+import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
+import { serveH2cInbound, serveHttpInbound } from './inbound-http.js';
+import {
+  authorizationAudits,
+  authorizationDenials,
+  authorizationDryRun,
+  onScrape,
+  tcpConnectionsClosed,
+  tcpConnectionsOpened,
+  tcpLabelsDestination,
+  tcpReceivedBytes,
+  tcpSentBytes,
+  type IstioLabels,
+} from '../telemetry/metrics.js';
+import { acceptsPlaintext } from '../policy/peer-authentication.js';
+import { ResponseFlag } from '../transport/response-flags.js';
+// type-only: upstream.ts loads the ffi-rs socket helpers, which inbound delivery does not need
+import type { UpstreamConnector } from '../transport/connector.js';
+
+const log = logger('agent/inbound');
+
+export interface InboundConnection {
+  /** the local pod the connection is for */
+  destination: Workload;
+  /** the pod's port */
+  port: number;
+  /** peer address as carried (HBONE `forwarded: for=`) or seen (plaintext) */
+  sourceIp: string;
+  sourcePort: number;
+  /** verified SPIFFE ID of the peer (mTLS), undefined for plaintext */
+  sourcePrincipal: string | undefined;
+  /** how it arrived: mutual_tls (HBONE) or none (plaintext) */
+  security: 'mutual_tls' | 'none';
+}
+
+export interface InboundOptions {
+  /**
+   * The policy in force: `SecurityIndex.of(snapshot.security)` of the current snapshot.
+   * Without it no PeerAuthentication or AuthorizationPolicy applies (PERMISSIVE, allow).
+   */
+  security?: SecurityIndex;
+  /** for telemetry: the workload the connection comes from, when known (by its IP) */
+  sourceWorkload?: Workload;
+  /** for telemetry: the Service the destination port serves, when known */
+  service?: Service;
+}
+
+export type InboundResult = { delivered: true } | { delivered: false; flag: string; reason: string };
+
+/**
+ * The longest first line read to tell HTTP/1.x from anything else. There is no time limit
+ * (as Istio's default protocolDetectionTimeout of 0s): a server-first protocol to a
+ * workload with HTTP rules waits for its client's first bytes.
+ */
+const MAX_REQUEST_LINE = 8 * 1024;
+
+/** The first line of the HTTP/2 connection preface (RFC 9113 §3.4): h2c with prior knowledge. */
+const H2_PREFACE_LINE = 'PRI * HTTP/2.0\r\n';
+
+let warnedNoPolicy = false;
+
+/**
+ * Applies the inbound policy and connects `stream` to the pod. Resolves once the pod
+ * connection is up (delivered) or the connection is refused; on refusal the caller answers
+ * its peer (HBONE: a non-200 status; plaintext: a reset). After delivery, refusals that
+ * need the stream's content (a request denied at L7, a non-HTTP stream denied by the TCP
+ * fallback) are answered here: 403 per request, or the stream is closed.
+ */
+export async function deliverInbound(
+  stream: Duplex,
+  c: InboundConnection,
+  connector: UpstreamConnector,
+  opts: InboundOptions = {},
+): Promise<InboundResult> {
+  if (!opts.security && !warnedNoPolicy) {
+    warnedNoPolicy = true;
+    log.warn('inbound delivery without a security index: no PeerAuthentication or AuthorizationPolicy is enforced');
+  }
+  const policy = (opts.security ?? NO_SECURITY).forWorkload(c.destination.uid);
+  const flow = new Flow(
+    stream,
+    tcpLabelsDestination(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, ResponseFlag.None),
+  );
+  stream.on('error', () => {}); // handled by the flow's teardown
+
+  // "STRICT: Connection is an mTLS tunnel (TLS with client cert must be presented)."
+  if (c.security === 'none' && !acceptsPlaintext(policy, c.port)) {
+    authorizationDenials.inc({ reason: 'mtls_strict', policy: policy.peerAuthentications.at(-1) ?? '-', layer: 'tcp' });
+    flow.finish(ResponseFlag.Deny);
+    return refused(
+      `plaintext to ${c.destination.uid} port ${c.port} refused: its mTLS mode is STRICT (PeerAuthentication ${policy.peerAuthentications.join(', ')})`,
+    );
+  }
+
+  const l4: L4Attributes = {
+    sourcePrincipal: c.sourcePrincipal,
+    sourceIp: c.sourceIp,
+    destinationIp: c.destination.ip,
+    destinationPort: c.port,
+    mtls: c.security === 'mutual_tls',
+  };
+  const accept = authorizeConnection(policy, l4);
+  report(accept, 'tcp');
+  if (accept.decision === 'deny') {
+    flow.finish(ResponseFlag.Deny);
+    return refused(denialReason(c, accept));
+  }
+
+  let pod: Duplex;
+  try {
+    pod = await connector.connect({
+      source: undefined,
+      sourceAddress: c.sourceIp,
+      sourcePort: c.sourcePort,
+      ip: c.destination.ip,
+      port: c.port,
+      destination: c.destination,
+    });
+  } catch (err) {
+    // an UpstreamError carries the Envoy flag that explains the failure
+    const carried = (err as { flag?: unknown }).flag;
+    const flag = typeof carried === 'string' ? carried : ResponseFlag.UpstreamConnectionFailure;
+    flow.finish(flag);
+    return { delivered: false, flag, reason: (err as Error).message };
+  }
+  if (stream.destroyed) {
+    pod.destroy();
+    flow.finish(ResponseFlag.DownstreamConnectionTermination);
+    return {
+      delivered: false,
+      flag: ResponseFlag.DownstreamConnectionTermination,
+      reason: 'the peer went away before the pod connection was up',
+    };
+  }
+  flow.attach(pod);
+  if (!accept.needsL7) pipe(stream, pod);
+  else void serveL7(stream, pod, c, policy, l4, connector, flow);
+  return { delivered: true };
+}
+
+/** The stream of a workload with HTTP rules: HTTP/1.x or h2c per request, anything else as TCP. */
+async function serveL7(
+  stream: Duplex,
+  pod: Duplex,
+  c: InboundConnection,
+  policy: WorkloadPolicy,
+  l4: L4Attributes,
+  connector: UpstreamConnector,
+  flow: Flow,
+): Promise<void> {
+  const head = await firstLine(stream);
+  if (head === undefined) return; // closed before a byte
+  stream.unshift(head);
+  flow.unread(head.length);
+  const line = head.toString('latin1');
+  const h2c = line.startsWith(H2_PREFACE_LINE);
+  if (h2c || /^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/.test(line)) {
+    const connect = () =>
+      connector.connect({
+        source: undefined,
+        sourceAddress: c.sourceIp,
+        sourcePort: c.sourcePort,
+        ip: c.destination.ip,
+        port: c.port,
+        destination: c.destination,
+      });
+    const o = { policy, l4, first: pod, connect, onDecision: requestDecision };
+    if (h2c)
+      await serveH2cInbound(stream, {
+        ...o,
+        authority: `http://${c.destination.ip.includes(':') ? `[${c.destination.ip}]` : c.destination.ip}:${c.port}`,
+      });
+    else await serveHttpInbound(stream, o);
+    return;
+  }
+  // neither HTTP/1.x nor h2c (TLS, a binary protocol): Istio's TCP rules apply
+  const tcp = authorizeConnection(policy, l4, { protocol: 'tcp' });
+  report(tcp, 'tcp');
+  if (tcp.decision === 'deny') {
+    log.debug({ workload: c.destination.uid, reason: denialReason(c, tcp) }, 'non-HTTP stream denied');
+    flow.deny();
+    return;
+  }
+  pipe(stream, pod);
+}
+
+function requestDecision(r: AuthorizationResult): void {
+  report(r, 'http');
+}
+
+/** Counts denials, AUDIT and dry-run matches of one decision. */
+function report(r: AuthorizationResult, layer: 'tcp' | 'http'): void {
+  if (r.decision === 'deny')
+    authorizationDenials.inc({ reason: r.reason === 'deny-policy' ? 'deny_policy' : 'no_allow_match', policy: r.policy ?? '-', layer });
+  for (const p of r.audited) authorizationAudits.inc({ policy: p, layer });
+  for (const p of r.dryRunMatched) authorizationDryRun.inc({ policy: p, layer });
+}
+
+function denialReason(c: InboundConnection, r: AuthorizationResult): string {
+  const who = c.sourcePrincipal ?? `plaintext from ${c.sourceIp}`;
+  return r.reason === 'deny-policy'
+    ? `${who} to ${c.destination.uid} port ${c.port} denied by AuthorizationPolicy ${r.policy}`
+    : `${who} to ${c.destination.uid} port ${c.port} denied: ALLOW policies exist for the workload and none matches`;
+}
+
+function refused(reason: string): InboundResult {
+  return { delivered: false, flag: ResponseFlag.Deny, reason };
+}
+
+/** Both ways; half-close is carried; an error on either side resets the other. */
+function pipe(stream: Duplex, pod: Duplex): void {
+  stream.on('error', () => pod.destroy());
+  pod.on('error', () => stream.destroy());
+  stream.pipe(pod);
+  pod.pipe(stream);
+}
+
+/** Reads until the first `\n` (or MAX_REQUEST_LINE bytes); undefined when the stream ends first with nothing. */
+function firstLine(stream: Duplex): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (value: Buffer | undefined) => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onEnd);
+      stream.pause();
+      resolve(value);
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+      if (chunk.includes(10) || size >= MAX_REQUEST_LINE) done(Buffer.concat(chunks));
+    };
+    const onEnd = () => done(size > 0 ? Buffer.concat(chunks) : undefined);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('close', onEnd);
+  });
+}
+
+const NO_SECURITY = SecurityIndex.empty();
+
+// --- telemetry ----------------------------------------------------------------------------
+
+const openFlows = new Set<Flow>();
+let flushTimer: NodeJS.Timeout | undefined;
+
+/** One inbound connection's istio_tcp_* accounting (reporter=destination). */
+class Flow {
+  private pod: Duplex | undefined;
+  private received = 0;
+  private sent = 0;
+  private countedIn = 0;
+  private countedOut = 0;
+  private closed = false;
+
+  constructor(
+    private readonly stream: Duplex,
+    private readonly labels: IstioLabels,
+  ) {}
+
+  /** Delivered: count bytes until both sides are closed. */
+  attach(pod: Duplex): void {
+    this.pod = pod;
+    tcpConnectionsOpened.inc(this.labels);
+    this.stream.on('data', (chunk: Buffer) => (this.received += chunk.length));
+    const write = this.stream.write.bind(this.stream) as (...args: unknown[]) => boolean;
+    this.stream.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      this.sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      return write(chunk, ...rest);
+    }) as Duplex['write'];
+    let open = 2;
+    const onClose = () => {
+      if (--open === 0) this.finish(ResponseFlag.None);
+    };
+    this.stream.once('close', () => {
+      onClose();
+      this.pod?.destroy();
+    });
+    pod.once('close', onClose);
+    openFlows.add(this);
+    if (!flushTimer) {
+      flushTimer = setInterval(() => flushAll(), 5_000);
+      flushTimer.unref();
+      onScrape(flushAll);
+    }
+  }
+
+  /** Bytes given back to the stream (unshift) are read again: count them once. */
+  unread(n: number): void {
+    this.received -= n;
+  }
+
+  /** Denied after delivery (TCP fallback): close both sides, flagged DENY. */
+  deny(): void {
+    this.pod?.destroy();
+    this.stream.destroy();
+    this.finish(ResponseFlag.Deny);
+  }
+
+  finish(flag: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (flag !== ResponseFlag.None) this.labels.response_flags = flag;
+    // a refused connection is opened and closed with its flag, as the outbound proxy reports them
+    if (!this.pod) tcpConnectionsOpened.inc(this.labels);
+    this.flush();
+    tcpConnectionsClosed.inc(this.labels);
+    openFlows.delete(this);
+  }
+
+  flush(): void {
+    if (this.received > this.countedIn) tcpReceivedBytes.inc(this.labels, this.received - this.countedIn);
+    if (this.sent > this.countedOut) tcpSentBytes.inc(this.labels, this.sent - this.countedOut);
+    this.countedIn = this.received;
+    this.countedOut = this.sent;
+  }
+}
+
+function flushAll(): void {
+  for (const f of openFlows) f.flush();
+}

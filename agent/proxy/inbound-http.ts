@@ -1,0 +1,440 @@
+// HTTP/1.1 at the destination's node proxy, for workloads whose AuthorizationPolicies test
+// HTTP attributes (and only for them: every other inbound stream stays a byte pipe).
+// Node's own HTTP parser (llhttp) reads the requests from the inbound stream, so framing is
+// strict (a request the pod would read differently from the proxy is refused with 400,
+// not forwarded); each request is authorised on its own (keep-alive and pipelining: every
+// request of the connection is evaluated, responses go back in order). A denied request
+// gets Envoy's answer, 403 "RBAC: access denied"; an allowed one is forwarded to the pod
+// with its path normalised as it was evaluated, over one pod connection per inbound
+// connection (reopened if the pod closes it).
+//
+// HTTP/2 cleartext (h2c with prior knowledge, as gRPC speaks it) is served the same way by
+// serveH2cInbound: Node's HTTP/2 server reads the streams of the inbound connection, each
+// one is authorised on its own (`:method`, normalised `:path`, `:authority`, headers), and
+// allowed streams go to the pod over one h2c client session per inbound connection
+// (reopened if the pod closes it), headers, bodies and trailers streamed both ways. A
+// denied stream gets Envoy's local reply: 403 "RBAC: access denied", or for a gRPC request
+// (content-type application/grpc, +proto, ;...) a trailers-only `:status 200` with
+// grpc-status 7 (PERMISSION_DENIED) and grpc-message "RBAC: access denied", as Envoy's
+// sendLocalReply answers gRPC requests. Extended CONNECT (no `:path`) is answered 400.
+//
+// A stream that starts with neither an HTTP/1.x request line nor the HTTP/2 preface is
+// evaluated as TCP (see inbound-delivery.ts), which is fail-safe: DENY rules with HTTP
+// fields match it and ALLOW rules with HTTP fields do not.
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { logger } from '../../common/log.js';
+import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
+import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
+import { normalizePath } from '../policy/authorization-match.js';
+import { forwardH2 } from '../l7/header-ops.js';
+
+const log = logger('agent/inbound-http');
+
+/** Envoy's RBAC filter answers a denied request with this body. */
+export const RBAC_DENIED_BODY = 'RBAC: access denied';
+
+// RFC 9110 §7.6.1 hop-by-hop fields: never forwarded (Node frames each side itself)
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+
+export interface HttpInboundOptions {
+  policy: WorkloadPolicy;
+  l4: L4Attributes;
+  /** a new connection to the pod (the first request reuses `first`) */
+  connect: () => Promise<Duplex>;
+  first: Duplex;
+  /** called with every request decision (metrics) */
+  onDecision: (r: AuthorizationResult) => void;
+}
+
+/**
+ * Serves `stream` (whose first bytes look like an HTTP/1.x request line) until either side
+ * closes it. Resolves when the inbound stream is done.
+ */
+export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise<void> {
+  const agent = new PodAgent(o.first, o.connect);
+  const server = http.createServer({ maxHeaderSize: 64 * 1024 });
+  // the peer's connection is the mesh's to keep open, as Envoy's 1 h idle timeout
+  server.keepAliveTimeout = 0;
+  server.requestTimeout = 0;
+  server.headersTimeout = 0;
+
+  server.on('request', (req, res) => handle(req, res, o, agent, false));
+  // "Expect: 100-continue": decide before the client sends its body; a denied request gets
+  // its 403 without a 100 Continue
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => handle(req, res, o, agent, true));
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (socket.writable && err.code !== 'ECONNRESET')
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  return new Promise((resolve) => {
+    stream.once('close', () => {
+      agent.destroy();
+      resolve();
+    });
+    server.emit('connection', stream);
+    stream.resume(); // deliverInbound paused it to read the request line
+  });
+}
+
+function handle(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  o: HttpInboundOptions,
+  agent: PodAgent,
+  expectsContinue: boolean,
+): void {
+  res.sendDate = false;
+  const normalized = normalizePath(req.url ?? '/');
+  if (!normalized) {
+    // "%00: The request will always be rejected with HTTP code 400"
+    return void reply(res, 400, 'Bad Request');
+  }
+  const decision = authorizeRequest(o.policy, o.l4, {
+    method: req.method ?? '',
+    path: req.url ?? '/',
+    host: req.headers.host ?? '',
+    headers: req.headersDistinct,
+  });
+  o.onDecision(decision);
+  if (decision.decision === 'deny') return void reply(res, 403, RBAC_DENIED_BODY);
+  // the 100 Continue is ours; the pod gets the body without being asked
+  if (expectsContinue) res.writeContinue();
+  const headers = forwardable(req.rawHeaders, req.headers.connection, expectsContinue ? ['expect'] : []);
+
+  const upstream = http.request({
+    agent,
+    method: req.method,
+    path: normalized.target,
+    headers,
+    setHost: false,
+  });
+  upstream.on('response', (up) => {
+    res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.rawHeaders, up.headers.connection, []));
+    up.pipe(res);
+    up.on('error', () => res.destroy());
+  });
+  upstream.on('error', (err) => {
+    log.debug({ err }, 'pod request failed');
+    if (!res.headersSent) reply(res, 503, 'upstream connect error or disconnect/reset before headers');
+    else res.destroy();
+  });
+  req.pipe(upstream);
+  req.on('error', () => upstream.destroy());
+}
+
+/** Upgrade (WebSocket) and CONNECT: authorised like any request, then a byte pipe to a new pod connection. */
+function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: HttpInboundOptions): void {
+  const normalized = normalizePath(req.url ?? '/');
+  const decision = normalized
+    ? authorizeRequest(o.policy, o.l4, {
+        method: req.method ?? '',
+        path: req.url ?? '/',
+        host: req.headers.host ?? '',
+        headers: req.headersDistinct,
+      })
+    : undefined;
+  if (decision) o.onDecision(decision);
+  if (!decision || decision.decision === 'deny') {
+    const [status, body] = decision ? ['403 Forbidden', RBAC_DENIED_BODY] : ['400 Bad Request', 'Bad Request'];
+    socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n${body}`);
+    return;
+  }
+  o.connect().then(
+    (pod) => {
+      const lines = [`${req.method} ${normalized!.target} HTTP/${req.httpVersion}`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      pod.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) pod.write(head);
+      pod.on('error', () => socket.destroy());
+      socket.on('error', () => pod.destroy());
+      socket.pipe(pod);
+      pod.pipe(socket);
+    },
+    () => socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'),
+  );
+}
+
+function reply(res: http.ServerResponse, status: number, body: string): void {
+  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/** rawHeaders without the hop-by-hop fields and those the Connection header names. */
+function forwardable(raw: readonly string[], connection: string | undefined, also: readonly string[]): string[] {
+  const drop = new Set([...HOP_BY_HOP, ...also]);
+  for (const name of (connection ?? '').split(',')) if (name.trim()) drop.add(name.trim().toLowerCase());
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
+  return out;
+}
+
+/**
+ * One pod connection at a time for one inbound connection, kept alive between requests.
+ * The first connection is the one deliverInbound already made; later ones (after the pod
+ * closed one) come from the connector. Sockets may be any Duplex (not only net.Socket).
+ */
+class PodAgent extends http.Agent {
+  constructor(
+    private first: Duplex | undefined,
+    private readonly open: () => Promise<Duplex>,
+  ) {
+    super({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+  }
+
+  override createConnection(_opts: unknown, cb: (err: Error | null, socket?: Duplex) => void): undefined {
+    const first = this.first;
+    this.first = undefined;
+    if (first && !first.destroyed) {
+      process.nextTick(cb, null, first);
+      return undefined;
+    }
+    this.open().then(
+      (s) => cb(null, s),
+      (err: Error) => cb(err),
+    );
+    return undefined;
+  }
+
+  override destroy(): void {
+    this.first?.destroy();
+    this.first = undefined;
+    super.destroy();
+  }
+
+  override keepSocketAlive(socket: Duplex): boolean {
+    const s = socket as Duplex & { setKeepAlive?: unknown };
+    return typeof s.setKeepAlive === 'function' ? (super.keepSocketAlive(socket) as unknown as boolean) : true;
+  }
+
+  override reuseSocket(socket: Duplex, req: http.ClientRequest): void {
+    const s = socket as Duplex & { ref?: unknown };
+    if (typeof s.ref === 'function') super.reuseSocket(socket, req);
+  }
+}
+
+// --- h2c ----------------------------------------------------------------------------------
+
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
+
+export interface H2cInboundOptions extends HttpInboundOptions {
+  /** `http://ip:port` of the pod: the client session's origin */
+  authority: string;
+}
+
+/**
+ * Serves `stream` (whose first bytes are the HTTP/2 connection preface) until either side
+ * closes it. Resolves when the inbound stream is done.
+ */
+export function serveH2cInbound(stream: Duplex, o: H2cInboundOptions): Promise<void> {
+  const pod = new PodSession(o.first, o.connect, o.authority);
+  const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
+  server.on('session', (session: http2.ServerHttp2Session) => session.on('error', () => stream.destroy()));
+  server.on('stream', (s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => handleH2(s, headers, o, pod));
+  return new Promise((resolve) => {
+    stream.once('close', () => {
+      pod.destroy();
+      resolve();
+    });
+    // left paused: the session reads what deliverInbound gave back (unshift) on the next
+    // tick; resuming here would hand those bytes to 'data' listeners first, and the session
+    // would see a preface without its start
+    server.emit('connection', withoutEmptyWrites(stream));
+  });
+}
+
+/** Envoy's Grpc::Common::hasGrpcContentType: application/grpc, application/grpc+..., application/grpc;... */
+function isGrpc(headers: http2.IncomingHttpHeaders): boolean {
+  const ct = headers['content-type'];
+  return typeof ct === 'string' && /^application\/grpc($|[+;])/i.test(ct);
+}
+
+/** Envoy's Grpc::Utility::httpToGrpcStatus for the statuses answered here. */
+function grpcStatusOf(status: number): number {
+  switch (status) {
+    case 400:
+      return 13; // INTERNAL
+    case 403:
+      return 7; // PERMISSION_DENIED
+    case 502:
+    case 503:
+    case 504:
+      return 14; // UNAVAILABLE
+    default:
+      return 2; // UNKNOWN
+  }
+}
+
+/**
+ * Envoy's local reply: text/plain with a body, or for a gRPC request a trailers-only
+ * response (`:status 200`, grpc-status from the HTTP status, grpc-message the body).
+ */
+function localReply(s: http2.ServerHttp2Stream, grpc: boolean, status: number, body: string): void {
+  if (s.destroyed || s.headersSent) return void s.close(NGHTTP2_INTERNAL_ERROR);
+  if (grpc) {
+    s.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': String(grpcStatusOf(status)),
+        'grpc-message': percentEncode(body),
+      },
+      { endStream: true },
+    );
+  } else {
+    s.respond({ ':status': status, 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
+    s.end(body);
+  }
+  // the request body, if any, is not wanted (Envoy resets the rest of the stream likewise)
+  s.resume();
+}
+
+/** Envoy's PercentEncoding::encode for grpc-message: `%` and bytes outside printable ASCII. */
+function percentEncode(v: string): string {
+  return /[^\x20-\x24\x26-\x7e]/.test(v)
+    ? Array.from(Buffer.from(v, 'utf8'), (b) =>
+        b < 0x20 || b > 0x7e || b === 0x25 ? `%${b.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(b),
+      ).join('')
+    : v;
+}
+
+function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, o: H2cInboundOptions, pod: PodSession): void {
+  s.on('error', () => {});
+  const grpc = isGrpc(headers);
+  const target = headers[':path'];
+  const normalized = target === undefined ? undefined : normalizePath(target);
+  if (!normalized) return localReply(s, grpc, 400, 'Bad Request');
+  const host = headers[':authority'] ?? headers.host ?? '';
+  const decision = authorizeRequest(o.policy, o.l4, {
+    method: headers[':method'] ?? '',
+    path: target!,
+    host,
+    headers: headers.host === undefined && host ? { ...headers, host } : headers,
+  });
+  o.onDecision(decision);
+  if (decision.decision === 'deny') return localReply(s, grpc, 403, RBAC_DENIED_BODY);
+
+  const out = forwardH2(headers as Record<string, string | string[] | undefined>, true);
+  out[':path'] = normalized.target;
+  const endStream = s.endAfterHeaders;
+  pod.session().then(
+    (session) => {
+      if (s.destroyed) return;
+      let up: http2.ClientHttp2Stream;
+      try {
+        up = session.request(out, { endStream, waitForTrailers: !endStream });
+      } catch {
+        return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
+      }
+      forward(s, up, grpc);
+    },
+    () => localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers'),
+  );
+}
+
+/** One allowed stream: request body and trailers up, response head, body and trailers down. */
+function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: boolean): void {
+  let requestTrailers: http2.IncomingHttpHeaders | undefined;
+  let responseTrailers: http2.OutgoingHttpHeaders | undefined;
+  let answered = false;
+  up.on('error', () => {});
+  s.on('trailers', (t: http2.IncomingHttpHeaders) => (requestTrailers = t));
+  up.on('wantTrailers', () =>
+    up.sendTrailers(requestTrailers ? forwardH2(requestTrailers as Record<string, string | string[] | undefined>, false) : {}),
+  );
+  s.pipe(up);
+  up.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
+    answered = true;
+    if (s.destroyed || s.closed) return void up.close(NGHTTP2_CANCEL);
+    const head = { ...forwardH2(h as Record<string, string | string[] | undefined>, false), ':status': h[':status'] ?? 502 };
+    if (flags & NGHTTP2_FLAG_END_STREAM) {
+      // trailers-only (a gRPC status without messages): one HEADERS frame with END_STREAM
+      s.respond(head, { endStream: true });
+      return;
+    }
+    s.respond(head, { waitForTrailers: true });
+    up.pipe(s);
+  });
+  up.on(
+    'trailers',
+    (t: http2.IncomingHttpHeaders) => (responseTrailers = forwardH2(t as Record<string, string | string[] | undefined>, false)),
+  );
+  s.on('wantTrailers', () => s.sendTrailers(responseTrailers ?? {}));
+  up.on('close', () => {
+    // closed before its response (reset, the pod's session gone): Envoy's 503 local reply
+    if (!answered) return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
+    if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !s.destroyed)
+      s.close(up.rstCode === NGHTTP2_REFUSED_STREAM ? NGHTTP2_INTERNAL_ERROR : up.rstCode);
+  });
+  s.on('close', () => {
+    if (!up.destroyed && !up.closed) up.close(NGHTTP2_CANCEL);
+  });
+}
+
+/**
+ * One h2c client session to the pod for one inbound connection. The first is made over the
+ * connection deliverInbound already opened; after the pod closes it (GOAWAY, error) the
+ * next one comes from the connector.
+ */
+class PodSession {
+  private current: Promise<http2.ClientHttp2Session> | undefined;
+  private live: http2.ClientHttp2Session | undefined;
+  private closed = false;
+
+  constructor(
+    private first: Duplex | undefined,
+    private readonly open: () => Promise<Duplex>,
+    private readonly authority: string,
+  ) {}
+
+  session(): Promise<http2.ClientHttp2Session> {
+    if (this.closed) return Promise.reject(new Error('inbound connection closed'));
+    this.current ??= this.connect();
+    return this.current;
+  }
+
+  private async connect(): Promise<http2.ClientHttp2Session> {
+    const first = this.first;
+    this.first = undefined;
+    let d: Duplex;
+    try {
+      d = first && !first.destroyed ? first : await this.open();
+    } catch (err) {
+      this.current = undefined;
+      throw err;
+    }
+    if (this.closed) {
+      d.destroy();
+      throw new Error('inbound connection closed');
+    }
+    const transport = withoutEmptyWrites(d);
+    const s = http2.connect(this.authority, { createConnection: () => transport as net.Socket });
+    this.live = s;
+    const drop = () => {
+      if (this.live !== s) return;
+      this.live = undefined;
+      this.current = undefined;
+    };
+    s.on('error', drop);
+    s.on('goaway', drop);
+    s.on('close', drop);
+    this.sessions.add(s);
+    s.once('close', () => this.sessions.delete(s));
+    return s;
+  }
+
+  private readonly sessions = new Set<http2.ClientHttp2Session>();
+
+  destroy(): void {
+    this.closed = true;
+    this.first?.destroy();
+    this.first = undefined;
+    for (const s of this.sessions) s.destroy();
+    this.sessions.clear();
+  }
+}

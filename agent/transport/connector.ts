@@ -1,0 +1,115 @@
+// How the node proxy reaches an upstream: the seam between choosing a destination (the
+// outbound proxy, and the L7 router) and carrying bytes to it (plain TCP now; HBONE
+// tunnels between node proxies with issue 3). Whatever the transport, the caller gets a
+// connected Duplex or an UpstreamError with the Envoy response flag that explains why not.
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { NodemeshError } from '../../common/errors.js';
+import type { Workload } from '../../control/api/snapshot.js';
+import { markedSocket } from '../datapath/socket-calls.js';
+import { ResponseFlag, type ResponseFlagValue } from './response-flags.js';
+
+export interface UpstreamRequest {
+  /** the meshed pod that opened the connection (its identity, with mTLS) */
+  source: Workload | undefined;
+  /** the downstream peer as the proxy saw it */
+  sourceAddress: string;
+  sourcePort: number;
+  /** the chosen endpoint, or the original destination for passthrough */
+  ip: string;
+  port: number;
+  /** the workload that owns ip, if it is a pod the control plane knows */
+  destination: Workload | undefined;
+  /** W3C trace context of the request, when there is one (L7) */
+  traceparent?: string;
+}
+
+/** What a transport proves about a connection, for the source reporter's Istio labels. */
+export interface UpstreamSecurity {
+  /** Istio's connection_security_policy */
+  policy: 'mutual_tls' | 'none';
+  sourcePrincipal: string;
+  destinationPrincipal: string;
+}
+
+export interface UpstreamConnector {
+  /** Resolves with a connected stream; rejects with an UpstreamError. */
+  connect(req: UpstreamRequest): Promise<Duplex>;
+  /**
+   * How `connect(req)` would carry the connection (mTLS with these principals, or plain),
+   * known before connecting so that a connection's opened and closed metrics carry the
+   * same labels. Undefined: plaintext, principals unknown.
+   */
+  security?(req: UpstreamRequest): UpstreamSecurity | undefined;
+}
+
+export class UpstreamError extends NodemeshError {
+  readonly flag: ResponseFlagValue;
+  constructor(flag: ResponseFlagValue, message: string, options?: { cause?: unknown }) {
+    super('NM_ERR_UPSTREAM', message, options);
+    this.name = 'UpstreamError';
+    this.flag = flag;
+  }
+}
+
+/**
+ * A TCP connection from the node proxy to ip:port, marked (before connect) so the datapath
+ * never redirects it. Rejects with an UpstreamError `UF` whose message is
+ * `connect to <where>: <cause><hint>`. The one dial every transport starts with.
+ */
+export function dialTcp(
+  ip: string,
+  port: number,
+  opts: { mark?: number; timeoutMs: number; where?: string; hint?: string; allowHalfOpen?: boolean },
+): Promise<net.Socket> {
+  const where = opts.where ?? `${ip}:${port}`;
+  return new Promise((resolve, reject) => {
+    let socket: net.Socket;
+    try {
+      const family = ip.includes(':') ? 6 : 4;
+      socket =
+        opts.mark === undefined
+          ? new net.Socket({ allowHalfOpen: opts.allowHalfOpen ?? false })
+          : markedSocket(opts.mark, family, { allowHalfOpen: opts.allowHalfOpen ?? false });
+    } catch (err) {
+      reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `socket for ${where}: ${(err as Error).message}`, { cause: err }));
+      return;
+    }
+    const fail = (err: Error) => {
+      socket.destroy();
+      reject(
+        new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${where}: ${err.message}${opts.hint ?? ''}`, { cause: err }),
+      );
+    };
+    socket.setNoDelay(true);
+    socket.setTimeout(opts.timeoutMs);
+    socket.once('timeout', () => fail(new Error(`timed out after ${opts.timeoutMs} ms`)));
+    socket.once('error', fail);
+    socket.once('connect', () => {
+      socket.setTimeout(0);
+      socket.removeAllListeners('timeout');
+      socket.off('error', fail);
+      resolve(socket);
+    });
+    socket.connect({ host: ip, port });
+  });
+}
+
+/**
+ * Plain TCP from the node proxy, marked so the datapath never redirects it (no mark: an
+ * ordinary socket, for tests without CAP_NET_ADMIN).
+ */
+export class TcpConnector implements UpstreamConnector {
+  constructor(
+    private readonly mark: number | undefined,
+    private readonly connectTimeoutMs = 10_000,
+  ) {}
+
+  connect(req: UpstreamRequest): Promise<Duplex> {
+    return dialTcp(req.ip, req.port, {
+      ...(this.mark === undefined ? {} : { mark: this.mark }),
+      timeoutMs: this.connectTimeoutMs,
+      allowHalfOpen: true,
+    });
+  }
+}

@@ -1,0 +1,75 @@
+// DestinationRules → one DestinationPolicy per known Service host, every default filled in.
+//
+// Several rules for one host are merged as Istio merges them: in age order, "the first
+// traffic policy wins" (a later rule's trafficPolicy applies only if the earlier ones had
+// none) and subsets are added unless a subset of that name already exists. A wildcard host
+// (`*.ns.svc.cluster.local`) applies to the Services it covers that no more specific rule
+// names.
+import { defaultTrafficPolicy, type DestinationPolicy, type Subset } from '../api/snapshot-routing.js';
+import { aged, byAge, coveredHosts, note, resolveHost, unknownHostHint, type RoutingIndex } from './routing-index.js';
+import type { DestinationRuleSpec, PolicyGroups, PortGroups } from '../model/routing.js';
+import { describeKey, type Resource } from '../model/resources.js';
+import { applyGroups, portGroups } from '../validate/traffic-policy.js';
+
+interface Rule {
+  r: Resource;
+  spec: DestinationRuleSpec;
+}
+
+export function compileDestinations(resources: readonly Resource[], index: RoutingIndex): DestinationPolicy[] {
+  const rules: Rule[] = [];
+  for (const r of resources) if (r.body.kind === 'DestinationRule' && !r.body.spec.workloadSelector) rules.push({ r, spec: r.body.spec });
+  rules.sort((a, b) => byAge(aged(a.r, a.spec.createdAt), aged(b.r, b.spec.createdAt)));
+
+  // host → the rules of the highest specificity covering it, oldest first
+  const byHost = new Map<string, { specificity: number; rules: Rule[] }>();
+  for (const rule of rules) {
+    const host = resolveHost(rule.spec.host, rule.r.key.namespace);
+    const covered = coveredHosts(host, index);
+    if (covered.length === 0) note(index, rule.r, `host ${host} is not a known Service: nothing to apply${unknownHostHint(host, index)}`);
+    for (const { hostname, specificity } of covered) {
+      const cur = byHost.get(hostname);
+      if (!cur || specificity > cur.specificity) byHost.set(hostname, { specificity, rules: [rule] });
+      else if (specificity === cur.specificity) cur.rules.push(rule);
+    }
+  }
+
+  const out: DestinationPolicy[] = [];
+  for (const [host, { rules: list }] of [...byHost].sort(([a], [b]) => (a < b ? -1 : 1))) out.push(merge(host, list, index));
+  return out;
+}
+
+function merge(host: string, list: Rule[], index: RoutingIndex): DestinationPolicy {
+  let top: { policy: PolicyGroups; ports: PortGroups[] } | undefined;
+  const subsets: { name: string; labels: Record<string, string>; policy: PolicyGroups; ports: PortGroups[] }[] = [];
+  for (const { r, spec } of list) {
+    const hasPolicy = Object.keys(spec.policy).length > 0 || spec.ports.length > 0;
+    if (hasPolicy && !top) top = { policy: spec.policy, ports: spec.ports };
+    else if (hasPolicy) note(index, r, `trafficPolicy for ${host} is not applied: ${describeKey(list[0]!.r.key)} is older and its policy wins (subsets are merged)`);
+    for (const s of spec.subsets) {
+      if (subsets.some((x) => x.name === s.name)) note(index, r, `subset ${s.name} of ${host} is already defined by an older DestinationRule, which wins`);
+      else subsets.push(s);
+    }
+  }
+  const policy = applyGroups(defaultTrafficPolicy(), top?.policy);
+  const topPorts = top?.ports ?? [];
+  return {
+    host,
+    policy,
+    ports: topPorts.map((p) => ({ port: p.port, policy: applyGroups(policy, p.groups) })),
+    subsets: subsets.map((s): Subset => {
+      const ports = [...new Set([...topPorts.map((p) => p.port), ...s.ports.map((p) => p.port)])].sort((a, b) => a - b);
+      return {
+        name: s.name,
+        labels: s.labels,
+        policy: applyGroups(policy, s.policy),
+        // Istio's MergeTrafficPolicy: the rule's port-level settings first, then the subset, then its port-level settings
+        ports: ports.map((port) => ({
+          port,
+          policy: applyGroups(applyGroups(applyGroups(policy, portGroups(topPorts, port)), s.policy), portGroups(s.ports, port)),
+        })),
+      };
+    }),
+    source: list.map(({ r }) => describeKey(r.key)).join(', '),
+  };
+}

@@ -1,0 +1,132 @@
+// The control plane's resource model: what validation produces from one YAML document and
+// what the store and the compiler consume. Only the fields nodemesh uses are kept, already
+// defaulted (namespace "default", protocol TCP, serviceAccountName "default"...), so the
+// compiler never looks at raw YAML.
+import type { RoutingBody } from './routing.js';
+import type { AuthorizationPolicySpec, PeerAuthenticationSpec } from './security.js';
+
+/** Identity of a resource: API group (""), kind, namespace ("" when cluster-scoped), name. */
+export interface ResourceKey {
+  group: string;
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+export type Protocol = 'TCP' | 'UDP' | 'SCTP';
+
+export interface ContainerPort {
+  containerPort: number;
+  name: string;
+  protocol: Protocol;
+}
+
+export interface Container {
+  name: string;
+  ports: ContainerPort[];
+  command: string[];
+  args: string[];
+}
+
+export interface NamespaceSpec {
+  labels: Record<string, string>;
+}
+
+export interface NodeSpec {
+  labels: Record<string, string>;
+  /** status.addresses[].address with type InternalIP (may be empty) */
+  internalIps: string[];
+}
+
+export type PodPhase = 'Pending' | 'Running' | 'Succeeded' | 'Failed' | 'Unknown';
+
+export interface PodSpec {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  nodeName: string;
+  serviceAccountName: string;
+  hostNetwork: boolean;
+  containers: Container[];
+  podIP: string;
+  hostIP: string;
+  /** undefined when status.phase is absent (the lab may omit it; counts as running) */
+  phase: PodPhase | undefined;
+  /** metadata.deletionTimestamp is set */
+  terminating: boolean;
+}
+
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';
+
+export interface ServicePortSpec {
+  name: string;
+  port: number;
+  /** a number, an IANA port name, or undefined (= port) */
+  targetPort: number | string | undefined;
+  protocol: Protocol;
+  appProtocol: string;
+}
+
+export interface ServiceSpec {
+  labels: Record<string, string>;
+  type: ServiceType;
+  /** undefined: no selector (no endpoints are computed) */
+  selector: Record<string, string> | undefined;
+  /** an IPv4 address, "None" (headless), or undefined (allocated by the compiler) */
+  clusterIP: string | undefined;
+  ports: ServicePortSpec[];
+}
+
+export interface DeploymentSpec {
+  templateLabels: Record<string, string>;
+  containers: Container[];
+}
+
+/** The typed body of a resource, by kind. Known-but-ignored kinds carry no body. */
+export type ResourceBody =
+  | { kind: 'Namespace'; spec: NamespaceSpec }
+  | { kind: 'Node'; spec: NodeSpec }
+  | { kind: 'Pod'; spec: PodSpec }
+  | { kind: 'Service'; spec: ServiceSpec }
+  | { kind: 'ServiceAccount' }
+  | { kind: 'Deployment'; spec: DeploymentSpec }
+  | { kind: 'PeerAuthentication'; spec: PeerAuthenticationSpec }
+  | { kind: 'AuthorizationPolicy'; spec: AuthorizationPolicySpec }
+  | RoutingBody
+  | { kind: 'Ignored' };
+
+/** A validated resource as the store keeps it. */
+export interface Resource {
+  key: ResourceKey;
+  apiVersion: string;
+  /** the file it was read from and the 1-based line where its document starts */
+  file: string;
+  line: number;
+  body: ResourceBody;
+  /**
+   * Shown in the status next to "Accepted": why it is not applied (known kinds nodemesh
+   * does not compile yet) or what to check (e.g. an unrecognised mesh annotation value).
+   */
+  notes: string[];
+}
+
+export const CLUSTER_SCOPED_KINDS: ReadonlySet<string> = new Set([
+  'Namespace',
+  'Node',
+  'GatewayClass',
+]);
+
+/** `Service default/web`, or `Namespace foo` for cluster-scoped kinds. */
+export function describeKey(k: Pick<ResourceKey, 'kind' | 'namespace' | 'name'>): string {
+  return k.namespace ? `${k.kind} ${k.namespace}/${k.name}` : `${k.kind} ${k.name}`;
+}
+
+/** A total order key: group, kind, namespace, name. */
+export function keyString(k: ResourceKey): string {
+  return `${k.group}\u0000${k.kind}\u0000${k.namespace}\u0000${k.name}`;
+}
+
+/** The API group of an apiVersion: `apps/v1` → `apps`, `v1` → `` (core). */
+export function groupOf(apiVersion: string): string {
+  const slash = apiVersion.lastIndexOf('/');
+  return slash < 0 ? '' : apiVersion.slice(0, slash);
+}

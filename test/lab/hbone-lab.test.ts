@@ -1,0 +1,212 @@
+// HBONE in the lab, with the real CA: two nodes, a meshed client on node-a and a meshed
+// echo server on node-b, mesh-wide STRICT (the fixture's PeerAuthentication in
+// istio-system). curl through the mesh works; the server sees its own node proxy as the
+// peer; a capture on node-b's link to the lab bridge shows TLS on 15008 and never the
+// request's plaintext; both node proxies report the connection as mutual_tls with the
+// SPIFFE principals. A meshed pod on the client's own node is served by the same-node path
+// (no HBONE connection), with the same principals.
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { scrape, sumMetric } from '../../cli/prom-text.js';
+import { canRunPrivileged, run } from '../helpers/privileged.js';
+import { packagePath } from '../../common/paths.js';
+
+const FIXTURE = packagePath('test', 'fixtures', 'hbone-lab');
+const LAB = 't-hbone';
+const CLIENT = 'spiffe://cluster.local/ns/shop/sa/client';
+const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
+const NEAR = 'spiffe://cluster.local/ns/shop/sa/near';
+
+interface Echo {
+  pod: string;
+  remote: string;
+  path: string;
+}
+
+/** tcpdump on an interface of the root netns, started and ready to capture. */
+async function capture(iface: string, filter: string[], file: string): Promise<{ stop(): Promise<void> }> {
+  // --immediate-mode: hand each packet over at once (else the ring buffer holds them and a
+  // SIGINT can end the capture before they are written)
+  const p = spawn('tcpdump', ['-i', iface, '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, ...filter], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
+    p.stderr.setEncoding('utf8').on('data', (d: string) => {
+      err += d;
+      if (err.includes('listening on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    p.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
+  });
+  return {
+    stop: () =>
+      new Promise<void>((resolve) => {
+        p.once('exit', () => resolve());
+        p.kill('SIGINT');
+      }),
+  };
+}
+
+if (canRunPrivileged('HBONE in the lab')) {
+  let state: LabState;
+  const node = (name: string) => state.nodes.find((n) => n.name === name)!;
+  const pod = (name: string) => state.pods.find((p) => p.name === name)!;
+
+  async function curl(url: string): Promise<Echo> {
+    const cmd = await labExecCommand({ name: LAB, target: 'shop/client', argv: ['curl', '-sS', '--max-time', '10', url] });
+    const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
+    if (r.code !== 0) throw new Error(`curl ${url} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout) as Echo;
+  }
+
+  async function debugState(admin: string): Promise<{ hbone: { outbound?: { connections: number }; inboundConnections: number } }> {
+    const res = await fetch(`http://${admin}/debug/state`);
+    return (await res.json()) as { hbone: { outbound?: { connections: number }; inboundConnections: number } };
+  }
+
+  const ip = (remote: string) => remote.replace(/:\d+$/, '').replace(/^::ffff:/, '');
+
+  /** The effective PeerAuthentication of a workload, as the control plane compiled it. */
+  async function mtlsOf(uid: string): Promise<{ mtlsMode: string; peerAuthentications: string[] } | undefined> {
+    const res = await fetch(`http://${state.controlAddress!.admin}/debug/snapshot`);
+    const snap = (await res.json()) as { security: { workloads: { workload: string; mtlsMode: string; peerAuthentications: string[] }[] } };
+    return snap.security.workloads.find((w) => w.workload === uid);
+  }
+
+  test.before(async () => {
+    state = await labUp({ dir: FIXTURE, name: LAB });
+  });
+  test.after.always(async () => {
+    await labDown({ name: LAB });
+  });
+
+  test.serial('across nodes: curl works over HBONE, the server sees its node proxy, and the link carries only TLS on 15008', async (t) => {
+    const a = node('node-a');
+    const b = node('node-b');
+    const web = await mtlsOf('shop/web-1');
+    t.is(web?.mtlsMode, 'STRICT', 'web-1 takes mutual TLS only');
+    t.deepEqual(web?.peerAuthentications, ['istio-system/default'], 'by the mesh-wide PeerAuthentication');
+    const marker = `nodemesh-plaintext-marker-${randomBytes(8).toString('hex')}`;
+    const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-lab-'));
+    t.teardown(() => rm(dir, { recursive: true, force: true }));
+    const pcap = path.join(dir, 'link.pcap');
+
+    // node-b's veth to the lab bridge, root netns side: everything node-a sends node-b
+    const tcpdump = await capture(b.vethRoot, ['host', a.ip, 'and', 'host', b.ip], pcap);
+    let body: Echo;
+    try {
+      body = await curl(`http://web.shop/${marker}`);
+    } finally {
+      await tcpdump.stop();
+    }
+    t.is(body.pod, 'web-1');
+    t.is(body.path, `/${marker}`);
+    t.is(pod('web-1').node, 'node-b');
+    // the server's peer is its own node proxy, not the client pod nor node-a
+    t.true([b.ip, b.podBridgeIp].includes(ip(body.remote)), `web-1 saw ${body.remote}; node-b is ${b.ip}/${b.podBridgeIp}`);
+
+    // the request (and the echoed path in the response) never crossed the link in clear
+    const raw = await readFile(pcap);
+    t.true(raw.length > 0);
+    t.false(raw.includes(Buffer.from(marker)), 'the marker appears in the capture: plaintext crossed the link between nodes');
+
+    // every segment with a payload between the nodes is on 15008, and it is TLS (TLS 1.3
+    // shows its encrypted records' outer type as tls.record.opaque_type)
+    const fields = await run('tshark', [
+      '-r',
+      pcap,
+      '-n',
+      '-d',
+      'tcp.port==15008,tls',
+      '-Y',
+      'tcp.len > 0',
+      '-T',
+      'fields',
+      '-e',
+      'tcp.srcport',
+      '-e',
+      'tcp.dstport',
+      '-e',
+      'tls.record.content_type',
+      '-e',
+      'tls.record.opaque_type',
+    ]);
+    t.is(fields.code, 0, fields.stderr);
+    const rows = fields.stdout
+      .trim()
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split('\t'));
+    t.true(rows.length > 0, 'the capture saw the tunnel');
+    for (const [sport, dport] of rows)
+      t.true(sport === '15008' || dport === '15008', `a payload between the nodes outside HBONE: ${sport} → ${dport}`);
+    const contentTypes = new Set(rows.flatMap((r) => `${r[2] ?? ''},${r[3] ?? ''}`.split(',')).filter(Boolean));
+    t.true(contentTypes.has('22'), `a TLS handshake on 15008 (content types seen: ${[...contentTypes]})`);
+    t.true(contentTypes.has('23'), 'TLS application data on 15008');
+    t.deepEqual(
+      [...contentTypes].filter((c) => !['20', '21', '22', '23'].includes(c)),
+      [],
+      'only TLS records',
+    );
+
+    // both node proxies report mutual TLS with the workloads' SPIFFE identities
+    const labels = {
+      source_workload: 'client',
+      destination_workload: 'web-1',
+      source_principal: CLIENT,
+      destination_principal: WEB,
+      connection_security_policy: 'mutual_tls',
+    };
+    t.true(
+      sumMetric(await scrape(a.agentAdmin), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'source' }) >= 1,
+      'node-a (source) reports mutual_tls',
+    );
+    t.true(
+      sumMetric(await scrape(b.agentAdmin), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'destination' }) >= 1,
+      'node-b (destination) reports mutual_tls',
+    );
+    t.true((await debugState(b.agentAdmin)).hbone.inboundConnections >= 1, 'node-b holds the pooled HBONE connection');
+  });
+
+  test.serial('a second connection reuses the pooled HBONE connection', async (t) => {
+    const a = node('node-a');
+    const before = (await debugState(a.agentAdmin)).hbone.outbound?.connections ?? 0;
+    const bodies = await Promise.all([curl('http://web.shop/one'), curl('http://web.shop/two')]);
+    t.deepEqual(
+      bodies.map((b) => b.pod),
+      ['web-1', 'web-1'],
+    );
+    t.is(
+      (await debugState(a.agentAdmin)).hbone.outbound?.connections,
+      Math.max(before, 1),
+      'no new connection for the same (source, destination, node)',
+    );
+  });
+
+  test.serial('same node: a meshed pod on the client’s node is served without HBONE, reported as mutual_tls', async (t) => {
+    const a = node('node-a');
+    const labels = {
+      reporter: 'destination',
+      source_workload: 'client',
+      destination_workload: 'near-1',
+      source_principal: CLIENT,
+      destination_principal: NEAR,
+      connection_security_policy: 'mutual_tls',
+    };
+    const before = sumMetric(await scrape(a.agentAdmin), 'istio_tcp_connections_opened_total', labels);
+    const body = await curl('http://near.shop/local');
+    t.is(body.pod, 'near-1');
+    t.true([a.ip, a.podBridgeIp].includes(ip(body.remote)), `near-1 saw ${body.remote}`);
+    t.is(sumMetric(await scrape(a.agentAdmin), 'istio_tcp_connections_opened_total', labels) - before, 1);
+    t.is((await debugState(a.agentAdmin)).hbone.inboundConnections, 0, 'node-a never tunnelled to itself');
+  });
+}

@@ -1,0 +1,445 @@
+// h2c (HTTP/2 with prior knowledge, gRPC) at the destination, with real sockets: a TCP
+// listener plays the node proxy's inbound port and hands every accepted socket to
+// deliverInbound (or, for HBONE's shape, an h2c server hands every CONNECT stream to it);
+// a real grpc-js server or a node:http2 server plays the pod. Policies go through the real
+// control-plane path (YAML → validation → compiler).
+import test, { type ExecutionContext } from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { deliverInbound, type InboundConnection, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
+import { SecurityIndex } from '../../agent/policy/authorization.js';
+import { registry } from '../../agent/telemetry/metrics.js';
+import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
+import type { Workload } from '../../control/api/snapshot.js';
+import { compileYaml, podYaml, spiffe } from '../helpers/security-config.js';
+
+/** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
+const connector: UpstreamConnector = new TcpConnector(undefined, 5_000);
+
+type Transport = 'tcp' | 'tunnel';
+
+interface Inbound {
+  port: number;
+  results: InboundResult[];
+}
+
+/**
+ * The node proxy's inbound side. 'tcp': every accepted socket goes to deliverInbound (the
+ * plaintext capture). 'tunnel': an h2c server whose CONNECT streams go to deliverInbound
+ * (HBONE's shape without its TLS): the inbound stream is an Http2Stream, not a socket.
+ */
+async function inbound(t: ExecutionContext, yaml: string, port: number, transport: Transport = 'tcp'): Promise<Inbound> {
+  const snapshot = compileYaml(yaml);
+  const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
+  const security = SecurityIndex.of(snapshot.security);
+  const results: InboundResult[] = [];
+  const conn = (ip: string, sourcePort: number): InboundConnection => ({
+    destination,
+    port,
+    sourceIp: ip,
+    sourcePort,
+    sourcePrincipal: spiffe('shop', 'client'),
+    security: 'mutual_tls',
+  });
+  let server: net.Server | http2.Http2Server;
+  if (transport === 'tcp') {
+    server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security }).then((r) => {
+        results.push(r);
+        if (!r.delivered) socket.resetAndDestroy();
+      });
+    });
+  } else {
+    const h2 = http2.createServer();
+    h2.on('session', (s) => s.on('error', () => {}));
+    h2.on('stream', (s: http2.ServerHttp2Stream, headers) => {
+      s.on('error', () => {});
+      if (headers[':method'] !== 'CONNECT') return void s.respond({ ':status': 405 }, { endStream: true });
+      s.respond({ ':status': 200 });
+      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security }).then((r) => {
+        results.push(r);
+        if (!r.delivered) s.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+      });
+    });
+    server = h2;
+  }
+  const sessions = new Set<http2.ServerHttp2Session>();
+  server.on('session', (s: http2.ServerHttp2Session) => sessions.add(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => {
+    for (const s of sessions) s.destroy();
+    server.close();
+  });
+  return { port: (server.address() as net.AddressInfo).port, results };
+}
+
+/** An h2c client session to the inbound side: directly, or inside a CONNECT stream. */
+async function h2cClient(t: ExecutionContext, port: number, transport: Transport): Promise<http2.ClientHttp2Session> {
+  if (transport === 'tcp') {
+    const s = http2.connect(`http://127.0.0.1:${port}`);
+    t.teardown(() => s.destroy());
+    return s;
+  }
+  const outer = http2.connect(`http://127.0.0.1:${port}`);
+  t.teardown(() => outer.destroy());
+  const tunnel = outer.request({ ':method': 'CONNECT', ':authority': `127.0.0.1:${port}` });
+  await new Promise<void>((resolve, reject) => {
+    tunnel.once('response', (h) => (h[':status'] === 200 ? resolve() : reject(new Error(`CONNECT ${h[':status']}`))));
+    tunnel.once('error', reject);
+  });
+  const s = http2.connect('http://server.shop', { createConnection: () => tunnel as unknown as net.Socket });
+  t.teardown(() => s.destroy());
+  return s;
+}
+
+function h2request(
+  session: http2.ClientHttp2Session,
+  headers: http2.OutgoingHttpHeaders,
+  body?: string,
+): Promise<{ headers: http2.IncomingHttpHeaders; body: string; trailers?: http2.IncomingHttpHeaders; endedWithHeaders: boolean }> {
+  return new Promise((resolve, reject) => {
+    const s = session.request(headers, { endStream: body === undefined });
+    let head: http2.IncomingHttpHeaders = {};
+    let endedWithHeaders = false;
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    let out = '';
+    s.on('response', (h, flags) => {
+      head = h;
+      endedWithHeaders = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    });
+    s.on('trailers', (h) => (trailers = h));
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('end', () => resolve({ headers: head, body: out, trailers, endedWithHeaders }));
+    s.on('error', reject);
+    if (body !== undefined) s.end(body);
+  });
+}
+
+async function metric(name: string, labels: Record<string, string>): Promise<number> {
+  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
+  const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
+  return v ? Number(v.value) : 0;
+}
+
+const SERVER_POD = podYaml('server', { ns: 'shop', labels: { app: 'server' }, sa: 'server' });
+
+// --- gRPC ---------------------------------------------------------------------------------
+
+const raw = {
+  requestSerialize: (b: Buffer) => b,
+  requestDeserialize: (b: Buffer) => b,
+  responseSerialize: (b: Buffer) => b,
+  responseDeserialize: (b: Buffer) => b,
+};
+const svc = {
+  allowed: { path: '/pkg.Svc/Allowed', requestStream: false, responseStream: false, ...raw },
+  allowedStream: { path: '/pkg.Svc/AllowedStream', requestStream: false, responseStream: true, ...raw },
+  allowedChat: { path: '/pkg.Svc/AllowedChat', requestStream: true, responseStream: true, ...raw },
+  other: { path: '/pkg.Svc/Other', requestStream: false, responseStream: false, ...raw },
+} as grpc.ServiceDefinition;
+
+interface SvcClient extends grpc.Client {
+  allowed(b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): grpc.ClientUnaryCall;
+  allowedStream(b: Buffer): grpc.ClientReadableStream<Buffer>;
+  allowedChat(): grpc.ClientDuplexStream<Buffer, Buffer>;
+  other(b: Buffer, cb: (e: grpc.ServiceError | null, r?: Buffer) => void): grpc.ClientUnaryCall;
+}
+
+/** The "pod": a grpc-js server; `seen` lists the methods it was called with. */
+async function grpcPod(t: ExecutionContext): Promise<{ port: number; seen: string[] }> {
+  const seen: string[] = [];
+  const server = new grpc.Server();
+  server.addService(svc, {
+    allowed: (call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      seen.push('Allowed');
+      const trailer = new grpc.Metadata();
+      trailer.set('x-pod-trailer', 'unary');
+      cb(null, Buffer.from(`hello ${call.request.toString()}`), trailer);
+    },
+    allowedStream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      seen.push('AllowedStream');
+      let i = 0;
+      const tick = () => {
+        if (i === 3) {
+          const trailer = new grpc.Metadata();
+          trailer.set('x-pod-trailer', 'stream');
+          call.end(trailer);
+          return;
+        }
+        call.write(Buffer.from(`${call.request.toString()}-${i++}`));
+        setTimeout(tick, 5);
+      };
+      tick();
+    },
+    allowedChat: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      seen.push('AllowedChat');
+      call.on('data', (b: Buffer) => call.write(Buffer.from(`echo ${b.toString()}`)));
+      call.on('end', () => call.end());
+    },
+    other: (_call: grpc.ServerUnaryCall<Buffer, Buffer>, cb: grpc.sendUnaryData<Buffer>) => {
+      seen.push('Other');
+      cb(null, Buffer.from('should not happen'));
+    },
+  });
+  const port = await new Promise<number>((res, rej) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))),
+  );
+  t.teardown(() => server.forceShutdown());
+  return { port, seen };
+}
+
+const ALLOW_ONLY_ALLOWED = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: only-allowed, namespace: shop}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: ALLOW
+  rules:
+  - to:
+    - operation: {paths: ["/pkg.Svc/Allowed", "/pkg.Svc/AllowedStream", "/pkg.Svc/AllowedChat"]}
+`;
+
+test.serial(
+  'gRPC (grpc-js client and server) to a workload with an ALLOW on paths: allowed methods answer (unary, server streaming, bidi, with trailers), another method gets PERMISSION_DENIED "RBAC: access denied" as Envoy answers gRPC, never reaching the pod',
+  async (t) => {
+    const pod = await grpcPod(t);
+    const ib = await inbound(t, [SERVER_POD, ALLOW_ONLY_ALLOWED].join('---\n'), pod.port);
+    const Client = grpc.makeGenericClientConstructor(svc, 'Svc');
+    const client = new Client(`127.0.0.1:${ib.port}`, grpc.credentials.createInsecure()) as unknown as SvcClient;
+    t.teardown(() => client.close());
+    const deniedBefore = await metric('nodemesh_agent_authorization_denials_total', {
+      policy: '-',
+      layer: 'http',
+      reason: 'no_allow_match',
+    });
+
+    // unary, with its trailing metadata
+    const unary = await new Promise<{ answer: string; trailer: unknown }>((resolve, reject) => {
+      let trailer: unknown;
+      const call = client.allowed(Buffer.from('mesh'), (e, r) =>
+        e ? reject(e) : setImmediate(() => resolve({ answer: r!.toString(), trailer })),
+      );
+      call.on('status', (s: grpc.StatusObject) => (trailer = s.metadata.get('x-pod-trailer')[0]));
+    });
+    t.deepEqual(unary, { answer: 'hello mesh', trailer: 'unary' });
+
+    // server streaming: every message, then OK with the pod's trailer
+    const streamed = await new Promise<{ messages: string[]; status: grpc.StatusObject }>((resolve, reject) => {
+      const messages: string[] = [];
+      const call = client.allowedStream(Buffer.from('m'));
+      call.on('data', (b: Buffer) => messages.push(b.toString()));
+      call.on('error', reject);
+      call.on('status', (status: grpc.StatusObject) => resolve({ messages, status }));
+    });
+    t.deepEqual(streamed.messages, ['m-0', 'm-1', 'm-2']);
+    t.is(streamed.status.code, grpc.status.OK);
+    t.deepEqual(streamed.status.metadata.get('x-pod-trailer'), ['stream']);
+
+    // bidi: the request body streams up while answers stream down
+    const chat = await new Promise<string[]>((resolve, reject) => {
+      const got: string[] = [];
+      const call = client.allowedChat();
+      call.on('data', (b: Buffer) => {
+        got.push(b.toString());
+        if (got.length === 1) call.write(Buffer.from('two'));
+        else call.end();
+      });
+      call.on('error', reject);
+      call.on('status', () => resolve(got));
+      call.write(Buffer.from('one'));
+    });
+    t.deepEqual(chat, ['echo one', 'echo two']);
+
+    // the method outside the ALLOW: PERMISSION_DENIED with Envoy's RBAC message
+    const err = await new Promise<grpc.ServiceError>((resolve, reject) =>
+      client.other(Buffer.from('x'), (e) => (e ? resolve(e) : reject(new Error('Other was allowed')))),
+    );
+    t.is(err.code, grpc.status.PERMISSION_DENIED);
+    t.is(err.details, 'RBAC: access denied');
+    t.deepEqual(pod.seen, ['Allowed', 'AllowedStream', 'AllowedChat']);
+    t.is(
+      await metric('nodemesh_agent_authorization_denials_total', { policy: '-', layer: 'http', reason: 'no_allow_match' }),
+      deniedBefore + 1,
+    );
+    // one inbound connection carried every call
+    t.is(ib.results.length, 1);
+    t.like(ib.results[0], { delivered: true });
+  },
+);
+
+for (const transport of ['tcp', 'tunnel'] as const) {
+  const over = transport === 'tcp' ? 'a plain TCP connection' : "an HTTP/2 CONNECT stream (HBONE's shape)";
+  test.serial(
+    `a denied gRPC request over ${over} gets Envoy's gRPC local reply: trailers-only :status 200, grpc-status 7, grpc-message "RBAC: access denied"`,
+    async (t) => {
+      const pod = await grpcPod(t);
+      const ib = await inbound(t, [SERVER_POD, ALLOW_ONLY_ALLOWED].join('---\n'), pod.port, transport);
+      const session = await h2cClient(t, ib.port, transport);
+      const r = await h2request(
+        session,
+        { ':method': 'POST', ':path': '/pkg.Svc/Other', 'content-type': 'application/grpc', te: 'trailers' },
+        '\0\0\0\0\0',
+      );
+      t.is(Number(r.headers[':status']), 200);
+      t.is(r.headers['content-type'], 'application/grpc');
+      t.is(r.headers['grpc-status'], '7');
+      t.is(r.headers['grpc-message'], 'RBAC: access denied');
+      t.true(r.endedWithHeaders);
+      t.is(r.body, '');
+      t.deepEqual(pod.seen, []);
+    },
+  );
+
+  test.serial(
+    `h2c over ${over}: a DENY on methods [GET] answers GET 403 "RBAC: access denied" while POST on the same connection reaches the pod (path normalised, body and trailers both ways)`,
+    async (t) => {
+      const seen: string[] = [];
+      const podServer = http2.createServer();
+      podServer.on('stream', (s, headers) => {
+        let body = '';
+        s.on('data', (d: Buffer) => (body += d.toString()));
+        s.on('end', () => {
+          seen.push(`${headers[':method']} ${headers[':path']} ${body}`);
+          s.respond({ ':status': 201, 'x-pod': 'yes' }, { waitForTrailers: true });
+          s.on('wantTrailers', () => s.sendTrailers({ 'x-done': '1' }));
+          s.end(`pod saw ${headers[':method']} ${headers[':path']}`);
+        });
+      });
+      await new Promise<void>((r) => podServer.listen(0, '127.0.0.1', r));
+      t.teardown(() => podServer.close());
+      const yaml = [
+        SERVER_POD,
+        `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-get, namespace: shop}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: DENY
+  rules:
+  - to:
+    - operation: {methods: ["GET"]}
+`,
+      ].join('---\n');
+      const ib = await inbound(t, yaml, (podServer.address() as net.AddressInfo).port, transport);
+      const session = await h2cClient(t, ib.port, transport);
+      const before = await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/deny-get', layer: 'http' });
+
+      const get = await h2request(session, { ':method': 'GET', ':path': '/items' });
+      t.is(Number(get.headers[':status']), 403);
+      t.is(get.body, 'RBAC: access denied');
+
+      const post = await h2request(session, { ':method': 'POST', ':path': '/a/../items?x=1' }, 'payload');
+      t.is(Number(post.headers[':status']), 201);
+      t.is(post.headers['x-pod'], 'yes');
+      t.is(post.body, 'pod saw POST /items?x=1');
+      t.is(post.trailers?.['x-done'], '1');
+
+      t.deepEqual(seen, ['POST /items?x=1 payload']);
+      t.is(await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/deny-get', layer: 'http' }), before + 1);
+      t.is(ib.results.length, 1);
+    },
+  );
+}
+
+// --- no L7 rules: h2c is never parsed ------------------------------------------------------
+
+const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
+const NOT_HTTP2 = `${PREFACE}this is no HTTP/2 frame at all\n`;
+
+async function echoPod(t: ExecutionContext): Promise<number> {
+  const server = net.createServer((s) => s.pipe(s));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  return (server.address() as net.AddressInfo).port;
+}
+
+function rawExchange(port: number, data: string): Promise<{ received: string; closedBy: 'reset' | 'end' }> {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    let received = '';
+    s.on('data', (d: Buffer) => {
+      received += d.toString('latin1');
+      if (received === data) s.end();
+    });
+    s.on('error', () => resolve({ received, closedBy: 'reset' }));
+    s.on('close', (hadError) => resolve({ received, closedBy: hadError ? 'reset' : 'end' }));
+    s.write(data);
+  });
+}
+
+test.serial(
+  'a workload without L7 rules never gets its h2c parsed: a preface followed by bytes that are no HTTP/2 reaches the pod untouched',
+  async (t) => {
+    const pod = await echoPod(t);
+    const l4Only = `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: shop-clients, namespace: shop}
+spec:
+  selector: {matchLabels: {app: server}}
+  rules:
+  - from:
+    - source: {principals: ["cluster.local/ns/shop/sa/client"]}
+`;
+    const ib = await inbound(t, [SERVER_POD, l4Only].join('---\n'), pod);
+    const r = await rawExchange(ib.port, NOT_HTTP2);
+    t.is(r.received, NOT_HTTP2);
+    t.like(ib.results[0], { delivered: true });
+  },
+);
+
+test.serial('for contrast, the same bytes to a workload with L7 rules are parsed as h2c and never reach the pod', async (t) => {
+  let podGot = '';
+  const server = net.createServer((s) => {
+    s.on('data', (d: Buffer) => (podGot += d.toString('latin1')));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.teardown(() => server.close());
+  const ib = await inbound(t, [SERVER_POD, ALLOW_ONLY_ALLOWED].join('---\n'), (server.address() as net.AddressInfo).port);
+  const r = await rawExchange(ib.port, NOT_HTTP2);
+  t.false(r.received.includes('this is no HTTP/2 frame'));
+  t.false(podGot.includes('this is no HTTP/2 frame'));
+  t.like(ib.results[0], { delivered: true });
+});
+
+test.serial(
+  'when the pod closes its h2c session (GOAWAY), the next request on the same inbound connection goes over a new one',
+  async (t) => {
+    const seen: string[] = [];
+    const podServer = http2.createServer();
+    let sessions = 0;
+    podServer.on('session', () => sessions++);
+    podServer.on('stream', (s, headers) => {
+      seen.push(String(headers[':path']));
+      s.respond({ ':status': 200 });
+      s.end(`answer ${seen.length}`);
+      s.session?.close(); // GOAWAY after this stream
+    });
+    await new Promise<void>((r) => podServer.listen(0, '127.0.0.1', r));
+    t.teardown(() => podServer.close());
+    const yaml = [
+      SERVER_POD,
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: deny-delete, namespace: shop}
+spec:
+  selector: {matchLabels: {app: server}}
+  action: DENY
+  rules:
+  - to:
+    - operation: {methods: ["DELETE"]}
+`,
+    ].join('---\n');
+    const ib = await inbound(t, yaml, (podServer.address() as net.AddressInfo).port);
+    const session = await h2cClient(t, ib.port, 'tcp');
+    const first = await h2request(session, { ':method': 'GET', ':path': '/one' });
+    await new Promise((r) => setTimeout(r, 50));
+    const second = await h2request(session, { ':method': 'GET', ':path': '/two' });
+    t.deepEqual([first.body, second.body], ['answer 1', 'answer 2']);
+    t.deepEqual(seen, ['/one', '/two']);
+    t.is(sessions, 2);
+    t.is(ib.results.length, 1, 'one inbound connection');
+  },
+);
