@@ -2,5 +2,7 @@
 # Build step alone (the bootstrap calls it): addon + eBPF objects, then TypeScript.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-npx --no-install cmake-js build --log-level error >/tmp/nodemesh-cmake-js.log 2>&1 || { cat /tmp/nodemesh-cmake-js.log >&2; exit 1; }
+log=$(mktemp -t nodemesh-cmake-js.XXXXXX.log)
+trap 'rm -f "$log"' EXIT
+npx --no-install cmake-js build --log-level error >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
 npx --no-install tsc -p .
