@@ -13,7 +13,8 @@
 import type { ErrorCode } from '../common/errors.js';
 import { ConfigError } from '../common/errors.js';
 import { describeKey, keyString, type Resource } from './model/resources.js';
-import type { SourceDocument, SourceState } from './source/files.js';
+import type { SourceDocument } from './model/source-document.js';
+import type { SourceState } from './source/files.js';
 import { keyOf, validateDocument } from './validate/validate.js';
 
 export interface ResourceStatus {

@@ -109,6 +109,9 @@ export interface Resource {
   notes: string[];
 }
 
+/** What a kind's validator makes of a document: its typed body and the notes for its status. */
+export type ValidatedBody = Pick<Resource, 'body' | 'notes'>;
+
 export const CLUSTER_SCOPED_KINDS: ReadonlySet<string> = new Set([
   'Namespace',
   'Node',
