@@ -118,6 +118,11 @@ export const CLUSTER_SCOPED_KINDS: ReadonlySet<string> = new Set([
   'GatewayClass',
 ]);
 
+/** A label selector (matchLabels) selects `labels` when every one of its labels is there with its value. */
+export function selectsLabels(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
+
 /** `Service default/web`, or `Namespace foo` for cluster-scoped kinds. */
 export function describeKey(k: Pick<ResourceKey, 'kind' | 'namespace' | 'name'>): string {
   return k.namespace ? `${k.kind} ${k.namespace}/${k.name}` : `${k.kind} ${k.name}`;
