@@ -32,7 +32,7 @@ export function describeValue(v: unknown): string {
   return `${String(v)} (a ${typeof v})`;
 }
 
-export function absent(v: unknown): v is null | undefined {
+function absent(v: unknown): v is null | undefined {
   return v === null || v === undefined;
 }
 
