@@ -13,7 +13,8 @@
 import type { ErrorCode } from '../common/errors.js';
 import { ConfigError } from '../common/errors.js';
 import { describeKey, keyString, type Resource } from './model/resources.js';
-import type { SourceDocument, SourceState } from './source/files.js';
+import type { SourceDocument } from './model/source-document.js';
+import type { SourceState } from './source/files.js';
 import { keyOf, validateDocument } from './validate/validate.js';
 
 export interface ResourceStatus {
@@ -113,11 +114,7 @@ export class ResourceStore {
         };
         const first = claims.get(ks);
         if (first) {
-          const error = new ConfigError(
-            'NM_ERR_CONFIG_CONFLICT',
-            { file: doc.file, line: doc.lineOf(['metadata', 'name']) ?? doc.line, resource: base.resource, field: 'metadata.name' },
-            `also defined at ${first.doc.file}:${first.doc.line}, which wins (the first in file order); remove or rename one of them`,
-          );
+          const error = duplicateError(doc, base.resource, first.doc);
           statuses.push(rejected(base, error, false));
           errors.push({ error, kind: doc.kind });
           continue;
@@ -164,11 +161,7 @@ export class ResourceStore {
         owner.set(ip, c);
         continue;
       }
-      const error = new ConfigError(
-        'NM_ERR_CONFIG_CONFLICT',
-        { file: c.doc.file, line: c.doc.lineOf(['spec', 'clusterIP']) ?? c.doc.line, resource: c.status.resource, field: 'spec.clusterIP' },
-        `clusterIP ${ip} is already used by ${first.status.resource} (${first.doc.file}:${first.doc.line}); choose another address or leave clusterIP out to have one allocated`,
-      );
+      const error = clusterIpConflictError(c.doc, c.status.resource, ip, first.status.resource, first.doc);
       errors.push({ error, kind: 'Service' });
       // a new version that conflicts falls back to the last good one if that one is free
       const last = this.lastGood.get(ks);
@@ -179,6 +172,24 @@ export class ResourceStore {
       Object.assign(c.status, rejected(c.status, error, fallback !== undefined));
     }
   }
+}
+
+/** NM_ERR_CONFIG_CONFLICT: `doc` defines `resource` again, after `first`. */
+export function duplicateError(doc: SourceDocument, resource: string, first: Pick<SourceDocument, 'file' | 'line'>): ConfigError {
+  return new ConfigError(
+    'NM_ERR_CONFIG_CONFLICT',
+    { file: doc.file, line: doc.lineOf(['metadata', 'name']) ?? doc.line, resource, field: 'metadata.name' },
+    `also defined at ${first.file}:${first.line}, which wins (the first in file order); remove or rename one of them`,
+  );
+}
+
+/** NM_ERR_CONFIG_CONFLICT: the Service `resource` in `doc` asks for `ip`, which `owner` (in `ownerDoc`) has. */
+export function clusterIpConflictError(doc: SourceDocument, resource: string, ip: string, owner: string, ownerDoc: Pick<SourceDocument, 'file' | 'line'>): ConfigError {
+  return new ConfigError(
+    'NM_ERR_CONFIG_CONFLICT',
+    { file: doc.file, line: doc.lineOf(['spec', 'clusterIP']) ?? doc.line, resource, field: 'spec.clusterIP' },
+    `clusterIP ${ip} is already used by ${owner} (${ownerDoc.file}:${ownerDoc.line}); choose another address or leave clusterIP out to have one allocated`,
+  );
 }
 
 function rejected(base: Omit<ResourceStatus, 'state' | 'message' | 'servingLastGood' | 'code'>, error: ConfigError, servingLastGood: boolean): ResourceStatus {

@@ -1,9 +1,9 @@
 // The mesh's certificate authority. `CertificateAuthority` is the plug-in point (an external
 // CA — Vault, cert-manager, a cloud CA — would implement it); `LocalCa` is the one built in:
-// a root generated on first start and kept in the CA dir (ca-store.ts), or an
+// a root generated on first start and kept in the CA dir (store.ts), or an
 // operator-supplied root or intermediate (--ca-cert/--ca-key[/--ca-chain]).
 //
-// Workload certificates are X.509-SVIDs (see ca-certificates.ts for the extensions): one
+// Workload certificates are X.509-SVIDs (see certificates.ts for the extensions): one
 // URI SAN, the SPIFFE ID; no subject; short-lived. Root rotation (generated roots): a new
 // root is made and signed with at once; the previous one stays in the trust bundle for an
 // overlap (default: the longest workload certificate lifetime, so every leaf it signed has

@@ -6,8 +6,8 @@
 //
 // - NodeAuthenticator: the node behind a gRPC call. The lab's is NodeCertificateAuthenticator
 //   (mTLS with a node credential, node-credentials.ts); a Kubernetes one (projected
-//   service-account token + TokenReview, node from the token's pod binding) fits the same
-//   interface later.
+//   service-account token + TokenReview, node from the token's pod binding) would implement
+//   the same interface.
 // - SnapshotNodeAuthorizer: may that node have that identity? Yes iff the control plane's
 //   current snapshot has a workload with that SPIFFE ID and that node.
 import { X509Certificate } from 'node:crypto';

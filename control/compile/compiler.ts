@@ -26,7 +26,7 @@ import {
   type Snapshot,
   type Workload,
 } from '../api/snapshot.js';
-import type { PodSpec, Resource, ServiceSpec } from '../model/resources.js';
+import { selectsLabels, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
@@ -160,7 +160,7 @@ function servicePorts(s: Svc, pods: readonly Pod[]): ServicePort[] {
           p.spec.podIP !== '' &&
           (p.spec.phase === 'Running' || p.spec.phase === undefined) &&
           !p.spec.terminating &&
-          Object.entries(selector).every(([k, v]) => p.spec.labels[k] === v),
+          selectsLabels(selector, p.spec.labels),
       )
     : [];
   return s.spec.ports.map((sp) => {

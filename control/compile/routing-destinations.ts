@@ -5,18 +5,25 @@
 // none) and subsets are added unless a subset of that name already exists. A wildcard host
 // (`*.ns.svc.cluster.local`) applies to the Services it covers that no more specific rule
 // names.
-import { defaultTrafficPolicy, type DestinationPolicy, type Subset } from '../api/snapshot-routing.js';
-import { aged, byAge, coveredHosts, note, resolveHost, unknownHostHint, type RoutingIndex } from './routing-index.js';
+//
+// Within one rule, groups merge as Istio's MergeTrafficPolicy does: a subset's policy replaces
+// the rule's a whole group at a time — "Settings specified at the subset level will override
+// the corresponding settings specified at the DestinationRule level" — and port-level
+// settings do the same for their port: "Traffic settings specified at the destination-level
+// will not be inherited when overridden by port-level settings, i.e. default values will be
+// applied to fields omitted in port-level traffic policies." For a subset on a port the order
+// is rule → rule's port → subset → subset's port.
+import { defaultTrafficPolicy, type DestinationPolicy, type Subset, type TrafficPolicy } from '../api/snapshot-routing.js';
+import { aged, byAge, coveredHosts, note, resolveHost, unknownHostHint, type RoutingCompilation } from './routing-compilation.js';
 import type { DestinationRuleSpec, PolicyGroups, PortGroups } from '../model/routing.js';
 import { describeKey, type Resource } from '../model/resources.js';
-import { applyGroups, portGroups } from '../validate/traffic-policy.js';
 
 interface Rule {
   r: Resource;
   spec: DestinationRuleSpec;
 }
 
-export function compileDestinations(resources: readonly Resource[], index: RoutingIndex): DestinationPolicy[] {
+export function compileDestinations(resources: readonly Resource[], compilation: RoutingCompilation): DestinationPolicy[] {
   const rules: Rule[] = [];
   for (const r of resources) if (r.body.kind === 'DestinationRule' && !r.body.spec.workloadSelector) rules.push({ r, spec: r.body.spec });
   rules.sort((a, b) => byAge(aged(a.r, a.spec.createdAt), aged(b.r, b.spec.createdAt)));
@@ -25,8 +32,8 @@ export function compileDestinations(resources: readonly Resource[], index: Routi
   const byHost = new Map<string, { specificity: number; rules: Rule[] }>();
   for (const rule of rules) {
     const host = resolveHost(rule.spec.host, rule.r.key.namespace);
-    const covered = coveredHosts(host, index);
-    if (covered.length === 0) note(index, rule.r, `host ${host} is not a known Service: nothing to apply${unknownHostHint(host, index)}`);
+    const covered = coveredHosts(host, compilation);
+    if (covered.length === 0) note(compilation, rule.r, `host ${host} is not a known Service: nothing to apply${unknownHostHint(host, compilation)}`);
     for (const { hostname, specificity } of covered) {
       const cur = byHost.get(hostname);
       if (!cur || specificity > cur.specificity) byHost.set(hostname, { specificity, rules: [rule] });
@@ -35,19 +42,19 @@ export function compileDestinations(resources: readonly Resource[], index: Routi
   }
 
   const out: DestinationPolicy[] = [];
-  for (const [host, { rules: list }] of [...byHost].sort(([a], [b]) => (a < b ? -1 : 1))) out.push(merge(host, list, index));
+  for (const [host, { rules: list }] of [...byHost].sort(([a], [b]) => (a < b ? -1 : 1))) out.push(merge(host, list, compilation));
   return out;
 }
 
-function merge(host: string, list: Rule[], index: RoutingIndex): DestinationPolicy {
+function merge(host: string, list: Rule[], compilation: RoutingCompilation): DestinationPolicy {
   let top: { policy: PolicyGroups; ports: PortGroups[] } | undefined;
   const subsets: { name: string; labels: Record<string, string>; policy: PolicyGroups; ports: PortGroups[] }[] = [];
   for (const { r, spec } of list) {
     const hasPolicy = Object.keys(spec.policy).length > 0 || spec.ports.length > 0;
     if (hasPolicy && !top) top = { policy: spec.policy, ports: spec.ports };
-    else if (hasPolicy) note(index, r, `trafficPolicy for ${host} is not applied: ${describeKey(list[0]!.r.key)} is older and its policy wins (subsets are merged)`);
+    else if (hasPolicy) note(compilation, r, `trafficPolicy for ${host} is not applied: ${describeKey(list[0]!.r.key)} is older and its policy wins (subsets are merged)`);
     for (const s of spec.subsets) {
-      if (subsets.some((x) => x.name === s.name)) note(index, r, `subset ${s.name} of ${host} is already defined by an older DestinationRule, which wins`);
+      if (subsets.some((x) => x.name === s.name)) note(compilation, r, `subset ${s.name} of ${host} is already defined by an older DestinationRule, which wins`);
       else subsets.push(s);
     }
   }
@@ -72,4 +79,19 @@ function merge(host: string, list: Rule[], index: RoutingIndex): DestinationPoli
     }),
     source: list.map(({ r }) => describeKey(r.key)).join(', '),
   };
+}
+
+/** `over`'s written groups replace `base`'s. */
+function applyGroups(base: TrafficPolicy, over: PolicyGroups | undefined): TrafficPolicy {
+  if (!over) return base;
+  return {
+    loadBalancer: over.loadBalancer ?? base.loadBalancer,
+    connectionPool: over.connectionPool ?? base.connectionPool,
+    outlierDetection: over.outlierDetection ?? base.outlierDetection,
+    retryBudget: over.retryBudget ?? base.retryBudget,
+  };
+}
+
+function portGroups(ports: readonly PortGroups[], port: number): PolicyGroups | undefined {
+  return ports.find((p) => p.port === port)?.groups;
 }

@@ -15,10 +15,9 @@
 //   otherwise have been routed to an invalid backend MUST receive a 500 status code".
 import type { Destination, HttpMatch, HttpRoute, RouteTable, TcpRoute } from '../api/snapshot-routing.js';
 import type { Service } from '../api/snapshot.js';
-import { defaultRoutesForUncoveredPorts, note, type RoutingIndex } from './routing-index.js';
-import type { BackendRef, GatewayRule, ObjectRef, ParentRef, ReferenceGrantSpec } from '../model/routing.js';
+import { defaultRoutesForUncoveredPorts, note, type RoutingCompilation } from './routing-compilation.js';
+import { emptyHeaderOps, type BackendRef, type GatewayRule, type ObjectRef, type ParentRef, type ReferenceGrantSpec } from '../model/routing.js';
 import { describeKey, type Resource } from '../model/resources.js';
-import { emptyHeaderOps } from '../validate/istio-http-route.js';
 
 /** One (rule, match) of an HTTPRoute attached to a Service port, with what precedence needs. */
 export interface GatewayEntry {
@@ -45,7 +44,7 @@ export interface GatewayTables {
   producerHosts: Set<string>;
 }
 
-export function compileGatewayRoutes(resources: readonly Resource[], index: RoutingIndex): GatewayTables {
+export function compileGatewayRoutes(resources: readonly Resource[], compilation: RoutingCompilation): GatewayTables {
   const grants = resources.flatMap((r) => (r.body.kind === 'ReferenceGrant' ? [{ namespace: r.key.namespace, spec: r.body.spec }] : []));
   const attached = new Map<string, Attached>();
   const slot = (host: string, audience: string): Attached => {
@@ -60,11 +59,11 @@ export function compileGatewayRoutes(resources: readonly Resource[], index: Rout
     if (body.kind !== 'HTTPRoute' && body.kind !== 'TCPRoute') continue;
     const parents = body.spec.parentRefs;
     parents.forEach((p, i) => {
-      const target = attach(r, p, i, index);
+      const target = attach(r, p, i, compilation);
       if (!target) return;
       const a = slot(target.svc.hostname, r.key.namespace === target.svc.namespace ? '' : r.key.namespace);
       a.sources.add(describeKey(r.key));
-      const resolve = (b: ObjectRef) => backend(r, parents, b, grants, index);
+      const resolve = (b: ObjectRef) => backend(r, parents, b, grants, compilation);
       if (body.kind === 'TCPRoute') {
         const rule = body.spec.rules[0]!;
         a.tcp.push({ port: target.port, destinations: rule.backendRefs.map((b) => destination(b, resolve(b))) });
@@ -73,7 +72,7 @@ export function compileGatewayRoutes(resources: readonly Resource[], index: Rout
       for (const rule of body.spec.rules)
         rule.matches.forEach((m, j) =>
           a.entries.push({
-            route: httpRoute(r, rule, j, { ...m, port: target.port }, resolve, index),
+            route: httpRoute(r, rule, j, { ...m, port: target.port }, resolve, compilation),
             createdAt: body.spec.createdAt,
             nsName: `${r.key.namespace}/${r.key.name}`,
             ruleIndex: rule.index,
@@ -93,7 +92,7 @@ export function compileGatewayRoutes(resources: readonly Resource[], index: Rout
     if (a.audience !== '') {
       // ports no consumer route attaches to keep the producer routes
       const producer = attached.get(`${a.host}\u0000`);
-      const uncovered = (index.services.get(a.host)?.ports ?? []).map((p) => p.port).filter((port) => !http.some((h) => h.match.some((m) => m.port === 0 || m.port === port)));
+      const uncovered = (compilation.services.get(a.host)?.ports ?? []).map((p) => p.port).filter((port) => !http.some((h) => h.match.some((m) => m.port === 0 || m.port === port)));
       if (producer && uncovered.length > 0) {
         const kept = sortGatewayEntries(producer.entries).flatMap((e) =>
           uncovered.filter((port) => e.route.match[0]!.port === 0 || e.route.match[0]!.port === port).map((port) => ({ ...e.route, match: [{ ...e.route.match[0]!, port }] })),
@@ -102,7 +101,7 @@ export function compileGatewayRoutes(resources: readonly Resource[], index: Rout
         if (kept.length > 0) sources = [...sources, ...producer.sources];
       }
     }
-    if (http.length > 0) http = [...http, ...defaultRoutesForUncoveredPorts(a.host, http, index)];
+    if (http.length > 0) http = [...http, ...defaultRoutesForUncoveredPorts(a.host, http, compilation)];
     tables.push({
       host: a.host,
       consumerNamespace: a.audience,
@@ -116,36 +115,36 @@ export function compileGatewayRoutes(resources: readonly Resource[], index: Rout
 }
 
 /** The Service and port a parentRef attaches to, or undefined (noted). */
-function attach(r: Resource, p: ParentRef, i: number, index: RoutingIndex): { svc: Service; port: number } | undefined {
+function attach(r: Resource, p: ParentRef, i: number, compilation: RoutingCompilation): { svc: Service; port: number } | undefined {
   if (!(p.group === '' && p.kind === 'Service')) return undefined; // noted when validated
   const ns = p.namespace || r.key.namespace;
-  const svc = index.byNsName.get(`${ns}/${p.name}`);
+  const svc = compilation.byNsName.get(`${ns}/${p.name}`);
   if (!svc) {
-    note(index, r, `spec.parentRefs[${i}]: Service ${ns}/${p.name} not found: not attached`);
+    note(compilation, r, `spec.parentRefs[${i}]: Service ${ns}/${p.name} not found: not attached`);
     return undefined;
   }
   let port = p.port;
   if (p.sectionName) {
     const named = svc.ports.find((sp) => sp.name === p.sectionName);
     if (!named || (port !== 0 && named.port !== port)) {
-      note(index, r, `spec.parentRefs[${i}]: Service ${ns}/${p.name} has no port named ${p.sectionName}${port ? ` with number ${port}` : ''}: not attached`);
+      note(compilation, r, `spec.parentRefs[${i}]: Service ${ns}/${p.name} has no port named ${p.sectionName}${port ? ` with number ${port}` : ''}: not attached`);
       return undefined;
     }
     port = named.port;
   }
   if (port !== 0 && !svc.ports.some((sp) => sp.port === port)) {
-    note(index, r, `spec.parentRefs[${i}]: Service ${ns}/${p.name} has no port ${port}: not attached`);
+    note(compilation, r, `spec.parentRefs[${i}]: Service ${ns}/${p.name} has no port ${port}: not attached`);
     return undefined;
   }
   return { svc, port };
 }
 
 /** A backendRef's Service hostname, or why it is invalid. */
-function backend(r: Resource, parents: readonly ParentRef[], b: ObjectRef, grants: readonly { namespace: string; spec: ReferenceGrantSpec }[], index: RoutingIndex): { host: string } | { invalid: string } {
+function backend(r: Resource, parents: readonly ParentRef[], b: ObjectRef, grants: readonly { namespace: string; spec: ReferenceGrantSpec }[], compilation: RoutingCompilation): { host: string } | { invalid: string } {
   const ns = b.namespace || r.key.namespace;
   const what = `backendRef ${b.kind} ${ns}/${b.name}`;
   if (!(b.group === '' && b.kind === 'Service')) return { invalid: `${what}: only core Services are supported as backends` };
-  const svc = index.byNsName.get(`${ns}/${b.name}`);
+  const svc = compilation.byNsName.get(`${ns}/${b.name}`);
   if (!svc) return { invalid: `${what} not found` };
   if (ns !== r.key.namespace) {
     // a consumer route may send to the Service it is attached to without a grant
@@ -180,13 +179,13 @@ function httpRoute(
   matchIndex: number,
   match: HttpMatch,
   resolve: (b: ObjectRef) => { host: string } | { invalid: string },
-  index: RoutingIndex,
+  compilation: RoutingCompilation,
 ): HttpRoute {
   const base = `${r.key.kind} ${r.key.namespace}/${r.key.name} rule ${rule.index}`;
   const name = rule.matches.length > 1 ? `${base} match ${matchIndex}` : base;
   const destinations = rule.backendRefs.map((b) => {
     const res = resolve(b);
-    if ('invalid' in res) note(index, r, `spec.rules[${rule.index}]: ${res.invalid}: its share of requests is answered 500`);
+    if ('invalid' in res) note(compilation, r, `spec.rules[${rule.index}]: ${res.invalid}: its share of requests is answered 500`);
     return destination(b, res);
   });
   const out: HttpRoute = {
@@ -200,7 +199,7 @@ function httpRoute(
       const res = resolve(m.backend);
       if ('invalid' in res) {
         // "If the referent cannot be found, this BackendRef is invalid and must be dropped"
-        note(index, r, `spec.rules[${rule.index}]: mirror ${res.invalid}: not mirrored`);
+        note(compilation, r, `spec.rules[${rule.index}]: mirror ${res.invalid}: not mirrored`);
         return [];
       }
       return [{ destination: { host: res.host, subset: '', port: m.backend.port, weight: 1, headers: { request: emptyHeaderOps(), response: emptyHeaderOps() }, failStatus: 0 }, percentage: m.percentage }];

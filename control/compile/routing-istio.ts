@@ -5,9 +5,9 @@
 // host beats a wildcard, and a longer wildcard a shorter one. exportTo limits who sees one: a
 // VirtualService exported to some namespaces only yields a table for callers in those
 // namespaces (when it is the oldest they see). A Service with a GAMMA HTTPRoute is routed by
-// its HTTPRoutes (see compile-routing.ts), and its VirtualServices then say so in their status.
+// its HTTPRoutes (see routing.ts), and its VirtualServices then say so in their status.
 import type { Destination, HttpRoute, RouteTable, TcpRoute } from '../api/snapshot-routing.js';
-import { aged, byAge, coveredHosts, defaultRoutesForUncoveredPorts, note, resolveHost, unknownHostHint, type RoutingIndex } from './routing-index.js';
+import { aged, byAge, coveredHosts, defaultRoutesForUncoveredPorts, note, resolveHost, unknownHostHint, type RoutingCompilation } from './routing-compilation.js';
 import type { VirtualServiceSpec } from '../model/routing.js';
 import { describeKey, type Resource } from '../model/resources.js';
 
@@ -18,7 +18,7 @@ interface Vs {
   audience: '*' | Set<string>;
 }
 
-export function compileVirtualServices(resources: readonly Resource[], index: RoutingIndex): RouteTable[] {
+export function compileVirtualServices(resources: readonly Resource[], compilation: RoutingCompilation): RouteTable[] {
   const all: Vs[] = [];
   for (const r of resources) {
     if (r.body.kind !== 'VirtualService') continue;
@@ -34,8 +34,8 @@ export function compileVirtualServices(resources: readonly Resource[], index: Ro
   for (const vs of all) {
     for (const raw of vs.spec.hosts) {
       const host = resolveHost(raw, vs.r.key.namespace);
-      const covered = coveredHosts(host, index);
-      if (covered.length === 0) note(index, vs.r, `host ${host} is not a known Service: nothing to apply${unknownHostHint(host, index)}`);
+      const covered = coveredHosts(host, compilation);
+      if (covered.length === 0) note(compilation, vs.r, `host ${host} is not a known Service: nothing to apply${unknownHostHint(host, compilation)}`);
       for (const { hostname, specificity } of covered) {
         const cur = candidates.get(hostname);
         if (!cur || specificity > cur.specificity) candidates.set(hostname, { specificity, list: [vs] });
@@ -49,7 +49,7 @@ export function compileVirtualServices(resources: readonly Resource[], index: Ro
     const winners = new Set<Vs>();
     const producer = list.find((v) => v.audience === '*');
     if (producer) {
-      tables.push(table(host, '', producer, index));
+      tables.push(table(host, '', producer, compilation));
       winners.add(producer);
     }
     const namespaces = new Set<string>();
@@ -57,22 +57,22 @@ export function compileVirtualServices(resources: readonly Resource[], index: Ro
     for (const ns of [...namespaces].sort()) {
       const seen = list.find((v) => v.audience === '*' || v.audience.has(ns))!;
       if (seen === producer) continue;
-      tables.push(table(host, ns, seen, index));
+      tables.push(table(host, ns, seen, compilation));
       winners.add(seen);
     }
     const oldest = list.find((v) => winners.has(v))!;
     for (const v of list)
       if (!winners.has(v))
-        note(index, v.r, `not applied to ${host}: ${describeKey(oldest.r.key)} is older and wins (Istio does not merge VirtualServices for mesh traffic)`);
+        note(compilation, v.r, `not applied to ${host}: ${describeKey(oldest.r.key)} is older and wins (Istio does not merge VirtualServices for mesh traffic)`);
   }
   return tables;
 }
 
-function table(host: string, consumerNamespace: string, vs: Vs, index: RoutingIndex): RouteTable {
+function table(host: string, consumerNamespace: string, vs: Vs, compilation: RoutingCompilation): RouteTable {
   const ns = vs.r.key.namespace;
   const dest = (d: Destination): Destination => {
     const resolved = resolveHost(d.host, ns);
-    if (!index.services.has(resolved)) note(index, vs.r, `destination host ${resolved} is not a known Service: requests routed there fail (503)${unknownHostHint(resolved, index)}`);
+    if (!compilation.services.has(resolved)) note(compilation, vs.r, `destination host ${resolved} is not a known Service: requests routed there fail (503)${unknownHostHint(resolved, compilation)}`);
     return { ...d, host: resolved };
   };
   const http: HttpRoute[] = vs.spec.http.map((h) => ({
@@ -83,6 +83,6 @@ function table(host: string, consumerNamespace: string, vs: Vs, index: RoutingIn
   const tcp: TcpRoute[] = vs.spec.tcp.map((t) => ({ ...t, destinations: t.destinations.map(dest) }));
   // A request no rule matches gets 404 (Envoy's NR: Istio adds no fallback to a virtual host
   // that has routes); a port none of the rules can match keeps its default route.
-  if (http.length > 0) http.push(...defaultRoutesForUncoveredPorts(host, http, index));
+  if (http.length > 0) http.push(...defaultRoutesForUncoveredPorts(host, http, compilation));
   return { host, consumerNamespace, http, tcp, source: describeKey(vs.r.key), noMatch: http.length > 0 ? 'notFound' : 'passthrough' };
 }

@@ -32,7 +32,7 @@ import {
 } from '../api/snapshot-security.js';
 import type { CompileContext } from './context.js';
 import type { AuthorizationPolicySpec, MtlsModeSpec, PeerAuthenticationSpec } from '../model/security.js';
-import type { Resource } from '../model/resources.js';
+import { selectsLabels, type Resource } from '../model/resources.js';
 
 interface Named<S> {
   namespace: string;
@@ -89,7 +89,7 @@ export function effectiveMtls(
   const workload =
     w.namespace === rootNamespace
       ? undefined
-      : peer.find((p) => p.namespace === w.namespace && p.spec.selector && selects(p.spec.selector, w.labels));
+      : peer.find((p) => p.namespace === w.namespace && p.spec.selector && selectsLabels(p.spec.selector, w.labels));
   let mode: MtlsMode = MTLS_MODE_DEFAULT;
   const decided: string[] = [];
   for (const level of [mesh, ns, workload]) {
@@ -116,7 +116,7 @@ function authorizationApplies(
     return p.spec.targetRefs.some((t) => t.kind === 'Service' && t.group === '' && backends.get(`${p.namespace}/${t.name}`)?.has(w.uid));
   }
   if (p.namespace !== w.namespace && p.namespace !== rootNamespace) return false;
-  return !p.spec.selector || selects(p.spec.selector, w.labels);
+  return !p.spec.selector || selectsLabels(p.spec.selector, w.labels);
 }
 
 /** Service `ns/name` → uids of the workloads that are its endpoints. */
@@ -128,10 +128,6 @@ function serviceBackends(ctx: CompileContext): Map<string, Set<string>> {
     out.set(`${s.namespace}/${s.name}`, set);
   }
   return out;
-}
-
-function selects(selector: Record<string, string>, labels: Record<string, string>): boolean {
-  return Object.entries(selector).every(([k, v]) => labels[k] === v);
 }
 
 /** "sorts the list of config objects in ascending order by their creation time", then name, then namespace. */

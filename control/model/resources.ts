@@ -109,11 +109,19 @@ export interface Resource {
   notes: string[];
 }
 
+/** What a kind's validator makes of a document: its typed body and the notes for its status. */
+export type ValidatedBody = Pick<Resource, 'body' | 'notes'>;
+
 export const CLUSTER_SCOPED_KINDS: ReadonlySet<string> = new Set([
   'Namespace',
   'Node',
   'GatewayClass',
 ]);
+
+/** A label selector (matchLabels) selects `labels` when every one of its labels is there with its value. */
+export function selectsLabels(selector: Readonly<Record<string, string>>, labels: Readonly<Record<string, string>>): boolean {
+  return Object.entries(selector).every(([k, v]) => labels[k] === v);
+}
 
 /** `Service default/web`, or `Namespace foo` for cluster-scoped kinds. */
 export function describeKey(k: Pick<ResourceKey, 'kind' | 'namespace' | 'name'>): string {

@@ -1,8 +1,8 @@
 // The validated bodies of the traffic-management kinds: Istio VirtualService and
-// DestinationRule, Gateway API HTTPRoute / GRPCRoute / TCPRoute (GAMMA) and ReferenceGrant.
+// DestinationRule, Gateway API HTTPRoute / TCPRoute (GAMMA) and ReferenceGrant.
 // They are already in the snapshot's vocabulary (control/api/snapshot-routing.ts) with every
 // per-resource default filled in; what needs the other resources (short host names, which
-// Services exist, which route wins) is left to the compiler (compile-routing.ts).
+// Services exist, which route wins) is left to the compiler (compile/routing.ts).
 import type {
   ConnectionPool,
   HeaderOps,
@@ -16,6 +16,11 @@ import type {
   Rewrite,
   TcpRoute,
 } from '../api/snapshot-routing.js';
+
+/** Header operations that change nothing: what a route without `headers` carries. */
+export function emptyHeaderOps(): HeaderOps {
+  return { set: {}, add: {}, remove: [] };
+}
 
 export interface VirtualServiceSpec {
   /** as written: short names are resolved in the VirtualService's namespace when compiling */
@@ -79,7 +84,7 @@ export interface BackendRef extends ObjectRef {
   headers: { request: HeaderOps; response: HeaderOps };
 }
 
-/** One rule of an HTTPRoute (or GRPCRoute, its matches turned into paths). */
+/** One rule of an HTTPRoute. */
 export interface GatewayRule {
   /** position in spec.rules: precedence ties go to the first rule */
   index: number;
@@ -117,6 +122,5 @@ export type RoutingBody =
   | { kind: 'VirtualService'; spec: VirtualServiceSpec }
   | { kind: 'DestinationRule'; spec: DestinationRuleSpec }
   | { kind: 'HTTPRoute'; spec: GatewayRouteSpec }
-  | { kind: 'GRPCRoute'; spec: GatewayRouteSpec }
   | { kind: 'TCPRoute'; spec: TcpRouteSpec }
   | { kind: 'ReferenceGrant'; spec: ReferenceGrantSpec };

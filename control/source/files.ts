@@ -22,29 +22,9 @@ import path from 'node:path';
 import { LineCounter, parseAllDocuments, isMap, isSeq, type Document } from 'yaml';
 import { ConfigError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
+import type { FieldPath, SourceDocument } from '../model/source-document.js';
 
 const log = logger('control/source-files');
-
-/** A path into a document: `['spec', 'ports', 0, 'port']`. */
-export type FieldPath = readonly (string | number)[];
-
-/** One Kubernetes object read from a file. */
-export interface SourceDocument {
-  file: string;
-  /** 0-based position among the file's documents (empty documents included) */
-  index: number;
-  /** 1-based line where the document's content starts */
-  line: number;
-  apiVersion: string;
-  kind: string;
-  name: string;
-  /** metadata.namespace as written (undefined when absent) */
-  namespace: string | undefined;
-  /** the whole document as plain JS values */
-  object: Record<string, unknown>;
-  /** 1-based line of the node at `field` in this document, if it exists */
-  lineOf(field: FieldPath): number | undefined;
-}
 
 export interface FileResult {
   file: string;

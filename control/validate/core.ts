@@ -11,24 +11,19 @@ import type {
   NodeSpec,
   PodSpec,
   Protocol,
-  ResourceBody,
   ServicePortSpec,
   ServiceSpec,
+  ValidatedBody,
 } from '../model/resources.js';
 import {
   FieldProblem,
-  dns1035Label,
-  dns1123Label,
-  dns1123Subdomain,
-  ianaServiceName,
+  describeValue,
   integer,
-  ipv4,
-  isObj,
+  metadata,
   object,
   oneOf,
   optArray,
   optBoolean,
-  optIp,
   optObject,
   optString,
   string,
@@ -36,21 +31,17 @@ import {
   stringMap,
   type Obj,
 } from './fields.js';
-
-export interface CoreResult {
-  body: ResourceBody;
-  notes: string[];
-}
+import { dns1035Label, dns1123Label, dns1123Subdomain, ianaServiceName, ipv4, optIp } from './names.js';
 
 const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 
-export function validateNamespace(o: Obj, name: string): CoreResult {
+export function validateNamespace(o: Obj, name: string): ValidatedBody {
   dns1123Label(name, ['metadata', 'name']);
-  const spec: NamespaceSpec = { labels: stringMap(meta(o).labels, ['metadata', 'labels']) };
+  const spec: NamespaceSpec = { labels: stringMap(metadata(o).labels, ['metadata', 'labels']) };
   return { body: { kind: 'Namespace', spec }, notes: meshValueNotes(spec.labels[MESH_ANNOTATION], 'label') };
 }
 
-export function validateNode(o: Obj, name: string): CoreResult {
+export function validateNode(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const status = optObject(o.status, ['status']) ?? {};
   const internalIps: string[] = [];
@@ -61,13 +52,13 @@ export function validateNode(o: Obj, name: string): CoreResult {
     const ip = string(addr.address, [...at, 'address']);
     if (type === 'InternalIP') internalIps.push(optIp(ip, [...at, 'address']));
   });
-  const spec: NodeSpec = { labels: stringMap(meta(o).labels, ['metadata', 'labels']), internalIps };
+  const spec: NodeSpec = { labels: stringMap(metadata(o).labels, ['metadata', 'labels']), internalIps };
   return { body: { kind: 'Node', spec }, notes: [] };
 }
 
-export function validatePod(o: Obj, name: string): CoreResult {
+export function validatePod(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
-  const m = meta(o);
+  const m = metadata(o);
   const s = object(o.spec, ['spec']);
   const status = optObject(o.status, ['status']) ?? {};
   const serviceAccountName = optString(s.serviceAccountName, ['spec', 'serviceAccountName']) || 'default';
@@ -90,7 +81,7 @@ export function validatePod(o: Obj, name: string): CoreResult {
   return { body: { kind: 'Pod', spec }, notes };
 }
 
-export function validateService(o: Obj, name: string): CoreResult {
+export function validateService(o: Obj, name: string): ValidatedBody {
   dns1035Label(name, ['metadata', 'name']);
   const s = optObject(o.spec, ['spec']) ?? {};
   const type = oneOf(s.type, ['spec', 'type'], ['ClusterIP', 'NodePort', 'LoadBalancer', 'ExternalName'], 'ClusterIP');
@@ -104,7 +95,7 @@ export function validateService(o: Obj, name: string): CoreResult {
   const selector = stringMap(s.selector, ['spec', 'selector']);
   const ports = servicePorts(s.ports, clusterIP === 'None' || type === 'ExternalName');
   const spec: ServiceSpec = {
-    labels: stringMap(meta(o).labels, ['metadata', 'labels']),
+    labels: stringMap(metadata(o).labels, ['metadata', 'labels']),
     type,
     // "selector: {}" is no selector: Kubernetes drops empty maps, and the endpoints
     // controller ignores Services without a selector.
@@ -156,15 +147,15 @@ function targetPort(v: unknown, path: (string | number)[]): number | string | un
     if (/^[0-9]+$/.test(v)) throw new FieldProblem(path, `${JSON.stringify(v)} is a quoted number: write it unquoted (${v}), or use a container port name`);
     return ianaServiceName(v, path);
   }
-  throw new FieldProblem(path, `expected a port number 1-65535 or a container port name, found ${isObj(v) ? 'a mapping' : typeof v}`);
+  throw new FieldProblem(path, `expected a port number 1-65535 or a container port name, found ${describeValue(v)}`);
 }
 
-export function validateServiceAccount(_o: Obj, name: string): CoreResult {
+export function validateServiceAccount(_o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   return { body: { kind: 'ServiceAccount' }, notes: [] };
 }
 
-export function validateDeployment(o: Obj, name: string): CoreResult {
+export function validateDeployment(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const s = object(o.spec, ['spec']);
   const selector = object(s.selector, ['spec', 'selector']);
@@ -213,10 +204,6 @@ function containers(v: unknown, path: (string | number)[]): Container[] {
     });
     return { name, ports, command: stringList(o.command, [...at, 'command']), args: stringList(o.args, [...at, 'args']) };
   });
-}
-
-function meta(o: Obj): Obj {
-  return o.metadata as Obj; // checked by the source: a mapping with a name
 }
 
 function meshValueNotes(value: string | undefined, where: 'label' | 'annotation'): string[] {

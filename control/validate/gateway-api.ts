@@ -1,47 +1,59 @@
-// Validation of gateway.networking.k8s.io HTTPRoute, GRPCRoute and TCPRoute (for the mesh:
-// GAMMA, parentRefs to a Service) and ReferenceGrant, with the checks the Gateway API CRDs
-// make (OpenAPI limits and CEL rules; their messages are quoted) and the defaults they fill
-// in. The result is in the snapshot's vocabulary; attaching routes to Services, precedence
-// across routes and backend resolution are the compiler's (compile-routing-gateway.ts).
+// Validation of gateway.networking.k8s.io HTTPRoute and TCPRoute (for the mesh: GAMMA,
+// parentRefs to a Service) and ReferenceGrant, with the checks the Gateway API CRDs make
+// (OpenAPI limits and CEL rules; their messages are quoted) and the defaults they fill in.
+// The result is in the snapshot's vocabulary; attaching routes to Services, precedence
+// across routes and backend resolution are the compiler's (compile/routing-gateway.ts).
 import { defaultRetryPolicy, type HeaderOps, type HttpMatch, type NamedMatch, type Redirect, type Rewrite, type StringMatch } from '../api/snapshot-routing.js';
-import type { BackendRef, GatewayRouteSpec, GatewayRule, ObjectRef, ParentRef, ReferenceGrantSpec, TcpRouteSpec } from '../model/routing.js';
-import { emptyHeaderOps, wildcardDomain } from './istio-http-route.js';
-import { checkRegex } from './regex.js';
-import { creationTimestamp, gatewayDuration, headerName, headerValue, knownFields } from './routing-fields.js';
-import type { FieldPath } from '../source/files.js';
-import type { CoreResult } from './core.js';
+import type { ValidatedBody } from '../model/resources.js';
+import {
+  emptyHeaderOps,
+  type BackendRef,
+  type GatewayRouteSpec,
+  type GatewayRule,
+  type ObjectRef,
+  type ParentRef,
+  type ReferenceGrantSpec,
+  type TcpRouteSpec,
+} from '../model/routing.js';
+import { formatFieldPath as fmt, type FieldPath } from '../model/source-document.js';
+import { gatewayDuration } from './durations.js';
 import {
   FieldProblem,
+  creationTimestampIso,
   describeValue,
-  dns1123Label,
-  dns1123Subdomain,
-  formatFieldPath as fmt,
   integer,
+  knownFields,
+  maxItems,
   object,
   oneOf,
   optArray,
+  optInteger,
   optObject,
   optString,
+  requiredOneOf,
   string,
   type Obj,
 } from './fields.js';
+import { headerName, headerValue } from './headers.js';
+import { dns1123Label, dns1123Subdomain, wildcardDomain } from './names.js';
+import { checkRegex } from './regex.js';
 
 const GATEWAY_GROUP = 'gateway.networking.k8s.io';
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH'] as const;
 // HTTPPathMatch: "must only contain valid characters (matching ^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$)"
 const PATH_CHARS = /^(?:[-A-Za-z0-9/._~!$&'()*+,;=:@]|[%][0-9a-fA-F]{2})+$/;
 
-export function validateHttpRoute(o: Obj, name: string): CoreResult {
+export function validateHttpRoute(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const s = object(o.spec, ['spec']);
   knownFields(s, ['spec'], ['parentRefs', 'hostnames', 'rules', 'useDefaultGateways']);
   const notes: string[] = [];
-  const spec: GatewayRouteSpec = { parentRefs: parentRefs(s.parentRefs, notes), rules: [], createdAt: creationTimestamp(o) };
+  const spec: GatewayRouteSpec = { parentRefs: parentRefs(s.parentRefs, notes), rules: [], createdAt: creationTimestampIso(o) };
   hostnames(s.hostnames, spec.parentRefs, notes);
   // `rules` defaults to `{{matches: {{path: {type: "PathPrefix", value: "/"}}}}}`
   const rules = s.rules === undefined || s.rules === null ? [{}] : optArray(s.rules, ['spec', 'rules']);
   if (rules.length === 0) throw new FieldProblem(['spec', 'rules'], 'expected at least one rule');
-  if (rules.length > 16) throw new FieldProblem(['spec', 'rules'], `at most 16 rules, found ${rules.length}`);
+  maxItems(rules, ['spec', 'rules'], 16, 'rules');
   const ruleNames = new Set<string>();
   let totalMatches = 0;
   rules.forEach((r, i) => {
@@ -59,7 +71,7 @@ export function validateHttpRoute(o: Obj, name: string): CoreResult {
 
 function parentRefs(v: unknown, notes: string[]): ParentRef[] {
   const list = optArray(v, ['spec', 'parentRefs']);
-  if (list.length > 32) throw new FieldProblem(['spec', 'parentRefs'], `at most 32 parentRefs, found ${list.length}`);
+  maxItems(list, ['spec', 'parentRefs'], 32, 'parentRefs');
   const refs = list.map((p, i) => {
     const at = ['spec', 'parentRefs', i];
     const po = object(p, at);
@@ -78,7 +90,7 @@ function parentRefs(v: unknown, notes: string[]): ParentRef[] {
       namespace: po.namespace === undefined ? '' : dns1123Label(string(po.namespace, [...at, 'namespace']), [...at, 'namespace']),
       name: dns1123Subdomain(string(po.name, [...at, 'name']), [...at, 'name']),
       sectionName: po.sectionName === undefined ? '' : dns1123Subdomain(string(po.sectionName, [...at, 'sectionName']), [...at, 'sectionName']),
-      port: po.port === undefined || po.port === null ? 0 : integer(po.port, [...at, 'port'], 1, 65535),
+      port: optInteger(po.port, [...at, 'port'], 1, 65535) ?? 0,
     };
     if (!(ref.group === '' && ref.kind === 'Service'))
       notes.push(`${fmt(at)} (${ref.kind} ${ref.name}) is not applied: nodemesh attaches routes to Services (GAMMA) only, it runs no gateways`);
@@ -90,7 +102,7 @@ function parentRefs(v: unknown, notes: string[]): ParentRef[] {
 
 function hostnames(v: unknown, parents: ParentRef[], notes: string[]): void {
   const list = optArray(v, ['spec', 'hostnames']);
-  if (list.length > 16) throw new FieldProblem(['spec', 'hostnames'], `at most 16 hostnames, found ${list.length}`);
+  maxItems(list, ['spec', 'hostnames'], 16, 'hostnames');
   list.forEach((h, i) => wildcardDomain(string(h, ['spec', 'hostnames', i]), ['spec', 'hostnames', i]));
   if (list.length > 0 && parents.some((p) => p.group === '' && p.kind === 'Service'))
     notes.push('spec.hostnames does not apply to Service parents (GAMMA): the route applies to every request sent to the Service');
@@ -100,7 +112,7 @@ function httpRule(v: unknown, path: FieldPath, index: number, notes: string[]): 
   const o = object(v, path);
   knownFields(o, path, ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'retry', 'sessionPersistence']);
   const rawMatches = o.matches === undefined || o.matches === null ? [{}] : optArray(o.matches, [...path, 'matches']);
-  if (rawMatches.length > 64) throw new FieldProblem([...path, 'matches'], `at most 64 matches, found ${rawMatches.length}`);
+  maxItems(rawMatches, [...path, 'matches'], 64, 'matches');
   const rule: GatewayRule = {
     index,
     name: o.name === undefined ? '' : dns1123Subdomain(string(o.name, [...path, 'name']), [...path, 'name']),
@@ -113,10 +125,10 @@ function httpRule(v: unknown, path: FieldPath, index: number, notes: string[]): 
     retries: defaultRetryPolicy(),
   };
   const filters = optArray(o.filters, [...path, 'filters']);
-  if (filters.length > 16) throw new FieldProblem([...path, 'filters'], `at most 16 filters, found ${filters.length}`);
+  maxItems(filters, [...path, 'filters'], 16, 'filters');
   applyFilters(filters, [...path, 'filters'], rule, 'rule');
   const backends = optArray(o.backendRefs, [...path, 'backendRefs']);
-  if (backends.length > 16) throw new FieldProblem([...path, 'backendRefs'], `at most 16 backendRefs, found ${backends.length}`);
+  maxItems(backends, [...path, 'backendRefs'], 16, 'backendRefs');
   if (backends.length > 0 && rule.redirect) throw new FieldProblem([...path, 'filters'], 'RequestRedirect filter must not be used together with backendRefs');
   rule.backendRefs = backends.map((b, i) => backendRef(b, [...path, 'backendRefs', i], true));
   const prefixReplace = rule.redirect?.replacePrefixMatch || rule.rewrite?.replacePrefixMatch;
@@ -171,7 +183,7 @@ function pathMatch(type: 'Exact' | 'PathPrefix' | 'RegularExpression', value: st
 
 function nameValueMatches(v: unknown, path: FieldPath, isHeader: boolean): NamedMatch[] {
   const list = optArray(v, path);
-  if (list.length > 16) throw new FieldProblem(path, `at most 16 entries, found ${list.length}`);
+  maxItems(list, path, 16, 'entries');
   const out: NamedMatch[] = [];
   const seen = new Set<string>();
   list.forEach((e, i) => {
@@ -215,8 +227,7 @@ function applyFilters(filters: unknown[], path: FieldPath, target: { headers: { 
     const at = [...path, i];
     const o = object(f, at);
     knownFields(o, at, ['type', ...Object.values(fields)]);
-    const type = oneOf(o.type, [...at, 'type'], Object.keys(fields));
-    if (!type) throw new FieldProblem([...at, 'type'], 'is required');
+    const type = requiredOneOf(o.type, [...at, 'type'], Object.keys(fields));
     for (const [t, field] of Object.entries(fields)) {
       if (t !== type && o[field] !== undefined) throw new FieldProblem([...at, field], `filter.${field} must be nil if the filter.type is not ${t}`);
     }
@@ -267,7 +278,7 @@ function headerFilter(v: unknown, path: FieldPath): HeaderOps {
   };
   for (const op of ['set', 'add'] as const) {
     const list = optArray(o[op], [...path, op]);
-    if (list.length > 16) throw new FieldProblem([...path, op], `at most 16 entries, found ${list.length}`);
+    maxItems(list, [...path, op], 16, 'entries');
     list.forEach((h, i) => {
       const at = [...path, op, i];
       const ho = object(h, at);
@@ -280,7 +291,7 @@ function headerFilter(v: unknown, path: FieldPath): HeaderOps {
     });
   }
   const remove = optArray(o.remove, [...path, 'remove']);
-  if (remove.length > 16) throw new FieldProblem([...path, 'remove'], `at most 16 entries, found ${remove.length}`);
+  maxItems(remove, [...path, 'remove'], 16, 'entries');
   ops.remove = remove.map((r, i) => {
     const name = headerName(r, [...path, 'remove', i]);
     claim(name, 'remove', [...path, 'remove', i]);
@@ -292,8 +303,7 @@ function headerFilter(v: unknown, path: FieldPath): HeaderOps {
 function pathModifier(v: unknown, path: FieldPath): { full?: string; prefix?: string } {
   const o = object(v, path);
   knownFields(o, path, ['type', 'replaceFullPath', 'replacePrefixMatch']);
-  const type = oneOf(o.type, [...path, 'type'], ['ReplaceFullPath', 'ReplacePrefixMatch']);
-  if (!type) throw new FieldProblem([...path, 'type'], 'is required: ReplaceFullPath or ReplacePrefixMatch');
+  const type = requiredOneOf(o.type, [...path, 'type'], ['ReplaceFullPath', 'ReplacePrefixMatch']);
   if (type === 'ReplaceFullPath') {
     if (o.replacePrefixMatch !== undefined) throw new FieldProblem([...path, 'replacePrefixMatch'], "type must be 'ReplacePrefixMatch' when replacePrefixMatch is set");
     if (o.replaceFullPath === undefined) throw new FieldProblem([...path, 'replaceFullPath'], "replaceFullPath must be specified when type is set to 'ReplaceFullPath'");
@@ -353,7 +363,7 @@ function objectRef(v: unknown, path: FieldPath, extra: string[] = []): ObjectRef
     kind: optString(o.kind, [...path, 'kind']) ?? 'Service',
     name: dns1123Subdomain(string(o.name, [...path, 'name']), [...path, 'name']),
     namespace: o.namespace === undefined ? '' : dns1123Label(string(o.namespace, [...path, 'namespace']), [...path, 'namespace']),
-    port: o.port === undefined || o.port === null ? 0 : integer(o.port, [...path, 'port'], 1, 65535),
+    port: optInteger(o.port, [...path, 'port'], 1, 65535) ?? 0,
   };
   if (ref.group === '' && ref.kind === 'Service' && ref.port === 0) throw new FieldProblem([...path, 'port'], 'Must have port for Service reference');
   return ref;
@@ -363,7 +373,7 @@ function backendRef(v: unknown, path: FieldPath, withFilters: boolean): BackendR
   const ref = objectRef(v, path, withFilters ? ['weight', 'filters'] : ['weight']);
   const o = v as Obj;
   // "If unspecified, weight defaults to 1."
-  const weight = o.weight === undefined || o.weight === null ? 1 : integer(o.weight, [...path, 'weight'], 0, 1_000_000);
+  const weight = optInteger(o.weight, [...path, 'weight'], 0, 1_000_000) ?? 1;
   const b: BackendRef = { ...ref, weight, headers: { request: emptyHeaderOps(), response: emptyHeaderOps() } };
   if (withFilters) applyFilters(optArray(o.filters, [...path, 'filters']), [...path, 'filters'], b, 'backend');
   return b;
@@ -394,7 +404,7 @@ function retry(v: unknown, path: FieldPath, rule: GatewayRule): void {
     if (codes.indexOf(c) < i) throw new FieldProblem([...path, 'codes', i], `duplicate code ${c} (codes is a set)`);
   });
   // "An explicit zero value MUST disable retries." Unset: Istio's default, 2.
-  if (o.attempts !== undefined && o.attempts !== null) rule.retries.attempts = integer(o.attempts, [...path, 'attempts'], 0, 2147483647);
+  rule.retries.attempts = optInteger(o.attempts, [...path, 'attempts'], 0, 2147483647) ?? rule.retries.attempts;
   if (codes.length > 0) {
     rule.retries.retriableStatusCodes = codes;
     if (!rule.retries.retryOn.includes('retriable-status-codes')) rule.retries.retryOn.push('retriable-status-codes');
@@ -408,16 +418,16 @@ function retry(v: unknown, path: FieldPath, rule: GatewayRule): void {
   }
 }
 
-// ---- TCPRoute, GRPCRoute, ReferenceGrant ---------------------------------------------
+// ---- TCPRoute, ReferenceGrant ----------------------------------------------------------
 
-export function validateTcpRoute(o: Obj, name: string): CoreResult {
+export function validateTcpRoute(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const s = object(o.spec, ['spec']);
   knownFields(s, ['spec'], ['parentRefs', 'rules', 'useDefaultGateways']);
   const notes: string[] = [];
   const rules = optArray(s.rules, ['spec', 'rules']);
   if (rules.length === 0) throw new FieldProblem(['spec', 'rules'], 'expected at least one rule');
-  if (rules.length > 16) throw new FieldProblem(['spec', 'rules'], `at most 16 rules, found ${rules.length}`);
+  maxItems(rules, ['spec', 'rules'], 16, 'rules');
   const spec: TcpRouteSpec = {
     parentRefs: parentRefs(s.parentRefs, notes),
     rules: rules.map((r, i) => {
@@ -426,16 +436,16 @@ export function validateTcpRoute(o: Obj, name: string): CoreResult {
       knownFields(ro, at, ['name', 'backendRefs']);
       const backends = optArray(ro.backendRefs, [...at, 'backendRefs']);
       if (backends.length === 0) throw new FieldProblem([...at, 'backendRefs'], 'expected at least one backendRef');
-      if (backends.length > 16) throw new FieldProblem([...at, 'backendRefs'], `at most 16 backendRefs, found ${backends.length}`);
+      maxItems(backends, [...at, 'backendRefs'], 16, 'backendRefs');
       return { backendRefs: backends.map((b, j) => backendRef(b, [...at, 'backendRefs', j], false)) };
     }),
-    createdAt: creationTimestamp(o),
+    createdAt: creationTimestampIso(o),
   };
   if (rules.length > 1) notes.push('spec.rules beyond the first are not applied: a TCP connection has nothing to choose a rule by');
   return { body: { kind: 'TCPRoute', spec }, notes };
 }
 
-export function validateReferenceGrant(o: Obj, name: string): CoreResult {
+export function validateReferenceGrant(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const s = object(o.spec, ['spec']);
   knownFields(s, ['spec'], ['from', 'to']);

@@ -1,32 +1,33 @@
 // Validation of networking.istio.io VirtualService and DestinationRule (v1alpha3, v1beta1,
 // v1: one schema), as Istio's pkg/config/validation validates them; the result is already in
-// the snapshot's vocabulary (resources-routing.ts). What needs other resources (short names,
+// the snapshot's vocabulary (model/routing.ts). What needs other resources (short names,
 // which Services exist, which VirtualService wins a host) is the compiler's.
 //
 // nodemesh routes mesh traffic only: a VirtualService bound to gateways but not to `mesh` is
 // accepted with a note and compiles to nothing.
 import type { TcpRoute } from '../api/snapshot-routing.js';
+import type { ValidatedBody } from '../model/resources.js';
 import type { DestinationRuleSpec, VirtualServiceSpec } from '../model/routing.js';
-import { destination, istioHttpRoute, wildcardDomain } from './istio-http-route.js';
-import { creationTimestamp, knownFields } from './routing-fields.js';
+import { formatFieldPath as fmt, type FieldPath } from '../model/source-document.js';
+import { destination, virtualServiceHttpRoute } from './virtual-service-http.js';
 import { LOAD_BALANCER_ANNOTATION, trafficPolicy } from './traffic-policy.js';
-import type { FieldPath } from '../source/files.js';
-import type { CoreResult } from './core.js';
 import {
   FieldProblem,
-  dns1123Label,
-  dns1123Subdomain,
-  formatFieldPath as fmt,
+  creationTimestampIso,
   integer,
+  knownFields,
+  metadata,
   object,
   optArray,
-  optObject,
+  optInteger,
   string,
   stringMap,
+  workloadSelectorLabels,
   type Obj,
 } from './fields.js';
+import { dns1123Label, dns1123Subdomain, wildcardDomain } from './names.js';
 
-export function validateVirtualService(o: Obj, name: string): CoreResult {
+export function validateVirtualService(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const s = object(o.spec, ['spec']);
   knownFields(s, ['spec'], ['hosts', 'gateways', 'http', 'tls', 'tcp', 'exportTo']);
@@ -47,10 +48,10 @@ export function validateVirtualService(o: Obj, name: string): CoreResult {
   if (http.length === 0 && tcp.length === 0 && tls.length === 0) throw new FieldProblem(['spec'], 'http, tcp or tls must be provided in virtual service');
   const exportTo = exportList(s.exportTo, ['spec', 'exportTo']);
 
-  const spec: VirtualServiceSpec = { hosts, exportTo, http: [], tcp: [], createdAt: creationTimestamp(o) };
-  const namespace = ((o.metadata as Obj).namespace as string | undefined) ?? 'default';
+  const spec: VirtualServiceSpec = { hosts, exportTo, http: [], tcp: [], createdAt: creationTimestampIso(o) };
+  const namespace = (metadata(o).namespace as string | undefined) ?? 'default';
   http.forEach((r, i) => {
-    const route = istioHttpRoute(r, ['spec', 'http', i], `VirtualService ${namespace}/${name} rule ${i}`, mesh, notes);
+    const route = virtualServiceHttpRoute(r, ['spec', 'http', i], `VirtualService ${namespace}/${name} rule ${i}`, mesh, notes);
     if (route) spec.http.push(route);
   });
   tcp.forEach((r, i) => spec.tcp.push(...tcpRoute(r, ['spec', 'tcp', i], mesh, notes)));
@@ -82,7 +83,7 @@ function tcpRoute(v: unknown, path: FieldPath, vsMesh: boolean, notes: string[])
     const at = [...path, 'match', i];
     const mo = object(m, at);
     knownFields(mo, at, ['destinationSubnets', 'port', 'sourceLabels', 'gateways', 'sourceNamespace', 'sourceSubnet']);
-    const port = mo.port === undefined || mo.port === null ? 0 : integer(mo.port, [...at, 'port'], 1, 65535);
+    const port = optInteger(mo.port, [...at, 'port'], 1, 65535) ?? 0;
     stringMap(mo.sourceLabels, [...at, 'sourceLabels']);
     const gateways = optArray(mo.gateways, [...at, 'gateways']).map((g, j) => string(g, [...at, 'gateways', j]));
     if (!(gateways.length > 0 ? gateways.includes('mesh') : vsMesh)) return;
@@ -96,7 +97,7 @@ function tcpRoute(v: unknown, path: FieldPath, vsMesh: boolean, notes: string[])
   return out;
 }
 
-export function validateDestinationRule(o: Obj, name: string): CoreResult {
+export function validateDestinationRule(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
   const s = object(o.spec, ['spec']);
   knownFields(s, ['spec'], ['host', 'trafficPolicy', 'subsets', 'exportTo', 'workloadSelector']);
@@ -110,7 +111,7 @@ export function validateDestinationRule(o: Obj, name: string): CoreResult {
     ports: top?.ports ?? [],
     subsets: [],
     workloadSelector: s.workloadSelector !== undefined && s.workloadSelector !== null,
-    createdAt: creationTimestamp(o),
+    createdAt: creationTimestampIso(o),
   };
   const names = new Set<string>();
   optArray(s.subsets, ['spec', 'subsets']).forEach((sub, i) => {
@@ -123,24 +124,21 @@ export function validateDestinationRule(o: Obj, name: string): CoreResult {
     const policy = trafficPolicy(so.trafficPolicy, [...at, 'trafficPolicy'], notes);
     spec.subsets.push({ name: subsetName, labels: stringMap(so.labels, [...at, 'labels']), policy: policy?.groups ?? {}, ports: policy?.ports ?? [] });
   });
-  const annotation = ((o.metadata as Obj).annotations as Record<string, string> | undefined)?.[LOAD_BALANCER_ANNOTATION];
+  const annotations = metadata(o).annotations as Record<string, string> | undefined;
+  const annotation = annotations?.[LOAD_BALANCER_ANNOTATION];
   if (annotation !== undefined) peakEwma(annotation, spec, notes);
-  const latency = ((o.metadata as Obj).annotations as Record<string, string> | undefined)?.[LATENCY_EJECTION_ANNOTATION];
+  const latency = annotations?.[LATENCY_EJECTION_ANNOTATION];
   if (latency !== undefined) latencyEjection(latency, spec, notes);
-  const selector = optObject(s.workloadSelector, ['spec', 'workloadSelector']);
-  if (selector) {
-    knownFields(selector, ['spec', 'workloadSelector'], ['matchLabels']);
-    stringMap(selector.matchLabels, ['spec', 'workloadSelector', 'matchLabels']);
+  if (workloadSelectorLabels(s.workloadSelector, ['spec', 'workloadSelector']))
     notes.push('spec.workloadSelector is not supported by nodemesh yet: this DestinationRule is not applied');
-  }
   if (spec.exportTo.length > 0 && !spec.exportTo.includes('*'))
     notes.push(`spec.exportTo (${spec.exportTo.join(', ')}) is not applied: nodemesh applies a DestinationRule to every caller`);
   return { body: { kind: 'DestinationRule', spec }, notes };
 }
 
-export const LATENCY_EJECTION_ANNOTATION = 'nodemesh.io/latency-ejection';
+const LATENCY_EJECTION_ANNOTATION = 'nodemesh.io/latency-ejection';
 /** requests an endpoint must have served in an interval before its latency is judged */
-export const LATENCY_EJECTION_MIN_REQUESTS = 20;
+const LATENCY_EJECTION_MIN_REQUESTS = 20;
 
 /**
  * `nodemesh.io/load-balancer: PEAK_EWMA` (or `peak-ewma`) selects the latency-aware balancer

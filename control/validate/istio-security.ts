@@ -11,23 +11,27 @@
 // accepted and explained in the resource's notes.
 import { isIP } from 'node:net';
 import type { AttributeMatch, AuthorizationAction, AuthorizationRule, MatchClause, ValueMatch } from '../api/snapshot-security.js';
+import type { ValidatedBody } from '../model/resources.js';
 import type { AuthorizationPolicySpec, MtlsModeSpec, PeerAuthenticationSpec, PolicyTargetRef } from '../model/security.js';
-import type { CoreResult } from './core.js';
+import type { FieldPath } from '../model/source-document.js';
 import {
   FieldProblem,
-  describeValue,
-  dns1123Subdomain,
-  isObj,
+  knownFields,
+  maxItems,
+  metadata,
   object,
   oneOf,
   optArray,
   optObject,
   optString,
+  optTimestamp,
   string,
+  stringList,
   stringMap,
+  workloadSelectorLabels,
   type Obj,
 } from './fields.js';
-import type { FieldPath } from '../source/files.js';
+import { dns1123Subdomain } from './names.js';
 
 const MTLS_MODES: readonly MtlsModeSpec[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
 const ACTIONS: readonly AuthorizationAction[] = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'];
@@ -36,9 +40,9 @@ const DRY_RUN = 'istio.io/dry-run';
 // ---------------------------------------------------------------------------------------
 // PeerAuthentication
 
-export function validatePeerAuthentication(o: Obj, name: string): CoreResult {
+export function validatePeerAuthentication(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
-  const m = meta(o);
+  const m = metadata(o);
   if (stringMap(m.annotations, ['metadata', 'annotations'])[DRY_RUN] !== undefined)
     throw new FieldProblem(['metadata', 'annotations', DRY_RUN], `is supported only on AuthorizationPolicy (ALLOW or DENY); remove it`);
   const s = optObject(o.spec, ['spec']) ?? {};
@@ -76,7 +80,7 @@ export function validatePeerAuthentication(o: Obj, name: string): CoreResult {
     notes.push(
       'DISABLE is treated as PERMISSIVE (as in Istio ambient): the node proxy accepts plaintext and still accepts mTLS from other node proxies',
     );
-  const spec: PeerAuthenticationSpec = { selector, mode, portLevelMtls, createdAt: creationTime(m) };
+  const spec: PeerAuthenticationSpec = { selector, mode, portLevelMtls, createdAt: optTimestamp(m.creationTimestamp, ['metadata', 'creationTimestamp']) ?? 0 };
   return { body: { kind: 'PeerAuthentication', spec }, notes };
 }
 
@@ -89,9 +93,9 @@ interface Ctx {
   notes: Set<string>;
 }
 
-export function validateAuthorizationPolicy(o: Obj, name: string): CoreResult {
+export function validateAuthorizationPolicy(o: Obj, name: string): ValidatedBody {
   dns1123Subdomain(name, ['metadata', 'name']);
-  const m = meta(o);
+  const m = metadata(o);
   const namespace = typeof m.namespace === 'string' && m.namespace !== '' ? m.namespace : 'default';
   const s = optObject(o.spec, ['spec']) ?? {};
   knownFields(s, ['spec'], ['selector', 'targetRef', 'targetRefs', 'action', 'provider', 'rules']);
@@ -354,15 +358,13 @@ function bracketed(rest: string, key: string, at: FieldPath): string[] {
 
 /** A list of strings, none empty ("empty value not allowed"). */
 function values(v: unknown, at: FieldPath): string[] {
-  return optArray(v, at).map((item, i) => {
-    if (typeof item !== 'string') throw new FieldProblem([...at, i], `expected a string, found ${describeValue(item)}`);
-    if (item === '') throw new FieldProblem([...at, i], 'empty value not allowed');
-    return item;
+  return stringList(v, at, (item, path) => {
+    if (item === '') throw new FieldProblem(path, 'empty value not allowed');
   });
 }
 
 /** "Exact match: abc; prefix match: abc*; suffix match: *abc; presence match: *". */
-export function stringMatch(v: string): ValueMatch {
+function stringMatch(v: string): ValueMatch {
   if (v === '*') return { kind: 'presence', value: '' };
   if (v.startsWith('*')) return { kind: 'suffix', value: v.slice(1) };
   if (v.endsWith('*')) return { kind: 'prefix', value: v.slice(0, -1) };
@@ -406,7 +408,7 @@ function maskIpv4(addr: string, len: number): string {
 
 /** CheckServiceAccount: `sa` or `ns/sa`, no wildcard, ≤ 16 values; `sa` alone is in the policy's namespace. */
 function serviceAccounts(list: string[], at: FieldPath, namespace: string): ValueMatch[] {
-  if (list.length > 16) throw new FieldProblem(at, 'may not have more than 16 values');
+  maxItems(list, at, 16, 'values');
   return list.map((v, i) => {
     if (v.includes('*')) throw new FieldProblem([...at, i], `wildcard not allowed in ${JSON.stringify(v)}`);
     if (v.length > 320) throw new FieldProblem([...at, i], 'a value cannot exceed 320 characters');
@@ -458,10 +460,8 @@ function principalNotes(src: Obj, at: FieldPath, ctx: Ctx): void {
 
 /** matchLabels: no empty key, no wildcard; undefined when absent or empty. */
 function workloadSelector(v: unknown, at: FieldPath): Record<string, string> | undefined {
-  const sel = optObject(v, at);
-  if (!sel) return undefined;
-  knownFields(sel, at, ['matchLabels']);
-  const labels = stringMap(sel.matchLabels, [...at, 'matchLabels']);
+  const labels = workloadSelectorLabels(v, at);
+  if (!labels) return undefined;
   for (const [k, val] of Object.entries(labels)) {
     if (k === '') throw new FieldProblem([...at, 'matchLabels'], 'an empty key is not supported in a selector');
     if (k.includes('*') || val.includes('*'))
@@ -520,22 +520,3 @@ function dryRunAnnotation(m: Obj, action: AuthorizationAction): boolean {
   throw new FieldProblem(at, `expected "true" or "false", found ${JSON.stringify(value)}`);
 }
 
-function creationTime(m: Obj): number {
-  const at = ['metadata', 'creationTimestamp'];
-  const v = m.creationTimestamp;
-  if (v === undefined || v === null) return 0;
-  // YAML may already have turned an unquoted timestamp into a Date
-  const t = v instanceof Date ? v.getTime() : typeof v === 'string' ? Date.parse(v) : NaN;
-  if (!Number.isFinite(t)) throw new FieldProblem(at, `expected an RFC 3339 time such as 2024-01-01T00:00:00Z, found ${describeValue(v)}`);
-  return t;
-}
-
-function knownFields(o: Obj, at: FieldPath, allowed: readonly string[]): void {
-  for (const k of Object.keys(o)) {
-    if (!allowed.includes(k)) throw new FieldProblem([...at, k], `unknown field; expected one of ${allowed.join(', ')}`);
-  }
-}
-
-function meta(o: Obj): Obj {
-  return isObj(o.metadata) ? o.metadata : {};
-}

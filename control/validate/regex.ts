@@ -9,8 +9,8 @@
 // - other RE2-only constructs (inline flags elsewhere, `\p{…}` Unicode classes, `\C`) are
 //   errors that say so.
 // Istio also bounds the length: "regex is too large, max length allowed is 1024".
-import type { FieldPath } from '../source/files.js';
-import { FieldProblem } from './fields.js';
+import type { FieldPath } from '../model/source-document.js';
+import { FieldProblem, describeValue } from './fields.js';
 
 export interface CheckedRegex {
   /** the JavaScript source, unanchored (the matcher anchors it: RE2 full match) */
@@ -42,7 +42,7 @@ const POSIX: Record<string, string> = {
 class RegexProblem extends Error {}
 
 export function checkRegex(pattern: unknown, path: FieldPath): CheckedRegex {
-  if (typeof pattern !== 'string') throw new FieldProblem(path, 'expected a regular expression (a string)');
+  if (typeof pattern !== 'string') throw new FieldProblem(path, `expected a regular expression (a string), found ${describeValue(pattern)}`);
   if (pattern === '') throw new FieldProblem(path, 'regex string match should not be empty');
   if (pattern.length > MAX_LENGTH) throw new FieldProblem(path, `regex is too large, max length allowed is ${MAX_LENGTH}`);
   let checked: CheckedRegex;

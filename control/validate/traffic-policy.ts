@@ -1,13 +1,7 @@
-// DestinationRule traffic policies: reading `trafficPolicy` (and a subset's) into complete
-// groups, and merging them the way Istio does.
-//
-// Merging (Istio's MergeTrafficPolicy): a subset's policy replaces the rule's a whole group at
-// a time — "Settings specified at the subset level will override the corresponding settings
-// specified at the DestinationRule level" — and port-level settings do the same for their
-// port: "Traffic settings specified at the destination-level will not be inherited when
-// overridden by port-level settings, i.e. default values will be applied to fields omitted in
-// port-level traffic policies." For a subset on a port the order is rule → rule's port →
-// subset → subset's port.
+// DestinationRule traffic policies: `trafficPolicy` (the rule's, a subset's, a port's) read
+// into complete groups (load balancer, connection pool, outlier detection, retry budget), as
+// Istio validates them. How groups from several levels merge is the compiler's
+// (compile/routing-destinations.ts).
 import {
   UNLIMITED,
   defaultTrafficPolicy,
@@ -16,12 +10,29 @@ import {
   type LoadBalancer,
   type OutlierDetection,
   type RetryBudget,
-  type TrafficPolicy,
 } from '../api/snapshot-routing.js';
 import type { PolicyGroups, PortGroups } from '../model/routing.js';
-import { istioDuration, knownFields, optCount, optWrappedCount, percent } from './routing-fields.js';
-import type { FieldPath } from '../source/files.js';
-import { FieldProblem, describeValue, formatFieldPath as fmt, integer, isObj, object, optArray, optBoolean, optObject, optString, type Obj } from './fields.js';
+import { formatFieldPath as fmt, type FieldPath } from '../model/source-document.js';
+import { istioDuration } from './durations.js';
+import {
+  FieldProblem,
+  describeValue,
+  integer,
+  isObj,
+  knownFields,
+  nonEmptyString,
+  object,
+  oneOf,
+  optArray,
+  optBoolean,
+  optCount,
+  optInteger,
+  optObject,
+  optString,
+  optWrappedCount,
+  percent,
+  type Obj,
+} from './fields.js';
 
 /** The annotation that selects the latency-aware balancer, which Istio's API has no value for. */
 export const LOAD_BALANCER_ANNOTATION = 'nodemesh.io/load-balancer';
@@ -106,9 +117,9 @@ function consistentHash(v: unknown, path: FieldPath, notes: string[]): Consisten
   const base = { cookiePath: '', cookieTtlMs: 0 };
   switch (keys[0]) {
     case 'httpHeaderName':
-      return { kind: 'header', name: nonEmpty(o.httpHeaderName, [...path, 'httpHeaderName']).toLowerCase(), ...base };
+      return { kind: 'header', name: nonEmptyString(o.httpHeaderName, [...path, 'httpHeaderName']).toLowerCase(), ...base };
     case 'httpQueryParameterName':
-      return { kind: 'queryParam', name: nonEmpty(o.httpQueryParameterName, [...path, 'httpQueryParameterName']), ...base };
+      return { kind: 'queryParam', name: nonEmptyString(o.httpQueryParameterName, [...path, 'httpQueryParameterName']), ...base };
     case 'useSourceIp':
       if (o.useSourceIp !== true) throw new FieldProblem([...path, 'useSourceIp'], `expected true, found ${describeValue(o.useSourceIp)}`);
       return { kind: 'sourceIp', name: '', ...base };
@@ -209,15 +220,9 @@ function outlierDetection(v: unknown, path: FieldPath, notes: string[]): Outlier
   // base_ejection_time value is applied, whatever is larger."
   d.maxEjectionTimeMs = Math.max(300_000, d.baseEjectionTimeMs);
   // Istio passes maxEjectionPercent only when > 0 (else Envoy's 10%)
-  d.maxEjectionPercent = optPercentInt(o.maxEjectionPercent, [...path, 'maxEjectionPercent']) || 10;
-  d.minHealthPercent = optPercentInt(o.minHealthPercent, [...path, 'minHealthPercent']) ?? 0;
+  d.maxEjectionPercent = optInteger(o.maxEjectionPercent, [...path, 'maxEjectionPercent'], 0, 100) || 10;
+  d.minHealthPercent = optInteger(o.minHealthPercent, [...path, 'minHealthPercent'], 0, 100) ?? 0;
   return d;
-}
-
-function optPercentInt(v: unknown, path: FieldPath): number | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 100) throw new FieldProblem(path, `percentage ${describeValue(v)} is not in range 0..100`);
-  return v;
 }
 
 function retryBudget(v: unknown, path: FieldPath): RetryBudget {
@@ -240,34 +245,11 @@ const TLS_MODES = ['DISABLE', 'SIMPLE', 'MUTUAL', 'ISTIO_MUTUAL'];
 function tls(v: unknown, path: FieldPath, notes: string[]): void {
   const o = object(v, path);
   knownFields(o, path, ['mode', 'clientCertificate', 'privateKey', 'caCertificates', 'credentialName', 'subjectAltNames', 'sni', 'insecureSkipVerify', 'caCrl']);
-  const mode = o.mode ?? 'DISABLE';
-  if (typeof mode !== 'string' || !TLS_MODES.includes(mode)) throw new FieldProblem([...path, 'mode'], `expected one of ${TLS_MODES.join(', ')}, found ${describeValue(mode)}`);
+  const mode = oneOf(o.mode, [...path, 'mode'], TLS_MODES, 'DISABLE');
   if (mode === 'ISTIO_MUTUAL') {
     for (const k of ['clientCertificate', 'privateKey', 'caCertificates', 'credentialName'])
       if (o[k] !== undefined) throw new FieldProblem([...path, k], `must be empty when mode is ISTIO_MUTUAL`);
   }
   if (mode === 'SIMPLE' || mode === 'MUTUAL')
     notes.push(`${fmt([...path, 'mode'])} ${mode} is not applied: nodemesh does not originate TLS; traffic between meshed workloads is secured by the mesh`);
-}
-
-function nonEmpty(v: unknown, path: FieldPath): string {
-  if (typeof v !== 'string' || v === '') throw new FieldProblem(path, `expected a non-empty string, found ${describeValue(v)}`);
-  return v;
-}
-
-// ---- merging ------------------------------------------------------------------------
-
-/** `over`'s written groups replace `base`'s. */
-export function applyGroups(base: TrafficPolicy, over: PolicyGroups | undefined): TrafficPolicy {
-  if (!over) return base;
-  return {
-    loadBalancer: over.loadBalancer ?? base.loadBalancer,
-    connectionPool: over.connectionPool ?? base.connectionPool,
-    outlierDetection: over.outlierDetection ?? base.outlierDetection,
-    retryBudget: over.retryBudget ?? base.retryBudget,
-  };
-}
-
-export function portGroups(ports: readonly PortGroups[], port: number): PolicyGroups | undefined {
-  return ports.find((p) => p.port === port)?.groups;
 }

@@ -3,9 +3,10 @@
 // (`spec.ports[0].port`), and saying what was expected.
 //
 // Kinds:
-// - core kinds nodemesh compiles (validate-core.ts);
-// - Istio and Gateway API kinds are known but not compiled yet: they are accepted with the
-//   note "not yet applied by nodemesh (ignored)", so that nothing is a silent no-op;
+// - kinds nodemesh compiles have a validator: the core ones (core.ts), Istio networking and
+//   security (istio-networking.ts, istio-security.ts), Gateway API routes (gateway-api.ts);
+// - the other Istio and Gateway API kinds are known but not compiled: they are accepted with
+//   the note "not yet applied by nodemesh (ignored)", so that nothing is a silent no-op;
 // - anything else is NM_ERR_CONFIG_KIND.
 import { ConfigError } from '../../common/errors.js';
 import {
@@ -14,8 +15,9 @@ import {
   groupOf,
   type Resource,
   type ResourceKey,
+  type ValidatedBody,
 } from '../model/resources.js';
-import type { SourceDocument } from '../source/files.js';
+import { formatFieldPath, type FieldPath, type SourceDocument } from '../model/source-document.js';
 import {
   validateDeployment,
   validateNamespace,
@@ -23,18 +25,18 @@ import {
   validatePod,
   validateService,
   validateServiceAccount,
-  type CoreResult,
 } from './core.js';
 import { validateDestinationRule, validateVirtualService } from './istio-networking.js';
 import { validateHttpRoute, validateReferenceGrant, validateTcpRoute } from './gateway-api.js';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './istio-security.js';
-import { FieldProblem, dns1123Label, formatFieldPath, optObject, stringMap, type Obj } from './fields.js';
+import { FieldProblem, metadata, optObject, stringMap, type Obj } from './fields.js';
+import { dns1123Label } from './names.js';
 
 export const NOT_YET_APPLIED = 'not yet applied by nodemesh (ignored)';
 
 interface KindInfo {
   versions: readonly string[];
-  validate?: (o: Obj, name: string) => CoreResult;
+  validate?: (o: Obj, name: string) => ValidatedBody;
 }
 
 const ISTIO_NETWORKING = ['v1alpha3', 'v1beta1', 'v1'];
@@ -98,7 +100,7 @@ export function keyOf(doc: SourceDocument): ResourceKey {
 export function validateDocument(doc: SourceDocument): ValidationResult {
   const key = keyOf(doc);
   const resource = describeKey(key);
-  const fail = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_FIELD', detail: string, path?: readonly (string | number)[]) => {
+  const fail = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_FIELD', detail: string, path?: FieldPath) => {
     const line = (path && doc.lineOf(path)) ?? doc.line;
     const field = path ? formatFieldPath(path) : undefined;
     return { ok: false as const, key, error: new ConfigError(code, { file: doc.file, line, resource, ...(field ? { field } : {}) }, detail) };
@@ -120,10 +122,10 @@ export function validateDocument(doc: SourceDocument): ValidationResult {
 
   try {
     if (key.namespace !== '') dns1123Label(key.namespace, ['metadata', 'namespace']);
-    const m = doc.object.metadata as Obj;
+    const m = metadata(doc.object);
     stringMap(m.labels, ['metadata', 'labels']);
     stringMap(m.annotations, ['metadata', 'annotations']);
-    let checked: CoreResult;
+    let checked: ValidatedBody;
     if (info.validate) {
       checked = info.validate(doc.object, doc.name);
     } else {

@@ -4,12 +4,13 @@
 //   Service  metadata.namespace, spec.clusterIP(s) when the lab allocated it
 //   Node     spec.podCIDR(s), status.addresses (InternalIP, Hostname)
 //   Namespace  one per namespace used but not declared (_lab-namespaces.yaml)
-// Documents of other kinds (Istio, Gateway API…) are copied through as written; a file
-// with none of the four kinds above is copied byte for byte, so its line numbers hold.
+// Documents of other kinds (Istio, Gateway API…) are copied through with their values as
+// written (comments and layout are not kept in a file the lab completes); a file with none
+// of the four kinds above is copied byte for byte, so its line numbers hold.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { stringify, type Document } from 'yaml';
-import type { LabModel, ModelResource } from './lab-model.js';
+import { stringify } from 'yaml';
+import type { LabModel, ModelDocument } from './lab-model.js';
 import type { LabState } from './lab-state.js';
 
 export const IMPLIED_NAMESPACES_FILE = '_lab-namespaces.yaml';
@@ -17,7 +18,7 @@ export const IMPLIED_NAMESPACES_FILE = '_lab-namespaces.yaml';
 export async function writeConfigDir(state: LabState, model: LabModel): Promise<void> {
   await mkdir(state.configDir, { recursive: true });
   for (const f of model.files) {
-    const text = f.documents.some((d) => d.resource) ? f.documents.map((d) => completed(d.doc, d.resource, state)).join('') : f.text;
+    const text = f.documents.some((d) => d.resource) ? f.documents.map((d) => `---\n${stringify(completed(d, state))}`).join('') : f.text;
     await writeFile(path.join(state.configDir, f.name), text);
   }
   const implied = model.namespaces.filter((n) => !n.declared);
@@ -27,14 +28,17 @@ export async function writeConfigDir(state: LabState, model: LabModel): Promise<
   }
 }
 
-function completed(original: Document, r: ModelResource | undefined, state: LabState): string {
-  if (!r) return `---\n${original.toString()}`;
-  const doc = original.clone();
-  if (r.kind === 'Pod') {
+/** The document as the API server would serve it (a copy; the model is not changed). */
+function completed({ source, resource: r }: ModelDocument, state: LabState): Record<string, unknown> {
+  const doc = structuredClone(source.object);
+  const set = (key: 'metadata' | 'spec' | 'status', fields: Record<string, unknown>) => {
+    doc[key] = { ...((doc[key] as Record<string, unknown> | null | undefined) ?? {}), ...fields };
+  };
+  if (r?.kind === 'Pod') {
     const pod = state.pods.find((p) => p.namespace === r.namespace && p.name === r.name)!;
     const node = state.nodes.find((n) => n.name === pod.node)!;
-    doc.setIn(['metadata', 'namespace'], r.namespace);
-    doc.setIn(['status'], doc.createNode({
+    set('metadata', { namespace: r.namespace });
+    doc.status = {
       phase: 'Running',
       podIP: pod.ip,
       podIPs: [{ ip: pod.ip }],
@@ -44,21 +48,17 @@ function completed(original: Document, r: ModelResource | undefined, state: LabS
         { type: 'Ready', status: 'True' },
         { type: 'ContainersReady', status: 'True' },
       ],
-    }));
-  } else if (r.kind === 'Service') {
-    doc.setIn(['metadata', 'namespace'], r.namespace);
-    if (r.allocated) {
-      doc.setIn(['spec', 'clusterIP'], r.clusterIP);
-      doc.setIn(['spec', 'clusterIPs'], doc.createNode([r.clusterIP]));
-    }
-  } else if (r.kind === 'Node') {
+    };
+  } else if (r?.kind === 'Service') {
+    set('metadata', { namespace: r.namespace });
+    if (r.allocated) set('spec', { clusterIP: r.clusterIP, clusterIPs: [r.clusterIP] });
+  } else if (r?.kind === 'Node') {
     const node = state.nodes.find((n) => n.name === r.name)!;
-    doc.setIn(['spec', 'podCIDR'], node.podCidr);
-    doc.setIn(['spec', 'podCIDRs'], doc.createNode([node.podCidr]));
-    doc.setIn(['status', 'addresses'], doc.createNode([
+    set('spec', { podCIDR: node.podCidr, podCIDRs: [node.podCidr] });
+    set('status', { addresses: [
       { type: 'InternalIP', address: node.ip },
       { type: 'Hostname', address: node.name },
-    ]));
+    ] });
   }
-  return `---\n${doc.toString()}`;
+  return doc;
 }

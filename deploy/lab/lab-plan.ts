@@ -11,8 +11,8 @@
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
-import type { LabModel, ModelPod } from './lab-model.js';
-import { selects } from './lab-model.js';
+import { selectsLabels } from '../../control/model/resources.js';
+import type { LabContainer, LabModel, ModelPod } from './lab-model.js';
 import type { LabContainerState, LabNodeState, LabPodState, LabServiceState, LabState } from './lab-state.js';
 import { labStateDir } from './lab-state.js';
 import { PORTS } from './lab-commands.js';
@@ -106,7 +106,7 @@ export function planLab(input: PlanInput): LabState {
 
   const perNode = new Map<string, number>();
   const pods: LabPodState[] = model.pods.map((p, j) => {
-    const node = nodeByName.get(p.nodeName)!;
+    const node = nodeByName.get(p.spec.nodeName)!;
     const k = perNode.get(node.name) ?? 0;
     perNode.set(node.name, k + 1);
     if (k >= MAX_PODS_PER_NODE) throw new NodemeshError('NM_ERR_LAB', `Node ${node.name} has more than ${MAX_PODS_PER_NODE} Pods; the lab's pod CIDRs are /24`);
@@ -135,7 +135,7 @@ export function planLab(input: PlanInput): LabState {
     namespace: s.namespace,
     name: s.name,
     clusterIp: s.clusterIP,
-    ports: s.ports.map((p) => ({ ...p })),
+    ports: s.spec.ports.map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort ?? p.port, protocol: p.protocol })),
   }));
 
   return {
@@ -172,15 +172,15 @@ export function planLab(input: PlanInput): LabState {
  * downward API) over POD_NAME, POD_NAMESPACE, POD_IP and NODE_NAME, which the lab always
  * sets (a pod has no hostname of its own here: the lab shares the host's UTS namespace).
  */
-function containerEnv(p: ModelPod, env: ModelPod['containers'][number]['env'], podIp: string, hostIp: string): Record<string, string> {
-  const out: Record<string, string> = { POD_NAME: p.name, POD_NAMESPACE: p.namespace, POD_IP: podIp, NODE_NAME: p.nodeName };
+function containerEnv(p: ModelPod, env: LabContainer['env'], podIp: string, hostIp: string): Record<string, string> {
+  const out: Record<string, string> = { POD_NAME: p.name, POD_NAMESPACE: p.namespace, POD_IP: podIp, NODE_NAME: p.spec.nodeName };
   const field: Record<string, string> = {
     'metadata.name': p.name,
     'metadata.namespace': p.namespace,
-    'spec.nodeName': p.nodeName,
+    'spec.nodeName': p.spec.nodeName,
     'status.podIP': podIp,
     'status.hostIP': hostIp,
-    'spec.serviceAccountName': p.serviceAccountName,
+    'spec.serviceAccountName': p.spec.serviceAccountName,
   };
   for (const e of env) out[e.name] = e.fieldRef ? field[e.fieldRef]! : e.value ?? '';
   return out;
@@ -195,7 +195,7 @@ export function hostsFile(state: Pick<LabState, 'pods' | 'services'>, pod: LabPo
     if (s.namespace === pod.namespace) names.push(s.name);
     const ips =
       s.clusterIP === 'None'
-        ? state.pods.filter((p) => p.namespace === s.namespace && selects(s.selector, podsByKey.get(`${p.namespace}/${p.name}`)!.labels)).map((p) => p.ip)
+        ? state.pods.filter((p) => p.namespace === s.namespace && s.spec.selector !== undefined && selectsLabels(s.spec.selector, podsByKey.get(`${p.namespace}/${p.name}`)!.spec.labels)).map((p) => p.ip)
         : [s.clusterIP];
     for (const ip of ips) lines.push(`${ip}\t${names.join(' ')}`);
   }

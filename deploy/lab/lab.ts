@@ -1,7 +1,7 @@
 // The lab: Kubernetes-shaped YAML → a running local cluster on this machine (network
 // namespaces for nodes and pods, cgroup v2 directories, the control plane and one agent
-// per node), and its removal. The public surface of deploy/lab/ — the CLI and the tests
-// import this file only.
+// per node), and its removal. The public surface of deploy/lab/: the CLI imports this file
+// only (the lab tests also reach the pure steps: model, plan, config dir, command lines).
 //
 // `lab up` order: model (fails before anything is touched) → tear down any lab of the
 // same name → state file with the whole plan → network → cgroups → control plane config

@@ -136,7 +136,7 @@ test('model errors name the file, line, resource and field', (t) => {
   e = bad('apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: n9, containers: [{name: c, command: [x]}]}');
   t.regex(e.message, /Pod default\/p: field spec\.nodeName: no Node "n9" \(declared: n1\)/);
   e = bad('apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports:\n    - port: 99999\n');
-  t.regex(e.message, /bad\.yaml:11: Service default\/s: field spec\.ports\[0\]\.port: must be an integer/);
+  t.regex(e.message, /bad\.yaml:11: Service default\/s: field spec\.ports\[0\]\.port: expected an integer 1-65535/);
   e = bad('apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n');
   t.is(e.code, 'NM_ERR_CONFIG_KIND');
   e = bad('a: [unclosed\n');
@@ -144,7 +144,7 @@ test('model errors name the file, line, resource and field', (t) => {
   t.regex(e.message, /^bad\.yaml:\d+: not valid YAML/);
   e = bad('apiVersion: v1\nkind: Service\nmetadata: {name: s1}\nspec: {clusterIP: 10.96.1.1, ports: [{port: 1}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: s2}\nspec: {clusterIP: 10.96.1.1, ports: [{port: 1}]}');
   t.is(e.code, 'NM_ERR_CONFIG_CONFLICT');
-  t.regex(e.message, /Service default\/s2: field spec\.clusterIP: 10\.96\.1\.1 is already the clusterIP of Service default\/s1/);
+  t.regex(e.message, /Service default\/s2: field spec\.clusterIP: clusterIP 10\.96\.1\.1 is already used by Service default\/s1/);
 });
 
 test('the plan addresses nodes and pods from the slot, and a pod hosts file resolves every service name', (t) => {

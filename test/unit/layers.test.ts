@@ -32,8 +32,9 @@ const CONTROL_LAYERS = [
   ['admin'],
   ['discovery-server.ts'],
   ['config-store.ts', 'control-metrics.ts'],
-  ['validate', 'compile', 'ca'],
-  ['source'],
+  // source/ reads the files, validate/ checks what was read: config-store.ts joins them, and
+  // as siblings neither may import the other (validators know documents, not YAML)
+  ['validate', 'compile', 'ca', 'source'],
   ['model'],
   ['api'],
 ];
@@ -135,8 +136,7 @@ test.failing('agent/: each folder imports only the layers below it', (t) => {
   t.deepEqual(layerViolations('agent', AGENT_LAYERS), []);
 });
 
-// test.failing until compile/ stops importing validate/
-test.failing('control/: each folder imports only the layers below it (compile/ never imports validate/)', (t) => {
+test('control/: each folder imports only the layers below it (compile/ never imports validate/)', (t) => {
   t.deepEqual(layerViolations('control', CONTROL_LAYERS), []);
 });
 

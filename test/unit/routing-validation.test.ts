@@ -77,7 +77,7 @@ const rejected: [string, string, string, RegExp][] = [
   ['a duplicate subset', dr('  subsets:\n  - {name: v1, labels: {version: v1}}\n  - {name: v1, labels: {version: v2}}\n'), 'spec.subsets[1].name', /duplicate subset names: v1/],
   ['an unknown simple balancer', dr('  trafficPolicy:\n    loadBalancer: {simple: PEAK_EWMA}\n'), 'spec.trafficPolicy.loadBalancer.simple', /nodemesh's PEAK_EWMA is chosen with the annotation nodemesh.io\/load-balancer/],
   ['a bad load-balancer annotation', dr('  subsets: []\n', '  annotations: {nodemesh.io/load-balancer: fastest}\n'), 'metadata.annotations["nodemesh.io/load-balancer"]', /expected PEAK_EWMA, found "fastest"/],
-  ['a maxEjectionPercent above 100', dr('  trafficPolicy:\n    outlierDetection: {maxEjectionPercent: 150}\n'), 'spec.trafficPolicy.outlierDetection.maxEjectionPercent', /percentage 150 \(a number\) is not in range 0..100/],
+  ['a maxEjectionPercent above 100', dr('  trafficPolicy:\n    outlierDetection: {maxEjectionPercent: 150}\n'), 'spec.trafficPolicy.outlierDetection.maxEjectionPercent', /expected an integer 0-100, found 150 \(a number\)/],
   ['more than 16 rules', route(Array.from({ length: 17 }, () => '  - backendRefs: [{name: web-v1, port: 80}]\n').join('')), 'spec.rules', /at most 16 rules, found 17/],
   ['a relative path', route('  - matches:\n    - path: {type: PathPrefix, value: api}\n    backendRefs: [{name: web-v1, port: 80}]\n'), 'spec.rules[0].matches[0].path.value', /value must be an absolute path and start with '\/'/],
   ['a path with //', route('  - matches:\n    - path: {type: Exact, value: /a//b}\n    backendRefs: [{name: web-v1, port: 80}]\n'), 'spec.rules[0].matches[0].path.value', /must not contain '\/\/'/],

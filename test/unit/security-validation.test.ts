@@ -54,7 +54,7 @@ const PA_ERRORS: [string, string, string, RegExp][] = [
   ],
   ['port-level mTLS without a selector', 'portLevelMtls:\n  "80": {mode: STRICT}', 'spec.portLevelMtls', /only with a selector/],
   ['an empty portLevelMtls', 'selector: {matchLabels: {foo: bar}}\nportLevelMtls: {}', 'spec.portLevelMtls', /at least one port/],
-  ['an unknown field', 'mtl: {mode: STRICT}', 'spec.mtl', /unknown field; expected one of selector, mtls, portLevelMtls/],
+  ['an unknown field', 'mtl: {mode: STRICT}', 'spec.mtl', /unknown field; did you mean mtls\? expected one of selector, mtls, portLevelMtls/],
   ['a wildcard in the selector', 'selector: {matchLabels: {app: "web*"}}', 'spec.selector.matchLabels.app', /wildcard/],
 ];
 
@@ -196,7 +196,7 @@ const AP_ERRORS: [string, string, string, RegExp][] = [
     'a typo in a rule',
     'rules:\n- form:\n  - source: {namespaces: [a]}',
     'spec.rules[0].form',
-    /unknown field; expected one of from, to, when/,
+    /unknown field; did you mean from\? expected one of from, to, when/,
   ],
   ['a typo in the spec (rule for rules)', 'rule:\n- {}', 'spec.rule', /unknown field/],
 ];

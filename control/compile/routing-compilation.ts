@@ -1,13 +1,16 @@
-// What the routing compilers share: the known Services by hostname and by namespace/name,
-// Istio's short-name resolution, host wildcards, "oldest first" ordering, and the notes
-// collected for the status of each resource.
+// One routing compilation, shared by the routing compilers (routing.ts runs them in turn):
+// the known Services it resolves hosts against, by hostname and by namespace/name, and the
+// notes it collects for the status of each resource; with the rules every routing compiler
+// applies to hosts: Istio's short-name resolution, host wildcards, "oldest first" ordering,
+// default routes for the ports no route covers.
 import { defaultRetryPolicy, type HttpRoute } from '../api/snapshot-routing.js';
 import { CLUSTER_DOMAIN, type Service } from '../api/snapshot.js';
-import { emptyHeaderOps } from '../validate/istio-http-route.js';
 import type { CompileContext } from './context.js';
 import { describeKey, type Resource } from '../model/resources.js';
+import { emptyHeaderOps } from '../model/routing.js';
 
-export interface RoutingIndex {
+/** The state of one routing compilation (not the agent's per-snapshot route lookup). */
+export interface RoutingCompilation {
   /** by hostname `name.ns.svc.cluster.local` */
   services: ReadonlyMap<string, Service>;
   /** by `ns/name` */
@@ -16,7 +19,7 @@ export interface RoutingIndex {
   notes: Map<string, string[]>;
 }
 
-export function buildIndex(ctx: CompileContext): RoutingIndex {
+export function startRoutingCompilation(ctx: CompileContext): RoutingCompilation {
   return {
     services: new Map(ctx.services.map((s) => [s.hostname, s])),
     byNsName: new Map(ctx.services.map((s) => [`${s.namespace}/${s.name}`, s])),
@@ -24,11 +27,11 @@ export function buildIndex(ctx: CompileContext): RoutingIndex {
   };
 }
 
-export function note(index: RoutingIndex, r: Resource, message: string): void {
+export function note(compilation: RoutingCompilation, r: Resource, message: string): void {
   const key = describeKey(r.key);
-  const list = index.notes.get(key) ?? [];
+  const list = compilation.notes.get(key) ?? [];
   if (!list.includes(message)) list.push(message);
-  index.notes.set(key, list);
+  compilation.notes.set(key, list);
 }
 
 /**
@@ -43,17 +46,17 @@ export function resolveHost(host: string, namespace: string): string {
 }
 
 /** A hint for a host that is not a known Service, e.g. `reviews.default` → the FQDN. */
-export function unknownHostHint(host: string, index: RoutingIndex): string {
+export function unknownHostHint(host: string, compilation: RoutingCompilation): string {
   const fqdn = `${host}.svc.${CLUSTER_DOMAIN}`;
-  if (host.split('.').length === 2 && index.services.has(fqdn)) return `; did you mean ${fqdn}? (names with a dot are read as fully qualified)`;
+  if (host.split('.').length === 2 && compilation.services.has(fqdn)) return `; did you mean ${fqdn}? (names with a dot are read as fully qualified)`;
   return '';
 }
 
 /** Known Service hostnames a (resolved) host covers, with its specificity (longer = more specific; exact beats any wildcard). */
-export function coveredHosts(host: string, index: RoutingIndex): { hostname: string; specificity: number }[] {
-  if (!host.startsWith('*')) return index.services.has(host) ? [{ hostname: host, specificity: Number.MAX_SAFE_INTEGER }] : [];
+export function coveredHosts(host: string, compilation: RoutingCompilation): { hostname: string; specificity: number }[] {
+  if (!host.startsWith('*')) return compilation.services.has(host) ? [{ hostname: host, specificity: Number.MAX_SAFE_INTEGER }] : [];
   const suffix = host.slice(1);
-  return [...index.services.keys()].filter((h) => h.endsWith(suffix) && h.length > suffix.length).map((hostname) => ({ hostname, specificity: suffix.length }));
+  return [...compilation.services.keys()].filter((h) => h.endsWith(suffix) && h.length > suffix.length).map((hostname) => ({ hostname, specificity: suffix.length }));
 }
 
 export interface Aged {
@@ -92,8 +95,8 @@ export function appliesToPort(route: HttpRoute, port: number): boolean {
  * requests to the Service itself, as if it had no routes (Istio builds routes per port and
  * gives a port without any its default route; GAMMA routes attach per port).
  */
-export function defaultRoutesForUncoveredPorts(host: string, routes: readonly HttpRoute[], index: RoutingIndex): HttpRoute[] {
-  const svc = index.services.get(host);
+export function defaultRoutesForUncoveredPorts(host: string, routes: readonly HttpRoute[], compilation: RoutingCompilation): HttpRoute[] {
+  const svc = compilation.services.get(host);
   if (!svc) return [];
   return svc.ports
     .filter((p) => !routes.some((r) => appliesToPort(r, p.port)))

@@ -16,32 +16,33 @@ import {
   type Rewrite,
   type StringMatch,
 } from '../api/snapshot-routing.js';
-import { checkRegex } from './regex.js';
-import { headerName, headerValue, istioDuration, knownFields, percent } from './routing-fields.js';
-import type { FieldPath } from '../source/files.js';
+import { emptyHeaderOps } from '../model/routing.js';
+import { formatFieldPath as fmt, type FieldPath } from '../model/source-document.js';
+import { istioDuration } from './durations.js';
 import {
   FieldProblem,
   describeValue,
-  dns1123Label,
-  formatFieldPath as fmt,
   integer,
   isObj,
+  knownFields,
   object,
   optArray,
   optBoolean,
+  optInteger,
   optObject,
   optString,
+  percent,
+  requiredOneOf,
   string,
   stringMap,
   type Obj,
 } from './fields.js';
-
-export function emptyHeaderOps(): HeaderOps {
-  return { set: {}, add: {}, remove: [] };
-}
+import { headerName, headerValue } from './headers.js';
+import { dns1123Label, wildcardDomain } from './names.js';
+import { checkRegex } from './regex.js';
 
 /** Envoy's x-envoy-retry-on / x-envoy-retry-grpc-on policies Istio accepts (supportedRetryOnPolicies). */
-export const RETRY_ON = new Set([
+const RETRY_ON = new Set([
   '5xx',
   'gateway-error',
   'reset',
@@ -91,7 +92,7 @@ const GRPC_STATUS = [
  * overrides it: "Gateway names in the top-level gateways field of the VirtualService (if any)
  * are overridden").
  */
-export function istioHttpRoute(v: unknown, path: FieldPath, routeName: string, appliesToMesh: boolean, notes: string[]): HttpRoute | undefined {
+export function virtualServiceHttpRoute(v: unknown, path: FieldPath, routeName: string, appliesToMesh: boolean, notes: string[]): HttpRoute | undefined {
   const o = object(v, path);
   knownFields(o, path, [
     'name',
@@ -182,7 +183,7 @@ function httpMatch(v: unknown, path: FieldPath, vsMesh: boolean, notes: string[]
   m.headers = namedMatches(o.headers, [...path, 'headers'], true);
   m.withoutHeaders = namedMatches(o.withoutHeaders, [...path, 'withoutHeaders'], true);
   m.queryParams = namedMatches(o.queryParams, [...path, 'queryParams'], false);
-  if (o.port !== undefined && o.port !== null) m.port = integer(o.port, [...path, 'port'], 1, 65535);
+  m.port = optInteger(o.port, [...path, 'port'], 1, 65535) ?? 0;
   m.sourceLabels = stringMap(o.sourceLabels, [...path, 'sourceLabels']);
   const ns = optString(o.sourceNamespace, [...path, 'sourceNamespace']);
   if (ns) m.sourceNamespace = dns1123Label(ns, [...path, 'sourceNamespace']);
@@ -243,7 +244,7 @@ function routeDestination(v: unknown, path: FieldPath, count: number): Destinati
   knownFields(o, path, ['destination', 'weight', 'headers']);
   if (o.destination === undefined || o.destination === null) throw new FieldProblem([...path, 'destination'], 'destination is required');
   const d = destination(o.destination, [...path, 'destination']);
-  const weight = o.weight === undefined || o.weight === null ? 0 : integer(o.weight, [...path, 'weight'], 0, 2147483647);
+  const weight = optInteger(o.weight, [...path, 'weight'], 0, 2147483647) ?? 0;
   // "If there is only one destination in a rule, it will receive all traffic."
   d.weight = count === 1 ? 100 : weight;
   d.headers = routeHeaders(o.headers, [...path, 'headers']);
@@ -267,27 +268,12 @@ export function destination(v: unknown, path: FieldPath): Destination {
   return { host, subset, port, weight: 100, headers: { request: emptyHeaderOps(), response: emptyHeaderOps() }, failStatus: 0 };
 }
 
-/** Istio's ValidateWildcardDomain: DNS-1123 labels, a wildcard only as the whole first label. */
-export function wildcardDomain(host: string, path: FieldPath): string {
-  if (host.length === 0 || host.length > 255) throw new FieldProblem(path, `domain name ${JSON.stringify(host)} must be 1-255 characters`);
-  const [first, ...rest] = host.split('.');
-  const label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-  const ok = (l: string) => l.length <= 63 && label.test(l);
-  if (!(first === '*' || (first!.startsWith('*') && ok(first!.slice(1))) || ok(first!)))
-    throw new FieldProblem(path, `domain name ${JSON.stringify(host)} invalid (label ${JSON.stringify(first)} invalid): lowercase letters, digits and '-', a wildcard only as the first label`);
-  rest.forEach((l, i) => {
-    if (i === rest.length - 1 && l === '') return; // `istio.io.`
-    if (!ok(l)) throw new FieldProblem(path, `domain name ${JSON.stringify(host)} invalid (label ${JSON.stringify(l)} invalid)`);
-  });
-  return host;
-}
-
 function istioRetries(v: unknown, path: FieldPath): RetryPolicy {
   const d = defaultRetryPolicy();
   if (v === undefined || v === null) return d; // Istio's default policy: 2 retries
   const o = object(v, path);
   knownFields(o, path, ['attempts', 'perTryTimeout', 'retryOn', 'retryRemoteLocalities', 'retryIgnorePreviousHosts', 'backoff']);
-  const attempts = o.attempts === undefined || o.attempts === null ? 0 : integer(o.attempts, [...path, 'attempts'], 0, 2147483647);
+  const attempts = optInteger(o.attempts, [...path, 'attempts'], 0, 2147483647) ?? 0;
   if (attempts === 0 && (o.perTryTimeout !== undefined || o.retryOn !== undefined || o.retryRemoteLocalities !== undefined))
     throw new FieldProblem(path, 'http retry policy configured when attempts are set to 0 (disabled)');
   d.attempts = attempts;
@@ -344,9 +330,7 @@ function fault(v: unknown, path: FieldPath, notes: string[]): Fault {
       if (typeof s !== 'number' || !Number.isInteger(s) || s < 200 || s > 600) throw new FieldProblem([...at, 'httpStatus'], `HTTP status ${describeValue(s)} is not in range 200-599`);
       f.abort = { httpStatus: s, grpcStatus: '', percentage: pct };
     } else if (abort.grpcStatus !== undefined) {
-      const g = abort.grpcStatus;
-      if (typeof g !== 'string' || !GRPC_STATUS.includes(g))
-        throw new FieldProblem([...at, 'grpcStatus'], `gRPC status ${describeValue(g)} is not supported; expected one of ${GRPC_STATUS.join(', ')}`);
+      const g = requiredOneOf(abort.grpcStatus, [...at, 'grpcStatus'], GRPC_STATUS);
       f.abort = { httpStatus: 0, grpcStatus: g, percentage: pct };
     } else notes.push(`${fmt(at)}: abort configured, but error type not set (httpStatus or grpcStatus); not applied`);
   }
@@ -403,9 +387,8 @@ function istioRedirect(v: unknown, path: FieldPath): Redirect {
   if (o.port !== undefined && o.derivePort !== undefined) throw new FieldProblem(path, 'set either port or derivePort, not both');
   if (o.port !== undefined) r.port = integer(o.port, [...path, 'port'], 1, 65535);
   if (o.derivePort !== undefined) {
-    if (o.derivePort !== 'FROM_PROTOCOL_DEFAULT' && o.derivePort !== 'FROM_REQUEST_PORT')
-      throw new FieldProblem([...path, 'derivePort'], `expected FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT, found ${describeValue(o.derivePort)}`);
-    if (o.derivePort === 'FROM_PROTOCOL_DEFAULT') r.port = r.scheme === 'https' ? 443 : 80;
+    const derive = requiredOneOf(o.derivePort, [...path, 'derivePort'], ['FROM_PROTOCOL_DEFAULT', 'FROM_REQUEST_PORT']);
+    if (derive === 'FROM_PROTOCOL_DEFAULT') r.port = r.scheme === 'https' ? 443 : 80;
   }
   if (r.uri === '' && r.authority === '' && o.port === undefined && o.derivePort === undefined && r.scheme === '')
     throw new FieldProblem(path, 'redirect must specify URI, authority, scheme, or port');
