@@ -67,9 +67,3 @@ export function discoveryService(): grpc.ServiceClientConstructor {
   }
   return discovery;
 }
-
-/** A snapshot as received over the wire (uint64 as string) → the typed shape. */
-export function snapshotFromWire(msg: unknown): Snapshot {
-  const m = msg as Omit<Snapshot, 'version'> & { version: string | number };
-  return { ...m, version: Number(m.version) };
-}

@@ -7,8 +7,13 @@ import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import * as protoLoader from '@grpc/proto-loader';
 import { packagePath } from '../../common/paths.js';
-import { PROTO_LOADER_OPTIONS } from '../../control/api/protos.js';
+import type { Snapshot as SnapshotMessage } from '../../control/api/generated/nodemesh/v1/Snapshot.js';
+import { PROTO_DIR, PROTO_LOADER_OPTIONS } from '../../control/api/protos.js';
+import type { Snapshot } from '../../control/api/snapshot.js';
+import { checkSnapshot } from '../../control/api/snapshot-check.js';
+import { fullSnapshot } from '../helpers/snapshot-fixture.js';
 
 const GENERATED = packagePath('control', 'api', 'generated');
 const SCRIPT = packagePath('scripts', 'gen-api-types.sh');
@@ -55,4 +60,14 @@ test('the generator is run for the loader options the code decodes with', async 
   );
   t.false(flags.has('--keepCase') && !PROTO_LOADER_OPTIONS.keepCase);
   t.false(flags.has('--oneofs'), 'the loader does not add virtual oneof fields');
+});
+
+test('the typed Snapshot is what the generated message accepts, and decodes back to itself through the check', (t) => {
+  const def = protoLoader.loadSync(path.join(PROTO_DIR, 'discovery.proto'), { ...PROTO_LOADER_OPTIONS, includeDirs: [PROTO_DIR] });
+  const type = def['nodemesh.v1.Snapshot'] as protoLoader.MessageTypeDefinition<SnapshotMessage, unknown>;
+  const snapshot: Snapshot = fullSnapshot(42);
+  // a compile-time check as much as a runtime one: a Snapshot is a valid message to send
+  const sent: SnapshotMessage = snapshot;
+  const decoded = type.deserialize(type.serialize(sent));
+  t.deepEqual(checkSnapshot(decoded), snapshot);
 });
