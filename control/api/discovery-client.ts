@@ -30,7 +30,7 @@ export interface WatchSnapshotsOptions {
   initialBackoffMs?: number;
   /** largest retry delay bound (default 15 s) */
   maxBackoffMs?: number;
-  /** default: insecure (TLS comes with the CA) */
+  /** default: insecure (tests); the agent passes ControlPlaneCredentials' TLS (control-credentials.ts) */
   credentials?: grpc.ChannelCredentials;
   /** jitter source in [0, 1) (default Math.random), injectable for tests */
   random?: () => number;

@@ -23,12 +23,8 @@ export type AuthorizationAction = (typeof AUTHORIZATION_ACTIONS)[number];
 export const MATCH_KINDS = ['exact', 'prefix', 'suffix', 'presence', 'template', 'cidr'] as const;
 export type MatchKind = (typeof MATCH_KINDS)[number];
 
-/**
- * Attributes a policy can test. The first group is known when a connection is accepted
- * (L4); the second needs the HTTP request (see HTTP_ATTRIBUTES).
- */
-export const ATTRIBUTES = [
-  // L4: from the connection and the peer's verified identity
+/** Attributes known when a connection is accepted: from the connection and the peer's verified identity. */
+const CONNECTION_ATTRIBUTES = [
   'source.principal', // `<trust domain>/ns/<ns>/sa/<sa>` (SPIFFE ID without spiffe://)
   'source.namespace', // from the principal
   'source.serviceAccount', // `<ns>/<sa>` from the principal
@@ -39,7 +35,10 @@ export const ATTRIBUTES = [
   'destination.port',
   'connection.sni', // never known to the node proxy (it does not terminate the app's TLS)
   'experimental.envoy.filters', // Envoy dynamic metadata: never present in nodemesh
-  // HTTP
+] as const;
+
+/** Attributes that exist only in an HTTP request. */
+const REQUEST_ATTRIBUTES = [
   'request.host',
   'request.method',
   'request.path',
@@ -49,19 +48,13 @@ export const ATTRIBUTES = [
   'request.auth.presenter',
   'request.auth.claims',
 ] as const;
+
+/** Attributes a policy can test. */
+export const ATTRIBUTES = [...CONNECTION_ATTRIBUTES, ...REQUEST_ATTRIBUTES] as const;
 export type Attribute = (typeof ATTRIBUTES)[number];
 
 /** Attributes that exist only in an HTTP request; everything else is known at accept. */
-export const HTTP_ATTRIBUTES: ReadonlySet<Attribute> = new Set<Attribute>([
-  'request.host',
-  'request.method',
-  'request.path',
-  'request.headers',
-  'request.auth.principal',
-  'request.auth.audiences',
-  'request.auth.presenter',
-  'request.auth.claims',
-]);
+export const HTTP_ATTRIBUTES: ReadonlySet<Attribute> = new Set<Attribute>(REQUEST_ATTRIBUTES);
 
 export interface ValueMatch extends Refine<ValueMatch__Output, 'kind'> {
   kind: MatchKind;
