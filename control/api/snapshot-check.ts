@@ -10,12 +10,12 @@
 // the version (a safe integer). What the control plane alone can judge (a regex, a route
 // that can never match) is its validators' business.
 //
-// Lenient where a proto3 default is legitimate: empty lists, maps and strings elsewhere, and
-// an absent (null) sub-message whose absence has one meaning, filled in here so the agent
-// sees one shape: no routing or security config, no header operations, no retry policy
-// (a zero RetryPolicy: no retries, what the agent does with none), and the parts of a
-// TrafficPolicy that control planes before them did not send (the mesh defaults, as the
-// agent filled them in). Other absent sub-messages would have to be guessed: refused.
+// Lenient where a proto3 default is legitimate: empty lists and maps, empty strings but for
+// the names above, and an absent (null) sub-message whose absence has one meaning, filled in
+// here so the agent sees one shape: no routing or security config, no header operations, no
+// retry policy (a zero RetryPolicy: no retries, what the agent does with none), and the
+// parts of a TrafficPolicy that older control planes did not send (the mesh defaults, as
+// the agent filled them in). Other absent sub-messages would have to be guessed: refused.
 //
 // The field tables below are typed against the snapshot's types, so a field added to a
 // proto (and regenerated) does not compile until it is given a check here.

@@ -61,7 +61,7 @@ async function receive(t: ExecutionContext, port: number, count: number): Promis
 }
 
 /** The fixture as a control plane would hand it to grpc-js (a plain object, version a number). */
-// eslint-style strictness would want a type per message; the tests reach in by path instead
+// loosely typed: each test reaches into the message by path to plant its defect
 type Wire = Record<string, any>;
 const wire = (version: number): Wire => fullSnapshot(version) as unknown as Wire;
 
@@ -78,7 +78,16 @@ test('a snapshot whose lists are all empty is valid (proto3 defaults)', async (t
   const port = await discoveryServer(t, [{ version: 1 }]);
   const r = await receive(t, port, 1);
   t.deepEqual(r.snapshots, [
-    { version: 1, generatedAt: '', workloads: [], services: [], nodes: [], routing: emptyRouting(), security: emptySecurity(), trustBundle: [] },
+    {
+      version: 1,
+      generatedAt: '',
+      workloads: [],
+      services: [],
+      nodes: [],
+      routing: emptyRouting(),
+      security: emptySecurity(),
+      trustBundle: [],
+    },
   ]);
   t.deepEqual(r.errors, []);
 });
@@ -102,7 +111,14 @@ test('an absent sub-message whose absence has one meaning arrives filled in: no 
   t.deepEqual(r.snapshots[0]!.security, emptySecurity());
   const got = r.snapshots[1]!.routing;
   t.deepEqual(got.routes[2]!.http[0]!.headers, { request: emptyHeaderOps(), response: emptyHeaderOps() });
-  t.deepEqual(got.routes[2]!.http[0]!.retries, { attempts: 0, perTryTimeoutMs: 0, retryOn: [], retriableStatusCodes: [], backoffBaseMs: 0, backoffMaxMs: 0 });
+  t.deepEqual(got.routes[2]!.http[0]!.retries, {
+    attempts: 0,
+    perTryTimeoutMs: 0,
+    retryOn: [],
+    retriableStatusCodes: [],
+    backoffBaseMs: 0,
+    backoffMaxMs: 0,
+  });
   t.deepEqual(got.routes[2]!.http[0]!.destinations[0]!.headers.request, emptyHeaderOps());
   t.deepEqual(got.destinations[0]!.policy.connectionPool, defaultTrafficPolicy().connectionPool);
   t.deepEqual(got.destinations[0]!.policy.retryBudget, defaultTrafficPolicy().retryBudget);
@@ -132,28 +148,37 @@ const refused = test.macro({
     t.is(r.rejected, 1);
     t.is(r.errors.length, 1, 'the refusal is reported, and the stream was never dropped');
     const quoted = (x: string) => x.replace(/[[\].]/g, '\\$&');
-    t.regex(r.errors[0]!.message, new RegExp(`snapshot version ${bad.version} refused, field ${quoted(field)}: .*keeping snapshot version 1`));
+    t.regex(
+      r.errors[0]!.message,
+      new RegExp(`snapshot version ${bad.version} refused, field ${quoted(field)}: .*keeping snapshot version 1`),
+    );
   },
   title: (what = '') => `refused, naming the field, the last good snapshot kept: ${what}`,
 });
 
 // services: api, db, web (by name); routes: api, db, web (by host); authorization policies:
 // deny-debug, web; security workloads: client, web-1, web-2
+test('a version beyond 2^53', refused, (s) => (s.version = '9007199254740993'), 'version', /is not a version/);
 test(
-  'a version beyond 2^53',
+  'a workload IP that is no IP',
   refused,
-  (s) => (s.version = '9007199254740993'),
-  'version',
-  /is not a version/,
+  (s) => (s.workloads[1].ip = '10.244.0.300'),
+  'workloads[1].ip',
+  /"10\.244\.0\.300" is not an IP address/,
 );
-test('a workload IP that is no IP', refused, (s) => (s.workloads[1].ip = '10.244.0.300'), 'workloads[1].ip', /"10\.244\.0\.300" is not an IP address/);
 test('a workload without an IP', refused, (s) => (s.workloads[0].ip = ''), 'workloads[0].ip', /"" is not an IP address/);
 test('a workload without a uid', refused, (s) => (s.workloads[2].uid = ''), 'workloads[2].uid', /is empty/);
 test('a workload without a SPIFFE ID', refused, (s) => (s.workloads[0].spiffeId = ''), 'workloads[0].spiffeId', /is empty/);
 test('a Service without a hostname', refused, (s) => (s.services[2].hostname = ''), 'services[2].hostname', /is empty/);
 test('a cluster IP that is no IP', refused, (s) => (s.services[0].clusterIp = 'ten.zero'), 'services[0].clusterIp', /not an IP address/);
 test('a Service port 0', refused, (s) => (s.services[2].ports[1].port = 0), 'services[2].ports[1].port', /0 is not a port \(1-65535\)/);
-test('a target port above 65535', refused, (s) => (s.services[2].ports[0].targetPort = 65536), 'services[2].ports[0].targetPort', /65536 is not a port/);
+test(
+  'a target port above 65535',
+  refused,
+  (s) => (s.services[2].ports[0].targetPort = 65536),
+  'services[2].ports[0].targetPort',
+  /65536 is not a port/,
+);
 test(
   'an endpoint port above 65535',
   refused,
@@ -161,7 +186,13 @@ test(
   'services[2].ports[0].endpoints[1].port',
   /70000 is not a port/,
 );
-test('an endpoint IP that is no IP', refused, (s) => (s.services[0].ports[0].endpoints[0].ip = 'web-1'), 'services[0].ports[0].endpoints[0].ip', /not an IP/);
+test(
+  'an endpoint IP that is no IP',
+  refused,
+  (s) => (s.services[0].ports[0].endpoints[0].ip = 'web-1'),
+  'services[0].ports[0].endpoints[0].ip',
+  /not an IP/,
+);
 test('a node IP that is no IP', refused, (s) => (s.nodes[0].ip = '192.168.50'), 'nodes[0].ip', /not an IP address/);
 test('a node without a name', refused, (s) => (s.nodes[1].name = ''), 'nodes[1].name', /is empty/);
 test('an empty trust bundle entry', refused, (s) => (s.trustBundle = [s.trustBundle[0], '']), 'trustBundle[1]', /is empty: expected a PEM/);
@@ -179,7 +210,13 @@ test(
   'routing.routes[2].http[0].match[0].headers[0].match',
   /is missing/,
 );
-test('an unknown no-match action', refused, (s) => (s.routing.routes[1].noMatch = ''), 'routing.routes[1].noMatch', /"" is not one of passthrough, notFound/);
+test(
+  'an unknown no-match action',
+  refused,
+  (s) => (s.routing.routes[1].noMatch = ''),
+  'routing.routes[1].noMatch',
+  /"" is not one of passthrough, notFound/,
+);
 test('a route table without a host', refused, (s) => (s.routing.routes[0].host = ''), 'routing.routes[0].host', /is empty/);
 test(
   'a destination without a host',
@@ -265,9 +302,27 @@ test(
   'routing.destinations[0].policy.outlierDetection.latencyEjection.factor',
   /1 is not a factor above 1/,
 );
-test('a port policy for port 0', refused, (s) => (s.routing.destinations[0].ports[0].port = 0), 'routing.destinations[0].ports[0].port', /0 is not a port/);
-test('a subset without a name', refused, (s) => (s.routing.destinations[0].subsets[0].name = ''), 'routing.destinations[0].subsets[0].name', /is empty/);
-test('an unknown mTLS mode', refused, (s) => (s.security.workloads[1].mtlsMode = 'UNSET'), 'security.workloads[1].mtlsMode', /"UNSET" is not one of STRICT, PERMISSIVE, DISABLE/);
+test(
+  'a port policy for port 0',
+  refused,
+  (s) => (s.routing.destinations[0].ports[0].port = 0),
+  'routing.destinations[0].ports[0].port',
+  /0 is not a port/,
+);
+test(
+  'a subset without a name',
+  refused,
+  (s) => (s.routing.destinations[0].subsets[0].name = ''),
+  'routing.destinations[0].subsets[0].name',
+  /is empty/,
+);
+test(
+  'an unknown mTLS mode',
+  refused,
+  (s) => (s.security.workloads[1].mtlsMode = 'UNSET'),
+  'security.workloads[1].mtlsMode',
+  /"UNSET" is not one of STRICT, PERMISSIVE, DISABLE/,
+);
 test(
   'a port-level mTLS mode for port 0',
   refused,
@@ -329,10 +384,34 @@ test('a version that is no number', structure, (s) => ({ ...s, version: 'v7' }),
 test('a negative version', structure, (s) => ({ ...s, version: -1 }), 'version', /-1 is not a version/);
 test('a message for a list', structure, (s) => ({ ...s, workloads: {} }), 'workloads', /expected a list, found a message/);
 test('a number for a string', structure, (s) => ((s.workloads[0].node = 7), s), 'workloads[0].node', /expected a string, found 7/);
-test('a label value that is no string', structure, (s) => ((s.workloads[1].labels.app = 1), s), 'workloads[1].labels["app"]', /expected a string, found 1/);
-test('a string for a boolean', structure, (s) => ((s.workloads[1].meshed = 'yes'), s), 'workloads[1].meshed', /expected true or false, found "yes"/);
-test('a fraction for a count', structure, (s) => ((s.routing.routes[2].http[0].timeoutMs = 1.5), s), 'routing.routes[2].http[0].timeoutMs', /1\.5 is not a uint32/);
-test('null for an optional message', structure, (s) => ((s.routing.routes[2].http[1].fault = null), s), 'routing.routes[2].http[1].fault', /is null/);
+test(
+  'a label value that is no string',
+  structure,
+  (s) => ((s.workloads[1].labels.app = 1), s),
+  'workloads[1].labels["app"]',
+  /expected a string, found 1/,
+);
+test(
+  'a string for a boolean',
+  structure,
+  (s) => ((s.workloads[1].meshed = 'yes'), s),
+  'workloads[1].meshed',
+  /expected true or false, found "yes"/,
+);
+test(
+  'a fraction for a count',
+  structure,
+  (s) => ((s.routing.routes[2].http[0].timeoutMs = 1.5), s),
+  'routing.routes[2].http[0].timeoutMs',
+  /1\.5 is not a uint32/,
+);
+test(
+  'null for an optional message',
+  structure,
+  (s) => ((s.routing.routes[2].http[1].fault = null), s),
+  'routing.routes[2].http[1].fault',
+  /is null/,
+);
 
 test('the check works in place: a valid message comes back as itself, its version a number', (t) => {
   const msg = { ...wire(1), version: '12' };
@@ -356,7 +435,12 @@ test('checking a snapshot of 5000 workloads and 1000 Services with 5 endpoints e
     s.security.workloads.push({ ...sec, workload: `ns/pod-${i}` });
   }
   for (let i = 0; i < 1000; i++) {
-    const endpoints = Array.from({ length: 5 }, (_, k) => ({ ip: s.workloads[i * 5 + k].ip, port: 8080, workload: `ns/pod-${i * 5 + k}`, node: 'node-a' }));
+    const endpoints = Array.from({ length: 5 }, (_, k) => ({
+      ip: s.workloads[i * 5 + k].ip,
+      port: 8080,
+      workload: `ns/pod-${i * 5 + k}`,
+      node: 'node-a',
+    }));
     s.services.push({ ...svc, name: `svc-${i}`, hostname: `svc-${i}.ns.svc.cluster.local`, ports: [{ ...svc.ports[0], endpoints }] });
   }
   const runs = 5;
