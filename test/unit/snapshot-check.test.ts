@@ -1,7 +1,8 @@
 // A snapshot is checked when it arrives: a valid one reaches the agent unchanged; one with a
 // defect is refused, naming the field, while the agent keeps its last good snapshot and the
 // stream goes on. Over real gRPC: a Discovery server on 127.0.0.1 that sends what each test
-// gives it, as a control plane with a bug (or of another release) would.
+// gives it, as a control plane with a bug (or of another release) would. Those tests run one
+// at a time, so as not to load the machine for the timing-sensitive tests beside them.
 import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import { watchSnapshots } from '../../control/api/discovery-client.js';
@@ -65,7 +66,7 @@ async function receive(t: ExecutionContext, port: number, count: number): Promis
 type Wire = Record<string, any>;
 const wire = (version: number): Wire => fullSnapshot(version) as unknown as Wire;
 
-test('a valid snapshot reaches the agent unchanged', async (t) => {
+test.serial('a valid snapshot reaches the agent unchanged', async (t) => {
   const sent = fullSnapshot(7);
   const port = await discoveryServer(t, [sent]);
   const r = await receive(t, port, 1);
@@ -74,7 +75,7 @@ test('a valid snapshot reaches the agent unchanged', async (t) => {
   t.is(r.rejected, 0);
 });
 
-test('a snapshot whose lists are all empty is valid (proto3 defaults)', async (t) => {
+test.serial('a snapshot whose lists are all empty is valid (proto3 defaults)', async (t) => {
   const port = await discoveryServer(t, [{ version: 1 }]);
   const r = await receive(t, port, 1);
   t.deepEqual(r.snapshots, [
@@ -92,38 +93,41 @@ test('a snapshot whose lists are all empty is valid (proto3 defaults)', async (t
   t.deepEqual(r.errors, []);
 });
 
-test('an absent sub-message whose absence has one meaning arrives filled in: no routing, no security, no header operations, no retries, mesh-default policy parts', async (t) => {
-  const a = wire(1);
-  a.routing = null;
-  a.security = null;
-  const b = wire(2);
-  const route = b.routing.routes[2].http[0];
-  route.headers = null;
-  route.retries = null;
-  route.destinations[0].headers.request = null;
-  const policy = b.routing.destinations[0].policy;
-  policy.connectionPool = null;
-  policy.retryBudget = null;
-  const port = await discoveryServer(t, [a, b]);
-  const r = await receive(t, port, 2);
-  t.deepEqual(r.errors, []);
-  t.deepEqual(r.snapshots[0]!.routing, emptyRouting());
-  t.deepEqual(r.snapshots[0]!.security, emptySecurity());
-  const got = r.snapshots[1]!.routing;
-  t.deepEqual(got.routes[2]!.http[0]!.headers, { request: emptyHeaderOps(), response: emptyHeaderOps() });
-  t.deepEqual(got.routes[2]!.http[0]!.retries, {
-    attempts: 0,
-    perTryTimeoutMs: 0,
-    retryOn: [],
-    retriableStatusCodes: [],
-    backoffBaseMs: 0,
-    backoffMaxMs: 0,
-  });
-  t.deepEqual(got.routes[2]!.http[0]!.destinations[0]!.headers.request, emptyHeaderOps());
-  t.deepEqual(got.destinations[0]!.policy.connectionPool, defaultTrafficPolicy().connectionPool);
-  t.deepEqual(got.destinations[0]!.policy.retryBudget, defaultTrafficPolicy().retryBudget);
-  t.deepEqual(got.destinations[0]!.policy.loadBalancer, { simple: 'ROUND_ROBIN' }, 'what was sent stays');
-});
+test.serial(
+  'an absent sub-message whose absence has one meaning arrives filled in: no routing, no security, no header operations, no retries, mesh-default policy parts',
+  async (t) => {
+    const a = wire(1);
+    a.routing = null;
+    a.security = null;
+    const b = wire(2);
+    const route = b.routing.routes[2].http[0];
+    route.headers = null;
+    route.retries = null;
+    route.destinations[0].headers.request = null;
+    const policy = b.routing.destinations[0].policy;
+    policy.connectionPool = null;
+    policy.retryBudget = null;
+    const port = await discoveryServer(t, [a, b]);
+    const r = await receive(t, port, 2);
+    t.deepEqual(r.errors, []);
+    t.deepEqual(r.snapshots[0]!.routing, emptyRouting());
+    t.deepEqual(r.snapshots[0]!.security, emptySecurity());
+    const got = r.snapshots[1]!.routing;
+    t.deepEqual(got.routes[2]!.http[0]!.headers, { request: emptyHeaderOps(), response: emptyHeaderOps() });
+    t.deepEqual(got.routes[2]!.http[0]!.retries, {
+      attempts: 0,
+      perTryTimeoutMs: 0,
+      retryOn: [],
+      retriableStatusCodes: [],
+      backoffBaseMs: 0,
+      backoffMaxMs: 0,
+    });
+    t.deepEqual(got.routes[2]!.http[0]!.destinations[0]!.headers.request, emptyHeaderOps());
+    t.deepEqual(got.destinations[0]!.policy.connectionPool, defaultTrafficPolicy().connectionPool);
+    t.deepEqual(got.destinations[0]!.policy.retryBudget, defaultTrafficPolicy().retryBudget);
+    t.deepEqual(got.destinations[0]!.policy.loadBalancer, { simple: 'ROUND_ROBIN' }, 'what was sent stays');
+  },
+);
 
 /**
  * Versions 1 (good), 2 (with the defect), 3 (good) on one stream: 1 and 3 are delivered, 2 is
@@ -158,207 +162,225 @@ const refused = test.macro({
 
 // services: api, db, web (by name); routes: api, db, web (by host); authorization policies:
 // deny-debug, web; security workloads: client, web-1, web-2
-test('a version beyond 2^53', refused, (s) => (s.version = '9007199254740993'), 'version', /is not a version/);
-test(
+test.serial('a version beyond 2^53', refused, (s) => (s.version = '9007199254740993'), 'version', /is not a version/);
+test.serial(
   'a workload IP that is no IP',
   refused,
   (s) => (s.workloads[1].ip = '10.244.0.300'),
   'workloads[1].ip',
   /"10\.244\.0\.300" is not an IP address/,
 );
-test('a workload without an IP', refused, (s) => (s.workloads[0].ip = ''), 'workloads[0].ip', /"" is not an IP address/);
-test('a workload without a uid', refused, (s) => (s.workloads[2].uid = ''), 'workloads[2].uid', /is empty/);
-test('a workload without a SPIFFE ID', refused, (s) => (s.workloads[0].spiffeId = ''), 'workloads[0].spiffeId', /is empty/);
-test('a Service without a hostname', refused, (s) => (s.services[2].hostname = ''), 'services[2].hostname', /is empty/);
-test('a cluster IP that is no IP', refused, (s) => (s.services[0].clusterIp = 'ten.zero'), 'services[0].clusterIp', /not an IP address/);
-test('a Service port 0', refused, (s) => (s.services[2].ports[1].port = 0), 'services[2].ports[1].port', /0 is not a port \(1-65535\)/);
-test(
+test.serial('a workload without an IP', refused, (s) => (s.workloads[0].ip = ''), 'workloads[0].ip', /"" is not an IP address/);
+test.serial('a workload without a uid', refused, (s) => (s.workloads[2].uid = ''), 'workloads[2].uid', /is empty/);
+test.serial('a workload without a SPIFFE ID', refused, (s) => (s.workloads[0].spiffeId = ''), 'workloads[0].spiffeId', /is empty/);
+test.serial('a Service without a hostname', refused, (s) => (s.services[2].hostname = ''), 'services[2].hostname', /is empty/);
+test.serial(
+  'a cluster IP that is no IP',
+  refused,
+  (s) => (s.services[0].clusterIp = 'ten.zero'),
+  'services[0].clusterIp',
+  /not an IP address/,
+);
+test.serial(
+  'a Service port 0',
+  refused,
+  (s) => (s.services[2].ports[1].port = 0),
+  'services[2].ports[1].port',
+  /0 is not a port \(1-65535\)/,
+);
+test.serial(
   'a target port above 65535',
   refused,
   (s) => (s.services[2].ports[0].targetPort = 65536),
   'services[2].ports[0].targetPort',
   /65536 is not a port/,
 );
-test(
+test.serial(
   'an endpoint port above 65535',
   refused,
   (s) => (s.services[2].ports[0].endpoints[1].port = 70000),
   'services[2].ports[0].endpoints[1].port',
   /70000 is not a port/,
 );
-test(
+test.serial(
   'an endpoint IP that is no IP',
   refused,
   (s) => (s.services[0].ports[0].endpoints[0].ip = 'web-1'),
   'services[0].ports[0].endpoints[0].ip',
   /not an IP/,
 );
-test('a node IP that is no IP', refused, (s) => (s.nodes[0].ip = '192.168.50'), 'nodes[0].ip', /not an IP address/);
-test('a node without a name', refused, (s) => (s.nodes[1].name = ''), 'nodes[1].name', /is empty/);
-test('an empty trust bundle entry', refused, (s) => (s.trustBundle = [s.trustBundle[0], '']), 'trustBundle[1]', /is empty: expected a PEM/);
-test(
+test.serial('a node IP that is no IP', refused, (s) => (s.nodes[0].ip = '192.168.50'), 'nodes[0].ip', /not an IP address/);
+test.serial('a node without a name', refused, (s) => (s.nodes[1].name = ''), 'nodes[1].name', /is empty/);
+test.serial(
+  'an empty trust bundle entry',
+  refused,
+  (s) => (s.trustBundle = [s.trustBundle[0], '']),
+  'trustBundle[1]',
+  /is empty: expected a PEM/,
+);
+test.serial(
   'an unknown string-match kind',
   refused,
   (s) => (s.routing.routes[2].http[0].match[0].uri.kind = 'glob'),
   'routing.routes[2].http[0].match[0].uri.kind',
   /"glob" is not one of exact, prefix, regex, present, pathPrefix/,
 );
-test(
+test.serial(
   'a header match without its match',
   refused,
   (s) => (s.routing.routes[2].http[0].match[0].headers[0].match = null),
   'routing.routes[2].http[0].match[0].headers[0].match',
   /is missing/,
 );
-test(
+test.serial(
   'an unknown no-match action',
   refused,
   (s) => (s.routing.routes[1].noMatch = ''),
   'routing.routes[1].noMatch',
   /"" is not one of passthrough, notFound/,
 );
-test('a route table without a host', refused, (s) => (s.routing.routes[0].host = ''), 'routing.routes[0].host', /is empty/);
-test(
+test.serial('a route table without a host', refused, (s) => (s.routing.routes[0].host = ''), 'routing.routes[0].host', /is empty/);
+test.serial(
   'a destination without a host',
   refused,
   (s) => (s.routing.routes[1].tcp[0].destinations[0].host = ''),
   'routing.routes[1].tcp[0].destinations[0].host',
   /is empty/,
 );
-test(
+test.serial(
   'a destination port above 65535',
   refused,
   (s) => (s.routing.routes[2].http[0].destinations[1].port = 80_000),
   'routing.routes[2].http[0].destinations[1].port',
   /not a port \(1-65535, or 0: any\)/,
 );
-test(
+test.serial(
   'a fail status that is no HTTP status',
   refused,
   (s) => (s.routing.routes[0].http[0].destinations[1].failStatus = 1000),
   'routing.routes[0].http[0].destinations[1].failStatus',
   /1000 is not an HTTP status/,
 );
-test(
+test.serial(
   'a direct response status that is no HTTP status',
   refused,
   (s) => (s.routing.routes[2].http[2].directResponse.status = 42),
   'routing.routes[2].http[2].directResponse.status',
   /42 is not an HTTP status/,
 );
-test(
+test.serial(
   'a retriable status code that is no HTTP status',
   refused,
   (s) => (s.routing.routes[2].http[1].retries.retriableStatusCodes = [503, 0]),
   'routing.routes[2].http[1].retries.retriableStatusCodes[1]',
   /0 is not an HTTP status/,
 );
-test(
+test.serial(
   'a fault percentage that is not a number',
   refused,
   (s) => (s.routing.routes[2].http[0].fault.delay.percentage = NaN),
   'routing.routes[2].http[0].fault.delay.percentage',
   /NaN is not a percentage \(0-100\)/,
 );
-test(
+test.serial(
   'a mirror percentage above 100',
   refused,
   (s) => (s.routing.routes[2].http[0].mirrors[0].percentage = 150),
   'routing.routes[2].http[0].mirrors[0].percentage',
   /150 is not a percentage/,
 );
-test(
+test.serial(
   'a mirror without a destination',
   refused,
   (s) => (s.routing.routes[2].http[0].mirrors[0].destination = null),
   'routing.routes[2].http[0].mirrors[0].destination',
   /is missing/,
 );
-test(
+test.serial(
   'a destination policy without its policy',
   refused,
   (s) => (s.routing.destinations[0].policy = null),
   'routing.destinations[0].policy',
   /is missing/,
 );
-test(
+test.serial(
   'an unknown load-balancer policy',
   refused,
   (s) => (s.routing.destinations[0].subsets[1].policy.loadBalancer.simple = 'LEAST_CONN'),
   'routing.destinations[0].subsets[1].policy.loadBalancer.simple',
   /"LEAST_CONN" is not one of ROUND_ROBIN, LEAST_REQUEST, RANDOM, PASSTHROUGH, PEAK_EWMA/,
 );
-test(
+test.serial(
   'an unknown consistent-hash kind',
   refused,
   (s) => (s.routing.destinations[0].ports[0].policy.loadBalancer.consistentHash.kind = 'ringHash'),
   'routing.destinations[0].ports[0].policy.loadBalancer.consistentHash.kind',
   /"ringHash" is not one of header, cookie, sourceIp, queryParam/,
 );
-test(
+test.serial(
   'a latency-ejection factor of 1',
   refused,
   (s) => (s.routing.destinations[0].policy.outlierDetection.latencyEjection.factor = 1),
   'routing.destinations[0].policy.outlierDetection.latencyEjection.factor',
   /1 is not a factor above 1/,
 );
-test(
+test.serial(
   'a port policy for port 0',
   refused,
   (s) => (s.routing.destinations[0].ports[0].port = 0),
   'routing.destinations[0].ports[0].port',
   /0 is not a port/,
 );
-test(
+test.serial(
   'a subset without a name',
   refused,
   (s) => (s.routing.destinations[0].subsets[0].name = ''),
   'routing.destinations[0].subsets[0].name',
   /is empty/,
 );
-test(
+test.serial(
   'an unknown mTLS mode',
   refused,
   (s) => (s.security.workloads[1].mtlsMode = 'UNSET'),
   'security.workloads[1].mtlsMode',
   /"UNSET" is not one of STRICT, PERMISSIVE, DISABLE/,
 );
-test(
+test.serial(
   'a port-level mTLS mode for port 0',
   refused,
   (s) => (s.security.workloads[2].portMtls[0].port = 0),
   'security.workloads[2].portMtls[0].port',
   /0 is not a port/,
 );
-test(
+test.serial(
   'an unknown authorization action',
   refused,
   (s) => (s.security.authorizationPolicies[0].action = 'REJECT'),
   'security.authorizationPolicies[0].action',
   /"REJECT" is not one of ALLOW, DENY, AUDIT, CUSTOM/,
 );
-test(
+test.serial(
   'an unknown attribute',
   refused,
   (s) => (s.security.authorizationPolicies[1].rules[0].from[0].matches[0].attribute = 'source.name'),
   'security.authorizationPolicies[1].rules[0].from[0].matches[0].attribute',
   /"source\.name" is not one of source\.principal, /,
 );
-test(
+test.serial(
   'a CIDR that is none',
   refused,
   (s) => (s.security.authorizationPolicies[1].rules[0].from[0].matches[1].notValues[0].value = '10.244.9.9/33'),
   'security.authorizationPolicies[1].rules[0].from[0].matches[1].notValues[0].value',
   /"10\.244\.9\.9\/33" is not an IP address or CIDR range/,
 );
-test(
+test.serial(
   'an unknown value-match kind',
   refused,
   (s) => (s.security.authorizationPolicies[1].rules[0].when[0].values[1].kind = 'glob'),
   'security.authorizationPolicies[1].rules[0].when[0].values[1].kind',
   /"glob" is not one of exact, prefix, suffix, presence, template, cidr/,
 );
-test(
+test.serial(
   'an authorization policy without a name',
   refused,
   (s) => (s.security.authorizationPolicies[1].name = ''),
