@@ -1,32 +1,23 @@
 // nodemesh.v1.CertificateService (ca.proto): the service definition both sides load, and
 // the agent's client. A refused or failed call becomes a NodemeshError NM_ERR_IDENTITY
 // carrying the gRPC status code, so the caller can tell "not allowed" from "not reachable".
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { NodemeshError } from '../../common/errors.js';
-import { packagePath } from '../../common/paths.js';
+import type { CertificateServiceClient } from './generated/nodemesh/v1/CertificateService.js';
+import type { CreateCertificateRequest__Output } from './generated/nodemesh/v1/CreateCertificateRequest.js';
+import type { CreateCertificateResponse__Output } from './generated/nodemesh/v1/CreateCertificateResponse.js';
+import { loadProto } from './protos.js';
 
-const PROTO_DIR = packagePath('control', 'api');
-
-export interface CreateCertificateRequestWire {
-  csr: string;
-  identity: string;
-  /** int64 as a string on the wire (proto-loader longs: String) */
-  validitySeconds: string;
-}
-
-export interface CreateCertificateResponseWire {
-  certChain: string[];
-}
+/** A request as decoded (validitySeconds, an int64, as a decimal string: longs: String). */
+export type CreateCertificateRequestWire = CreateCertificateRequest__Output;
+export type CreateCertificateResponseWire = CreateCertificateResponse__Output;
 
 let loaded: grpc.ServiceClientConstructor | undefined;
 
 /** The CertificateService constructor (its `.service` is the server-side definition). */
 export function certificateService(): grpc.ServiceClientConstructor {
   if (!loaded) {
-    const def = protoLoader.loadSync(path.join(PROTO_DIR, 'ca.proto'), { keepCase: false, longs: String, enums: String, defaults: true, arrays: true, includeDirs: [PROTO_DIR] });
-    const pkg = grpc.loadPackageDefinition(def) as unknown as { nodemesh: { v1: { CertificateService: grpc.ServiceClientConstructor } } };
+    const pkg = loadProto('ca.proto') as unknown as { nodemesh: { v1: { CertificateService: grpc.ServiceClientConstructor } } };
     loaded = pkg.nodemesh.v1.CertificateService;
   }
   return loaded;
@@ -48,14 +39,6 @@ export interface CertificateSigner {
   close(): void;
 }
 
-type RawClient = grpc.Client & {
-  createCertificate(
-    req: CreateCertificateRequestWire,
-    opts: grpc.CallOptions,
-    cb: (err: grpc.ServiceError | null, res?: CreateCertificateResponseWire) => void,
-  ): grpc.ClientUnaryCall;
-};
-
 export interface CertificateClientOptions {
   /** control plane `host:port` */
   address: string;
@@ -67,7 +50,7 @@ export interface CertificateClientOptions {
 
 export function createCertificateClient(opts: CertificateClientOptions): CertificateSigner {
   const Client = certificateService();
-  const client = new Client(opts.address, opts.credentials, opts.channelOptions ?? {}) as unknown as RawClient;
+  const client = new Client(opts.address, opts.credentials, opts.channelOptions ?? {}) as unknown as CertificateServiceClient;
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return {
     createCertificate(req) {

@@ -6,9 +6,15 @@
 //
 // Versions restart at 1 when the control plane restarts, so a snapshot is delivered
 // whenever it differs from the last one (version or generatedAt), not only when newer.
+//
+// Every snapshot is checked as it arrives (snapshot-check.ts). One that fails is refused:
+// reported and counted, never delivered; the last good one stays, and the stream goes on
+// (the next version may be fine).
 import * as grpc from '@grpc/grpc-js';
 import { NodemeshError } from '../../common/errors.js';
-import { discoveryService, snapshotFromWire, type Snapshot } from './snapshot.js';
+import type { DiscoveryClient } from './generated/nodemesh/v1/Discovery.js';
+import { discoveryService, type Snapshot } from './snapshot.js';
+import { InvalidSnapshotError, checkSnapshot } from './snapshot-check.js';
 
 export interface WatchSnapshotsOptions {
   /** control plane `host:port` */
@@ -16,13 +22,15 @@ export interface WatchSnapshotsOptions {
   /** the Kubernetes node name this agent runs on */
   node: string;
   onSnapshot: (snapshot: Snapshot) => void;
-  /** every failed or ended stream (NM_ERR_CONTROL); the watch keeps retrying */
+  /** every failed or ended stream and every refused snapshot (NM_ERR_CONTROL); the watch keeps going */
   onError?: (err: NodemeshError) => void;
+  /** every refused snapshot (also reported to onError), e.g. to count in a metric; `err.field` names the defect */
+  onRejected?: (err: InvalidSnapshotError) => void;
   /** first retry delay bound (default 250 ms) */
   initialBackoffMs?: number;
   /** largest retry delay bound (default 15 s) */
   maxBackoffMs?: number;
-  /** default: insecure (TLS comes with the CA) */
+  /** default: insecure (tests); the agent passes ControlPlaneCredentials' TLS (control-credentials.ts) */
   credentials?: grpc.ChannelCredentials;
   /** jitter source in [0, 1) (default Math.random), injectable for tests */
   random?: () => number;
@@ -33,12 +41,10 @@ export interface SnapshotWatch {
   snapshot(): Snapshot | undefined;
   /** a stream is open and has delivered at least one snapshot since it opened */
   connected(): boolean;
+  /** snapshots refused by the check since the watch began */
+  rejected(): number;
   close(): void;
 }
-
-type WatchClient = grpc.Client & {
-  watch(req: { node: string; knownVersion: string }): grpc.ClientReadableStream<unknown>;
-};
 
 export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
   const initial = opts.initialBackoffMs ?? 250;
@@ -53,7 +59,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
     // a Watch started meanwhile fails at once: keep its backoff within ours
     'grpc.initial_reconnect_backoff_ms': initial,
     'grpc.max_reconnect_backoff_ms': max,
-  }) as unknown as WatchClient;
+  }) as unknown as DiscoveryClient;
 
   let last: Snapshot | undefined;
   let call: grpc.ClientReadableStream<unknown> | undefined;
@@ -61,6 +67,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
   let attempt = 0;
   let live = false;
   let closed = false;
+  let rejected = 0;
 
   const report = (message: string, cause?: unknown) => {
     if (!opts.onError) return;
@@ -68,6 +75,24 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
       opts.onError(new NodemeshError('NM_ERR_CONTROL', message, { cause }));
     } catch {
       // a failing error handler must not stop the watch
+    }
+  };
+
+  const refuse = (msg: unknown, err: unknown) => {
+    rejected++;
+    const v = (msg as { version?: unknown } | null)?.version;
+    const version = typeof v === 'string' || typeof v === 'number' ? `version ${v}` : 'without a version';
+    const why = err instanceof InvalidSnapshotError ? `field ${err.field}: ${err.problem}` : (err as Error).message;
+    report(
+      `control plane ${opts.address}: snapshot ${version} refused, ${why}; keeping snapshot version ${last?.version ?? 'none'} until one passes (the control plane sent what this agent cannot use: a bug, or a release this agent does not match)`,
+      err,
+    );
+    if (err instanceof InvalidSnapshotError && opts.onRejected) {
+      try {
+        opts.onRejected(err);
+      } catch {
+        // as for onError
+      }
     }
   };
 
@@ -97,9 +122,9 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
     stream.on('data', (msg: unknown) => {
       let snap: Snapshot;
       try {
-        snap = snapshotFromWire(msg);
+        snap = checkSnapshot(msg);
       } catch (err) {
-        report(`control plane ${opts.address}: malformed snapshot: ${(err as Error).message}`, err);
+        refuse(msg, err);
         return;
       }
       live = true;
@@ -123,6 +148,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
   return {
     snapshot: () => last,
     connected: () => live,
+    rejected: () => rejected,
     close: () => {
       if (closed) return;
       closed = true;

@@ -1,268 +1,179 @@
-// Traffic management in the snapshot (mirrors routing.proto): what Istio VirtualService /
-// DestinationRule and Gateway API HTTPRoute (GAMMA) compile to. The agent consumes only
-// this; it never sees Istio or Gateway API YAML.
-//
-// Conventions: durations are integer milliseconds, 0 = unset/disabled unless the field
-// says otherwise; percentages are 0–100 (floats); every default Istio documents is filled
-// in by the control plane, so the agent applies values as they are. A Service with no
-// RouteTable gets the agent's mesh defaults (round-robin... see agent/routing docs); a
-// host with no DestinationPolicy gets defaultTrafficPolicy() below.
-//
-// Header names (matches, HeaderOps) are lowercase, as Envoy normalises them. A `regex`
-// StringMatch holds a pattern the control plane has checked to mean the same in RE2 (what
-// Istio and Envoy use) and in JavaScript (RE2-only spellings such as `(?P<n>`, `\A`, `\z`
-// and a leading `(?i)` are translated; constructs outside both are rejected). Like Envoy's
-// safe_regex it must match the WHOLE value: `new RegExp(`^(?:${value})$`, ignoreCase ? 'i' : '')`.
+// Traffic management in the snapshot: what Istio VirtualService / DestinationRule and Gateway
+// API HTTPRoute (GAMMA) compile to. routing.proto defines and documents every message (its
+// conventions: durations in ms, 0 = unset; percentages 0–100; lowercase header names; regexes
+// that match the whole value); the types here derive from the generated ones, narrowed as
+// snapshot.ts explains: the few-word fields to their known words, sub-messages never null.
+import type { ConnectionPool__Output } from './generated/nodemesh/v1/ConnectionPool.js';
+import type { ConsistentHash__Output } from './generated/nodemesh/v1/ConsistentHash.js';
+import type { Destination__Output } from './generated/nodemesh/v1/Destination.js';
+import type { DestinationPolicy__Output } from './generated/nodemesh/v1/DestinationPolicy.js';
+import type { DirectResponse__Output } from './generated/nodemesh/v1/DirectResponse.js';
+import type { Fault__Output } from './generated/nodemesh/v1/Fault.js';
+import type { FaultAbort__Output } from './generated/nodemesh/v1/FaultAbort.js';
+import type { FaultDelay__Output } from './generated/nodemesh/v1/FaultDelay.js';
+import type { HeaderOps__Output } from './generated/nodemesh/v1/HeaderOps.js';
+import type { Headers__Output } from './generated/nodemesh/v1/Headers.js';
+import type { HttpMatch__Output } from './generated/nodemesh/v1/HttpMatch.js';
+import type { HttpRoute__Output } from './generated/nodemesh/v1/HttpRoute.js';
+import type { LatencyEjection__Output } from './generated/nodemesh/v1/LatencyEjection.js';
+import type { LoadBalancer__Output } from './generated/nodemesh/v1/LoadBalancer.js';
+import type { Mirror__Output } from './generated/nodemesh/v1/Mirror.js';
+import type { NamedMatch__Output } from './generated/nodemesh/v1/NamedMatch.js';
+import type { OutlierDetection__Output } from './generated/nodemesh/v1/OutlierDetection.js';
+import type { PortPolicy__Output } from './generated/nodemesh/v1/PortPolicy.js';
+import type { Redirect__Output } from './generated/nodemesh/v1/Redirect.js';
+import type { RegexRewrite__Output } from './generated/nodemesh/v1/RegexRewrite.js';
+import type { RetryBudget__Output } from './generated/nodemesh/v1/RetryBudget.js';
+import type { RetryPolicy__Output } from './generated/nodemesh/v1/RetryPolicy.js';
+import type { Rewrite__Output } from './generated/nodemesh/v1/Rewrite.js';
+import type { RouteTable__Output } from './generated/nodemesh/v1/RouteTable.js';
+import type { RoutingConfig__Output } from './generated/nodemesh/v1/RoutingConfig.js';
+import type { StringMatch__Output } from './generated/nodemesh/v1/StringMatch.js';
+import type { Subset__Output } from './generated/nodemesh/v1/Subset.js';
+import type { TcpRoute__Output } from './generated/nodemesh/v1/TcpRoute.js';
+import type { TrafficPolicy__Output } from './generated/nodemesh/v1/TrafficPolicy.js';
+import type { Refine } from './protos.js';
 
-/** How one string is matched. `pathPrefix` is Gateway API's PathPrefix: per path element. */
-export interface StringMatch {
-  kind: 'exact' | 'prefix' | 'regex' | 'present' | 'pathPrefix';
-  /** empty for `present` */
-  value: string;
-  ignoreCase: boolean;
+// ---- the known words of the few-word fields (checked when a snapshot arrives) ----------
+
+export const STRING_MATCH_KINDS = ['exact', 'prefix', 'regex', 'present', 'pathPrefix'] as const;
+export const NO_MATCH_ACTIONS = ['passthrough', 'notFound'] as const;
+export const CONSISTENT_HASH_KINDS = ['header', 'cookie', 'sourceIp', 'queryParam'] as const;
+/** Istio's simple policies, plus PEAK_EWMA (Linkerd's latency-aware P2C). Istio: unset = LEAST_REQUEST */
+export const LOAD_BALANCER_POLICIES = ['ROUND_ROBIN', 'LEAST_REQUEST', 'RANDOM', 'PASSTHROUGH', 'PEAK_EWMA'] as const;
+
+// ---- routes --------------------------------------------------------------------------
+
+export interface StringMatch extends Refine<StringMatch__Output, 'kind'> {
+  kind: (typeof STRING_MATCH_KINDS)[number];
 }
 
-export interface NamedMatch {
-  /** header names lowercase; query parameter names as written */
-  name: string;
+export interface NamedMatch extends Refine<NamedMatch__Output, 'match'> {
   match: StringMatch;
 }
 
-/** One match block: every set condition must hold (AND). A route's blocks are OR'd. */
-export interface HttpMatch {
+export interface HttpMatch extends Refine<
+  HttpMatch__Output,
+  'uri' | 'method' | 'authority' | 'scheme' | 'headers' | 'withoutHeaders' | 'queryParams'
+> {
   uri?: StringMatch;
   method?: StringMatch;
   authority?: StringMatch;
   scheme?: StringMatch;
   headers: NamedMatch[];
-  /** headers that must NOT match */
   withoutHeaders: NamedMatch[];
   queryParams: NamedMatch[];
-  /** the Service port the request was sent to; 0 = any */
-  port: number;
-  /** VirtualService sourceLabels: the calling workload's labels must include these */
-  sourceLabels: Record<string, string>;
-  /** VirtualService sourceNamespace; "" = any */
-  sourceNamespace: string;
 }
 
-export interface HeaderOps {
-  set: Record<string, string>;
-  add: Record<string, string>;
-  remove: string[];
+export type HeaderOps = HeaderOps__Output;
+
+/** Request and response header operations (not exported as `Headers`: that is fetch's). */
+interface HeaderRules extends Refine<Headers__Output, 'request' | 'response'> {
+  request: HeaderOps;
+  response: HeaderOps;
 }
 
-export interface Destination {
-  /** Service hostname `name.ns.svc.cluster.local` */
-  host: string;
-  /** DestinationRule subset name; "" = every endpoint */
-  subset: string;
-  /** Service port; 0 = the port the request came in on */
-  port: number;
-  /** relative weight; share = weight / sum of the route's weights */
-  weight: number;
-  headers: { request: HeaderOps; response: HeaderOps };
-  /**
-   * 0: forward. Otherwise answer this status instead of forwarding this destination's share
-   * (Gateway API: "500 status codes MUST be returned for requests that would have otherwise
-   * been routed to an invalid backend", e.g. a backendRef to a Service that does not exist).
-   */
-  failStatus: number;
+export interface Destination extends Refine<Destination__Output, 'headers'> {
+  headers: HeaderRules;
 }
 
-export interface RetryPolicy {
-  /** retries after the first try (VirtualService attempts; 0 disables) */
-  attempts: number;
-  /** 0 = the route timeout */
-  perTryTimeoutMs: number;
-  /** Envoy retry_on tokens, e.g. 5xx, gateway-error, connect-failure, unavailable */
-  retryOn: string[];
-  /** retriable-status-codes (bare integers in retryOn, Gateway API retry.codes) */
-  retriableStatusCodes: number[];
-  /** Envoy's base interval (25 ms) and max (10 × base) for full-jitter exponential backoff */
-  backoffBaseMs: number;
-  backoffMaxMs: number;
+export type RetryPolicy = RetryPolicy__Output;
+
+export interface Fault extends Refine<Fault__Output, 'delay' | 'abort'> {
+  delay?: FaultDelay__Output;
+  abort?: FaultAbort__Output;
 }
 
-export interface Fault {
-  delay?: { fixedDelayMs: number; percentage: number };
-  abort?: { httpStatus: number; grpcStatus: string; percentage: number };
+export type Redirect = Redirect__Output;
+
+export interface Rewrite extends Refine<Rewrite__Output, 'uriRegex'> {
+  uriRegex?: RegexRewrite__Output;
 }
 
-export interface Redirect {
-  /** "" = keep */
-  uri: string;
-  /** Gateway API: replace the matched prefix instead of the whole path */
-  replacePrefixMatch: string;
-  authority: string;
-  scheme: string;
-  port: number;
-  /** 301 by default */
-  status: number;
-}
-
-export interface Rewrite {
-  /** replaces the matched prefix (Istio uri rewrite on a prefix match) or the full path */
-  uri: string;
-  /** Gateway API ReplacePrefixMatch ("" = not used) */
-  replacePrefixMatch: string;
-  /** full replacement path (Gateway API ReplaceFullPath) */
-  replaceFullPath: string;
-  /** Envoy regex_rewrite: every match of `match` (RE2) replaced; `rewrite` uses `\1` group references */
-  uriRegex?: { match: string; rewrite: string };
-  authority: string;
-}
-
-export interface Mirror {
+export interface Mirror extends Refine<Mirror__Output, 'destination'> {
   destination: Destination;
-  /** 0–100 */
-  percentage: number;
 }
 
-export interface HttpRoute {
-  /** route name, or `<kind> <ns>/<name> rule <i>` — for telemetry and debugging */
-  name: string;
-  /** OR of AND-blocks; empty = match everything */
+export interface HttpRoute extends Refine<
+  HttpRoute__Output,
+  'match' | 'destinations' | 'redirect' | 'directResponse' | 'rewrite' | 'retries' | 'fault' | 'headers' | 'mirrors'
+> {
   match: HttpMatch[];
-  /** weighted destinations; empty when the route redirects or answers directly */
   destinations: Destination[];
   redirect?: Redirect;
-  directResponse?: { status: number; body: string };
+  directResponse?: DirectResponse__Output;
   rewrite?: Rewrite;
-  /** whole-request timeout; 0 = none (Istio's default: disabled) */
-  timeoutMs: number;
   retries: RetryPolicy;
   fault?: Fault;
-  headers: { request: HeaderOps; response: HeaderOps };
+  headers: HeaderRules;
   mirrors: Mirror[];
 }
 
-/** VirtualService tcp[] (or TCPRoute): weighted L4 destinations for a port. */
-export interface TcpRoute {
-  /** 0 = any port */
-  port: number;
+export interface TcpRoute extends Refine<TcpRoute__Output, 'destinations'> {
   destinations: Destination[];
 }
 
-/**
- * The routes for one Service host. A producer table (consumerNamespace "") applies to every
- * caller; a GAMMA consumer route (HTTPRoute in another namespace) yields a table that
- * applies only to callers in that namespace and wins over the producer table for them.
- */
-export interface RouteTable {
-  host: string;
-  consumerNamespace: string;
-  /** first match wins (VirtualService order; HTTPRoute rules sorted by Gateway API precedence) */
+export interface RouteTable extends Refine<RouteTable__Output, 'http' | 'tcp' | 'noMatch'> {
   http: HttpRoute[];
   tcp: TcpRoute[];
-  /** where the table came from, e.g. `VirtualService bookinfo/reviews` */
-  source: string;
-  /**
-   * What to do when no http route matches: 'notFound' answers 404 (Envoy's NR), as both an
-   * Istio VirtualService and Gateway API do; the control plane appends a route to the Service
-   * itself for each Service port none of the table's rules can match, so such ports behave
-   * as if they had no routes. 'passthrough' (a table with tcp routes only): send the request
-   * to the Service as if it had no routes.
-   */
-  noMatch: 'passthrough' | 'notFound';
+  noMatch: (typeof NO_MATCH_ACTIONS)[number];
 }
 
-export interface ConsistentHash {
-  kind: 'header' | 'cookie' | 'sourceIp' | 'queryParam';
-  /** header / cookie / query parameter name */
-  name: string;
-  cookiePath: string;
-  cookieTtlMs: number;
+// ---- destination policies -------------------------------------------------------------
+
+export interface ConsistentHash extends Refine<ConsistentHash__Output, 'kind'> {
+  kind: (typeof CONSISTENT_HASH_KINDS)[number];
 }
 
-export interface LoadBalancer {
-  /** Istio's simple policies, plus PEAK_EWMA (Linkerd's latency-aware P2C). Istio: unset = LEAST_REQUEST */
-  simple: 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'PASSTHROUGH' | 'PEAK_EWMA';
+export interface LoadBalancer extends Refine<LoadBalancer__Output, 'simple' | 'consistentHash'> {
+  simple: (typeof LOAD_BALANCER_POLICIES)[number];
   consistentHash?: ConsistentHash;
 }
 
-export interface ConnectionPool {
-  maxConnections: number;
-  connectTimeoutMs: number;
-  tcpIdleTimeoutMs: number;
-  maxConnectionDurationMs: number;
-  http1MaxPendingRequests: number;
-  http2MaxRequests: number;
-  /** 0 = unlimited; 1 disables keep-alive */
-  maxRequestsPerConnection: number;
-  maxRetries: number;
-  httpIdleTimeoutMs: number;
+export type ConnectionPool = ConnectionPool__Output;
+
+export interface OutlierDetection extends Refine<OutlierDetection__Output, 'latencyEjection'> {
+  latencyEjection?: LatencyEjection__Output;
 }
 
-export interface OutlierDetection {
-  /** false when the DestinationRule has no outlierDetection */
-  enabled: boolean;
-  /** 0 disables */
-  consecutive5xxErrors: number;
-  /** 0 disables (Istio's default) */
-  consecutiveGatewayErrors: number;
-  consecutiveLocalOriginFailures: number;
-  splitExternalLocalOriginErrors: boolean;
-  intervalMs: number;
-  baseEjectionTimeMs: number;
-  /** Envoy's cap on baseEjectionTime × times ejected */
-  maxEjectionTimeMs: number;
-  maxEjectionPercent: number;
-  minHealthPercent: number;
-  /**
-   * Beyond Istio; absent = off (the default). Eject an endpoint whose p99 latency over an
-   * interval exceeds `factor` × the median p99 of the cluster's endpoints; endpoints with
-   * fewer than `minRequests` requests in the interval are not judged.
-   */
-  latencyEjection?: { factor: number; minRequests: number };
-}
+export type RetryBudget = RetryBudget__Output;
 
-/** Linkerd's model: retries ≤ percent of live requests + minRetriesPerSecond, over ttl. */
-export interface RetryBudget {
-  percent: number;
-  minRetriesPerSecond: number;
-  ttlMs: number;
-  /**
-   * Istio's `retryBudget.minRetryConcurrency`: retries in flight that are always allowed
-   * whatever the ratio (Envoy's floor). 0 when the DestinationRule has no retryBudget.
-   */
-  minRetryConcurrency: number;
-}
-
-export interface TrafficPolicy {
+export interface TrafficPolicy extends Refine<
+  TrafficPolicy__Output,
+  'loadBalancer' | 'connectionPool' | 'outlierDetection' | 'retryBudget'
+> {
   loadBalancer: LoadBalancer;
   connectionPool: ConnectionPool;
   outlierDetection: OutlierDetection;
   retryBudget: RetryBudget;
 }
 
-export interface Subset {
-  name: string;
-  labels: Record<string, string>;
-  /** the rule's policy with the subset's overrides applied */
+export interface PortPolicy extends Refine<PortPolicy__Output, 'policy'> {
   policy: TrafficPolicy;
-  /** per port: rule → rule's portLevelSettings → subset → subset's portLevelSettings (Istio's order) */
-  ports: { port: number; policy: TrafficPolicy }[];
 }
 
-/** DestinationRule for one host, defaults filled in. */
-export interface DestinationPolicy {
-  host: string;
+export interface Subset extends Refine<Subset__Output, 'policy' | 'ports'> {
   policy: TrafficPolicy;
-  /** portLevelSettings, each already merged over `policy` */
-  ports: { port: number; policy: TrafficPolicy }[];
+  ports: PortPolicy[];
+}
+
+export interface DestinationPolicy extends Refine<DestinationPolicy__Output, 'policy' | 'ports' | 'subsets'> {
+  policy: TrafficPolicy;
+  ports: PortPolicy[];
   subsets: Subset[];
-  /** e.g. `DestinationRule bookinfo/reviews` */
-  source: string;
 }
 
-export interface RoutingConfig {
+export interface RoutingConfig extends Refine<RoutingConfig__Output, 'routes' | 'destinations'> {
   routes: RouteTable[];
   destinations: DestinationPolicy[];
 }
 
 export function emptyRouting(): RoutingConfig {
   return { routes: [], destinations: [] };
+}
+
+export function emptyHeaderOps(): HeaderOps {
+  return { set: {}, add: {}, remove: [] };
 }
 
 /** 2^32−1: Envoy's circuit-breaker "unlimited", Istio's documented default for the pool limits. */

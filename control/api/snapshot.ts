@@ -1,74 +1,47 @@
 // The snapshot an agent consumes: the one internal model. Kubernetes, Istio and Gateway API
 // resources are translated into this once, in control/; the agent never parses YAML.
-// Mirrors discovery.proto (camelCase, as @grpc/proto-loader gives it with keepCase: false;
-// uint64 fields as strings are converted by the helpers below to numbers).
-import path from 'node:path';
-import * as protoLoader from '@grpc/proto-loader';
-import * as grpc from '@grpc/grpc-js';
-import { packagePath } from '../../common/paths.js';
+//
+// discovery.proto (with routing.proto and security.proto) is its one definition, documented
+// there. The types here derive from the ones generated from it (generated/, `npm run
+// gen:api`), and differ from a decoded message only where the contract decides, once, at the
+// boundary (snapshot-check.ts turns a decoded message into these types, or refuses it):
+//   - `version` is a uint64, which proto-loader decodes as a decimal string (longs: String);
+//     here it is a number: versions are counted up from 1 and compared, and a double holds
+//     them exactly up to 2^53, which the check enforces.
+//   - fields that hold one of a few words (kinds, modes, actions) are strings in the protos,
+//     which keeps the wire readable and open to new words; here they are unions of the
+//     known words (the lists in snapshot-routing.ts and snapshot-security.ts), which the
+//     check enforces, so that the agent's switches are exhaustive.
+//   - a non-optional sub-message decodes as null when unset; here it is always present: the
+//     check fills in the ones whose absence has one meaning (no routing, no security, no
+//     header operations…) and refuses the rest. An `optional` one arrives absent, never null.
+// Scalars, lists and maps are always present (proto-loader `defaults`, `arrays`, `objects`).
+import type * as grpc from '@grpc/grpc-js';
+import type { Endpoint__Output } from './generated/nodemesh/v1/Endpoint.js';
+import type { Node__Output } from './generated/nodemesh/v1/Node.js';
+import type { Service__Output } from './generated/nodemesh/v1/Service.js';
+import type { ServicePort__Output } from './generated/nodemesh/v1/ServicePort.js';
+import type { Snapshot__Output } from './generated/nodemesh/v1/Snapshot.js';
+import type { Workload__Output } from './generated/nodemesh/v1/Workload.js';
+import { loadProto, type Refine } from './protos.js';
 import type { RoutingConfig } from './snapshot-routing.js';
 import type { SecurityConfig } from './snapshot-security.js';
 
 export type { RoutingConfig } from './snapshot-routing.js';
 export type { SecurityConfig } from './snapshot-security.js';
 
-export interface Endpoint {
-  ip: string;
-  port: number;
-  /** `namespace/name` of the pod */
-  workload: string;
-  node: string;
-}
-
-export interface ServicePort {
-  name: string;
-  port: number;
-  targetPort: number;
-  protocol: string;
-  appProtocol: string;
-  endpoints: Endpoint[];
-}
-
-export interface Service {
-  name: string;
-  namespace: string;
-  /** `name.namespace.svc.cluster.local` */
-  hostname: string;
-  clusterIp: string;
-  ports: ServicePort[];
-}
-
-export interface Workload {
-  /** `namespace/name` */
-  uid: string;
-  name: string;
-  namespace: string;
-  node: string;
-  ip: string;
-  serviceAccount: string;
-  labels: Record<string, string>;
-  meshed: boolean;
-  spiffeId: string;
-}
-
+export type Endpoint = Endpoint__Output;
+export type ServicePort = ServicePort__Output;
+export type Service = Service__Output;
+export type Workload = Workload__Output;
 /** A node and the address its node proxy listens on (HBONE, 15008). */
-export interface NodeInfo {
-  name: string;
-  /** status.addresses InternalIP, else a pod's status.hostIP on that node; "" if unknown */
-  ip: string;
-}
+export type NodeInfo = Node__Output;
 
-export interface Snapshot {
+export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security'> {
+  /** uint64 on the wire; a safe integer here (see above) */
   version: number;
-  generatedAt: string;
-  workloads: Workload[];
-  services: Service[];
-  /** every node that has a workload or a Node object, by name */
-  nodes: NodeInfo[];
   routing: RoutingConfig;
   security: SecurityConfig;
-  /** PEM roots the mesh trusts (several during a root rotation) */
-  trustBundle: string[];
 }
 
 export const MESH_ANNOTATION = 'nodemesh.io/mesh';
@@ -79,31 +52,18 @@ export function spiffeId(trustDomain: string, namespace: string, serviceAccount:
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
 }
 
-const PROTO_DIR = packagePath('control', 'api');
-const PROTO = path.join(PROTO_DIR, 'discovery.proto');
-
 /** Loads discovery.proto (from the source tree; this file runs from dist/control/api/). */
 export function loadDiscoveryProto(): grpc.GrpcObject {
-  const def = protoLoader.loadSync(PROTO, {
-    keepCase: false,
-    longs: String,
-    enums: String,
-    defaults: true,
-    arrays: true,
-    objects: true,
-    includeDirs: [PROTO_DIR],
-  });
-  return grpc.loadPackageDefinition(def);
+  return loadProto('discovery.proto');
 }
 
-/** The Discovery service constructor from the loaded proto. */
+let discovery: grpc.ServiceClientConstructor | undefined;
+
+/** The Discovery service constructor (its `.service` is the server-side definition), loaded once. */
 export function discoveryService(): grpc.ServiceClientConstructor {
-  const pkg = loadDiscoveryProto() as unknown as { nodemesh: { v1: { Discovery: grpc.ServiceClientConstructor } } };
-  return pkg.nodemesh.v1.Discovery;
-}
-
-/** A snapshot as received over the wire (uint64 as string) → the typed shape. */
-export function snapshotFromWire(msg: unknown): Snapshot {
-  const m = msg as Omit<Snapshot, 'version'> & { version: string | number };
-  return { ...m, version: Number(m.version) };
+  if (!discovery) {
+    const pkg = loadDiscoveryProto() as unknown as { nodemesh: { v1: { Discovery: grpc.ServiceClientConstructor } } };
+    discovery = pkg.nodemesh.v1.Discovery;
+  }
+  return discovery;
 }

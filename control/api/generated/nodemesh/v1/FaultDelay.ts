@@ -1,0 +1,12 @@
+// Original file: control/api/routing.proto
+
+
+export interface FaultDelay {
+  'fixedDelayMs'?: (number);
+  'percentage'?: (number | string);
+}
+
+export interface FaultDelay__Output {
+  'fixedDelayMs': (number);
+  'percentage': (number);
+}

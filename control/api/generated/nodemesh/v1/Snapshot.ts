@@ -1,0 +1,56 @@
+// Original file: control/api/discovery.proto
+
+import type { Workload as _nodemesh_v1_Workload, Workload__Output as _nodemesh_v1_Workload__Output } from '../../nodemesh/v1/Workload.js';
+import type { Service as _nodemesh_v1_Service, Service__Output as _nodemesh_v1_Service__Output } from '../../nodemesh/v1/Service.js';
+import type { RoutingConfig as _nodemesh_v1_RoutingConfig, RoutingConfig__Output as _nodemesh_v1_RoutingConfig__Output } from '../../nodemesh/v1/RoutingConfig.js';
+import type { SecurityConfig as _nodemesh_v1_SecurityConfig, SecurityConfig__Output as _nodemesh_v1_SecurityConfig__Output } from '../../nodemesh/v1/SecurityConfig.js';
+import type { Node as _nodemesh_v1_Node, Node__Output as _nodemesh_v1_Node__Output } from '../../nodemesh/v1/Node.js';
+import type { Long } from '@grpc/proto-loader';
+
+export interface Snapshot {
+  /**
+   * increases by one each time the compiled content changes; restarts at 1 when the control
+   * plane restarts (the agent applies any snapshot that differs from the one it holds)
+   */
+  'version'?: (number | string | Long);
+  /**
+   * RFC 3339 time the snapshot was compiled
+   */
+  'generatedAt'?: (string);
+  'workloads'?: (_nodemesh_v1_Workload)[];
+  'services'?: (_nodemesh_v1_Service)[];
+  'routing'?: (_nodemesh_v1_RoutingConfig | null);
+  'security'?: (_nodemesh_v1_SecurityConfig | null);
+  /**
+   * PEM roots the mesh trusts (several during a root rotation)
+   */
+  'trustBundle'?: (string)[];
+  /**
+   * every node that has a workload or a Node object, sorted by name
+   */
+  'nodes'?: (_nodemesh_v1_Node)[];
+}
+
+export interface Snapshot__Output {
+  /**
+   * increases by one each time the compiled content changes; restarts at 1 when the control
+   * plane restarts (the agent applies any snapshot that differs from the one it holds)
+   */
+  'version': (string);
+  /**
+   * RFC 3339 time the snapshot was compiled
+   */
+  'generatedAt': (string);
+  'workloads': (_nodemesh_v1_Workload__Output)[];
+  'services': (_nodemesh_v1_Service__Output)[];
+  'routing': (_nodemesh_v1_RoutingConfig__Output | null);
+  'security': (_nodemesh_v1_SecurityConfig__Output | null);
+  /**
+   * PEM roots the mesh trusts (several during a root rotation)
+   */
+  'trustBundle': (string)[];
+  /**
+   * every node that has a workload or a Node object, sorted by name
+   */
+  'nodes': (_nodemesh_v1_Node__Output)[];
+}

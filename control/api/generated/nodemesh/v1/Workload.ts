@@ -1,0 +1,62 @@
+// Original file: control/api/discovery.proto
+
+
+export interface Workload {
+  /**
+   * "namespace/name"
+   */
+  'uid'?: (string);
+  'name'?: (string);
+  'namespace'?: (string);
+  /**
+   * spec.nodeName
+   */
+  'node'?: (string);
+  /**
+   * status.podIP (pods without an IP are not in the snapshot)
+   */
+  'ip'?: (string);
+  /**
+   * spec.serviceAccountName
+   */
+  'serviceAccount'?: (string);
+  'labels'?: ({[key: string]: string});
+  /**
+   * opted in: pod annotation nodemesh.io/mesh (enabled|disabled) wins over the namespace label
+   */
+  'meshed'?: (boolean);
+  /**
+   * spiffe://<trust domain>/ns/<namespace>/sa/<service account>
+   */
+  'spiffeId'?: (string);
+}
+
+export interface Workload__Output {
+  /**
+   * "namespace/name"
+   */
+  'uid': (string);
+  'name': (string);
+  'namespace': (string);
+  /**
+   * spec.nodeName
+   */
+  'node': (string);
+  /**
+   * status.podIP (pods without an IP are not in the snapshot)
+   */
+  'ip': (string);
+  /**
+   * spec.serviceAccountName
+   */
+  'serviceAccount': (string);
+  'labels': ({[key: string]: string});
+  /**
+   * opted in: pod annotation nodemesh.io/mesh (enabled|disabled) wins over the namespace label
+   */
+  'meshed': (boolean);
+  /**
+   * spiffe://<trust domain>/ns/<namespace>/sa/<service account>
+   */
+  'spiffeId': (string);
+}
