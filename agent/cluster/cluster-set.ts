@@ -15,8 +15,7 @@ import type { Service } from '../../control/api/snapshot.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { logger } from '../../common/log.js';
 import { Cluster, dialInfo, type ClusterSpec, type Downstream, type Host } from './cluster.js';
-import type { DialInfo } from './pools.js';
-import type { UpstreamConnector, UpstreamSecurity } from '../transport/connector.js';
+import type { UpstreamConnector, UpstreamRequest, UpstreamSecurity } from '../transport/connector.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { labelSet, UpstreamConnectionTelemetry, type LabelSet } from '../telemetry/request-telemetry.js';
 import { tcpLabels } from '../telemetry/metrics.js';
@@ -32,7 +31,7 @@ export class ClusterSet {
   /** label sets of requests answered without an endpoint, per (source, Service, protocol); per state */
   private readonly localLabels = new Map<string, LabelSet>();
   private readonly connections = new UpstreamConnectionTelemetry();
-  private readonly onConnection = (d: Duplex, dial: DialInfo, c: Cluster) => {
+  private readonly onConnection = (d: Duplex, dial: UpstreamRequest, c: Cluster) => {
     const l = tcpLabels(dial.source, c.service, dial.destination, `${dial.ip}:${dial.port}`, '-');
     const sec = this.connector.security?.(dial);
     if (sec) {

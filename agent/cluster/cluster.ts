@@ -15,8 +15,8 @@ import { EWMA_DEFAULT_RTT_MS, observeRtt } from './load-balancer/peak-ewma.js';
 import { OutlierDetector, type LocalOrigin, type OutlierEvent } from './outlier-detection.js';
 import { RetryBudget } from './retry-budget.js';
 import { Admission } from './admission.js';
-import { Http1Pool, Http2Pool, type DialInfo, type PoolOptions } from './pools.js';
-import type { UpstreamConnector } from '../transport/connector.js';
+import { Http1Pool, Http2Pool, type PoolOptions } from './pools.js';
+import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.js';
 import { SourceCounter } from './per-workload-fairness.js';
 import type { LabelSet } from '../telemetry/request-telemetry.js';
 import type { ProxyState } from '../state/proxy-state.js';
@@ -33,7 +33,7 @@ export interface Downstream {
 }
 
 /** How a connection from `from` to `host` is dialled (the connector needs both workloads). */
-export function dialInfo(from: Downstream, host: Host): DialInfo {
+export function dialInfo(from: Downstream, host: Host): UpstreamRequest {
   return {
     source: from.source,
     sourceAddress: from.sourceAddress,
@@ -114,7 +114,7 @@ export class Cluster {
     private readonly clock: Clock,
     private readonly connector: UpstreamConnector,
     /** a pool for (source, endpoint) opened a connection */
-    private readonly onConnection?: (d: Duplex, dial: DialInfo, cluster: Cluster) => void,
+    private readonly onConnection?: (d: Duplex, dial: UpstreamRequest, cluster: Cluster) => void,
   ) {
     this.name = `outbound|${port}|${subset}|${host}`;
     this.outlier = new OutlierDetector(
@@ -239,7 +239,7 @@ export class Cluster {
     this.outlier.onLocalFailure(h.key, kind, this.clock.monotonic());
   }
 
-  poolOptions(dial: DialInfo): PoolOptions {
+  poolOptions(dial: UpstreamRequest): PoolOptions {
     const cp = this.policy.connectionPool;
     const hook = this.onConnection;
     return {

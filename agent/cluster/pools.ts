@@ -10,20 +10,9 @@
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { Workload } from '../../control/api/snapshot.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { ResponseFlag } from '../transport/response-flags.js';
-import { UpstreamError, type UpstreamConnector } from '../transport/connector.js';
-
-/** Who a pooled connection is dialled for (the connector needs it for HBONE identities). */
-export interface DialInfo {
-  source: Workload | undefined;
-  sourceAddress: string;
-  sourcePort: number;
-  ip: string;
-  port: number;
-  destination: Workload | undefined;
-}
+import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
 
 export interface PoolOptions {
   /** told of every connection the pool opens (telemetry) */
@@ -35,7 +24,7 @@ export interface PoolOptions {
 }
 
 /** Connects through the connector within `timeoutMs`; a late connection is closed. */
-export function connectWithTimeout(connector: UpstreamConnector, d: DialInfo, timeoutMs: number): Promise<Duplex> {
+export function connectWithTimeout(connector: UpstreamConnector, d: UpstreamRequest, timeoutMs: number): Promise<Duplex> {
   const p = connector.connect(d);
   if (!(timeoutMs > 0)) return p;
   return new Promise((resolve, reject) => {
@@ -94,7 +83,7 @@ const kServed = Symbol('nodemesh.served');
 class PoolAgent extends http.Agent {
   constructor(
     private readonly connector: UpstreamConnector,
-    private readonly dial: DialInfo,
+    private readonly dial: UpstreamRequest,
     private readonly opts: PoolOptions,
   ) {
     // maxSockets is unbounded here: Admission decides how many requests run at once
@@ -130,7 +119,7 @@ class PoolAgent extends http.Agent {
 export class Http1Pool {
   readonly agent: PoolAgent;
 
-  constructor(connector: UpstreamConnector, dial: DialInfo, opts: PoolOptions) {
+  constructor(connector: UpstreamConnector, dial: UpstreamRequest, opts: PoolOptions) {
     this.agent = new PoolAgent(connector, dial, opts);
   }
 
@@ -150,7 +139,7 @@ export class Http2Pool {
 
   constructor(
     private readonly connector: UpstreamConnector,
-    private readonly dial: DialInfo,
+    private readonly dial: UpstreamRequest,
     private readonly opts: PoolOptions,
   ) {}
 
