@@ -256,7 +256,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     else if (!this.bodyEnded) this.pauseBody();
   }
 
-  /** Waiter: a slot is ours (held until endTry). */
+  /** Waiter: a slot is ours (held until releaseTry). */
   admit(): void {
     if (this.phase !== 'waiting') {
       // gave up while queued: hand the slot back
