@@ -11,7 +11,6 @@ import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
 import { Datapath, cgroup2Mount, ownCgroup } from './datapath/datapath.js';
 import { InboundDatapath, meshedPodIps } from './datapath/inbound.js';
-import { SecurityIndex } from './policy/authorization.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { InboundCapture } from './proxy/inbound-capture.js';
 import { deliverInbound } from './proxy/inbound-delivery.js';
@@ -19,11 +18,10 @@ import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
 import { MeshConnector } from './proxy/mesh-connector.js';
-import { meshIndex } from './state/mesh-index.js';
 import { registry, snapshotVersion } from './telemetry/metrics.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
-import { ServiceTable } from './state/service-table.js';
+import { ProxyState } from './state/proxy-state.js';
 import { TcpConnector } from './transport/connector.js';
 
 const log = logger('agent');
@@ -65,8 +63,8 @@ export interface RunningAgent {
 }
 
 export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
-  let table = new ServiceTable(undefined);
-  let snapshot: Snapshot | undefined;
+  // one ProxyState per snapshot, swapped whole: every lookup below reads the current one
+  let state = ProxyState.EMPTY;
   let datapath: Datapath | undefined;
   let enrollment: Enrollment | undefined;
   let proxy: OutboundProxy | undefined;
@@ -99,7 +97,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
   const admin = await startAdminServer(adminHost, adminPort, {
     notReady() {
-      if (!snapshot) return 'no snapshot from the control plane yet';
+      if (!state.snapshot) return 'no snapshot from the control plane yet';
       if (!datapath) return 'datapath not attached';
       if (!listening) return 'outbound listener not up';
       if (!enrollment?.ready) return 'pods not enrolled yet';
@@ -111,10 +109,10 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     debug() {
       return {
         node: opts.node,
-        snapshotVersion: snapshot?.version ?? 0,
+        snapshotVersion: state.version,
         enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
         openConnections: proxy?.openConnections ?? 0,
-        traffic: proxy?.traffic.debug() ?? {},
+        traffic: proxy?.l7.debug() ?? {},
         inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
         identities: identity?.status() ?? [],
         trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
@@ -124,8 +122,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   });
 
   const onSnapshot = (s: Snapshot) => {
-    snapshot = s;
-    table = new ServiceTable(s, table);
+    state = new ProxyState(s);
     snapshotVersion.set(s.version);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     controlCreds?.setTrustBundle(s.trustBundle);
@@ -159,10 +156,11 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log.info({ podsCgroup, proxyIp: opts.proxyIp }, 'datapath attached');
 
     enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
-    if (snapshot) void enrollment.reconcile(snapshot);
+    if (state.snapshot) void enrollment.reconcile(state.snapshot);
     rescan = setInterval(() => {
-      if (snapshot) void enrollment?.reconcile(snapshot);
-      if (snapshot) void reconcileInbound(snapshot); // new pods' veths
+      const s = state.snapshot;
+      if (s) void enrollment?.reconcile(s);
+      if (s) void reconcileInbound(s); // new pods' veths
     }, opts.rescanMs ?? 2_000);
     rescan.unref();
 
@@ -171,18 +169,18 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const podConnector = new TcpConnector(PROXY_MARK);
     const deliverTunnel: InboundDeliver = (s, c) =>
       deliverInbound(s, c, podConnector, {
-        security: snapshot ? SecurityIndex.of(snapshot.security) : undefined,
-        sourceWorkload: provenSourceWorkload(c, table),
-        service: meshIndex(snapshot).serviceFor(c.destination.uid, c.port),
+        security: state.snapshot ? state.security : undefined,
+        sourceWorkload: provenSourceWorkload(c, state),
+        service: state.serviceFor(c.destination.uid, c.port),
       });
     // with identities, meshed destinations are reached over HBONE (or the same-node path)
     const tcp = new TcpConnector(PROXY_MARK);
-    if (identity) hbone = new HboneConnector({ identity, nodeIp: (w) => meshIndex(snapshot).nodeIp(w.node), mark: PROXY_MARK });
+    if (identity) hbone = new HboneConnector({ identity, nodeIp: (w) => state.nodeIp(w.node), mark: PROXY_MARK });
     else log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
     proxy = new OutboundProxy({
       host: opts.proxyIp,
       port: opts.outboundPort ?? PORTS.outbound,
-      table: () => table,
+      state: () => state,
       connector: hbone ? new MeshConnector({ node: opts.node, hbone, tcp, local: deliverTunnel }) : tcp,
     });
     await proxy.listen();
@@ -190,7 +188,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
 
     if (identity) {
-      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, index: () => meshIndex(snapshot), deliver: deliverTunnel });
+      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel });
       await hboneServer.listen();
       log.info({ address: `${opts.proxyIp}:${PORTS.hbone}` }, 'HBONE listening');
     }
@@ -201,16 +199,16 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       host: opts.proxyIp,
       port: PORTS.inbound,
       node: opts.node,
-      index: () => table,
+      index: () => state,
       deliver: (s, c) =>
         deliverInbound(s, c, podConnector, {
-          security: snapshot ? SecurityIndex.of(snapshot.security) : undefined,
-          sourceWorkload: table.workloadByIp(c.sourceIp), // plaintext: by address, unproven
+          security: state.snapshot ? state.security : undefined,
+          sourceWorkload: state.workloadByIp(c.sourceIp), // plaintext: by address, unproven
         }),
     });
     await capture.listen();
     inbound.setListener(capture.fd);
-    if (snapshot) await reconcileInbound(snapshot);
+    if (state.snapshot) await reconcileInbound(state.snapshot);
   } catch (err) {
     // nothing half-started may outlive a failed start
     clearInterval(rescan);

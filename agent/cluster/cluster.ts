@@ -1,36 +1,48 @@
 // A destination cluster, as Envoy has one per (Service port, subset): its endpoints, the
 // traffic policy that applies to them (DestinationRule, or the mesh defaults), and the state
 // that must outlive a snapshot — balancer cursor and latency estimates, outlier detection,
-// retry budget, admission counters and pooled connections. Clusters are kept by name across
-// snapshots and brought up to date lazily, on the first request after a snapshot changed
-// them, so a config push never resets ejections or drops pooled connections of endpoints
-// that stay.
+// retry budget, admission counters and pooled connections. The cluster set (cluster-set.ts)
+// keeps clusters by name across snapshots, so a config push never resets ejections or drops
+// pooled connections of endpoints that stay.
 import type { Duplex } from 'node:stream';
 import type { Endpoint, Service, ServicePort, Workload } from '../../control/api/snapshot.js';
 import type { TrafficPolicy } from '../../control/api/snapshot-routing.js';
+import type { Clock, ClockTimer } from '../../common/clock.js';
 import { logger } from '../../common/log.js';
-import { newBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer/load-balancer.js';
+import { balancerName, newBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer/load-balancer.js';
+import './load-balancer/strategies.js';
 import { EWMA_DEFAULT_RTT_MS, observeRtt } from './load-balancer/peak-ewma.js';
 import { OutlierDetector, type LocalOrigin, type OutlierEvent } from './outlier-detection.js';
 import { RetryBudget } from './retry-budget.js';
-import { Admission, Http1Pool, Http2Pool, type DialInfo, type PoolOptions } from './pools.js';
-import type { UpstreamConnector } from '../transport/connector.js';
+import { Admission } from './admission.js';
+import { Http1Pool, Http2Pool, type PoolOptions } from './pools.js';
+import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.js';
 import { SourceCounter } from './per-workload-fairness.js';
 import type { LabelSet } from '../telemetry/request-telemetry.js';
+import type { ProxyState } from '../state/proxy-state.js';
 
 const log = logger('agent/cluster');
 
-export interface Clock {
-  now(): number;
-  setInterval(fn: () => void, ms: number): { unref(): unknown };
-  clearInterval(t: unknown): void;
+/** Who the requests of one downstream connection come from. */
+export interface Downstream {
+  source: Workload | undefined;
+  /** fairness and pooling key: the source pod's uid, else its address */
+  sourceKey: string;
+  sourceAddress: string;
+  sourcePort: number;
 }
 
-export const realClock: Clock = {
-  now: () => performance.now(),
-  setInterval: (fn, ms) => setInterval(fn, ms),
-  clearInterval: (t) => clearInterval(t as NodeJS.Timeout),
-};
+/** How a connection from `from` to `host` is dialled (the connector needs both workloads). */
+export function dialInfo(from: Downstream, host: Host): UpstreamRequest {
+  return {
+    source: from.source,
+    sourceAddress: from.sourceAddress,
+    sourcePort: from.sourcePort,
+    ip: host.endpoint.ip,
+    port: host.endpoint.port,
+    destination: host.workload,
+  };
+}
 
 /** Istio's HostSelectionRetryMaxAttempts with the previous_hosts retry predicate. */
 const HOST_SELECTION_RETRY_MAX_ATTEMPTS = 5;
@@ -40,9 +52,9 @@ export class Host implements LbHost {
   active = 0;
   rttEstimate = EWMA_DEFAULT_RTT_MS;
   rttUpdatedAt: number;
-  /** Istio label sets of requests to this endpoint, per source (request-telemetry.ts) */
+  /** Istio label sets of requests to this endpoint, per source (cluster-set.ts requestLabels) */
   readonly labels = new Map<string, { http?: LabelSet; grpc?: LabelSet }>();
-  /** pools per source pod (see upstream-pool.ts) */
+  /** pools per source pod (pools.ts) */
   readonly http1 = new Map<string, Http1Pool>();
   readonly http2 = new Map<string, Http2Pool>();
 
@@ -63,12 +75,12 @@ export class Host implements LbHost {
   }
 }
 
-export interface ClusterTarget {
+/** Where a (host, subset, port) leads in one state: the Service port and its endpoints in that subset. */
+export interface ClusterSpec {
   service: Service;
-  port: ServicePort;
+  servicePort: ServicePort;
   endpoints: Endpoint[];
   policy: TrafficPolicy;
-  workloads: ReadonlyMap<string, Workload>;
 }
 
 export class Cluster {
@@ -82,14 +94,14 @@ export class Cluster {
   /** the hosts balancing may use now: healthy ones, or all in panic mode (a stable array) */
   usable: Host[] = [];
   balancer!: Balancer;
-  private balancerKind = '';
+  private balancerName = '';
   readonly outlier: OutlierDetector;
   budget!: RetryBudget;
   private budgetKey = '';
   readonly admission: Admission;
   /** L4 connections by source (maxConnections for opaque TCP) */
   readonly tcpConnections = new SourceCounter();
-  private sweepTimer: { unref(): unknown } | undefined;
+  private sweepTimer: ClockTimer | undefined;
   private sweepEvery = 0;
   lastUsed = 0;
 
@@ -97,49 +109,49 @@ export class Cluster {
     readonly host: string,
     readonly subset: string,
     readonly port: number,
-    generation: number,
-    target: ClusterTarget,
+    state: ProxyState,
+    spec: ClusterSpec,
     private readonly clock: Clock,
     private readonly connector: UpstreamConnector,
     /** a pool for (source, endpoint) opened a connection */
-    private readonly onConnection?: (d: Duplex, dial: DialInfo, cluster: Cluster) => void,
+    private readonly onConnection?: (d: Duplex, dial: UpstreamRequest, cluster: Cluster) => void,
   ) {
     this.name = `outbound|${port}|${subset}|${host}`;
     this.outlier = new OutlierDetector(
-      target.policy.outlierDetection,
+      spec.policy.outlierDetection,
       () => this.refreshUsable(),
       (e) => this.onOutlierEvent(e),
     );
-    this.admission = new Admission(target.policy.connectionPool);
-    this.update(generation, target);
+    this.admission = new Admission(spec.policy.connectionPool);
+    this.update(state, spec);
   }
 
-  /** Applies a newer snapshot's view of this cluster (endpoints, policy). */
-  update(generation: number, t: ClusterTarget): void {
-    this.generation = generation;
-    this.service = t.service;
-    this.servicePort = t.port;
-    this.policy = t.policy;
-    const kind = t.policy.loadBalancer.consistentHash ? 'hash' : t.policy.loadBalancer.simple;
-    if (kind !== this.balancerKind) {
-      this.balancer = newBalancer(t.policy.loadBalancer);
-      this.balancerKind = kind;
+  /** Applies a newer state's view of this cluster (endpoints, policy). */
+  update(state: ProxyState, spec: ClusterSpec): void {
+    this.generation = state.generation;
+    this.service = spec.service;
+    this.servicePort = spec.servicePort;
+    this.policy = spec.policy;
+    const name = balancerName(spec.policy.loadBalancer);
+    if (name !== this.balancerName) {
+      this.balancer = newBalancer(spec.policy.loadBalancer);
+      this.balancerName = name;
     }
-    const rb = t.policy.retryBudget;
+    const rb = spec.policy.retryBudget;
     const budgetKey = `${rb.percent}/${rb.minRetriesPerSecond}/${rb.ttlMs}`;
     if (budgetKey !== this.budgetKey) {
-      this.budget = new RetryBudget(rb, () => this.clock.now());
+      this.budget = new RetryBudget(rb, () => this.clock.monotonic());
       this.budgetKey = budgetKey;
     }
-    this.admission.configure(t.policy.connectionPool);
-    this.outlier.configure(t.policy.outlierDetection);
+    this.admission.configure(spec.policy.connectionPool);
+    this.outlier.configure(spec.policy.outlierDetection);
 
     const old = new Map(this.hosts.map((h) => [h.key, h]));
-    const now = this.clock.now();
+    const now = this.clock.monotonic();
     const hosts: Host[] = [];
-    for (const ep of t.endpoints) {
+    for (const ep of spec.endpoints) {
       const key = `${ep.ip}:${ep.port}`;
-      const w = t.workloads.get(ep.workload);
+      const w = state.workloadByUid(ep.workload);
       let h = old.get(key);
       if (h) {
         old.delete(key);
@@ -161,13 +173,10 @@ export class Cluster {
   private armSweep(): void {
     const every = this.outlier.enabled ? this.outlier.intervalMs : 0;
     if (every === this.sweepEvery) return;
-    if (this.sweepTimer) this.clock.clearInterval(this.sweepTimer);
+    this.sweepTimer?.cancel();
     this.sweepTimer = undefined;
     this.sweepEvery = every;
-    if (every > 0) {
-      this.sweepTimer = this.clock.setInterval(() => this.outlier.sweep(this.clock.now()), every);
-      this.sweepTimer.unref();
-    }
+    if (every > 0) this.sweepTimer = this.clock.setInterval(() => this.outlier.sweep(this.clock.monotonic()), every);
   }
 
   private refreshUsable(): void {
@@ -192,6 +201,25 @@ export class Cluster {
     return h;
   }
 
+  /**
+   * One more retry in flight, if max_retries and the retry budgets allow it (then it holds
+   * a slot until admission.retryDone()). Istio's retryBudget is Envoy's concurrency budget —
+   * retries in flight ≤ max(percent of requests in flight, minRetryConcurrency) — and
+   * nodemesh adds Linkerd's rate budget; a retry needs both (either alone would let retries
+   * amplify an outage in some regime).
+   */
+  reserveRetry(): boolean {
+    const a = this.admission;
+    if (!a.tryRetry()) return false;
+    const b = this.budget.config;
+    const concurrencyOk = !(b.minRetryConcurrency > 0) || a.retries <= Math.max((b.percent / 100) * (a.active + a.pending), b.minRetryConcurrency);
+    if (!concurrencyOk || !this.budget.withdraw()) {
+      a.retryDone();
+      return false;
+    }
+    return true;
+  }
+
   /** A try to `h` started / ended (for least-request and peak EWMA). */
   begin(h: Host): void {
     h.active++;
@@ -199,19 +227,19 @@ export class Cluster {
 
   end(h: Host, rttMs: number): void {
     h.active--;
-    if (rttMs >= 0) observeRtt(h, rttMs, this.clock.now());
+    if (rttMs >= 0) observeRtt(h, rttMs, this.clock.monotonic());
   }
 
   /** `latencyMs` < 0: no latency to learn from (L4) */
   onResponse(h: Host, status: number, latencyMs: number): void {
-    this.outlier.onResponse(h.key, status, this.clock.now(), latencyMs >= 0 ? latencyMs : undefined);
+    this.outlier.onResponse(h.key, status, this.clock.monotonic(), latencyMs >= 0 ? latencyMs : undefined);
   }
 
   onLocalFailure(h: Host, kind: LocalOrigin): void {
-    this.outlier.onLocalFailure(h.key, kind, this.clock.now());
+    this.outlier.onLocalFailure(h.key, kind, this.clock.monotonic());
   }
 
-  poolOptions(dial: DialInfo): PoolOptions {
+  poolOptions(dial: UpstreamRequest): PoolOptions {
     const cp = this.policy.connectionPool;
     const hook = this.onConnection;
     return {
@@ -222,20 +250,24 @@ export class Cluster {
     };
   }
 
-  http1Pool(h: Host, sourceKey: string, dial: DialInfo): Http1Pool {
-    let p = h.http1.get(sourceKey);
+  /** The HTTP/1.1 pool of `from`'s source pod to `h` (made on first use). */
+  http1Pool(h: Host, from: Downstream): Http1Pool {
+    let p = h.http1.get(from.sourceKey);
     if (!p) {
+      const dial = dialInfo(from, h);
       p = new Http1Pool(this.connector, dial, this.poolOptions(dial));
-      h.http1.set(sourceKey, p);
+      h.http1.set(from.sourceKey, p);
     }
     return p;
   }
 
-  http2Pool(h: Host, sourceKey: string, dial: DialInfo): Http2Pool {
-    let p = h.http2.get(sourceKey);
+  /** The HTTP/2 pool of `from`'s source pod to `h` (made on first use). */
+  http2Pool(h: Host, from: Downstream): Http2Pool {
+    let p = h.http2.get(from.sourceKey);
     if (!p) {
+      const dial = dialInfo(from, h);
       p = new Http2Pool(this.connector, dial, this.poolOptions(dial));
-      h.http2.set(sourceKey, p);
+      h.http2.set(from.sourceKey, p);
     }
     return p;
   }
@@ -253,7 +285,7 @@ export class Cluster {
   }
 
   dispose(): void {
-    if (this.sweepTimer) this.clock.clearInterval(this.sweepTimer);
+    this.sweepTimer?.cancel();
     this.sweepTimer = undefined;
     this.admission.drain();
     for (const h of this.hosts) h.closePools();

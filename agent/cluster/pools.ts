@@ -1,139 +1,18 @@
-// Upstream connections of the L7 proxy and the limits on them (Istio's connectionPool, Envoy's
-// circuit breakers), all built on the Duplexes the UpstreamConnector hands out (plain TCP or
-// HBONE tunnels): this file never dials a socket itself.
-//
-// - Admission, one per destination cluster: Envoy's max_requests (Istio http2MaxRequests) on
-//   requests in flight, max_connections on HTTP/1.1 requests in flight (one per connection),
-//   max_pending_requests (http1MaxPendingRequests) on the queue, max_retries on retries in
-//   flight. "max_pending_requests: The maximum number of pending requests that Envoy will
-//   allow to the upstream cluster" — past it the request is answered 503 at once with flag UO
-//   and `x-envoy-overloaded: true`; nothing queues without bound. The queue is fair across
-//   source workloads (per-workload-fairness.ts).
+// Upstream connections of the L7 proxy, all built on the Duplexes the UpstreamConnector hands
+// out (plain TCP or HBONE tunnels): this file never dials a socket itself.
 // - Http1Pool: an http.Agent per (source pod, endpoint) with keep-alive, whose
 //   createConnection asks the connector; maxRequestsPerConnection and idleTimeout apply.
 // - Http2Pool: HTTP/2 sessions per (source pod, endpoint), `http2.connect` over a connector
 //   Duplex; a new session when the current one is going away or has served
 //   maxRequestsPerConnection streams.
 // Pools are per source pod so that an HBONE tunnel always carries its own pod's identity.
+// How many requests may use them at once is the business of admission.ts.
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import type { ConnectionPool } from '../../control/api/snapshot-routing.js';
-import type { Workload } from '../../control/api/snapshot.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
-import { FairQueue } from './per-workload-fairness.js';
 import { ResponseFlag } from '../transport/response-flags.js';
-import { UpstreamError, type UpstreamConnector } from '../transport/connector.js';
-
-export type HttpProtocol = 'http1' | 'http2';
-
-/** A request waiting to be admitted. */
-export interface Waiter {
-  readonly protocol: HttpProtocol;
-  readonly sourceKey: string;
-  /** admitted: it now holds a slot until it calls Admission.release */
-  admit(): void;
-  /** gave its queue slot to a lighter source: answer 503 UO */
-  overflow(): void;
-}
-
-export type AdmitResult = 'admitted' | 'queued' | 'overflow';
-
-export class Admission {
-  active = 0;
-  activeHttp1 = 0;
-  retries = 0;
-  private limits: ConnectionPool;
-  private readonly queue: FairQueue<Waiter>;
-
-  constructor(limits: ConnectionPool) {
-    this.limits = limits;
-    this.queue = new FairQueue(limits.http1MaxPendingRequests);
-  }
-
-  configure(limits: ConnectionPool): void {
-    this.limits = limits;
-    this.queue.limit = limits.http1MaxPendingRequests;
-    this.pump();
-  }
-
-  get pending(): number {
-    return this.queue.size;
-  }
-
-  private canStart(p: HttpProtocol): boolean {
-    if (this.active >= this.limits.http2MaxRequests) return false;
-    return p === 'http2' || this.activeHttp1 < this.limits.maxConnections;
-  }
-
-  /** Admits now (then `admit()` has NOT been called: the caller proceeds), queues, or refuses. */
-  request(w: Waiter): AdmitResult {
-    if (this.queue.size === 0 && this.canStart(w.protocol)) {
-      this.take(w.protocol);
-      return 'admitted';
-    }
-    const { admitted, evicted } = this.queue.push(w.sourceKey, w);
-    evicted?.overflow();
-    return admitted ? 'queued' : 'overflow';
-  }
-
-  /** Takes a slot only if one is free now, never queueing (request mirroring). */
-  tryTake(p: HttpProtocol): boolean {
-    if (this.queue.size > 0 || !this.canStart(p)) return false;
-    this.take(p);
-    return true;
-  }
-
-  /** A queued waiter gave up (its client went away). */
-  cancel(w: Waiter): void {
-    this.queue.remove(w.sourceKey, w);
-  }
-
-  release(p: HttpProtocol): void {
-    this.active--;
-    if (p === 'http1') this.activeHttp1--;
-    this.pump();
-  }
-
-  /** Envoy's max_retries: retries in flight at once across the cluster. */
-  tryRetry(): boolean {
-    if (this.retries >= this.limits.maxRetries) return false;
-    this.retries++;
-    return true;
-  }
-
-  retryDone(): void {
-    this.retries--;
-  }
-
-  /** Refuses everything still queued (the cluster is going away). */
-  drain(): void {
-    this.queue.drain((w) => w.overflow());
-  }
-
-  private take(p: HttpProtocol): void {
-    this.active++;
-    if (p === 'http1') this.activeHttp1++;
-  }
-
-  private pump(): void {
-    while (this.queue.size > 0 && this.canStart('http1')) {
-      const w = this.queue.shift()!;
-      this.take(w.protocol);
-      w.admit();
-    }
-  }
-}
-
-/** Who a pooled connection is dialled for (the connector needs it for HBONE identities). */
-export interface DialInfo {
-  source: Workload | undefined;
-  sourceAddress: string;
-  sourcePort: number;
-  ip: string;
-  port: number;
-  destination: Workload | undefined;
-}
+import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
 
 export interface PoolOptions {
   /** told of every connection the pool opens (telemetry) */
@@ -145,7 +24,7 @@ export interface PoolOptions {
 }
 
 /** Connects through the connector within `timeoutMs`; a late connection is closed. */
-export function connectWithTimeout(connector: UpstreamConnector, d: DialInfo, timeoutMs: number): Promise<Duplex> {
+export function connectWithTimeout(connector: UpstreamConnector, d: UpstreamRequest, timeoutMs: number): Promise<Duplex> {
   const p = connector.connect(d);
   if (!(timeoutMs > 0)) return p;
   return new Promise((resolve, reject) => {
@@ -204,7 +83,7 @@ const kServed = Symbol('nodemesh.served');
 class PoolAgent extends http.Agent {
   constructor(
     private readonly connector: UpstreamConnector,
-    private readonly dial: DialInfo,
+    private readonly dial: UpstreamRequest,
     private readonly opts: PoolOptions,
   ) {
     // maxSockets is unbounded here: Admission decides how many requests run at once
@@ -240,12 +119,8 @@ class PoolAgent extends http.Agent {
 export class Http1Pool {
   readonly agent: PoolAgent;
 
-  constructor(connector: UpstreamConnector, dial: DialInfo, opts: PoolOptions) {
+  constructor(connector: UpstreamConnector, dial: UpstreamRequest, opts: PoolOptions) {
     this.agent = new PoolAgent(connector, dial, opts);
-  }
-
-  get idle(): boolean {
-    return Object.keys(this.agent.sockets).length === 0;
   }
 
   /** Closes idle connections now and busy ones when their request is done. */
@@ -256,12 +131,6 @@ export class Http1Pool {
   }
 }
 
-/** The response and stream errors of an HTTP/2 request that mean "never processed". */
-export function isRefusedStream(err: unknown): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'ERR_HTTP2_STREAM_ERROR' && /REFUSED_STREAM/.test(String((err as Error).message));
-}
-
 export class Http2Pool {
   private sessions: http2.ClientHttp2Session[] = [];
   private connecting: Promise<http2.ClientHttp2Session> | undefined;
@@ -270,13 +139,9 @@ export class Http2Pool {
 
   constructor(
     private readonly connector: UpstreamConnector,
-    private readonly dial: DialInfo,
+    private readonly dial: UpstreamRequest,
     private readonly opts: PoolOptions,
   ) {}
-
-  get idle(): boolean {
-    return this.sessions.length === 0 && !this.connecting;
-  }
 
   /** A session that can take one more stream now, if there is one. */
   ready(): http2.ClientHttp2Session | undefined {

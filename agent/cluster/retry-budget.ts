@@ -8,6 +8,7 @@
 // (10 slots) plus a constant reserve of `minRetriesPerSecond × ttl seconds × withdraw`. So,
 // over any window, retries ≤ percent × requests + minRetriesPerSecond × ttl.
 import type { RetryBudget as RetryBudgetConfig } from '../../control/api/snapshot-routing.js';
+import { systemClock } from '../../common/clock.js';
 
 export const RETRY_BUDGET_DEFAULT: RetryBudgetConfig = { percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000, minRetryConcurrency: 0 };
 
@@ -26,7 +27,7 @@ export class RetryBudget {
   /** `now` is a monotonic ms clock (injectable for tests) */
   constructor(
     readonly config: RetryBudgetConfig = RETRY_BUDGET_DEFAULT,
-    private readonly now: () => number = () => performance.now(),
+    private readonly now: () => number = systemClock.monotonic,
   ) {
     const ratio = Math.max(0, config.percent) / 100;
     // tower: "If there is no percent, then you gain nothing from deposits. Withdrawals can

@@ -36,7 +36,7 @@ import {
 import type { IdentityProvider, WorkloadCertificate } from '../identity/identity.js';
 import type { InboundDeliver } from '../proxy/inbound-capture.js';
 import type { InboundConnection } from '../proxy/inbound-delivery.js';
-import type { MeshIndex } from '../state/mesh-index.js';
+import type { ProxyState } from '../state/proxy-state.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 
 const log = logger('agent/hbone-inbound');
@@ -48,7 +48,8 @@ export interface HboneInboundOptions {
   /** this node's name: only its pods are served */
   node: string;
   identity: IdentityProvider;
-  index: () => MeshIndex;
+  /** the current proxy state (which workload owns an address) */
+  state: () => Pick<ProxyState, 'workloadByIp'>;
   /** deliverInbound with the agent's pod connector and current policy bound */
   deliver: InboundDeliver;
   maxConcurrentStreams?: number;
@@ -168,7 +169,7 @@ export class HboneInbound {
   /** The certificate of the meshed local pod the SNI names, with the current trust bundle. */
   private contextFor(servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void {
     const ip = podIpFromSni(servername);
-    const pod = ip ? this.opts.index().workloadByIp(ip) : undefined;
+    const pod = ip ? this.opts.state().workloadByIp(ip) : undefined;
     if (!pod || !pod.meshed || pod.node !== this.opts.node) {
       cb(new Error(`SNI ${servername} names no meshed pod on node ${this.opts.node}`));
       return;
@@ -239,7 +240,7 @@ export class HboneInbound {
     if (headers[':method'] !== 'CONNECT') return refuse(stream, 400, `method ${headers[':method']} is not CONNECT`);
     const target = parseAuthority(headers[':authority']);
     if (!target) return refuse(stream, 400, `:authority ${headers[':authority']} is not <pod ip>:<port>`);
-    const pod = this.opts.index().workloadByIp(target.ip);
+    const pod = this.opts.state().workloadByIp(target.ip);
     if (!pod || !pod.meshed || pod.node !== this.opts.node) {
       return refuse(stream, 400, `${target.ip} is not a meshed pod on node ${this.opts.node}`);
     }
@@ -278,8 +279,8 @@ function refuse(stream: ServerHttp2Stream, status: number, reason: string): void
  * its source address — for a tunnel, the address its peer claims (`forwarded: for=`), which
  * is believed only when that workload runs as the principal the peer proved.
  */
-export function provenSourceWorkload(c: InboundConnection, idx: Pick<MeshIndex, 'workloadByIp'>): Workload | undefined {
-  const w = idx.workloadByIp(c.sourceIp);
+export function provenSourceWorkload(c: InboundConnection, state: Pick<ProxyState, 'workloadByIp'>): Workload | undefined {
+  const w = state.workloadByIp(c.sourceIp);
   if (!w) return undefined;
   if (c.security === 'none') return w;
   return c.sourcePrincipal !== undefined && w.spiffeId === c.sourcePrincipal ? w : undefined;

@@ -1,11 +1,12 @@
 // One request through the L7 engine, whatever the protocol: route, fault injection,
 // admission to the destination cluster, endpoint choice, tries with retries and back-off,
 // per-try and route timeouts, outlier detection input, and telemetry. The HTTP/1.1 and
-// HTTP/2 subclasses (l7-http1.ts, l7-http2.ts) move the bytes.
+// HTTP/2 subclasses (http1.ts, http2.ts) move the bytes.
 //
 // Why one object per request with methods, and module-level event handlers in the
 // subclasses: the request path allocates this object and little else (no closure per
-// event, no promise per try unless a new HTTP/2 session must be dialled).
+// event, no promise per try unless a new HTTP/2 session must be dialled). For the same
+// reason its timers are Node's own, unref()'ed, without a Clock's cancel handle per timer.
 //
 // Timeouts follow Envoy: the route timeout starts when the downstream request is complete
 // and is never re-armed per try ("Retries count against the route timeout"; if it fires
@@ -16,46 +17,45 @@
 // Retries replay the request body, so only a body kept whole within REPLAY_MAX_BYTES is
 // retried ("Past that ... retries are disabled for the request").
 import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
-import type { Workload } from '../../control/api/snapshot.js';
-import type { Cluster, Host } from '../cluster/cluster.js';
-import { hashString } from '../cluster/load-balancer/consistent-hash.js';
+import type { Cluster, Downstream, Host } from '../cluster/cluster.js';
+import type { ClusterSet } from '../cluster/cluster-set.js';
+import type { HttpProtocol, Waiter } from '../cluster/admission.js';
 import { decideFault, grpcCode, grpcToHttp, httpToGrpc, NO_FAULT, type FaultDecision } from './fault-injection.js';
 import { redirectLocation, rewritePath } from './header-ops.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { backoffMs, NO_RETRY, retriableFailure, retriableResponse, type CompiledRetry, type TryFailure } from './retry.js';
-import { matchRoute, queryParam, type CompiledMatch, type RequestView } from './route-match.js';
-import type { RouteEntry, RoutingIndex } from './route-table.js';
-import type { LabelSet } from '../telemetry/request-telemetry.js';
-import type { HttpProtocol, Waiter } from '../cluster/pools.js';
+import { matchRoute, type CompiledMatch, type RequestView } from './route-match.js';
+import { routeTablesOf, type RouteEntry } from './route-table.js';
+import { requestHash, type HashedRequest } from './request-hash.js';
 import { sendMirror, type MirrorRequest } from './mirror.js';
-import type { ServiceTarget } from '../state/service-table.js';
+import type { ProxyState, ServiceTarget } from '../state/proxy-state.js';
 
 /** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
 export const REPLAY_MAX_BYTES = 64 * 1024;
 
 /** What the downstream connection tells every request on it. */
-export interface ConnInfo {
-  source: Workload | undefined;
-  /** fairness and pooling key: the source pod's uid, else its address */
-  sourceKey: string;
-  sourceAddress: string;
-  sourcePort: number;
+export interface ConnInfo extends Downstream {
   /** the Service port the connection was captured for */
   target: ServiceTarget;
 }
 
-/** What an exchange needs from the engine (traffic-manager.ts implements it). */
+/** What the exchanges of one proxy share (servers.ts implements it). */
 export interface Engine {
+  readonly clusters: ClusterSet;
   readonly random: () => number;
+  /** monotonic ms */
   now(): number;
-  cluster(index: RoutingIndex, d: Destination, requestPort: number): Cluster | undefined;
-  labels(conn: ConnInfo, cluster: Cluster | undefined, host: Host | undefined, grpc: boolean): LabelSet;
-  setTimer(fn: () => void, ms: number): NodeJS.Timeout;
 }
 
-type State = 'routing' | 'waiting' | 'trying' | 'backoff' | 'responding' | 'done';
+function timer(fn: () => void, ms: number): NodeJS.Timeout {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return t;
+}
 
-export abstract class Exchange implements RequestView, Waiter {
+type Phase = 'routing' | 'waiting' | 'trying' | 'backoff' | 'responding' | 'done';
+
+export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   // RequestView
   method = '';
   path = '/';
@@ -69,7 +69,7 @@ export abstract class Exchange implements RequestView, Waiter {
   abstract readonly protocol: HttpProtocol;
   readonly sourceKey: string;
   grpc = false;
-  protected state: State = 'routing';
+  protected phase: Phase = 'routing';
   protected startedAt: number;
   entry: RouteEntry | undefined;
   route: HttpRoute | undefined;
@@ -114,7 +114,8 @@ export abstract class Exchange implements RequestView, Waiter {
   constructor(
     protected readonly engine: Engine,
     readonly conn: ConnInfo,
-    protected readonly index: RoutingIndex,
+    /** the state current when the request started: its routes and clusters, to the end */
+    protected readonly state: ProxyState,
   ) {
     this.startedAt = engine.now();
     this.port = conn.target.port.port;
@@ -150,7 +151,8 @@ export abstract class Exchange implements RequestView, Waiter {
   /** Routes the request and starts it; the subclass has set method, path, query, authority. */
   start(): void {
     const host = this.conn.target.service.hostname;
-    const table = this.index.table(host, this.sourceNamespace);
+    const tables = routeTablesOf(this.state);
+    const table = tables.table(host, this.sourceNamespace);
     const routes = table.http;
     for (let i = 0; i < routes.length; i++) {
       const block = matchRoute(routes[i]!.match, this);
@@ -159,7 +161,7 @@ export abstract class Exchange implements RequestView, Waiter {
     // Gateway API: "If no matching rule is found, a 404 status code MUST be returned";
     // Istio: an unmatched request goes to the Service itself
     if (table.noMatch === 'notFound') return this.localReply(404, ResponseFlag.NoRoute, 'route not found\n');
-    this.begin(this.index.defaultEntry(host), null);
+    this.begin(tables.defaultEntry(host), null);
   }
 
   private begin(entry: RouteEntry, block: CompiledMatch | null): void {
@@ -182,10 +184,11 @@ export abstract class Exchange implements RequestView, Waiter {
     this.dest = dest;
     const failStatus = dest.failStatus ?? 0;
     if (failStatus) return this.localReply(failStatus, ResponseFlag.NoClusterFound, 'backend not found\n');
-    const cluster = this.engine.cluster(this.index, dest, this.port);
+    const cluster = this.engine.clusters.get(this.state, dest, this.port);
     if (!cluster) return this.localReply(503, ResponseFlag.NoClusterFound, 'no such destination\n');
     this.cluster = cluster;
-    this.hash = this.requestHash(cluster);
+    const hashPolicy = cluster.policy.loadBalancer.consistentHash;
+    this.hash = hashPolicy ? requestHash(hashPolicy, this, this.engine.random) : undefined;
     const fault = decideFault(route.fault, this.engine.random);
     if (fault !== NO_FAULT) return this.injectFault(fault);
     this.retry = entry.retry;
@@ -203,7 +206,7 @@ export abstract class Exchange implements RequestView, Waiter {
     if (!this.replayable) return;
     for (const m of this.route!.mirrors) {
       if (!(m.percentage >= 100 || this.engine.random() * 100 < m.percentage)) continue;
-      const cluster = this.engine.cluster(this.index, m.destination, this.port);
+      const cluster = this.engine.clusters.get(this.state, m.destination, this.port);
       if (!cluster) continue;
       sendMirror({
         conn: this.conn,
@@ -222,10 +225,10 @@ export abstract class Exchange implements RequestView, Waiter {
   private injectFault(f: FaultDecision): void {
     if (f.delayMs > 0) {
       this.flags = ResponseFlag.DelayInjected;
-      this.state = 'backoff';
-      this.backoffTimer = this.engine.setTimer(() => {
+      this.phase = 'backoff';
+      this.backoffTimer = timer(() => {
         this.backoffTimer = undefined;
-        if (this.state === 'done') return;
+        if (this.phase === 'done') return;
         this.injectFault({ ...f, delayMs: 0 });
       }, f.delayMs);
       return;
@@ -243,48 +246,19 @@ export abstract class Exchange implements RequestView, Waiter {
     this.dispatch();
   }
 
-  /** consistentHash input of this request (undefined: none → random endpoint). */
-  private requestHash(c: Cluster): number | undefined {
-    const h = c.policy.loadBalancer.consistentHash;
-    if (!h) return undefined;
-    let v: string | undefined;
-    switch (h.kind) {
-      case 'header':
-        v = this.header(h.name.toLowerCase());
-        break;
-      case 'sourceIp':
-        v = this.conn.sourceAddress;
-        break;
-      case 'queryParam':
-        v = queryParam(this.query, h.name);
-        break;
-      case 'cookie': {
-        v = cookieValue(this.header('cookie'), h.name);
-        if (v === undefined && h.cookieTtlMs > 0) {
-          // Envoy: "If the cookie is not present and a TTL is set, Envoy generates one"
-          v = Math.floor(this.engine.random() * 2 ** 52).toString(16);
-          const path = h.cookiePath ? `; Path=${h.cookiePath}` : '';
-          this.setCookie = `${h.name}=${v}; Max-Age=${Math.ceil(h.cookieTtlMs / 1000)}${path}; HttpOnly`;
-        }
-        break;
-      }
-    }
-    return v === undefined ? undefined : hashString(v);
-  }
-
   // ---- admission and tries ---------------------------------------------------------------
   private dispatch(): void {
     const cluster = this.cluster!;
-    this.state = 'waiting';
+    this.phase = 'waiting';
     const r = cluster.admission.request(this);
     if (r === 'admitted') this.admit();
     else if (r === 'overflow') this.overflow();
     else if (!this.bodyEnded) this.pauseBody();
   }
 
-  /** Waiter: a slot is ours (held until endTry). */
+  /** Waiter: a slot is ours (held until releaseTry). */
   admit(): void {
-    if (this.state !== 'waiting') {
+    if (this.phase !== 'waiting') {
       // gave up while queued: hand the slot back
       this.cluster!.admission.release(this.protocol);
       return;
@@ -304,7 +278,7 @@ export abstract class Exchange implements RequestView, Waiter {
     this.tries++;
     (this.tried ??= []).push(host);
     cluster.begin(host);
-    this.state = 'trying';
+    this.phase = 'trying';
     this.tryStartedAt = this.engine.now();
     this.sendTry(host);
     if (this.bodyEnded) this.armTryTimer();
@@ -313,7 +287,7 @@ export abstract class Exchange implements RequestView, Waiter {
 
   /** Waiter: refused by the circuit breaker (queue full, or evicted by a lighter source). */
   overflow(): void {
-    if (this.state !== 'waiting') return;
+    if (this.phase !== 'waiting') return;
     this.localReply(
       503,
       ResponseFlag.UpstreamOverflow,
@@ -341,7 +315,7 @@ export abstract class Exchange implements RequestView, Waiter {
   // ---- request body (called by the protocol's module-level stream handlers) ---------------
   onBody(chunk: Buffer): void {
     this.reqBytes += chunk.length;
-    const trying = this.state === 'trying' || this.state === 'responding';
+    const trying = this.phase === 'trying' || this.phase === 'responding';
     if (this.replayable || !trying) {
       this.kept.push(chunk);
       this.keptBytes += chunk.length;
@@ -357,7 +331,7 @@ export abstract class Exchange implements RequestView, Waiter {
   onBodyEnd(): void {
     this.bodyEnded = true;
     this.mirror();
-    if (this.state === 'trying') {
+    if (this.phase === 'trying') {
       this.endTryBody();
       this.armTryTimer();
     }
@@ -375,8 +349,8 @@ export abstract class Exchange implements RequestView, Waiter {
   /** The route timeout starts once the request is complete (body received) and is armed once. */
   private armRouteTimer(): void {
     const t = this.route?.timeoutMs ?? 0;
-    if (t > 0 && this.bodyEnded && !this.routeTimer && !this.timeoutsOff && this.state !== 'done') {
-      this.routeTimer = this.engine.setTimer(() => this.onRouteTimeout(), t);
+    if (t > 0 && this.bodyEnded && !this.routeTimer && !this.timeoutsOff && this.phase !== 'done') {
+      this.routeTimer = timer(() => this.onRouteTimeout(), t);
     }
   }
 
@@ -384,7 +358,7 @@ export abstract class Exchange implements RequestView, Waiter {
     const per = this.retry.perTryTimeoutMs;
     const route = this.route?.timeoutMs ?? 0;
     if (per > 0 && (route === 0 || per < route) && !this.tryTimer) {
-      this.tryTimer = this.engine.setTimer(() => this.onTryTimeout(), per);
+      this.tryTimer = timer(() => this.onTryTimeout(), per);
     }
   }
 
@@ -395,7 +369,7 @@ export abstract class Exchange implements RequestView, Waiter {
 
   private onTryTimeout(): void {
     this.tryTimer = undefined;
-    if (this.state !== 'trying') return;
+    if (this.phase !== 'trying') return;
     this.abortTry();
     if (this.host) this.cluster!.onLocalFailure(this.host, 'timeout');
     this.failTry('per-try-timeout', ResponseFlag.UpstreamRequestTimeout, 504);
@@ -403,7 +377,7 @@ export abstract class Exchange implements RequestView, Waiter {
 
   private onRouteTimeout(): void {
     this.routeTimer = undefined;
-    const s = this.state;
+    const s = this.phase;
     if (s === 'done') return;
     this.addFlag(ResponseFlag.UpstreamRequestTimeout);
     if (s === 'responding') {
@@ -444,14 +418,14 @@ export abstract class Exchange implements RequestView, Waiter {
     }
     this.status = status;
     if (grpcStatus >= 0) this.grpcStatus = String(grpcStatus);
-    this.state = 'responding';
+    this.phase = 'responding';
     this.commitResponse();
     return true;
   }
 
   /** The try failed before a response head: connect failure, reset, refused stream. */
   protected onTryFailure(kind: TryFailure, flag: string): void {
-    if (this.state !== 'trying') return;
+    if (this.phase !== 'trying') return;
     if (this.host) {
       if (kind === 'connect-failure') this.cluster!.onLocalFailure(this.host, 'connect-failure');
       else if (kind !== 'per-try-timeout') this.cluster!.onLocalFailure(this.host, 'reset');
@@ -480,21 +454,7 @@ export abstract class Exchange implements RequestView, Waiter {
       return false;
     }
     if (!this.replayable) return false;
-    const cluster = this.cluster!;
-    if (!cluster.admission.tryRetry()) {
-      this.addFlag(ResponseFlag.UpstreamOverflow);
-      return false;
-    }
-    // Istio's retryBudget is Envoy's concurrency budget — retries in flight ≤ max(percent of
-    // requests in flight, minRetryConcurrency) — and nodemesh adds Linkerd's rate budget; a
-    // retry needs both (either alone would let retries amplify an outage in some regime)
-    const b = cluster.budget.config;
-    const concurrencyOk =
-      !(b.minRetryConcurrency > 0) ||
-      cluster.admission.retries <=
-        Math.max((b.percent / 100) * (cluster.admission.active + cluster.admission.pending), b.minRetryConcurrency);
-    if (!concurrencyOk || !cluster.budget.withdraw()) {
-      cluster.admission.retryDone();
+    if (!this.cluster!.reserveRetry()) {
       this.addFlag(ResponseFlag.UpstreamOverflow);
       return false;
     }
@@ -503,18 +463,18 @@ export abstract class Exchange implements RequestView, Waiter {
   }
 
   private scheduleRetry(): void {
-    this.state = 'backoff';
+    this.phase = 'backoff';
     this.host = undefined;
     const wait = backoffMs(this.retry, this.tries, this.engine.random);
-    this.backoffTimer = this.engine.setTimer(() => {
+    this.backoffTimer = timer(() => {
       this.backoffTimer = undefined;
-      if (this.state === 'backoff') this.retryDispatch();
+      if (this.phase === 'backoff') this.retryDispatch();
     }, wait);
   }
 
   private retryDispatch(): void {
     const cluster = this.cluster!;
-    this.state = 'waiting';
+    this.phase = 'waiting';
     const r = cluster.admission.request(this);
     if (r === 'admitted') this.admit();
     else if (r === 'overflow') this.overflow(); // finish() hands the reserved retry back
@@ -522,19 +482,18 @@ export abstract class Exchange implements RequestView, Waiter {
 
   /** The response was fully forwarded. */
   protected onResponseDone(): void {
-    if (this.state === 'done') return;
+    if (this.phase === 'done') return;
     this.releaseTry(this.engine.now() - this.tryStartedAt);
     this.finish();
   }
 
-  /** The client went away before the response was complete. */
   /** The downstream request/stream closed: the client went away unless the exchange finished. */
   onClose(): void {
-    if (this.state !== 'done') this.onDownstreamGone();
+    if (this.phase !== 'done') this.onDownstreamGone();
   }
 
   protected onDownstreamGone(): void {
-    const s = this.state;
+    const s = this.phase;
     if (s === 'done') return;
     this.addFlag(ResponseFlag.DownstreamConnectionTermination);
     if (s === 'trying' || s === 'responding') {
@@ -572,8 +531,8 @@ export abstract class Exchange implements RequestView, Waiter {
 
   /** Ends the exchange: timers, and the one telemetry record. */
   protected finish(): void {
-    if (this.state === 'done') return;
-    this.state = 'done';
+    if (this.phase === 'done') return;
+    this.phase = 'done';
     if (this.tryHeld) this.releaseTry(-1); // every path should have released it; never leak a slot
     if (this.routeTimer) clearTimeout(this.routeTimer);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
@@ -584,7 +543,7 @@ export abstract class Exchange implements RequestView, Waiter {
       this.cluster?.admission.retryDone();
     }
     this.kept = [];
-    const labels = this.engine.labels(this.conn, this.cluster, this.host, this.grpc);
+    const labels = this.engine.clusters.requestLabels(this.state, this.conn, this.cluster?.service ?? this.conn.target.service, this.host, this.grpc);
     labels.record(
       this.status,
       this.grpc ? this.grpcStatus || '-' : '-',
@@ -629,15 +588,4 @@ const FLAG_ORDER = [
 function flagRank(f: string): number {
   const i = FLAG_ORDER.indexOf(f);
   return i < 0 ? FLAG_ORDER.length : i;
-}
-
-/** The value of cookie `name` in a Cookie header. */
-export function cookieValue(header: string | undefined, name: string): string | undefined {
-  if (!header) return undefined;
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=');
-    if (eq < 0) continue;
-    if (part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
 }

@@ -1,6 +1,6 @@
 // HTTP/1.1 requests through the L7 engine: the downstream side is Node's HTTP/1.1 server
 // parser over the captured socket, the upstream side an http.ClientRequest on a pooled
-// keep-alive connection (upstream-pool.ts). Headers stay in raw form end to end; every
+// keep-alive connection (cluster/pools.ts). Headers stay in raw form end to end; every
 // event handler is a module-level function that finds its exchange through a symbol on the
 // emitter, so a request allocates no closures.
 import http from 'node:http';
@@ -9,9 +9,8 @@ import type { Host } from '../cluster/cluster.js';
 import { Exchange, type ConnInfo, type Engine } from './exchange.js';
 import { forwardRaw } from './header-ops.js';
 import { ResponseFlag } from '../transport/response-flags.js';
-import type { RoutingIndex } from './route-table.js';
+import type { ProxyState } from '../state/proxy-state.js';
 import { UpstreamError } from '../transport/connector.js';
-import type { DialInfo } from '../cluster/pools.js';
 
 const kEx = Symbol('nodemesh.exchange');
 const kTry = Symbol('nodemesh.try');
@@ -38,11 +37,11 @@ export class Http1Exchange extends Exchange {
   constructor(
     engine: Engine,
     conn: ConnInfo,
-    index: RoutingIndex,
+    state: ProxyState,
     private readonly req: http.IncomingMessage,
     private readonly res: http.ServerResponse,
   ) {
-    super(engine, conn, index);
+    super(engine, conn, state);
     let url = req.url ?? '/';
     if (url.charCodeAt(0) !== 47 /* / */ && /^https?:\/\//i.test(url)) url = url.slice(url.indexOf('/', url.indexOf('//') + 2)) || '/'; // absolute-form
     const q = url.indexOf('?');
@@ -75,16 +74,7 @@ export class Http1Exchange extends Exchange {
   }
 
   protected sendTry(host: Host): void {
-    const cluster = this.cluster!;
-    const dial: DialInfo = {
-      source: this.conn.source,
-      sourceAddress: this.conn.sourceAddress,
-      sourcePort: this.conn.sourcePort,
-      ip: host.endpoint.ip,
-      port: host.endpoint.port,
-      destination: host.workload,
-    };
-    const pool = cluster.http1Pool(host, this.sourceKey, dial);
+    const pool = this.cluster!.http1Pool(host, this.conn);
     const creq = http.request({
       agent: pool.agent,
       host: host.endpoint.ip,
@@ -143,7 +133,7 @@ export class Http1Exchange extends Exchange {
 
   /** Wrote the whole response. */
   onUpstreamEnd(): void {
-    if (this.state !== 'responding') return;
+    if (this.phase !== 'responding') return;
     this.res.end();
     this.onResponseDone();
   }
@@ -155,7 +145,7 @@ export class Http1Exchange extends Exchange {
 
   /** The upstream closed mid-response (before 'end'). */
   onUpstreamCut(): void {
-    if (this.state !== 'responding') return;
+    if (this.phase !== 'responding') return;
     this.addFlag(ResponseFlag.UpstreamConnectionTermination);
     this.releaseTry(-1);
     this.resetDownstream();

@@ -1,6 +1,6 @@
 // HTTP/2 (and gRPC) requests through the L7 engine: a downstream stream of Node's h2c server
 // over the captured socket, forwarded as a stream on a pooled upstream HTTP/2 session
-// (upstream-pool.ts). gRPC status matters for retries: a trailers-only response carries
+// (cluster/pools.ts). gRPC status matters for retries: a trailers-only response carries
 // grpc-status in its headers; otherwise, when the route retries on gRPC codes, the response
 // head is held until the first message or the trailers, so that a failure without messages
 // (grpc-status in trailers) can still be retried — nothing has reached the client yet.
@@ -10,9 +10,9 @@ import { Exchange, type ConnInfo, type Engine } from './exchange.js';
 import { applyOps, forwardH2 } from './header-ops.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { retriesOnGrpc } from './retry.js';
-import type { RoutingIndex } from './route-table.js';
+import type { ProxyState } from '../state/proxy-state.js';
 import { UpstreamError } from '../transport/connector.js';
-import type { DialInfo, Http2Pool } from '../cluster/pools.js';
+import type { Http2Pool } from '../cluster/pools.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -42,11 +42,11 @@ export class Http2Exchange extends Exchange {
   constructor(
     engine: Engine,
     conn: ConnInfo,
-    index: RoutingIndex,
+    state: ProxyState,
     private readonly stream: http2.ServerHttp2Stream,
     private readonly headers: http2.IncomingHttpHeaders,
   ) {
-    super(engine, conn, index);
+    super(engine, conn, state);
     const p = (headers[':path'] as string | undefined) ?? '/';
     const q = p.indexOf('?');
     this.path = q < 0 ? p : p.slice(0, q);
@@ -78,15 +78,7 @@ export class Http2Exchange extends Exchange {
   }
 
   protected sendTry(host: Host): void {
-    const dial: DialInfo = {
-      source: this.conn.source,
-      sourceAddress: this.conn.sourceAddress,
-      sourcePort: this.conn.sourcePort,
-      ip: host.endpoint.ip,
-      port: host.endpoint.port,
-      destination: host.workload,
-    };
-    const pool = this.cluster!.http2Pool(host, this.sourceKey, dial);
+    const pool = this.cluster!.http2Pool(host, this.conn);
     const t = new Try(this);
     this.cur = t;
     const session = pool.ready();
@@ -206,7 +198,7 @@ export class Http2Exchange extends Exchange {
 
   onEnd(t: Try): void {
     t.ended = true;
-    if (this.committed !== t || this.state !== 'responding') return;
+    if (this.committed !== t || this.phase !== 'responding') return;
     if (!this.stream.destroyed) this.stream.end(); // then wantTrailers, if the head announced them
     if (!this.waitsForTrailers) this.onResponseDone();
   }
@@ -214,7 +206,7 @@ export class Http2Exchange extends Exchange {
   onUpstreamClosed(t: Try): void {
     if (t.ended && t.up?.rstCode === 0) return;
     const code = t.up?.rstCode ?? NGHTTP2_INTERNAL_ERROR;
-    if (this.committed === t && this.state === 'responding') {
+    if (this.committed === t && this.phase === 'responding') {
       this.addFlag(ResponseFlag.UpstreamReset);
       this.releaseTry(-1);
       this.resetDownstream();

@@ -6,12 +6,10 @@
 // request. It takes a slot of the mirror cluster's circuit breakers but never queues: at the
 // limit, the copy is skipped.
 import http from 'node:http';
-import type { Cluster, Host } from '../cluster/cluster.js';
-import type { ConnInfo } from './exchange.js';
-import type { DialInfo } from '../cluster/pools.js';
+import type { Cluster, Downstream, Host } from '../cluster/cluster.js';
 
 export interface MirrorRequest {
-  conn: ConnInfo;
+  conn: Downstream;
   cluster: Cluster;
   random: () => number;
   now: number;
@@ -39,14 +37,6 @@ export function sendMirror(m: MirrorRequest): void {
     c.admission.release(protocol);
     return;
   }
-  const dial: DialInfo = {
-    source: m.conn.source,
-    sourceAddress: m.conn.sourceAddress,
-    sourcePort: m.conn.sourcePort,
-    ip: host.endpoint.ip,
-    port: host.endpoint.port,
-    destination: host.workload,
-  };
   c.begin(host);
   let released = false;
   const done = () => {
@@ -55,9 +45,9 @@ export function sendMirror(m: MirrorRequest): void {
     c.end(host, -1);
     c.admission.release(protocol);
   };
-  if (m.h2) return mirrorH2(m, c, host, dial, done);
+  if (m.h2) return mirrorH2(m, c, host, done);
   const req = http.request({
-    agent: c.http1Pool(host, m.conn.sourceKey, dial).agent,
+    agent: c.http1Pool(host, m.conn).agent,
     host: host.endpoint.ip,
     port: host.endpoint.port,
     method: m.method,
@@ -75,8 +65,8 @@ export function sendMirror(m: MirrorRequest): void {
   req.end();
 }
 
-function mirrorH2(m: MirrorRequest, c: Cluster, host: Host, dial: DialInfo, done: () => void): void {
-  const pool = c.http2Pool(host, m.conn.sourceKey, dial);
+function mirrorH2(m: MirrorRequest, c: Cluster, host: Host, done: () => void): void {
+  const pool = c.http2Pool(host, m.conn);
   const send = (s: import('node:http2').ClientHttp2Session) => {
     const h = { ...m.h2!, ':method': m.method, ':path': m.path, ':authority': shadowAuthority(m.authority) };
     try {

@@ -1,19 +1,25 @@
-// The downstream side of the L7 engine: Node's HTTP/1.1 and h2c servers, never listening on
-// a port of their own — the outbound proxy hands them each captured connection
-// (`emit('connection', socket)`), with the bytes it sniffed put back. Each request becomes an
-// exchange (l7-http1.ts, l7-http2.ts) against the routing index current at its start.
-// WebSocket and other HTTP/1.1 upgrades are routed like a request, then tunnelled as bytes.
+// The L7 engine's entry, at the source node proxy: Node's HTTP/1.1 and h2c servers, never
+// listening on a port of their own — the outbound proxy hands them each captured connection
+// of a Service port that speaks HTTP (`emit('connection', socket)`), with the bytes it sniffed
+// put back. Each request becomes an exchange (http1.ts, http2.ts) in the proxy state current
+// at its start; every exchange of the proxy shares one cluster set, kept across states.
+// WebSocket and other HTTP/1.1 upgrades are routed like a TCP connection (tcp-route.ts), then
+// tunnelled as bytes.
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { systemClock, type Clock } from '../../common/clock.js';
 import { logger } from '../../common/log.js';
 import { Http1Exchange } from './http1.js';
 import { Http2Exchange } from './http2.js';
-import type { ConnInfo } from './exchange.js';
+import type { ConnInfo, Engine } from './exchange.js';
 import { forwardRaw } from './header-ops.js';
+import { planTcp } from './tcp-route.js';
+import { ClusterSet } from '../cluster/cluster-set.js';
 import { connectWithTimeout } from '../cluster/pools.js';
-import type { TrafficManager } from './traffic-manager.js';
+import type { UpstreamConnector } from '../transport/connector.js';
+import type { ProxyState } from '../state/proxy-state.js';
 
 const log = logger('agent/l7');
 
@@ -23,12 +29,26 @@ type WithConn = { [kConn]?: ConnInfo };
 /** Idle keep-alive of downstream connections (Envoy's default idle timeout is 1 h). */
 export const DOWNSTREAM_IDLE_MS = 3_600_000;
 
-export class L7Servers {
+export interface L7ServersOptions {
+  connector: UpstreamConnector;
+  /** the current proxy state; read at the start of every request */
+  state: () => ProxyState;
+  clock?: Clock;
+  random?: () => number;
+}
+
+export class L7Servers implements Engine {
   readonly http1: http.Server;
   readonly http2: http2.Http2Server;
+  readonly clusters: ClusterSet;
+  readonly random: () => number;
+  private readonly clock: Clock;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
 
-  constructor(private readonly tm: TrafficManager) {
+  constructor(private readonly opts: L7ServersOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.random = opts.random ?? Math.random;
+    this.clusters = new ClusterSet(opts.connector, this.clock);
     this.http1 = http.createServer({
       keepAliveTimeout: DOWNSTREAM_IDLE_MS,
       requestTimeout: 0, // streaming uploads are the route's business (its timeout)
@@ -37,7 +57,7 @@ export class L7Servers {
     });
     this.http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const conn = (req.socket as WithConn)[kConn]!;
-      new Http1Exchange(tm, conn, tm.index(), req, res).start();
+      new Http1Exchange(this, conn, opts.state(), req, res).start();
     });
     this.http1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.upgrade(req, socket, head));
     this.http1.on('connect', (_req: http.IncomingMessage, socket: Duplex) => {
@@ -55,8 +75,12 @@ export class L7Servers {
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         return;
       }
-      new Http2Exchange(tm, conn, tm.index(), stream, headers).start();
+      new Http2Exchange(this, conn, opts.state(), stream, headers).start();
     });
+  }
+
+  now(): number {
+    return this.clock.monotonic();
   }
 
   serve(socket: Socket, conn: ConnInfo, protocol: 'http1' | 'http2'): void {
@@ -73,14 +97,14 @@ export class L7Servers {
   private upgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const conn = (req.socket as WithConn)[kConn]!;
     socket.on('error', () => {});
-    const plan = this.tm.planTcp(conn);
+    const plan = planTcp(this, this.opts.state(), conn);
     if (plan.flag !== '-') {
       socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
       plan.closed();
       return;
     }
     const dial = { source: conn.source, sourceAddress: conn.sourceAddress, sourcePort: conn.sourcePort, ip: plan.ip, port: plan.port, destination: plan.destination };
-    connectWithTimeout(this.tm.connector, dial, plan.connectTimeoutMs).then(
+    connectWithTimeout(this.opts.connector, dial, plan.connectTimeoutMs).then(
       (up) => {
         plan.connected();
         const raw = forwardRaw(req.rawHeaders, []);
@@ -109,9 +133,16 @@ export class L7Servers {
     );
   }
 
+  debug(): Record<string, unknown> {
+    return this.clusters.debug();
+  }
+
+  /** Cuts every downstream connection and closes the clusters (their pools and timers). */
   async close(): Promise<void> {
     this.http1.closeAllConnections();
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
+    this.clusters.close();
+    log.debug('L7 engine closed');
   }
 }

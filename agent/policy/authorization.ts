@@ -154,17 +154,11 @@ const NO_POLICY: Omit<WorkloadPolicy, 'workload'> = {
 
 /** The security section of one snapshot, compiled for lookups by workload. */
 export class SecurityIndex {
-  private static readonly cache = new WeakMap<SecurityConfig, SecurityIndex>();
   private readonly byWorkload = new Map<string, WorkloadPolicy>();
 
-  /** Compiled once per SecurityConfig object (snapshots are immutable). */
+  /** Compiles a security section; the agent does it once per snapshot (state/proxy-state.ts). */
   static of(config: SecurityConfig): SecurityIndex {
-    let idx = SecurityIndex.cache.get(config);
-    if (!idx) {
-      idx = new SecurityIndex(config);
-      SecurityIndex.cache.set(config, idx);
-    }
-    return idx;
+    return new SecurityIndex(config);
   }
 
   static empty(): SecurityIndex {

@@ -16,7 +16,6 @@ import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import { duplexPair } from '../transport/duplex-pair.js';
-import type { HboneConnector } from '../hbone/client.js';
 import type { InboundDeliver } from './inbound-capture.js';
 import type { ResponseFlagValue } from '../transport/response-flags.js';
 import { UpstreamError, type UpstreamConnector, type UpstreamRequest, type UpstreamSecurity } from '../transport/connector.js';
@@ -26,7 +25,8 @@ const log = logger('agent/mesh-connector');
 export interface MeshConnectorOptions {
   /** this node's name */
   node: string;
-  hbone: HboneConnector;
+  /** HBONE tunnels to other nodes' proxies (hbone/client.ts) */
+  hbone: UpstreamConnector;
   /** plain TCP (marked) for destinations outside the mesh */
   tcp: UpstreamConnector;
   /** the inbound side of this node (deliverInbound, policy bound), for the same-node path */

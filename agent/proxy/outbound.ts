@@ -1,14 +1,13 @@
 // The outbound proxy: accepts the connections the datapath redirected to :15001, finds
 // where each was meant to go (SO_ORIGINAL_DST, answered by the eBPF getsockopt hook, or by
 // conntrack under an iptables REDIRECT), resolves a ClusterIP:port to one endpoint of the
-// Service, and pipes bytes. Plain TCP for now; HBONE (issue 3) and L7 (issue 4) plug in
-// where the upstream socket is made.
+// Service, and pipes bytes through the connector (plain TCP, HBONE, or the same-node path).
 //
 // A Service port that speaks HTTP (declared by appProtocol or port name, else sniffed from
-// the first bytes) is handed to the L7 engine (traffic-manager.ts): per-request routing,
+// the first bytes) is handed to the L7 engine (l7/servers.ts): per-request routing,
 // retries, timeouts, balancing and ejection. Opaque TCP stays here, with the L4 features of
-// the destination's policy (weighted TCP routes, connect timeout, maxConnections, ejection
-// on connect failures).
+// the destination's routes and policy (l7/tcp-route.ts: weighted TCP routes, connect
+// timeout, maxConnections, ejection on connect failures).
 //
 // Destinations that are not a Service's ClusterIP (a pod IP, an outside address) pass
 // through to the original destination unchanged, as Istio's PassthroughCluster does.
@@ -20,9 +19,10 @@ import { NodemeshError } from '../../common/errors.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
 import { originalDst } from '../datapath/socket-calls.js';
 import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
-import type { ServiceTable, ServiceTarget } from '../state/service-table.js';
-import { TrafficManager, type TcpPlan } from '../l7/traffic-manager.js';
-import { sniff, SNIFF_TIMEOUT_MS } from '../transport/protocol-detect.js';
+import type { ProxyState, ServiceTarget } from '../state/proxy-state.js';
+import { L7Servers } from '../l7/servers.js';
+import { planTcp, type TcpPlan } from '../l7/tcp-route.js';
+import { declaredProtocol, sniff, SNIFF_TIMEOUT_MS } from '../transport/protocol-detect.js';
 import { connectWithTimeout } from '../cluster/pools.js';
 import type { ConnInfo } from '../l7/exchange.js';
 import {
@@ -60,8 +60,8 @@ export interface OutboundProxyOptions {
   /** IPv4 address to listen on (explicitly IPv4: see listen()) */
   host: string;
   port: number;
-  /** the current service table; read on every new connection */
-  table: () => ServiceTable;
+  /** the current proxy state; read on every new connection */
+  state: () => ProxyState;
   /** how upstream connections are made (plain TCP, HBONE) */
   connector: UpstreamConnector;
   /** how often byte counters of long-lived connections are brought up to date */
@@ -87,11 +87,11 @@ export class OutboundProxy {
   private readonly flows = new Set<Flow>();
   private readonly flushTimer: NodeJS.Timeout;
   private readonly offScrape: () => void;
-  /** the L7 engine and the L4 policies of Service traffic */
-  readonly traffic: TrafficManager;
+  /** the L7 engine, whose clusters opaque TCP to a Service shares */
+  readonly l7: L7Servers;
 
   constructor(private readonly opts: OutboundProxyOptions) {
-    this.traffic = new TrafficManager({ connector: opts.connector, table: opts.table });
+    this.l7 = new L7Servers({ connector: opts.connector, state: opts.state });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
     this.flushTimer.unref();
@@ -123,7 +123,7 @@ export class OutboundProxy {
     this.offScrape();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (force) for (const f of this.flows) this.teardown(f, true);
-    if (force) await this.traffic.close();
+    if (force) await this.l7.close();
     await closed;
   }
 
@@ -139,11 +139,11 @@ export class OutboundProxy {
       downstream.destroy();
       return;
     }
-    const table = this.opts.table();
-    const source = table.workloadByIp(downstream.remoteAddress ?? '');
-    const target = table.service(dst.ip, dst.port);
-    const declared = target ? this.traffic.protocolOf(target) : 'tcp';
-    if (!target || declared === 'tcp') return this.proxyTcp(downstream, dst, table, source, target);
+    const state = this.opts.state();
+    const source = state.workloadByIp(downstream.remoteAddress ?? '');
+    const target = state.serviceByVip(dst.ip, dst.port);
+    const declared = target ? declaredProtocol(target.port) : 'tcp';
+    if (!target || declared === 'tcp') return this.proxyTcp(downstream, dst, state, source, target);
     const conn: ConnInfo = {
       source,
       sourceKey: source?.uid ?? downstream.remoteAddress ?? '',
@@ -155,11 +155,11 @@ export class OutboundProxy {
     // HTTP/2; an undeclared one: sniff briefly, then treat as TCP
     void sniff(downstream, declared === 'unknown' ? SNIFF_TIMEOUT_MS : 0).then((p) => {
       if (downstream.destroyed) return;
-      if (p === 'tcp' && declared === 'unknown') return this.proxyTcp(downstream, dst, table, source, target);
+      if (p === 'tcp' && declared === 'unknown') return this.proxyTcp(downstream, dst, state, source, target);
       // not HTTP on a declared HTTP port: the HTTP/1.1 parser answers 400
       const protocol = p === 'tcp' ? 'http1' : p;
       this.tapHttp(downstream, conn, `${dst.ip}:${dst.port}`, protocol);
-      this.traffic.serveHttp(downstream, conn, protocol);
+      this.l7.serve(downstream, conn, protocol);
     });
   }
 
@@ -187,7 +187,7 @@ export class OutboundProxy {
   private proxyTcp(
     downstream: net.Socket,
     dst: { ip: string; port: number },
-    table: ServiceTable,
+    state: ProxyState,
     source: Workload | undefined,
     target: ServiceTarget | undefined,
   ): void {
@@ -197,7 +197,7 @@ export class OutboundProxy {
     let flags: ResponseFlagValue = ResponseFlag.None;
     let plan: TcpPlan | undefined;
     if (target) {
-      plan = this.traffic.planTcp({
+      plan = planTcp(this.l7, state, {
         source,
         sourceKey: source?.uid ?? downstream.remoteAddress ?? '',
         sourceAddress: downstream.remoteAddress ?? '',
@@ -214,7 +214,7 @@ export class OutboundProxy {
     } else if (dst.ip === this.opts.host && dst.port === this.opts.port) {
       flags = ResponseFlag.NoRoute; // would loop into ourselves
     }
-    const destWorkload = plan?.destination ?? table.workloadByIp(upstreamIp);
+    const destWorkload = plan?.destination ?? state.workloadByIp(upstreamIp);
     const flow: Flow = {
       downstream,
       upstream: undefined,

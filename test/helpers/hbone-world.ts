@@ -14,7 +14,7 @@ import { sniForPodIp } from '../../agent/hbone/protocol.js';
 import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import type { InboundDeliver } from '../../agent/proxy/inbound-capture.js';
 import { deliverInbound } from '../../agent/proxy/inbound-delivery.js';
-import { meshIndex } from '../../agent/state/mesh-index.js';
+import { ProxyState } from '../../agent/state/proxy-state.js';
 import { registry } from '../../agent/telemetry/metrics.js';
 import { TcpConnector, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/transport/connector.js';
 import { FixedIdentityProvider, TestCa } from './test-ca.js';
@@ -126,20 +126,21 @@ export async function world(
   const serverIdentity = new FixedIdentityProvider([pki.ca.certPem], [pki.certs.web, pki.certs.db, pki.certs.far]);
   const clientIdentity = new FixedIdentityProvider([pki.ca.certPem], [pki.certs.client, pki.certs.client2]);
   // the inbound delivery as the agent binds it (here without a policy: allow, PERMISSIVE)
+  const state = new ProxyState(snapshot);
   const deliver: InboundDeliver = (stream, c) => deliverInbound(stream, c, plainTcp, opts.security ? { security: opts.security } : {});
   const inbound = new HboneInbound({
     host: NODE_B_IP,
     port: 0,
     node: 'node-b',
     identity: serverIdentity,
-    index: () => meshIndex(snapshot),
+    state: () => state,
     deliver,
     ...(opts.serverMaxStreams ? { maxConcurrentStreams: opts.serverMaxStreams } : {}),
   });
   await inbound.listen();
   const connector = new HboneConnector({
     identity: clientIdentity,
-    nodeIp: (w) => meshIndex(snapshot).nodeIp(w.node),
+    nodeIp: (w) => state.nodeIp(w.node),
     port: inbound.address.port,
     connectTimeoutMs: 3_000,
     pool: { maxStreamsPerConnection: opts.maxStreams ?? 100, idleTimeoutMs: opts.idleMs ?? 60_000 },

@@ -9,8 +9,8 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
-import { ServiceTable } from '../../agent/state/service-table.js';
-import { TrafficManager } from '../../agent/l7/traffic-manager.js';
+import { ProxyState } from '../../agent/state/proxy-state.js';
+import { L7Servers } from '../../agent/l7/servers.js';
 import { sniff } from '../../agent/transport/protocol-detect.js';
 import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/transport/connector.js';
 import { ResponseFlag } from '../../agent/transport/response-flags.js';
@@ -166,24 +166,24 @@ export function snapshot(backends: Backend[], routing: RoutingConfig, opts: Snap
 
 /** The engine behind a loopback listener; `url` reaches the "Service". */
 export class Harness {
-  table: ServiceTable;
-  readonly tm: TrafficManager;
+  state: ProxyState;
+  readonly l7: L7Servers;
   readonly connector: UpstreamConnector;
   private front!: net.Server;
   port = 0;
 
   constructor(snap: Snapshot, protocol: 'http1' | 'http2' | 'sniff' = 'http1', connector: UpstreamConnector = new LoopbackConnector()) {
-    this.table = new ServiceTable(snap);
+    this.state = new ProxyState(snap);
     this.connector = connector;
-    this.tm = new TrafficManager({ connector, table: () => this.table });
+    this.l7 = new L7Servers({ connector, state: () => this.state });
     this.front = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => {});
-      const target = this.table.service(VIP, 80)!;
+      const target = this.state.serviceByVip(VIP, 80)!;
       const address = (socket.remoteAddress ?? '').replace(/^::ffff:/, '');
-      const source = this.table.workloadByIp(address);
+      const source = this.state.workloadByIp(address);
       const conn = { source, sourceKey: source?.uid ?? address, sourceAddress: address, sourcePort: socket.remotePort ?? 0, target };
-      if (protocol !== 'sniff') return this.tm.serveHttp(socket, conn, protocol);
-      void sniff(socket, 100).then((p) => (p === 'tcp' ? socket.destroy() : this.tm.serveHttp(socket, conn, p)));
+      if (protocol !== 'sniff') return this.l7.serve(socket, conn, protocol);
+      void sniff(socket, 100).then((p) => (p === 'tcp' ? socket.destroy() : this.l7.serve(socket, conn, p)));
     });
   }
 
@@ -199,12 +199,12 @@ export class Harness {
 
   /** A new snapshot for new requests. */
   update(snap: Snapshot): void {
-    this.table = new ServiceTable(snap, this.table);
+    this.state = new ProxyState(snap);
   }
 
   async close(): Promise<void> {
     await new Promise<void>((r) => this.front.close(() => r()));
-    await this.tm.close();
+    await this.l7.close();
   }
 }
 

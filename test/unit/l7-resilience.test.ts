@@ -44,9 +44,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Once every request is answered, the cluster holds nothing: no slot, queue entry or retry leaks. */
 async function settled(h: Harness): Promise<{ active: number; pending: number; retriesInFlight: number }[]> {
   type C = { active: number; pending: number; retriesInFlight: number };
-  const busy = () => (h.tm.debug().clusters as C[]).some((c) => c.active + c.pending + c.retriesInFlight > 0);
+  const busy = () => (h.l7.debug().clusters as C[]).some((c) => c.active + c.pending + c.retriesInFlight > 0);
   for (let i = 0; i < 100 && busy(); i++) await sleep(20);
-  return (h.tm.debug().clusters as C[]).map(({ active, pending, retriesInFlight }) => ({ active, pending, retriesInFlight }));
+  return (h.l7.debug().clusters as C[]).map(({ active, pending, retriesInFlight }) => ({ active, pending, retriesInFlight }));
 }
 
 test('one request in three answered 503: with attempts 3 on 5xx every client request succeeds', async (t) => {
@@ -133,7 +133,7 @@ test('a retry given up during its back-off (route timeout, client gone) hands it
   // each request's retry waits (long back-off) and the route timeout ends it: 504, never the
   // 503 UO a leaked retry slot would cause from the second request on
   t.deepEqual(statuses, [504, 504, 504, 504, 504]);
-  const cluster = (h.tm.debug().clusters as { retriesInFlight: number }[])[0]!;
+  const cluster = (h.l7.debug().clusters as { retriesInFlight: number }[])[0]!;
   t.is(cluster.retriesInFlight, 0);
 });
 
@@ -192,7 +192,7 @@ test('outlier detection never ejects past maxEjectionPercent', async (t) => {
   };
   const { h, agent } = await setup(t, backends, routing);
   for (let i = 0; i < 60; i++) await request(`${h.url}/`, agent);
-  const ejected = h.tm.debug().clusters as { hosts: { ejected: boolean }[] }[];
+  const ejected = h.l7.debug().clusters as { hosts: { ejected: boolean }[] }[];
   t.is(ejected[0]!.hosts.filter((x) => x.ejected).length, 1, 'one of three is 33%: a second would make 67%');
   t.true(backends[1]!.count + backends[2]!.count > 10, 'the failing endpoint that was not ejected still gets traffic');
 });

@@ -51,7 +51,7 @@ test('requests on one keep-alive connection are balanced one by one over the end
   const seen = new Set<string>();
   for (let i = 0; i < 20; i++) seen.add(JSON.parse((await request(`${h.url}/x`, agent)).body).pod);
   t.deepEqual([...seen].sort(), ['a', 'b']);
-  t.is(h.tm.http1Server.listenerCount('request'), 1);
+  t.is(h.l7.http1.listenerCount('request'), 1);
   t.is(a.count + b.count, 20);
 });
 

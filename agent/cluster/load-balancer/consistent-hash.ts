@@ -6,7 +6,7 @@
 // N−1 hosts is the ring of N with one host's points taken out: only that host's keys move.
 // A request without the hash input (no such header, cookie or parameter) gets a random host,
 // as Envoy does when the hash policy yields no hash.
-import type { Balancer, LbHost, PickContext } from './load-balancer.js';
+import { registerBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer.js';
 
 export const POINTS_PER_HOST = 160;
 
@@ -48,6 +48,8 @@ export class ConsistentHashBalancer implements Balancer {
     return ring.owners[lowerBound(ring.hashes, ctx.hash >>> 0) % ring.hashes.length] as H;
   }
 }
+
+registerBalancer('CONSISTENT_HASH', () => new ConsistentHashBalancer());
 
 export function buildRing<H extends LbHost>(hosts: readonly H[]): Ring<H> {
   const perHost = POINTS_PER_HOST;

@@ -3,12 +3,11 @@
 // in panic mode) and the request's hash when the policy is consistentHash. Istio's simple
 // policies ROUND_ROBIN, LEAST_REQUEST (Istio's default when unset), RANDOM and consistentHash,
 // plus PEAK_EWMA (Linkerd's latency-aware power of two choices).
+//
+// This is the registry, as grpc-js's registerLoadBalancerType: each strategy registers itself
+// under its policy name when its module loads, and this file imports none of them
+// (strategies.ts loads them all).
 import type { LoadBalancer as LoadBalancerPolicy } from '../../../control/api/snapshot-routing.js';
-import { ConsistentHashBalancer } from './consistent-hash.js';
-import { LeastRequestBalancer } from './least-request.js';
-import { PeakEwmaBalancer } from './peak-ewma.js';
-import { RandomBalancer } from './random.js';
-import { RoundRobinBalancer } from './round-robin.js';
 
 /** What a balancer reads (and, for peak EWMA, writes) on a host. */
 export interface LbHost {
@@ -33,20 +32,42 @@ export interface Balancer {
   pick<H extends LbHost>(hosts: readonly H[], ctx: PickContext): H | undefined;
 }
 
+/** A policy's balancer name: the simple policy, or CONSISTENT_HASH when the policy hashes. */
+export type BalancerName = LoadBalancerPolicy['simple'] | 'CONSISTENT_HASH';
+
+const factories = new Map<BalancerName, () => Balancer>();
+
+/** Makes `name` available to clusters; a strategy calls it once, when its module loads. */
+export function registerBalancer(name: BalancerName, factory: () => Balancer): void {
+  factories.set(name, factory);
+}
+
+export function balancerName(policy: LoadBalancerPolicy | undefined): BalancerName {
+  return policy?.consistentHash ? 'CONSISTENT_HASH' : (policy?.simple ?? 'LEAST_REQUEST');
+}
+
+/**
+ * A new balancer for a policy. PASSTHROUGH needs the original destination, which a Service
+ * VIP never is: it balances as Istio's default does, LEAST_REQUEST (power of two choices).
+ */
 export function newBalancer(policy: LoadBalancerPolicy | undefined): Balancer {
-  if (policy?.consistentHash) return new ConsistentHashBalancer();
-  switch (policy?.simple) {
-    case 'ROUND_ROBIN':
-      return new RoundRobinBalancer();
-    case 'RANDOM':
-      return new RandomBalancer();
-    case 'PEAK_EWMA':
-      return new PeakEwmaBalancer();
-    // PASSTHROUGH needs the original destination, which a Service VIP never is: balance as
-    // Istio's default does. LEAST_REQUEST and unset: power of two choices.
-    default:
-      return new LeastRequestBalancer();
-  }
+  const factory = factories.get(balancerName(policy)) ?? factories.get('LEAST_REQUEST');
+  if (!factory) throw new Error('no load balancer registered: import cluster/load-balancer/strategies.js');
+  return factory();
+}
+
+/**
+ * Power of two choices: two distinct random hosts, and `b` wins when `cheaper(b, a, now)`
+ * (`a` on a tie). `cheaper` is a module-level function: a pick allocates nothing.
+ */
+export function pickTwo<H extends LbHost>(hosts: readonly H[], ctx: PickContext, cheaper: (b: H, a: H, now: number) => boolean): H | undefined {
+  const n = hosts.length;
+  if (n === 0) return undefined;
+  if (n === 1) return hosts[0];
+  const [i, j] = twoChoices(n, ctx.random);
+  const a = hosts[i]!;
+  const b = hosts[j]!;
+  return cheaper(b, a, ctx.now) ? b : a;
 }
 
 /** Two distinct random indexes in [0, n) (n >= 2). */

@@ -5,7 +5,7 @@
 // of response latencies by the number of pending requests. The Peak-EWMA algorithm is
 // designed to be especially sensitive to worst-case latencies. Over time, the peak latency
 // value decays towards the moving average of latencies to the endpoint."
-import { twoChoices, type Balancer, type LbHost, type PickContext } from './load-balancer.js';
+import { pickTwo, registerBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer.js';
 
 /** Linkerd's defaults: a new host is assumed to answer in 30 ms; estimates decay over 10 s. */
 export const EWMA_DEFAULT_RTT_MS = 30;
@@ -32,14 +32,14 @@ export function peakEwmaCost(h: LbHost, now: number): number {
   return observeRtt(h, 0, now) * (h.active + 1);
 }
 
+function cheaperNow(b: LbHost, a: LbHost, now: number): boolean {
+  return peakEwmaCost(b, now) < peakEwmaCost(a, now);
+}
+
 export class PeakEwmaBalancer implements Balancer {
   pick<H extends LbHost>(hosts: readonly H[], ctx: PickContext): H | undefined {
-    const n = hosts.length;
-    if (n === 0) return undefined;
-    if (n === 1) return hosts[0];
-    const [i, j] = twoChoices(n, ctx.random);
-    const a = hosts[i]!;
-    const b = hosts[j]!;
-    return peakEwmaCost(b, ctx.now) < peakEwmaCost(a, ctx.now) ? b : a;
+    return pickTwo(hosts, ctx, cheaperNow);
   }
 }
+
+registerBalancer('PEAK_EWMA', () => new PeakEwmaBalancer());

@@ -1,5 +1,5 @@
 // RANDOM: Istio "The random load balancer selects a random healthy host."
-import type { Balancer, LbHost, PickContext } from './load-balancer.js';
+import { registerBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer.js';
 
 export class RandomBalancer implements Balancer {
   pick<H extends LbHost>(hosts: readonly H[], ctx: PickContext): H | undefined {
@@ -8,3 +8,5 @@ export class RandomBalancer implements Balancer {
     return hosts[Math.floor(ctx.random() * n)];
   }
 }
+
+registerBalancer('RANDOM', () => new RandomBalancer());

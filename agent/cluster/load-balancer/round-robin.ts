@@ -1,6 +1,6 @@
 // ROUND_ROBIN: Istio "Round Robin policy. Default" in older releases; each host in turn. The
 // cursor lives in the balancer, which the cluster keeps across snapshots.
-import type { Balancer, LbHost, PickContext } from './load-balancer.js';
+import { registerBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer.js';
 
 export class RoundRobinBalancer implements Balancer {
   private next = 0;
@@ -12,3 +12,5 @@ export class RoundRobinBalancer implements Balancer {
     return hosts[this.next++];
   }
 }
+
+registerBalancer('ROUND_ROBIN', () => new RoundRobinBalancer());

@@ -1,0 +1,65 @@
+// Opaque TCP to a Service (and HTTP/1.1 upgrades, which become TCP once routed): the L4
+// features of the destination's routes and policy, at the source node proxy. The route is
+// the Service's first TCP route for the port (weighted destinations), else the Service
+// itself; then the cluster's maxConnections (fair per source), an endpoint, and outlier
+// detection input: Envoy's tcp_proxy counts a connection made as a success and a failed one
+// as a 503.
+import type { Destination } from '../../control/api/snapshot-routing.js';
+import type { Service, Workload } from '../../control/api/snapshot.js';
+import { hashString } from '../cluster/load-balancer/consistent-hash.js';
+import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { ConnInfo, Engine } from './exchange.js';
+import { routeTablesOf } from './route-table.js';
+
+/** How an opaque TCP connection goes, and what to tell the cluster as it does. */
+export interface TcpPlan {
+  flag: ResponseFlagValue;
+  service: Service | undefined;
+  ip: string;
+  port: number;
+  destination: Workload | undefined;
+  connectTimeoutMs: number;
+  connected(): void;
+  failed(): void;
+  closed(): void;
+}
+
+/** Routes a TCP connection captured for `conn.target` in `state`: where to connect, or why not. */
+export function planTcp(engine: Engine, state: ProxyState, conn: ConnInfo): TcpPlan {
+  const service = conn.target.service;
+  const requestPort = conn.target.port.port;
+  const table = routeTablesOf(state).table(service.hostname, conn.source?.namespace ?? '');
+  const route = table.tcp.find((r) => r.route.port === 0 || r.route.port === requestPort);
+  const dest = route ? route.picker.pick(engine.random) : ({ host: service.hostname, subset: '', port: 0 } as Destination);
+  const none = { service, ip: '', port: 0, destination: undefined, connectTimeoutMs: 0, connected() {}, failed() {}, closed() {} };
+  if (!dest) return { ...none, flag: ResponseFlag.NoHealthyUpstream };
+  const cluster = engine.clusters.get(state, dest, requestPort);
+  if (!cluster) return { ...none, flag: ResponseFlag.NoClusterFound };
+  const cp = cluster.policy.connectionPool;
+  if (!cluster.tcpConnections.tryAcquire(conn.sourceKey, cp.maxConnections)) return { ...none, service: cluster.service, flag: ResponseFlag.UpstreamOverflow };
+  const hashInput = cluster.policy.loadBalancer.consistentHash?.kind === 'sourceIp' ? hashString(conn.sourceAddress) : undefined;
+  const host = cluster.pick({ hash: hashInput, random: engine.random, now: engine.now() }, undefined);
+  if (!host) {
+    cluster.tcpConnections.release(conn.sourceKey);
+    return { ...none, service: cluster.service, flag: ResponseFlag.NoHealthyUpstream };
+  }
+  cluster.begin(host);
+  let closed = false;
+  return {
+    flag: ResponseFlag.None,
+    service: cluster.service,
+    ip: host.endpoint.ip,
+    port: host.endpoint.port,
+    destination: host.workload,
+    connectTimeoutMs: cp.connectTimeoutMs,
+    connected: () => cluster.onResponse(host, 200, -1),
+    failed: () => cluster.onLocalFailure(host, 'connect-failure'),
+    closed: () => {
+      if (closed) return;
+      closed = true;
+      cluster.end(host, -1);
+      cluster.tcpConnections.release(conn.sourceKey);
+    },
+  };
+}
