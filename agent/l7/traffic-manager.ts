@@ -17,7 +17,8 @@ import type { ConnInfo, Engine } from './exchange.js';
 import { L7Servers } from './servers.js';
 import { hashString } from '../cluster/load-balancer/consistent-hash.js';
 import { declaredProtocol, type Declared } from '../transport/protocol-detect.js';
-import { labelSet, UpstreamConnectionTelemetry, type LabelSet } from '../telemetry/request-telemetry.js';
+import { labelSet, type LabelSet } from '../telemetry/request-telemetry.js';
+import { FlowSet, trackUntilClose } from '../transport/flow.js';
 import { tcpLabels } from '../telemetry/metrics.js';
 import type { DialInfo } from '../cluster/pools.js';
 import type { Duplex } from 'node:stream';
@@ -59,7 +60,8 @@ export class TrafficManager implements Engine {
   private readonly clusters = new Map<string, Cluster>();
   private readonly localLabels = new Map<string, LabelSet>();
   private readonly servers: L7Servers;
-  private readonly connections = new UpstreamConnectionTelemetry();
+  /** Istio's TCP metrics of the connections the engine opens to endpoints (see transport/flow.ts) */
+  private readonly connections = new FlowSet();
   private readonly onConnection = (d: Duplex, dial: DialInfo, c: Cluster) => {
     const sec = this.securityOf(dial);
     const l = tcpLabels(dial.source, c.service, dial.destination, `${dial.ip}:${dial.port}`, '-');
@@ -68,7 +70,7 @@ export class TrafficManager implements Engine {
       l.source_principal = sec.sourcePrincipal || 'unknown';
       l.destination_principal = sec.destinationPrincipal || 'unknown';
     }
-    this.connections.track(d, l);
+    trackUntilClose(this.connections, d, l, 'upstream');
   };
 
   constructor(private readonly opts: TrafficManagerOptions) {

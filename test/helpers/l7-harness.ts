@@ -183,7 +183,7 @@ export class Harness {
       const source = this.table.workloadByIp(address);
       const conn = { source, sourceKey: source?.uid ?? address, sourceAddress: address, sourcePort: socket.remotePort ?? 0, target };
       if (protocol !== 'sniff') return this.tm.serveHttp(socket, conn, protocol);
-      void sniff(socket, 100).then((p) => (p === 'tcp' ? socket.destroy() : this.tm.serveHttp(socket, conn, p)));
+      void sniff(socket, 100).then((p) => (p === 'tcp' || p === undefined ? socket.destroy() : this.tm.serveHttp(socket, conn, p)));
     });
   }
 
