@@ -9,7 +9,7 @@ import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
 import { IdentityManager } from './identity/identity-manager.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
-import { Datapath, cgroup2Mount, ownCgroup } from './datapath/datapath.js';
+import { Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
 import { InboundDatapath, meshedPodIps } from './datapath/inbound.js';
 import { SecurityIndex } from './policy/authorization.js';
 import { Enrollment } from './datapath/enrollment.js';
