@@ -3,6 +3,8 @@
 // server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
 import { X509Certificate } from 'node:crypto';
 import { logger } from '../common/log.js';
+import { AGENT_PORTS as PORTS, PROXY_MARK } from '../common/ports.js';
+import { splitHostPort } from '../common/host-port.js';
 import { watchSnapshots } from '../control/api/discovery-client.js';
 import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
 import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
@@ -27,10 +29,6 @@ import { ServiceTable } from './state/service-table.js';
 import { TcpConnector } from './transport/connector.js';
 
 const log = logger('agent');
-
-export const PORTS = { outbound: 15001, inbound: 15006, hbone: 15008, admin: 15020 } as const;
-/** SO_MARK of the proxy's own upstream sockets, which the datapath never redirects (Istio's 1337). */
-export const PROXY_MARK = 0x539;
 
 export interface AgentOptions {
   /** Kubernetes node name */
@@ -246,13 +244,4 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       return stopping;
     },
   };
-}
-
-export function splitHostPort(s: string): [string, number] {
-  const i = s.lastIndexOf(':');
-  const port = Number(s.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`expected host:port, got "${s}"`);
-  }
-  return [s.slice(0, i), port];
 }

@@ -7,6 +7,7 @@
 // Versions restart at 1 when the control plane restarts, so a snapshot is delivered
 // whenever it differs from the last one (version or generatedAt), not only when newer.
 import * as grpc from '@grpc/grpc-js';
+import { fullJitterBackoff } from '../../common/backoff.js';
 import { NodemeshError } from '../../common/errors.js';
 import { discoveryService, snapshotFromWire, type Snapshot } from './snapshot.js';
 
@@ -73,8 +74,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
 
   const retry = (why: string, cause?: unknown) => {
     if (closed) return;
-    const bound = Math.min(max, initial * 2 ** Math.min(attempt, 30));
-    const delay = Math.round(random() * bound);
+    const delay = Math.round(fullJitterBackoff({ baseMs: initial, maxMs: max }, attempt, random));
     attempt++;
     report(`control plane ${opts.address}: ${why}; retrying in ${delay} ms (keeping snapshot version ${last?.version ?? 'none'}); check that the control plane runs and port ${opts.address.split(':').pop()} is reachable from this node`, cause);
     timer = setTimeout(open, delay);
