@@ -1,4 +1,4 @@
-// Protocol detection (agent/protocol-detect.ts): what a Service port declares, what the first
+// Protocol detection (agent/transport/protocol-detect.ts): what a Service port declares, what the first
 // bytes say, and sniffing on real sockets — the bytes read are put back for whoever handles
 // the connection next, and a silent client (a server-first protocol) falls back to TCP.
 import test from 'ava';
