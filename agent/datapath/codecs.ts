@@ -90,7 +90,10 @@ export function checkInboundLayout(l: NativeLayout): void {
 
 function checkPort(name: string, header: number, ours: number): void {
   if (header !== ours)
-    throw new NodemeshError('NM_ERR_BPF', `${name} is ${header} in bpf/nodemesh.h but ${ours} in common/ports.ts; make them agree and rebuild (bash scripts/build.sh)`);
+    throw new NodemeshError(
+      'NM_ERR_BPF',
+      `${name} is ${header} in bpf/nodemesh.h but ${ours} in common/ports.ts; make them agree and rebuild (bash scripts/build.sh)`,
+    );
 }
 
 // ---- numbers (host order) and addresses (network order) ----------------------------------

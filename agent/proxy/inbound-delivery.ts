@@ -25,7 +25,7 @@ import { Flow, FlowSet } from '../transport/flow.js';
 import { classifyRequestLine, sniff } from '../transport/protocol-detect.js';
 import { joinHostPort } from '../../common/host-port.js';
 // type-only: connector.ts loads the ffi-rs socket helpers, which inbound delivery does not need
-import type { UpstreamConnector } from '../transport/connector.js';
+import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.js';
 
 const log = logger('agent/inbound');
 
@@ -112,18 +112,9 @@ export async function deliverInbound(
     return refused(denialReason(c, accept));
   }
 
-  const connect = () =>
-    connector.connect({
-      source: undefined,
-      sourceAddress: c.sourceIp,
-      sourcePort: c.sourcePort,
-      ip: c.destination.ip,
-      port: c.port,
-      destination: c.destination,
-    });
   let pod: Duplex;
   try {
-    pod = await connect();
+    pod = await connector.connect(toPod(c));
   } catch (err) {
     // an UpstreamError carries the Envoy flag that explains the failure
     const carried = (err as { flag?: unknown }).flag;
@@ -152,7 +143,7 @@ export async function deliverInbound(
   });
   pod.once('close', onClose);
   if (!accept.needsL7) pipe(stream, pod);
-  else void serveL7(stream, pod, c, policy, l4, connect, flow);
+  else void serveL7(stream, pod, c, policy, l4, connector, flow);
   return { delivered: true };
 }
 
@@ -163,12 +154,13 @@ async function serveL7(
   c: InboundConnection,
   policy: WorkloadPolicy,
   l4: L4Attributes,
-  connect: () => Promise<Duplex>,
+  connector: UpstreamConnector,
   flow: Flow,
 ): Promise<void> {
   const protocol = await sniff(stream, 0, classifyRequestLine);
   if (protocol === undefined) return; // closed before a byte
   if (protocol !== 'tcp') {
+    const connect = () => connector.connect(toPod(c));
     const o = { policy, l4, first: pod, connect, onDecision: requestDecision };
     if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
     else await serveHttpInbound(stream, o);
@@ -185,6 +177,11 @@ async function serveL7(
     return;
   }
   pipe(stream, pod);
+}
+
+/** A connection from the node proxy to the pod, on behalf of the peer. */
+function toPod(c: InboundConnection): UpstreamRequest {
+  return { source: undefined, sourceAddress: c.sourceIp, sourcePort: c.sourcePort, ip: c.destination.ip, port: c.port, destination: c.destination };
 }
 
 function requestDecision(r: AuthorizationResult): void {

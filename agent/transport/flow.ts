@@ -125,15 +125,15 @@ export class Flow {
   private countPassing(): void {
     const s = this.stream;
     s.on('data', (chunk: Buffer) => (this.passedIn += chunk.length));
-    const unshift = s.unshift.bind(s);
-    s.unshift = ((chunk: Buffer | string, encoding?: BufferEncoding) => {
+    const unshift = s.unshift;
+    s.unshift = (chunk: Buffer | string, encoding?: BufferEncoding) => {
       this.passedIn -= typeof chunk === 'string' ? Buffer.byteLength(chunk, encoding) : chunk.length;
-      unshift(chunk, encoding);
-    }) as Duplex['unshift'];
-    const write = s.write.bind(s) as (...args: unknown[]) => boolean;
+      unshift.call(s, chunk, encoding);
+    };
+    const write = s.write as (...args: unknown[]) => boolean;
     s.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
       this.passedOut += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-      return write(chunk, ...rest);
+      return write.call(s, chunk, ...rest);
     }) as Duplex['write'];
   }
 }
