@@ -3,12 +3,11 @@
 // response direction counted once (also bytes a protocol sniff read and gave back),
 // refusals opened and closed with their flag, long-lived flows visible before they close.
 import test from 'ava';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { registry, tcpLabels } from '../../agent/telemetry/metrics.js';
 import { Flow, FlowSet, trackUntilClose } from '../../agent/transport/flow.js';
 import { duplexPair } from '../../agent/transport/duplex-pair.js';
 import { sniff } from '../../agent/transport/protocol-detect.js';
+import { socketPair } from '../helpers/socket-pair.js';
 
 let n = 0;
 /** Labels of a series of its own: destination_service is unique per test. */
@@ -29,23 +28,6 @@ const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
     await new Promise((r) => setTimeout(r, 10));
   }
 };
-
-async function socketPair(): Promise<{ client: net.Socket; server: net.Socket; close(): void }> {
-  const srv = net.createServer({ allowHalfOpen: true });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
-  const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1');
-  const server = await accepted;
-  return {
-    client,
-    server,
-    close() {
-      client.destroy();
-      server.destroy();
-      srv.close();
-    },
-  };
-}
 
 test("a client's socket: what it read is received, what it wrote is sent; opened and closed once", async (t) => {
   const p = await socketPair();
