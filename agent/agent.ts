@@ -3,13 +3,15 @@
 // server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
 import { X509Certificate } from 'node:crypto';
 import { logger } from '../common/log.js';
+import { AGENT_PORTS as PORTS, PROXY_MARK } from '../common/ports.js';
+import { splitHostPort } from '../common/host-port.js';
 import { watchSnapshots } from '../control/api/discovery-client.js';
 import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
 import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
 import { IdentityManager } from './identity/identity-manager.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
-import { Datapath, cgroup2Mount, ownCgroup } from './datapath/datapath.js';
+import { Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
 import { InboundDatapath, meshedPodIps } from './datapath/inbound.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { InboundCapture } from './proxy/inbound-capture.js';
@@ -25,10 +27,6 @@ import { ProxyState } from './state/proxy-state.js';
 import { TcpConnector } from './transport/connector.js';
 
 const log = logger('agent');
-
-export const PORTS = { outbound: 15001, inbound: 15006, hbone: 15008, admin: 15020 } as const;
-/** SO_MARK of the proxy's own upstream sockets, which the datapath never redirects (Istio's 1337). */
-export const PROXY_MARK = 0x539;
 
 export interface AgentOptions {
   /** Kubernetes node name */
@@ -244,13 +242,4 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       return stopping;
     },
   };
-}
-
-export function splitHostPort(s: string): [string, number] {
-  const i = s.lastIndexOf(':');
-  const port = Number(s.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`expected host:port, got "${s}"`);
-  }
-  return [s.slice(0, i), port];
 }

@@ -2,7 +2,7 @@
 /*
  * The one definition of every nodemesh map's key and value, shared by the eBPF
  * programs (bpf/NAME.bpf.c) and the addon (native/). The addon exports sizeof/offsetof of
- * each struct so agent/datapath.ts checks its codecs against this file at load.
+ * each struct so agent/datapath/codecs.ts checks its codecs against this file at load.
  *
  * Byte order, once for all maps:
  *   - IPv4 addresses and ports are NETWORK order (big-endian), exactly as they sit in a
@@ -22,7 +22,7 @@
  *   bpf_sock.dst_port             network order (__be16 followed by 16 bits of padding)
  *
  * Changing any struct or map definition here means a new pin directory version
- * (DATAPATH_PIN_VERSION in agent/datapath.ts): libbpf refuses a pinned map whose
+ * (DATAPATH_PIN_VERSION in agent/datapath/redirect.ts): libbpf refuses a pinned map whose
  * definition changed.
  */
 #ifndef NODEMESH_H

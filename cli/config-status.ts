@@ -2,6 +2,7 @@
 // port and prints one row per resource (kind, namespace/name, status, message) after the
 // file-level errors. Exit code: 0 all accepted, 1 anything rejected or a file error,
 // 2 the control plane could not be asked.
+import { CONTROL_PORTS } from '../common/ports.js';
 import type { ConfigStatus } from '../control/config-store.js';
 
 export async function printConfigStatus(adminUrl: string, out: NodeJS.WritableStream): Promise<number> {
@@ -11,11 +12,11 @@ export async function printConfigStatus(adminUrl: string, out: NodeJS.WritableSt
     const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
     if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
     status = (await res.json()) as ConfigStatus;
-    if (!Array.isArray(status.resources) || !Array.isArray(status.fileErrors)) throw new Error('unexpected response (is this the control plane admin port, 15014?)');
+    if (!Array.isArray(status.resources) || !Array.isArray(status.fileErrors)) throw new Error(`unexpected response (is this the control plane admin port, ${CONTROL_PORTS.admin}?)`);
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
     const why = e.cause ? `${e.message} (${e.cause.code ?? e.cause.message})` : e.message;
-    out.write(`cannot read the configuration status from ${url}: ${why}; is the control plane running, with its admin port (15014 by default) reachable?\n`);
+    out.write(`cannot read the configuration status from ${url}: ${why}; is the control plane running, with its admin port (${CONTROL_PORTS.admin} by default) reachable?\n`);
     return 2;
   }
   out.write(formatConfigStatus(status));

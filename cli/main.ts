@@ -3,17 +3,18 @@
 import { parseArgs } from 'node:util';
 import { NodemeshError } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { AGENT_PORTS, CONTROL_PORTS } from '../common/ports.js';
 
 const USAGE = `usage: nodemesh <command> [flags]
 
   control  --config-dir DIR [--grpc HOST:PORT] [--admin HOST:PORT] [--trust-domain TD]
            --ca-dir DIR --node-ca FILE [--ca-cert FILE --ca-key FILE [--ca-chain FILE]]
            [--cert-ttl 24h] [--root-overlap DURATION] [--server-name NAME…] | --insecure
-           run the control plane (gRPC+TLS and the CA 15012, admin 15014) over a directory of YAML
+           run the control plane (gRPC+TLS and the CA ${CONTROL_PORTS.grpc}, admin ${CONTROL_PORTS.admin}) over a directory of YAML
   agent    --node NAME --control HOST:PORT --proxy-ip IP [--admin HOST:PORT]
            [--pods-cgroup DIR] [--pin-dir DIR] [--netns-dir DIR]
            --root-cert FILE --node-credential DIR | --insecure-control
-           run the node agent (outbound 15001, admin 15020); env NODE_NAME, NODE_IP,
+           run the node agent (outbound ${AGENT_PORTS.outbound}, admin ${AGENT_PORTS.admin}); env NODE_NAME, NODE_IP,
            NODEMESH_CONTROL stand in for the flags (DaemonSet)
   agent cleanup [--pin-dir DIR]   remove what a crashed agent left (tc, rules, links, pins)
   lab up -f DIR [--name LAB] [--no-agents]   start a local cluster of netns nodes and pods

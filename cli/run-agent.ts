@@ -2,7 +2,7 @@
 // and unpins everything it attached.
 import { parseArgs } from 'node:util';
 import { startAgent, type AgentOptions } from '../agent/agent.js';
-import { DEFAULT_PIN_DIR, Datapath } from '../agent/datapath/datapath.js';
+import { DEFAULT_PIN_DIR, Datapath } from '../agent/datapath/redirect.js';
 import { InboundDatapath } from '../agent/datapath/inbound.js';
 import { parseDurationSeconds } from './ca.js';
 import { untilSignal } from './run-control.js';

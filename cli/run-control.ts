@@ -3,14 +3,15 @@ import { parseArgs } from 'node:util';
 import { startControlPlane, type ControlPlaneOptions } from '../control/control-plane.js';
 import { parseDurationSeconds } from './ca.js';
 import { logger } from '../common/log.js';
+import { CONTROL_PORTS } from '../common/ports.js';
 
 export async function runControl(args: string[]): Promise<number> {
   const { values } = parseArgs({
     args,
     options: {
       'config-dir': { type: 'string' },
-      grpc: { type: 'string', default: '0.0.0.0:15012' },
-      admin: { type: 'string', default: '0.0.0.0:15014' },
+      grpc: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.grpc}` },
+      admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
       'ca-dir': { type: 'string' },
       'node-ca': { type: 'string' },

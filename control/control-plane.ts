@@ -4,8 +4,10 @@
 // force.
 import { NodemeshError } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { splitHostPort } from '../common/host-port.js';
+import { CONTROL_PORTS } from '../common/ports.js';
 import { TRUST_DOMAIN_DEFAULT, type Snapshot } from './api/snapshot.js';
-import { parseHostPort, startAdminServer, type AdminServer } from './admin/admin-server.js';
+import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { compileSnapshot } from './compile/compiler.js';
 import { createControlMetrics, type ControlMetrics } from './control-metrics.js';
 import { DiscoveryServer, type AgentStatus } from './discovery-server.js';
@@ -22,6 +24,9 @@ import { FileSource, type SourceState } from './source/files.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 
 const log = logger('control/control-plane');
+
+const DEFAULT_GRPC_ADDRESS = `0.0.0.0:${CONTROL_PORTS.grpc}`;
+const DEFAULT_ADMIN_ADDRESS = `0.0.0.0:${CONTROL_PORTS.admin}`;
 
 export interface ControlPlaneOptions {
   /** directory of Kubernetes-shaped YAML, read recursively and watched */
@@ -84,7 +89,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const store = new ResourceStore();
-  const tls = opts.ca ? await startCa(opts.ca, trustDomain, parseHostPort(opts.grpcAddress ?? '0.0.0.0:15012').host, metrics.registry, () => current) : undefined;
+  const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current) : undefined;
   const server = new DiscoveryServer({
     metrics,
     ...(tls
@@ -179,8 +184,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   });
   try {
     await source.start();
-    grpcPort = await server.listen(opts.grpcAddress ?? '0.0.0.0:15012');
-    admin = await startAdminServer(opts.adminAddress ?? '0.0.0.0:15014', {
+    grpcPort = await server.listen(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS);
+    admin = await startAdminServer(opts.adminAddress ?? DEFAULT_ADMIN_ADDRESS, {
       registry: metrics.registry,
       ready: () => current !== undefined,
       configStatus: status,

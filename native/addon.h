@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
 // Thin node-addon-api layer over libbpf: handles, errors, map and link calls. No policy
-// here; agent/datapath.ts decides what to load, pin, attach and enrol.
+// here; agent/datapath/ decides what to load, pin, attach and enrol.
 #pragma once
 
 #include <napi.h>

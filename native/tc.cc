@@ -2,7 +2,7 @@
 // tc (clsact) attachment of a loaded program, by ifindex in the caller's network
 // namespace, over libbpf 1.1's netlink helpers (that libbpf has no tcx links): attach or
 // atomically replace one filter, query, detach, and remove the clsact qdisc. Which
-// interfaces, handles and priorities: agent/datapath-inbound.ts.
+// interfaces, handles and priorities: agent/datapath/inbound.ts.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <unistd.h>

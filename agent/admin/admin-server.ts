@@ -3,7 +3,7 @@
 import http from 'node:http';
 import { logger } from '../../common/log.js';
 import { registry } from '../telemetry/metrics.js';
-import { connectionChannel, type ConnectionEvent } from '../proxy/outbound.js';
+import { connectionChannel, type ConnectionEvent } from '../telemetry/tap.js';
 
 const log = logger('agent/admin');
 

@@ -17,7 +17,8 @@ import { logger } from '../../common/log.js';
 import { Cluster, dialInfo, type ClusterSpec, type Downstream, type Host } from './cluster.js';
 import type { UpstreamConnector, UpstreamRequest, UpstreamSecurity } from '../transport/connector.js';
 import type { ProxyState } from '../state/proxy-state.js';
-import { labelSet, UpstreamConnectionTelemetry, type LabelSet } from '../telemetry/request-telemetry.js';
+import { labelSet, type LabelSet } from '../telemetry/request-telemetry.js';
+import { FlowSet, trackUntilClose } from '../transport/flow.js';
 import { tcpLabels } from '../telemetry/metrics.js';
 
 const log = logger('agent/cluster-set');
@@ -30,7 +31,8 @@ export class ClusterSet {
   private generation = 0;
   /** label sets of requests answered without an endpoint, per (source, Service, protocol); per state */
   private readonly localLabels = new Map<string, LabelSet>();
-  private readonly connections = new UpstreamConnectionTelemetry();
+  /** Istio's TCP metrics of the connections opened to endpoints (see transport/flow.ts) */
+  private readonly connections = new FlowSet();
   private readonly onConnection = (d: Duplex, dial: UpstreamRequest, c: Cluster) => {
     const l = tcpLabels(dial.source, c.service, dial.destination, `${dial.ip}:${dial.port}`, '-');
     const sec = this.connector.security?.(dial);
@@ -39,7 +41,7 @@ export class ClusterSet {
       l.source_principal = sec.sourcePrincipal || 'unknown';
       l.destination_principal = sec.destinationPrincipal || 'unknown';
     }
-    this.connections.track(d, l);
+    trackUntilClose(this.connections, d, l, 'upstream');
   };
 
   constructor(

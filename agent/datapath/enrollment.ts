@@ -3,7 +3,7 @@
 // (Workload.meshed); here a workload is matched to its netns by pod IP.
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import type { Datapath } from './datapath.js';
+import type { Datapath } from './redirect.js';
 import { enrolledPods } from '../telemetry/metrics.js';
 import type { PodNetnsScanner } from './pod-netns.js';
 

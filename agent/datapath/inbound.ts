@@ -26,77 +26,29 @@ import { promisify } from 'node:util';
 import { NodemeshError } from '../../common/errors.js';
 import { packagePath } from '../../common/paths.js';
 import { logger } from '../../common/log.js';
+import { AGENT_PORTS } from '../../common/ports.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { DEFAULT_PIN_DIR, nat, native, type Native, tryAll } from './datapath.js';
+import { nat, native, tryAll, type Native, type TcDirection } from './addon.js';
+import { checkInboundLayout, encodeInboundConfig, encodeInboundPort, ip4Key, readIp4Key, readU32, u32, u64, U32 } from './codecs.js';
+import { DEFAULT_PIN_DIR } from './redirect.js';
 import { ensureBpffs, mountOf } from './mounts.js';
 
 const log = logger('agent/datapath-inbound');
 const execFileP = promisify(execFile);
 
-/** Defaults: the mark Istio's ambient mode uses for TPROXY, 15006 for rule and table. */
-export const INBOUND_DEFAULTS = { mark: 0x111, mask: 0xfff, table: 15006, rulePriority: 15006 } as const;
-/** Our tc filters: fixed so a restarted agent replaces them instead of adding more. */
-export const TC_FILTER = { handle: 0x15006, priority: 1 } as const;
+/**
+ * Defaults: the mark Istio's ambient mode uses for TPROXY; the rule's priority and table
+ * are numbered after the capture port, so `ip rule` and `ip route show table all` name it.
+ */
+export const INBOUND_DEFAULTS = { mark: 0x111, mask: 0xfff, table: AGENT_PORTS.inbound, rulePriority: AGENT_PORTS.inbound } as const;
+/**
+ * Our tc filters: fixed so a restarted agent replaces them instead of adding more. The
+ * handle reads as the capture port in `tc filter show` (0x15006).
+ */
+export const TC_FILTER = { handle: Number.parseInt(String(AGENT_PORTS.inbound), 16), priority: 1 } as const;
 const PROGRAMS = { ingress: 'nm_inbound', port: 'nm_inbound_port' } as const;
 
-// ---- the addon's tc functions and layout, typed once ------------------------------
-
-interface StructLayout {
-  size: number;
-  offsets: Record<string, number>;
-}
-interface TcNative {
-  tcAttach(obj: number, progName: string, ifindex: number, direction: Direction, handle: number, priority: number): number;
-  tcQuery(ifindex: number, direction: Direction, handle: number, priority: number): { progId: number; progName: string } | null;
-  tcDetach(ifindex: number, direction: Direction, handle: number, priority: number): boolean;
-  tcHookDestroy(ifindex: number): boolean;
-  layout: Native['layout'] & {
-    nm_inbound_config: StructLayout;
-    nm_inbound_port: StructLayout;
-    inboundFlagCapture: number;
-    defaultInboundPort: number;
-    inboundMaps: { config: string; pods: string; listener: string; ports: string };
-  };
-}
-type Direction = 'ingress' | 'egress';
-type N = Native & TcNative;
-const tc = () => native() as N;
-const call = <T>(context: string, fn: (n: N) => T): T => nat('NM_ERR_BPF', context, (n) => fn(n as N));
-
-// ---- codecs (bpf/nodemesh.h): addresses network order, numbers host order ----------
-
-const CONFIG = { size: 16, offsets: { mark: 0, mask: 4, flags: 8 } };
-const PORT = { size: 8, offsets: { bridge_ifindex: 0, flags: 4 } };
-const LE = os.endianness() === 'LE';
-const u32 = (v: number) => {
-  const b = Buffer.alloc(4);
-  if (LE) b.writeUInt32LE(v);
-  else b.writeUInt32BE(v);
-  return b;
-};
-const readU32 = (b: Buffer) => (LE ? b.readUInt32LE(0) : b.readUInt32BE(0));
-const u64 = (v: number) => {
-  const b = Buffer.alloc(8);
-  if (LE) b.writeBigUInt64LE(BigInt(v));
-  else b.writeBigUInt64BE(BigInt(v));
-  return b;
-};
-const ip4 = (ip: string) => Buffer.from(ip.split('.').map(Number));
-const readIp4 = (b: Buffer) => `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
-
-function checkLayout(l: TcNative['layout']): void {
-  for (const [name, ts, c] of [
-    ['nm_inbound_config', CONFIG, l.nm_inbound_config],
-    ['nm_inbound_port', PORT, l.nm_inbound_port],
-  ] as const) {
-    const same = c && ts.size === c.size && Object.entries(ts.offsets).every(([f, o]) => c.offsets[f] === o);
-    if (!same)
-      throw new NodemeshError(
-        'NM_ERR_BPF',
-        `struct ${name} in bpf/nodemesh.h (${JSON.stringify(c)}) does not match the codec in agent/datapath-inbound.ts; rebuild (bash scripts/build.sh) or update the codec`,
-      );
-  }
-}
+const call = <T>(context: string, fn: (n: Native) => T): T => nat('NM_ERR_BPF', context, fn);
 
 // ---- the node's interfaces ---------------------------------------------------------
 
@@ -217,7 +169,7 @@ export interface InboundDatapathOptions {
 export interface InboundAttachment {
   ifindex: number;
   name: string;
-  direction: Direction;
+  direction: TcDirection;
   program: string;
   progId: number;
 }
@@ -242,8 +194,8 @@ export class InboundDatapath {
 
   /** Loads the programs (or takes over the maps an earlier agent pinned) and the route. */
   static async open(opts: InboundDatapathOptions = {}): Promise<InboundDatapath> {
-    const n = tc();
-    checkLayout(n.layout);
+    const n = native();
+    checkInboundLayout(n.layout);
     const pinDir = path.resolve(opts.pinDir ?? DEFAULT_PIN_DIR);
     const route: PolicyRoute = {
       mark: opts.mark ?? INBOUND_DEFAULTS.mark,
@@ -267,14 +219,12 @@ export class InboundDatapath {
         listener: n.mapFd(obj, names.listener),
         ports: n.mapFd(obj, names.ports),
       };
-      const config = Buffer.alloc(CONFIG.size);
-      u32(route.mark).copy(config, CONFIG.offsets.mark);
-      u32(route.mask).copy(config, CONFIG.offsets.mask);
+      const config = encodeInboundConfig(route.mark, route.mask);
       await ensurePolicyRoute(route); // before the programs can mark anything
       call('write nm_inbound_config', (x) => x.mapUpdate(fds.config, u32(0), config, 0));
       const dp = new InboundDatapath(pinDir, route, obj, fds);
       // pods an earlier agent left in the pinned map: the first reconcile drops the stale
-      for (const k of n.mapKeys(fds.pods, 4)) dp.pods.add(readIp4(k));
+      for (const k of n.mapKeys(fds.pods, U32)) dp.pods.add(readIp4Key(k));
       log.info({ pinDir, ...route, adoptedPods: dp.pods.size }, 'inbound datapath loaded');
       return dp;
     } catch (err) {
@@ -311,7 +261,7 @@ export class InboundDatapath {
 
   private async reconcileNow(podIps: string[]): Promise<void> {
     if (this.closed) return;
-    const n = tc();
+    const n = native();
     const links = await scanLinks();
     const seen = new Set<number>();
     const ports = new Map<number, number>(); // port ifindex -> bridge ifindex
@@ -319,7 +269,7 @@ export class InboundDatapath {
     for (const l of [...links].sort((a, b) => Number(a.role === 'port') - Number(b.role === 'port'))) {
       if (l.role === 'none') continue;
       seen.add(l.ifindex);
-      const direction: Direction = l.role === 'port' ? 'egress' : 'ingress';
+      const direction: TcDirection = l.role === 'port' ? 'egress' : 'ingress';
       const program = l.role === 'port' ? PROGRAMS.port : PROGRAMS.ingress;
       if (l.role === 'port') ports.set(l.ifindex, l.bridge!);
       const have = this.attached.get(l.ifindex);
@@ -340,30 +290,29 @@ export class InboundDatapath {
     this.syncPods(n, podIps);
   }
 
-  private syncPorts(n: N, want: Map<number, number>): void {
-    for (const k of n.mapKeys(this.fds.ports, 4)) {
+  private syncPorts(n: Native, want: Map<number, number>): void {
+    for (const k of n.mapKeys(this.fds.ports, U32)) {
       const ifindex = readU32(k);
       if (!want.has(ifindex)) n.mapDelete(this.fds.ports, k);
     }
     for (const [ifindex, bridge] of want) {
-      const v = Buffer.alloc(PORT.size);
-      u32(bridge).copy(v, PORT.offsets.bridge_ifindex);
+      const v = encodeInboundPort(bridge);
       call(`write nm_inbound_ports[${ifindex}]`, (x) => x.mapUpdate(this.fds.ports, u32(ifindex), v, 0));
     }
   }
 
-  private syncPods(n: N, podIps: string[]): void {
+  private syncPods(n: Native, podIps: string[]): void {
     const want = new Set(podIps.filter((a) => net.isIPv4(a)));
     const flags = u32(n.layout.inboundFlagCapture);
     for (const a of want) {
       if (this.pods.has(a)) continue;
-      call(`capture pod ${a}`, (x) => x.mapUpdate(this.fds.pods, ip4(a), flags, 0));
+      call(`capture pod ${a}`, (x) => x.mapUpdate(this.fds.pods, ip4Key(a), flags, 0));
       this.pods.add(a);
       log.info({ pod: a }, 'inbound capture on');
     }
     for (const a of this.pods) {
       if (want.has(a)) continue;
-      n.mapDelete(this.fds.pods, ip4(a));
+      n.mapDelete(this.fds.pods, ip4Key(a));
       this.pods.delete(a);
       log.info({ pod: a }, 'inbound capture off');
     }
@@ -371,7 +320,7 @@ export class InboundDatapath {
 
   private detachOne(a: InboundAttachment): void {
     try {
-      tc().tcDetach(a.ifindex, a.direction, TC_FILTER.handle, TC_FILTER.priority);
+      native().tcDetach(a.ifindex, a.direction, TC_FILTER.handle, TC_FILTER.priority);
     } catch (err) {
       log.warn({ err, link: a.name }, 'could not detach a tc filter');
     }
@@ -387,7 +336,7 @@ export class InboundDatapath {
     if (this.closed) return;
     this.closed = true;
     await this.running;
-    const n = tc();
+    const n = native();
     if (unpin) {
       // capture off first: packets in flight pass to the pods as before the mesh
       tryAll(() => n.mapDelete(this.fds.listener, u32(0)));
@@ -412,7 +361,7 @@ export class InboundDatapath {
     pinDir: string = DEFAULT_PIN_DIR,
     route: Partial<PolicyRoute> = {},
   ): Promise<{ filters: string[]; rules: number; route: boolean; pins: string[] }> {
-    const n = tc();
+    const n = native();
     const filters: string[] = [];
     for (const l of await scanLinks()) {
       let removed = false;
@@ -444,7 +393,7 @@ async function removeEmptyClsact(ifindex: number, name: string): Promise<void> {
       const filters = JSON.parse((await run('tc', ['-j', 'filter', 'show', 'dev', name, dir])) || '[]') as unknown[];
       if (filters.length > 0) return;
     }
-    tc().tcHookDestroy(ifindex);
+    native().tcHookDestroy(ifindex);
   } catch (err) {
     log.debug({ err, ifindex }, 'clsact qdisc left in place');
   }
@@ -454,7 +403,7 @@ async function removeEmptyClsact(ifindex: number, name: string): Promise<void> {
 function removePins(pinDir: string): string[] {
   const dir = path.join(pinDir, 'maps');
   if (mountOf(dir)?.type !== 'bpf' || !fs.existsSync(dir)) return [];
-  const names = Object.values(tc().layout.inboundMaps);
+  const names = Object.values(native().layout.inboundMaps);
   const removed = names.filter((m) => fs.existsSync(path.join(dir, m)));
   for (const m of removed) fs.rmSync(path.join(dir, m), { force: true });
   return removed;

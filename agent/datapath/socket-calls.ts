@@ -13,6 +13,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { DataType, define, open } from 'ffi-rs';
 import { NodemeshError, type ErrorCode } from '../../common/errors.js';
+import { readIpv4, writeIpv4 } from '../../common/ip.js';
 
 const SOL_IP = 0;
 const SO_ORIGINAL_DST = 80;
@@ -107,7 +108,7 @@ export function originalDst(socket: net.Socket): OriginalDst {
   const family = le ? sockaddr.readUInt16LE(0) : sockaddr.readUInt16BE(0);
   if (family !== AF_INET)
     throw new SocketCallError('NM_ERR_ORIGINAL_DST', `SO_ORIGINAL_DST answered address family ${family}, expected AF_INET`, 0);
-  return { ip: `${sockaddr[4]}.${sockaddr[5]}.${sockaddr[6]}.${sockaddr[7]}`, port: sockaddr.readUInt16BE(2) };
+  return { ip: readIpv4(sockaddr, 4), port: sockaddr.readUInt16BE(2) };
 }
 
 /** setsockopt(SO_MARK): needs CAP_NET_ADMIN. */
@@ -180,7 +181,7 @@ export function transparentListener(host: string, port: number, backlog = 4096):
   if (le) sin.writeUInt16LE(AF_INET);
   else sin.writeUInt16BE(AF_INET);
   sin.writeUInt16BE(port, 2);
-  Buffer.from(host.split('.').map(Number)).copy(sin, 4);
+  writeIpv4(sin, 4, host);
   const steps: Array<[string, () => ErrnoResult, string]> = [
     ['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'],
     ['setsockopt(SO_REUSEADDR)', () => c.setsockopt([fd, SOL_SOCKET, SO_REUSEADDR, one, 4]), ''],

@@ -17,6 +17,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from 'node:htt
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import tls from 'node:tls';
+import { joinHostPort } from '../../common/host-port.js';
 import { logger } from '../../common/log.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import { HbonePool, type HbonePoolOptions } from './pool.js';
@@ -27,7 +28,6 @@ import {
   HBONE_PORT,
   HBONE_STREAM_WINDOW,
   HBONE_TLS_MIN_VERSION,
-  formatAuthority,
   forwardedFor,
   sniForPodIp,
   svidSpiffeId,
@@ -98,7 +98,7 @@ export class HboneConnector implements UpstreamConnector {
     const key = `${src.spiffeId} ${dst.spiffeId} ${nodeIp}`;
     const headers: http2.OutgoingHttpHeaders = {
       ':method': 'CONNECT',
-      ':authority': formatAuthority(req.ip, req.port),
+      ':authority': joinHostPort(req.ip, req.port),
       forwarded: forwardedFor(req.sourceAddress, req.sourcePort),
     };
     if (req.traceparent) headers.traceparent = req.traceparent;
@@ -226,7 +226,7 @@ export class HboneConnector implements UpstreamConnector {
 
   private h2(secured: tls.TLSSocket, socket: net.Socket, nodeIp: string, where: string): Promise<ClientHttp2Session> {
     return new Promise((resolve, reject) => {
-      const session = http2.connect(`https://${formatAuthority(nodeIp, this.port)}`, {
+      const session = http2.connect(`https://${joinHostPort(nodeIp, this.port)}`, {
         createConnection: () => secured,
         settings: { enablePush: false, initialWindowSize: HBONE_STREAM_WINDOW, maxFrameSize: HBONE_MAX_FRAME },
       });

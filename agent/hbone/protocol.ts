@@ -14,9 +14,11 @@
 // on the pod network, while an identity in clear text would tell an observer who talks.
 import type { X509Certificate } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { joinHostPort } from '../../common/host-port.js';
+import { AGENT_PORTS } from '../../common/ports.js';
 import { svidSpiffeId as checkedSvidSpiffeId } from '../../control/api/x509-svid.js';
 
-export const HBONE_PORT = 15008;
+export const HBONE_PORT = AGENT_PORTS.hbone;
 export const HBONE_ALPN = 'h2';
 /** ztunnel speaks TLS 1.3 only between proxies. */
 export const HBONE_TLS_MIN_VERSION = 'TLSv1.3' as const;
@@ -61,7 +63,10 @@ export function svidSpiffeId(cert: X509Certificate | PeerCertificate | Buffer): 
   }
 }
 
-/** Parses `host:port` / `[v6]:port` of an HBONE `:authority`. */
+/**
+ * Parses `ipv4:port` / `[ipv6]:port` of an HBONE `:authority`: stricter than a host:port
+ * (an IP literal, a port 1-65535), and in one regex, as every tunnelled connection pays it.
+ */
 export function parseAuthority(authority: string | undefined): { ip: string; port: number } | undefined {
   if (!authority) return undefined;
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3})):(\d{1,5})$/.exec(authority);
@@ -69,10 +74,6 @@ export function parseAuthority(authority: string | undefined): { ip: string; por
   const port = Number(m[3]);
   if (port < 1 || port > 65535) return undefined;
   return { ip: (m[1] ?? m[2])!.toLowerCase(), port };
-}
-
-export function formatAuthority(ip: string, port: number): string {
-  return ip.includes(':') ? `[${ip}]:${port}` : `${ip}:${port}`;
 }
 
 /**
@@ -88,5 +89,5 @@ export function parseForwardedFor(header: string | string[] | undefined): { ip: 
 }
 
 export function forwardedFor(ip: string, port: number): string {
-  return `for="${formatAuthority(ip, port)}"`;
+  return `for="${joinHostPort(ip, port)}"`;
 }

@@ -19,6 +19,7 @@ import * as grpc from '@grpc/grpc-js';
 import forge from 'node-forge';
 import { Registry } from 'prom-client';
 import { CertificateRequestError, type CertificateSigner } from '../../control/api/ca-client.js';
+import { equalJitterBackoff } from '../../common/backoff.js';
 import { systemClock, type Clock, type ClockTimer } from '../../common/clock.js';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
@@ -277,8 +278,7 @@ export class IdentityManager implements IdentityProvider {
   private retryTime(e: Entry): number {
     const initial = this.opts.retryInitialMs ?? 1000;
     const max = this.opts.retryMaxMs ?? 60_000;
-    const bound = Math.min(max, initial * 2 ** Math.min(e.failures - 1, 30));
-    let delay = bound / 2 + (this.random() * bound) / 2;
+    let delay = equalJitterBackoff({ baseMs: initial, maxMs: max }, e.failures - 1, this.random);
     const now = this.clock.now();
     if (e.cert && e.cert.notAfter.getTime() > now) delay = Math.min(delay, Math.max(100, (e.cert.notAfter.getTime() - now) / 2));
     return now + delay;

@@ -20,6 +20,7 @@
 // Back-off: "fully jittered exponential back-off algorithm ... base interval 25ms"; retry N
 // waits a uniform random time in [0, min(base × 2^(N-1), max)), max = 10 × base by default.
 import type { RetryPolicy } from '../../control/api/snapshot-routing.js';
+import { fullJitterBackoff } from '../../common/backoff.js';
 
 const ON_5XX = 1 << 0;
 const ON_GATEWAY = 1 << 1;
@@ -117,6 +118,5 @@ export function retriesOnGrpc(r: CompiledRetry): boolean {
 
 /** Full-jitter exponential back-off before retry number `n` (1 = the first retry). */
 export function backoffMs(r: CompiledRetry, n: number, random: () => number = Math.random): number {
-  const ceiling = Math.min(r.baseMs * 2 ** Math.max(0, n - 1), r.maxMs);
-  return random() * ceiling;
+  return fullJitterBackoff(r, n - 1, random);
 }

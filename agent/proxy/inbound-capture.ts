@@ -15,7 +15,7 @@ import type { Workload } from '../../control/api/snapshot.js';
 import type { InboundConnection, InboundResult } from './inbound-delivery.js';
 import { proxyErrors } from '../telemetry/metrics.js';
 import { closeFd, transparentListener } from '../datapath/socket-calls.js';
-import { connectionChannel, type ConnectionEvent } from './outbound.js';
+import { publishConnection, type ConnectionDescription } from '../telemetry/tap.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 
 const log = logger('agent/inbound-capture');
@@ -38,11 +38,8 @@ export interface InboundCaptureOptions {
   deliver: InboundDeliver;
 }
 
-/** Published on `nodemesh tap` beside the outbound connections. */
-export interface InboundCaptureEvent extends ConnectionEvent {
-  direction: 'inbound';
-  security: 'none';
-}
+/** What `nodemesh tap` shows of a captured connection beyond what it shows of an outbound one. */
+const TAP_INBOUND = { direction: 'inbound', security: 'none' } as const;
 
 export class InboundCapture {
   private readonly server: net.Server;
@@ -151,25 +148,7 @@ export class InboundCapture {
     socket.once('close', () => this.publish('close', event, ResponseFlag.None, socket, started));
   }
 
-  private publish(
-    kind: 'open' | 'close',
-    base: Omit<ConnectionEvent, 'event' | 'time' | 'responseFlags' | 'receivedBytes' | 'sentBytes' | 'durationMs'>,
-    flags: string,
-    s: net.Socket,
-    started: number,
-  ): void {
-    if (!connectionChannel.hasSubscribers) return;
-    const e: InboundCaptureEvent = {
-      event: kind,
-      time: new Date().toISOString(),
-      ...base,
-      responseFlags: flags,
-      receivedBytes: s.bytesRead,
-      sentBytes: s.bytesWritten,
-      durationMs: Math.round(performance.now() - started),
-      direction: 'inbound',
-      security: 'none',
-    };
-    connectionChannel.publish(e);
+  private publish(kind: 'open' | 'close', connection: ConnectionDescription, flags: string, s: net.Socket, started: number): void {
+    publishConnection(kind, connection, flags, s, started, TAP_INBOUND);
   }
 }

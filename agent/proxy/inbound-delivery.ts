@@ -18,22 +18,14 @@ import { logger } from '../../common/log.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
 import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { serveH2cInbound, serveHttpInbound } from './inbound-http.js';
-import {
-  authorizationAudits,
-  authorizationDenials,
-  authorizationDryRun,
-  onScrape,
-  tcpConnectionsClosed,
-  tcpConnectionsOpened,
-  tcpLabelsDestination,
-  tcpReceivedBytes,
-  tcpSentBytes,
-  type IstioLabels,
-} from '../telemetry/metrics.js';
+import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabelsDestination } from '../telemetry/metrics.js';
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
 import { ResponseFlag } from '../transport/response-flags.js';
-// type-only: upstream.ts loads the ffi-rs socket helpers, which inbound delivery does not need
-import type { UpstreamConnector } from '../transport/connector.js';
+import { Flow, FlowSet } from '../transport/flow.js';
+import { classifyRequestLine, sniff } from '../transport/protocol-detect.js';
+import { joinHostPort } from '../../common/host-port.js';
+// type-only: connector.ts loads the ffi-rs socket helpers, which inbound delivery does not need
+import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.js';
 
 const log = logger('agent/inbound');
 
@@ -65,17 +57,10 @@ export interface InboundOptions {
 
 export type InboundResult = { delivered: true } | { delivered: false; flag: string; reason: string };
 
-/**
- * The longest first line read to tell HTTP/1.x from anything else. There is no time limit
- * (as Istio's default protocolDetectionTimeout of 0s): a server-first protocol to a
- * workload with HTTP rules waits for its client's first bytes.
- */
-const MAX_REQUEST_LINE = 8 * 1024;
-
-/** The first line of the HTTP/2 connection preface (RFC 9113 §3.4): h2c with prior knowledge. */
-const H2_PREFACE_LINE = 'PRI * HTTP/2.0\r\n';
-
 let warnedNoPolicy = false;
+
+/** The connections delivered to this node's pods, reporter="destination". */
+const delivered = new FlowSet();
 
 /**
  * Applies the inbound policy and connects `stream` to the pod. Resolves once the pod
@@ -95,16 +80,19 @@ export async function deliverInbound(
     log.warn('inbound delivery without a security index: no PeerAuthentication or AuthorizationPolicy is enforced');
   }
   const policy = (opts.security ?? NO_SECURITY).forWorkload(c.destination.uid);
+  // the stream has no byte counters of its own (an HBONE CONNECT stream): the flow counts what passes
   const flow = new Flow(
-    stream,
+    delivered,
     tcpLabelsDestination(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, ResponseFlag.None),
+    stream,
+    'passing',
   );
-  stream.on('error', () => {}); // handled by the flow's teardown
+  stream.on('error', () => {}); // handled by the pipe, or ends the flow with the stream
 
   // "STRICT: Connection is an mTLS tunnel (TLS with client cert must be presented)."
   if (c.security === 'none' && !acceptsPlaintext(policy, c.port)) {
     authorizationDenials.inc({ reason: 'mtls_strict', policy: policy.peerAuthentications.at(-1) ?? '-', layer: 'tcp' });
-    flow.finish(ResponseFlag.Deny);
+    flow.close(ResponseFlag.Deny);
     return refused(
       `plaintext to ${c.destination.uid} port ${c.port} refused: its mTLS mode is STRICT (PeerAuthentication ${policy.peerAuthentications.join(', ')})`,
     );
@@ -120,37 +108,40 @@ export async function deliverInbound(
   const accept = authorizeConnection(policy, l4);
   report(accept, 'tcp');
   if (accept.decision === 'deny') {
-    flow.finish(ResponseFlag.Deny);
+    flow.close(ResponseFlag.Deny);
     return refused(denialReason(c, accept));
   }
 
   let pod: Duplex;
   try {
-    pod = await connector.connect({
-      source: undefined,
-      sourceAddress: c.sourceIp,
-      sourcePort: c.sourcePort,
-      ip: c.destination.ip,
-      port: c.port,
-      destination: c.destination,
-    });
+    pod = await connector.connect(toPod(c));
   } catch (err) {
     // an UpstreamError carries the Envoy flag that explains the failure
     const carried = (err as { flag?: unknown }).flag;
     const flag = typeof carried === 'string' ? carried : ResponseFlag.UpstreamConnectionFailure;
-    flow.finish(flag);
+    flow.close(flag);
     return { delivered: false, flag, reason: (err as Error).message };
   }
   if (stream.destroyed) {
     pod.destroy();
-    flow.finish(ResponseFlag.DownstreamConnectionTermination);
+    flow.close(ResponseFlag.DownstreamConnectionTermination);
     return {
       delivered: false,
       flag: ResponseFlag.DownstreamConnectionTermination,
       reason: 'the peer went away before the pod connection was up',
     };
   }
-  flow.attach(pod);
+  // delivered: counted until both sides are closed
+  flow.open();
+  let open = 2;
+  const onClose = () => {
+    if (--open === 0) flow.close();
+  };
+  stream.once('close', () => {
+    onClose();
+    pod.destroy();
+  });
+  pod.once('close', onClose);
   if (!accept.needsL7) pipe(stream, pod);
   else void serveL7(stream, pod, c, policy, l4, connector, flow);
   return { delivered: true };
@@ -166,28 +157,12 @@ async function serveL7(
   connector: UpstreamConnector,
   flow: Flow,
 ): Promise<void> {
-  const head = await firstLine(stream);
-  if (head === undefined) return; // closed before a byte
-  stream.unshift(head);
-  flow.unread(head.length);
-  const line = head.toString('latin1');
-  const h2c = line.startsWith(H2_PREFACE_LINE);
-  if (h2c || /^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/.test(line)) {
-    const connect = () =>
-      connector.connect({
-        source: undefined,
-        sourceAddress: c.sourceIp,
-        sourcePort: c.sourcePort,
-        ip: c.destination.ip,
-        port: c.port,
-        destination: c.destination,
-      });
+  const protocol = await sniff(stream, 0, classifyRequestLine);
+  if (protocol === undefined) return; // closed before a byte
+  if (protocol !== 'tcp') {
+    const connect = () => connector.connect(toPod(c));
     const o = { policy, l4, first: pod, connect, onDecision: requestDecision };
-    if (h2c)
-      await serveH2cInbound(stream, {
-        ...o,
-        authority: `http://${c.destination.ip.includes(':') ? `[${c.destination.ip}]` : c.destination.ip}:${c.port}`,
-      });
+    if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
     else await serveHttpInbound(stream, o);
     return;
   }
@@ -196,10 +171,17 @@ async function serveL7(
   report(tcp, 'tcp');
   if (tcp.decision === 'deny') {
     log.debug({ workload: c.destination.uid, reason: denialReason(c, tcp) }, 'non-HTTP stream denied');
-    flow.deny();
+    pod.destroy();
+    stream.destroy();
+    flow.close(ResponseFlag.Deny);
     return;
   }
   pipe(stream, pod);
+}
+
+/** A connection from the node proxy to the pod, on behalf of the peer. */
+function toPod(c: InboundConnection): UpstreamRequest {
+  return { source: undefined, sourceAddress: c.sourceIp, sourcePort: c.sourcePort, ip: c.destination.ip, port: c.port, destination: c.destination };
 }
 
 function requestDecision(r: AuthorizationResult): void {
@@ -233,109 +215,4 @@ function pipe(stream: Duplex, pod: Duplex): void {
   pod.pipe(stream);
 }
 
-/** Reads until the first `\n` (or MAX_REQUEST_LINE bytes); undefined when the stream ends first with nothing. */
-function firstLine(stream: Duplex): Promise<Buffer | undefined> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (value: Buffer | undefined) => {
-      stream.off('data', onData);
-      stream.off('end', onEnd);
-      stream.off('close', onEnd);
-      stream.pause();
-      resolve(value);
-    };
-    const onData = (chunk: Buffer) => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (chunk.includes(10) || size >= MAX_REQUEST_LINE) done(Buffer.concat(chunks));
-    };
-    const onEnd = () => done(size > 0 ? Buffer.concat(chunks) : undefined);
-    stream.on('data', onData);
-    stream.once('end', onEnd);
-    stream.once('close', onEnd);
-  });
-}
-
 const NO_SECURITY = SecurityIndex.empty();
-
-// --- telemetry ----------------------------------------------------------------------------
-
-const openFlows = new Set<Flow>();
-let flushTimer: NodeJS.Timeout | undefined;
-
-/** One inbound connection's istio_tcp_* accounting (reporter=destination). */
-class Flow {
-  private pod: Duplex | undefined;
-  private received = 0;
-  private sent = 0;
-  private countedIn = 0;
-  private countedOut = 0;
-  private closed = false;
-
-  constructor(
-    private readonly stream: Duplex,
-    private readonly labels: IstioLabels,
-  ) {}
-
-  /** Delivered: count bytes until both sides are closed. */
-  attach(pod: Duplex): void {
-    this.pod = pod;
-    tcpConnectionsOpened.inc(this.labels);
-    this.stream.on('data', (chunk: Buffer) => (this.received += chunk.length));
-    const write = this.stream.write.bind(this.stream) as (...args: unknown[]) => boolean;
-    this.stream.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
-      this.sent += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
-      return write(chunk, ...rest);
-    }) as Duplex['write'];
-    let open = 2;
-    const onClose = () => {
-      if (--open === 0) this.finish(ResponseFlag.None);
-    };
-    this.stream.once('close', () => {
-      onClose();
-      this.pod?.destroy();
-    });
-    pod.once('close', onClose);
-    openFlows.add(this);
-    if (!flushTimer) {
-      flushTimer = setInterval(() => flushAll(), 5_000);
-      flushTimer.unref();
-      onScrape(flushAll);
-    }
-  }
-
-  /** Bytes given back to the stream (unshift) are read again: count them once. */
-  unread(n: number): void {
-    this.received -= n;
-  }
-
-  /** Denied after delivery (TCP fallback): close both sides, flagged DENY. */
-  deny(): void {
-    this.pod?.destroy();
-    this.stream.destroy();
-    this.finish(ResponseFlag.Deny);
-  }
-
-  finish(flag: string): void {
-    if (this.closed) return;
-    this.closed = true;
-    if (flag !== ResponseFlag.None) this.labels.response_flags = flag;
-    // a refused connection is opened and closed with its flag, as the outbound proxy reports them
-    if (!this.pod) tcpConnectionsOpened.inc(this.labels);
-    this.flush();
-    tcpConnectionsClosed.inc(this.labels);
-    openFlows.delete(this);
-  }
-
-  flush(): void {
-    if (this.received > this.countedIn) tcpReceivedBytes.inc(this.labels, this.received - this.countedIn);
-    if (this.sent > this.countedOut) tcpSentBytes.inc(this.labels, this.sent - this.countedOut);
-    this.countedIn = this.received;
-    this.countedOut = this.sent;
-  }
-}
-
-function flushAll(): void {
-  for (const f of openFlows) f.flush();
-}

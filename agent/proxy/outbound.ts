@@ -1,7 +1,8 @@
 // The outbound proxy: accepts the connections the datapath redirected to :15001, finds
 // where each was meant to go (SO_ORIGINAL_DST, answered by the eBPF getsockopt hook, or by
-// conntrack under an iptables REDIRECT), resolves a ClusterIP:port to one endpoint of the
-// Service, and pipes bytes through the connector (plain TCP, HBONE, or the same-node path).
+// conntrack under an iptables REDIRECT) and resolves a ClusterIP:port to one endpoint of the
+// Service. The upstream connection is the connector's: plain TCP, an HBONE tunnel to the
+// destination's node proxy, or the same-node path.
 //
 // A Service port that speaks HTTP (declared by appProtocol or port name, else sniffed from
 // the first bytes) is handed to the L7 engine (l7/servers.ts): per-request routing,
@@ -13,7 +14,6 @@
 // through to the original destination unchanged, as Istio's PassthroughCluster does.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import diagnostics from 'node:diagnostics_channel';
 import { logger } from '../../common/log.js';
 import { NodemeshError } from '../../common/errors.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
@@ -25,36 +25,12 @@ import { planTcp, type TcpPlan } from '../l7/tcp-route.js';
 import { declaredProtocol, sniff, SNIFF_TIMEOUT_MS } from '../transport/protocol-detect.js';
 import { connectWithTimeout } from '../cluster/pools.js';
 import type { ConnInfo } from '../l7/exchange.js';
-import {
-  onScrape,
-  proxyErrors,
-  tcpConnectionsClosed,
-  tcpConnectionsOpened,
-  tcpLabels,
-  tcpReceivedBytes,
-  tcpSentBytes,
-  type IstioLabels,
-} from '../telemetry/metrics.js';
+import { proxyErrors, tcpLabels, type IstioLabels } from '../telemetry/metrics.js';
+import { publishConnection, tapping, type ConnectionDescription } from '../telemetry/tap.js';
+import { Flow, FlowSet } from '../transport/flow.js';
 import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
 
 const log = logger('agent/outbound');
-
-/** Published on open and on close of every proxied connection; `nodemesh tap` reads it. */
-export const connectionChannel = diagnostics.channel('nodemesh:outbound:connection');
-
-export interface ConnectionEvent {
-  event: 'open' | 'close';
-  time: string;
-  source: string;
-  sourceWorkload: string;
-  originalDestination: string;
-  service: string;
-  upstream: string;
-  responseFlags: string;
-  receivedBytes: number;
-  sentBytes: number;
-  durationMs: number;
-}
 
 export interface OutboundProxyOptions {
   /** IPv4 address to listen on (explicitly IPv4: see listen()) */
@@ -68,34 +44,33 @@ export interface OutboundProxyOptions {
   flushIntervalMs?: number;
 }
 
-interface Flow {
-  downstream: net.Socket;
-  upstream: Duplex | undefined;
-  labels: IstioLabels;
-  startedAt: number;
-  /** bytes already added to the counters (long-lived connections are flushed periodically) */
-  countedIn: number;
-  countedOut: number;
-  event: Omit<ConnectionEvent, 'event' | 'time' | 'receivedBytes' | 'sentBytes' | 'durationMs'>;
-  closed: boolean;
-  /** the L4 plan of a connection to a Service (its cluster's limits and outlier detection) */
-  plan: TcpPlan | undefined;
+/** An opaque TCP connection through the proxy: its accounting, and what the tap shows of it. */
+class TcpFlow extends Flow {
+  upstream: Duplex | undefined = undefined;
+  readonly startedAt = performance.now();
+
+  constructor(
+    flows: FlowSet<TcpFlow>,
+    labels: IstioLabels,
+    readonly downstream: net.Socket,
+    readonly tap: ConnectionDescription,
+    /** the L4 plan of a connection to a Service (its cluster's limits and outlier detection) */
+    readonly plan: TcpPlan | undefined,
+  ) {
+    super(flows, labels, downstream, 'client');
+  }
 }
 
 export class OutboundProxy {
   private readonly server: net.Server;
-  private readonly flows = new Set<Flow>();
-  private readonly flushTimer: NodeJS.Timeout;
-  private readonly offScrape: () => void;
+  private readonly flows: FlowSet<TcpFlow>;
   /** the L7 engine, whose clusters opaque TCP to a Service shares */
   readonly l7: L7Servers;
 
   constructor(private readonly opts: OutboundProxyOptions) {
     this.l7 = new L7Servers({ connector: opts.connector, state: opts.state });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
-    this.flushTimer = setInterval(() => this.flushAll(), opts.flushIntervalMs ?? 5_000);
-    this.flushTimer.unref();
-    this.offScrape = onScrape(() => this.flushAll());
+    this.flows = new FlowSet<TcpFlow>(opts.flushIntervalMs);
   }
 
   /**
@@ -119,8 +94,7 @@ export class OutboundProxy {
 
   /** Stops accepting; open connections are left to finish unless `force`. */
   async close(force = false): Promise<void> {
-    clearInterval(this.flushTimer);
-    this.offScrape();
+    this.flows.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     if (force) for (const f of this.flows) this.teardown(f, true);
     if (force) await this.l7.close();
@@ -153,8 +127,9 @@ export class OutboundProxy {
     };
     // a declared HTTP port: the client speaks first, wait for its bytes to tell HTTP/1.1 from
     // HTTP/2; an undeclared one: sniff briefly, then treat as TCP
-    void sniff(downstream, declared === 'unknown' ? SNIFF_TIMEOUT_MS : 0).then((p) => {
+    void sniff(downstream, declared === 'unknown' ? SNIFF_TIMEOUT_MS : 0).then((sniffed) => {
       if (downstream.destroyed) return;
+      const p = sniffed ?? 'tcp'; // half-closed before a byte
       if (p === 'tcp' && declared === 'unknown') return this.proxyTcp(downstream, dst, state, source, target);
       // not HTTP on a declared HTTP port: the HTTP/1.1 parser answers 400
       const protocol = p === 'tcp' ? 'http1' : p;
@@ -165,23 +140,17 @@ export class OutboundProxy {
 
   /** `nodemesh tap` sees HTTP connections open and close too; their requests are in istio_requests_total. */
   private tapHttp(downstream: net.Socket, conn: ConnInfo, originalDestination: string, protocol: string): void {
-    if (!connectionChannel.hasSubscribers) return;
+    if (!tapping()) return;
     const startedAt = performance.now();
-    const event = (e: 'open' | 'close'): ConnectionEvent => ({
-      event: e,
-      time: new Date().toISOString(),
+    const tap: ConnectionDescription = {
       source: `${conn.sourceAddress}:${conn.sourcePort}`,
       sourceWorkload: conn.source?.uid ?? 'unknown',
       originalDestination,
       service: conn.target.service.hostname,
       upstream: `per request (${protocol === 'http2' ? 'HTTP/2' : 'HTTP/1.1'})`,
-      responseFlags: ResponseFlag.None,
-      receivedBytes: downstream.bytesRead,
-      sentBytes: downstream.bytesWritten,
-      durationMs: Math.round(performance.now() - startedAt),
-    });
-    connectionChannel.publish(event('open'));
-    downstream.once('close', () => connectionChannel.publish(event('close')));
+    };
+    publishConnection('open', tap, ResponseFlag.None, downstream, startedAt);
+    downstream.once('close', () => publishConnection('close', tap, ResponseFlag.None, downstream, startedAt));
   }
 
   private proxyTcp(
@@ -215,29 +184,24 @@ export class OutboundProxy {
       flags = ResponseFlag.NoRoute; // would loop into ourselves
     }
     const destWorkload = plan?.destination ?? state.workloadByIp(upstreamIp);
-    const flow: Flow = {
+    const labels = tcpLabels(source, service, destWorkload, `${dst.ip}:${dst.port}`, flags);
+    // what the transport will prove (HBONE: mTLS and both principals), known before connecting
+    const security = flags === ResponseFlag.None ? this.opts.connector.security?.({ source, sourceAddress: downstream.remoteAddress ?? '', sourcePort: downstream.remotePort ?? 0, ip: upstreamIp, port: upstreamPort, destination: destWorkload }) : undefined;
+    if (security) Object.assign(labels, { connection_security_policy: security.policy, source_principal: security.sourcePrincipal, destination_principal: security.destinationPrincipal });
+    const flow = new TcpFlow(
+      this.flows,
+      labels,
       downstream,
-      upstream: undefined,
-      labels: tcpLabels(source, service, destWorkload, `${dst.ip}:${dst.port}`, flags),
-      startedAt: performance.now(),
-      countedIn: 0,
-      countedOut: 0,
-      event: {
+      {
         source: `${downstream.remoteAddress}:${downstream.remotePort}`,
         sourceWorkload: source ? source.uid : 'unknown',
         originalDestination: `${dst.ip}:${dst.port}`,
         service: service?.hostname ?? 'passthrough',
         upstream: flags === ResponseFlag.None ? `${upstreamIp}:${upstreamPort}` : '',
-        responseFlags: flags,
       },
-      closed: false,
       plan,
-    };
-    // what the transport will prove (HBONE: mTLS and both principals), known before connecting
-    const security = flags === ResponseFlag.None ? this.opts.connector.security?.({ source, sourceAddress: downstream.remoteAddress ?? '', sourcePort: downstream.remotePort ?? 0, ip: upstreamIp, port: upstreamPort, destination: destWorkload }) : undefined;
-    if (security) Object.assign(flow.labels, { connection_security_policy: security.policy, source_principal: security.sourcePrincipal, destination_principal: security.destinationPrincipal });
-    this.flows.add(flow);
-    tcpConnectionsOpened.inc(flow.labels);
+    );
+    flow.open();
     this.publish(flow, 'open');
     if (flags !== ResponseFlag.None) {
       proxyErrors.inc({ reason: flags });
@@ -257,7 +221,7 @@ export class OutboundProxy {
     });
   }
 
-  private connectUpstream(flow: Flow, req: UpstreamRequest): void {
+  private connectUpstream(flow: TcpFlow, req: UpstreamRequest): void {
     connectWithTimeout(this.opts.connector, req, flow.plan?.connectTimeoutMs ?? 0).then(
       (upstream) => {
         flow.upstream = upstream;
@@ -282,53 +246,26 @@ export class OutboundProxy {
       (err: unknown) => {
         flow.plan?.failed();
         const flag = err instanceof UpstreamError ? err.flag : ResponseFlag.UpstreamConnectionFailure;
-        flow.labels.response_flags = flag;
-        flow.event.responseFlags = flag;
         proxyErrors.inc({ reason: flag });
         log.debug({ err, upstream: `${req.ip}:${req.port}` }, 'upstream connect failed');
-        this.teardown(flow, true);
+        this.teardown(flow, true, flag);
       },
     );
   }
 
-  private teardown(flow: Flow, destroy: boolean): void {
+  private teardown(flow: TcpFlow, destroy: boolean, flag?: ResponseFlagValue): void {
     if (flow.closed) return;
-    flow.closed = true;
     flow.plan?.closed();
     if (destroy) {
       // an error on either side resets the other, as a TCP proxy must
       if (!flow.downstream.destroyed) flow.downstream.resetAndDestroy();
       flow.upstream?.destroy();
     }
-    this.flush(flow);
-    tcpConnectionsClosed.inc(flow.labels);
+    flow.close(flag);
     this.publish(flow, 'close');
-    this.flows.delete(flow);
   }
 
-  private flush(flow: Flow): void {
-    const received = flow.downstream.bytesRead;
-    const sent = flow.downstream.bytesWritten;
-    if (received > flow.countedIn) tcpReceivedBytes.inc(flow.labels, received - flow.countedIn);
-    if (sent > flow.countedOut) tcpSentBytes.inc(flow.labels, sent - flow.countedOut);
-    flow.countedIn = received;
-    flow.countedOut = sent;
-  }
-
-  private flushAll(): void {
-    for (const f of this.flows) this.flush(f);
-  }
-
-  private publish(flow: Flow, event: 'open' | 'close'): void {
-    if (!connectionChannel.hasSubscribers) return;
-    const e: ConnectionEvent = {
-      event,
-      time: new Date().toISOString(),
-      ...flow.event,
-      receivedBytes: flow.downstream.bytesRead,
-      sentBytes: flow.downstream.bytesWritten,
-      durationMs: Math.round(performance.now() - flow.startedAt),
-    };
-    connectionChannel.publish(e);
+  private publish(flow: TcpFlow, event: 'open' | 'close'): void {
+    publishConnection(event, flow.tap, flow.labels.response_flags, flow.downstream, flow.startedAt);
   }
 }

@@ -49,11 +49,15 @@ export const tcpConnectionsClosed = new Counter({
   registers: [registry],
 });
 // Byte counters of open connections are brought up to date when Prometheus scrapes (and
-// periodically), so a long-lived connection shows its traffic before it closes.
+// periodically), so a long-lived connection shows its traffic before it closes
+// (agent/transport/flow.ts).
 const scrapeHooks: Array<() => void> = [];
 export function onScrape(fn: () => void): () => void {
   scrapeHooks.push(fn);
-  return () => scrapeHooks.splice(scrapeHooks.indexOf(fn), 1);
+  return () => {
+    const i = scrapeHooks.indexOf(fn);
+    if (i >= 0) scrapeHooks.splice(i, 1);
+  };
 }
 
 // Istio: "sent" is the response direction (upstream → client), "received" the request
@@ -74,9 +78,9 @@ export const tcpReceivedBytes = new Counter({
   registers: [registry],
 });
 
-// HTTP and gRPC requests through the L7 engine (agent/l7-*.ts). Labels: Istio's set plus
+// HTTP and gRPC requests through the L7 engine (agent/l7/). Labels: Istio's set plus
 // response_code and grpc_response_status; the label objects are built once per
-// (source, destination, endpoint) and their series kept (agent/request-telemetry.ts), which
+// (source, destination, endpoint) and their series kept (request-telemetry.ts), which
 // metrics-series.ts makes a few additions per request instead of prom-client's label hashing.
 export const HTTP_LABELS = [...ISTIO_LABELS, 'response_code', 'grpc_response_status'] as const;
 export type HttpLabels = Record<(typeof HTTP_LABELS)[number], string>;
@@ -143,7 +147,7 @@ function canonical(w: Workload): { service: string; revision: string } {
 
 /**
  * Labels of one proxied TCP connection, computed once when it opens (never per chunk).
- * Principals: "unknown" until mTLS (issue 3) proves an identity.
+ * Principals: "unknown"; a transport that proves them (HBONE's mTLS) fills them in.
  */
 export function tcpLabels(
   source: Workload | undefined,

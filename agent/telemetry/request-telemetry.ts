@@ -4,14 +4,8 @@
 // destination Service, endpoint) is built once and kept; the prom-client children of each
 // (response code, grpc status, flags) under it are cached too, so recording a request is two
 // map lookups and four increments — no label hashing or object building per request.
-import type { Duplex } from 'node:stream';
 import type { Service, Workload } from '../../control/api/snapshot.js';
 import {
-  onScrape,
-  tcpConnectionsClosed,
-  tcpConnectionsOpened,
-  tcpReceivedBytes,
-  tcpSentBytes,
   requestBytes,
   requestDuration,
   requestsTotal,
@@ -77,59 +71,4 @@ export function labelSet(
     l.destination_principal = security.destinationPrincipal || 'unknown';
   }
   return new LabelSet(l);
-}
-
-interface Tracked {
-  d: Duplex & { bytesRead?: number; bytesWritten?: number };
-  labels: IstioLabels;
-  countedIn: number;
-  countedOut: number;
-}
-
-/**
- * Istio's TCP metrics for the connections the L7 engine opens to endpoints. As in Istio
- * ambient, where ztunnel reports the connections and the waypoint the requests, the node
- * proxy reports both: each pooled upstream connection carries one source pod's requests to
- * one endpoint, so its labels are exact. Bytes come from the stream's byte counters (a
- * socket's; a tunnel stream without them reports none) and are brought up to date at
- * every scrape.
- */
-export class UpstreamConnectionTelemetry {
-  private readonly open = new Set<Tracked>();
-  private readonly offScrape: () => void;
-
-  constructor() {
-    this.offScrape = onScrape(() => {
-      for (const t of this.open) this.flush(t);
-    });
-  }
-
-  track(d: Duplex, labels: IstioLabels): void {
-    const t: Tracked = { d, labels, countedIn: 0, countedOut: 0 };
-    this.open.add(t);
-    tcpConnectionsOpened.inc(labels);
-    d.once('close', () => {
-      this.flush(t);
-      tcpConnectionsClosed.inc(labels);
-      this.open.delete(t);
-    });
-  }
-
-  private flush(t: Tracked): void {
-    // request direction (client → upstream) is "received", the response direction "sent"
-    const written = t.d.bytesWritten;
-    const read = t.d.bytesRead;
-    if (typeof written === 'number' && written > t.countedIn) {
-      tcpReceivedBytes.inc(t.labels, written - t.countedIn);
-      t.countedIn = written;
-    }
-    if (typeof read === 'number' && read > t.countedOut) {
-      tcpSentBytes.inc(t.labels, read - t.countedOut);
-      t.countedOut = read;
-    }
-  }
-
-  close(): void {
-    this.offScrape();
-  }
 }

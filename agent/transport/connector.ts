@@ -1,7 +1,8 @@
 // How the node proxy reaches an upstream: the seam between choosing a destination (the
-// outbound proxy, and the L7 router) and carrying bytes to it (plain TCP now; HBONE
-// tunnels between node proxies with issue 3). Whatever the transport, the caller gets a
-// connected Duplex or an UpstreamError with the Envoy response flag that explains why not.
+// outbound proxy, and the L7 router) and carrying bytes to it (plain TCP to a pod, or an
+// HBONE tunnel to the node proxy of a meshed pod on another node). Whatever the transport,
+// the caller gets a connected Duplex or an UpstreamError with the Envoy response flag that
+// explains why not.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { NodemeshError } from '../../common/errors.js';

@@ -1,12 +1,20 @@
-// Which protocol a captured connection speaks: HTTP/1.x, HTTP/2 (incl. gRPC) or opaque TCP.
-// Istio's order: the Service port's `appProtocol`, then the port name's prefix
-// ("<protocol>[-<suffix>]"), else automatic detection by sniffing the first bytes.
-// Declared HTTP ports still look at the first bytes to tell HTTP/1.1 from HTTP/2 prior
-// knowledge (the client speaks first in both, so this never waits on a silent client);
-// declared TCP ports never wait (server-first protocols such as MySQL stay unharmed); an
-// undeclared port waits at most `timeoutMs` for the client's first bytes and falls back to
-// TCP, with whatever was read replayed.
-import type { Socket } from 'node:net';
+// Which protocol a connection speaks: HTTP/1.x, HTTP/2 (incl. gRPC) or opaque TCP, read
+// once here for both ends of the proxy.
+//
+// Outbound (the source's node proxy), Istio's order: the Service port's `appProtocol`, then
+// the port name's prefix ("<protocol>[-<suffix>]"), else automatic detection by sniffing
+// the first bytes. Declared HTTP ports still look at the first bytes to tell HTTP/1.1 from
+// HTTP/2 prior knowledge (the client speaks first in both, so this never waits on a silent
+// client); declared TCP ports never wait (server-first protocols such as MySQL stay
+// unharmed); an undeclared port waits at most `timeoutMs` for the client's first bytes and
+// falls back to TCP, with whatever was read replayed. The method token decides (`classify`).
+//
+// Inbound (a workload whose policies test HTTP attributes): the stream is authorised per
+// request only when its whole first line is an HTTP/1.x request line or the HTTP/2 preface
+// (`classifyRequestLine`); anything else is authorised as TCP. There is no time limit (as
+// Istio's default protocolDetectionTimeout of 0s): a server-first protocol to such a
+// workload waits for its client's first bytes.
+import type { Duplex } from 'node:stream';
 import type { ServicePort } from '../../control/api/snapshot.js';
 
 export type Protocol = 'http1' | 'http2' | 'tcp';
@@ -16,6 +24,11 @@ export type Declared = 'http' | 'http2' | 'tcp' | 'unknown';
 export const SNIFF_TIMEOUT_MS = 100;
 
 const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+/** The first line of the HTTP/2 connection preface (RFC 9113 §3.4): h2c with prior knowledge. */
+const HTTP2_PREFACE_LINE = 'PRI * HTTP/2.0\r\n';
+/** The longest first line read to tell an HTTP/1.x request line from anything else. */
+export const MAX_REQUEST_LINE = 8 * 1024;
+const REQUEST_LINE = /^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/;
 
 const APP_PROTOCOLS: Record<string, Declared> = {
   http: 'http',
@@ -61,32 +74,51 @@ export function classify(head: Buffer): Protocol | undefined {
 }
 
 /**
- * Reads the connection's first bytes and decides; the bytes are put back (`unshift`) so
- * whoever handles the connection next reads them first. `timeoutMs` 0 waits for as long as
- * the client takes (declared HTTP ports).
+ * Classifies a whole first line: 'http2' for the first line of the HTTP/2 preface, 'http1'
+ * for an HTTP/1.x request line (`METHOD SP target SP HTTP/1.x`), 'tcp' for anything else,
+ * and undefined until the line is complete (or MAX_REQUEST_LINE bytes long).
  */
-export function sniff(socket: Socket, timeoutMs: number): Promise<Protocol> {
+export function classifyRequestLine(head: Buffer): Protocol | undefined {
+  const end = head.indexOf(10);
+  if (end < 0 && head.length < MAX_REQUEST_LINE) return undefined;
+  const line = head.toString('latin1', 0, end < 0 ? head.length : end + 1);
+  if (line.startsWith(HTTP2_PREFACE_LINE)) return 'http2';
+  return REQUEST_LINE.test(line) ? 'http1' : 'tcp';
+}
+
+/**
+ * Reads the stream's first bytes until `decide` tells the protocol; the bytes are put back
+ * (`unshift`) and the stream left paused, so whoever handles it next reads them first.
+ * `timeoutMs` 0 waits for as long as the client takes; after it, the protocol is 'tcp'.
+ * Resolves undefined when the stream ends before its first byte, 'tcp' when it ends after
+ * some that did not decide.
+ */
+export function sniff(
+  stream: Duplex,
+  timeoutMs: number,
+  decide: (head: Buffer) => Protocol | undefined = classify,
+): Promise<Protocol | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
-    const finish = (p: Protocol) => {
+    const finish = (p: Protocol | undefined) => {
       if (timer) clearTimeout(timer);
-      socket.off('data', onData);
-      socket.off('end', onEnd);
-      socket.off('close', onEnd);
-      socket.pause();
-      if (chunks.length > 0) socket.unshift(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('close', onEnd);
+      stream.pause();
+      if (chunks.length > 0) stream.unshift(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
       resolve(p);
     };
     const onData = (d: Buffer) => {
       chunks.push(d);
-      const p = classify(chunks.length === 1 ? d : Buffer.concat(chunks));
+      const p = decide(chunks.length === 1 ? d : Buffer.concat(chunks));
       if (p) finish(p);
     };
-    const onEnd = () => finish('tcp');
-    socket.on('data', onData);
-    socket.once('end', onEnd);
-    socket.once('close', onEnd);
+    const onEnd = () => finish(chunks.length > 0 ? 'tcp' : undefined);
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('close', onEnd);
     if (timeoutMs > 0) {
       timer = setTimeout(() => finish('tcp'), timeoutMs);
       timer.unref();

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Snapshot } from '../api/snapshot.js';
 import { logger } from '../../common/log.js';
+import { splitHostPort } from '../../common/host-port.js';
 import type { AgentStatus } from '../discovery-server.js';
 import type { ConfigStatus } from '../config-store.js';
 
@@ -27,16 +28,10 @@ export interface AdminServer {
   close(): Promise<void>;
 }
 
-/** `host:port`, `[v6]:port` or `:port` → listen arguments. */
-export function parseHostPort(address: string): { host: string; port: number } {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(address);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new Error(`invalid address ${JSON.stringify(address)}: expected host:port, e.g. 0.0.0.0:15014`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
-}
-
+/** `address`: `host:port`, `[v6]:port` or `:port` (every address). */
 export async function startAdminServer(address: string, src: AdminSources): Promise<AdminServer> {
-  const { host, port } = parseHostPort(address);
+  const [bind, port] = splitHostPort(address);
+  const host = bind || '0.0.0.0';
   const server = http.createServer((req, res) => {
     handle(req, res, src).catch((err: Error) => {
       log.error({ err, url: req.url }, 'admin request failed');

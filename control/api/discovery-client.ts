@@ -11,6 +11,7 @@
 // reported and counted, never delivered; the last good one stays, and the stream goes on
 // (the next version may be fine).
 import * as grpc from '@grpc/grpc-js';
+import { fullJitterBackoff } from '../../common/backoff.js';
 import { NodemeshError } from '../../common/errors.js';
 import type { DiscoveryClient } from './generated/nodemesh/v1/Discovery.js';
 import { discoveryService, type Snapshot } from './snapshot.js';
@@ -98,8 +99,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
 
   const retry = (why: string, cause?: unknown) => {
     if (closed) return;
-    const bound = Math.min(max, initial * 2 ** Math.min(attempt, 30));
-    const delay = Math.round(random() * bound);
+    const delay = Math.round(fullJitterBackoff({ baseMs: initial, maxMs: max }, attempt, random));
     attempt++;
     report(`control plane ${opts.address}: ${why}; retrying in ${delay} ms (keeping snapshot version ${last?.version ?? 'none'}); check that the control plane runs and port ${opts.address.split(':').pop()} is reachable from this node`, cause);
     timer = setTimeout(open, delay);

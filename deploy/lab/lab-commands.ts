@@ -2,8 +2,9 @@
 // the control plane and the agents, and the ports and paths it polls for readiness. Kept
 // in this one place so a change of flag is a change of this file only.
 import { packagePath } from '../../common/paths.js';
+import { AGENT_PORTS, CONTROL_PORTS } from '../../common/ports.js';
 
-export const PORTS = { grpc: 15012, controlAdmin: 15014, agentAdmin: 15020 } as const;
+export const PORTS = { grpc: CONTROL_PORTS.grpc, controlAdmin: CONTROL_PORTS.admin, agentAdmin: AGENT_PORTS.admin } as const;
 export const READY_PATH = '/healthz/ready';
 
 /** `<repo>/bin/nodemesh.js` (this file runs from dist/deploy/lab/). */

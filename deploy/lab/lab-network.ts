@@ -103,7 +103,9 @@ export async function deleteLink(name: string): Promise<boolean> {
     await run('ip', ['link', 'del', name]);
     return true;
   } catch (err) {
-    if (/Cannot find device|does not exist/i.test((err as Error).message)) return false;
+    // gone already: a veth dies with its peer's namespace, and the kernel removes it
+    // asynchronously, so a link listed a moment ago may be "No such device" now
+    if (/Cannot find device|does not exist|No such device/i.test((err as Error).message)) return false;
     throw err;
   }
 }

@@ -5,6 +5,7 @@
 import http from 'node:http';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
+import { parseHostPort } from '../../common/host-port.js';
 import { READY_PATH } from './lab-commands.js';
 import { NETNS_DIR } from './lab-network.js';
 import { isAlive, logTail, run, waitFor } from './lab-processes.js';
@@ -12,9 +13,10 @@ import type { LabPodState } from './lab-state.js';
 
 /** GET http://hostport/healthz/ready: the status code, or the connection error. */
 export function probeReady(hostport: string, timeoutMs = 1_000): Promise<{ ok: boolean; detail: string }> {
-  const i = hostport.lastIndexOf(':');
+  const address = parseHostPort(hostport);
+  if (!address) return Promise.resolve({ ok: false, detail: `not a host:port: ${JSON.stringify(hostport)}` });
   return new Promise((resolve) => {
-    const req = http.get({ host: hostport.slice(0, i), port: Number(hostport.slice(i + 1)), path: READY_PATH, agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.get({ host: address.host, port: address.port, path: READY_PATH, agent: false, timeout: timeoutMs }, (res) => {
       res.resume();
       resolve({ ok: res.statusCode === 200, detail: `HTTP ${res.statusCode}` });
     });

@@ -183,7 +183,7 @@ export class Harness {
       const source = this.state.workloadByIp(address);
       const conn = { source, sourceKey: source?.uid ?? address, sourceAddress: address, sourcePort: socket.remotePort ?? 0, target };
       if (protocol !== 'sniff') return this.l7.serve(socket, conn, protocol);
-      void sniff(socket, 100).then((p) => (p === 'tcp' ? socket.destroy() : this.l7.serve(socket, conn, p)));
+      void sniff(socket, 100).then((p) => (p === 'tcp' || p === undefined ? socket.destroy() : this.l7.serve(socket, conn, p)));
     });
   }
 

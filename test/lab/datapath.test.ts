@@ -9,12 +9,12 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
-import { Datapath, cgroup2Mount, type DatapathOptions } from '../../agent/datapath/datapath.js';
+import { Datapath, cgroup2Mount, type DatapathOptions } from '../../agent/datapath/redirect.js';
 import { packageRoot } from '../../common/paths.js';
 
 const root = packageRoot();
 const originalDstUrl = new URL('../../agent/datapath/socket-calls.js', import.meta.url).href;
-const datapathUrl = new URL('../../agent/datapath/datapath.js', import.meta.url).href;
+const datapathUrl = new URL('../../agent/datapath/redirect.js', import.meta.url).href;
 
 function preflight(): string | undefined {
   if (process.getuid?.() !== 0) return 'needs root (netns, cgroups, bpf)';

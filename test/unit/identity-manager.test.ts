@@ -1,4 +1,4 @@
-// The agent's identity manager (agent/identity-manager.ts) against a real CA (control/ca.ts)
+// The agent's identity manager (agent/identity/identity-manager.ts) against a real CA (control/ca/ca.ts)
 // on a fake clock: renewal at half-life ± jitter with a new key, never past expiry, backoff
 // while the CA fails, identities dropped with their pods, renewal under a new root soon
 // after the bundle gains it; and, against a CA stub at the wire level (real gRPC), a

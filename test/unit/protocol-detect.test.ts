@@ -1,11 +1,11 @@
-// Protocol detection (agent/protocol-detect.ts): what a Service port declares, what the first
+// Protocol detection (agent/transport/protocol-detect.ts): what a Service port declares, what the first
 // bytes say, and sniffing on real sockets — the bytes read are put back for whoever handles
 // the connection next, and a silent client (a server-first protocol) falls back to TCP.
 import test from 'ava';
 import fc from 'fast-check';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { classify, declaredProtocol, sniff } from '../../agent/transport/protocol-detect.js';
+import { socketPair } from '../helpers/socket-pair.js';
 
 test("declared protocol: appProtocol first, then Istio's port-name prefix, else unknown (sniff)", (t) => {
   const d = (name: string, appProtocol = '') => declaredProtocol({ name, appProtocol });
@@ -45,23 +45,6 @@ test('the first bytes: an HTTP/1.x request line, the HTTP/2 preface, or anything
   );
 });
 
-async function pair(): Promise<{ client: net.Socket; server: net.Socket; close(): void }> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
-  const client = net.connect((srv.address() as AddressInfo).port, '127.0.0.1');
-  const server = await accepted;
-  return {
-    client,
-    server,
-    close() {
-      client.destroy();
-      server.destroy();
-      srv.close();
-    },
-  };
-}
-
 function readAll(s: net.Socket, n: number): Promise<string> {
   return new Promise((resolve) => {
     let got = '';
@@ -78,7 +61,7 @@ test('sniffing HTTP/1.1 and HTTP/2 on a real socket puts every byte back, in ord
     ['GE', 'T /path HTTP/1.1\r\nhost: x\r\n\r\n', 'http1'],
     ['PRI * HTTP/2.0\r\n', '\r\nSM\r\n\r\n\x00\x00\x00\x04', 'http2'],
   ] as const) {
-    const p = await pair();
+    const p = await socketPair();
     t.teardown(() => p.close());
     const detected = sniff(p.server, 0);
     p.client.write(first);
@@ -90,7 +73,7 @@ test('sniffing HTTP/1.1 and HTTP/2 on a real socket puts every byte back, in ord
 });
 
 test('a silent client (server-first protocol) falls back to TCP after the timeout, nothing lost either way', async (t) => {
-  const p = await pair();
+  const p = await socketPair();
   t.teardown(() => p.close());
   const started = performance.now();
   t.is(await sniff(p.server, 100), 'tcp');
@@ -103,7 +86,7 @@ test('a silent client (server-first protocol) falls back to TCP after the timeou
 });
 
 test('a client that sends something else is TCP at once, its bytes replayed', async (t) => {
-  const p = await pair();
+  const p = await socketPair();
   t.teardown(() => p.close());
   p.client.write('\x16\x03\x01hello-tls');
   t.is(await sniff(p.server, 5000), 'tcp');

@@ -1,217 +1,48 @@
-// The eBPF datapath as the agent sees it: load build/bpf/redirect.bpf.o, pin its maps
-// under a versioned directory, attach its programs to the pods' and the proxy's cgroups
-// through pinned links, enrol network namespaces. The only importer of the native addon
-// (native/, a thin layer over libbpf); all policy is here.
+// The redirect datapath (the cgroup programs of bpf/redirect.bpf.c) as the agent sees it:
+// load build/bpf/redirect.bpf.o, pin its maps under a versioned directory, attach its
+// programs to the pods' and the proxy's cgroups through pinned links, enrol network
+// namespaces. A pod's connect() to anywhere goes to the proxy's outbound port; the proxy
+// asks where it was meant to go with getsockopt(SO_ORIGINAL_DST).
 //
 // Restarts: maps and links are pinned, so an agent that stops without unpinning leaves
 // the redirect in place, and the next agent reuses the maps (enrolments and in-flight
 // original destinations survive) and swaps the programs of the existing links
 // atomically; connections never see a window without the datapath.
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { NodemeshError, type ErrorCode } from '../../common/errors.js';
+import { NodemeshError } from '../../common/errors.js';
 import { packagePath } from '../../common/paths.js';
 import { logger } from '../../common/log.js';
+import { AGENT_PORTS } from '../../common/ports.js';
+import { nat, native, tryAll, type Native } from './addon.js';
+import {
+  CONFIG,
+  ORIG_DST,
+  TUPLE4,
+  U32,
+  U64,
+  decodeOrig,
+  decodeTuple,
+  encodeConfig,
+  encodeTuple,
+  readU64,
+  u32,
+  u64,
+  type DatapathConfig,
+  type OriginalDestination,
+  type ProxyTuple,
+} from './codecs.js';
 import { checkCgroup, cgroupId, ensureBpffs, mountOf } from './mounts.js';
 
 export { cgroup2Mount, ownCgroup } from './mounts.js';
+export type { DatapathConfig, OriginalDestination, ProxyTuple } from './codecs.js';
 
 const log = logger('agent/datapath');
 
 /** Bumped whenever a map definition in bpf/nodemesh.h or bpf/redirect.bpf.c changes. */
 export const DATAPATH_PIN_VERSION = 'v1';
 export const DEFAULT_PIN_DIR = `/sys/fs/bpf/nodemesh/${DATAPATH_PIN_VERSION}`;
-
-// ---- the addon, typed once -------------------------------------------------------
-
-interface StructLayout {
-  size: number;
-  offsets: Record<string, number>;
-}
-interface NativeLayout {
-  nm_config: StructLayout;
-  nm_orig_dst: StructLayout;
-  nm_tuple4: StructLayout;
-  netnsKeySize: number;
-  netnsValueSize: number;
-  cookieKeySize: number;
-  defaultProxyPort: number;
-  netnsFlagEnrolled: number;
-  origFlagV4Mapped: number;
-  maps: { config: string; meshNetns: string; origByCookie: string; origByTuple: string };
-}
-interface NativeLinkInfo {
-  id: number;
-  progId: number;
-  type: number;
-  attachType: number;
-  cgroupId: bigint;
-}
-interface NativeMapInfo {
-  id: number;
-  type: number;
-  keySize: number;
-  valueSize: number;
-  maxEntries: number;
-  flags: number;
-  name: string;
-}
-/** The addon as this module uses it; the datapath-*.ts siblings type their own functions. */
-export interface Native {
-  openObject(path: string): number;
-  setMapPinPath(obj: number, mapName: string, path: string): void;
-  load(obj: number): void;
-  closeObject(obj: number): void;
-  mapFd(obj: number, mapName: string): number;
-  programNames(obj: number): string[];
-  attachCgroup(obj: number, progName: string, cgroupDir: string): number;
-  linkPin(link: number, path: string): void;
-  linkUnpin(link: number): void;
-  linkDetach(link: number): void;
-  linkDestroy(link: number): void;
-  linkOpen(pinPath: string): number;
-  linkUpdateProgram(link: number, obj: number, progName: string): void;
-  linkInfo(link: number): NativeLinkInfo;
-  mapUpdate(fd: number, key: Buffer, value: Buffer, flags: number): void;
-  mapLookup(fd: number, key: Buffer, valueSize: number): Buffer | null;
-  mapDelete(fd: number, key: Buffer): boolean;
-  mapKeys(fd: number, keySize: number): Buffer[];
-  mapOpenPinned(path: string): number;
-  mapInfo(fd: number): NativeMapInfo;
-  closeFd(fd: number): void;
-  netnsCookie(netnsPath: string): bigint;
-  layout: NativeLayout;
-}
-
-/** A NodemeshError from a failed libbpf/bpf()/syscall, carrying the errno. */
-export class DatapathError extends NodemeshError {
-  readonly errno: number | undefined;
-  readonly errnoCode: string | undefined;
-  constructor(code: ErrorCode, message: string, cause?: unknown) {
-    super(code, message, { cause });
-    this.name = 'DatapathError';
-    const c = cause as { errno?: unknown; code?: unknown } | undefined;
-    this.errno = typeof c?.errno === 'number' ? c.errno : undefined;
-    this.errnoCode = typeof c?.code === 'string' ? c.code : undefined;
-  }
-}
-
-/** Runs an addon call; its exception becomes a DatapathError with `code` and context. */
-export function nat<T>(code: ErrorCode, context: string, fn: (n: Native) => T): T {
-  const n = native();
-  try {
-    return fn(n);
-  } catch (err) {
-    throw new DatapathError(code, `${context}: ${(err as Error).message}`, err);
-  }
-}
-
-let addon: Native | undefined;
-export function native(): Native {
-  if (addon) return addon;
-  const file = packagePath('build', 'Release', 'nodemesh_native.node');
-  try {
-    addon = createRequire(import.meta.url)(file) as Native;
-  } catch (err) {
-    throw new DatapathError(
-      'NM_ERR_BPF',
-      `cannot load the native addon ${file}: ${(err as Error).message}; build it: bash scripts/build.sh`,
-      err,
-    );
-  }
-  checkLayout(addon.layout);
-  return addon;
-}
-
-// ---- map codecs (bpf/nodemesh.h) -------------------------------------------------
-// Addresses and ports: network order. Cookies, marks, flags: host order.
-
-const CONFIG = { size: 16, offsets: { proxy_ip4: 0, proxy_port: 4, mark: 8, flags: 12 } };
-const ORIG_DST = { size: 8, offsets: { ip4: 0, port: 4, flags: 6 } };
-const TUPLE4 = { size: 12, offsets: { client_ip4: 0, proxy_ip4: 4, client_port: 8, proxy_port: 10 } };
-const U64 = 8;
-const U32 = 4;
-const LE = os.endianness() === 'LE';
-
-function checkLayout(l: NativeLayout): void {
-  const want: Array<[string, StructLayout, StructLayout]> = [
-    ['nm_config', CONFIG, l.nm_config],
-    ['nm_orig_dst', ORIG_DST, l.nm_orig_dst],
-    ['nm_tuple4', TUPLE4, l.nm_tuple4],
-  ];
-  for (const [name, ts, c] of want) {
-    const same = ts.size === c.size && Object.entries(ts.offsets).every(([f, o]) => c.offsets[f] === o);
-    if (!same)
-      throw new NodemeshError(
-        'NM_ERR_BPF',
-        `struct ${name} in bpf/nodemesh.h (${JSON.stringify(c)}) does not match the codec in agent/datapath.ts (${JSON.stringify(ts)}); update the codec and DATAPATH_PIN_VERSION`,
-      );
-  }
-  if (l.netnsKeySize !== U64 || l.netnsValueSize !== U32 || l.cookieKeySize !== U64)
-    throw new NodemeshError(
-      'NM_ERR_BPF',
-      'nm_mesh_netns/nm_orig_by_cookie key or value size changed in bpf/nodemesh.h; update agent/datapath.ts',
-    );
-}
-
-function writeIp4(b: Buffer, off: number, ip: string): void {
-  const parts = ip.split('.').map(Number);
-  if (!net.isIPv4(ip)) throw new NodemeshError('NM_ERR_BPF', `${ip} is not an IPv4 address`);
-  for (let i = 0; i < 4; i++) b[off + i] = parts[i]!;
-}
-const readIp4 = (b: Buffer, off: number) => `${b[off]}.${b[off + 1]}.${b[off + 2]}.${b[off + 3]}`;
-const u64 = (v: bigint) => {
-  const b = Buffer.alloc(U64);
-  if (LE) b.writeBigUInt64LE(v);
-  else b.writeBigUInt64BE(v);
-  return b;
-};
-const readU64 = (b: Buffer) => (LE ? b.readBigUInt64LE(0) : b.readBigUInt64BE(0));
-const u32 = (v: number) => {
-  const b = Buffer.alloc(U32);
-  if (LE) b.writeUInt32LE(v);
-  else b.writeUInt32BE(v);
-  return b;
-};
-
-function encodeConfig(c: DatapathConfig): Buffer {
-  const b = Buffer.alloc(CONFIG.size);
-  writeIp4(b, CONFIG.offsets.proxy_ip4, c.proxyIp);
-  b.writeUInt16BE(c.proxyPort, CONFIG.offsets.proxy_port);
-  if (LE) b.writeUInt32LE(c.mark, CONFIG.offsets.mark);
-  else b.writeUInt32BE(c.mark, CONFIG.offsets.mark);
-  return b;
-}
-
-function encodeTuple(t: ProxyTuple): Buffer {
-  const b = Buffer.alloc(TUPLE4.size);
-  writeIp4(b, TUPLE4.offsets.client_ip4, t.clientIp);
-  writeIp4(b, TUPLE4.offsets.proxy_ip4, t.proxyIp);
-  b.writeUInt16BE(t.clientPort, TUPLE4.offsets.client_port);
-  b.writeUInt16BE(t.proxyPort, TUPLE4.offsets.proxy_port);
-  return b;
-}
-
-function decodeTuple(b: Buffer): ProxyTuple {
-  return {
-    clientIp: readIp4(b, TUPLE4.offsets.client_ip4),
-    clientPort: b.readUInt16BE(TUPLE4.offsets.client_port),
-    proxyIp: readIp4(b, TUPLE4.offsets.proxy_ip4),
-    proxyPort: b.readUInt16BE(TUPLE4.offsets.proxy_port),
-  };
-}
-
-function decodeOrig(b: Buffer): OriginalDestination {
-  const flags = LE ? b.readUInt16LE(ORIG_DST.offsets.flags) : b.readUInt16BE(ORIG_DST.offsets.flags);
-  return {
-    ip: readIp4(b, ORIG_DST.offsets.ip4),
-    port: b.readUInt16BE(ORIG_DST.offsets.port),
-    v4Mapped: (flags & native().layout.origFlagV4Mapped) !== 0,
-  };
-}
 
 // ---- the datapath ----------------------------------------------------------------
 
@@ -224,33 +55,12 @@ export interface DatapathOptions {
   proxyCgroup: string;
   /** IPv4 address of the proxy's outbound listener. */
   proxyIp: string;
-  /** Port of the proxy's outbound listener; default 15001. */
+  /** Port of the proxy's outbound listener; default 15001 (AGENT_PORTS.outbound). */
   proxyPort?: number;
   /** SO_MARK of the proxy's own sockets, never redirected; default 0 (no mark check). */
   mark?: number;
   /** The eBPF object; default <package>/build/bpf/redirect.bpf.o. */
   objectPath?: string;
-}
-
-export interface DatapathConfig {
-  proxyIp: string;
-  proxyPort: number;
-  mark: number;
-}
-
-/** A redirected connection's 4-tuple as the proxy sees it on its accepted socket. */
-export interface ProxyTuple {
-  clientIp: string;
-  clientPort: number;
-  proxyIp: string;
-  proxyPort: number;
-}
-
-export interface OriginalDestination {
-  ip: string;
-  port: number;
-  /** the app dialled ::ffff:ip through connect6 */
-  v4Mapped: boolean;
 }
 
 export interface AttachedLink {
@@ -304,7 +114,7 @@ export class Datapath {
     const pinDir = path.resolve(opts.pinDir ?? DEFAULT_PIN_DIR);
     const config: DatapathConfig = {
       proxyIp: opts.proxyIp,
-      proxyPort: opts.proxyPort ?? n.layout.defaultProxyPort,
+      proxyPort: opts.proxyPort ?? AGENT_PORTS.outbound,
       mark: opts.mark ?? 0,
     };
     if (!net.isIPv4(config.proxyIp)) throw new NodemeshError('NM_ERR_BPF', `proxyIp ${config.proxyIp} must be an IPv4 address`);
@@ -396,7 +206,7 @@ export class Datapath {
     this.assertOpen();
     const key = encodeTuple({ proxyIp: this.config.proxyIp, proxyPort: this.config.proxyPort, ...t });
     const v = nat('NM_ERR_BPF', 'look up nm_orig_by_tuple', (x) => x.mapLookup(this.fds.origByTuple, key, ORIG_DST.size));
-    return v ? decodeOrig(v) : null;
+    return v ? decodeOrig(v, native().layout.origFlagV4Mapped) : null;
   }
 
   /** Debugging: every connection currently recorded in nm_orig_by_tuple. */
@@ -405,7 +215,7 @@ export class Datapath {
     return nat('NM_ERR_BPF', 'list nm_orig_by_tuple', (x) =>
       x.mapKeys(this.fds.origByTuple, TUPLE4.size).flatMap((k) => {
         const v = x.mapLookup(this.fds.origByTuple, k, ORIG_DST.size); // null if it went meanwhile
-        return v ? [{ tuple: decodeTuple(k), dst: decodeOrig(v) }] : [];
+        return v ? [{ tuple: decodeTuple(k), dst: decodeOrig(v, x.layout.origFlagV4Mapped) }] : [];
       }),
     );
   }
@@ -525,17 +335,6 @@ function removePinDir(dir: string): void {
       fs.rmdirSync(path.dirname(dir));
     } catch {
       // not empty (another version or another node's pins): keep it
-    }
-  }
-}
-
-/** Runs every cleanup step, whatever the others do (a failure is logged at debug). */
-export function tryAll(...fns: Array<() => void>): void {
-  for (const f of fns) {
-    try {
-      f();
-    } catch (err) {
-      log.debug({ err }, 'ignored during cleanup');
     }
   }
 }
