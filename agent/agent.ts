@@ -20,7 +20,7 @@ import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
 import { MeshConnector } from './proxy/mesh-connector.js';
-import { registry, snapshotVersion } from './telemetry/metrics.js';
+import { registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
@@ -132,7 +132,9 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     address: opts.control,
     node: opts.node,
     onSnapshot,
-    onError: (err) => log.warn({ err: err.message }, 'control plane stream error; retrying with backoff'),
+    // a failed stream (retried with backoff) or a refused snapshot (the last good one stays)
+    onError: (err) => log.warn({ err: err.message }, 'control plane'),
+    onRejected: () => snapshotsRejected.inc(),
     ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
   });
   const closeIdentity = () => {

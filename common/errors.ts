@@ -18,7 +18,7 @@ export type ErrorCode =
   | 'NM_ERR_LAB' // lab set-up or teardown failed
   // control plane connection
   | 'NM_ERR_CONTROL' // the agent cannot reach or use the control plane
-  // identity (issue 3)
+  // identity
   | 'NM_ERR_CA' // the CA cannot start, sign or rotate (keys, certificates, CA dir)
   | 'NM_ERR_IDENTITY' // a certificate request is refused, or a certificate is not the SVID asked for
   // installation

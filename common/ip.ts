@@ -25,3 +25,14 @@ export function ipv4ToInt(ip: string): number | undefined {
 export function intToIpv4(n: number): string {
   return `${n >>> 24}.${(n >>> 16) & 255}.${(n >>> 8) & 255}.${n & 255}`;
 }
+
+/** `ip` with every bit past the first `len` cleared: the network of an IPv4 CIDR. */
+export function maskIpv4(ip: string, len: number): string {
+  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
+  return intToIpv4(((ipv4ToInt(ip) ?? 0) & mask) >>> 0);
+}
+
+/** A socket address as the dotted quad when it is an IPv4-mapped IPv6 one (`::ffff:10.0.0.1`), else as it is. */
+export function unmapIpv4(ip: string): string {
+  return ip.length > 7 && ip.slice(0, 7).toLowerCase() === '::ffff:' && isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}

@@ -10,16 +10,15 @@
 // Other services (the CA) are added to the same server with addService() before listen().
 import * as grpc from '@grpc/grpc-js';
 import { discoveryService, type Snapshot } from './api/snapshot.js';
+import type { WatchRequest__Output } from './api/generated/nodemesh/v1/WatchRequest.js';
 import { logger } from '../common/log.js';
 import type { ControlMetrics } from './control-metrics.js';
 
 const log = logger('control/discovery-server');
 
-interface WatchRequestWire {
-  node: string;
-  knownVersion: string;
-}
-
+// the wire types as @grpc/proto-loader gives them (control/api/generated/): the request as
+// decoded, the snapshot as it is written (version, a uint64, as a decimal string)
+type WatchRequestWire = WatchRequest__Output;
 type SnapshotWire = Omit<Snapshot, 'version'> & { version: string };
 
 export interface AgentStatus {

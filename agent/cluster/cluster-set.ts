@@ -14,7 +14,8 @@ import { defaultTrafficPolicy, type Destination, type DestinationPolicy, type Tr
 import type { Service } from '../../control/api/snapshot.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { logger } from '../../common/log.js';
-import { Cluster, dialInfo, type ClusterSpec, type Downstream, type Host } from './cluster.js';
+import { Cluster, dialInfo, type ClusterSpec, type Host } from './cluster.js';
+import type { Downstream } from '../transport/connection.js';
 import type { UpstreamConnector, UpstreamRequest, UpstreamSecurity } from '../transport/connector.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { labelSet, type LabelSet } from '../telemetry/request-telemetry.js';

@@ -17,20 +17,13 @@ import { RetryBudget } from './retry-budget.js';
 import { Admission } from './admission.js';
 import { Http1Pool, Http2Pool, type PoolOptions } from './pools.js';
 import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.js';
+import type { Downstream } from '../transport/connection.js';
 import { SourceCounter } from './per-workload-fairness.js';
 import type { LabelSet } from '../telemetry/request-telemetry.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
 const log = logger('agent/cluster');
 
-/** Who the requests of one downstream connection come from. */
-export interface Downstream {
-  source: Workload | undefined;
-  /** fairness and pooling key: the source pod's uid, else its address */
-  sourceKey: string;
-  sourceAddress: string;
-  sourcePort: number;
-}
 
 /** How a connection from `from` to `host` is dialled (the connector needs both workloads). */
 export function dialInfo(from: Downstream, host: Host): UpstreamRequest {

@@ -12,7 +12,7 @@ import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { ResponseFlag } from '../transport/response-flags.js';
-import { UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
+import { connectWithTimeout, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
 
 export interface PoolOptions {
   /** told of every connection the pool opens (telemetry) */
@@ -21,35 +21,6 @@ export interface PoolOptions {
   idleTimeoutMs: number;
   /** 0 = unlimited */
   maxRequestsPerConnection: number;
-}
-
-/** Connects through the connector within `timeoutMs`; a late connection is closed. */
-export function connectWithTimeout(connector: UpstreamConnector, d: UpstreamRequest, timeoutMs: number): Promise<Duplex> {
-  const p = connector.connect(d);
-  if (!(timeoutMs > 0)) return p;
-  return new Promise((resolve, reject) => {
-    let done = false;
-    const timer = setTimeout(() => {
-      done = true;
-      p.then(
-        (s) => s.destroy(),
-        () => {},
-      );
-      reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${d.ip}:${d.port}: timed out after ${timeoutMs} ms`));
-    }, timeoutMs);
-    timer.unref();
-    p.then(
-      (s) => {
-        clearTimeout(timer);
-        if (done) s.destroy();
-        else resolve(s);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        if (!done) reject(err);
-      },
-    );
-  });
 }
 
 type SocketLike = Duplex & {

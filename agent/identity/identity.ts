@@ -1,4 +1,4 @@
-// What the proxy needs from workload identity (issue 3): the certificate of a local
+// What the proxy needs from workload identity: the certificate of a local
 // workload's SPIFFE identity, and the roots the mesh trusts. The identity manager
 // (CSR to the control plane's CA, renewal at half-life) implements it; tests may give a
 // fixed one.

@@ -17,27 +17,22 @@
 // Retries replay the request body, so only a body kept whole within REPLAY_MAX_BYTES is
 // retried ("Past that ... retries are disabled for the request").
 import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
-import type { Cluster, Downstream, Host } from '../cluster/cluster.js';
+import type { Cluster, Host } from '../cluster/cluster.js';
+import type { ConnInfo } from '../transport/connection.js';
 import type { ClusterSet } from '../cluster/cluster-set.js';
 import type { HttpProtocol, Waiter } from '../cluster/admission.js';
 import { decideFault, grpcCode, grpcToHttp, httpToGrpc, NO_FAULT, type FaultDecision } from './fault-injection.js';
 import { redirectLocation, rewritePath } from './header-ops.js';
-import { ResponseFlag } from '../transport/response-flags.js';
+import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
 import { backoffMs, NO_RETRY, retriableFailure, retriableResponse, type CompiledRetry, type TryFailure } from './retry.js';
 import { matchRoute, type CompiledMatch, type RequestView } from './route-match.js';
 import { routeTablesOf, type RouteEntry } from './route-table.js';
 import { requestHash, type HashedRequest } from './request-hash.js';
 import { sendMirror, type MirrorRequest } from './mirror.js';
-import type { ProxyState, ServiceTarget } from '../state/proxy-state.js';
+import type { ProxyState } from '../state/proxy-state.js';
 
 /** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
 export const REPLAY_MAX_BYTES = 64 * 1024;
-
-/** What the downstream connection tells every request on it. */
-export interface ConnInfo extends Downstream {
-  /** the Service port the connection was captured for */
-  target: ServiceTarget;
-}
 
 /** What the exchanges of one proxy share (servers.ts implements it). */
 export interface Engine {
@@ -510,18 +505,8 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     this.reply(status, body, headers, -1);
   }
 
-  /** Adds a response flag; several are joined with "," in Envoy's order (UT before URX…). */
   protected addFlag(flag: string): void {
-    if (flag === ResponseFlag.None) return;
-    if (this.flags === ResponseFlag.None) {
-      this.flags = flag;
-      return;
-    }
-    const all = this.flags.split(',');
-    if (all.includes(flag)) return;
-    all.push(flag);
-    all.sort((a, b) => flagRank(a) - flagRank(b));
-    this.flags = all.join(',');
+    this.flags = withResponseFlag(this.flags, flag);
   }
 
   /** The gRPC status a local reply carries for an HTTP status (gRPC's own mapping). */
@@ -553,39 +538,4 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
       this.respBytes,
     );
   }
-}
-
-/** Envoy's order of response flags in a flags string. */
-const FLAG_ORDER = [
-  'LH',
-  'UH',
-  'UT',
-  'LR',
-  'UR',
-  'UF',
-  'UC',
-  'UO',
-  'NR',
-  'DI',
-  'FI',
-  'RL',
-  'UAEX',
-  'RLSE',
-  'DC',
-  'URX',
-  'SI',
-  'IH',
-  'DPE',
-  'UMSDR',
-  'RFCF',
-  'NFCF',
-  'DT',
-  'UPE',
-  'NC',
-  'OM',
-];
-
-function flagRank(f: string): number {
-  const i = FLAG_ORDER.indexOf(f);
-  return i < 0 ? FLAG_ORDER.length : i;
 }

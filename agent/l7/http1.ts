@@ -6,7 +6,8 @@
 import http from 'node:http';
 import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
 import type { Host } from '../cluster/cluster.js';
-import { Exchange, type ConnInfo, type Engine } from './exchange.js';
+import { Exchange, type Engine } from './exchange.js';
+import type { ConnInfo } from '../transport/connection.js';
 import { forwardRaw } from './header-ops.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import type { ProxyState } from '../state/proxy-state.js';

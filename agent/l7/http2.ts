@@ -6,7 +6,8 @@
 // (grpc-status in trailers) can still be retried — nothing has reached the client yet.
 import http2 from 'node:http2';
 import type { Host } from '../cluster/cluster.js';
-import { Exchange, type ConnInfo, type Engine } from './exchange.js';
+import { Exchange, type Engine } from './exchange.js';
+import type { ConnInfo } from '../transport/connection.js';
 import { applyOps, forwardH2 } from './header-ops.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { retriesOnGrpc } from './retry.js';

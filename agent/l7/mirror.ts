@@ -6,7 +6,8 @@
 // request. It takes a slot of the mirror cluster's circuit breakers but never queues: at the
 // limit, the copy is skipped.
 import http from 'node:http';
-import type { Cluster, Downstream, Host } from '../cluster/cluster.js';
+import type { Cluster, Host } from '../cluster/cluster.js';
+import type { Downstream } from '../transport/connection.js';
 
 export interface MirrorRequest {
   conn: Downstream;

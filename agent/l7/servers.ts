@@ -13,12 +13,12 @@ import { systemClock, type Clock } from '../../common/clock.js';
 import { logger } from '../../common/log.js';
 import { Http1Exchange } from './http1.js';
 import { Http2Exchange } from './http2.js';
-import type { ConnInfo, Engine } from './exchange.js';
+import type { Engine } from './exchange.js';
+import type { ConnInfo } from '../transport/connection.js';
 import { forwardRaw } from './header-ops.js';
 import { planTcp } from './tcp-route.js';
 import { ClusterSet } from '../cluster/cluster-set.js';
-import { connectWithTimeout } from '../cluster/pools.js';
-import type { UpstreamConnector } from '../transport/connector.js';
+import { connectWithTimeout, type UpstreamConnector } from '../transport/connector.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
 const log = logger('agent/l7');

@@ -9,7 +9,8 @@ import type { Service, Workload } from '../../control/api/snapshot.js';
 import { hashString } from '../cluster/load-balancer/consistent-hash.js';
 import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
 import type { ProxyState } from '../state/proxy-state.js';
-import type { ConnInfo, Engine } from './exchange.js';
+import type { Engine } from './exchange.js';
+import type { ConnInfo } from '../transport/connection.js';
 import { routeTablesOf } from './route-table.js';
 
 /** How an opaque TCP connection goes, and what to tell the cluster as it does. */

@@ -3,6 +3,7 @@
 // request path is normalised before it is compared (and forwarded).
 import { BlockList, isIPv4, isIPv6 } from 'node:net';
 import type { Attribute, ValueMatch } from '../../control/api/snapshot-security.js';
+import { unmapIpv4 } from '../../common/ip.js';
 
 /** An attribute's value: absent, one string, or several (headers seen more than once, audiences). */
 export type AttributeValue = string | readonly string[] | undefined;
@@ -93,8 +94,8 @@ function addCidr(list: BlockList, value: string): void {
 function matchesCidr(list: BlockList, ip: string): boolean {
   if (isIPv4(ip)) return list.check(ip, 'ipv4');
   if (isIPv6(ip)) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-    return mapped ? list.check(mapped[1]!, 'ipv4') : list.check(ip, 'ipv6');
+    const v4 = unmapIpv4(ip);
+    return v4 !== ip ? list.check(v4, 'ipv4') : list.check(ip, 'ipv6');
   }
   return false;
 }

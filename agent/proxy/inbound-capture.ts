@@ -17,6 +17,7 @@ import { proxyErrors } from '../telemetry/metrics.js';
 import { closeFd, transparentListener } from '../datapath/socket-calls.js';
 import { publishConnection, type ConnectionDescription } from '../telemetry/tap.js';
 import { ResponseFlag } from '../transport/response-flags.js';
+import { unmapIpv4 } from '../../common/ip.js';
 
 const log = logger('agent/inbound-capture');
 
@@ -92,9 +93,9 @@ export class InboundCapture {
   private async accept(socket: net.Socket): Promise<void> {
     socket.on('error', () => {}); // the pipe in deliverInbound, or the reset below, ends it
     const started = performance.now();
-    const dstIp = socket.localAddress?.replace(/^::ffff:/, '') ?? '';
+    const dstIp = unmapIpv4(socket.localAddress ?? '');
     const dstPort = socket.localPort ?? 0;
-    const srcIp = socket.remoteAddress?.replace(/^::ffff:/, '') ?? '';
+    const srcIp = unmapIpv4(socket.remoteAddress ?? '');
     const srcPort = socket.remotePort ?? 0;
     const idx = this.opts.index();
     const destination = idx.workloadByIp(dstIp);

@@ -127,6 +127,11 @@ export const snapshotVersion = new Gauge({
   help: 'Version of the last snapshot received from the control plane',
   registers: [registry],
 });
+export const snapshotsRejected = new Counter({
+  name: 'nodemesh_agent_snapshots_rejected_total',
+  help: 'Snapshots from the control plane refused by the check at arrival (the last good one stays in use); the log names the field',
+  registers: [registry],
+});
 export const proxyErrors = new Counter({
   name: 'nodemesh_agent_proxy_errors_total',
   help: 'Connections the outbound proxy could not serve, by reason',

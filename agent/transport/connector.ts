@@ -114,3 +114,32 @@ export class TcpConnector implements UpstreamConnector {
     });
   }
 }
+
+/** Connects through the connector within `timeoutMs`; a late connection is closed. */
+export function connectWithTimeout(connector: UpstreamConnector, d: UpstreamRequest, timeoutMs: number): Promise<Duplex> {
+  const p = connector.connect(d);
+  if (!(timeoutMs > 0)) return p;
+  return new Promise((resolve, reject) => {
+    let done = false;
+    const timer = setTimeout(() => {
+      done = true;
+      p.then(
+        (s) => s.destroy(),
+        () => {},
+      );
+      reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `connect to ${d.ip}:${d.port}: timed out after ${timeoutMs} ms`));
+    }, timeoutMs);
+    timer.unref();
+    p.then(
+      (s) => {
+        clearTimeout(timer);
+        if (done) s.destroy();
+        else resolve(s);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!done) reject(err);
+      },
+    );
+  });
+}

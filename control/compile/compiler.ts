@@ -30,6 +30,7 @@ import { selectsLabels, type PodSpec, type Resource, type ServiceSpec } from '..
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
+import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 
 export interface CompileOptions {
   /** SPIFFE trust domain (default cluster.local) */
@@ -224,7 +225,7 @@ function assignClusterIps(svcs: readonly Svc[], previous: Snapshot | undefined):
     const id = `${s.namespace}/${s.name}`;
     const start = createHash('sha256').update(id).digest().readUInt32BE(0) % span;
     for (let i = 0; i < span; i++) {
-      const ip = intToIp(CIDR_BASE + FIRST_ALLOCATABLE + ((start + i) % span));
+      const ip = intToIpv4(CIDR_BASE + FIRST_ALLOCATABLE + ((start + i) % span));
       if (!used.has(ip)) {
         out.set(id, ip);
         used.add(ip);
@@ -236,24 +237,15 @@ function assignClusterIps(svcs: readonly Svc[], previous: Snapshot | undefined):
 }
 
 function inCidr(ip: string): boolean {
-  const n = ipToInt(ip);
+  const n = ipv4ToInt(ip);
   return n !== undefined && n - CIDR_BASE >= FIRST_ALLOCATABLE && n - CIDR_BASE <= LAST_ALLOCATABLE;
 }
 
-function ipToInt(ip: string): number | undefined {
-  const parts = ip.split('.').map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) return undefined;
-  return ((parts[0]! << 24) >>> 0) + (parts[1]! << 16) + (parts[2]! << 8) + parts[3]!;
-}
-
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
 
 /** IPv4 in numeric order; anything else (IPv6) after, by string. */
 function compareIp(a: string, b: string): number {
-  const x = ipToInt(a);
-  const y = ipToInt(b);
+  const x = ipv4ToInt(a);
+  const y = ipv4ToInt(b);
   if (x !== undefined && y !== undefined) return x - y;
   if (x !== undefined) return -1;
   if (y !== undefined) return 1;

@@ -32,6 +32,7 @@ import {
   type Obj,
 } from './fields.js';
 import { dns1123Subdomain } from './names.js';
+import { maskIpv4 } from '../../common/ip.js';
 
 const MTLS_MODES: readonly MtlsModeSpec[] = ['UNSET', 'DISABLE', 'PERMISSIVE', 'STRICT'];
 const ACTIONS: readonly AuthorizationAction[] = ['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'];
@@ -399,12 +400,6 @@ function cidr(v: string, at: FieldPath): ValueMatch {
   return { kind: 'cidr', value: `${family === 4 ? maskIpv4(addr, len) : addr.toLowerCase()}/${len}` };
 }
 
-function maskIpv4(addr: string, len: number): string {
-  const n = addr.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
-  const mask = len === 0 ? 0 : (0xffffffff << (32 - len)) >>> 0;
-  const net = (n & mask) >>> 0;
-  return [net >>> 24, (net >>> 16) & 255, (net >>> 8) & 255, net & 255].join('.');
-}
 
 /** CheckServiceAccount: `sa` or `ns/sa`, no wildcard, ≤ 16 values; `sa` alone is in the policy's namespace. */
 function serviceAccounts(list: string[], at: FieldPath, namespace: string): ValueMatch[] {

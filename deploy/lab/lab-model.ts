@@ -26,11 +26,12 @@ import { formatFieldPath, type FieldPath, type SourceDocument } from '../../cont
 import { parseYamlFile } from '../../control/source/files.js';
 import { FieldProblem, isObj, nonEmptyString, object, optArray, string, type Obj } from '../../control/validate/fields.js';
 import { keyOf, validateDocument } from '../../control/validate/validate.js';
+import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 
 /** the range a non-meshed pod's connect() to a ClusterIP fails fast in (unreachable route) */
 export const SERVICE_RANGE_UNREACHABLE = '10.96.0.0/12';
-const FIRST_ALLOCATED = ipToInt('10.96.0.10');
-const LAST_ALLOCATED = ipToInt('10.96.255.254');
+const FIRST_ALLOCATED = ipv4ToInt('10.96.0.10')!;
+const LAST_ALLOCATED = ipv4ToInt('10.96.255.254')!;
 
 export interface ModelDocument {
   source: SourceDocument;
@@ -266,12 +267,12 @@ function crossCheck(model: LabModel, errors: ConfigError[]): void {
   let next = FIRST_ALLOCATED;
   for (const s of model.services) {
     if (s.clusterIP) continue;
-    while (next <= LAST_ALLOCATED && byIp.has(intToIp(next))) next++;
+    while (next <= LAST_ALLOCATED && byIp.has(intToIpv4(next))) next++;
     if (next > LAST_ALLOCATED) {
       errors.push(new ConfigError('NM_ERR_CONFIG_CONFLICT', { file: s.file, line: s.line, resource: `Service ${s.namespace}/${s.name}`, field: 'spec.clusterIP' }, `${SERVICE_CIDR} is exhausted`));
       return;
     }
-    s.clusterIP = intToIp(next++);
+    s.clusterIP = intToIpv4(next++);
     s.allocated = true;
     byIp.set(s.clusterIP, s);
   }
@@ -301,10 +302,3 @@ function throwIfAny(errors: ConfigError[]): void {
   throw new ConfigError(first.code, first.location, `${first.message.slice(formatLocation(first.location).length + 2)}${more}${rest.length > 9 ? `\n  (and ${rest.length - 9} more)` : ''}`);
 }
 
-function ipToInt(ip: string): number {
-  return ip.split('.').reduce((acc, p) => acc * 256 + Number(p), 0);
-}
-
-function intToIp(n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-}
