@@ -208,6 +208,27 @@ export class Harness {
   }
 }
 
+/**
+ * A listening Harness for one test with a keep-alive client agent, both torn down with the
+ * test, and the backends (those of `opts.services` too) closed.
+ */
+export async function harness(
+  t: { teardown(fn: () => unknown): void },
+  backends: Backend[],
+  routing: RoutingConfig,
+  opts: SnapshotOptions = {},
+  agentOptions: http.AgentOptions = {},
+): Promise<{ h: Harness; agent: http.Agent }> {
+  const h = await new Harness(snapshot(backends, routing, opts)).listen();
+  const agent = new http.Agent({ keepAlive: true, ...agentOptions });
+  t.teardown(async () => {
+    agent.destroy();
+    await h.close();
+    for (const b of [...backends, ...(opts.services ?? []).flatMap((s) => s.backends)]) b.server.close();
+  });
+  return { h, agent };
+}
+
 export interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;

@@ -4,11 +4,11 @@
 // and a config swap that moves new requests at once without dropping the one in flight,
 // matches, rewrites, redirects, direct responses, header operations, faults, mirroring,
 // consistent hashing, and Istio's request metrics.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { requestsTotal } from '../../agent/telemetry/metrics.js';
-import { Harness, request, snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
+import { harness, Harness, request, snapshot, startBackend, type Backend, type SnapshotOptions } from '../helpers/l7-harness.js';
 import { dest, destinationRule, match, policy, route, sm, table } from '../helpers/routing-builders.js';
 import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 
@@ -27,16 +27,9 @@ function echo(name: string, delayMs = 0): Promise<Backend> {
   });
 }
 
-async function withHarness(t: { teardown(fn: () => unknown): void }, backends: Backend[], routing: RoutingConfig, opts: Parameters<typeof snapshot>[2] = {}) {
-  const h = await new Harness(snapshot(backends, routing, opts)).listen();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  t.teardown(async () => {
-    agent.destroy();
-    await h.close();
-    for (const b of [...backends, ...(opts.services ?? []).flatMap((s) => s.backends)]) b.server.close();
-  });
-  return { h, agent };
-}
+/** One client connection at a time: balancing per request shows on one keep-alive connection. */
+const withHarness = (t: ExecutionContext, backends: Backend[], routing: RoutingConfig, opts: SnapshotOptions = {}) =>
+  harness(t, backends, routing, opts, { maxSockets: 1 });
 
 const labels = { v1: { version: 'v1' }, v2: { version: 'v2' } };
 const subsets = [
