@@ -5,7 +5,6 @@ import type { ExecutionContext } from 'ava';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
 import type { SecurityIndex } from '../../agent/policy/authorization.js';
 import { HboneConnector } from '../../agent/hbone/client.js';
@@ -196,14 +195,6 @@ export async function flagOf(p: Promise<unknown>): Promise<string> {
     throw err;
   }
   throw new Error('expected the connect to fail');
-}
-
-export async function until(what: string, pred: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
 }
 
 export async function metricValue(name: string, labels: Record<string, string>): Promise<number> {

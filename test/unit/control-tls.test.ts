@@ -16,7 +16,7 @@ import { splitPemCertificates, svidSpiffeId, verifyChain } from '../../control/a
 import { CA_FILES } from '../../control/ca/store.js';
 import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
 import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../../control/ca/node-credentials.js';
-import { eventually } from '../helpers/fake-clock.js';
+import { eventually } from '../helpers/eventually.js';
 import { run } from '../helpers/privileged.js';
 import { csr, csrWithKey } from '../helpers/csr.js';
 

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { watchSnapshots, type SnapshotWatch } from '../../control/api/discovery-client.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control/control-plane.js';
+import { eventually } from '../helpers/eventually.js';
 
 const service = (name: string, ip: string) => `apiVersion: v1
 kind: Service
@@ -102,7 +103,7 @@ test('the control plane tracks connected agents by node and counts pushes', asyn
   t.regex(metrics, /^nodemesh_connected_agents 2$/m);
   t.regex(metrics, /^nodemesh_snapshot_pushes_total 2$/m);
   b.watch.close();
-  await waitFor(() => cp.agents().length === 1);
+  await eventually(() => cp.agents().length === 1, 5000, 'the agent to connect');
   t.deepEqual(cp.agents().map((x) => x.node), ['node-a']);
 });
 
@@ -131,17 +132,9 @@ test('an agent started before the control plane connects once it is up', async (
   const a = agent(t, port, 'node-a');
   const w = watchSnapshots({ address: `127.0.0.1:${port}`, node: 'node-x', initialBackoffMs: 50, maxBackoffMs: 100, onSnapshot: () => {}, onError: (e) => errors.push(e.code) });
   t.teardown(() => w.close());
-  await waitFor(() => errors.length >= 2);
+  await eventually(() => errors.length >= 2, 5000, 'two failed attempts');
   t.true(errors.every((c) => c === 'NM_ERR_CONTROL'));
   await controlPlane(t, { configDir: dir, grpcAddress: `127.0.0.1:${port}` });
   await a.until('the first snapshot', (r) => r.length === 1);
   t.deepEqual(names(a.received[0]), ['web']);
 });
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

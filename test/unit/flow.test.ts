@@ -7,6 +7,7 @@ import { registry, tcpLabels } from '../../agent/telemetry/metrics.js';
 import { Flow, FlowSet, trackUntilClose } from '../../agent/transport/flow.js';
 import { duplexPair } from '../../agent/transport/duplex-pair.js';
 import { sniff } from '../../agent/transport/protocol-detect.js';
+import { eventually } from '../helpers/eventually.js';
 import { socketPair } from '../helpers/socket-pair.js';
 
 let n = 0;
@@ -21,14 +22,6 @@ async function metric(name: string, destination: string, flags = '-'): Promise<n
   return v ? Number(v.value) : 0;
 }
 
-const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
-  const end = Date.now() + 5_000;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
-
 test("a client's socket: what it read is received, what it wrote is sent; opened and closed once", async (t) => {
   const p = await socketPair();
   t.teardown(() => p.close());
@@ -41,7 +34,7 @@ test("a client's socket: what it read is received, what it wrote is sent; opened
   t.is(set.size, 1);
   p.client.write('hello');
   p.server.once('data', () => p.server.write('hello, world'));
-  await until('the answer', () => p.client.bytesRead === 12);
+  await eventually(() => p.client.bytesRead === 12, 5000, 'the answer');
   flow.close();
   flow.close();
   t.is(set.size, 0);
@@ -61,10 +54,10 @@ test("an open flow's bytes show at a scrape, before it closes, and are not count
   const flow = new Flow(set, l, p.server, 'client');
   flow.open();
   p.client.write('0123456789');
-  await until('the bytes', () => flow.receivedBytes === 10);
+  await eventually(() => flow.receivedBytes === 10, 5000, 'the bytes');
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 10);
   p.client.write('ab');
-  await until('more bytes', () => flow.receivedBytes === 12);
+  await eventually(() => flow.receivedBytes === 12, 5000, 'more bytes');
   flow.close();
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 12);
 });
@@ -93,7 +86,7 @@ test('a stream without counters: the flow counts what passes, once, also the byt
   let read = '';
   a.on('data', (d: Buffer) => (read += d.toString()));
   a.resume();
-  await until('the request to be read', () => read.length === 18);
+  await eventually(() => read.length === 18, 5000, 'the request to be read');
   a.write('HTTP/1.1 200 OK\r\n\r\n');
   t.is(flow.receivedBytes, 18);
   t.is(flow.sentBytes, 19);
@@ -112,9 +105,9 @@ test('an upstream connection: what the proxy wrote was received from the client,
   p.client.resume();
   p.client.write('request');
   p.server.once('data', () => p.server.end('response!'));
-  await until('the response', () => p.client.bytesRead === 9);
+  await eventually(() => p.client.bytesRead === 9, 5000, 'the response');
   p.client.end();
-  await until('the close', () => set.size === 0);
+  await eventually(() => set.size === 0, 5000, 'the close');
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 7);
   t.is(await metric('istio_tcp_sent_bytes_total', l.destination_service), 9);
   t.is(await metric('istio_tcp_connections_closed_total', l.destination_service), 1);

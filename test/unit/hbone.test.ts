@@ -21,11 +21,11 @@ import {
   NODE_B_IP,
   plainTcp,
   req,
-  until,
   workload,
   world,
   type Pki,
 } from '../helpers/hbone-world.js';
+import { eventually } from '../helpers/eventually.js';
 
 let pki: Pki;
 test.before(async () => {
@@ -100,7 +100,7 @@ test('an idle connection is closed after the idle timeout', async (t) => {
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
   await exchange(s, 'x');
   t.is(w.inbound.connections, 1);
-  await until('the idle connection to close', () => w.inbound.connections === 0 && w.connector.pool.stats().connections === 0);
+  await eventually(() => w.inbound.connections === 0 && w.connector.pool.stats().connections === 0, 3000, 'the idle connection to close');
   const again = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(await exchange(again, 'y'), 'echo:y', 'a new connection is dialled afterwards');
 });
@@ -113,7 +113,7 @@ test('after a certificate rotation new streams use a new connection with the new
   const fresh = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(w.inbound.connections, 2, 'the rotated certificate dialled a new connection');
   t.is(await exchange(old, 'still here'), 'echo:still here', 'the old connection carried its stream to the end');
-  await until('the drained connection to close', () => w.inbound.connections === 1);
+  await eventually(() => w.inbound.connections === 1, 3000, 'the drained connection to close');
   const third = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(w.inbound.connections, 1, 'new streams share the new connection');
   await Promise.all([exchange(fresh, 'a'), exchange(third, 'b')]);
@@ -124,7 +124,7 @@ test('a GOAWAY takes the connection out of the pool; the next stream dials anew'
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
   await exchange(s, 'x');
   await w.inbound.close(true); // GOAWAY to every session, stop listening
-  await until('the pool to drop the connection', () => w.connector.pool.stats().connections === 0);
+  await eventually(() => w.connector.pool.stats().connections === 0, 3000, 'the pool to drop the connection');
   t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'UF', 'nothing listens any more');
 });
 

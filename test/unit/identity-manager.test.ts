@@ -17,7 +17,8 @@ import { verifyChain } from '../../control/api/x509-svid.js';
 import { BACKDATE_MS, startLocalCa, type LocalCa } from '../../control/ca/ca.js';
 import { loadSigner, parseCsr, signLeaf } from '../../control/ca/certificates.js';
 import { CaStore } from '../../control/ca/store.js';
-import { eventually, FakeClock } from '../helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { eventually } from '../helpers/eventually.js';
 
 const NODE = 'node-a';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
