@@ -14,7 +14,6 @@ import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import type { InboundDeliver } from '../../agent/proxy/inbound-capture.js';
 import { deliverInbound } from '../../agent/proxy/inbound-delivery.js';
 import { ProxyState } from '../../agent/state/proxy-state.js';
-import { registry } from '../../agent/telemetry/metrics.js';
 import { TcpConnector, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/transport/connector.js';
 import { FixedIdentityProvider, TestCa } from './test-ca.js';
 
@@ -195,13 +194,6 @@ export async function flagOf(p: Promise<unknown>): Promise<string> {
     throw err;
   }
   throw new Error('expected the connect to fail');
-}
-
-export async function metricValue(name: string, labels: Record<string, string>): Promise<number> {
-  const m = registry.getSingleMetric(name);
-  if (!m) return 0;
-  const data = await m.get();
-  return data.values.filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((a, v) => a + v.value, 0);
 }
 
 /** A raw HTTP/2 client with a valid client certificate, for what our connector never sends. */

@@ -3,11 +3,12 @@
 // response direction counted once (also bytes a protocol sniff read and gave back),
 // refusals opened and closed with their flag, long-lived flows visible before they close.
 import test from 'ava';
-import { registry, tcpLabels } from '../../agent/telemetry/metrics.js';
+import { tcpLabels } from '../../agent/telemetry/metrics.js';
 import { Flow, FlowSet, trackUntilClose } from '../../agent/transport/flow.js';
 import { duplexPair } from '../../agent/transport/duplex-pair.js';
 import { sniff } from '../../agent/transport/protocol-detect.js';
 import { eventually } from '../helpers/eventually.js';
+import { metricValue } from '../helpers/metrics.js';
 import { socketPair } from '../helpers/socket-pair.js';
 
 let n = 0;
@@ -16,11 +17,7 @@ function labels() {
   return tcpLabels(undefined, undefined, undefined, `flow-test-${n++}:80`, '-');
 }
 
-async function metric(name: string, destination: string, flags = '-'): Promise<number> {
-  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
-  const v = m?.values.find((x) => x.labels.destination_service === destination && x.labels.response_flags === flags);
-  return v ? Number(v.value) : 0;
-}
+const metric = (name: string, destination: string, flags = '-') => metricValue(name, { destination_service: destination, response_flags: flags });
 
 test("a client's socket: what it read is received, what it wrote is sent; opened and closed once", async (t) => {
   const p = await socketPair();

@@ -24,7 +24,6 @@ import {
   exchange,
   flagOf,
   id,
-  metricValue,
   NODE_B_IP,
   rawSession,
   req,
@@ -34,6 +33,7 @@ import {
   type Pki,
   type World,
 } from '../helpers/hbone-world.js';
+import { metricValue } from '../helpers/metrics.js';
 
 let pki: Pki;
 test.before(async () => {

@@ -17,7 +17,6 @@ import {
   exchange,
   flagOf,
   id,
-  metricValue,
   NODE_B_IP,
   plainTcp,
   req,
@@ -25,6 +24,7 @@ import {
   world,
   type Pki,
 } from '../helpers/hbone-world.js';
+import { metricValue } from '../helpers/metrics.js';
 import { eventually } from '../helpers/eventually.js';
 
 let pki: Pki;
