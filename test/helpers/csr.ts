@@ -15,7 +15,9 @@ export function csrWithKey(uris: string[]): { csrPem: string; keyPem: string } {
   const r = forge.pki.createCertificationRequest();
   r.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
   if (uris.length) {
-    r.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: uris.map((value) => ({ type: 6, value })) }] }]);
+    r.setAttributes([
+      { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: uris.map((value) => ({ type: 6, value })) }] },
+    ]);
   }
   r.sign(key, forge.md.sha256.create());
   return { csrPem: forge.pki.certificationRequestToPem(r), keyPem: privateKey };

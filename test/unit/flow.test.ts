@@ -17,7 +17,8 @@ function labels() {
   return tcpLabels(undefined, undefined, undefined, `flow-test-${n++}:80`, '-');
 }
 
-const metric = (name: string, destination: string, flags = '-') => metricValue(name, { destination_service: destination, response_flags: flags });
+const metric = (name: string, destination: string, flags = '-') =>
+  metricValue(name, { destination_service: destination, response_flags: flags });
 
 test("a client's socket: what it read is received, what it wrote is sent; opened and closed once", async (t) => {
   const p = await socketPair();

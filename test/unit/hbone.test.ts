@@ -12,18 +12,7 @@ import { MeshConnector } from '../../agent/proxy/mesh-connector.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
 import { parseYamlFile } from '../../control/source/files.js';
 import { ResourceStore } from '../../control/config-store.js';
-import {
-  createPki,
-  exchange,
-  flagOf,
-  id,
-  NODE_B_IP,
-  plainTcp,
-  req,
-  workload,
-  world,
-  type Pki,
-} from '../helpers/hbone-world.js';
+import { createPki, exchange, flagOf, id, NODE_B_IP, plainTcp, req, workload, world, type Pki } from '../helpers/hbone-world.js';
 import { metricValue } from '../helpers/metrics.js';
 import { eventually } from '../helpers/eventually.js';
 
