@@ -36,12 +36,39 @@ status:
 `;
 }
 
-/** Validates and compiles YAML documents (joined with ---); throws if any is rejected. */
-export function compileYaml(yaml: string, opts: { rootNamespace?: string } = {}): Snapshot {
-  const r = store(yaml);
+/** Validates and compiles YAML documents (one text joined with ---, or a list); throws if any is rejected. */
+export function compileYaml(yaml: string | string[], opts: { rootNamespace?: string } = {}): Snapshot {
+  const r = store(Array.isArray(yaml) ? yaml.join('---\n') : yaml);
   const rejected = [...r.statuses.filter((s) => s.state !== 'Accepted').map((s) => s.message), ...r.fileErrors.map((e) => e.message)];
   if (rejected.length > 0) throw new Error(`rejected: ${rejected.join('\n')}`);
   return compileSnapshot(r.resources, opts);
+}
+
+/**
+ * An AuthorizationPolicy as YAML; `spec` is the YAML under `spec:`, its lines after the first
+ * indented by two spaces.
+ */
+export function authorizationPolicy(namespace: string, name: string, spec: string, apiVersion = 'security.istio.io/v1'): string {
+  return `apiVersion: ${apiVersion}
+kind: AuthorizationPolicy
+metadata:
+  name: ${name}
+  namespace: ${namespace}
+spec:
+  ${spec}
+`;
+}
+
+/** A PeerAuthentication as YAML (`spec` as for authorizationPolicy), created at `created` if given. */
+export function peerAuthentication(namespace: string, name: string, spec: string, created?: string): string {
+  return `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: ${name}
+  namespace: ${namespace}${created ? `\n  creationTimestamp: "${created}"` : ''}
+spec:
+  ${spec}
+`;
 }
 
 /** The store's verdict on YAML documents (statuses name file, resource and field). */

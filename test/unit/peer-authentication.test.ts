@@ -13,22 +13,11 @@ import type { MtlsMode } from '../../control/api/snapshot-security.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
 import type { MtlsModeSpec } from '../../control/model/security.js';
-import { compileYaml, podYaml, policyOf } from '../helpers/security-config.js';
+import { compileYaml, peerAuthentication, podYaml, policyOf } from '../helpers/security-config.js';
 import { packageRoot } from '../../common/paths.js';
 
-function pa(namespace: string, name: string, spec: string, created?: string): string {
-  return `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: ${name}
-  namespace: ${namespace}${created ? `\n  creationTimestamp: "${created}"` : ''}
-spec:
-  ${spec}
-`;
-}
-
 function modes(yaml: string[], uid: string, ports: number[] = [80]): MtlsMode[] {
-  const p = policyOf(compileYaml(yaml.join('---\n')), uid);
+  const p = policyOf(compileYaml(yaml), uid);
   return ports.map((port) => mtlsModeFor(p, port));
 }
 
@@ -44,14 +33,14 @@ test('workload > namespace > mesh', (t) => {
   ];
   const yaml = [
     ...pods,
-    pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
-    pa('foo', 'ns', 'mtls: {mode: PERMISSIVE}'),
-    pa('foo', 'a', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
+    peerAuthentication('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
+    peerAuthentication('foo', 'ns', 'mtls: {mode: PERMISSIVE}'),
+    peerAuthentication('foo', 'a', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
   ];
   t.deepEqual(modes(yaml, 'foo/a'), ['STRICT'], 'workload');
   t.deepEqual(modes(yaml, 'foo/b'), ['PERMISSIVE'], 'namespace');
   t.deepEqual(modes(yaml, 'bar/c'), ['STRICT'], 'mesh');
-  t.deepEqual(policyOf(compileYaml(yaml.join('---\n')), 'foo/a').peerAuthentications, ['istio-system/mesh', 'foo/ns', 'foo/a']);
+  t.deepEqual(policyOf(compileYaml(yaml), 'foo/a').peerAuthentications, ['istio-system/mesh', 'foo/ns', 'foo/a']);
 });
 
 test('UNSET inherits from the level above; an UNSET mesh policy is PERMISSIVE', (t) => {
@@ -60,22 +49,22 @@ test('UNSET inherits from the level above; an UNSET mesh policy is PERMISSIVE', 
     modes(
       [
         pod,
-        pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
-        pa('foo', 'ns', 'mtls: {mode: UNSET}'),
-        pa('foo', 'w', 'selector: {matchLabels: {app: a}}'),
+        peerAuthentication('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
+        peerAuthentication('foo', 'ns', 'mtls: {mode: UNSET}'),
+        peerAuthentication('foo', 'w', 'selector: {matchLabels: {app: a}}'),
       ],
       'foo/a',
     ),
     ['STRICT'],
   );
-  t.deepEqual(modes([pod, pa('istio-system', 'mesh', 'mtls: {}')], 'foo/a'), ['PERMISSIVE']);
+  t.deepEqual(modes([pod, peerAuthentication('istio-system', 'mesh', 'mtls: {}')], 'foo/a'), ['PERMISSIVE']);
 });
 
 test("port-level mTLS overrides the workload mode for that port; an UNSET port inherits the workload's effective mode", (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa('foo', 'ns', 'mtls: {mode: STRICT}'),
-    pa(
+    peerAuthentication('foo', 'ns', 'mtls: {mode: STRICT}'),
+    peerAuthentication(
       'foo',
       'a',
       `selector: {matchLabels: {app: a}}
@@ -89,35 +78,33 @@ test("port-level mTLS overrides the workload mode for that port; an UNSET port i
 
 test('several workload policies select a workload: the oldest wins (creationTimestamp, then name)', (t) => {
   const pod = podYaml('a', { ns: 'foo', labels: { app: 'a', tier: 'web' } });
-  const older = pa('foo', 'zz-older', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}', '2024-01-01T00:00:00Z');
-  const newer = pa('foo', 'aa-newer', 'selector: {matchLabels: {tier: web}}\n  mtls: {mode: DISABLE}', '2024-06-01T00:00:00Z');
+  const older = peerAuthentication('foo', 'zz-older', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}', '2024-01-01T00:00:00Z');
+  const newer = peerAuthentication(
+    'foo',
+    'aa-newer',
+    'selector: {matchLabels: {tier: web}}\n  mtls: {mode: DISABLE}',
+    '2024-06-01T00:00:00Z',
+  );
   t.deepEqual(modes([pod, newer, older], 'foo/a'), ['STRICT']);
   const sameTime = (name: string, mode: string) =>
-    pa('foo', name, `selector: {matchLabels: {app: a}}\n  mtls: {mode: ${mode}}`, '2024-01-01T00:00:00Z');
+    peerAuthentication('foo', name, `selector: {matchLabels: {app: a}}\n  mtls: {mode: ${mode}}`, '2024-01-01T00:00:00Z');
   t.deepEqual(modes([pod, sameTime('b-second', 'PERMISSIVE'), sameTime('a-first', 'STRICT')], 'foo/a'), ['STRICT']);
 });
 
 test('a second namespace-level (or mesh-level) policy is ignored: the oldest stays in force', (t) => {
   const pod = podYaml('a', { ns: 'foo' });
+  const inForce = (...policies: string[]) => modes([pod, ...policies], 'foo/a');
   t.deepEqual(
-    modes(
-      [
-        pod,
-        pa('foo', 'first', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
-        pa('foo', 'second', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
-      ],
-      'foo/a',
+    inForce(
+      peerAuthentication('foo', 'first', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
+      peerAuthentication('foo', 'second', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
     ),
     ['STRICT'],
   );
   t.deepEqual(
-    modes(
-      [
-        pod,
-        pa('istio-system', 'm2', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
-        pa('istio-system', 'm1', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
-      ],
-      'foo/a',
+    inForce(
+      peerAuthentication('istio-system', 'm2', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
+      peerAuthentication('istio-system', 'm1', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
     ),
     ['STRICT'],
   );
@@ -126,13 +113,13 @@ test('a second namespace-level (or mesh-level) policy is ignored: the oldest sta
 test('a selector in the root namespace is ignored: such a policy applies to no workload', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa('istio-system', 'sel', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
+    peerAuthentication('istio-system', 'sel', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
   ];
   t.deepEqual(modes(yaml, 'foo/a'), ['PERMISSIVE']);
 });
 
 test('the root namespace is configurable', (t) => {
-  const s = compileYaml([podYaml('a', { ns: 'foo' }), pa('mesh-config', 'default', 'mtls: {mode: STRICT}')].join('---\n'), {
+  const s = compileYaml([podYaml('a', { ns: 'foo' }), peerAuthentication('mesh-config', 'default', 'mtls: {mode: STRICT}')], {
     rootNamespace: 'mesh-config',
   });
   t.is(mtlsModeFor(policyOf(s, 'foo/a'), 80), 'STRICT');
@@ -141,7 +128,7 @@ test('the root namespace is configurable', (t) => {
 test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa(
+    peerAuthentication(
       'foo',
       'a',
       `selector: {matchLabels: {app: a}}
@@ -151,7 +138,7 @@ test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT',
     9090: {mode: DISABLE}`,
     ),
   ];
-  const p = policyOf(compileYaml(yaml.join('---\n')), 'foo/a');
+  const p = policyOf(compileYaml(yaml), 'foo/a');
   t.deepEqual(
     [80, 8080, 9090].map((port) => acceptsPlaintext(p, port)),
     [false, true, true],
@@ -208,7 +195,7 @@ sampleTest(
     const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), sample('istio-validation-peerauthentication-valid.yaml')];
     t.deepEqual(modes(yaml, 'default/w', [80, 81]), ['STRICT', 'PERMISSIVE']);
     t.deepEqual(modes(yaml, 'default/x', [80]), ['PERMISSIVE']);
-    t.deepEqual(policyOf(compileYaml(yaml.join('---\n')), 'default/x').peerAuthentications, ['default/partial-selector']);
+    t.deepEqual(policyOf(compileYaml(yaml), 'default/x').peerAuthentications, ['default/partial-selector']);
   },
 );
 
