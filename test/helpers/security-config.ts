@@ -45,29 +45,33 @@ export function compileYaml(yaml: string | string[], opts: { rootNamespace?: str
 }
 
 /**
- * An AuthorizationPolicy as YAML; `spec` is the YAML under `spec:`, its lines after the first
- * indented by two spaces.
+ * What goes under `spec:`: YAML text, its lines after the first indented by two spaces, or an
+ * object (written as JSON, which YAML reads as it is).
  */
-export function authorizationPolicy(namespace: string, name: string, spec: string, apiVersion = 'security.istio.io/v1'): string {
+export type Spec = string | Record<string, unknown>;
+const specYaml = (spec: Spec) => (typeof spec === 'string' ? spec : JSON.stringify(spec));
+
+/** An AuthorizationPolicy as YAML. */
+export function authorizationPolicy(namespace: string, name: string, spec: Spec, apiVersion = 'security.istio.io/v1'): string {
   return `apiVersion: ${apiVersion}
 kind: AuthorizationPolicy
 metadata:
   name: ${name}
   namespace: ${namespace}
 spec:
-  ${spec}
+  ${specYaml(spec)}
 `;
 }
 
-/** A PeerAuthentication as YAML (`spec` as for authorizationPolicy), created at `created` if given. */
-export function peerAuthentication(namespace: string, name: string, spec: string, created?: string): string {
+/** A PeerAuthentication as YAML, created at `created` if given. */
+export function peerAuthentication(namespace: string, name: string, spec: Spec, created?: string): string {
   return `apiVersion: security.istio.io/v1
 kind: PeerAuthentication
 metadata:
   name: ${name}
   namespace: ${namespace}${created ? `\n  creationTimestamp: "${created}"` : ''}
 spec:
-  ${spec}
+  ${specYaml(spec)}
 `;
 }
 
