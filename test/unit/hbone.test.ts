@@ -10,11 +10,10 @@ import { HboneConnector } from '../../agent/hbone/client.js';
 import { sniForPodIp, podIpFromSni, parseForwardedFor, svidSpiffeId } from '../../agent/hbone/protocol.js';
 import { MeshConnector } from '../../agent/proxy/mesh-connector.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
-import { parseYamlFile } from '../../control/source/files.js';
-import { ResourceStore } from '../../control/config-store.js';
 import { createPki, exchange, flagOf, id, NODE_B_IP, plainTcp, req, workload, world, type Pki } from '../helpers/hbone-world.js';
 import { metricValue } from '../helpers/metrics.js';
 import { eventually } from '../helpers/eventually.js';
+import { store } from '../helpers/security-config.js';
 
 let pki: Pki;
 test.before(async () => {
@@ -272,16 +271,12 @@ metadata: {name: q, namespace: shop}
 spec: {nodeName: node-a, containers: [{name: main}]}
 status: {podIP: 10.244.0.2, hostIP: 172.31.250.99}
 `;
-  const parsed = parseYamlFile('/config/nodes.yaml', yaml);
-  if ('error' in parsed) throw parsed.error;
-  const store = new ResourceStore().apply({
-    files: [{ file: '/config/nodes.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }],
-  });
+  const stored = store(yaml, '/config/nodes.yaml');
   t.deepEqual(
-    store.statuses.filter((s) => s.state === 'Rejected'),
+    stored.statuses.filter((s) => s.state === 'Rejected'),
     [],
   );
-  t.deepEqual(compileSnapshot(store.resources).nodes, [
+  t.deepEqual(compileSnapshot(stored.resources).nodes, [
     { name: 'node-a', ip: '172.31.250.10' },
     { name: 'node-b', ip: '172.31.250.11' },
     { name: 'node-c', ip: '' },
