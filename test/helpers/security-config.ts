@@ -4,6 +4,7 @@ import { parseYamlFile } from '../../control/source/files.js';
 import { ResourceStore, type StoreResult } from '../../control/config-store.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
+import type { Resource } from '../../control/model/resources.js';
 import { SecurityIndex, type WorkloadPolicy } from '../../agent/policy/authorization.js';
 
 export interface PodOpts {
@@ -36,12 +37,17 @@ status:
 `;
 }
 
-/** Validates and compiles YAML documents (one text joined with ---, or a list); throws if any is rejected. */
-export function compileYaml(yaml: string | string[], opts: { rootNamespace?: string } = {}): Snapshot {
-  const r = store(Array.isArray(yaml) ? yaml.join('---\n') : yaml);
+/** The resources in force from YAML documents (one text joined with ---, or a list); throws if any is rejected. */
+export function resourcesOf(yaml: string | string[], file?: string): Resource[] {
+  const r = store(Array.isArray(yaml) ? yaml.join('---\n') : yaml, file);
   const rejected = [...r.statuses.filter((s) => s.state !== 'Accepted').map((s) => s.message), ...r.fileErrors.map((e) => e.message)];
   if (rejected.length > 0) throw new Error(`rejected: ${rejected.join('\n')}`);
-  return compileSnapshot(r.resources, opts);
+  return r.resources;
+}
+
+/** Validates and compiles YAML documents (as for resourcesOf); throws if any is rejected. */
+export function compileYaml(yaml: string | string[], opts: { rootNamespace?: string } = {}): Snapshot {
+  return compileSnapshot(resourcesOf(yaml), opts);
 }
 
 /**

@@ -15,21 +15,12 @@ import { compileRoutingReport, type RoutingReport } from '../../control/compile/
 import { compareGatewayEntries, sortGatewayEntries, type GatewayEntry } from '../../control/compile/routing-gateway.js';
 import { startControlPlane } from '../../control/control-plane.js';
 import type { Resource } from '../../control/model/resources.js';
-import { parseYamlFile } from '../../control/source/files.js';
-import { ResourceStore } from '../../control/config-store.js';
+import { resourcesOf } from '../helpers/security-config.js';
 
 const service = (name: string, ns = 'default', ports: number[] = [9080]) =>
   `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: ${ns}}\nspec:\n  ports:\n${ports.map((p) => `  - {name: p${p}, port: ${p}}`).join('\n')}\n`;
 
-function resources(docs: string[]): Resource[] {
-  const text = docs.join('---\n');
-  const parsed = parseYamlFile('/config/test.yaml', text);
-  if ('error' in parsed) throw parsed.error;
-  const result = new ResourceStore().apply({ files: [{ file: '/config/test.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }] });
-  const rejected = result.statuses.filter((s) => s.state === 'Rejected');
-  if (rejected.length > 0) throw new Error(`test input rejected: ${rejected.map((s) => s.message).join('; ')}`);
-  return result.resources;
-}
+const resources = (docs: string[]): Resource[] => resourcesOf(docs, '/config/test.yaml');
 
 function compile(docs: string[]): RoutingReport {
   const rs = resources(docs);
