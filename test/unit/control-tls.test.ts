@@ -14,8 +14,9 @@ import { watchSnapshots } from '../../control/api/discovery-client.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { splitPemCertificates, svidSpiffeId, verifyChain } from '../../control/api/x509-svid.js';
 import { CA_FILES } from '../../control/ca/store.js';
-import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
+import type { ControlPlane } from '../../control/control-plane.js';
 import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../../control/ca/node-credentials.js';
+import { controlPlane } from '../helpers/control-plane.js';
 import { eventually } from '../helpers/eventually.js';
 import { run } from '../helpers/privileged.js';
 import { csr, csrWithKey } from '../helpers/csr.js';
@@ -57,14 +58,10 @@ async function env(t: ExecutionContext): Promise<Env> {
   const nodeCa = await createNodeCa(path.join(dir, 'node-ca'));
   for (const n of ['node-a', 'node-b']) await issueNodeCredential(nodeCa, n, path.join(dir, 'cred', n));
   const caDir = path.join(dir, 'ca');
-  const cp = await startControlPlane({
+  const cp = await controlPlane(t, {
     configDir: config,
-    grpcAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    processMetrics: false,
     ca: { dir: caDir, nodeCaFile: path.join(dir, 'node-ca', NODE_CA_FILES.cert), rotationPollMs: 0 },
   });
-  t.teardown(() => cp.close());
   return { dir, cp, address: `127.0.0.1:${cp.grpcPort}`, caDir, bundleFile: path.join(caDir, CA_FILES.trustBundle), cred: (n) => path.join(dir, 'cred', n) };
 }
 

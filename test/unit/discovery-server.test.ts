@@ -1,12 +1,12 @@
 // The discovery stream over a real gRPC socket: the agent-side client (control/api) against
 // a real control plane on 127.0.0.1, driven by files in a temp directory.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { watchSnapshots, type SnapshotWatch } from '../../control/api/discovery-client.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control/control-plane.js';
+import { startControlPlane } from '../../control/control-plane.js';
+import { configDir, controlPlane } from '../helpers/control-plane.js';
 import { eventually } from '../helpers/eventually.js';
 
 const service = (name: string, ip: string) => `apiVersion: v1
@@ -18,19 +18,6 @@ spec:
   ports:
   - port: 80
 `;
-
-async function configDir(t: ExecutionContext, files: Record<string, string>): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-discovery-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  return dir;
-}
-
-async function controlPlane(t: ExecutionContext, opts: Partial<ControlPlaneOptions> & { configDir: string }): Promise<ControlPlane> {
-  const cp = await startControlPlane({ grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', processMetrics: false, ...opts });
-  t.teardown(() => cp.close());
-  return cp;
-}
 
 /** A client that records what it receives and lets a test wait for a condition on it. */
 function agent(t: ExecutionContext, port: number, node: string) {

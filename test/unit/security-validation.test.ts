@@ -5,13 +5,11 @@
 // SecurityConfig round-trips the real gRPC discovery stream.
 import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { watchSnapshots } from '../../control/api/discovery-client.js';
-import type { Snapshot } from '../../control/api/snapshot.js';
-import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
+import type { ControlPlane } from '../../control/control-plane.js';
 import { validateDocument } from '../../control/validate/validate.js';
+import { configDir, controlPlane, firstSnapshot } from '../helpers/control-plane.js';
 import { compileYaml, podYaml, store } from '../helpers/security-config.js';
 
 function doc(kind: 'PeerAuthentication' | 'AuthorizationPolicy', name: string, spec: string, meta = ''): string {
@@ -397,19 +395,8 @@ test('compile: values are normalised — CIDRs to their network, ports to number
 // --- through a running control plane -----------------------------------------------------------
 
 async function running(t: ExecutionContext, files: Record<string, string>): Promise<{ cp: ControlPlane; dir: string }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-security-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  const cp = await startControlPlane({
-    configDir: dir,
-    grpcAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    rescanMs: 0,
-    debounceMs: 10_000,
-    processMetrics: false,
-  });
-  t.teardown(() => cp.close());
-  return { cp, dir };
+  const dir = await configDir(t, files);
+  return { cp: await controlPlane(t, { configDir: dir, rescanMs: 0, debounceMs: 10_000 }), dir };
 }
 
 test('a rejected policy is counted, keeps its last good version in force and never half-applies', async (t) => {
@@ -482,18 +469,7 @@ rules:
       .map((s) => s.message),
     [],
   );
-  const received = await new Promise<Snapshot>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no snapshot within 5 s')), 5000);
-    const watch = watchSnapshots({
-      address: `127.0.0.1:${cp.grpcPort}`,
-      node: 'node-a',
-      onSnapshot: (s) => {
-        clearTimeout(timer);
-        watch.close();
-        resolve(s);
-      },
-    });
-  });
+  const received = await firstSnapshot(`127.0.0.1:${cp.grpcPort}`);
   const sent = cp.snapshot()!;
   t.is(sent.security.authorizationPolicies.length, 4);
   t.true(sent.security.workloads.some((w) => w.portMtls.length === 2 && w.http === false));
