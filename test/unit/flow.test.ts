@@ -2,7 +2,7 @@
 // stream without byte counters: opened and closed once each, bytes in the request and the
 // response direction counted once (also bytes a protocol sniff read and gave back),
 // refusals opened and closed with their flag, long-lived flows visible before they close.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { tcpLabels } from '../../agent/telemetry/metrics.js';
 import { Flow, FlowSet, trackUntilClose } from '../../agent/transport/flow.js';
 import { duplexPair } from '../../agent/transport/duplex-pair.js';
@@ -17,14 +17,19 @@ function labels() {
   return tcpLabels(undefined, undefined, undefined, `flow-test-${n++}:80`, '-');
 }
 
+/** A FlowSet (flushing every `flushIntervalMs`, if given) closed with the test. */
+function flowSet(t: ExecutionContext, flushIntervalMs?: number): FlowSet {
+  const set = new FlowSet(flushIntervalMs);
+  t.teardown(() => set.close());
+  return set;
+}
+
 const metric = (name: string, destination: string, flags = '-') =>
   metricValue(name, { destination_service: destination, response_flags: flags });
 
 test("a client's socket: what it read is received, what it wrote is sent; opened and closed once", async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const p = await socketPair(t);
+  const set = flowSet(t);
   const l = labels();
   const flow = new Flow(set, l, p.server, 'client');
   flow.open();
@@ -44,10 +49,8 @@ test("a client's socket: what it read is received, what it wrote is sent; opened
 });
 
 test("an open flow's bytes show at a scrape, before it closes, and are not counted again", async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
-  const set = new FlowSet(0);
-  t.teardown(() => set.close());
+  const p = await socketPair(t);
+  const set = flowSet(t, 0);
   const l = labels();
   const flow = new Flow(set, l, p.server, 'client');
   flow.open();
@@ -62,8 +65,7 @@ test("an open flow's bytes show at a scrape, before it closes, and are not count
 
 test('a refused connection is opened and closed with its flag', async (t) => {
   const [a] = duplexPair();
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const set = flowSet(t);
   const l = labels();
   new Flow(set, l, a, 'passing').close('DENY');
   t.is(await metric('istio_tcp_connections_opened_total', l.destination_service, 'DENY'), 1);
@@ -73,8 +75,7 @@ test('a refused connection is opened and closed with its flag', async (t) => {
 
 test('a stream without counters: the flow counts what passes, once, also the bytes a sniff gave back', async (t) => {
   const [a, b] = duplexPair();
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const set = flowSet(t);
   const l = labels();
   const flow = new Flow(set, l, a, 'passing');
   flow.open();
@@ -94,10 +95,8 @@ test('a stream without counters: the flow counts what passes, once, also the byt
 });
 
 test('an upstream connection: what the proxy wrote was received from the client, what it read is sent back; it closes with the stream', async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const p = await socketPair(t);
+  const set = flowSet(t);
   const l = labels();
   trackUntilClose(set, p.client, l, 'upstream');
   p.client.resume();
