@@ -7,7 +7,7 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { harness, Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
+import { bodyOf, harness, Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
 import type { RoutingConfig, TrafficPolicy } from '../../control/api/snapshot-routing.js';
 import { destinationRule, policy, retries, route, table } from '../helpers/routing-builders.js';
 
@@ -16,14 +16,11 @@ function flaky(name: string, every: number, status = 503): Promise<Backend> {
   let n = 0;
   return startBackend({
     name,
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        n++;
-        if (every > 0 && n % every === 1 % every) res.writeHead(status).end('fail');
-        else res.writeHead(200).end(body || 'ok');
-      });
+    handler: async (req, res) => {
+      const body = await bodyOf(req);
+      n++;
+      if (every > 0 && n % every === 1 % every) res.writeHead(status).end('fail');
+      else res.writeHead(200).end(body || 'ok');
     },
   });
 }

@@ -8,7 +8,7 @@ import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { requestsTotal } from '../../agent/telemetry/metrics.js';
-import { harness, Harness, request, snapshot, startBackend, type Backend, type SnapshotOptions } from '../helpers/l7-harness.js';
+import { bodyOf, harness, Harness, request, snapshot, startBackend, type Backend, type SnapshotOptions } from '../helpers/l7-harness.js';
 import { dest, destinationRule, match, policy, route, sm, table } from '../helpers/routing-builders.js';
 import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 
@@ -16,13 +16,9 @@ import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 function echo(name: string, delayMs = 0): Promise<Backend> {
   return startBackend({
     name,
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        const reply = JSON.stringify({ pod: name, path: req.url, headers: req.headers, body });
-        setTimeout(() => res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name }).end(reply), delayMs);
-      });
+    handler: async (req, res) => {
+      const reply = JSON.stringify({ pod: name, path: req.url, headers: req.headers, body: await bodyOf(req) });
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name }).end(reply), delayMs);
     },
   });
 }
@@ -178,13 +174,9 @@ test('mirroring sends a copy with a -shadow authority; the client only sees the 
   let shadowSeen: { host?: string; body: string } | undefined;
   const shadow = await startBackend({
     name: 'shadow',
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        shadowSeen = { host: req.headers.host, body };
-        res.writeHead(500).end('ignored');
-      });
+    handler: async (req, res) => {
+      shadowSeen = { host: req.headers.host, body: await bodyOf(req) };
+      res.writeHead(500).end('ignored');
     },
   });
   const routing: RoutingConfig = {
@@ -216,10 +208,9 @@ test('HTTP/2 prior knowledge: requests and bodies go through, one stream each', 
   const v1 = await startBackend({
     name: 'h2',
     h2: true,
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => res.writeHead(200, { 'x-proto': req.httpVersion }).end(`${req.method} ${req.url} ${body}`));
+    handler: async (req, res) => {
+      const body = await bodyOf(req);
+      res.writeHead(200, { 'x-proto': req.httpVersion }).end(`${req.method} ${req.url} ${body}`);
     },
   });
   const h = await new Harness(snapshot([v1], { routes: [], destinations: [] }, { portName: 'http2' }), 'sniff').listen();
