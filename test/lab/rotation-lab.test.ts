@@ -12,6 +12,8 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sniForPodIp } from '../../agent/hbone/protocol.js';
+import type { HboneSessionInfo } from '../../agent/hbone/server.js';
+import type { IdentityStatus } from '../../agent/identity/identity-manager.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { splitPemCertificates } from '../../control/api/x509-svid.js';
 import { DEFAULT_CLI } from '../../deploy/lab/lab-commands.js';
@@ -43,24 +45,11 @@ interface ClientStats {
   loops: Record<string, LoopStats>;
   failures: { at: string; loop: string; error: string; ms: number }[];
 }
-interface IdentityStatus {
-  spiffeId: string;
-  notAfter?: string;
-  serial?: string;
-  root?: string;
-}
-interface SessionInfo {
-  principal: string;
-  peerSerial: string;
-  presented: string;
-  presentedSerial: string;
-  peerAddress: string;
-  openedAt: string;
-}
+/** What this file reads of an agent's /debug/state. */
 interface AgentState {
   identities: IdentityStatus[];
   trustBundle: string[];
-  hbone: { inbound: SessionInfo[] };
+  hbone: { inbound: HboneSessionInfo[] };
 }
 
 /** Polls `check` until it returns a value other than false/undefined; fails with `what` after `timeoutMs`. */
