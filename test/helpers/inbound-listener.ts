@@ -10,7 +10,7 @@ import { deliverInbound, type InboundConnection, type InboundResult } from '../.
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
 import type { Workload } from '../../control/api/snapshot.js';
-import { compileYaml, podYaml, spiffe } from './security-config.js';
+import { compileYaml, podYaml, spiffe } from './config-yaml.js';
 
 /** The pod every connection is delivered to: shop/server (labels app: server, service account server). */
 export const SERVER_POD = podYaml('server', { ns: 'shop', labels: { app: 'server' }, sa: 'server' });

@@ -22,7 +22,7 @@ import { compileSecurity } from '../../control/compile/security.js';
 import type { AttributeMatch, AuthorizationAction, AuthorizationRule, ValueMatch } from '../../control/api/snapshot-security.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
-import { authorizationPolicy, compileYaml, podYaml, policyOf } from '../helpers/security-config.js';
+import { authorizationPolicy, compileYaml, podYaml, policyOf } from '../helpers/config-yaml.js';
 import { packageRoot } from '../../common/paths.js';
 
 interface Req {

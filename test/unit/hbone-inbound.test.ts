@@ -18,7 +18,7 @@ import { provenSourceWorkload } from '../../agent/hbone/server.js';
 import { sniForPodIp } from '../../agent/hbone/protocol.js';
 import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import { run } from '../helpers/privileged.js';
-import { authorizationPolicy, compileYaml, podYaml } from '../helpers/security-config.js';
+import { authorizationPolicy, compileYaml, podYaml } from '../helpers/config-yaml.js';
 import {
   createPki,
   exchange,

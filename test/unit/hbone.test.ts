@@ -13,7 +13,7 @@ import { compileSnapshot } from '../../control/compile/compiler.js';
 import { createPki, exchange, flagOf, id, NODE_B_IP, plainTcp, req, workload, world, type Pki } from '../helpers/hbone-world.js';
 import { metricValue } from '../helpers/metrics.js';
 import { eventually } from '../helpers/eventually.js';
-import { store } from '../helpers/security-config.js';
+import { store } from '../helpers/config-yaml.js';
 
 let pki: Pki;
 test.before(async () => {

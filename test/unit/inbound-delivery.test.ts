@@ -10,7 +10,7 @@ import type { Duplex } from 'node:stream';
 import { eventually } from '../helpers/eventually.js';
 import { echoPod, inbound, listenLoopback, mtlsFrom, PLAINTEXT, rawExchange, type Peer } from '../helpers/inbound-listener.js';
 import { metricValue } from '../helpers/metrics.js';
-import { authorizationPolicy, peerAuthentication, spiffe } from '../helpers/security-config.js';
+import { authorizationPolicy, peerAuthentication, spiffe } from '../helpers/config-yaml.js';
 
 /** The "pod": an HTTP server answering with what it received. */
 async function httpPod(t: ExecutionContext): Promise<{ port: number; seen: string[] }> {

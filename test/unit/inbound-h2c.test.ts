@@ -9,7 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { echoPod, inbound, listenLoopback, mtlsFrom, rawExchange, type Transport } from '../helpers/inbound-listener.js';
 import { metricValue } from '../helpers/metrics.js';
-import { authorizationPolicy } from '../helpers/security-config.js';
+import { authorizationPolicy } from '../helpers/config-yaml.js';
 
 /** An h2c client session to the inbound side: directly, or inside a CONNECT stream. */
 async function h2cClient(t: ExecutionContext, port: number, transport: Transport): Promise<http2.ClientHttp2Session> {

@@ -13,7 +13,7 @@ import type { MtlsMode } from '../../control/api/snapshot-security.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
 import type { MtlsModeSpec } from '../../control/model/security.js';
-import { compileYaml, peerAuthentication, podYaml, policyOf } from '../helpers/security-config.js';
+import { compileYaml, peerAuthentication, podYaml, policyOf } from '../helpers/config-yaml.js';
 import { packageRoot } from '../../common/paths.js';
 
 function modes(yaml: string[], uid: string, ports: number[] = [80]): MtlsMode[] {

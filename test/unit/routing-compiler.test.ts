@@ -10,7 +10,7 @@ import { compileRoutingReport, type RoutingReport } from '../../control/compile/
 import { compareGatewayEntries, sortGatewayEntries, type GatewayEntry } from '../../control/compile/routing-gateway.js';
 import type { Resource } from '../../control/model/resources.js';
 import { configDir, controlPlane, firstSnapshot } from '../helpers/control-plane.js';
-import { resourcesOf } from '../helpers/security-config.js';
+import { resourcesOf } from '../helpers/config-yaml.js';
 
 const service = (name: string, ns = 'default', ports: number[] = [9080]) =>
   `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: ${ns}}\nspec:\n  ports:\n${ports.map((p) => `  - {name: p${p}, port: ${p}}`).join('\n')}\n`;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import type { ControlPlane } from '../../control/control-plane.js';
 import { validateDocument } from '../../control/validate/validate.js';
 import { configDir, controlPlane, firstSnapshot } from '../helpers/control-plane.js';
-import { compileYaml, podYaml, store } from '../helpers/security-config.js';
+import { compileYaml, podYaml, store } from '../helpers/config-yaml.js';
 
 function doc(kind: 'PeerAuthentication' | 'AuthorizationPolicy', name: string, spec: string, meta = ''): string {
   return `apiVersion: security.istio.io/v1

@@ -5,7 +5,7 @@ import fc from 'fast-check';
 import { compileSnapshot, contentHash, SERVICE_CIDR } from '../../control/compile/compiler.js';
 import type { Resource } from '../../control/model/resources.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { resourcesOf } from '../helpers/security-config.js';
+import { resourcesOf } from '../helpers/config-yaml.js';
 
 interface PodOpts {
   ns?: string;

@@ -1,5 +1,6 @@
-// Security policy for tests, through the real control-plane path: YAML text → parse →
-// validation (store) → compiler → the snapshot's SecurityConfig, then the agent's index.
+// Kubernetes and Istio YAML for tests, through the real control-plane path: YAML text →
+// parse → validation (store) → compiler → the snapshot, then the agent's policy index. Pods
+// and security resources are built here; the rest is written as YAML where it is used.
 import { parseYamlFile } from '../../control/source/files.js';
 import { ResourceStore, type StoreResult } from '../../control/config-store.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
