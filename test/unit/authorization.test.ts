@@ -4,10 +4,8 @@
 // by one, and properties over random policies: DENY beats ALLOW, AUDIT never changes a
 // decision, a policy for another workload changes nothing, TCP evaluation is fail-safe.
 // Policies go through the real path: YAML → validation → compiler → agent index.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import {
   authorizeConnection,
   authorizeRequest,
@@ -23,7 +21,8 @@ import type { AttributeMatch, AuthorizationAction, AuthorizationRule, ValueMatch
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
 import { authorizationPolicy, compileYaml, podYaml, policyOf } from '../helpers/config-yaml.js';
-import { packageRoot } from '../../common/paths.js';
+import { securitySample, securitySampleTest } from '../helpers/conformance-samples.js';
+import { holds } from '../helpers/property-holds.js';
 
 interface Req {
   principal?: string;
@@ -222,17 +221,11 @@ test('reference: the first example (principal or namespace, GET /info* or POST /
 
 // --- upstream YAML in ../shared/conformance/security/ -----------------------------------
 
-const repo = packageRoot();
-const conformance = path.resolve(repo, '..', 'shared', 'conformance', 'security');
-const sample = (file: string) => readFileSync(path.join(conformance, file), 'utf8');
-const haveSamples = existsSync(conformance);
-const sampleTest = haveSamples ? test : test.skip;
-
-sampleTest('istio.io allow-nothing: every request and connection to the namespace is denied', (t) => {
+securitySampleTest('istio.io allow-nothing: every request and connection to the namespace is denied', (t) => {
   const s = compileYaml([
     podYaml('productpage', { ns: 'default' }),
     podYaml('elsewhere', { ns: 'other' }),
-    sample('istio-io-authorizationpolicy-allow-nothing.yaml'),
+    securitySample('istio-io-authorizationpolicy-allow-nothing.yaml'),
   ]);
   const p = policyOf(s, 'default/productpage');
   for (const r of [{}, { principal: sa('default', 'bookinfo-productpage') }, { method: 'POST', path: '/x' }]) t.is(http(p, r), 'deny');
@@ -240,11 +233,12 @@ sampleTest('istio.io allow-nothing: every request and connection to the namespac
   t.is(http(policyOf(s, 'other/elsewhere'), {}), 'allow');
 });
 
-sampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; other methods pass', (t) => {
+securitySampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; other methods pass', (t) => {
   const s = compileYaml(
-    [podYaml('httpbin', { ns: 'foo', labels: { app: 'httpbin' } }), sample('istio-io-authorizationpolicy-deny-method-get-when.yaml')].join(
-      '---\n',
-    ),
+    [
+      podYaml('httpbin', { ns: 'foo', labels: { app: 'httpbin' } }),
+      securitySample('istio-io-authorizationpolicy-deny-method-get-when.yaml'),
+    ].join('---\n'),
   );
   const p = policyOf(s, 'foo/httpbin');
   t.is(http(p, { method: 'GET', path: '/get' }), 'deny');
@@ -253,8 +247,11 @@ sampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; oth
   t.is(http(p, { method: 'POST', path: '/post' }), 'allow');
 });
 
-sampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) => {
-  const s = compileYaml([podYaml('details', { labels: { app: 'details' } }), sample('istio-io-authorizationpolicy-details-viewer.yaml')]);
+securitySampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) => {
+  const s = compileYaml([
+    podYaml('details', { labels: { app: 'details' } }),
+    securitySample('istio-io-authorizationpolicy-details-viewer.yaml'),
+  ]);
   const p = policyOf(s, 'default/details');
   t.is(http(p, { principal: sa('default', 'bookinfo-productpage'), method: 'GET', path: '/details/0' }), 'allow');
   t.is(http(p, { principal: sa('default', 'bookinfo-productpage'), method: 'POST', path: '/details/0' }), 'deny');
@@ -263,18 +260,18 @@ sampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) =
   t.is(tcp(p, { principal: sa('default', 'bookinfo-productpage') }), 'deny', 'an ALLOW rule with methods never matches TCP');
 });
 
-sampleTest('Istio dataset httpbin policy (JWT issuer condition): denied without a JWT', (t) => {
+securitySampleTest('Istio dataset httpbin policy (JWT issuer condition): denied without a JWT', (t) => {
   const s = compileYaml([
     podYaml('httpbin', { labels: { app: 'httpbin', version: 'v1' } }),
-    sample('istio-dataset-authorizationpolicy-v1.yaml'),
+    securitySample('istio-dataset-authorizationpolicy-v1.yaml'),
   ]);
   t.is(http(policyOf(s, 'default/httpbin'), { principal: sa('default', 'sleep'), method: 'GET', path: '/info' }), 'deny');
 });
 
-sampleTest(
+securitySampleTest(
   'Istio ambient deny-groups: L4 rules deny at accept, HTTP-only rules deny any non-HTTP stream, and HTTP requests they cannot match pass',
   (t) => {
-    const s = compileYaml([podYaml('server'), sample('istio-ambient-authorizationpolicy-deny-l4-l7-mix.yaml')]);
+    const s = compileYaml([podYaml('server'), securitySample('istio-ambient-authorizationpolicy-deny-l4-l7-mix.yaml')]);
     const p = policyOf(s, 'default/server');
     t.true(p.http);
     // "L4 only when": namespace when-l4-ns AND source.ip 10.10.10.10 (not 20.20.20.20)
@@ -288,13 +285,13 @@ sampleTest(
   },
 );
 
-sampleTest(
+securitySampleTest(
   "Istio validation sample: serviceAccounts (a bare name is in the policy's namespace), principals and namespaces are alternatives",
   (t) => {
     const s = compileYaml([
       podYaml('server'),
       podYaml('httpbin', { labels: { app: 'httpbin' } }),
-      sample('istio-validation-authorizationpolicy-valid.yaml'),
+      securitySample('istio-validation-authorizationpolicy-valid.yaml'),
     ]);
     const p = policyOf(s, 'default/server');
     t.is(tcp(p, { principal: sa('baz', 'sa') }), 'allow');
@@ -573,9 +570,3 @@ test('property: the decision at accept agrees with every request — denied at a
     { numRuns: 500 },
   );
 });
-
-/** The property holds; otherwise fails with fast-check's counterexample. */
-function holds<T>(t: ExecutionContext, property: fc.IProperty<T>, params: fc.Parameters<T>): void {
-  const out = fc.check(property, params);
-  t.false(out.failed, fc.defaultReportMessage(out) ?? '');
-}

@@ -11,11 +11,10 @@ import { ResourceStore } from '../../control/config-store.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
 import { compileRoutingReport, type RoutingReport } from '../../control/compile/routing.js';
 import { NOT_YET_APPLIED, compiledKind } from '../../control/validate/validate.js';
-import { packageRoot } from '../../common/paths.js';
+import { CONFORMANCE_DIR } from '../helpers/conformance-samples.js';
 import { controlPlane } from '../helpers/control-plane.js';
 
-const repo = packageRoot();
-const dir = path.resolve(repo, '..', 'shared', 'conformance');
+const dir = CONFORMANCE_DIR;
 
 function yamlFiles(d: string): string[] {
   return readdirSync(d)

@@ -2,10 +2,8 @@
 // upstream YAML in ../shared/conformance/security/, compiled through the real path (YAML →
 // validation → compiler) and read back as the agent does (mode per workload port), plus
 // properties over random policies.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { acceptsPlaintext, mtlsModeFor } from '../../agent/policy/peer-authentication.js';
 import { compileSecurity } from '../../control/compile/security.js';
@@ -14,7 +12,8 @@ import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
 import type { MtlsModeSpec } from '../../control/model/security.js';
 import { compileYaml, peerAuthentication, podYaml, policyOf } from '../helpers/config-yaml.js';
-import { packageRoot } from '../../common/paths.js';
+import { securitySample, securitySampleTest } from '../helpers/conformance-samples.js';
+import { holds } from '../helpers/property-holds.js';
 
 function modes(yaml: string[], uid: string, ports: number[] = [80]): MtlsMode[] {
   const p = policyOf(compileYaml(yaml), uid);
@@ -147,52 +146,47 @@ test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT',
 
 // --- upstream YAML -------------------------------------------------------------------------------
 
-const repo = packageRoot();
-const conformance = path.resolve(repo, '..', 'shared', 'conformance', 'security');
-const sample = (file: string) => readFileSync(path.join(conformance, file), 'utf8');
-const sampleTest = existsSync(conformance) ? test : test.skip;
-
-sampleTest('istio.io mesh-wide STRICT: every workload in every namespace is STRICT', (t) => {
-  t.deepEqual(modes([podYaml('a', { ns: 'foo' }), sample('istio-io-peerauthentication-mesh-strict.yaml')], 'foo/a', [80, 9090]), [
+securitySampleTest('istio.io mesh-wide STRICT: every workload in every namespace is STRICT', (t) => {
+  t.deepEqual(modes([podYaml('a', { ns: 'foo' }), securitySample('istio-io-peerauthentication-mesh-strict.yaml')], 'foo/a', [80, 9090]), [
     'STRICT',
     'STRICT',
   ]);
 });
 
-sampleTest('istio.io workload STRICT with port 80 DISABLE: plaintext only on 80', (t) => {
+securitySampleTest('istio.io workload STRICT with port 80 DISABLE: plaintext only on 80', (t) => {
   const yaml = [
     podYaml('httpbin', { ns: 'bar', labels: { app: 'httpbin' } }),
     podYaml('other', { ns: 'bar' }),
-    sample('istio-io-peerauthentication-workload-strict-port-disable.yaml'),
+    securitySample('istio-io-peerauthentication-workload-strict-port-disable.yaml'),
   ];
   t.deepEqual(modes(yaml, 'bar/httpbin', [80, 8000]), ['DISABLE', 'STRICT']);
   t.deepEqual(modes(yaml, 'bar/other', [80]), ['PERMISSIVE']);
 });
 
-sampleTest('Istio ambient: mesh STRICT, namespace PERMISSIVE, workload port 9090 STRICT (no mode: inherits PERMISSIVE)', (t) => {
+securitySampleTest('Istio ambient: mesh STRICT, namespace PERMISSIVE, workload port 9090 STRICT (no mode: inherits PERMISSIVE)', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
     podYaml('b', { ns: 'foo' }),
     podYaml('c', { ns: 'bar' }),
-    sample('istio-peerauthentication-mesh-strict-ns-permissive-workload-port.yaml'),
+    securitySample('istio-peerauthentication-mesh-strict-ns-permissive-workload-port.yaml'),
   ];
   t.deepEqual(modes(yaml, 'foo/a', [9090, 8080]), ['STRICT', 'PERMISSIVE']);
   t.deepEqual(modes(yaml, 'foo/b', [9090]), ['PERMISSIVE']);
   t.deepEqual(modes(yaml, 'bar/c', [9090]), ['STRICT']);
 });
 
-sampleTest('Istio ambient: mesh PERMISSIVE, namespace UNSET, workload ports 9090 STRICT and 8080 PERMISSIVE', (t) => {
+securitySampleTest('Istio ambient: mesh PERMISSIVE, namespace UNSET, workload ports 9090 STRICT and 8080 PERMISSIVE', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    sample('istio-peerauthentication-mesh-permissive-ns-unset-workload-mixed-ports.yaml'),
+    securitySample('istio-peerauthentication-mesh-permissive-ns-unset-workload-mixed-ports.yaml'),
   ];
   t.deepEqual(modes(yaml, 'foo/a', [9090, 8080, 80]), ['STRICT', 'PERMISSIVE', 'PERMISSIVE']);
 });
 
-sampleTest(
+securitySampleTest(
   'Istio validation samples: port "80" STRICT over PERMISSIVE; an empty selector is a namespace-level policy with no mode',
   (t) => {
-    const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), sample('istio-validation-peerauthentication-valid.yaml')];
+    const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), securitySample('istio-validation-peerauthentication-valid.yaml')];
     t.deepEqual(modes(yaml, 'default/w', [80, 81]), ['STRICT', 'PERMISSIVE']);
     t.deepEqual(modes(yaml, 'default/x', [80]), ['PERMISSIVE']);
     t.deepEqual(policyOf(compileYaml(yaml), 'default/x').peerAuthentications, ['default/partial-selector']);
@@ -299,9 +293,3 @@ test('property: a newer namespace- or mesh-level policy never changes the result
     { numRuns: 300 },
   );
 });
-
-/** The property holds; otherwise fails with fast-check's counterexample. */
-function holds<T>(t: ExecutionContext, property: fc.IProperty<T>, params: fc.Parameters<T>): void {
-  const out = fc.check(property, params);
-  t.false(out.failed, fc.defaultReportMessage(out) ?? '');
-}
