@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { echoPod, inbound, listenLoopback, mtlsFrom, rawExchange, type Transport } from '../helpers/inbound-listener.js';
 import { metricValue } from '../helpers/metrics.js';
+import { rawMethod } from '../helpers/raw-grpc.js';
 import { authorizationPolicy } from '../helpers/config-yaml.js';
 
 /** An h2c client session to the inbound side: directly, or inside a CONNECT stream. */
@@ -65,17 +66,11 @@ const denyMethod = (name: string, method: string) =>
 
 // --- gRPC ---------------------------------------------------------------------------------
 
-const raw = {
-  requestSerialize: (b: Buffer) => b,
-  requestDeserialize: (b: Buffer) => b,
-  responseSerialize: (b: Buffer) => b,
-  responseDeserialize: (b: Buffer) => b,
-};
 const svc = {
-  allowed: { path: '/pkg.Svc/Allowed', requestStream: false, responseStream: false, ...raw },
-  allowedStream: { path: '/pkg.Svc/AllowedStream', requestStream: false, responseStream: true, ...raw },
-  allowedChat: { path: '/pkg.Svc/AllowedChat', requestStream: true, responseStream: true, ...raw },
-  other: { path: '/pkg.Svc/Other', requestStream: false, responseStream: false, ...raw },
+  allowed: rawMethod('/pkg.Svc/Allowed'),
+  allowedStream: rawMethod('/pkg.Svc/AllowedStream', false, true),
+  allowedChat: rawMethod('/pkg.Svc/AllowedChat', true, true),
+  other: rawMethod('/pkg.Svc/Other'),
 } as grpc.ServiceDefinition;
 
 interface SvcClient extends grpc.Client {

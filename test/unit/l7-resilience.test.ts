@@ -9,6 +9,7 @@ import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { bodyOf, harness, Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
 import type { RoutingConfig, TrafficPolicy } from '../../control/api/snapshot-routing.js';
+import { rawMethod } from '../helpers/raw-grpc.js';
 import { destinationRule, policy, retries, route, table } from '../helpers/routing-builders.js';
 
 /** Fails every `every`-th request (1-based count) with `status`. */
@@ -230,17 +231,7 @@ test('a noisy source workload cannot take the whole pending queue from another o
 
 for (const transport of ['tcp', 'tunnel'] as const) {
 test(`gRPC through the mesh over ${transport === 'tcp' ? 'plain TCP' : 'HTTP/2 CONNECT tunnels (HBONE\'s shape)'}: grpc-js client and server, UNAVAILABLE retried (trailers-only and after headers)`, async (t) => {
-  const svc = {
-    echo: {
-      path: '/test.Echo/Echo',
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  } as grpc.ServiceDefinition;
+  const svc = { echo: rawMethod('/test.Echo/Echo') } as grpc.ServiceDefinition;
   let calls = 0;
   const server = new grpc.Server();
   server.addService(svc, {
