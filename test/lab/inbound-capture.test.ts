@@ -5,7 +5,7 @@
 // The node's own traffic (kubelet probes) and traffic to pods that are not meshed are never
 // captured; the agent's SIGTERM removes every tc filter, rule, route and pin it made.
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
@@ -14,14 +14,6 @@ import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'inbound-capture');
 const LAB = 't-inbound';
-
-/**
- * "STRICT refuses such connections" needs PeerAuthentication compiled into the snapshot
- * (control/compile-security.ts); until then the compiler is a stub returning no policy.
- */
-const COMPILE_SECURITY = packagePath('control', 'compile', 'security.ts');
-const peerAuthenticationCompiled =
-  existsSync(COMPILE_SECURITY) && !/\{\s*return emptySecurity\(\);\s*\}/.test(readFileSync(COMPILE_SECURITY, 'utf8'));
 
 interface Curl {
   code: number;
@@ -175,24 +167,20 @@ if (canRunPrivileged('inbound capture')) {
     await assertDirect(t, 'shop/neighbour', 'plain-server');
   });
 
-  if (peerAuthenticationCompiled) {
-    test.serial('a pod that is not meshed connecting straight to a STRICT pod is refused; to a PERMISSIVE pod it is served; the node still reaches both', async (t) => {
-      const strict = lab.pod('strict-server');
-      const denied = await plaintextOpened('strict-server', 'DENY');
-      for (const client of ['remote', 'neighbour']) {
-        const res = await curl(`shop/${client}`, `http://${strict.ip}:8080/`);
-        t.not(res.code, 0, `${client} reached the STRICT pod: ${JSON.stringify(res.body)}`);
-        t.is(res.body, undefined);
-      }
-      t.is((await plaintextOpened('strict-server', 'DENY')) - denied, 2, 'both refusals reported with response_flags DENY');
-      const permissive = await curl('shop/remote', `http://${lab.pod('server').ip}:8080/`);
-      t.is(permissive.code, 0, permissive.stderr);
-      t.is(permissive.body?.pod, 'server');
-      await assertDirect(t, 'node/node-a', 'strict-server'); // kubelet probes keep working
-    });
-  } else {
-    test.todo('STRICT refuses / PERMISSIVE serves captured plaintext: waits for PeerAuthentication in control/compile-security.ts');
-  }
+  test.serial('a pod that is not meshed connecting straight to a STRICT pod is refused; to a PERMISSIVE pod it is served; the node still reaches both', async (t) => {
+    const strict = lab.pod('strict-server');
+    const denied = await plaintextOpened('strict-server', 'DENY');
+    for (const client of ['remote', 'neighbour']) {
+      const res = await curl(`shop/${client}`, `http://${strict.ip}:8080/`);
+      t.not(res.code, 0, `${client} reached the STRICT pod: ${JSON.stringify(res.body)}`);
+      t.is(res.body, undefined);
+    }
+    t.is((await plaintextOpened('strict-server', 'DENY')) - denied, 2, 'both refusals reported with response_flags DENY');
+    const permissive = await curl('shop/remote', `http://${lab.pod('server').ip}:8080/`);
+    t.is(permissive.code, 0, permissive.stderr);
+    t.is(permissive.body?.pod, 'server');
+    await assertDirect(t, 'node/node-a', 'strict-server'); // kubelet probes keep working
+  });
 
   test.serial("a crashed agent's capture stays in place and fails closed; `nodemesh agent cleanup` removes it", async (t) => {
     const nodeB = lab.node('node-b');
