@@ -1,5 +1,5 @@
-// Certificate and root rotation under traffic, in the lab with the real CA (issue 3: "rotation
-// of a workload certificate mid-traffic drops no request; root rotation drops no request").
+// Certificate and root rotation under traffic, in the lab with the real CA: "rotation of a
+// workload certificate mid-traffic drops no request; root rotation drops no request".
 // Two nodes; a meshed client on node-a runs steady request loops (test/fixtures/rotation/
 // steady-client.js: per Service port a keep-alive connection and a new connection per
 // request, one request every 20 ms each) to web-1 on node-b behind the Service "web";
