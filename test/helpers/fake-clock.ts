@@ -74,14 +74,3 @@ export class FakeClock implements Clock {
     this.advance(Math.max(0, at - this.t));
   }
 }
-
-/** Polls `check` (real time) until it holds; for work that completes asynchronously after a fake-clock step. */
-export async function eventually<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 10_000, what = 'condition'): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

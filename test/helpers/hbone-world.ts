@@ -5,7 +5,6 @@ import type { ExecutionContext } from 'ava';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
 import type { SecurityIndex } from '../../agent/policy/authorization.js';
 import { HboneConnector } from '../../agent/hbone/client.js';
@@ -15,7 +14,6 @@ import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import type { InboundDeliver } from '../../agent/proxy/inbound-capture.js';
 import { deliverInbound } from '../../agent/proxy/inbound-delivery.js';
 import { ProxyState } from '../../agent/state/proxy-state.js';
-import { registry } from '../../agent/telemetry/metrics.js';
 import { TcpConnector, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/transport/connector.js';
 import { FixedIdentityProvider, TestCa } from './test-ca.js';
 
@@ -196,21 +194,6 @@ export async function flagOf(p: Promise<unknown>): Promise<string> {
     throw err;
   }
   throw new Error('expected the connect to fail');
-}
-
-export async function until(what: string, pred: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-export async function metricValue(name: string, labels: Record<string, string>): Promise<number> {
-  const m = registry.getSingleMetric(name);
-  if (!m) return 0;
-  const data = await m.get();
-  return data.values.filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((a, v) => a + v.value, 0);
 }
 
 /** A raw HTTP/2 client with a valid client certificate, for what our connector never sends. */

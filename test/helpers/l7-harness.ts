@@ -114,6 +114,15 @@ export async function startBackend(spec: BackendSpec): Promise<Backend> {
   return b;
 }
 
+/** The whole request body as text, for a backend's handler (never settles for a request cut short). */
+export function bodyOf(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve) => {
+    let body = '';
+    req.on('data', (d: Buffer) => (body += d.toString()));
+    req.on('end', () => resolve(body));
+  });
+}
+
 export function workload(name: string, labels: Record<string, string> = {}, ip = '127.0.0.1'): Workload {
   return { uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip, serviceAccount: name, labels: { app: name, ...labels }, meshed: true, spiffeId: `spiffe://cluster.local/ns/shop/sa/${name}` };
 }
@@ -208,6 +217,27 @@ export class Harness {
   }
 }
 
+/**
+ * A listening Harness for one test with a keep-alive client agent, both torn down with the
+ * test, and the backends (those of `opts.services` too) closed.
+ */
+export async function harness(
+  t: { teardown(fn: () => unknown): void },
+  backends: Backend[],
+  routing: RoutingConfig,
+  opts: SnapshotOptions = {},
+  agentOptions: http.AgentOptions = {},
+): Promise<{ h: Harness; agent: http.Agent }> {
+  const h = await new Harness(snapshot(backends, routing, opts)).listen();
+  const agent = new http.Agent({ keepAlive: true, ...agentOptions });
+  t.teardown(async () => {
+    agent.destroy();
+    await h.close();
+    for (const b of [...backends, ...(opts.services ?? []).flatMap((s) => s.backends)]) b.server.close();
+  });
+  return { h, agent };
+}
+
 export interface Reply {
   status: number;
   headers: http.IncomingHttpHeaders;
@@ -229,19 +259,5 @@ export function request(url: string, agent: http.Agent, opts: { method?: string;
     });
     req.on('error', reject);
     req.end(opts.body);
-  });
-}
-
-/** GET with a keep-alive agent; resolves status, headers, body. */
-export function get(url: string, agent: http.Agent, headers: http.OutgoingHttpHeaders = {}): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent, headers }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
   });
 }

@@ -3,7 +3,7 @@
 // port-level settings, mTLS modes, authorization rules with CIDRs), compiled through the
 // real control-plane path, for tests of what crosses the wire.
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { compileYaml, podYaml } from './security-config.js';
+import { compileYaml, podYaml } from './config-yaml.js';
 
 const CONFIG = `apiVersion: v1
 kind: Node

@@ -11,8 +11,8 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
+import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
@@ -57,15 +57,10 @@ async function capture(iface: string, filter: string[], file: string): Promise<{
 }
 
 if (canRunPrivileged('HBONE in the lab')) {
-  let state: LabState;
-  const node = (name: string) => state.nodes.find((n) => n.name === name)!;
-  const pod = (name: string) => state.pods.find((p) => p.name === name)!;
+  const lab = labPerFile({ dir: FIXTURE, name: LAB });
 
   async function curl(url: string): Promise<Echo> {
-    const cmd = await labExecCommand({ name: LAB, target: 'shop/client', argv: ['curl', '-sS', '--max-time', '10', url] });
-    const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-    if (r.code !== 0) throw new Error(`curl ${url} exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as Echo;
+    return JSON.parse(await lab.output('shop/client', ['curl', '-sS', '--max-time', '10', url])) as Echo;
   }
 
   async function debugState(admin: string): Promise<{ hbone: { outbound?: { connections: number }; inboundConnections: number } }> {
@@ -77,21 +72,14 @@ if (canRunPrivileged('HBONE in the lab')) {
 
   /** The effective PeerAuthentication of a workload, as the control plane compiled it. */
   async function mtlsOf(uid: string): Promise<{ mtlsMode: string; peerAuthentications: string[] } | undefined> {
-    const res = await fetch(`http://${state.controlAddress!.admin}/debug/snapshot`);
+    const res = await fetch(`http://${lab.state.controlAddress!.admin}/debug/snapshot`);
     const snap = (await res.json()) as { security: { workloads: { workload: string; mtlsMode: string; peerAuthentications: string[] }[] } };
     return snap.security.workloads.find((w) => w.workload === uid);
   }
 
-  test.before(async () => {
-    state = await labUp({ dir: FIXTURE, name: LAB });
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
-
   test.serial('across nodes: curl works over HBONE, the server sees its node proxy, and the link carries only TLS on 15008', async (t) => {
-    const a = node('node-a');
-    const b = node('node-b');
+    const a = lab.node('node-a');
+    const b = lab.node('node-b');
     const web = await mtlsOf('shop/web-1');
     t.is(web?.mtlsMode, 'STRICT', 'web-1 takes mutual TLS only');
     t.deepEqual(web?.peerAuthentications, ['istio-system/default'], 'by the mesh-wide PeerAuthentication');
@@ -110,7 +98,7 @@ if (canRunPrivileged('HBONE in the lab')) {
     }
     t.is(body.pod, 'web-1');
     t.is(body.path, `/${marker}`);
-    t.is(pod('web-1').node, 'node-b');
+    t.is(lab.pod('web-1').node, 'node-b');
     // the server's peer is its own node proxy, not the client pod nor node-a
     t.true([b.ip, b.podBridgeIp].includes(ip(body.remote)), `web-1 saw ${body.remote}; node-b is ${b.ip}/${b.podBridgeIp}`);
 
@@ -178,7 +166,7 @@ if (canRunPrivileged('HBONE in the lab')) {
   });
 
   test.serial('a second connection reuses the pooled HBONE connection', async (t) => {
-    const a = node('node-a');
+    const a = lab.node('node-a');
     const before = (await debugState(a.agentAdmin)).hbone.outbound?.connections ?? 0;
     const bodies = await Promise.all([curl('http://web.shop/one'), curl('http://web.shop/two')]);
     t.deepEqual(
@@ -193,7 +181,7 @@ if (canRunPrivileged('HBONE in the lab')) {
   });
 
   test.serial('same node: a meshed pod on the client’s node is served without HBONE, reported as mutual_tls', async (t) => {
-    const a = node('node-a');
+    const a = lab.node('node-a');
     const labels = {
       reporter: 'destination',
       source_workload: 'client',

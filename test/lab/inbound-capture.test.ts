@@ -5,23 +5,15 @@
 // The node's own traffic (kubelet probes) and traffic to pods that are not meshed are never
 // captured; the agent's SIGTERM removes every tc filter, rule, route and pin it made.
 import test, { type ExecutionContext } from 'ava';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import http from 'node:http';
-import { labDown, labExecCommand, labState, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
+import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'inbound-capture');
 const LAB = 't-inbound';
-
-/**
- * "STRICT refuses such connections" needs PeerAuthentication compiled into the snapshot
- * (control/compile-security.ts); until then the compiler is a stub returning no policy.
- */
-const COMPILE_SECURITY = packagePath('control', 'compile', 'security.ts');
-const peerAuthenticationCompiled =
-  existsSync(COMPILE_SECURITY) && !/\{\s*return emptySecurity\(\);\s*\}/.test(readFileSync(COMPILE_SECURITY, 'utf8'));
 
 interface Curl {
   code: number;
@@ -43,17 +35,10 @@ interface TapEvent {
 }
 
 if (canRunPrivileged('inbound capture')) {
-  let state: LabState;
-  const pod = (name: string) => state.pods.find((p) => p.name === name)!;
-  const node = (name: string) => state.nodes.find((n) => n.name === name)!;
-
-  async function exec(target: string, argv: string[]) {
-    const cmd = await labExecCommand({ name: LAB, target, argv });
-    return run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-  }
+  const lab = labPerFile({ dir: FIXTURE, name: LAB });
 
   async function curl(target: string, url: string): Promise<Curl> {
-    const r = await exec(target, ['curl', '-sS', '--max-time', '5', '-w', '\n%{local_ip}:%{local_port}', url]);
+    const r = await lab.exec(target, ['curl', '-sS', '--max-time', '5', '-w', '\n%{local_ip}:%{local_port}', url]);
     const cut = r.stdout.lastIndexOf('\n');
     const text = r.stdout.slice(0, Math.max(cut, 0));
     let body: Curl['body'];
@@ -104,7 +89,7 @@ if (canRunPrivileged('inbound capture')) {
 
   /** istio_tcp_connections_opened_total as node-a reports it for `workload`, as destination. */
   async function plaintextOpened(workload: string, flags?: string): Promise<number> {
-    return sumMetric(await scrape(node('node-a').agentAdmin), 'istio_tcp_connections_opened_total', {
+    return sumMetric(await scrape(lab.node('node-a').agentAdmin), 'istio_tcp_connections_opened_total', {
       reporter: 'destination',
       destination_workload: workload,
       connection_security_policy: 'none',
@@ -114,8 +99,8 @@ if (canRunPrivileged('inbound capture')) {
 
   /** A captured connection: the pod saw node-a's proxy, the proxy reported it as inbound plaintext. */
   async function assertCaptured(t: ExecutionContext, client: string) {
-    const server = pod('server');
-    const nodeA = node('node-a');
+    const server = lab.pod('server');
+    const nodeA = lab.node('node-a');
     const before = await plaintextOpened('server');
     const events = tap(nodeA.agentAdmin);
     await events.ready;
@@ -125,10 +110,10 @@ if (canRunPrivileged('inbound capture')) {
       t.is(res.body?.pod, 'server');
       t.is(res.body?.path, '/captured');
       // the pod's peer is node-a's proxy (its address on the pod bridge), not the client
-      t.is(ipOf(res.body!.remote), nodeA.podBridgeIp, `the pod saw ${res.body?.remote}; ${client} is ${pod(client).ip}`);
+      t.is(ipOf(res.body!.remote), nodeA.podBridgeIp, `the pod saw ${res.body?.remote}; ${client} is ${lab.pod(client).ip}`);
       t.not(ipOf(res.local), nodeA.podBridgeIp);
 
-      const e = await events.waitFor(inboundFrom(pod(client).ip));
+      const e = await events.waitFor(inboundFrom(lab.pod(client).ip));
       t.truthy(e, `node-a's tap shows no inbound connection from ${client}: ${JSON.stringify(events.events)}`);
       t.is(e?.originalDestination, `${server.ip}:8080`, 'the proxy read the dialled address from its socket');
       t.is(e?.security, 'none');
@@ -142,35 +127,27 @@ if (canRunPrivileged('inbound capture')) {
 
   /** Not captured: the server saw the client's very socket, and node-a's proxy saw nothing. */
   async function assertDirect(t: ExecutionContext, target: string, server: string) {
-    const events = tap(node('node-a').agentAdmin);
+    const events = tap(lab.node('node-a').agentAdmin);
     await events.ready;
     try {
-      const res = await curl(target, `http://${pod(server).ip}:8080/direct`);
+      const res = await curl(target, `http://${lab.pod(server).ip}:8080/direct`);
       t.is(res.code, 0, res.stderr);
       t.is(res.body?.pod, server);
       t.is(res.body?.remote.replace(/^::ffff:/, ''), res.local, 'the pod saw the client itself');
-      t.is(await events.waitFor((e) => e.direction === 'inbound' && e.originalDestination.startsWith(`${pod(server).ip}:`), 500), undefined);
+      t.is(await events.waitFor((e) => e.direction === 'inbound' && e.originalDestination.startsWith(`${lab.pod(server).ip}:`), 500), undefined);
     } finally {
       events.stop();
     }
   }
 
-  test.before(async () => {
-    await labUp({ dir: FIXTURE, name: LAB });
-    state = await labState(LAB);
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
-
   test.serial('each node captures its own meshed pods only, on its uplink, its pod bridge and every bridge port', async (t) => {
     const debug = async (n: string) =>
-      ((await (await fetch(`http://${node(n).agentAdmin}/debug/state`)).json()) as { inboundCapture: { pods: string[]; links: string[] } }).inboundCapture;
+      ((await (await fetch(`http://${lab.node(n).agentAdmin}/debug/state`)).json()) as { inboundCapture: { pods: string[]; links: string[] } }).inboundCapture;
     const a = await debug('node-a');
-    t.deepEqual(a.pods, [pod('server').ip, pod('strict-server').ip].sort());
-    const ports = state.pods.filter((p) => p.node === 'node-a').map((p) => `${p.vethNode}/egress`);
+    t.deepEqual(a.pods, [lab.pod('server').ip, lab.pod('strict-server').ip].sort());
+    const ports = lab.state.pods.filter((p) => p.node === 'node-a').map((p) => `${p.vethNode}/egress`);
     t.deepEqual(a.links.sort(), ['cbr0/ingress', 'eth0/ingress', ...ports].sort());
-    t.deepEqual((await debug('node-b')).pods, [pod('far-server').ip]);
+    t.deepEqual((await debug('node-b')).pods, [lab.pod('far-server').ip]);
   });
 
   test.serial('a pod that is not meshed, on another node, dialling a meshed pod is captured into its node proxy', async (t) => {
@@ -190,42 +167,38 @@ if (canRunPrivileged('inbound capture')) {
     await assertDirect(t, 'shop/neighbour', 'plain-server');
   });
 
-  if (peerAuthenticationCompiled) {
-    test.serial('a pod that is not meshed connecting straight to a STRICT pod is refused; to a PERMISSIVE pod it is served; the node still reaches both', async (t) => {
-      const strict = pod('strict-server');
-      const denied = await plaintextOpened('strict-server', 'DENY');
-      for (const client of ['remote', 'neighbour']) {
-        const res = await curl(`shop/${client}`, `http://${strict.ip}:8080/`);
-        t.not(res.code, 0, `${client} reached the STRICT pod: ${JSON.stringify(res.body)}`);
-        t.is(res.body, undefined);
-      }
-      t.is((await plaintextOpened('strict-server', 'DENY')) - denied, 2, 'both refusals reported with response_flags DENY');
-      const permissive = await curl('shop/remote', `http://${pod('server').ip}:8080/`);
-      t.is(permissive.code, 0, permissive.stderr);
-      t.is(permissive.body?.pod, 'server');
-      await assertDirect(t, 'node/node-a', 'strict-server'); // kubelet probes keep working
-    });
-  } else {
-    test.todo('STRICT refuses / PERMISSIVE serves captured plaintext: waits for PeerAuthentication in control/compile-security.ts');
-  }
+  test.serial('a pod that is not meshed connecting straight to a STRICT pod is refused; to a PERMISSIVE pod it is served; the node still reaches both', async (t) => {
+    const strict = lab.pod('strict-server');
+    const denied = await plaintextOpened('strict-server', 'DENY');
+    for (const client of ['remote', 'neighbour']) {
+      const res = await curl(`shop/${client}`, `http://${strict.ip}:8080/`);
+      t.not(res.code, 0, `${client} reached the STRICT pod: ${JSON.stringify(res.body)}`);
+      t.is(res.body, undefined);
+    }
+    t.is((await plaintextOpened('strict-server', 'DENY')) - denied, 2, 'both refusals reported with response_flags DENY');
+    const permissive = await curl('shop/remote', `http://${lab.pod('server').ip}:8080/`);
+    t.is(permissive.code, 0, permissive.stderr);
+    t.is(permissive.body?.pod, 'server');
+    await assertDirect(t, 'node/node-a', 'strict-server'); // kubelet probes keep working
+  });
 
   test.serial("a crashed agent's capture stays in place and fails closed; `nodemesh agent cleanup` removes it", async (t) => {
-    const nodeB = node('node-b');
-    const agent = state.processes.find((p) => p.role === 'agent' && p.name === 'node-b')!;
+    const nodeB = lab.node('node-b');
+    const agent = lab.state.processes.find((p) => p.role === 'agent' && p.name === 'node-b')!;
     process.kill(-agent.pid, 'SIGKILL');
     for (const end = Date.now() + 5_000; Date.now() < end && alive(agent.pid); ) await new Promise((r) => setTimeout(r, 50));
     const inNode = (cmd: string[]) => run('ip', ['netns', 'exec', nodeB.netns, ...cmd]);
     t.regex((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout, /nm_inbound/, 'the filter outlives the agent');
     t.regex((await inNode(['ip', 'rule', 'show'])).stdout, /fwmark 0x111\/0xfff lookup 15006/);
     // no proxy listening: a new connection to a meshed pod is dropped, never delivered around it
-    const dropped = await exec('shop/remote', ['curl', '-sS', '--max-time', '2', `http://${pod('far-server').ip}:8080/`]);
+    const dropped = await lab.exec('shop/remote', ['curl', '-sS', '--max-time', '2', `http://${lab.pod('far-server').ip}:8080/`]);
     t.is(dropped.code, 28, `expected a timeout: ${dropped.stdout}${dropped.stderr}`);
 
     // what an operator runs on the node (in its netns): `nodemesh agent cleanup`
     const cli = packagePath('bin', 'nodemesh.js');
     const r = await run('nsenter', [`--net=/run/netns/${nodeB.netns}`, '--', process.execPath, cli, 'agent', 'cleanup', '--pin-dir', nodeB.pinDir]);
     t.is(r.code, 0, r.stderr);
-    const ports = state.pods.filter((p) => p.node === 'node-b').map((p) => `${p.vethNode}/egress`);
+    const ports = lab.state.pods.filter((p) => p.node === 'node-b').map((p) => `${p.vethNode}/egress`);
     // eth0 and cbr0 ingress, and every pod veth's egress
     t.regex(r.stdout, new RegExp(`removed: ${ports.length + 2} tc filters, 1 policy rules, 1 routes, `));
     t.is((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout.trim(), '');
@@ -235,8 +208,8 @@ if (canRunPrivileged('inbound capture')) {
   });
 
   test.serial("node-a's agent on SIGTERM removes its tc filters, clsact qdiscs, policy rule, route and pins; pods are then reached directly", async (t) => {
-    const nodeA = node('node-a');
-    const agent = state.processes.find((p) => p.role === 'agent' && p.name === 'node-a')!;
+    const nodeA = lab.node('node-a');
+    const agent = lab.state.processes.find((p) => p.role === 'agent' && p.name === 'node-a')!;
     process.kill(-agent.pid, 'SIGTERM');
     for (const end = Date.now() + 10_000; Date.now() < end && alive(agent.pid); ) await new Promise((r) => setTimeout(r, 100));
     t.false(alive(agent.pid), 'the agent did not exit on SIGTERM');
@@ -253,9 +226,9 @@ if (canRunPrivileged('inbound capture')) {
     t.false(existsSync(nodeA.pinDir), `${nodeA.pinDir} is left`);
 
     // the mesh is gone from node-a: a client reaches the pod as before it was meshed
-    const res = await curl('shop/remote', `http://${pod('server').ip}:8080/`);
+    const res = await curl('shop/remote', `http://${lab.pod('server').ip}:8080/`);
     t.is(res.code, 0, res.stderr);
-    t.is(ipOf(res.body!.remote), pod('remote').ip);
+    t.is(ipOf(res.body!.remote), lab.pod('remote').ip);
   });
 }
 

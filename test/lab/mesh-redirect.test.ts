@@ -4,41 +4,30 @@
 // `lab down` leaves nothing behind.
 import test from 'ava';
 import { readdir } from 'node:fs/promises';
-import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { labDown } from '../../deploy/lab/lab.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
+import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run, runWithInput } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'mesh-basic');
 const LAB = 't-mesh';
 
-async function exec(state: LabState, target: string, argv: string[]) {
-  const cmd = await labExecCommand({ name: state.name, target, argv });
-  return run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-}
-
 function curl(url: string): string[] {
   return ['curl', '-sS', '--max-time', '5', url];
 }
 
 if (canRunPrivileged('mesh redirect')) {
-  let state: LabState;
-
-  test.before(async () => {
-    state = await labUp({ dir: FIXTURE, name: LAB });
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
+  const lab = labPerFile({ dir: FIXTURE, name: LAB });
 
   test.serial('an opted-in pod reaches a Service ClusterIP through its node proxy, and the right backend answers', async (t) => {
-    const web = state.services.find((s) => s.name === 'web')!;
-    const webPod = state.pods.find((p) => p.name === 'web-1')!;
-    const nodeA = state.nodes.find((n) => n.name === 'node-a')!;
-    const nodeB = state.nodes.find((n) => n.name === 'node-b')!;
+    const web = lab.service('web');
+    const webPod = lab.pod('web-1');
+    const nodeA = lab.node('node-a');
+    const nodeB = lab.node('node-b');
 
     // nobody owns the ClusterIP: no interface in any of the lab's namespaces has it
-    for (const netns of [...state.nodes.map((n) => n.netns), ...state.pods.map((p) => p.netns)]) {
+    for (const netns of [...lab.state.nodes.map((n) => n.netns), ...lab.state.pods.map((p) => p.netns)]) {
       const addrs = await run('ip', ['-n', netns, '-j', 'addr']);
       t.false(addrs.stdout.includes(`"${web.clusterIp}"`), `${netns} owns ${web.clusterIp}`);
     }
@@ -47,7 +36,7 @@ if (canRunPrivileged('mesh redirect')) {
       destination_service: 'web.shop.svc.cluster.local',
       source_workload: 'client',
     });
-    const res = await exec(state, 'shop/client', curl(`http://web.shop:80/hello`));
+    const res = await lab.exec('shop/client', curl(`http://web.shop:80/hello`));
     t.is(res.code, 0, res.stderr);
     const body = JSON.parse(res.stdout) as { pod: string; remote: string; path: string };
     t.is(body.pod, 'web-1', 'the Service selects web-1 only');
@@ -55,7 +44,7 @@ if (canRunPrivileged('mesh redirect')) {
 
     // the backend saw the connection arrive from the node proxy (a node address), not the pod
     const remoteIp = body.remote.replace(/:\d+$/, '').replace(/^::ffff:/, '');
-    const clientIp = state.pods.find((p) => p.name === 'client')!.ip;
+    const clientIp = lab.pod('client').ip;
     t.not(remoteIp, clientIp);
     t.true([nodeA.ip, nodeA.podBridgeIp].includes(remoteIp), `backend saw ${remoteIp}; node-a is ${nodeA.ip}/${nodeA.podBridgeIp}`);
     t.is(webPod.node, nodeB.name);
@@ -73,7 +62,7 @@ if (canRunPrivileged('mesh redirect')) {
   });
 
   test.serial("the agent's /metrics passes promtool's exposition checks", async (t) => {
-    const nodeA = state.nodes.find((n) => n.name === 'node-a')!;
+    const nodeA = lab.node('node-a');
     const text = await (await fetch(`http://${nodeA.agentAdmin}/metrics`)).text();
     const check = await runWithInput('promtool', ['check', 'metrics'], text);
     // A parse error fails outright. Lint findings are one line per metric; the only ones
@@ -92,19 +81,19 @@ if (canRunPrivileged('mesh redirect')) {
   });
 
   test.serial('a pod without the annotation is not redirected', async (t) => {
-    const web = state.services.find((s) => s.name === 'web')!;
-    const webPod = state.pods.find((p) => p.name === 'web-1')!;
-    const plain = state.pods.find((p) => p.name === 'plain')!;
-    const nodeA = state.nodes.find((n) => n.name === 'node-a')!;
+    const web = lab.service('web');
+    const webPod = lab.pod('web-1');
+    const plain = lab.pod('plain');
+    const nodeA = lab.node('node-a');
     const opened = async () => sumMetric(await scrape(nodeA.agentAdmin), 'istio_tcp_connections_opened_total', { source_workload: 'plain' });
     const before = await opened();
 
     // no kube-proxy in the lab: without the mesh a ClusterIP leads nowhere
-    const viaVip = await exec(state, 'shop/plain', curl(`http://${web.clusterIp}/`));
+    const viaVip = await lab.exec('shop/plain', curl(`http://${web.clusterIp}/`));
     t.not(viaVip.code, 0, 'a ClusterIP is only reachable through the mesh');
 
     // straight to the pod it works, and the backend sees the pod itself, not a proxy
-    const direct = await exec(state, 'shop/plain', curl(`http://${webPod.ip}:8080/`));
+    const direct = await lab.exec('shop/plain', curl(`http://${webPod.ip}:8080/`));
     t.is(direct.code, 0, direct.stderr);
     const body = JSON.parse(direct.stdout) as { remote: string };
     t.is(body.remote.replace(/:\d+$/, '').replace(/^::ffff:/, ''), plain.ip);
@@ -112,7 +101,7 @@ if (canRunPrivileged('mesh redirect')) {
   });
 
   test.serial('lab down leaves no netns, cgroup, bpffs pin or process behind', async (t) => {
-    const cgroupRoot = state.cgroupRoot!;
+    const cgroupRoot = lab.state.cgroupRoot!;
     await labDown({ name: LAB });
     const netns = await run('ip', ['netns', 'list']);
     t.false(netns.stdout.includes(`nm-${LAB}-`), netns.stdout);
@@ -125,6 +114,6 @@ if (canRunPrivileged('mesh redirect')) {
     const procs = await run('pgrep', ['-f', `nodemesh-lab-${LAB}|nm-${LAB}-`]);
     t.is(procs.stdout.trim(), '');
     const links = await run('ip', ['-j', 'link']);
-    t.false(links.stdout.includes(`"nm${state.slot}`), 'a veth or bridge of the lab is left');
+    t.false(links.stdout.includes(`"nm${lab.state.slot}`), 'a veth or bridge of the lab is left');
   });
 }

@@ -1,5 +1,5 @@
-// Certificate and root rotation under traffic, in the lab with the real CA (issue 3: "rotation
-// of a workload certificate mid-traffic drops no request; root rotation drops no request").
+// Certificate and root rotation under traffic, in the lab with the real CA: "rotation of a
+// workload certificate mid-traffic drops no request; root rotation drops no request".
 // Two nodes; a meshed client on node-a runs steady request loops (test/fixtures/rotation/
 // steady-client.js: per Service port a keep-alive connection and a new connection per
 // request, one request every 20 ms each) to web-1 on node-b behind the Service "web";
@@ -12,11 +12,13 @@ import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { sniForPodIp } from '../../agent/hbone/protocol.js';
+import type { HboneSessionInfo } from '../../agent/hbone/server.js';
+import type { IdentityStatus } from '../../agent/identity/identity-manager.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { splitPemCertificates } from '../../control/api/x509-svid.js';
-import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { DEFAULT_CLI } from '../../deploy/lab/lab-commands.js';
 import { labTrustBundleFile } from '../../deploy/lab/lab-credentials.js';
+import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
@@ -43,24 +45,11 @@ interface ClientStats {
   loops: Record<string, LoopStats>;
   failures: { at: string; loop: string; error: string; ms: number }[];
 }
-interface IdentityStatus {
-  spiffeId: string;
-  notAfter?: string;
-  serial?: string;
-  root?: string;
-}
-interface SessionInfo {
-  principal: string;
-  peerSerial: string;
-  presented: string;
-  presentedSerial: string;
-  peerAddress: string;
-  openedAt: string;
-}
+/** What this file reads of an agent's /debug/state. */
 interface AgentState {
   identities: IdentityStatus[];
   trustBundle: string[];
-  hbone: { inbound: SessionInfo[] };
+  hbone: { inbound: HboneSessionInfo[] };
 }
 
 /** Polls `check` until it returns a value other than false/undefined; fails with `what` after `timeoutMs`. */
@@ -75,23 +64,28 @@ async function until<T>(what: string, timeoutMs: number, check: () => Promise<T 
 }
 
 if (canRunPrivileged('certificate and root rotation in the lab')) {
-  let state: LabState;
-  const node = (name: string) => state.nodes.find((n) => n.name === name)!;
-  const pod = (name: string) => state.pods.find((p) => p.name === name)!;
-
-  async function clientStats(): Promise<ClientStats> {
-    const cmd = await labExecCommand({
+  const lab = labPerFile(
+    {
+      dir: FIXTURE,
       name: LAB,
-      target: 'shop/client',
-      argv: ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:9000/'],
-    });
-    const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-    if (r.code !== 0) throw new Error(`the client's stats: curl exited ${r.code}: ${r.stderr}`);
-    return JSON.parse(r.stdout) as ClientStats;
+      env: { NODEMESH_CERT_TTL: `${CERT_TTL_S}s`, NODEMESH_ROOT_CHANGE_SPREAD: `${ROOT_SPREAD_S}s` },
+    },
+    async () => {
+      // every loop has had its first good answer (the server may start after the client)
+      await until('the client loops to get going', 20_000, async () => {
+        const s = await clientStats();
+        return LOOPS.every((l) => s.loops[l]?.started) && s;
+      });
+    },
+  );
+
+  /** The steady client's counters (served on its own loopback). */
+  async function clientStats(): Promise<ClientStats> {
+    return JSON.parse(await lab.output('shop/client', ['curl', '-sS', '--max-time', '5', 'http://127.0.0.1:9000/'])) as ClientStats;
   }
 
   async function agentState(nodeName: string): Promise<AgentState> {
-    const res = await fetch(`http://${node(nodeName).agentAdmin}/debug/state`, { signal: AbortSignal.timeout(5_000) });
+    const res = await fetch(`http://${lab.node(nodeName).agentAdmin}/debug/state`, { signal: AbortSignal.timeout(5_000) });
     return (await res.json()) as AgentState;
   }
 
@@ -110,9 +104,9 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
         'openssl',
         's_client',
         '-connect',
-        `${node('node-b').ip}:15008`,
+        `${lab.node('node-b').ip}:15008`,
         '-servername',
-        sniForPodIp(pod('web-1').ip),
+        sniForPodIp(lab.pod('web-1').ip),
         '-alpn',
         'h2',
         '-tls1_3',
@@ -142,7 +136,7 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
     connection_security_policy: 'mutual_tls',
   };
   async function opened(): Promise<{ source: number; destination: number; plaintext: number }> {
-    const [a, b] = await Promise.all([scrape(node('node-a').agentAdmin), scrape(node('node-b').agentAdmin)]);
+    const [a, b] = await Promise.all([scrape(lab.node('node-a').agentAdmin), scrape(lab.node('node-b').agentAdmin)]);
     return {
       source: sumMetric(a, 'istio_tcp_connections_opened_total', { ...mtlsLabels, reporter: 'source' }),
       destination: sumMetric(b, 'istio_tcp_connections_opened_total', { ...mtlsLabels, reporter: 'destination' }),
@@ -184,26 +178,10 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
     t.is(m1.plaintext, 0, 'nothing reached web-1 in plaintext');
   }
 
-  test.before(async () => {
-    state = await labUp({
-      dir: FIXTURE,
-      name: LAB,
-      env: { NODEMESH_CERT_TTL: `${CERT_TTL_S}s`, NODEMESH_ROOT_CHANGE_SPREAD: `${ROOT_SPREAD_S}s` },
-    });
-    // every loop has had its first good answer (the server may start after the client)
-    await until('the client loops to get going', 20_000, async () => {
-      const s = await clientStats();
-      return LOOPS.every((l) => s.loops[l]?.started) && s;
-    });
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
-
   test.serial(
     'rotation of a workload certificate mid-traffic drops no request: both ends renew, new HBONE connections use the new certificates',
     async (t) => {
-      const snap = (await (await fetch(`http://${state.controlAddress!.admin}/debug/snapshot`)).json()) as {
+      const snap = (await (await fetch(`http://${lab.state.controlAddress!.admin}/debug/snapshot`)).json()) as {
         security: { workloads: { workload: string; mtlsMode: string }[] };
       };
       t.is(
@@ -266,7 +244,7 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
       t.is(r.code, 0, r.stderr);
       const retireAt = Date.parse(/both are trusted until (\S+);/.exec(r.stdout)?.[1] ?? '');
       t.true(Number.isFinite(retireAt), `the old root's end in: ${r.stdout}`);
-      const pems = splitPemCertificates(await readFile(labTrustBundleFile(state.stateDir), 'utf8'));
+      const pems = splitPemCertificates(await readFile(labTrustBundleFile(lab.state.stateDir), 'utf8'));
       t.is(pems.length, 2, 'the CA trusts both roots during the overlap');
       const newRootPem = pems[1]!;
       const newRoot = new X509Certificate(newRootPem).fingerprint256;

@@ -3,8 +3,8 @@
 // consecutive 5xx, comes back after baseEjectionTime, stays out twice as long after its
 // second ejection; and no more than maxEjectionPercent of a Service's pods are ever out.
 import test from 'ava';
-import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
-import { canRunPrivileged, run } from '../helpers/privileged.js';
+import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
+import { canRunPrivileged } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'traffic-outlier');
@@ -13,11 +13,8 @@ const LAB = 't-eject';
 
 type Row = [at: number, status: number, pod: string, ms: number];
 
-async function timeline(state: LabState, url: string, durationMs: number, intervalMs: number): Promise<Row[]> {
-  const cmd = await labExecCommand({ name: state.name, target: 'shop/client', argv: ['node', CLIENT, 'timeline', url, String(durationMs), String(intervalMs)] });
-  const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-  if (r.code !== 0) throw new Error(`client: exit ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as Row[];
+async function timeline(lab: Lab, url: string, durationMs: number, intervalMs: number): Promise<Row[]> {
+  return JSON.parse(await lab.output('shop/client', ['node', CLIENT, 'timeline', url, String(durationMs), String(intervalMs)])) as Row[];
 }
 
 /**
@@ -40,17 +37,10 @@ function outPeriods(rows: Row[], pod: string, minGapMs: number, minOthers = 5): 
 }
 
 if (canRunPrivileged('traffic outlier detection')) {
-  let state: LabState;
-
-  test.before(async () => {
-    state = await labUp({ dir: FIXTURE, name: LAB });
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
+  const lab = labPerFile({ dir: FIXTURE, name: LAB });
 
   test.serial('ejected after 3 consecutive 5xx, back after baseEjectionTime (1 s), out twice as long the second time', async (t) => {
-    const rows = await timeline(state, 'http://pair.shop/', 5000, 20);
+    const rows = await timeline(lab, 'http://pair.shop/', 5000, 20);
     t.true(rows.every(([, status, pod]) => (pod === 'pair-ok' ? status === 200 : status === 503)));
     const bad = rows.filter((r) => r[2] === 'pair-bad');
     t.is(bad.slice(0, 3).length, 3);
@@ -69,7 +59,7 @@ if (canRunPrivileged('traffic outlier detection')) {
   });
 
   test.serial('never more than maxEjectionPercent out: of three pods, two failing, only one is ejected', async (t) => {
-    const rows = await timeline(state, 'http://trio.shop/', 2000, 10);
+    const rows = await timeline(lab, 'http://trio.shop/', 2000, 10);
     const last = rows[rows.length - 1]![0];
     const inLastSecond = (pod: string) => rows.filter((r) => r[2] === pod && r[0] > last - 1000).length;
     const bad = ['trio-bad1', 'trio-bad2'].map((p) => ({ pod: p, recent: inLastSecond(p), all: rows.filter((r) => r[2] === p).length }));

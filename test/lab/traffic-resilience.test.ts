@@ -3,9 +3,9 @@
 // VirtualServices and DestinationRules (test/fixtures/traffic-resilience/routing.yaml),
 // enforced by the client's node proxy; requests counted at the backends themselves.
 import test from 'ava';
-import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
-import { canRunPrivileged, run } from '../helpers/privileged.js';
+import { canRunPrivileged } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'traffic-resilience');
@@ -26,47 +26,31 @@ interface One {
   body: string;
 }
 
-async function exec(state: LabState, target: string, argv: string[]): Promise<string> {
-  const cmd = await labExecCommand({ name: state.name, target, argv });
-  const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-  if (r.code !== 0) throw new Error(`${target}: ${argv.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return r.stdout;
-}
-
-const client = async <T>(state: LabState, ...args: string[]) => JSON.parse(await exec(state, 'shop/client', ['node', CLIENT, ...args])) as T;
+const client = async <T>(lab: Lab, ...args: string[]) => JSON.parse(await lab.output('shop/client', ['node', CLIENT, ...args])) as T;
 
 /** Requests a backend pod served, asked on its own loopback (never captured by the mesh). */
-async function served(state: LabState, pod: string, port = 8080): Promise<number> {
-  return (JSON.parse(await exec(state, `shop/${pod}`, ['curl', '-sS', `http://127.0.0.1:${port}/__stats`])) as { count: number }).count;
+async function served(lab: Lab, pod: string, port = 8080): Promise<number> {
+  return (JSON.parse(await lab.output(`shop/${pod}`, ['curl', '-sS', `http://127.0.0.1:${port}/__stats`])) as { count: number }).count;
 }
 
 if (canRunPrivileged('traffic resilience')) {
-  let state: LabState;
-  let nodeA: LabState['nodes'][number];
-
-  test.before(async () => {
-    state = await labUp({ dir: FIXTURE, name: LAB });
-    nodeA = state.nodes.find((n) => n.name === 'node-a')!;
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
+  const lab = labPerFile({ dir: FIXTURE, name: LAB });
 
   test.serial('a backend answering 503 to one request in three: with attempts 3 on 5xx the client sees 100% success', async (t) => {
-    const r = await client<Load>(state, 'load', 'http://flaky.shop/', '300', '1');
+    const r = await client<Load>(lab, 'load', 'http://flaky.shop/', '300', '1');
     t.deepEqual(r.status, { '200': 300 });
-    const n = await served(state, 'flaky-1');
+    const n = await served(lab, 'flaky-1');
     t.true(n >= 440 && n <= 460, `the backend served ${n} requests for 300 (one in three failed and was retried)`);
   });
 
   test.serial('when every request fails, the retry budget caps the extra load (20% of requests + 10/s over 10 s)', async (t) => {
-    const r = await client<Load>(state, 'load', 'http://down.shop/', '300', '1');
+    const r = await client<Load>(lab, 'load', 'http://down.shop/', '300', '1');
     t.deepEqual(r.status, { '503': 300 }, 'the failures reach the client');
-    const n = await served(state, 'down-1');
+    const n = await served(lab, 'down-1');
     // 3 retries each would be 1,200 tries; the budget allows 300 + 20% × 300 + 10 × 10
     t.true(n <= 300 + 60 + 100 + 2, `the backend served ${n} requests for 300`);
     t.true(n >= 300 + 60, `${n - 300} retries: the budget's share was not used`);
-    const samples = await scrape(nodeA.agentAdmin);
+    const samples = await scrape(lab.node('node-a').agentAdmin);
     const flagged = (flag: string) =>
       samples
         .filter((s) => s.name === 'istio_requests_total' && s.labels.destination_service_name === 'down' && s.labels.response_flags!.split(',').includes(flag))
@@ -78,36 +62,36 @@ if (canRunPrivileged('traffic resilience')) {
 
   test.serial('perTryTimeout cuts each slow try, timeout the whole request: 504 at the right time', async (t) => {
     // 3 tries of 200 ms (+ back-off ≤ 5 + 10 ms) against a backend that answers after 1 s
-    const perTry = await client<One>(state, 'one', 'http://slow.shop/per-try');
+    const perTry = await client<One>(lab, 'one', 'http://slow.shop/per-try');
     t.is(perTry.status, 504);
     t.is(perTry.body, 'upstream request timeout\n');
     t.log(`perTryTimeout 200 ms × 3 tries: 504 after ${perTry.ms} ms`);
     t.true(perTry.ms >= 600 && perTry.ms < 1000, `answered after ${perTry.ms} ms`);
-    const whole = await client<One>(state, 'one', 'http://slow.shop/timeout');
+    const whole = await client<One>(lab, 'one', 'http://slow.shop/timeout');
     t.is(whole.status, 504);
     t.log(`timeout 300 ms: 504 after ${whole.ms} ms`);
     t.true(whole.ms >= 300 && whole.ms < 700, `answered after ${whole.ms} ms`);
-    const samples = await scrape(nodeA.agentAdmin);
+    const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'slow', response_code: '504', response_flags: 'UT' }), 1, 'the route timeout');
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'slow', response_code: '504', response_flags: 'UT,URX' }), 1, 'per-try timeouts with the attempts used up');
   });
 
   test.serial('past http1MaxPendingRequests the extra requests get 503 with UO at once', async (t) => {
     // one connection, one pending: of 6 concurrent requests to a backend taking 1 s, 2 are served
-    const r = await client<Load>(state, 'load', 'http://busy.shop/', '6', '6');
+    const r = await client<Load>(lab, 'load', 'http://busy.shop/', '6', '6');
     t.deepEqual(r.status, { '200': 2, '503': 4 });
     t.is(r.overloaded, 4, 'each overflow carries x-envoy-overloaded: true');
     t.true(r.overloadedMaxMs < 500, `overflows answered within ${r.overloadedMaxMs} ms, not after the backend's 1000`);
-    t.is(await served(state, 'busy-1'), 2);
-    const samples = await scrape(nodeA.agentAdmin);
+    t.is(await served(lab, 'busy-1'), 2);
+    const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'busy', response_code: '503', response_flags: 'UO' }), 4);
   });
 
   test.serial('gRPC: a grpc-js client and server through the mesh, every UNAVAILABLE retried', async (t) => {
-    const out = JSON.parse(await exec(state, 'shop/client', ['node', GRPC, 'client', 'grpc.shop:9090', '20'])) as { ok: number; errors: Record<string, number> };
+    const out = JSON.parse(await lab.output('shop/client', ['node', GRPC, 'client', 'grpc.shop:9090', '20'])) as { ok: number; errors: Record<string, number> };
     t.deepEqual(out, { ok: 20, errors: {} });
-    t.is(await served(state, 'grpc-1', 9091), 40, 'the server failed every other call; each failure was retried once');
-    const samples = await scrape(nodeA.agentAdmin);
+    t.is(await served(lab, 'grpc-1', 9091), 40, 'the server failed every other call; each failure was retried once');
+    const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '0', response_code: '200' }), 20);
   });
 }

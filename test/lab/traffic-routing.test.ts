@@ -7,9 +7,9 @@
 import test from 'ava';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
-import { canRunPrivileged, run } from '../helpers/privileged.js';
+import { canRunPrivileged } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'traffic-routing');
@@ -17,32 +17,22 @@ const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
 const TCP_CLIENT = packagePath('test', 'fixtures', 'traffic', 'tcp-client.js');
 const LAB = 't-split';
 
-async function client<T>(state: LabState, args: string[]): Promise<T> {
-  const cmd = await labExecCommand({ name: state.name, target: 'shop/client', argv: ['node', CLIENT, ...args] });
-  const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-  if (r.code !== 0) throw new Error(`client ${args.join(' ')}: exit ${r.code}: ${r.stderr}`);
-  return JSON.parse(r.stdout) as T;
+async function client<T>(lab: Lab, args: string[]): Promise<T> {
+  return JSON.parse(await lab.output('shop/client', ['node', CLIENT, ...args])) as T;
 }
 
 /** Replaces a config file the way an editor or `kubectl apply` would: whole, at once. */
-async function rewriteConfig(state: LabState, file: string, text: string): Promise<void> {
-  const tmp = path.join(state.configDir, `.${file}.tmp`);
+async function rewriteConfig(lab: Lab, file: string, text: string): Promise<void> {
+  const tmp = path.join(lab.state.configDir, `.${file}.tmp`);
   await writeFile(tmp, text);
-  await rename(tmp, path.join(state.configDir, file));
+  await rename(tmp, path.join(lab.state.configDir, file));
 }
 
 if (canRunPrivileged('traffic routing')) {
-  let state: LabState;
-
-  test.before(async () => {
-    state = await labUp({ dir: FIXTURE, name: LAB });
-  });
-  test.after.always(async () => {
-    await labDown({ name: LAB });
-  });
+  const lab = labPerFile({ dir: FIXTURE, name: LAB });
 
   test.serial('a 90/10 VirtualService split over 2,000 requests lands within statistical tolerance', async (t) => {
-    const r = await client<{ total: number; status: Record<string, number>; pods: Record<string, number> }>(state, ['load', 'http://web.shop/', '2000', '8']);
+    const r = await client<{ total: number; status: Record<string, number>; pods: Record<string, number> }>(lab, ['load', 'http://web.shop/', '2000', '8']);
     t.deepEqual(r.status, { '200': 2000 });
     const v2 = r.pods['web-v2'] ?? 0;
     // binomial(2000, 0.1): mean 200, sd 13.4; 5 sd either side
@@ -50,7 +40,7 @@ if (canRunPrivileged('traffic routing')) {
     t.is((r.pods['web-v1'] ?? 0) + v2, 2000);
 
     // the source node proxy reported each request with its destination workload
-    const nodeA = state.nodes.find((n) => n.name === 'node-a')!;
+    const nodeA = lab.node('node-a');
     const samples = await scrape(nodeA.agentAdmin);
     const counted = (w: string) => sumMetric(samples, 'istio_requests_total', { source_workload: 'client', destination_workload: w, response_code: '200', reporter: 'source' });
     t.is(counted('web-v2'), v2);
@@ -62,10 +52,10 @@ if (canRunPrivileged('traffic routing')) {
     const switched = original.replace('weight: 90', 'weight: 0').replace('weight: 10', 'weight: 100');
     t.not(switched, original);
     // requests every 10 ms for 3 s; the file changes half a second in
-    const timeline = client<[number, number, string, number][]>(state, ['timeline', 'http://web.shop/', '3000', '10']);
+    const timeline = client<[number, number, string, number][]>(lab, ['timeline', 'http://web.shop/', '3000', '10']);
     await new Promise((r) => setTimeout(r, 500));
     const changedAt = Date.now();
-    await rewriteConfig(state, 'routing.yaml', switched);
+    await rewriteConfig(lab, 'routing.yaml', switched);
     const rows = await timeline;
     t.true(rows.every(([, status]) => status === 200), 'no request failed across the change');
     const before = rows.filter(([at]) => at < changedAt);
@@ -83,28 +73,25 @@ if (canRunPrivileged('traffic routing')) {
 
   test.serial('opaque TCP: a TCP route sends every connection to its subset; a server-first protocol on an undeclared port still greets', async (t) => {
     const tcp = async (port: number, n: number, line?: string) => {
-      const cmd = await labExecCommand({ name: state.name, target: 'shop/client', argv: ['node', TCP_CLIENT, 'echo.shop', String(port), String(n), ...(line ? [line] : [])] });
-      const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
-      if (r.code !== 0) throw new Error(`tcp-client: exit ${r.code}: ${r.stderr}`);
-      return JSON.parse(r.stdout) as { received: string; closed: boolean }[];
+      const out = await lab.output('shop/client', ['node', TCP_CLIENT, 'echo.shop', String(port), String(n), ...(line ? [line] : [])]);
+      return JSON.parse(out) as { received: string; closed: boolean }[];
     };
     // declared tcp-echo: no sniffing, the bytes go both ways, to v2 only (the TCP route)
     for (let i = 0; i < 4; i++) t.deepEqual(await tcp(7000, 1, `ping ${i}`), [{ received: `echo-v2: ping ${i}\n`, closed: false }]);
     // undeclared port, the server speaks first: after the sniff timeout the L4 path connects
     const [greeted] = await tcp(7001, 1);
     t.is(greeted!.received, 'hello from echo-v2\n');
-    const samples = await scrape(state.nodes.find((n) => n.name === 'node-a')!.agentAdmin);
+    const samples = await scrape(lab.node('node-a').agentAdmin);
     t.true(sumMetric(samples, 'istio_tcp_connections_opened_total', { destination_service_name: 'echo', destination_workload: 'echo-v2', request_protocol: 'tcp' }) >= 5);
     t.is(sumMetric(samples, 'istio_tcp_connections_opened_total', { destination_service_name: 'echo', destination_workload: 'echo-v1' }), 0);
   });
 
   test.serial('opaque TCP: past maxConnections a new connection is refused (UO)', async (t) => {
-    const cmd = await labExecCommand({ name: state.name, target: 'shop/client', argv: ['node', TCP_CLIENT, 'echo.shop', '7001', '3'] });
-    const r = await run(cmd.argv[0]!, cmd.argv.slice(1), cmd.env);
+    const r = await lab.exec('shop/client', ['node', TCP_CLIENT, 'echo.shop', '7001', '3']);
     const conns = JSON.parse(r.stdout) as { received: string; closed: boolean }[];
     t.is(conns.filter((c) => c.received === 'hello from echo-v2\n' && !c.closed).length, 2, JSON.stringify(conns));
     t.is(conns.filter((c) => c.received === '' && c.closed).length, 1, 'the third is closed without a byte');
-    const samples = await scrape(state.nodes.find((n) => n.name === 'node-a')!.agentAdmin);
+    const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_tcp_connections_opened_total', { destination_service_name: 'echo', response_flags: 'UO' }), 1);
   });
 }

@@ -4,10 +4,8 @@
 // by one, and properties over random policies: DENY beats ALLOW, AUDIT never changes a
 // decision, a policy for another workload changes nothing, TCP evaluation is fail-safe.
 // Policies go through the real path: YAML → validation → compiler → agent index.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import {
   authorizeConnection,
   authorizeRequest,
@@ -22,8 +20,9 @@ import { compileSecurity } from '../../control/compile/security.js';
 import type { AttributeMatch, AuthorizationAction, AuthorizationRule, ValueMatch } from '../../control/api/snapshot-security.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
-import { compileYaml, podYaml, policyOf } from '../helpers/security-config.js';
-import { packageRoot } from '../../common/paths.js';
+import { authorizationPolicy, compileYaml, podYaml, policyOf } from '../helpers/config-yaml.js';
+import { securitySample, securitySampleTest } from '../helpers/conformance-samples.js';
+import { holds } from '../helpers/property-holds.js';
 
 interface Req {
   principal?: string;
@@ -67,25 +66,20 @@ const sa = (ns: string, name: string) => `spiffe://cluster.local/ns/${ns}/sa/${n
 
 // --- the AuthorizationPolicy reference's examples ---------------------------------------
 
+/** The reference's usual setting: pod httpbin in namespace foo under the policy foo/httpbin with `spec`. */
+function fooHttpbin(spec: string): WorkloadPolicy {
+  return policyOf(compileYaml([podYaml('httpbin', { ns: 'foo' }), authorizationPolicy('foo', 'httpbin', spec)]), 'foo/httpbin');
+}
+
 test('reference: DENY from namespace dev to POST, on every workload of foo', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('httpbin', { ns: 'foo' }),
-      policy(
-        'foo',
-        'httpbin',
-        `action: DENY
+  const p = fooHttpbin(`action: DENY
   rules:
   - from:
     - source:
         namespaces: ["dev"]
     to:
     - operation:
-        methods: ["POST"]`,
-      ),
-    ].join('---\n'),
-  );
-  const p = policyOf(s, 'foo/httpbin');
+        methods: ["POST"]`);
   t.is(http(p, { principal: sa('dev', 'x'), method: 'POST' }), 'deny');
   t.is(http(p, { principal: sa('dev', 'x'), method: 'GET' }), 'allow');
   t.is(http(p, { principal: sa('prod', 'x'), method: 'POST' }), 'allow');
@@ -93,22 +87,12 @@ test('reference: DENY from namespace dev to POST, on every workload of foo', (t)
 });
 
 test('reference: DENY POST on port 8080 — for TCP "all TCP traffic on port 8080 would be denied"', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('httpbin', { ns: 'foo' }),
-      policy(
-        'foo',
-        'httpbin',
-        `action: DENY
+  const p = fooHttpbin(`action: DENY
   rules:
   - to:
     - operation:
         methods: ["POST"]
-        ports: ["8080"]`,
-      ),
-    ].join('---\n'),
-  );
-  const p = policyOf(s, 'foo/httpbin');
+        ports: ["8080"]`);
   t.is(http(p, { port: 8080, method: 'POST' }), 'deny');
   t.is(http(p, { port: 8080, method: 'GET' }), 'allow');
   t.is(http(p, { port: 9090, method: 'POST' }), 'allow');
@@ -117,13 +101,12 @@ test('reference: DENY POST on port 8080 — for TCP "all TCP traffic on port 808
 });
 
 test('reference: AUDIT of GET /user/profile/* never changes the decision and reports the match', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('api', { ns: 'ns1', labels: { app: 'myapi' } }),
-      policy(
-        'ns1',
-        'anyname',
-        `selector:
+  const s = compileYaml([
+    podYaml('api', { ns: 'ns1', labels: { app: 'myapi' } }),
+    authorizationPolicy(
+      'ns1',
+      'anyname',
+      `selector:
     matchLabels:
       app: myapi
   action: AUDIT
@@ -132,9 +115,8 @@ test('reference: AUDIT of GET /user/profile/* never changes the decision and rep
     - operation:
         methods: ["GET"]
         paths: ["/user/profile/*"]`,
-      ),
-    ].join('---\n'),
-  );
+    ),
+  ]);
   const p = policyOf(s, 'ns1/api');
   t.false(p.http, 'AUDIT alone does not make the proxy parse HTTP');
   const r = authorizeRequest(p, l4Of({}), httpOf({ method: 'GET', path: '/user/profile/42' }));
@@ -144,19 +126,17 @@ test('reference: AUDIT of GET /user/profile/* never changes the decision and rep
 });
 
 test('reference: allow-nothing (spec {}) denies all requests to the namespace; allow-all (rules: [{}]) allows them', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('a', { ns: 'foo' }),
-      podYaml('b', { ns: 'bar' }),
-      policy('foo', 'allow-nothing', '{}'),
-      policy(
-        'bar',
-        'allow-all',
-        `rules:
+  const s = compileYaml([
+    podYaml('a', { ns: 'foo' }),
+    podYaml('b', { ns: 'bar' }),
+    authorizationPolicy('foo', 'allow-nothing', '{}'),
+    authorizationPolicy(
+      'bar',
+      'allow-all',
+      `rules:
   - {}`,
-      ),
-    ].join('---\n'),
-  );
+    ),
+  ]);
   t.is(http(policyOf(s, 'foo/a'), { principal: sa('foo', 'x') }), 'deny');
   t.is(tcp(policyOf(s, 'foo/a'), {}), 'deny');
   t.is(http(policyOf(s, 'bar/b'), {}), 'allow');
@@ -164,28 +144,26 @@ test('reference: allow-nothing (spec {}) denies all requests to the namespace; a
 });
 
 test('reference: allow-nothing with a selector denies only the selected workloads; in the root namespace it selects across namespaces', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('httpbin', { ns: 'bar', labels: { app: 'httpbin' } }),
-      podYaml('other', { ns: 'bar', labels: { app: 'other' } }),
-      podYaml('v1', { ns: 'baz', labels: { version: 'v1' } }),
-      podYaml('v2', { ns: 'baz', labels: { version: 'v2' } }),
-      policy(
-        'bar',
-        'allow-nothing',
-        `selector:
+  const s = compileYaml([
+    podYaml('httpbin', { ns: 'bar', labels: { app: 'httpbin' } }),
+    podYaml('other', { ns: 'bar', labels: { app: 'other' } }),
+    podYaml('v1', { ns: 'baz', labels: { version: 'v1' } }),
+    podYaml('v2', { ns: 'baz', labels: { version: 'v2' } }),
+    authorizationPolicy(
+      'bar',
+      'allow-nothing',
+      `selector:
     matchLabels:
       app: httpbin`,
-      ),
-      policy(
-        'istio-system',
-        'allow-nothing',
-        `selector:
+    ),
+    authorizationPolicy(
+      'istio-system',
+      'allow-nothing',
+      `selector:
     matchLabels:
       version: v1`,
-      ),
-    ].join('---\n'),
-  );
+    ),
+  ]);
   t.is(http(policyOf(s, 'bar/httpbin'), {}), 'deny');
   t.is(http(policyOf(s, 'bar/other'), {}), 'allow');
   t.is(http(policyOf(s, 'baz/v1'), {}), 'deny');
@@ -193,10 +171,9 @@ test('reference: allow-nothing with a selector denies only the selected workload
 });
 
 test('reference: the dry-run annotation evaluates a DENY without enforcing it', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('httpbin', { labels: { app: 'httpbin' } }),
-      `apiVersion: security.istio.io/v1
+  const s = compileYaml([
+    podYaml('httpbin', { labels: { app: 'httpbin' } }),
+    `apiVersion: security.istio.io/v1
 kind: AuthorizationPolicy
 metadata:
   name: dry-run-example
@@ -212,8 +189,7 @@ spec:
     - operation:
         paths: ["/headers"]
 `,
-    ].join('---\n'),
-  );
+  ]);
   const p = policyOf(s, 'default/httpbin');
   const r = authorizeRequest(p, l4Of({}), httpOf({ path: '/headers' }));
   t.is(r.decision, 'allow');
@@ -222,13 +198,7 @@ spec:
 
 test('reference: the first example (principal or namespace, GET /info* or POST /data, when a JWT issuer) denies requests without that JWT', (t) => {
   // nodemesh validates no JWT, so no request has the claim: Istio denies these requests too
-  const s = compileYaml(
-    [
-      podYaml('httpbin', { ns: 'foo' }),
-      policy(
-        'foo',
-        'httpbin',
-        `action: ALLOW
+  const p = fooHttpbin(`action: ALLOW
   rules:
   - from:
     - source:
@@ -244,42 +214,31 @@ test('reference: the first example (principal or namespace, GET /info* or POST /
         paths: ["/data"]
     when:
     - key: request.auth.claims[iss]
-      values: ["https://accounts.google.com"]`,
-      ),
-    ].join('---\n'),
-  );
-  const p = policyOf(s, 'foo/httpbin');
+      values: ["https://accounts.google.com"]`);
   t.is(http(p, { principal: sa('default', 'sleep'), method: 'GET', path: '/info/x' }), 'deny');
   t.is(http(p, { principal: sa('test', 'any'), method: 'POST', path: '/data' }), 'deny');
 });
 
 // --- upstream YAML in ../shared/conformance/security/ -----------------------------------
 
-const repo = packageRoot();
-const conformance = path.resolve(repo, '..', 'shared', 'conformance', 'security');
-const sample = (file: string) => readFileSync(path.join(conformance, file), 'utf8');
-const haveSamples = existsSync(conformance);
-const sampleTest = haveSamples ? test : test.skip;
-
-sampleTest('istio.io allow-nothing: every request and connection to the namespace is denied', (t) => {
-  const s = compileYaml(
-    [
-      podYaml('productpage', { ns: 'default' }),
-      podYaml('elsewhere', { ns: 'other' }),
-      sample('istio-io-authorizationpolicy-allow-nothing.yaml'),
-    ].join('---\n'),
-  );
+securitySampleTest('istio.io allow-nothing: every request and connection to the namespace is denied', (t) => {
+  const s = compileYaml([
+    podYaml('productpage', { ns: 'default' }),
+    podYaml('elsewhere', { ns: 'other' }),
+    securitySample('istio-io-authorizationpolicy-allow-nothing.yaml'),
+  ]);
   const p = policyOf(s, 'default/productpage');
   for (const r of [{}, { principal: sa('default', 'bookinfo-productpage') }, { method: 'POST', path: '/x' }]) t.is(http(p, r), 'deny');
   t.is(tcp(p, {}), 'deny');
   t.is(http(policyOf(s, 'other/elsewhere'), {}), 'allow');
 });
 
-sampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; other methods pass', (t) => {
+securitySampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; other methods pass', (t) => {
   const s = compileYaml(
-    [podYaml('httpbin', { ns: 'foo', labels: { app: 'httpbin' } }), sample('istio-io-authorizationpolicy-deny-method-get-when.yaml')].join(
-      '---\n',
-    ),
+    [
+      podYaml('httpbin', { ns: 'foo', labels: { app: 'httpbin' } }),
+      securitySample('istio-io-authorizationpolicy-deny-method-get-when.yaml'),
+    ].join('---\n'),
   );
   const p = policyOf(s, 'foo/httpbin');
   t.is(http(p, { method: 'GET', path: '/get' }), 'deny');
@@ -288,10 +247,11 @@ sampleTest('istio.io deny-method-get: GET is denied unless x-token is admin; oth
   t.is(http(p, { method: 'POST', path: '/post' }), 'allow');
 });
 
-sampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) => {
-  const s = compileYaml(
-    [podYaml('details', { labels: { app: 'details' } }), sample('istio-io-authorizationpolicy-details-viewer.yaml')].join('---\n'),
-  );
+securitySampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) => {
+  const s = compileYaml([
+    podYaml('details', { labels: { app: 'details' } }),
+    securitySample('istio-io-authorizationpolicy-details-viewer.yaml'),
+  ]);
   const p = policyOf(s, 'default/details');
   t.is(http(p, { principal: sa('default', 'bookinfo-productpage'), method: 'GET', path: '/details/0' }), 'allow');
   t.is(http(p, { principal: sa('default', 'bookinfo-productpage'), method: 'POST', path: '/details/0' }), 'deny');
@@ -300,17 +260,18 @@ sampleTest('istio.io details-viewer: only bookinfo-productpage, only GET', (t) =
   t.is(tcp(p, { principal: sa('default', 'bookinfo-productpage') }), 'deny', 'an ALLOW rule with methods never matches TCP');
 });
 
-sampleTest('Istio dataset httpbin policy (JWT issuer condition): denied without a JWT', (t) => {
-  const s = compileYaml(
-    [podYaml('httpbin', { labels: { app: 'httpbin', version: 'v1' } }), sample('istio-dataset-authorizationpolicy-v1.yaml')].join('---\n'),
-  );
+securitySampleTest('Istio dataset httpbin policy (JWT issuer condition): denied without a JWT', (t) => {
+  const s = compileYaml([
+    podYaml('httpbin', { labels: { app: 'httpbin', version: 'v1' } }),
+    securitySample('istio-dataset-authorizationpolicy-v1.yaml'),
+  ]);
   t.is(http(policyOf(s, 'default/httpbin'), { principal: sa('default', 'sleep'), method: 'GET', path: '/info' }), 'deny');
 });
 
-sampleTest(
+securitySampleTest(
   'Istio ambient deny-groups: L4 rules deny at accept, HTTP-only rules deny any non-HTTP stream, and HTTP requests they cannot match pass',
   (t) => {
-    const s = compileYaml([podYaml('server'), sample('istio-ambient-authorizationpolicy-deny-l4-l7-mix.yaml')].join('---\n'));
+    const s = compileYaml([podYaml('server'), securitySample('istio-ambient-authorizationpolicy-deny-l4-l7-mix.yaml')]);
     const p = policyOf(s, 'default/server');
     t.true(p.http);
     // "L4 only when": namespace when-l4-ns AND source.ip 10.10.10.10 (not 20.20.20.20)
@@ -324,16 +285,14 @@ sampleTest(
   },
 );
 
-sampleTest(
+securitySampleTest(
   "Istio validation sample: serviceAccounts (a bare name is in the policy's namespace), principals and namespaces are alternatives",
   (t) => {
-    const s = compileYaml(
-      [
-        podYaml('server'),
-        podYaml('httpbin', { labels: { app: 'httpbin' } }),
-        sample('istio-validation-authorizationpolicy-valid.yaml'),
-      ].join('---\n'),
-    );
+    const s = compileYaml([
+      podYaml('server'),
+      podYaml('httpbin', { labels: { app: 'httpbin' } }),
+      securitySample('istio-validation-authorizationpolicy-valid.yaml'),
+    ]);
     const p = policyOf(s, 'default/server');
     t.is(tcp(p, { principal: sa('baz', 'sa') }), 'allow');
     t.is(tcp(p, { principal: sa('default', 'sa') }), 'allow');
@@ -348,7 +307,7 @@ sampleTest(
 // --- the combination rules, one by one ---------------------------------------------------
 
 function onePolicy(spec: string): WorkloadPolicy {
-  return policyOf(compileYaml([podYaml('server', { ns: 'shop' }), policy('shop', 'p', spec)].join('---\n')), 'shop/server');
+  return policyOf(compileYaml([podYaml('server', { ns: 'shop' }), authorizationPolicy('shop', 'p', spec)]), 'shop/server');
 }
 
 test('rules are ORed; from, to and when in a rule are ANDed', (t) => {
@@ -611,20 +570,3 @@ test('property: the decision at accept agrees with every request — denied at a
     { numRuns: 500 },
   );
 });
-
-/** The property holds; otherwise fails with fast-check's counterexample. */
-function holds<T>(t: ExecutionContext, property: fc.IProperty<T>, params: fc.Parameters<T>): void {
-  const out = fc.check(property, params);
-  t.false(out.failed, fc.defaultReportMessage(out) ?? '');
-}
-
-function policy(namespace: string, name: string, spec: string): string {
-  return `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata:
-  name: ${name}
-  namespace: ${namespace}
-spec:
-  ${spec}
-`;
-}

@@ -3,17 +3,17 @@
 // intermediate, and root rotation (both roots trusted during the overlap, new leaves under
 // the new root, old leaves verifying until the overlap ends) with a fake clock.
 import test from 'ava';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import forge from 'node-forge';
 import { startLocalCa, type LocalCa } from '../../control/ca/ca.js';
 import { CaStore } from '../../control/ca/store.js';
 import { splitPemCertificates, svidSpiffeId, verifyChain } from '../../control/api/x509-svid.js';
 import { requestRotation } from '../../cli/ca.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { run } from '../helpers/privileged.js';
+import { csr } from '../helpers/csr.js';
 
 const TD = 'cluster.local';
 const ID = `spiffe://${TD}/ns/shop/sa/web`;
@@ -35,17 +35,6 @@ test.after.always(async () => {
   for (const d of dirs) await rm(d, { recursive: true, force: true });
 });
 
-/** A CSR (node-forge) over a fresh RSA key, with `uris` as its URI SANs. */
-function csr(uris: string[] = [ID]): string {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  const key = forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey;
-  const r = forge.pki.createCertificationRequest();
-  r.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  if (uris.length) r.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: uris.map((value) => ({ type: 6, value })) }] }]);
-  r.sign(key, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(r);
-}
-
 async function openssl(args: string[]): Promise<string> {
   const r = await run('openssl', args);
   if (r.code !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
@@ -61,7 +50,7 @@ async function pemFile(dir: string, name: string, pem: string | string[]): Promi
 test('openssl shows an issued SVID with exactly the one SPIFFE URI SAN, the validity asked for, and the SVID extensions', async (t) => {
   const c = await ca();
   const asked = Date.now();
-  const chain = c.signWorkload({ csrPem: csr(), spiffeId: ID, ttlSeconds: 3600 });
+  const chain = c.signWorkload({ csrPem: csr([ID]), spiffeId: ID, ttlSeconds: 3600 });
   const dir = await tempDir();
   const leafFile = await pemFile(dir, 'leaf.pem', chain[0]!);
   const text = await openssl(['x509', '-in', leafFile, '-text', '-noout']);
@@ -91,12 +80,12 @@ test('openssl shows an issued SVID with exactly the one SPIFFE URI SAN, the vali
 
 test('the serial is random and the default validity is 24 h; more than the maximum is refused', async (t) => {
   const c = await ca();
-  const a = new X509Certificate(c.signWorkload({ csrPem: csr(), spiffeId: ID })[0]!);
-  const b = new X509Certificate(c.signWorkload({ csrPem: csr(), spiffeId: ID })[0]!);
+  const a = new X509Certificate(c.signWorkload({ csrPem: csr([ID]), spiffeId: ID })[0]!);
+  const b = new X509Certificate(c.signWorkload({ csrPem: csr([ID]), spiffeId: ID })[0]!);
   t.not(a.serialNumber, b.serialNumber);
   t.true(a.serialNumber.length >= 30, `a 16-byte serial, got ${a.serialNumber}`);
   t.true(Math.abs(Date.parse(a.validTo) - Date.now() - 24 * 3600_000) < 5000);
-  const err = t.throws(() => c.signWorkload({ csrPem: csr(), spiffeId: ID, ttlSeconds: 25 * 3600 }));
+  const err = t.throws(() => c.signWorkload({ csrPem: csr([ID]), spiffeId: ID, ttlSeconds: 25 * 3600 }));
   t.regex(err!.message, /exceeds the CA's maximum of 86400 s/);
 });
 
@@ -117,7 +106,7 @@ test('the root is generated on first start, kept with mode 0600 in a 0700 dir, a
 
   const again = await ca({ dir });
   t.is(again.trustBundle()[0], root, 'same root after a restart');
-  const chain = again.signWorkload({ csrPem: csr(), spiffeId: ID });
+  const chain = again.signWorkload({ csrPem: csr([ID]), spiffeId: ID });
   t.is(verifyChain(chain, [root], Date.now()), root);
 });
 
@@ -125,11 +114,11 @@ test('a request is refused when the CSR asks for another identity, is not signed
   const c = await ca();
   t.regex(t.throws(() => c.signWorkload({ csrPem: csr(['spiffe://cluster.local/ns/shop/sa/admin']), spiffeId: ID }))!.message, /CSR asks for URI SAN .*admin but the request is for .*web/);
   t.regex(t.throws(() => c.signWorkload({ csrPem: csr([ID, 'spiffe://cluster.local/ns/x/sa/y']), spiffeId: ID }))!.message, /must agree/);
-  t.regex(t.throws(() => c.signWorkload({ csrPem: csr(), spiffeId: 'spiffe://other.domain/ns/shop/sa/web' }))!.message, /trust domain is other\.domain/);
-  t.regex(t.throws(() => c.signWorkload({ csrPem: csr(), spiffeId: 'spiffe://cluster.local/web' }))!.message, /\/ns\/<namespace>\/sa\/<service account>/);
+  t.regex(t.throws(() => c.signWorkload({ csrPem: csr([ID]), spiffeId: 'spiffe://other.domain/ns/shop/sa/web' }))!.message, /trust domain is other\.domain/);
+  t.regex(t.throws(() => c.signWorkload({ csrPem: csr([ID]), spiffeId: 'spiffe://cluster.local/web' }))!.message, /\/ns\/<namespace>\/sa\/<service account>/);
   t.regex(t.throws(() => c.signWorkload({ csrPem: 'not a csr', spiffeId: ID }))!.message, /CSR cannot be read/);
   // a CSR whose signature does not match its content: flip a bit of the signature
-  const der = Buffer.from(csr().replace(/-----[A-Z ]+-----/g, '').replace(/\s/g, ''), 'base64');
+  const der = Buffer.from(csr([ID]).replace(/-----[A-Z ]+-----/g, '').replace(/\s/g, ''), 'base64');
   der[der.length - 1]! ^= 0x01;
   const tampered = `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE REQUEST-----\n`;
   t.regex(t.throws(() => c.signWorkload({ csrPem: tampered, spiffeId: ID }))!.message, /signature does not verify/);
@@ -148,7 +137,7 @@ test('an operator-supplied intermediate signs, and the chain is served leaf → 
   const c = await ca({ operator: { certFile: f('int.pem'), keyFile: f('int.key'), chainFile: f('root.pem') } });
   const root = await readFile(f('root.pem'), 'utf8');
   t.deepEqual(c.trustBundle().map((r) => r.trim()), [root.trim()], 'the bundle is the operator root');
-  const chain = c.signWorkload({ csrPem: csr(), spiffeId: ID });
+  const chain = c.signWorkload({ csrPem: csr([ID]), spiffeId: ID });
   t.is(chain.length, 3);
   t.is(chain[1]!.trim(), (await readFile(f('int.pem'), 'utf8')).trim());
   t.is(chain[2]!.trim(), root.trim());
@@ -166,7 +155,7 @@ test('root rotation: both roots in the bundle during the overlap, new leaves und
   const dir = path.join(await tempDir(), 'ca');
   const c = await ca({ dir, clock, workloadTtlMs: 4 * 3600_000 });
   const oldRoot = c.trustBundle()[0]!;
-  const oldLeaf = c.signWorkload({ csrPem: csr(), spiffeId: ID });
+  const oldLeaf = c.signWorkload({ csrPem: csr([ID]), spiffeId: ID });
   let changes = 0;
   c.onChange(() => changes++);
 
@@ -180,7 +169,7 @@ test('root rotation: both roots in the bundle during the overlap, new leaves und
   t.not(newRoot, oldRoot);
   t.is((await readFile(new CaStore(dir).file('trustBundle'), 'utf8')).trim(), bundle.join('').trim(), 'the bundle file has both');
 
-  const newLeaf = c.signWorkload({ csrPem: csr(), spiffeId: ID });
+  const newLeaf = c.signWorkload({ csrPem: csr([ID]), spiffeId: ID });
   t.is(verifyChain(newLeaf, bundle, clock.now()), newRoot, 'new leaves chain to the new root');
   t.is(verifyChain(oldLeaf, bundle, clock.now()), oldRoot, 'old leaves still verify during the overlap');
   const tmp = await tempDir();

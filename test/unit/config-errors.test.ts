@@ -2,14 +2,14 @@
 // field, is counted, never stops the control plane, never half-applies, and leaves the last
 // good state in force. These tests run a real control plane on a temp directory.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Writable } from 'node:stream';
-import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
+import type { ControlPlane } from '../../control/control-plane.js';
 import { printConfigStatus } from '../../cli/config-status.js';
 import { parseYamlFile } from '../../control/source/files.js';
 import { validateDocument } from '../../control/validate/validate.js';
+import { configDir, controlPlane } from '../helpers/control-plane.js';
 
 interface Running {
   cp: ControlPlane;
@@ -19,11 +19,8 @@ interface Running {
 }
 
 async function running(t: ExecutionContext, files: Record<string, string>): Promise<Running> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-config-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  const cp = await startControlPlane({ configDir: dir, grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', rescanMs: 0, debounceMs: 10_000, processMetrics: false });
-  t.teardown(() => cp.close());
+  const dir = await configDir(t, files);
+  const cp = await controlPlane(t, { configDir: dir, rescanMs: 0, debounceMs: 10_000 });
   return {
     cp,
     dir,

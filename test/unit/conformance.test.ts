@@ -6,16 +6,15 @@ import test from 'ava';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
-import { startControlPlane } from '../../control/control-plane.js';
 import { parseYamlFile } from '../../control/source/files.js';
 import { ResourceStore } from '../../control/config-store.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
 import { compileRoutingReport, type RoutingReport } from '../../control/compile/routing.js';
 import { NOT_YET_APPLIED, compiledKind } from '../../control/validate/validate.js';
-import { packageRoot } from '../../common/paths.js';
+import { CONFORMANCE_DIR } from '../helpers/conformance-samples.js';
+import { controlPlane } from '../helpers/control-plane.js';
 
-const repo = packageRoot();
-const dir = path.resolve(repo, '..', 'shared', 'conformance');
+const dir = CONFORMANCE_DIR;
 
 function yamlFiles(d: string): string[] {
   return readdirSync(d)
@@ -70,8 +69,7 @@ if (!existsSync(dir)) {
   }
 
   test('the whole folder through a running control plane: no YAML, kind or field errors, and every Service in the snapshot', async (t) => {
-    const cp = await startControlPlane({ configDir: dir, grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', rescanMs: 0, processMetrics: false });
-    t.teardown(() => cp.close());
+    const cp = await controlPlane(t, { configDir: dir, rescanMs: 0 });
     const status = cp.status();
     t.deepEqual(status.fileErrors, []);
     // the samples are alternatives of one another (several `VirtualService reviews`): the

@@ -4,22 +4,22 @@
 // certificate requests against the snapshot, the trust bundle in the snapshot, and a root
 // rotation reaching agents.
 import test, { type ExecutionContext } from 'ava';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import forge from 'node-forge';
 import { CertificateRequestError, createCertificateClient } from '../../control/api/ca-client.js';
 import { ControlPlaneCredentials } from '../../control/api/control-credentials.js';
 import { watchSnapshots } from '../../control/api/discovery-client.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { splitPemCertificates, svidSpiffeId, verifyChain } from '../../control/api/x509-svid.js';
 import { CA_FILES } from '../../control/ca/store.js';
-import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
+import type { ControlPlane } from '../../control/control-plane.js';
 import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../../control/ca/node-credentials.js';
-import { eventually } from '../helpers/fake-clock.js';
+import { controlPlane } from '../helpers/control-plane.js';
+import { eventually } from '../helpers/eventually.js';
 import { run } from '../helpers/privileged.js';
+import { csr, csrWithKey } from '../helpers/csr.js';
 
 const pod = (ns: string, name: string, node: string, sa: string, ip: string) => `apiVersion: v1
 kind: Pod
@@ -58,14 +58,10 @@ async function env(t: ExecutionContext): Promise<Env> {
   const nodeCa = await createNodeCa(path.join(dir, 'node-ca'));
   for (const n of ['node-a', 'node-b']) await issueNodeCredential(nodeCa, n, path.join(dir, 'cred', n));
   const caDir = path.join(dir, 'ca');
-  const cp = await startControlPlane({
+  const cp = await controlPlane(t, {
     configDir: config,
-    grpcAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    processMetrics: false,
     ca: { dir: caDir, nodeCaFile: path.join(dir, 'node-ca', NODE_CA_FILES.cert), rotationPollMs: 0 },
   });
-  t.teardown(() => cp.close());
   return { dir, cp, address: `127.0.0.1:${cp.grpcPort}`, caDir, bundleFile: path.join(caDir, CA_FILES.trustBundle), cred: (n) => path.join(dir, 'cred', n) };
 }
 
@@ -75,20 +71,10 @@ function credentials(t: ExecutionContext, rootCertFile: string, nodeCredentialDi
   return c;
 }
 
-function csr(identity: string): string {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  const key = forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey;
-  const r = forge.pki.createCertificationRequest();
-  r.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  r.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: identity }] }] }]);
-  r.sign(key, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(r);
-}
-
 async function ask(t: ExecutionContext, address: string, creds: grpc.ChannelCredentials, identity: string, validitySeconds = 0): Promise<string[]> {
   const client = createCertificateClient({ address, credentials: creds, timeoutMs: 5000 });
   t.teardown(() => client.close());
-  return client.createCertificate({ csrPem: csr(identity), identity, validitySeconds });
+  return client.createCertificate({ csrPem: csr([identity]), identity, validitySeconds });
 }
 
 async function refused(env: Env, reason: string): Promise<number> {
@@ -140,14 +126,10 @@ test('a request without a valid node credential is refused and counted: none, an
   // a workload SVID of the mesh CA is not a node credential
   const svidDir = path.join(e.dir, 'svid');
   await run('mkdir', ['-p', svidDir]);
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048, privateKeyEncoding: { type: 'pkcs8', format: 'pem' }, publicKeyEncoding: { type: 'spki', format: 'pem' } });
-  const k = forge.pki.privateKeyFromPem(privateKey) as forge.pki.rsa.PrivateKey;
-  const r = forge.pki.createCertificationRequest();
-  r.publicKey = forge.pki.setRsaPublicKey(k.n, k.e);
-  r.sign(k, forge.md.sha256.create());
-  const svid = e.cp.ca!.signWorkload({ csrPem: forge.pki.certificationRequestToPem(r), spiffeId: WEB });
+  const { csrPem, keyPem } = csrWithKey([]);
+  const svid = e.cp.ca!.signWorkload({ csrPem, spiffeId: WEB });
   await writeFile(path.join(svidDir, 'cert.pem'), svid.join(''));
-  await writeFile(path.join(svidDir, 'key.pem'), privateKey);
+  await writeFile(path.join(svidDir, 'key.pem'), keyPem);
   const bySvid = await t.throwsAsync(ask(t, e.address, credentials(t, e.bundleFile, svidDir).credentials, WEB), { instanceOf: CertificateRequestError });
   t.is(bySvid!.grpcCode, grpc.status.UNAUTHENTICATED);
   t.is(await refused(e, 'unauthenticated'), 3);

@@ -1,12 +1,13 @@
 // The discovery stream over a real gRPC socket: the agent-side client (control/api) against
 // a real control plane on 127.0.0.1, driven by files in a temp directory.
 import test, { type ExecutionContext } from 'ava';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { watchSnapshots, type SnapshotWatch } from '../../control/api/discovery-client.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { startControlPlane, type ControlPlane, type ControlPlaneOptions } from '../../control/control-plane.js';
+import { startControlPlane } from '../../control/control-plane.js';
+import { configDir, controlPlane } from '../helpers/control-plane.js';
+import { eventually } from '../helpers/eventually.js';
 
 const service = (name: string, ip: string) => `apiVersion: v1
 kind: Service
@@ -17,19 +18,6 @@ spec:
   ports:
   - port: 80
 `;
-
-async function configDir(t: ExecutionContext, files: Record<string, string>): Promise<string> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-discovery-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  return dir;
-}
-
-async function controlPlane(t: ExecutionContext, opts: Partial<ControlPlaneOptions> & { configDir: string }): Promise<ControlPlane> {
-  const cp = await startControlPlane({ grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', processMetrics: false, ...opts });
-  t.teardown(() => cp.close());
-  return cp;
-}
 
 /** A client that records what it receives and lets a test wait for a condition on it. */
 function agent(t: ExecutionContext, port: number, node: string) {
@@ -102,7 +90,7 @@ test('the control plane tracks connected agents by node and counts pushes', asyn
   t.regex(metrics, /^nodemesh_connected_agents 2$/m);
   t.regex(metrics, /^nodemesh_snapshot_pushes_total 2$/m);
   b.watch.close();
-  await waitFor(() => cp.agents().length === 1);
+  await eventually(() => cp.agents().length === 1, 5000, 'the agent to connect');
   t.deepEqual(cp.agents().map((x) => x.node), ['node-a']);
 });
 
@@ -131,17 +119,9 @@ test('an agent started before the control plane connects once it is up', async (
   const a = agent(t, port, 'node-a');
   const w = watchSnapshots({ address: `127.0.0.1:${port}`, node: 'node-x', initialBackoffMs: 50, maxBackoffMs: 100, onSnapshot: () => {}, onError: (e) => errors.push(e.code) });
   t.teardown(() => w.close());
-  await waitFor(() => errors.length >= 2);
+  await eventually(() => errors.length >= 2, 5000, 'two failed attempts');
   t.true(errors.every((c) => c === 'NM_ERR_CONTROL'));
   await controlPlane(t, { configDir: dir, grpcAddress: `127.0.0.1:${port}` });
   await a.until('the first snapshot', (r) => r.length === 1);
   t.deepEqual(names(a.received[0]), ['web']);
 });
-
-async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

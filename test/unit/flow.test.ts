@@ -2,11 +2,13 @@
 // stream without byte counters: opened and closed once each, bytes in the request and the
 // response direction counted once (also bytes a protocol sniff read and gave back),
 // refusals opened and closed with their flag, long-lived flows visible before they close.
-import test from 'ava';
-import { registry, tcpLabels } from '../../agent/telemetry/metrics.js';
+import test, { type ExecutionContext } from 'ava';
+import { tcpLabels } from '../../agent/telemetry/metrics.js';
 import { Flow, FlowSet, trackUntilClose } from '../../agent/transport/flow.js';
 import { duplexPair } from '../../agent/transport/duplex-pair.js';
 import { sniff } from '../../agent/transport/protocol-detect.js';
+import { eventually } from '../helpers/eventually.js';
+import { metricValue } from '../helpers/metrics.js';
 import { socketPair } from '../helpers/socket-pair.js';
 
 let n = 0;
@@ -15,25 +17,19 @@ function labels() {
   return tcpLabels(undefined, undefined, undefined, `flow-test-${n++}:80`, '-');
 }
 
-async function metric(name: string, destination: string, flags = '-'): Promise<number> {
-  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
-  const v = m?.values.find((x) => x.labels.destination_service === destination && x.labels.response_flags === flags);
-  return v ? Number(v.value) : 0;
+/** A FlowSet (flushing every `flushIntervalMs`, if given) closed with the test. */
+function flowSet(t: ExecutionContext, flushIntervalMs?: number): FlowSet {
+  const set = new FlowSet(flushIntervalMs);
+  t.teardown(() => set.close());
+  return set;
 }
 
-const until = async (what: string, ok: () => boolean | Promise<boolean>) => {
-  const end = Date.now() + 5_000;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-};
+const metric = (name: string, destination: string, flags = '-') =>
+  metricValue(name, { destination_service: destination, response_flags: flags });
 
 test("a client's socket: what it read is received, what it wrote is sent; opened and closed once", async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const p = await socketPair(t);
+  const set = flowSet(t);
   const l = labels();
   const flow = new Flow(set, l, p.server, 'client');
   flow.open();
@@ -41,7 +37,7 @@ test("a client's socket: what it read is received, what it wrote is sent; opened
   t.is(set.size, 1);
   p.client.write('hello');
   p.server.once('data', () => p.server.write('hello, world'));
-  await until('the answer', () => p.client.bytesRead === 12);
+  await eventually(() => p.client.bytesRead === 12, 5000, 'the answer');
   flow.close();
   flow.close();
   t.is(set.size, 0);
@@ -53,26 +49,23 @@ test("a client's socket: what it read is received, what it wrote is sent; opened
 });
 
 test("an open flow's bytes show at a scrape, before it closes, and are not counted again", async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
-  const set = new FlowSet(0);
-  t.teardown(() => set.close());
+  const p = await socketPair(t);
+  const set = flowSet(t, 0);
   const l = labels();
   const flow = new Flow(set, l, p.server, 'client');
   flow.open();
   p.client.write('0123456789');
-  await until('the bytes', () => flow.receivedBytes === 10);
+  await eventually(() => flow.receivedBytes === 10, 5000, 'the bytes');
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 10);
   p.client.write('ab');
-  await until('more bytes', () => flow.receivedBytes === 12);
+  await eventually(() => flow.receivedBytes === 12, 5000, 'more bytes');
   flow.close();
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 12);
 });
 
 test('a refused connection is opened and closed with its flag', async (t) => {
   const [a] = duplexPair();
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const set = flowSet(t);
   const l = labels();
   new Flow(set, l, a, 'passing').close('DENY');
   t.is(await metric('istio_tcp_connections_opened_total', l.destination_service, 'DENY'), 1);
@@ -82,8 +75,7 @@ test('a refused connection is opened and closed with its flag', async (t) => {
 
 test('a stream without counters: the flow counts what passes, once, also the bytes a sniff gave back', async (t) => {
   const [a, b] = duplexPair();
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const set = flowSet(t);
   const l = labels();
   const flow = new Flow(set, l, a, 'passing');
   flow.open();
@@ -93,7 +85,7 @@ test('a stream without counters: the flow counts what passes, once, also the byt
   let read = '';
   a.on('data', (d: Buffer) => (read += d.toString()));
   a.resume();
-  await until('the request to be read', () => read.length === 18);
+  await eventually(() => read.length === 18, 5000, 'the request to be read');
   a.write('HTTP/1.1 200 OK\r\n\r\n');
   t.is(flow.receivedBytes, 18);
   t.is(flow.sentBytes, 19);
@@ -103,18 +95,16 @@ test('a stream without counters: the flow counts what passes, once, also the byt
 });
 
 test('an upstream connection: what the proxy wrote was received from the client, what it read is sent back; it closes with the stream', async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
-  const set = new FlowSet();
-  t.teardown(() => set.close());
+  const p = await socketPair(t);
+  const set = flowSet(t);
   const l = labels();
   trackUntilClose(set, p.client, l, 'upstream');
   p.client.resume();
   p.client.write('request');
   p.server.once('data', () => p.server.end('response!'));
-  await until('the response', () => p.client.bytesRead === 9);
+  await eventually(() => p.client.bytesRead === 9, 5000, 'the response');
   p.client.end();
-  await until('the close', () => set.size === 0);
+  await eventually(() => set.size === 0, 5000, 'the close');
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 7);
   t.is(await metric('istio_tcp_sent_bytes_total', l.destination_service), 9);
   t.is(await metric('istio_tcp_connections_closed_total', l.destination_service), 1);

@@ -18,13 +18,12 @@ import { provenSourceWorkload } from '../../agent/hbone/server.js';
 import { sniForPodIp } from '../../agent/hbone/protocol.js';
 import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import { run } from '../helpers/privileged.js';
-import { compileYaml, podYaml } from '../helpers/security-config.js';
+import { authorizationPolicy, compileYaml, podYaml } from '../helpers/config-yaml.js';
 import {
   createPki,
   exchange,
   flagOf,
   id,
-  metricValue,
   NODE_B_IP,
   rawSession,
   req,
@@ -34,6 +33,7 @@ import {
   type Pki,
   type World,
 } from '../helpers/hbone-world.js';
+import { metricValue } from '../helpers/metrics.js';
 
 let pki: Pki;
 test.before(async () => {
@@ -118,27 +118,19 @@ test('a pod that refuses the connection is 503 to the peer, CONNECT to the clien
 });
 
 /** web may not be reached by the client's identity (cluster.local/ns/shop/sa/client). */
-function denyClientPolicy() {
-  return compileYaml(
-    [
-      podYaml('web', { ns: 'shop', labels: { app: 'web' }, sa: 'web', node: 'node-b' }),
-      `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: no-client, namespace: shop}
-spec:
-  selector: {matchLabels: {app: web}}
-  action: DENY
-  rules:
-  - from:
-    - source: {principals: [cluster.local/ns/shop/sa/client]}
-`,
-    ].join('---\n'),
+function denyClient(): SecurityIndex {
+  const noClient = authorizationPolicy('shop', 'no-client', {
+    selector: { matchLabels: { app: 'web' } },
+    action: 'DENY',
+    rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }] }],
+  });
+  return SecurityIndex.of(
+    compileYaml([podYaml('web', { ns: 'shop', labels: { app: 'web' }, sa: 'web', node: 'node-b' }), noClient]).security,
   );
 }
 
 test('an AuthorizationPolicy denying the peer’s principal: the CONNECT gets 401, the client DENY; another principal passes', async (t) => {
-  const policy = denyClientPolicy();
-  const w = await world(t, pki, { security: SecurityIndex.of(policy.security) });
+  const w = await world(t, pki, { security: denyClient() });
   t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'DENY');
   const session = await rawSession(t, w, w.web.ip);
   t.is(
@@ -202,7 +194,11 @@ interface SClient {
   serverRecordsAfterHandshake: string[];
 }
 
-async function sClient(t: ExecutionContext, w: World, cert?: WorkloadCertificate): Promise<SClient> {
+/**
+ * openssl s_client's arguments for h2 over TLS 1.3 to web on node-b's 15008, the server
+ * verified against the test CA; with `cert`, presenting it.
+ */
+async function sClientArgs(t: ExecutionContext, w: World, cert?: WorkloadCertificate): Promise<string[]> {
   const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   await writeFile(path.join(dir, 'ca.pem'), pki.ca.certPem);
@@ -216,12 +212,17 @@ async function sClient(t: ExecutionContext, w: World, cert?: WorkloadCertificate
     'h2',
     '-tls1_3',
   ];
-  args.push('-CAfile', path.join(dir, 'ca.pem'), '-verify_return_error', '-quiet', '-msg');
+  args.push('-CAfile', path.join(dir, 'ca.pem'), '-verify_return_error', '-quiet');
   if (cert) {
     await writeFile(path.join(dir, 'cert.pem'), cert.certChainPem);
     await writeFile(path.join(dir, 'key.pem'), cert.keyPem);
     args.push('-cert', path.join(dir, 'cert.pem'), '-key', path.join(dir, 'key.pem'));
   }
+  return args;
+}
+
+async function sClient(t: ExecutionContext, w: World, cert?: WorkloadCertificate): Promise<SClient> {
+  const args = [...(await sClientArgs(t, w, cert)), '-msg'];
   const r = await run('timeout', ['10', 'openssl', ...args], undefined, H2_PREFACE);
   t.not(r.code, 124, 'openssl s_client hung');
   const out = r.stdout + r.stderr;
@@ -263,36 +264,9 @@ for (const [what, cert] of [
 }
 
 test('openssl s_client with a valid SVID of an identity the AuthorizationPolicy denies: the handshake passes, the CONNECT is refused with 401', async (t) => {
-  const policy = denyClientPolicy();
-  const w = await world(t, pki, { security: SecurityIndex.of(policy.security) });
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  await writeFile(path.join(dir, 'ca.pem'), pki.ca.certPem);
-  await writeFile(path.join(dir, 'cert.pem'), pki.certs.client.certChainPem);
-  await writeFile(path.join(dir, 'key.pem'), pki.certs.client.keyPem);
+  const w = await world(t, pki, { security: denyClient() });
   // openssl does the TLS (and presents the client's SVID); HTTP/2 is spoken over its stdio
-  const sclient = spawn(
-    'openssl',
-    [
-      's_client',
-      '-connect',
-      `${NODE_B_IP}:${w.inbound.address.port}`,
-      '-servername',
-      sniForPodIp(w.web.ip),
-      '-alpn',
-      'h2',
-      '-tls1_3',
-      '-CAfile',
-      path.join(dir, 'ca.pem'),
-      '-verify_return_error',
-      '-quiet',
-      '-cert',
-      path.join(dir, 'cert.pem'),
-      '-key',
-      path.join(dir, 'key.pem'),
-    ],
-    { stdio: ['pipe', 'pipe', 'ignore'] },
-  );
+  const sclient = spawn('openssl', await sClientArgs(t, w, pki.certs.client), { stdio: ['pipe', 'pipe', 'ignore'] });
   t.teardown(() => sclient.kill());
   const session = http2.connect('http://hbone', {
     createConnection: () => Duplex.from({ readable: sclient.stdout, writable: sclient.stdin }),

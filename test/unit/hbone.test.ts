@@ -10,22 +10,10 @@ import { HboneConnector } from '../../agent/hbone/client.js';
 import { sniForPodIp, podIpFromSni, parseForwardedFor, svidSpiffeId } from '../../agent/hbone/protocol.js';
 import { MeshConnector } from '../../agent/proxy/mesh-connector.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
-import { parseYamlFile } from '../../control/source/files.js';
-import { ResourceStore } from '../../control/config-store.js';
-import {
-  createPki,
-  exchange,
-  flagOf,
-  id,
-  metricValue,
-  NODE_B_IP,
-  plainTcp,
-  req,
-  until,
-  workload,
-  world,
-  type Pki,
-} from '../helpers/hbone-world.js';
+import { createPki, exchange, flagOf, id, NODE_B_IP, plainTcp, req, workload, world, type Pki } from '../helpers/hbone-world.js';
+import { metricValue } from '../helpers/metrics.js';
+import { eventually } from '../helpers/eventually.js';
+import { store } from '../helpers/config-yaml.js';
 
 let pki: Pki;
 test.before(async () => {
@@ -100,7 +88,7 @@ test('an idle connection is closed after the idle timeout', async (t) => {
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
   await exchange(s, 'x');
   t.is(w.inbound.connections, 1);
-  await until('the idle connection to close', () => w.inbound.connections === 0 && w.connector.pool.stats().connections === 0);
+  await eventually(() => w.inbound.connections === 0 && w.connector.pool.stats().connections === 0, 3000, 'the idle connection to close');
   const again = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(await exchange(again, 'y'), 'echo:y', 'a new connection is dialled afterwards');
 });
@@ -113,7 +101,7 @@ test('after a certificate rotation new streams use a new connection with the new
   const fresh = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(w.inbound.connections, 2, 'the rotated certificate dialled a new connection');
   t.is(await exchange(old, 'still here'), 'echo:still here', 'the old connection carried its stream to the end');
-  await until('the drained connection to close', () => w.inbound.connections === 1);
+  await eventually(() => w.inbound.connections === 1, 3000, 'the drained connection to close');
   const third = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(w.inbound.connections, 1, 'new streams share the new connection');
   await Promise.all([exchange(fresh, 'a'), exchange(third, 'b')]);
@@ -124,7 +112,7 @@ test('a GOAWAY takes the connection out of the pool; the next stream dials anew'
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
   await exchange(s, 'x');
   await w.inbound.close(true); // GOAWAY to every session, stop listening
-  await until('the pool to drop the connection', () => w.connector.pool.stats().connections === 0);
+  await eventually(() => w.connector.pool.stats().connections === 0, 3000, 'the pool to drop the connection');
   t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'UF', 'nothing listens any more');
 });
 
@@ -283,16 +271,12 @@ metadata: {name: q, namespace: shop}
 spec: {nodeName: node-a, containers: [{name: main}]}
 status: {podIP: 10.244.0.2, hostIP: 172.31.250.99}
 `;
-  const parsed = parseYamlFile('/config/nodes.yaml', yaml);
-  if ('error' in parsed) throw parsed.error;
-  const store = new ResourceStore().apply({
-    files: [{ file: '/config/nodes.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }],
-  });
+  const stored = store(yaml, '/config/nodes.yaml');
   t.deepEqual(
-    store.statuses.filter((s) => s.state === 'Rejected'),
+    stored.statuses.filter((s) => s.state === 'Rejected'),
     [],
   );
-  t.deepEqual(compileSnapshot(store.resources).nodes, [
+  t.deepEqual(compileSnapshot(stored.resources).nodes, [
     { name: 'node-a', ip: '172.31.250.10' },
     { name: 'node-b', ip: '172.31.250.11' },
     { name: 'node-c', ip: '' },

@@ -17,7 +17,9 @@ import { verifyChain } from '../../control/api/x509-svid.js';
 import { BACKDATE_MS, startLocalCa, type LocalCa } from '../../control/ca/ca.js';
 import { loadSigner, parseCsr, signLeaf } from '../../control/ca/certificates.js';
 import { CaStore } from '../../control/ca/store.js';
-import { eventually, FakeClock } from '../helpers/fake-clock.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+import { eventually } from '../helpers/eventually.js';
+import { metricValue } from '../helpers/metrics.js';
 
 const NODE = 'node-a';
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
@@ -63,10 +65,7 @@ function manager(t: ExecutionContext, clock: FakeClock, signer: CertificateSigne
   return { m, registry };
 }
 
-async function counter(registry: Registry, labels: Record<string, string>): Promise<number> {
-  const metric = (await registry.getMetricsAsJSON()).find((x) => x.name === 'nodemesh_identity_certificate_requests_total');
-  return (metric?.values ?? []).filter((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val)).reduce((a, v) => a + v.value, 0);
-}
+const counter = (registry: Registry, labels: Record<string, string>) => metricValue('nodemesh_identity_certificate_requests_total', labels, registry);
 
 test('renews at half-life ± jitter with a new key, again and again, and the certificate never expires', async (t) => {
   const clock = new FakeClock();

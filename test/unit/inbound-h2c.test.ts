@@ -7,73 +7,10 @@ import test, { type ExecutionContext } from 'ava';
 import * as grpc from '@grpc/grpc-js';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { deliverInbound, type InboundConnection, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
-import { SecurityIndex } from '../../agent/policy/authorization.js';
-import { registry } from '../../agent/telemetry/metrics.js';
-import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
-import type { Workload } from '../../control/api/snapshot.js';
-import { compileYaml, podYaml, spiffe } from '../helpers/security-config.js';
-
-/** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
-const connector: UpstreamConnector = new TcpConnector(undefined, 5_000);
-
-type Transport = 'tcp' | 'tunnel';
-
-interface Inbound {
-  port: number;
-  results: InboundResult[];
-}
-
-/**
- * The node proxy's inbound side. 'tcp': every accepted socket goes to deliverInbound (the
- * plaintext capture). 'tunnel': an h2c server whose CONNECT streams go to deliverInbound
- * (HBONE's shape without its TLS): the inbound stream is an Http2Stream, not a socket.
- */
-async function inbound(t: ExecutionContext, yaml: string, port: number, transport: Transport = 'tcp'): Promise<Inbound> {
-  const snapshot = compileYaml(yaml);
-  const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
-  const security = SecurityIndex.of(snapshot.security);
-  const results: InboundResult[] = [];
-  const conn = (ip: string, sourcePort: number): InboundConnection => ({
-    destination,
-    port,
-    sourceIp: ip,
-    sourcePort,
-    sourcePrincipal: spiffe('shop', 'client'),
-    security: 'mutual_tls',
-  });
-  let server: net.Server | http2.Http2Server;
-  if (transport === 'tcp') {
-    server = net.createServer({ allowHalfOpen: true }, (socket) => {
-      socket.on('error', () => {});
-      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security }).then((r) => {
-        results.push(r);
-        if (!r.delivered) socket.resetAndDestroy();
-      });
-    });
-  } else {
-    const h2 = http2.createServer();
-    h2.on('session', (s) => s.on('error', () => {}));
-    h2.on('stream', (s: http2.ServerHttp2Stream, headers) => {
-      s.on('error', () => {});
-      if (headers[':method'] !== 'CONNECT') return void s.respond({ ':status': 405 }, { endStream: true });
-      s.respond({ ':status': 200 });
-      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security }).then((r) => {
-        results.push(r);
-        if (!r.delivered) s.close(http2.constants.NGHTTP2_CONNECT_ERROR);
-      });
-    });
-    server = h2;
-  }
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (s: http2.ServerHttp2Session) => sessions.add(s));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => {
-    for (const s of sessions) s.destroy();
-    server.close();
-  });
-  return { port: (server.address() as net.AddressInfo).port, results };
-}
+import { echoPod, inbound, listenLoopback, mtlsFrom, rawExchange, type Transport } from '../helpers/inbound-listener.js';
+import { metricValue } from '../helpers/metrics.js';
+import { rawMethod } from '../helpers/raw-grpc.js';
+import { authorizationPolicy } from '../helpers/config-yaml.js';
 
 /** An h2c client session to the inbound side: directly, or inside a CONNECT stream. */
 async function h2cClient(t: ExecutionContext, port: number, transport: Transport): Promise<http2.ClientHttp2Session> {
@@ -117,27 +54,23 @@ function h2request(
   });
 }
 
-async function metric(name: string, labels: Record<string, string>): Promise<number> {
-  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name);
-  const v = m?.values.find((x) => Object.entries(labels).every(([k, val]) => x.labels[k] === val));
-  return v ? Number(v.value) : 0;
-}
+const FROM_CLIENT = mtlsFrom('shop', 'client');
 
-const SERVER_POD = podYaml('server', { ns: 'shop', labels: { app: 'server' }, sa: 'server' });
+/** Requests with `method` are denied to shop/server. */
+const denyMethod = (name: string, method: string) =>
+  authorizationPolicy('shop', name, {
+    selector: { matchLabels: { app: 'server' } },
+    action: 'DENY',
+    rules: [{ to: [{ operation: { methods: [method] } }] }],
+  });
 
 // --- gRPC ---------------------------------------------------------------------------------
 
-const raw = {
-  requestSerialize: (b: Buffer) => b,
-  requestDeserialize: (b: Buffer) => b,
-  responseSerialize: (b: Buffer) => b,
-  responseDeserialize: (b: Buffer) => b,
-};
 const svc = {
-  allowed: { path: '/pkg.Svc/Allowed', requestStream: false, responseStream: false, ...raw },
-  allowedStream: { path: '/pkg.Svc/AllowedStream', requestStream: false, responseStream: true, ...raw },
-  allowedChat: { path: '/pkg.Svc/AllowedChat', requestStream: true, responseStream: true, ...raw },
-  other: { path: '/pkg.Svc/Other', requestStream: false, responseStream: false, ...raw },
+  allowed: rawMethod('/pkg.Svc/Allowed'),
+  allowedStream: rawMethod('/pkg.Svc/AllowedStream', false, true),
+  allowedChat: rawMethod('/pkg.Svc/AllowedChat', true, true),
+  other: rawMethod('/pkg.Svc/Other'),
 } as grpc.ServiceDefinition;
 
 interface SvcClient extends grpc.Client {
@@ -190,26 +123,21 @@ async function grpcPod(t: ExecutionContext): Promise<{ port: number; seen: strin
   return { port, seen };
 }
 
-const ALLOW_ONLY_ALLOWED = `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: only-allowed, namespace: shop}
-spec:
-  selector: {matchLabels: {app: server}}
-  action: ALLOW
-  rules:
-  - to:
-    - operation: {paths: ["/pkg.Svc/Allowed", "/pkg.Svc/AllowedStream", "/pkg.Svc/AllowedChat"]}
-`;
+const ALLOW_ONLY_ALLOWED = authorizationPolicy('shop', 'only-allowed', {
+  selector: { matchLabels: { app: 'server' } },
+  action: 'ALLOW',
+  rules: [{ to: [{ operation: { paths: ['/pkg.Svc/Allowed', '/pkg.Svc/AllowedStream', '/pkg.Svc/AllowedChat'] } }] }],
+});
 
 test.serial(
   'gRPC (grpc-js client and server) to a workload with an ALLOW on paths: allowed methods answer (unary, server streaming, bidi, with trailers), another method gets PERMISSION_DENIED "RBAC: access denied" as Envoy answers gRPC, never reaching the pod',
   async (t) => {
     const pod = await grpcPod(t);
-    const ib = await inbound(t, [SERVER_POD, ALLOW_ONLY_ALLOWED].join('---\n'), pod.port);
+    const ib = await inbound(t, [ALLOW_ONLY_ALLOWED], pod.port, FROM_CLIENT);
     const Client = grpc.makeGenericClientConstructor(svc, 'Svc');
     const client = new Client(`127.0.0.1:${ib.port}`, grpc.credentials.createInsecure()) as unknown as SvcClient;
     t.teardown(() => client.close());
-    const deniedBefore = await metric('nodemesh_agent_authorization_denials_total', {
+    const deniedBefore = await metricValue('nodemesh_agent_authorization_denials_total', {
       policy: '-',
       layer: 'http',
       reason: 'no_allow_match',
@@ -260,7 +188,7 @@ test.serial(
     t.is(err.details, 'RBAC: access denied');
     t.deepEqual(pod.seen, ['Allowed', 'AllowedStream', 'AllowedChat']);
     t.is(
-      await metric('nodemesh_agent_authorization_denials_total', { policy: '-', layer: 'http', reason: 'no_allow_match' }),
+      await metricValue('nodemesh_agent_authorization_denials_total', { policy: '-', layer: 'http', reason: 'no_allow_match' }),
       deniedBefore + 1,
     );
     // one inbound connection carried every call
@@ -275,7 +203,7 @@ for (const transport of ['tcp', 'tunnel'] as const) {
     `a denied gRPC request over ${over} gets Envoy's gRPC local reply: trailers-only :status 200, grpc-status 7, grpc-message "RBAC: access denied"`,
     async (t) => {
       const pod = await grpcPod(t);
-      const ib = await inbound(t, [SERVER_POD, ALLOW_ONLY_ALLOWED].join('---\n'), pod.port, transport);
+      const ib = await inbound(t, [ALLOW_ONLY_ALLOWED], pod.port, FROM_CLIENT, transport);
       const session = await h2cClient(t, ib.port, transport);
       const r = await h2request(
         session,
@@ -307,24 +235,9 @@ for (const transport of ['tcp', 'tunnel'] as const) {
           s.end(`pod saw ${headers[':method']} ${headers[':path']}`);
         });
       });
-      await new Promise<void>((r) => podServer.listen(0, '127.0.0.1', r));
-      t.teardown(() => podServer.close());
-      const yaml = [
-        SERVER_POD,
-        `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-get, namespace: shop}
-spec:
-  selector: {matchLabels: {app: server}}
-  action: DENY
-  rules:
-  - to:
-    - operation: {methods: ["GET"]}
-`,
-      ].join('---\n');
-      const ib = await inbound(t, yaml, (podServer.address() as net.AddressInfo).port, transport);
+      const ib = await inbound(t, [denyMethod('deny-get', 'GET')], await listenLoopback(t, podServer), FROM_CLIENT, transport);
       const session = await h2cClient(t, ib.port, transport);
-      const before = await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/deny-get', layer: 'http' });
+      const before = await metricValue('nodemesh_agent_authorization_denials_total', { policy: 'shop/deny-get', layer: 'http' });
 
       const get = await h2request(session, { ':method': 'GET', ':path': '/items' });
       t.is(Number(get.headers[':status']), 403);
@@ -337,7 +250,7 @@ spec:
       t.is(post.trailers?.['x-done'], '1');
 
       t.deepEqual(seen, ['POST /items?x=1 payload']);
-      t.is(await metric('nodemesh_agent_authorization_denials_total', { policy: 'shop/deny-get', layer: 'http' }), before + 1);
+      t.is(await metricValue('nodemesh_agent_authorization_denials_total', { policy: 'shop/deny-get', layer: 'http' }), before + 1);
       t.is(ib.results.length, 1);
     },
   );
@@ -348,41 +261,15 @@ spec:
 const PREFACE = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n';
 const NOT_HTTP2 = `${PREFACE}this is no HTTP/2 frame at all\n`;
 
-async function echoPod(t: ExecutionContext): Promise<number> {
-  const server = net.createServer((s) => s.pipe(s));
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => server.close());
-  return (server.address() as net.AddressInfo).port;
-}
-
-function rawExchange(port: number, data: string): Promise<{ received: string; closedBy: 'reset' | 'end' }> {
-  return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port });
-    let received = '';
-    s.on('data', (d: Buffer) => {
-      received += d.toString('latin1');
-      if (received === data) s.end();
-    });
-    s.on('error', () => resolve({ received, closedBy: 'reset' }));
-    s.on('close', (hadError) => resolve({ received, closedBy: hadError ? 'reset' : 'end' }));
-    s.write(data);
-  });
-}
-
 test.serial(
   'a workload without L7 rules never gets its h2c parsed: a preface followed by bytes that are no HTTP/2 reaches the pod untouched',
   async (t) => {
     const pod = await echoPod(t);
-    const l4Only = `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: shop-clients, namespace: shop}
-spec:
-  selector: {matchLabels: {app: server}}
-  rules:
-  - from:
-    - source: {principals: ["cluster.local/ns/shop/sa/client"]}
-`;
-    const ib = await inbound(t, [SERVER_POD, l4Only].join('---\n'), pod);
+    const l4Only = authorizationPolicy('shop', 'shop-clients', {
+      selector: { matchLabels: { app: 'server' } },
+      rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }] }],
+    });
+    const ib = await inbound(t, [l4Only], pod, FROM_CLIENT);
     const r = await rawExchange(ib.port, NOT_HTTP2);
     t.is(r.received, NOT_HTTP2);
     t.like(ib.results[0], { delivered: true });
@@ -395,9 +282,7 @@ test.serial('for contrast, the same bytes to a workload with L7 rules are parsed
     s.on('data', (d: Buffer) => (podGot += d.toString('latin1')));
     s.on('error', () => {});
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.teardown(() => server.close());
-  const ib = await inbound(t, [SERVER_POD, ALLOW_ONLY_ALLOWED].join('---\n'), (server.address() as net.AddressInfo).port);
+  const ib = await inbound(t, [ALLOW_ONLY_ALLOWED], await listenLoopback(t, server), FROM_CLIENT);
   const r = await rawExchange(ib.port, NOT_HTTP2);
   t.false(r.received.includes('this is no HTTP/2 frame'));
   t.false(podGot.includes('this is no HTTP/2 frame'));
@@ -417,22 +302,7 @@ test.serial(
       s.end(`answer ${seen.length}`);
       s.session?.close(); // GOAWAY after this stream
     });
-    await new Promise<void>((r) => podServer.listen(0, '127.0.0.1', r));
-    t.teardown(() => podServer.close());
-    const yaml = [
-      SERVER_POD,
-      `apiVersion: security.istio.io/v1
-kind: AuthorizationPolicy
-metadata: {name: deny-delete, namespace: shop}
-spec:
-  selector: {matchLabels: {app: server}}
-  action: DENY
-  rules:
-  - to:
-    - operation: {methods: ["DELETE"]}
-`,
-    ].join('---\n');
-    const ib = await inbound(t, yaml, (podServer.address() as net.AddressInfo).port);
+    const ib = await inbound(t, [denyMethod('deny-delete', 'DELETE')], await listenLoopback(t, podServer), FROM_CLIENT);
     const session = await h2cClient(t, ib.port, 'tcp');
     const first = await h2request(session, { ':method': 'GET', ':path': '/one' });
     await new Promise((r) => setTimeout(r, 50));

@@ -7,34 +7,21 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
-import { Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
+import { bodyOf, harness, Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
+import type { RoutingConfig, TrafficPolicy } from '../../control/api/snapshot-routing.js';
+import { rawMethod } from '../helpers/raw-grpc.js';
 import { destinationRule, policy, retries, route, table } from '../helpers/routing-builders.js';
-
-async function setup(t: { teardown(fn: () => unknown): void }, backends: Backend[], routing: RoutingConfig, opts: Parameters<typeof snapshot>[2] = {}) {
-  const h = await new Harness(snapshot(backends, routing, opts)).listen();
-  const agent = new http.Agent({ keepAlive: true });
-  t.teardown(async () => {
-    agent.destroy();
-    await h.close();
-    for (const b of backends) b.server.close();
-  });
-  return { h, agent };
-}
 
 /** Fails every `every`-th request (1-based count) with `status`. */
 function flaky(name: string, every: number, status = 503): Promise<Backend> {
   let n = 0;
   return startBackend({
     name,
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        n++;
-        if (every > 0 && n % every === 1 % every) res.writeHead(status).end('fail');
-        else res.writeHead(200).end(body || 'ok');
-      });
+    handler: async (req, res) => {
+      const body = await bodyOf(req);
+      n++;
+      if (every > 0 && n % every === 1 % every) res.writeHead(status).end('fail');
+      else res.writeHead(200).end(body || 'ok');
     },
   });
 }
@@ -52,7 +39,7 @@ async function settled(h: Harness): Promise<{ active: number; pending: number; r
 test('one request in three answered 503: with attempts 3 on 5xx every client request succeeds', async (t) => {
   const b = await flaky('flaky', 3);
   const routing = { routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'] }) })])], destinations: [] };
-  const { h, agent } = await setup(t, [b], routing);
+  const { h, agent } = await harness(t, [b], routing);
   const replies = [];
   for (let i = 0; i < 300; i++) replies.push(await request(`${h.url}/`, agent));
   t.deepEqual(
@@ -65,7 +52,7 @@ test('one request in three answered 503: with attempts 3 on 5xx every client req
 test('a retry replays the request body; a body past the replay bound is never retried', async (t) => {
   const b = await flaky('body', 2);
   const routing = { routes: [table([route({ retries: retries({ attempts: 2, retryOn: ['5xx'] }) })])], destinations: [] };
-  const { h, agent } = await setup(t, [b], routing);
+  const { h, agent } = await harness(t, [b], routing);
   const small = 'x'.repeat(10_000);
   const r = await request(`${h.url}/`, agent, { method: 'POST', body: small });
   t.is(r.status, 200);
@@ -83,7 +70,7 @@ test('the retry budget caps the extra load when every request fails', async (t) 
     routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) })])],
     destinations: [destinationRule(policy({ retryBudget: { percent: 20, minRetriesPerSecond: 1, ttlMs: 10_000 } }))],
   };
-  const { h, agent } = await setup(t, [b], routing);
+  const { h, agent } = await harness(t, [b], routing);
   const n = 200;
   const replies = [];
   for (let i = 0; i < n; i++) replies.push(await request(`${h.url}/`, agent));
@@ -107,7 +94,7 @@ test('perTryTimeout cuts each slow try and the route timeout the whole request, 
     ],
     destinations: [],
   };
-  const { h, agent } = await setup(t, [slow], routing);
+  const { h, agent } = await harness(t, [slow], routing);
   const r = await request(`${h.url}/`, agent);
   t.is(r.status, 200, 'the third try answered');
   t.true(r.ms >= 200 && r.ms < 600, `two tries cut at 100 ms each, then an answer: ${Math.round(r.ms)} ms`);
@@ -127,7 +114,7 @@ test('a retry given up during its back-off (route timeout, client gone) hands it
     routes: [table([route({ timeoutMs: 50, retries: retries({ attempts: 1, retryOn: ['5xx'], backoffBaseMs: 100_000, backoffMaxMs: 100_000 }) })])],
     destinations: [destinationRule(policy({ connectionPool: { maxRetries: 1 } }))],
   };
-  const { h, agent } = await setup(t, [b], routing);
+  const { h, agent } = await harness(t, [b], routing);
   const statuses = [];
   for (let i = 0; i < 5; i++) statuses.push((await request(`${h.url}/`, agent)).status);
   // each request's retry waits (long back-off) and the route timeout ends it: 504, never the
@@ -137,24 +124,22 @@ test('a retry given up during its back-off (route timeout, client gone) hands it
   t.is(cluster.retriesInFlight, 0);
 });
 
+/** Round robin without retries, every endpoint under outlier detection with `od`. */
+function roundRobinWithEjection(od: Partial<TrafficPolicy['outlierDetection']>): RoutingConfig {
+  return {
+    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
+    destinations: [destinationRule(policy({ loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { enabled: true, ...od } }))],
+  };
+}
+
 test('outlier detection: ejected after N consecutive 5xx, back after baseEjectionTime, twice as long the second time', async (t) => {
   const good = await flaky('good', 0);
   const bad = await flaky('bad', 1);
   // long enough that a loaded machine (CI runs test files in parallel) still fits the
   // requests below inside one ejection
   const base = 1000;
-  const routing = {
-    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
-    destinations: [
-      destinationRule(
-        policy({
-          loadBalancer: { simple: 'ROUND_ROBIN' },
-          outlierDetection: { enabled: true, consecutive5xxErrors: 3, intervalMs: 50, baseEjectionTimeMs: base, maxEjectionPercent: 100 },
-        }),
-      ),
-    ],
-  };
-  const { h, agent } = await setup(t, [good, bad], routing);
+  const routing = roundRobinWithEjection({ consecutive5xxErrors: 3, intervalMs: 50, baseEjectionTimeMs: base, maxEjectionPercent: 100 });
+  const { h, agent } = await harness(t, [good, bad], routing);
   // round robin: every other request to "bad" until its third 503 ejects it
   for (let i = 0; i < 6; i++) await request(`${h.url}/`, agent);
   t.is(bad.count, 3);
@@ -179,18 +164,8 @@ test('outlier detection: ejected after N consecutive 5xx, back after baseEjectio
 
 test('outlier detection never ejects past maxEjectionPercent', async (t) => {
   const backends = [await flaky('ok', 0), await flaky('bad1', 1), await flaky('bad2', 1)];
-  const routing = {
-    routes: [table([route({ retries: retries({ attempts: 0 }) })])],
-    destinations: [
-      destinationRule(
-        policy({
-          loadBalancer: { simple: 'ROUND_ROBIN' },
-          outlierDetection: { enabled: true, consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 34 },
-        }),
-      ),
-    ],
-  };
-  const { h, agent } = await setup(t, backends, routing);
+  const routing = roundRobinWithEjection({ consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 34 });
+  const { h, agent } = await harness(t, backends, routing);
   for (let i = 0; i < 60; i++) await request(`${h.url}/`, agent);
   const ejected = h.l7.debug().clusters as { hosts: { ejected: boolean }[] }[];
   t.is(ejected[0]!.hosts.filter((x) => x.ejected).length, 1, 'one of three is 33%: a second would make 67%');
@@ -203,7 +178,7 @@ test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x
     routes: [table([route({ retries: retries({ attempts: 0 }) })])],
     destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1 } }))],
   };
-  const { h } = await setup(t, [slow], routing);
+  const { h } = await harness(t, [slow], routing);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
   t.teardown(() => agent.destroy());
   const replies = await Promise.all(Array.from({ length: 5 }, () => request(`${h.url}/`, agent)));
@@ -236,7 +211,7 @@ test('a noisy source workload cannot take the whole pending queue from another o
     { name: 'noisy', ip: '127.0.0.3' },
     { name: 'quiet', ip: '127.0.0.4' },
   ];
-  const { h } = await setup(t, [slow], routing, { clients });
+  const { h } = await harness(t, [slow], routing, { clients });
   const noisyAgent = new http.Agent({ keepAlive: true, maxSockets: 20 });
   const quietAgent = new http.Agent({ keepAlive: true });
   t.teardown(() => (noisyAgent.destroy(), quietAgent.destroy()));
@@ -256,17 +231,7 @@ test('a noisy source workload cannot take the whole pending queue from another o
 
 for (const transport of ['tcp', 'tunnel'] as const) {
 test(`gRPC through the mesh over ${transport === 'tcp' ? 'plain TCP' : 'HTTP/2 CONNECT tunnels (HBONE\'s shape)'}: grpc-js client and server, UNAVAILABLE retried (trailers-only and after headers)`, async (t) => {
-  const svc = {
-    echo: {
-      path: '/test.Echo/Echo',
-      requestStream: false,
-      responseStream: false,
-      requestSerialize: (b: Buffer) => b,
-      requestDeserialize: (b: Buffer) => b,
-      responseSerialize: (b: Buffer) => b,
-      responseDeserialize: (b: Buffer) => b,
-    },
-  } as grpc.ServiceDefinition;
+  const svc = { echo: rawMethod('/test.Echo/Echo') } as grpc.ServiceDefinition;
   let calls = 0;
   const server = new grpc.Server();
   server.addService(svc, {

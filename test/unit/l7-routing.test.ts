@@ -4,11 +4,11 @@
 // and a config swap that moves new requests at once without dropping the one in flight,
 // matches, rewrites, redirects, direct responses, header operations, faults, mirroring,
 // consistent hashing, and Istio's request metrics.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import { requestsTotal } from '../../agent/telemetry/metrics.js';
-import { Harness, request, snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
+import { bodyOf, harness, Harness, request, snapshot, startBackend, type Backend, type SnapshotOptions } from '../helpers/l7-harness.js';
 import { dest, destinationRule, match, policy, route, sm, table } from '../helpers/routing-builders.js';
 import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 
@@ -16,27 +16,16 @@ import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 function echo(name: string, delayMs = 0): Promise<Backend> {
   return startBackend({
     name,
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        const reply = JSON.stringify({ pod: name, path: req.url, headers: req.headers, body });
-        setTimeout(() => res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name }).end(reply), delayMs);
-      });
+    handler: async (req, res) => {
+      const reply = JSON.stringify({ pod: name, path: req.url, headers: req.headers, body: await bodyOf(req) });
+      setTimeout(() => res.writeHead(200, { 'content-type': 'application/json', 'x-backend': name }).end(reply), delayMs);
     },
   });
 }
 
-async function withHarness(t: { teardown(fn: () => unknown): void }, backends: Backend[], routing: RoutingConfig, opts: Parameters<typeof snapshot>[2] = {}) {
-  const h = await new Harness(snapshot(backends, routing, opts)).listen();
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  t.teardown(async () => {
-    agent.destroy();
-    await h.close();
-    for (const b of [...backends, ...(opts.services ?? []).flatMap((s) => s.backends)]) b.server.close();
-  });
-  return { h, agent };
-}
+/** One client connection at a time: balancing per request shows on one keep-alive connection. */
+const withHarness = (t: ExecutionContext, backends: Backend[], routing: RoutingConfig, opts: SnapshotOptions = {}) =>
+  harness(t, backends, routing, opts, { maxSockets: 1 });
 
 const labels = { v1: { version: 'v1' }, v2: { version: 'v2' } };
 const subsets = [
@@ -185,13 +174,9 @@ test('mirroring sends a copy with a -shadow authority; the client only sees the 
   let shadowSeen: { host?: string; body: string } | undefined;
   const shadow = await startBackend({
     name: 'shadow',
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => {
-        shadowSeen = { host: req.headers.host, body };
-        res.writeHead(500).end('ignored');
-      });
+    handler: async (req, res) => {
+      shadowSeen = { host: req.headers.host, body: await bodyOf(req) };
+      res.writeHead(500).end('ignored');
     },
   });
   const routing: RoutingConfig = {
@@ -223,10 +208,9 @@ test('HTTP/2 prior knowledge: requests and bodies go through, one stream each', 
   const v1 = await startBackend({
     name: 'h2',
     h2: true,
-    handler: (req, res) => {
-      let body = '';
-      req.on('data', (d: Buffer) => (body += d.toString()));
-      req.on('end', () => res.writeHead(200, { 'x-proto': req.httpVersion }).end(`${req.method} ${req.url} ${body}`));
+    handler: async (req, res) => {
+      const body = await bodyOf(req);
+      res.writeHead(200, { 'x-proto': req.httpVersion }).end(`${req.method} ${req.url} ${body}`);
     },
   });
   const h = await new Harness(snapshot([v1], { routes: [], destinations: [] }, { portName: 'http2' }), 'sniff').listen();

@@ -9,19 +9,10 @@ import { EWMA_DEFAULT_RTT_MS, observeRtt, peakEwmaCost, PeakEwmaBalancer } from 
 import { RoundRobinBalancer } from '../../agent/cluster/load-balancer/round-robin.js';
 import { ConsistentHashBalancer, hashString } from '../../agent/cluster/load-balancer/consistent-hash.js';
 import { RandomBalancer } from '../../agent/cluster/load-balancer/random.js';
+import { seededRandom } from '../helpers/seeded-random.js';
 
 function host(key: string, now = 0): LbHost {
   return { key, active: 0, rttEstimate: EWMA_DEFAULT_RTT_MS, rttUpdatedAt: now };
-}
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
@@ -58,7 +49,7 @@ function simulate(pickFn: (hosts: LbHost[], now: number) => LbHost, latencies: n
 
 test('peak EWMA P2C sends most requests to the faster endpoint', (t) => {
   const lb = new PeakEwmaBalancer();
-  const random = rng(7);
+  const random = seededRandom(7);
   const picks = simulate((hosts, now) => lb.pick(hosts, { hash: undefined, random, now })!, [5, 50], 8, 4000, (h, rtt, now) => observeRtt(h, rtt, now));
   t.true(picks[0]! > 3 * picks[1]!, `fast ${picks[0]} vs slow ${picks[1]}`);
 });
@@ -80,7 +71,7 @@ test('peak EWMA: a slow answer raises the estimate at once, fast ones bring it d
 
 test('least request (P2C) prefers the endpoint with fewer requests in flight', (t) => {
   const lb = new LeastRequestBalancer();
-  const random = rng(3);
+  const random = seededRandom(3);
   const picks = simulate((hosts) => lb.pick(hosts, { hash: undefined, random, now: 0 })!, [5, 50], 8, 4000);
   t.true(picks[0]! > 3 * picks[1]!, `fast ${picks[0]} vs slow ${picks[1]}`);
   // with two hosts P2C compares both: the busier is never chosen
@@ -93,7 +84,7 @@ test('least request (P2C) prefers the endpoint with fewer requests in flight', (
 test('round robin takes turns; random picks every host', (t) => {
   const hosts = ['a', 'b', 'c'].map((k) => host(k));
   const rr = new RoundRobinBalancer();
-  const ctx = { hash: undefined, random: rng(1), now: 0 };
+  const ctx = { hash: undefined, random: seededRandom(1), now: 0 };
   t.deepEqual(
     Array.from({ length: 6 }, () => rr.pick(hosts, ctx)!.key),
     ['a', 'b', 'c', 'a', 'b', 'c'],

@@ -2,10 +2,8 @@
 // upstream YAML in ../shared/conformance/security/, compiled through the real path (YAML →
 // validation → compiler) and read back as the agent does (mode per workload port), plus
 // properties over random policies.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import fc from 'fast-check';
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { acceptsPlaintext, mtlsModeFor } from '../../agent/policy/peer-authentication.js';
 import { compileSecurity } from '../../control/compile/security.js';
@@ -13,22 +11,12 @@ import type { MtlsMode } from '../../control/api/snapshot-security.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
 import type { MtlsModeSpec } from '../../control/model/security.js';
-import { compileYaml, podYaml, policyOf } from '../helpers/security-config.js';
-import { packageRoot } from '../../common/paths.js';
-
-function pa(namespace: string, name: string, spec: string, created?: string): string {
-  return `apiVersion: security.istio.io/v1
-kind: PeerAuthentication
-metadata:
-  name: ${name}
-  namespace: ${namespace}${created ? `\n  creationTimestamp: "${created}"` : ''}
-spec:
-  ${spec}
-`;
-}
+import { compileYaml, peerAuthentication, podYaml, policyOf } from '../helpers/config-yaml.js';
+import { securitySample, securitySampleTest } from '../helpers/conformance-samples.js';
+import { holds } from '../helpers/property-holds.js';
 
 function modes(yaml: string[], uid: string, ports: number[] = [80]): MtlsMode[] {
-  const p = policyOf(compileYaml(yaml.join('---\n')), uid);
+  const p = policyOf(compileYaml(yaml), uid);
   return ports.map((port) => mtlsModeFor(p, port));
 }
 
@@ -44,14 +32,14 @@ test('workload > namespace > mesh', (t) => {
   ];
   const yaml = [
     ...pods,
-    pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
-    pa('foo', 'ns', 'mtls: {mode: PERMISSIVE}'),
-    pa('foo', 'a', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
+    peerAuthentication('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
+    peerAuthentication('foo', 'ns', 'mtls: {mode: PERMISSIVE}'),
+    peerAuthentication('foo', 'a', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
   ];
   t.deepEqual(modes(yaml, 'foo/a'), ['STRICT'], 'workload');
   t.deepEqual(modes(yaml, 'foo/b'), ['PERMISSIVE'], 'namespace');
   t.deepEqual(modes(yaml, 'bar/c'), ['STRICT'], 'mesh');
-  t.deepEqual(policyOf(compileYaml(yaml.join('---\n')), 'foo/a').peerAuthentications, ['istio-system/mesh', 'foo/ns', 'foo/a']);
+  t.deepEqual(policyOf(compileYaml(yaml), 'foo/a').peerAuthentications, ['istio-system/mesh', 'foo/ns', 'foo/a']);
 });
 
 test('UNSET inherits from the level above; an UNSET mesh policy is PERMISSIVE', (t) => {
@@ -60,22 +48,22 @@ test('UNSET inherits from the level above; an UNSET mesh policy is PERMISSIVE', 
     modes(
       [
         pod,
-        pa('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
-        pa('foo', 'ns', 'mtls: {mode: UNSET}'),
-        pa('foo', 'w', 'selector: {matchLabels: {app: a}}'),
+        peerAuthentication('istio-system', 'mesh', 'mtls: {mode: STRICT}'),
+        peerAuthentication('foo', 'ns', 'mtls: {mode: UNSET}'),
+        peerAuthentication('foo', 'w', 'selector: {matchLabels: {app: a}}'),
       ],
       'foo/a',
     ),
     ['STRICT'],
   );
-  t.deepEqual(modes([pod, pa('istio-system', 'mesh', 'mtls: {}')], 'foo/a'), ['PERMISSIVE']);
+  t.deepEqual(modes([pod, peerAuthentication('istio-system', 'mesh', 'mtls: {}')], 'foo/a'), ['PERMISSIVE']);
 });
 
 test("port-level mTLS overrides the workload mode for that port; an UNSET port inherits the workload's effective mode", (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa('foo', 'ns', 'mtls: {mode: STRICT}'),
-    pa(
+    peerAuthentication('foo', 'ns', 'mtls: {mode: STRICT}'),
+    peerAuthentication(
       'foo',
       'a',
       `selector: {matchLabels: {app: a}}
@@ -89,35 +77,33 @@ test("port-level mTLS overrides the workload mode for that port; an UNSET port i
 
 test('several workload policies select a workload: the oldest wins (creationTimestamp, then name)', (t) => {
   const pod = podYaml('a', { ns: 'foo', labels: { app: 'a', tier: 'web' } });
-  const older = pa('foo', 'zz-older', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}', '2024-01-01T00:00:00Z');
-  const newer = pa('foo', 'aa-newer', 'selector: {matchLabels: {tier: web}}\n  mtls: {mode: DISABLE}', '2024-06-01T00:00:00Z');
+  const older = peerAuthentication('foo', 'zz-older', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}', '2024-01-01T00:00:00Z');
+  const newer = peerAuthentication(
+    'foo',
+    'aa-newer',
+    'selector: {matchLabels: {tier: web}}\n  mtls: {mode: DISABLE}',
+    '2024-06-01T00:00:00Z',
+  );
   t.deepEqual(modes([pod, newer, older], 'foo/a'), ['STRICT']);
   const sameTime = (name: string, mode: string) =>
-    pa('foo', name, `selector: {matchLabels: {app: a}}\n  mtls: {mode: ${mode}}`, '2024-01-01T00:00:00Z');
+    peerAuthentication('foo', name, `selector: {matchLabels: {app: a}}\n  mtls: {mode: ${mode}}`, '2024-01-01T00:00:00Z');
   t.deepEqual(modes([pod, sameTime('b-second', 'PERMISSIVE'), sameTime('a-first', 'STRICT')], 'foo/a'), ['STRICT']);
 });
 
 test('a second namespace-level (or mesh-level) policy is ignored: the oldest stays in force', (t) => {
   const pod = podYaml('a', { ns: 'foo' });
+  const inForce = (...policies: string[]) => modes([pod, ...policies], 'foo/a');
   t.deepEqual(
-    modes(
-      [
-        pod,
-        pa('foo', 'first', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
-        pa('foo', 'second', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
-      ],
-      'foo/a',
+    inForce(
+      peerAuthentication('foo', 'first', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
+      peerAuthentication('foo', 'second', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
     ),
     ['STRICT'],
   );
   t.deepEqual(
-    modes(
-      [
-        pod,
-        pa('istio-system', 'm2', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
-        pa('istio-system', 'm1', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
-      ],
-      'foo/a',
+    inForce(
+      peerAuthentication('istio-system', 'm2', 'mtls: {mode: PERMISSIVE}', '2024-02-01T00:00:00Z'),
+      peerAuthentication('istio-system', 'm1', 'mtls: {mode: STRICT}', '2024-01-01T00:00:00Z'),
     ),
     ['STRICT'],
   );
@@ -126,13 +112,13 @@ test('a second namespace-level (or mesh-level) policy is ignored: the oldest sta
 test('a selector in the root namespace is ignored: such a policy applies to no workload', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa('istio-system', 'sel', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
+    peerAuthentication('istio-system', 'sel', 'selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}'),
   ];
   t.deepEqual(modes(yaml, 'foo/a'), ['PERMISSIVE']);
 });
 
 test('the root namespace is configurable', (t) => {
-  const s = compileYaml([podYaml('a', { ns: 'foo' }), pa('mesh-config', 'default', 'mtls: {mode: STRICT}')].join('---\n'), {
+  const s = compileYaml([podYaml('a', { ns: 'foo' }), peerAuthentication('mesh-config', 'default', 'mtls: {mode: STRICT}')], {
     rootNamespace: 'mesh-config',
   });
   t.is(mtlsModeFor(policyOf(s, 'foo/a'), 80), 'STRICT');
@@ -141,7 +127,7 @@ test('the root namespace is configurable', (t) => {
 test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    pa(
+    peerAuthentication(
       'foo',
       'a',
       `selector: {matchLabels: {app: a}}
@@ -151,7 +137,7 @@ test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT',
     9090: {mode: DISABLE}`,
     ),
   ];
-  const p = policyOf(compileYaml(yaml.join('---\n')), 'foo/a');
+  const p = policyOf(compileYaml(yaml), 'foo/a');
   t.deepEqual(
     [80, 8080, 9090].map((port) => acceptsPlaintext(p, port)),
     [false, true, true],
@@ -160,55 +146,50 @@ test('plaintext is accepted under PERMISSIVE and DISABLE, refused under STRICT',
 
 // --- upstream YAML -------------------------------------------------------------------------------
 
-const repo = packageRoot();
-const conformance = path.resolve(repo, '..', 'shared', 'conformance', 'security');
-const sample = (file: string) => readFileSync(path.join(conformance, file), 'utf8');
-const sampleTest = existsSync(conformance) ? test : test.skip;
-
-sampleTest('istio.io mesh-wide STRICT: every workload in every namespace is STRICT', (t) => {
-  t.deepEqual(modes([podYaml('a', { ns: 'foo' }), sample('istio-io-peerauthentication-mesh-strict.yaml')], 'foo/a', [80, 9090]), [
+securitySampleTest('istio.io mesh-wide STRICT: every workload in every namespace is STRICT', (t) => {
+  t.deepEqual(modes([podYaml('a', { ns: 'foo' }), securitySample('istio-io-peerauthentication-mesh-strict.yaml')], 'foo/a', [80, 9090]), [
     'STRICT',
     'STRICT',
   ]);
 });
 
-sampleTest('istio.io workload STRICT with port 80 DISABLE: plaintext only on 80', (t) => {
+securitySampleTest('istio.io workload STRICT with port 80 DISABLE: plaintext only on 80', (t) => {
   const yaml = [
     podYaml('httpbin', { ns: 'bar', labels: { app: 'httpbin' } }),
     podYaml('other', { ns: 'bar' }),
-    sample('istio-io-peerauthentication-workload-strict-port-disable.yaml'),
+    securitySample('istio-io-peerauthentication-workload-strict-port-disable.yaml'),
   ];
   t.deepEqual(modes(yaml, 'bar/httpbin', [80, 8000]), ['DISABLE', 'STRICT']);
   t.deepEqual(modes(yaml, 'bar/other', [80]), ['PERMISSIVE']);
 });
 
-sampleTest('Istio ambient: mesh STRICT, namespace PERMISSIVE, workload port 9090 STRICT (no mode: inherits PERMISSIVE)', (t) => {
+securitySampleTest('Istio ambient: mesh STRICT, namespace PERMISSIVE, workload port 9090 STRICT (no mode: inherits PERMISSIVE)', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
     podYaml('b', { ns: 'foo' }),
     podYaml('c', { ns: 'bar' }),
-    sample('istio-peerauthentication-mesh-strict-ns-permissive-workload-port.yaml'),
+    securitySample('istio-peerauthentication-mesh-strict-ns-permissive-workload-port.yaml'),
   ];
   t.deepEqual(modes(yaml, 'foo/a', [9090, 8080]), ['STRICT', 'PERMISSIVE']);
   t.deepEqual(modes(yaml, 'foo/b', [9090]), ['PERMISSIVE']);
   t.deepEqual(modes(yaml, 'bar/c', [9090]), ['STRICT']);
 });
 
-sampleTest('Istio ambient: mesh PERMISSIVE, namespace UNSET, workload ports 9090 STRICT and 8080 PERMISSIVE', (t) => {
+securitySampleTest('Istio ambient: mesh PERMISSIVE, namespace UNSET, workload ports 9090 STRICT and 8080 PERMISSIVE', (t) => {
   const yaml = [
     podYaml('a', { ns: 'foo', labels: { app: 'a' } }),
-    sample('istio-peerauthentication-mesh-permissive-ns-unset-workload-mixed-ports.yaml'),
+    securitySample('istio-peerauthentication-mesh-permissive-ns-unset-workload-mixed-ports.yaml'),
   ];
   t.deepEqual(modes(yaml, 'foo/a', [9090, 8080, 80]), ['STRICT', 'PERMISSIVE', 'PERMISSIVE']);
 });
 
-sampleTest(
+securitySampleTest(
   'Istio validation samples: port "80" STRICT over PERMISSIVE; an empty selector is a namespace-level policy with no mode',
   (t) => {
-    const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), sample('istio-validation-peerauthentication-valid.yaml')];
+    const yaml = [podYaml('w', { labels: { foo: 'bar' } }), podYaml('x'), securitySample('istio-validation-peerauthentication-valid.yaml')];
     t.deepEqual(modes(yaml, 'default/w', [80, 81]), ['STRICT', 'PERMISSIVE']);
     t.deepEqual(modes(yaml, 'default/x', [80]), ['PERMISSIVE']);
-    t.deepEqual(policyOf(compileYaml(yaml.join('---\n')), 'default/x').peerAuthentications, ['default/partial-selector']);
+    t.deepEqual(policyOf(compileYaml(yaml), 'default/x').peerAuthentications, ['default/partial-selector']);
   },
 );
 
@@ -312,9 +293,3 @@ test('property: a newer namespace- or mesh-level policy never changes the result
     { numRuns: 300 },
   );
 });
-
-/** The property holds; otherwise fails with fast-check's counterexample. */
-function holds<T>(t: ExecutionContext, property: fc.IProperty<T>, params: fc.Parameters<T>): void {
-  const out = fc.check(property, params);
-  t.false(out.failed, fc.defaultReportMessage(out) ?? '');
-}

@@ -61,8 +61,7 @@ test('sniffing HTTP/1.1 and HTTP/2 on a real socket puts every byte back, in ord
     ['GE', 'T /path HTTP/1.1\r\nhost: x\r\n\r\n', 'http1'],
     ['PRI * HTTP/2.0\r\n', '\r\nSM\r\n\r\n\x00\x00\x00\x04', 'http2'],
   ] as const) {
-    const p = await socketPair();
-    t.teardown(() => p.close());
+    const p = await socketPair(t);
     const detected = sniff(p.server, 0);
     p.client.write(first);
     await new Promise((r) => setTimeout(r, 20)); // the request arrives in two reads
@@ -73,8 +72,7 @@ test('sniffing HTTP/1.1 and HTTP/2 on a real socket puts every byte back, in ord
 });
 
 test('a silent client (server-first protocol) falls back to TCP after the timeout, nothing lost either way', async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
+  const p = await socketPair(t);
   const started = performance.now();
   t.is(await sniff(p.server, 100), 'tcp');
   t.true(performance.now() - started >= 95);
@@ -86,8 +84,7 @@ test('a silent client (server-first protocol) falls back to TCP after the timeou
 });
 
 test('a client that sends something else is TCP at once, its bytes replayed', async (t) => {
-  const p = await socketPair();
-  t.teardown(() => p.close());
+  const p = await socketPair(t);
   p.client.write('\x16\x03\x01hello-tls');
   t.is(await sniff(p.server, 5000), 'tcp');
   t.is(await readAll(p.server, 12), '\x16\x03\x01hello-tls');

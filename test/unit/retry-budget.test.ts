@@ -6,18 +6,24 @@ import test from 'ava';
 import fc from 'fast-check';
 import { RetryBudget } from '../../agent/cluster/retry-budget.js';
 import { backoffMs, compileRetry, retriableFailure, retriableResponse } from '../../agent/l7/retry.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
-class FakeClock {
-  t = 0;
-  now = () => this.t;
+/** A budget on a fake clock that starts at 0. */
+function budget(config: ConstructorParameters<typeof RetryBudget>[0]): { b: RetryBudget; clock: FakeClock } {
+  const clock = new FakeClock(0);
+  return { b: new RetryBudget(config, () => clock.now()), clock };
+}
+
+/** Takes every retry the budget allows now; resolves how many. */
+function drain(b: RetryBudget): number {
+  let n = 0;
+  while (b.withdraw()) n++;
+  return n;
 }
 
 test('with no requests, only the floor is available: minRetriesPerSecond × ttl', (t) => {
-  const clock = new FakeClock();
-  const b = new RetryBudget({ percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000, minRetryConcurrency: 0 }, clock.now);
-  let allowed = 0;
-  while (b.withdraw()) allowed++;
-  t.is(allowed, 100);
+  const { b } = budget({ percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000, minRetryConcurrency: 0 });
+  t.is(drain(b), 100);
 });
 
 test('retries never exceed percent × requests + floor within a window, and reach it when every request wants one', (t) => {
@@ -27,13 +33,12 @@ test('retries never exceed percent × requests + floor within a window, and reac
       fc.integer({ min: 0, max: 20 }),
       fc.integer({ min: 0, max: 3000 }),
       (percent, floorPerSecond, requests) => {
-        const clock = new FakeClock();
         const ttlMs = 10_000;
-        const b = new RetryBudget({ percent, minRetriesPerSecond: floorPerSecond, ttlMs, minRetryConcurrency: 0 }, clock.now);
+        const { b, clock } = budget({ percent, minRetriesPerSecond: floorPerSecond, ttlMs, minRetryConcurrency: 0 });
         let retries = 0;
         // every request fails and asks for a retry, all within one second
         for (let i = 0; i < requests; i++) {
-          clock.t = (i / Math.max(1, requests)) * 1000;
+          clock.advanceTo((i / Math.max(1, requests)) * 1000);
           b.deposit();
           if (b.withdraw()) retries++;
         }
@@ -49,27 +54,21 @@ test('retries never exceed percent × requests + floor within a window, and reac
 });
 
 test('deposits expire after the window: a burst of traffic long ago buys no retries now', (t) => {
-  const clock = new FakeClock();
-  const b = new RetryBudget({ percent: 20, minRetriesPerSecond: 0, ttlMs: 1000, minRetryConcurrency: 0 }, clock.now);
+  const { b, clock } = budget({ percent: 20, minRetriesPerSecond: 0, ttlMs: 1000, minRetryConcurrency: 0 });
   for (let i = 0; i < 100; i++) b.deposit();
-  clock.t = 500;
+  clock.advanceTo(500);
   t.true(b.withdraw(), 'within the window');
-  clock.t = 5000;
+  clock.advanceTo(5000);
   t.false(b.withdraw(), 'the window has passed');
 });
 
 test('withdrawals expire too: after the window the floor is whole again', (t) => {
-  const clock = new FakeClock();
-  const b = new RetryBudget({ percent: 20, minRetriesPerSecond: 2, ttlMs: 2000, minRetryConcurrency: 0 }, clock.now);
-  let n = 0;
-  while (b.withdraw()) n++;
-  t.is(n, 4);
-  clock.t = 1500;
+  const { b, clock } = budget({ percent: 20, minRetriesPerSecond: 2, ttlMs: 2000, minRetryConcurrency: 0 });
+  t.is(drain(b), 4);
+  clock.advanceTo(1500);
   t.false(b.withdraw(), 'within the window the spent floor stays spent');
-  clock.t = 5000;
-  n = 0;
-  while (b.withdraw()) n++;
-  t.is(n, 4);
+  clock.advanceTo(5000);
+  t.is(drain(b), 4);
 });
 
 test("retryOn: 5xx, gateway-error, retriable-4xx, status codes and gRPC codes as Envoy reads them", (t) => {

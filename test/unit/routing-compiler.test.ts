@@ -4,32 +4,18 @@
 // test sends a full RoutingConfig through the real gRPC server.
 import test from 'ava';
 import fc from 'fast-check';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { watchSnapshots } from '../../control/api/discovery-client.js';
 import type { HttpMatch, HttpRoute, RouteTable } from '../../control/api/snapshot-routing.js';
-import type { Snapshot } from '../../control/api/snapshot.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
 import { compileRoutingReport, type RoutingReport } from '../../control/compile/routing.js';
 import { compareGatewayEntries, sortGatewayEntries, type GatewayEntry } from '../../control/compile/routing-gateway.js';
-import { startControlPlane } from '../../control/control-plane.js';
 import type { Resource } from '../../control/model/resources.js';
-import { parseYamlFile } from '../../control/source/files.js';
-import { ResourceStore } from '../../control/config-store.js';
+import { configDir, controlPlane, firstSnapshot } from '../helpers/control-plane.js';
+import { resourcesOf } from '../helpers/config-yaml.js';
 
 const service = (name: string, ns = 'default', ports: number[] = [9080]) =>
   `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: ${ns}}\nspec:\n  ports:\n${ports.map((p) => `  - {name: p${p}, port: ${p}}`).join('\n')}\n`;
 
-function resources(docs: string[]): Resource[] {
-  const text = docs.join('---\n');
-  const parsed = parseYamlFile('/config/test.yaml', text);
-  if ('error' in parsed) throw parsed.error;
-  const result = new ResourceStore().apply({ files: [{ file: '/config/test.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }] });
-  const rejected = result.statuses.filter((s) => s.state === 'Rejected');
-  if (rejected.length > 0) throw new Error(`test input rejected: ${rejected.map((s) => s.message).join('; ')}`);
-  return result.resources;
-}
+const resources = (docs: string[]): Resource[] => resourcesOf(docs, '/config/test.yaml');
 
 function compile(docs: string[]): RoutingReport {
   const rs = resources(docs);
@@ -298,8 +284,6 @@ test('PEAK_EWMA is selected by annotation and inherited by subsets that do not s
 });
 
 test('a full RoutingConfig reaches an agent through the real gRPC server unchanged', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-routing-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
   const docs = [
     service('reviews', 'default', [9080, 9090]),
     reviewsVs(`  hosts: [reviews]
@@ -349,24 +333,11 @@ test('a full RoutingConfig reaches an agent through the real gRPC server unchang
   - {name: v2, labels: {version: v2}}
 `, ', annotations: {nodemesh.io/latency-ejection: "3"}'),
   ];
-  await writeFile(path.join(dir, 'config.yaml'), docs.join('---\n'));
-  const cp = await startControlPlane({ configDir: dir, grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', rescanMs: 0, processMetrics: false });
-  t.teardown(() => cp.close());
+  const cp = await controlPlane(t, { configDir: await configDir(t, { 'config.yaml': docs.join('---\n') }), rescanMs: 0 });
   t.deepEqual(cp.status().resources.filter((s) => s.state !== 'Accepted'), []);
   const sent = cp.snapshot()!;
   t.is(sent.routing.routes[0]!.http.length, 3, 'rules 1 and 2 match every port: no default route is added');
-  const received = await new Promise<Snapshot>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no snapshot within 5 s')), 5000);
-    const w = watchSnapshots({
-      address: `127.0.0.1:${cp.grpcPort}`,
-      node: 'node-a',
-      onSnapshot: (s) => {
-        clearTimeout(timer);
-        w.close();
-        resolve(s);
-      },
-    });
-  });
+  const received = await firstSnapshot(`127.0.0.1:${cp.grpcPort}`);
   t.deepEqual(received.routing, sent.routing);
   t.is(received.routing.destinations[0]!.policy.loadBalancer.consistentHash!.cookieTtlMs, 8760 * 3_600_000);
   t.deepEqual(received.routing.destinations[0]!.policy.outlierDetection.latencyEjection, { factor: 3, minRequests: 20 });

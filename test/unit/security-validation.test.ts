@@ -5,14 +5,13 @@
 // SecurityConfig round-trips the real gRPC discovery stream.
 import test, { type ExecutionContext } from 'ava';
 import fc from 'fast-check';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { watchSnapshots } from '../../control/api/discovery-client.js';
-import type { Snapshot } from '../../control/api/snapshot.js';
-import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
+import type { ControlPlane } from '../../control/control-plane.js';
 import { validateDocument } from '../../control/validate/validate.js';
-import { compileYaml, podYaml, store } from '../helpers/security-config.js';
+import { configDir, controlPlane, firstSnapshot } from '../helpers/control-plane.js';
+import { compileYaml, podYaml, store } from '../helpers/config-yaml.js';
+import { holds } from '../helpers/property-holds.js';
 
 function doc(kind: 'PeerAuthentication' | 'AuthorizationPolicy', name: string, spec: string, meta = ''): string {
   return `apiVersion: security.istio.io/v1
@@ -276,7 +275,8 @@ test('property: any spec, however malformed, is accepted or rejected with a fiel
   const value = fc.letrec((tie) => ({
     node: fc.oneof({ depthSize: 'small' }, leaf, fc.array(tie('node'), { maxLength: 3 }), fc.dictionary(keys, tie('node'), { maxKeys: 4 })),
   })).node;
-  const out = fc.check(
+  holds(
+    t,
     fc.property(fc.constantFrom('PeerAuthentication', 'AuthorizationPolicy'), value, (kind, spec) => {
       const r = validateDocument({
         file: 'fuzz.yaml',
@@ -293,7 +293,6 @@ test('property: any spec, however malformed, is accepted or rejected with a fiel
     }),
     { numRuns: 1000 },
   );
-  t.false(out.failed, fc.defaultReportMessage(out) ?? '');
 });
 
 // --- the compiler --------------------------------------------------------------------------------
@@ -397,19 +396,8 @@ test('compile: values are normalised — CIDRs to their network, ports to number
 // --- through a running control plane -----------------------------------------------------------
 
 async function running(t: ExecutionContext, files: Record<string, string>): Promise<{ cp: ControlPlane; dir: string }> {
-  const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-security-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, name), text);
-  const cp = await startControlPlane({
-    configDir: dir,
-    grpcAddress: '127.0.0.1:0',
-    adminAddress: '127.0.0.1:0',
-    rescanMs: 0,
-    debounceMs: 10_000,
-    processMetrics: false,
-  });
-  t.teardown(() => cp.close());
-  return { cp, dir };
+  const dir = await configDir(t, files);
+  return { cp: await controlPlane(t, { configDir: dir, rescanMs: 0, debounceMs: 10_000 }), dir };
 }
 
 test('a rejected policy is counted, keeps its last good version in force and never half-applies', async (t) => {
@@ -482,18 +470,7 @@ rules:
       .map((s) => s.message),
     [],
   );
-  const received = await new Promise<Snapshot>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no snapshot within 5 s')), 5000);
-    const watch = watchSnapshots({
-      address: `127.0.0.1:${cp.grpcPort}`,
-      node: 'node-a',
-      onSnapshot: (s) => {
-        clearTimeout(timer);
-        watch.close();
-        resolve(s);
-      },
-    });
-  });
+  const received = await firstSnapshot(`127.0.0.1:${cp.grpcPort}`);
   const sent = cp.snapshot()!;
   t.is(sent.security.authorizationPolicies.length, 4);
   t.true(sent.security.workloads.some((w) => w.portMtls.length === 2 && w.http === false));

@@ -4,9 +4,8 @@ import test from 'ava';
 import fc from 'fast-check';
 import { compileSnapshot, contentHash, SERVICE_CIDR } from '../../control/compile/compiler.js';
 import type { Resource } from '../../control/model/resources.js';
-import { parseYamlFile } from '../../control/source/files.js';
-import { ResourceStore } from '../../control/config-store.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
+import { resourcesOf } from '../helpers/config-yaml.js';
 
 interface PodOpts {
   ns?: string;
@@ -52,12 +51,7 @@ function namespace(name: string, labels: Record<string, string> = {}): object {
 
 /** Objects → one YAML file (JSON is YAML) → validated resources in force. */
 function resources(objects: object[]): Resource[] {
-  const parsed = parseYamlFile('/config/test.yaml', objects.map((o) => JSON.stringify(o)).join('\n---\n'));
-  if ('error' in parsed) throw parsed.error;
-  const result = new ResourceStore().apply({ files: [{ file: '/config/test.yaml', documents: parsed.documents, documentErrors: parsed.documentErrors }] });
-  const rejected = result.statuses.filter((s) => s.state === 'Rejected');
-  if (rejected.length > 0 || result.fileErrors.length > 0) throw new Error(`test input rejected: ${JSON.stringify([...rejected, ...result.fileErrors])}`);
-  return result.resources;
+  return resourcesOf(objects.map((o) => `${JSON.stringify(o)}\n`), '/config/test.yaml');
 }
 
 function compile(objects: object[], previous?: Snapshot, trustDomain?: string): Snapshot {

@@ -4,17 +4,7 @@
 import test from 'ava';
 import fc from 'fast-check';
 import { WeightedPicker } from '../../agent/l7/weighted-picker.js';
-
-/** A seeded PRNG (mulberry32), so a failing case replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../helpers/seeded-random.js';
 
 test('each destination gets its share within 5 standard deviations; zero weights never', (t) => {
   fc.assert(
@@ -23,7 +13,7 @@ test('each destination gets its share within 5 standard deviations; zero weights
       const picker = new WeightedPicker(weights.map((w, i) => ({ item: i, weight: w })));
       const n = 4000;
       const counts = new Array<number>(weights.length).fill(0);
-      const random = rng(seed);
+      const random = seededRandom(seed);
       for (let i = 0; i < n; i++) counts[picker.pick(random)!]!++;
       const sum = weights.reduce((a, b) => a + b, 0);
       weights.forEach((w, i) => {
@@ -42,7 +32,7 @@ test('a 90/10 split over 2,000 picks lands within tolerance', (t) => {
     { item: 'v1', weight: 90 },
     { item: 'v2', weight: 10 },
   ]);
-  const random = rng(42);
+  const random = seededRandom(42);
   let v2 = 0;
   for (let i = 0; i < 2000; i++) if (picker.pick(random) === 'v2') v2++;
   // 200 expected, sd ≈ 13.4
