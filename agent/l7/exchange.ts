@@ -105,6 +105,8 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   /** new path (and query) to send upstream, when rewritten */
   upstreamPath: string | undefined;
   upstreamAuthority: string | undefined;
+  /** counted in its source's requests in flight (transport/source-limits.ts) until finish() */
+  private holdsShare = false;
 
   constructor(
     protected readonly engine: Engine,
@@ -145,6 +147,12 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   // ---- request start ---------------------------------------------------------------------
   /** Routes the request and starts it; the subclass has set method, path, query, authority. */
   start(): void {
+    const share = this.conn.share;
+    if (share) {
+      // a source past its share of requests in flight is refused before anything is routed
+      if (!share.tryRequest()) return this.localReply(503, ResponseFlag.UpstreamOverflow, 'overloaded: too many requests in flight from this source\n', { 'x-envoy-overloaded': 'true' });
+      this.holdsShare = true;
+    }
     const host = this.conn.target.service.hostname;
     const tables = routeTablesOf(this.state);
     const table = tables.table(host, this.sourceNamespace);
@@ -519,6 +527,10 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     if (this.phase === 'done') return;
     this.phase = 'done';
     if (this.tryHeld) this.releaseTry(-1); // every path should have released it; never leak a slot
+    if (this.holdsShare) {
+      this.holdsShare = false;
+      this.conn.share!.requestDone();
+    }
     if (this.routeTimer) clearTimeout(this.routeTimer);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.clearTryTimer();

@@ -5,6 +5,12 @@
 // at its start; every exchange of the proxy shares one cluster set, kept across states.
 // WebSocket and other HTTP/1.1 upgrades are routed like a TCP connection (tcp-route.ts), then
 // tunnelled as bytes.
+//
+// Timeouts (transport/timeouts.ts): a request head within requestHeadersMs (Node's own sweep,
+// started for these servers that never listen), an idle keep-alive connection or an HTTP/2
+// session without streams closed after httpIdleMs, an upgraded tunnel after the TCP idle
+// timeout. A handed connection is not half-open: HTTP never half-closes, so a client's FIN
+// ends it, as on any HTTP server's listener.
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
@@ -19,6 +25,7 @@ import { forwardRaw } from './header-ops.js';
 import { planTcp } from './tcp-route.js';
 import { ClusterSet } from '../cluster/cluster-set.js';
 import { connectWithTimeout, type UpstreamConnector } from '../transport/connector.js';
+import { closeIdleSession, enforceServerTimeouts, proxyTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
 const log = logger('agent/l7');
@@ -26,15 +33,14 @@ const log = logger('agent/l7');
 const kConn = Symbol('nodemesh.conn');
 type WithConn = { [kConn]?: ConnInfo };
 
-/** Idle keep-alive of downstream connections (Envoy's default idle timeout is 1 h). */
-export const DOWNSTREAM_IDLE_MS = 3_600_000;
-
 export interface L7ServersOptions {
   connector: UpstreamConnector;
   /** the current proxy state; read at the start of every request */
   state: () => ProxyState;
   clock?: Clock;
   random?: () => number;
+  /** the phases' timeouts (transport/timeouts.ts defaults) */
+  timeouts?: Partial<ProxyTimeouts>;
 }
 
 export class L7Servers implements Engine {
@@ -44,17 +50,15 @@ export class L7Servers implements Engine {
   readonly random: () => number;
   private readonly clock: Clock;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly timeouts: ProxyTimeouts;
 
   constructor(private readonly opts: L7ServersOptions) {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
     this.clusters = new ClusterSet(opts.connector, this.clock);
-    this.http1 = http.createServer({
-      keepAliveTimeout: DOWNSTREAM_IDLE_MS,
-      requestTimeout: 0, // streaming uploads are the route's business (its timeout)
-      headersTimeout: 60_000,
-      noDelay: true,
-    });
+    this.timeouts = proxyTimeouts(opts.timeouts);
+    this.http1 = http.createServer({ noDelay: true });
+    enforceServerTimeouts(this.http1, this.timeouts);
     this.http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const conn = (req.socket as WithConn)[kConn]!;
       new Http1Exchange(this, conn, opts.state(), req, res).start();
@@ -68,6 +72,7 @@ export class L7Servers implements Engine {
       this.sessions.add(s);
       s.once('close', () => this.sessions.delete(s));
       s.on('error', () => {});
+      closeIdleSession(s, this.timeouts.httpIdleMs);
     });
     this.http2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       const conn = (stream.session?.socket as unknown as WithConn)[kConn];
@@ -85,6 +90,7 @@ export class L7Servers implements Engine {
 
   serve(socket: Socket, conn: ConnInfo, protocol: 'http1' | 'http2'): void {
     (socket as WithConn)[kConn] = conn;
+    socket.allowHalfOpen = false;
     if (protocol === 'http2') this.http2.emit('connection', socket);
     else this.http1.emit('connection', socket);
     socket.resume();
@@ -121,6 +127,9 @@ export class L7Servers implements Engine {
           socket.destroy();
         });
         socket.once('close', () => up.destroy());
+        // a tunnel now: the TCP idle timeout (the socket's timer sees both directions)
+        (socket as Socket).setTimeout(plan.idleTimeoutMs || this.timeouts.tcpIdleMs);
+        socket.once('timeout', () => socket.destroy());
         up.pipe(socket);
         socket.pipe(up);
       },

@@ -21,6 +21,8 @@ export interface TcpPlan {
   port: number;
   destination: Workload | undefined;
   connectTimeoutMs: number;
+  /** the cluster's TCP idle timeout (Istio's connectionPool.tcp.idleTimeout); 0: the proxy's default */
+  idleTimeoutMs: number;
   connected(): void;
   failed(): void;
   closed(): void;
@@ -33,7 +35,7 @@ export function planTcp(engine: Engine, state: ProxyState, conn: ConnInfo): TcpP
   const table = routeTablesOf(state).table(service.hostname, conn.source?.namespace ?? '');
   const route = table.tcp.find((r) => r.route.port === 0 || r.route.port === requestPort);
   const dest = route ? route.picker.pick(engine.random) : ({ host: service.hostname, subset: '', port: 0 } as Destination);
-  const none = { service, ip: '', port: 0, destination: undefined, connectTimeoutMs: 0, connected() {}, failed() {}, closed() {} };
+  const none = { service, ip: '', port: 0, destination: undefined, connectTimeoutMs: 0, idleTimeoutMs: 0, connected() {}, failed() {}, closed() {} };
   if (!dest) return { ...none, flag: ResponseFlag.NoHealthyUpstream };
   const cluster = engine.clusters.get(state, dest, requestPort);
   if (!cluster) return { ...none, flag: ResponseFlag.NoClusterFound };
@@ -54,6 +56,7 @@ export function planTcp(engine: Engine, state: ProxyState, conn: ConnInfo): TcpP
     port: host.endpoint.port,
     destination: host.workload,
     connectTimeoutMs: cp.connectTimeoutMs,
+    idleTimeoutMs: cp.tcpIdleTimeoutMs,
     connected: () => cluster.onResponse(host, 200, -1),
     failed: () => cluster.onLocalFailure(host, 'connect-failure'),
     closed: () => {

@@ -12,6 +12,13 @@
 //
 // Destinations that are not a Service's ClusterIP (a pod IP, an outside address) pass
 // through to the original destination unchanged, as Istio's PassthroughCluster does.
+//
+// Every accepted connection is this proxy's until it closes (close(true) cuts them all), is
+// counted against its source pod's share (transport/source-limits.ts: past it, reset at
+// once) and has a timeout in every phase (transport/timeouts.ts): the first byte of a
+// declared HTTP port, then the L7 engine's head and idle timeouts; opaque TCP idle. The
+// listener is half-open for opaque TCP's sake (a client's FIN is carried upstream); an HTTP
+// connection is not: HTTP never half-closes, a client's FIN ends it.
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
@@ -22,7 +29,9 @@ import { connectWithTimeout, UpstreamError, type UpstreamConnector, type Upstrea
 import type { ProxyState, ServiceTarget } from '../state/proxy-state.js';
 import { L7Servers } from '../l7/servers.js';
 import { planTcp, type TcpPlan } from '../l7/tcp-route.js';
-import { declaredProtocol, sniff, SNIFF_TIMEOUT_MS } from '../transport/protocol-detect.js';
+import { declaredProtocol, sniff, sniffWithin, SNIFF_TIMEOUT_MS } from '../transport/protocol-detect.js';
+import { proxyTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
+import { DEFAULT_SOURCE_LIMITS, SourceLimits, type SourceLimitsOptions, type SourceShare } from '../transport/source-limits.js';
 import type { ConnInfo } from '../transport/connection.js';
 import { proxyErrors, tcpLabels, type IstioLabels } from '../telemetry/metrics.js';
 import { publishConnection, tapping, type ConnectionDescription } from '../telemetry/tap.js';
@@ -41,7 +50,16 @@ export interface OutboundProxyOptions {
   connector: UpstreamConnector;
   /** how often byte counters of long-lived connections are brought up to date */
   flushIntervalMs?: number;
+  /** where an accepted connection was meant to go: the datapath's answer (tests without the kernel give their own) */
+  originalDst?: (socket: net.Socket) => { ip: string; port: number };
+  /** the phases' timeouts (transport/timeouts.ts defaults) */
+  timeouts?: Partial<ProxyTimeouts>;
+  /** the bound per source pod (transport/source-limits.ts defaults) */
+  limits?: Partial<SourceLimitsOptions>;
 }
+
+/** What a client that sent no request head in time gets (as Node's HTTP server answers). */
+const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n';
 
 /** An opaque TCP connection through the proxy: its accounting, and what the tap shows of it. */
 class TcpFlow extends Flow {
@@ -65,9 +83,15 @@ export class OutboundProxy {
   private readonly flows: FlowSet<TcpFlow>;
   /** the L7 engine, whose clusters opaque TCP to a Service shares */
   readonly l7: L7Servers;
+  /** every accepted connection until it closes */
+  private readonly sockets = new Set<net.Socket>();
+  readonly limits: SourceLimits;
+  private readonly timeouts: ProxyTimeouts;
 
   constructor(private readonly opts: OutboundProxyOptions) {
-    this.l7 = new L7Servers({ connector: opts.connector, state: opts.state });
+    this.timeouts = proxyTimeouts(opts.timeouts);
+    this.limits = new SourceLimits({ ...DEFAULT_SOURCE_LIMITS, ...opts.limits });
+    this.l7 = new L7Servers({ connector: opts.connector, state: opts.state, timeouts: this.timeouts });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flows = new FlowSet<TcpFlow>(opts.flushIntervalMs);
   }
@@ -87,7 +111,17 @@ export class OutboundProxy {
     });
   }
 
+  get address(): net.AddressInfo {
+    return this.server.address() as net.AddressInfo;
+  }
+
+  /** Accepted connections open now, whatever they carry. */
   get openConnections(): number {
+    return this.sockets.size;
+  }
+
+  /** Opaque TCP connections open now. */
+  get openTcpConnections(): number {
     return this.flows.size;
   }
 
@@ -95,8 +129,11 @@ export class OutboundProxy {
   async close(force = false): Promise<void> {
     this.flows.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    if (force) for (const f of this.flows) this.teardown(f, true);
-    if (force) await this.l7.close();
+    if (force) {
+      for (const f of this.flows) this.teardown(f, true);
+      await this.l7.close();
+      for (const s of this.sockets) s.destroy();
+    }
     await closed;
   }
 
@@ -104,7 +141,7 @@ export class OutboundProxy {
     downstream.on('error', () => {}); // errors are handled by the flow teardown below
     let dst: { ip: string; port: number };
     try {
-      dst = originalDst(downstream);
+      dst = (this.opts.originalDst ?? originalDst)(downstream);
     } catch (err) {
       // not redirected by us (someone dialled :15001 directly) or the record is gone
       proxyErrors.inc({ reason: err instanceof NodemeshError ? err.code : 'unknown' });
@@ -114,27 +151,58 @@ export class OutboundProxy {
     }
     const state = this.opts.state();
     const source = state.workloadByIp(downstream.remoteAddress ?? '');
+    const sourceKey = source?.uid ?? downstream.remoteAddress ?? '';
+    // a pod past its share is refused before anything else is spent on it (counted)
+    const share = this.limits.acquireConnection(sourceKey);
+    if (!share) {
+      downstream.resetAndDestroy();
+      return;
+    }
+    this.own(downstream, share);
     const target = state.serviceByVip(dst.ip, dst.port);
     const declared = target ? declaredProtocol(target.port) : 'tcp';
     if (!target || declared === 'tcp') return this.proxyTcp(downstream, dst, state, source, target);
     const conn: ConnInfo = {
       source,
-      sourceKey: source?.uid ?? downstream.remoteAddress ?? '',
+      sourceKey,
       sourceAddress: downstream.remoteAddress ?? '',
       sourcePort: downstream.remotePort ?? 0,
       target,
+      share,
     };
-    // a declared HTTP port: the client speaks first, wait for its bytes to tell HTTP/1.1 from
-    // HTTP/2; an undeclared one: sniff briefly, then treat as TCP
-    void sniff(downstream, declared === 'unknown' ? SNIFF_TIMEOUT_MS : 0).then((sniffed) => {
+    if (declared === 'unknown') {
+      // an undeclared port: sniff briefly, then treat as TCP (also a client that half-closed
+      // without a byte: a server-first protocol may still answer it)
+      void sniff(downstream, SNIFF_TIMEOUT_MS).then((p) => {
+        if (downstream.destroyed) return;
+        if (p === 'tcp' || p === undefined) return this.proxyTcp(downstream, dst, state, source, target);
+        this.serveHttp(downstream, conn, `${dst.ip}:${dst.port}`, p);
+      });
+      return;
+    }
+    // a declared HTTP port: the client speaks first, its bytes tell HTTP/1.1 from HTTP/2; it
+    // has the request head's timeout to send them
+    void sniffWithin(downstream, this.timeouts.requestHeadersMs).then((p) => {
       if (downstream.destroyed) return;
-      const p = sniffed ?? 'tcp'; // half-closed before a byte
-      if (p === 'tcp' && declared === 'unknown') return this.proxyTcp(downstream, dst, state, source, target);
+      if (p === undefined) return void downstream.destroy(); // closed before its first byte: nothing to serve
+      if (p === 'timeout') return void downstream.end(REQUEST_TIMEOUT, () => downstream.destroy());
       // not HTTP on a declared HTTP port: the HTTP/1.1 parser answers 400
-      const protocol = p === 'tcp' ? 'http1' : p;
-      this.tapHttp(downstream, conn, `${dst.ip}:${dst.port}`, protocol);
-      this.l7.serve(downstream, conn, protocol);
+      this.serveHttp(downstream, conn, `${dst.ip}:${dst.port}`, p === 'tcp' ? 'http1' : p);
     });
+  }
+
+  /** The connection is the proxy's until it closes, and counts against its source's share. */
+  private own(downstream: net.Socket, share: SourceShare): void {
+    this.sockets.add(downstream);
+    downstream.once('close', () => {
+      this.sockets.delete(downstream);
+      this.limits.releaseConnection(share);
+    });
+  }
+
+  private serveHttp(downstream: net.Socket, conn: ConnInfo, originalDestination: string, protocol: 'http1' | 'http2'): void {
+    this.tapHttp(downstream, conn, originalDestination, protocol);
+    this.l7.serve(downstream, conn, protocol);
   }
 
   /** `nodemesh tap` sees HTTP connections open and close too; their requests are in istio_requests_total. */
@@ -241,6 +309,14 @@ export class OutboundProxy {
         };
         upstream.once('close', onClose);
         flow.downstream.once('close', onClose);
+        // no byte either way for the idle timeout: both sides are closed (the downstream
+        // socket's timer sees both directions: what it reads goes up, what it writes came down)
+        flow.downstream.setTimeout(flow.plan?.idleTimeoutMs || this.timeouts.tcpIdleMs);
+        flow.downstream.once('timeout', () => {
+          log.debug({ source: flow.tap.source, upstream: flow.tap.upstream }, 'TCP connection idle: closing');
+          flow.downstream.destroy();
+          upstream.destroy();
+        });
       },
       (err: unknown) => {
         flow.plan?.failed();

@@ -3,6 +3,7 @@
 // address and port) and, for a connection captured for a Service, that Service port.
 import type { Workload } from '../../control/api/snapshot.js';
 import type { ServiceTarget } from '../state/proxy-state.js';
+import type { SourceShare } from './source-limits.js';
 
 /** Who the requests of one downstream connection come from. */
 export interface Downstream {
@@ -17,4 +18,6 @@ export interface Downstream {
 export interface ConnInfo extends Downstream {
   /** the Service port the connection was captured for */
   target: ServiceTarget;
+  /** what its source holds of the proxy (requests count against it); none: unbounded */
+  share?: SourceShare;
 }

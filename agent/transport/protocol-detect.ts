@@ -98,10 +98,32 @@ export function sniff(
   timeoutMs: number,
   decide: (head: Buffer) => Protocol | undefined = classify,
 ): Promise<Protocol | undefined> {
+  return read(stream, timeoutMs, decide, 'tcp') as Promise<Protocol | undefined>;
+}
+
+/**
+ * As sniff, where the client must speak first (a declared HTTP port, a stream authorised
+ * per request): resolves 'timeout' when `deadlineMs` passed before the bytes decided (the
+ * bytes read are put back all the same).
+ */
+export function sniffWithin(
+  stream: Duplex,
+  deadlineMs: number,
+  decide: (head: Buffer) => Protocol | undefined = classify,
+): Promise<Protocol | 'timeout' | undefined> {
+  return read(stream, deadlineMs, decide, 'timeout');
+}
+
+function read(
+  stream: Duplex,
+  timeoutMs: number,
+  decide: (head: Buffer) => Protocol | undefined,
+  onTimeout: 'tcp' | 'timeout',
+): Promise<Protocol | 'timeout' | undefined> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
-    const finish = (p: Protocol | undefined) => {
+    const finish = (p: Protocol | 'timeout' | undefined) => {
       if (timer) clearTimeout(timer);
       stream.off('data', onData);
       stream.off('end', onEnd);
@@ -120,7 +142,7 @@ export function sniff(
     stream.once('end', onEnd);
     stream.once('close', onEnd);
     if (timeoutMs > 0) {
-      timer = setTimeout(() => finish('tcp'), timeoutMs);
+      timer = setTimeout(() => finish(onTimeout), timeoutMs);
       timer.unref();
     }
   });
