@@ -6,11 +6,12 @@
 //   Duplex; a new session when the current one is going away or has served
 //   maxRequestsPerConnection streams.
 // Pools are per source pod so that an HBONE tunnel always carries its own pod's identity.
-// How many requests may use them at once is the business of admission.ts.
+// How many requests may use them at once is the business of admission.ts. A connection its
+// server closed leaves the pool at once, on every transport (transport/keep-alive.ts).
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
+import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-alive.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { connectWithTimeout, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
 
@@ -21,32 +22,6 @@ export interface PoolOptions {
   idleTimeoutMs: number;
   /** 0 = unlimited */
   maxRequestsPerConnection: number;
-}
-
-type SocketLike = Duplex & {
-  setKeepAlive?: (...a: unknown[]) => unknown;
-  setNoDelay?: (...a: unknown[]) => unknown;
-  setTimeout?: (...a: unknown[]) => unknown;
-  ref?: () => unknown;
-  unref?: () => unknown;
-  timeout?: number;
-};
-
-/**
- * http.Agent and ClientRequest call socket methods (setKeepAlive, ref, unref, setTimeout) that
- * a tunnel stream may not have: give it harmless ones; and keep empty chunks out of its
- * corked batches (http2-write-fix.ts).
- */
-function asSocket(d: Duplex): Duplex {
-  const s = d as SocketLike;
-  const noop = () => s;
-  s.setKeepAlive ??= noop;
-  s.setNoDelay ??= noop;
-  s.ref ??= noop;
-  s.unref ??= noop;
-  s.setTimeout ??= noop;
-  withoutEmptyWrites(d);
-  return s;
 }
 
 const kServed = Symbol('nodemesh.served');
@@ -65,7 +40,7 @@ class PoolAgent extends http.Agent {
     connectWithTimeout(this.connector, this.dial, this.opts.connectTimeoutMs).then(
       (d) => {
         this.opts.onConnection?.(d);
-        cb(null, asSocket(d));
+        cb(null, pooledSocket(d));
       },
       (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
     );
@@ -76,7 +51,7 @@ class PoolAgent extends http.Agent {
   closing = false;
 
   override keepSocketAlive(socket: Duplex): boolean {
-    if (this.closing) return false;
+    if (this.closing || !reusable(socket)) return false;
     const s = socket as Duplex & { [kServed]?: number };
     const served = (s[kServed] ?? 0) + 1;
     s[kServed] = served;
@@ -150,6 +125,7 @@ export class Http2Pool {
     }
     this.opts.onConnection?.(d);
     const s = http2.connect(`http://${this.dial.ip}:${this.dial.port}`, { createConnection: () => d });
+    endsWithTransport(s, d);
     const drop = () => {
       this.sessions = this.sessions.filter((x) => x !== s);
     };

@@ -13,6 +13,9 @@
 // Telemetry: reporter="destination" istio_tcp_* metrics for every connection (refused ones
 // with response_flags DENY), and nodemesh_agent_authorization_denials_total by policy.
 // Nothing is logged per connection except at debug level.
+// Timeouts (transport/timeouts.ts): a byte pipe closes after the TCP idle timeout; a stream
+// authorised per request has the head timeout to send its first line (else it is authorised
+// as TCP, as past Istio's protocol sniffing timeout), then each request its head timeout.
 import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
@@ -22,7 +25,8 @@ import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabe
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { Flow, FlowSet } from '../transport/flow.js';
-import { classifyRequestLine, sniff } from '../transport/protocol-detect.js';
+import { classifyRequestLine, sniffWithin } from '../transport/protocol-detect.js';
+import { DEFAULT_TIMEOUTS, type ProxyTimeouts } from '../transport/timeouts.js';
 import { joinHostPort } from '../../common/host-port.js';
 // type-only: connector.ts loads the ffi-rs socket helpers, which inbound delivery does not need
 import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.js';
@@ -53,6 +57,8 @@ export interface InboundOptions {
   sourceWorkload?: Workload;
   /** for telemetry: the Service the destination port serves, when known */
   service?: Service;
+  /** the phases' timeouts (transport/timeouts.ts defaults) */
+  timeouts?: ProxyTimeouts;
 }
 
 export type InboundResult = { delivered: true } | { delivered: false; flag: string; reason: string };
@@ -142,8 +148,9 @@ export async function deliverInbound(
     pod.destroy();
   });
   pod.once('close', onClose);
-  if (!accept.needsL7) pipe(stream, pod);
-  else void serveL7(stream, pod, c, policy, l4, connector, flow);
+  const timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
+  if (!accept.needsL7) pipe(stream, pod, timeouts);
+  else void serveL7(stream, pod, c, policy, l4, connector, flow, timeouts);
   return { delivered: true };
 }
 
@@ -156,12 +163,15 @@ async function serveL7(
   l4: L4Attributes,
   connector: UpstreamConnector,
   flow: Flow,
+  timeouts: ProxyTimeouts,
 ): Promise<void> {
-  const protocol = await sniff(stream, 0, classifyRequestLine);
-  if (protocol === undefined) return; // closed before a byte
+  const sniffed = await sniffWithin(stream, timeouts.requestHeadersMs, classifyRequestLine);
+  if (sniffed === undefined) return; // closed before a byte
+  // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
+  const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (protocol !== 'tcp') {
     const connect = () => connector.connect(toPod(c));
-    const o = { policy, l4, first: pod, connect, onDecision: requestDecision };
+    const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts };
     if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
     else await serveHttpInbound(stream, o);
     return;
@@ -176,7 +186,7 @@ async function serveL7(
     flow.close(ResponseFlag.Deny);
     return;
   }
-  pipe(stream, pod);
+  pipe(stream, pod, timeouts);
 }
 
 /** A connection from the node proxy to the pod, on behalf of the peer. */
@@ -207,12 +217,20 @@ function refused(reason: string): InboundResult {
   return { delivered: false, flag: ResponseFlag.Deny, reason };
 }
 
-/** Both ways; half-close is carried; an error on either side resets the other. */
-function pipe(stream: Duplex, pod: Duplex): void {
+/**
+ * Both ways; half-close is carried; an error on either side resets the other; no byte
+ * either way for the TCP idle timeout closes both (the pod socket's timer sees both
+ * directions).
+ */
+function pipe(stream: Duplex, pod: Duplex, timeouts: ProxyTimeouts): void {
   stream.on('error', () => pod.destroy());
   pod.on('error', () => stream.destroy());
   stream.pipe(pod);
   pod.pipe(stream);
+  (pod as Duplex & { setTimeout?: (ms: number, cb: () => void) => unknown }).setTimeout?.(timeouts.tcpIdleMs, () => {
+    pod.destroy();
+    stream.destroy();
+  });
 }
 
 const NO_SECURITY = SecurityIndex.empty();

@@ -27,6 +27,8 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
+import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-alive.js';
+import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
 import { forwardH2 } from '../l7/header-ops.js';
@@ -47,37 +49,72 @@ export interface HttpInboundOptions {
   first: Duplex;
   /** called with every request decision (metrics) */
   onDecision: (r: AuthorizationResult) => void;
+  /** the phases' timeouts: a request head, an idle connection (to the peer and to the pod) */
+  timeouts?: ProxyTimeouts;
+}
+
+/** What an inbound connection's requests are served with, found from its socket. */
+interface InboundContext {
+  o: HttpInboundOptions;
+  agent: PodAgent;
+}
+const kContext = Symbol('nodemesh.inbound');
+type WithContext = { [kContext]?: InboundContext };
+const contextOf = (req: http.IncomingMessage): InboundContext => (req.socket as WithContext)[kContext]!;
+
+/**
+ * One HTTP/1.1 server per set of timeouts (the agent has one) for every inbound connection:
+ * its head timeout is Node's sweep, one interval per server, not a timer per connection.
+ */
+const servers = new WeakMap<ProxyTimeouts, http.Server>();
+
+function inboundServer(t: ProxyTimeouts): http.Server {
+  let server = servers.get(t);
+  if (server) return server;
+  server = http.createServer({ maxHeaderSize: 64 * 1024 });
+  // a request head within the head timeout; the peer's idle connection is kept for Envoy's
+  // 1 h idle timeout (transport/timeouts.ts)
+  enforceServerTimeouts(server, t);
+  server.on('request', (req, res) => {
+    const c = contextOf(req);
+    handle(req, res, c.o, c.agent, false);
+  });
+  // "Expect: 100-continue": decide before the client sends its body; a denied request gets
+  // its 403 without a 100 Continue
+  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const c = contextOf(req);
+    handle(req, res, c.o, c.agent, true);
+  });
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, contextOf(req).o));
+  server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, contextOf(req).o));
+  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    if (socket.writable && err.code === 'ERR_HTTP_REQUEST_TIMEOUT')
+      socket.end('HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else if (socket.writable && err.code !== 'ECONNRESET')
+      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+    else socket.destroy();
+  });
+  servers.set(t, server);
+  return server;
 }
 
 /**
  * Serves `stream` (whose first bytes look like an HTTP/1.x request line) until either side
- * closes it. Resolves when the inbound stream is done.
+ * closes it. Resolves when the inbound stream is done. HTTP never half-closes: the peer's
+ * FIN ends the stream.
  */
 export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise<void> {
-  const agent = new PodAgent(o.first, o.connect);
-  const server = http.createServer({ maxHeaderSize: 64 * 1024 });
-  // the peer's connection is the mesh's to keep open, as Envoy's 1 h idle timeout
-  server.keepAliveTimeout = 0;
-  server.requestTimeout = 0;
-  server.headersTimeout = 0;
-
-  server.on('request', (req, res) => handle(req, res, o, agent, false));
-  // "Expect: 100-continue": decide before the client sends its body; a denied request gets
-  // its 403 without a 100 Continue
-  server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => handle(req, res, o, agent, true));
-  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
-  server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, o));
-  server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-    if (socket.writable && err.code !== 'ECONNRESET')
-      socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-    else socket.destroy();
-  });
+  const t = o.timeouts ?? DEFAULT_TIMEOUTS;
+  const agent = new PodAgent(o.first, o.connect, t.httpIdleMs);
+  (stream as WithContext)[kContext] = { o, agent };
+  stream.allowHalfOpen = false;
   return new Promise((resolve) => {
     stream.once('close', () => {
       agent.destroy();
       resolve();
     });
-    server.emit('connection', stream);
+    // an HBONE stream is no socket: no empty chunk in its corked writes (http2-write-fix.ts)
+    inboundServer(t).emit('connection', withoutEmptyWrites(stream));
     stream.resume(); // deliverInbound paused it to read the request line
   });
 }
@@ -155,6 +192,11 @@ function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: Http
       socket.on('error', () => pod.destroy());
       socket.pipe(pod);
       pod.pipe(socket);
+      // a tunnel now: the TCP idle timeout (the peer's side sees both directions)
+      (socket as net.Socket).setTimeout((o.timeouts ?? DEFAULT_TIMEOUTS).tcpIdleMs, () => {
+        socket.destroy();
+        pod.destroy();
+      });
     },
     () => socket.end('HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n'),
   );
@@ -183,19 +225,22 @@ class PodAgent extends http.Agent {
   constructor(
     private first: Duplex | undefined,
     private readonly open: () => Promise<Duplex>,
+    idleTimeoutMs: number,
   ) {
-    super({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
+    // the idle timeout also lets a pod's `Keep-Alive: timeout=` hint apply (Node applies a
+    // hint only below the agent's own timeout)
+    super({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: idleTimeoutMs });
   }
 
   override createConnection(_opts: unknown, cb: (err: Error | null, socket?: Duplex) => void): undefined {
     const first = this.first;
     this.first = undefined;
     if (first && !first.destroyed) {
-      process.nextTick(cb, null, first);
+      process.nextTick(cb, null, pooledSocket(first));
       return undefined;
     }
     this.open().then(
-      (s) => cb(null, s),
+      (s) => cb(null, pooledSocket(s)),
       (err: Error) => cb(err),
     );
     return undefined;
@@ -207,14 +252,9 @@ class PodAgent extends http.Agent {
     super.destroy();
   }
 
+  /** Not once the pod closed it (transport/keep-alive.ts). */
   override keepSocketAlive(socket: Duplex): boolean {
-    const s = socket as Duplex & { setKeepAlive?: unknown };
-    return typeof s.setKeepAlive === 'function' ? (super.keepSocketAlive(socket) as unknown as boolean) : true;
-  }
-
-  override reuseSocket(socket: Duplex, req: http.ClientRequest): void {
-    const s = socket as Duplex & { ref?: unknown };
-    if (typeof s.ref === 'function') super.reuseSocket(socket, req);
+    return reusable(socket) && (super.keepSocketAlive(socket) as unknown as boolean) !== false;
   }
 }
 
@@ -234,7 +274,11 @@ export interface H2cInboundOptions extends HttpInboundOptions {
 export function serveH2cInbound(stream: Duplex, o: H2cInboundOptions): Promise<void> {
   const pod = new PodSession(o.first, o.connect, o.authority);
   const server = http2.createServer({ settings: { maxConcurrentStreams: 1000 } });
-  server.on('session', (session: http2.ServerHttp2Session) => session.on('error', () => stream.destroy()));
+  stream.allowHalfOpen = false; // HTTP/2 never half-closes: the peer's FIN ends the session
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    session.on('error', () => stream.destroy());
+    closeIdleSession(session, (o.timeouts ?? DEFAULT_TIMEOUTS).httpIdleMs);
+  });
   server.on('stream', (s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => handleH2(s, headers, o, pod));
   return new Promise((resolve) => {
     stream.once('close', () => {
@@ -414,6 +458,7 @@ class PodSession {
     }
     const transport = withoutEmptyWrites(d);
     const s = http2.connect(this.authority, { createConnection: () => transport as net.Socket });
+    endsWithTransport(s, d);
     this.live = s;
     const drop = () => {
       if (this.live !== s) return;

@@ -11,9 +11,11 @@
 //
 // Inbound (a workload whose policies test HTTP attributes): the stream is authorised per
 // request only when its whole first line is an HTTP/1.x request line or the HTTP/2 preface
-// (`classifyRequestLine`); anything else is authorised as TCP. There is no time limit (as
-// Istio's default protocolDetectionTimeout of 0s): a server-first protocol to such a
-// workload waits for its client's first bytes.
+// (`classifyRequestLine`); anything else is authorised as TCP, and so is a stream whose first
+// line did not come within the request head's timeout (`sniffWithin`; transport/timeouts.ts):
+// a server-first protocol to such a workload waits that long for its client's first bytes,
+// then is a byte pipe under TCP's rules (Istio's protocol sniffing did the same past its
+// protocolDetectionTimeout).
 import type { Duplex } from 'node:stream';
 import type { ServicePort } from '../../control/api/snapshot.js';
 
