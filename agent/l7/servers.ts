@@ -9,8 +9,8 @@
 // Timeouts (transport/timeouts.ts): a request head within requestHeadersMs (Node's own sweep,
 // started for these servers that never listen), an idle keep-alive connection or an HTTP/2
 // session without streams closed after httpIdleMs, an upgraded tunnel after the TCP idle
-// timeout. A handed connection is not half-open: HTTP never half-closes, so a client's FIN
-// ends it, as on any HTTP server's listener.
+// timeout. A client's FIN ends its connection: at once for HTTP/2, after the responses to
+// the requests it sent for HTTP/1.1.
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { Socket } from 'node:net';
@@ -59,6 +59,9 @@ export class L7Servers implements Engine {
     this.timeouts = proxyTimeouts(opts.timeouts);
     this.http1 = http.createServer({ noDelay: true });
     enforceServerTimeouts(this.http1, this.timeouts);
+    // a client that half-closes after its request still gets the response, then the
+    // connection ends (Node's default ends it at once, dropping the response)
+    (this.http1 as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
     this.http1.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
       const conn = (req.socket as WithConn)[kConn]!;
       new Http1Exchange(this, conn, opts.state(), req, res).start();
@@ -90,7 +93,9 @@ export class L7Servers implements Engine {
 
   serve(socket: Socket, conn: ConnInfo, protocol: 'http1' | 'http2'): void {
     (socket as WithConn)[kConn] = conn;
-    socket.allowHalfOpen = false;
+    // HTTP/2 never half-closes: a client's FIN ends the session (Node's HTTP/1.1 server ends
+    // a half-closed connection itself, once its responses are written)
+    if (protocol === 'http2') socket.allowHalfOpen = false;
     if (protocol === 'http2') this.http2.emit('connection', socket);
     else this.http1.emit('connection', socket);
     socket.resume();

@@ -75,6 +75,8 @@ function inboundServer(t: ProxyTimeouts): http.Server {
   // a request head within the head timeout; the peer's idle connection is kept for Envoy's
   // 1 h idle timeout (transport/timeouts.ts)
   enforceServerTimeouts(server, t);
+  // a peer that half-closes after its request still gets the response, then the stream ends
+  (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.on('request', (req, res) => {
     const c = contextOf(req);
     handle(req, res, c.o, c.agent, false);
@@ -100,14 +102,13 @@ function inboundServer(t: ProxyTimeouts): http.Server {
 
 /**
  * Serves `stream` (whose first bytes look like an HTTP/1.x request line) until either side
- * closes it. Resolves when the inbound stream is done. HTTP never half-closes: the peer's
- * FIN ends the stream.
+ * closes it. Resolves when the inbound stream is done. The peer's FIN ends the stream once
+ * the responses to its requests are written.
  */
 export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise<void> {
   const t = o.timeouts ?? DEFAULT_TIMEOUTS;
   const agent = new PodAgent(o.first, o.connect, t.httpIdleMs);
   (stream as WithContext)[kContext] = { o, agent };
-  stream.allowHalfOpen = false;
   return new Promise((resolve) => {
     stream.once('close', () => {
       agent.destroy();

@@ -18,7 +18,7 @@
 // once) and has a timeout in every phase (transport/timeouts.ts): the first byte of a
 // declared HTTP port, then the L7 engine's head and idle timeouts; opaque TCP idle. The
 // listener is half-open for opaque TCP's sake (a client's FIN is carried upstream); an HTTP
-// connection is not: HTTP never half-closes, a client's FIN ends it.
+// connection ends with its client's FIN (l7/servers.ts).
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';

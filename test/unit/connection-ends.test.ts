@@ -80,3 +80,15 @@ test('an HTTP/2 client that sends FIN without GOAWAY: the proxy ends the connect
   const r = await within(closed, 5000);
   t.true(r !== undefined && (r.ended || r.reset), 'the proxy closed its side');
 });
+
+test('an HTTP/1.1 client that sends its request and FIN at once (nc -N) gets its response, then the connection ends', async (t) => {
+  const slow = await startBackend({ name: 'web-1', handler: (_q, s) => setTimeout(() => s.end('late'), 200) });
+  t.teardown(() => slow.server.close());
+  const lp = await loopbackProxy(t, snapshot([slow], routingConfig()));
+  const s = await lp.connect();
+  const closed = closedByPeer(s);
+  s.end('GET / HTTP/1.1\r\nHost: web\r\n\r\n');
+  const r = await within(closed, 5000);
+  t.regex(r?.data ?? '', /^HTTP\/1\.1 200 [^]*late$/);
+  t.true(r?.ended);
+});
