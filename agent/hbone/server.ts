@@ -13,6 +13,9 @@
 //   the one this connection presented → 400; then deliverInbound (inbound policy, then TCP
 //   to the pod): 200 once the pod accepted, 401 when policy denies, 503 when the pod
 //   refuses; after 200 the stream is a byte pipe.
+// - Every connection has an end: a TLS handshake within Node's handshakeTimeout (120 s), and
+//   a connection without streams is closed (GOAWAY) after the HTTP idle timeout (1 h,
+//   transport/timeouts.ts; the clients' pools close theirs after 5 min, before this side).
 import http2, { type Http2SecureServer, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -38,6 +41,7 @@ import type { InboundDeliver } from '../proxy/inbound-capture.js';
 import type { InboundConnection } from '../proxy/inbound-delivery.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { ResponseFlag } from '../transport/response-flags.js';
+import { closeIdleSession, DEFAULT_TIMEOUTS } from '../transport/timeouts.js';
 
 const log = logger('agent/hbone-inbound');
 
@@ -53,6 +57,8 @@ export interface HboneInboundOptions {
   /** deliverInbound with the agent's pod connector and current policy bound */
   deliver: InboundDeliver;
   maxConcurrentStreams?: number;
+  /** a connection without streams is closed after this long (default: the HTTP idle timeout) */
+  idleTimeoutMs?: number;
 }
 
 /** What the TLS layer established for one connection. */
@@ -229,6 +235,7 @@ export class HboneInbound {
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     session.setLocalWindowSize(HBONE_CONNECTION_WINDOW);
+    closeIdleSession(session, this.opts.idleTimeoutMs ?? DEFAULT_TIMEOUTS.httpIdleMs);
   }
 
   private async onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {

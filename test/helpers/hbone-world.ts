@@ -82,7 +82,7 @@ export interface World {
 export async function world(
   t: ExecutionContext,
   pki: Pki,
-  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; security?: SecurityIndex } = {},
+  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; serverIdleMs?: number; security?: SecurityIndex } = {},
 ): Promise<World> {
   const [webPod, dbPod] = await Promise.all([pod(t, '127.0.0.2'), pod(t, '127.0.0.3')]);
   const client = workload('client', 'node-a', '10.99.0.2', 'client');
@@ -134,6 +134,7 @@ export async function world(
     state: () => state,
     deliver,
     ...(opts.serverMaxStreams ? { maxConcurrentStreams: opts.serverMaxStreams } : {}),
+    ...(opts.serverIdleMs ? { idleTimeoutMs: opts.serverIdleMs } : {}),
   });
   await inbound.listen();
   const connector = new HboneConnector({

@@ -9,6 +9,7 @@ import { eventually } from '../helpers/eventually.js';
 import { closedByPeer, loopbackProxy, openFds, within } from '../helpers/outbound-proxy.js';
 import { snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
 import { emptyRouting as routingConfig } from '../../control/api/snapshot-routing.js';
+import { createPki, exchange, req, world, type Pki } from '../helpers/hbone-world.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
@@ -91,4 +92,27 @@ test('an HTTP/1.1 client that sends its request and FIN at once (nc -N) gets its
   const r = await within(closed, 5000);
   t.regex(r?.data ?? '', /^HTTP\/1\.1 200 [^]*late$/);
   t.true(r?.ended);
+});
+
+let pki: Pki;
+test.before(async () => {
+  pki = await createPki();
+});
+
+test('HBONE (15008): a connection without streams is closed by the server after its idle timeout; one carrying a quiet tunnel is not', async (t) => {
+  // the client's pool would keep both for a minute: the server's end comes first
+  const w = await world(t, pki, { serverIdleMs: 300, idleMs: 60_000 });
+  const quiet = await w.connector.connect(req(w.client, w.web, w.webPort));
+  const echo = (msg: string) => new Promise<string>((r) => {
+    quiet.once('data', (d: Buffer) => r(d.toString()));
+    quiet.write(msg);
+  });
+  t.is(await echo('a'), 'echo:a');
+  const once = await w.connector.connect(req(w.client2, w.web, w.webPort));
+  t.is(await exchange(once, 'b'), 'echo:b'); // client2's connection now carries no stream
+  t.is(w.inbound.connections, 2);
+  await eventually(() => w.inbound.connections === 1, 5000, "the idle connection closed by node-b's server");
+  await new Promise((r) => setTimeout(r, 600));
+  t.is(w.inbound.connections, 1, 'the one with an open tunnel stays');
+  t.is(await echo('c'), 'echo:c', 'and its tunnel still carries bytes');
 });
