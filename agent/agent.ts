@@ -25,6 +25,8 @@ import { OutboundProxy } from './proxy/outbound.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
 import { TcpConnector } from './transport/connector.js';
+import { proxyTimeouts, type ProxyTimeouts } from './transport/timeouts.js';
+import type { SourceLimitsOptions } from './transport/source-limits.js';
 
 const log = logger('agent');
 
@@ -54,6 +56,8 @@ export interface AgentOptions {
   controlTls?: { rootCert: string; nodeCredential: string };
   /** when the trust bundle gains a root, certificates move under it within this (default 30 s) */
   rootChangeSpreadMs?: number;
+  /** the proxy's timeouts and bound per source pod (defaults: transport/timeouts.ts, transport/source-limits.ts) */
+  proxy?: { timeouts?: Partial<ProxyTimeouts>; limits?: Partial<SourceLimitsOptions> };
 }
 
 export interface RunningAgent {
@@ -167,11 +171,13 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     // inbound delivery to this node's pods (policy bound): for HBONE tunnels (15008) and the
     // same-node path; the source workload only when its identity is the proven principal
     const podConnector = new TcpConnector(PROXY_MARK);
+    const timeouts = proxyTimeouts(opts.proxy?.timeouts);
     const deliverTunnel: InboundDeliver = (s, c) =>
       deliverInbound(s, c, podConnector, {
         security: state.snapshot ? state.security : undefined,
         sourceWorkload: provenSourceWorkload(c, state),
         service: state.serviceFor(c.destination.uid, c.port),
+        timeouts,
       });
     // with identities, meshed destinations are reached over HBONE (or the same-node path)
     const tcp = new TcpConnector(PROXY_MARK);
@@ -182,13 +188,15 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       port: opts.outboundPort ?? PORTS.outbound,
       state: () => state,
       connector: hbone ? new MeshConnector({ node: opts.node, hbone, tcp, local: deliverTunnel }) : tcp,
+      timeouts,
+      ...(opts.proxy?.limits ? { limits: opts.proxy.limits } : {}),
     });
     await proxy.listen();
     listening = true;
     log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
 
     if (identity) {
-      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel });
+      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs });
       await hboneServer.listen();
       log.info({ address: `${opts.proxyIp}:${PORTS.hbone}` }, 'HBONE listening');
     }
@@ -204,6 +212,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         deliverInbound(s, c, podConnector, {
           security: state.snapshot ? state.security : undefined,
           sourceWorkload: state.workloadByIp(c.sourceIp), // plaintext: by address, unproven
+          timeouts,
         }),
     });
     await capture.listen();

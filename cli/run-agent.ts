@@ -22,6 +22,9 @@ export async function runAgent(args: string[]): Promise<number> {
       'root-cert': { type: 'string' },
       'node-credential': { type: 'string' },
       'root-change-spread': { type: 'string' },
+      'request-headers-timeout': { type: 'string' },
+      'max-connections-per-source': { type: 'string' },
+      'max-requests-per-source': { type: 'string' },
       'insecure-control': { type: 'boolean' },
     },
   });
@@ -48,10 +51,24 @@ export async function runAgent(args: string[]): Promise<number> {
   if (!values['insecure-control']) opts.controlTls = { rootCert: rootCert!, nodeCredential: nodeCredential! };
   const spread = values['root-change-spread'] ?? process.env.NODEMESH_ROOT_CHANGE_SPREAD;
   if (spread) opts.rootChangeSpreadMs = parseDurationSeconds(spread) * 1000;
+  // the proxy's request-head timeout and bound per source pod (transport/timeouts.ts, source-limits.ts)
+  const headers = values['request-headers-timeout'] ?? process.env.NODEMESH_REQUEST_HEADERS_TIMEOUT;
+  const maxConnections = values['max-connections-per-source'] ?? process.env.NODEMESH_MAX_CONNECTIONS_PER_SOURCE;
+  const maxRequests = values['max-requests-per-source'] ?? process.env.NODEMESH_MAX_REQUESTS_PER_SOURCE;
+  opts.proxy = {
+    ...(headers ? { timeouts: { requestHeadersMs: parseDurationSeconds(headers) * 1000 } } : {}),
+    limits: { ...(maxConnections ? { maxConnectionsPerSource: count('--max-connections-per-source', maxConnections) } : {}), ...(maxRequests ? { maxRequestsPerSource: count('--max-requests-per-source', maxRequests) } : {}) },
+  };
   const agent = await startAgent(opts);
   await untilSignal();
   await agent.stop();
   return 0;
+}
+
+/** A whole number of things (0: unbounded), or an error naming the flag. */
+function count(flag: string, v: string): number {
+  if (!/^\d+$/.test(v)) throw new Error(`agent: ${flag} ${JSON.stringify(v)} is not a whole number (0: no bound)`);
+  return Number(v);
 }
 
 /**
