@@ -20,7 +20,7 @@ import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
 import { MeshConnector } from './proxy/mesh-connector.js';
-import { registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
+import { controlPlaneConnected, registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
 import { OutboundProxy } from './proxy/outbound.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
@@ -31,7 +31,7 @@ const log = logger('agent');
 export interface AgentOptions {
   /** Kubernetes node name */
   node: string;
-  /** control plane gRPC address host:port */
+  /** control plane gRPC address host:port, or several replicas' IP host:port separated by commas */
   control: string;
   /** IPv4 address pods reach the node proxy on (the node's IP) */
   proxyIp: string;
@@ -135,6 +135,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     // a failed stream (retried with backoff) or a refused snapshot (the last good one stays)
     onError: (err) => log.warn({ err: err.message }, 'control plane'),
     onRejected: () => snapshotsRejected.inc(),
+    onConnected: (up) => controlPlaneConnected.set(up ? 1 : 0),
     ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
   });
   const closeIdentity = () => {
