@@ -15,6 +15,7 @@ export type ErrorCode =
   // proxy
   | 'NM_ERR_ORIGINAL_DST' // an accepted connection has no original destination
   | 'NM_ERR_UPSTREAM' // the proxy could not reach an upstream (carries an Envoy response flag)
+  | 'NM_ERR_ADMIN' // the agent's admin port cannot be set up as asked (trusted networks, token files)
   // lab
   | 'NM_ERR_LAB' // lab set-up or teardown failed
   // control plane connection

@@ -28,6 +28,7 @@ import { proxyErrors, tcpLabels, type IstioLabels } from '../telemetry/metrics.j
 import { publishConnection, tapping, type ConnectionDescription } from '../telemetry/tap.js';
 import { Flow, FlowSet } from '../transport/flow.js';
 import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
+import { passthroughGuard } from './passthrough-guard.js';
 
 const log = logger('agent/outbound');
 
@@ -113,6 +114,7 @@ export class OutboundProxy {
       return;
     }
     const state = this.opts.state();
+    if (passthroughGuard.refuses(downstream, dst, state)) return; // never to the mesh's own ports (passthrough-guard.ts)
     const source = state.workloadByIp(downstream.remoteAddress ?? '');
     const target = state.serviceByVip(dst.ip, dst.port);
     const declared = target ? declaredProtocol(target.port) : 'tcp';
