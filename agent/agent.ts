@@ -20,8 +20,9 @@ import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
 import { MeshConnector } from './proxy/mesh-connector.js';
-import { registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
+import { controlPlaneConnected, registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
 import { OutboundProxy } from './proxy/outbound.js';
+import { passthroughGuard } from './proxy/passthrough-guard.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
 import { TcpConnector } from './transport/connector.js';
@@ -33,13 +34,15 @@ const log = logger('agent');
 export interface AgentOptions {
   /** Kubernetes node name */
   node: string;
-  /** control plane gRPC address host:port */
+  /** control plane gRPC address host:port, or several replicas' IP host:port separated by commas */
   control: string;
   /** IPv4 address pods reach the node proxy on (the node's IP) */
   proxyIp: string;
   outboundPort?: number;
   /** admin address host:port (default proxyIp:15020) */
   admin?: string;
+  /** who may use the admin port besides the node itself (admin/admin-access.ts) */
+  adminAccess?: { trustedNetworks?: string[]; adminTokenFile?: string; metricsTokenFile?: string };
   /** cgroup v2 directory that is the parent of all pods (default: the cgroup2 root) */
   podsCgroup?: string;
   /** bpffs directory for pins (default /sys/fs/bpf/nodemesh/v1) */
@@ -97,6 +100,8 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     : undefined;
 
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
+  // pods never reach this agent's ports or the control plane through the passthrough
+  passthroughGuard.configure({ agentPorts: [adminPort, opts.outboundPort ?? PORTS.outbound], control: opts.control });
   const admin = await startAdminServer(adminHost, adminPort, {
     notReady() {
       if (!state.snapshot) return 'no snapshot from the control plane yet';
@@ -121,7 +126,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
         hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0, inbound: hboneServer?.sessionsInfo() ?? [] },
       };
     },
-  });
+  }, { isNode: (ip) => passthroughGuard.node.has(ip), ...opts.adminAccess });
 
   const onSnapshot = (s: Snapshot) => {
     state = new ProxyState(s);
@@ -139,6 +144,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     // a failed stream (retried with backoff) or a refused snapshot (the last good one stays)
     onError: (err) => log.warn({ err: err.message }, 'control plane'),
     onRejected: () => snapshotsRejected.inc(),
+    onConnected: (up) => controlPlaneConnected.set(up ? 1 : 0),
     ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
   });
   const closeIdentity = () => {

@@ -33,7 +33,9 @@ export function formatConfigStatus(status: ConfigStatus): string {
   for (const r of status.resources) {
     rows.push([r.kind, r.namespace ? `${r.namespace}/${r.name}` : r.name, r.state, r.code ? `${r.code}: ${r.message}` : r.message]);
   }
-  const widths = [0, 1, 2].map((i) => Math.max(...rows.map((row) => row[i]!.length)));
+  // a fold, not Math.max(...rows): a spread passes every row as an argument, and 200,000
+  // rows overflowed the stack ("Maximum call stack size exceeded")
+  const widths = [0, 1, 2].map((i) => rows.reduce((w, row) => Math.max(w, row[i]!.length), 0));
   const lines = rows.map((row) => row.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join('  ').trimEnd());
   const rejected = status.resources.filter((r) => r.state === 'Rejected').length;
   lines.push(

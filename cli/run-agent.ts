@@ -26,6 +26,9 @@ export async function runAgent(args: string[]): Promise<number> {
       'max-connections-per-source': { type: 'string' },
       'max-requests-per-source': { type: 'string' },
       'insecure-control': { type: 'boolean' },
+      'admin-trusted-networks': { type: 'string' },
+      'admin-token-file': { type: 'string' },
+      'metrics-token-file': { type: 'string' },
     },
   });
   const node = values.node ?? process.env.NODE_NAME;
@@ -45,6 +48,11 @@ export async function runAgent(args: string[]): Promise<number> {
   if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}${values['insecure-control'] ? '' : ' (--insecure-control: plaintext, no workload identities; development only)'}`);
   const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
   if (values.admin) opts.admin = values.admin;
+  // who besides the node may use the admin port (agent/admin/admin-access.ts)
+  const trusted = values['admin-trusted-networks'] ?? process.env.NODEMESH_ADMIN_TRUSTED_NETWORKS;
+  const adminToken = values['admin-token-file'] ?? process.env.NODEMESH_ADMIN_TOKEN_FILE;
+  const metricsToken = values['metrics-token-file'] ?? process.env.NODEMESH_METRICS_TOKEN_FILE;
+  opts.adminAccess = { trustedNetworks: trusted ? trusted.split(',').filter((c) => c.trim()) : [], ...(adminToken ? { adminTokenFile: adminToken } : {}), ...(metricsToken ? { metricsTokenFile: metricsToken } : {}) };
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];

@@ -4,6 +4,7 @@ import { startControlPlane, type ControlPlaneOptions } from '../control/control-
 import { parseDurationSeconds } from './ca.js';
 import { logger } from '../common/log.js';
 import { CONTROL_PORTS } from '../common/ports.js';
+import type { ConfigLimits } from '../control/model/limits.js';
 
 export async function runControl(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -22,11 +23,29 @@ export async function runControl(args: string[]): Promise<number> {
       'root-overlap': { type: 'string' },
       'server-name': { type: 'string', multiple: true },
       insecure: { type: 'boolean' },
+      'max-file-size': { type: 'string' },
+      'max-documents-per-file': { type: 'string' },
+      'max-resource-size': { type: 'string' },
+      'max-resources': { type: 'string' },
+      'max-config-size': { type: 'string' },
     },
   });
   const configDir = values['config-dir'] ?? process.env.NODEMESH_CONFIG_DIR;
   if (!configDir) throw new Error('control: --config-dir DIR is required (a directory of Kubernetes-shaped YAML)');
   const opts: ControlPlaneOptions = { configDir, grpcAddress: values.grpc!, adminAddress: values.admin!, trustDomain: values['trust-domain']! };
+  const limits: Partial<ConfigLimits> = {};
+  const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {
+    if (v === undefined) return;
+    const n = parse(v);
+    if (n === undefined) throw new Error(`control: --${flag} ${JSON.stringify(v)}: expected ${parse === parseSize ? 'a size such as 4Mi, 512Ki or 1048576' : 'a positive whole number'}`);
+    limits[k] = n;
+  };
+  limit('max-file-size', values['max-file-size'], 'fileBytes', parseSize);
+  limit('max-documents-per-file', values['max-documents-per-file'], 'documentsPerFile', parseCount);
+  limit('max-resource-size', values['max-resource-size'], 'resourceBytes', parseSize);
+  limit('max-resources', values['max-resources'], 'resources', parseCount);
+  limit('max-config-size', values['max-config-size'], 'totalBytes', parseSize);
+  opts.limits = limits;
   if (!values.insecure) {
     const caDir = values['ca-dir'] ?? process.env.NODEMESH_CA_DIR;
     const nodeCa = values['node-ca'] ?? process.env.NODEMESH_NODE_CA;
@@ -47,6 +66,19 @@ export async function runControl(args: string[]): Promise<number> {
   await untilSignal();
   await cp.close();
   return 0;
+}
+
+/** `4Mi`, `512Ki`, `1Gi` (Kubernetes' binary suffixes) or plain bytes. */
+export function parseSize(s: string): number | undefined {
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(s.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]) * { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? '']!;
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+function parseCount(s: string): number | undefined {
+  const n = /^\d+$/.test(s.trim()) ? Number(s) : NaN;
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }
 
 export function untilSignal(): Promise<NodeJS.Signals> {

@@ -2,6 +2,7 @@
 // node agent's readiness and the snapshot version it runs.
 import { parseArgs } from 'node:util';
 import { labState } from '../deploy/lab/lab.js';
+import { adminHeaders, refusalHint } from './agent-admin.js';
 
 export async function controlAdminAddress(lab?: string): Promise<string> {
   if (process.env.NODEMESH_CONTROL_ADMIN) return process.env.NODEMESH_CONTROL_ADMIN;
@@ -10,17 +11,19 @@ export async function controlAdminAddress(lab?: string): Promise<string> {
   return s.controlAddress.admin;
 }
 
-async function fetchText(url: string): Promise<{ status: number; body: string }> {
+async function fetchText(url: string, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   try {
-    const r = await fetch(url, { signal: AbortSignal.timeout(2_000) });
-    return { status: r.status, body: await r.text() };
+    const r = await fetch(url, { headers, signal: AbortSignal.timeout(2_000) });
+    const body = await r.text();
+    return { status: r.status, body: refusalHint(r.status) ?? body };
   } catch (err) {
     return { status: 0, body: (err as Error).message };
   }
 }
 
 export async function runStatus(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { name: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { name: { type: 'string' }, 'token-file': { type: 'string' } } });
+  const headers = adminHeaders(values['token-file']);
   const s = await labState(values.name);
   let healthy = true;
   const control = s.controlAddress ? await fetchText(`http://${s.controlAddress.admin}/debug/config_status`) : undefined;
@@ -32,8 +35,8 @@ export async function runStatus(args: string[]): Promise<number> {
     process.stdout.write(`control plane: unreachable (${control?.body ?? 'not started'})\n`);
   }
   for (const n of s.nodes) {
-    const ready = await fetchText(`http://${n.agentAdmin}/healthz/ready`);
-    const dbg = await fetchText(`http://${n.agentAdmin}/debug/state`);
+    const ready = await fetchText(`http://${n.agentAdmin}/healthz/ready`, headers);
+    const dbg = await fetchText(`http://${n.agentAdmin}/debug/state`, headers);
     const d = dbg.status === 200 ? (JSON.parse(dbg.body) as { snapshotVersion: number; enrolled: unknown[] }) : undefined;
     if (ready.status !== 200) healthy = false;
     process.stdout.write(

@@ -3,9 +3,11 @@
 import http from 'node:http';
 import { parseArgs } from 'node:util';
 import { labState } from '../deploy/lab/lab.js';
+import { adminHeaders, refusalHint } from './agent-admin.js';
 
 export async function runTap(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { agent: { type: 'string' }, name: { type: 'string' }, node: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { agent: { type: 'string' }, name: { type: 'string' }, node: { type: 'string' }, 'token-file': { type: 'string' } } });
+  const headers = adminHeaders(values['token-file']);
   let targets: string[];
   if (values.agent) targets = [values.agent];
   else {
@@ -18,7 +20,13 @@ export async function runTap(args: string[]): Promise<number> {
       (t) =>
         new Promise<void>((resolve, reject) => {
           http
-            .get(`http://${t}/debug/tap`, (res) => {
+            .get(`http://${t}/debug/tap`, { headers }, (res) => {
+              const refused = refusalHint(res.statusCode ?? 0);
+              if (res.statusCode !== 200) {
+                res.resume();
+                reject(new Error(`tap: ${t}: HTTP ${res.statusCode}${refused ? `: ${refused}` : ''}`));
+                return;
+              }
               res.setEncoding('utf8');
               let buf = '';
               res.on('data', (chunk: string) => {
@@ -27,6 +35,10 @@ export async function runTap(args: string[]): Promise<number> {
                 while ((i = buf.indexOf('\n')) >= 0) {
                   const e = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
                   buf = buf.slice(i + 1);
+                  if (e.event === 'dropped') {
+                    process.stdout.write(`${e.time} ${t} (${e.count} events dropped: this reader was too slow)\n`);
+                    continue;
+                  }
                   process.stdout.write(
                     `${e.time} ${t} ${e.event} ${e.sourceWorkload} ${e.source} -> ${e.originalDestination} ` +
                       `(${e.service}) via ${e.upstream || '-'} flags=${e.responseFlags}` +

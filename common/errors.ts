@@ -7,6 +7,7 @@ export type ErrorCode =
   | 'NM_ERR_CONFIG_KIND' // apiVersion/kind not known
   | 'NM_ERR_CONFIG_FIELD' // a field is missing or has the wrong type/value
   | 'NM_ERR_CONFIG_CONFLICT' // two resources claim the same thing (name, clusterIP...)
+  | 'NM_ERR_CONFIG_LIMIT' // a file, a resource or the whole configuration is over a size or count limit
   // datapath (eBPF, addon)
   | 'NM_ERR_BPF' // a libbpf/bpf() call failed (carries errno)
   | 'NM_ERR_CGROUP' // cgroup v2 not found/usable
@@ -14,6 +15,7 @@ export type ErrorCode =
   // proxy
   | 'NM_ERR_ORIGINAL_DST' // an accepted connection has no original destination
   | 'NM_ERR_UPSTREAM' // the proxy could not reach an upstream (carries an Envoy response flag)
+  | 'NM_ERR_ADMIN' // the agent's admin port cannot be set up as asked (trusted networks, token files)
   // lab
   | 'NM_ERR_LAB' // lab set-up or teardown failed
   // control plane connection

@@ -16,6 +16,7 @@ import { describeKey, keyString, type Resource } from './model/resources.js';
 import type { SourceDocument } from './model/source-document.js';
 import type { SourceState } from './source/files.js';
 import { keyOf, validateDocument } from './validate/validate.js';
+import { DEFAULT_CONFIG_LIMITS, type ConfigLimits } from './model/limits.js';
 
 export interface ResourceStatus {
   file: string;
@@ -79,6 +80,14 @@ interface Claim {
 export class ResourceStore {
   private lastGood = new Map<string, Resource>();
   private reported = new Set<string>();
+  /**
+   * Validation of a document is a function of the document alone, and the source hands the
+   * same SourceDocument objects again for the files that did not change: one changed file
+   * costs its own documents' validation, not the whole configuration's again.
+   */
+  private validated = new WeakMap<SourceDocument, ReturnType<typeof validateDocument>>();
+
+  constructor(private readonly limits: Pick<ConfigLimits, 'resourceBytes'> = DEFAULT_CONFIG_LIMITS) {}
 
   /** The resources in force, sorted by key. */
   resources(): Resource[] {
@@ -119,7 +128,11 @@ export class ResourceStore {
           errors.push({ error, kind: doc.kind });
           continue;
         }
-        const result = validateDocument(doc);
+        let result = this.validated.get(doc);
+        if (!result) {
+          result = validateDocument(doc, this.limits);
+          this.validated.set(doc, result);
+        }
         let claim: Claim;
         if (result.ok) {
           claim = { doc, serving: result.resource, status: { ...base, state: 'Accepted', message: result.resource.notes.join('; '), servingLastGood: false } };

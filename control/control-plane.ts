@@ -22,6 +22,7 @@ import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-
 import { ServingTls, servingNames } from './ca/serving-tls.js';
 import { FileSource, type SourceState } from './source/files.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
+import { configLimits, type ConfigLimits } from './model/limits.js';
 
 const log = logger('control/control-plane');
 
@@ -41,6 +42,8 @@ export interface ControlPlaneOptions {
   debounceMs?: number;
   /** periodic full rescan, the safety net for missed change events (default 5000 ms) */
   rescanMs?: number;
+  /** how much configuration is taken in (model/limits.ts; default DEFAULT_CONFIG_LIMITS) */
+  limits?: Partial<ConfigLimits>;
   /** also export Node.js process metrics on /metrics (default true) */
   processMetrics?: boolean;
   /**
@@ -88,7 +91,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   if (!TRUST_DOMAIN.test(trustDomain))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
-  const store = new ResourceStore();
+  const limits = configLimits(opts.limits);
+  const store = new ResourceStore(limits);
   const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current) : undefined;
   const server = new DiscoveryServer({
     metrics,
@@ -158,6 +162,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
     ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}),
     onChange: apply,
+    limits,
   });
 
   const status = (): ConfigStatus => {

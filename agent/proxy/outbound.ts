@@ -37,6 +37,7 @@ import { proxyErrors, tcpLabels, type IstioLabels } from '../telemetry/metrics.j
 import { publishConnection, tapping, type ConnectionDescription } from '../telemetry/tap.js';
 import { Flow, FlowSet } from '../transport/flow.js';
 import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
+import { passthroughGuard } from './passthrough-guard.js';
 
 const log = logger('agent/outbound');
 
@@ -150,6 +151,7 @@ export class OutboundProxy {
       return;
     }
     const state = this.opts.state();
+    if (passthroughGuard.refuses(downstream, dst, state)) return; // never to the mesh's own ports (passthrough-guard.ts)
     const source = state.workloadByIp(downstream.remoteAddress ?? '');
     const sourceKey = source?.uid ?? downstream.remoteAddress ?? '';
     // a pod past its share is refused before anything else is spent on it (counted)

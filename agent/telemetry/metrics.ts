@@ -132,6 +132,17 @@ export const snapshotsRejected = new Counter({
   help: 'Snapshots from the control plane refused by the check at arrival (the last good one stays in use); the log names the field',
   registers: [registry],
 });
+export const controlPlaneConnected = new Gauge({
+  name: 'nodemesh_agent_control_plane_connected',
+  help: 'Whether the snapshot stream from the control plane is up (1) or down (0: the last good snapshot and certificates stay in use)',
+  registers: [registry],
+});
+export const adminRefused = new Counter({
+  name: 'nodemesh_agent_admin_refused_total',
+  help: 'Requests to the admin port refused: from neither the node nor a trusted network, without a valid token, or over the connection limit',
+  labelNames: ['reason'],
+  registers: [registry],
+});
 export const proxyErrors = new Counter({
   name: 'nodemesh_agent_proxy_errors_total',
   help: 'Connections the outbound proxy could not serve, by reason',

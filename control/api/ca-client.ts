@@ -7,6 +7,7 @@ import type { CertificateServiceClient } from './generated/nodemesh/v1/Certifica
 import type { CreateCertificateRequest__Output } from './generated/nodemesh/v1/CreateCertificateRequest.js';
 import type { CreateCertificateResponse__Output } from './generated/nodemesh/v1/CreateCertificateResponse.js';
 import { loadProto } from './protos.js';
+import { controlTarget } from './control-target.js';
 
 /** A request as decoded (validitySeconds, an int64, as a decimal string: longs: String). */
 export type CreateCertificateRequestWire = CreateCertificateRequest__Output;
@@ -40,7 +41,7 @@ export interface CertificateSigner {
 }
 
 export interface CertificateClientOptions {
-  /** control plane `host:port` */
+  /** control plane `host:port`, or several replicas' IP `host:port` separated by commas (control-target.ts) */
   address: string;
   credentials: grpc.ChannelCredentials;
   /** per-call deadline (default 10 s) */
@@ -50,7 +51,8 @@ export interface CertificateClientOptions {
 
 export function createCertificateClient(opts: CertificateClientOptions): CertificateSigner {
   const Client = certificateService();
-  const client = new Client(opts.address, opts.credentials, opts.channelOptions ?? {}) as unknown as CertificateServiceClient;
+  const target = controlTarget(opts.address);
+  const client = new Client(target.target, opts.credentials, { ...target.channelOptions, ...opts.channelOptions }) as unknown as CertificateServiceClient;
   const timeoutMs = opts.timeoutMs ?? 10_000;
   return {
     createCertificate(req) {

@@ -10,15 +10,29 @@
 // Every snapshot is checked as it arrives (snapshot-check.ts). One that fails is refused:
 // reported and counted, never delivered; the last good one stays, and the stream goes on
 // (the next version may be fine).
+//
+// Liveness (control-target.ts): keepalive PINGs notice a frozen or partitioned control plane
+// within seconds, and the stream is re-opened with backoff and jitter, over whichever
+// replica the channel reaches. A connection attempt that hangs (the kernel of a frozen
+// control plane still completes the TCP handshake, and the TLS one then waits forever; a
+// partition waits for SYN retries, minutes) is given up after connectTimeoutMs and the
+// channel replaced, since grpc-js has no connect timeout of its own.
+//
+// Resume: a stream re-opened to a restarted control plane or to another replica starts
+// with a snapshot whose version and generatedAt differ from the one held, but whose content
+// is often the same. It is compared by content, and when equal it is not delivered again:
+// the agent's state, pools and certificates carry on untouched instead of being rebuilt.
 import * as grpc from '@grpc/grpc-js';
+import { createHash } from 'node:crypto';
 import { fullJitterBackoff } from '../../common/backoff.js';
 import { NodemeshError } from '../../common/errors.js';
 import type { DiscoveryClient } from './generated/nodemesh/v1/Discovery.js';
 import { discoveryService, type Snapshot } from './snapshot.js';
 import { InvalidSnapshotError, checkSnapshot } from './snapshot-check.js';
+import { controlTarget } from './control-target.js';
 
 export interface WatchSnapshotsOptions {
-  /** control plane `host:port` */
+  /** control plane `host:port`, or several replicas' IP `host:port` separated by commas (control-target.ts) */
   address: string;
   /** the Kubernetes node name this agent runs on */
   node: string;
@@ -35,6 +49,13 @@ export interface WatchSnapshotsOptions {
   credentials?: grpc.ChannelCredentials;
   /** jitter source in [0, 1) (default Math.random), injectable for tests */
   random?: () => number;
+  /** HTTP/2 keepalive PING interval and answer timeout (default control-target.ts's 4 s + 4 s) */
+  keepaliveMs?: number;
+  keepaliveTimeoutMs?: number;
+  /** a stream whose channel is still not connected after this long is given up, the channel replaced (default 10 s) */
+  connectTimeoutMs?: number;
+  /** the stream came up (a first snapshot on it) or went down; called on each change */
+  onConnected?: (connected: boolean) => void;
 }
 
 export interface SnapshotWatch {
@@ -51,24 +72,42 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
   const initial = opts.initialBackoffMs ?? 250;
   const max = opts.maxBackoffMs ?? 15_000;
   const random = opts.random ?? Math.random;
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 10_000;
   const Client = discoveryService();
-  const client = new Client(opts.address, opts.credentials ?? grpc.credentials.createInsecure(), {
-    // notice a control plane that vanished without closing the connection
-    'grpc.keepalive_time_ms': 30_000,
-    'grpc.keepalive_timeout_ms': 10_000,
+  const target = controlTarget(opts.address, {
+    ...(opts.keepaliveMs !== undefined ? { keepaliveMs: opts.keepaliveMs } : {}),
+    ...(opts.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: opts.keepaliveTimeoutMs } : {}),
     // grpc-js also backs off reconnecting the channel itself (up to 120 s by default), and
     // a Watch started meanwhile fails at once: keep its backoff within ours
-    'grpc.initial_reconnect_backoff_ms': initial,
-    'grpc.max_reconnect_backoff_ms': max,
-  }) as unknown as DiscoveryClient;
+    reconnectBackoffMs: { initial, max },
+  });
+  // a channel of its own (not grpc-js's shared subchannel pool), so that replacing it after
+  // a hung connection attempt really starts a new connection
+  const newClient = () =>
+    new Client(target.target, opts.credentials ?? grpc.credentials.createInsecure(), {
+      ...target.channelOptions,
+      'grpc.use_local_subchannel_pool': 1,
+    }) as unknown as DiscoveryClient;
+  let client = newClient();
+  let replaceChannel = false;
 
   let last: Snapshot | undefined;
+  let lastDigest: string | undefined;
   let call: grpc.ClientReadableStream<unknown> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let attempt = 0;
   let live = false;
   let closed = false;
   let rejected = 0;
+  const setLive = (v: boolean) => {
+    if (live === v) return;
+    live = v;
+    try {
+      opts.onConnected?.(v);
+    } catch {
+      // as for onError
+    }
+  };
 
   const report = (message: string, cause?: unknown) => {
     if (!opts.onError) return;
@@ -101,7 +140,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
     if (closed) return;
     const delay = Math.round(fullJitterBackoff({ baseMs: initial, maxMs: max }, attempt, random));
     attempt++;
-    report(`control plane ${opts.address}: ${why}; retrying in ${delay} ms (keeping snapshot version ${last?.version ?? 'none'}); check that the control plane runs and port ${opts.address.split(':').pop()} is reachable from this node`, cause);
+    report(`control plane ${opts.address}: ${why}; retrying in ${delay} ms (keeping snapshot version ${last?.version ?? 'none'}); check that the control plane runs and port ${target.addresses[0]!.split(':').pop()} is reachable from this node`, cause);
     timer = setTimeout(open, delay);
     timer.unref();
   };
@@ -109,13 +148,31 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
   function open(): void {
     timer = undefined;
     if (closed) return;
+    if (replaceChannel) {
+      replaceChannel = false;
+      client.close();
+      client = newClient();
+    }
     const stream = client.watch({ node: opts.node, knownVersion: String(last?.version ?? 0) });
     call = stream;
     let done = false;
+    let first = true;
+    // the channel still not connected after connectTimeoutMs: a hung connection attempt (a
+    // connected channel without a snapshot yet is a control plane still reading its files)
+    const connectTimer = setTimeout(() => {
+      if (done || !first) return;
+      const state = client.getChannel().getConnectivityState(false);
+      if (state === grpc.connectivityState.READY) return;
+      replaceChannel = true;
+      finish(`no connection within ${connectTimeoutMs} ms (channel ${grpc.connectivityState[state]}: the control plane is frozen, overloaded or unreachable)`);
+      stream.cancel();
+    }, connectTimeoutMs);
+    connectTimer.unref();
     const finish = (why: string, cause?: unknown) => {
       if (done) return;
       done = true;
-      live = false;
+      clearTimeout(connectTimer);
+      setLive(false);
       if (call === stream) call = undefined;
       retry(why, cause);
     };
@@ -127,9 +184,19 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
         refuse(msg, err);
         return;
       }
-      live = true;
+      setLive(true);
       attempt = 0;
+      const resumed = first;
+      first = false;
       if (last && last.version === snap.version && last.generatedAt === snap.generatedAt) return;
+      if (resumed && last) {
+        lastDigest ??= contentDigest(last);
+        const digest = contentDigest(snap);
+        if (digest === lastDigest) return; // the same content under another version: nothing to apply
+        lastDigest = digest;
+      } else {
+        lastDigest = undefined;
+      }
       last = snap;
       try {
         opts.onSnapshot(snap);
@@ -157,4 +224,10 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
       client.close();
     },
   };
+}
+
+/** A snapshot's content without what differs between control-plane replicas and restarts. */
+function contentDigest(s: Snapshot): string {
+  const { version: _v, generatedAt: _g, ...content } = s;
+  return createHash('sha256').update(JSON.stringify(content)).digest('hex');
 }

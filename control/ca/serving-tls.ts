@@ -15,6 +15,7 @@ import { logger } from '../../common/log.js';
 import { systemClock, type Clock, type ClockTimer } from '../../common/clock.js';
 import type { CertificateAuthority } from './ca.js';
 import { generateRsaKeyPair } from './certificates.js';
+import { CONTROL_SERVER_NAME } from '../api/control-target.js';
 
 const log = logger('control/serving-tls');
 
@@ -23,7 +24,7 @@ type CaListener = grpc.experimental.CaCertificateUpdateListener;
 type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
 
 /** The names the control plane is reached by on Kubernetes and locally. */
-export const DEFAULT_SERVER_NAMES = ['nodemesh-control.nodemesh-system.svc', 'nodemesh-control.nodemesh-system.svc.cluster.local', 'localhost', '127.0.0.1'];
+export const DEFAULT_SERVER_NAMES = [CONTROL_SERVER_NAME, `${CONTROL_SERVER_NAME}.cluster.local`, 'localhost', '127.0.0.1'];
 
 export interface ServingTlsOptions {
   ca: CertificateAuthority;

@@ -17,6 +17,8 @@ export interface SourceDocument {
   name: string;
   /** metadata.namespace as written (undefined when absent) */
   namespace: string | undefined;
+  /** the size of the document's own text in the file (its YAML, in bytes), when read from one */
+  bytes?: number;
   /** the whole document as plain JS values */
   object: Record<string, unknown>;
   /** 1-based line of the node at `field` in this document, if it exists */

@@ -9,6 +9,12 @@
 //   metadata.name) is reported on its own; the other documents of the file still apply.
 // - If the directory itself cannot be listed (missing, remounted, permission), nothing
 //   changes: the last listing stays in force and the error is reported.
+// - Limits (model/limits.ts), each an NM_ERR_CONFIG_LIMIT naming the file and the limit: a
+//   file over `fileBytes` is refused without being read (its size is known from stat); one
+//   over `documentsPerFile` is refused as a whole (yaml-file.ts); a change that would bring
+//   the resources in force over `resources` or `totalBytes` is not applied (the files that
+//   changed keep what they had in force). A refused file keeps its last good documents, as a
+//   file with a YAML error does; nothing of a refused file is ever applied in part.
 // - Names starting with "." are skipped: a Kubernetes ConfigMap volume holds every file
 //   twice (`..2024_01_01_00_00_00.1/x.yaml` and the `x.yaml` symlink to it), which would
 //   otherwise make every resource conflict with itself.
@@ -19,109 +25,24 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { LineCounter, parseAllDocuments, isMap, isSeq, type Document } from 'yaml';
 import { ConfigError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
-import type { FieldPath, SourceDocument } from '../model/source-document.js';
+import { configLimits, formatBytes, LIMIT_FLAGS, type ConfigLimits } from '../model/limits.js';
+import type { SourceDocument } from '../model/source-document.js';
+import { parseYamlFileAsync } from './yaml-file.js';
+
+export { parseYamlFile, type ParsedFile } from './yaml-file.js';
 
 const log = logger('control/source-files');
 
 export interface FileResult {
   file: string;
-  /** the Kubernetes objects of the file; the last good ones when `error` is set */
+  /** the Kubernetes objects of the file in force; the last good ones when `error` is set */
   documents: SourceDocument[];
-  /** the whole file failed (NM_ERR_CONFIG_YAML) */
+  /** the whole file failed (NM_ERR_CONFIG_YAML, NM_ERR_CONFIG_LIMIT) */
   error?: ConfigError;
   /** documents that are valid YAML but not Kubernetes objects */
   documentErrors: ConfigError[];
-}
-
-export interface ParsedFile {
-  documents: SourceDocument[];
-  documentErrors: ConfigError[];
-}
-
-/** Parses one file's text; a YAML error anywhere in the file fails the whole file. */
-export function parseYamlFile(file: string, text: string): ParsedFile | { error: ConfigError } {
-  const lineCounter = new LineCounter();
-  let docs: Document.Parsed[];
-  try {
-    docs = parseAllDocuments(text, { lineCounter, prettyErrors: false }) as Document.Parsed[];
-  } catch (err) {
-    return { error: new ConfigError('NM_ERR_CONFIG_YAML', { file }, `not valid YAML: ${(err as Error).message}`) };
-  }
-  if (!Array.isArray(docs)) docs = []; // an empty stream
-  for (const doc of docs) {
-    const bad = doc.errors[0];
-    if (bad) {
-      const line = bad.linePos?.[0].line ?? lineCounter.linePos(bad.pos[0]).line;
-      const reason = bad.message.split('\n')[0]!.replace(/ at line \d+, column \d+:?$/, '');
-      return {
-        error: new ConfigError('NM_ERR_CONFIG_YAML', { file, line }, `not valid YAML: ${reason}; fix the file (its last good resources stay in force meanwhile)`),
-      };
-    }
-  }
-  const out: ParsedFile = { documents: [], documentErrors: [] };
-  docs.forEach((doc, index) => {
-    const contents = doc.contents;
-    if (contents === null) return; // comments only, or a bare `---`
-    const line = contents.range ? lineCounter.linePos(contents.range[0]).line : 1;
-    let value: unknown;
-    try {
-      value = doc.toJS({ maxAliasCount: 1000 });
-    } catch (err) {
-      out.documentErrors.push(new ConfigError('NM_ERR_CONFIG_YAML', { file, line }, `not valid YAML: ${(err as Error).message}`));
-      return;
-    }
-    if (value === null || value === undefined) return; // `~` alone
-    const header = objectHeader(file, line, value, doc, lineCounter);
-    if (header instanceof ConfigError) out.documentErrors.push(header);
-    else out.documents.push({ ...header, index });
-  });
-  return out;
-}
-
-function objectHeader(
-  file: string,
-  line: number,
-  value: unknown,
-  doc: Document.Parsed,
-  lc: LineCounter,
-): Omit<SourceDocument, 'index'> | ConfigError {
-  const lineOf = (field: FieldPath): number | undefined => {
-    const node = doc.getIn(field as (string | number)[], true) as { range?: [number, number, number] } | undefined;
-    return node?.range ? lc.linePos(node.range[0]).line : undefined;
-  };
-  const expected = 'expected a Kubernetes object: a mapping with apiVersion, kind and metadata.name';
-  if (typeof value !== 'object' || Array.isArray(value) || !isMap(doc.contents)) {
-    const found = isSeq(doc.contents) ? 'a list' : `a ${typeof value}`;
-    return new ConfigError('NM_ERR_CONFIG_FIELD', { file, line }, `${expected}, found ${found}`);
-  }
-  const object = value as Record<string, unknown>;
-  const missing = (field: string, what: string) =>
-    new ConfigError('NM_ERR_CONFIG_FIELD', { file, line: lineOf(field.split('.')) ?? line, field }, `${expected}; ${what}`);
-  const { apiVersion, kind, metadata } = object;
-  if (typeof apiVersion !== 'string' || apiVersion === '')
-    return missing('apiVersion', apiVersion === undefined ? 'apiVersion is missing' : 'apiVersion must be a non-empty string such as "v1"');
-  if (typeof kind !== 'string' || kind === '')
-    return missing('kind', kind === undefined ? 'kind is missing' : 'kind must be a non-empty string such as "Service"');
-  const where = (name?: string) => (name ? `${kind} ${name}` : kind);
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
-    return new ConfigError('NM_ERR_CONFIG_FIELD', { file, line, resource: where(), field: 'metadata' }, `${expected}; metadata must be a mapping with a name`);
-  const m = metadata as Record<string, unknown>;
-  if (typeof m.name !== 'string' || m.name === '')
-    return new ConfigError(
-      'NM_ERR_CONFIG_FIELD',
-      { file, line: lineOf(['metadata', 'name']) ?? line, resource: where(), field: 'metadata.name' },
-      m.name === undefined ? 'metadata.name is missing (generateName is not supported)' : 'metadata.name must be a non-empty string',
-    );
-  if (m.namespace !== undefined && (typeof m.namespace !== 'string' || m.namespace === ''))
-    return new ConfigError(
-      'NM_ERR_CONFIG_FIELD',
-      { file, line: lineOf(['metadata', 'namespace']) ?? line, resource: where(m.name), field: 'metadata.namespace' },
-      'metadata.namespace must be a non-empty string (or be left out for "default")',
-    );
-  return { file, line, apiVersion, kind, name: m.name, namespace: m.namespace as string | undefined, object, lineOf };
 }
 
 export interface SourceState {
@@ -139,15 +60,23 @@ export interface FileSourceOptions {
   rescanMs?: number;
   /** called after a scan that changed anything (files, parse results, directory error) */
   onChange: (state: SourceState) => void;
+  /** size and count limits (default: DEFAULT_CONFIG_LIMITS) */
+  limits?: Partial<ConfigLimits>;
 }
 
 const YAML_FILE = /\.ya?ml$/i;
 const MAX_DEPTH = 32;
 
 interface CacheEntry {
+  /** the file's text, or a signature of what was found instead (unreadable, too large) */
   text: string;
+  /** the file's own result: its documents are the last good ones when `error` is set */
   result: FileResult;
   lastGood: SourceDocument[];
+  /** what is in force from this file after the limits over all files (undefined: nothing yet) */
+  inForce?: SourceDocument[];
+  /** why inForce is not result.documents */
+  limitError?: ConfigError;
 }
 
 /** Reads and watches a directory of YAML. */
@@ -156,6 +85,7 @@ export class FileSource {
   private readonly debounceMs: number;
   private readonly rescanMs: number;
   private readonly onChange: (state: SourceState) => void;
+  readonly limits: ConfigLimits;
   private cache = new Map<string, CacheEntry>();
   private dirError: ConfigError | undefined;
   private watcher: FSWatcher | undefined;
@@ -170,6 +100,7 @@ export class FileSource {
     this.debounceMs = opts.debounceMs ?? 100;
     this.rescanMs = opts.rescanMs ?? 5000;
     this.onChange = opts.onChange;
+    this.limits = configLimits(opts.limits);
   }
 
   /** First scan (onChange is called even if the directory is empty), then watch. */
@@ -186,7 +117,12 @@ export class FileSource {
   }
 
   state(): SourceState {
-    const files = [...this.cache.values()].map((e) => e.result).sort((a, b) => cmp(a.file, b.file));
+    const files = [...this.cache.values()]
+      .map((e): FileResult => {
+        const error = e.result.error ?? e.limitError;
+        return { file: e.result.file, documents: e.inForce ?? [], documentErrors: e.result.documentErrors, ...(error ? { error } : {}) };
+      })
+      .sort((a, b) => cmp(a.file, b.file));
     return this.dirError ? { files, error: this.dirError } : { files };
   }
 
@@ -272,37 +208,122 @@ export class FileSource {
       }
     }
     for (const file of files) {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'ENOENT') {
-          // removed between listing and reading: the next scan (the watcher saw it) settles it
-          if (this.cache.delete(file)) changed = true;
-          continue;
-        }
-        text = `\u0000unreadable:${e.code ?? e.message}`;
-        if (this.cache.get(file)?.text === text) continue;
-        const prev = this.cache.get(file);
-        const error = new ConfigError('NM_ERR_CONFIG_YAML', { file }, `cannot be read (${e.code ?? e.message}); its last good resources stay in force`);
-        const lastGood = prev?.lastGood ?? [];
-        this.cache.set(file, { text, lastGood, result: { file, documents: lastGood, error, documentErrors: [] } });
-        changed = true;
+      const read = await this.readFile(file);
+      if (this.closed) return false;
+      if (read === 'gone') {
+        // removed between listing and reading: the next scan (the watcher saw it) settles it
+        if (this.cache.delete(file)) changed = true;
         continue;
       }
-      const prev = this.cache.get(file);
-      if (prev?.text === text) continue;
+      if (read === 'unchanged') continue;
       changed = true;
-      const parsed = parseYamlFile(file, text);
-      if ('error' in parsed) {
-        const lastGood = prev?.lastGood ?? [];
-        this.cache.set(file, { text, lastGood, result: { file, documents: lastGood, error: parsed.error, documentErrors: [] } });
-      } else {
-        this.cache.set(file, { text, lastGood: parsed.documents, result: { file, ...parsed } });
+      // what was in force from the file stays so until the totals are checked again
+      const prev = this.cache.get(file);
+      this.cache.set(file, { ...read, ...(prev?.inForce ? { inForce: prev.inForce } : {}) });
+    }
+    if (this.enforceTotals()) changed = true;
+    if (changed || forceNotify) this.onChange(this.state());
+    return changed;
+  }
+
+  /** One file's new cache entry, 'unchanged' when its bytes are the ones last read, or 'gone'. */
+  private async readFile(file: string): Promise<CacheEntry | 'gone' | 'unchanged'> {
+    const prev = this.cache.get(file);
+    const lastGood = prev?.lastGood ?? [];
+    const refused = (text: string, error: ConfigError): CacheEntry | 'unchanged' =>
+      prev?.text === text ? 'unchanged' : { text, lastGood, result: { file, documents: lastGood, error, documentErrors: [] } };
+    const unreadable = (e: NodeJS.ErrnoException) =>
+      refused(`\u0000unreadable:${e.code ?? e.message}`, new ConfigError('NM_ERR_CONFIG_YAML', { file }, `cannot be read (${e.code ?? e.message}); its last good resources stay in force`));
+    const tooLarge = (size: number) =>
+      refused(
+        `\u0000too-large:${size}`,
+        new ConfigError(
+          'NM_ERR_CONFIG_LIMIT',
+          { file },
+          `the file is ${formatBytes(size)}, over the limit of ${formatBytes(this.limits.fileBytes)} per file (${LIMIT_FLAGS.fileBytes}); it was not read, ${lastGood.length ? 'its last good resources stay in force' : 'nothing of it is applied'}: split it into several files`,
+        ),
+      );
+    let text: string;
+    try {
+      // the size first: a file over the limit is never read into memory
+      const st = await stat(file);
+      if (st.size > this.limits.fileBytes) return tooLarge(st.size);
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      return e.code === 'ENOENT' ? 'gone' : unreadable(e);
+    }
+    const size = Buffer.byteLength(text); // it may have grown since stat
+    if (size > this.limits.fileBytes) return tooLarge(size);
+    if (prev?.text === text) return 'unchanged';
+    const parsed = await parseYamlFileAsync(file, text, this.limits);
+    if ('error' in parsed) return { text, lastGood, result: { file, documents: lastGood, error: parsed.error, documentErrors: [] } };
+    return { text, lastGood: parsed.documents, result: { file, ...parsed } };
+  }
+
+  /**
+   * The resources in force over every file within `resources` and `totalBytes`: a change
+   * that would go over them is not applied, and the files that changed keep what they had
+   * in force (a new file: nothing). At the first read, or if that is still over (lowered
+   * limits), files are taken in path order as long as they fit, each whole or not at all.
+   * Returns whether anything in force changed.
+   */
+  private enforceTotals(): boolean {
+    const L = this.limits;
+    const entries = [...this.cache.entries()].sort(([a], [b]) => cmp(a, b));
+    const want = new Map(entries.map(([f, e]) => [f, e.result.documents]));
+    const errors = new Map<string, ConfigError>();
+    const sizeOf = (docs: readonly SourceDocument[]) => docs.reduce((n, d) => n + (d.bytes ?? 0), 0);
+    const totals = () => {
+      let count = 0;
+      let bytes = 0;
+      for (const docs of want.values()) {
+        count += docs.length;
+        bytes += sizeOf(docs);
+      }
+      return { count, bytes };
+    };
+    const over = (t: { count: number; bytes: number }) => t.count > L.resources || t.bytes > L.totalBytes;
+    const describe = (t: { count: number; bytes: number }) =>
+      t.count > L.resources
+        ? `${t.count} resources, over the limit of ${L.resources} in total (${LIMIT_FLAGS.resources})`
+        : `${formatBytes(t.bytes)} of resources, over the limit of ${formatBytes(L.totalBytes)} in total (${LIMIT_FLAGS.totalBytes})`;
+    let t = totals();
+    // at the first read there is nothing to keep: straight to path order
+    const first = entries.every(([, e]) => e.inForce === undefined);
+    if (over(t) && !first) {
+      const why = describe(t);
+      for (const [f, e] of entries) {
+        const before = e.inForce ?? [];
+        if (want.get(f) === before) continue;
+        want.set(f, before);
+        errors.set(f, new ConfigError('NM_ERR_CONFIG_LIMIT', { file: f }, `not applied: with this file the configuration would hold ${why}; ${before.length ? 'its last good resources stay in force' : 'nothing of it is applied'}`));
+      }
+      t = totals();
+    }
+    if (over(t)) {
+      let count = 0;
+      let bytes = 0;
+      for (const [f] of entries) {
+        const docs = want.get(f)!;
+        const size = sizeOf(docs);
+        if (count + docs.length <= L.resources && bytes + size <= L.totalBytes) {
+          count += docs.length;
+          bytes += size;
+          continue;
+        }
+        want.set(f, []);
+        errors.set(f, new ConfigError('NM_ERR_CONFIG_LIMIT', { file: f }, `not applied: the files before it (in path order) hold ${count} resources (${formatBytes(bytes)}), and its ${docs.length} (${formatBytes(size)}) would go over the limits of ${L.resources} resources and ${formatBytes(L.totalBytes)} in total (${LIMIT_FLAGS.resources}, ${LIMIT_FLAGS.totalBytes})`));
       }
     }
-    if (changed || forceNotify) this.onChange(this.state());
+    let changed = false;
+    for (const [f, e] of entries) {
+      const inForce = want.get(f)!;
+      const limitError = errors.get(f);
+      if (e.inForce !== inForce || e.limitError?.message !== limitError?.message) changed = true;
+      e.inForce = inForce;
+      e.limitError = limitError;
+    }
     return changed;
   }
 }

@@ -8,6 +8,8 @@
 // - the other Istio and Gateway API kinds are known but not compiled: they are accepted with
 //   the note "not yet applied by nodemesh (ignored)", so that nothing is a silent no-op;
 // - anything else is NM_ERR_CONFIG_KIND.
+// A document larger than the per-resource limit (model/limits.ts) is NM_ERR_CONFIG_LIMIT
+// before anything else is looked at: Kubernetes refuses such an object at the API server.
 import { ConfigError } from '../../common/errors.js';
 import {
   CLUSTER_SCOPED_KINDS,
@@ -18,6 +20,7 @@ import {
   type ValidatedBody,
 } from '../model/resources.js';
 import { formatFieldPath, type FieldPath, type SourceDocument } from '../model/source-document.js';
+import { DEFAULT_CONFIG_LIMITS, formatBytes, LIMIT_FLAGS, type ConfigLimits } from '../model/limits.js';
 import {
   validateDeployment,
   validateNamespace,
@@ -97,14 +100,21 @@ export function keyOf(doc: SourceDocument): ResourceKey {
   return { group: groupOf(doc.apiVersion), kind: doc.kind, namespace, name: doc.name };
 }
 
-export function validateDocument(doc: SourceDocument): ValidationResult {
+export function validateDocument(doc: SourceDocument, limits: Pick<ConfigLimits, 'resourceBytes'> = DEFAULT_CONFIG_LIMITS): ValidationResult {
   const key = keyOf(doc);
   const resource = describeKey(key);
-  const fail = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_FIELD', detail: string, path?: FieldPath) => {
+  const fail = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_FIELD' | 'NM_ERR_CONFIG_LIMIT', detail: string, path?: FieldPath) => {
     const line = (path && doc.lineOf(path)) ?? doc.line;
     const field = path ? formatFieldPath(path) : undefined;
     return { ok: false as const, key, error: new ConfigError(code, { file: doc.file, line, resource, ...(field ? { field } : {}) }, detail) };
   };
+
+  if (doc.bytes !== undefined && doc.bytes > limits.resourceBytes) {
+    return fail(
+      'NM_ERR_CONFIG_LIMIT',
+      `the resource is ${formatBytes(doc.bytes)} of YAML, over the limit of ${formatBytes(limits.resourceBytes)} per resource (${LIMIT_FLAGS.resourceBytes}; Kubernetes itself stores no object over ~1.5 MiB)`,
+    );
+  }
 
   const kinds = KINDS.get(key.group);
   const info = kinds?.get(doc.kind);

@@ -35,6 +35,12 @@ export interface AgentCommand {
   /** the control plane's trust bundle file and this node's credential directory */
   rootCert: string;
   nodeCredential: string;
+  /**
+   * CIDRs the agent's admin port serves like the node itself: the lab's host (its bridge
+   * address), which plays the operator's machine, so the CLI and the tests read /metrics,
+   * /debug/state and tap from the root netns while the pods cannot (agent/admin/admin-access.ts)
+   */
+  adminTrustedNetworks?: string;
 }
 
 /**
@@ -62,5 +68,6 @@ export function agentArgv(cli: string, a: AgentCommand): string[] {
     ...(AGENT_NETNS_DIR_FLAG ? [AGENT_NETNS_DIR_FLAG, a.netnsDir] : []),
     '--root-cert', a.rootCert,
     '--node-credential', a.nodeCredential,
+    ...(a.adminTrustedNetworks ? ['--admin-trusted-networks', a.adminTrustedNetworks] : []),
   ];
 }

@@ -18,7 +18,10 @@ export function probeReady(hostport: string, timeoutMs = 1_000): Promise<{ ok: b
   return new Promise((resolve) => {
     const req = http.get({ host: address.host, port: address.port, path: READY_PATH, agent: false, timeout: timeoutMs }, (res) => {
       res.resume();
-      resolve({ ok: res.statusCode === 200, detail: `HTTP ${res.statusCode}` });
+      // 401/403: the agent's admin port serves its node and trusted networks only
+      // (agent/admin/admin-access.ts); the lab's host is one, unless the agent was started without it
+      const refused = res.statusCode === 401 || res.statusCode === 403 ? ' (refused: the lab host is not among the agent\'s --admin-trusted-networks)' : '';
+      resolve({ ok: res.statusCode === 200, detail: `HTTP ${res.statusCode}${refused}` });
     });
     req.once('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
     req.once('error', (err) => resolve({ ok: false, detail: err.message }));

@@ -183,6 +183,7 @@ async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv,
       netnsDir: n.netnsDir,
       rootCert: labTrustBundleFile(state.stateDir),
       nodeCredential: labNodeCredentialDir(state.stateDir, n.name),
+      adminTrustedNetworks: `${state.bridge!.ip}/32`,
     });
     const spec: DetachedSpec = { argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env, log: n.agentLog };
     started.push({ n, pid: await track(state, spec, 'agent', n.name) });
