@@ -35,6 +35,8 @@ export interface AgentCommand {
   /** the control plane's trust bundle file and this node's credential directory */
   rootCert: string;
   nodeCredential: string;
+  /** the agent's handoff socket and last good state (its --state-dir) */
+  stateDir?: string;
 }
 
 /**
@@ -60,7 +62,13 @@ export function agentArgv(cli: string, a: AgentCommand): string[] {
     '--proxy-ip', a.proxyIp,
     '--admin', a.admin,
     ...(AGENT_NETNS_DIR_FLAG ? [AGENT_NETNS_DIR_FLAG, a.netnsDir] : []),
+    ...(a.stateDir ? ['--state-dir', a.stateDir] : []),
     '--root-cert', a.rootCert,
     '--node-credential', a.nodeCredential,
   ];
+}
+
+/** The lab's DaemonSet stand-in (lab-supervisor.ts) around an agent command line. */
+export function supervisedArgv(startsFile: string, agent: string[]): string[] {
+  return [process.execPath, packagePath('dist', 'deploy', 'lab', 'lab-supervisor.js'), '--starts', startsFile, '--', ...agent];
 }
