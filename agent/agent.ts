@@ -171,7 +171,18 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     }
   };
 
-  const startAdmin = () =>
+  const startAdmin = async () => {
+    // after a handoff the predecessor lets go of the admin port a moment after it answered
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await adminServer();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !predecessor || attempt >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+  const adminServer = () =>
     startAdminServer(...splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`), {
       notReady() {
         if (!state.snapshot) return 'no snapshot from the control plane yet';
@@ -341,13 +352,19 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     clearInterval(rescan);
     clearInterval(heartbeat); // the successor's heartbeat goes on; never "down" here
     writer.close(); // the successor owns the file now
-    await stopAccepting();
+    stopAccepting();
     log.info('handed over to a successor; draining');
   }
 
-  async function stopAccepting(): Promise<void> {
-    // closing a listener closes our descriptor; a successor's keeps the socket open
-    await Promise.all([proxy?.close(false), hboneServer?.close(true), capture?.close(false)]);
+  /**
+   * Each close stops its listener at once (closing our descriptor: a successor's keeps the
+   * socket open); its promise only resolves once its connections are gone, which the drain
+   * watches by counting them.
+   */
+  function stopAccepting(): void {
+    void proxy?.close(false);
+    void hboneServer?.close(true);
+    void capture?.close(false);
     admin?.close();
   }
 
@@ -376,7 +393,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
           }
           writer.flush();
           writer.close();
-          await stopAccepting();
+          stopAccepting();
         }
         const how = await drain(openConnections, opts.drainMs ?? DEFAULT_DRAIN_MS, cut);
         log.info({ how, left: await openConnections() }, 'drain over');

@@ -93,7 +93,10 @@ export function takeOver(stateDir: string, wanted: readonly ListenerAddress[]): 
       pid,
       confirm: () =>
         new Promise<void>((resolve) => {
+          let over = false;
           const done = (how: string) => {
+            if (over) return;
+            over = true;
             clearTimeout(timer);
             socket.destroy();
             if (how !== 'released') log.warn({ predecessor: pid, how }, 'the agent before this one did not confirm it stopped accepting');
