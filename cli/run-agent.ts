@@ -11,6 +11,7 @@ import type { AgentOptions } from '../agent/agent.js';
 import { handoffPath } from '../agent/lifecycle/handoff.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners } from '../agent/lifecycle/prepare.js';
 import { istioDuration } from '../control/validate/durations.js';
+import { untilSignal } from './signals.js';
 
 export async function runAgent(args: string[]): Promise<number> {
   if (args[0] === 'cleanup') return cleanup(args.slice(1));
@@ -66,8 +67,8 @@ export async function runAgent(args: string[]): Promise<number> {
   const prepared = prepareListeners(opts.stateDir, listenerAddresses({ proxyIp: opts.proxyIp, hbone: opts.controlTls !== undefined }));
   const { startAgent } = await import('../agent/agent.js');
   const agent = await startAgent(opts, prepared);
-  await Promise.race([nextSignal(), agent.handedOver]);
-  await agent.stop({ cut: nextSignal() });
+  await Promise.race([untilSignal(), agent.handedOver]);
+  await agent.stop({ cut: untilSignal() });
   return 0;
 }
 
@@ -77,18 +78,6 @@ function duration(flag: string, v: string, allowZero: boolean): number {
   } catch (err) {
     throw new Error(`agent: ${flag}: ${(err as Error).message}`);
   }
-}
-
-function nextSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
 }
 
 /**

@@ -4,6 +4,7 @@ import { startControlPlane, type ControlPlaneOptions } from '../control/control-
 import { parseDurationSeconds } from './ca.js';
 import { logger } from '../common/log.js';
 import { CONTROL_PORTS } from '../common/ports.js';
+import { untilSignal } from './signals.js';
 
 export async function runControl(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -47,16 +48,4 @@ export async function runControl(args: string[]): Promise<number> {
   await untilSignal();
   await cp.close();
   return 0;
-}
-
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
 }

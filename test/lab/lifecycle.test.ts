@@ -218,6 +218,8 @@ if (canRunPrivileged('agent lifecycle')) {
     await load.stop();
 
     const failed = load.results.filter((r) => !r.ok);
+    t.deepEqual(failed.filter((f) => f.phase === 'connect'), [], `connections refused during the upgrade (${load.results.length} sent)`);
+    // (a same-node request timing out at any time, upgrade or not, is finding 2 of issue 8: the same-node pipe)
     t.deepEqual(failed, [], `requests failed during the upgrade (${load.results.length} sent)`);
     t.true(kept.some((k) => k.ok && k.at > tookOver + 500), 'the long-lived connection still answered after the new agent took over');
     const closed = await eventually(() => kept.find((k) => k.closed), 10_000, 'the long-lived connection closed');
