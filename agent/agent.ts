@@ -121,6 +121,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   /** the datapath is this agent's to change (not before a predecessor let go, not after a successor took over) */
   let owner = false;
   let handedOver = false;
+  /** an earlier agent's datapath is pinned and works: this agent serves before loading its own */
+  let adopting = false;
   const startedAt = performance.now();
 
   // identities: the control plane's CA over the same TLS channel as discovery
@@ -184,14 +186,18 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   };
   const adminServer = () =>
     startAdminServer(...splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`), {
+      // ready as soon as it serves: on a restart the datapath an earlier agent left redirects,
+      // captures and answers SO_ORIGINAL_DST before this one has loaded its own programs
       notReady() {
         if (!state.snapshot) return 'no snapshot from the control plane yet';
-        if (!datapath) return 'datapath not attached';
         if (!proxy) return 'outbound listener not up';
-        if (!enrollment?.ready && !enrollment?.adopted) return 'pods not enrolled yet';
         if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
-        if (!inboundAttached && !inbound?.adoptedPods) return 'inbound capture not attached yet';
         if (identity && !hboneServer?.listening) return `HBONE listener (${PORTS.hbone}) not up`;
+        if (!adopting) {
+          if (!datapath) return 'datapath not attached';
+          if (!enrollment?.ready) return 'pods not enrolled yet';
+          if (!inboundAttached) return 'inbound capture not attached yet';
+        }
         if (!owner) return 'taking over from the agent before this one';
         return undefined;
       },
@@ -277,7 +283,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     await capture.listen(listeners.take(addressOf('inbound')));
     listeners.closeUntaken();
     // a restart: captured SYNs reach the new listener before the datapath is loaded
-    if (!predecessor) InboundDatapath.adoptListener(pinDir, capture.fd);
+    if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, capture.fd) && Datapath.pinned(pinDir);
+    else adopting = Datapath.pinned(pinDir);
     log.info({ listeners: listeners.origin, ms: Math.round(performance.now() - startedAt) }, 'proxy accepting');
 
     // the datapath: attached, or adopted from the pins an earlier agent left

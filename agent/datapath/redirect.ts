@@ -292,6 +292,12 @@ export class Datapath {
     log.info({ pinDir: this.pinDir, unpin }, unpin ? 'datapath detached and unpinned' : 'datapath closed, left pinned');
   }
 
+  /** An earlier agent's links are pinned in `pinDir`: its programs redirect without any agent. */
+  static pinned(pinDir: string = DEFAULT_PIN_DIR): boolean {
+    const links = path.join(path.resolve(pinDir), 'links');
+    return fs.existsSync(links) && fs.readdirSync(links).length === PROGRAMS.length;
+  }
+
   /**
    * Removes what a crashed agent left in `pinDir`: detaches its pinned links (even if a
    * stuck process still holds them) and removes its pins. Returns what was removed.

@@ -175,8 +175,12 @@ if (canRunPrivileged('agent lifecycle')) {
     await load.ok(25, 'steady traffic before the kill');
     const killedAt = Date.now();
     const killed = await labKillAgent(LAB, 'node-a');
+    const readyAt = eventually(async () => ((await ready(nodeA().agentAdmin)) ? Date.now() : undefined), 60_000, 'ready again');
     const restart = await eventually(async () => (await labAgentStarts(LAB, 'node-a')).find((e) => e.event === 'start' && e.reason === 'restart' && e.at >= killedAt - 100), 20_000, 'the restart');
     t.not(restart.pid, killed);
+    const readyMs = (await readyAt) - restart.at;
+    t.log(`ready ${readyMs} ms after the new agent process started`);
+    t.true(readyMs <= RESTART_BUDGET_MS, `readiness ${readyMs} ms after the new process started`);
     await load.ok(25, 'traffic after the restart');
     await load.stop();
 
@@ -250,6 +254,15 @@ s.on('close', () => { out({ closed: true }); process.exit(0); });
 s.on('error', () => {});
 s.on('connect', () => setInterval(() => s.write('GET /kept HTTP/1.1\\r\\nhost: web\\r\\n\\r\\n'), 200));
 `;
+
+/** GET /healthz/ready answers 200. */
+async function ready(admin: string): Promise<boolean> {
+  try {
+    return (await fetch(`http://${admin}/healthz/ready`, { signal: AbortSignal.timeout(500) })).status === 200;
+  } catch {
+    return false;
+  }
+}
 
 function alive(pid: number): boolean {
   try {
