@@ -4,10 +4,11 @@
 // and keeps the datapath's heartbeat. Stopping never removes the datapath: with no agent
 // the node fails closed (fail-open namespaces aside); `nodemesh agent cleanup` uninstalls.
 //
-// Lifecycle (agent/lifecycle/): serve first — listeners, then the last good snapshot and
-// certificates, then the proxies accept — and only then load the datapath and talk to the
-// control plane, so a restarted agent serves within a second; a successor takes the
-// listeners over and this agent drains.
+// Lifecycle (agent/lifecycle/): serve first — listeners (bound before this module was even
+// loaded), the last good snapshot and certificates, the redirect datapath adopted, then the
+// proxies accept — and only then load the inbound programs, enrol and talk to the control
+// plane, so a restarted agent serves within a second; a successor takes the listeners over
+// and this agent drains.
 import { X509Certificate } from 'node:crypto';
 import { logger } from '../common/log.js';
 import { AGENT_PORTS as PORTS, PROXY_MARK } from '../common/ports.js';
@@ -186,15 +187,15 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   };
   const adminServer = () =>
     startAdminServer(...splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`), {
-      // ready as soon as it serves: on a restart the datapath an earlier agent left redirects,
-      // captures and answers SO_ORIGINAL_DST before this one has loaded its own programs
+      // ready as soon as it serves: on a restart the datapath an earlier agent left redirects
+      // and captures the pods it knew before this one has enrolled and attached anything
       notReady() {
         if (!state.snapshot) return 'no snapshot from the control plane yet';
+        if (!datapath) return 'datapath not attached';
         if (!proxy) return 'outbound listener not up';
         if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
         if (identity && !hboneServer?.listening) return `HBONE listener (${PORTS.hbone}) not up`;
         if (!adopting) {
-          if (!datapath) return 'datapath not attached';
           if (!enrollment?.ready) return 'pods not enrolled yet';
           if (!inboundAttached) return 'inbound capture not attached yet';
         }
@@ -245,7 +246,15 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     // a predecessor answers readiness until it lets go of the admin port
     if (!predecessor) admin = await startAdmin();
 
-    // serve first: the proxies accept on the listeners (held since the process started)
+    // the redirect datapath, attached or adopted from the pins an earlier agent left, before
+    // the proxy accepts: its getsockopt hook must cover this process's cgroup (a new one for
+    // each agent container on Kubernetes) for the proxy to read original destinations
+    adopting = Datapath.pinned(pinDir);
+    const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
+    datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
+    enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
+
+    // serve: the proxies accept on the listeners (held since the process started)
     const podConnector = new TcpConnector(PROXY_MARK);
     const deliverTunnel: InboundDeliver = (s, c) =>
       deliverInbound(s, c, podConnector, {
@@ -282,14 +291,11 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     });
     await capture.listen(listeners.take(addressOf('inbound')));
     listeners.closeUntaken();
-    // a restart: captured SYNs reach the new listener before the datapath is loaded
-    if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, capture.fd) && Datapath.pinned(pinDir);
-    else adopting = Datapath.pinned(pinDir);
-    log.info({ listeners: listeners.origin, ms: Math.round(performance.now() - startedAt) }, 'proxy accepting');
+    // a restart: captured SYNs reach the new listener before the inbound programs are loaded
+    // (a successor's listener is the very socket the SOCKMAP holds already)
+    if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, capture.fd) && adopting;
+    log.info({ listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000) }, 'proxy accepting');
 
-    // the datapath: attached, or adopted from the pins an earlier agent left
-    const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
-    datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
     inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
     inbound.setListener(capture.fd);
     const dp = datapath;
@@ -302,7 +308,6 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       }
     }, HEARTBEAT_MS);
     heartbeat.unref();
-    enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
 
     watch = watchSnapshots({
       address: opts.control,

@@ -165,7 +165,8 @@ export class Datapath {
       checkMap(n, fds.origByTuple, names.origByTuple, TUPLE4.size, ORIG_DST.size);
       // configure before the connect hooks can run
       nat('NM_ERR_BPF', 'write nm_config', (x) => x.mapUpdate(fds.config, u32(0), encodeConfig(config), 0));
-      for (const p of PROGRAMS) links.push(attach(obj, p.name, cgroups[p.where], path.join(pinDir, 'links', p.name)));
+      for (const p of PROGRAMS) links.push(attach(obj, p.name, cgroups[p.where], path.join(pinDir, 'links', pinName(p, cgroups.proxy))));
+      pruneDefunctProxyLinks(n, path.join(pinDir, 'links'));
       const dp = new Datapath(pinDir, config, obj, fds, links);
       log.info({ pinDir, ...cgroups, ...config, reused: links.filter((l) => l.reused).map((l) => l.program) }, 'datapath attached');
       return dp;
@@ -292,10 +293,10 @@ export class Datapath {
     log.info({ pinDir: this.pinDir, unpin }, unpin ? 'datapath detached and unpinned' : 'datapath closed, left pinned');
   }
 
-  /** An earlier agent's links are pinned in `pinDir`: its programs redirect without any agent. */
+  /** An earlier agent's links are pinned in `pinDir`: its programs redirect pods without any agent. */
   static pinned(pinDir: string = DEFAULT_PIN_DIR): boolean {
     const links = path.join(path.resolve(pinDir), 'links');
-    return fs.existsSync(links) && fs.readdirSync(links).length === PROGRAMS.length;
+    return PROGRAMS.filter((p) => p.where === 'pods').every((p) => fs.existsSync(path.join(links, p.name)));
   }
 
   /**
@@ -320,7 +321,7 @@ export class Datapath {
         if (h !== undefined) n.linkDestroy(h);
       }
       fs.rmSync(p, { force: true });
-      removed.links.push(name);
+      removed.links.push(name.split('@')[0]!);
     }
     const mapDir = path.join(dir, 'maps');
     if (fs.existsSync(mapDir)) removed.maps.push(...fs.readdirSync(mapDir));
@@ -360,6 +361,34 @@ export function olderPinVersions(pinDir: string, list: (dir: string) => string[]
     .filter((e) => /^v\d+$/.test(e) && Number(e.slice(1)) < ours)
     .sort()
     .map((e) => path.join(parent, e));
+}
+
+/**
+ * The pin of a program's link. The pods' programs have one link each. The proxy's
+ * (getsockopt) is attached to the agent's own cgroup, which on Kubernetes is another one
+ * for every agent container: one link per cgroup (`nm_getsockopt@<cgroup id>`), so that an
+ * agent draining beside its successor keeps answering SO_ORIGINAL_DST on its connections.
+ */
+function pinName(p: { name: string; where: Where }, proxyCgroup: string): string {
+  return p.where === 'proxy' ? `${p.name}@${cgroupId(proxyCgroup)}` : p.name;
+}
+
+/** Links to the cgroup of an agent that is gone (the kernel detached them: cgroup id 0) lose their pins. */
+function pruneDefunctProxyLinks(n: Native, dir: string): void {
+  for (const name of fs.readdirSync(dir).filter((f) => f.includes('@'))) {
+    const p = path.join(dir, name);
+    let h: number | undefined;
+    try {
+      h = n.linkOpen(p);
+      if (n.linkInfo(h).cgroupId !== 0n) continue;
+      fs.rmSync(p, { force: true });
+      log.info({ pin: p }, "removed the pinned link of a gone agent's cgroup");
+    } catch (err) {
+      log.debug({ err, pin: p }, 'pinned link left as it is');
+    } finally {
+      if (h !== undefined) n.linkDestroy(h);
+    }
+  }
 }
 
 /** Attaches prog to cgroupDir through a link pinned at pinPath, or takes over the pinned one. */
