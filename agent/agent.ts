@@ -1,18 +1,26 @@
-// The node agent: one per node. Connects to the control plane, loads and attaches the
-// datapath, enrols the meshed pods of its node, runs the outbound proxy and the admin
-// server. On SIGTERM it stops accepting, detaches and unpins everything it attached.
+// The node agent: one per node. Takes its listening sockets over from the agent before it
+// (or binds them), serves from the last good state that agent left, attaches (or adopts)
+// the datapath, enrols the meshed pods of its node, runs the proxies and the admin server,
+// and keeps the datapath's heartbeat. Stopping never removes the datapath: with no agent
+// the node fails closed (fail-open namespaces aside); `nodemesh agent cleanup` uninstalls.
+//
+// Lifecycle (agent/lifecycle/): serve first — listeners (bound before this module was even
+// loaded), the last good snapshot and certificates, the redirect datapath adopted, then the
+// proxies accept — and only then load the inbound programs, enrol and talk to the control
+// plane, so a restarted agent serves within a second; a successor takes the listeners over
+// and this agent drains.
 import { X509Certificate } from 'node:crypto';
 import { logger } from '../common/log.js';
 import { AGENT_PORTS as PORTS, PROXY_MARK } from '../common/ports.js';
 import { splitHostPort } from '../common/host-port.js';
-import { watchSnapshots } from '../control/api/discovery-client.js';
+import { watchSnapshots, type SnapshotWatch } from '../control/api/discovery-client.js';
 import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
 import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
 import { IdentityManager } from './identity/identity-manager.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
-import { Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
-import { InboundDatapath, meshedPodIps } from './datapath/inbound.js';
+import { DEFAULT_PIN_DIR, Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
+import { InboundDatapath, meshedPods } from './datapath/inbound.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { InboundCapture } from './proxy/inbound-capture.js';
 import { deliverInbound } from './proxy/inbound-delivery.js';
@@ -28,8 +36,21 @@ import { ProxyState } from './state/proxy-state.js';
 import { TcpConnector } from './transport/connector.js';
 import { proxyTimeouts, type ProxyTimeouts } from './transport/timeouts.js';
 import type { SourceLimitsOptions } from './transport/source-limits.js';
+import { DEFAULT_DRAIN_MS, drain } from './lifecycle/drain.js';
+import { offerHandoff, type HandoffServer } from './lifecycle/handoff.js';
+import { LastGoodWriter, readLastGood } from './lifecycle/last-good.js';
+import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners, type PreparedListeners } from './lifecycle/prepare.js';
 
 const log = logger('agent');
+
+/** How often the heartbeat goes into nm_liveness; DEFAULT_LIVENESS_TIMEOUT_MS is several of these. */
+const HEARTBEAT_MS = 250;
+/**
+ * A fail-open pod bypasses the proxy this long after its last heartbeat (a crash or a hang;
+ * a graceful stop says "down" at once). Long enough that a busy event loop on a loaded
+ * node does not flap it, short against the restart it covers.
+ */
+export const DEFAULT_LIVENESS_TIMEOUT_MS = 2_000;
 
 export interface AgentOptions {
   /** Kubernetes node name */
@@ -45,7 +66,7 @@ export interface AgentOptions {
   adminAccess?: { trustedNetworks?: string[]; adminTokenFile?: string; metricsTokenFile?: string };
   /** cgroup v2 directory that is the parent of all pods (default: the cgroup2 root) */
   podsCgroup?: string;
-  /** bpffs directory for pins (default /sys/fs/bpf/nodemesh/v1) */
+  /** bpffs directory for pins (default /sys/fs/bpf/nodemesh/v2) */
   pinDir?: string;
   /** directory of the pods' network namespaces (default /run/netns) */
   netnsDir?: string;
@@ -61,92 +82,170 @@ export interface AgentOptions {
   rootChangeSpreadMs?: number;
   /** the proxy's timeouts and bound per source pod (defaults: transport/timeouts.ts, transport/source-limits.ts) */
   proxy?: { timeouts?: Partial<ProxyTimeouts>; limits?: Partial<SourceLimitsOptions> };
+  /** this node's agent state: the handoff socket and the last good state (default /run/nodemesh/agent) */
+  stateDir?: string;
+  /** how long established connections may finish after a stop or a handoff (default 20 s) */
+  drainMs?: number;
+  /** fail-open pods bypass the proxy this long after its last heartbeat (default 2 s) */
+  livenessTimeoutMs?: number;
 }
 
 export interface RunningAgent {
-  stop(): Promise<void>;
+  /** resolves once a successor took the listeners over; this agent drains then (call stop) */
+  readonly handedOver: Promise<void>;
+  /**
+   * Stops accepting (fail-open pods bypass the proxy at once), lets open connections finish
+   * for the drain period (or until `cut` resolves), closes what is left. The datapath stays.
+   */
+  stop(opts?: { cut?: Promise<unknown> }): Promise<void>;
 }
 
-export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
-  // one ProxyState per snapshot, swapped whole: every lookup below reads the current one
-  let state = ProxyState.EMPTY;
+export async function startAgent(opts: AgentOptions, prepared?: PreparedListeners): Promise<RunningAgent> {
+  const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
+  const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
+  const livenessTimeoutMs = opts.livenessTimeoutMs ?? DEFAULT_LIVENESS_TIMEOUT_MS;
+  const addresses = listenerAddresses({ proxyIp: opts.proxyIp, ...(opts.outboundPort ? { outboundPort: opts.outboundPort } : {}), hbone: opts.controlTls !== undefined });
+  const { listeners, predecessor } = prepared ?? prepareListeners(stateDir, addresses);
+  const addressOf = (name: string) => addresses.find((a) => a.name === name)!;
+
+  // one ProxyState per snapshot, swapped whole: every lookup below reads the current one;
+  // until the control plane answers, the one the agent before this one served
+  const lastGood = readLastGood(stateDir, opts.node);
+  let state = lastGood?.snapshot ? new ProxyState(lastGood.snapshot) : ProxyState.EMPTY;
+  let liveSnapshot = false;
   let datapath: Datapath | undefined;
   let enrollment: Enrollment | undefined;
   let proxy: OutboundProxy | undefined;
-  let listening = false;
-  let rescan: NodeJS.Timeout | undefined;
   let inbound: InboundDatapath | undefined;
   let capture: InboundCapture | undefined;
   let inboundAttached = false;
   let hbone: HboneConnector | undefined;
   let hboneServer: HboneInbound | undefined;
-  const reconcileInbound = (s: Snapshot) =>
-    inbound?.reconcile(meshedPodIps(s, opts.node)).then(
-      () => void (inboundAttached = true),
-      (err: unknown) => log.error({ err }, 'inbound capture reconcile failed; will retry'),
-    );
+  let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
+  let watch: SnapshotWatch | undefined;
+  let handoff: HandoffServer | undefined;
+  let rescan: NodeJS.Timeout | undefined;
+  let heartbeat: NodeJS.Timeout | undefined;
+  /** the datapath is this agent's to change (not before a predecessor let go, not after a successor took over) */
+  let owner = false;
+  let handedOver = false;
+  /** an earlier agent's datapath is pinned and works: this agent serves before loading its own */
+  let adopting = false;
+  const startedAt = performance.now();
 
   // identities: the control plane's CA over the same TLS channel as discovery
   const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, nodeCredentialDir: opts.controlTls.nodeCredential }) : undefined;
   const caClient: CertificateSigner | undefined = controlCreds ? createCertificateClient({ address: opts.control, credentials: controlCreds.credentials }) : undefined;
+  // eslint-disable-next-line prefer-const -- assigned once the identity manager exists
+  let writer: LastGoodWriter;
   const identity = caClient
     ? new IdentityManager({
         node: opts.node,
         signer: caClient,
         initialTrustBundle: controlCreds!.fileRoots(),
         registry,
+        onChange: () => writer?.changed(),
         ...(opts.rootChangeSpreadMs !== undefined ? { rootChangeSpreadMs: opts.rootChangeSpreadMs } : {}),
       })
     : undefined;
+  writer = new LastGoodWriter(stateDir, opts.node, () => ({ snapshot: state.snapshot, identities: identity?.held() ?? [] }));
+  if (lastGood?.snapshot) {
+    identity?.restore(lastGood.identities);
+    controlCreds?.setTrustBundle(lastGood.snapshot.trustBundle);
+    identity?.onSnapshot(lastGood.snapshot);
+    snapshotVersion.set(lastGood.snapshot.version);
+    log.info({ version: lastGood.snapshot.version, identities: lastGood.identities.length, age: Date.now() - lastGood.writtenAt }, 'serving from the last good state until the control plane answers');
+  }
 
+  const reconcileInbound = (s: Snapshot) =>
+    owner
+      ? inbound?.reconcile(meshedPods(s, opts.node)).then(
+          () => {
+            if (!inboundAttached) retireOlder();
+            inboundAttached = true;
+          },
+          (err: unknown) => log.error({ err }, 'inbound capture reconcile failed; will retry'),
+        )
+      : undefined;
+  const reconcileAll = (s: Snapshot) => {
+    if (!owner) return;
+    void enrollment?.reconcile(s);
+    void reconcileInbound(s);
+  };
+  // an upgrade across pin versions: the older version's links ran beside ours until now
+  const retireOlder = () => {
+    try {
+      Datapath.retireOlderVersions(pinDir);
+    } catch (err) {
+      log.warn({ err }, 'could not retire the pins of an older datapath version');
+    }
+  };
+
+  const startAdmin = async () => {
+    // after a handoff the predecessor lets go of the admin port a moment after it answered
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await adminServer();
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || !predecessor || attempt >= 50) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
   const [adminHost, adminPort] = splitHostPort(opts.admin ?? `${opts.proxyIp}:${PORTS.admin}`);
   // pods never reach this agent's ports or the control plane through the passthrough
   passthroughGuard.configure({ agentPorts: [adminPort, opts.outboundPort ?? PORTS.outbound], control: opts.control });
-  const admin = await startAdminServer(adminHost, adminPort, {
-    notReady() {
-      if (!state.snapshot) return 'no snapshot from the control plane yet';
-      if (!datapath) return 'datapath not attached';
-      if (!listening) return 'outbound listener not up';
-      if (!enrollment?.ready) return 'pods not enrolled yet';
-      if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
-      if (!inboundAttached) return 'inbound capture not attached yet';
-      if (identity && !hboneServer?.listening) return `HBONE listener (${PORTS.hbone}) not up`;
-      return undefined;
-    },
-    debug() {
-      return {
-        node: opts.node,
-        snapshotVersion: state.version,
-        enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
-        openConnections: proxy?.openConnections ?? 0,
-        traffic: proxy?.l7.debug() ?? {},
-        inboundCapture: { pods: inbound?.capturedPods() ?? [], links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [] },
-        identities: identity?.status() ?? [],
-        trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
-        hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0, inbound: hboneServer?.sessionsInfo() ?? [] },
-      };
-    },
-  }, { isNode: (ip) => passthroughGuard.node.has(ip), ...opts.adminAccess });
+  const adminServer = () =>
+    startAdminServer(adminHost, adminPort, {
+      // ready as soon as it serves: on a restart the datapath an earlier agent left redirects
+      // and captures the pods it knew before this one has enrolled and attached anything
+      notReady() {
+        if (!state.snapshot) return 'no snapshot from the control plane yet';
+        if (!datapath) return 'datapath not attached';
+        if (!proxy) return 'outbound listener not up';
+        if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
+        if (identity && !hboneServer?.listening) return `HBONE listener (${PORTS.hbone}) not up`;
+        if (!adopting) {
+          if (!enrollment?.ready) return 'pods not enrolled yet';
+          if (!inboundAttached) return 'inbound capture not attached yet';
+        }
+        if (!owner) return 'taking over from the agent before this one';
+        return undefined;
+      },
+      debug() {
+        return {
+          node: opts.node,
+          pid: process.pid,
+          snapshotVersion: state.version,
+          snapshotSource: liveSnapshot ? 'control plane' : state.snapshot ? 'last good state' : 'none',
+          listeners: listeners.origin,
+          liveness: datapath ? { ...datapath.liveness(), heartbeatNs: String(datapath.liveness().heartbeatNs), timeoutNs: String(datapath.liveness().timeoutNs) } : undefined,
+          enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
+          openConnections: proxy?.openConnections ?? 0,
+          traffic: proxy?.l7.debug() ?? {},
+          inboundCapture: {
+            pods: inbound?.capturedPods() ?? [],
+            failOpen: inbound?.failOpenPods() ?? [],
+            links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [],
+          },
+          identities: identity?.status() ?? [],
+          trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
+          hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0, inbound: hboneServer?.sessionsInfo() ?? [] },
+        };
+      },
+    }, { isNode: (ip) => passthroughGuard.node.has(ip), ...opts.adminAccess });
 
   const onSnapshot = (s: Snapshot) => {
+    if (handedOver) return; // the successor serves new connections; ours drain on what they had
     state = new ProxyState(s);
+    liveSnapshot = true;
     snapshotVersion.set(s.version);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     controlCreds?.setTrustBundle(s.trustBundle);
     identity?.onSnapshot(s);
-    void enrollment?.reconcile(s);
-    void reconcileInbound(s);
+    writer.changed();
+    reconcileAll(s);
   };
-  const watch = watchSnapshots({
-    address: opts.control,
-    node: opts.node,
-    onSnapshot,
-    // a failed stream (retried with backoff) or a refused snapshot (the last good one stays)
-    onError: (err) => log.warn({ err: err.message }, 'control plane'),
-    onRejected: () => snapshotsRejected.inc(),
-    onConnected: (up) => controlPlaneConnected.set(up ? 1 : 0),
-    ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
-  });
   const closeIdentity = () => {
     identity?.close();
     caClient?.close();
@@ -154,28 +253,18 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
   };
 
   try {
+    // a predecessor answers readiness until it lets go of the admin port
+    if (!predecessor) admin = await startAdmin();
+
+    // the redirect datapath, attached or adopted from the pins an earlier agent left, before
+    // the proxy accepts: its getsockopt hook must cover this process's cgroup (a new one for
+    // each agent container on Kubernetes) for the proxy to read original destinations
+    adopting = Datapath.pinned(pinDir);
     const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
-    datapath = await Datapath.open({
-      pinDir: opts.pinDir ?? '/sys/fs/bpf/nodemesh/v1',
-      podsCgroup,
-      proxyCgroup: ownCgroup(),
-      proxyIp: opts.proxyIp,
-      proxyPort: opts.outboundPort ?? PORTS.outbound,
-      mark: PROXY_MARK,
-    });
-    log.info({ podsCgroup, proxyIp: opts.proxyIp }, 'datapath attached');
-
+    datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
     enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
-    if (state.snapshot) void enrollment.reconcile(state.snapshot);
-    rescan = setInterval(() => {
-      const s = state.snapshot;
-      if (s) void enrollment?.reconcile(s);
-      if (s) void reconcileInbound(s); // new pods' veths
-    }, opts.rescanMs ?? 2_000);
-    rescan.unref();
 
-    // inbound delivery to this node's pods (policy bound): for HBONE tunnels (15008) and the
-    // same-node path; the source workload only when its identity is the proven principal
+    // serve: the proxies accept on the listeners (held since the process started)
     const podConnector = new TcpConnector(PROXY_MARK);
     const timeouts = proxyTimeouts(opts.proxy?.timeouts);
     const deliverTunnel: InboundDeliver = (s, c) =>
@@ -189,7 +278,7 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
     const tcp = new TcpConnector(PROXY_MARK);
     if (identity) hbone = new HboneConnector({ identity, nodeIp: (w) => state.nodeIp(w.node), mark: PROXY_MARK });
     else log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
-    proxy = new OutboundProxy({
+    const outbound = new OutboundProxy({
       host: opts.proxyIp,
       port: opts.outboundPort ?? PORTS.outbound,
       state: () => state,
@@ -197,18 +286,12 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
       timeouts,
       ...(opts.proxy?.limits ? { limits: opts.proxy.limits } : {}),
     });
-    await proxy.listen();
-    listening = true;
-    log.info({ address: `${opts.proxyIp}:${opts.outboundPort ?? PORTS.outbound}` }, 'outbound proxy listening');
-
+    await outbound.listen(listeners.take(addressOf('outbound')));
+    proxy = outbound;
     if (identity) {
       hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs });
-      await hboneServer.listen();
-      log.info({ address: `${opts.proxyIp}:${PORTS.hbone}` }, 'HBONE listening');
+      await hboneServer.listen(listeners.take(addressOf('hbone')));
     }
-
-    // inbound capture (15006): the listener goes into the datapath before any pod IP does
-    inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
     capture = new InboundCapture({
       host: opts.proxyIp,
       port: PORTS.inbound,
@@ -221,40 +304,136 @@ export async function startAgent(opts: AgentOptions): Promise<RunningAgent> {
           timeouts,
         }),
     });
-    await capture.listen();
+    await capture.listen(listeners.take(addressOf('inbound')));
+    listeners.closeUntaken();
+    // a restart: captured SYNs reach the new listener before the inbound programs are loaded
+    // (a successor's listener is the very socket the SOCKMAP holds already)
+    if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, capture.fd) && adopting;
+    log.info({ listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000) }, 'proxy accepting');
+
+    inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
     inbound.setListener(capture.fd);
-    if (state.snapshot) await reconcileInbound(state.snapshot);
+    const dp = datapath;
+    dp.heartbeat(livenessTimeoutMs);
+    heartbeat = setInterval(() => {
+      try {
+        dp.heartbeat(livenessTimeoutMs);
+      } catch (err) {
+        log.warn({ err }, 'heartbeat not written');
+      }
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
+
+    watch = watchSnapshots({
+      address: opts.control,
+      node: opts.node,
+      onSnapshot,
+      // a failed stream (retried with backoff) or a refused snapshot (the last good one stays)
+      onError: (err) => log.warn({ err: err.message }, 'control plane'),
+      onRejected: () => snapshotsRejected.inc(),
+      onConnected: (up) => controlPlaneConnected.set(up ? 1 : 0),
+      ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
+    });
+
+    // this agent serves: the one before it stops accepting and drains
+    if (predecessor) {
+      await predecessor.confirm();
+      admin = await startAdmin();
+    }
+    owner = true;
+    if (state.snapshot) reconcileAll(state.snapshot);
+    rescan = setInterval(() => {
+      if (state.snapshot) reconcileAll(state.snapshot); // new pods' netns and veths
+    }, opts.rescanMs ?? 2_000);
+    rescan.unref();
+    handoff = await offerHandoff(stateDir, {
+      listeners: () => listeners.list(),
+      prepare: () => writer.flush(),
+      release,
+    });
+    log.info({ ms: Math.round(performance.now() - startedAt), from: predecessor ? `agent ${predecessor.pid}` : listeners.origin }, 'agent serving');
   } catch (err) {
-    // nothing half-started may outlive a failed start
+    // nothing half-started may outlive a failed start; the datapath stays as it was (a
+    // predecessor, if any, keeps serving: it never let go)
+    predecessor?.abandon();
     clearInterval(rescan);
-    watch.close();
+    clearInterval(heartbeat);
+    watch?.close();
     closeIdentity();
-    admin.close();
+    admin?.close();
     await proxy?.close(true);
     await hboneServer?.close();
     hbone?.close();
     await capture?.close(true);
-    await inbound?.close({ unpin: true });
-    datapath?.close({ unpin: true });
+    listeners.closeUntaken();
+    await inbound?.close();
+    datapath?.close();
     throw err;
   }
 
+  let released = false;
+  /** A successor serves: stop accepting and stop writing the datapath; connections drain. */
+  async function release(): Promise<void> {
+    handedOver = true;
+    owner = false;
+    released = true;
+    clearInterval(rescan);
+    clearInterval(heartbeat); // the successor's heartbeat goes on; never "down" here
+    writer.close(); // the successor owns the file now
+    stopAccepting();
+    log.info('handed over to a successor; draining');
+  }
+
+  /**
+   * Each close stops its listener at once (closing our descriptor: a successor's keeps the
+   * socket open); its promise only resolves once its connections are gone, which the drain
+   * watches by counting them.
+   */
+  function stopAccepting(): void {
+    void proxy?.close(false);
+    void hboneServer?.close(true);
+    void capture?.close(false);
+    admin?.close();
+  }
+
+  const openConnections = async () =>
+    (await (proxy?.downstreamConnections() ?? Promise.resolve(0))) + (capture?.openConnections ?? 0) + (hboneServer?.connections ?? 0);
+
+  let resolveHandedOver!: () => void;
+  const handedOverP = new Promise<void>((resolve) => (resolveHandedOver = resolve));
+  void handoff?.handedOver.then(resolveHandedOver);
+
   let stopping: Promise<void> | undefined;
   return {
-    stop() {
+    handedOver: handedOverP,
+    stop({ cut = new Promise<never>(() => {}) } = {}) {
       stopping ??= (async () => {
-        clearInterval(rescan);
-        watch.close();
+        await handoff?.close();
+        if (!released) {
+          owner = false;
+          clearInterval(rescan);
+          clearInterval(heartbeat);
+          // fail-open pods bypass us from now on; every other pod fails closed
+          try {
+            datapath?.markDown();
+          } catch (err) {
+            log.warn({ err }, 'could not mark the proxy down');
+          }
+          writer.flush();
+          writer.close();
+          stopAccepting();
+        }
+        const how = await drain(openConnections, opts.drainMs ?? DEFAULT_DRAIN_MS, cut);
+        log.info({ how, left: await openConnections() }, 'drain over');
+        watch?.close();
         closeIdentity();
         await proxy?.close(true);
         await hboneServer?.close();
         hbone?.close();
         await capture?.close(true);
-        admin.close();
-        await inbound?.close({ unpin: true }); // filters, policy route, pins
-        // detach first: from here on new connects from pods are no longer redirected
-        datapath?.close({ unpin: true });
-        log.info('agent stopped; datapath detached and unpinned');
+        await inbound?.close();
+        datapath?.close();
+        log.info(released ? 'agent stopped after handing over' : 'agent stopped; the datapath stays (fail closed until an agent serves again; `nodemesh agent cleanup` removes it)');
       })();
       return stopping;
     },

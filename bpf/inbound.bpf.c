@@ -16,7 +16,9 @@
  *                    its first frame.
  *
  * A connection that was not captured from its SYN (it predates the pod being meshed, or
- * the agent) is left alone. Map layouts: nodemesh.h.
+ * the agent) is left alone. With no listener (no agent) a new connection is dropped, unless
+ * the pod fails open (NM_INBOUND_F_FAIL_OPEN, never a STRICT pod) and the proxy is not
+ * alive (liveness.h): then it reaches the pod directly. Map layouts: nodemesh.h.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -28,6 +30,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "nodemesh.h"
+#include "liveness.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
@@ -64,6 +67,7 @@ enum verdict { PASS, CAPTURE, REFUSE };
 struct flow {
 	struct bpf_sock_tuple tuple; /* ipv4 part: addresses and ports, network order */
 	int syn;                     /* a connection's first packet: SYN without ACK */
+	int fail_open;               /* the pod's new connections bypass a dead proxy */
 };
 
 static __always_inline struct nm_inbound_config *config(void)
@@ -109,6 +113,7 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 	f->tuple.ipv4.sport = tcp->source;
 	f->tuple.ipv4.dport = tcp->dest;
 	f->syn = tcp->syn && !tcp->ack;
+	f->fail_open = (*flags & NM_INBOUND_F_FAIL_OPEN) != 0;
 	return 1;
 }
 
@@ -134,6 +139,8 @@ static __always_inline enum verdict lookup(struct __sk_buff *skb, struct flow *f
 	}
 	if (!f->syn)
 		return PASS; /* not captured from its start: leave it as it was */
+	if (f->fail_open && !nm_proxy_alive())
+		return PASS; /* its namespace chose reachability over policy while the proxy is down */
 	s = bpf_map_lookup_elem(&nm_inbound_listener, &zero);
 	if (!s)
 		return REFUSE; /* proxy not listening (restarting): never around it */

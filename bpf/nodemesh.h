@@ -21,9 +21,10 @@
  *   bpf_sock.src_port             HOST order
  *   bpf_sock.dst_port             network order (__be16 followed by 16 bits of padding)
  *
- * Changing any struct or map definition here means a new pin directory version
- * (DATAPATH_PIN_VERSION in agent/datapath/redirect.ts): libbpf refuses a pinned map whose
- * definition changed.
+ * Changing any struct or map definition here, or what a flag means, means a new pin
+ * directory version (DATAPATH_PIN_VERSION in agent/datapath/redirect.ts): libbpf refuses a
+ * pinned map whose definition changed, and an older agent's programs would misread the
+ * maps. v2: nm_liveness and the FAIL_OPEN flags.
  */
 #ifndef NODEMESH_H
 #define NODEMESH_H
@@ -39,6 +40,7 @@
 #define NM_MAP_MESH_NETNS "nm_mesh_netns"
 #define NM_MAP_ORIG_BY_COOKIE "nm_orig_by_cookie"
 #define NM_MAP_ORIG_BY_TUPLE "nm_orig_by_tuple"
+#define NM_MAP_LIVENESS "nm_liveness"
 
 #define NM_MESH_NETNS_MAX 4096
 #define NM_ORIG_MAX 65536
@@ -58,8 +60,25 @@ struct nm_config {
 /*
  * nm_mesh_netns: HASH, key __u64 netns cookie (host order, the value of
  * getsockopt(SO_NETNS_COOKIE) and bpf_get_netns_cookie()), value __u32 flags below.
+ * FAIL_OPEN: the pod's namespace asked for nodemesh.io/fail-mode: open and the pod is not
+ * STRICT; while the proxy is not alive (nm_liveness) its connects go where they were
+ * dialled instead of to a proxy that cannot take them.
  */
 #define NM_NETNS_F_ENROLLED 1u
+#define NM_NETNS_F_FAIL_OPEN 2u
+
+/*
+ * nm_liveness: ARRAY, 1 entry, key __u32 0, one map shared by both objects (pinned once
+ * under <pin dir>/maps/). The agent writes heartbeat_ns (its CLOCK_MONOTONIC now, the
+ * clock bpf_ktime_get_ns() reads) every few hundred milliseconds while its listeners
+ * serve, and 0 when it stops gracefully or hands over; never written = 0. The proxy is
+ * alive while bpf_ktime_get_ns() - heartbeat_ns <= timeout_ns. Only FAIL_OPEN pods look
+ * at it: everyone else fails closed, whatever it says.
+ */
+struct nm_liveness {
+	__u64 heartbeat_ns; /* host order, CLOCK_MONOTONIC ns; 0: down */
+	__u64 timeout_ns;   /* host order */
+};
 
 /*
  * The original destination of a redirected connection.
@@ -117,6 +136,7 @@ struct nm_tuple4 {
 #define NM_HBONE_PORT 15008 /* never captured, even on a pod IP */
 
 #define NM_INBOUND_F_CAPTURE 1u
+#define NM_INBOUND_F_FAIL_OPEN 2u /* as NM_NETNS_F_FAIL_OPEN: new connections bypass a dead proxy */
 
 struct nm_inbound_config {
 	__u32 mark;  /* host order: skb->mark = (skb->mark & ~mask) | mark when captured */

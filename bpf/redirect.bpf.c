@@ -4,11 +4,17 @@
  * namespace is rewritten to the node proxy, and the original destination is kept so
  * the proxy can ask for it with getsockopt(SO_ORIGINAL_DST) and the app still sees what
  * it dialled in getpeername(). Map layouts and byte order: nodemesh.h.
+ *
+ * A pod whose namespace fails open (NM_NETNS_F_FAIL_OPEN) is left alone while the proxy is
+ * not alive (liveness.h): its connects reach what it dialled instead of a proxy that is
+ * not there. Every other enrolled pod is redirected whatever the proxy's state, so with
+ * no proxy listening its connects are refused: fail closed.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 #include "nodemesh.h"
+#include "liveness.h"
 
 #define AF_INET 2
 #define AF_INET6 10
@@ -62,6 +68,7 @@ static __always_inline struct nm_config *should_redirect(struct bpf_sock_addr *c
 {
 	struct nm_config *cfg;
 	struct bpf_sock *sk;
+	__u32 *flags;
 	__u64 netns;
 
 	if (ctx->type != SOCK_STREAM)
@@ -72,11 +79,14 @@ static __always_inline struct nm_config *should_redirect(struct bpf_sock_addr *c
 	if (!cfg || dst_ip4 == cfg->proxy_ip4)
 		return 0;
 	netns = bpf_get_netns_cookie(ctx);
-	if (!bpf_map_lookup_elem(&nm_mesh_netns, &netns))
+	flags = bpf_map_lookup_elem(&nm_mesh_netns, &netns);
+	if (!flags)
 		return 0;
 	/* ctx->sk is a full socket here (PTR_TO_SOCKET, never null), mark is a u32 read */
 	sk = ctx->sk;
 	if (cfg->mark && sk->mark == cfg->mark)
+		return 0;
+	if ((*flags & NM_NETNS_F_FAIL_OPEN) && !nm_proxy_alive())
 		return 0;
 	return cfg;
 }

@@ -12,11 +12,13 @@ const USAGE = `usage: nodemesh <command> [flags]
            [--cert-ttl 24h] [--root-overlap DURATION] [--server-name NAME…] | --insecure
            run the control plane (gRPC+TLS and the CA ${CONTROL_PORTS.grpc}, admin ${CONTROL_PORTS.admin}) over a directory of YAML
   agent    --node NAME --control HOST:PORT --proxy-ip IP [--admin HOST:PORT]
-           [--pods-cgroup DIR] [--pin-dir DIR] [--netns-dir DIR]
+           [--pods-cgroup DIR] [--pin-dir DIR] [--netns-dir DIR] [--state-dir DIR]
+           [--drain-period 20s] [--liveness-timeout 2s]
            --root-cert FILE --node-credential DIR | --insecure-control
            run the node agent (outbound ${AGENT_PORTS.outbound}, admin ${AGENT_PORTS.admin}); env NODE_NAME, NODE_IP,
-           NODEMESH_CONTROL stand in for the flags (DaemonSet)
-  agent cleanup [--pin-dir DIR]   remove what a crashed agent left (tc, rules, links, pins)
+           NODEMESH_CONTROL stand in for the flags (DaemonSet). A second agent started beside it
+           takes its sockets over; on SIGTERM it drains; the datapath stays (fail closed)
+  agent cleanup [--pin-dir DIR] [--state-dir DIR]   uninstall: remove what agents left (tc, rules, links, pins, state)
   lab up -f DIR [--name LAB] [--no-agents]   start a local cluster of netns nodes and pods
   lab exec NS/POD|node/NODE [--name LAB] -- CMD…   run a command inside a pod or node
   lab down [--name LAB]                       remove everything the lab made

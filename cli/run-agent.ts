@@ -1,11 +1,17 @@
-// `nodemesh agent`: the node agent in the foreground until SIGTERM/SIGINT, then it detaches
-// and unpins everything it attached.
+// `nodemesh agent`: the node agent in the foreground. Its listening sockets come first —
+// taken over from the agent running on this node (an upgrade), or bound — before the agent
+// itself is loaded, so that no connection is refused while it starts (an upgrade) or they
+// wait in the kernel's queue (a restart). SIGTERM/SIGINT: stop accepting, drain, exit; a
+// second signal cuts the drain short. A successor taking over makes it drain and exit too.
+// The datapath stays in every case: `nodemesh agent cleanup` removes it.
+import fs from 'node:fs';
+import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { startAgent, type AgentOptions } from '../agent/agent.js';
-import { DEFAULT_PIN_DIR, Datapath } from '../agent/datapath/redirect.js';
-import { InboundDatapath } from '../agent/datapath/inbound.js';
-import { parseDurationSeconds } from './ca.js';
-import { untilSignal } from './run-control.js';
+import type { AgentOptions } from '../agent/agent.js';
+import { handoffPath } from '../agent/lifecycle/handoff.js';
+import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners } from '../agent/lifecycle/prepare.js';
+import { istioDuration } from '../control/validate/durations.js';
+import { untilSignal } from './signals.js';
 
 export async function runAgent(args: string[]): Promise<number> {
   if (args[0] === 'cleanup') return cleanup(args.slice(1));
@@ -22,6 +28,9 @@ export async function runAgent(args: string[]): Promise<number> {
       'root-cert': { type: 'string' },
       'node-credential': { type: 'string' },
       'root-change-spread': { type: 'string' },
+      'state-dir': { type: 'string' },
+      'drain-period': { type: 'string' },
+      'liveness-timeout': { type: 'string' },
       'request-headers-timeout': { type: 'string' },
       'max-connections-per-source': { type: 'string' },
       'max-requests-per-source': { type: 'string' },
@@ -57,19 +66,28 @@ export async function runAgent(args: string[]): Promise<number> {
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
   if (!values['insecure-control']) opts.controlTls = { rootCert: rootCert!, nodeCredential: nodeCredential! };
+  opts.stateDir = values['state-dir'] ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_STATE_DIR;
+  const drainPeriod = values['drain-period'] ?? process.env.NODEMESH_DRAIN_PERIOD;
+  if (drainPeriod) opts.drainMs = duration('--drain-period (NODEMESH_DRAIN_PERIOD)', drainPeriod, true);
+  const livenessTimeout = values['liveness-timeout'] ?? process.env.NODEMESH_LIVENESS_TIMEOUT;
+  if (livenessTimeout) opts.livenessTimeoutMs = duration('--liveness-timeout (NODEMESH_LIVENESS_TIMEOUT)', livenessTimeout, false);
   const spread = values['root-change-spread'] ?? process.env.NODEMESH_ROOT_CHANGE_SPREAD;
-  if (spread) opts.rootChangeSpreadMs = parseDurationSeconds(spread) * 1000;
+  if (spread) opts.rootChangeSpreadMs = (await import('./ca.js')).parseDurationSeconds(spread) * 1000;
   // the proxy's request-head timeout and bound per source pod (transport/timeouts.ts, source-limits.ts)
   const headers = values['request-headers-timeout'] ?? process.env.NODEMESH_REQUEST_HEADERS_TIMEOUT;
   const maxConnections = values['max-connections-per-source'] ?? process.env.NODEMESH_MAX_CONNECTIONS_PER_SOURCE;
   const maxRequests = values['max-requests-per-source'] ?? process.env.NODEMESH_MAX_REQUESTS_PER_SOURCE;
   opts.proxy = {
-    ...(headers ? { timeouts: { requestHeadersMs: parseDurationSeconds(headers) * 1000 } } : {}),
+    ...(headers ? { timeouts: { requestHeadersMs: duration('--request-headers-timeout (NODEMESH_REQUEST_HEADERS_TIMEOUT)', headers, false) } } : {}),
     limits: { ...(maxConnections ? { maxConnectionsPerSource: count('--max-connections-per-source', maxConnections) } : {}), ...(maxRequests ? { maxRequestsPerSource: count('--max-requests-per-source', maxRequests) } : {}) },
   };
-  const agent = await startAgent(opts);
-  await untilSignal();
-  await agent.stop();
+
+  // before the agent is loaded (~0.5–1.5 s of modules): its sockets, from its predecessor or bound
+  const prepared = prepareListeners(opts.stateDir, listenerAddresses({ proxyIp: opts.proxyIp, hbone: opts.controlTls !== undefined }));
+  const { startAgent } = await import('../agent/agent.js');
+  const agent = await startAgent(opts, prepared);
+  await Promise.race([untilSignal(), agent.handedOver]);
+  await agent.stop({ cut: untilSignal() });
   return 0;
 }
 
@@ -79,20 +97,40 @@ function count(flag: string, v: string): number {
   return Number(v);
 }
 
+function duration(flag: string, v: string, allowZero: boolean): number {
+  try {
+    return istioDuration(v, [flag], { allowZero, unbounded: true });
+  } catch (err) {
+    throw new Error(`agent: ${flag}: ${(err as Error).message}`);
+  }
+}
+
 /**
- * `nodemesh agent cleanup [--pin-dir DIR]`: removes what a crashed agent left on this node —
- * the inbound tc filters, policy rule and route, the cgroup links and every pin — so that
- * pods are reached directly again (an uninstall after a crash). A running agent must be
- * stopped first: it would be detached.
+ * `nodemesh agent cleanup [--pin-dir DIR] [--state-dir DIR]`: removes what agents left on
+ * this node — the inbound tc filters, policy rule and route, the cgroup links and every pin,
+ * the last good state — so that pods are reached directly again (an uninstall; agents leave
+ * all of it in place when they stop, so that the node fails closed). Refused while an agent
+ * runs: it would be left serving without a datapath.
  */
 async function cleanup(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { 'pin-dir': { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { 'pin-dir': { type: 'string' }, 'state-dir': { type: 'string' } } });
+  const { DEFAULT_PIN_DIR, Datapath } = await import('../agent/datapath/redirect.js');
+  const { InboundDatapath } = await import('../agent/datapath/inbound.js');
+  const { connectUnix, closeDescriptor } = await import('../agent/datapath/socket-handoff.js');
   const pinDir = values['pin-dir'] ?? DEFAULT_PIN_DIR;
+  const stateDir = values['state-dir'] ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_STATE_DIR;
+  const running = connectUnix(handoffPath(stateDir));
+  if (running !== undefined) {
+    closeDescriptor(running);
+    throw new Error(`agent cleanup: an agent is running on this node (it answers at ${handoffPath(stateDir)}): stop it first`);
+  }
   const inbound = await InboundDatapath.cleanup(pinDir);
   const outbound = Datapath.cleanup(pinDir);
+  const state = ['last-good.json', 'handoff.sock'].filter((f) => fs.existsSync(path.join(stateDir, f)));
+  for (const f of state) fs.rmSync(path.join(stateDir, f), { force: true });
   process.stdout.write(
     `removed: ${inbound.filters.length} tc filters, ${inbound.rules} policy rules, ${inbound.route ? 1 : 0} routes, ` +
-      `${outbound.links.length} links, ${outbound.maps.length + inbound.pins.length} pins (${pinDir})\n`,
+      `${outbound.links.length} links, ${outbound.maps.length + inbound.pins.length} pins (${pinDir}), ${state.length} state files (${stateDir})\n`,
   );
   return 0;
 }

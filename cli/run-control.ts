@@ -5,6 +5,7 @@ import { parseDurationSeconds } from './ca.js';
 import { logger } from '../common/log.js';
 import { CONTROL_PORTS } from '../common/ports.js';
 import type { ConfigLimits } from '../control/model/limits.js';
+import { untilSignal } from './signals.js';
 
 export async function runControl(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -79,16 +80,4 @@ export function parseSize(s: string): number | undefined {
 function parseCount(s: string): number | undefined {
   const n = /^\d+$/.test(s.trim()) ? Number(s) : NaN;
   return Number.isSafeInteger(n) && n > 0 ? n : undefined;
-}
-
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const on = (sig: NodeJS.Signals) => {
-      process.off('SIGTERM', on);
-      process.off('SIGINT', on);
-      resolve(sig);
-    };
-    process.on('SIGTERM', on);
-    process.on('SIGINT', on);
-  });
 }

@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'NM_ERR_LAB' // lab set-up or teardown failed
   // control plane connection
   | 'NM_ERR_CONTROL' // the agent cannot reach or use the control plane
+  // agent lifecycle
+  | 'NM_ERR_HANDOFF' // an agent cannot take over from (or hand over to) the agent before it on its node
   // identity
   | 'NM_ERR_CA' // the CA cannot start, sign or rotate (keys, certificates, CA dir)
   | 'NM_ERR_IDENTITY' // a certificate request is refused, or a certificate is not the SVID asked for

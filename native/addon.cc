@@ -36,12 +36,16 @@ Napi::Object Layout(Napi::Env env) {
   l.Set("cookieKeySize", Napi::Number::New(env, sizeof(__u64)));
   l.Set("defaultProxyPort", Napi::Number::New(env, NM_DEFAULT_PROXY_PORT));
   l.Set("netnsFlagEnrolled", Napi::Number::New(env, NM_NETNS_F_ENROLLED));
+  l.Set("netnsFlagFailOpen", Napi::Number::New(env, NM_NETNS_F_FAIL_OPEN));
+  l.Set("nm_liveness", Struct(env, sizeof(struct nm_liveness),
+                              {NM_FIELD(nm_liveness, heartbeat_ns), NM_FIELD(nm_liveness, timeout_ns)}));
   l.Set("origFlagV4Mapped", Napi::Number::New(env, NM_ORIG_F_V4MAPPED));
   Napi::Object maps = Napi::Object::New(env);
   maps.Set("config", NM_MAP_CONFIG);
   maps.Set("meshNetns", NM_MAP_MESH_NETNS);
   maps.Set("origByCookie", NM_MAP_ORIG_BY_COOKIE);
   maps.Set("origByTuple", NM_MAP_ORIG_BY_TUPLE);
+  maps.Set("liveness", NM_MAP_LIVENESS);
   l.Set("maps", maps);
   // inbound capture (bpf/inbound.bpf.c)
   l.Set("nm_inbound_config", Struct(env, sizeof(struct nm_inbound_config),
@@ -50,6 +54,7 @@ Napi::Object Layout(Napi::Env env) {
   l.Set("nm_inbound_port", Struct(env, sizeof(struct nm_inbound_port),
                                   {NM_FIELD(nm_inbound_port, bridge_ifindex), NM_FIELD(nm_inbound_port, flags)}));
   l.Set("inboundFlagCapture", Napi::Number::New(env, NM_INBOUND_F_CAPTURE));
+  l.Set("inboundFlagFailOpen", Napi::Number::New(env, NM_INBOUND_F_FAIL_OPEN));
   l.Set("defaultInboundPort", Napi::Number::New(env, NM_DEFAULT_INBOUND_PORT));
   Napi::Object inboundMaps = Napi::Object::New(env);
   inboundMaps.Set("config", NM_MAP_INBOUND_CONFIG);
@@ -69,6 +74,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMaps(env, exports);
   InitNetns(env, exports);
   InitTc(env, exports);
+  InitFdPassing(env, exports);
   exports.Set("layout", Layout(env));
   return exports;
 }

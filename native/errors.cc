@@ -56,6 +56,10 @@ const char* ErrnoName(int err) {
     case ENOEXEC: return "ENOEXEC";
     case ESTALE: return "ESTALE";
     case ENOTSOCK: return "ENOTSOCK";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case EMSGSIZE: return "EMSGSIZE";
+    case ECONNREFUSED: return "ECONNREFUSED";
     default: return "EUNKNOWN";
   }
 }

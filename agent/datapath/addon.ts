@@ -60,6 +60,10 @@ export interface Native {
   mapInfo(fd: number): NativeMapInfo;
   closeFd(fd: number): void;
   netnsCookie(netnsPath: string): bigint;
+  // descriptors over a Unix socket (SCM_RIGHTS)
+  unixConnect(path: string): number;
+  sendFds(sock: number, data: Buffer, fds: number[]): void;
+  recvFds(sock: number, maxBytes: number, timeoutMs: number): { data: Buffer; fds: number[] } | null;
   layout: NativeLayout;
 }
 

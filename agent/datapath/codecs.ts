@@ -26,11 +26,14 @@ export interface NativeLayout {
   cookieKeySize: number;
   defaultProxyPort: number;
   netnsFlagEnrolled: number;
+  netnsFlagFailOpen: number;
   origFlagV4Mapped: number;
-  maps: { config: string; meshNetns: string; origByCookie: string; origByTuple: string };
+  nm_liveness: StructLayout;
+  maps: { config: string; meshNetns: string; origByCookie: string; origByTuple: string; liveness: string };
   nm_inbound_config: StructLayout;
   nm_inbound_port: StructLayout;
   inboundFlagCapture: number;
+  inboundFlagFailOpen: number;
   defaultInboundPort: number;
   inboundMaps: { config: string; pods: string; listener: string; ports: string };
 }
@@ -42,6 +45,7 @@ export const ORIG_DST = { size: 8, offsets: { ip4: 0, port: 4, flags: 6 } };
 export const TUPLE4 = { size: 12, offsets: { client_ip4: 0, proxy_ip4: 4, client_port: 8, proxy_port: 10 } };
 export const INBOUND_CONFIG = { size: 16, offsets: { mark: 0, mask: 4, flags: 8 } };
 export const INBOUND_PORT = { size: 8, offsets: { bridge_ifindex: 0, flags: 4 } };
+export const LIVENESS = { size: 16, offsets: { heartbeat_ns: 0, timeout_ns: 8 } };
 /** netns and socket cookies, the listener's fd or cookie */
 export const U64 = 8;
 /** the ARRAY maps' key 0, netns and pod flags, pod IPv4 keys, ifindexes */
@@ -57,6 +61,7 @@ export function checkLayout(l: NativeLayout): void {
     ['nm_config', CONFIG, l.nm_config],
     ['nm_orig_dst', ORIG_DST, l.nm_orig_dst],
     ['nm_tuple4', TUPLE4, l.nm_tuple4],
+    ['nm_liveness', LIVENESS, l.nm_liveness],
   ];
   for (const [name, ts, c] of want) {
     if (!sameLayout(ts, c))
@@ -71,6 +76,8 @@ export function checkLayout(l: NativeLayout): void {
       'nm_mesh_netns/nm_orig_by_cookie key or value size changed in bpf/nodemesh.h; update agent/datapath/codecs.ts',
     );
   checkPort('NM_DEFAULT_PROXY_PORT', l.defaultProxyPort, AGENT_PORTS.outbound);
+  checkFlag('NM_NETNS_F_ENROLLED', l.netnsFlagEnrolled, NETNS_FLAGS.enrolled);
+  checkFlag('NM_NETNS_F_FAIL_OPEN', l.netnsFlagFailOpen, NETNS_FLAGS.failOpen);
 }
 
 /** The inbound capture's structs, and its port. */
@@ -86,6 +93,13 @@ export function checkInboundLayout(l: NativeLayout): void {
       );
   }
   checkPort('NM_DEFAULT_INBOUND_PORT', l.defaultInboundPort, AGENT_PORTS.inbound);
+  checkFlag('NM_INBOUND_F_CAPTURE', l.inboundFlagCapture, INBOUND_FLAGS.capture);
+  checkFlag('NM_INBOUND_F_FAIL_OPEN', l.inboundFlagFailOpen, INBOUND_FLAGS.failOpen);
+}
+
+function checkFlag(name: string, header: number, ours: number): void {
+  if (header !== ours)
+    throw new NodemeshError('NM_ERR_BPF', `${name} is ${header} in bpf/nodemesh.h but ${ours} in agent/datapath/codecs.ts; update the codec and DATAPATH_PIN_VERSION`);
 }
 
 function checkPort(name: string, header: number, ours: number): void {
@@ -95,6 +109,11 @@ function checkPort(name: string, header: number, ours: number): void {
       `${name} is ${header} in bpf/nodemesh.h but ${ours} in common/ports.ts; make them agree and rebuild (bash scripts/build.sh)`,
     );
 }
+
+/** nm_mesh_netns values (NM_NETNS_F_*) */
+export const NETNS_FLAGS = { enrolled: 1, failOpen: 2 } as const;
+/** nm_inbound_pods values (NM_INBOUND_F_*) */
+export const INBOUND_FLAGS = { capture: 1, failOpen: 2 } as const;
 
 // ---- numbers (host order) and addresses (network order) ----------------------------------
 
@@ -171,6 +190,28 @@ export function encodeConfig(c: DatapathConfig): Buffer {
   b.writeUInt16BE(c.proxyPort, CONFIG.offsets.proxy_port);
   writeU32At(b, c.mark, CONFIG.offsets.mark);
   return b;
+}
+
+/**
+ * nm_liveness: `heartbeatNs` is CLOCK_MONOTONIC in nanoseconds (what bpf_ktime_get_ns()
+ * reads), 0 for "down".
+ */
+export function encodeLiveness(heartbeatNs: bigint, timeoutNs: bigint): Buffer {
+  const b = Buffer.alloc(LIVENESS.size);
+  if (LE) {
+    b.writeBigUInt64LE(heartbeatNs, LIVENESS.offsets.heartbeat_ns);
+    b.writeBigUInt64LE(timeoutNs, LIVENESS.offsets.timeout_ns);
+  } else {
+    b.writeBigUInt64BE(heartbeatNs, LIVENESS.offsets.heartbeat_ns);
+    b.writeBigUInt64BE(timeoutNs, LIVENESS.offsets.timeout_ns);
+  }
+  return b;
+}
+
+export function decodeLiveness(b: Buffer): { heartbeatNs: bigint; timeoutNs: bigint } {
+  return LE
+    ? { heartbeatNs: b.readBigUInt64LE(LIVENESS.offsets.heartbeat_ns), timeoutNs: b.readBigUInt64LE(LIVENESS.offsets.timeout_ns) }
+    : { heartbeatNs: b.readBigUInt64BE(LIVENESS.offsets.heartbeat_ns), timeoutNs: b.readBigUInt64BE(LIVENESS.offsets.timeout_ns) };
 }
 
 export function encodeTuple(t: ProxyTuple): Buffer {

@@ -1,6 +1,7 @@
 // Keeps the datapath's set of enrolled network namespaces equal to the meshed pods of this
-// node in the current snapshot. Opt-in is resolved by the control plane
-// (Workload.meshed); here a workload is matched to its netns by pod IP.
+// node in the current snapshot, each with its fail mode. Opt-in and fail mode are resolved
+// by the control plane (Workload.meshed, Workload.failOpen); here a workload is matched to
+// its netns by pod IP.
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import type { Datapath } from './redirect.js';
@@ -14,6 +15,7 @@ export interface EnrolledPod {
   ip: string;
   netns: string;
   cookie: bigint;
+  failOpen: boolean;
 }
 
 export class Enrollment {
@@ -21,12 +23,16 @@ export class Enrollment {
   private readonly enrolled = new Map<string, EnrolledPod>();
   private running: Promise<void> = Promise.resolve();
   private reconciledOnce = false;
+  /** namespaces an earlier agent left enrolled in the pinned map when this one started */
+  readonly adopted: number;
 
   constructor(
     private readonly node: string,
     private readonly datapath: Datapath,
     private readonly scanner: PodNetnsScanner,
-  ) {}
+  ) {
+    this.adopted = datapath.enrolled().length;
+  }
 
   get ready(): boolean {
     return this.reconciledOnce;
@@ -47,20 +53,21 @@ export class Enrollment {
   }
 
   private async reconcileNow(snapshot: Snapshot): Promise<void> {
-    const wanted = new Map<string, string>(); // ip -> uid
-    for (const w of snapshot.workloads) if (w.node === this.node && w.meshed && w.ip) wanted.set(w.ip, w.uid);
+    const wanted = new Map<string, { uid: string; failOpen: boolean }>(); // by ip
+    for (const w of snapshot.workloads) if (w.node === this.node && w.meshed && w.ip) wanted.set(w.ip, { uid: w.uid, failOpen: w.failOpen });
 
     const seen = new Set<string>();
     for (const ns of await this.scanner.scan()) {
       const ip = ns.ipv4.find((a) => wanted.has(a));
       if (!ip) continue;
       seen.add(ns.path);
+      const want = wanted.get(ip)!;
       const have = this.enrolled.get(ns.path);
-      if (have && have.ip === ip) continue;
-      const cookie = this.datapath.enroll(ns.path);
-      const pod = { uid: wanted.get(ip)!, ip, netns: ns.path, cookie };
+      if (have && have.ip === ip && have.failOpen === want.failOpen) continue;
+      const cookie = this.datapath.enroll(ns.path, { failOpen: want.failOpen });
+      const pod = { uid: want.uid, ip, netns: ns.path, cookie, failOpen: want.failOpen };
       this.enrolled.set(ns.path, pod);
-      log.info({ pod: pod.uid, ip, netns: ns.path, cookie: String(cookie) }, 'pod enrolled');
+      log.info({ pod: pod.uid, ip, netns: ns.path, cookie: String(cookie), failOpen: pod.failOpen }, have ? 'pod enrolment changed' : 'pod enrolled');
     }
     for (const [p, pod] of this.enrolled) {
       if (seen.has(p)) continue;

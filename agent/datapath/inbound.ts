@@ -15,8 +15,11 @@
 // local 0.0.0.0/0 dev lo table 15006`: a marked packet for a pod IP is this node's.
 //
 // Restarts: filters use a fixed handle and priority, so a new agent replaces the program
-// of a filter a crashed one left (no window without capture) and finds its maps pinned.
-// close({unpin: true}) (SIGTERM) and cleanup() remove filters, rule, route and pins.
+// of a filter a stopped or crashed one left (no window without capture) and finds its maps
+// pinned. Stopping never removes the capture: with no listener the programs drop new
+// connections to meshed pods (fail closed, STRICT kept), unless a pod fails open and the
+// proxy's heartbeat is stale (INBOUND_FLAGS.failOpen). cleanup() (`nodemesh agent cleanup`,
+// an uninstall) removes filters, rule, route and pins.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -29,7 +32,7 @@ import { logger } from '../../common/log.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { nat, native, tryAll, type Native, type TcDirection } from './addon.js';
-import { checkInboundLayout, encodeInboundConfig, encodeInboundPort, ip4Key, readIp4Key, readU32, u32, u64, U32 } from './codecs.js';
+import { INBOUND_FLAGS, checkInboundLayout, encodeInboundConfig, encodeInboundPort, ip4Key, readIp4Key, readU32, u32, u64, U32 } from './codecs.js';
 import { DEFAULT_PIN_DIR } from './redirect.js';
 import { ensureBpffs, mountOf } from './mounts.js';
 
@@ -150,9 +153,15 @@ export async function removePolicyRoute(r: PolicyRoute): Promise<{ rules: number
 
 // ---- the inbound datapath ----------------------------------------------------------
 
-/** What this node captures: the IPs of its meshed pods in the snapshot. */
-export function meshedPodIps(snapshot: Snapshot, node: string): string[] {
-  return snapshot.workloads.filter((w) => w.node === node && w.meshed && w.ip).map((w) => w.ip);
+/** A pod whose plaintext this node captures, and whether it fails open. */
+export interface CapturedPod {
+  ip: string;
+  failOpen: boolean;
+}
+
+/** What this node captures: its meshed pods in the snapshot. */
+export function meshedPods(snapshot: Snapshot, node: string): CapturedPod[] {
+  return snapshot.workloads.filter((w) => w.node === node && w.meshed && w.ip).map((w) => ({ ip: w.ip, failOpen: w.failOpen }));
 }
 
 export interface InboundDatapathOptions {
@@ -178,7 +187,8 @@ export class InboundDatapath {
   readonly pinDir: string;
   readonly route: PolicyRoute;
   private readonly attached = new Map<number, InboundAttachment>();
-  private readonly pods = new Set<string>();
+  /** pod IP -> the flags written for it */
+  private readonly pods = new Map<string, number>();
   private running: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -211,7 +221,8 @@ export class InboundDatapath {
     const obj = call('open eBPF object', (x) => x.openObject(objectPath));
     try {
       const names = n.layout.inboundMaps;
-      for (const m of Object.values(names)) call(`pin map ${m}`, (x) => x.setMapPinPath(obj, m, path.join(pinDir, 'maps', m)));
+      // nm_liveness is the redirect object's too: one map, through the shared pin
+      for (const m of [...Object.values(names), n.layout.maps.liveness]) call(`pin map ${m}`, (x) => x.setMapPinPath(obj, m, path.join(pinDir, 'maps', m)));
       call(`load ${objectPath}`, (x) => x.load(obj));
       const fds = {
         config: n.mapFd(obj, names.config),
@@ -224,7 +235,10 @@ export class InboundDatapath {
       call('write nm_inbound_config', (x) => x.mapUpdate(fds.config, u32(0), config, 0));
       const dp = new InboundDatapath(pinDir, route, obj, fds);
       // pods an earlier agent left in the pinned map: the first reconcile drops the stale
-      for (const k of n.mapKeys(fds.pods, U32)) dp.pods.add(readIp4Key(k));
+      for (const k of n.mapKeys(fds.pods, U32)) {
+        const v = n.mapLookup(fds.pods, k, U32);
+        if (v) dp.pods.set(readIp4Key(k), readU32(v));
+      }
       log.info({ pinDir, ...route, adoptedPods: dp.pods.size }, 'inbound datapath loaded');
       return dp;
     } catch (err) {
@@ -233,19 +247,42 @@ export class InboundDatapath {
     }
   }
 
+  /**
+   * A restart: puts the new listener into the SOCKMAP an earlier agent pinned, before this
+   * agent has loaded anything, so captured SYNs reach it at once (until then they are
+   * dropped and retried). False when there is no such pin (a first start).
+   */
+  static adoptListener(pinDir: string, listenerFd: number): boolean {
+    const pin = path.join(path.resolve(pinDir), 'maps', native().layout.inboundMaps.listener);
+    if (!fs.existsSync(pin)) return false;
+    const n = native();
+    const map = call(`open ${pin}`, (x) => x.mapOpenPinned(pin));
+    try {
+      call('put the inbound listener into the pinned nm_inbound_listener', (x) => x.mapUpdate(map, u32(0), u64(listenerFd), 0));
+    } finally {
+      n.closeFd(map);
+    }
+    return true;
+  }
+
   /** The proxy's transparent listener: captured SYNs are assigned to it. */
   setListener(fd: number): void {
     this.assertOpen();
     call('put the inbound listener into nm_inbound_listener', (x) => x.mapUpdate(this.fds.listener, u32(0), u64(fd), 0));
   }
 
+  /** Pods an earlier agent left captured (before the first reconcile): a restart, not a first start. */
+  get adoptedPods(): number {
+    return this.pods.size;
+  }
+
   /**
    * Attaches to the interfaces that appeared since the last call, then makes
-   * nm_inbound_pods equal to `podIps` (the meshed pods of this node). Serialized.
+   * nm_inbound_pods equal to `pods` (the meshed pods of this node). Serialized.
    */
-  reconcile(podIps: Iterable<string>): Promise<void> {
-    const ips = [...podIps];
-    const next = this.running.then(() => this.reconcileNow(ips));
+  reconcile(pods: Iterable<CapturedPod>): Promise<void> {
+    const want = [...pods];
+    const next = this.running.then(() => this.reconcileNow(want));
     this.running = next.catch(() => undefined);
     return next;
   }
@@ -256,10 +293,15 @@ export class InboundDatapath {
   }
 
   capturedPods(): string[] {
-    return [...this.pods].sort();
+    return [...this.pods.keys()].sort();
   }
 
-  private async reconcileNow(podIps: string[]): Promise<void> {
+  /** The captured pods that fail open (for /debug and tests). */
+  failOpenPods(): string[] {
+    return [...this.pods].filter(([, f]) => (f & INBOUND_FLAGS.failOpen) !== 0).map(([ip]) => ip).sort();
+  }
+
+  private async reconcileNow(pods: CapturedPod[]): Promise<void> {
     if (this.closed) return;
     const n = native();
     const links = await scanLinks();
@@ -287,7 +329,7 @@ export class InboundDatapath {
     }
     for (const [ifindex] of this.attached) if (!seen.has(ifindex)) this.attached.delete(ifindex); // gone with its link
     this.syncPorts(n, ports);
-    this.syncPods(n, podIps);
+    this.syncPods(n, pods);
   }
 
   private syncPorts(n: Native, want: Map<number, number>): void {
@@ -301,16 +343,16 @@ export class InboundDatapath {
     }
   }
 
-  private syncPods(n: Native, podIps: string[]): void {
-    const want = new Set(podIps.filter((a) => net.isIPv4(a)));
-    const flags = u32(n.layout.inboundFlagCapture);
-    for (const a of want) {
-      if (this.pods.has(a)) continue;
-      call(`capture pod ${a}`, (x) => x.mapUpdate(this.fds.pods, ip4Key(a), flags, 0));
-      this.pods.add(a);
-      log.info({ pod: a }, 'inbound capture on');
+  private syncPods(n: Native, pods: CapturedPod[]): void {
+    const want = new Map(pods.filter((p) => net.isIPv4(p.ip)).map((p) => [p.ip, INBOUND_FLAGS.capture | (p.failOpen ? INBOUND_FLAGS.failOpen : 0)]));
+    for (const [a, flags] of want) {
+      const had = this.pods.get(a);
+      if (had === flags) continue;
+      call(`capture pod ${a}`, (x) => x.mapUpdate(this.fds.pods, ip4Key(a), u32(flags), 0));
+      this.pods.set(a, flags);
+      log.info({ pod: a, failOpen: (flags & INBOUND_FLAGS.failOpen) !== 0 }, had === undefined ? 'inbound capture on' : 'inbound capture flags changed');
     }
-    for (const a of this.pods) {
+    for (const a of [...this.pods.keys()]) {
       if (want.has(a)) continue;
       n.mapDelete(this.fds.pods, ip4Key(a));
       this.pods.delete(a);
@@ -328,9 +370,10 @@ export class InboundDatapath {
   }
 
   /**
-   * unpin: true (SIGTERM): detach every filter, remove the clsact qdiscs left empty, the
-   * rule, the route and the pins. unpin: false (upgrade): leave all in place for the next
-   * agent, which replaces the programs.
+   * unpin: false (every stop of the agent): leave all in place for the next agent, which
+   * replaces the programs; meanwhile new connections to meshed pods fail closed. unpin: true
+   * (a failed first start, tests): detach every filter, remove the clsact qdiscs left empty,
+   * the rule, the route and the pins.
    */
   async close({ unpin = false }: { unpin?: boolean } = {}): Promise<void> {
     if (this.closed) return;

@@ -4,10 +4,15 @@
 // namespaces. A pod's connect() to anywhere goes to the proxy's outbound port; the proxy
 // asks where it was meant to go with getsockopt(SO_ORIGINAL_DST).
 //
-// Restarts: maps and links are pinned, so an agent that stops without unpinning leaves
-// the redirect in place, and the next agent reuses the maps (enrolments and in-flight
-// original destinations survive) and swaps the programs of the existing links
-// atomically; connections never see a window without the datapath.
+// Restarts: maps and links are pinned, and an agent never unpins them when it stops
+// (SIGTERM included): the redirect stays in place, so a stopped agent fails closed — a
+// meshed pod's connects reach a port nobody listens on — and the next agent reuses the
+// maps (enrolments and in-flight original destinations survive) and swaps the programs of
+// the existing links atomically; connections never see a window without the datapath.
+// Only `nodemesh agent cleanup` (an uninstall) detaches and unpins.
+//
+// Liveness: the agent's heartbeat in nm_liveness lets the programs tell a serving proxy
+// from a dead one, for the pods whose namespace fails open (NETNS_FLAGS.failOpen).
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -18,13 +23,17 @@ import { AGENT_PORTS } from '../../common/ports.js';
 import { nat, native, tryAll, type Native } from './addon.js';
 import {
   CONFIG,
+  LIVENESS,
+  NETNS_FLAGS,
   ORIG_DST,
   TUPLE4,
   U32,
   U64,
+  decodeLiveness,
   decodeOrig,
   decodeTuple,
   encodeConfig,
+  encodeLiveness,
   encodeTuple,
   readU64,
   u32,
@@ -40,8 +49,12 @@ export type { DatapathConfig, OriginalDestination, ProxyTuple } from './codecs.j
 
 const log = logger('agent/datapath');
 
-/** Bumped whenever a map definition in bpf/nodemesh.h or bpf/redirect.bpf.c changes. */
-export const DATAPATH_PIN_VERSION = 'v1';
+/**
+ * Bumped whenever a map definition or a flag's meaning in bpf/nodemesh.h changes (v2:
+ * nm_liveness and the FAIL_OPEN flags). An agent retires the pins of older versions once
+ * its own are attached (retireOlderVersions).
+ */
+export const DATAPATH_PIN_VERSION = 'v2';
 export const DEFAULT_PIN_DIR = `/sys/fs/bpf/nodemesh/${DATAPATH_PIN_VERSION}`;
 
 // ---- the datapath ----------------------------------------------------------------
@@ -93,7 +106,7 @@ export class Datapath {
   readonly pinDir: string;
   readonly config: DatapathConfig;
   private readonly obj: number;
-  private readonly fds: { config: number; meshNetns: number; origByCookie: number; origByTuple: number };
+  private readonly fds: { config: number; meshNetns: number; origByCookie: number; origByTuple: number; liveness: number };
   private readonly openLinks: OpenLink[];
   private closed = false;
 
@@ -143,14 +156,17 @@ export class Datapath {
         meshNetns: n.mapFd(obj, names.meshNetns),
         origByCookie: n.mapFd(obj, names.origByCookie),
         origByTuple: n.mapFd(obj, names.origByTuple),
+        liveness: n.mapFd(obj, names.liveness),
       };
       checkMap(n, fds.config, names.config, U32, CONFIG.size);
+      checkMap(n, fds.liveness, names.liveness, U32, LIVENESS.size);
       checkMap(n, fds.meshNetns, names.meshNetns, U64, U32);
       checkMap(n, fds.origByCookie, names.origByCookie, U64, ORIG_DST.size);
       checkMap(n, fds.origByTuple, names.origByTuple, TUPLE4.size, ORIG_DST.size);
       // configure before the connect hooks can run
       nat('NM_ERR_BPF', 'write nm_config', (x) => x.mapUpdate(fds.config, u32(0), encodeConfig(config), 0));
-      for (const p of PROGRAMS) links.push(attach(obj, p.name, cgroups[p.where], path.join(pinDir, 'links', p.name)));
+      for (const p of PROGRAMS) links.push(attach(obj, p.name, cgroups[p.where], path.join(pinDir, 'links', pinName(p, cgroups.proxy))));
+      pruneDefunctProxyLinks(n, path.join(pinDir, 'links'));
       const dp = new Datapath(pinDir, config, obj, fds, links);
       log.info({ pinDir, ...cgroups, ...config, reused: links.filter((l) => l.reused).map((l) => l.program) }, 'datapath attached');
       return dp;
@@ -169,14 +185,44 @@ export class Datapath {
     }
   }
 
-  /** Redirect the TCP connections of this network namespace; returns its cookie. */
-  enroll(netnsPath: string): bigint {
+  /**
+   * Redirect the TCP connections of this network namespace; returns its cookie. `failOpen`:
+   * while the proxy is not alive, its connects are left alone instead (enrolling again
+   * changes it).
+   */
+  enroll(netnsPath: string, opts: { failOpen?: boolean } = {}): bigint {
     this.assertOpen();
     const cookie = nat('NM_ERR_NETNS', `read the netns cookie of ${netnsPath}`, (x) => x.netnsCookie(netnsPath));
-    const flags = u32(native().layout.netnsFlagEnrolled);
+    const flags = u32(NETNS_FLAGS.enrolled | (opts.failOpen ? NETNS_FLAGS.failOpen : 0));
     nat('NM_ERR_BPF', `enrol netns ${netnsPath}`, (x) => x.mapUpdate(this.fds.meshNetns, u64(cookie), flags, 0));
-    log.debug({ netns: netnsPath, cookie: String(cookie) }, 'netns enrolled');
+    log.debug({ netns: netnsPath, cookie: String(cookie), failOpen: opts.failOpen === true }, 'netns enrolled');
     return cookie;
+  }
+
+  /**
+   * The proxy serves: the programs count it alive for `timeoutMs` from now. The clock is the
+   * kernel's CLOCK_MONOTONIC (process.hrtime reads it on Linux), the one bpf_ktime_get_ns()
+   * reads, not the injectable clock: the kernel compares the two. (A time namespace would
+   * offset it; nodemesh's agent never runs in one.)
+   */
+  heartbeat(timeoutMs: number): void {
+    this.assertOpen();
+    const v = encodeLiveness(process.hrtime.bigint(), BigInt(Math.round(timeoutMs * 1e6)));
+    nat('NM_ERR_BPF', 'write nm_liveness', (x) => x.mapUpdate(this.fds.liveness, u32(0), v, 0));
+  }
+
+  /** The proxy stopped serving (a graceful stop): fail-open pods bypass it at once. */
+  markDown(): void {
+    this.assertOpen();
+    nat('NM_ERR_BPF', 'write nm_liveness', (x) => x.mapUpdate(this.fds.liveness, u32(0), encodeLiveness(0n, 0n), 0));
+  }
+
+  /** What nm_liveness holds now, and whether the programs would count the proxy alive. */
+  liveness(): { heartbeatNs: bigint; timeoutNs: bigint; alive: boolean } {
+    this.assertOpen();
+    const v = nat('NM_ERR_BPF', 'read nm_liveness', (x) => x.mapLookup(this.fds.liveness, u32(0), LIVENESS.size));
+    const l = v ? decodeLiveness(v) : { heartbeatNs: 0n, timeoutNs: 0n };
+    return { ...l, alive: l.heartbeatNs !== 0n && process.hrtime.bigint() - l.heartbeatNs <= l.timeoutNs };
   }
 
   /** Stop redirecting new connections of this netns; false if it was not enrolled. */
@@ -226,9 +272,9 @@ export class Datapath {
   }
 
   /**
-   * unpin: true (SIGTERM path): detach every program, unpin every link and map and
-   * remove the pin dir. unpin: false (restart/upgrade): only close our fds; the pinned
-   * links keep redirecting until the next agent takes them over.
+   * unpin: false (every stop of the agent): only close our fds; the pinned links keep
+   * redirecting until the next agent takes them over. unpin: true (tests, a failed first
+   * start): detach every program, unpin every link and map and remove the pin dir.
    */
   close({ unpin = false }: { unpin?: boolean } = {}): void {
     if (this.closed) return;
@@ -245,6 +291,12 @@ export class Datapath {
     n.closeObject(this.obj);
     if (unpin) removePinDir(this.pinDir);
     log.info({ pinDir: this.pinDir, unpin }, unpin ? 'datapath detached and unpinned' : 'datapath closed, left pinned');
+  }
+
+  /** An earlier agent's links are pinned in `pinDir`: its programs redirect pods without any agent. */
+  static pinned(pinDir: string = DEFAULT_PIN_DIR): boolean {
+    const links = path.join(path.resolve(pinDir), 'links');
+    return PROGRAMS.filter((p) => p.where === 'pods').every((p) => fs.existsSync(path.join(links, p.name)));
   }
 
   /**
@@ -269,7 +321,7 @@ export class Datapath {
         if (h !== undefined) n.linkDestroy(h);
       }
       fs.rmSync(p, { force: true });
-      removed.links.push(name);
+      removed.links.push(name.split('@')[0]!);
     }
     const mapDir = path.join(dir, 'maps');
     if (fs.existsSync(mapDir)) removed.maps.push(...fs.readdirSync(mapDir));
@@ -278,8 +330,64 @@ export class Datapath {
     return removed;
   }
 
+  /**
+   * An upgrade across a pin version: the pins of older versions beside `pinDir`
+   * (`…/nodemesh/v1` beside `…/nodemesh/v2`) are an older agent's datapath, whose links
+   * still run next to ours. Called once ours are attached and the tc filters run our
+   * programs: detaches their links and removes their pins. Returns what it removed.
+   */
+  static retireOlderVersions(pinDir: string): string[] {
+    const retired: string[] = [];
+    for (const dir of olderPinVersions(path.resolve(pinDir), (p) => (fs.existsSync(p) ? fs.readdirSync(p) : []))) {
+      Datapath.cleanup(dir);
+      retired.push(dir);
+    }
+    if (retired.length) log.info({ pinDir, retired }, 'retired the datapath pins of an older version');
+    return retired;
+  }
+
   private assertOpen(): void {
     if (this.closed) throw new NodemeshError('NM_ERR_BPF', `datapath ${this.pinDir} is closed`);
+  }
+}
+
+/** The sibling pin dirs of an older version: `…/v1` for `…/v3`, none unless pinDir ends in vN. */
+export function olderPinVersions(pinDir: string, list: (dir: string) => string[]): string[] {
+  const m = /^v(\d+)$/.exec(path.basename(pinDir));
+  if (!m) return [];
+  const ours = Number(m[1]);
+  const parent = path.dirname(pinDir);
+  return list(parent)
+    .filter((e) => /^v\d+$/.test(e) && Number(e.slice(1)) < ours)
+    .sort()
+    .map((e) => path.join(parent, e));
+}
+
+/**
+ * The pin of a program's link. The pods' programs have one link each. The proxy's
+ * (getsockopt) is attached to the agent's own cgroup, which on Kubernetes is another one
+ * for every agent container: one link per cgroup (`nm_getsockopt@<cgroup id>`), so that an
+ * agent draining beside its successor keeps answering SO_ORIGINAL_DST on its connections.
+ */
+function pinName(p: { name: string; where: Where }, proxyCgroup: string): string {
+  return p.where === 'proxy' ? `${p.name}@${cgroupId(proxyCgroup)}` : p.name;
+}
+
+/** Links to the cgroup of an agent that is gone (the kernel detached them: cgroup id 0) lose their pins. */
+function pruneDefunctProxyLinks(n: Native, dir: string): void {
+  for (const name of fs.readdirSync(dir).filter((f) => f.includes('@'))) {
+    const p = path.join(dir, name);
+    let h: number | undefined;
+    try {
+      h = n.linkOpen(p);
+      if (n.linkInfo(h).cgroupId !== 0n) continue;
+      fs.rmSync(p, { force: true });
+      log.info({ pin: p }, "removed the pinned link of a gone agent's cgroup");
+    } catch (err) {
+      log.debug({ err, pin: p }, 'pinned link left as it is');
+    } finally {
+      if (h !== undefined) n.linkDestroy(h);
+    }
   }
 }
 

@@ -6,7 +6,9 @@
 //   - markedSocket(): a not-yet-connected TCP socket that already carries a mark, for
 //     upstream connections the datapath must never redirect (cgroup/connect4 checks the
 //     mark at connect time, so setting it after net.connect() is too late);
-//   - transparentListener(): the IP_TRANSPARENT listener of the inbound capture.
+//   - tcpListener(): a listening socket made before Node takes it over (`server.listen({fd})`),
+//     so the agent can bind first, pass it to a successor, or make the inbound capture's
+//     IP_TRANSPARENT one.
 // The functions are defined once and their buffers reused: the proxy calls
 // originalDst() on every accepted connection.
 import net from 'node:net';
@@ -170,10 +172,20 @@ export function closeFd(fd: number): void {
  * (bpf_sk_assign refuses reuseport listeners).
  */
 export function transparentListener(host: string, port: number, backlog = 4096): number {
-  if (!net.isIPv4(host)) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `inbound listener address ${host} must be IPv4`, 0);
+  return tcpListener(host, port, { transparent: true, backlog });
+}
+
+/**
+ * A listening IPv4 TCP socket on host:port (SO_REUSEADDR, never SO_REUSEPORT: an agent's
+ * successor takes the very socket over instead of binding beside it), optionally
+ * IP_TRANSPARENT; returns its fd for `server.listen({fd})`.
+ */
+export function tcpListener(host: string, port: number, opts: { transparent?: boolean; backlog?: number } = {}): number {
+  const what = opts.transparent ? 'inbound listener' : `listener ${host}:${port}`;
+  if (!net.isIPv4(host)) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `${what} address ${host} must be IPv4`, 0);
   const c = lib();
   const s = c.socket([AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0]);
-  if (s.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() for the inbound listener: ${s.errnoMessage}`, s.errnoCode);
+  if (s.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() for the ${what}: ${s.errnoMessage}`, s.errnoCode);
   const fd = s.value;
   const one = Buffer.alloc(4);
   writeU32(one, 1);
@@ -183,20 +195,16 @@ export function transparentListener(host: string, port: number, backlog = 4096):
   sin.writeUInt16BE(port, 2);
   writeIpv4(sin, 4, host);
   const steps: Array<[string, () => ErrnoResult, string]> = [
-    ['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'],
+    ...(opts.transparent ? [['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'] as [string, () => ErrnoResult, string]] : []),
     ['setsockopt(SO_REUSEADDR)', () => c.setsockopt([fd, SOL_SOCKET, SO_REUSEADDR, one, 4]), ''],
     [`bind(${host}:${port})`, () => c.bind([fd, sin, sin.length]), `is another agent running, or ${host} not an address of this node?`],
-    ['listen()', () => c.listen([fd, backlog]), ''],
+    ['listen()', () => c.listen([fd, opts.backlog ?? 4096]), ''],
   ];
-  for (const [what, fn, hint] of steps) {
+  for (const [step, fn, hint] of steps) {
     const r = fn();
     if (r.value !== 0) {
       c.close([fd]);
-      throw new SocketCallError(
-        'NM_ERR_ORIGINAL_DST',
-        `inbound listener: ${what} failed: ${r.errnoMessage}${hint ? `; ${hint}` : ''}`,
-        r.errnoCode,
-      );
+      throw new SocketCallError('NM_ERR_ORIGINAL_DST', `${what}: ${step} failed: ${r.errnoMessage}${hint ? `; ${hint}` : ''}`, r.errnoCode);
     }
   }
   return fd;

@@ -129,10 +129,11 @@ export class HboneInbound {
     });
   }
 
-  listen(): Promise<void> {
+  /** `fd`: a listening socket the agent made or took over from its predecessor (agent/lifecycle/). */
+  listen(fd?: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: this.opts.host, port: this.opts.port ?? HBONE_PORT, backlog: 4096 }, () => {
+      this.server.listen(fd !== undefined ? { fd, backlog: 4096 } : { host: this.opts.host, port: this.opts.port ?? HBONE_PORT, backlog: 4096 }, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => log.error({ err }, 'HBONE listener error'));
         resolve();

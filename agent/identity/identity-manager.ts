@@ -24,7 +24,7 @@ import { systemClock, type Clock, type ClockTimer } from '../../common/clock.js'
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
-import { svidSpiffeId, verifyChain } from '../../control/api/x509-svid.js';
+import { splitPemCertificates, svidSpiffeId, verifyChain } from '../../control/api/x509-svid.js';
 import type { IdentityProvider, WorkloadCertificate } from './identity.js';
 import { createIdentityMetrics, type CertificateRequestKind, type CertificateRequestResult, type IdentityMetrics } from './identity-metrics.js';
 
@@ -54,6 +54,17 @@ export interface IdentityManagerOptions {
   random?: () => number;
   /** where the metrics go (default: a registry of its own) */
   registry?: Registry;
+  /** called after a certificate was obtained (or restored): e.g. to persist held() */
+  onChange?: () => void;
+}
+
+/** A certificate as the agent keeps it across its own restarts (agent/lifecycle/last-good.ts). */
+export interface HeldCertificate {
+  spiffeId: string;
+  certChainPem: string;
+  keyPem: string;
+  /** when it was due for renewal (ms since the epoch) */
+  renewAt: number;
 }
 
 interface Entry {
@@ -155,6 +166,44 @@ export class IdentityManager implements IdentityProvider {
     }
   }
 
+  /** The certificates held now, with their renewal times, for the next agent on this node. */
+  held(): HeldCertificate[] {
+    const now = this.clock.now();
+    return [...this.entries.values()].flatMap((e) =>
+      e.cert && e.cert.notAfter.getTime() > now ? [{ spiffeId: e.spiffeId, certChainPem: e.cert.certChainPem, keyPem: e.cert.keyPem, renewAt: e.timer ? e.dueAt : now }] : [],
+    );
+  }
+
+  /**
+   * Takes up certificates the agent before this one held (a restart or an upgrade on this
+   * node), each checked as a fresh one is (its SPIFFE ID, our key, a chain to the trust
+   * bundle, valid now); renewal stays when it was due, so a restart neither renews early
+   * nor late. Returns how many were taken up; the others are fetched as usual.
+   */
+  restore(held: readonly HeldCertificate[]): number {
+    let n = 0;
+    const now = this.clock.now();
+    for (const h of held) {
+      if (this.closed || this.entries.get(h.spiffeId)?.cert) continue;
+      try {
+        const publicPem = createPublicKey(h.keyPem).export({ type: 'spki', format: 'pem' }) as string;
+        const { cert, root } = checkIssued(splitPemCertificates(h.certChainPem), { spiffeId: h.spiffeId, keyPem: h.keyPem, publicPem }, this.bundle, now);
+        const e = this.entries.get(h.spiffeId) ?? this.add(h.spiffeId);
+        e.cert = cert;
+        e.root = root;
+        e.serial = new X509Certificate(cert.certChainPem).serialNumber;
+        e.rootFingerprint = new X509Certificate(root).fingerprint256;
+        const latest = cert.notAfter.getTime() - (cert.notAfter.getTime() - now) * 0.1;
+        this.schedule(e, Math.max(now, Math.min(h.renewAt, latest)));
+        n++;
+      } catch (err) {
+        log.info({ identity: h.spiffeId, err: (err as Error).message }, 'a certificate the previous agent held is not usable; fetching a new one');
+      }
+    }
+    if (n > 0) log.info({ restored: n }, 'certificates taken up from the previous agent on this node');
+    return n;
+  }
+
   /** What the manager holds, for /debug. */
   status(): IdentityStatus[] {
     return [...this.entries.values()].map((e) => {
@@ -238,6 +287,7 @@ export class IdentityManager implements IdentityProvider {
         const at = this.renewalTime(cert);
         this.schedule(e, at);
         log.info({ identity: e.spiffeId, kind, notAfter: cert.notAfter.toISOString(), renewAt: new Date(at).toISOString() }, 'certificate obtained');
+        this.opts.onChange?.();
         return cert;
       },
       (err: Error) => {

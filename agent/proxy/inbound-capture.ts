@@ -64,8 +64,9 @@ export class InboundCapture {
     return this.sockets.size;
   }
 
-  listen(): Promise<void> {
-    const fd = transparentListener(this.opts.host, this.opts.port);
+  /** `given`: an IP_TRANSPARENT listener the agent made or took over from its predecessor (agent/lifecycle/). */
+  listen(given?: number): Promise<void> {
+    const fd = given ?? transparentListener(this.opts.host, this.opts.port);
     return new Promise((resolve, reject) => {
       const fail = (err: Error) => {
         closeFd(fd);

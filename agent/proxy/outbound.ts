@@ -99,12 +99,13 @@ export class OutboundProxy {
 
   /**
    * Listens on an explicit IPv4 address: a default `::` listener would hand over
-   * v4-mapped sockets, while the original-destination lookup is keyed by IPv4.
+   * v4-mapped sockets, while the original-destination lookup is keyed by IPv4. `fd`: a
+   * listening socket the agent made or took over from its predecessor (agent/lifecycle/).
    */
-  listen(): Promise<void> {
+  listen(fd?: number): Promise<void> {
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host: this.opts.host, port: this.opts.port, ipv6Only: false, backlog: 4096 }, () => {
+      this.server.listen(fd !== undefined ? { fd, backlog: 4096 } : { host: this.opts.host, port: this.opts.port, ipv6Only: false, backlog: 4096 }, () => {
         this.server.off('error', reject);
         this.server.on('error', (err) => log.error({ err }, 'outbound listener error'));
         resolve();
@@ -124,6 +125,11 @@ export class OutboundProxy {
   /** Opaque TCP connections open now. */
   get openTcpConnections(): number {
     return this.flows.size;
+  }
+
+  /** Downstream connections open now, opaque TCP and HTTP alike (what a drain waits for). */
+  downstreamConnections(): Promise<number> {
+    return new Promise((resolve) => this.server.getConnections((err, n) => resolve(err ? 0 : n)));
   }
 
   /** Stops accepting; open connections are left to finish unless `force`. */

@@ -297,6 +297,7 @@ const workload = message<Workload>({
   labels: stringMap,
   meshed: bool,
   spiffeId: name,
+  failOpen: bool,
 });
 
 const node = message<NodeInfo>({ name, ip: ipOrEmpty });

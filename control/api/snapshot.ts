@@ -45,6 +45,8 @@ export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing'
 }
 
 export const MESH_ANNOTATION = 'nodemesh.io/mesh';
+/** On a Namespace (annotation, else label): `open` or `closed` (the default); see Workload.failOpen. */
+export const FAIL_MODE_ANNOTATION = 'nodemesh.io/fail-mode';
 export const TRUST_DOMAIN_DEFAULT = 'cluster.local';
 export const CLUSTER_DOMAIN = 'cluster.local';
 

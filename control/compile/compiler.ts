@@ -5,6 +5,10 @@
 //   pods have released their IP). `meshed`: pod annotation nodemesh.io/mesh `enabled` /
 //   `disabled` wins; otherwise the pod's Namespace label nodemesh.io/mesh = `enabled`.
 //   hostNetwork pods are never meshed (enrolling them would capture the node's traffic).
+//   `failOpen`: a meshed pod whose Namespace says nodemesh.io/fail-mode: open (annotation,
+//   else label) and that is STRICT on no port: while its node proxy is down its new
+//   connections bypass the proxy (the eBPF programs check the proxy's heartbeat) instead of
+//   being refused. STRICT always fails closed: a plaintext bypass is what STRICT forbids.
 // - services: every Service but ExternalName; endpoints as the Kubernetes endpoints
 //   controller computes them: pods of the same namespace matching the selector, with an
 //   IP, Running (or no phase written), not terminating; a named targetPort is looked up per
@@ -16,6 +20,7 @@
 import { createHash } from 'node:crypto';
 import {
   CLUSTER_DOMAIN,
+  FAIL_MODE_ANNOTATION,
   MESH_ANNOTATION,
   TRUST_DOMAIN_DEFAULT,
   spiffeId,
@@ -78,12 +83,16 @@ export function compileSnapshot(resources: readonly Resource[], opts: CompileOpt
 export function compileContent(resources: readonly Resource[], opts: CompileOptions = {}, previous?: Snapshot): SnapshotContent {
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
   const nsLabels = new Map<string, Record<string, string>>();
+  const nsAnnotations = new Map<string, Record<string, string>>();
   const pods: Pod[] = [];
   const svcs: Svc[] = [];
   const nodeIps = new Map<string, string>();
   for (const r of resources) {
     const { namespace, name } = r.key;
-    if (r.body.kind === 'Namespace') nsLabels.set(name, r.body.spec.labels);
+    if (r.body.kind === 'Namespace') {
+      nsLabels.set(name, r.body.spec.labels);
+      nsAnnotations.set(name, r.body.spec.annotations);
+    }
     else if (r.body.kind === 'Node') nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
     else if (r.body.kind === 'Pod') pods.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'Service' && r.body.spec.type !== 'ExternalName') svcs.push({ namespace, name, spec: r.body.spec });
@@ -103,6 +112,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
       labels: { ...p.spec.labels },
       meshed: isMeshed(p.spec, nsLabels.get(p.namespace)),
       spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
+      failOpen: false, // decided below, once the security config says which pods are STRICT
     }));
 
   const clusterIps = assignClusterIps(svcs, previous);
@@ -116,14 +126,27 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT };
   const routingReport = compileRoutingReport(resources, ctx);
   for (const [resource, notes] of routingReport.notes) opts.notes?.set(resource, [...(opts.notes.get(resource) ?? []), ...notes]);
+  const security = compileSecurity(resources, ctx);
+  const strict = new Set(security.workloads.filter((w) => w.mtlsMode === 'STRICT' || w.portMtls.some((p) => p.mode === 'STRICT')).map((w) => w.workload));
+  for (const w of workloads) w.failOpen = w.meshed && !strict.has(w.uid) && namespaceFailMode(nsAnnotations.get(w.namespace), nsLabels.get(w.namespace)) === 'open';
   return {
     workloads,
     services,
     nodes: compileNodes(nodeIps, pods),
     routing: routingReport.routing,
-    security: compileSecurity(resources, ctx),
+    security,
     trustBundle: [...(opts.trustBundle ?? [])],
   };
+}
+
+/**
+ * What a namespace does while its node proxy is down: `open` or `closed`, from the
+ * annotation, else the label (either is how an operator marks a namespace); anything else,
+ * or nothing, is `closed` (the validator says so in the Namespace's status).
+ */
+export function namespaceFailMode(annotations: Record<string, string> | undefined, labels: Record<string, string> | undefined): 'open' | 'closed' {
+  const v = annotations?.[FAIL_MODE_ANNOTATION] ?? labels?.[FAIL_MODE_ANNOTATION];
+  return v === 'open' ? 'open' : 'closed';
 }
 
 /**

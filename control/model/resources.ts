@@ -30,6 +30,7 @@ export interface Container {
 
 export interface NamespaceSpec {
   labels: Record<string, string>;
+  annotations: Record<string, string>;
 }
 
 export interface NodeSpec {

@@ -2,7 +2,7 @@
 // Service, ServiceAccount, and apps/v1 Deployment (checked, not compiled). The rules are
 // the subset of Kubernetes' own API validation that the snapshot depends on; fields
 // nodemesh does not use (images, volumes, env...) are not looked at.
-import { MESH_ANNOTATION } from '../api/snapshot.js';
+import { FAIL_MODE_ANNOTATION, MESH_ANNOTATION } from '../api/snapshot.js';
 import type {
   Container,
   ContainerPort,
@@ -37,8 +37,14 @@ const PROTOCOLS: readonly Protocol[] = ['TCP', 'UDP', 'SCTP'];
 
 export function validateNamespace(o: Obj, name: string): ValidatedBody {
   dns1123Label(name, ['metadata', 'name']);
-  const spec: NamespaceSpec = { labels: stringMap(metadata(o).labels, ['metadata', 'labels']) };
-  return { body: { kind: 'Namespace', spec }, notes: meshValueNotes(spec.labels[MESH_ANNOTATION], 'label') };
+  const m = metadata(o);
+  const spec: NamespaceSpec = { labels: stringMap(m.labels, ['metadata', 'labels']), annotations: stringMap(m.annotations, ['metadata', 'annotations']) };
+  const notes = meshValueNotes(spec.labels[MESH_ANNOTATION], 'label');
+  for (const [where, map] of [['annotation', spec.annotations], ['label', spec.labels]] as const) {
+    const v = map[FAIL_MODE_ANNOTATION];
+    if (v !== undefined && v !== 'open' && v !== 'closed') notes.push(`${where} ${FAIL_MODE_ANNOTATION}=${JSON.stringify(v)} is neither "open" nor "closed": the namespace fails closed`);
+  }
+  return { body: { kind: 'Namespace', spec }, notes };
 }
 
 export function validateNode(o: Obj, name: string): ValidatedBody {

@@ -41,6 +41,8 @@ export interface AgentCommand {
    * /debug/state and tap from the root netns while the pods cannot (agent/admin/admin-access.ts)
    */
   adminTrustedNetworks?: string;
+  /** the agent's handoff socket and last good state (its --state-dir) */
+  stateDir?: string;
 }
 
 /**
@@ -66,8 +68,14 @@ export function agentArgv(cli: string, a: AgentCommand): string[] {
     '--proxy-ip', a.proxyIp,
     '--admin', a.admin,
     ...(AGENT_NETNS_DIR_FLAG ? [AGENT_NETNS_DIR_FLAG, a.netnsDir] : []),
+    ...(a.stateDir ? ['--state-dir', a.stateDir] : []),
     '--root-cert', a.rootCert,
     '--node-credential', a.nodeCredential,
     ...(a.adminTrustedNetworks ? ['--admin-trusted-networks', a.adminTrustedNetworks] : []),
   ];
+}
+
+/** The lab's DaemonSet stand-in (lab-supervisor.ts) around an agent command line. */
+export function supervisedArgv(startsFile: string, agent: string[]): string[] {
+  return [process.execPath, packagePath('dist', 'deploy', 'lab', 'lab-supervisor.js'), '--starts', startsFile, '--', ...agent];
 }

@@ -101,6 +101,7 @@ export function planLab(input: PlanInput): LabState {
     netnsDir: path.join(stateDir, 'netns', n.name),
     agentAdmin: `${subnet}.${10 + i}:${PORTS.agentAdmin}`,
     agentLog: path.join(logDir, `agent-${n.name}.log`),
+    agentStateDir: path.join(stateDir, 'agents', n.name),
   }));
   const nodeByName = new Map(nodes.map((n) => [n.name, n]));
 

@@ -34,13 +34,15 @@ export interface ReadyTarget {
   hostport: string;
   pid: number;
   log: string;
+  /** for a supervised process: whether the process it runs exited (the supervisor itself lives on) */
+  exited?: () => Promise<boolean>;
 }
 
 export async function waitReady(t: ReadyTarget, timeoutMs: number): Promise<void> {
   let last = 'not probed yet';
   let died = false;
   const ok = await waitFor(async () => {
-    if (!(await isAlive(t.pid))) {
+    if (!(await isAlive(t.pid)) || (await t.exited?.())) {
       died = true;
       return true;
     }
@@ -68,6 +70,12 @@ export async function listeningPorts(netns: string): Promise<Set<number>> {
     if (local) ports.add(Number(local.slice(local.lastIndexOf(':') + 1)));
   }
   return ports;
+}
+
+/** The processes listening on TCP `port` inside a netns (`ss -p`). */
+export async function listenerPids(netns: string, port: number): Promise<number[]> {
+  const { stdout } = await run('nsenter', [`--net=${path.join(NETNS_DIR, netns)}`, '--', 'ss', '-Hltnp', `sport = :${port}`]);
+  return [...stdout.matchAll(/pid=(\d+)/g)].map((m) => Number(m[1]));
 }
 
 /** Waits until the pod listens on every TCP port its containers declare. */

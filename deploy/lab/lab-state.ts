@@ -47,6 +47,11 @@ export interface LabNodeState {
   netnsDir: string;
   agentAdmin: string;
   agentLog: string;
+  /**
+   * the agent's --state-dir (handoff socket, last good state), and its supervisor's record
+   * of agent starts and exits (`starts.jsonl`)
+   */
+  agentStateDir: string;
 }
 
 export interface LabContainerState {

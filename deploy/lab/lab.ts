@@ -6,19 +6,21 @@
 // `lab up` order: model (fails before anything is touched) → tear down any lab of the
 // same name → state file with the whole plan → network → cgroups → control plane config
 // dir → control plane (ready) → agents (ready) → pods → pods listening. Pods start only
-// once every agent is ready, so no pod opens a connection before its redirect exists.
+// once every agent is ready, so no pod opens a connection before its redirect exists. Each
+// agent runs under a supervisor that restarts it as its DaemonSet would (lab-agents.ts).
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
-import { agentArgv, controlArgv, DEFAULT_CLI, PORTS } from './lab-commands.js';
+import { spawnAgent, track, waitAgentReady } from './lab-agents.js';
+import { controlArgv, DEFAULT_CLI } from './lab-commands.js';
 import { writeConfigDir } from './lab-config-dir.js';
-import { labCaDir, labNodeCaFile, labNodeCredentialDir, labTrustBundleFile, writeLabCredentials } from './lab-credentials.js';
+import { labCaDir, labNodeCaFile, writeLabCredentials } from './lab-credentials.js';
 import { loadLabModel, type LabModel } from './lab-model.js';
 import { createBridge, createNode, createPod, deleteLink, ensureBpffs, listLinks, listNetns, writePodEtc } from './lab-network.js';
 import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
-import { enterArgv, isAlive, runInherit, spawnDetached, stopProcesses, type DetachedSpec } from './lab-processes.js';
+import { enterArgv, isAlive, runInherit, stopProcesses, type DetachedSpec } from './lab-processes.js';
 import { waitPodListening, waitReady } from './lab-readiness.js';
 import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
 import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
@@ -28,6 +30,7 @@ export type { LabDownReport } from './lab-teardown.js';
 export { LABS_DIR, labStateDir, labStateFile, listLabs } from './lab-state.js';
 export { loadLabModel } from './lab-model.js';
 export { controlArgv, agentArgv, PORTS as LAB_PORTS } from './lab-commands.js';
+export { labAgentPid, labAgentStarts, labKillAgent, labStartAgent, labStopAgent, labUpgradeAgent, type AgentEvent } from './lab-agents.js';
 
 const log = logger('lab');
 
@@ -153,13 +156,6 @@ async function buildCgroups(state: LabState): Promise<void> {
   for (const p of state.pods) await makeCgroup(p.cgroup);
 }
 
-async function track(state: LabState, spec: DetachedSpec, role: LabProcessState['role'], name: string): Promise<number> {
-  const pid = await spawnDetached(spec);
-  state.processes.push({ role, name, pid, argv: spec.argv, log: spec.log, startedAt: new Date().toISOString() });
-  await writeLabState(state);
-  return pid;
-}
-
 async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
   const c = state.controlAddress!;
   const argv = controlArgv(cli, { configDir: state.configDir, grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir) });
@@ -171,24 +167,8 @@ async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv
 async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
   await ensureBpffs(BPFFS);
   const started = [];
-  for (const n of state.nodes) {
-    const argv = agentArgv(cli, {
-      node: n.name,
-      // without a control plane of the lab's own, agents still dial where it would be
-      control: state.controlAddress?.grpc ?? `${state.bridge!.ip}:${PORTS.grpc}`,
-      podsCgroup: n.podsCgroup,
-      pinDir: n.pinDir,
-      proxyIp: n.ip,
-      admin: n.agentAdmin,
-      netnsDir: n.netnsDir,
-      rootCert: labTrustBundleFile(state.stateDir),
-      nodeCredential: labNodeCredentialDir(state.stateDir, n.name),
-      adminTrustedNetworks: `${state.bridge!.ip}/32`,
-    });
-    const spec: DetachedSpec = { argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env, log: n.agentLog };
-    started.push({ n, pid: await track(state, spec, 'agent', n.name) });
-  }
-  const results = await Promise.allSettled(started.map(({ n, pid }) => waitReady({ what: `agent of node ${n.name}`, hostport: n.agentAdmin, pid, log: n.agentLog }, timeoutMs)));
+  for (const n of state.nodes) started.push({ n, pid: await spawnAgent(state, n, cli, env) });
+  const results = await Promise.allSettled(started.map(({ n, pid }) => waitAgentReady(n, pid, timeoutMs)));
   const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
   if (failed.length > 0) throw new NodemeshError('NM_ERR_LAB', failed.join('\n'));
   log.info({ lab: state.name, nodes: state.nodes.map((n) => n.name) }, 'agents ready');

@@ -41,6 +41,7 @@ export function workload(name: string, node: string, ip: string, sa: string, mes
     labels: { app: name },
     meshed,
     spiffeId: id('shop', sa),
+    failOpen: false,
   };
 }
 

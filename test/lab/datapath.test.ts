@@ -468,7 +468,7 @@ kernelTest('cleanup() detaches and unpins what a crashed agent left behind', asy
 
   const removed = Datapath.cleanup(crashPinDir);
   t.deepEqual(removed.links.sort(), ['nm_connect4', 'nm_connect6', 'nm_getpeername4', 'nm_getpeername6', 'nm_getsockopt', 'nm_sockops']);
-  t.deepEqual(removed.maps.sort(), ['nm_config', 'nm_mesh_netns', 'nm_orig_by_cookie', 'nm_orig_by_tuple']);
+  t.deepEqual(removed.maps.sort(), ['nm_config', 'nm_liveness', 'nm_mesh_netns', 'nm_orig_by_cookie', 'nm_orig_by_tuple']);
   t.deepEqual(bpftoolCgroup(fx!.podsCg), []);
   t.deepEqual(bpftoolCgroup(fx!.proxyCg), []);
   t.false(fs.existsSync(path.dirname(crashPinDir)));

@@ -3,7 +3,8 @@
 // taken in the kernel into the node proxy's 15006 listener, which delivers it: the pod sees
 // its node proxy as the peer, and the proxy reports the connection as inbound plaintext.
 // The node's own traffic (kubelet probes) and traffic to pods that are not meshed are never
-// captured; the agent's SIGTERM removes every tc filter, rule, route and pin it made.
+// captured; a stopped or crashed agent leaves the capture in place (fail closed), and
+// `nodemesh agent cleanup` removes every tc filter, rule, route and pin.
 import test, { type ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
@@ -207,7 +208,9 @@ if (canRunPrivileged('inbound capture')) {
     t.false(existsSync(nodeB.pinDir), `${nodeB.pinDir} is left`);
   });
 
-  test.serial("node-a's agent on SIGTERM removes its tc filters, clsact qdiscs, policy rule, route and pins; pods are then reached directly", async (t) => {
+  // SIGTERM used to remove the capture, which let plaintext reach STRICT pods whenever an
+  // agent was stopped (issue 8): now only `nodemesh agent cleanup` (an uninstall) removes it
+  test.serial("node-a's agent on SIGTERM leaves the capture in place (STRICT still refused); `nodemesh agent cleanup` removes its tc filters, clsact qdiscs, policy rule, route and pins; pods are then reached directly", async (t) => {
     const nodeA = lab.node('node-a');
     const agent = lab.state.processes.find((p) => p.role === 'agent' && p.name === 'node-a')!;
     process.kill(-agent.pid, 'SIGTERM');
@@ -215,6 +218,14 @@ if (canRunPrivileged('inbound capture')) {
     t.false(alive(agent.pid), 'the agent did not exit on SIGTERM');
 
     const inNode = (cmd: string[]) => run('ip', ['netns', 'exec', nodeA.netns, ...cmd]);
+    t.regex((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout, /nm_inbound/, 'the filter outlives the stopped agent');
+    t.true(existsSync(nodeA.pinDir), 'the pins outlive the stopped agent');
+    const refused = await lab.exec('shop/remote', ['curl', '-sS', '--max-time', '2', `http://${lab.pod('strict-server').ip}:8080/`]);
+    t.is(refused.code, 28, `the STRICT pod must stay out of reach in plaintext: ${refused.stdout}${refused.stderr}`);
+
+    const cli = packagePath('bin', 'nodemesh.js');
+    const r = await run('nsenter', [`--net=/run/netns/${nodeA.netns}`, '--', process.execPath, cli, 'agent', 'cleanup', '--pin-dir', nodeA.pinDir, '--state-dir', nodeA.agentStateDir]);
+    t.is(r.code, 0, r.stderr);
     const links = (JSON.parse((await inNode(['ip', '-j', 'link', 'show'])).stdout) as Array<{ ifname: string }>).map((l) => l.ifname);
     t.true(links.includes('eth0') && links.includes('cbr0'));
     for (const l of links) {

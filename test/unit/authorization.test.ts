@@ -483,6 +483,7 @@ const SERVER: Workload = {
   labels: { app: 'server' },
   meshed: true,
   spiffeId: sa('shop', 'server'),
+  failOpen: false,
 };
 const OTHER: Workload = { ...SERVER, uid: 'shop/other', name: 'other', ip: '10.244.0.10', labels: { app: 'other' } };
 

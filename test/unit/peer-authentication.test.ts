@@ -205,6 +205,7 @@ const WORKLOAD: Workload = {
   labels: { app: 'a', tier: 'web' },
   meshed: true,
   spiffeId: 'spiffe://cluster.local/ns/foo/sa/default',
+  failOpen: false,
 };
 
 interface PaArb {

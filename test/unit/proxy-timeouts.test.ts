@@ -10,6 +10,7 @@ import test from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import os from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { eventually } from '../helpers/eventually.js';
 import { closedByPeer, loopbackProxy, within } from '../helpers/outbound-proxy.js';
@@ -26,15 +27,22 @@ async function backend(t: { teardown(fn: () => unknown): void }): Promise<Backen
 }
 
 /** A TCP echo server on 127.0.0.1 (half-open: it answers after the client's FIN too). */
-async function tcpEcho(t: { teardown(fn: () => unknown): void }): Promise<number> {
+async function tcpEcho(t: { teardown(fn: () => unknown): void }, host = '127.0.0.1'): Promise<number> {
   const srv = net.createServer({ allowHalfOpen: true }, (s) => {
     s.on('error', () => {});
     s.on('data', (d: Buffer) => s.write(d));
     s.on('end', () => s.end('bye'));
   });
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => srv.listen(0, host, r));
   t.teardown(() => srv.close());
   return (srv.address() as AddressInfo).port;
+}
+
+/** An IPv4 address of this machine off loopback: the passthrough never dials "this host" (127/8, passthrough-guard.ts). */
+function offLoopbackIp(): string {
+  const ip = Object.values(os.networkInterfaces()).flat().find((i) => i && i.family === 'IPv4' && !i.internal)?.address;
+  if (!ip) throw new Error('this test needs an IPv4 address off loopback (an interface besides lo)');
+  return ip;
 }
 
 test('a slowloris head is cut with 408 at the head timeout, while the clients around it are served', async (t) => {
@@ -157,9 +165,10 @@ test('opaque TCP: no byte either way for the idle timeout closes both sides; byt
 });
 
 test('passthrough TCP (no Service) gets the proxy’s TCP idle timeout', async (t) => {
-  const port = await tcpEcho(t);
+  const ip = offLoopbackIp();
+  const port = await tcpEcho(t, ip);
   const lp = await loopbackProxy(t, snapshot([await backend(t)], emptyRouting()), { timeouts: { tcpIdleMs: 300 } });
-  lp.dst = { ip: '127.0.0.1', port };
+  lp.dst = { ip, port };
   const s = await lp.connect();
   s.write('hello');
   const r = await within(closedByPeer(s), 5000);

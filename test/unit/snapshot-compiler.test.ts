@@ -166,6 +166,7 @@ test('workloads are the pods with an IP that have not finished, with their ident
       labels: {},
       meshed: false,
       spiffeId: 'spiffe://example.org/ns/shop/sa/default',
+      failOpen: false,
     },
     {
       uid: 'shop/with-sa',
@@ -177,6 +178,7 @@ test('workloads are the pods with an IP that have not finished, with their ident
       labels: { app: 'cart' },
       meshed: false,
       spiffeId: 'spiffe://example.org/ns/shop/sa/cart',
+      failOpen: false,
     },
   ]);
 });

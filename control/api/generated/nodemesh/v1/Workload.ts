@@ -29,6 +29,12 @@ export interface Workload {
    * spiffe://<trust domain>/ns/<namespace>/sa/<service account>
    */
   'spiffeId'?: (string);
+  /**
+   * while its node proxy is down, its new connections bypass the proxy instead of being
+   * refused: the Namespace says nodemesh.io/fail-mode: open (annotation, else label) and no
+   * port of the workload is STRICT (STRICT always fails closed); false (closed) otherwise
+   */
+  'failOpen'?: (boolean);
 }
 
 export interface Workload__Output {
@@ -59,4 +65,10 @@ export interface Workload__Output {
    * spiffe://<trust domain>/ns/<namespace>/sa/<service account>
    */
   'spiffeId': (string);
+  /**
+   * while its node proxy is down, its new connections bypass the proxy instead of being
+   * refused: the Namespace says nodemesh.io/fail-mode: open (annotation, else label) and no
+   * port of the workload is STRICT (STRICT always fails closed); false (closed) otherwise
+   */
+  'failOpen': (boolean);
 }
