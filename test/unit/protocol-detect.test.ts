@@ -6,6 +6,7 @@ import fc from 'fast-check';
 import net from 'node:net';
 import { classify, declaredProtocol, sniff } from '../../agent/transport/protocol-detect.js';
 import { socketPair } from '../helpers/socket-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 test("declared protocol: appProtocol first, then Istio's port-name prefix, else unknown (sniff)", (t) => {
   const d = (name: string, appProtocol = '') => declaredProtocol({ name, appProtocol });
@@ -64,7 +65,8 @@ test('sniffing HTTP/1.1 and HTTP/2 on a real socket puts every byte back, in ord
     const p = await socketPair(t);
     const detected = sniff(p.server, 0);
     p.client.write(first);
-    await new Promise((r) => setTimeout(r, 20)); // the request arrives in two reads
+    // the request arrives in two reads: the second part is sent once the first was read
+    await eventually(() => p.server.bytesRead >= first.length, 10_000, 'the first part to be read');
     p.client.write(rest);
     t.is(await detected, want);
     t.is(await readAll(p.server, first.length + rest.length), first + rest);

@@ -77,3 +77,15 @@ test('a weight that is not a finite number (Infinity, NaN, negative) counts as z
   t.true(Math.abs(counts.a! - 1000) < 5 * 27.4, `a got ${counts.a}`);
   t.is(new WeightedPicker([{ item: 'x', weight: Infinity }, { item: 'y', weight: -Infinity }]).pick(), undefined, 'nothing finite and positive: nothing to pick');
 });
+
+test('each destination owns the half-open interval [cumulative weight before it, its cumulative weight): a draw on a boundary goes to the next one', (t) => {
+  const picker = new WeightedPicker([
+    { item: 'a', weight: 1 },
+    { item: 'zero', weight: 0 },
+    { item: 'b', weight: 2 },
+    { item: 'c', weight: 1 },
+  ]);
+  // total 4: a [0, 1), b [1, 3), c [3, 4)
+  const at = (u: number) => picker.pick(() => u);
+  t.deepEqual([0, 0.2, 0.25, 0.5, 0.7, 0.75, 0.99].map(at), ['a', 'a', 'b', 'b', 'b', 'c', 'c']);
+});
