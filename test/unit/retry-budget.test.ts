@@ -5,8 +5,8 @@
 import test from 'ava';
 import fc from 'fast-check';
 import assert from 'node:assert/strict';
-import { RetryBudget } from '../../agent/cluster/retry-budget.js';
-import { backoffMs, compileRetry, retriableFailure, retriableResponse } from '../../agent/l7/retry.js';
+import { RETRY_BUDGET_DEFAULT, RetryBudget } from '../../agent/cluster/retry-budget.js';
+import { backoffMs, compileRetry, NO_RETRY, retriableFailure, retriableResponse, retriesOnGrpc, type TryFailure } from '../../agent/l7/retry.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 import { holds } from '../helpers/property-holds.js';
 
@@ -203,4 +203,108 @@ test('back-off: uniform in [0, min(base × 2^(n−1), max))', (t) => {
       assert.ok(w >= 0 && w < ceiling, `retry ${n}: ${w} ms, ceiling ${ceiling}`);
     }),
   );
+});
+
+// --- retryOn as Envoy documents it, against every token set ------------------------------------
+
+const RETRY_ON = ['5xx', 'gateway-error', 'reset', 'reset-before-request', 'connect-failure', 'retriable-4xx', 'refused-stream'] as const;
+const GRPC_ON = { cancelled: 1, 'deadline-exceeded': 4, 'resource-exhausted': 8, internal: 13, unavailable: 14 } as const;
+const FAILURES: TryFailure[] = ['connect-failure', 'reset-before-request', 'reset', 'refused-stream', 'per-try-timeout'];
+
+/**
+ * Envoy's x-envoy-retry-on, token by token: 5xx "any 5xx response code, or if the upstream
+ * server does not respond at all (disconnect/reset/read timeout). (Includes connect-failure
+ * and refused-stream)"; gateway-error 502, 503, 504, and like 5xx for failures; reset "does
+ * not respond at all"; reset-before-request, connect-failure, refused-stream only that;
+ * retriable-4xx 409; a per-try timeout counts as a reset.
+ */
+function envoyRetries(tokens: ReadonlySet<string>, codes: ReadonlySet<number>, outcome: { status: number; grpc: number } | TryFailure): boolean {
+  const has = (x: string) => tokens.has(x);
+  if (typeof outcome === 'string') {
+    const any5xx = has('5xx') || has('gateway-error') || has('reset');
+    if (outcome === 'connect-failure') return any5xx || has('connect-failure') || has('reset-before-request');
+    if (outcome === 'reset-before-request') return any5xx || has('reset-before-request');
+    if (outcome === 'refused-stream') return any5xx || has('refused-stream');
+    return any5xx;
+  }
+  const { status, grpc } = outcome;
+  return (
+    Object.entries(GRPC_ON).some(([name, code]) => has(name) && grpc === code) ||
+    (has('5xx') && status >= 500 && status <= 599) ||
+    (has('gateway-error') && [502, 503, 504].includes(status)) ||
+    (has('retriable-4xx') && status === 409) ||
+    codes.has(status)
+  );
+}
+
+test('property: every retryOn token set retries exactly the responses and failures Envoy documents', (t) => {
+  const tokenArb = fc.constantFrom<string>(...RETRY_ON, ...Object.keys(GRPC_ON), '418', '503');
+  const outcomeArb = fc.oneof(
+    fc.record({
+      status: fc.constantFrom(200, 404, 409, 418, 499, 500, 502, 503, 504, 599, 600),
+      grpc: fc.constantFrom(-1, 0, 1, 4, 8, 13, 14, 2, 31, 33, 45),
+    }),
+    fc.constantFrom(...FAILURES),
+  );
+  holds(
+    t,
+    fc.property(fc.uniqueArray(tokenArb, { maxLength: 5 }), fc.uniqueArray(fc.constantFrom(418, 500, 503), { maxLength: 2 }), outcomeArb, (tokens, listed, outcome) => {
+      const r = compileRetry({ attempts: 2, perTryTimeoutMs: 0, retryOn: tokens, retriableStatusCodes: listed, backoffBaseMs: 25, backoffMaxMs: 250 });
+      const codes = new Set([...listed, ...tokens.filter((x) => /^\d+$/.test(x)).map(Number)]);
+      const want = envoyRetries(new Set(tokens), codes, outcome);
+      const got = typeof outcome === 'string' ? retriableFailure(r, outcome) : retriableResponse(r, outcome.status, outcome.grpc);
+      assert.equal(got, want, `retryOn ${JSON.stringify(tokens)}, codes ${JSON.stringify(listed)}: ${JSON.stringify(outcome)}`);
+      assert.equal(retriesOnGrpc(r), tokens.some((x) => x in GRPC_ON), 'looks at grpc-status');
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('compiling a retry policy: no policy or no attempts is no retry; tokens are trimmed; only three-digit integers are status codes', (t) => {
+  t.is(compileRetry(undefined), NO_RETRY);
+  const none = compileRetry({ attempts: 0, perTryTimeoutMs: 100, retryOn: ['5xx'], retriableStatusCodes: [503], backoffBaseMs: 25, backoffMaxMs: 250 });
+  t.is(none, NO_RETRY, 'attempts 0');
+  t.false(retriableResponse(none, 503, -1));
+  const r = compileRetry({ attempts: 2, perTryTimeoutMs: 150, retryOn: [' gateway-error ', 'x409', '4090', '40', ' 418'], retriableStatusCodes: [], backoffBaseMs: 25, backoffMaxMs: 250 });
+  t.true(retriableResponse(r, 502, -1), 'a token with spaces around it');
+  t.true(retriableResponse(r, 418, -1), 'a bare integer with spaces around it');
+  for (const status of [409, 4090, 40]) t.false(retriableResponse(r, status, -1), `${status}`);
+  t.is(r.perTryTimeoutMs, 150);
+  t.is(r.attempts, 2);
+  const unset = compileRetry({ attempts: 1, retryOn: ['5xx'], backoffBaseMs: 0, backoffMaxMs: 0 } as unknown as Parameters<typeof compileRetry>[0]);
+  t.is(unset.perTryTimeoutMs, 0, 'no per-try timeout unless set');
+  t.true(retriableResponse(unset, 500, -1));
+});
+
+test("back-off: Envoy's defaults when unset (base 25 ms, max 10 × base); the ceiling doubles per retry up to the max", (t) => {
+  const policy = (backoffBaseMs: number, backoffMaxMs: number) =>
+    compileRetry({ attempts: 5, perTryTimeoutMs: 0, retryOn: ['5xx'], retriableStatusCodes: [], backoffBaseMs, backoffMaxMs });
+  // a draw of (almost) 1 shows the ceiling
+  const ceilings = (r: ReturnType<typeof compileRetry>) => [1, 2, 3, 4, 5, 6].map((n) => Math.round(backoffMs(r, n, () => 0.999999)));
+  t.deepEqual(ceilings(policy(0, 0)), [25, 50, 100, 200, 250, 250]);
+  t.deepEqual(ceilings(policy(10, 0)), [10, 20, 40, 80, 100, 100]);
+  t.deepEqual(ceilings(policy(0, 60)), [25, 50, 60, 60, 60, 60]);
+  t.deepEqual(ceilings(policy(100, 150)), [100, 150, 150, 150, 150, 150]);
+  t.is(backoffMs(policy(100, 150), 3, () => 0), 0, 'full jitter: down to 0');
+});
+
+test("the default budget is Linkerd's: 20% of requests plus 10 retries a second over 10 s", (t) => {
+  t.deepEqual(RETRY_BUDGET_DEFAULT, { percent: 20, minRetriesPerSecond: 10, ttlMs: 10_000, minRetryConcurrency: 0 });
+  const b = new RetryBudget();
+  for (let i = 0; i < 50; i++) b.deposit();
+  t.is(b.available(), 100 + 10);
+});
+
+test('a window closes when exactly one window has passed since the last one closed', (t) => {
+  // ttl 1 s: windows of 100 ms. Deposits at 0, read at 1,000 ms: still counted, and their
+  // window is the oldest of the ten; the read at 1,100 ms closes the next window, which
+  // takes the oldest one's place
+  const { b, clock } = budget({ percent: 20, minRetriesPerSecond: 0, ttlMs: 1000, minRetryConcurrency: 0 });
+  for (let i = 0; i < 100; i++) b.deposit();
+  clock.advanceTo(1000);
+  t.is(b.available(), 20);
+  clock.advanceTo(1099);
+  t.is(b.available(), 20);
+  clock.advanceTo(1100);
+  t.is(b.available(), 0);
 });
