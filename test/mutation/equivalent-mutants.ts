@@ -15,6 +15,7 @@ const PICKER = 'agent/l7/weighted-picker.ts';
 const OUTLIER = 'agent/cluster/outlier-detection.ts';
 const BUDGET = 'agent/cluster/retry-budget.ts';
 const RETRY = 'agent/l7/retry.ts';
+const LB = 'agent/cluster/load-balancer';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -134,4 +135,28 @@ export const EQUIVALENT: Equivalent[] = [
     ],
     'the status-code flag only short-cuts a lookup in the set of codes, which finds nothing when the set is empty (or holds only a string)',
   ),
+
+  // --- load balancers ---
+  ...same(
+    `${LB}/consistent-hash.ts`,
+    [
+      ['ConditionalExpression', 'n === 0', 'false'],
+      ['ConditionalExpression', 'n === 1', 'false'],
+    ],
+    'shortcuts: with no host, hosts[0] and an empty ring both give undefined; with one host its ring holds only its points',
+  ),
+  {
+    file: `${LB}/random.ts`,
+    mutator: 'ConditionalExpression',
+    original: 'n === 0',
+    replacement: 'false',
+    reason: 'a shortcut: with no host, hosts[Math.floor(random() * 0)] is hosts[0], undefined',
+  },
+  {
+    file: `${LB}/peak-ewma.ts`,
+    mutator: 'EqualityOperator',
+    original: 'h.rttEstimate < rtt',
+    replacement: 'h.rttEstimate <= rtt',
+    reason: 'when the observation equals the estimate, taking it as the new peak and decaying toward it give the same estimate',
+  },
 ];

@@ -44,7 +44,7 @@ export const MODULES: Record<string, Module> = {
   'weighted-picker': { mutate: ['agent/l7/weighted-picker.ts'], tests: ['weighted-picker'] },
   retry: { mutate: ['agent/l7/retry.ts', 'agent/cluster/retry-budget.ts'], tests: ['retry-budget'] },
   'outlier-detection': { mutate: ['agent/cluster/outlier-detection.ts'], tests: ['outlier-detection'] },
-  'load-balancer': { mutate: ['agent/cluster/load-balancer/*.ts'], tests: ['load-balancer'] },
+  'load-balancer': { mutate: ['agent/cluster/load-balancer/*.ts'], tests: ['load-balancer', 'load-balancer-registry'] },
   fairness: { mutate: ['agent/cluster/per-workload-fairness.ts'], tests: ['per-workload-fairness'] },
   'protocol-detect': { mutate: ['agent/transport/protocol-detect.ts'], tests: ['protocol-detect'] },
   'header-ops': { mutate: ['agent/l7/header-ops.ts'], tests: ['header-ops'] },
