@@ -4,7 +4,7 @@
 /** Polls `check` until it returns a truthy value and resolves that; rejects naming `what` after `timeoutMs`. */
 export async function eventually<T>(
   check: () => T | undefined | false | Promise<T | undefined | false>,
-  timeoutMs = 10_000,
+  timeoutMs = 20_000,
   what = 'condition',
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { Clock } from '../../common/clock.js';
 import type { RoutingConfig } from '../../control/api/snapshot-routing.js';
 import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
 import { ProxyState } from '../../agent/state/proxy-state.js';
@@ -136,6 +137,8 @@ export interface SnapshotOptions {
   services?: { name: string; backends: Backend[] }[];
   /** calling workloads by loopback address (default: `client` at 127.0.0.1) */
   clients?: { name: string; ip: string; namespace?: string }[];
+  /** the engine's clock (harness() only) */
+  clock?: Clock;
 }
 
 function service(name: string, clusterIp: string, backends: Backend[], portName: string, appProtocol: string): Service {
@@ -181,10 +184,11 @@ export class Harness {
   private front!: net.Server;
   port = 0;
 
-  constructor(snap: Snapshot, protocol: 'http1' | 'http2' | 'sniff' = 'http1', connector: UpstreamConnector = new LoopbackConnector()) {
+  /** `clock`: the engine's (outlier sweeps, retry budgets, latencies); a FakeClock lets a test move it */
+  constructor(snap: Snapshot, protocol: 'http1' | 'http2' | 'sniff' = 'http1', connector: UpstreamConnector = new LoopbackConnector(), clock?: Clock) {
     this.state = new ProxyState(snap);
     this.connector = connector;
-    this.l7 = new L7Servers({ connector, state: () => this.state });
+    this.l7 = new L7Servers({ connector, state: () => this.state, ...(clock ? { clock } : {}) });
     this.front = net.createServer({ noDelay: true }, (socket) => {
       socket.on('error', () => {});
       const target = this.state.serviceByVip(VIP, 80)!;
@@ -228,7 +232,7 @@ export async function harness(
   opts: SnapshotOptions = {},
   agentOptions: http.AgentOptions = {},
 ): Promise<{ h: Harness; agent: http.Agent }> {
-  const h = await new Harness(snapshot(backends, routing, opts)).listen();
+  const h = await new Harness(snapshot(backends, routing, opts), 'http1', new LoopbackConnector(), opts.clock).listen();
   const agent = new http.Agent({ keepAlive: true, ...agentOptions });
   t.teardown(async () => {
     agent.destroy();
@@ -259,5 +263,37 @@ export function request(url: string, agent: http.Agent, opts: { method?: string;
     });
     req.on('error', reject);
     req.end(opts.body);
+  });
+}
+
+export interface HeldBackend extends Backend {
+  /** requests waiting for release() */
+  readonly waiting: number;
+  /** answers the waiting requests, and every later one at once */
+  release(): void;
+}
+
+/**
+ * A backend that holds every request until the test releases it: what a slow backend does,
+ * without a duration that a loaded machine could stretch past the test's other waits.
+ */
+export async function heldBackend(name: string, body = 'done'): Promise<HeldBackend> {
+  const waiting: http.ServerResponse[] = [];
+  let released = false;
+  const b = await startBackend({
+    name,
+    handler: (_req, res) => {
+      if (released) res.end(body);
+      else waiting.push(res);
+    },
+  });
+  return Object.defineProperties(b as HeldBackend, {
+    waiting: { get: () => waiting.length },
+    release: {
+      value: () => {
+        released = true;
+        for (const res of waiting.splice(0)) res.end(body);
+      },
+    },
   });
 }

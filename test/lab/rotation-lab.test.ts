@@ -10,7 +10,6 @@
 import test, { type ExecutionContext } from 'ava';
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sniForPodIp } from '../../agent/hbone/protocol.js';
 import type { HboneSessionInfo } from '../../agent/hbone/server.js';
 import type { IdentityStatus } from '../../agent/identity/identity-manager.js';
@@ -21,6 +20,7 @@ import { labTrustBundleFile } from '../../deploy/lab/lab-credentials.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
+import { eventually } from '../helpers/eventually.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'rotation');
 const LAB = 't-rotation';
@@ -52,15 +52,9 @@ interface AgentState {
   hbone: { inbound: HboneSessionInfo[] };
 }
 
-/** Polls `check` until it returns a value other than false/undefined; fails with `what` after `timeoutMs`. */
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | false | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== false && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(200);
-  }
+/** Waits until `check` returns a value other than false/undefined; fails with `what` after `timeoutMs`. */
+function until<T>(what: string, timeoutMs: number, check: () => Promise<T | false | undefined>): Promise<T> {
+  return eventually(check, timeoutMs, what);
 }
 
 if (canRunPrivileged('certificate and root rotation in the lab')) {
@@ -78,6 +72,15 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
       });
     },
   );
+
+  /** Waits until every loop has 20 more good answers than now: traffic on what just changed. */
+  async function moreTraffic(on: string): Promise<void> {
+    const now = await clientStats();
+    await until(`20 more answers on every loop with ${on}`, 20_000, async () => {
+      const s = await clientStats();
+      return LOOPS.every((l) => s.loops[l]!.ok - now.loops[l]!.ok >= 20);
+    });
+  }
 
   /** The steady client's counters (served on its own loopback). */
   async function clientStats(): Promise<ClientStats> {
@@ -221,7 +224,7 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
       const presented = await presentedSerial(t);
       t.not(presented, web0.serial, 'node-b presents a renewed certificate for web-1');
 
-      await sleep(1_500); // traffic on the new certificates
+      await moreTraffic('the new certificates');
       const m1 = await opened();
       const s1 = await clientStats();
       assertTraffic(t, s0, s1, m0, m1, (Date.now() - started) / 1000);
@@ -281,7 +284,7 @@ if (canRunPrivileged('certificate and root rotation in the lab')) {
         const b = await agentState('node-b');
         return b.hbone.inbound.some((s) => s.principal === CLIENT && Date.parse(s.openedAt) >= retireAt);
       });
-      await sleep(1_500); // traffic with the new root alone
+      await moreTraffic('the new root alone');
       const m1 = await opened();
       const s1 = await clientStats();
       assertTraffic(t, s0, s1, m0, m1, (Date.now() - started) / 1000);

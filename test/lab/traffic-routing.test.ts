@@ -10,6 +10,7 @@ import path from 'node:path';
 import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'traffic-routing');
@@ -51,9 +52,12 @@ if (canRunPrivileged('traffic routing')) {
     const original = await readFile(path.join(FIXTURE, 'routing.yaml'), 'utf8');
     const switched = original.replace('weight: 90', 'weight: 0').replace('weight: 10', 'weight: 100');
     t.not(switched, original);
-    // requests every 10 ms for 3 s; the file changes half a second in
-    const timeline = client<[number, number, string, number][]>(lab, ['timeline', 'http://web.shop/', '3000', '10']);
-    await new Promise((r) => setTimeout(r, 500));
+    // requests every 10 ms for 5 s; the file changes once node-a has counted 20 of them
+    const served = async () =>
+      sumMetric(await scrape(lab.node('node-a').agentAdmin), 'istio_requests_total', { source_workload: 'client', destination_service_name: 'web', reporter: 'source' });
+    const before0 = await served();
+    const timeline = client<[number, number, string, number][]>(lab, ['timeline', 'http://web.shop/', '5000', '10']);
+    await eventually(async () => (await served()) - before0 >= 20, 20_000, 'the timeline to get going');
     const changedAt = Date.now();
     await rewriteConfig(lab, 'routing.yaml', switched);
     const rows = await timeline;

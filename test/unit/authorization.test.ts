@@ -369,6 +369,27 @@ test('principals compare against the SPIFFE ID without spiffe://; namespaces and
   t.is(tcp(p, { principal: 'spiffe://other.domain/ns/shop/sa/client' }), 'deny', 'another trust domain');
 });
 
+test('a principal counts only over mTLS: the same SPIFFE ID on a plaintext connection matches no principal, namespace or service account', (t) => {
+  const allow = onePolicy(`rules:
+  - from: [{source: {principals: ["cluster.local/ns/shop/sa/client"]}}]
+  - from: [{source: {namespaces: ["shop"]}}]
+  - from: [{source: {serviceAccounts: ["client"]}}]`);
+  const denyPlaintext = onePolicy(`action: DENY
+  rules:
+  - from: [{source: {notPrincipals: ["*"]}}]`);
+  // the same claimed identity, once proven by mTLS and once only asserted
+  const over = (mtls: boolean): L4Attributes => ({ ...l4Of({ principal: sa('shop', 'client') }), mtls });
+  for (const [name, p] of [
+    ['ALLOW by principal, namespace or service account', allow],
+    ['DENY without a principal', denyPlaintext],
+  ] as const) {
+    t.is(authorizeConnection(p, over(true), { protocol: 'tcp' }).decision, 'allow', `${name}: mTLS`);
+    t.is(authorizeConnection(p, over(false), { protocol: 'tcp' }).decision, 'deny', `${name}: plaintext, connection`);
+    t.is(authorizeRequest(p, over(false), httpOf({})).decision, 'deny', `${name}: plaintext, request`);
+    t.is(authorizeRequest(p, over(true), httpOf({})).decision, 'allow', `${name}: mTLS, request`);
+  }
+});
+
 test('CUSTOM policies are skipped (nodemesh has no external authorizer)', (t) => {
   const p = onePolicy(`action: CUSTOM
   provider: {name: my-ext-authz}

@@ -34,7 +34,7 @@ function agent(t: ExecutionContext, port: number, node: string) {
     },
   });
   t.teardown(() => watch.close());
-  const until = (what: string, pred: (s: Snapshot[]) => boolean, ms = 5000): Promise<void> =>
+  const until = (what: string, pred: (s: Snapshot[]) => boolean, ms = 20_000): Promise<void> =>
     pred(received)
       ? Promise.resolve()
       : new Promise<void>((resolve, reject) => {
@@ -90,7 +90,7 @@ test('the control plane tracks connected agents by node and counts pushes', asyn
   t.regex(metrics, /^nodemesh_connected_agents 2$/m);
   t.regex(metrics, /^nodemesh_snapshot_pushes_total 2$/m);
   b.watch.close();
-  await eventually(() => cp.agents().length === 1, 5000, 'the agent to connect');
+  await eventually(() => cp.agents().length === 1, 20_000, 'the agent to connect');
   t.deepEqual(cp.agents().map((x) => x.node), ['node-a']);
 });
 
@@ -119,7 +119,7 @@ test('an agent started before the control plane connects once it is up', async (
   const a = agent(t, port, 'node-a');
   const w = watchSnapshots({ address: `127.0.0.1:${port}`, node: 'node-x', initialBackoffMs: 50, maxBackoffMs: 100, onSnapshot: () => {}, onError: (e) => errors.push(e.code) });
   t.teardown(() => w.close());
-  await eventually(() => errors.length >= 2, 5000, 'two failed attempts');
+  await eventually(() => errors.length >= 2, 20_000, 'two failed attempts');
   t.true(errors.every((c) => c === 'NM_ERR_CONTROL'));
   await controlPlane(t, { configDir: dir, grpcAddress: `127.0.0.1:${port}` });
   await a.until('the first snapshot', (r) => r.length === 1);

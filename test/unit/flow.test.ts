@@ -37,7 +37,7 @@ test("a client's socket: what it read is received, what it wrote is sent; opened
   t.is(set.size, 1);
   p.client.write('hello');
   p.server.once('data', () => p.server.write('hello, world'));
-  await eventually(() => p.client.bytesRead === 12, 5000, 'the answer');
+  await eventually(() => p.client.bytesRead === 12, 20_000, 'the answer');
   flow.close();
   flow.close();
   t.is(set.size, 0);
@@ -55,10 +55,10 @@ test("an open flow's bytes show at a scrape, before it closes, and are not count
   const flow = new Flow(set, l, p.server, 'client');
   flow.open();
   p.client.write('0123456789');
-  await eventually(() => flow.receivedBytes === 10, 5000, 'the bytes');
+  await eventually(() => flow.receivedBytes === 10, 20_000, 'the bytes');
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 10);
   p.client.write('ab');
-  await eventually(() => flow.receivedBytes === 12, 5000, 'more bytes');
+  await eventually(() => flow.receivedBytes === 12, 20_000, 'more bytes');
   flow.close();
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 12);
 });
@@ -85,7 +85,7 @@ test('a stream without counters: the flow counts what passes, once, also the byt
   let read = '';
   a.on('data', (d: Buffer) => (read += d.toString()));
   a.resume();
-  await eventually(() => read.length === 18, 5000, 'the request to be read');
+  await eventually(() => read.length === 18, 20_000, 'the request to be read');
   a.write('HTTP/1.1 200 OK\r\n\r\n');
   t.is(flow.receivedBytes, 18);
   t.is(flow.sentBytes, 19);
@@ -102,9 +102,9 @@ test('an upstream connection: what the proxy wrote was received from the client,
   p.client.resume();
   p.client.write('request');
   p.server.once('data', () => p.server.end('response!'));
-  await eventually(() => p.client.bytesRead === 9, 5000, 'the response');
+  await eventually(() => p.client.bytesRead === 9, 20_000, 'the response');
   p.client.end();
-  await eventually(() => set.size === 0, 5000, 'the close');
+  await eventually(() => set.size === 0, 20_000, 'the close');
   t.is(await metric('istio_tcp_received_bytes_total', l.destination_service), 7);
   t.is(await metric('istio_tcp_sent_bytes_total', l.destination_service), 9);
   t.is(await metric('istio_tcp_connections_closed_total', l.destination_service), 1);

@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import http2 from 'node:http2';
 import { Duplex } from 'node:stream';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { eventually } from '../helpers/eventually.js';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -155,8 +155,7 @@ test.serial('the destination reports the tunnel with both principals and mutual_
   const bytesBefore = await metricValue('istio_tcp_received_bytes_total', labels);
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(await exchange(s, '12345'), 'echo:12345');
-  const end = Date.now() + 3000;
-  while ((await metricValue('istio_tcp_connections_closed_total', labels)) - before < 1 && Date.now() < end) await sleep(20);
+  await eventually(async () => (await metricValue('istio_tcp_connections_closed_total', labels)) - before >= 1, 10_000, 'the closed tunnel to be counted').catch(() => {});
   t.is((await metricValue('istio_tcp_connections_closed_total', labels)) - before, 1);
   t.is((await metricValue('istio_tcp_received_bytes_total', labels)) - bytesBefore, 5);
 });

@@ -7,6 +7,8 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { HboneConnector } from '../../agent/hbone/client.js';
+import { HboneInbound } from '../../agent/hbone/server.js';
+import { ProxyState } from '../../agent/state/proxy-state.js';
 import { sniForPodIp, podIpFromSni, parseForwardedFor, svidSpiffeId } from '../../agent/hbone/protocol.js';
 import { MeshConnector } from '../../agent/proxy/mesh-connector.js';
 import { compileSnapshot } from '../../control/compile/compiler.js';
@@ -88,7 +90,7 @@ test('an idle connection is closed after the idle timeout', async (t) => {
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
   await exchange(s, 'x');
   t.is(w.inbound.connections, 1);
-  await eventually(() => w.inbound.connections === 0 && w.connector.pool.stats().connections === 0, 3000, 'the idle connection to close');
+  await eventually(() => w.inbound.connections === 0 && w.connector.pool.stats().connections === 0, 20_000, 'the idle connection to close');
   const again = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(await exchange(again, 'y'), 'echo:y', 'a new connection is dialled afterwards');
 });
@@ -101,19 +103,29 @@ test('after a certificate rotation new streams use a new connection with the new
   const fresh = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(w.inbound.connections, 2, 'the rotated certificate dialled a new connection');
   t.is(await exchange(old, 'still here'), 'echo:still here', 'the old connection carried its stream to the end');
-  await eventually(() => w.inbound.connections === 1, 3000, 'the drained connection to close');
+  await eventually(() => w.inbound.connections === 1, 20_000, 'the drained connection to close');
   const third = await w.connector.connect(req(w.client, w.web, w.webPort));
   t.is(w.inbound.connections, 1, 'new streams share the new connection');
   await Promise.all([exchange(fresh, 'a'), exchange(third, 'b')]);
 });
 
-test('a GOAWAY takes the connection out of the pool; the next stream dials anew', async (t) => {
+test('a GOAWAY takes the connection out of the pool; the next stream dials a new connection to the restarted server and is answered', async (t) => {
   const w = await world(t, pki);
   const s = await w.connector.connect(req(w.client, w.web, w.webPort));
-  await exchange(s, 'x');
-  await w.inbound.close(true); // GOAWAY to every session, stop listening
-  await eventually(() => w.connector.pool.stats().connections === 0, 3000, 'the pool to drop the connection');
-  t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'UF', 'nothing listens any more');
+  t.is(await exchange(s, 'x'), 'echo:x');
+  const port = w.inbound.address.port;
+  // node-b's proxy restarts: the old one sends GOAWAY on every session and stops listening...
+  await w.inbound.close(true);
+  await eventually(() => w.connector.pool.stats().connections === 0, 20_000, 'the pool to drop the connection');
+  t.is(await flagOf(w.connector.connect(req(w.client, w.web, w.webPort))), 'UF', 'nothing listens in between: the old connection was not reused');
+  // ...and the new one listens on the same port
+  const restarted = new HboneInbound({ host: NODE_B_IP, port, node: 'node-b', identity: w.serverIdentity, state: () => new ProxyState(w.snapshot), deliver: w.deliver });
+  await restarted.listen();
+  t.teardown(() => restarted.close());
+  const again = await w.connector.connect(req(w.client, w.web, w.webPort));
+  t.is(await exchange(again, 'y'), 'echo:y');
+  t.is(restarted.connections, 1, 'over a new connection to the new server');
+  t.is(w.connector.pool.stats().connections, 1);
 });
 
 test('a server presenting another identity than the destination’s is refused with IDENTITY_ERROR', async (t) => {

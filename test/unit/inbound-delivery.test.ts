@@ -114,7 +114,7 @@ test.serial(
     t.is(r.received, 'ping over plaintext');
     t.deepEqual(ib.results, [{ delivered: true }]);
     const plaintext = { reporter: 'destination', destination_workload: 'server', connection_security_policy: 'none' };
-    await eventually(async () => (await metricValue('istio_tcp_connections_closed_total', plaintext)) >= 1, 3000);
+    await eventually(async () => (await metricValue('istio_tcp_connections_closed_total', plaintext)) >= 1, 20_000);
     t.true((await metricValue('istio_tcp_received_bytes_total', plaintext)) >= 'ping over plaintext'.length);
   },
 );
@@ -125,7 +125,7 @@ test.serial('mTLS to a STRICT workload is delivered, with the principals in the 
   t.is(r.received, 'over the tunnel');
   await eventually(
     async () => (await metricValue('istio_tcp_connections_closed_total', { source_principal: spiffe('shop', 'client') })) >= 1,
-    3000,
+    20_000,
   );
   t.is(
     await metricValue('istio_tcp_connections_opened_total', {

@@ -9,6 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { echoPod, inbound, listenLoopback, mtlsFrom, rawExchange, type Transport } from '../helpers/inbound-listener.js';
 import { metricValue } from '../helpers/metrics.js';
+import { eventually } from '../helpers/eventually.js';
 import { rawMethod } from '../helpers/raw-grpc.js';
 import { authorizationPolicy } from '../helpers/config-yaml.js';
 
@@ -295,7 +296,11 @@ test.serial(
     const seen: string[] = [];
     const podServer = http2.createServer();
     let sessions = 0;
-    podServer.on('session', () => sessions++);
+    let closed = 0;
+    podServer.on('session', (s) => {
+      sessions++;
+      s.once('close', () => closed++);
+    });
     podServer.on('stream', (s, headers) => {
       seen.push(String(headers[':path']));
       s.respond({ ':status': 200 });
@@ -305,7 +310,8 @@ test.serial(
     const ib = await inbound(t, [denyMethod('deny-delete', 'DELETE')], await listenLoopback(t, podServer), FROM_CLIENT);
     const session = await h2cClient(t, ib.port, 'tcp');
     const first = await h2request(session, { ':method': 'GET', ':path': '/one' });
-    await new Promise((r) => setTimeout(r, 50));
+    // the pod's session is gone (its GOAWAY and FIN were sent before this)
+    await eventually(() => closed === 1, 10_000, "the pod's session to close");
     const second = await h2request(session, { ':method': 'GET', ':path': '/two' });
     t.deepEqual([first.body, second.body], ['answer 1', 'answer 2']);
     t.deepEqual(seen, ['/one', '/two']);

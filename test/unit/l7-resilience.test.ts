@@ -7,10 +7,12 @@ import test from 'ava';
 import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { bodyOf, harness, Harness, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
+import { bodyOf, harness, Harness, heldBackend, request, snapshot, startBackend, TunnelConnector, type Backend } from '../helpers/l7-harness.js';
 import type { RoutingConfig, TrafficPolicy } from '../../control/api/snapshot-routing.js';
 import { rawMethod } from '../helpers/raw-grpc.js';
 import { destinationRule, policy, retries, route, table } from '../helpers/routing-builders.js';
+import { eventually } from '../helpers/eventually.js';
+import { FakeClock } from '../helpers/fake-clock.js';
 
 /** Fails every `every`-th request (1-based count) with `status`. */
 function flaky(name: string, every: number, status = 503): Promise<Backend> {
@@ -26,14 +28,13 @@ function flaky(name: string, every: number, status = 503): Promise<Backend> {
   });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Once every request is answered, the cluster holds nothing: no slot, queue entry or retry leaks. */
 async function settled(h: Harness): Promise<{ active: number; pending: number; retriesInFlight: number }[]> {
   type C = { active: number; pending: number; retriesInFlight: number };
-  const busy = () => (h.l7.debug().clusters as C[]).some((c) => c.active + c.pending + c.retriesInFlight > 0);
-  for (let i = 0; i < 100 && busy(); i++) await sleep(20);
-  return (h.l7.debug().clusters as C[]).map(({ active, pending, retriesInFlight }) => ({ active, pending, retriesInFlight }));
+  const counts = () => (h.l7.debug().clusters as C[]).map(({ active, pending, retriesInFlight }) => ({ active, pending, retriesInFlight }));
+  // the last response can reach the client a moment before its slot is handed back
+  await eventually(() => counts().every((c) => c.active + c.pending + c.retriesInFlight === 0), 10_000, 'the cluster to hold nothing').catch(() => {});
+  return counts();
 }
 
 test('one request in three answered 503: with attempts 3 on 5xx every client request succeeds', async (t) => {
@@ -64,47 +65,63 @@ test('a retry replays the request body; a body past the replay bound is never re
   t.is(b.count - seen, 1);
 });
 
-test('the retry budget caps the extra load when every request fails', async (t) => {
+test('the retry budget caps the extra load when every request fails: exactly 20% of the requests plus the floor over its window', async (t) => {
   const b = await flaky('down', 1);
   const routing = {
     routes: [table([route({ retries: retries({ attempts: 3, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) })])],
     destinations: [destinationRule(policy({ retryBudget: { percent: 20, minRetriesPerSecond: 1, ttlMs: 10_000 } }))],
   };
-  const { h, agent } = await harness(t, [b], routing);
+  // the engine's clock stands still: all the requests fall in one window of the budget, however
+  // long the loop takes on a loaded machine (expiry is retry-budget.test.ts's business)
+  const { h, agent } = await harness(t, [b], routing, { clock: new FakeClock(0) });
   const n = 200;
   const replies = [];
   for (let i = 0; i < n; i++) replies.push(await request(`${h.url}/`, agent));
   t.true(replies.every((r) => r.status === 503));
   // without a budget: 4 tries each = 800; with it: 200 + 20% of 200 + 10 (1/s over 10 s)
-  const retriesMade = b.count - n;
-  t.true(retriesMade <= 0.2 * n + 10 + 1, `${retriesMade} retries for ${n} requests`);
-  t.true(retriesMade >= 0.2 * n, `${retriesMade} retries: the budget was not spent`);
+  t.is(b.count - n, 0.2 * n + 10, 'retries made');
   t.deepEqual(await settled(h), [{ active: 0, pending: 0, retriesInFlight: 0 }]);
 });
 
-test('perTryTimeout cuts each slow try and the route timeout the whole request, with 504 UT', async (t) => {
-  let n = 0;
-  // the first two tries hang for 400 ms, later ones answer at once
-  const slow = await startBackend({ name: 'slow', handler: (_req, res) => setTimeout(() => res.end('late'), ++n <= 2 ? 400 : 0) });
+test('perTryTimeout cuts each try that never answers and the route timeout the whole request, with 504 UT', async (t) => {
+  // the first two tries never answer (until the test ends); later ones answer at once
+  const hung: http.ServerResponse[] = [];
+  let tries = 0;
+  const slow = await startBackend({
+    name: 'slow',
+    handler: (_req, res) => {
+      if (++tries <= 2) hung.push(res);
+      else res.end('answered');
+    },
+  });
+  t.teardown(() => hung.forEach((res) => res.destroy()));
+  // 300 ms per try: room for a healthy try on a loaded machine (one that took longer would
+  // only be tried once more)
+  const perTry = 300;
   const routing = {
     routes: [
       table([
-        route({ name: 'retrying', match: [], timeoutMs: 0, retries: retries({ attempts: 3, perTryTimeoutMs: 100, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) }),
+        route({ name: 'retrying', match: [], timeoutMs: 0, retries: retries({ attempts: 3, perTryTimeoutMs: perTry, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) }),
       ]),
     ],
     destinations: [],
   };
   const { h, agent } = await harness(t, [slow], routing);
   const r = await request(`${h.url}/`, agent);
-  t.is(r.status, 200, 'the third try answered');
-  t.true(r.ms >= 200 && r.ms < 600, `two tries cut at 100 ms each, then an answer: ${Math.round(r.ms)} ms`);
+  t.is(r.status, 200);
+  t.is(r.body, 'answered', 'a later try answered: the two that hung were cut');
+  t.true(tries >= 3);
+  // each hung try was cut no sooner than its timeout (timers never fire early; a loaded
+  // machine only makes them late)
+  t.true(r.ms >= 2 * perTry - 1, `two tries cut at ${perTry} ms each, then an answer: ${Math.round(r.ms)} ms`);
 
   h.update(snapshot([slow], { routes: [table([route({ timeoutMs: 150, retries: retries({ attempts: 0 }) })])], destinations: [] }));
-  n = 0;
+  tries = 0;
   const cut = await request(`${h.url}/`, agent);
   t.is(cut.status, 504);
   t.is(cut.body, 'upstream request timeout\n');
-  t.true(cut.ms >= 150 && cut.ms < 500, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
+  t.is(tries, 1, 'no retry');
+  t.true(cut.ms >= 149, `route timeout 150 ms: answered after ${Math.round(cut.ms)} ms`);
   t.deepEqual(await settled(h), [{ active: 0, pending: 0, retriesInFlight: 0 }]);
 });
 
@@ -135,45 +152,51 @@ function roundRobinWithEjection(od: Partial<TrafficPolicy['outlierDetection']>):
 test('outlier detection: ejected after N consecutive 5xx, back after baseEjectionTime, twice as long the second time', async (t) => {
   const good = await flaky('good', 0);
   const bad = await flaky('bad', 1);
-  // long enough that a loaded machine (CI runs test files in parallel) still fits the
-  // requests below inside one ejection
+  // the engine's clock moves only when the test says: the sweeps every 50 ms run exactly
+  // where the test puts them, however slowly the requests go
+  const clock = new FakeClock(0);
   const base = 1000;
   const routing = roundRobinWithEjection({ consecutive5xxErrors: 3, intervalMs: 50, baseEjectionTimeMs: base, maxEjectionPercent: 100 });
-  const { h, agent } = await harness(t, [good, bad], routing);
-  // round robin: every other request to "bad" until its third 503 ejects it
+  const { h, agent } = await harness(t, [good, bad], routing, { clock });
+  const reachesBad = async (requests: number) => {
+    const seen = bad.count;
+    for (let i = 0; i < requests; i++) await request(`${h.url}/`, agent);
+    return bad.count > seen;
+  };
+  // round robin: every other request to "bad" until its third 503 ejects it (at time 0)
   for (let i = 0; i < 6; i++) await request(`${h.url}/`, agent);
   t.is(bad.count, 3);
-  const ejectedAt = performance.now();
   for (let i = 0; i < 4; i++) t.is((await request(`${h.url}/`, agent)).status, 200);
   t.is(bad.count, 3, 'no request reaches an ejected endpoint');
-  // back after the base ejection time (at the next sweep)
-  const back = async () => {
-    const seen = bad.count;
-    while (bad.count === seen) await request(`${h.url}/`, agent);
-    return performance.now();
-  };
-  // measured from when the client saw the 3rd 503, a little after the proxy ejected: -50 ms
-  const firstReturn = (await back()) - ejectedAt;
-  t.true(firstReturn >= base - 50 && firstReturn < base + 700, `back after ${Math.round(firstReturn)} ms`);
-  // two more 503s make three in a row: ejected again, now for 2 × base
+  clock.advance(base - 50); // the sweeps up to 950 ms
+  t.false(await reachesBad(4), 'still ejected at 950 ms');
+  clock.advance(50); // the sweep at 1,000 ms
+  t.true(await reachesBad(2), 'back at the first sweep after baseEjectionTime');
+  // failing again at once, no sweep in between: three more 503s eject it for 2 × base
   while (bad.count < 6) await request(`${h.url}/`, agent);
-  const secondAt = performance.now();
-  const secondReturn = (await back()) - secondAt;
-  t.true(secondReturn >= 2 * base - 50 && secondReturn < 2 * base + 700, `second ejection lasted ${Math.round(secondReturn)} ms`);
+  t.false(await reachesBad(4), 'ejected again');
+  clock.advance(2 * base - 50);
+  t.false(await reachesBad(4), 'still ejected after 1,950 ms: the second ejection lasts twice as long');
+  clock.advance(50);
+  t.true(await reachesBad(2), 'back after 2,000 ms');
+  const hosts = (h.l7.debug().clusters as { hosts: { timesEjected: number }[] }[])[0]!.hosts;
+  t.deepEqual(hosts.map((x) => x.timesEjected).sort(), [0, 2]);
 });
 
 test('outlier detection never ejects past maxEjectionPercent', async (t) => {
   const backends = [await flaky('ok', 0), await flaky('bad1', 1), await flaky('bad2', 1)];
   const routing = roundRobinWithEjection({ consecutive5xxErrors: 2, intervalMs: 1000, baseEjectionTimeMs: 30_000, maxEjectionPercent: 34 });
-  const { h, agent } = await harness(t, backends, routing);
+  // no sweep (a clock that stands still): nothing returns from ejection during the test
+  const { h, agent } = await harness(t, backends, routing, { clock: new FakeClock(0) });
   for (let i = 0; i < 60; i++) await request(`${h.url}/`, agent);
   const ejected = h.l7.debug().clusters as { hosts: { ejected: boolean }[] }[];
   t.is(ejected[0]!.hosts.filter((x) => x.ejected).length, 1, 'one of three is 33%: a second would make 67%');
   t.true(backends[1]!.count + backends[2]!.count > 10, 'the failing endpoint that was not ejected still gets traffic');
 });
 
-test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x-envoy-overloaded', async (t) => {
-  const slow = await startBackend({ name: 'busy', handler: (_req, res) => setTimeout(() => res.end('done'), 1000) });
+test('past http1MaxPendingRequests the extra requests get 503 UO with x-envoy-overloaded without waiting for the backend', async (t) => {
+  const slow = await heldBackend('busy');
+  t.teardown(() => slow.release());
   const routing = {
     routes: [table([route({ retries: retries({ attempts: 0 }) })])],
     destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 1 } }))],
@@ -181,28 +204,33 @@ test('past http1MaxPendingRequests the extra requests get 503 UO at once, with x
   const { h } = await harness(t, [slow], routing);
   const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
   t.teardown(() => agent.destroy());
-  const replies = await Promise.all(Array.from({ length: 5 }, () => request(`${h.url}/`, agent)));
-  const ok = replies.filter((r) => r.status === 200);
-  const overflow = replies.filter((r) => r.status === 503);
-  t.is(ok.length, 2, 'one in flight, one pending');
-  t.is(overflow.length, 3);
-  for (const r of overflow) {
-    t.is(r.headers['x-envoy-overloaded'], 'true');
-    t.true(r.ms < 500, `overflow answered after ${Math.round(r.ms)} ms, before the backend's 1000`);
-  }
+  const answered: { status: number; overloaded: unknown }[] = [];
+  const all = Array.from({ length: 5 }, () =>
+    request(`${h.url}/`, agent).then((r) => (answered.push({ status: r.status, overloaded: r.headers['x-envoy-overloaded'] }), r)),
+  );
+  // the backend holds the one request in flight: the overflow is answered while it waits
+  await eventually(() => answered.length >= 3, 10_000, 'the overflow to be answered');
+  t.is(slow.waiting, 1, 'one request at the backend, unanswered');
+  t.deepEqual(answered, new Array(3).fill({ status: 503, overloaded: 'true' }));
+  slow.release();
+  const replies = await Promise.all(all);
+  t.is(replies.filter((r) => r.status === 200).length, 2, 'one in flight, one pending');
   t.is(slow.count, 2);
   t.deepEqual(await settled(h), [{ active: 0, pending: 0, retriesInFlight: 0 }]);
 });
 
 test('a noisy source workload cannot take the whole pending queue from another one', async (t) => {
+  // the backend answers one request at a time, when the test says
   const order: string[] = [];
+  const waiting: http.ServerResponse[] = [];
   const slow = await startBackend({
     name: 'shared',
     handler: (req, res) => {
       order.push(String(req.headers['x-who']));
-      setTimeout(() => res.end('done'), 100);
+      waiting.push(res);
     },
   });
+  t.teardown(() => waiting.forEach((res) => res.destroy()));
   const routing = {
     routes: [table([route({ retries: retries({ attempts: 0 }) })])],
     destinations: [destinationRule(policy({ connectionPool: { maxConnections: 1, http1MaxPendingRequests: 4 } }))],
@@ -216,11 +244,23 @@ test('a noisy source workload cannot take the whole pending queue from another o
   const quietAgent = new http.Agent({ keepAlive: true });
   t.teardown(() => (noisyAgent.destroy(), quietAgent.destroy()));
   // the noisy source takes the one connection and fills the whole queue (4), 3 overflow...
-  const noisy = Array.from({ length: 8 }, (_, i) => request(`${h.url}/`, noisyAgent, { localAddress: '127.0.0.3', headers: { 'x-who': `noisy-${i}` } }));
-  while (order.length === 0) await sleep(5);
-  await sleep(20);
-  // ...the quiet one still gets a place, and is served before the noisy backlog
-  const quiet = await request(`${h.url}/`, quietAgent, { localAddress: '127.0.0.4', headers: { 'x-who': 'quiet' } });
+  let noisyRefused = 0;
+  const noisy = Array.from({ length: 8 }, (_, i) =>
+    request(`${h.url}/`, noisyAgent, { localAddress: '127.0.0.3', headers: { 'x-who': `noisy-${i}` } }).then((r) => {
+      if (r.status === 503) noisyRefused++;
+      return r;
+    }),
+  );
+  await eventually(() => order.length === 1 && noisyRefused === 3, 10_000, 'one noisy request at the backend, four queued, three refused');
+  // ...the quiet one still gets a place: a noisy one queued gives up its slot...
+  const quietReply = request(`${h.url}/`, quietAgent, { localAddress: '127.0.0.4', headers: { 'x-who': 'quiet' } });
+  await eventually(() => noisyRefused === 4, 10_000, 'a noisy request to make room for the quiet one');
+  // ...and is served before the noisy backlog: answer the backend's requests one by one
+  for (let served = 0; served < 5; served++) {
+    await eventually(() => waiting.length > 0, 10_000, `request ${served + 1} at the backend`);
+    waiting.shift()!.end('done');
+  }
+  const quiet = await quietReply;
   t.is(quiet.status, 200);
   const noisyReplies = await Promise.all(noisy);
   t.is(noisyReplies.filter((r) => r.status === 503).length, 4, 'the noisy source gave up one queue slot to it');

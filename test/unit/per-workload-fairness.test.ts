@@ -4,32 +4,102 @@
 // quarter of the limit for other sources.
 import test from 'ava';
 import fc from 'fast-check';
+import assert from 'node:assert/strict';
 import { FairQueue, perSourceConnectionCap, SourceCounter } from '../../agent/cluster/per-workload-fairness.js';
+import { holds } from '../helpers/property-holds.js';
 
-test('the queue never holds more than its limit, and every request is either queued, served or refused', (t) => {
-  fc.assert(
-    fc.property(
-      fc.integer({ min: 1, max: 10 }),
-      fc.array(fc.oneof(fc.record({ push: fc.constantFrom('a', 'b', 'c') }), fc.record({ shift: fc.constant(true) })), { maxLength: 80 }),
-      (limit, ops) => {
-        const q = new FairQueue<number>(limit);
-        const queued = new Set<number>();
-        let id = 0;
-        for (const op of ops) {
-          if ('push' in op) {
-            const item = id++;
-            const r = q.push(op.push, item);
-            if (r.admitted) queued.add(item);
-            if (r.evicted !== undefined) t.true(queued.delete(r.evicted), 'only a queued request is evicted');
-          } else {
-            const item = q.shift();
-            if (item !== undefined) t.true(queued.delete(item));
-          }
-          t.true(q.size <= limit);
-          t.is(q.size, queued.size);
+type QueueOp = { push: string } | { shift: true } | { remove: number } | { drain: true };
+
+const queueOpArb: fc.Arbitrary<QueueOp> = fc.oneof(
+  { weight: 6, arbitrary: fc.record({ push: fc.constantFrom('a', 'b', 'c', 'd') }) },
+  { weight: 3, arbitrary: fc.record({ shift: fc.constant(true as const) }) },
+  { weight: 1, arbitrary: fc.record({ remove: fc.nat({ max: 40 }) }) },
+  { weight: 1, arbitrary: fc.record({ drain: fc.constant(true as const) }) },
+);
+
+/**
+ * The fair queue's rules stated plainly: sources in rotation order, each with its FIFO; a
+ * full queue admits a request only by taking the newest slot of the source holding the most
+ * (the first such in rotation order), and only when that source would still hold more than
+ * the newcomer's source; a served source goes to the back of the rotation; an emptied
+ * source leaves it.
+ */
+class ReferenceFairQueue {
+  rotation: { source: string; items: number[] }[] = [];
+  constructor(readonly limit: number) {}
+  get size(): number {
+    return this.rotation.reduce((n, e) => n + e.items.length, 0);
+  }
+  private entry(source: string) {
+    return this.rotation.find((e) => e.source === source);
+  }
+  push(source: string, item: number): { admitted: boolean; evicted: number | undefined } {
+    let evicted: number | undefined;
+    if (this.size >= this.limit) {
+      const most = Math.max(0, ...this.rotation.map((e) => e.items.length));
+      const heavy = this.rotation.find((e) => e.items.length === most);
+      const mine = this.entry(source)?.items.length ?? 0;
+      if (!heavy || heavy.source === source || mine + 1 >= heavy.items.length) return { admitted: false, evicted: undefined };
+      evicted = heavy.items.pop();
+      if (heavy.items.length === 0) this.rotation = this.rotation.filter((e) => e !== heavy);
+    }
+    const e = this.entry(source) ?? this.rotation[this.rotation.push({ source, items: [] }) - 1]!;
+    e.items.push(item);
+    return { admitted: true, evicted };
+  }
+  shift(): number | undefined {
+    const e = this.rotation.shift();
+    if (!e) return undefined;
+    const item = e.items.shift();
+    if (e.items.length > 0) this.rotation.push(e);
+    return item;
+  }
+  remove(source: string, item: number): boolean {
+    const e = this.entry(source);
+    const i = e ? e.items.indexOf(item) : -1;
+    if (!e || i < 0) return false;
+    e.items.splice(i, 1);
+    if (e.items.length === 0) this.rotation = this.rotation.filter((x) => x !== e);
+    return true;
+  }
+  drain(): number[] {
+    const all = this.rotation.flatMap((e) => e.items);
+    this.rotation = [];
+    return all;
+  }
+}
+
+test('property: any sequence of requests, serves, departures and drains does what the stated rules say, and the queue never exceeds its limit', (t) => {
+  holds(
+    t,
+    fc.property(fc.integer({ min: 0, max: 8 }), fc.array(queueOpArb, { maxLength: 100 }), (limit, ops) => {
+      const q = new FairQueue<number>(limit);
+      const ref = new ReferenceFairQueue(limit);
+      const sourceOf = new Map<number, string>();
+      let id = 0;
+      ops.forEach((op, i) => {
+        const at = `op ${i} ${JSON.stringify(op)}`;
+        if ('push' in op) {
+          const item = id++;
+          sourceOf.set(item, op.push);
+          assert.deepEqual(q.push(op.push, item), ref.push(op.push, item), at);
+        } else if ('shift' in op) {
+          assert.equal(q.shift(), ref.shift(), at);
+        } else if ('remove' in op) {
+          const source = sourceOf.get(op.remove) ?? 'a';
+          assert.equal(q.remove(source, op.remove), ref.remove(source, op.remove), at);
+          assert.equal(q.remove('z', op.remove), false, `${at}: from a source that holds nothing`);
+        } else {
+          const got: number[] = [];
+          q.drain((x) => got.push(x));
+          assert.deepEqual(got.sort(), ref.drain().sort(), at);
         }
-      },
-    ),
+        assert.ok(q.size <= limit, at);
+        assert.equal(q.size, ref.size, at);
+        for (const s of ['a', 'b', 'c', 'd', 'z']) assert.equal(q.pendingOf(s), ref.rotation.find((e) => e.source === s)?.items.length ?? 0, `${at}: ${s}`);
+      });
+    }),
+    { numRuns: 500 },
   );
 });
 
@@ -81,4 +151,27 @@ test('L4 connections: one source holds at most three quarters of a limit of 4 or
   t.false(c.tryAcquire('quiet', 8), 'the limit itself holds');
   c.release('noisy');
   t.true(c.tryAcquire('other', 8));
+});
+
+test('L4 connections: a release gives the slot back to the limit and to its source; a source that holds nothing releases nothing', (t) => {
+  const c = new SourceCounter();
+  c.release('nobody');
+  t.is(c.size, 0);
+  for (let i = 0; i < 3; i++) t.true(c.tryAcquire('a', 4));
+  t.false(c.tryAcquire('a', 4), 'three quarters of 4');
+  t.true(c.tryAcquire('b', 4));
+  t.is(c.size, 4);
+  t.false(c.tryAcquire('c', 4), 'the limit');
+  c.release('a');
+  t.is(c.size, 3);
+  t.true(c.tryAcquire('a', 4), 'a may hold three again');
+  c.release('b');
+  c.release('b');
+  t.is(c.size, 3, 'b held one');
+  t.true(c.tryAcquire('b', 4));
+  for (let i = 0; i < 3; i++) c.release('a');
+  t.is(c.size, 1);
+  t.true(c.tryAcquire('a', 2), 'below 4 a source may take the whole limit');
+  t.false(c.tryAcquire('a', 2));
+  t.deepEqual([2, 5, 7, 8, 9, 12].map(perSourceConnectionCap), [2, 4, 6, 6, 7, 9]);
 });

@@ -3,9 +3,13 @@
 // the connection next, and a silent client (a server-first protocol) falls back to TCP.
 import test from 'ava';
 import fc from 'fast-check';
+import assert from 'node:assert/strict';
 import net from 'node:net';
-import { classify, declaredProtocol, sniff } from '../../agent/transport/protocol-detect.js';
+import { PassThrough } from 'node:stream';
+import { classify, classifyRequestLine, declaredProtocol, MAX_REQUEST_LINE, sniff } from '../../agent/transport/protocol-detect.js';
+import { holds } from '../helpers/property-holds.js';
 import { socketPair } from '../helpers/socket-pair.js';
+import { eventually } from '../helpers/eventually.js';
 
 test("declared protocol: appProtocol first, then Istio's port-name prefix, else unknown (sniff)", (t) => {
   const d = (name: string, appProtocol = '') => declaredProtocol({ name, appProtocol });
@@ -35,12 +39,13 @@ test('the first bytes: an HTTP/1.x request line, the HTTP/2 preface, or anything
   t.is(classify(b('\x16\x03\x01\x02\x00')), 'tcp', 'a TLS ClientHello');
   t.is(classify(b('ping\n')), 'tcp');
   t.is(classify(b('A B')), 'tcp', 'a two-letter word is no method');
-  fc.assert(
+  holds(
+    t,
     fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }), (bytes) => {
       const buf = Buffer.from(bytes);
       const c = classify(buf);
       // whatever the bytes, a decision is stable once made: more bytes never change it
-      if (c !== undefined) t.is(classify(Buffer.concat([buf, Buffer.from('more')])), c);
+      if (c !== undefined) assert.equal(classify(Buffer.concat([buf, Buffer.from('more')])), c);
     }),
   );
 });
@@ -64,7 +69,8 @@ test('sniffing HTTP/1.1 and HTTP/2 on a real socket puts every byte back, in ord
     const p = await socketPair(t);
     const detected = sniff(p.server, 0);
     p.client.write(first);
-    await new Promise((r) => setTimeout(r, 20)); // the request arrives in two reads
+    // the request arrives in two reads: the second part is sent once the first was read
+    await eventually(() => p.server.bytesRead >= first.length, 10_000, 'the first part to be read');
     p.client.write(rest);
     t.is(await detected, want);
     t.is(await readAll(p.server, first.length + rest.length), first + rest);
@@ -83,9 +89,89 @@ test('a silent client (server-first protocol) falls back to TCP after the timeou
   t.is(await readAll(p.server, 6), 'QUIT\r\n');
 });
 
-test('a client that sends something else is TCP at once, its bytes replayed', async (t) => {
+test('a client that sends something else is TCP without waiting for the sniffing timeout, its bytes replayed', async (t) => {
   const p = await socketPair(t);
   p.client.write('\x16\x03\x01hello-tls');
-  t.is(await sniff(p.server, 5000), 'tcp');
+  const started = performance.now();
+  t.is(await sniff(p.server, 60_000), 'tcp');
+  t.true(performance.now() - started < 30_000, 'decided by the bytes, not by the 60 s timeout');
   t.is(await readAll(p.server, 12), '\x16\x03\x01hello-tls');
+});
+
+test('the method token: three to sixteen upper-case letters, then a space', (t) => {
+  const b = (s: string) => Buffer.from(s, 'latin1');
+  for (const [head, want] of [
+    ['PUT /', 'http1'],
+    ['AAA /', 'http1'],
+    ['ZZZ /', 'http1'],
+    ['ABCDEFGHIJKLMNOP /', 'http1'],
+    ['ABCDEFGHIJKLMNOPQ /', 'tcp'],
+    ['ABCDEFGHIJKLMNOPQ', 'tcp'],
+    ['ABCDEFGHIJKLMNOP', undefined],
+    ['AB /', 'tcp'],
+    [' GET /', 'tcp'],
+    ['get /', 'tcp'],
+    ['G@T /', 'tcp'],
+    ['G[T /', 'tcp'],
+    ['GETX', undefined],
+    ['', undefined],
+    ['PRI * HTTP/1.1\r\n', 'http1'],
+    ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nmore frames', 'http2'],
+  ] as const) {
+    t.is(classify(b(head)), want, JSON.stringify(head));
+  }
+});
+
+test('the first line, inbound: an HTTP/1.x request line or the HTTP/2 preface, decided once the line is whole', (t) => {
+  const b = (s: string) => Buffer.from(s, 'latin1');
+  for (const [head, want] of [
+    ['GET /x HTTP/1.1\r\n', 'http1'],
+    ['POST /x?y=1 HTTP/1.0\n', 'http1'],
+    ['M-SEARCH * HTTP/1.1\r\nHOST: x\r\n', 'http1'],
+    ['GET /x HTTP/2.0\r\n', 'tcp'],
+    ['get /x HTTP/1.1\r\n', 'tcp'],
+    ['GET /x HTTP/1.1 extra\r\n', 'tcp'],
+    ['GET  HTTP/1.1\r\n', 'tcp'],
+    ['PRI * HTTP/2.0\r\n', 'http2'],
+    ['PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'http2'],
+    ['SSH-2.0-OpenSSH\r\n', 'tcp'],
+    ['GET /x HTTP/1.1', undefined],
+    ['', undefined],
+  ] as const) {
+    t.is(classifyRequestLine(b(head)), want, JSON.stringify(head));
+  }
+  t.is(classifyRequestLine(Buffer.alloc(MAX_REQUEST_LINE - 1, 'A')), undefined, 'a long line is read on');
+  t.is(classifyRequestLine(Buffer.alloc(MAX_REQUEST_LINE, 'A')), 'tcp', 'up to its bound');
+  t.is(classifyRequestLine(Buffer.from(`GET /${'a'.repeat(MAX_REQUEST_LINE)} HTTP/1.1\r\n`)), 'http1', 'a complete line is judged whole, however long');
+});
+
+test("declared protocol: names and appProtocols in any case; Kubernetes' and Istio's names", (t) => {
+  const d = (name: string | undefined, appProtocol?: string) => declaredProtocol({ name, appProtocol } as { name: string; appProtocol: string });
+  t.is(d('HTTP-Web'), 'http');
+  t.is(d('web', 'GRPC'), 'http2');
+  t.is(d('x', 'kubernetes.io/ws'), 'http');
+  t.is(d('x', 'grpc-web'), 'http');
+  t.is(d('x', 'kubernetes.io/wss'), 'tcp');
+  for (const p of ['tls', 'mongo', 'redis', 'tcp']) t.is(d(p), 'tcp', p);
+  t.is(d(undefined, undefined), 'unknown');
+  t.is(d('http', undefined), 'http');
+});
+
+test('sniffing a stream that ends or closes before its first byte: nothing; bytes that arrive in pieces are judged together', async (t) => {
+  const empty = new PassThrough();
+  const none = sniff(empty, 0);
+  empty.end();
+  t.is(await none, undefined);
+  const gone = new PassThrough();
+  const closed = sniff(gone, 0);
+  gone.destroy();
+  t.is(await closed, undefined);
+  // a decision of its own (the inbound one): bytes that arrive in pieces are judged together
+  const s = new PassThrough();
+  const line = sniff(s, 0, classifyRequestLine);
+  s.write('GET /x ');
+  s.write('HTTP/1.1');
+  s.write('\r\nhost: a\r\n');
+  t.is(await line, 'http1');
+  t.is(String(s.read()), 'GET /x HTTP/1.1\r\nhost: a\r\n', 'one buffer put back, in order');
 });

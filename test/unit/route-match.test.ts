@@ -3,8 +3,10 @@
 // regexes that cannot run away on long input.
 import test from 'ava';
 import fc from 'fast-check';
+import assert from 'node:assert/strict';
 import type { HttpMatch, HttpRoute, StringMatch } from '../../control/api/snapshot-routing.js';
-import { compileMatch, compileRe2Matcher, compileStringMatch, firstMatch, compileRoute, queryParam, REGEX_INPUT_MAX, type RequestView } from '../../agent/l7/route-match.js';
+import { compileMatch, compileRe2Matcher, compileStringMatch, firstMatch, compileRoute, matchRoute, queryParam, REGEX_INPUT_MAX, type RequestView } from '../../agent/l7/route-match.js';
+import { holds } from '../helpers/property-holds.js';
 
 const sm = (kind: StringMatch['kind'], value: string, ignoreCase = false): StringMatch => ({ kind, value, ignoreCase });
 
@@ -32,20 +34,22 @@ const segment = fc.stringMatching(/^[a-z0-9]{1,6}$/);
 const path = fc.array(segment, { minLength: 0, maxLength: 5 }).map((s) => '/' + s.join('/'));
 
 test('exact matches exactly the value; prefix every extension of it', (t) => {
-  fc.assert(
+  holds(
+    t,
     fc.property(fc.string(), fc.string(), (a, b) => {
-      t.is(compileStringMatch(sm('exact', a)).test(b), a === b);
-      t.true(compileStringMatch(sm('prefix', a)).test(a + b));
-      t.is(compileStringMatch(sm('prefix', a)).test(b), b.startsWith(a));
+      assert.equal(compileStringMatch(sm('exact', a)).test(b), a === b);
+      assert.ok(compileStringMatch(sm('prefix', a)).test(a + b));
+      assert.equal(compileStringMatch(sm('prefix', a)).test(b), b.startsWith(a));
     }),
   );
 });
 
 test('ignoreCase compares case-insensitively; absent values never match but for nothing', (t) => {
-  fc.assert(
+  holds(
+    t,
     fc.property(fc.stringMatching(/^[a-zA-Z]{0,8}$/), (a) => {
-      t.true(compileStringMatch(sm('exact', a.toUpperCase(), true)).test(a.toLowerCase()));
-      t.true(compileStringMatch(sm('prefix', a.toLowerCase(), true)).test(a.toUpperCase() + 'x'));
+      assert.ok(compileStringMatch(sm('exact', a.toUpperCase(), true)).test(a.toLowerCase()));
+      assert.ok(compileStringMatch(sm('prefix', a.toLowerCase(), true)).test(a.toUpperCase() + 'x'));
     }),
   );
   for (const kind of ['exact', 'prefix', 'regex', 'pathPrefix', 'present'] as const) t.false(compileStringMatch(sm(kind, '')).test(undefined), kind);
@@ -53,14 +57,15 @@ test('ignoreCase compares case-insensitively; absent values never match but for 
 });
 
 test('Gateway API PathPrefix matches whole path elements only, a trailing slash ignored', (t) => {
-  fc.assert(
+  holds(
+    t,
     fc.property(path, path, segment, (p, rest, extra) => {
       const m = compileStringMatch(sm('pathPrefix', p));
-      t.true(m.test(p), `${p} matches itself`);
-      t.true(m.test(p === '/' ? rest : p + rest), `${p} + ${rest}`);
+      assert.ok(m.test(p), `${p} matches itself`);
+      assert.ok(m.test(p === '/' ? rest : p + rest), `${p} + ${rest}`);
       if (p !== '/') {
-        t.false(m.test(p + extra), `${p}${extra} is another element`);
-        t.true(compileStringMatch(sm('pathPrefix', p + '/')).test(p), 'trailing slash ignored');
+        assert.ok(!m.test(p + extra), `${p}${extra} is another element`);
+        assert.ok(compileStringMatch(sm('pathPrefix', p + '/')).test(p), 'trailing slash ignored');
       }
     }),
   );
@@ -96,10 +101,11 @@ test('query parameters: first occurrence, decoded, presence without value', (t) 
   t.is(queryParam('flag&x=1', 'flag'), '');
   t.is(queryParam('x=1', 'y'), undefined);
   t.is(queryParam('', 'x'), undefined);
-  fc.assert(
+  holds(
+    t,
     fc.property(fc.dictionary(fc.stringMatching(/^[a-z]{1,5}$/), fc.string({ maxLength: 8 })), (params) => {
       const q = new URLSearchParams(params).toString();
-      for (const [k, v] of Object.entries(params)) t.is(queryParam(q, k), v);
+      for (const [k, v] of Object.entries(params)) assert.equal(queryParam(q, k), v);
     }),
   );
 });
@@ -133,7 +139,8 @@ test('blocks are OR-ed and the first matching route wins, as a reference model s
   const methods = ['GET', 'POST', 'PUT'];
   const blockArb = fc.record({ method: fc.option(fc.constantFrom(...methods), { nil: undefined }), prefix: fc.option(path, { nil: undefined }) });
   const routeArb = fc.array(blockArb, { maxLength: 3 });
-  fc.assert(
+  holds(
+    t,
     fc.property(fc.array(routeArb, { minLength: 1, maxLength: 5 }), fc.constantFrom(...methods), path, (routes, method, p) => {
       const compiled = routes.map((blocks, i) =>
         compileRoute({
@@ -145,16 +152,73 @@ test('blocks are OR-ed and the first matching route wins, as a reference model s
         (blocks) => blocks.length === 0 || blocks.some((b) => (!b.method || b.method === method) && (!b.prefix || p.startsWith(b.prefix))),
       );
       const got = firstMatch(compiled, request({ method, path: p }));
-      t.is(got ? compiled.indexOf(got.route) : -1, model);
+      assert.equal(got ? compiled.indexOf(got.route) : -1, model);
     }),
   );
 });
 
-test('a regex match stays linear on hostile input: (a+)+b against 4,000 characters answers at once', (t) => {
+test('a regex match stays linear on hostile input: (a+)+b against 4,000 characters answers within a second', (t) => {
   // JavaScript's backtracking engine would not return from this in our lifetime; RE2
-  // (re2js) answers in milliseconds. The assertion is the answer; the test would time out
-  // otherwise.
+  // (re2js) answers in milliseconds, and the bound has room for a loaded machine
   const evil = compileStringMatch(sm('regex', '(a+)+b'));
+  const started = performance.now();
   t.false(evil.test('a'.repeat(4000) + 'c'));
+  t.true(performance.now() - started < 1000);
   t.true(evil.test('aaab'));
+});
+
+test('authority and scheme conditions; header names in any case; every source label must hold', (t) => {
+  const block = compileMatch(
+    match({
+      authority: sm('prefix', 'web', true),
+      scheme: sm('exact', 'https'),
+      headers: [{ name: 'X-User', match: sm('exact', 'jason') }],
+      sourceLabels: { app: 'client', version: 'v2' },
+    }),
+  );
+  const ok = { authority: 'WEB.shop:80', scheme: 'https', headers: { 'x-user': 'jason' }, sourceLabels: { app: 'client', version: 'v2', extra: 'x' } };
+  t.true(block.test(request(ok)));
+  t.false(block.test(request({ ...ok, authority: 'api' })), 'authority');
+  t.false(block.test(request({ ...ok, scheme: 'http' })), 'scheme');
+  t.false(block.test(request({ ...ok, sourceLabels: { app: 'client' } })), 'a label missing');
+  t.false(block.test(request({ ...ok, sourceLabels: undefined })), 'a caller without labels (not a workload)');
+  t.true(compileMatch(match({})).test(request({ sourceLabels: undefined })), 'an empty block matches everything');
+});
+
+test('ignoreCase for every kind; the regex flag; PathPrefix / matches every path', (t) => {
+  t.true(compileStringMatch(sm('pathPrefix', '/Foo', true)).test('/fOO/bar'));
+  t.false(compileStringMatch(sm('pathPrefix', '/Foo')).test('/foo/bar'));
+  t.true(compileStringMatch(sm('regex', 'ab+c', true)).test('ABBC'));
+  t.false(compileStringMatch(sm('regex', 'ab+c')).test('ABBC'));
+  t.true(compileRe2Matcher('ab', true)!.matches('AB'));
+  t.false(compileRe2Matcher('ab', false)!.matches('AB'));
+  for (const kind of ['exact', 'prefix', 'pathPrefix', 'regex'] as const) t.false(compileStringMatch(sm(kind, '/', true)).test(undefined), `${kind}, ignoring case`);
+  for (const p of ['/', '']) {
+    const all = compileStringMatch(sm('pathPrefix', p));
+    t.deepEqual(['/', '/a', '/a/b'].map((x) => all.test(x)), [true, true, true], `PathPrefix '${p}'`);
+    t.false(all.test('a'), 'not a path');
+  }
+  t.false(compileStringMatch(sm('exact', 'a', true)).test('b'));
+  t.false(compileStringMatch(sm('prefix', 'ab', true)).test('a'));
+});
+
+test('the matching block is the first that matches; a route without blocks matches with none; no route, no match', (t) => {
+  const route = compileRoute({
+    name: 'r',
+    match: [match({ uri: sm('prefix', '/a') }), match({ uri: sm('prefix', '/ab') }), match({ method: sm('exact', 'POST') })],
+  } as HttpRoute);
+  t.is(matchRoute(route, request({ path: '/abc' }))?.uri?.value, '/a');
+  t.is(matchRoute(route, request({ path: '/x', method: 'POST' })), route.blocks[2]);
+  t.is(matchRoute(route, request({ path: '/x' })), undefined);
+  t.is(matchRoute(compileRoute({ name: 'all' } as HttpRoute), request()), null);
+  t.is(firstMatch([], request()), undefined);
+});
+
+test('query parameter names and values are decoded; a value that is not valid percent-encoding is taken as written', (t) => {
+  t.is(queryParam('a%20b=1', 'a b'), '1');
+  t.is(queryParam('x=%E0%A4%A', 'x'), '%E0%A4%A');
+  t.is(queryParam('x=', 'x'), '');
+  t.is(queryParam('&&x=2', 'x'), '2');
+  t.is(queryParam('y=1&x', 'x'), '');
+  t.is(queryParam('xx=1', 'x'), undefined);
 });

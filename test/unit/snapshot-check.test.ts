@@ -13,12 +13,18 @@ import { emptySecurity } from '../../control/api/snapshot-security.js';
 import type { NodemeshError } from '../../common/errors.js';
 import { fullSnapshot } from '../helpers/snapshot-fixture.js';
 
-/** A Discovery server that writes `messages` on every Watch and keeps the stream open. */
+/** The version of the last snapshot every test server sends: once it arrives, everything before it has been handled. */
+const END = 1_000_000;
+
+/**
+ * A Discovery server that writes `messages` on every Watch, then a valid snapshot of version
+ * END, and keeps the stream open.
+ */
 async function discoveryServer(t: ExecutionContext, messages: readonly unknown[]): Promise<number> {
   const server = new grpc.Server();
   server.addService(discoveryService().service, {
     watch: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      for (const m of messages) call.write(m);
+      for (const m of [...messages, fullSnapshot(END)]) call.write(m);
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
@@ -35,8 +41,11 @@ interface Received {
   rejected: number;
 }
 
-/** An agent's watch on `port`, until it has `count` snapshots (and then a moment, for anything after them). */
-async function receive(t: ExecutionContext, port: number, count: number): Promise<Received> {
+/**
+ * An agent's watch on `port` until the server's last snapshot (END) arrives: the stream is in
+ * order, so every message the test sent has been handled by then. END is left out of the result.
+ */
+async function receive(t: ExecutionContext, port: number): Promise<Received> {
   const out: Received = { snapshots: [], errors: [], rejections: [], rejected: 0 };
   let done!: () => void;
   const enough = new Promise<void>((resolve) => (done = resolve));
@@ -46,17 +55,16 @@ async function receive(t: ExecutionContext, port: number, count: number): Promis
     initialBackoffMs: 50,
     maxBackoffMs: 100,
     onSnapshot: (s) => {
-      out.snapshots.push(s);
-      if (out.snapshots.length === count) done();
+      if (s.version === END) done();
+      else out.snapshots.push(s);
     },
     onError: (e) => out.errors.push(e),
     onRejected: (err) => out.rejections.push({ err, holding: watch.snapshot()?.version }),
   });
   t.teardown(() => watch.close());
-  const timer = setTimeout(done, 5000);
+  const timer = setTimeout(done, 20_000);
   await enough;
   clearTimeout(timer);
-  await new Promise((r) => setTimeout(r, 50));
   out.rejected = watch.rejected();
   return out;
 }
@@ -69,7 +77,7 @@ const wire = (version: number): Wire => fullSnapshot(version) as unknown as Wire
 test.serial('a valid snapshot reaches the agent unchanged', async (t) => {
   const sent = fullSnapshot(7);
   const port = await discoveryServer(t, [sent]);
-  const r = await receive(t, port, 1);
+  const r = await receive(t, port);
   t.deepEqual(r.snapshots, [sent]);
   t.deepEqual(r.errors, []);
   t.is(r.rejected, 0);
@@ -77,7 +85,7 @@ test.serial('a valid snapshot reaches the agent unchanged', async (t) => {
 
 test.serial('a snapshot whose lists are all empty is valid (proto3 defaults)', async (t) => {
   const port = await discoveryServer(t, [{ version: 1 }]);
-  const r = await receive(t, port, 1);
+  const r = await receive(t, port);
   t.deepEqual(r.snapshots, [
     {
       version: 1,
@@ -108,7 +116,7 @@ test.serial(
     policy.connectionPool = null;
     policy.retryBudget = null;
     const port = await discoveryServer(t, [a, b]);
-    const r = await receive(t, port, 2);
+    const r = await receive(t, port);
     t.deepEqual(r.errors, []);
     t.deepEqual(r.snapshots[0]!.routing, emptyRouting());
     t.deepEqual(r.snapshots[0]!.security, emptySecurity());
@@ -138,7 +146,7 @@ const refused = test.macro({
     const bad = wire(2);
     defect(bad);
     const port = await discoveryServer(t, [wire(1), bad, wire(3)]);
-    const r = await receive(t, port, 2);
+    const r = await receive(t, port);
     t.deepEqual(
       r.snapshots.map((s) => s.version),
       [1, 3],
@@ -443,7 +451,8 @@ test('the check works in place: a valid message comes back as itself, its versio
   t.deepEqual(got as unknown, expected);
 });
 
-test('checking a snapshot of 5000 workloads and 1000 Services with 5 endpoints each takes milliseconds', (t) => {
+// How long a check takes is a benchmark's business (speed is never a timed assertion in a test).
+test('a snapshot of 5000 workloads and 1000 Services with 5 endpoints each passes the check unchanged', (t) => {
   const s = wire(1);
   const [w] = s.workloads;
   const [sec] = s.security.workloads;
@@ -465,13 +474,8 @@ test('checking a snapshot of 5000 workloads and 1000 Services with 5 endpoints e
     }));
     s.services.push({ ...svc, name: `svc-${i}`, hostname: `svc-${i}.ns.svc.cluster.local`, ports: [{ ...svc.ports[0], endpoints }] });
   }
-  const runs = 5;
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < runs; i++) checkSnapshot(structuredClone(s));
-  const clone = process.hrtime.bigint();
-  for (let i = 0; i < runs; i++) structuredClone(s);
-  const end = process.hrtime.bigint();
-  const ms = Number(clone - start - (end - clone)) / 1e6 / runs;
-  t.log(`${ms.toFixed(1)} ms per check`);
-  t.true(ms < 100, `${ms} ms`);
+  const checked = checkSnapshot(structuredClone(s));
+  t.is(checked.workloads.length, 5000);
+  t.is(checked.services.length, 1000);
+  t.deepEqual(checked.services[999]!.ports[0]!.endpoints.map((e) => e.workload), [4995, 4996, 4997, 4998, 4999].map((i) => `ns/pod-${i}`));
 });

@@ -1,0 +1,162 @@
+// Surviving mutants that no test can kill because they behave exactly as the original: each
+// with the reason. Matched by file, mutator, original and replacement text (and the line,
+// when the same text occurs twice). Read by mutate.ts when it writes report.md.
+
+export interface Equivalent {
+  file: string;
+  mutator: string;
+  original: string;
+  replacement: string;
+  line?: number;
+  reason: string;
+}
+
+const PICKER = 'agent/l7/weighted-picker.ts';
+const OUTLIER = 'agent/cluster/outlier-detection.ts';
+const BUDGET = 'agent/cluster/retry-budget.ts';
+const RETRY = 'agent/l7/retry.ts';
+const LB = 'agent/cluster/load-balancer';
+
+/** The same reason for several mutants of one piece of code. */
+function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
+  return mutants.map(([mutator, original, replacement]) => ({ file, mutator, original, replacement, reason }));
+}
+
+export const EQUIVALENT: Equivalent[] = [
+  // --- weighted picker ---
+  {
+    file: PICKER,
+    mutator: 'EqualityOperator',
+    original: 'e.weight > 0',
+    replacement: 'e.weight >= 0',
+    reason: 'a weight of 0 then passes this test but is skipped by `if (w === 0) continue` on the next line',
+  },
+  {
+    file: PICKER,
+    mutator: 'ConditionalExpression',
+    original: 'n === 0',
+    replacement: 'false',
+    reason: 'a shortcut: with no item the scan is empty and `this.items[n - 1]` is `this.items[-1]`, undefined, as the shortcut returns',
+  },
+  {
+    file: PICKER,
+    mutator: 'ConditionalExpression',
+    original: 'n === 1',
+    replacement: 'false',
+    reason: 'a shortcut: with one item the scan `i < n - 1` is empty and the last item, the only one, is returned',
+  },
+  {
+    file: PICKER,
+    mutator: 'EqualityOperator',
+    original: 'i < n - 1',
+    replacement: 'i <= n - 1',
+    reason: 'the last item needs no comparison: at i = n − 1, r < total always holds (random() < 1), so the scan returns the item the fall-through returns',
+  },
+  {
+    file: PICKER,
+    mutator: 'ArithmeticOperator',
+    original: 'n - 1',
+    replacement: 'n + 1',
+    reason: 'as above: the scan reaches i = n − 1, where r < total always holds, and returns the last item before it could read past the array',
+  },
+
+  // --- outlier detection ---
+  ...same(
+    OUTLIER,
+    [
+      ['ConditionalExpression', 'total === 0 || this.ejectedCount === 0', 'false'],
+      ['LogicalOperator', 'total === 0 || this.ejectedCount === 0', 'total === 0 && this.ejectedCount === 0'],
+      ['ConditionalExpression', 'total === 0', 'false'],
+      ['ConditionalExpression', 'this.ejectedCount === 0', 'false'],
+    ],
+    'a shortcut: with no host ejected the healthy share is 100 %, never below minHealthPercent (validated to 0–100); with no host at all it is NaN, and NaN < x is false',
+  ),
+  ...same(
+    OUTLIER,
+    [
+      ['ConditionalExpression', "kind === 'timeout'", 'true'],
+      ['ConditionalExpression', "kind === 'timeout'", 'false'],
+      ['EqualityOperator', "kind === 'timeout'", "kind !== 'timeout'"],
+      ['StringLiteral', "'timeout'", '""'],
+    ],
+    'a timeout counts as 504 and other local failures as 503: both are 5xx and gateway errors, and no counter or event tells the two codes apart',
+  ),
+  ...same(
+    OUTLIER,
+    [
+      ['EqualityOperator', 'i < h.length', 'i <= h.length'],
+      ['ArithmeticOperator', 'h.length - 1', 'h.length + 1'],
+      ['ArithmeticOperator', 'LATENCY_BUCKETS - 1', 'LATENCY_BUCKETS + 1'],
+    ],
+    "the percentile scan always returns inside the loop (the buckets hold every recorded answer, at least the rank); a latency of 2^23 ms (2.3 h) or more lands past the last bucket only in the mutant, where the scan's fall-through gives the same top bucket",
+  ),
+  {
+    file: OUTLIER,
+    mutator: 'ConditionalExpression',
+    original: 'i === 0',
+    replacement: 'false',
+    reason: 'the first bucket reports 1 ms either way: 2 ** 0 is 1',
+  },
+  // --- retry budget ---
+  ...same(
+    BUDGET,
+    [
+      ['ConditionalExpression', 'ratio <= 1', 'false'],
+      ['EqualityOperator', 'ratio <= 1', 'ratio < 1'],
+    ],
+    "tower's scale of 1000 (for ratios above 100 %) keeps the same proportion between deposit, withdrawal and reserve below 100 %, so every decision is the same",
+  ),
+  ...same(
+    BUDGET,
+    [
+      ['ConditionalExpression', 'n < SLOTS', 'true'],
+      ['EqualityOperator', 'n < SLOTS', 'n <= SLOTS'],
+      ['UpdateOperator', 'n++', 'n--'],
+    ],
+    'the bound only stops the clearing once every slot is empty: clearing more leaves the ring empty too (only the index differs, and an empty ring has no position)',
+  ),
+  // --- retry policy ---
+  ...same(
+    RETRY,
+    [
+      ['ConditionalExpression', 'grpcStatus >= 0', 'true'],
+      ['EqualityOperator', 'grpcStatus >= 0', 'grpcStatus > 0'],
+      ['EqualityOperator', 'grpcStatus < 31', 'grpcStatus <= 31'],
+    ],
+    'grpc-status -1 (none) and 31 map to bit 31 and grpc-status 0 (OK) to bit 0, and no retry token sets those bits (the codes are 1, 4, 8, 13, 14)',
+  ),
+  ...same(
+    RETRY,
+    [
+      ['ConditionalExpression', 'codes.size > 0', 'true'],
+      ['EqualityOperator', 'codes.size > 0', 'codes.size >= 0'],
+      ['ConditionalExpression', '(r.on & ON_STATUS_CODES) !== 0', 'true'],
+      ['ArrayDeclaration', '[]', '["Stryker was here"]'],
+    ],
+    'the status-code flag only short-cuts a lookup in the set of codes, which finds nothing when the set is empty (or holds only a string)',
+  ),
+
+  // --- load balancers ---
+  ...same(
+    `${LB}/consistent-hash.ts`,
+    [
+      ['ConditionalExpression', 'n === 0', 'false'],
+      ['ConditionalExpression', 'n === 1', 'false'],
+    ],
+    'shortcuts: with no host, hosts[0] and an empty ring both give undefined; with one host its ring holds only its points',
+  ),
+  {
+    file: `${LB}/random.ts`,
+    mutator: 'ConditionalExpression',
+    original: 'n === 0',
+    replacement: 'false',
+    reason: 'a shortcut: with no host, hosts[Math.floor(random() * 0)] is hosts[0], undefined',
+  },
+  {
+    file: `${LB}/peak-ewma.ts`,
+    mutator: 'EqualityOperator',
+    original: 'h.rttEstimate < rtt',
+    replacement: 'h.rttEstimate <= rtt',
+    reason: 'when the observation equals the estimate, taking it as the new peak and decaying toward it give the same estimate',
+  },
+];
