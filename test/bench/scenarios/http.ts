@@ -84,13 +84,13 @@ const fmt = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ?
 
 export function saturationScenario(lab: BenchLab, s: Settings, log: (m: string) => void): Promise<ScenarioResult> {
   const method =
-    `Closed-loop clients for ${s.saturation.seconds} s per run: wrk -t1 (HTTP/1.1, one request per connection at a time), h2load -m1 (HTTP/2, one stream per connection) and h2load posting a ` +
+    `Closed-loop clients (${s.saturation.tools.map((t) => `${t.tool} ${t.seconds} s`).join(', ')} per run): wrk -t1 (HTTP/1.1, one request per connection at a time), h2load -m1 (HTTP/2, one stream per connection) and h2load posting a ` +
     'length-prefixed 16-byte gRPC message with content-type application/grpc to a grpc-js server (each path first proven with one grpc-js call); c = concurrent requests. ' +
     "req/s counts 2xx answers; the proxies' CPU per 1,000 of them from /proc/<pid>/stat.";
   return scenario('saturation', 'Saturation throughput', method, log, async (out) => {
     const requestFile = path.join(lab.dir, 'grpc-request.bin');
     await writeFile(requestFile, lengthPrefixed(Buffer.alloc(16, 'q')));
-    for (const { tool, variants, concurrency } of s.saturation.tools) {
+    for (const { tool, variants, concurrency, seconds } of s.saturation.tools) {
       if (tool === 'grpc') for (const v of variants) await grpcCheck(lab, v);
       for (const c of concurrency) {
         const name = tool === 'wrk' ? 'HTTP/1.1 wrk' : tool === 'h2load' ? 'HTTP/2 h2load' : 'gRPC h2load';
@@ -105,8 +105,8 @@ export function saturationScenario(lab: BenchLab, s: Settings, log: (m: string) 
             const proof = await mtlsProof(lab, v);
             const r: SaturationResult =
               tool === 'wrk'
-                ? await wrk(lab, v, c, s.saturation.seconds)
-                : await h2load(lab, v, c, s.saturation.seconds, tool === 'grpc' ? { requestFile } : undefined);
+                ? await wrk(lab, v, c, seconds)
+                : await h2load(lab, v, c, seconds, tool === 'grpc' ? { requestFile } : undefined);
             const { srcCpuS, dstCpuS } = await cpu.stop();
             const mtlsCounted = await proof.check();
             if (r.ok === 0 || r.errors > MAX_ERROR_SHARE * r.ok)

@@ -89,13 +89,16 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
       const agents: { pods: number; rssMB: number; heapUsedMB: number }[] = [];
       for (const n of steps) {
         const node = state.nodes.find((x) => x.name === `pods-${n}`)!;
-        const pids = await cgroupPids(node.agentCgroup);
-        if (pids.length !== 1) throw new Error(`node pods-${n}: ${pids.length} processes in the agent's cgroup`);
+        // the state file's pid, checked against the agent's cgroup (which also holds the
+        // short-lived commands the agent runs)
+        const pid = state.processes.find((p) => p.role === 'agent' && p.name === node.name)?.pid;
+        if (pid === undefined || !(await cgroupPids(node.agentCgroup)).includes(pid))
+          throw new Error(`node pods-${n}: its agent (pid ${pid ?? 'unknown'}) is not running in ${node.agentCgroup}`);
         const rss: number[] = [];
         const heap: number[] = [];
         for (let i = 0; i < s.pods.samples; i++) {
           if (i > 0) await new Promise((r) => setTimeout(r, 1000));
-          rss.push(await rssBytes(pids[0]!));
+          rss.push(await rssBytes(pid));
           heap.push(sumMetric(await scrape(node.agentAdmin), 'nodemesh_agent_nodejs_heap_size_used_bytes'));
         }
         agents.push({ pods: n, rssMB: median(rss) / 2 ** 20, heapUsedMB: median(heap) / 2 ** 20 });
