@@ -5,10 +5,21 @@
 #   3. the native addon and the eBPF objects (cmake-js over the top-level CMakeLists.txt)
 #   4. the TypeScript (tsc into dist/)
 # Needs root for apt-get; everything else runs as the calling user.
+#   --bench  also the packages only the benchmark suite uses (`npm run bench`): the HAProxy
+#            pair it compares with and iptables for the capture-cost scenario. Apart so that
+#            `npm test` and CI never install or wait for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '[bootstrap] %s\n' "$*" >&2; }
+
+bench=false
+for arg in "$@"; do
+  case $arg in
+    --bench) bench=true ;;
+    *) echo "bootstrap: unknown option $arg (known: --bench)" >&2; exit 2 ;;
+  esac
+done
 
 # --- 1. Debian packages ------------------------------------------------------
 # clang/llvm: compile bpf/*.bpf.c; libbpf-dev: headers + libbpf.so for the addon;
@@ -18,6 +29,9 @@ log() { printf '[bootstrap] %s\n' "$*" >&2; }
 # prometheus: promtool checks the /metrics exposition.
 PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates
   tshark tcpdump nghttp2-client wrk prometheus)
+# haproxy: the HAProxy pair of the benchmark; iptables (nf_tables): its iptables capture path
+BENCH_PACKAGES=(haproxy iptables)
+if $bench; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -1,0 +1,287 @@
+// The suite's main lab ("bench"): written for the run into a temporary directory (cluster
+// YAML, the HAProxy pair's configurations and certificates), brought up, checked, and taken
+// down with everything it made. Two nodes:
+//
+//   node-a: mesh/client (meshed; the nodemesh variants' load), mesh/near (meshed backend for the
+//           same-node path), plain/client (unmeshed; direct and HAProxy variants),
+//           plain/ipt-client (unmeshed; captured by an iptables DNAT for the capture scenario),
+//           plain/haproxy-a
+//   node-b: mesh/backend (meshed), plain/plain-backend (unmeshed: the same program, for the
+//           direct and HAProxy paths — plaintext to a meshed pod would be captured by its
+//           node proxy, and STRICT refuses it), plain/haproxy-b
+//
+// Mesh-wide STRICT (a PeerAuthentication in istio-system): the meshed backends take mutual
+// TLS only. Services: web (HTTP ports → L7) and web-tcp (tcp- ports → L4) select backend;
+// near and near-tcp select near; plain-backend and haproxy-b are headless (their names
+// resolve to the pods in the pods' /etc/hosts, which is how haproxy finds them).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { packagePath } from '../../common/paths.js';
+import { AGENT_PORTS } from '../../common/ports.js';
+import { allPairPorts, PAIR_VARIANTS, pairPort, writePairFiles } from './haproxy-pair.js';
+import { cgroupPids, comm, labRun } from './lab-exec.js';
+import { BACKEND_PORTS, type Proto, type VariantId } from './settings.js';
+
+export const MAIN_LAB = 'bench';
+const POD_PROGRAMS = packagePath('dist', 'test', 'bench', 'pods');
+export const podProgram = (name: string) => path.join(POD_PROGRAMS, name);
+
+type Doc = Record<string, unknown>;
+
+const sleepPod = (ns: string, name: string, node: string, extra: Doc = {}): Doc => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: ns, ...extra },
+  spec: { nodeName: node, serviceAccountName: name, containers: [{ name: 'sleep', command: ['sleep', 'infinity'] }] },
+});
+
+/** A backend pod: the HTTP/1.1, h2c and TCP servers, and the gRPC server, as two containers. */
+const backendPod = (ns: string, name: string, node: string, app: string): Doc => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: ns, labels: { app } },
+  spec: {
+    nodeName: node,
+    serviceAccountName: name,
+    containers: [
+      {
+        name: 'servers',
+        command: ['node', podProgram('backend.js')],
+        ports: (['h1', 'h2', 'bulk', 'echo'] as const).map((p) => ({ containerPort: BACKEND_PORTS[p] })),
+      },
+      { name: 'grpc', command: ['node', podProgram('grpc-backend.js')], ports: [{ containerPort: BACKEND_PORTS.grpc }] },
+    ],
+  },
+});
+
+const haproxyPod = (name: 'haproxy-a' | 'haproxy-b', node: string, ports: number[]): Doc => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: { name, namespace: 'plain', labels: { app: name } },
+  spec: {
+    nodeName: node,
+    // -db: foreground, no daemon (the lab owns the process); cwd is the lab dir
+    containers: [{ name: 'haproxy', command: ['haproxy', '-db', '-f', `${name}.cfg`], ports: ports.map((p) => ({ containerPort: p })) }],
+  },
+});
+
+/** L7 Services declare HTTP ports (http, http2, grpc); L4 ones the same ports as tcp-…. */
+const service = (name: string, app: string, l4: boolean): Doc => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: 'mesh' },
+  spec: {
+    selector: { app },
+    ports: l4
+      ? (['h1', 'h2', 'grpc', 'bulk', 'echo'] as const).map((p) => ({
+          name: `tcp-${p}`,
+          port: BACKEND_PORTS[p],
+          targetPort: BACKEND_PORTS[p],
+        }))
+      : [
+          { name: 'http', port: BACKEND_PORTS.h1, targetPort: BACKEND_PORTS.h1 },
+          { name: 'http2', port: BACKEND_PORTS.h2, targetPort: BACKEND_PORTS.h2 },
+          { name: 'grpc', port: BACKEND_PORTS.grpc, targetPort: BACKEND_PORTS.grpc },
+        ],
+  },
+});
+
+const headless = (name: string): Doc => ({
+  apiVersion: 'v1',
+  kind: 'Service',
+  metadata: { name, namespace: 'plain' },
+  spec: { clusterIP: 'None', selector: { app: name }, ports: [{ name: 'tcp', port: 1 }] },
+});
+
+export function mainLabDocuments(): Doc[] {
+  const ports = allPairPorts();
+  return [
+    { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-a' } },
+    { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-b' } },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'mesh', labels: { 'nodemesh.io/mesh': 'enabled' } } },
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'plain' } },
+    {
+      apiVersion: 'security.istio.io/v1',
+      kind: 'PeerAuthentication',
+      metadata: { name: 'default', namespace: 'istio-system' },
+      spec: { mtls: { mode: 'STRICT' } },
+    },
+    service('web', 'backend', false),
+    service('web-tcp', 'backend', true),
+    service('near', 'near', false),
+    service('near-tcp', 'near', true),
+    headless('plain-backend'),
+    headless('haproxy-b'),
+    sleepPod('mesh', 'client', 'node-a'),
+    backendPod('mesh', 'near', 'node-a', 'near'),
+    sleepPod('plain', 'client', 'node-a'),
+    sleepPod('plain', 'ipt-client', 'node-a'),
+    haproxyPod(
+      'haproxy-a',
+      'node-a',
+      ports.map((p) => p.a),
+    ),
+    backendPod('mesh', 'backend', 'node-b', 'backend'),
+    backendPod('plain', 'plain-backend', 'node-b', 'plain-backend'),
+    haproxyPod(
+      'haproxy-b',
+      'node-b',
+      ports.map((p) => p.b),
+    ),
+  ];
+}
+
+export class BenchLab {
+  private constructor(
+    readonly name: string,
+    readonly dir: string,
+    readonly state: LabState,
+  ) {}
+
+  /** Writes the lab dir, brings the lab up (tearing down a leftover of the same name first). */
+  static async up(opts: { haproxyThreads: number; timeoutMs?: number }): Promise<BenchLab> {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-'));
+    try {
+      await writeFile(
+        path.join(dir, 'cluster.yaml'),
+        mainLabDocuments()
+          .map((d) => `---\n${stringify(d)}`)
+          .join(''),
+      );
+      await writePairFiles(dir, opts.haproxyThreads);
+      const state = await labUp({ dir, name: MAIN_LAB });
+      const lab = new BenchLab(MAIN_LAB, dir, state);
+      await lab.captureByIptables();
+      return lab;
+    } catch (err) {
+      await labDown({ name: MAIN_LAB }).catch(() => undefined);
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async down(): Promise<void> {
+    try {
+      await labDown({ name: this.name });
+    } finally {
+      await rm(this.dir, { recursive: true, force: true });
+    }
+  }
+
+  pod(id: string): LabState['pods'][number] {
+    const [ns, name] = id.split('/');
+    const p = this.state.pods.find((x) => x.namespace === ns && x.name === name);
+    if (!p) throw new Error(`lab ${this.name} has no pod ${id}`);
+    return p;
+  }
+
+  node(name: string): LabState['nodes'][number] {
+    const n = this.state.nodes.find((x) => x.name === name);
+    if (!n) throw new Error(`lab ${this.name} has no node ${name}`);
+    return n;
+  }
+
+  serviceIp(name: string): string {
+    const s = this.state.services.find((x) => x.namespace === 'mesh' && x.name === name);
+    if (!s) throw new Error(`lab ${this.name} has no Service mesh/${name}`);
+    return s.clusterIp;
+  }
+
+  run(target: string, argv: string[], timeoutMs: number) {
+    return labRun(this.name, target, argv, timeoutMs);
+  }
+
+  /** Where a variant's client sends a protocol's traffic. */
+  target(variant: VariantId, proto: Proto): { host: string; port: number } {
+    const port = BACKEND_PORTS[proto];
+    switch (variant) {
+      case 'direct':
+        return { host: this.pod('plain/plain-backend').ip, port };
+      case 'nm-l4':
+        return { host: this.serviceIp('web-tcp'), port };
+      case 'nm-l7':
+        return { host: this.serviceIp('web'), port };
+      case 'nm-same-l4':
+        return { host: this.serviceIp('near-tcp'), port };
+      case 'nm-same-l7':
+        return { host: this.serviceIp('near'), port };
+      default: {
+        const { mode, key } = PAIR_VARIANTS[variant];
+        const p = pairPort(mode, key, proto);
+        if (p === undefined) throw new Error(`the HAProxy pair in ${mode} mode does not carry ${proto}`);
+        return { host: this.pod('plain/haproxy-a').ip, port: p };
+      }
+    }
+  }
+
+  /**
+   * The agents' pids, node by node: the state file's, checked against the agent's cgroup
+   * (the agent's cgroup also holds the short-lived commands it runs, so the cgroup alone
+   * does not name it).
+   */
+  async agentPids(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const n of this.state.nodes) {
+      const pid = this.state.processes.find((p) => p.role === 'agent' && p.name === n.name)?.pid;
+      if (pid === undefined || !(await cgroupPids(n.agentCgroup)).includes(pid))
+        throw new Error(`node ${n.name}: its agent (pid ${pid ?? 'unknown'}) is not running in ${n.agentCgroup}`);
+      out[n.name] = pid;
+    }
+    return out;
+  }
+
+  /** haproxy-a's and haproxy-b's pids: the state file's, checked to be haproxy in the pod's cgroup. */
+  async haproxyPids(): Promise<Record<string, number>> {
+    const out: Record<string, number> = {};
+    for (const name of ['haproxy-a', 'haproxy-b']) {
+      const pod = this.pod(`plain/${name}`);
+      const pid = this.state.processes.find((p) => p.role === 'pod' && p.name === `plain/${name}/haproxy`)?.pid;
+      if (pid === undefined || !(await cgroupPids(pod.cgroup)).includes(pid) || (await comm(pid)) !== 'haproxy')
+        throw new Error(`pod plain/${name}: haproxy (pid ${pid ?? 'unknown'}) is not running in ${pod.cgroup}`);
+      out[name] = pid;
+    }
+    return out;
+  }
+
+  /**
+   * The capture scenario's iptables path: in node-a's netns, connections from plain/ipt-client
+   * to plain-backend's echo port are DNATed to the node proxy's outbound port, so the proxy
+   * reads their original destination from conntrack (getsockopt SO_ORIGINAL_DST, which the
+   * eBPF hook leaves to the kernel when it has no record) — the path istio-cni's and
+   * Istio's sidecar redirection take. DNAT to the proxy's address rather than REDIRECT:
+   * REDIRECT picks the address of the interface the packet came in on (the pod bridge), and
+   * the proxy listens on the node's address only; the NAT and conntrack work is the same.
+   * The rule dies with the node's netns at `lab down`.
+   */
+  private async captureByIptables(): Promise<void> {
+    const a = this.node('node-a');
+    await this.run(
+      'node/node-a',
+      [
+        'iptables',
+        '-w',
+        '5',
+        '-t',
+        'nat',
+        '-A',
+        'PREROUTING',
+        '-s',
+        this.pod('plain/ipt-client').ip,
+        '-d',
+        this.pod('plain/plain-backend').ip,
+        '-p',
+        'tcp',
+        '--dport',
+        String(BACKEND_PORTS.echo),
+        '-j',
+        'DNAT',
+        '--to-destination',
+        `${a.ip}:${AGENT_PORTS.outbound}`,
+      ],
+      15_000,
+    );
+  }
+}

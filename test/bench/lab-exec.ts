@@ -1,0 +1,122 @@
+// Running the suite's programs inside a lab's pods and nodes (`nodemesh lab exec`), bounded
+// in time: a command that outlives its bound is killed with its whole process group and the
+// scenario says which command hung. Also where the processes under measurement are found
+// (through the lab's cgroups, not the pids of the state file) and what they cost
+// (/proc/<pid>/stat, /proc/<pid>/status).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { labExecCommand } from '../../deploy/lab/lab.js';
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs argv in a lab target (`ns/pod` or `node/NAME`); resolves its stdout, rejects on a non-zero exit or the bound. */
+export async function labRun(lab: string, target: string, argv: string[], timeoutMs: number): Promise<ExecResult> {
+  const cmd = await labExecCommand({ name: lab, target, argv });
+  return new Promise((resolve, reject) => {
+    const c = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: cmd.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    let stdout = '';
+    let stderr = '';
+    c.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    c.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      killGroup(c);
+      reject(new Error(`${target}: \`${argv.join(' ')}\` did not finish within ${timeoutMs} ms (killed); stderr: ${tail(stderr)}`));
+    }, timeoutMs);
+    c.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    c.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (code === 0) resolve({ stdout, stderr });
+      else reject(new Error(`${target}: \`${argv.join(' ')}\` exited ${code ?? signal}: ${tail(stderr) || tail(stdout)}`));
+    });
+  });
+}
+
+/** Starts argv in a lab target with a pipe to its stdin (held-connection client); the caller ends it. */
+export async function labSpawn(lab: string, target: string, argv: string[]): Promise<ChildProcess> {
+  const cmd = await labExecCommand({ name: lab, target, argv });
+  return spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: cmd.env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+}
+
+export function killGroup(c: ChildProcess): void {
+  if (c.pid === undefined || c.exitCode !== null) return;
+  try {
+    process.kill(-c.pid, 'SIGKILL');
+  } catch {
+    c.kill('SIGKILL');
+  }
+}
+
+function tail(s: string): string {
+  return s.trim().split('\n').slice(-6).join(' | ');
+}
+
+/** The last JSON object a program printed (the suite's pod programs print one per result). */
+export function lastJson<T>(stdout: string, what: string): T {
+  const line = stdout.trim().split('\n').filter(Boolean).pop();
+  if (!line) throw new Error(`${what} printed nothing`);
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new Error(`${what} printed no JSON: ${line.slice(0, 200)}`);
+  }
+}
+
+/** The pids in a cgroup v2 directory (not its children). */
+export async function cgroupPids(cgroup: string): Promise<number[]> {
+  const text = await readFile(path.join(cgroup, 'cgroup.procs'), 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map(Number);
+}
+
+export async function comm(pid: number): Promise<string> {
+  return (await readFile(`/proc/${pid}/comm`, 'utf8').catch(() => '')).trim();
+}
+
+let clockTicks: number | undefined;
+
+/** USER_HZ: the unit of /proc/<pid>/stat's CPU times (100 on Linux everywhere but in theory). */
+export async function ticksPerSecond(): Promise<number> {
+  if (clockTicks === undefined) {
+    const out = await new Promise<string>((resolve) => {
+      const c = spawn('getconf', ['CLK_TCK'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      let s = '';
+      c.stdout.setEncoding('utf8').on('data', (d: string) => (s += d));
+      c.on('close', () => resolve(s));
+      c.on('error', () => resolve(''));
+    });
+    clockTicks = Number(out.trim()) || 100;
+  }
+  return clockTicks;
+}
+
+/**
+ * CPU seconds a process has used (user + system, all its threads): fields 14 and 15 of
+ * /proc/<pid>/stat, counted after the command name's closing parenthesis.
+ */
+export async function cpuSeconds(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // fields[0] is field 3 (state): utime is field 14, stime field 15
+  return (Number(fields[11]) + Number(fields[12])) / (await ticksPerSecond());
+}
+
+/** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
+export async function rssBytes(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+  if (!m) throw new Error(`no VmRSS for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
+/** Sum of cpuSeconds over pids. */
+export async function cpuOf(pids: number[]): Promise<number> {
+  let s = 0;
+  for (const p of pids) s += await cpuSeconds(p);
+  return s;
+}

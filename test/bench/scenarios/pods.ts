@@ -1,0 +1,128 @@
+// Agent memory per meshed pod, in a lab of its own ("bench-pods"): one node per pod count
+// (0, 100, 250 in the full suite), every pod meshed and sleeping, each with its own service
+// account (the worst case: one workload certificate per pod). The agents run side by side
+// with the same snapshot (every node's workloads), so the difference between two agents is
+// what their own pods cost: enrolment, certificates, per-pod state. Marginal bytes per pod =
+// the difference of RSS between two nodes over the difference of their pod counts.
+//
+// 250 is the most one lab node holds (the lab gives each node a /24 of pod addresses); the
+// issue's 500 needs a wider pod CIDR in deploy/lab. `lab up`'s own duration at this size is
+// reported too (is a lab this big practical?).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { scrape, sumMetric } from '../../../cli/prom-text.js';
+import { labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
+import { cgroupPids, rssBytes } from '../lab-exec.js';
+import { scenario, type ScenarioResult } from '../scenario.js';
+import type { Settings } from '../settings.js';
+import { median } from '../stats.js';
+
+export const PODS_LAB = 'bench-pods';
+
+export function podsDocuments(steps: number[]): Record<string, unknown>[] {
+  const docs: Record<string, unknown>[] = [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'pods', labels: { 'nodemesh.io/mesh': 'enabled' } } },
+  ];
+  for (const n of steps) {
+    const node = `pods-${n}`;
+    docs.push({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } });
+    for (let i = 0; i < n; i++) {
+      docs.push({
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: `n${n}-p${i}`, namespace: 'pods' },
+        spec: { nodeName: node, serviceAccountName: `n${n}-sa${i}`, containers: [{ name: 'sleep', command: ['sleep', 'infinity'] }] },
+      });
+    }
+  }
+  return docs;
+}
+
+interface Identity {
+  spiffeId: string;
+  notAfter?: string;
+}
+
+async function identitiesIssued(admin: string): Promise<number> {
+  const res = await fetch(`http://${admin}/debug/state`, { signal: AbortSignal.timeout(10_000) });
+  const state = (await res.json()) as { identities?: Identity[] };
+  return (state.identities ?? []).filter((i) => i.notAfter).length;
+}
+
+export function podsScenario(s: Settings, log: (m: string) => void): Promise<ScenarioResult> {
+  const steps = s.pods.steps;
+  const method =
+    `A lab of its own with one node per pod count (${steps.join(', ')}), every pod meshed and sleeping with its own service account; once every agent has enrolled its pods and holds their certificates, ` +
+    `${s.pods.settleSeconds} s of quiet, then each agent's RSS (median of ${s.pods.samples} readings 1 s apart, /proc/<pid>/status) and V8 heap used (its /metrics). Marginal per pod between consecutive counts.`;
+  return scenario('pods', 'Agent memory per meshed pod', method, log, async (out) => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-pods-'));
+    let state: LabState | undefined;
+    try {
+      await writeFile(
+        path.join(dir, 'cluster.yaml'),
+        podsDocuments(steps)
+          .map((d) => `---\n${stringify(d)}`)
+          .join(''),
+      );
+      const t0 = performance.now();
+      state = await labUp({ dir, name: PODS_LAB, timeouts: { agentsMs: 300_000, podsMs: 300_000 } });
+      const upSeconds = (performance.now() - t0) / 1000;
+      log(`  lab up with ${steps.reduce((a, b) => a + b, 0)} pods in ${upSeconds.toFixed(0)} s`);
+      // every agent has enrolled its pods (ready) and holds a certificate for each
+      const t1 = performance.now();
+      const deadline = Date.now() + 300_000;
+      for (const n of steps) {
+        const node = state.nodes.find((x) => x.name === `pods-${n}`)!;
+        for (;;) {
+          const enrolled = sumMetric(await scrape(node.agentAdmin), 'nodemesh_agent_enrolled_pods');
+          const certs = await identitiesIssued(node.agentAdmin);
+          if (enrolled === n && certs === n) break;
+          if (Date.now() > deadline)
+            throw new Error(`node pods-${n}: ${enrolled} pods enrolled and ${certs} certificates after 300 s, expected ${n}`);
+          await new Promise((r) => setTimeout(r, 500));
+        }
+      }
+      const certSeconds = (performance.now() - t1) / 1000;
+      await new Promise((r) => setTimeout(r, s.pods.settleSeconds * 1000));
+      const agents: { pods: number; rssMB: number; heapUsedMB: number }[] = [];
+      for (const n of steps) {
+        const node = state.nodes.find((x) => x.name === `pods-${n}`)!;
+        // the state file's pid, checked against the agent's cgroup (which also holds the
+        // short-lived commands the agent runs)
+        const pid = state.processes.find((p) => p.role === 'agent' && p.name === node.name)?.pid;
+        if (pid === undefined || !(await cgroupPids(node.agentCgroup)).includes(pid))
+          throw new Error(`node pods-${n}: its agent (pid ${pid ?? 'unknown'}) is not running in ${node.agentCgroup}`);
+        const rss: number[] = [];
+        const heap: number[] = [];
+        for (let i = 0; i < s.pods.samples; i++) {
+          if (i > 0) await new Promise((r) => setTimeout(r, 1000));
+          rss.push(await rssBytes(pid));
+          heap.push(sumMetric(await scrape(node.agentAdmin), 'nodemesh_agent_nodejs_heap_size_used_bytes'));
+        }
+        agents.push({ pods: n, rssMB: median(rss) / 2 ** 20, heapUsedMB: median(heap) / 2 ** 20 });
+      }
+      const marginal = agents.slice(1).map((a, i) => {
+        const prev = agents[i]!;
+        const dn = a.pods - prev.pods;
+        return {
+          from: prev.pods,
+          to: a.pods,
+          rssBytesPerPod: ((a.rssMB - prev.rssMB) * 2 ** 20) / dn,
+          heapBytesPerPod: ((a.heapUsedMB - prev.heapUsedMB) * 2 ** 20) / dn,
+        };
+      });
+      out.data = { labUpSeconds: upSeconds, certificatesSeconds: certSeconds, pods: steps.reduce((a, b) => a + b, 0), agents, marginal };
+      for (const a of agents)
+        log(`  ${String(a.pods).padStart(4)} pods: agent RSS ${a.rssMB.toFixed(1)} MB, heap used ${a.heapUsedMB.toFixed(1)} MB`);
+      for (const m of marginal)
+        log(
+          `  ${m.from} → ${m.to}: ${(m.rssBytesPerPod / 1024).toFixed(1)} KiB RSS, ${(m.heapBytesPerPod / 1024).toFixed(1)} KiB heap per pod`,
+        );
+    } finally {
+      await labDown({ name: PODS_LAB }).catch((err: unknown) => out.errors.push(`lab down ${PODS_LAB}: ${(err as Error).message}`));
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+}

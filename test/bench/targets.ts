@@ -1,0 +1,155 @@
+// The issue's targets (issue 15), each read off a run's results: the measured value, the
+// target, and whether it is met. A missed target is a finding, never a failure of the suite;
+// a target whose numbers did not run says so (met: null).
+import type { Cell } from './rounds.js';
+import type { ScenarioResult } from './scenario.js';
+
+export interface TargetResult {
+  target: string;
+  /** what was measured, as a sentence fragment with its unit */
+  measured: string;
+  met: boolean | null;
+  note?: string;
+}
+
+const cellOf = (results: ScenarioResult[], scenario: string, condition: string, variant: string): Cell | undefined =>
+  results.find((r) => r.id === scenario)?.cells.find((c) => c.condition === condition && c.variant === variant);
+
+const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : 'n/a');
+
+function check(
+  target: string,
+  value: number | undefined,
+  ok: (v: number) => boolean,
+  show: (v: number) => string,
+  note?: string,
+): TargetResult {
+  if (value === undefined || !Number.isFinite(value))
+    return { target, measured: 'not measured (its runs failed or did not run)', met: null, ...(note ? { note } : {}) };
+  return { target, measured: show(value), met: ok(value), ...(note ? { note } : {}) };
+}
+
+export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
+  const out: TargetResult[] = [];
+  const wrk16 = 'HTTP/1.1 wrk c16';
+  const at1k = '1,000 req/s';
+  const at5k = '5,000 req/s';
+
+  const l4rps = cellOf(results, 'saturation', wrk16, 'nm-l4')?.ratios.rps?.median;
+  out.push(
+    check(
+      'L4 across nodes, mTLS: req/s ≥ 1.0× the HAProxy pair (TCP mode)',
+      l4rps,
+      (v) => v >= 1.0,
+      (v) => `${f(v)}× (wrk c16, median of round ratios)`,
+    ),
+  );
+  const l4cpu = cellOf(results, 'latency', at1k, 'nm-l4')?.ratios.proxyCpuMsPer1k?.median;
+  out.push(
+    check(
+      'L4: CPU per request ≤ 1.0× the HAProxy pair',
+      l4cpu,
+      (v) => v <= 1.0,
+      (v) => `${f(v)}× (both proxies' CPU at 1,000 req/s)`,
+    ),
+  );
+  const l4p99 = cellOf(results, 'latency', at1k, 'nm-l4')?.added.p99?.median;
+  const pairP99 = cellOf(results, 'latency', at1k, 'hap-tcp-rsa')?.added.p99?.median;
+  out.push(
+    check(
+      "L4: added p99 at 1,000 req/s ≤ the pair's",
+      l4p99 !== undefined && pairP99 !== undefined ? l4p99 - pairP99 : undefined,
+      (v) => v <= 0,
+      () => `+${f(l4p99!)} ms vs the pair's +${f(pairP99!)} ms`,
+    ),
+  );
+  const l7rps = cellOf(results, 'saturation', wrk16, 'nm-l7')?.ratios.rps?.median;
+  out.push(
+    check(
+      'L7: req/s ≥ 0.8× the HAProxy pair (HTTP mode)',
+      l7rps,
+      (v) => v >= 0.8,
+      (v) => `${f(v)}× (wrk c16)`,
+    ),
+  );
+  const l7p99 = cellOf(results, 'latency', at1k, 'nm-l7')?.added.p99?.median;
+  out.push(
+    check(
+      'L7: added p99 at 1,000 req/s ≤ 1 ms (quiet machine)',
+      l7p99,
+      (v) => v <= 1,
+      (v) => `+${f(v)} ms`,
+      'only meaningful on a quiet machine',
+    ),
+  );
+  const l7at5k = cellOf(results, 'latency', at5k, 'nm-l7');
+  const behind = l7at5k
+    ? Math.max(l7at5k.metrics.sendDelayP999?.median ?? NaN, (l7at5k.metrics.timeouts?.median ?? 0) > 0 ? Infinity : 0)
+    : undefined;
+  out.push(
+    check(
+      'L7: no falling behind schedule at 5,000 req/s',
+      behind,
+      (v) => v <= 100,
+      (v) =>
+        v === Infinity
+          ? `requests left unanswered (median ${f(l7at5k!.metrics.timeouts!.median, 0)} per run)`
+          : `p99.9 of send delay ${f(v)} ms, achieved ${f(l7at5k!.metrics.achievedRps?.median ?? NaN, 0)} req/s`,
+      'behind = a request waited over 100 ms (p99.9) past its intended send time for a free connection, or was never answered',
+    ),
+  );
+  out.push({
+    target: 'Uses every core: N workers ≥ 0.85 × N × one worker',
+    measured: 'not measured: the agent runs one worker (no multi-worker mode yet)',
+    met: null,
+  });
+
+  const pods = results.find((r) => r.id === 'pods')?.data as
+    { agents?: { pods: number; rssMB: number }[]; marginal?: { from: number; to: number; rssBytesPerPod: number }[] } | undefined;
+  const at100 = pods?.agents?.find((a) => a.pods === 100)?.rssMB;
+  out.push(
+    check(
+      'Memory: agent RSS ≤ 80 MB with 100 meshed pods',
+      at100,
+      (v) => v <= 80,
+      (v) => `${f(v, 1)} MB`,
+    ),
+  );
+  const marg = pods?.marginal?.length ? Math.max(...pods.marginal.map((m) => m.rssBytesPerPod)) : undefined;
+  out.push(
+    check(
+      'Memory: ≤ 64 KB marginal per pod',
+      marg,
+      (v) => v <= 64 * 1024,
+      (v) => `${f(v / 1024, 1)} KiB (the larger of ${pods!.marginal!.map((m) => `${m.from}→${m.to}`).join(', ')})`,
+    ),
+  );
+  const held = results.find((r) => r.id === 'held-connections')?.data as
+    { connections?: number; held?: number; agents?: Record<string, { bytesPerConnection: number; rssHeldMB: number }> } | undefined;
+  const perConn = held?.agents ? Math.max(...Object.values(held.agents).map((a) => a.bytesPerConnection)) : undefined;
+  out.push(
+    check(
+      `Memory: bounded under ${held?.connections?.toLocaleString('en-US') ?? '10,000'} connections`,
+      perConn !== undefined && held?.held !== held?.connections ? Infinity : perConn,
+      (v) => v <= 16 * 1024,
+      (v) =>
+        v === Infinity
+          ? `only ${held!.held} of ${held!.connections} connections held`
+          : `${f(v / 1024, 1)} KiB per connection (the larger agent), ${Object.entries(held!.agents!)
+              .map(([n, a]) => `${n} ${f(a.rssHeldMB, 0)} MB`)
+              .join(', ')} while held`,
+      'the issue gives no number: read here as every connection held and ≤ 16 KiB of RSS per connection',
+    ),
+  );
+  const cp = results.find((r) => r.id === 'control-plane')?.data as
+    { convergenceMs?: { p99: number }; services?: number; endpoints?: number; agents?: number } | undefined;
+  out.push(
+    check(
+      `Config convergence p99 ≤ 1 s (${cp?.services ?? 1000} Services / ${cp?.endpoints ?? 10000} endpoints / ${cp?.agents ?? 10} agents)`,
+      cp?.convergenceMs?.p99,
+      (v) => v <= 1000,
+      (v) => `${f(v, 0)} ms`,
+    ),
+  );
+  return out;
+}
