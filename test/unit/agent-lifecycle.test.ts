@@ -11,7 +11,6 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { takeOver } from '../../agent/lifecycle/handoff.js';
 import { drain } from '../../agent/lifecycle/drain.js';
 import { LAST_GOOD_FILE, LastGoodWriter, MAX_AGE_MS, readLastGood } from '../../agent/lifecycle/last-good.js';
@@ -21,6 +20,7 @@ import { packagePath } from '../../common/paths.js';
 import { fullSnapshot } from '../helpers/snapshot-fixture.js';
 import { TestCa } from '../helpers/test-ca.js';
 import { eventually } from '../helpers/eventually.js';
+import { idleFor } from '../helpers/idle.js';
 
 const handoffUrl = new URL('../../agent/lifecycle/handoff.js', import.meta.url).href;
 const listenersUrl = new URL('../../agent/lifecycle/listeners.js', import.meta.url).href;
@@ -95,7 +95,7 @@ function hammer(port: number) {
     const pending: Promise<void>[] = [];
     while (!stopped) {
       pending.push(one());
-      await sleep(3);
+      await idleFor(3, 'a new connection every few ms');
     }
     await Promise.all(pending);
   })();
@@ -119,7 +119,8 @@ test('a successor takes the listening socket over: while both run, then after th
   const server = http.createServer({ keepAlive: false }, (_req, res) => res.end('new'));
   t.teardown(() => void server.close());
   await new Promise<void>((r) => server.listen({ fd: taken!.listeners[0]!.fd, backlog: 4096 }, r));
-  await sleep(150); // both accept on the one socket now
+  // both accept on the one socket now: the successor serves before the old one lets go
+  await eventually(() => load.answers.some((a) => a.by === 'new'), 10_000, 'the successor serving beside the old agent');
   await taken!.predecessor.confirm();
   const releasedAt = Date.now();
   t.truthy(await old.next('released'));
@@ -145,7 +146,7 @@ test('a successor that goes away before it serves takes nothing: the running age
   for (const l of first.listeners) fs.closeSync(l.fd);
   first.predecessor.abandon();
   const load = hammer(port);
-  await sleep(200);
+  await eventually(() => load.answers.length >= 20, 10_000, 'the running agent serving');
   await load.stop();
   t.deepEqual(load.errors, []);
   t.true(load.answers.length > 0 && load.answers.every((a) => a.by === 'old'));
@@ -250,7 +251,7 @@ test('a drain ends when no connection is left, when its period is over, or when 
   const started = Date.now();
   t.is(await drain(async () => 1, 200, new Promise(() => {})), 'timeout');
   t.true(Date.now() - started >= 190);
-  t.is(await drain(async () => 1, 60_000, sleep(50)), 'cut');
+  t.is(await drain(async () => 1, 60_000, Promise.resolve()), 'cut');
 });
 
 // ---- the lab's DaemonSet stand-in ------------------------------------------------------------
@@ -275,7 +276,7 @@ test("the lab's supervisor restarts a killed process at once, runs a second one 
   // the old one exits (after handing over): not restarted, it is not the current one
   process.kill(restart.pid, 'SIGTERM');
   await eventually(() => events().find((e) => e.event === 'exit' && e.pid === restart.pid), 10_000, 'the old exit');
-  await sleep(300);
+  await idleFor(300, 'a period in which a restart of the handed-over agent would come');
   t.is(events().filter((e) => e.event === 'start').length, 3);
   const code = new Promise((r) => sup.once('exit', r));
   sup.kill('SIGTERM');
