@@ -92,8 +92,8 @@ async function engine(t: ExecutionContext, backend: Backend, transport: 'same-no
   return { url: h.url, agent };
 }
 
-/** A request that must answer within 3 s (undefined: it hung). */
-const get = (e: { url: string; agent: http.Agent }) => within(request(e.url, e.agent, { localAddress: CLIENT_IP }), 3000);
+/** A request that must answer within 15 s (undefined: it hung), however loaded the machine. */
+const get = (e: { url: string; agent: http.Agent }) => within(request(e.url, e.agent, { localAddress: CLIENT_IP }), 15_000);
 
 for (const transport of ['same-node', 'tunnel', 'tcp'] as const) {
   test(`${transport}: a request after the pod closed its idle keep-alive connection without a word answers, on a new connection`, async (t) => {
@@ -145,10 +145,10 @@ test('destination: a workload authorised per request — after its pod closed th
   for (const transport of ['tcp', 'tunnel'] as const) {
     const ib = await inbound(t, [getOnly], p.port, mtlsFrom('shop', 'client'), transport);
     const conn = await rawConnection(t, ib.port, p.port, transport);
-    t.regex((await within(conn.exchange('GET / HTTP/1.1\r\nHost: web\r\n\r\n'), 3000)) ?? '', /^HTTP\/1\.1 200 /, transport);
+    t.regex((await within(conn.exchange('GET / HTTP/1.1\r\nHost: web\r\n\r\n'), 15_000)) ?? '', /^HTTP\/1\.1 200 /, transport);
     await idleFor(800, "the inbound side's pod connection idles past the pod's 300 ms");
     await eventually(() => p.closed === p.connections, 5000, 'the pod closing it');
-    t.regex((await within(conn.exchange('GET /again HTTP/1.1\r\nHost: web\r\n\r\n'), 3000)) ?? 'hung', /^HTTP\/1\.1 200 /, `${transport}: the second request answered`);
+    t.regex((await within(conn.exchange('GET /again HTTP/1.1\r\nHost: web\r\n\r\n'), 15_000)) ?? 'hung', /^HTTP\/1\.1 200 /, `${transport}: the second request answered`);
   }
 });
 
@@ -196,20 +196,24 @@ test('the same-node pipe keeps a socket’s inactivity timer: it fires after the
     end.on('error', () => {});
     end.resume();
   }
-  const fired: number[] = [];
-  const started = performance.now();
-  // a second is far more than a loaded machine stalls between two bytes 100 ms apart
-  a.setTimeout(1000, () => fired.push(performance.now() - started));
-  // a byte written, then one read, every 100 ms: never idle for 1 s
+  // when the timer fired, and when the last byte went either way before it: a loaded machine
+  // may stall past the timeout between two bytes, and then the timer is right to fire; what
+  // must hold is that it fires only a whole timeout after the last byte
+  const TIMEOUT = 1000;
+  const fired: { at: number; lastByte: number }[] = [];
+  let lastByte = performance.now();
+  a.setTimeout(TIMEOUT, () => fired.push({ at: performance.now(), lastByte }));
+  // a byte written, then one read, every 100 ms: far from idle for 1 s
   for (let i = 0; i < 4; i++) {
     await idleFor(100, 'activity paced below the timeout');
+    lastByte = performance.now();
     if (i % 2 === 0) a.write('x');
     else b.write('y');
   }
-  t.deepEqual(fired, [], 'activity either way kept it from firing');
-  await eventually(() => fired.length > 0, 10_000, 'the inactivity timer');
-  t.is(fired.length, 1, 'then it fired once');
-  t.true(fired[0]! >= 1400, `after the last byte plus the timeout (${fired[0]} ms)`);
+  const finalByte = lastByte;
+  await eventually(() => fired.some((f) => f.at > finalByte), 20_000, 'the inactivity timer after the last byte');
+  for (const f of fired) t.true(f.at - f.lastByte >= TIMEOUT - 1, `fired ${Math.round(f.at - f.lastByte)} ms after the last byte`);
+  t.is(fired.filter((f) => f.at > finalByte).length, 1, 'once after the last byte');
   a.destroy();
   b.destroy();
 });
