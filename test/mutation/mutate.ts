@@ -221,7 +221,10 @@ function conformanceSamples(): string | undefined {
 }
 
 async function main(): Promise<void> {
-  const asked = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  // --report: only rewrite report.md from the kept results (after a survivor was explained)
+  const reportOnly = args.includes('--report');
+  const asked = args.filter((a) => a !== '--report');
   for (const a of asked) if (!MODULES[a]) throw new Error(`unknown module ${a}; modules: ${Object.keys(MODULES).join(', ')}`);
   // the upstream samples the authorization and peer-authentication tests read: beside this
   // checkout, or beside the main checkout when this is a git worktree; never beside the
@@ -230,7 +233,7 @@ async function main(): Promise<void> {
   if (!process.env.NODEMESH_CONFORMANCE_DIR && samples) process.env.NODEMESH_CONFORMANCE_DIR = samples;
   const resultsDir = path.join(OUT, 'results');
   fs.mkdirSync(resultsDir, { recursive: true });
-  for (const name of asked.length > 0 ? asked : Object.keys(MODULES)) {
+  for (const name of reportOnly ? [] : asked.length > 0 ? asked : Object.keys(MODULES)) {
     process.stdout.write(`\n=== mutating ${name} ===\n`);
     const r = await run(name, MODULES[name]!);
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(r, null, 2)}\n`);
