@@ -142,7 +142,8 @@ export async function world(
     identity: clientIdentity,
     nodeIp: (w) => state.nodeIp(w.node),
     port: inbound.address.port,
-    connectTimeoutMs: 3_000,
+    // a TLS handshake on a loaded machine can take seconds; no test here waits it out
+    connectTimeoutMs: 15_000,
     pool: { maxStreamsPerConnection: opts.maxStreams ?? 100, idleTimeoutMs: opts.idleMs ?? 60_000 },
   });
   t.teardown(async () => {

@@ -63,8 +63,19 @@ if (canRunPrivileged('abuse of the node proxy')) {
     },
     async (l) => {
       for (const url of ['http://web.shop/', 'http://near.shop/']) await l.output('shop/client', ['curl', '-sS', '-m', '10', url]);
-      await new Promise((r) => setTimeout(r, 1000));
-      baseline = await agentFds(l);
+      // settled: the warm-up's connections closed, two readings a quarter second apart agree
+      let last = -1;
+      baseline = await eventually(
+        async () => {
+          const n = await agentFds(l);
+          const settled = n === last;
+          last = n;
+          return settled && n;
+        },
+        15_000,
+        "the agent's descriptors to settle after the warm-up",
+        250,
+      );
     },
   );
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import readline from 'node:readline';
 import { Datapath, cgroup2Mount, type DatapathOptions } from '../../agent/datapath/redirect.js';
 import { packageRoot } from '../../common/paths.js';
+import { eventually } from '../helpers/eventually.js';
 
 const root = packageRoot();
 const originalDstUrl = new URL('../../agent/datapath/socket-calls.js', import.meta.url).href;
@@ -97,7 +98,7 @@ class Child {
     proc.stderr!.on('data', () => {}); // pino logs
     this.exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
   }
-  async waitFor(pred: (e: Event) => boolean, ms = 5000): Promise<Event> {
+  async waitFor(pred: (e: Event) => boolean, ms = 20_000): Promise<Event> {
     const deadline = Date.now() + ms;
     for (;;) {
       const e = this.events.find(pred);
@@ -285,14 +286,21 @@ function dpOptions(over: Partial<DatapathOptions> = {}): DatapathOptions {
   return { pinDir, podsCgroup: fx!.podsCg, proxyCgroup: fx!.proxyCg, proxyIp: addr.proxy, proxyPort: fx!.proxyPort, mark: MARK, ...over };
 }
 
+/** Removes a cgroup once its last process has left it (children may still be exiting). */
 async function rmdirCgroup(cg: string): Promise<void> {
-  for (let i = 0; i < 50 && fs.existsSync(cg); i++) {
-    try {
-      fs.rmdirSync(cg);
-    } catch {
-      await new Promise((r) => setTimeout(r, 100)); // children still exiting
-    }
-  }
+  await eventually(
+    () => {
+      try {
+        fs.rmdirSync(cg);
+      } catch {
+        // EBUSY while a process is still in it
+      }
+      return !fs.existsSync(cg);
+    },
+    10_000,
+    `${cg} to be empty and removed`,
+    100,
+  ).catch(() => {}); // the after hook names what is left
 }
 
 test.after.always('everything the tests made is gone: processes, pins, cgroups, netns, veths', async (t) => {
@@ -310,9 +318,6 @@ test.after.always('everything the tests made is gone: processes, pins, cgroups, 
   for (const p of [fx.podsCg, fx.proxyCg, path.dirname(pinDir), path.dirname(crashPinDir)]) t.false(fs.existsSync(p), `${p} left`);
 });
 
-async function eventually(cond: () => boolean, ms = 2000): Promise<void> {
-  for (const deadline = Date.now() + ms; !cond() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
-}
 
 const bpftoolCgroup = (dir: string) => JSON.parse(sh('bpftool', 'cgroup', 'show', dir, '-j').trim() || '[]') as Array<{ name: string }>;
 const mapCount = (name: string) => (JSON.parse(sh('bpftool', 'map', 'dump', 'pinned', path.join(pinDir, 'maps', name), '-j')) as unknown[]).length;
@@ -346,7 +351,7 @@ kernelTest('while a redirected connection is open its proxy-side tuple maps to t
   t.truthy(r.end, 'the client saw the proxy close');
   t.truthy(tuple);
   // the app's socket reaches TCP_CLOSE when the proxy acks its FIN, a moment after it exits
-  await eventually(() => dp.originalDstByTuple(tuple!) === null && mapCount('nm_orig_by_cookie') === cookiesBefore);
+  await eventually(() => dp.originalDstByTuple(tuple!) === null && mapCount('nm_orig_by_cookie') === cookiesBefore, 20_000, 'the entry removed at TCP_CLOSE');
   t.is(dp.originalDstByTuple(tuple!), null);
   t.is(mapCount('nm_orig_by_cookie'), cookiesBefore);
 });

@@ -14,12 +14,13 @@ import test, { type ExecutionContext } from 'ava';
 import { spawn } from 'node:child_process';
 import { open, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { packagePath } from '../../common/paths.js';
 import { DEFAULT_CLI } from '../../deploy/lab/lab-commands.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
+import { idleFor } from '../helpers/idle.js';
+import { eventually } from '../helpers/eventually.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'hostile');
 const LAB = 'ra-hostile';
@@ -37,14 +38,9 @@ interface ClientStats {
   failures: { at: string; loop: string; error: string; ms: number }[];
 }
 
-async function until<T>(what: string, timeoutMs: number, check: () => Promise<T | false | undefined>, everyMs = 200): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await check();
-    if (v !== false && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(everyMs);
-  }
+/** Waits for `check` (polled every `everyMs`: each poll may scrape or exec in the lab). */
+function until<T>(what: string, timeoutMs: number, check: () => Promise<T | false | undefined>, everyMs = 200): Promise<T> {
+  return eventually(check, timeoutMs, what, everyMs);
 }
 
 if (canRunPrivileged('hostile pods and a failing control plane in the lab')) {
@@ -176,7 +172,7 @@ if (canRunPrivileged('hostile pods and a failing control plane in the lab')) {
     for (const n of ['node-a', 'node-b']) t.is(await metric(n, 'nodemesh_agent_control_plane_connected'), 1, `${n} stays connected`);
     const ready = await fetch(`http://${lab.state.controlAddress!.admin}/healthz/ready`, { signal: AbortSignal.timeout(5_000) });
     t.is(ready.status, 200);
-    await sleep(1_000);
+    await idleFor(1_000, 'traffic carries on for a second after the flood');
     assertNoFailures(t, s0, await clientStats(), (Date.now() - started) / 1000 - 1);
   });
 
@@ -201,7 +197,7 @@ if (canRunPrivileged('hostile pods and a failing control plane in the lab')) {
       return Object.keys(noticed).length === 2;
     }, 100);
     for (const [n, ms] of Object.entries(noticed)) t.true(ms <= 10_500, `${n} noticed after ${(ms / 1000).toFixed(1)} s`);
-    await sleep(Math.max(0, 30_000 - (Date.now() - stoppedAt)));
+    await idleFor(Math.max(0, 30_000 - (Date.now() - stoppedAt)), 'the control plane stays frozen for 30 s');
     resume();
     const frozenS = (Date.now() - stoppedAt) / 1000;
     await until('both agents to reconnect', 30_000, async () => (await Promise.all(['node-a', 'node-b'].map((n) => metric(n, 'nodemesh_agent_control_plane_connected')))).every((v) => v === 1));

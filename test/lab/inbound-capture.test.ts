@@ -12,6 +12,7 @@ import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
+import { eventually } from '../helpers/eventually.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'inbound-capture');
 const LAB = 't-inbound';
@@ -76,12 +77,9 @@ if (canRunPrivileged('inbound capture')) {
       events,
       ready,
       stop: () => req.destroy(),
-      async waitFor(pred: (e: TapEvent) => boolean, ms = 3_000): Promise<TapEvent | undefined> {
-        for (const end = Date.now() + ms; Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
-          const e = events.find(pred);
-          if (e) return e;
-        }
-        return undefined;
+      /** The first event matching `pred` within `ms` (undefined: none came in that window). */
+      waitFor(pred: (e: TapEvent) => boolean, ms = 10_000): Promise<TapEvent | undefined> {
+        return eventually(() => events.find(pred), ms, 'a tap event', 50).catch(() => undefined);
       },
     };
   }
@@ -187,7 +185,7 @@ if (canRunPrivileged('inbound capture')) {
     const nodeB = lab.node('node-b');
     const agent = lab.state.processes.find((p) => p.role === 'agent' && p.name === 'node-b')!;
     process.kill(-agent.pid, 'SIGKILL');
-    for (const end = Date.now() + 5_000; Date.now() < end && alive(agent.pid); ) await new Promise((r) => setTimeout(r, 50));
+    await eventually(() => !alive(agent.pid), 10_000, 'the killed agent gone', 50);
     const inNode = (cmd: string[]) => run('ip', ['netns', 'exec', nodeB.netns, ...cmd]);
     t.regex((await inNode(['tc', 'filter', 'show', 'dev', 'eth0', 'ingress'])).stdout, /nm_inbound/, 'the filter outlives the agent');
     t.regex((await inNode(['ip', 'rule', 'show'])).stdout, /fwmark 0x111\/0xfff lookup 15006/);
@@ -214,7 +212,7 @@ if (canRunPrivileged('inbound capture')) {
     const nodeA = lab.node('node-a');
     const agent = lab.state.processes.find((p) => p.role === 'agent' && p.name === 'node-a')!;
     process.kill(-agent.pid, 'SIGTERM');
-    for (const end = Date.now() + 10_000; Date.now() < end && alive(agent.pid); ) await new Promise((r) => setTimeout(r, 100));
+    await eventually(() => !alive(agent.pid), 10_000, 'the agent to exit on SIGTERM', 100).catch(() => {});
     t.false(alive(agent.pid), 'the agent did not exit on SIGTERM');
 
     const inNode = (cmd: string[]) => run('ip', ['netns', 'exec', nodeA.netns, ...cmd]);

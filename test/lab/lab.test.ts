@@ -8,7 +8,6 @@ import { mkdtemp, readFile, readdir, rm, stat, unlink, writeFile } from 'node:fs
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { ConfigError } from '../../common/errors.js';
 import { agentArgv, controlArgv } from '../../deploy/lab/lab-commands.js';
@@ -17,6 +16,7 @@ import { parseLabModel } from '../../deploy/lab/lab-model.js';
 import { hostsFile, planLab } from '../../deploy/lab/lab-plan.js';
 import { labDown, labExec, labExecCommand, labNodeAddresses, labState, labStatus, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { packagePath } from '../../common/paths.js';
+import { eventually } from '../helpers/eventually.js';
 
 const FIXTURES = packagePath('test', 'fixtures');
 const BASIC = path.join(FIXTURES, 'lab-basic');
@@ -360,10 +360,15 @@ rootTest('lab down cleans a lab whose lab up was killed half-way', async (t) => 
   const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
   // kill -9 `lab up` once the agents run (they never get ready): control, agents, netns exist
   let state: LabState | undefined;
-  for (let i = 0; i < 200 && (state?.processes.length ?? 0) < 3; i++) {
-    await sleep(50);
-    state = await labState(name).catch(() => undefined);
-  }
+  await eventually(
+    async () => {
+      state = await labState(name).catch(() => undefined);
+      return (state?.processes.length ?? 0) >= 3;
+    },
+    20_000,
+    'lab up to start the control plane and two agents',
+    50,
+  ).catch(() => {}); // the assertions below say what was missing
   child.kill('SIGKILL');
   t.truthy(state, 'lab up wrote its state');
   t.is(state!.processes.length, 3, 'control plane and two agents were running');

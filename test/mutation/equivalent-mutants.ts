@@ -16,6 +16,7 @@ const OUTLIER = 'agent/cluster/outlier-detection.ts';
 const BUDGET = 'agent/cluster/retry-budget.ts';
 const RETRY = 'agent/l7/retry.ts';
 const LB = 'agent/cluster/load-balancer';
+const ROUTE = 'agent/l7/route-match.ts';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -58,6 +59,75 @@ export const EQUIVALENT: Equivalent[] = [
     original: 'n - 1',
     replacement: 'n + 1',
     reason: 'as above: the scan reaches i = n − 1, where r < total always holds, and returns the last item before it could read past the array',
+  },
+
+  // --- route matching ---
+  ...same(
+    ROUTE,
+    [
+      ['ConditionalExpression', 'v.length > 1', 'true'],
+      ['EqualityOperator', 'v.length > 1', 'v.length >= 1'],
+    ],
+    "the guard only keeps PathPrefix '/' from losing its slash; without it '/' becomes '', and the next test treats p === '/' and p === '' alike (every path that starts with '/'); a value of length 0 cannot end with '/'",
+  ),
+  ...same(
+    ROUTE,
+    [
+      ['ConditionalExpression', "p === ''", 'false'],
+      ['StringLiteral', "''", '"Stryker was here!"'],
+    ],
+    "p is '' only for a PathPrefix value '', which both validators refuse (Gateway API: the value must start with '/'; a VirtualService prefix is a 'prefix', not a 'pathPrefix')",
+  ).map((e) => ({ ...e, line: 60 })),
+  {
+    file: ROUTE,
+    mutator: 'BlockStatement',
+    original: '{\n    return undefined;\n  }',
+    replacement: '{}',
+    reason: 'the catch block is the last statement: an empty one falls off the end of the function, which returns undefined too',
+  },
+  ...same(
+    ROUTE,
+    [
+      ['ConditionalExpression', 'query.length === 0', 'false'],
+      ['EqualityOperator', 'start <= query.length', 'start < query.length'],
+    ],
+    "they differ only in whether an empty query (or the empty segment after a trailing '&') holds a parameter named '', and no match asks for one: both validators refuse an empty query-parameter name",
+  ),
+  {
+    file: ROUTE,
+    mutator: 'EqualityOperator',
+    original: 'eq < end',
+    replacement: 'eq <= end',
+    reason: "eq and end index different characters ('=' and '&'), or end is the length of the query, where no character is: they are never equal",
+  },
+  {
+    file: ROUTE,
+    mutator: 'ConditionalExpression',
+    original: 'keyEnd === end',
+    replacement: 'false',
+    reason: "a segment without '=' has keyEnd === end, and its value query.slice(end + 1, end) is '' (decoded: ''), the value the shortcut returns",
+  },
+  ...same(
+    ROUTE,
+    [
+      ['ConditionalExpression', "s.indexOf('%') < 0 && s.indexOf('+') < 0", 'false'],
+      ['StringLiteral', "'%'", '""'],
+      ['StringLiteral', "'+'", '""'],
+    ],
+    "a shortcut: decodeURIComponent of a string without '%' (after '+' became ' ') is the string itself",
+  ),
+  ...same(
+    ROUTE,
+    [['ArrayDeclaration', '[]', '["Stryker was here"]']],
+    "the fallback of `m.headers ?? []` (withoutHeaders, queryParams) is never taken: the contract's HttpMatch requires the lists, and the snapshot decoder (control/api/protos.ts: arrays: true, defaults: true) always fills them",
+  ),
+  {
+    file: ROUTE,
+    mutator: 'StringLiteral',
+    original: "''",
+    replacement: '"Stryker was here!"',
+    line: 137,
+    reason: "the fallback of `m.sourceNamespace ?? ''` is never taken: the contract's HttpMatch carries sourceNamespace ('' for any), and the snapshot decoder (defaults: true) always fills it",
   },
 
   // --- outlier detection ---

@@ -18,6 +18,7 @@
 // listed in equivalent-mutants.ts with the reason it cannot be told apart from the original.
 import { Stryker } from '@stryker-mutator/core';
 import type { LogLevel, MutantResult } from '@stryker-mutator/api/core';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../common/paths.js';
@@ -124,7 +125,7 @@ async function run(name: string, m: Module): Promise<ModuleResult> {
     // a loaded machine slows every run: time out only on a mutant that really hangs
     timeoutMS: 15_000,
     timeoutFactor: 2,
-    reporters: ['clear-text', 'json', 'html'],
+    reporters: ['clear-text', 'json', 'html', 'progress-append-only'],
     jsonReporter: { fileName: path.join(reportDir, `${name}.json`) },
     htmlReporter: { fileName: path.join(reportDir, `${name}.html`) },
     clearTextReporter: { allowColor: false, logTests: false, reportMutants: false, reportScoreTable: true },
@@ -205,16 +206,34 @@ function report(results: ModuleResult[]): string {
   return `${out.join('\n')}\n`;
 }
 
+/** ../shared/conformance beside this checkout or beside the main checkout of a worktree. */
+function conformanceSamples(): string | undefined {
+  const beside = (dir: string) => path.resolve(dir, '..', 'shared', 'conformance');
+  const candidates = [beside(ROOT)];
+  try {
+    // a worktree's common git dir is the main checkout's .git
+    const common = execFileSync('git', ['rev-parse', '--path-format=absolute', '--git-common-dir'], { cwd: ROOT, encoding: 'utf8' }).trim();
+    candidates.push(beside(path.dirname(common)));
+  } catch {
+    // not a git checkout (a tarball): only the first place
+  }
+  return candidates.find((c) => fs.existsSync(c));
+}
+
 async function main(): Promise<void> {
-  const asked = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  // --report: only rewrite report.md from the kept results (after a survivor was explained)
+  const reportOnly = args.includes('--report');
+  const asked = args.filter((a) => a !== '--report');
   for (const a of asked) if (!MODULES[a]) throw new Error(`unknown module ${a}; modules: ${Object.keys(MODULES).join(', ')}`);
   // the upstream samples the authorization and peer-authentication tests read: beside this
-  // checkout, not beside the sandbox (as test/helpers/conformance-samples.ts finds them)
-  const samples = path.resolve(ROOT, '..', 'shared', 'conformance');
-  if (!process.env.NODEMESH_CONFORMANCE_DIR && fs.existsSync(samples)) process.env.NODEMESH_CONFORMANCE_DIR = samples;
+  // checkout, or beside the main checkout when this is a git worktree; never beside the
+  // sandbox (as test/helpers/conformance-samples.ts would look)
+  const samples = conformanceSamples();
+  if (!process.env.NODEMESH_CONFORMANCE_DIR && samples) process.env.NODEMESH_CONFORMANCE_DIR = samples;
   const resultsDir = path.join(OUT, 'results');
   fs.mkdirSync(resultsDir, { recursive: true });
-  for (const name of asked.length > 0 ? asked : Object.keys(MODULES)) {
+  for (const name of reportOnly ? [] : asked.length > 0 ? asked : Object.keys(MODULES)) {
     process.stdout.write(`\n=== mutating ${name} ===\n`);
     const r = await run(name, MODULES[name]!);
     fs.writeFileSync(path.join(resultsDir, `${name}.json`), `${JSON.stringify(r, null, 2)}\n`);

@@ -10,6 +10,7 @@ import { closedByPeer, loopbackProxy, openFds, within } from '../helpers/outboun
 import { snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
 import { emptyRouting as routingConfig } from '../../control/api/snapshot-routing.js';
 import { createPki, exchange, req, world, type Pki } from '../helpers/hbone-world.js';
+import { idleFor } from '../helpers/idle.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
@@ -83,7 +84,7 @@ test('an HTTP/2 client that sends FIN without GOAWAY: the proxy ends the connect
 });
 
 test('an HTTP/1.1 client that sends its request and FIN at once (nc -N) gets its response, then the connection ends', async (t) => {
-  const slow = await startBackend({ name: 'web-1', handler: (_q, s) => setTimeout(() => s.end('late'), 200) });
+  const slow = await startBackend({ name: 'web-1', handler: (_q, s) => void idleFor(200, "the answer comes after the client's FIN").then(() => s.end('late')) });
   t.teardown(() => slow.server.close());
   const lp = await loopbackProxy(t, snapshot([slow], routingConfig()));
   const s = await lp.connect();
@@ -112,7 +113,7 @@ test('HBONE (15008): a connection without streams is closed by the server after 
   t.is(await exchange(once, 'b'), 'echo:b'); // client2's connection now carries no stream
   t.is(w.inbound.connections, 2);
   await eventually(() => w.inbound.connections === 1, 5000, "the idle connection closed by node-b's server");
-  await new Promise((r) => setTimeout(r, 600));
+  await idleFor(600, "the quiet tunnel held past twice the server's idle timeout");
   t.is(w.inbound.connections, 1, 'the one with an open tunnel stays');
   t.is(await echo('c'), 'echo:c', 'and its tunnel still carries bytes');
 });

@@ -121,7 +121,7 @@ async function relayed(t: ExecutionContext) {
 test(`a frozen control plane is noticed within 10 s (keepalive ${KEEPALIVE_MS / 1000} s + ${KEEPALIVE_TIMEOUT_MS / 1000} s), and the agent keeps its snapshot`, async (t) => {
   const { relay } = await relayed(t);
   const a = agent(t, `127.0.0.1:${relay.port}`);
-  await eventually(() => a.received.length === 1 && a.watch.connected(), 5_000, 'the first snapshot');
+  await eventually(() => a.received.length === 1 && a.watch.connected(), 30_000, 'the first snapshot');
   relay.freeze();
   const frozenAt = performance.now();
   await eventually(() => !a.watch.connected(), 20_000, 'the agent to notice');
@@ -135,7 +135,7 @@ test(`a frozen control plane is noticed within 10 s (keepalive ${KEEPALIVE_MS / 
 test('when the frozen control plane comes back, the agent resumes: the same content is not delivered again', async (t) => {
   const { relay } = await relayed(t);
   const a = agent(t, `127.0.0.1:${relay.port}`, { keepaliveMs: 500, keepaliveTimeoutMs: 500, connectTimeoutMs: 1_000 });
-  await eventually(() => a.received.length === 1 && a.watch.connected(), 5_000, 'the first snapshot');
+  await eventually(() => a.received.length === 1 && a.watch.connected(), 30_000, 'the first snapshot');
   relay.freeze();
   await eventually(() => !a.watch.connected(), 10_000, 'the agent to notice');
   // while frozen, new connections hang in the handshake and are given up after connectTimeoutMs
@@ -152,7 +152,7 @@ test('a restarted control plane with the same configuration (a new version numbe
   // a second one over the same directory: a replica, same content, its own generatedAt
   const second = await controlPlane(t, { configDir: dir, rescanMs: 0 });
   const a = agent(t, `127.0.0.1:${port},127.0.0.1:${second.grpcPort}`);
-  await eventually(() => a.received.length === 1 && a.watch.connected(), 5_000, 'the first snapshot');
+  await eventually(() => a.received.length === 1 && a.watch.connected(), 30_000, 'the first snapshot');
   const served = first.agents().length === 1 ? first : second;
   const other = served === first ? second : first;
   await served.close();
@@ -162,7 +162,7 @@ test('a restarted control plane with the same configuration (a new version numbe
   // a change on the replica it is on now does arrive
   await writeFile(path.join(dir, 'b.yaml'), service('api', '10.96.0.11'));
   await other.rescan();
-  await eventually(() => a.received.length === 2, 5_000, 'the changed snapshot');
+  await eventually(() => a.received.length === 2, 30_000, 'the changed snapshot');
   t.deepEqual(a.received[1]!.services.map((s) => s.name), ['api', 'web']);
 });
 
@@ -174,7 +174,7 @@ test('several replicas: an agent whose first address is down connects to another
   const deadPort = (dead.address() as net.AddressInfo).port;
   await new Promise<void>((r) => dead.close(() => r()));
   const a = agent(t, `127.0.0.1:${deadPort},127.0.0.1:${cp.grpcPort}`);
-  await eventually(() => a.received.length === 1, 10_000, 'a snapshot from the live replica');
+  await eventually(() => a.received.length === 1, 30_000, 'a snapshot from the live replica');
   t.is(cp.agents().length, 1);
 });
 
@@ -197,8 +197,8 @@ test('over TLS, a list of replicas is verified against the control plane\'s name
   await new Promise<void>((r) => dead.close(() => r()));
   const address = `127.0.0.1:${deadPort},127.0.0.1:${cp.grpcPort}`;
   const a = agent(t, address, { credentials: creds.credentials });
-  await eventually(() => a.received.length === 1, 10_000, `a snapshot over TLS (errors: ${a.errors.join('; ')})`);
-  const client = createCertificateClient({ address, credentials: creds.credentials, timeoutMs: 5_000 });
+  await eventually(() => a.received.length === 1, 30_000, `a snapshot over TLS (errors: ${a.errors.join('; ')})`);
+  const client = createCertificateClient({ address, credentials: creds.credentials, timeoutMs: 30_000 });
   t.teardown(() => client.close());
   const chain = await client.createCertificate({ csrPem: csr(['spiffe://cluster.local/ns/shop/sa/web']), identity: 'spiffe://cluster.local/ns/shop/sa/web', validitySeconds: 0 });
   t.true(chain.length >= 2, 'a leaf and its root');

@@ -72,7 +72,7 @@ function credentials(t: ExecutionContext, rootCertFile: string, nodeCredentialDi
 }
 
 async function ask(t: ExecutionContext, address: string, creds: grpc.ChannelCredentials, identity: string, validitySeconds = 0): Promise<string[]> {
-  const client = createCertificateClient({ address, credentials: creds, timeoutMs: 5000 });
+  const client = createCertificateClient({ address, credentials: creds, timeoutMs: 30_000 });
   t.teardown(() => client.close());
   return client.createCertificate({ csrPem: csr([identity]), identity, validitySeconds });
 }

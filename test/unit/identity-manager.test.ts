@@ -87,7 +87,7 @@ test('renews at half-life ± jitter with a new key, again and again, and the cer
     const next = await eventually(async () => {
       const c = await m.certificate(WEB);
       return c !== prev && c;
-    }, 10_000, `renewal ${i}`);
+    }, 30_000, `renewal ${i}`);
     t.true(clock.now() < prev.notAfter.getTime(), 'renewed before the old certificate expired');
     t.not(next.keyPem, prev.keyPem, 'a new key each time');
     t.true(next.notAfter > prev.notAfter);
@@ -108,7 +108,7 @@ test('while the CA fails, retries back off, the old certificate keeps serving, a
   m.onSnapshot(snapshot([workload('web-1', 'web', NODE)], ca.trustBundle()));
   const first = await m.certificate(WEB);
   state.failing = true;
-  const failures = async (n: number) => eventually(async () => (await counter(registry, { result: 'unavailable' })) >= n && m.status()[0]!.nextRenewal, 10_000, `${n} failures`);
+  const failures = async (n: number) => eventually(async () => (await counter(registry, { result: 'unavailable' })) >= n && m.status()[0]!.nextRenewal, 30_000, `${n} failures`);
   // renewal time, then eight retries
   for (let n = 1; n <= 9; n++) {
     clock.advanceTo(clock.nextDue()!);
@@ -140,7 +140,7 @@ test('retries speed up as expiry nears, and an expired certificate is never hand
   while (clock.now() < first.notAfter.getTime() - 1000 && attempts < 40) {
     clock.advanceTo(clock.nextDue()!);
     attempts++;
-    await eventually(() => m.status()[0]!.failures === attempts && m.status()[0]!.nextRenewal, 10_000, 'a failed attempt');
+    await eventually(() => m.status()[0]!.failures === attempts && m.status()[0]!.nextRenewal, 30_000, 'a failed attempt');
     const due = clock.nextDue()!;
     if (clock.now() < first.notAfter.getTime()) t.true(due < first.notAfter.getTime(), 'the next try is before expiry while the certificate is valid');
   }
@@ -221,7 +221,7 @@ test('a short-lived certificate renews at half of the validity it was issued wit
     cert = await eventually(async () => {
       const c = await m.certificate(WEB);
       return c !== prev && c;
-    }, 10_000, `renewal ${i}`);
+    }, 30_000, `renewal ${i}`);
   }
   t.is(calls.length, 4, 'one initial request and three renewals, no more');
 });
@@ -231,7 +231,7 @@ test('meshed local identities are fetched ahead, on the snapshot', async (t) => 
   const { ca, calls, signer } = await inProcessCa(t, clock);
   const { m } = manager(t, clock, signer, ca);
   m.onSnapshot(snapshot([workload('web-1', 'web', NODE), workload('plain', 'plain', NODE, false), workload('db-1', 'db', 'node-b')], ca.trustBundle()));
-  await eventually(() => m.status()[0]?.notAfter, 10_000, 'the prefetched certificate');
+  await eventually(() => m.status()[0]?.notAfter, 30_000, 'the prefetched certificate');
   t.deepEqual(calls.map((c) => c.identity), [WEB], 'only the meshed pod of this node');
   const before = calls.length;
   await m.certificate(WEB);

@@ -95,13 +95,13 @@ test('perTryTimeout cuts each try that never answers and the route timeout the w
     },
   });
   t.teardown(() => hung.forEach((res) => res.destroy()));
-  // 300 ms per try: room for a healthy try on a loaded machine (one that took longer would
-  // only be tried once more)
-  const perTry = 300;
+  // 500 ms per try: room for a healthy try on a loaded machine; one that took longer is only
+  // tried again, and six more tries outlast any stall of a loaded machine
+  const perTry = 500;
   const routing = {
     routes: [
       table([
-        route({ name: 'retrying', match: [], timeoutMs: 0, retries: retries({ attempts: 3, perTryTimeoutMs: perTry, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) }),
+        route({ name: 'retrying', match: [], timeoutMs: 0, retries: retries({ attempts: 8, perTryTimeoutMs: perTry, retryOn: ['5xx'], backoffBaseMs: 1, backoffMaxMs: 2 }) }),
       ]),
     ],
     destinations: [],

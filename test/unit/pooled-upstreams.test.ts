@@ -20,6 +20,8 @@ import { Harness, LoopbackConnector, request, snapshot, TunnelConnector, type Ba
 import { inbound, mtlsFrom } from '../helpers/inbound-listener.js';
 import { authorizationPolicy } from '../helpers/config-yaml.js';
 import { within } from '../helpers/outbound-proxy.js';
+import { eventually } from '../helpers/eventually.js';
+import { idleFor } from '../helpers/idle.js';
 
 const CLIENT_IP = '127.0.0.3';
 
@@ -28,8 +30,8 @@ const CLIENT_IP = '127.0.0.3';
  * announcing it (`Keep-Alive: timeout=`, Node's default) or not (closing without a word,
  * as many servers do).
  */
-async function pod(t: ExecutionContext, idleMs: number, announce: boolean): Promise<Backend & { connections: number }> {
-  const b = { name: 'web-1', port: 0, count: 0, connections: 0 } as Backend & { connections: number };
+async function pod(t: ExecutionContext, idleMs: number, announce: boolean): Promise<Backend & { connections: number; closed: number }> {
+  const b = { name: 'web-1', port: 0, count: 0, connections: 0, closed: 0 } as Backend & { connections: number; closed: number };
   const server = http.createServer((_req, res) => {
     b.count++;
     res.end('ok');
@@ -48,7 +50,10 @@ async function pod(t: ExecutionContext, idleMs: number, announce: boolean): Prom
       s.once('close', () => clearTimeout(idle));
     });
   }
-  server.on('connection', () => b.connections++);
+  server.on('connection', (s) => {
+    b.connections++;
+    s.once('close', () => b.closed++);
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   b.server = server;
   b.port = (server.address() as AddressInfo).port;
@@ -87,16 +92,16 @@ async function engine(t: ExecutionContext, backend: Backend, transport: 'same-no
   return { url: h.url, agent };
 }
 
-/** A request that must answer within 3 s (undefined: it hung). */
-const get = (e: { url: string; agent: http.Agent }) => within(request(e.url, e.agent, { localAddress: CLIENT_IP }), 3000);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A request that must answer within 15 s (undefined: it hung), however loaded the machine. */
+const get = (e: { url: string; agent: http.Agent }) => within(request(e.url, e.agent, { localAddress: CLIENT_IP }), 15_000);
 
 for (const transport of ['same-node', 'tunnel', 'tcp'] as const) {
   test(`${transport}: a request after the pod closed its idle keep-alive connection without a word answers, on a new connection`, async (t) => {
     const p = await pod(t, 300, false);
     const e = await engine(t, p, transport);
     t.is((await get(e))?.status, 200);
-    await sleep(800); // the pod closed the pooled connection meanwhile
+    await idleFor(800, "the pooled connection idles past the pod's 300 ms");
+    await eventually(() => p.closed === 1, 5000, 'the pod closing it');
     t.is((await get(e))?.status, 200, 'the second request answered (it hung on the dead pooled connection)');
     t.is(p.connections, 2, 'over a new pod connection');
   });
@@ -109,7 +114,7 @@ test('same-node: the pool closes an idle connection before the pod does, as the 
   // Node's pool keeps a connection one second less than the server announced: after 1.5 s
   // it is gone (the pipe has the socket timer a pooled connection needs), so the next
   // request opens another while the pod still holds its end
-  await sleep(1500);
+  await idleFor(1500, "idle past the pool's 1 s, short of the pod's 2 s");
   t.is((await get(e))?.status, 200);
   t.is(p.connections, 2);
 });
@@ -124,7 +129,7 @@ test.serial('same-node: steady load with idle gaps around the pod’s keep-alive
   for (let i = 0; i < pauses.length; i++) {
     const burst = await Promise.all(Array.from({ length: 1 + (i % 4) }, () => get(e)));
     statuses.push(...burst.map((r) => r?.status));
-    await sleep(pauses[i]!);
+    await idleFor(pauses[i]!, "a gap around the pod's timeout");
   }
   t.is(statuses.length, 23);
   t.deepEqual(
@@ -140,9 +145,10 @@ test('destination: a workload authorised per request — after its pod closed th
   for (const transport of ['tcp', 'tunnel'] as const) {
     const ib = await inbound(t, [getOnly], p.port, mtlsFrom('shop', 'client'), transport);
     const conn = await rawConnection(t, ib.port, p.port, transport);
-    t.regex((await within(conn.exchange('GET / HTTP/1.1\r\nHost: web\r\n\r\n'), 3000)) ?? '', /^HTTP\/1\.1 200 /, transport);
-    await sleep(800); // the pod closed its connection from the inbound side meanwhile
-    t.regex((await within(conn.exchange('GET /again HTTP/1.1\r\nHost: web\r\n\r\n'), 3000)) ?? 'hung', /^HTTP\/1\.1 200 /, `${transport}: the second request answered`);
+    t.regex((await within(conn.exchange('GET / HTTP/1.1\r\nHost: web\r\n\r\n'), 15_000)) ?? '', /^HTTP\/1\.1 200 /, transport);
+    await idleFor(800, "the inbound side's pod connection idles past the pod's 300 ms");
+    await eventually(() => p.closed === p.connections, 5000, 'the pod closing it');
+    t.regex((await within(conn.exchange('GET /again HTTP/1.1\r\nHost: web\r\n\r\n'), 15_000)) ?? 'hung', /^HTTP\/1\.1 200 /, `${transport}: the second request answered`);
   }
 });
 
@@ -190,19 +196,24 @@ test('the same-node pipe keeps a socket’s inactivity timer: it fires after the
     end.on('error', () => {});
     end.resume();
   }
-  const fired: number[] = [];
-  const started = performance.now();
-  a.setTimeout(200, () => fired.push(performance.now() - started));
-  // a byte written, then one read, every 100 ms: never idle for 200 ms
+  // when the timer fired, and when the last byte went either way before it: a loaded machine
+  // may stall past the timeout between two bytes, and then the timer is right to fire; what
+  // must hold is that it fires only a whole timeout after the last byte
+  const TIMEOUT = 1000;
+  const fired: { at: number; lastByte: number }[] = [];
+  let lastByte = performance.now();
+  a.setTimeout(TIMEOUT, () => fired.push({ at: performance.now(), lastByte }));
+  // a byte written, then one read, every 100 ms: far from idle for 1 s
   for (let i = 0; i < 4; i++) {
-    await sleep(100);
+    await idleFor(100, 'activity paced below the timeout');
+    lastByte = performance.now();
     if (i % 2 === 0) a.write('x');
     else b.write('y');
   }
-  t.deepEqual(fired, [], 'activity either way kept it from firing');
-  await sleep(400);
-  t.is(fired.length, 1, 'then it fired once');
-  t.true(fired[0]! >= 600, `after the last byte plus the timeout (${fired[0]} ms)`);
+  const finalByte = lastByte;
+  await eventually(() => fired.some((f) => f.at > finalByte), 20_000, 'the inactivity timer after the last byte');
+  for (const f of fired) t.true(f.at - f.lastByte >= TIMEOUT - 1, `fired ${Math.round(f.at - f.lastByte)} ms after the last byte`);
+  t.is(fired.filter((f) => f.at > finalByte).length, 1, 'once after the last byte');
   a.destroy();
   b.destroy();
 });

@@ -17,6 +17,7 @@ import { closedByPeer, loopbackProxy, within } from '../helpers/outbound-proxy.j
 import { request, snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
 import { destinationRule, policy } from '../helpers/routing-builders.js';
 import { emptyRouting, type RoutingConfig } from '../../control/api/snapshot-routing.js';
+import { idleFor } from '../helpers/idle.js';
 
 const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -66,7 +67,7 @@ test('a slowloris head is cut with 408 at the head timeout, while the clients ar
   void Promise.all(cut).then(() => (slowOpen = false));
   while (slowOpen && served.length < 500) {
     served.push((await request(`http://127.0.0.1:${lp.port}/`, agent)).status);
-    await new Promise((r) => setTimeout(r, 20));
+    await idleFor(20, 'other clients paced while the slow ones wait');
   }
   const results = await within(Promise.all(cut), 10_000);
   t.truthy(results, 'every slow connection was closed by the proxy');
@@ -90,7 +91,7 @@ test('a connection silent on a declared HTTP port is closed at the head timeout 
 });
 
 test('an idle HTTP/1.1 keep-alive connection is closed after the idle timeout, not while a request is in flight', async (t) => {
-  let release: () => void = () => {};
+  let release: (() => void) | undefined;
   const b = await startBackend({
     name: 'web-1',
     handler: (q, s) => {
@@ -103,9 +104,9 @@ test('an idle HTTP/1.1 keep-alive connection is closed after the idle timeout, n
   const s = await lp.connect();
   const closed = closedByPeer(s);
   s.write('GET /slow HTTP/1.1\r\nHost: web\r\n\r\n');
-  await new Promise((r) => setTimeout(r, 700));
+  await idleFor(700, 'a request in flight for longer than twice the idle timeout');
   t.false(s.destroyed, 'a request in flight keeps its connection past the idle timeout');
-  release();
+  (await eventually(() => release, 5000, 'the request at the backend'))();
   await eventually(() => s.bytesRead > 0, 5000, 'the slow response');
   const r = await within(closed, 5000);
   t.regex(r?.data ?? '', /^HTTP\/1\.1 200 /);
@@ -113,7 +114,16 @@ test('an idle HTTP/1.1 keep-alive connection is closed after the idle timeout, n
 });
 
 test('an HTTP/2 connection without streams is closed after the idle timeout; one with a quiet open stream is not', async (t) => {
-  const b = await startBackend({ name: 'web-1', h2: true, handler: (q, s) => (q.url === '/hold' ? setTimeout(() => s.end('held'), 900) : s.end('ok')) });
+  // the held stream answers only once the idle session is closed: quiet for as long as that takes
+  let release: (() => void) | undefined;
+  const b = await startBackend({
+    name: 'web-1',
+    h2: true,
+    handler: (q, s) => {
+      if (q.url === '/hold') release = () => s.end('held');
+      else s.end('ok');
+    },
+  });
   t.teardown(() => b.server.close());
   const lp = await loopbackProxy(t, snapshot([b], emptyRouting(), { portName: 'grpc' }), { timeouts: { httpIdleMs: 300 } });
   const idle = http2.connect(`http://127.0.0.1:${lp.port}`);
@@ -136,25 +146,27 @@ test('an HTTP/2 connection without streams is closed after the idle timeout; one
   });
   t.truthy(await within(idleClosed, 5000), 'the session without streams was closed');
   t.false(busyClosed, 'the session with an open stream was not');
+  (await eventually(() => release, 5000, 'the held request at the backend'))();
   t.is(await held, 'held');
 });
 
 test('opaque TCP: no byte either way for the idle timeout closes both sides; bytes keep it open, half-close is carried', async (t) => {
   const port = await tcpEcho(t);
-  const routing: RoutingConfig = { ...emptyRouting(), destinations: [destinationRule(policy({ connectionPool: { tcpIdleTimeoutMs: 400 } }))] };
+  const routing: RoutingConfig = { ...emptyRouting(), destinations: [destinationRule(policy({ connectionPool: { tcpIdleTimeoutMs: 1000 } }))] };
   const snap = snapshot([await backend(t)], routing, { portName: 'tcp' });
   snap.services[0]!.ports[0]!.endpoints[0]!.port = port;
   const lp = await loopbackProxy(t, snap);
-  // traffic every 150 ms keeps it open past the idle timeout
+  // traffic every 150 ms keeps it open past the idle timeout (1 s: far more than a loaded
+  // machine stalls between two writes)
   const busy = await lp.connect();
   let echoed = '';
   busy.on('data', (d: Buffer) => (echoed += d.toString()));
-  for (let i = 0; i < 6; i++) {
+  for (let i = 0; i < 10; i++) {
     busy.write('x');
-    await new Promise((r) => setTimeout(r, 150));
+    await idleFor(150, 'traffic paced below the idle timeout');
   }
   t.false(busy.destroyed);
-  await eventually(() => echoed === 'xxxxxx', 5000, 'the echoes');
+  await eventually(() => echoed === 'x'.repeat(10), 5000, 'the echoes');
   // half-close: the server's answer after our FIN still arrives
   const closing = closedByPeer(busy);
   busy.end('y');

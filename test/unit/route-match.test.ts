@@ -73,6 +73,18 @@ test('Gateway API PathPrefix matches whole path elements only, a trailing slash 
   t.deepEqual(['/foo', '/foo/', '/foo/bar', '/foobar', '/fo'].map((p) => foo.test(p)), [true, true, true, false, false]);
 });
 
+test('a PathPrefix written with a trailing slash matches exactly the paths it matches without one', (t) => {
+  holds(
+    t,
+    fc.property(path.filter((p) => p !== '/'), path, segment, (p, other, extra) => {
+      const bare = compileStringMatch(sm('pathPrefix', p));
+      const slashed = compileStringMatch(sm('pathPrefix', p + '/'));
+      for (const q of [p, p + '/', p + other, p + extra, other, '/' + extra]) assert.equal(slashed.test(q), bare.test(q), `${p}/ against ${q}`);
+    }),
+  );
+  t.deepEqual(['/foo', '/foo/', '/foo/bar', '/foobar', '/bar'].map((q) => compileStringMatch(sm('pathPrefix', '/foo/')).test(q)), [true, true, true, false, false]);
+});
+
 test('regex is a full match (Envoy safe_regex), RE2 spellings as written', (t) => {
   const r = compileStringMatch(sm('regex', '/api/v[0-9]+'));
   t.true(r.test('/api/v12'));
@@ -92,6 +104,20 @@ test('a regex never runs on input longer than the cap, so a backtracking pattern
   const plain = compileStringMatch(sm('regex', 'a+'));
   t.true(plain.test('a'.repeat(REGEX_INPUT_MAX)));
   t.false(plain.test('a'.repeat(REGEX_INPUT_MAX + 1)));
+});
+
+test('a query parameter reads as URLSearchParams reads it: the first of its name, + and %XX decoded, empty without =, keys split at the first =', (t) => {
+  const token = fc.constantFrom('a', 'b', '=', '&', '+', '%20', '%3D', '%26');
+  const query = fc.array(token, { maxLength: 10 }).map((p) => p.join(''));
+  // names as the APIs allow them: never empty (both validators refuse an empty name)
+  const name = fc.array(fc.constantFrom('a', 'b', '=', ' ', '&'), { minLength: 1, maxLength: 3 }).map((p) => p.join(''));
+  holds(
+    t,
+    fc.property(query, name, (q, n) => {
+      assert.equal(queryParam(q, n), new URLSearchParams(q).get(n) ?? undefined, `${n} in ${q}`);
+    }),
+  );
+  t.is(queryParam('=x&a=1', '=x'), undefined, 'a segment starting with = has the empty name');
 });
 
 test('query parameters: first occurrence, decoded, presence without value', (t) => {
