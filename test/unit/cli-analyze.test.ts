@@ -4,7 +4,6 @@
 // the correct configuration stays silent; the subset mistake is an Error with exit
 // 1 before any traffic flows; three mistakes in one resource come out in one run.
 import test from 'ava';
-import { execFile } from 'node:child_process';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { packagePath } from '../../common/paths.js';
@@ -13,19 +12,10 @@ import { CODES } from '../../control/analyze/messages.js';
 import { CONFORMANCE_DIR } from '../helpers/conformance-samples.js';
 import { configDir, controlPlane } from '../helpers/control-plane.js';
 import { existsSync } from 'node:fs';
+import { nodemesh } from '../helpers/cli.js';
 
-const CLI = packagePath('bin', 'nodemesh.js');
 const FIXTURES = packagePath('test', 'fixtures', 'analyze');
 const fixture = (name: string) => path.join(FIXTURES, name);
-
-export function nodemesh(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, NO_COLOR: '1', ...env }, timeout: 60_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 async function analyzeJson(...files: string[]): Promise<{ code: number; messages: AnalysisMessage[]; summary: { errors: number; warnings: number; infos: number } }> {
   const r = await nodemesh(['analyze', ...files.flatMap((f) => ['-f', f]), '-o', 'json']);
