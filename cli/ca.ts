@@ -10,12 +10,13 @@
 import { randomUUID, X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NodemeshError } from '../common/errors.js';
 import { splitPemCertificates } from '../control/api/x509-svid.js';
 import { CaStore, type RotateResult } from '../control/ca/store.js';
 import { createNodeCa, issueNodeCredential, NODE_CA_FILES } from '../control/ca/node-credentials.js';
+import { outputFormat, UsageError, type Values } from './command-table.js';
+import { printData } from './output.js';
 
 /** `90s`, `10m`, `24h`, `1h30m`, `2d`, or a number of seconds → seconds. */
 export function parseDurationSeconds(s: string): number {
@@ -58,49 +59,58 @@ function describe(pem: string): string {
   return `${x.subject.replace(/\n/g, ', ')}  (sha256 ${x.fingerprint256.slice(0, 23)}…, expires ${new Date(x.validTo).toISOString()})`;
 }
 
-export async function runCa(args: string[]): Promise<number> {
-  const [sub, ...rest] = args;
-  const out = (s: string) => process.stdout.write(`${s}\n`);
-  switch (sub) {
-    case 'rotate': {
-      const { values } = parseArgs({ args: rest, options: { 'ca-dir': { type: 'string' }, name: { type: 'string' }, overlap: { type: 'string' } } });
-      const dir = await caDirOf(values);
-      const r = await requestRotation(dir, values.overlap ? { overlapSeconds: parseDurationSeconds(values.overlap) } : {});
-      if (!r.ok) {
-        process.stderr.write(`nodemesh: rotation refused: ${r.error}\n`);
-        return 1;
-      }
-      out(`root rotated (${r.rotation!.id})`);
-      out(`  new root:      ${describe(r.rotation!.newRootPem)}`);
-      out(`  previous root: ${describe(r.rotation!.previousRootPem)}`);
-      out(`  both are trusted until ${r.rotation!.retireAt}; agents renew their certificates under the new root meanwhile`);
-      return 0;
-    }
-    case 'status': {
-      const { values } = parseArgs({ args: rest, options: { 'ca-dir': { type: 'string' }, name: { type: 'string' } } });
-      const store = new CaStore(await caDirOf(values));
-      const roots = splitPemCertificates(await readFile(store.file('trustBundle'), 'utf8'));
-      out(`trust bundle (${roots.length} root${roots.length === 1 ? '' : 's'}, the last signs):`);
-      for (const r of roots) out(`  ${describe(r)}`);
-      const rotation = await store.loadRotation();
-      if (rotation) out(`rotation ${rotation.id} since ${rotation.rotatedAt}: the previous root is dropped at ${rotation.retireAt}`);
-      return 0;
-    }
-    case 'node-ca': {
-      const { values } = parseArgs({ args: rest, options: { out: { type: 'string' } } });
-      if (!values.out) throw new NodemeshError('NM_ERR_CA', 'ca node-ca: --out DIR is required');
-      await createNodeCa(values.out);
-      out(`node CA written to ${values.out} (give ${path.join(values.out, NODE_CA_FILES.cert)} to the control plane as --node-ca)`);
-      return 0;
-    }
-    case 'node-credential': {
-      const { values } = parseArgs({ args: rest, options: { 'node-ca': { type: 'string' }, node: { type: 'string' }, out: { type: 'string' } } });
-      if (!values['node-ca'] || !values.node || !values.out) throw new NodemeshError('NM_ERR_CA', 'ca node-credential: --node-ca DIR --node NODE --out DIR are required');
-      const [certPem, keyPem] = await Promise.all([readFile(path.join(values['node-ca'], NODE_CA_FILES.cert), 'utf8'), readFile(path.join(values['node-ca'], NODE_CA_FILES.key), 'utf8')]);
-      await issueNodeCredential({ certPem, keyPem }, values.node, values.out);
-      out(`credential of node ${values.node} written to ${values.out} (nodemesh agent --node-credential ${values.out})`);
-      return 0;
-    }
+const out = (s: string) => process.stdout.write(`${s}\n`);
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+export async function runCaRotate(v: Values): Promise<number> {
+  const dir = await caDirOf({ 'ca-dir': str(v['ca-dir']), name: str(v.name) });
+  const overlap = str(v.overlap);
+  const r = await requestRotation(dir, overlap ? { overlapSeconds: parseDurationSeconds(overlap) } : {});
+  if (!r.ok) {
+    process.stderr.write(`nodemesh: rotation refused: ${r.error}\n`);
+    return 1;
   }
-  throw new NodemeshError('NM_ERR_CA', `ca: unknown subcommand "${sub ?? ''}" (rotate, status, node-ca, node-credential)`);
+  out(`root rotated (${r.rotation!.id})`);
+  out(`  new root:      ${describe(r.rotation!.newRootPem)}`);
+  out(`  previous root: ${describe(r.rotation!.previousRootPem)}`);
+  out(`  both are trusted until ${r.rotation!.retireAt}; agents renew their certificates under the new root meanwhile`);
+  return 0;
+}
+
+export async function runCaStatus(v: Values): Promise<number> {
+  const store = new CaStore(await caDirOf({ 'ca-dir': str(v['ca-dir']), name: str(v.name) }));
+  const roots = splitPemCertificates(await readFile(store.file('trustBundle'), 'utf8'));
+  const rotation = await store.loadRotation();
+  const data = {
+    roots: roots.map((pem) => {
+      const x = new X509Certificate(pem);
+      return { subject: x.subject.replace(/\n/g, ', '), sha256: x.fingerprint256, notBefore: new Date(x.validFrom).toISOString(), notAfter: new Date(x.validTo).toISOString() };
+    }),
+    rotation: rotation ? { id: rotation.id, rotatedAt: rotation.rotatedAt, retireAt: rotation.retireAt } : null,
+  };
+  printData(process.stdout, outputFormat(v.output), data, () => {
+    const lines = [`trust bundle (${roots.length} root${roots.length === 1 ? '' : 's'}, the last signs):`, ...roots.map((r) => `  ${describe(r)}`)];
+    if (rotation) lines.push(`rotation ${rotation.id} since ${rotation.rotatedAt}: the previous root is dropped at ${rotation.retireAt}`);
+    return `${lines.join('\n')}\n`;
+  });
+  return 0;
+}
+
+export async function runCaNodeCa(v: Values): Promise<number> {
+  const dir = str(v.out);
+  if (!dir) throw new UsageError('ca node-ca: --out DIR is required');
+  await createNodeCa(dir);
+  out(`node CA written to ${dir} (give ${path.join(dir, NODE_CA_FILES.cert)} to the control plane as --node-ca)`);
+  return 0;
+}
+
+export async function runCaNodeCredential(v: Values): Promise<number> {
+  const nodeCa = str(v['node-ca']);
+  const node = str(v.node);
+  const dir = str(v.out);
+  if (!nodeCa || !node || !dir) throw new UsageError('ca node-credential: --node-ca DIR --node NODE --out DIR are required');
+  const [certPem, keyPem] = await Promise.all([readFile(path.join(nodeCa, NODE_CA_FILES.cert), 'utf8'), readFile(path.join(nodeCa, NODE_CA_FILES.key), 'utf8')]);
+  await issueNodeCredential({ certPem, keyPem }, node, dir);
+  out(`credential of node ${node} written to ${dir} (nodemesh agent --node-credential ${dir})`);
+  return 0;
 }

@@ -1,13 +1,30 @@
-// `nodemesh check`: a preflight of this node, like `istioctl x precheck` — is everything
-// the agent needs here, and if not, what to do about it.
+// `nodemesh check`: as `linkerd check` does, one line per condition, ✔ or ✖ with what to do
+// about it. `--pre` is the preflight of this node before install (as `istioctl x precheck`):
+// kernel, BTF, cgroup v2, bpffs, capabilities. Without it, the mesh too (mesh-survey.ts):
+// the control plane reachable and serving with a configuration free of errors, every agent
+// connected, ready and on the control plane's snapshot version, certificates valid and not
+// about to expire (--expiry-warning), the same roots on every agent, clocks not skewed.
+// Exit 1 when any check fails.
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { packagePath } from '../common/paths.js';
+import { istioDuration } from '../control/validate/durations.js';
+import { outputFormat, UsageError, type Values } from './command-table.js';
+import { adminHeaders } from './agent-admin.js';
+import { earliestExpiry, surveyMesh, type MeshSurvey } from './mesh-survey.js';
+import { colours, printData } from './output.js';
+import { inTime } from './status.js';
 
-interface Check {
+export interface Check {
+  /** the group it is shown under */
+  section?: string;
   name: string;
   ok: boolean;
+  /** what was found, or what to do when not ok */
   detail: string;
 }
+
+/** An agent's clock this far from ours fails the check: certificates' validity is judged by it. */
+const MAX_CLOCK_SKEW_MS = 5_000;
 
 export function runChecks(): Check[] {
   const mounts = readFileSync('/proc/mounts', 'utf8')
@@ -74,6 +91,97 @@ function canRead(p: string): boolean {
 
 export function printChecks(out: NodeJS.WritableStream): number {
   const checks = runChecks();
-  for (const c of checks) out.write(`${c.ok ? '✔' : '✘'} ${c.name}${c.ok ? '' : `\n    ${c.detail}`}\n`);
+  out.write(formatChecks(checks.map((c) => ({ ...c, section: 'this node' })), out));
   return checks.every((c) => c.ok) ? 0 : 1;
+}
+
+export async function runCheck(v: Values, out: NodeJS.WritableStream): Promise<number> {
+  const checks: Check[] = runChecks().map((c) => ({ ...c, section: 'this node' }));
+  if (v.pre !== true) {
+    let warnMs: number;
+    try {
+      warnMs = istioDuration(String(v['expiry-warning'] ?? '1h'), ['--expiry-warning'], { allowZero: true, unbounded: true });
+    } catch (err) {
+      throw new UsageError(`check: --expiry-warning: ${(err as Error).message}`);
+    }
+    const control = typeof v.control === 'string' ? v.control : undefined;
+    const agents = v.agent as string[] | undefined;
+    const lab = typeof v.name === 'string' ? v.name : undefined;
+    let survey: MeshSurvey | undefined;
+    try {
+      survey = await surveyMesh({ ...(control ? { control } : {}), ...(agents ? { agents } : {}), ...(lab ? { lab } : {}), headers: adminHeaders(typeof v['token-file'] === 'string' ? v['token-file'] : undefined) });
+    } catch (err) {
+      checks.push({ section: 'control plane', name: 'control plane known', ok: false, detail: `${(err as Error).message}; give --control HOST:PORT (its admin port) or --name LAB` });
+    }
+    if (survey) checks.push(...meshChecks(survey, warnMs));
+  }
+  printData(out, outputFormat(v.output), { ok: checks.every((c) => c.ok), checks }, () => formatChecks(checks, out));
+  return checks.every((c) => c.ok) ? 0 : 1;
+}
+
+export function meshChecks(s: MeshSurvey, warnMs: number, now = Date.now()): Check[] {
+  const out: Check[] = [];
+  const add = (section: string, name: string, ok: boolean, detail: string) => out.push({ section, name, ok, detail });
+  const cp = s.control;
+  if (!cp) add('control plane', 'control plane known', false, 'no control plane address: give --control HOST:PORT (its admin port, 15014) or --name LAB');
+  else {
+    add('control plane', `control plane reachable (${cp.address})`, cp.reachable, cp.reachable ? 'reachable' : `${cp.error}: is it running? Its admin port (15014) must be reachable from here; see its logs`);
+    if (cp.reachable) {
+      add('control plane', 'control plane serving a snapshot', cp.ready, cp.ready ? `snapshot v${cp.snapshotVersion}` : `${cp.error ?? 'not ready'}: it has not compiled its configuration yet; see its logs and \`nodemesh config status\``);
+      const sum = cp.summary;
+      const errors = (sum?.rejected ?? 0) + (sum?.fileErrors ?? 0) + (sum?.analysis?.errors ?? 0);
+      add('control plane', 'configuration free of errors', sum !== undefined && errors === 0, sum ? (errors === 0 ? `${sum.accepted} resources accepted` : `${sum.rejected} rejected, ${sum.fileErrors} file error(s), ${sum.analysis?.errors ?? 0} analysis error(s): run \`nodemesh config status\` for each, with its fix`) : 'no configuration status: run `nodemesh config status`');
+      if (cp.signerExpiry !== undefined) {
+        const left = cp.signerExpiry * 1000 - now;
+        add('control plane', 'CA signing certificate valid and not near expiry', left > warnMs, left > warnMs ? `expires in ${inTime(left)}` : `expires in ${inTime(left)}: rotate the root (\`nodemesh ca rotate\`) or renew the operator's --ca-cert`);
+      }
+    }
+  }
+  if (s.agents.length === 0) {
+    add('agents', 'agents found', false, 'no agent to check: none is connected to the control plane; start them (the DaemonSet, or `nodemesh lab up`), or give --agent HOST:PORT');
+    return out;
+  }
+  for (const a of s.agents) {
+    const connected = cp?.connected?.some((x) => x.node === a.node);
+    if (cp?.connected) add('agents', `agent ${a.node} connected to the control plane`, connected === true, connected ? 'connected' : `not connected: ${a.reachable ? 'it runs but has no discovery stream; check --control and its node credential in its logs' : `its admin port ${a.admin} is unreachable too: start the agent on ${a.node}`}`);
+    add('agents', `agent ${a.node} ready`, a.ready, a.ready ? 'ready' : `${a.reason ?? 'not ready'}${a.reachable ? '' : `: start the agent on ${a.node} (or check that ${a.admin} is reachable from here)`}`);
+  }
+  const reachable = s.agents.filter((a) => a.snapshotVersion !== undefined);
+  if (cp?.snapshotVersion !== undefined && reachable.length > 0) {
+    const behind = reachable.filter((a) => a.snapshotVersion !== cp.snapshotVersion);
+    add('agents', `agents on the control plane's snapshot v${cp.snapshotVersion}`, behind.length === 0, behind.length === 0 ? 'converged' : `${behind.map((a) => `${a.node} runs v${a.snapshotVersion}`).join(', ')}: they converge within seconds; if not, see those agents' logs (a rejected snapshot is counted in nodemesh_agent_snapshots_rejected_total)`);
+  }
+  const withCerts = reachable.filter((a) => (a.certificates ?? []).length > 0);
+  if (withCerts.length > 0) {
+    const bad: string[] = [];
+    for (const a of withCerts) {
+      const exp = earliestExpiry(a);
+      const failing = (a.certificates ?? []).filter((c) => c.lastError);
+      if (exp === undefined || exp - now <= warnMs) bad.push(`${a.node}: ${exp === undefined ? 'no certificate issued yet' : exp <= now ? `a certificate expired ${inTime(now - exp)} ago` : `a certificate expires in ${inTime(exp - now)}`}`);
+      else if (failing.length > 0) bad.push(`${a.node}: renewal failing (${failing[0]!.lastError})`);
+    }
+    add('certificates', 'workload certificates valid and not about to expire', bad.length === 0, bad.length === 0 ? `every certificate valid for more than ${inTime(warnMs)}` : `${bad.join('; ')}: certificates renew at half their lifetime — check that the agents reach the CA (15012), and that --cert-ttl on the control plane is longer than --expiry-warning`);
+    const roots = new Set(withCerts.map((a) => [...(a.trustBundle ?? [])].sort().join(',')));
+    add('certificates', 'the same roots trusted on every agent', roots.size === 1, roots.size === 1 ? 'consistent' : 'agents trust different roots: a rotation is spreading (wait --root-change-spread), or an agent does not receive snapshots');
+  }
+  const skewed = reachable.filter((a) => a.clockSkewMs !== undefined && Math.abs(a.clockSkewMs) > MAX_CLOCK_SKEW_MS);
+  add('agents', 'clocks not skewed', skewed.length === 0, skewed.length === 0 ? `within ${MAX_CLOCK_SKEW_MS / 1000} s` : `${skewed.map((a) => `${a.node} ${Math.round(a.clockSkewMs! / 1000)} s`).join(', ')}: certificates are judged by the clock; run NTP (chrony, systemd-timesyncd) on every node`);
+  return out;
+}
+
+export function formatChecks(checks: readonly Check[], out: NodeJS.WritableStream): string {
+  const c = colours(out);
+  const lines: string[] = [];
+  let section: string | undefined;
+  for (const k of checks) {
+    if (k.section !== section) {
+      section = k.section;
+      if (lines.length) lines.push('');
+      lines.push(c.bold(section ?? ''), '-'.repeat((section ?? '').length));
+    }
+    lines.push(k.ok ? `${c.green('✔')} ${k.name}` : `${c.red('✖')} ${k.name}\n    ${k.detail}`);
+  }
+  const failed = checks.filter((k) => !k.ok).length;
+  lines.push('', failed === 0 ? `Status check results are ${c.green('✔')}` : `Status check results are ${c.red('✖')} (${failed} failed)`);
+  return `${lines.join('\n')}\n`;
 }

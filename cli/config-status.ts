@@ -1,11 +1,16 @@
 // `nodemesh config status`: fetches /debug/config_status from the control plane's admin
 // port and prints one row per resource (kind, namespace/name, status, message) after the
-// file-level errors. Exit code: 0 all accepted, 1 anything rejected or a file error,
-// 2 the control plane could not be asked.
+// file-level errors, every error of a rejected resource under its row, then the analysis
+// (control/analyze/). Exit code: 0 all accepted and no analysis Error, 1 anything rejected,
+// a file error or an analysis Error, 2 the control plane could not be asked.
 import { CONTROL_PORTS } from '../common/ports.js';
 import type { ConfigStatus } from '../control/config-store.js';
+import { countLevels } from '../control/analyze/messages.js';
+import type { OutputFormat } from './command-table.js';
+import { formatAnalysis } from './analyze.js';
+import { printData, table } from './output.js';
 
-export async function printConfigStatus(adminUrl: string, out: NodeJS.WritableStream): Promise<number> {
+export async function printConfigStatus(adminUrl: string, out: NodeJS.WritableStream, format: OutputFormat = 'table'): Promise<number> {
   const url = statusUrl(adminUrl);
   let status: ConfigStatus;
   try {
@@ -19,25 +24,40 @@ export async function printConfigStatus(adminUrl: string, out: NodeJS.WritableSt
     out.write(`cannot read the configuration status from ${url}: ${why}; is the control plane running, with its admin port (${CONTROL_PORTS.admin} by default) reachable?\n`);
     return 2;
   }
-  out.write(formatConfigStatus(status));
-  return status.fileErrors.length > 0 || status.resources.some((r) => r.state === 'Rejected') ? 1 : 0;
+  printData(out, format, status, () => formatConfigStatus(status, format === 'wide', out));
+  return configStatusExitCode(status);
 }
 
-/** The table printed by printConfigStatus. */
-export function formatConfigStatus(status: ConfigStatus): string {
-  const rows: string[][] = [['KIND', 'NAMESPACE/NAME', 'STATUS', 'MESSAGE']];
+export function configStatusExitCode(status: ConfigStatus): number {
+  const analysisErrors = countLevels(status.analysis ?? []).errors;
+  return status.fileErrors.length > 0 || status.resources.some((r) => r.state === 'Rejected') || analysisErrors > 0 ? 1 : 0;
+}
+
+/** The table printed by printConfigStatus (wide: the file:line of each resource too). */
+export function formatConfigStatus(status: ConfigStatus, wide = false, out?: NodeJS.WritableStream): string {
+  const rows: string[][] = [wide ? ['KIND', 'NAMESPACE/NAME', 'STATUS', 'FILE', 'MESSAGE'] : ['KIND', 'NAMESPACE/NAME', 'STATUS', 'MESSAGE']];
+  const extra: Map<number, string[]> = new Map();
   for (const e of status.fileErrors) {
     const [kind = '-', name = '-'] = e.resource ? e.resource.split(' ') : [];
-    rows.push([kind, name, 'Rejected', `${e.code}: ${e.message}`]);
+    rows.push(wide ? [kind, name, 'Rejected', `${e.file}${e.line ? `:${e.line}` : ''}`, `${e.code}: ${e.message}`] : [kind, name, 'Rejected', `${e.code}: ${e.message}`]);
   }
   for (const r of status.resources) {
-    rows.push([r.kind, r.namespace ? `${r.namespace}/${r.name}` : r.name, r.state, r.code ? `${r.code}: ${r.message}` : r.message]);
+    const name = r.namespace ? `${r.namespace}/${r.name}` : r.name;
+    const message = r.code ? `${r.code}: ${r.message}` : r.message;
+    rows.push(wide ? [r.kind, name, r.state, `${r.file}:${r.line}`, message] : [r.kind, name, r.state, message]);
+    // the first error is the row's message; the others under it
+    const more = (r.errors ?? []).slice(1).map((e) => `    also ${e.field ? `field ${e.field}` : ''}${e.line ? ` (line ${e.line})` : ''}: ${e.detail}`);
+    if (r.moreErrors) more.push(`    and ${r.moreErrors} more error(s)`);
+    if (more.length) extra.set(rows.length - 1, more);
   }
-  // a fold, not Math.max(...rows): a spread passes every row as an argument, and 200,000
-  // rows overflowed the stack ("Maximum call stack size exceeded")
-  const widths = [0, 1, 2].map((i) => rows.reduce((w, row) => Math.max(w, row[i]!.length), 0));
-  const lines = rows.map((row) => row.map((cell, i) => (i < 3 ? cell.padEnd(widths[i]!) : cell)).join('  ').trimEnd());
+  const lines = table(rows)
+    .trimEnd()
+    .split('\n')
+    .flatMap((l, i) => [l, ...(extra.get(i) ?? [])]);
   const rejected = status.resources.filter((r) => r.state === 'Rejected').length;
+  // rejected resources are already above, with every error: the analysis adds the rest
+  const analysis = (status.analysis ?? []).filter((m) => m.code !== 'IST0106');
+  if (status.analysis) lines.push('', 'analysis:', formatAnalysis(analysis, out ?? process.stdout).trimEnd());
   lines.push(
     '',
     `${status.resources.length - rejected} accepted, ${rejected} rejected, ${status.fileErrors.length} file error(s); ` +

@@ -1,15 +1,20 @@
 // `nodemesh tap`: streams the connections a node proxy handles, one line each, as
 // `linkerd viz tap` does (the agent publishes them only while someone taps).
 import http from 'node:http';
-import { parseArgs } from 'node:util';
+// `-o json` prints each event as the agent sends it, one JSON object per line (JSON Lines);
+// `-o yaml` one YAML document per event.
+import { stringify as yamlStringify } from 'yaml';
 import { labState } from '../deploy/lab/lab.js';
 import { adminHeaders, refusalHint } from './agent-admin.js';
+import { outputFormat, type Values } from './command-table.js';
 
-export async function runTap(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { agent: { type: 'string' }, name: { type: 'string' }, node: { type: 'string' }, 'token-file': { type: 'string' } } });
-  const headers = adminHeaders(values['token-file']);
+export async function runTap(v: Values): Promise<number> {
+  const str = (x: unknown): string | undefined => (typeof x === 'string' ? x : undefined);
+  const values = { agent: v.agent as string[] | undefined, name: str(v.name), node: str(v.node) };
+  const format = outputFormat(v.output);
+  const headers = adminHeaders(str(v['token-file']));
   let targets: string[];
-  if (values.agent) targets = [values.agent];
+  if (values.agent?.length) targets = values.agent;
   else {
     const s = await labState(values.name);
     targets = s.nodes.filter((n) => !values.node || n.name === values.node).map((n) => n.agentAdmin);
@@ -35,6 +40,11 @@ export async function runTap(args: string[]): Promise<number> {
                 while ((i = buf.indexOf('\n')) >= 0) {
                   const e = JSON.parse(buf.slice(0, i)) as Record<string, unknown>;
                   buf = buf.slice(i + 1);
+                  if (format === 'json' || format === 'yaml') {
+                    const event = { agent: t, ...e };
+                    process.stdout.write(format === 'json' ? `${JSON.stringify(event)}\n` : `---\n${yamlStringify(event)}`);
+                    continue;
+                  }
                   if (e.event === 'dropped') {
                     process.stdout.write(`${e.time} ${t} (${e.count} events dropped: this reader was too slow)\n`);
                     continue;

@@ -13,3 +13,11 @@ export function logger(module: string, bindings: Record<string, unknown> = {}): 
 }
 
 export type { Logger };
+
+/**
+ * Changes the level of the loggers created from now on (child loggers keep the level they
+ * were made with): the CLI quiets the modules it is about to load when it prints for people.
+ */
+export function setLogLevel(level: string): void {
+  root.level = level;
+}

@@ -11,11 +11,12 @@
 //   NM_ERR_CONFIG_CONFLICT. The order depends only on the files, so a restart gives the
 //   same answer.
 import type { ErrorCode } from '../common/errors.js';
-import { ConfigError } from '../common/errors.js';
+import { ConfigError, formatLocation } from '../common/errors.js';
 import { describeKey, keyString, type Resource } from './model/resources.js';
 import type { SourceDocument } from './model/source-document.js';
 import type { SourceState } from './source/files.js';
 import { keyOf, validateDocument } from './validate/validate.js';
+import type { AnalysisMessage } from './analyze/messages.js';
 import { DEFAULT_CONFIG_LIMITS, type ConfigLimits } from './model/limits.js';
 
 export interface ResourceStatus {
@@ -34,6 +35,23 @@ export interface ResourceStatus {
   message: string;
   /** Rejected, and the last good version of the resource is still in force */
   servingLastGood: boolean;
+  /**
+   * Rejected: every error found in the document (the first is `message`), at most
+   * MAX_ERRORS_SHOWN, each with its field and line; `moreErrors` counts the rest (a `+`:
+   * at least that many, the search stopped at its bound).
+   */
+  errors?: ErrorDetail[];
+  moreErrors?: string;
+}
+
+/** One error of a rejected resource. */
+export interface ErrorDetail {
+  code: ErrorCode;
+  /** `spec.http[0].timeout`; absent when about the whole resource */
+  field?: string;
+  line?: number;
+  /** what is wrong and what to do, without the location */
+  detail: string;
 }
 
 export interface FileErrorStatus {
@@ -67,7 +85,9 @@ export interface ConfigStatus {
   snapshotVersion: number;
   resources: ResourceStatus[];
   fileErrors: FileErrorStatus[];
-  summary: { accepted: number; rejected: number; fileErrors: number };
+  summary: { accepted: number; rejected: number; fileErrors: number; analysis?: { errors: number; warnings: number; infos: number } };
+  /** cross-resource analysis (control/analyze/): Istio's IST codes and nodemesh's NM codes */
+  analysis?: AnalysisMessage[];
 }
 
 interface Claim {
@@ -87,7 +107,15 @@ export class ResourceStore {
    */
   private validated = new WeakMap<SourceDocument, ReturnType<typeof validateDocument>>();
 
+  /** the document each validated resource was read from (analysis reads fields the model drops) */
+  private documents = new WeakMap<Resource, SourceDocument>();
+
   constructor(private readonly limits: Pick<ConfigLimits, 'resourceBytes'> = DEFAULT_CONFIG_LIMITS) {}
+
+  /** The document a resource in force was read from. */
+  documentOf(r: Resource): SourceDocument | undefined {
+    return this.documents.get(r);
+  }
 
   /** The resources in force, sorted by key. */
   resources(): Resource[] {
@@ -135,10 +163,13 @@ export class ResourceStore {
         }
         let claim: Claim;
         if (result.ok) {
+          this.documents.set(result.resource, doc);
           claim = { doc, serving: result.resource, status: { ...base, state: 'Accepted', message: result.resource.notes.join('; '), servingLastGood: false } };
         } else {
           const last = this.lastGood.get(ks);
           claim = { doc, serving: last, status: rejected(base, result.error, last !== undefined) };
+          claim.status.errors = result.errors.map(errorDetail);
+          if (result.moreErrors > 0 || result.moreMayExist) claim.status.moreErrors = `${result.moreErrors}${result.moreMayExist ? '+' : ''}`;
           errors.push({ error: result.error, kind: doc.kind });
         }
         claims.set(ks, claim);
@@ -220,6 +251,16 @@ function rejected(base: Omit<ResourceStatus, 'state' | 'message' | 'servingLastG
     message: error.message + tail,
     servingLastGood,
   };
+}
+
+/** A ConfigError as one line of a resource's status: the location is the status row's. */
+export function errorDetail(e: ConfigError): ErrorDetail {
+  return { code: e.code, ...(e.location.field ? { field: e.location.field } : {}), ...(e.location.line ? { line: e.location.line } : {}), detail: detailOf(e) };
+}
+
+function detailOf(e: ConfigError): string {
+  const loc = formatLocation(e.location);
+  return e.message.startsWith(`${loc}: `) ? e.message.slice(loc.length + 2) : e.message;
 }
 
 function kindFromResource(resource: string | undefined): string {

@@ -23,6 +23,8 @@ import { ServingTls, servingNames } from './ca/serving-tls.js';
 import { FileSource, type SourceState } from './source/files.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 import { configLimits, type ConfigLimits } from './model/limits.js';
+import { analyze } from './analyze/analyze.js';
+import { countLevels, type AnalysisMessage } from './analyze/messages.js';
 
 const log = logger('control/control-plane');
 
@@ -110,6 +112,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let last: StoreResult = { resources: [], statuses: [], fileErrors: [], newErrors: [] };
   // what the last compile found worth telling about accepted resources, for their status
   let compileNotes = new Map<string, string[]>();
+  // cross-resource analysis of what is in force (control/analyze/), after each compile
+  let analysis: AnalysisMessage[] = [];
 
   const apply = (state: SourceState) => {
     try {
@@ -138,6 +142,12 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
       return;
+    }
+    try {
+      analysis = analyze({ resources: last.resources, services: next.services, documentOf: (r) => store.documentOf(r), statuses: last.statuses, fileErrors: last.fileErrors });
+    } catch (err) {
+      log.error({ err }, 'analysing the configuration failed; the status shows no analysis');
+      analysis = [];
     }
     if (next === current) return;
     current = next;
@@ -177,7 +187,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       snapshotVersion: current?.version ?? 0,
       resources,
       fileErrors: last.fileErrors,
-      summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: last.fileErrors.length },
+      summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: last.fileErrors.length, analysis: countLevels(analysis) },
+      analysis,
     };
   };
 

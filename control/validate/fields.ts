@@ -77,7 +77,8 @@ export function knownFields(o: Obj, path: FieldPath, known: readonly string[]): 
   }
 }
 
-function closest(word: string, candidates: readonly string[]): string | undefined {
+/** The candidate nearest to `word` by edit distance, when near enough to be a typo of it. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = Math.max(2, Math.ceil(word.length / 2)) + 1;
   for (const c of candidates) {

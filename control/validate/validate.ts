@@ -34,6 +34,7 @@ import { validateHttpRoute, validateReferenceGrant, validateTcpRoute } from './g
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './istio-security.js';
 import { FieldProblem, metadata, optObject, stringMap, type Obj } from './fields.js';
 import { dns1123Label } from './names.js';
+import { collectProblems } from './all-errors.js';
 
 export const NOT_YET_APPLIED = 'not yet applied by nodemesh (ignored)';
 
@@ -92,7 +93,22 @@ export function compiledKind(apiVersion: string, kind: string): boolean {
   return KINDS.get(groupOf(apiVersion))?.get(kind)?.validate !== undefined;
 }
 
-export type ValidationResult = { ok: true; resource: Resource } | { ok: false; key: ResourceKey; error: ConfigError };
+/** The errors of one resource shown in its status; the rest are counted (`moreErrors`). */
+export const MAX_ERRORS_SHOWN = 10;
+
+export type ValidationResult =
+  | { ok: true; resource: Resource }
+  | {
+      ok: false;
+      key: ResourceKey;
+      /** the first error (what the status line says) */
+      error: ConfigError;
+      /** every error found, the first included, at most MAX_ERRORS_SHOWN */
+      errors: ConfigError[];
+      /** errors found beyond `errors`; `moreMayExist`: the search stopped at its bound */
+      moreErrors: number;
+      moreMayExist: boolean;
+    };
 
 /** The store key of a document (namespace defaulted to "default" for namespaced kinds). */
 export function keyOf(doc: SourceDocument): ResourceKey {
@@ -103,11 +119,20 @@ export function keyOf(doc: SourceDocument): ResourceKey {
 export function validateDocument(doc: SourceDocument, limits: Pick<ConfigLimits, 'resourceBytes'> = DEFAULT_CONFIG_LIMITS): ValidationResult {
   const key = keyOf(doc);
   const resource = describeKey(key);
-  const fail = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_FIELD' | 'NM_ERR_CONFIG_LIMIT', detail: string, path?: FieldPath) => {
+  const configError = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_FIELD' | 'NM_ERR_CONFIG_LIMIT', detail: string, path?: FieldPath) => {
     const line = (path && doc.lineOf(path)) ?? doc.line;
     const field = path ? formatFieldPath(path) : undefined;
-    return { ok: false as const, key, error: new ConfigError(code, { file: doc.file, line, resource, ...(field ? { field } : {}) }, detail) };
+    return new ConfigError(code, { file: doc.file, line, resource, ...(field ? { field } : {}) }, detail);
   };
+  const failWith = (errors: ConfigError[], more = 0, moreMayExist = false): ValidationResult => ({
+    ok: false,
+    key,
+    error: errors[0]!,
+    errors: errors.slice(0, MAX_ERRORS_SHOWN),
+    moreErrors: more + Math.max(0, errors.length - MAX_ERRORS_SHOWN),
+    moreMayExist,
+  });
+  const fail = (code: 'NM_ERR_CONFIG_KIND' | 'NM_ERR_CONFIG_LIMIT', detail: string) => failWith([configError(code, detail)]);
 
   if (doc.bytes !== undefined && doc.bytes > limits.resourceBytes) {
     return fail(
@@ -130,24 +155,50 @@ export function validateDocument(doc: SourceDocument, limits: Pick<ConfigLimits,
     return fail('NM_ERR_CONFIG_KIND', `apiVersion ${doc.apiVersion} is not known for ${doc.kind}; use ${served}`);
   }
 
-  try {
-    if (key.namespace !== '') dns1123Label(key.namespace, ['metadata', 'namespace']);
-    const m = metadata(doc.object);
+  // one round of validation; a name already found invalid is replaced by a valid stand-in
+  // in later rounds, so that the rest of the document is still looked at (all-errors.ts)
+  let name = doc.name;
+  const validateOnce = (o: Obj): ValidatedBody => {
+    const m = metadata(o);
     stringMap(m.labels, ['metadata', 'labels']);
     stringMap(m.annotations, ['metadata', 'annotations']);
-    let checked: ValidatedBody;
-    if (info.validate) {
-      checked = info.validate(doc.object, doc.name);
-    } else {
-      optObject(doc.object.spec, ['spec']);
-      checked = { body: { kind: 'Ignored' }, notes: [NOT_YET_APPLIED] };
-    }
-    return {
-      ok: true,
-      resource: { key, apiVersion: doc.apiVersion, file: doc.file, line: doc.line, body: checked.body, notes: checked.notes },
-    };
+    if (info.validate) return info.validate(o, name);
+    optObject(o.spec, ['spec']);
+    return { body: { kind: 'Ignored' }, notes: [NOT_YET_APPLIED] };
+  };
+  let checked: ValidatedBody;
+  try {
+    // the namespace is part of the resource's identity: nothing more is looked at without one
+    if (key.namespace !== '') dns1123Label(key.namespace, ['metadata', 'namespace']);
   } catch (err) {
     if (!(err instanceof FieldProblem)) throw err;
-    return fail('NM_ERR_CONFIG_FIELD', err.message, err.path);
+    return failWith([configError('NM_ERR_CONFIG_FIELD', err.message, err.path)]);
   }
+  try {
+    checked = validateOnce(doc.object);
+  } catch (err) {
+    if (!(err instanceof FieldProblem)) throw err;
+    const { problems, truncated } = collectProblems(doc.object, (copy) => {
+      try {
+        validateOnce(copy);
+      } catch (e) {
+        if (e instanceof FieldProblem && e.path.length === 2 && e.path[0] === 'metadata' && e.path[1] === 'name' && name !== NAME_STAND_IN) {
+          name = NAME_STAND_IN;
+          throw e;
+        }
+        throw e;
+      }
+    });
+    // the first round saw the untouched document: its error leads, as it always did
+    const errors = [configError('NM_ERR_CONFIG_FIELD', err.message, err.path)];
+    for (const p of problems) if (!(formatFieldPath(p.path) === formatFieldPath(err.path) && p.message === err.message)) errors.push(configError('NM_ERR_CONFIG_FIELD', p.message, p.path));
+    return failWith(errors, 0, truncated);
+  }
+  return {
+    ok: true,
+    resource: { key, apiVersion: doc.apiVersion, file: doc.file, line: doc.line, body: checked.body, notes: checked.notes },
+  };
 }
+
+/** A valid metadata.name, for the rounds after an invalid one was reported. */
+const NAME_STAND_IN = 'name-reported-invalid';

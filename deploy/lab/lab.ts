@@ -50,6 +50,8 @@ export interface LabUpOptions {
   /** extra environment for the control plane and the agents */
   env?: Record<string, string>;
   timeouts?: { controlMs?: number; agentsMs?: number; podsMs?: number };
+  /** told each step as it starts, for a person watching (`nodemesh lab up` on a terminal) */
+  progress?: (step: string) => void;
 }
 
 export function labName(name?: string): string {
@@ -85,15 +87,20 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   await writeLabState(state); // every resource below is recorded before it exists
   log.info({ lab: name, slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
 
+  const step = opts.progress ?? (() => {});
   try {
+    step(`nodes: ${state.nodes.map((n) => n.name).join(', ')} (network namespaces, bridge ${state.bridge?.ip ?? '-'})`);
     await buildNetwork(state, model);
     await buildCgroups(state);
     await writeConfigDir(state, model);
     if (control || agents) await writeLabCredentials(state);
     const env = { ...process.env, ...opts.env };
     const cli = opts.cli ?? DEFAULT_CLI;
+    if (control) step('control plane');
     if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
+    if (agents) step(`agents on ${state.nodes.length} node(s)`);
     if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
+    step(`pods: ${state.pods.length}`);
     await startPods(state, opts.timeouts?.podsMs ?? 30_000);
     state.status = 'ready';
     await writeLabState(state);

@@ -33,6 +33,8 @@ const CONTROL_LAYERS = [
   ['admin'],
   ['discovery-server.ts'],
   ['config-store.ts', 'control-metrics.ts'],
+  // analysis reads what validation kept and what the compiler resolves (hosts, Services)
+  ['analyze'],
   // source/ reads the files, validate/ checks what was read: config-store.ts joins them, and
   // as siblings neither may import the other (validators know documents, not YAML)
   ['validate', 'compile', 'ca', 'source'],
