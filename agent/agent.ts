@@ -289,7 +289,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     await outbound.listen(listeners.take(addressOf('outbound')));
     proxy = outbound;
     if (identity) {
-      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs });
+      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs, keepalive: timeouts });
       await hboneServer.listen(listeners.take(addressOf('hbone')));
     }
     capture = new InboundCapture({

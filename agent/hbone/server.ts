@@ -15,7 +15,8 @@
 //   refuses; after 200 the stream is a byte pipe.
 // - Every connection has an end: a TLS handshake within Node's handshakeTimeout (120 s), and
 //   a connection without streams is closed (GOAWAY) after the HTTP idle timeout (1 h,
-//   transport/timeouts.ts; the clients' pools close theirs after 5 min, before this side).
+//   transport/timeouts.ts; the clients' pools close theirs after 5 min, before this side); a
+//   connection quiet for the keepalive interval must answer a PING (transport/timeouts.ts).
 import http2, { type Http2SecureServer, type ServerHttp2Stream } from 'node:http2';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
@@ -41,7 +42,7 @@ import type { InboundDeliver } from '../proxy/inbound-capture.js';
 import type { InboundConnection } from '../proxy/inbound-delivery.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { ResponseFlag } from '../transport/response-flags.js';
-import { closeIdleSession, DEFAULT_TIMEOUTS } from '../transport/timeouts.js';
+import { closeIdleSession, DEFAULT_TIMEOUTS, type ProxyTimeouts } from '../transport/timeouts.js';
 
 const log = logger('agent/hbone-inbound');
 
@@ -59,6 +60,8 @@ export interface HboneInboundOptions {
   maxConcurrentStreams?: number;
   /** a connection without streams is closed after this long (default: the HTTP idle timeout) */
   idleTimeoutMs?: number;
+  /** the HTTP/2 keepalive (transport/timeouts.ts defaults) */
+  keepalive?: Partial<Pick<ProxyTimeouts, 'http2KeepaliveIntervalMs' | 'http2KeepaliveTimeoutMs'>>;
 }
 
 /** What the TLS layer established for one connection. */
@@ -236,7 +239,7 @@ export class HboneInbound {
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
     session.setLocalWindowSize(HBONE_CONNECTION_WINDOW);
-    closeIdleSession(session, this.opts.idleTimeoutMs ?? DEFAULT_TIMEOUTS.httpIdleMs);
+    closeIdleSession(session, { ...DEFAULT_TIMEOUTS, ...this.opts.keepalive, httpIdleMs: this.opts.idleTimeoutMs ?? DEFAULT_TIMEOUTS.httpIdleMs });
   }
 
   private async onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {

@@ -75,7 +75,7 @@ export class L7Servers implements Engine {
       this.sessions.add(s);
       s.once('close', () => this.sessions.delete(s));
       s.on('error', () => {});
-      closeIdleSession(s, this.timeouts.httpIdleMs);
+      closeIdleSession(s, this.timeouts);
     });
     this.http2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => {
       const conn = (stream.session?.socket as unknown as WithConn)[kConn];

@@ -278,7 +278,7 @@ export function serveH2cInbound(stream: Duplex, o: H2cInboundOptions): Promise<v
   stream.allowHalfOpen = false; // HTTP/2 never half-closes: the peer's FIN ends the session
   server.on('session', (session: http2.ServerHttp2Session) => {
     session.on('error', () => stream.destroy());
-    closeIdleSession(session, (o.timeouts ?? DEFAULT_TIMEOUTS).httpIdleMs);
+    closeIdleSession(session, o.timeouts ?? DEFAULT_TIMEOUTS);
   });
   server.on('stream', (s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => handleH2(s, headers, o, pod));
   return new Promise((resolve) => {

@@ -10,6 +10,7 @@
 import { spawn } from 'node:child_process';
 import { readFile, readdir, writeFile } from 'node:fs/promises';
 import { labDown, labExecCommand, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { labAgentPid } from '../../deploy/lab/lab-agents.js';
 import { packagePath } from '../../common/paths.js';
 import { DEFAULT_SOURCE_LIMITS } from '../../agent/transport/source-limits.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
@@ -77,7 +78,9 @@ async function main(): Promise<void> {
     throw err;
   }
   try {
-    const pid = state.processes.find((p) => p.role === 'agent' && p.name === 'node-a')!.pid;
+    // the agent process itself: the state file's 'agent' is its supervisor (the kubelet's part)
+    const pid = await labAgentPid(LAB, 'node-a');
+    if (pid === undefined) throw new Error('node-a: no running agent in the supervisor\'s record');
     const admin = state.nodes.find((n) => n.name === 'node-a')!.agentAdmin;
     await curl(state); // pools, HBONE, lazily loaded modules
     await sleep(1000);

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Service, Snapshot, Workload } from '../../control/api/snapshot.js';
 import type { SecurityIndex } from '../../agent/policy/authorization.js';
 import { HboneConnector } from '../../agent/hbone/client.js';
-import { HboneInbound } from '../../agent/hbone/server.js';
+import { HboneInbound, type HboneInboundOptions } from '../../agent/hbone/server.js';
 import { sniForPodIp } from '../../agent/hbone/protocol.js';
 import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import type { InboundDeliver } from '../../agent/proxy/inbound-capture.js';
@@ -83,7 +83,7 @@ export interface World {
 export async function world(
   t: ExecutionContext,
   pki: Pki,
-  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; serverIdleMs?: number; security?: SecurityIndex } = {},
+  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; serverIdleMs?: number; security?: SecurityIndex; serverKeepalive?: HboneInboundOptions['keepalive'] } = {},
 ): Promise<World> {
   const [webPod, dbPod] = await Promise.all([pod(t, '127.0.0.2'), pod(t, '127.0.0.3')]);
   const client = workload('client', 'node-a', '10.99.0.2', 'client');
@@ -136,6 +136,7 @@ export async function world(
     deliver,
     ...(opts.serverMaxStreams ? { maxConcurrentStreams: opts.serverMaxStreams } : {}),
     ...(opts.serverIdleMs ? { idleTimeoutMs: opts.serverIdleMs } : {}),
+    ...(opts.serverKeepalive ? { keepalive: opts.serverKeepalive } : {}),
   });
   await inbound.listen();
   const connector = new HboneConnector({

@@ -9,6 +9,7 @@ import net from 'node:net';
 import { deliverInbound, type InboundConnection, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
+import { proxyTimeouts, type ProxyTimeouts } from '../../agent/transport/timeouts.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import { compileYaml, podYaml, spiffe } from './config-yaml.js';
 
@@ -28,6 +29,10 @@ export interface Inbound {
   port: number;
   /** what deliverInbound returned, one per connection or CONNECT stream */
   results: InboundResult[];
+  /** connections the listener holds now */
+  connections(): Promise<number>;
+  /** CONNECT streams ('tunnel') open now on the listener's side */
+  openStreams: number;
 }
 
 /** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
@@ -43,17 +48,20 @@ export async function inbound(
   port: number,
   peer: Peer,
   transport: Transport = 'tcp',
+  opts: { timeouts?: Partial<ProxyTimeouts> } = {},
 ): Promise<Inbound> {
+  const timeouts = opts.timeouts ? { timeouts: proxyTimeouts(opts.timeouts) } : {};
   const snapshot = compileYaml([SERVER_POD, ...policies]);
   const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
   const security = SecurityIndex.of(snapshot.security);
   const results: InboundResult[] = [];
+  const ib = { results, openStreams: 0 } as Inbound;
   const conn = (sourceIp: string, sourcePort: number): InboundConnection => ({ ...peer, destination, port, sourceIp, sourcePort });
   let server: net.Server | http2.Http2Server;
   if (transport === 'tcp') {
     server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => {});
-      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security }).then((r) => {
+      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security, ...timeouts }).then((r) => {
         results.push(r);
         if (!r.delivered) socket.resetAndDestroy();
       });
@@ -63,9 +71,11 @@ export async function inbound(
     h2.on('session', (s) => s.on('error', () => {}));
     h2.on('stream', (s: http2.ServerHttp2Stream, headers) => {
       s.on('error', () => {});
+      ib.openStreams++;
+      s.once('close', () => ib.openStreams--);
       if (headers[':method'] !== 'CONNECT') return void s.respond({ ':status': 405 }, { endStream: true });
       s.respond({ ':status': 200 });
-      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security }).then((r) => {
+      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security, ...timeouts }).then((r) => {
         results.push(r);
         if (!r.delivered) s.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       });
@@ -79,7 +89,8 @@ export async function inbound(
     for (const s of sessions) s.destroy();
     server.close();
   });
-  return { port: (server.address() as net.AddressInfo).port, results };
+  const connections = () => new Promise<number>((r) => server.getConnections((err, n) => r(err ? -1 : n)));
+  return Object.assign(ib, { port: (server.address() as net.AddressInfo).port, connections });
 }
 
 /** Listens with a "pod" server on 127.0.0.1 until the test ends; resolves its port. */
