@@ -17,6 +17,7 @@ const BUDGET = 'agent/cluster/retry-budget.ts';
 const RETRY = 'agent/l7/retry.ts';
 const LB = 'agent/cluster/load-balancer';
 const ROUTE = 'agent/l7/route-match.ts';
+const HEADERS = 'agent/l7/header-ops.ts';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -129,6 +130,76 @@ export const EQUIVALENT: Equivalent[] = [
     line: 137,
     reason: "the fallback of `m.sourceNamespace ?? ''` is never taken: the contract's HttpMatch carries sourceNamespace ('' for any), and the snapshot decoder (defaults: true) always fills it",
   },
+
+  // --- header operations ---
+  {
+    file: HEADERS,
+    mutator: 'ConditionalExpression',
+    original: '!o',
+    replacement: 'false',
+    reason: 'a shortcut: `for (const _ in undefined)` runs no iteration, so the function returns true for an absent map either way',
+  },
+  {
+    file: HEADERS,
+    mutator: 'ConditionalExpression',
+    original: 'raw[i]!.length === 10',
+    replacement: 'true',
+    reason: "a shortcut before the case-insensitive comparison: only a name of 10 characters can equal 'connection'",
+  },
+  {
+    file: HEADERS,
+    mutator: 'ArrayDeclaration',
+    original: '[]',
+    replacement: '["Stryker was here"]',
+    reason: "the fallback of `ops.remove ?? []` is never taken: HeaderOps from the snapshot decoder (control/api/protos.ts: arrays: true) always carries remove; with it absent the mutant would only drop a header named 'Stryker was here'",
+  },
+  {
+    file: HEADERS,
+    mutator: 'StringLiteral',
+    original: "'/'",
+    replacement: '""',
+    line: 97,
+    reason: "after a PathPrefix match the rest of the path is '' or starts with '/' (the match ends at an element boundary), and ReplacePrefixMatch is only allowed with a PathPrefix match (control/validate/gateway-api.ts); for '' both add rest.slice(1) = ''",
+  },
+  ...same(
+    HEADERS,
+    [
+      ['ConditionalExpression', "replacement === '' && !rest.startsWith('/')", 'false'],
+      ['StringLiteral', "''", '"Stryker was here!"'],
+      ['BooleanLiteral', "!rest.startsWith('/')", "rest.startsWith('/')"],
+      ['MethodExpression', "rest.startsWith('/')", "rest.endsWith('/')"],
+      ['StringLiteral', "'/'", '""'],
+    ],
+    "the replacement is never '': the Gateway API validator turns an empty ReplacePrefixMatch into '/', and rewritePath and redirectLocation skip an empty one, so this branch cannot be reached",
+  ).map((e) => ({ ...e, line: 98 })),
+  ...same(
+    HEADERS,
+    [
+      ['ConditionalExpression', "joined === ''", 'false'],
+      ['StringLiteral', "''", '"Stryker was here!"'],
+      ['StringLiteral', "'/'", '""'],
+    ],
+    "joined is '' only when the replacement is '', which never reaches here (see the line above)",
+  ).map((e) => ({ ...e, line: 100 })),
+  {
+    file: HEADERS,
+    mutator: 'BlockStatement',
+    original: '{\n    return undefined; // the control plane validated it; an uncompilable one rewrites nothing\n  }',
+    replacement: '{}',
+    reason: 'the catch block is the last statement: an empty one falls off the end of the function, which returns undefined too',
+  },
+  {
+    file: HEADERS,
+    mutator: 'ConditionalExpression',
+    original: 'rw.replacePrefixMatch !== undefined',
+    replacement: 'true',
+    reason: "Rewrite.replacePrefixMatch is a string of the contract, '' when unset (the snapshot decoder's defaults: true): never undefined",
+  },
+  ...same(
+    HEADERS,
+    [['EqualityOperator', 'n >= 0', 'n > 0']],
+    "a ReplacePrefixMatch comes only from the Gateway API, which allows it only with a PathPrefix match, whose value starts with '/': the matched prefix is never empty (n ≥ 1)",
+  ).flatMap((e) => [126, 149].map((line) => ({ ...e, line }))),
 
   // --- outlier detection ---
   ...same(

@@ -194,14 +194,17 @@ test('a file of 5,000 documents (the most one file may hold) is parsed in slices
       await idleFor(20, 'readiness probes paced as a kubelet sends them, faster');
     }
   })();
+  const readStarted = performance.now();
   await r.cp.rescan();
+  const readMs = performance.now() - readStarted;
   done = true;
   await probing;
   t.is(r.cp.snapshot()?.workloads.length, 5_000);
   t.true(answered >= 2, `readiness answered ${answered} times during the read`);
-  // the parse alone would hold the event loop for seconds; store and compile of 5,000 Pods
-  // stay under a second (measured ~0.3 s): the bound has room for a loaded machine
-  t.true(slowest < 5_000, `the slowest readiness answer took ${slowest.toFixed(0)} ms`);
+  // parsed in one piece, the read would hold the event loop for all of it; in slices only
+  // store and compile hold it (measured ~0.3 s of a read of seconds). A loaded machine slows
+  // both alike, so the bound is a share of the read, not a number of milliseconds
+  t.true(slowest < readMs / 2, `the slowest readiness answer took ${slowest.toFixed(0)} ms of a ${readMs.toFixed(0)} ms read`);
 });
 
 test('parseYamlFile stops at the document limit without composing the rest', (t) => {

@@ -155,7 +155,8 @@ test('nothing listening on the node is UF; a peer that is not HTTP/2 is H2_HANDS
   await new Promise<void>((r) => closed.listen(0, NODE_B_IP, r));
   const port = (closed.address() as net.AddressInfo).port;
   await new Promise<void>((r) => closed.close(() => r()));
-  const refused = new HboneConnector({ identity: w.clientIdentity, nodeIp: () => NODE_B_IP, port, connectTimeoutMs: 2000 });
+  // room for a TLS handshake on a loaded machine: both failures come long before it
+  const refused = new HboneConnector({ identity: w.clientIdentity, nodeIp: () => NODE_B_IP, port, connectTimeoutMs: 15_000 });
   t.teardown(() => refused.close());
   t.is(await flagOf(refused.connect(req(w.client, w.web, w.webPort))), 'UF');
 
@@ -178,7 +179,7 @@ test('nothing listening on the node is UF; a peer that is not HTTP/2 is H2_HANDS
     identity: w.clientIdentity,
     nodeIp: () => NODE_B_IP,
     port: (notH2.address() as net.AddressInfo).port,
-    connectTimeoutMs: 2000,
+    connectTimeoutMs: 15_000,
   });
   t.teardown(() => c.close());
   t.is(await flagOf(c.connect(req(w.client, w.web, w.webPort))), 'H2_HANDSHAKE_FAILURE');

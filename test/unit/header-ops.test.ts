@@ -115,3 +115,28 @@ test('redirects: scheme, authority and port as asked, the request keeps what is 
   t.is(redirectLocation(redirect({ replacePrefixMatch: '/xyz', uri: '/full' }), req('/foo/a'), undefined), 'http://web/full', 'without a match condition, the full path');
   t.is(redirectLocation(redirect({}), req('/p'), undefined), 'http://web/p');
 });
+
+test('only the Connection header names headers to drop: the value of any other header, even one of ten letters, names nothing', (t) => {
+  const raw = ['X-Tracking', 'x-keep', 'Accept', 'x-also', 'x-keep', '1', 'x-also', '2'];
+  t.deepEqual(forwardRaw(raw, []), raw);
+  t.deepEqual(forwardRaw(['CONNECTION', 'x-gone', 'x-gone', '1', 'x-kept', '2'], []), ['x-kept', '2'], 'Connection in any case');
+});
+
+test('HTTP/2: te is the one connection field kept, and only with the value trailers; another field saying trailers is still dropped', (t) => {
+  t.deepEqual(forwardH2({ connection: 'trailers', upgrade: 'trailers', 'keep-alive': 'trailers', te: 'trailers', 'x-a': '1' }, false), { te: 'trailers', 'x-a': '1' });
+});
+
+test("rewrite.uri after a regex match replaces the whole path, even when the pattern's text begins the path", (t) => {
+  // '/a.*' as RE2 matches '/a.*x' whole, and '/a.*' is also that path's first four characters
+  t.is(rewritePath('/a.*x', rw({ uri: '/new' }), sm('regex', '/a.*'), undefined), '/new');
+});
+
+test("Istio's empty uri prefix matches every path, and rewrite.uri goes in front of the whole of it (Envoy's prefix_rewrite of an empty prefix)", (t) => {
+  t.is(rewritePath('/x/y', rw({ uri: '/v2' }), sm('prefix', ''), undefined), '/v2/x/y');
+});
+
+test("a redirect's port, or a new scheme, replaces only the authority's port, also when the host is an IPv6 literal", (t) => {
+  t.is(redirectLocation(redirect({ port: 8443 }), req('/p', { authority: '[::1]:8080' }), undefined), 'http://[::1]:8443/p');
+  t.is(redirectLocation(redirect({ scheme: 'https' }), req('/p', { authority: '[fd00::1]:8080' }), undefined), 'https://[fd00::1]/p');
+  t.is(redirectLocation(redirect({ port: 8443 }), req('/p', { authority: '[fd00::1]' }), undefined), 'http://[fd00::1]:8443/p', 'a literal without a port');
+});
