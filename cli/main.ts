@@ -7,10 +7,10 @@ import { AGENT_PORTS, CONTROL_PORTS } from '../common/ports.js';
 
 const USAGE = `usage: nodemesh <command> [flags]
 
-  control  --config-dir DIR [--grpc HOST:PORT] [--admin HOST:PORT] [--trust-domain TD]
+  control  --config-dir DIR | --source kubernetes [--kubeconfig FILE]  [--grpc HOST:PORT] [--admin HOST:PORT] [--trust-domain TD]
            --ca-dir DIR --node-ca FILE [--ca-cert FILE --ca-key FILE [--ca-chain FILE]]
            [--cert-ttl 24h] [--root-overlap DURATION] [--server-name NAME…] | --insecure
-           run the control plane (gRPC+TLS and the CA ${CONTROL_PORTS.grpc}, admin ${CONTROL_PORTS.admin}) over a directory of YAML
+           run the control plane (gRPC+TLS and the CA ${CONTROL_PORTS.grpc}, admin ${CONTROL_PORTS.admin}) over a directory of YAML or the API server
   agent    --node NAME --control HOST:PORT --proxy-ip IP [--admin HOST:PORT]
            [--pods-cgroup DIR] [--pin-dir DIR] [--netns-dir DIR] [--state-dir DIR]
            [--drain-period 20s] [--liveness-timeout 2s]

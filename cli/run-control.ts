@@ -12,6 +12,8 @@ export async function runControl(args: string[]): Promise<number> {
     args,
     options: {
       'config-dir': { type: 'string' },
+      source: { type: 'string' },
+      kubeconfig: { type: 'string' },
       grpc: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.grpc}` },
       admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
@@ -31,9 +33,18 @@ export async function runControl(args: string[]): Promise<number> {
       'max-config-size': { type: 'string' },
     },
   });
+  const sourceKind = values.source ?? process.env.NODEMESH_SOURCE ?? 'files';
+  if (sourceKind !== 'files' && sourceKind !== 'kubernetes') throw new Error(`control: --source ${JSON.stringify(sourceKind)}: expected files (a directory of YAML, --config-dir) or kubernetes (the API server: in-cluster, or --kubeconfig FILE)`);
   const configDir = values['config-dir'] ?? process.env.NODEMESH_CONFIG_DIR;
-  if (!configDir) throw new Error('control: --config-dir DIR is required (a directory of Kubernetes-shaped YAML)');
-  const opts: ControlPlaneOptions = { configDir, grpcAddress: values.grpc!, adminAddress: values.admin!, trustDomain: values['trust-domain']! };
+  const kubeconfig = values.kubeconfig ?? process.env.NODEMESH_KUBECONFIG;
+  if (sourceKind === 'files' && !configDir) throw new Error('control: --config-dir DIR is required (a directory of Kubernetes-shaped YAML), or --source kubernetes');
+  if (sourceKind === 'kubernetes' && values['config-dir']) throw new Error('control: --config-dir and --source kubernetes exclude each other (one source of configuration)');
+  const opts: ControlPlaneOptions = {
+    ...(sourceKind === 'files' ? { configDir: configDir! } : { kubernetes: kubeconfig ? { kubeconfig } : {} }),
+    grpcAddress: values.grpc!,
+    adminAddress: values.admin!,
+    trustDomain: values['trust-domain']!,
+  };
   const limits: Partial<ConfigLimits> = {};
   const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {
     if (v === undefined) return;
@@ -63,7 +74,7 @@ export async function runControl(args: string[]): Promise<number> {
     if (values['server-name']) opts.ca.serverNames = values['server-name'];
   }
   const cp = await startControlPlane(opts);
-  logger('control').info({ grpc: values.grpc, admin: values.admin, configDir }, 'control plane started');
+  logger('control').info({ grpc: values.grpc, admin: values.admin, source: cp.status().configDir }, 'control plane started');
   await untilSignal();
   await cp.close();
   return 0;

@@ -1,4 +1,4 @@
-// The control plane: file source → store (validation, last good) → compiler → gRPC stream,
+// The control plane: file or Kubernetes source → store (validation, last good) → compiler → gRPC stream,
 // plus the admin server. Bad input never stops it: every error is logged, counted in
 // nodemesh_config_errors_total and shown in the status, and the last good state stays in
 // force.
@@ -21,6 +21,8 @@ import { certificateServiceImplementation } from './ca/server.js';
 import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-auth.js';
 import { ServingTls, servingNames } from './ca/serving-tls.js';
 import { FileSource, type SourceState } from './source/files.js';
+import { KubernetesSource, type KubernetesSourceOptions, type KubernetesTypeStatus } from './source/kubernetes.js';
+import { KubeClient, loadKubeConfig, type KubeConnectOptions } from './kube/kube-client.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 import { configLimits, type ConfigLimits } from './model/limits.js';
 
@@ -30,8 +32,10 @@ const DEFAULT_GRPC_ADDRESS = `0.0.0.0:${CONTROL_PORTS.grpc}`;
 const DEFAULT_ADMIN_ADDRESS = `0.0.0.0:${CONTROL_PORTS.admin}`;
 
 export interface ControlPlaneOptions {
-  /** directory of Kubernetes-shaped YAML, read recursively and watched */
-  configDir: string;
+  /** directory of Kubernetes-shaped YAML, read recursively and watched (the lab, clusters without API access) */
+  configDir?: string;
+  /** watch the Kubernetes API server instead of a directory (`--source kubernetes`) */
+  kubernetes?: KubernetesSourceSettings;
   /** gRPC discovery `host:port` (default 0.0.0.0:15012; port 0 picks a free one) */
   grpcAddress?: string;
   /** admin HTTP `host:port` (default 0.0.0.0:15014; port 0 picks a free one) */
@@ -55,6 +59,8 @@ export interface ControlPlaneOptions {
   ca?: ControlPlaneCaOptions;
 }
 
+export interface KubernetesSourceSettings extends KubeConnectOptions, Pick<KubernetesSourceOptions, 'coalesceMs' | 'backoff' | 'absentRetryMs' | 'pageSize' | 'watchTimeoutSeconds' | 'types'> {}
+
 export interface ControlPlaneCaOptions extends Omit<LocalCaOptions, 'trustDomain' | 'clock'> {
   /** PEM file of the CA that issues node credentials (the lab's node CA) */
   nodeCaFile: string;
@@ -72,7 +78,11 @@ export interface ControlPlane {
   status(): ConfigStatus;
   agents(): AgentStatus[];
   ready(): boolean;
-  /** re-reads the directory now and resolves once it is applied, with the snapshot in force */
+  /** the resource types watched and their state, with `--source kubernetes` */
+  kubernetesTypes(): KubernetesTypeStatus[] | undefined;
+  /** the Kubernetes client, with `--source kubernetes` (status writing, leases, TokenReview use it too) */
+  readonly kubeClient: KubeClient | undefined;
+  /** re-reads the directory now (or hands over the cluster's pending changes) and resolves once applied, with the snapshot in force */
   rescan(): Promise<Snapshot | undefined>;
   /** listener for every new snapshot version; returns an unsubscribe function */
   onSnapshot(listener: (snapshot: Snapshot) => void): () => void;
@@ -90,6 +100,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
   if (!TRUST_DOMAIN.test(trustDomain))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
+  if (Boolean(opts.configDir) === Boolean(opts.kubernetes)) throw new NodemeshError('NM_ERR_CONTROL', 'the control plane reads one source: a config directory or the Kubernetes API server');
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const limits = configLimits(opts.limits);
   const store = new ResourceStore(limits);
@@ -133,7 +144,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     let next: Snapshot;
     const notes = new Map<string, string[]>();
     try {
-      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [], notes }, current);
+      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [], notes, endpointsFrom: opts.kubernetes ? 'slices' : 'selectors' }, current);
       compileNotes = notes;
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
@@ -157,13 +168,22 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
   };
 
-  const source = new FileSource({
-    dir: opts.configDir,
-    ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
-    ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}),
-    onChange: apply,
-    limits,
-  });
+  let kubeClient: KubeClient | undefined;
+  let source: FileSource | KubernetesSource;
+  if (opts.kubernetes) {
+    const { kubeconfig, requestTimeoutMs, ...sourceOpts } = opts.kubernetes;
+    const { kc, describe } = loadKubeConfig({ ...(kubeconfig ? { kubeconfig } : {}) });
+    kubeClient = new KubeClient(kc, requestTimeoutMs !== undefined ? { requestTimeoutMs } : {});
+    source = new KubernetesSource({ ...sourceOpts, client: kubeClient, describe, onChange: apply, onCount: (kind, what) => metrics.kubeEvents.inc({ kind, event: what }) });
+  } else {
+    source = new FileSource({
+      dir: opts.configDir!,
+      ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
+      ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}),
+      onChange: apply,
+      limits,
+    });
+  }
 
   const status = (): ConfigStatus => {
     const rejected = last.statuses.filter((s) => s.state === 'Rejected').length;
@@ -216,6 +236,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     status,
     agents: () => server.agents(),
     ready: () => current !== undefined,
+    kubernetesTypes: () => (source instanceof KubernetesSource ? source.types() : undefined),
+    kubeClient,
     rescan: async () => {
       await source.scan();
       return current;
