@@ -20,6 +20,7 @@ import { createCaMetrics, type CaMetrics } from './ca/metrics.js';
 import { certificateServiceImplementation } from './ca/server.js';
 import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-auth.js';
 import { ServingTls, servingNames } from './ca/serving-tls.js';
+import { EitherAuthenticator, TokenReviewAuthenticator, type TokenReviewAuthenticatorOptions } from './ca/token-auth.js';
 import { FileSource, type SourceState } from './source/files.js';
 import { KubernetesSource, type KubernetesSourceOptions, type KubernetesTypeStatus } from './source/kubernetes.js';
 import { KubeClient, loadKubeConfig, type KubeConnectOptions } from './kube/kube-client.js';
@@ -62,8 +63,13 @@ export interface ControlPlaneOptions {
 export interface KubernetesSourceSettings extends KubeConnectOptions, Pick<KubernetesSourceOptions, 'coalesceMs' | 'backoff' | 'absentRetryMs' | 'pageSize' | 'watchTimeoutSeconds' | 'types'> {}
 
 export interface ControlPlaneCaOptions extends Omit<LocalCaOptions, 'trustDomain' | 'clock'> {
-  /** PEM file of the CA that issues node credentials (the lab's node CA) */
-  nodeCaFile: string;
+  /** PEM file of the CA that issues node credentials (the lab's node CA, or the cluster CA for kubelet certificates) */
+  nodeCaFile?: string;
+  /**
+   * With the Kubernetes source: agents may authenticate with their projected ServiceAccount
+   * token, reviewed by the API server (ca/token-auth.ts)
+   */
+  tokenAuth?: Omit<TokenReviewAuthenticatorOptions, 'client'>;
   /** extra DNS names / IPs for the serving certificate (the bind address and defaults are always in) */
   serverNames?: string[];
   clock?: Clock;
@@ -104,7 +110,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const limits = configLimits(opts.limits);
   const store = new ResourceStore(limits);
-  const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current) : undefined;
+  let kubeClient: KubeClient | undefined;
+  let kubeDescribe = '';
+  if (opts.kubernetes) {
+    const { kc, describe } = loadKubeConfig(opts.kubernetes.kubeconfig ? { kubeconfig: opts.kubernetes.kubeconfig } : {});
+    kubeClient = new KubeClient(kc, opts.kubernetes.requestTimeoutMs !== undefined ? { requestTimeoutMs: opts.kubernetes.requestTimeoutMs } : {});
+    kubeDescribe = describe;
+  }
+  if (opts.ca?.tokenAuth && !kubeClient) throw new NodemeshError('NM_ERR_CONTROL', 'token authentication of agents needs the Kubernetes API server (--source kubernetes)');
+  const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current, kubeClient) : undefined;
   const server = new DiscoveryServer({
     metrics,
     ...(tls
@@ -168,13 +182,10 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
   };
 
-  let kubeClient: KubeClient | undefined;
   let source: FileSource | KubernetesSource;
-  if (opts.kubernetes) {
-    const { kubeconfig, requestTimeoutMs, ...sourceOpts } = opts.kubernetes;
-    const { kc, describe } = loadKubeConfig({ ...(kubeconfig ? { kubeconfig } : {}) });
-    kubeClient = new KubeClient(kc, requestTimeoutMs !== undefined ? { requestTimeoutMs } : {});
-    source = new KubernetesSource({ ...sourceOpts, client: kubeClient, describe, onChange: apply, onCount: (kind, what) => metrics.kubeEvents.inc({ kind, event: what }) });
+  if (opts.kubernetes && kubeClient) {
+    const { kubeconfig: _k, requestTimeoutMs: _r, ...sourceOpts } = opts.kubernetes;
+    source = new KubernetesSource({ ...sourceOpts, client: kubeClient, describe: kubeDescribe, onChange: apply, onCount: (kind, what) => metrics.kubeEvents.inc({ kind, event: what }) });
   } else {
     source = new FileSource({
       dir: opts.configDir!,
@@ -265,15 +276,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
  * The CA and what hangs off it: the serving certificate of the gRPC port, node
  * authentication, and the CertificateService implementation.
  */
-async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: string, registry: ControlMetrics['registry'], snapshot: () => Snapshot | undefined) {
-  let nodeCaPems: string[];
-  try {
-    nodeCaPems = splitPemCertificates(await readFile(o.nodeCaFile, 'utf8'));
-  } catch (err) {
-    throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile}: ${(err as Error).message}`, { cause: err });
-  }
-  if (nodeCaPems.length === 0) throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile} holds no PEM certificate (the CA that issues node credentials)`);
-  const { nodeCaFile: _n, serverNames, ...caOpts } = o;
+async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: string, registry: ControlMetrics['registry'], snapshot: () => Snapshot | undefined, kubeClient: KubeClient | undefined) {
+  let nodeCaPems: string[] = [];
+  if (o.nodeCaFile) {
+    try {
+      nodeCaPems = splitPemCertificates(await readFile(o.nodeCaFile, 'utf8'));
+    } catch (err) {
+      throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile}: ${(err as Error).message}`, { cause: err });
+    }
+    if (nodeCaPems.length === 0) throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile} holds no PEM certificate (the CA that issues node credentials)`);
+  } else if (!o.tokenAuth) throw new NodemeshError('NM_ERR_CA', 'agents need a way to authenticate: --node-ca FILE (node certificates) or token authentication (--source kubernetes)');
+  const { nodeCaFile: _n, serverNames, tokenAuth, ...caOpts } = o;
   const ca = await startLocalCa({ ...caOpts, trustDomain });
   const caMetrics = createCaMetrics(registry);
   const gauges = () => {
@@ -289,7 +302,10 @@ async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: 
     ca.close();
     throw err;
   }
-  const authenticator = new NodeCertificateAuthenticator(nodeCaPems);
+  const authenticator = new EitherAuthenticator(
+    nodeCaPems.length ? new NodeCertificateAuthenticator(nodeCaPems) : undefined,
+    tokenAuth && kubeClient ? new TokenReviewAuthenticator({ ...tokenAuth, client: kubeClient }) : undefined,
+  );
   const service = certificateServiceImplementation({ ca, authenticator, authorizer: new SnapshotNodeAuthorizer(snapshot, trustDomain), metrics: caMetrics });
   return {
     ca,
