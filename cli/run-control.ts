@@ -14,6 +14,7 @@ export async function runControl(args: string[]): Promise<number> {
       'config-dir': { type: 'string' },
       source: { type: 'string' },
       kubeconfig: { type: 'string' },
+      'agent-service-account': { type: 'string', multiple: true },
       grpc: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.grpc}` },
       admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
@@ -61,10 +62,13 @@ export async function runControl(args: string[]): Promise<number> {
   if (!values.insecure) {
     const caDir = values['ca-dir'] ?? process.env.NODEMESH_CA_DIR;
     const nodeCa = values['node-ca'] ?? process.env.NODEMESH_NODE_CA;
-    const missing = [!caDir && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
+    // on Kubernetes agents authenticate with their projected ServiceAccount token (TokenReview); --node-ca adds node certificates
+    const tokenAuth = sourceKind === 'kubernetes';
+    const missing = [!caDir && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && !tokenAuth && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
     if (missing.length) throw new Error(`control: missing ${missing.join(', ')} (--insecure: plaintext gRPC, no CA; development only)`);
     if (Boolean(values['ca-cert']) !== Boolean(values['ca-key'])) throw new Error('control: --ca-cert and --ca-key go together (an operator-supplied signing certificate and its key)');
-    opts.ca = { dir: caDir!, nodeCaFile: nodeCa! };
+    opts.ca = { dir: caDir!, ...(nodeCa ? { nodeCaFile: nodeCa } : {}) };
+    if (tokenAuth) opts.ca.tokenAuth = values['agent-service-account'] ? { agentServiceAccounts: values['agent-service-account'] } : {};
     if (values['ca-cert']) opts.ca.operator = { certFile: values['ca-cert'], keyFile: values['ca-key']!, ...(values['ca-chain'] ? { chainFile: values['ca-chain'] } : {}) };
     // env fallbacks, as for the dirs: the lab passes them to its control plane this way
     const certTtl = values['cert-ttl'] ?? process.env.NODEMESH_CERT_TTL;
