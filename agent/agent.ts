@@ -77,7 +77,8 @@ export interface AgentOptions {
    * the control plane with (PEM file) and this node's credential directory (cert.pem,
    * key.pem). Without it the control connection is plaintext and there are no identities.
    */
-  controlTls?: { rootCert: string; nodeCredential: string };
+  /** how the agent proves its node: the lab's node credential, or (Kubernetes) its projected ServiceAccount token file */
+  controlTls?: { rootCert: string; nodeCredential?: string; tokenFile?: string };
   /** when the trust bundle gains a root, certificates move under it within this (default 30 s) */
   rootChangeSpreadMs?: number;
   /** the proxy's timeouts and bound per source pod (defaults: transport/timeouts.ts, transport/source-limits.ts) */
@@ -134,7 +135,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   const startedAt = performance.now();
 
   // identities: the control plane's CA over the same TLS channel as discovery
-  const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, nodeCredentialDir: opts.controlTls.nodeCredential }) : undefined;
+  const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, ...(opts.controlTls.tokenFile ? { tokenFile: opts.controlTls.tokenFile } : { nodeCredentialDir: opts.controlTls.nodeCredential! }) }) : undefined;
   const caClient: CertificateSigner | undefined = controlCreds ? createCertificateClient({ address: opts.control, credentials: controlCreds.credentials }) : undefined;
   // eslint-disable-next-line prefer-const -- assigned once the identity manager exists
   let writer: LastGoodWriter;

@@ -13,10 +13,13 @@ const AGENT: Flag = { name: 'agent', type: 'string', multiple: true, value: 'HOS
 export const COMMANDS: Command[] = [
   {
     words: ['control'],
-    summary: `run the control plane (gRPC+TLS and the CA on ${CONTROL_PORTS.grpc}, admin on ${CONTROL_PORTS.admin}) over a directory of YAML`,
+    summary: `run the control plane (gRPC+TLS and the CA on ${CONTROL_PORTS.grpc}, admin on ${CONTROL_PORTS.admin}) over a directory of YAML or the Kubernetes API`,
     parse: 'delegate',
     flags: [
       { name: 'config-dir', type: 'string', value: 'DIR', env: 'NODEMESH_CONFIG_DIR', help: 'the YAML to serve (read recursively, watched)' },
+      { name: 'source', type: 'string', value: 'files|kubernetes', default: 'files', env: 'NODEMESH_SOURCE', help: 'where resources come from: --config-dir, or the API server' },
+      { name: 'kubeconfig', type: 'string', value: 'FILE', env: 'NODEMESH_KUBECONFIG', help: 'with --source kubernetes outside a cluster (default: in-cluster)' },
+      { name: 'agent-service-account', type: 'string', multiple: true, value: 'NS/NAME', help: "the agents' ServiceAccount, whose tokens the CA accepts (TokenReview)" },
       { name: 'grpc', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.grpc}`, help: 'discovery and CA (gRPC over TLS)' },
       { name: 'admin', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.admin}`, help: '/metrics, /healthz/ready, /debug/config_status' },
       { name: 'trust-domain', type: 'string', value: 'TD', default: 'cluster.local', help: 'the SPIFFE trust domain' },
@@ -50,6 +53,7 @@ export const COMMANDS: Command[] = [
       { name: 'admin', type: 'string', value: 'HOST:PORT', help: `admin port (default the proxy IP:${AGENT_PORTS.admin})` },
       { name: 'root-cert', type: 'string', value: 'FILE', env: 'NODEMESH_ROOT_CERT', help: 'the mesh root(s) the control plane is verified with' },
       { name: 'node-credential', type: 'string', value: 'DIR', env: 'NODEMESH_NODE_CREDENTIAL', help: "this node's cert.pem and key.pem" },
+      { name: 'token-file', type: 'string', value: 'FILE', env: 'NODEMESH_TOKEN_FILE', help: 'a projected ServiceAccount token (audience nodemesh), instead of a node credential' },
       { name: 'pods-cgroup', type: 'string', value: 'DIR', help: 'the cgroup v2 the pods run under' },
       { name: 'pin-dir', type: 'string', value: 'DIR', help: 'bpffs directory for pins' },
       { name: 'netns-dir', type: 'string', value: 'DIR', help: "where the runtime pins pods' network namespaces" },

@@ -27,6 +27,7 @@ export async function runAgent(args: string[]): Promise<number> {
       'netns-dir': { type: 'string' },
       'root-cert': { type: 'string' },
       'node-credential': { type: 'string' },
+      'token-file': { type: 'string' },
       'root-change-spread': { type: 'string' },
       'state-dir': { type: 'string' },
       'drain-period': { type: 'string' },
@@ -50,9 +51,10 @@ export async function runAgent(args: string[]): Promise<number> {
   ].filter(Boolean);
   const rootCert = values['root-cert'] ?? process.env.NODEMESH_ROOT_CERT;
   const nodeCredential = values['node-credential'] ?? process.env.NODEMESH_NODE_CREDENTIAL;
+  const tokenFile = values['token-file'] ?? process.env.NODEMESH_TOKEN_FILE;
   if (!values['insecure-control']) {
     if (!rootCert) missing.push('--root-cert FILE (or NODEMESH_ROOT_CERT: the mesh root(s) the control plane is verified with)');
-    if (!nodeCredential) missing.push("--node-credential DIR (or NODEMESH_NODE_CREDENTIAL: this node's cert.pem and key.pem)");
+    if (!nodeCredential && !tokenFile) missing.push("--node-credential DIR (or NODEMESH_NODE_CREDENTIAL: this node's cert.pem and key.pem) or --token-file FILE (or NODEMESH_TOKEN_FILE: the projected ServiceAccount token, audience nodemesh)");
   }
   if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}${values['insecure-control'] ? '' : ' (--insecure-control: plaintext, no workload identities; development only)'}`);
   const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
@@ -65,7 +67,7 @@ export async function runAgent(args: string[]): Promise<number> {
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
-  if (!values['insecure-control']) opts.controlTls = { rootCert: rootCert!, nodeCredential: nodeCredential! };
+  if (!values['insecure-control']) opts.controlTls = tokenFile ? { rootCert: rootCert!, tokenFile } : { rootCert: rootCert!, nodeCredential: nodeCredential! };
   opts.stateDir = values['state-dir'] ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_STATE_DIR;
   const drainPeriod = values['drain-period'] ?? process.env.NODEMESH_DRAIN_PERIOD;
   if (drainPeriod) opts.drainMs = duration('--drain-period (NODEMESH_DRAIN_PERIOD)', drainPeriod, true);

@@ -12,6 +12,9 @@ export async function runControl(args: string[]): Promise<number> {
     args,
     options: {
       'config-dir': { type: 'string' },
+      source: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'agent-service-account': { type: 'string', multiple: true },
       grpc: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.grpc}` },
       admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
@@ -31,9 +34,18 @@ export async function runControl(args: string[]): Promise<number> {
       'max-config-size': { type: 'string' },
     },
   });
+  const sourceKind = values.source ?? process.env.NODEMESH_SOURCE ?? 'files';
+  if (sourceKind !== 'files' && sourceKind !== 'kubernetes') throw new Error(`control: --source ${JSON.stringify(sourceKind)}: expected files (a directory of YAML, --config-dir) or kubernetes (the API server: in-cluster, or --kubeconfig FILE)`);
   const configDir = values['config-dir'] ?? process.env.NODEMESH_CONFIG_DIR;
-  if (!configDir) throw new Error('control: --config-dir DIR is required (a directory of Kubernetes-shaped YAML)');
-  const opts: ControlPlaneOptions = { configDir, grpcAddress: values.grpc!, adminAddress: values.admin!, trustDomain: values['trust-domain']! };
+  const kubeconfig = values.kubeconfig ?? process.env.NODEMESH_KUBECONFIG;
+  if (sourceKind === 'files' && !configDir) throw new Error('control: --config-dir DIR is required (a directory of Kubernetes-shaped YAML), or --source kubernetes');
+  if (sourceKind === 'kubernetes' && values['config-dir']) throw new Error('control: --config-dir and --source kubernetes exclude each other (one source of configuration)');
+  const opts: ControlPlaneOptions = {
+    ...(sourceKind === 'files' ? { configDir: configDir! } : { kubernetes: kubeconfig ? { kubeconfig } : {} }),
+    grpcAddress: values.grpc!,
+    adminAddress: values.admin!,
+    trustDomain: values['trust-domain']!,
+  };
   const limits: Partial<ConfigLimits> = {};
   const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {
     if (v === undefined) return;
@@ -50,10 +62,13 @@ export async function runControl(args: string[]): Promise<number> {
   if (!values.insecure) {
     const caDir = values['ca-dir'] ?? process.env.NODEMESH_CA_DIR;
     const nodeCa = values['node-ca'] ?? process.env.NODEMESH_NODE_CA;
-    const missing = [!caDir && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
+    // on Kubernetes agents authenticate with their projected ServiceAccount token (TokenReview); --node-ca adds node certificates
+    const tokenAuth = sourceKind === 'kubernetes';
+    const missing = [!caDir && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && !tokenAuth && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
     if (missing.length) throw new Error(`control: missing ${missing.join(', ')} (--insecure: plaintext gRPC, no CA; development only)`);
     if (Boolean(values['ca-cert']) !== Boolean(values['ca-key'])) throw new Error('control: --ca-cert and --ca-key go together (an operator-supplied signing certificate and its key)');
-    opts.ca = { dir: caDir!, nodeCaFile: nodeCa! };
+    opts.ca = { dir: caDir!, ...(nodeCa ? { nodeCaFile: nodeCa } : {}) };
+    if (tokenAuth) opts.ca.tokenAuth = values['agent-service-account'] ? { agentServiceAccounts: values['agent-service-account'] } : {};
     if (values['ca-cert']) opts.ca.operator = { certFile: values['ca-cert'], keyFile: values['ca-key']!, ...(values['ca-chain'] ? { chainFile: values['ca-chain'] } : {}) };
     // env fallbacks, as for the dirs: the lab passes them to its control plane this way
     const certTtl = values['cert-ttl'] ?? process.env.NODEMESH_CERT_TTL;
@@ -63,7 +78,7 @@ export async function runControl(args: string[]): Promise<number> {
     if (values['server-name']) opts.ca.serverNames = values['server-name'];
   }
   const cp = await startControlPlane(opts);
-  logger('control').info({ grpc: values.grpc, admin: values.admin, configDir }, 'control plane started');
+  logger('control').info({ grpc: values.grpc, admin: values.admin, source: cp.status().configDir }, 'control plane started');
   await untilSignal();
   await cp.close();
   return 0;

@@ -23,6 +23,7 @@ export type ErrorCode =
   // agent lifecycle
   | 'NM_ERR_HANDOFF' // an agent cannot take over from (or hand over to) the agent before it on its node
   // identity
+  | 'NM_ERR_KUBE' // the Kubernetes API server cannot be reached or refuses a request (kubeconfig, RBAC, a conflict)
   | 'NM_ERR_CA' // the CA cannot start, sign or rotate (keys, certificates, CA dir)
   | 'NM_ERR_IDENTITY' // a certificate request is refused, or a certificate is not the SVID asked for
   // installation

@@ -10,6 +10,8 @@ export interface ControlMetrics {
   /** snapshots written to agent streams */
   snapshotPushes: Counter;
   connectedAgents: Gauge;
+  /** `--source kubernetes`: lists, relists (after 410 Gone), watches started, errors, types found absent, per kind */
+  kubeEvents: Counter<'kind' | 'event'>;
 }
 
 export function createControlMetrics(opts: { processMetrics?: boolean } = {}): ControlMetrics {
@@ -36,6 +38,12 @@ export function createControlMetrics(opts: { processMetrics?: boolean } = {}): C
     connectedAgents: new Gauge({
       name: 'nodemesh_connected_agents',
       help: 'Node agents with an open Watch stream',
+      registers: [registry],
+    }),
+    kubeEvents: new Counter({
+      name: 'nodemesh_kube_watch_events_total',
+      help: 'Kubernetes source: lists, relists (410 Gone), watches started, failed list/watch calls and types found not installed, per kind',
+      labelNames: ['kind', 'event'] as const,
       registers: [registry],
     }),
   };

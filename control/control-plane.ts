@@ -1,4 +1,4 @@
-// The control plane: file source → store (validation, last good) → compiler → gRPC stream,
+// The control plane: file or Kubernetes source → store (validation, last good) → compiler → gRPC stream,
 // plus the admin server. Bad input never stops it: every error is logged, counted in
 // nodemesh_config_errors_total and shown in the status, and the last good state stays in
 // force.
@@ -20,7 +20,10 @@ import { createCaMetrics, type CaMetrics } from './ca/metrics.js';
 import { certificateServiceImplementation } from './ca/server.js';
 import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-auth.js';
 import { ServingTls, servingNames } from './ca/serving-tls.js';
+import { EitherAuthenticator, TokenReviewAuthenticator, type TokenReviewAuthenticatorOptions } from './ca/token-auth.js';
 import { FileSource, type SourceState } from './source/files.js';
+import { KubernetesSource, type KubernetesSourceOptions, type KubernetesTypeStatus } from './source/kubernetes.js';
+import { KubeClient, loadKubeConfig, type KubeConnectOptions } from './kube/kube-client.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 import { configLimits, type ConfigLimits } from './model/limits.js';
 import { analyze } from './analyze/analyze.js';
@@ -32,8 +35,10 @@ const DEFAULT_GRPC_ADDRESS = `0.0.0.0:${CONTROL_PORTS.grpc}`;
 const DEFAULT_ADMIN_ADDRESS = `0.0.0.0:${CONTROL_PORTS.admin}`;
 
 export interface ControlPlaneOptions {
-  /** directory of Kubernetes-shaped YAML, read recursively and watched */
-  configDir: string;
+  /** directory of Kubernetes-shaped YAML, read recursively and watched (the lab, clusters without API access) */
+  configDir?: string;
+  /** watch the Kubernetes API server instead of a directory (`--source kubernetes`) */
+  kubernetes?: KubernetesSourceSettings;
   /** gRPC discovery `host:port` (default 0.0.0.0:15012; port 0 picks a free one) */
   grpcAddress?: string;
   /** admin HTTP `host:port` (default 0.0.0.0:15014; port 0 picks a free one) */
@@ -57,9 +62,16 @@ export interface ControlPlaneOptions {
   ca?: ControlPlaneCaOptions;
 }
 
+export interface KubernetesSourceSettings extends KubeConnectOptions, Pick<KubernetesSourceOptions, 'coalesceMs' | 'backoff' | 'absentRetryMs' | 'pageSize' | 'watchTimeoutSeconds' | 'types'> {}
+
 export interface ControlPlaneCaOptions extends Omit<LocalCaOptions, 'trustDomain' | 'clock'> {
-  /** PEM file of the CA that issues node credentials (the lab's node CA) */
-  nodeCaFile: string;
+  /** PEM file of the CA that issues node credentials (the lab's node CA, or the cluster CA for kubelet certificates) */
+  nodeCaFile?: string;
+  /**
+   * With the Kubernetes source: agents may authenticate with their projected ServiceAccount
+   * token, reviewed by the API server (ca/token-auth.ts)
+   */
+  tokenAuth?: Omit<TokenReviewAuthenticatorOptions, 'client'>;
   /** extra DNS names / IPs for the serving certificate (the bind address and defaults are always in) */
   serverNames?: string[];
   clock?: Clock;
@@ -74,7 +86,11 @@ export interface ControlPlane {
   status(): ConfigStatus;
   agents(): AgentStatus[];
   ready(): boolean;
-  /** re-reads the directory now and resolves once it is applied, with the snapshot in force */
+  /** the resource types watched and their state, with `--source kubernetes` */
+  kubernetesTypes(): KubernetesTypeStatus[] | undefined;
+  /** the Kubernetes client, with `--source kubernetes` (status writing, leases, TokenReview use it too) */
+  readonly kubeClient: KubeClient | undefined;
+  /** re-reads the directory now (or hands over the cluster's pending changes) and resolves once applied, with the snapshot in force */
   rescan(): Promise<Snapshot | undefined>;
   /** listener for every new snapshot version; returns an unsubscribe function */
   onSnapshot(listener: (snapshot: Snapshot) => void): () => void;
@@ -92,10 +108,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
   if (!TRUST_DOMAIN.test(trustDomain))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
+  if (Boolean(opts.configDir) === Boolean(opts.kubernetes)) throw new NodemeshError('NM_ERR_CONTROL', 'the control plane reads one source: a config directory or the Kubernetes API server');
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const limits = configLimits(opts.limits);
   const store = new ResourceStore(limits);
-  const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current) : undefined;
+  let kubeClient: KubeClient | undefined;
+  let kubeDescribe = '';
+  if (opts.kubernetes) {
+    const { kc, describe } = loadKubeConfig(opts.kubernetes.kubeconfig ? { kubeconfig: opts.kubernetes.kubeconfig } : {});
+    kubeClient = new KubeClient(kc, opts.kubernetes.requestTimeoutMs !== undefined ? { requestTimeoutMs: opts.kubernetes.requestTimeoutMs } : {});
+    kubeDescribe = describe;
+  }
+  if (opts.ca?.tokenAuth && !kubeClient) throw new NodemeshError('NM_ERR_CONTROL', 'token authentication of agents needs the Kubernetes API server (--source kubernetes)');
+  const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current, kubeClient) : undefined;
   const server = new DiscoveryServer({
     metrics,
     ...(tls
@@ -137,7 +162,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     let next: Snapshot;
     const notes = new Map<string, string[]>();
     try {
-      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [], notes }, current);
+      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [], notes, endpointsFrom: opts.kubernetes ? 'slices' : 'selectors' }, current);
       compileNotes = notes;
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
@@ -167,13 +192,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     }
   };
 
-  const source = new FileSource({
-    dir: opts.configDir,
-    ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
-    ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}),
-    onChange: apply,
-    limits,
-  });
+  let source: FileSource | KubernetesSource;
+  if (opts.kubernetes && kubeClient) {
+    const { kubeconfig: _k, requestTimeoutMs: _r, ...sourceOpts } = opts.kubernetes;
+    source = new KubernetesSource({ ...sourceOpts, client: kubeClient, describe: kubeDescribe, onChange: apply, onCount: (kind, what) => metrics.kubeEvents.inc({ kind, event: what }) });
+  } else {
+    source = new FileSource({
+      dir: opts.configDir!,
+      ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
+      ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}),
+      onChange: apply,
+      limits,
+    });
+  }
 
   const status = (): ConfigStatus => {
     const rejected = last.statuses.filter((s) => s.state === 'Rejected').length;
@@ -227,6 +258,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     status,
     agents: () => server.agents(),
     ready: () => current !== undefined,
+    kubernetesTypes: () => (source instanceof KubernetesSource ? source.types() : undefined),
+    kubeClient,
     rescan: async () => {
       await source.scan();
       return current;
@@ -254,15 +287,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
  * The CA and what hangs off it: the serving certificate of the gRPC port, node
  * authentication, and the CertificateService implementation.
  */
-async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: string, registry: ControlMetrics['registry'], snapshot: () => Snapshot | undefined) {
-  let nodeCaPems: string[];
-  try {
-    nodeCaPems = splitPemCertificates(await readFile(o.nodeCaFile, 'utf8'));
-  } catch (err) {
-    throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile}: ${(err as Error).message}`, { cause: err });
-  }
-  if (nodeCaPems.length === 0) throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile} holds no PEM certificate (the CA that issues node credentials)`);
-  const { nodeCaFile: _n, serverNames, ...caOpts } = o;
+async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: string, registry: ControlMetrics['registry'], snapshot: () => Snapshot | undefined, kubeClient: KubeClient | undefined) {
+  let nodeCaPems: string[] = [];
+  if (o.nodeCaFile) {
+    try {
+      nodeCaPems = splitPemCertificates(await readFile(o.nodeCaFile, 'utf8'));
+    } catch (err) {
+      throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile}: ${(err as Error).message}`, { cause: err });
+    }
+    if (nodeCaPems.length === 0) throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile} holds no PEM certificate (the CA that issues node credentials)`);
+  } else if (!o.tokenAuth) throw new NodemeshError('NM_ERR_CA', 'agents need a way to authenticate: --node-ca FILE (node certificates) or token authentication (--source kubernetes)');
+  const { nodeCaFile: _n, serverNames, tokenAuth, ...caOpts } = o;
   const ca = await startLocalCa({ ...caOpts, trustDomain });
   const caMetrics = createCaMetrics(registry);
   const gauges = () => {
@@ -278,7 +313,10 @@ async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: 
     ca.close();
     throw err;
   }
-  const authenticator = new NodeCertificateAuthenticator(nodeCaPems);
+  const authenticator = new EitherAuthenticator(
+    nodeCaPems.length ? new NodeCertificateAuthenticator(nodeCaPems) : undefined,
+    tokenAuth && kubeClient ? new TokenReviewAuthenticator({ ...tokenAuth, client: kubeClient }) : undefined,
+  );
   const service = certificateServiceImplementation({ ca, authenticator, authorizer: new SnapshotNodeAuthorizer(snapshot, trustDomain), metrics: caMetrics });
   return {
     ca,

@@ -49,7 +49,7 @@ export interface DiscoveryServerOptions {
    * The node behind a call (throws with a gRPC `grpcCode` and a message when it is not
    * one); a Watch for another node than the caller's is refused too. `onRefused` sees each.
    */
-  authenticate?: (call: grpc.ServerWritableStream<WatchRequestWire, SnapshotWire>) => string;
+  authenticate?: (call: grpc.ServerWritableStream<WatchRequestWire, SnapshotWire>) => string | Promise<string>;
   onRefused?: (reason: string) => void;
 }
 
@@ -133,7 +133,15 @@ export class DiscoveryServer {
       call.end();
       return;
     }
-    if (this.opts.authenticate && !this.admit(call)) return;
+    if (!this.opts.authenticate) return this.register(call);
+    // a token is reviewed by the API server: the stream is registered once that answered
+    void this.admit(call).then((ok) => {
+      if (ok && !this.closing && !call.cancelled) this.register(call);
+      else if (ok) call.end();
+    });
+  }
+
+  private register(call: Agent['call']): void {
     const agent: Agent = {
       id: this.nextId++,
       node: call.request.node ?? '',
@@ -165,12 +173,12 @@ export class DiscoveryServer {
     this.send(agent);
   }
 
-  private admit(call: Agent['call']): boolean {
+  private async admit(call: Agent['call']): Promise<boolean> {
     let code = grpc.status.UNAUTHENTICATED;
     let message: string;
     let reason = 'unauthenticated';
     try {
-      const node = this.opts.authenticate!(call);
+      const node = await this.opts.authenticate!(call);
       if (node === call.request.node) return true;
       code = grpc.status.PERMISSION_DENIED;
       reason = 'permission_denied';

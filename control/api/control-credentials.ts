@@ -25,8 +25,13 @@ type IdentityListener = grpc.experimental.IdentityCertificateUpdateListener;
 export interface ControlCredentialsOptions {
   /** PEM file of the root(s) the control plane's serving certificate chains to */
   rootCertFile: string;
-  /** directory holding this node's credential: cert.pem and key.pem */
-  nodeCredentialDir: string;
+  /** directory holding this node's credential: cert.pem and key.pem (the lab) */
+  nodeCredentialDir?: string;
+  /**
+   * or: a projected ServiceAccount token file (audience `nodemesh`; the kubelet rotates it),
+   * sent as `authorization: Bearer` on every call and re-read for each (Kubernetes)
+   */
+  tokenFile?: string;
   /** how often the files are re-read for changes (default 5000 ms) */
   refreshMs?: number;
 }
@@ -52,7 +57,7 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
   readonly credentials: grpc.ChannelCredentials;
   private fileRootsPem: string[];
   private bundle: string[] = [];
-  private identity: { certificate: Buffer; privateKey: Buffer };
+  private identity: { certificate: Buffer; privateKey: Buffer } | undefined;
   private readonly caListeners = new Set<CaListener>();
   private readonly identityListeners = new Set<IdentityListener>();
   private readonly timer: NodeJS.Timeout;
@@ -66,8 +71,27 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
       throw controlError(`--root-cert ${opts.rootCertFile}: ${(err as Error).message}`, err);
     }
     this.fileRootsPem = readRoots(opts.rootCertFile, rootText);
+    if (Boolean(opts.nodeCredentialDir) === Boolean(opts.tokenFile)) throw controlError('the agent authenticates to the control plane with one of --node-credential DIR (the lab) or --token-file FILE (a projected ServiceAccount token)');
+    if (opts.tokenFile) {
+      const tokenFile = opts.tokenFile;
+      readToken(tokenFile); // a missing token is an error at start, naming the file
+      this.identity = undefined;
+      const perCall = grpc.credentials.createFromMetadataGenerator((_params, callback) => {
+        try {
+          const md = new grpc.Metadata();
+          md.set('authorization', `Bearer ${readToken(tokenFile)}`);
+          callback(null, md);
+        } catch (err) {
+          callback(err as Error);
+        }
+      });
+      this.credentials = grpc.credentials.combineChannelCredentials(grpc.experimental.createCertificateProviderChannelCredentials(this, null), perCall);
+      this.timer = setInterval(() => void this.refresh(), opts.refreshMs ?? 5000);
+      this.timer.unref();
+      return;
+    }
     try {
-      this.identity = readNodeCredential(opts.nodeCredentialDir);
+      this.identity = readNodeCredential(opts.nodeCredentialDir!);
     } catch (err) {
       throw controlError(
         `--node-credential ${opts.nodeCredentialDir}: ${(err as Error).message} (a directory holding ${NODE_CREDENTIAL_FILES.cert} and ${NODE_CREDENTIAL_FILES.key}, or one PEM file with both, like the kubelet's kubelet-client-current.pem)`,
@@ -109,6 +133,7 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
         this.fileRootsPem = roots;
         this.pushCa();
       }
+      if (!this.opts.nodeCredentialDir || !this.identity) return;
       const certificate = await readFile(path.join(this.opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.cert));
       const privateKey = await readFile(path.join(this.opts.nodeCredentialDir, NODE_CREDENTIAL_FILES.key));
       if (!certificate.equals(this.identity.certificate) || !privateKey.equals(this.identity.privateKey)) {
@@ -130,7 +155,7 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
   }
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener);
-    queueMicrotask(() => this.identityListeners.has(listener) && listener(this.identity));
+    queueMicrotask(() => this.identityListeners.has(listener) && this.identity && listener(this.identity));
   }
   removeIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.delete(listener);
@@ -139,6 +164,18 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
   close(): void {
     clearInterval(this.timer);
   }
+}
+
+/** The token file's content, trimmed; an empty or unreadable file is an error naming it. */
+function readToken(file: string): string {
+  let token: string;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch (err) {
+    throw controlError(`--token-file ${file}: ${(err as Error).message}`, err);
+  }
+  if (!token) throw controlError(`--token-file ${file} is empty (a projected ServiceAccount token with audience nodemesh)`);
+  return token;
 }
 
 /**

@@ -51,8 +51,8 @@ export interface CallerInfo {
 export interface NodeAuthenticator {
   /** e.g. `node-certificate` (for logs) */
   readonly kind: string;
-  /** The node the caller proved it is; throws a Refusal (unauthenticated) saying why not. */
-  authenticate(call: CallerInfo): string;
+  /** The node the caller proved it is; throws (or rejects with) a Refusal (unauthenticated) saying why not. */
+  authenticate(call: CallerInfo): string | Promise<string>;
 }
 
 function subjectFields(x: X509Certificate): { cn: string[]; o: string[] } {

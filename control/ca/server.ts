@@ -27,11 +27,11 @@ type Call = grpc.ServerUnaryCall<CreateCertificateRequestWire, CreateCertificate
 
 export function certificateServiceImplementation(opts: CertificateServiceOptions): grpc.UntypedServiceImplementation {
   return {
-    createCertificate(call: Call, callback: grpc.sendUnaryData<CreateCertificateResponseWire>) {
+    async createCertificate(call: Call, callback: grpc.sendUnaryData<CreateCertificateResponseWire>) {
       let node = '';
       const identity = typeof call.request?.identity === 'string' ? call.request.identity : '';
       try {
-        node = opts.authenticator.authenticate(call);
+        node = await opts.authenticator.authenticate(call);
         const { csr, validity } = checkRequest(call.request);
         opts.authorizer.authorize(node, identity);
         let chain: string[];

@@ -70,7 +70,8 @@ export class ServingTls implements CertificateProvider {
 
   /** Server credentials that follow this provider (requires start() first). */
   credentials(): grpc.ServerCredentials {
-    return grpc.experimental.createCertificateProviderServerCredentials(this, this, false);
+    // without a node CA (token authentication only) no client certificate is asked for
+    return grpc.experimental.createCertificateProviderServerCredentials(this, this.opts.nodeCaPems.length ? this : null, false);
   }
 
   /** The serving chain now (leaf first). */

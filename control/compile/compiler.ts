@@ -13,7 +13,12 @@
 //   controller computes them: pods of the same namespace matching the selector, with an
 //   IP, Running (or no phase written), not terminating; a named targetPort is looked up per
 //   pod in its containers' ports (same name and protocol), pods without it are skipped for
-//   that port. Headless Services carry clusterIp "".
+//   that port. Headless Services carry clusterIp "". When EndpointSlices name the Service
+//   (label kubernetes.io/service-name) — always, from a cluster (`endpointsFrom: 'slices'`),
+//   or when a file carries them — the endpoints are theirs instead, as kube-proxy and istiod
+//   read them: so Services without selectors, and what the cluster's controller decided,
+//   hold. Ready endpoints; when a port has none, its serving terminating ones (kube-proxy's
+//   fallback, so a rollout's last pods still answer while they drain). IPv4 slices only.
 // - nodes: name and proxy address (InternalIP, else a pod's hostIP), for HBONE peers.
 // - version: previous + 1 when the content (everything but version/generatedAt) changed;
 //   otherwise the previous snapshot is returned as is.
@@ -31,7 +36,7 @@ import {
   type Snapshot,
   type Workload,
 } from '../api/snapshot.js';
-import { selectsLabels, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
+import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
@@ -50,6 +55,12 @@ export interface CompileOptions {
    * for its status.
    */
   notes?: Map<string, string[]>;
+  /**
+   * `selectors` (default): EndpointSlices where a Service has them, else the selector over
+   * the pods (files, the lab). `slices`: only EndpointSlices (a cluster, where the
+   * EndpointSlice controller writes them; a Service without any has no endpoints yet).
+   */
+  endpointsFrom?: 'selectors' | 'slices';
 }
 
 export type SnapshotContent = Omit<Snapshot, 'version' | 'generatedAt'>;
@@ -87,6 +98,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const pods: Pod[] = [];
   const svcs: Svc[] = [];
   const nodeIps = new Map<string, string>();
+  const slices = new Map<string, EndpointSliceSpec[]>();
   for (const r of resources) {
     const { namespace, name } = r.key;
     if (r.body.kind === 'Namespace') {
@@ -96,6 +108,10 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     else if (r.body.kind === 'Node') nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
     else if (r.body.kind === 'Pod') pods.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'Service' && r.body.spec.type !== 'ExternalName') svcs.push({ namespace, name, spec: r.body.spec });
+    else if (r.body.kind === 'EndpointSlice' && r.body.spec.serviceName && r.body.spec.addressType === 'IPv4') {
+      const id = `${namespace}/${r.body.spec.serviceName}`;
+      slices.set(id, [...(slices.get(id) ?? []), r.body.spec]);
+    }
   }
   pods.sort(byNsName);
   svcs.sort(byNsName);
@@ -121,7 +137,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     namespace: s.namespace,
     hostname: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`,
     clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
-    ports: servicePorts(s, pods),
+    ports: (opts.endpointsFrom === 'slices' || slices.has(`${s.namespace}/${s.name}`)) ? slicePorts(s, slices.get(`${s.namespace}/${s.name}`) ?? []) : servicePorts(s, pods),
   }));
   const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT };
   const routingReport = compileRoutingReport(resources, ctx);
@@ -197,6 +213,39 @@ function servicePorts(s: Svc, pods: readonly Pod[]): ServicePort[] {
     let targetPort: number;
     if (typeof sp.targetPort === 'string') {
       // named: the number the endpoints agree on, 0 when they differ or there are none
+      const distinct = new Set(endpoints.map((e) => e.port));
+      targetPort = distinct.size === 1 ? endpoints[0]!.port : 0;
+    } else {
+      targetPort = sp.targetPort ?? sp.port;
+    }
+    return { name: sp.name, port: sp.port, targetPort, protocol: sp.protocol, appProtocol: sp.appProtocol, endpoints };
+  });
+}
+
+/** The Service's ports with the endpoints its EndpointSlices list (see the head of this file). */
+function slicePorts(s: Svc, slices: readonly EndpointSliceSpec[]): ServicePort[] {
+  return s.spec.ports.map((sp) => {
+    const ready: Endpoint[] = [];
+    const draining: Endpoint[] = [];
+    const seen = new Set<string>();
+    for (const slice of slices) {
+      const port = slice.ports.find((p) => p.name === sp.name && p.protocol === sp.protocol);
+      if (!port) continue;
+      for (const e of slice.endpoints) {
+        const into = e.ready ? ready : e.serving && e.terminating ? draining : undefined;
+        if (!into) continue;
+        for (const ip of e.addresses) {
+          const id = `${ip}:${port.port}`;
+          if (seen.has(id)) continue; // the same endpoint in two slices while the controller moves it
+          seen.add(id);
+          into.push({ ip, port: port.port, workload: e.pod, node: e.nodeName });
+        }
+      }
+    }
+    const endpoints = ready.length ? ready : draining;
+    endpoints.sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || cmp(a.workload, b.workload));
+    let targetPort: number;
+    if (typeof sp.targetPort === 'string') {
       const distinct = new Set(endpoints.map((e) => e.port));
       targetPort = distinct.size === 1 ? endpoints[0]!.port : 0;
     } else {

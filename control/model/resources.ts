@@ -82,6 +82,27 @@ export interface DeploymentSpec {
   containers: Container[];
 }
 
+/** One endpoint of an EndpointSlice (discovery.k8s.io/v1), as the compiler uses it. */
+export interface SliceEndpoint {
+  addresses: string[];
+  /** conditions.ready; absent means ready (the API's rule) */
+  ready: boolean;
+  /** conditions.serving; absent means the same as ready */
+  serving: boolean;
+  terminating: boolean;
+  nodeName: string;
+  /** targetRef when it is a Pod: `namespace/name` */
+  pod: string;
+}
+
+export interface EndpointSliceSpec {
+  /** label kubernetes.io/service-name: the Service the slice belongs to ("" when absent) */
+  serviceName: string;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  ports: { name: string; port: number; protocol: Protocol; appProtocol: string }[];
+  endpoints: SliceEndpoint[];
+}
+
 /** The typed body of a resource, by kind. Known-but-ignored kinds carry no body. */
 export type ResourceBody =
   | { kind: 'Namespace'; spec: NamespaceSpec }
@@ -90,6 +111,7 @@ export type ResourceBody =
   | { kind: 'Service'; spec: ServiceSpec }
   | { kind: 'ServiceAccount' }
   | { kind: 'Deployment'; spec: DeploymentSpec }
+  | { kind: 'EndpointSlice'; spec: EndpointSliceSpec }
   | { kind: 'PeerAuthentication'; spec: PeerAuthenticationSpec }
   | { kind: 'AuthorizationPolicy'; spec: AuthorizationPolicySpec }
   | RoutingBody

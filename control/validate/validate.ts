@@ -29,6 +29,7 @@ import {
   validateService,
   validateServiceAccount,
 } from './core.js';
+import { validateEndpointSlice } from './endpoint-slice.js';
 import { validateDestinationRule, validateVirtualService } from './istio-networking.js';
 import { validateHttpRoute, validateReferenceGrant, validateTcpRoute } from './gateway-api.js';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './istio-security.js';
@@ -60,6 +61,7 @@ const KINDS: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = new Map([
     ]),
   ],
   ['apps', new Map<string, KindInfo>([['Deployment', { versions: ['v1'], validate: validateDeployment }]])],
+  ['discovery.k8s.io', new Map<string, KindInfo>([['EndpointSlice', { versions: ['v1'], validate: validateEndpointSlice }]])],
   [
     'networking.istio.io',
     new Map<string, KindInfo>([

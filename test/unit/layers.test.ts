@@ -38,7 +38,8 @@ const CONTROL_LAYERS = [
   // source/ reads the files, validate/ checks what was read: config-store.ts joins them, and
   // as siblings neither may import the other (validators know documents, not YAML)
   ['validate', 'compile', 'ca', 'source'],
-  ['model'],
+  // kube/ is the API server client (informers, requests, leases): under the source and the CA
+  ['model', 'kube'],
   ['api'],
 ];
 
