@@ -24,6 +24,7 @@ import { InboundDatapath, meshedPods } from './datapath/inbound.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { InboundCapture } from './proxy/inbound-capture.js';
 import { deliverInbound } from './proxy/inbound-delivery.js';
+import { setNodeStats } from './telemetry/mesh-metrics.js';
 import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
@@ -288,6 +289,10 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     });
     await outbound.listen(listeners.take(addressOf('outbound')));
     proxy = outbound;
+    setNodeStats({
+      clusters: () => outbound.l7.clusters.stats(),
+      meshedPods: () => state.snapshot?.workloads.reduce((n, w) => (w.meshed && w.node === opts.node ? n + 1 : n), 0) ?? 0,
+    });
     if (identity) {
       hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs });
       await hboneServer.listen(listeners.take(addressOf('hbone')));
@@ -301,6 +306,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         deliverInbound(s, c, podConnector, {
           security: state.snapshot ? state.security : undefined,
           sourceWorkload: state.workloadByIp(c.sourceIp), // plaintext: by address, unproven
+          service: state.serviceFor(c.destination.uid, c.port),
           timeouts,
         }),
     });
@@ -361,6 +367,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     watch?.close();
     closeIdentity();
     admin?.close();
+    setNodeStats(undefined);
     await proxy?.close(true);
     await hboneServer?.close();
     hbone?.close();
@@ -390,6 +397,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
    * watches by counting them.
    */
   function stopAccepting(): void {
+    setNodeStats(undefined);
     void proxy?.close(false);
     void hboneServer?.close(true);
     void capture?.close(false);
@@ -427,6 +435,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         log.info({ how, left: await openConnections() }, 'drain over');
         watch?.close();
         closeIdentity();
+        setNodeStats(undefined);
         await proxy?.close(true);
         await hboneServer?.close();
         hbone?.close();

@@ -1,6 +1,7 @@
 // The control plane's Prometheus metrics, defined in one place. Each control plane owns its
 // registry (tests run several in one process); /metrics on the admin port serves it.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 
 export interface ControlMetrics {
   registry: Registry;
@@ -14,7 +15,7 @@ export interface ControlMetrics {
 
 export function createControlMetrics(opts: { processMetrics?: boolean } = {}): ControlMetrics {
   const registry = new Registry();
-  if (opts.processMetrics) collectDefaultMetrics({ register: registry });
+  if (opts.processMetrics) collectProcessMetrics(registry);
   return {
     registry,
     configErrors: new Counter({

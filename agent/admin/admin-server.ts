@@ -64,6 +64,7 @@ export async function startAdminServer(host: string, port: number, state: AdminS
   const serve = (pathname: string, req: http.IncomingMessage, res: http.ServerResponse) => {
     switch (pathname) {
       case '/metrics':
+      case '/stats/prometheus': // Envoy's and Istio's path (the merged metrics of a sidecar)
         registry.metrics().then(
           (body) => {
             res.writeHead(200, { 'content-type': registry.contentType });
@@ -94,7 +95,7 @@ export async function startAdminServer(host: string, port: number, state: AdminS
         tap(req, res);
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /healthz/ready, /debug/state, /debug/tap\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics (/stats/prometheus), /healthz/ready, /debug/state, /debug/tap\n');
     }
   };
   const onConnection = (socket: net.Socket) => {

@@ -30,6 +30,8 @@ import { routeTablesOf, type RouteEntry } from './route-table.js';
 import { requestHash, type HashedRequest } from './request-hash.js';
 import { sendMirror, type MirrorRequest } from './mirror.js';
 import type { ProxyState } from '../state/proxy-state.js';
+import { requestDone, type RequestRecord } from '../telemetry/request-record.js';
+import { circuitBreakerOverflow } from '../telemetry/mesh-metrics.js';
 
 /** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
 export const REPLAY_MAX_BYTES = 64 * 1024;
@@ -50,7 +52,7 @@ function timer(fn: () => void, ms: number): NodeJS.Timeout {
 
 type Phase = 'routing' | 'waiting' | 'trying' | 'backoff' | 'responding' | 'done';
 
-export abstract class Exchange implements RequestView, Waiter, HashedRequest {
+export abstract class Exchange implements RequestView, Waiter, HashedRequest, RequestRecord {
   // RequestView
   method = '';
   path = '/';
@@ -107,6 +109,31 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   upstreamAuthority: string | undefined;
   /** counted in its source's requests in flight (transport/source-limits.ts) until finish() */
   private holdsShare = false;
+  // RequestRecord (telemetry/request-record.ts): what the metrics, access log, span and tap read at the end
+  durationMs = 0;
+  startTimeMs = 0;
+  upstreamServiceMs = -1;
+  get reporter(): 'source' {
+    return 'source';
+  }
+  get protocolName(): string {
+    return this.protocol === 'http2' ? 'HTTP/2' : 'HTTP/1.1';
+  }
+  get upstreamHost(): string {
+    return this.host?.key ?? '';
+  }
+  get upstreamCluster(): string {
+    return this.cluster?.name ?? '';
+  }
+  get routeName(): string {
+    return this.route?.name ?? '';
+  }
+  get retries(): number {
+    return this.tries > 1 ? this.tries - 1 : 0;
+  }
+  get downstreamRemote(): string {
+    return `${this.conn.sourceAddress}:${this.conn.sourcePort}`;
+  }
 
   constructor(
     protected readonly engine: Engine,
@@ -291,6 +318,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   /** Waiter: refused by the circuit breaker (queue full, or evicted by a lighter source). */
   overflow(): void {
     if (this.phase !== 'waiting') return;
+    circuitBreakerOverflow.inc({ cluster_name: this.cluster!.name });
     this.localReply(
       503,
       ResponseFlag.UpstreamOverflow,
@@ -410,6 +438,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     this.clearTryTimer();
     const cluster = this.cluster!;
     const rtt = this.engine.now() - this.tryStartedAt;
+    this.upstreamServiceMs = rtt;
     if (this.host) cluster.onResponse(this.host, grpcStatus >= 0 ? grpcToHttp(grpcStatus) : status, rtt);
     if (this.retry.attempts > 0 && retriableResponse(this.retry, status, grpcStatus)) {
       if (this.mayRetry()) {
@@ -541,13 +570,9 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     }
     this.kept = [];
     const labels = this.engine.clusters.requestLabels(this.state, this.conn, this.cluster?.service ?? this.conn.target.service, this.host, this.grpc);
-    labels.record(
-      this.status,
-      this.grpc ? this.grpcStatus || '-' : '-',
-      this.flags,
-      this.engine.now() - this.startedAt,
-      this.reqBytes,
-      this.respBytes,
-    );
+    this.durationMs = this.engine.now() - this.startedAt;
+    this.startTimeMs = Date.now() - this.durationMs;
+    this.grpcStatus = this.grpc ? this.grpcStatus || '-' : '';
+    requestDone(labels, this);
   }
 }

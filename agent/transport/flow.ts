@@ -25,6 +25,7 @@ import {
   tcpSentBytes,
   type IstioLabels,
 } from '../telemetry/metrics.js';
+import { connectionClosed, connectionOpened } from '../telemetry/mesh-metrics.js';
 import { ResponseFlag } from './response-flags.js';
 
 /** How often the bytes of open flows are brought up to date between scrapes. */
@@ -68,6 +69,7 @@ export class Flow {
     if (this.state !== 'described') return;
     this.state = 'open';
     tcpConnectionsOpened.inc(this.labels);
+    connectionOpened(this.labels.reporter);
     if (this.counters === 'passing') this.countPassing();
     this.set.add(this);
   }
@@ -111,6 +113,7 @@ export class Flow {
     if (this.state === 'closed') return;
     if (flag !== ResponseFlag.None) this.labels.response_flags = flag;
     if (this.state === 'described') tcpConnectionsOpened.inc(this.labels);
+    else connectionClosed(this.labels.reporter);
     this.state = 'closed';
     this.flush();
     tcpConnectionsClosed.inc(this.labels);
