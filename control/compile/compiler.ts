@@ -35,6 +35,7 @@ import { selectsLabels, type PodSpec, type Resource, type ServiceSpec } from '..
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
+import { compileTelemetry } from './telemetry.js';
 import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 
 export interface CompileOptions {
@@ -136,6 +137,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     routing: routingReport.routing,
     security,
     trustBundle: [...(opts.trustBundle ?? [])],
+    telemetry: compileTelemetry(resources),
   };
 }
 
