@@ -25,6 +25,7 @@ import { Enrollment } from './datapath/enrollment.js';
 import { InboundCapture } from './proxy/inbound-capture.js';
 import { deliverInbound } from './proxy/inbound-delivery.js';
 import { setNodeStats } from './telemetry/mesh-metrics.js';
+import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
 import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
@@ -241,6 +242,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     state = new ProxyState(s);
     liveSnapshot = true;
     snapshotVersion.set(s.version);
+    applyTelemetry(s.telemetry);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     controlCreds?.setTrustBundle(s.trustBundle);
     identity?.onSnapshot(s);
@@ -265,6 +267,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
     enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
 
+    // access logs and traces as the environment sets them (the Telemetry resources refine them per workload)
+    configureTelemetry({ NODEMESH_NODE_NAME: opts.node, ...process.env });
     // serve: the proxies accept on the listeners (held since the process started)
     const podConnector = new TcpConnector(PROXY_MARK);
     const timeouts = proxyTimeouts(opts.proxy?.timeouts);
@@ -398,6 +402,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
    */
   function stopAccepting(): void {
     setNodeStats(undefined);
+    void closeTelemetry();
     void proxy?.close(false);
     void hboneServer?.close(true);
     void capture?.close(false);
@@ -437,6 +442,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         closeIdentity();
         setNodeStats(undefined);
         await proxy?.close(true);
+        await closeTelemetry();
         await hboneServer?.close();
         hbone?.close();
         await capture?.close(true);

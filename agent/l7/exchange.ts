@@ -32,6 +32,8 @@ import { sendMirror, type MirrorRequest } from './mirror.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { requestDone, type RequestRecord } from '../telemetry/request-record.js';
 import { circuitBreakerOverflow } from '../telemetry/mesh-metrics.js';
+import { startSpan, type SpanContext } from '../telemetry/tracing.js';
+import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 
 /** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
 export const REPLAY_MAX_BYTES = 64 * 1024;
@@ -113,6 +115,9 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
   durationMs = 0;
   startTimeMs = 0;
   upstreamServiceMs = -1;
+  span: SpanContext | undefined;
+  /** trace headers to set upstream (telemetry/tracing.ts): x-request-id, traceparent, B3 */
+  traceOps: HeaderOps | undefined;
   get reporter(): 'source' {
     return 'source';
   }
@@ -174,6 +179,9 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
   // ---- request start ---------------------------------------------------------------------
   /** Routes the request and starts it; the subclass has set method, path, query, authority. */
   start(): void {
+    const trace = startSpan('client', this.conn.source, (n) => this.header(n));
+    this.span = trace.span;
+    this.traceOps = trace.ops;
     const share = this.conn.share;
     if (share) {
       // a source past its share of requests in flight is refused before anything is routed

@@ -153,8 +153,10 @@ export async function deliverInbound(
   // requests are read where a policy needs them, and on ports declared HTTP for the
   // destination's request metrics (reporter="destination"); other streams stay byte pipes
   const http = declaredHttp(opts.service, c.port);
-  if (!accept.needsL7 && !http) pipe(stream, pod, timeouts);
-  else {
+  if (!accept.needsL7 && !http) {
+    flow.logAs = { subject: c.destination, upstreamHost: joinHostPort(c.destination.ip, c.port), downstreamRemote: joinHostPort(c.sourceIp, c.sourcePort) };
+    pipe(stream, pod, timeouts);
+  } else {
     const telemetry = http ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port) : undefined;
     void serveL7(stream, pod, c, policy, l4, connector, flow, timeouts, telemetry);
   }

@@ -31,7 +31,7 @@ import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-ali
 import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
-import { forwardH2 } from '../l7/header-ops.js';
+import { applyOps, forwardH2 } from '../l7/header-ops.js';
 import { InboundRequest, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { requestDone } from '../telemetry/request-record.js';
 import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
@@ -150,6 +150,7 @@ function handle(
   // the 100 Continue is ours; the pod gets the body without being asked
   if (expectsContinue) res.writeContinue();
   const headers = forwardable(req.rawHeaders, req.headers.connection, expectsContinue ? ['expect'] : []);
+  if (rec?.traceOps) withTraceHeaders(headers, rec.traceOps.set);
 
   const upstream = http.request({
     agent,
@@ -233,6 +234,12 @@ function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: Http
 function reply(res: http.ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** Sets the trace headers in a raw header list (replacing the ones the peer sent). */
+function withTraceHeaders(raw: string[], set: Record<string, string>): void {
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i]!.toLowerCase() in set) raw.splice(i, 2);
+  for (const k in set) raw.push(k, set[k]!);
 }
 
 /** rawHeaders without the hop-by-hop fields and those the Connection header names. */
@@ -394,6 +401,7 @@ function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
 
   const out = forwardH2(headers as Record<string, string | string[] | undefined>, true);
   out[':path'] = normalized.target;
+  if (rec?.traceOps) applyOps(out, rec.traceOps);
   const endStream = s.endAfterHeaders;
   pod.session().then(
     (session) => {

@@ -120,7 +120,11 @@ export interface LoggedRequest {
   retries: number;
   downstreamRemote: string;
   header(name: string): string | undefined;
+  traceOps: { set: Record<string, string> } | undefined;
 }
+
+/** The request id as forwarded: the client's, or the one this proxy generated. */
+const requestId = (r: LoggedRequest) => r.traceOps?.set['x-request-id'] ?? r.header('x-request-id');
 
 /** Logs a request if the reporter's workload's Telemetry says so (and its filter passes). */
 export function logRequest(subject: Subject, labels: IstioLabels, r: LoggedRequest, traceId: string): void {
@@ -172,7 +176,7 @@ function jsonLine(l: IstioLabels, r: LoggedRequest, traceId: string): string {
     upstream_service_time: r.upstreamServiceMs < 0 ? null : Math.round(r.upstreamServiceMs),
     x_forwarded_for: r.header('x-forwarded-for') ?? null,
     user_agent: r.header('user-agent') ?? null,
-    request_id: r.header('x-request-id') ?? null,
+    request_id: requestId(r) ?? null,
     authority: r.authority,
     upstream_host: r.upstreamHost || null,
     upstream_cluster: r.upstreamCluster || null,
@@ -202,7 +206,7 @@ function jsonLine(l: IstioLabels, r: LoggedRequest, traceId: string): string {
  * (upstream cluster, downstream remote address, route name).
  */
 function textLine(_l: IstioLabels, r: LoggedRequest): string {
-  return `[${new Date(r.startTimeMs).toISOString()}] "${r.method} ${r.path} ${r.protocolName}" ${r.status} ${r.flags} ${r.reqBytes} ${r.respBytes} ${ms(r.durationMs)} ${ms(r.upstreamServiceMs)} "${dash(r.header('x-forwarded-for'))}" "${dash(r.header('user-agent'))}" "${dash(r.header('x-request-id'))}" "${dash(r.authority)}" "${dash(r.upstreamHost)}" ${dash(r.upstreamCluster)} ${dash(r.downstreamRemote)} ${dash(r.routeName)}\n`;
+  return `[${new Date(r.startTimeMs).toISOString()}] "${r.method} ${r.path} ${r.protocolName}" ${r.status} ${r.flags} ${r.reqBytes} ${r.respBytes} ${ms(r.durationMs)} ${ms(r.upstreamServiceMs)} "${dash(r.header('x-forwarded-for'))}" "${dash(r.header('user-agent'))}" "${dash(requestId(r))}" "${dash(r.authority)}" "${dash(r.upstreamHost)}" ${dash(r.upstreamCluster)} ${dash(r.downstreamRemote)} ${dash(r.routeName)}\n`;
 }
 
 /** One TCP connection's line (Envoy's TCP proxy log: no method, path or code). */

@@ -9,6 +9,8 @@ import type { Service, Workload } from '../../control/api/snapshot.js';
 import { tcpLabelsDestination } from './metrics.js';
 import { LabelSet } from './request-telemetry.js';
 import type { RequestRecord } from './request-record.js';
+import { startSpan, type SpanContext } from './tracing.js';
+import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 
 /** Label sets kept; past this (churn of sources) the cache starts over — series are not lost. */
 const MAX_CACHED = 4096;
@@ -25,7 +27,7 @@ export class InboundTelemetry {
 
   labels(grpc: boolean): LabelSet {
     if (!grpc) return this.http;
-    if (!this.grpcSet) this.grpcSet = new LabelSet({ ...this.http.labels, request_protocol: 'grpc' });
+    if (!this.grpcSet) this.grpcSet = new LabelSet({ ...this.http.labels, request_protocol: 'grpc' }, this.http.subject);
     return this.grpcSet;
   }
 }
@@ -43,7 +45,7 @@ export function inboundTelemetry(
   if (t) return t;
   const l = tcpLabelsDestination(source, sourcePrincipal, service, destination, security, '-');
   l.request_protocol = 'http';
-  t = new InboundTelemetry(new LabelSet(l), `inbound|${port}||`);
+  t = new InboundTelemetry(new LabelSet(l, destination), `inbound|${port}||`);
   if (cache.size >= MAX_CACHED) cache.clear();
   cache.set(key, t);
   return t;
@@ -61,6 +63,9 @@ export class InboundRequest implements RequestRecord {
   reqBytes = 0;
   respBytes = 0;
   upstreamHost = '';
+  readonly span: SpanContext | undefined;
+  /** trace headers to set on the request to the pod (the server span as parent, x-request-id) */
+  readonly traceOps: HeaderOps | undefined;
 
   constructor(
     readonly telemetry: InboundTelemetry,
@@ -73,6 +78,9 @@ export class InboundRequest implements RequestRecord {
   ) {
     const q = target.indexOf('?');
     this.path = q < 0 ? target : target.slice(0, q);
+    const trace = startSpan('server', telemetry.http.subject, (n) => this.header(n));
+    this.span = trace.span;
+    this.traceOps = trace.ops;
   }
 
   readonly path: string;

@@ -6,6 +6,9 @@
 import type { LabelSet } from './request-telemetry.js';
 import { publishRequest, requestTapping } from './tap.js';
 import { countRetries } from './mesh-metrics.js';
+import { logRequest } from './access-log.js';
+import { endSpan, type SpanContext } from './tracing.js';
+import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 
 export interface RequestRecord {
   readonly reporter: 'source' | 'destination';
@@ -37,6 +40,10 @@ export interface RequestRecord {
   readonly downstreamRemote: string;
   /** a request header as received (lower-case name) */
   header(name: string): string | undefined;
+  /** the span of this request at this reporter, when sampled */
+  readonly span: SpanContext | undefined;
+  /** the trace headers this proxy set on the request (x-request-id it generated, traceparent) */
+  readonly traceOps: HeaderOps | undefined;
 }
 
 /** Ends a request: metrics always, then the access log, the span and the tap when they are on. */
@@ -45,5 +52,7 @@ export function requestDone(labels: LabelSet, r: RequestRecord): void {
   labels.record(r.status, grpc === '' ? '-' : grpc, r.flags, r.durationMs, r.reqBytes, r.respBytes);
   const retried = r.retries;
   if (retried > 0) countRetries(labels.labels.destination_service, retried, r.status);
+  logRequest(labels.subject, labels.labels, r, r.span?.traceId ?? '');
+  if (r.span) endSpan(r.span, labels.labels, r);
   if (requestTapping()) publishRequest(labels.labels, r);
 }

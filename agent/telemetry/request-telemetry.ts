@@ -14,6 +14,7 @@ import {
   type HttpLabels,
   type IstioLabels,
 } from './metrics.js';
+import type { Subject } from './telemetry-policy.js';
 
 interface Children {
   requests: { inc(v?: number): void };
@@ -26,7 +27,11 @@ interface Children {
 export class LabelSet {
   private readonly children = new Map<string, Children>();
 
-  constructor(readonly labels: IstioLabels) {}
+  constructor(
+    readonly labels: IstioLabels,
+    /** the reporter's workload: its Telemetry decides access logs and sampling (telemetry-policy.ts) */
+    readonly subject: Subject = undefined,
+  ) {}
 
   record(code: number, grpc: string, flags: string, durationMs: number, reqBytes: number, respBytes: number): void {
     const key = `${code}|${grpc}|${flags}`;
@@ -70,5 +75,5 @@ export function labelSet(
     l.source_principal = security.sourcePrincipal || 'unknown';
     l.destination_principal = security.destinationPrincipal || 'unknown';
   }
-  return new LabelSet(l);
+  return new LabelSet(l, source);
 }

@@ -7,6 +7,9 @@
 // the exposition but for Istio's own millisecond unit.
 import test from 'ava';
 import { spawn } from 'node:child_process';
+import { readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { eventually } from '../helpers/eventually.js';
 import { parsePromText, scrape, sumMetric, type Sample } from '../../cli/prom-text.js';
 import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
@@ -16,6 +19,47 @@ const FIXTURE = packagePath('test', 'fixtures', 'telemetry');
 const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
 const LAB = 'h11-telemetry';
 const TD = 'spiffe://cluster.local/ns/shop/sa';
+/** the collector pod: the first pod on node-b (cluster.yaml) */
+const OTLP = 'http://10.244.1.2:4318/v1/traces';
+
+interface AccessLine {
+  [k: string]: unknown;
+  reporter: string;
+  path: string | null;
+  response_code: number;
+}
+
+/** The access-log lines a node's agent wrote to its stdout (the lab keeps it in the agent's log), for one path. */
+async function accessLines(lab: Lab, node: string, match: (l: AccessLine) => boolean): Promise<AccessLine[]> {
+  const text = await readFile(lab.node(node).agentLog, 'utf8');
+  const out: AccessLine[] = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{"start_time"')) continue;
+    const l = JSON.parse(line) as AccessLine;
+    if (match(l)) out.push(l);
+  }
+  return out;
+}
+
+/** Replaces a config file the way `kubectl apply` would: whole, at once. */
+async function writeConfig(lab: Lab, file: string, text: string): Promise<void> {
+  const tmp = path.join(lab.state.configDir, `.${file}.tmp`);
+  await writeFile(tmp, text);
+  await rename(tmp, path.join(lab.state.configDir, file));
+}
+
+/** Waits until both agents run the snapshot the control plane made after the change. */
+async function applied(lab: Lab, after: number): Promise<void> {
+  for (const n of ['node-a', 'node-b']) {
+    try {
+      await eventually(async () => sumMetric(await scrape(lab.node(n).agentAdmin), 'nodemesh_agent_snapshot_version') > after, 20_000, `${n} applies the new snapshot`);
+    } catch (err) {
+      const status = (await (await fetch(`http://${lab.state.controlAddress!.admin}/debug/config_status`)).json()) as { resources: { file: string }[] };
+      throw new Error(`${(err as Error).message}; the control plane says: ${JSON.stringify(status.resources.filter((r) => !r.file.endsWith('cluster.yaml')))}`);
+    }
+  }
+}
+const version = async (lab: Lab) => sumMetric(await scrape(lab.node('node-a').agentAdmin), 'nodemesh_agent_snapshot_version');
 
 interface Load {
   total: number;
@@ -56,7 +100,7 @@ const stableSeries = (samples: Sample[]) =>
     .sort();
 
 if (canRunPrivileged('telemetry in the lab')) {
-  const lab = labPerFile({ dir: FIXTURE, name: LAB });
+  const lab = labPerFile({ dir: FIXTURE, name: LAB, env: { NODEMESH_OTLP_ENDPOINT: OTLP, NODEMESH_TRACE_SAMPLING: '100' } });
 
   test.serial('a request across two nodes is counted once by each reporter, with Istio’s labels', async (t) => {
     const a = lab.node('node-a').agentAdmin;
@@ -141,7 +185,7 @@ if (canRunPrivileged('telemetry in the lab')) {
 
   test.serial('the node’s own cost: meshed pods, open connections, memory saved against a sidecar per pod', async (t) => {
     const b = await scrape(lab.node('node-b').agentAdmin);
-    const meshedOnB = lab.state.pods.filter((p) => p.node === 'node-b').length;
+    const meshedOnB = lab.state.pods.filter((p) => p.node === 'node-b' && p.namespace !== 'observability').length;
     t.is(sumMetric(b, 'nodemesh_agent_meshed_pods'), meshedOnB);
     const rss = sumMetric(b, 'nodemesh_agent_process_resident_memory_bytes');
     t.true(rss > 0);
@@ -161,5 +205,130 @@ if (canRunPrivileged('telemetry in the lab')) {
       const check = await promtool(s);
       t.deepEqual(check.lines, ['istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"'], `${node}: ${check.lines.join('; ')}`);
     }
+  });
+
+  test.serial('access logs: a Telemetry resource turns them on; one JSON line per request at each reporter, and per TCP connection', async (t) => {
+    const v = await version(lab);
+    await writeConfig(lab, 'telemetry.yaml', ['apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: mesh-default, namespace: istio-system}', 'spec:', '  accessLogging: [{providers: [{name: envoy}]}]', ''].join('\n'));
+    await applied(lab, v);
+    const marker = `/logged-${Date.now()}?secret=1`;
+    const body = await lab.output('shop/client', ['curl', '-sS', '-A', 'telemetry-test/1', '-H', 'x-forwarded-for: 203.0.113.7', `http://web.shop${marker}`]);
+    t.regex(body, /web-7c9d8f6b5d-x2k9p/);
+    const pathOnly = marker.slice(0, marker.indexOf('?'));
+    const [src] = await eventually(async () => { const l = await accessLines(lab, 'node-a', (x) => x.path === pathOnly); return l.length > 0 && l; }, 10_000, 'the source line');
+    const [dst] = await eventually(async () => { const l = await accessLines(lab, 'node-b', (x) => x.path === pathOnly); return l.length > 0 && l; }, 10_000, 'the destination line');
+    for (const [l, reporter] of [[src!, 'source'], [dst!, 'destination']] as const) {
+      t.is(l.reporter, reporter);
+      t.like(l, {
+        method: 'GET', path: pathOnly, protocol: 'HTTP/1.1', response_code: 200, response_flags: '-', user_agent: 'telemetry-test/1',
+        x_forwarded_for: '203.0.113.7', authority: 'web.shop', source_workload: 'client', source_namespace: 'shop', source_principal: `${TD}/client`,
+        destination_workload: 'web', destination_namespace: 'shop', destination_principal: `${TD}/web`, connection_security_policy: 'mutual_tls',
+      });
+      t.true(typeof l.duration === 'number' && typeof l.bytes_sent === 'number' && (l.bytes_sent as number) > 0);
+      t.regex(String(l.start_time), /^\d{4}-\d\d-\d\dT/);
+      t.regex(String(l.trace_id), /^[0-9a-f]{32}$/);
+    }
+    t.regex(String(src!.request_id), /^[0-9a-f-]{36}$/, 'x-request-id generated at the source');
+    t.is(dst!.request_id, src!.request_id, 'and carried to the destination');
+    t.is(src!.upstream_cluster, 'outbound|80||web.shop.svc.cluster.local');
+    t.is(src!.retries, 0);
+    t.is(dst!.trace_id, src!.trace_id, 'one trace');
+
+    // a TCP connection: one line at each reporter, no method or code, its bytes
+    await lab.output('shop/client', ['curl', '-sS', 'http://blob.shop:9000/tcp-line']);
+    const tcp = (l: AccessLine) => l.method === null && l.destination_workload === 'blob-1';
+    const [ts] = await eventually(async () => { const l = await accessLines(lab, 'node-a', tcp); return l.length > 0 && l; }, 10_000, 'the source TCP line');
+    const [td] = await eventually(async () => { const l = await accessLines(lab, 'node-b', tcp); return l.length > 0 && l; }, 10_000, 'the destination TCP line');
+    t.like(ts, { reporter: 'source', response_code: 0, source_workload: 'client' });
+    t.like(td, { reporter: 'destination', response_code: 0, connection_security_policy: 'mutual_tls' });
+    t.true((ts!.bytes_received as number) > 0 && (ts!.bytes_sent as number) > 0);
+  });
+
+  test.serial('a Telemetry filter `response.code >= 400` logs only the failures; disabled for one namespace silences it', async (t) => {
+    const v = await version(lab);
+    await writeConfig(lab, 'telemetry.yaml', [
+      'apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: mesh-default, namespace: istio-system}', 'spec:',
+      '  accessLogging: [{providers: [{name: envoy}], filter: {expression: "response.code >= 400"}}]', '---',
+      'apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: hush, namespace: quiet}', 'spec:', '  accessLogging: [{disabled: true}]', '',
+    ].join('\n'));
+    await applied(lab, v);
+    const ok = `/filtered-ok-${Date.now()}`;
+    const bad = `/filtered-bad-${Date.now()}`;
+    await lab.output('shop/client', ['curl', '-sS', `http://web.shop${ok}`]);
+    // flaky answers 503 to its first request of three: retried at the source (200 there), each 503 try logged at the destination
+    const r = await client<Load>(lab, 'load', `http://flaky.shop${bad}`, '6', '1');
+    t.deepEqual(r.status, { '200': 6 });
+    const failures = await eventually(async () => { const l = await accessLines(lab, 'node-b', (x) => x.path === bad); return l.length >= 2 && l; }, 10_000, 'the failed tries');
+    t.true(failures.every((l) => l.response_code === 503 && l.reporter === 'destination'), JSON.stringify(failures.map((l) => l.response_code)));
+    // the 200s were never written: at the source (all 200) and at the destination
+    await lab.output('shop/client', ['curl', '-sS', `http://web.shop/flush-${Date.now()}`]);
+    t.deepEqual(await accessLines(lab, 'node-a', (x) => x.path === ok || x.path === bad), []);
+    t.deepEqual(await accessLines(lab, 'node-b', (x) => x.path === ok || x.response_code === 200 && x.path === bad), []);
+
+    // namespace quiet: disabled; the mesh default (filtered) still applies to shop
+    const v2 = await version(lab);
+    await writeConfig(lab, 'telemetry.yaml', [
+      'apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: mesh-default, namespace: istio-system}', 'spec:', '  accessLogging: [{providers: [{name: envoy}]}]', '---',
+      'apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: hush, namespace: quiet}', 'spec:', '  accessLogging: [{disabled: true}]', '',
+    ].join('\n'));
+    await applied(lab, v2);
+    const quiet = `/quiet-${Date.now()}`;
+    const loud = `/loud-${Date.now()}`;
+    await lab.output('quiet/hush', ['curl', '-sS', `http://web.shop${quiet}`]);
+    await lab.output('shop/client', ['curl', '-sS', `http://web.shop${loud}`]);
+    await eventually(async () => (await accessLines(lab, 'node-a', (x) => x.path === loud)).length === 1, 10_000, 'the shop client’s line');
+    t.deepEqual(await accessLines(lab, 'node-a', (x) => x.path === quiet), [], 'the quiet namespace’s client logs nothing');
+  });
+
+  interface Span {
+    traceId: string;
+    spanId: string;
+    parentSpanId?: string;
+    kind: number;
+    name: string;
+    attrs: Record<string, string | boolean>;
+    status: { code: number };
+  }
+  const spans = async () => JSON.parse(await lab.output('observability/collector', ['curl', '-sS', 'http://127.0.0.1:4318/spans'])) as Span[];
+
+  test.serial('one request client → frontend → api across two nodes is one trace: source and destination spans nest hop by hop', async (t) => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parent = '00f067aa0ba902b7';
+    const out = JSON.parse(await lab.output('shop/client', ['curl', '-sS', '-H', `traceparent: 00-${traceId}-${parent}-01`, 'http://frontend.shop/traced'])) as { backend: number };
+    t.is(out.backend, 200);
+    const trace = await eventually(async () => { const s = (await spans()).filter((x) => x.traceId === traceId); return s.length >= 4 && s; }, 15_000, 'four spans');
+    t.is(trace.length, 4);
+    const find = (reporter: string, service: string) => trace.find((s) => s.attrs['nodemesh.reporter'] === reporter && s.attrs['nodemesh.destination_service'] === service)!;
+    const c1 = find('source', 'frontend.shop.svc.cluster.local');
+    const s1 = find('destination', 'frontend.shop.svc.cluster.local');
+    const c2 = find('source', 'api.shop.svc.cluster.local');
+    const s2 = find('destination', 'api.shop.svc.cluster.local');
+    t.is(c1.parentSpanId, parent, 'the client proxy span is a child of the caller’s');
+    t.is(s1.parentSpanId, c1.spanId, 'node-b’s server span is a child of node-a’s client span');
+    t.is(c2.parentSpanId, s1.spanId, 'the frontend’s call is a child of its server span');
+    t.is(s2.parentSpanId, c2.spanId);
+    t.deepEqual([c1.kind, s1.kind, c2.kind, s2.kind], [3, 2, 3, 2], 'CLIENT, SERVER, CLIENT, SERVER');
+    t.like(c1.attrs, { 'http.method': 'GET', 'http.status_code': '200', 'nodemesh.source_workload': 'client', 'nodemesh.destination_workload': 'frontend-1', 'nodemesh.destination_principal': `${TD}/frontend`, response_flags: '-', upstream_cluster: 'outbound|80||frontend.shop.svc.cluster.local' });
+    t.like(s2.attrs, { 'nodemesh.source_workload': 'frontend-1', 'nodemesh.destination_workload': 'api-1', 'nodemesh.source_principal': `${TD}/frontend` });
+    t.is(c1.name, 'frontend.shop.svc.cluster.local:80/*');
+    t.true(trace.every((s) => s.status.code === 0));
+  });
+
+  test.serial('B3 in yields B3 out; a dead collector fails no request', async (t) => {
+    const traceId = '80f198ee56343ba864fe8b2a57d3eff7';
+    const out = JSON.parse(await lab.output('shop/client', ['curl', '-sS', '-H', `b3: ${traceId}-e457b5a2e4d86bd1-1`, 'http://frontend.shop/b3'])) as { received: Record<string, string> };
+    const b3 = out.received.b3 ?? '';
+    t.regex(b3, new RegExp(`^${traceId}-[0-9a-f]{16}-1$`), `the frontend received b3: ${b3}`);
+    t.not(b3.split('-')[1], 'e457b5a2e4d86bd1', 'naming the destination proxy’s span');
+    t.regex(out.received.traceparent ?? '', new RegExp(`^00-${traceId}-`));
+    const trace = await eventually(async () => { const s = (await spans()).filter((x) => x.traceId === traceId); return s.length >= 2 && s; }, 15_000, 'the B3 trace');
+    t.true(trace.some((s) => s.parentSpanId === 'e457b5a2e4d86bd1'));
+
+    await lab.output('observability/collector', ['curl', '-sS', '-X', 'POST', 'http://127.0.0.1:4318/exit']);
+    const a = lab.node('node-a').agentAdmin;
+    const before = sumMetric(await scrape(a), 'nodemesh_agent_spans_dropped_total');
+    const r = await client<Load>(lab, 'load', 'http://web.shop/no-collector', '20', '2');
+    t.deepEqual(r.status, { '200': 20 }, 'every request answered');
+    await eventually(async () => sumMetric(await scrape(a), 'nodemesh_agent_spans_dropped_total', { reason: 'export' }) > before, 15_000, 'the spans dropped and counted');
   });
 }
