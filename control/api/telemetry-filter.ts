@@ -33,7 +33,7 @@ interface Term {
 /** Disjunction of conjunctions. */
 export type CompiledFilter = Term[][];
 
-const TOKEN = /\s*(?:(&&|\|\|)|([a-z_]+(?:\.[a-z_]+)+)(?:\.(startsWith|endsWith|contains)\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*\))?|(==|!=|>=|<=|>|<)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(-?\d+(?:\.\d+)?)|(true|false))/y;
+const TOKEN = /\s*(?:(&&|\|\|)|([a-z_]+(?:\.[a-z_]+)+)(?:\.(startsWith|endsWith|contains)\(\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')\s*\))?(?![A-Za-z_.(])|(==|!=|>=|<=|>|<)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(-?\d+(?:\.\d+)?)|(true|false))/y;
 
 /** Parses a filter; throws an Error whose message names what and where. */
 export function compileFilter(expression: string): CompiledFilter {

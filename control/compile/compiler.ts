@@ -283,8 +283,8 @@ const hashes = new WeakMap<object, string>();
 export function contentHash(c: SnapshotContent): string {
   const cached = hashes.get(c);
   if (cached) return cached;
-  const { workloads, services, nodes, routing, security, trustBundle } = c;
-  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle })).digest('hex');
+  const { workloads, services, nodes, routing, security, trustBundle, telemetry } = c;
+  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle, telemetry: telemetry ?? [] })).digest('hex');
   hashes.set(c, h);
   return h;
 }
