@@ -242,7 +242,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     state = new ProxyState(s);
     liveSnapshot = true;
     snapshotVersion.set(s.version);
-    applyTelemetry(s.telemetry);
+    applyTelemetry(s);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     controlCreds?.setTrustBundle(s.trustBundle);
     identity?.onSnapshot(s);

@@ -10,7 +10,9 @@
 import { NodemeshError } from '../../common/errors.js';
 import { configureAccessLog, closeAccessLog, type AccessLogEncoding } from './access-log.js';
 import { setTelemetryDefaults, setTelemetryPolicies } from './telemetry-policy.js';
-import type { TelemetryPolicy } from '../../control/api/snapshot-telemetry.js';
+import type { Snapshot } from '../../control/api/snapshot.js';
+import { pruneSeries } from './request-telemetry.js';
+import { workloadName } from './workload-name.js';
 import { configureTracing, closeTracing } from './tracing.js';
 
 function bad(name: string, value: string, expected: string): never {
@@ -33,9 +35,10 @@ export function configureTelemetry(env: NodeJS.ProcessEnv = process.env): void {
   configureTracing({ endpoint, node: env.NODEMESH_NODE_NAME ?? '' });
 }
 
-/** A new snapshot's Telemetry resources. */
-export function applyTelemetry(policies: readonly TelemetryPolicy[] | undefined): void {
-  setTelemetryPolicies(policies ?? []);
+/** A new snapshot: its Telemetry resources, and the series of workloads that left dropped. */
+export function applyTelemetry(s: Pick<Snapshot, 'telemetry' | 'workloads'>): void {
+  setTelemetryPolicies(s.telemetry ?? []);
+  pruneSeries(new Set(s.workloads.map((w) => `${w.namespace}/${workloadName(w)}`)));
 }
 
 export async function closeTelemetry(): Promise<void> {

@@ -106,3 +106,32 @@ test('the exposition passes promtool but for Istio’s millisecond unit', (t) =>
     t.deepEqual(`${r.stdout}${r.stderr}`.trim().split('\n'), ['istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"']);
   });
 });
+
+test.serial('cardinality: 1,000 distinct paths and 100 pods coming and going leave the series count bounded', async (t) => {
+  const { labelSet, pruneSeries } = await import('../../agent/telemetry/request-telemetry.js');
+  const { requestsTotal } = await import('../../agent/telemetry/metrics.js');
+  const svc = { name: 'web', namespace: 'shop', hostname: 'web.shop.svc.cluster.local', clusterIp: '10.96.0.10', ports: [] };
+  const pod = (name: string, labels: Record<string, string> = {}) =>
+    ({ uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip: '10.0.0.9', serviceAccount: 'sa', labels, meshed: true, spiffeId: '', failOpen: false }) as Workload;
+  const client = pod('client');
+  const series = () => requestsTotal.get().values.length;
+  const before = series();
+  // a Deployment's pods come and go (new names, one owner), and the client asks 1,000 paths
+  for (let round = 0; round < 50; round++) {
+    const web = pod(`web-5d8f7c6b9-${String(round).padStart(5, 'x')}`, { 'pod-template-hash': '5d8f7c6b9', app: 'web' });
+    const set = labelSet(client, svc, web, '10.0.0.9:8080', 'http', undefined);
+    for (let i = 0; i < 20; i++) set.record(200, '-', '-', 1, 0, 10); // paths are no label: /p{round*20+i}
+  }
+  t.is(series() - before, 1, 'fifty pods of one Deployment and 1,000 paths: one series');
+  // 100 bare pods come and go: each its own workload until the snapshot says it left
+  for (let i = 0; i < 100; i++) labelSet(pod(`job-${i}`), svc, undefined, 'web', 'http', undefined).record(200, '-', '-', 1, 0, 0);
+  t.is(series() - before, 101);
+  pruneSeries(new Set(['shop/client', 'shop/web']));
+  t.is(series() - before, 1, 'the series of the pods that left are dropped with the snapshot');
+  // a label set held across the prune records into a live series again
+  const held = labelSet(client, svc, pod('web-5d8f7c6b9-zzzzz', { 'pod-template-hash': '5d8f7c6b9' }), '10.0.0.9:8080', 'http', undefined);
+  held.record(503, '-', '-', 1, 0, 0);
+  pruneSeries(new Set(['shop/client', 'shop/web']));
+  held.record(503, '-', '-', 1, 0, 0);
+  t.is(requestsTotal.get().values.filter((v) => v.labels.response_code === '503').reduce((a, v) => a + v.value, 0), 2);
+});
