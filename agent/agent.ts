@@ -24,6 +24,8 @@ import { InboundDatapath, meshedPods } from './datapath/inbound.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { InboundCapture } from './proxy/inbound-capture.js';
 import { deliverInbound } from './proxy/inbound-delivery.js';
+import { setNodeStats } from './telemetry/mesh-metrics.js';
+import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
 import type { InboundDeliver } from './proxy/inbound-capture.js';
 import { HboneConnector } from './hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
@@ -241,6 +243,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     state = new ProxyState(s);
     liveSnapshot = true;
     snapshotVersion.set(s.version);
+    applyTelemetry(s);
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     controlCreds?.setTrustBundle(s.trustBundle);
     identity?.onSnapshot(s);
@@ -265,6 +268,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
     enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
 
+    // access logs and traces as the environment sets them (the Telemetry resources refine them per workload)
+    configureTelemetry({ NODEMESH_NODE_NAME: opts.node, ...process.env });
     // serve: the proxies accept on the listeners (held since the process started)
     const podConnector = new TcpConnector(PROXY_MARK);
     const timeouts = proxyTimeouts(opts.proxy?.timeouts);
@@ -289,6 +294,10 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     });
     await outbound.listen(listeners.take(addressOf('outbound')));
     proxy = outbound;
+    setNodeStats({
+      clusters: () => outbound.l7.clusters.stats(),
+      meshedPods: () => state.snapshot?.workloads.reduce((n, w) => (w.meshed && w.node === opts.node ? n + 1 : n), 0) ?? 0,
+    });
     if (identity) {
       hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs, keepalive: timeouts });
       await hboneServer.listen(listeners.take(addressOf('hbone')));
@@ -302,6 +311,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         deliverInbound(s, c, podConnector, {
           security: state.snapshot ? state.security : undefined,
           sourceWorkload: state.workloadByIp(c.sourceIp), // plaintext: by address, unproven
+          service: state.serviceFor(c.destination.uid, c.port),
           timeouts,
         }),
     });
@@ -362,6 +372,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     watch?.close();
     closeIdentity();
     admin?.close();
+    setNodeStats(undefined);
     await proxy?.close(true);
     await hboneServer?.close();
     hbone?.close();
@@ -391,6 +402,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
    * watches by counting them.
    */
   function stopAccepting(): void {
+    setNodeStats(undefined);
+    void closeTelemetry();
     void proxy?.close(false);
     void hboneServer?.close(true);
     void capture?.close(false);
@@ -428,7 +441,9 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         log.info({ how, left: await openConnections() }, 'drain over');
         watch?.close();
         closeIdentity();
+        setNodeStats(undefined);
         await proxy?.close(true);
+        await closeTelemetry();
         await hboneServer?.close();
         hbone?.close();
         await capture?.close(true);

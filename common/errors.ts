@@ -27,6 +27,7 @@ export type ErrorCode =
   | 'NM_ERR_CA' // the CA cannot start, sign or rotate (keys, certificates, CA dir)
   | 'NM_ERR_IDENTITY' // a certificate request is refused, or a certificate is not the SVID asked for
   // installation
+  | 'NM_ERR_TELEMETRY' // the agent's telemetry settings (access log, tracing) are not valid
   | 'NM_ERR_INSTALL'; // the package's own files (addon, eBPF objects, protos) are missing: not built, or moved
 
 export class NodemeshError extends Error {

@@ -1,6 +1,7 @@
 // The control plane's Prometheus metrics, defined in one place. Each control plane owns its
 // registry (tests run several in one process); /metrics on the admin port serves it.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../common/process-metrics.js';
 
 export interface ControlMetrics {
   registry: Registry;
@@ -12,11 +13,17 @@ export interface ControlMetrics {
   connectedAgents: Gauge;
   /** `--source kubernetes`: lists, relists (after 410 Gone), watches started, errors, types found absent, per kind */
   kubeEvents: Counter<'kind' | 'event'>;
+  /** Istio's pilot_xds_pushes (type: the one snapshot type nodemesh pushes) */
+  xdsPushes: Counter<'type'>;
+  /** Istio's pilot_proxy_convergence_time: from the snapshot's compile to its write to an agent */
+  convergence: Histogram;
+  /** the same, per agent (node: bounded by the cluster's nodes) */
+  pushLatency: Histogram<'node'>;
 }
 
 export function createControlMetrics(opts: { processMetrics?: boolean } = {}): ControlMetrics {
   const registry = new Registry();
-  if (opts.processMetrics) collectDefaultMetrics({ register: registry });
+  if (opts.processMetrics) collectProcessMetrics(registry);
   return {
     registry,
     configErrors: new Counter({
@@ -44,6 +51,25 @@ export function createControlMetrics(opts: { processMetrics?: boolean } = {}): C
       name: 'nodemesh_kube_watch_events_total',
       help: 'Kubernetes source: lists, relists (410 Gone), watches started, failed list/watch calls and types found not installed, per kind',
       labelNames: ['kind', 'event'] as const,
+      registers: [registry],
+    }),
+    xdsPushes: new Counter({
+      name: 'pilot_xds_pushes',
+      help: "Pushes to agents (Istio's name; type: nodemesh.snapshot, the whole configuration)",
+      labelNames: ['type'] as const,
+      registers: [registry],
+    }),
+    convergence: new Histogram({
+      name: 'pilot_proxy_convergence_time',
+      help: "Seconds from a configuration change (the snapshot's compile) to its push to an agent (Istio's name)",
+      buckets: [0.1, 0.5, 1, 3, 5, 10, 20, 30],
+      registers: [registry],
+    }),
+    pushLatency: new Histogram({
+      name: 'nodemesh_snapshot_push_seconds',
+      help: "Seconds from a snapshot's compile to its push, per agent node",
+      labelNames: ['node'] as const,
+      buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30],
       registers: [registry],
     }),
   };

@@ -201,6 +201,13 @@ export class DiscoveryServer {
     const ok = a.call.write({ ...snap, version: String(snap.version) });
     a.sentVersion = snap.version;
     this.metrics.snapshotPushes.inc();
+    this.metrics.xdsPushes.inc({ type: 'nodemesh.snapshot' });
+    const compiled = Date.parse(snap.generatedAt);
+    if (compiled > 0) {
+      const s = Math.max(0, (Date.now() - compiled) / 1000);
+      this.metrics.convergence.observe(s);
+      this.metrics.pushLatency.observe({ node: a.node }, s);
+    }
     if (!ok) a.blocked = true;
   }
 }

@@ -34,7 +34,7 @@ export type AdminScope = 'metrics' | 'debug';
 
 /** What a path needs: /metrics and readiness are the metrics scope, everything else debug. */
 export function scopeOf(pathname: string): AdminScope {
-  return pathname === '/metrics' || pathname === '/healthz/ready' ? 'metrics' : 'debug';
+  return pathname === '/metrics' || pathname === '/stats/prometheus' || pathname === '/healthz/ready' ? 'metrics' : 'debug';
 }
 
 export interface AdminAccessOptions {

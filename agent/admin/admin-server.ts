@@ -16,7 +16,7 @@ import http from 'node:http';
 import type net from 'node:net';
 import { logger } from '../../common/log.js';
 import { adminRefused, registry } from '../telemetry/metrics.js';
-import { connectionChannel, type ConnectionEvent } from '../telemetry/tap.js';
+import { connectionChannel, requestChannel, type ConnectionEvent, type RequestEvent } from '../telemetry/tap.js';
 import { AdminAccess, scopeOf, type AdminAccessOptions } from './admin-access.js';
 
 const log = logger('agent/admin');
@@ -56,14 +56,15 @@ export async function startAdminServer(host: string, port: number, state: AdminS
           res.writeHead(d.status, headers).end(`${d.message}\n`);
           return;
         }
-        serve(url.pathname, req, res);
+        serve(url.pathname, req, res, url.searchParams);
       },
       (err: unknown) => res.writeHead(500).end(String(err)),
     );
   };
-  const serve = (pathname: string, req: http.IncomingMessage, res: http.ServerResponse) => {
+  const serve = (pathname: string, req: http.IncomingMessage, res: http.ServerResponse, query: URLSearchParams) => {
     switch (pathname) {
       case '/metrics':
+      case '/stats/prometheus': // Envoy's and Istio's path (the merged metrics of a sidecar)
         registry.metrics().then(
           (body) => {
             res.writeHead(200, { 'content-type': registry.contentType });
@@ -91,10 +92,10 @@ export async function startAdminServer(host: string, port: number, state: AdminS
         }
         taps++;
         res.once('close', () => taps--);
-        tap(req, res);
+        tap(req, res, query);
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics, /healthz/ready, /debug/state, /debug/tap\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics (/stats/prometheus), /healthz/ready, /debug/state, /debug/tap\n');
     }
   };
   const onConnection = (socket: net.Socket) => {
@@ -167,7 +168,7 @@ function isLoopbackOrAny(host: string): boolean {
  * that find more than TAP_BUFFER_BYTES unwritten are dropped; the next one written is
  * preceded by `{"event":"dropped","count":N}`.
  */
-function tap(req: http.IncomingMessage, res: http.ServerResponse): void {
+function tap(req: http.IncomingMessage, res: http.ServerResponse, q: URLSearchParams): void {
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
   res.flushHeaders();
   let dropped = 0;
@@ -182,8 +183,26 @@ function tap(req: http.IncomingMessage, res: http.ServerResponse): void {
     }
     res.write(JSON.stringify(msg as ConnectionEvent) + '\n');
   };
-  connectionChannel.subscribe(onEvent);
-  const stop = () => connectionChannel.unsubscribe(onEvent);
+  // ?requests: one event per HTTP request (both reporters), filtered as `linkerd viz tap`:
+  // namespace (source or destination), to (destination workload or Service name), path
+  // (prefix), method
+  const channel = q.has('requests') ? requestChannel : connectionChannel;
+  const keep = q.has('requests') ? requestFilter(q) : undefined;
+  const listener = keep ? (msg: unknown) => keep(msg as RequestEvent) && onEvent(msg) : onEvent;
+  channel.subscribe(listener);
+  const stop = () => channel.unsubscribe(listener);
   req.once('close', stop);
   res.once('close', stop);
+}
+
+function requestFilter(q: URLSearchParams): (e: RequestEvent) => boolean {
+  const ns = q.get('namespace');
+  const to = q.get('to');
+  const path = q.get('path');
+  const method = q.get('method')?.toUpperCase();
+  return (e) =>
+    (!ns || e.sourceNamespace === ns || e.destinationNamespace === ns) &&
+    (!to || e.destinationWorkload === to || e.destinationService === to || e.destinationService.startsWith(`${to}.`)) &&
+    (!path || e.path.startsWith(path)) &&
+    (!method || e.method === method);
 }

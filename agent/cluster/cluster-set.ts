@@ -19,6 +19,7 @@ import type { Downstream } from '../transport/connection.js';
 import type { UpstreamConnector, UpstreamRequest, UpstreamSecurity } from '../transport/connector.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { labelSet, type LabelSet } from '../telemetry/request-telemetry.js';
+import type { ClusterStats } from '../telemetry/mesh-metrics.js';
 import { FlowSet, trackUntilClose } from '../transport/flow.js';
 import { tcpLabels } from '../telemetry/metrics.js';
 
@@ -114,6 +115,11 @@ export class ClusterSet {
   /** How the connector would carry a connection (mTLS principals), if it says. */
   private security(from: Downstream, host: Host): UpstreamSecurity | undefined {
     return this.connector.security?.(dialInfo(from, host));
+  }
+
+  /** Every cluster's state for the scrape (telemetry/mesh-metrics.ts). */
+  *stats(): Iterable<ClusterStats> {
+    for (const c of this.clusters.values()) yield c.stats();
   }
 
   debug(): Record<string, unknown> {

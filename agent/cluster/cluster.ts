@@ -20,6 +20,7 @@ import type { UpstreamConnector, UpstreamRequest } from '../transport/connector.
 import type { Downstream } from '../transport/connection.js';
 import { SourceCounter } from './per-workload-fairness.js';
 import type { LabelSet } from '../telemetry/request-telemetry.js';
+import { outlierEjections, retryOverflow, type ClusterStats } from '../telemetry/mesh-metrics.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
 const log = logger('agent/cluster');
@@ -178,6 +179,7 @@ export class Cluster {
   }
 
   private onOutlierEvent(e: OutlierEvent): void {
+    if (e.action === 'eject') outlierEjections.inc({ cluster_name: this.name, reason: e.reason ?? 'unknown' });
     log.info({ cluster: this.name, ...e }, `outlier detection: ${e.action} ${e.host}`);
   }
 
@@ -203,10 +205,14 @@ export class Cluster {
    */
   reserveRetry(): boolean {
     const a = this.admission;
-    if (!a.tryRetry()) return false;
+    if (!a.tryRetry()) {
+      retryOverflow.inc({ cluster_name: this.name, reason: 'max_retries' });
+      return false;
+    }
     const b = this.budget.config;
     const concurrencyOk = !(b.minRetryConcurrency > 0) || a.retries <= Math.max((b.percent / 100) * (a.active + a.pending), b.minRetryConcurrency);
     if (!concurrencyOk || !this.budget.withdraw()) {
+      retryOverflow.inc({ cluster_name: this.name, reason: concurrencyOk ? 'rate' : 'concurrency' });
       a.retryDone();
       return false;
     }
@@ -282,6 +288,17 @@ export class Cluster {
     this.sweepTimer = undefined;
     this.admission.drain();
     for (const h of this.hosts) h.closePools();
+  }
+
+  /** For the scrape (telemetry/mesh-metrics.ts). */
+  stats(): ClusterStats {
+    let http1 = 0;
+    let http2 = 0;
+    for (const h of this.hosts) {
+      for (const p of h.http1.values()) http1 += p.size;
+      for (const p of h.http2.values()) http2 += p.size;
+    }
+    return { name: this.name, service: this.service.hostname, pending: this.admission.pending, hostsEjected: this.outlier.ejected, connections: { http1, http2 } };
   }
 
   debug(): Record<string, unknown> {

@@ -63,6 +63,14 @@ class PoolAgent extends http.Agent {
 }
 
 export class Http1Pool {
+  /** connections held (busy and idle) */
+  get size(): number {
+    let n = 0;
+    for (const l of Object.values(this.agent.sockets)) n += l?.length ?? 0;
+    for (const l of Object.values(this.agent.freeSockets)) n += l?.length ?? 0;
+    return n;
+  }
+
   readonly agent: PoolAgent;
 
   constructor(connector: UpstreamConnector, dial: UpstreamRequest, opts: PoolOptions) {
@@ -78,6 +86,11 @@ export class Http1Pool {
 }
 
 export class Http2Pool {
+  /** sessions held */
+  get size(): number {
+    return this.sessions.length;
+  }
+
   private sessions: http2.ClientHttp2Session[] = [];
   private connecting: Promise<http2.ClientHttp2Session> | undefined;
   private readonly served = new WeakMap<http2.ClientHttp2Session, number>();

@@ -30,6 +30,10 @@ import { routeTablesOf, type RouteEntry } from './route-table.js';
 import { requestHash, type HashedRequest } from './request-hash.js';
 import { sendMirror, type MirrorRequest } from './mirror.js';
 import type { ProxyState } from '../state/proxy-state.js';
+import { requestDone, type RequestRecord } from '../telemetry/request-record.js';
+import { circuitBreakerOverflow } from '../telemetry/mesh-metrics.js';
+import { startSpan, type SpanContext } from '../telemetry/tracing.js';
+import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 
 /** A request body kept for replay must fit in this; a bigger one is streamed and never retried. */
 export const REPLAY_MAX_BYTES = 64 * 1024;
@@ -50,7 +54,7 @@ function timer(fn: () => void, ms: number): NodeJS.Timeout {
 
 type Phase = 'routing' | 'waiting' | 'trying' | 'backoff' | 'responding' | 'done';
 
-export abstract class Exchange implements RequestView, Waiter, HashedRequest {
+export abstract class Exchange implements RequestView, Waiter, HashedRequest, RequestRecord {
   // RequestView
   method = '';
   path = '/';
@@ -107,6 +111,34 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   upstreamAuthority: string | undefined;
   /** counted in its source's requests in flight (transport/source-limits.ts) until finish() */
   private holdsShare = false;
+  // RequestRecord (telemetry/request-record.ts): what the metrics, access log, span and tap read at the end
+  durationMs = 0;
+  startTimeMs = 0;
+  upstreamServiceMs = -1;
+  span: SpanContext | undefined;
+  /** trace headers to set upstream (telemetry/tracing.ts): x-request-id, traceparent, B3 */
+  traceOps: HeaderOps | undefined;
+  get reporter(): 'source' {
+    return 'source';
+  }
+  get protocolName(): string {
+    return this.protocol === 'http2' ? 'HTTP/2' : 'HTTP/1.1';
+  }
+  get upstreamHost(): string {
+    return this.host?.key ?? '';
+  }
+  get upstreamCluster(): string {
+    return this.cluster?.name ?? '';
+  }
+  get routeName(): string {
+    return this.route?.name ?? '';
+  }
+  get retries(): number {
+    return this.tries > 1 ? this.tries - 1 : 0;
+  }
+  get downstreamRemote(): string {
+    return `${this.conn.sourceAddress}:${this.conn.sourcePort}`;
+  }
 
   constructor(
     protected readonly engine: Engine,
@@ -147,6 +179,9 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   // ---- request start ---------------------------------------------------------------------
   /** Routes the request and starts it; the subclass has set method, path, query, authority. */
   start(): void {
+    const trace = startSpan('client', this.conn.source, (n) => this.header(n));
+    this.span = trace.span;
+    this.traceOps = trace.ops;
     const share = this.conn.share;
     if (share) {
       // a source past its share of requests in flight is refused before anything is routed
@@ -291,6 +326,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
   /** Waiter: refused by the circuit breaker (queue full, or evicted by a lighter source). */
   overflow(): void {
     if (this.phase !== 'waiting') return;
+    circuitBreakerOverflow.inc({ cluster_name: this.cluster!.name });
     this.localReply(
       503,
       ResponseFlag.UpstreamOverflow,
@@ -410,6 +446,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     this.clearTryTimer();
     const cluster = this.cluster!;
     const rtt = this.engine.now() - this.tryStartedAt;
+    this.upstreamServiceMs = rtt;
     if (this.host) cluster.onResponse(this.host, grpcStatus >= 0 ? grpcToHttp(grpcStatus) : status, rtt);
     if (this.retry.attempts > 0 && retriableResponse(this.retry, status, grpcStatus)) {
       if (this.mayRetry()) {
@@ -541,13 +578,9 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest {
     }
     this.kept = [];
     const labels = this.engine.clusters.requestLabels(this.state, this.conn, this.cluster?.service ?? this.conn.target.service, this.host, this.grpc);
-    labels.record(
-      this.status,
-      this.grpc ? this.grpcStatus || '-' : '-',
-      this.flags,
-      this.engine.now() - this.startedAt,
-      this.reqBytes,
-      this.respBytes,
-    );
+    this.durationMs = this.engine.now() - this.startedAt;
+    this.startTimeMs = Date.now() - this.durationMs;
+    this.grpcStatus = this.grpc ? this.grpcStatus || '-' : '';
+    requestDone(labels, this);
   }
 }

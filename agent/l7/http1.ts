@@ -65,7 +65,7 @@ export class Http1Exchange extends Exchange {
 
   private requestHeaders(dest: Destination, route: HttpRoute): string[] {
     const rewriteHost = this.upstreamAuthority !== undefined;
-    const h = forwardRaw(this.req.rawHeaders, [dest.headers?.request, route.headers?.request], rewriteHost ? 'host' : SKIP_REQUEST);
+    const h = forwardRaw(this.req.rawHeaders, [dest.headers?.request, route.headers?.request, this.traceOps], rewriteHost ? 'host' : SKIP_REQUEST);
     if (rewriteHost) h.push('host', this.upstreamAuthority!);
     return h;
   }

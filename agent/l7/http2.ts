@@ -103,6 +103,7 @@ export class Http2Exchange extends Exchange {
     if (this.upstreamAuthority !== undefined) h[':authority'] = this.upstreamAuthority;
     applyOps(h, this.dest?.headers?.request);
     applyOps(h, this.route?.headers?.request);
+    applyOps(h, this.traceOps);
     const body = this.takeBody();
     let up: http2.ClientHttp2Stream;
     try {

@@ -25,7 +25,8 @@ import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabe
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { Flow, FlowSet } from '../transport/flow.js';
-import { classifyRequestLine, sniffWithin } from '../transport/protocol-detect.js';
+import { classifyRequestLine, declaredProtocol, sniffWithin } from '../transport/protocol-detect.js';
+import { inboundTelemetry, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { DEFAULT_TIMEOUTS, type ProxyTimeouts } from '../transport/timeouts.js';
 import { joinHostPort } from '../../common/host-port.js';
 // type-only: connector.ts loads the ffi-rs socket helpers, which inbound delivery does not need
@@ -149,8 +150,16 @@ export async function deliverInbound(
   });
   pod.once('close', onClose);
   const timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
-  if (!accept.needsL7) pipe(stream, pod, timeouts);
-  else void serveL7(stream, pod, c, policy, l4, connector, flow, timeouts);
+  // requests are read where a policy needs them, and on ports declared HTTP for the
+  // destination's request metrics (reporter="destination"); other streams stay byte pipes
+  const http = declaredHttp(opts.service, c.port);
+  if (!accept.needsL7 && !http) {
+    flow.logAs = { subject: c.destination, upstreamHost: joinHostPort(c.destination.ip, c.port), downstreamRemote: joinHostPort(c.sourceIp, c.sourcePort) };
+    pipe(stream, pod, timeouts);
+  } else {
+    const telemetry = http ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port) : undefined;
+    void serveL7(stream, pod, c, policy, l4, connector, flow, timeouts, telemetry);
+  }
   return { delivered: true };
 }
 
@@ -164,6 +173,7 @@ async function serveL7(
   connector: UpstreamConnector,
   flow: Flow,
   timeouts: ProxyTimeouts,
+  telemetry: InboundTelemetry | undefined,
 ): Promise<void> {
   const sniffed = await sniffWithin(stream, timeouts.requestHeadersMs, classifyRequestLine);
   if (sniffed === undefined) return; // closed before a byte
@@ -171,7 +181,7 @@ async function serveL7(
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (protocol !== 'tcp') {
     const connect = () => connector.connect(toPod(c));
-    const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts };
+    const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry };
     if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
     else await serveHttpInbound(stream, o);
     return;
@@ -187,6 +197,17 @@ async function serveL7(
     return;
   }
   pipe(stream, pod, timeouts);
+}
+
+/** The Service port that reaches the pod's `port` is declared HTTP, HTTP/2 or gRPC (Istio's port naming or appProtocol). */
+function declaredHttp(service: Service | undefined, port: number): boolean {
+  if (!service) return false;
+  for (const p of service.ports) {
+    if (p.targetPort !== port && !p.endpoints.some((e) => e.port === port)) continue;
+    const d = declaredProtocol(p);
+    return d === 'http' || d === 'http2';
+  }
+  return false;
 }
 
 /** A connection from the node proxy to the pod, on behalf of the peer. */

@@ -31,7 +31,10 @@ import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-ali
 import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
-import { forwardH2 } from '../l7/header-ops.js';
+import { applyOps, forwardH2 } from '../l7/header-ops.js';
+import { InboundRequest, type InboundTelemetry } from '../telemetry/inbound-requests.js';
+import { requestDone } from '../telemetry/request-record.js';
+import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
 
 const log = logger('agent/inbound-http');
 
@@ -51,6 +54,8 @@ export interface HttpInboundOptions {
   onDecision: (r: AuthorizationResult) => void;
   /** the phases' timeouts: a request head, an idle connection (to the peer and to the pod) */
   timeouts?: ProxyTimeouts;
+  /** reporter="destination" request telemetry of this connection (telemetry/inbound-requests.ts) */
+  telemetry?: InboundTelemetry;
 }
 
 /** What an inbound connection's requests are served with, found from its socket. */
@@ -128,6 +133,7 @@ function handle(
   expectsContinue: boolean,
 ): void {
   res.sendDate = false;
+  const rec = o.telemetry ? trackHttp1(o.telemetry, req, res, o.l4.sourceIp) : undefined;
   const normalized = normalizePath(req.url ?? '/');
   if (!normalized) {
     // "%00: The request will always be rejected with HTTP code 400"
@@ -144,6 +150,7 @@ function handle(
   // the 100 Continue is ours; the pod gets the body without being asked
   if (expectsContinue) res.writeContinue();
   const headers = forwardable(req.rawHeaders, req.headers.connection, expectsContinue ? ['expect'] : []);
+  if (rec?.traceOps) withTraceHeaders(headers, rec.traceOps.set);
 
   const upstream = http.request({
     agent,
@@ -153,17 +160,38 @@ function handle(
     setHost: false,
   });
   upstream.on('response', (up) => {
+    if (rec) {
+      rec.responded(up.statusCode ?? 502);
+      up.on('data', (chunk: Buffer) => (rec.respBytes += chunk.length));
+    }
     res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.rawHeaders, up.headers.connection, []));
     up.pipe(res);
     up.on('error', () => res.destroy());
   });
   upstream.on('error', (err) => {
     log.debug({ err }, 'pod request failed');
+    if (rec) rec.flags = withResponseFlag(rec.flags, res.headersSent ? ResponseFlag.UpstreamConnectionTermination : ResponseFlag.UpstreamConnectionFailure);
     if (!res.headersSent) reply(res, 503, 'upstream connect error or disconnect/reset before headers');
     else res.destroy();
   });
   req.pipe(upstream);
   req.on('error', () => upstream.destroy());
+}
+
+/**
+ * Request telemetry of one HTTP/1.1 request at the destination: body bytes both ways, and
+ * one record when the response is done (or the peer went away: DC).
+ */
+function trackHttp1(t: InboundTelemetry, req: http.IncomingMessage, res: http.ServerResponse, remote: string): InboundRequest {
+  const rec = new InboundRequest(t, req.method ?? '', req.url ?? '/', req.headers.host ?? '', 'HTTP/1.1', remote, req.headers);
+  req.on('data', (chunk: Buffer) => (rec.reqBytes += chunk.length));
+  res.once('close', () => {
+    if (!res.writableFinished) rec.flags = withResponseFlag(rec.flags, ResponseFlag.DownstreamConnectionTermination);
+    rec.status = res.headersSent ? res.statusCode : 0;
+    rec.end();
+    requestDone(t.labels(false), rec);
+  });
+  return rec;
 }
 
 /** Upgrade (WebSocket) and CONNECT: authorised like any request, then a byte pipe to a new pod connection. */
@@ -206,6 +234,12 @@ function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: Http
 function reply(res: http.ServerResponse, status: number, body: string): void {
   res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
   res.end(body);
+}
+
+/** Sets the trace headers in a raw header list (replacing the ones the peer sent). */
+function withTraceHeaders(raw: string[], set: Record<string, string>): void {
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i]!.toLowerCase() in set) raw.splice(i, 2);
+  for (const k in set) raw.push(k, set[k]!);
 }
 
 /** rawHeaders without the hop-by-hop fields and those the Connection header names. */
@@ -351,6 +385,7 @@ function percentEncode(v: string): string {
 function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, o: H2cInboundOptions, pod: PodSession): void {
   s.on('error', () => {});
   const grpc = isGrpc(headers);
+  const rec = o.telemetry ? trackH2(o.telemetry, s, headers, grpc, o.l4.sourceIp) : undefined;
   const target = headers[':path'];
   const normalized = target === undefined ? undefined : normalizePath(target);
   if (!normalized) return localReply(s, grpc, 400, 'Bad Request');
@@ -366,6 +401,7 @@ function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
 
   const out = forwardH2(headers as Record<string, string | string[] | undefined>, true);
   out[':path'] = normalized.target;
+  if (rec?.traceOps) applyOps(out, rec.traceOps);
   const endStream = s.endAfterHeaders;
   pod.session().then(
     (session) => {
@@ -376,14 +412,14 @@ function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
       } catch {
         return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
       }
-      forward(s, up, grpc);
+      forward(s, up, grpc, rec);
     },
     () => localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers'),
   );
 }
 
 /** One allowed stream: request body and trailers up, response head, body and trailers down. */
-function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: boolean): void {
+function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: boolean, rec: InboundRequest | undefined): void {
   let requestTrailers: http2.IncomingHttpHeaders | undefined;
   let responseTrailers: http2.OutgoingHttpHeaders | undefined;
   let answered = false;
@@ -395,6 +431,10 @@ function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: 
   s.pipe(up);
   up.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
     answered = true;
+    if (rec) {
+      rec.responded(Number(h[':status'] ?? 502));
+      up.on('data', (chunk: Buffer) => (rec.respBytes += chunk.length));
+    }
     if (s.destroyed || s.closed) return void up.close(NGHTTP2_CANCEL);
     const head = { ...forwardH2(h as Record<string, string | string[] | undefined>, false), ':status': h[':status'] ?? 502 };
     if (flags & NGHTTP2_FLAG_END_STREAM) {
@@ -412,6 +452,7 @@ function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: 
   s.on('wantTrailers', () => s.sendTrailers(responseTrailers ?? {}));
   up.on('close', () => {
     // closed before its response (reset, the pod's session gone): Envoy's 503 local reply
+    if (!answered && rec) rec.flags = withResponseFlag(rec.flags, ResponseFlag.UpstreamConnectionFailure);
     if (!answered) return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
     if (up.rstCode !== undefined && up.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !s.destroyed)
       s.close(up.rstCode === NGHTTP2_REFUSED_STREAM ? NGHTTP2_INTERNAL_ERROR : up.rstCode);
@@ -419,6 +460,30 @@ function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: 
   s.on('close', () => {
     if (!up.destroyed && !up.closed) up.close(NGHTTP2_CANCEL);
   });
+}
+
+/** Request telemetry of one HTTP/2 stream at the destination: one record when the stream closes. */
+function trackH2(t: InboundTelemetry, s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, grpc: boolean, remote: string): InboundRequest {
+  const rec = new InboundRequest(
+    t,
+    headers[':method'] ?? '',
+    headers[':path'] ?? '',
+    headers[':authority'] ?? headers.host ?? '',
+    'HTTP/2',
+    remote,
+    headers,
+  );
+  s.on('data', (chunk: Buffer) => (rec.reqBytes += chunk.length));
+  s.once('close', () => {
+    const sent = s.headersSent ? s.sentHeaders : undefined;
+    rec.status = Number(sent?.[':status'] ?? 0);
+    if (grpc) rec.grpcStatus = String(s.sentTrailers?.['grpc-status'] ?? sent?.['grpc-status'] ?? '-');
+    if (!sent || (s.rstCode !== undefined && s.rstCode !== http2.constants.NGHTTP2_NO_ERROR && rec.flags === '-'))
+      rec.flags = withResponseFlag(rec.flags, ResponseFlag.DownstreamConnectionTermination);
+    rec.end();
+    requestDone(t.labels(grpc), rec);
+  });
+  return rec;
 }
 
 /**

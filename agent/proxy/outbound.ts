@@ -276,6 +276,7 @@ export class OutboundProxy {
       },
       plan,
     );
+    flow.logAs = { subject: source, upstreamHost: flow.tap.upstream, downstreamRemote: flow.tap.source };
     flow.open();
     this.publish(flow, 'open');
     if (flags !== ResponseFlag.None) {

@@ -55,6 +55,8 @@ interface Options {
 }
 
 export class SeriesCounter {
+  /** bumped when series are dropped: holders of series (LabelSet) look them up again */
+  generation = 0;
   readonly name: string;
   readonly help: string;
   readonly type = 'counter';
@@ -87,9 +89,22 @@ export class SeriesCounter {
   reset(): void {
     for (const s of this.series.values()) s.value = 0;
   }
+
+  /** Drops the series `keep` refuses (their workloads left); returns how many. */
+  retain(keep: (labels: Record<string, string>) => boolean): number {
+    let n = 0;
+    for (const [k, s] of this.series) if (!keep(s.labels)) (this.series.delete(k), n++);
+    if (n > 0) this.generation++;
+    return n;
+  }
+
+  get size(): number {
+    return this.series.size;
+  }
 }
 
 export class SeriesHistogram {
+  generation = 0;
   readonly name: string;
   readonly help: string;
   readonly type = 'histogram';
@@ -127,6 +142,13 @@ export class SeriesHistogram {
       values.push({ labels: s.labels, value: s.count, metricName: `${this.name}_count` });
     }
     return { name: this.name, help: this.help, type: 'histogram', aggregator: 'sum', values };
+  }
+
+  retain(keep: (labels: Record<string, string>) => boolean): number {
+    let n = 0;
+    for (const [k, s] of this.series) if (!keep(s.labels)) (this.series.delete(k), n++);
+    if (n > 0) this.generation++;
+    return n;
   }
 
   reset(): void {

@@ -1,12 +1,14 @@
 // The agent's Prometheus metrics, defined in one place. Names and labels are Istio's
 // standard ones (https://istio.io/latest/docs/reference/config/metrics/) so existing
 // dashboards and queries carry over; missing values are "unknown", as Istio reports them.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { collectProcessMetrics } from '../../common/process-metrics.js';
 import { SeriesCounter, SeriesHistogram } from './metrics-series.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
+import { workloadName } from './workload-name.js';
 
 export const registry = new Registry();
-collectDefaultMetrics({ register: registry, prefix: 'nodemesh_agent_' });
+collectProcessMetrics(registry, 'nodemesh_agent_');
 
 export const ISTIO_LABELS = [
   'reporter',
@@ -176,7 +178,7 @@ export function tcpLabels(
   const dc = destination ? canonical(destination) : undefined;
   return {
     reporter: 'source',
-    source_workload: source?.name ?? 'unknown',
+    source_workload: source ? workloadName(source) : 'unknown',
     source_workload_namespace: source?.namespace ?? 'unknown',
     source_principal: 'unknown',
     source_app: source?.labels.app ?? 'unknown',
@@ -187,7 +189,7 @@ export function tcpLabels(
     destination_service: service?.hostname ?? destinationAddress,
     destination_service_name: service?.name ?? 'unknown',
     destination_service_namespace: service?.namespace ?? 'unknown',
-    destination_workload: destination?.name ?? 'unknown',
+    destination_workload: destination ? workloadName(destination) : 'unknown',
     destination_workload_namespace: destination?.namespace ?? 'unknown',
     destination_principal: 'unknown',
     destination_app: destination?.labels.app ?? 'unknown',

@@ -6,6 +6,10 @@
 // map lookups and four increments — no label hashing or object building per request.
 import type { Service, Workload } from '../../control/api/snapshot.js';
 import {
+  tcpConnectionsClosed,
+  tcpConnectionsOpened,
+  tcpReceivedBytes,
+  tcpSentBytes,
   requestBytes,
   requestDuration,
   requestsTotal,
@@ -14,6 +18,7 @@ import {
   type HttpLabels,
   type IstioLabels,
 } from './metrics.js';
+import type { Subject } from './telemetry-policy.js';
 
 interface Children {
   requests: { inc(v?: number): void };
@@ -26,9 +31,20 @@ interface Children {
 export class LabelSet {
   private readonly children = new Map<string, Children>();
 
-  constructor(readonly labels: IstioLabels) {}
+  constructor(
+    readonly labels: IstioLabels,
+    /** the reporter's workload: its Telemetry decides access logs and sampling (telemetry-policy.ts) */
+    readonly subject: Subject = undefined,
+  ) {}
+
+  private generation = 0;
 
   record(code: number, grpc: string, flags: string, durationMs: number, reqBytes: number, respBytes: number): void {
+    // series of workloads that left were dropped (pruneSeries): look ours up again
+    if (requestsTotal.generation !== this.generation) {
+      this.generation = requestsTotal.generation;
+      this.children.clear();
+    }
     const key = `${code}|${grpc}|${flags}`;
     let c = this.children.get(key);
     if (!c) {
@@ -70,5 +86,23 @@ export function labelSet(
     l.source_principal = security.sourcePrincipal || 'unknown';
     l.destination_principal = security.destinationPrincipal || 'unknown';
   }
-  return new LabelSet(l);
+  return new LabelSet(l, source);
+}
+
+/**
+ * Drops the request and TCP series of workloads no longer in the snapshot (`live`: their
+ * "namespace/workload name"s), so pods and workloads coming and going leave the series count
+ * bounded by what exists. Off the hot path: called once per snapshot.
+ */
+export function pruneSeries(live: ReadonlySet<string>): number {
+  const keep = (l: Record<string, string>) =>
+    (l.source_workload === 'unknown' || live.has(`${l.source_workload_namespace}/${l.source_workload}`)) &&
+    (l.destination_workload === 'unknown' || live.has(`${l.destination_workload_namespace}/${l.destination_workload}`));
+  let n = 0;
+  for (const m of [requestsTotal, requestDuration, requestBytes, responseBytes]) n += m.retain(keep);
+  for (const c of [tcpConnectionsOpened, tcpConnectionsClosed, tcpSentBytes, tcpReceivedBytes]) {
+    const gone = (c as unknown as { hashMap: Record<string, { labels: Record<string, string> }> }).hashMap;
+    for (const v of Object.values(gone ?? {})) if (!keep(v.labels)) (c.remove(v.labels), n++);
+  }
+  return n;
 }

@@ -55,3 +55,71 @@ export function publishConnection(
   };
   connectionChannel.publish(e);
 }
+
+// --- per request --------------------------------------------------------------------------
+
+/** Published when a request ends at either reporter, if anyone taps (`nodemesh tap`). */
+export const requestChannel = diagnostics.channel('nodemesh:request');
+
+export interface RequestEvent {
+  event: 'request';
+  time: string;
+  reporter: 'source' | 'destination';
+  method: string;
+  authority: string;
+  path: string;
+  status: number;
+  grpcStatus: string;
+  latencyMs: number;
+  responseFlags: string;
+  sourceWorkload: string;
+  sourceNamespace: string;
+  destinationWorkload: string;
+  destinationNamespace: string;
+  destinationService: string;
+  upstream: string;
+  retries: number;
+}
+
+export function requestTapping(): boolean {
+  return requestChannel.hasSubscribers;
+}
+
+/** One ended request, as `nodemesh tap` shows it (only called while someone taps). */
+export function publishRequest(
+  labels: { source_workload: string; source_workload_namespace: string; destination_workload: string; destination_workload_namespace: string; destination_service: string },
+  r: {
+    reporter: 'source' | 'destination';
+    startTimeMs: number;
+    durationMs: number;
+    method: string;
+    authority: string;
+    path: string;
+    status: number;
+    grpcStatus: string;
+    flags: string;
+    upstreamHost: string;
+    retries: number;
+  },
+): void {
+  const e: RequestEvent = {
+    event: 'request',
+    time: new Date(r.startTimeMs).toISOString(),
+    reporter: r.reporter,
+    method: r.method,
+    authority: r.authority,
+    path: r.path,
+    status: r.status,
+    grpcStatus: r.grpcStatus,
+    latencyMs: Math.round(r.durationMs * 10) / 10,
+    responseFlags: r.flags,
+    sourceWorkload: labels.source_workload,
+    sourceNamespace: labels.source_workload_namespace,
+    destinationWorkload: labels.destination_workload,
+    destinationNamespace: labels.destination_workload_namespace,
+    destinationService: labels.destination_service,
+    upstream: r.upstreamHost,
+    retries: r.retries,
+  };
+  requestChannel.publish(e);
+}

@@ -25,6 +25,9 @@ import {
   tcpSentBytes,
   type IstioLabels,
 } from '../telemetry/metrics.js';
+import { connectionClosed, connectionOpened } from '../telemetry/mesh-metrics.js';
+import { logConnection } from '../telemetry/access-log.js';
+import type { Subject } from '../telemetry/telemetry-policy.js';
 import { ResponseFlag } from './response-flags.js';
 
 /** How often the bytes of open flows are brought up to date between scrapes. */
@@ -42,8 +45,19 @@ export type ByteCounters = 'client' | 'upstream' | 'passing';
 
 type Counted = Duplex & { readonly bytesRead?: number; readonly bytesWritten?: number };
 
+/** A connection that is an access-log line of its own (an L4 connection, not one carrying logged requests). */
+export interface ConnectionLog {
+  /** the reporter's workload, whose Telemetry decides */
+  subject: Subject;
+  upstreamHost: string;
+  downstreamRemote: string;
+}
+
 export class Flow {
   private state: 'described' | 'open' | 'closed' = 'described';
+  /** set by the proxy when the connection gets an access-log line (telemetry/access-log.ts) */
+  logAs: ConnectionLog | undefined;
+  private openedAt = 0;
   /** bytes already added to the counters */
   private countedIn = 0;
   private countedOut = 0;
@@ -67,7 +81,9 @@ export class Flow {
   open(): void {
     if (this.state !== 'described') return;
     this.state = 'open';
+    this.openedAt = performance.now();
     tcpConnectionsOpened.inc(this.labels);
+    connectionOpened(this.labels.reporter);
     if (this.counters === 'passing') this.countPassing();
     this.set.add(this);
   }
@@ -111,10 +127,22 @@ export class Flow {
     if (this.state === 'closed') return;
     if (flag !== ResponseFlag.None) this.labels.response_flags = flag;
     if (this.state === 'described') tcpConnectionsOpened.inc(this.labels);
+    else connectionClosed(this.labels.reporter);
     this.state = 'closed';
     this.flush();
     tcpConnectionsClosed.inc(this.labels);
     this.set.delete(this);
+    if (this.logAs && this.openedAt > 0) {
+      const durationMs = performance.now() - this.openedAt;
+      logConnection(this.logAs.subject, this.labels, {
+        startTimeMs: Date.now() - durationMs,
+        durationMs,
+        received: this.receivedBytes,
+        sent: this.sentBytes,
+        upstreamHost: this.logAs.upstreamHost,
+        downstreamRemote: this.logAs.downstreamRemote,
+      });
+    }
   }
 
   /**

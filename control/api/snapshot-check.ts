@@ -22,6 +22,9 @@
 import { isIP } from 'node:net';
 import { NodemeshError } from '../../common/errors.js';
 import type { Endpoint, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
+import type { TelemetryPolicy } from './snapshot-telemetry.js';
+import type { AccessLogging__Output } from './generated/nodemesh/v1/AccessLogging.js';
+import type { Tracing__Output } from './generated/nodemesh/v1/Tracing.js';
 import {
   CONSISTENT_HASH_KINDS,
   LOAD_BALANCER_POLICIES,
@@ -497,6 +500,14 @@ const workloadSecurity = message<WorkloadSecurity>({
 
 const security = message<SecurityConfig>({ workloads: list(workloadSecurity), authorizationPolicies: list(authorizationPolicy) });
 
+const telemetryPolicy = message<TelemetryPolicy>({
+  namespace: name,
+  name,
+  selector: stringMap,
+  accessLogging: optional(message<AccessLogging__Output>({ disabled: bool, filter: str, providers: list(str) })),
+  tracing: optional(message<Tracing__Output>({ disabled: bool, randomSamplingPercentage: number(-1, 100, 'a sampling percentage (0-100, -1: unset)'), providers: list(str) })),
+});
+
 const snapshot = message<Snapshot>({
   version,
   generatedAt: str,
@@ -506,4 +517,5 @@ const snapshot = message<Snapshot>({
   security: orElse(security, emptySecurity),
   trustBundle: list(pem),
   nodes: list(node),
+  telemetry: orElse(list(telemetryPolicy), () => []),
 });

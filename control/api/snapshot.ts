@@ -26,6 +26,7 @@ import type { Workload__Output } from './generated/nodemesh/v1/Workload.js';
 import { loadProto, type Refine } from './protos.js';
 import type { RoutingConfig } from './snapshot-routing.js';
 import type { SecurityConfig } from './snapshot-security.js';
+import type { TelemetryPolicy } from './snapshot-telemetry.js';
 
 export type { RoutingConfig } from './snapshot-routing.js';
 export type { SecurityConfig } from './snapshot-security.js';
@@ -37,11 +38,13 @@ export type Workload = Workload__Output;
 /** A node and the address its node proxy listens on (HBONE, 15008). */
 export type NodeInfo = Node__Output;
 
-export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security'> {
+export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry'> {
   /** uint64 on the wire; a safe integer here (see above) */
   version: number;
   routing: RoutingConfig;
   security: SecurityConfig;
+  /** Istio Telemetry resources (snapshot-telemetry.ts); absent in snapshots built before them, meaning none */
+  telemetry?: TelemetryPolicy[];
 }
 
 export const MESH_ANNOTATION = 'nodemesh.io/mesh';

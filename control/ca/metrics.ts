@@ -6,6 +6,9 @@ import type { RefusalReason } from './node-auth.js';
 export interface CaMetrics {
   /** workload certificates signed */
   issued: Counter;
+  /** Istio's names for the same: citadel_server_csr_count (every CSR received), citadel_server_success_cert_issuance_count */
+  csrCount: Counter;
+  successIssuance: Counter;
   /** certificate requests refused, by reason (unauthenticated, permission_denied, invalid_argument, unavailable, internal) */
   refused: Counter<'reason'>;
   /** discovery streams refused (no valid node credential, or a node other than the credential's) */
@@ -20,6 +23,16 @@ export function createCaMetrics(registry: Registry): CaMetrics {
     issued: new Counter({
       name: 'nodemesh_ca_certificates_issued_total',
       help: 'Workload certificates (X.509-SVIDs) signed by the CA',
+      registers: [registry],
+    }),
+    csrCount: new Counter({
+      name: 'citadel_server_csr_count',
+      help: "Certificate signing requests received (Istio's name)",
+      registers: [registry],
+    }),
+    successIssuance: new Counter({
+      name: 'citadel_server_success_cert_issuance_count',
+      help: "Certificates issued (Istio's name)",
       registers: [registry],
     }),
     refused: new Counter({

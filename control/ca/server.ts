@@ -30,6 +30,7 @@ export function certificateServiceImplementation(opts: CertificateServiceOptions
     async createCertificate(call: Call, callback: grpc.sendUnaryData<CreateCertificateResponseWire>) {
       let node = '';
       const identity = typeof call.request?.identity === 'string' ? call.request.identity : '';
+      opts.metrics.csrCount.inc();
       try {
         node = await opts.authenticator.authenticate(call);
         const { csr, validity } = checkRequest(call.request);
@@ -42,6 +43,7 @@ export function certificateServiceImplementation(opts: CertificateServiceOptions
           throw err;
         }
         opts.metrics.issued.inc();
+        opts.metrics.successIssuance.inc();
         log.info({ node, identity, validitySeconds: validity || 'default' }, 'certificate issued');
         callback(null, { certChain: chain });
       } catch (err) {

@@ -40,6 +40,7 @@ import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, typ
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
+import { compileTelemetry } from './telemetry.js';
 import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 
 export interface CompileOptions {
@@ -152,6 +153,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     routing: routingReport.routing,
     security,
     trustBundle: [...(opts.trustBundle ?? [])],
+    telemetry: compileTelemetry(resources),
   };
 }
 
@@ -330,8 +332,8 @@ const hashes = new WeakMap<object, string>();
 export function contentHash(c: SnapshotContent): string {
   const cached = hashes.get(c);
   if (cached) return cached;
-  const { workloads, services, nodes, routing, security, trustBundle } = c;
-  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle })).digest('hex');
+  const { workloads, services, nodes, routing, security, trustBundle, telemetry } = c;
+  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle, telemetry: telemetry ?? [] })).digest('hex');
   hashes.set(c, h);
   return h;
 }

@@ -4,6 +4,7 @@
 // compiler never looks at raw YAML.
 import type { RoutingBody } from './routing.js';
 import type { AuthorizationPolicySpec, PeerAuthenticationSpec } from './security.js';
+import type { TelemetrySpec } from './telemetry.js';
 
 /** Identity of a resource: API group (""), kind, namespace ("" when cluster-scoped), name. */
 export interface ResourceKey {
@@ -114,6 +115,7 @@ export type ResourceBody =
   | { kind: 'EndpointSlice'; spec: EndpointSliceSpec }
   | { kind: 'PeerAuthentication'; spec: PeerAuthenticationSpec }
   | { kind: 'AuthorizationPolicy'; spec: AuthorizationPolicySpec }
+  | { kind: 'Telemetry'; spec: TelemetrySpec }
   | RoutingBody
   | { kind: 'Ignored' };
 

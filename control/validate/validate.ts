@@ -10,6 +10,7 @@
 // - anything else is NM_ERR_CONFIG_KIND.
 // A document larger than the per-resource limit (model/limits.ts) is NM_ERR_CONFIG_LIMIT
 // before anything else is looked at: Kubernetes refuses such an object at the API server.
+import { validateTelemetry } from './istio-telemetry.js';
 import { ConfigError } from '../../common/errors.js';
 import {
   CLUSTER_SCOPED_KINDS,
@@ -78,7 +79,7 @@ const KINDS: ReadonlyMap<string, ReadonlyMap<string, KindInfo>> = new Map([
       ['RequestAuthentication', { versions: ISTIO_SECURITY }],
     ]),
   ],
-  ['telemetry.istio.io', new Map([['Telemetry', { versions: ['v1alpha1', 'v1'] }]])],
+  ['telemetry.istio.io', new Map([['Telemetry', { versions: ['v1alpha1', 'v1'], validate: validateTelemetry }]])],
   [
     'gateway.networking.k8s.io',
     new Map<string, KindInfo>([

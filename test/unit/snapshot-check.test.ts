@@ -96,6 +96,7 @@ test.serial('a snapshot whose lists are all empty is valid (proto3 defaults)', a
       routing: emptyRouting(),
       security: emptySecurity(),
       trustBundle: [],
+      telemetry: [],
     },
   ]);
   t.deepEqual(r.errors, []);

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { MessageTypeDefinition } from '@grpc/proto-loader';
 
+import type { AccessLogging as _nodemesh_v1_AccessLogging, AccessLogging__Output as _nodemesh_v1_AccessLogging__Output } from './nodemesh/v1/AccessLogging.js';
 import type { AttributeMatch as _nodemesh_v1_AttributeMatch, AttributeMatch__Output as _nodemesh_v1_AttributeMatch__Output } from './nodemesh/v1/AttributeMatch.js';
 import type { AuthorizationPolicy as _nodemesh_v1_AuthorizationPolicy, AuthorizationPolicy__Output as _nodemesh_v1_AuthorizationPolicy__Output } from './nodemesh/v1/AuthorizationPolicy.js';
 import type { AuthorizationRule as _nodemesh_v1_AuthorizationRule, AuthorizationRule__Output as _nodemesh_v1_AuthorizationRule__Output } from './nodemesh/v1/AuthorizationRule.js';
@@ -41,6 +42,8 @@ import type { Snapshot as _nodemesh_v1_Snapshot, Snapshot__Output as _nodemesh_v
 import type { StringMatch as _nodemesh_v1_StringMatch, StringMatch__Output as _nodemesh_v1_StringMatch__Output } from './nodemesh/v1/StringMatch.js';
 import type { Subset as _nodemesh_v1_Subset, Subset__Output as _nodemesh_v1_Subset__Output } from './nodemesh/v1/Subset.js';
 import type { TcpRoute as _nodemesh_v1_TcpRoute, TcpRoute__Output as _nodemesh_v1_TcpRoute__Output } from './nodemesh/v1/TcpRoute.js';
+import type { TelemetryPolicy as _nodemesh_v1_TelemetryPolicy, TelemetryPolicy__Output as _nodemesh_v1_TelemetryPolicy__Output } from './nodemesh/v1/TelemetryPolicy.js';
+import type { Tracing as _nodemesh_v1_Tracing, Tracing__Output as _nodemesh_v1_Tracing__Output } from './nodemesh/v1/Tracing.js';
 import type { TrafficPolicy as _nodemesh_v1_TrafficPolicy, TrafficPolicy__Output as _nodemesh_v1_TrafficPolicy__Output } from './nodemesh/v1/TrafficPolicy.js';
 import type { ValueMatch as _nodemesh_v1_ValueMatch, ValueMatch__Output as _nodemesh_v1_ValueMatch__Output } from './nodemesh/v1/ValueMatch.js';
 import type { WatchRequest as _nodemesh_v1_WatchRequest, WatchRequest__Output as _nodemesh_v1_WatchRequest__Output } from './nodemesh/v1/WatchRequest.js';
@@ -54,6 +57,7 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   nodemesh: {
     v1: {
+      AccessLogging: MessageTypeDefinition<_nodemesh_v1_AccessLogging, _nodemesh_v1_AccessLogging__Output>
       AttributeMatch: MessageTypeDefinition<_nodemesh_v1_AttributeMatch, _nodemesh_v1_AttributeMatch__Output>
       AuthorizationPolicy: MessageTypeDefinition<_nodemesh_v1_AuthorizationPolicy, _nodemesh_v1_AuthorizationPolicy__Output>
       AuthorizationRule: MessageTypeDefinition<_nodemesh_v1_AuthorizationRule, _nodemesh_v1_AuthorizationRule__Output>
@@ -94,6 +98,8 @@ export interface ProtoGrpcType {
       StringMatch: MessageTypeDefinition<_nodemesh_v1_StringMatch, _nodemesh_v1_StringMatch__Output>
       Subset: MessageTypeDefinition<_nodemesh_v1_Subset, _nodemesh_v1_Subset__Output>
       TcpRoute: MessageTypeDefinition<_nodemesh_v1_TcpRoute, _nodemesh_v1_TcpRoute__Output>
+      TelemetryPolicy: MessageTypeDefinition<_nodemesh_v1_TelemetryPolicy, _nodemesh_v1_TelemetryPolicy__Output>
+      Tracing: MessageTypeDefinition<_nodemesh_v1_Tracing, _nodemesh_v1_Tracing__Output>
       TrafficPolicy: MessageTypeDefinition<_nodemesh_v1_TrafficPolicy, _nodemesh_v1_TrafficPolicy__Output>
       ValueMatch: MessageTypeDefinition<_nodemesh_v1_ValueMatch, _nodemesh_v1_ValueMatch__Output>
       WatchRequest: MessageTypeDefinition<_nodemesh_v1_WatchRequest, _nodemesh_v1_WatchRequest__Output>

@@ -5,6 +5,7 @@ import type { Service as _nodemesh_v1_Service, Service__Output as _nodemesh_v1_S
 import type { RoutingConfig as _nodemesh_v1_RoutingConfig, RoutingConfig__Output as _nodemesh_v1_RoutingConfig__Output } from '../../nodemesh/v1/RoutingConfig.js';
 import type { SecurityConfig as _nodemesh_v1_SecurityConfig, SecurityConfig__Output as _nodemesh_v1_SecurityConfig__Output } from '../../nodemesh/v1/SecurityConfig.js';
 import type { Node as _nodemesh_v1_Node, Node__Output as _nodemesh_v1_Node__Output } from '../../nodemesh/v1/Node.js';
+import type { TelemetryPolicy as _nodemesh_v1_TelemetryPolicy, TelemetryPolicy__Output as _nodemesh_v1_TelemetryPolicy__Output } from '../../nodemesh/v1/TelemetryPolicy.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Snapshot {
@@ -29,6 +30,10 @@ export interface Snapshot {
    * every node that has a workload or a Node object, sorted by name
    */
   'nodes'?: (_nodemesh_v1_Node)[];
+  /**
+   * Istio Telemetry resources (access logging, tracing), oldest first
+   */
+  'telemetry'?: (_nodemesh_v1_TelemetryPolicy)[];
 }
 
 export interface Snapshot__Output {
@@ -53,4 +58,8 @@ export interface Snapshot__Output {
    * every node that has a workload or a Node object, sorted by name
    */
   'nodes': (_nodemesh_v1_Node__Output)[];
+  /**
+   * Istio Telemetry resources (access logging, tracing), oldest first
+   */
+  'telemetry': (_nodemesh_v1_TelemetryPolicy__Output)[];
 }
