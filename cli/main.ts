@@ -13,11 +13,12 @@ const USAGE = `usage: nodemesh <command> [flags]
            run the control plane (gRPC+TLS and the CA ${CONTROL_PORTS.grpc}, admin ${CONTROL_PORTS.admin}) over a directory of YAML
   agent    --node NAME --control HOST:PORT --proxy-ip IP [--admin HOST:PORT]
            [--pods-cgroup DIR] [--pin-dir DIR] [--netns-dir DIR] [--state-dir DIR]
-           [--drain-period 20s] [--liveness-timeout 2s]
+           [--drain-period 20s] [--liveness-timeout 2s] [--workers N]
            --root-cert FILE --node-credential DIR | --insecure-control
            run the node agent (outbound ${AGENT_PORTS.outbound}, admin ${AGENT_PORTS.admin}); env NODE_NAME, NODE_IP,
            NODEMESH_CONTROL stand in for the flags (DaemonSet). A second agent started beside it
-           takes its sockets over; on SIGTERM it drains; the datapath stays (fail closed)
+           takes its sockets over; on SIGTERM it drains; the datapath stays (fail closed);
+           --workers (NODEMESH_WORKERS): proxy processes, default the cores its cgroup allows
   agent cleanup [--pin-dir DIR] [--state-dir DIR]   uninstall: remove what agents left (tc, rules, links, pins, state)
   lab up -f DIR [--name LAB] [--no-agents]   start a local cluster of netns nodes and pods
   lab exec NS/POD|node/NODE [--name LAB] -- CMD…   run a command inside a pod or node
