@@ -227,7 +227,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         return {
           node: opts.node,
           pid: process.pid,
-          workers: pool?.pids ?? [],
+          workerPids: pool?.pids ?? [],
           snapshotVersion: state.version,
           snapshotSource: liveSnapshot ? 'control plane' : state.snapshot ? 'last good state' : 'none',
           listeners: listeners.origin,

@@ -51,7 +51,11 @@ async function exit(code: number): Promise<void> {
 async function answer(what: string): Promise<unknown> {
   if (what === 'metrics') return registry.getMetricsAsJSON();
   if (what === 'open') return serving ? serving.openConnections() : 0;
-  if (what === 'debug') return { pid: process.pid, snapshotVersion: state.version, ...(serving ? await serving.debug() : {}) };
+  if (what === 'debug') {
+    // the requests this worker proxied (reporter=source), so that one can see who served what
+    const requests = (await registry.getSingleMetric('istio_requests_total')?.get())?.values.reduce((a, v) => a + v.value, 0) ?? 0;
+    return { pid: process.pid, snapshotVersion: state.version, requests, ...(serving ? await serving.debug() : {}) };
+  }
   return undefined;
 }
 

@@ -1,0 +1,186 @@
+// Proxy workers in the lab (test/fixtures/workers): node-a's agent runs with `--workers 2`
+// (NODEMESH_WORKERS), one agent per node still. Shown: both workers serve connections of the
+// one listener, a snapshot change reaches both, /metrics sums them, a killed worker is
+// replaced while the other keeps serving, and a stop leaves no worker behind.
+import test from 'ava';
+import { rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { labAgentPid, labStopAgent } from '../../deploy/lab/lab.js';
+import { labPerFile } from '../helpers/lab-per-file.js';
+import { canRunPrivileged } from '../helpers/privileged.js';
+import { eventually } from '../helpers/eventually.js';
+import { packagePath } from '../../common/paths.js';
+
+const FIXTURE = packagePath('test', 'fixtures', 'workers');
+const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
+const LAB = 'h15-workers';
+
+interface WorkerDebug {
+  pid: number;
+  snapshotVersion: number;
+  requests: number;
+}
+interface AgentDebug {
+  pid: number;
+  snapshotVersion: number;
+  /** the workers' pids, by slot */
+  workerPids: number[];
+  /** each serving worker's own answer */
+  workers: WorkerDebug[];
+}
+interface Load {
+  total: number;
+  status: Record<string, number>;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+if (canRunPrivileged('proxy workers')) {
+  const lab = labPerFile({ dir: FIXTURE, name: LAB, env: { NODEMESH_WORKERS: '2', NODEMESH_DRAIN_PERIOD: '2s' } });
+  const admin = () => lab.node('node-a').agentAdmin;
+
+  async function debugState(): Promise<{ agent: AgentDebug; workers: WorkerDebug[] }> {
+    const d = (await (await fetch(`http://${admin()}/debug/state`)).json()) as AgentDebug;
+    return { agent: d, workers: d.workers };
+  }
+
+  async function load(n: number, concurrency: number): Promise<Load> {
+    return JSON.parse(await lab.output('shop/client', ['node', CLIENT, 'load', 'http://web.shop/', String(n), String(concurrency)])) as Load;
+  }
+
+  /** istio_requests_total of the client's requests to web, summed over its series, from node-a's /metrics. */
+  async function requestsMetric(): Promise<number> {
+    const text = await (await fetch(`http://${admin()}/metrics`)).text();
+    let sum = 0;
+    for (const line of text.split('\n')) {
+      if (line.startsWith('istio_requests_total{') && line.includes('reporter="source"') && line.includes('source_workload="client"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return sum;
+  }
+
+  let sent = 0;
+
+  test.serial('one agent on node-a, two workers, and connections of the one listener served by both', async (t) => {
+    const { agent } = await debugState();
+    t.is(await labAgentPid(LAB, 'node-a'), agent.pid, 'the agent answering is the node\'s one agent');
+    t.is(agent.workerPids.length, 2);
+    t.true(agent.workerPids.every((p) => p > 0 && p !== agent.pid && alive(p)), `worker pids ${agent.workerPids.join(', ')}`);
+    // many connections at once (16 keep-alive connections per run) until both workers served some
+    const served = await eventually(
+      async () => {
+        const r = await load(200, 16);
+        sent += r.total;
+        t.deepEqual(r.status, { '200': r.total });
+        const { workers } = await debugState();
+        return workers.length === 2 && workers.every((w) => w.requests > 0) ? workers : undefined;
+      },
+      120_000,
+      'both workers served requests',
+    );
+    t.log(`requests per worker: ${served.map((w) => `${w.pid}: ${w.requests}`).join(', ')}`);
+  });
+
+  test.serial('/metrics on 15020 sums every worker: istio_requests_total equals the requests made and the workers\' own counts', async (t) => {
+    const { workers } = await debugState();
+    const own = workers.reduce((a, w) => a + w.requests, 0);
+    const metric = await requestsMetric();
+    t.is(metric, sent, `istio_requests_total ${metric}, requests made ${sent}`);
+    t.is(metric, own, `the workers counted ${own}`);
+  });
+
+  test.serial('a snapshot change reaches both workers: a fault abort applies to every request, whichever worker serves it', async (t) => {
+    const before = (await debugState()).agent.snapshotVersion;
+    const vs = `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+    - fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+      route: [{destination: {host: web}}]
+`;
+    const tmp = path.join(lab.state.configDir, '.abort.yaml.tmp');
+    await writeFile(tmp, vs);
+    await rename(tmp, path.join(lab.state.configDir, 'abort.yaml'));
+    const { agent, workers } = await eventually(
+      async () => {
+        const d = await debugState();
+        return d.agent.snapshotVersion > before && d.workers.length === 2 && d.workers.every((w) => w.snapshotVersion === d.agent.snapshotVersion) ? d : undefined;
+      },
+      30_000,
+      'both workers hold the new snapshot',
+    );
+    t.log(`snapshot ${before} -> ${agent.snapshotVersion}`);
+    const counts = new Map(workers.map((w) => [w.pid, w.requests]));
+    await eventually(
+      async () => {
+        const r = await load(200, 16);
+        sent += r.total;
+        t.deepEqual(r.status, { '418': r.total }, 'every request aborted by the new route');
+        const after = (await debugState()).workers;
+        return after.length === 2 && after.every((w) => w.requests > counts.get(w.pid)!) ? true : undefined;
+      },
+      120_000,
+      'both workers served requests under the new snapshot',
+    );
+    await writeFile(tmp, '');
+    await rename(tmp, path.join(lab.state.configDir, 'abort.yaml'));
+    await eventually(
+      async () => {
+        const r = await load(16, 4);
+        sent += r.total;
+        return r.status['200'] === 16 ? true : undefined;
+      },
+      30_000,
+      'the fault gone again',
+    );
+  });
+
+  test.serial('a killed worker is replaced while the other keeps serving', async (t) => {
+    const { agent } = await debugState();
+    const [victim, other] = agent.workerPids as [number, number];
+    process.kill(victim, 'SIGKILL');
+    // traffic goes on at once: the listener never closed, the other worker accepts
+    const r = await load(100, 8);
+    sent += r.total;
+    t.deepEqual(r.status, { '200': 100 });
+    const replaced = await eventually(
+      async () => {
+        const d = await debugState();
+        return d.agent.workerPids.length === 2 && d.agent.workerPids.every((p) => p > 0) && !d.agent.workerPids.includes(victim) && d.workers.length === 2 ? d : undefined;
+      },
+      30_000,
+      'the killed worker replaced',
+    );
+    t.true(replaced.agent.workerPids.includes(other), 'the other worker was left alone');
+    t.false(alive(victim));
+    const metrics = await (await fetch(`http://${admin()}/metrics`)).text();
+    t.regex(metrics, /^nodemesh_agent_worker_restarts_total 1$/m);
+    t.regex(metrics, /^nodemesh_agent_workers 2$/m);
+    // the new worker holds the snapshot and serves too
+    const fresh = replaced.workers.find((w) => !agent.workerPids.includes(w.pid))!;
+    t.is(fresh.snapshotVersion, replaced.agent.snapshotVersion);
+    await eventually(
+      async () => {
+        t.deepEqual((await load(200, 16)).status['200'], 200);
+        const w = (await debugState()).workers.find((x) => x.pid === fresh.pid);
+        return w && w.requests > 0 ? true : undefined;
+      },
+      120_000,
+      'the new worker serves',
+    );
+  });
+
+  test.serial('a stop (SIGTERM) drains every worker and leaves none behind', async (t) => {
+    const { agent } = await debugState();
+    await labStopAgent(LAB, 'node-a');
+    t.true(agent.workerPids.every((p) => !alive(p)), `workers ${agent.workerPids.join(', ')} exited with their agent`);
+  });
+}
