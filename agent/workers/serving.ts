@@ -5,6 +5,7 @@
 // way the agent sees the `Serving` interface below and nothing else of them.
 import { AGENT_PORTS as PORTS, PROXY_MARK } from '../../common/ports.js';
 import type { IdentityProvider } from '../identity/identity.js';
+import { closeDescriptor } from '../datapath/socket-handoff.js';
 import { HboneConnector } from '../hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from '../hbone/server.js';
 import { InboundCapture, type InboundDeliver } from '../proxy/inbound-capture.js';
@@ -52,6 +53,8 @@ export class ProxyServing implements Serving {
   private hbone: HboneConnector | undefined;
   private hboneServer: HboneInbound | undefined;
   private capture: InboundCapture | undefined;
+  /** descriptors given to start() that no server listens on yet: a failed start closes them */
+  private readonly unclaimed = new Set<number>();
 
   private constructor() {}
 
@@ -71,6 +74,7 @@ export class ProxyServing implements Serving {
   }
 
   private async build(config: ServingConfig, fds: ServingDescriptors, state: () => ProxyState, identity: IdentityProvider | undefined): Promise<void> {
+    for (const fd of Object.values(fds)) if (fd !== undefined) this.unclaimed.add(fd);
     const podConnector = new TcpConnector(PROXY_MARK);
     const timeouts = proxyTimeouts(config.timeouts);
     const deliverTunnel: InboundDeliver = (sock, c) => {
@@ -94,9 +98,11 @@ export class ProxyServing implements Serving {
       ...(config.limits ? { limits: config.limits } : {}),
     });
     this.proxy = outbound;
+    this.unclaimed.delete(fds.outbound); // the server's now, listening or not (it closes it)
     await outbound.listen(fds.outbound);
     if (identity && fds.hbone !== undefined) {
       this.hboneServer = new HboneInbound({ host: config.proxyIp, port: PORTS.hbone, node: config.node, identity, state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs });
+      this.unclaimed.delete(fds.hbone);
       await this.hboneServer.listen(fds.hbone);
     }
     this.capture = new InboundCapture({
@@ -113,6 +119,7 @@ export class ProxyServing implements Serving {
         });
       },
     });
+    this.unclaimed.delete(fds.inbound);
     await this.capture.listen(fds.inbound);
   }
 
@@ -136,6 +143,8 @@ export class ProxyServing implements Serving {
   }
 
   async close(): Promise<void> {
+    for (const fd of this.unclaimed) closeDescriptor(fd);
+    this.unclaimed.clear();
     await this.proxy?.close(true);
     await this.hboneServer?.close();
     this.hbone?.close();
