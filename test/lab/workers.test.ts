@@ -4,6 +4,7 @@
 // replaced while the other keeps serving, and a stop leaves no worker behind.
 import test from 'ava';
 import { rename, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import path from 'node:path';
 import { labAgentPid, labStopAgent } from '../../deploy/lab/lab.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
@@ -93,6 +94,40 @@ if (canRunPrivileged('proxy workers')) {
     const metric = await requestsMetric();
     t.is(metric, sent, `istio_requests_total ${metric}, requests made ${sent}`);
     t.is(metric, own, `the workers counted ${own}`);
+  });
+
+  test.serial('/debug/tap shows the connections every worker accepts', async (t) => {
+    const events: { event: string; sourceWorkload: string }[] = [];
+    const req = http.get(`http://${admin()}/debug/tap`, (res) => {
+      res.setEncoding('utf8');
+      let buf = '';
+      res.on('data', (d: string) => {
+        buf += d;
+        for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line.startsWith('{')) events.push(JSON.parse(line) as { event: string; sourceWorkload: string });
+        }
+      });
+      res.on('error', () => {});
+    });
+    req.on('error', () => {});
+    t.teardown(() => req.destroy());
+    const opens = () => events.filter((e) => e.event === 'open' && e.sourceWorkload === 'shop/client').length;
+    // the workers publish once the agent saw the tap (it looks twice a second)
+    await eventually(
+      async () => {
+        sent += (await load(4, 4)).total;
+        return opens() > 0 ? true : undefined;
+      },
+      30_000,
+      'a first connection in the tap',
+    );
+    const before = opens();
+    const r = await load(64, 16); // 16 new connections, spread over both workers
+    sent += r.total;
+    await eventually(() => opens() - before >= 16 || undefined, 30_000, 'all 16 connections in the tap');
+    t.is(opens() - before, 16);
   });
 
   test.serial('a snapshot change reaches both workers: a fault abort applies to every request, whichever worker serves it', async (t) => {
