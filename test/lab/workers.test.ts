@@ -6,7 +6,9 @@ import test from 'ava';
 import { rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { labAgentPid, labStopAgent } from '../../deploy/lab/lab.js';
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
+import { labAgentPid, labAgentStarts, labExecCommand, labStopAgent, labUpgradeAgent } from '../../deploy/lab/lab.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
 import { eventually } from '../helpers/eventually.js';
@@ -14,6 +16,7 @@ import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'workers');
 const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
+const STEADY = packagePath('test', 'fixtures', 'lifecycle', 'steady-client.js');
 const LAB = 'h15-workers';
 
 interface WorkerDebug {
@@ -211,6 +214,31 @@ spec:
       120_000,
       'the new worker serves',
     );
+  });
+
+  test.serial('an upgrade (a new agent, with its own workers, takes the listeners over) fails no request, and the old workers exit with their agent', async (t) => {
+    const { agent } = await debugState();
+    const results: { ok: boolean; phase?: string; error?: string }[] = [];
+    const cmd = await labExecCommand({ name: LAB, target: 'shop/client', argv: ['node', STEADY, 'http://web.shop/'] });
+    const c = spawn(cmd.argv[0]!, cmd.argv.slice(1), { env: { ...cmd.env, TIMEOUT_MS: '5000', INTERVAL_MS: '20' }, stdio: ['ignore', 'pipe', 'ignore'] });
+    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    t.teardown(() => c.kill('SIGKILL'));
+    readline.createInterface({ input: c.stdout! }).on('line', (l) => results.push(JSON.parse(l) as { ok: boolean }));
+    const okCount = () => results.filter((r) => r.ok).length;
+    await eventually(() => okCount() >= 25 || undefined, 60_000, 'steady traffic before the upgrade');
+    const { oldPid, newPid } = await labUpgradeAgent(LAB, 'node-a');
+    t.is(oldPid, agent.pid);
+    const after = okCount();
+    await eventually(() => okCount() >= after + 25 || undefined, 60_000, 'steady traffic after the upgrade');
+    await eventually(async () => (await labAgentStarts(LAB, 'node-a')).find((e) => e.event === 'exit' && e.pid === oldPid), 40_000, 'the old agent exiting after its drain');
+    c.kill('SIGTERM');
+    await exited;
+    t.deepEqual(results.filter((r) => !r.ok), [], `requests failed across the upgrade (${results.length} sent)`);
+    t.true(agent.workerPids.every((p) => !alive(p)), `the old agent's workers ${agent.workerPids.join(', ')} exited with it`);
+    const now = await debugState();
+    t.is(now.agent.pid, newPid);
+    t.is(now.agent.workerPids.length, 2);
+    t.true(now.agent.workerPids.every((p) => p > 0 && alive(p) && !agent.workerPids.includes(p)), `the new agent's workers ${now.agent.workerPids.join(', ')}`);
   });
 
   test.serial('a stop (SIGTERM) drains every worker and leaves none behind', async (t) => {
