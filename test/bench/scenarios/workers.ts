@@ -29,9 +29,9 @@ export function workersScenario(lab: BenchLab, s: Settings, log: (m: string) => 
       out.notes.push(`one CPU (BENCH_WORKERS_N=${n}): nothing to compare`);
       return;
     }
-    const rounds: Record<string, Record<number, { rps: number; cpuMsPer1k: number }>>[] = [];
+    const rounds: Record<string, Record<number, { rps: number; cpuMsPer1k: number; errors: number }>>[] = [];
     for (let round = 0; round < s.rounds; round++) {
-      const r: Record<string, Record<number, { rps: number; cpuMsPer1k: number }>> = {};
+      const r: Record<string, Record<number, { rps: number; cpuMsPer1k: number; errors: number }>> = {};
       for (const w of round % 2 ? [n, 1] : [1, n]) {
         await restartAgents(lab, w);
         for (const v of VARIANTS) {
@@ -39,8 +39,9 @@ export function workersScenario(lab: BenchLab, s: Settings, log: (m: string) => 
           const cpu = await cpuWindow(lab, v);
           const res = await wrk(lab, v, CONCURRENCY, seconds);
           const { srcCpuS, dstCpuS } = await cpu.stop();
-          (r[v] ??= {})[w] = { rps: res.rps, cpuMsPer1k: ((srcCpuS + dstCpuS) * 1e6) / Math.max(1, res.ok) };
-          log(`  round ${round + 1} ${v.padEnd(6)} ${w} worker(s): ${res.rps.toFixed(0)} req/s, proxies ${r[v]![w]!.cpuMsPer1k.toFixed(0)} CPU-ms/1k`);
+          (r[v] ??= {})[w] = { rps: res.rps, cpuMsPer1k: ((srcCpuS + dstCpuS) * 1e6) / Math.max(1, res.ok), errors: res.errors };
+          log(`  round ${round + 1} ${v.padEnd(6)} ${w} worker(s): ${res.rps.toFixed(0)} req/s (${res.errors} errors), proxies ${r[v]![w]!.cpuMsPer1k.toFixed(0)} CPU-ms/1k`);
+          if (res.ok === 0 || res.errors > 0.01 * res.ok) out.errors.push(`round ${round + 1} ${v} at ${w} worker(s): ${res.errors} errors, ${res.ok} answered`);
         }
       }
       rounds.push(r);
