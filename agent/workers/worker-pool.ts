@@ -277,10 +277,20 @@ export class WorkerPool implements Serving {
     return ((await this.ask('open')) as number[]).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
   }
 
+  /** The single-process view's keys summed over the workers (what tools read), and each worker's own view. */
   async debug(): Promise<Record<string, unknown>> {
-    const workers = (await this.ask('debug')) as Record<string, unknown>[];
-    const openConnections = workers.reduce((a, w) => a + (Number(w.openConnections) || 0), 0);
-    return { openConnections, workers };
+    type WorkerView = { openConnections?: number; hbone?: { outbound?: { connections: number; streams: number }; inboundConnections?: number; inbound?: unknown[] } };
+    const workers = (await this.ask('debug')) as (WorkerView & Record<string, unknown>)[];
+    const sum = (f: (w: WorkerView) => number | undefined) => workers.reduce((a, w) => a + (f(w) ?? 0), 0);
+    return {
+      openConnections: sum((w) => w.openConnections),
+      hbone: {
+        outbound: { connections: sum((w) => w.hbone?.outbound?.connections), streams: sum((w) => w.hbone?.outbound?.streams) },
+        inboundConnections: sum((w) => w.hbone?.inboundConnections),
+        inbound: workers.flatMap((w) => w.hbone?.inbound ?? []),
+      },
+      workers,
+    };
   }
 
   /** Tells every worker to close (cut what is left) and waits for each to exit (killing one that does not). */
