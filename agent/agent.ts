@@ -22,23 +22,18 @@ import { startAdminServer } from './admin/admin-server.js';
 import { DEFAULT_PIN_DIR, Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
 import { InboundDatapath, meshedPods } from './datapath/inbound.js';
 import { Enrollment } from './datapath/enrollment.js';
-import { InboundCapture } from './proxy/inbound-capture.js';
-import { deliverInbound } from './proxy/inbound-delivery.js';
-import { setNodeStats } from './telemetry/mesh-metrics.js';
+import { setMeshedPods } from './telemetry/mesh-metrics.js';
 import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
-import type { InboundDeliver } from './proxy/inbound-capture.js';
-import { HboneConnector } from './hbone/client.js';
-import { HboneInbound, provenSourceWorkload } from './hbone/server.js';
-import { MeshConnector } from './proxy/mesh-connector.js';
 import { controlPlaneConnected, registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
-import { OutboundProxy } from './proxy/outbound.js';
 import { passthroughGuard } from './proxy/passthrough-guard.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
-import { TcpConnector } from './transport/connector.js';
-import { proxyTimeouts, type ProxyTimeouts } from './transport/timeouts.js';
+import type { ProxyTimeouts } from './transport/timeouts.js';
+import { ProxyServing, type Serving, type ServingConfig } from './workers/serving.js';
+import { WorkerPool } from './workers/worker-pool.js';
 import type { SourceLimitsOptions } from './transport/source-limits.js';
 import { DEFAULT_DRAIN_MS, drain } from './lifecycle/drain.js';
+import { closeDescriptor } from './datapath/socket-handoff.js';
 import { offerHandoff, type HandoffServer } from './lifecycle/handoff.js';
 import { LastGoodWriter, readLastGood } from './lifecycle/last-good.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners, type PreparedListeners } from './lifecycle/prepare.js';
@@ -91,6 +86,11 @@ export interface AgentOptions {
   drainMs?: number;
   /** fail-open pods bypass the proxy this long after its last heartbeat (default 2 s) */
   livenessTimeoutMs?: number;
+  /**
+   * proxy worker processes serving the listeners (agent/workers/); 1 (the default here; the
+   * CLI defaults to the cores the agent's cgroup allows) serves in the agent's own process
+   */
+  workers?: number;
 }
 
 export interface RunningAgent {
@@ -118,12 +118,11 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   let liveSnapshot = false;
   let datapath: Datapath | undefined;
   let enrollment: Enrollment | undefined;
-  let proxy: OutboundProxy | undefined;
+  /** the proxies: in this process, or a pool of worker processes */
+  let serving: Serving | undefined;
+  let pool: WorkerPool | undefined;
   let inbound: InboundDatapath | undefined;
-  let capture: InboundCapture | undefined;
   let inboundAttached = false;
-  let hbone: HboneConnector | undefined;
-  let hboneServer: HboneInbound | undefined;
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
   let watch: SnapshotWatch | undefined;
   let handoff: HandoffServer | undefined;
@@ -135,6 +134,13 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   /** an earlier agent's datapath is pinned and works: this agent serves before loading its own */
   let adopting = false;
   const startedAt = performance.now();
+  /** the inbound capture's listening descriptor (the SOCKMAP's socket) */
+  let inboundFd = -1;
+  /** with workers: the primary's own copies of the listening descriptors, closed when it stops accepting */
+  let heldFds: number[] = [];
+  const closeHeld = () => {
+    for (const fd of heldFds.splice(0)) closeDescriptor(fd);
+  };
 
   // identities: the control plane's CA over the same TLS channel as discovery
   const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, ...(opts.controlTls.tokenFile ? { tokenFile: opts.controlTls.tokenFile } : { nodeCredentialDir: opts.controlTls.nodeCredential! }) }) : undefined;
@@ -147,7 +153,10 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         signer: caClient,
         initialTrustBundle: controlCreds!.fileRoots(),
         registry,
-        onChange: () => writer?.changed(),
+        onChange: () => {
+          writer?.changed();
+          pool?.identitiesChanged();
+        },
         ...(opts.rootChangeSpreadMs !== undefined ? { rootChangeSpreadMs: opts.rootChangeSpreadMs } : {}),
       })
     : undefined;
@@ -205,9 +214,9 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       notReady() {
         if (!state.snapshot) return 'no snapshot from the control plane yet';
         if (!datapath) return 'datapath not attached';
-        if (!proxy) return 'outbound listener not up';
-        if (!capture?.listening) return `inbound capture listener (${PORTS.inbound}) not up`;
-        if (identity && !hboneServer?.listening) return `HBONE listener (${PORTS.hbone}) not up`;
+        if (!serving?.listening.outbound) return 'outbound listener not up';
+        if (!serving.listening.inbound) return `inbound capture listener (${PORTS.inbound}) not up`;
+        if (identity && !serving.listening.hbone) return `HBONE listener (${PORTS.hbone}) not up`;
         if (!adopting) {
           if (!enrollment?.ready) return 'pods not enrolled yet';
           if (!inboundAttached) return 'inbound capture not attached yet';
@@ -215,17 +224,19 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         if (!owner) return 'taking over from the agent before this one';
         return undefined;
       },
-      debug() {
+      ...(opts.workers && opts.workers > 1 ? { metrics: () => pool?.metrics() ?? registry.metrics().then((body) => ({ body, contentType: registry.contentType })) } : {}),
+      async debug() {
+        const proxies = (await serving?.debug()) ?? {};
         return {
           node: opts.node,
           pid: process.pid,
+          workerPids: pool?.pids ?? [],
           snapshotVersion: state.version,
           snapshotSource: liveSnapshot ? 'control plane' : state.snapshot ? 'last good state' : 'none',
           listeners: listeners.origin,
           liveness: datapath ? { ...datapath.liveness(), heartbeatNs: String(datapath.liveness().heartbeatNs), timeoutNs: String(datapath.liveness().timeoutNs) } : undefined,
           enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
-          openConnections: proxy?.openConnections ?? 0,
-          traffic: proxy?.l7.debug() ?? {},
+          ...proxies,
           inboundCapture: {
             pods: inbound?.capturedPods() ?? [],
             failOpen: inbound?.failOpenPods() ?? [],
@@ -233,7 +244,6 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
           },
           identities: identity?.status() ?? [],
           trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
-          hbone: { outbound: hbone?.pool.stats(), inboundConnections: hboneServer?.connections ?? 0, inbound: hboneServer?.sessionsInfo() ?? [] },
         };
       },
     }, { isNode: (ip) => passthroughGuard.node.has(ip), ...opts.adminAccess });
@@ -247,6 +257,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     log.info({ version: s.version, services: s.services.length, workloads: s.workloads.length }, 'snapshot applied');
     controlCreds?.setTrustBundle(s.trustBundle);
     identity?.onSnapshot(s);
+    pool?.setSnapshot(s);
+    pool?.identitiesChanged(); // the trust bundle may have changed
     writer.changed();
     reconcileAll(s);
   };
@@ -268,65 +280,54 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
     enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
 
-    // access logs and traces as the environment sets them (the Telemetry resources refine them per workload)
+    // access logs and traces as the environment sets them (the Telemetry resources refine them
+    // per workload); workers configure their own from the same environment (worker-main.ts)
     configureTelemetry({ NODEMESH_NODE_NAME: opts.node, ...process.env });
-    // serve: the proxies accept on the listeners (held since the process started)
-    const podConnector = new TcpConnector(PROXY_MARK);
-    const timeouts = proxyTimeouts(opts.proxy?.timeouts);
-    const deliverTunnel: InboundDeliver = (s, c) =>
-      deliverInbound(s, c, podConnector, {
-        security: state.snapshot ? state.security : undefined,
-        sourceWorkload: provenSourceWorkload(c, state),
-        service: state.serviceFor(c.destination.uid, c.port),
-        timeouts,
-      });
-    // with identities, meshed destinations are reached over HBONE (or the same-node path)
-    const tcp = new TcpConnector(PROXY_MARK);
-    if (identity) hbone = new HboneConnector({ identity, nodeIp: (w) => state.nodeIp(w.node), mark: PROXY_MARK });
-    else log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
-    const outbound = new OutboundProxy({
-      host: opts.proxyIp,
-      port: opts.outboundPort ?? PORTS.outbound,
-      state: () => state,
-      connector: hbone ? new MeshConnector({ node: opts.node, hbone, tcp, local: deliverTunnel }) : tcp,
-      timeouts,
-      ...(opts.proxy?.limits ? { limits: opts.proxy.limits } : {}),
-    });
-    await outbound.listen(listeners.take(addressOf('outbound')));
-    proxy = outbound;
-    setNodeStats({
-      clusters: () => outbound.l7.clusters.stats(),
-      meshedPods: () => state.snapshot?.workloads.reduce((n, w) => (w.meshed && w.node === opts.node ? n + 1 : n), 0) ?? 0,
-    });
-    if (identity) {
-      hboneServer = new HboneInbound({ host: opts.proxyIp, port: PORTS.hbone, node: opts.node, identity, state: () => state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs, keepalive: timeouts });
-      await hboneServer.listen(listeners.take(addressOf('hbone')));
-    }
-    capture = new InboundCapture({
-      host: opts.proxyIp,
-      port: PORTS.inbound,
+    setMeshedPods(() => state.snapshot?.workloads.reduce((n, w) => (w.meshed && w.node === opts.node ? n + 1 : n), 0) ?? 0);
+    // serve: the proxies accept on the listeners (held since the process started), here or in workers
+    if (!identity) log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
+    const servingConfig: ServingConfig = {
       node: opts.node,
-      index: () => state,
-      deliver: (s, c) =>
-        deliverInbound(s, c, podConnector, {
-          security: state.snapshot ? state.security : undefined,
-          sourceWorkload: state.workloadByIp(c.sourceIp), // plaintext: by address, unproven
-          service: state.serviceFor(c.destination.uid, c.port),
-          timeouts,
-        }),
-    });
-    await capture.listen(listeners.take(addressOf('inbound')));
+      proxyIp: opts.proxyIp,
+      outboundPort: opts.outboundPort ?? PORTS.outbound,
+      ...(opts.proxy?.timeouts ? { timeouts: opts.proxy.timeouts } : {}),
+      ...(opts.proxy?.limits ? { limits: opts.proxy.limits } : {}),
+    };
+    const fds = {
+      outbound: listeners.take(addressOf('outbound')),
+      inbound: listeners.take(addressOf('inbound')),
+      ...(identity ? { hbone: listeners.take(addressOf('hbone')) } : {}),
+    };
+    inboundFd = fds.inbound;
+    if (opts.workers && opts.workers > 1) {
+      // the primary keeps its copies of the descriptors (a replaced worker inherits them, a
+      // successor takes them over) and closes them when it stops accepting
+      heldFds = Object.values(fds);
+      pool = await WorkerPool.start({
+        count: opts.workers,
+        config: servingConfig,
+        fds,
+        guard: { agentPorts: [adminPort, opts.outboundPort ?? PORTS.outbound], control: opts.control },
+        snapshot: () => state.snapshot,
+        identity,
+      });
+      serving = pool;
+    } else {
+      serving = await ProxyServing.start(servingConfig, fds, () => state, identity);
+    }
     listeners.closeUntaken();
     // a restart: captured SYNs reach the new listener before the inbound programs are loaded
     // (a successor's listener is the very socket the SOCKMAP holds already)
-    if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, capture.fd) && adopting;
-    log.info({ listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000) }, 'proxy accepting');
+    if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, inboundFd) && adopting;
+    log.info({ workers: pool?.count ?? 1, listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000) }, 'proxy accepting');
 
     inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
-    inbound.setListener(capture.fd);
+    inbound.setListener(inboundFd);
     const dp = datapath;
     dp.heartbeat(livenessTimeoutMs);
     heartbeat = setInterval(() => {
+      // with workers, the heartbeat says the proxy serves only while one of them does
+      if (pool && !pool.listening.outbound) return;
       try {
         dp.heartbeat(livenessTimeoutMs);
       } catch (err) {
@@ -372,11 +373,10 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     watch?.close();
     closeIdentity();
     admin?.close();
-    setNodeStats(undefined);
-    await proxy?.close(true);
-    await hboneServer?.close();
-    hbone?.close();
-    await capture?.close(true);
+    setMeshedPods(undefined);
+    await serving?.close();
+    await closeTelemetry();
+    closeHeld();
     listeners.closeUntaken();
     await inbound?.close();
     datapath?.close();
@@ -402,16 +402,12 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
    * watches by counting them.
    */
   function stopAccepting(): void {
-    setNodeStats(undefined);
-    void closeTelemetry();
-    void proxy?.close(false);
-    void hboneServer?.close(true);
-    void capture?.close(false);
+    serving?.stopAccepting();
+    closeHeld();
     admin?.close();
   }
 
-  const openConnections = async () =>
-    (await (proxy?.downstreamConnections() ?? Promise.resolve(0))) + (capture?.openConnections ?? 0) + (hboneServer?.connections ?? 0);
+  const openConnections = async () => (await serving?.openConnections()) ?? 0;
 
   let resolveHandedOver!: () => void;
   const handedOverP = new Promise<void>((resolve) => (resolveHandedOver = resolve));
@@ -441,12 +437,9 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         log.info({ how, left: await openConnections() }, 'drain over');
         watch?.close();
         closeIdentity();
-        setNodeStats(undefined);
-        await proxy?.close(true);
-        await closeTelemetry();
-        await hboneServer?.close();
-        hbone?.close();
-        await capture?.close(true);
+        setMeshedPods(undefined);
+        await serving?.close();
+        await closeTelemetry(); // after the drain: the requests that finished in it are logged
         await inbound?.close();
         datapath?.close();
         log.info(released ? 'agent stopped after handing over' : 'agent stopped; the datapath stays (fail closed until an agent serves again; `nodemesh agent cleanup` removes it)');

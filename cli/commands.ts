@@ -67,6 +67,7 @@ export const COMMANDS: Command[] = [
       { name: 'admin-trusted-networks', type: 'string', value: 'CIDR,…', env: 'NODEMESH_ADMIN_TRUSTED_NETWORKS', help: 'who besides the node may use the admin port' },
       { name: 'admin-token-file', type: 'string', value: 'FILE', env: 'NODEMESH_ADMIN_TOKEN_FILE', help: 'bearer token for /debug' },
       { name: 'metrics-token-file', type: 'string', value: 'FILE', env: 'NODEMESH_METRICS_TOKEN_FILE', help: 'bearer token for /metrics and /healthz only' },
+      { name: 'workers', type: 'string', value: 'N', env: 'NODEMESH_WORKERS', help: "proxy processes on the same listeners (default: the cores the agent's cgroup allows; 1: in the agent's own process)" },
       { name: 'insecure-control', type: 'boolean', help: 'plaintext to the control plane, no identities (development only)' },
     ],
     example: 'nodemesh agent --node node-a --control 10.0.0.1:15012 --proxy-ip 10.0.0.2 --root-cert /etc/nodemesh/root.pem --node-credential /var/lib/kubelet/pki',

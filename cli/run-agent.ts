@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import type { AgentOptions } from '../agent/agent.js';
 import { handoffPath } from '../agent/lifecycle/handoff.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners } from '../agent/lifecycle/prepare.js';
+import { defaultWorkerCount } from '../agent/workers/worker-count.js';
 import { istioDuration } from '../control/validate/durations.js';
 import { untilSignal } from './signals.js';
 
@@ -39,6 +40,7 @@ export async function runAgent(args: string[]): Promise<number> {
       'admin-trusted-networks': { type: 'string' },
       'admin-token-file': { type: 'string' },
       'metrics-token-file': { type: 'string' },
+      workers: { type: 'string' },
     },
   });
   const node = values.node ?? process.env.NODE_NAME;
@@ -83,6 +85,10 @@ export async function runAgent(args: string[]): Promise<number> {
     ...(headers ? { timeouts: { requestHeadersMs: duration('--request-headers-timeout (NODEMESH_REQUEST_HEADERS_TIMEOUT)', headers, false) } } : {}),
     limits: { ...(maxConnections ? { maxConnectionsPerSource: count('--max-connections-per-source', maxConnections) } : {}), ...(maxRequests ? { maxRequestsPerSource: count('--max-requests-per-source', maxRequests) } : {}) },
   };
+
+  // proxy workers: as Envoy's --concurrency, the cores the agent may use unless told (agent/workers/)
+  const workers = values.workers ?? process.env.NODEMESH_WORKERS;
+  opts.workers = workers ? count('--workers (NODEMESH_WORKERS)', workers) || defaultWorkerCount() : defaultWorkerCount();
 
   // before the agent is loaded (~0.5–1.5 s of modules): its sockets, from its predecessor or bound
   const prepared = prepareListeners(opts.stateDir, listenerAddresses({ proxyIp: opts.proxyIp, hbone: opts.controlTls !== undefined }));

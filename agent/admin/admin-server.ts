@@ -31,7 +31,10 @@ const TAP_BUFFER_BYTES = 1 << 20;
 export interface AdminState {
   /** why the agent is not ready yet, or undefined when ready */
   notReady(): string | undefined;
-  debug(): Record<string, unknown>;
+  /** may ask the proxy workers (agent/workers/), hence a promise */
+  debug(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** the Prometheus text when it is not this process's registry alone (workers: every process's, summed) */
+  metrics?(): Promise<{ body: string; contentType: string }>;
 }
 
 export interface AdminServer {
@@ -65,9 +68,9 @@ export async function startAdminServer(host: string, port: number, state: AdminS
     switch (pathname) {
       case '/metrics':
       case '/stats/prometheus': // Envoy's and Istio's path (the merged metrics of a sidecar)
-        registry.metrics().then(
-          (body) => {
-            res.writeHead(200, { 'content-type': registry.contentType });
+        (state.metrics ? state.metrics() : registry.metrics().then((body) => ({ body, contentType: registry.contentType }))).then(
+          ({ body, contentType }) => {
+            res.writeHead(200, { 'content-type': contentType });
             res.end(body);
           },
           (err: unknown) => {
@@ -82,8 +85,13 @@ export async function startAdminServer(host: string, port: number, state: AdminS
         return;
       }
       case '/debug/state':
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(state.debug(), null, 2));
+        Promise.resolve(state.debug()).then(
+          (d) => {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify(d, null, 2));
+          },
+          (err: unknown) => res.writeHead(500).end(String(err)),
+        );
         return;
       case '/debug/tap':
         if (taps >= MAX_TAPS) {

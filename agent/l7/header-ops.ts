@@ -11,6 +11,10 @@ import type { HeaderOps, Redirect, Rewrite, StringMatch } from '../../control/ap
 /** RFC 9110 §7.6.1 connection-specific fields, plus the HTTP/1 ones HTTP/2 forbids. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings']);
 
+/** HOP_BY_HOP_LENGTH[n]: some hop-by-hop name has n characters. */
+const HOP_BY_HOP_LENGTH: boolean[] = new Array<boolean>(32).fill(false);
+for (const n of HOP_BY_HOP) HOP_BY_HOP_LENGTH[n.length] = true;
+
 export function isHopByHop(lowerName: string): boolean {
   return HOP_BY_HOP.has(lowerName);
 }
@@ -38,17 +42,24 @@ export function forwardRaw(raw: readonly string[], opsList: readonly (HeaderOps 
       for (const t of raw[i + 1]!.split(',')) (connectionNamed ??= new Set()).add(t.trim().toLowerCase());
     }
   }
-  const drop = new Set<string>();
+  let drop: Set<string> | undefined;
   for (const ops of opsList) {
     if (!ops) continue;
-    for (const r of ops.remove ?? []) drop.add(r.toLowerCase());
-    for (const k in ops.set ?? {}) drop.add(k.toLowerCase());
+    for (const r of ops.remove ?? []) (drop ??= new Set()).add(r.toLowerCase());
+    for (const k in ops.set ?? {}) (drop ??= new Set()).add(k.toLowerCase());
   }
+  // per request: a name is lowercased only when it could be one to leave out (a hop-by-hop
+  // name's length, `skip`'s, or any when the route or the Connection header names some)
+  const anyName = drop !== undefined || connectionNamed !== undefined;
+  const skipLength = skip === undefined ? -1 : skip.length;
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === skip || connectionNamed?.has(lower) || drop.has(lower)) continue;
+    const len = name.length;
+    if (anyName || len === skipLength || (len < HOP_BY_HOP_LENGTH.length && HOP_BY_HOP_LENGTH[len])) {
+      const lower = name.toLowerCase();
+      if (HOP_BY_HOP.has(lower) || lower === skip || connectionNamed?.has(lower) || drop?.has(lower)) continue;
+    }
     out.push(name, raw[i + 1]!);
   }
   for (const ops of opsList) {

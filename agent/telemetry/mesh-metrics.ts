@@ -25,10 +25,21 @@ export interface NodeStats {
   meshedPods(): number;
 }
 
-let source: NodeStats | undefined;
-/** The agent says where the scrape reads cluster and node state (one agent per process). */
-export function setNodeStats(s: NodeStats | undefined): void {
-  source = s;
+/**
+ * Where the scrape reads cluster and node state. Two owners: the process that serves (its
+ * clusters: with proxy workers each worker has its own pools, so the sums over workers that
+ * /metrics takes are the node's) and the agent (the meshed pods, set by the primary only, so
+ * that the sum over processes counts them once and the savings gauge subtracts every
+ * process's memory once).
+ */
+const source: Partial<NodeStats> = {};
+export function setClusterStats(clusters: NodeStats['clusters'] | undefined): void {
+  if (clusters) source.clusters = clusters;
+  else delete source.clusters;
+}
+export function setMeshedPods(meshedPods: NodeStats['meshedPods'] | undefined): void {
+  if (meshedPods) source.meshedPods = meshedPods;
+  else delete source.meshedPods;
 }
 
 /**
@@ -82,7 +93,7 @@ new Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    for (const c of source?.clusters() ?? []) this.set({ cluster_name: c.name }, c.pending);
+    for (const c of source.clusters?.() ?? []) this.set({ cluster_name: c.name }, c.pending);
   },
 });
 new Gauge({
@@ -92,7 +103,7 @@ new Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    for (const c of source?.clusters() ?? []) this.set({ cluster_name: c.name }, c.hostsEjected);
+    for (const c of source.clusters?.() ?? []) this.set({ cluster_name: c.name }, c.hostsEjected);
   },
 });
 new Gauge({
@@ -102,7 +113,7 @@ new Gauge({
   registers: [registry],
   collect() {
     this.reset();
-    for (const c of source?.clusters() ?? []) {
+    for (const c of source.clusters?.() ?? []) {
       this.set({ cluster_name: c.name, protocol: 'http1' }, c.connections.http1);
       this.set({ cluster_name: c.name, protocol: 'http2' }, c.connections.http2);
     }
@@ -113,7 +124,7 @@ const meshedPods = new Gauge({
   help: 'Meshed pods on this node (the snapshot says so); their traffic goes through this node proxy',
   registers: [registry],
   collect() {
-    this.set(source?.meshedPods() ?? 0);
+    this.set(source.meshedPods?.() ?? 0);
   },
 });
 void meshedPods;
@@ -132,7 +143,7 @@ new Gauge({
   help: `Memory one sidecar per meshed pod would take (${SIDECAR_MEMORY_BYTES} bytes each, Istio's published Envoy figure) minus this node proxy's resident memory`,
   registers: [registry],
   collect() {
-    this.set((source?.meshedPods() ?? 0) * SIDECAR_MEMORY_BYTES - process.memoryUsage.rss());
+    this.set((source.meshedPods?.() ?? 0) * SIDECAR_MEMORY_BYTES - process.memoryUsage.rss());
   },
 });
 

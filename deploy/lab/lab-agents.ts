@@ -55,7 +55,9 @@ export async function spawnAgent(state: LabState, n: LabNodeState, cli: string, 
     stateDir: n.agentStateDir,
     adminTrustedNetworks: `${state.bridge!.ip}/32`,
   });
-  const spec: DetachedSpec = { argv: supervisedArgv(startsFile(n), agent), cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env, log: n.agentLog };
+  // one proxy process per agent unless the lab's env says otherwise: the lab's agents share
+  // this machine's cores, so each defaulting to all of them would only oversubscribe it
+  const spec: DetachedSpec = { argv: supervisedArgv(startsFile(n), agent), cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { NODEMESH_WORKERS: '1', ...env }, log: n.agentLog };
   return track(state, spec, 'agent', n.name);
 }
 
@@ -164,7 +166,7 @@ export async function labStartAgent(name: string, node: string, opts: { env?: Re
   if (!before) throw new NodemeshError('NM_ERR_LAB', `lab ${name} never ran an agent on node ${node}`);
   if (await isAlive(before.pid)) throw new NodemeshError('NM_ERR_LAB', `lab ${name}: the agent of node ${node} runs already (pid ${before.pid})`);
   const since = Date.now();
-  const spec: DetachedSpec = { argv: before.argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { ...process.env, ...opts.env }, log: n.agentLog };
+  const spec: DetachedSpec = { argv: before.argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { NODEMESH_WORKERS: '1', ...process.env, ...opts.env }, log: n.agentLog };
   const pid = await track(state, spec, 'agent', node);
   await waitAgentReady(n, pid, opts.timeoutMs ?? 60_000, since);
   return pid;

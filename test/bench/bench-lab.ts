@@ -18,11 +18,11 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { labAgentPid, labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { packagePath } from '../../common/paths.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { allPairPorts, PAIR_VARIANTS, pairPort, writePairFiles } from './haproxy-pair.js';
-import { cgroupPids, comm, labRun } from './lab-exec.js';
+import { cgroupPids, comm, labRun, parentPid } from './lab-exec.js';
 import { BACKEND_PORTS, type Proto, type VariantId } from './settings.js';
 
 export const MAIN_LAB = 'bench';
@@ -152,7 +152,8 @@ export class BenchLab {
           .join(''),
       );
       await writePairFiles(dir, opts.haproxyThreads);
-      const state = await labUp({ dir, name: MAIN_LAB });
+      // BENCH_WORKERS: the agents' proxy workers (agent --workers; the lab's default is 1)
+      const state = await labUp({ dir, name: MAIN_LAB, env: { NODEMESH_WORKERS: process.env.BENCH_WORKERS ?? '1' } });
       const lab = new BenchLab(MAIN_LAB, dir, state);
       await lab.captureByIptables();
       return lab;
@@ -218,18 +219,26 @@ export class BenchLab {
   }
 
   /**
-   * The agents' pids, node by node: the state file's, checked against the agent's cgroup
-   * (the agent's cgroup also holds the short-lived commands it runs, so the cgroup alone
-   * does not name it).
+   * The agents' pids, node by node: the agent process the lab's supervisor runs (its starts
+   * file; the state file names the supervisor), checked against the agent's cgroup (which
+   * also holds the supervisor and the short-lived commands the agent runs).
    */
   async agentPids(): Promise<Record<string, number>> {
     const out: Record<string, number> = {};
     for (const n of this.state.nodes) {
-      const pid = this.state.processes.find((p) => p.role === 'agent' && p.name === n.name)?.pid;
+      const pid = await labAgentPid(this.name, n.name);
       if (pid === undefined || !(await cgroupPids(n.agentCgroup)).includes(pid))
         throw new Error(`node ${n.name}: its agent (pid ${pid ?? 'unknown'}) is not running in ${n.agentCgroup}`);
       out[n.name] = pid;
     }
+    return out;
+  }
+
+  /** An agent and its proxy workers (BENCH_WORKERS > 1): the processes whose CPU and memory are the agent's. */
+  async agentTree(node: string, agent: number): Promise<number[]> {
+    const pids = await cgroupPids(this.node(node).agentCgroup);
+    const out = [agent];
+    for (const pid of pids) if (pid !== agent && (await parentPid(pid)) === agent) out.push(pid);
     return out;
   }
 

@@ -2,6 +2,8 @@
 // wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2) through the engine vs straight to the
 // backend, so that a change to the request path can be measured on its own.
 //   node dist/test/bench/l7-engine.js            (BENCH_DURATION=5 BENCH_CONNECTIONS=16)
+// Each engine line also gives the engine's CPU time per request (this process's), the number
+// to compare before/after a change on a shared machine.
 // The backend runs in a child process so it does not share the engine's event loop.
 import { spawn, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
@@ -10,6 +12,10 @@ import { packagePath } from '../../common/paths.js';
 
 const DURATION = Number(process.env.BENCH_DURATION ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
+/** BENCH_ENGINE_ONLY=1: skip the direct runs (before/after comparisons of the engine) */
+const ENGINE_ONLY = process.env.BENCH_ENGINE_ONLY === '1';
+/** BENCH_PORT_BASE: the backends' ports (two runs side by side need different ones) */
+const PORT_BASE = Number(process.env.BENCH_PORT_BASE ?? 18080);
 const BACKEND = packagePath('test', 'fixtures', 'traffic', 'backend.js');
 
 function runTool(cmd: string, args: string[]): Promise<string> {
@@ -22,20 +28,30 @@ function runTool(cmd: string, args: string[]): Promise<string> {
   });
 }
 
+/** The engine runs in this process: its CPU time per request is what a change to the request path moves (robust against a busy machine, unlike req/s). */
+function cpuPerRequest(before: NodeJS.CpuUsage, requests: number): string {
+  const used = process.cpuUsage(before);
+  return `  engine CPU ${((used.user + used.system) / Math.max(1, requests)).toFixed(1)} µs/req`;
+}
+
 async function wrk(url: string): Promise<string> {
+  const cpu = process.cpuUsage();
   const out = await runTool('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', url]);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)?.[1];
   const p50 = /^\s*50%\s+(\S+)/m.exec(out)?.[1];
   const p99 = /^\s*99%\s+(\S+)/m.exec(out)?.[1];
-  return `${Number(rps).toFixed(0).padStart(7)} req/s  p50 ${p50}  p99 ${p99}`;
+  const n = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  return `${Number(rps).toFixed(0).padStart(7)} req/s  p50 ${p50}  p99 ${p99}${cpuPerRequest(cpu, n)}`;
 }
 
 async function h2load(url: string): Promise<string> {
+  const cpu = process.cpuUsage();
   const out = await runTool('h2load', ['-c', String(CONNECTIONS), '-m', '10', '-D', String(DURATION), url]);
   const rps = /finished in [^,]+, ([\d.]+) req\/s/.exec(out)?.[1];
   const lat = /time for request:\s+(\S+)\s+(\S+)\s+(\S+)/.exec(out);
   const ok = /requests: .* (\d+) succeeded, (\d+) failed/.exec(out);
-  return `${Number(rps).toFixed(0).padStart(7)} req/s  mean ${lat?.[3]}  max ${lat?.[2]}  failed ${ok?.[2]}`;
+  const n = Number(/requests: (\d+) total/.exec(out)?.[1] ?? 0);
+  return `${Number(rps).toFixed(0).padStart(7)} req/s  mean ${lat?.[3]}  max ${lat?.[2]}  failed ${ok?.[2]}${cpuPerRequest(cpu, n)}`;
 }
 
 async function backend(port: number, h2: boolean): Promise<ChildProcess> {
@@ -63,8 +79,8 @@ function require_connect(port: number, done: (ok: boolean) => void) {
   return req;
 }
 
-const h1Port = 18080;
-const h2Port = 18081;
+const h1Port = PORT_BASE;
+const h2Port = PORT_BASE + 1;
 const b1 = await backend(h1Port, false);
 const b2 = await backend(h2Port, true);
 await new Promise((r) => setTimeout(r, 300));
@@ -74,9 +90,9 @@ const h2 = await new Harness(snapshot([fake(h2Port)], { routes: [], destinations
 try {
   const lines = [
     `L7 engine on loopback, ${CONNECTIONS} connections, ${DURATION} s (engine, clients and backends share this machine's cores)`,
-    `HTTP/1.1 direct   ${await wrk(`http://127.0.0.1:${h1Port}/`)}`,
+    ...(ENGINE_ONLY ? [] : [`HTTP/1.1 direct   ${await wrk(`http://127.0.0.1:${h1Port}/`)}`]),
     `HTTP/1.1 engine   ${await wrk(`${h1.url}/`)}`,
-    `HTTP/2   direct   ${await h2load(`http://127.0.0.1:${h2Port}/`)}`,
+    ...(ENGINE_ONLY ? [] : [`HTTP/2   direct   ${await h2load(`http://127.0.0.1:${h2Port}/`)}`]),
     `HTTP/2   engine   ${await h2load(`${h2.url}/`)}`,
   ];
   process.stdout.write(lines.join('\n') + '\n');

@@ -106,6 +106,12 @@ export async function cpuSeconds(pid: number): Promise<number> {
   return (Number(fields[11]) + Number(fields[12])) / (await ticksPerSecond());
 }
 
+/** The parent's pid (field 4 of /proc/<pid>/stat), 0 when the process is gone. */
+export async function parentPid(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1] ?? 0);
+}
+
 /** Resident set size in bytes (VmRSS of /proc/<pid>/status). */
 export async function rssBytes(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8');

@@ -37,10 +37,20 @@ export interface CpuWindow {
 export async function cpuWindow(lab: BenchLab, v: VariantId): Promise<CpuWindow> {
   const pids = await proxyPids(lab, v);
   if (!pids) return { stop: async () => ({ srcCpuS: 0, dstCpuS: 0 }) };
-  const s0 = await cpuSeconds(pids.src);
-  const d0 = await cpuSeconds(pids.dst);
+  // an agent with proxy workers: the agent and its workers (a worker replaced mid-run would
+  // count from its start; none is, in a healthy run)
+  const agents = VARIANTS[v].proxies === 'agents';
+  const src = agents ? await lab.agentTree('node-a', pids.src) : [pids.src];
+  const dst = agents ? await lab.agentTree('node-b', pids.dst) : [pids.dst];
+  const cpu = async (ps: number[]) => {
+    let sum = 0;
+    for (const p of ps) sum += await cpuSeconds(p).catch(() => 0);
+    return sum;
+  };
+  const s0 = await cpu(src);
+  const d0 = await cpu(dst);
   return {
-    stop: async () => ({ srcCpuS: (await cpuSeconds(pids.src)) - s0, dstCpuS: (await cpuSeconds(pids.dst)) - d0 }),
+    stop: async () => ({ srcCpuS: (await cpu(src)) - s0, dstCpuS: (await cpu(dst)) - d0 }),
   };
 }
 

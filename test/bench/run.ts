@@ -9,10 +9,14 @@
 //     (or BENCH_QUICK=1)
 //                                       results go to dist/bench-results/
 //   BENCH_ONLY=latency,pods …           only these scenarios (verify, latency, saturation,
-//                                       bulk, capture, held-connections, pods, control-plane)
+//                                       bulk, capture, held-connections, workers, pods, control-plane)
 //   BENCH_NOTE="…"                      a note printed at the top of the report
 //   BENCH_OUT=DIR                       where the files go
 //   BENCH_HAPROXY_THREADS=N             the HAProxy pair's threads (default 1, as the agent's one loop)
+//   BENCH_WORKERS=N                     the agents' proxy workers (agent --workers; default 1)
+//   BENCH_WORKERS_N=N                   the count the workers scenario compares with 1 (default: the
+//                                       CPUs); that scenario runs only when named in BENCH_ONLY or
+//                                       when BENCH_WORKERS_N is set
 // Needs root, and haproxy + iptables besides the test tools (scripts/bootstrap.sh --bench).
 // The engine alone, without the kernel: node dist/test/bench/l7-engine.js.
 import { spawn } from 'node:child_process';
@@ -28,10 +32,11 @@ import { latencyScenario, saturationScenario } from './scenarios/http.js';
 import { PODS_LAB, podsScenario } from './scenarios/pods.js';
 import { bulkScenario, captureScenario, heldConnectionsScenario } from './scenarios/tcp.js';
 import { verifyScenario } from './scenarios/verify.js';
+import { workersScenario } from './scenarios/workers.js';
 import { settings } from './settings.js';
 import { evaluateTargets } from './targets.js';
 
-const MAIN_SCENARIOS = ['verify', 'latency', 'saturation', 'bulk', 'capture', 'held-connections'] as const;
+const MAIN_SCENARIOS = ['verify', 'latency', 'saturation', 'bulk', 'capture', 'held-connections', 'workers'] as const;
 const ALL = [...MAIN_SCENARIOS, 'pods', 'control-plane'] as const;
 const LABS = [MAIN_LAB, PODS_LAB, CP_LAB];
 
@@ -146,6 +151,8 @@ async function main(): Promise<number> {
         if (wanted('bulk')) results.push(await bulkScenario(lab, s, log));
         if (wanted('capture')) results.push(await captureScenario(lab, s, log));
         if (wanted('held-connections')) results.push(await heldConnectionsScenario(lab, s, log));
+        // restarts the agents between runs (minutes): only when asked for by name or by its count
+        if (only ? only.has('workers') : process.env.BENCH_WORKERS_N !== undefined) results.push(await workersScenario(lab, s, log));
       } finally {
         await lab
           .down()

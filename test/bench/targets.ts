@@ -98,11 +98,17 @@ export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
       'behind = a request waited over 100 ms (p99.9) past its intended send time for a free connection, or was never answered',
     ),
   );
-  out.push({
-    target: 'Uses every core: N workers ≥ 0.85 × N × one worker',
-    measured: 'not measured: the agent runs one worker (no multi-worker mode yet)',
-    met: null,
-  });
+  const workers = results.find((r) => r.id === 'workers')?.data as { workers?: number; scaling?: Record<string, number> } | undefined;
+  const scaling = workers?.scaling ? Math.min(...Object.values(workers.scaling)) : undefined;
+  out.push(
+    check(
+      'Uses every core: N workers ≥ 0.85 × N × one worker',
+      scaling,
+      (v) => v >= 0.85,
+      (v) => `${f(v)} × ${workers!.workers} × one worker's req/s (the lower of nm-l7 and nm-l4, wrk c64)`,
+      'the workers scenario (BENCH_ONLY=…,workers): agents restarted at 1 and at N workers, interleaved',
+    ),
+  );
 
   const pods = results.find((r) => r.id === 'pods')?.data as
     { agents?: { pods: number; rssMB: number }[]; marginal?: { from: number; to: number; rssBytesPerPod: number }[] } | undefined;

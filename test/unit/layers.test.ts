@@ -17,7 +17,7 @@ const PRODUCTION = ['common', 'agent', 'control', 'cli', 'deploy'];
  */
 const AGENT_LAYERS = [
   ['agent.ts'],
-  ['lifecycle'],
+  ['lifecycle', 'workers'],
   ['admin'],
   ['hbone'],
   ['proxy'],

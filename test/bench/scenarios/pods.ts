@@ -13,7 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
-import { labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
+import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
 import { cgroupPids, rssBytes } from '../lab-exec.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
@@ -89,9 +89,9 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
       const agents: { pods: number; rssMB: number; heapUsedMB: number }[] = [];
       for (const n of steps) {
         const node = state.nodes.find((x) => x.name === `pods-${n}`)!;
-        // the state file's pid, checked against the agent's cgroup (which also holds the
-        // short-lived commands the agent runs)
-        const pid = state.processes.find((p) => p.role === 'agent' && p.name === node.name)?.pid;
+        // the agent the lab's supervisor runs (the state file names the supervisor), checked
+        // against the agent's cgroup (which also holds the short-lived commands the agent runs)
+        const pid = await labAgentPid(PODS_LAB, node.name);
         if (pid === undefined || !(await cgroupPids(node.agentCgroup)).includes(pid))
           throw new Error(`node pods-${n}: its agent (pid ${pid ?? 'unknown'}) is not running in ${node.agentCgroup}`);
         const rss: number[] = [];
