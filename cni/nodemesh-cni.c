@@ -7,12 +7,12 @@
 // buffers: it runs on the host for every pod sandbox.
 //
 // Network configuration (stdin), beside the usual cniVersion/name/type/prevResult:
-//   "agentSocket":       where the agent listens (default /var/run/nodemesh/cni.sock)
+//   "agentSocket":       where the agent listens (default /run/nodemesh/agent/cni.sock)
 //   "timeoutSeconds":    how long ADD waits for the agent's answer (default 20, 1..120)
 //   "excludeNamespaces": pods of these namespaces are never asked about (default
-//                        ["kube-system"]), so the agent's own pod and the cluster's
-//                        system pods start while the agent is away (istio-cni's
-//                        exclude_namespaces)
+//                        ["kube-system", "nodemesh-system"]), so the control plane and
+//                        the cluster's system pods start while the agent is away
+//                        (istio-cni's exclude_namespaces)
 //
 // The agent protocol: one JSON line each way.
 //   -> {"command":"ADD|DEL|CHECK|STATUS","containerId":..,"netns":..,"namespace":..,"pod":..}
@@ -33,7 +33,7 @@
 #define MAX_REPLY 4096
 #define MAX_REQUEST 8192
 #define MAX_DEPTH 64
-#define DEFAULT_SOCKET "/var/run/nodemesh/cni.sock"
+#define DEFAULT_SOCKET "/run/nodemesh/agent/cni.sock" // in the agent's state dir (a hostPath)
 #define DEFAULT_TIMEOUT_S 20
 
 // CNI SPEC "Error": well-known codes
@@ -331,7 +331,7 @@ static int print_version_result(void) {
 
 static int excluded(span conf, const char *ns) {
   span list;
-  if (!get(conf, "excludeNamespaces", &list)) return strcmp(ns, "kube-system") == 0;
+  if (!get(conf, "excludeNamespaces", &list)) return strcmp(ns, "kube-system") == 0 || strcmp(ns, "nodemesh-system") == 0;
   const char *p = ws(list.p, list.p + list.n), *end = list.p + list.n;
   if (p >= end || *p != '[') return 0;
   for (p = ws(p + 1, end); p < end && *p == '"';) {
