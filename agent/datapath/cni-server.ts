@@ -184,9 +184,12 @@ export class CniServer {
     if (!s) return undefined;
     const w = s.workloads.find((x) => x.uid === uid);
     if (w) return { meshed: w.meshed, failOpen: w.failOpen, ip: w.ip, why: `workload ${uid} is ${w.meshed ? 'meshed' : 'not meshed'}` };
-    const ns = (s as { namespaces?: Array<{ name: string; meshed: boolean }> }).namespaces?.find((n) => n.name === namespace);
+    const ns = s.namespaces.find((n) => n.name === namespace);
     // a new pod is fail closed until the snapshot has it: whether a port of it is STRICT is not known yet
-    if (ns) return { meshed: ns.meshed, failOpen: false, ip: '', why: `namespace ${namespace} is ${ns.meshed ? 'meshed' : 'not meshed'} (pod not in the snapshot yet)` };
+    if (ns) {
+      const meshed = ns.pendingExceptions.includes(uid.slice(namespace.length + 1)) ? !ns.meshed : ns.meshed;
+      return { meshed, failOpen: false, ip: '', why: `pod ${uid} has no IP in the snapshot yet; its own or its namespace's setting says ${meshed ? 'meshed' : 'not meshed'}` };
+    }
     return undefined;
   }
 

@@ -21,7 +21,7 @@
 // proto (and regenerated) does not compile until it is given a check here.
 import { isIP } from 'node:net';
 import { NodemeshError } from '../../common/errors.js';
-import type { Endpoint, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
+import type { Endpoint, NamespaceInfo, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
 import {
   CONSISTENT_HASH_KINDS,
   LOAD_BALANCER_POLICIES,
@@ -302,6 +302,8 @@ const workload = message<Workload>({
 
 const node = message<NodeInfo>({ name, ip: ipOrEmpty });
 
+const namespaceInfo = message<NamespaceInfo>({ name, meshed: bool, pendingExceptions: list(name) });
+
 // routing
 
 const stringMatch = message<StringMatch>({ kind: oneOf(STRING_MATCH_KINDS), value: str, ignoreCase: bool });
@@ -506,4 +508,6 @@ const snapshot = message<Snapshot>({
   security: orElse(security, emptySecurity),
   trustBundle: list(pem),
   nodes: list(node),
+  // absent from a last good state an older agent wrote
+  namespaces: orElse(list(namespaceInfo), () => []),
 });

@@ -48,7 +48,11 @@ const YAML = [
   podYaml('web', { ns: 'shop', ip: '10.250.7.2', node: NODE }),
   podYaml('tool', { ns: 'plain', ip: '10.250.7.3', node: NODE }),
 ];
-const LATE_POD = podYaml('late', { ns: 'shop', ip: '10.250.7.4', node: NODE });
+/** A namespace the snapshot does not have yet (just created), and a pod of it. */
+const LATE = [`apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh, labels: {nodemesh.io/mesh: enabled}}\n`, podYaml('late', { ns: 'fresh', ip: '10.250.7.4', node: NODE })];
+/** Scheduled, being created: no IP yet, so not a Workload (as every pod is when its CNI ADD runs). */
+const pendingPod = (name: string, namespace: string, annotations: Record<string, string> = {}) =>
+  `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: ${namespace}, annotations: ${JSON.stringify(annotations)}}\nspec:\n  nodeName: ${NODE}\n  containers: [{name: main}]\nstatus: {phase: Pending}\n`;
 
 interface Fixture {
   dir: string;
@@ -197,17 +201,30 @@ cniTest('ADD of an unmeshed pod passes prevResult through untouched and enrolls 
   t.false(enrolled(ns.plain));
 });
 
-cniTest('ADD of a pod the snapshot does not know yet waits for the snapshot that has it, then enrolls', async (t) => {
-  const pod = { namespace: 'shop', name: 'late', netns: netnsPath(ns.late) };
+cniTest('ADD of a pod whose namespace the snapshot does not know yet waits for the snapshot that has it, then enrolls', async (t) => {
+  const pod = { namespace: 'fresh', name: 'late', netns: netnsPath(ns.late) };
   const adding = plugin('ADD', pod, netConfig());
   await eventually(() => fx!.server!.waiting > 0, 10_000, 'the ADD to wait for the snapshot');
-  fx!.snapshot = compileYaml([...YAML, LATE_POD]);
+  fx!.snapshot = compileYaml([...YAML, ...LATE]);
   fx!.server!.snapshotChanged();
   const add = await adding;
   t.is(add.code, 0, add.stdout);
   t.true(enrolled(ns.late));
   t.is((await plugin('DEL', pod, netConfig())).code, 0);
   t.false(enrolled(ns.late));
+});
+
+cniTest('a pod without an IP yet (a real ADD) is answered at once by its namespace, or by its own opt-out annotation', async (t) => {
+  fx!.snapshot = compileYaml([...YAML, pendingPod('fresh', 'shop'), pendingPod('shy', 'shop', { 'nodemesh.io/mesh': 'disabled' })]);
+  const fresh = { namespace: 'shop', name: 'fresh', netns: netnsPath(ns.late) };
+  const add = await plugin('ADD', fresh, netConfig());
+  t.is(add.code, 0, add.stdout);
+  t.true(enrolled(ns.late), 'meshed by its namespace label');
+  t.is((await plugin('DEL', fresh, netConfig())).code, 0);
+  const shy = await plugin('ADD', { namespace: 'shop', name: 'shy', netns: netnsPath(ns.late) }, netConfig());
+  t.is(shy.code, 0, shy.stdout);
+  t.deepEqual(shy.json, PREV_RESULT);
+  t.false(enrolled(ns.late), 'its own nodemesh.io/mesh: disabled wins');
 });
 
 cniTest('ADD of a pod no snapshot ever has is refused with a CNI error (fail closed) once the bounded wait is over', async (t) => {

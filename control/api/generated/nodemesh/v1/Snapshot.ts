@@ -5,6 +5,7 @@ import type { Service as _nodemesh_v1_Service, Service__Output as _nodemesh_v1_S
 import type { RoutingConfig as _nodemesh_v1_RoutingConfig, RoutingConfig__Output as _nodemesh_v1_RoutingConfig__Output } from '../../nodemesh/v1/RoutingConfig.js';
 import type { SecurityConfig as _nodemesh_v1_SecurityConfig, SecurityConfig__Output as _nodemesh_v1_SecurityConfig__Output } from '../../nodemesh/v1/SecurityConfig.js';
 import type { Node as _nodemesh_v1_Node, Node__Output as _nodemesh_v1_Node__Output } from '../../nodemesh/v1/Node.js';
+import type { NamespaceInfo as _nodemesh_v1_NamespaceInfo, NamespaceInfo__Output as _nodemesh_v1_NamespaceInfo__Output } from '../../nodemesh/v1/NamespaceInfo.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Snapshot {
@@ -29,6 +30,11 @@ export interface Snapshot {
    * every node that has a workload or a Node object, sorted by name
    */
   'nodes'?: (_nodemesh_v1_Node)[];
+  /**
+   * every Namespace, sorted by name: what a pod the snapshot does not have yet gets (the
+   * CNI plugin asks at sandbox creation, before the pod has an IP and so a Workload)
+   */
+  'namespaces'?: (_nodemesh_v1_NamespaceInfo)[];
 }
 
 export interface Snapshot__Output {
@@ -53,4 +59,9 @@ export interface Snapshot__Output {
    * every node that has a workload or a Node object, sorted by name
    */
   'nodes': (_nodemesh_v1_Node__Output)[];
+  /**
+   * every Namespace, sorted by name: what a pod the snapshot does not have yet gets (the
+   * CNI plugin asks at sandbox creation, before the pod has an IP and so a Workload)
+   */
+  'namespaces': (_nodemesh_v1_NamespaceInfo__Output)[];
 }
