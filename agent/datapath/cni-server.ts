@@ -160,7 +160,9 @@ export class CniServer {
         const d = this.decide(uid, req.namespace);
         if (!d?.meshed) return { status: 'ok', message: d?.why ?? 'not known' };
         const have = await this.opts.enrollment.lookup(req.netns);
-        return have ? { status: 'ok', message: 'enrolled' } : { status: 'refused', message: `pod ${uid} is meshed but its netns ${req.netns} is not enrolled` };
+        return have
+          ? { status: 'ok', message: 'enrolled' }
+          : { status: 'refused', message: `pod ${uid} is meshed but its netns ${req.netns} is not enrolled` };
       }
       case 'ADD': {
         const d = await this.decideWaiting(uid, req.namespace);
@@ -188,7 +190,12 @@ export class CniServer {
     // a new pod is fail closed until the snapshot has it: whether a port of it is STRICT is not known yet
     if (ns) {
       const meshed = ns.pendingExceptions.includes(uid.slice(namespace.length + 1)) ? !ns.meshed : ns.meshed;
-      return { meshed, failOpen: false, ip: '', why: `pod ${uid} has no IP in the snapshot yet; its own or its namespace's setting says ${meshed ? 'meshed' : 'not meshed'}` };
+      return {
+        meshed,
+        failOpen: false,
+        ip: '',
+        why: `pod ${uid} has no IP in the snapshot yet; its own or its namespace's setting says ${meshed ? 'meshed' : 'not meshed'}`,
+      };
     }
     return undefined;
   }
@@ -227,7 +234,8 @@ export function parseRequest(line: string): CniRequest | string {
   }
   if (typeof v !== 'object' || v === null) return 'request is not a JSON object';
   const o = v as Record<string, unknown>;
-  if (typeof o.command !== 'string' || !COMMANDS.has(o.command)) return `command ${JSON.stringify(o.command)} is not one of ADD, DEL, CHECK, STATUS`;
+  if (typeof o.command !== 'string' || !COMMANDS.has(o.command))
+    return `command ${JSON.stringify(o.command)} is not one of ADD, DEL, CHECK, STATUS`;
   const req: Record<string, string> = { command: o.command };
   for (const f of ['containerId', 'netns', 'namespace', 'pod'] as const) {
     const x = o[f] ?? '';

@@ -28,7 +28,11 @@ export async function addPodsThroughCni(state: LabState, timeoutMs: number): Pro
 }
 
 /** What the runtime gives the plugin for a pod: the CNI environment and the network config. */
-export function cniInvocation(command: 'ADD' | 'DEL' | 'CHECK', pod: LabPodState, node: LabNodeState): { env: NodeJS.ProcessEnv; config: string } {
+export function cniInvocation(
+  command: 'ADD' | 'DEL' | 'CHECK',
+  pod: LabPodState,
+  node: LabNodeState,
+): { env: NodeJS.ProcessEnv; config: string } {
   const netns = path.join(NETNS_DIR, pod.netns);
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH ?? '/usr/bin:/bin',

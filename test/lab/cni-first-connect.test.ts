@@ -21,7 +21,10 @@ const LAB = 'h10-cni';
 async function attempts(log: string, n: number): Promise<Array<{ attempt: number; exit: number }>> {
   return eventually(
     async () => {
-      const lines = [...(await readFile(log, 'utf8').catch(() => '')).matchAll(/^attempt (\d+) exit (\d+)$/gm)].map((m) => ({ attempt: Number(m[1]), exit: Number(m[2]) }));
+      const lines = [...(await readFile(log, 'utf8').catch(() => '')).matchAll(/^attempt (\d+) exit (\d+)$/gm)].map((m) => ({
+        attempt: Number(m[1]),
+        exit: Number(m[2]),
+      }));
       return lines.length >= n ? lines : undefined;
     },
     30_000,
@@ -40,10 +43,14 @@ if (canRunPrivileged('CNI first connect')) {
     // 7 is curl's "could not connect": what an uncaptured connect to a ClusterIP gets here
     t.not(one!.exit, 7, 'the very first connect was not captured');
     // the backend may still have been starting on the first attempt; one gets through
-    const all = await eventually(async () => {
-      const a = await attempts(log, 1);
-      return a.some((x) => x.exit === 0) ? a : undefined;
-    }, 30_000, 'an attempt that reached web-1');
+    const all = await eventually(
+      async () => {
+        const a = await attempts(log, 1);
+        return a.some((x) => x.exit === 0) ? a : undefined;
+      },
+      30_000,
+      'an attempt that reached web-1',
+    );
     t.true(all.some((x) => x.exit === 0));
     const samples = await scrape(lab.node('node-a').agentAdmin);
     // the lab ran the plugin for every pod: the meshed one enrolled, the others passed through

@@ -49,7 +49,10 @@ const YAML = [
   podYaml('tool', { ns: 'plain', ip: '10.250.7.3', node: NODE }),
 ];
 /** A namespace the snapshot does not have yet (just created), and a pod of it. */
-const LATE = [`apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh, labels: {nodemesh.io/mesh: enabled}}\n`, podYaml('late', { ns: 'fresh', ip: '10.250.7.4', node: NODE })];
+const LATE = [
+  `apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh, labels: {nodemesh.io/mesh: enabled}}\n`,
+  podYaml('late', { ns: 'fresh', ip: '10.250.7.4', node: NODE }),
+];
 /** Scheduled, being created: no IP yet, so not a Workload (as every pod is when its CNI ADD runs). */
 const pendingPod = (name: string, namespace: string, annotations: Record<string, string> = {}) =>
   `apiVersion: v1\nkind: Pod\nmetadata: {name: ${name}, namespace: ${namespace}, annotations: ${JSON.stringify(annotations)}}\nspec:\n  nodeName: ${NODE}\n  containers: [{name: main}]\nstatus: {phase: Pending}\n`;
@@ -78,7 +81,15 @@ const PREV_RESULT = {
 };
 
 function netConfig(over: Record<string, unknown> = {}): Record<string, unknown> {
-  return { cniVersion: '1.0.0', name: 'k8s-pod-network', type: 'nodemesh-cni', agentSocket: fx!.socket, timeoutSeconds: 10, prevResult: PREV_RESULT, ...over };
+  return {
+    cniVersion: '1.0.0',
+    name: 'k8s-pod-network',
+    type: 'nodemesh-cni',
+    agentSocket: fx!.socket,
+    timeoutSeconds: 10,
+    prevResult: PREV_RESULT,
+    ...over,
+  };
 }
 
 interface PluginRun {
@@ -88,7 +99,11 @@ interface PluginRun {
 }
 
 /** Runs the plugin exactly as a runtime does: CNI_* in the environment, the config on stdin. */
-function plugin(command: string, pod: { namespace: string; name: string; netns?: string; containerId?: string }, config: Record<string, unknown> | string): Promise<PluginRun> {
+function plugin(
+  command: string,
+  pod: { namespace: string; name: string; netns?: string; containerId?: string },
+  config: Record<string, unknown> | string,
+): Promise<PluginRun> {
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
     CNI_COMMAND: command,
@@ -137,7 +152,14 @@ test.before(async () => {
     sh('ip', 'netns', 'add', n);
     cleanups.push(() => sh('ip', 'netns', 'del', n));
   }
-  const dp = await Datapath.open({ pinDir, podsCgroup: cgroups[0]!, proxyCgroup: cgroups[1]!, proxyIp: '10.250.7.1', proxyPort: 15001, mark: 0x6e6d });
+  const dp = await Datapath.open({
+    pinDir,
+    podsCgroup: cgroups[0]!,
+    proxyCgroup: cgroups[1]!,
+    proxyIp: '10.250.7.1',
+    proxyPort: 15001,
+    mark: 0x6e6d,
+  });
   cleanups.push(() => {
     dp.close({ unpin: true });
     Datapath.cleanup(pinDir);
@@ -145,7 +167,15 @@ test.before(async () => {
   // the scan directory is empty: whatever is enrolled here was enrolled through the plugin
   const scanDir = path.join(dir, 'netns');
   fs.mkdirSync(scanDir);
-  fx = { dir, socket: path.join(dir, 'agent', 'cni.sock'), cgroups, dp, enrollment: new Enrollment(NODE, dp, new PodNetnsScanner(scanDir)), server: undefined, snapshot: compileYaml(YAML) };
+  fx = {
+    dir,
+    socket: path.join(dir, 'agent', 'cni.sock'),
+    cgroups,
+    dp,
+    enrollment: new Enrollment(NODE, dp, new PodNetnsScanner(scanDir)),
+    server: undefined,
+    snapshot: compileYaml(YAML),
+  };
   await startServer();
 });
 
@@ -174,25 +204,28 @@ cniTest('VERSION answers the supported versions, and a config in a version it do
   t.false(enrolled(ns.meshed));
 });
 
-cniTest('ADD of a meshed pod enrolls its netns before the plugin returns, passes prevResult through, survives a reconcile; CHECK passes; DEL releases and is idempotent', async (t) => {
-  const pod = { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) };
-  t.false(enrolled(ns.meshed));
-  const add = await plugin('ADD', pod, netConfig());
-  t.is(add.code, 0, add.stdout);
-  t.deepEqual(add.json, PREV_RESULT);
-  t.true(enrolled(ns.meshed), 'enrolled when ADD returned');
-  // the scan does not see it (its directory is empty): the CNI enrollment stays anyway
-  await fx!.enrollment.reconcile(fx!.snapshot);
-  t.true(enrolled(ns.meshed), 'still enrolled after a reconcile');
-  const check = await plugin('CHECK', pod, netConfig());
-  t.is(check.code, 0, check.stdout);
-  t.is(check.stdout, '');
-  const del = await plugin('DEL', pod, netConfig({ prevResult: undefined }));
-  t.is(del.code, 0, del.stdout);
-  t.false(enrolled(ns.meshed), 'released by DEL');
-  const again = await plugin('DEL', { namespace: 'shop', name: 'web' }, netConfig());
-  t.is(again.code, 0, 'DEL of what is gone (no CNI_NETNS) succeeds');
-});
+cniTest(
+  'ADD of a meshed pod enrolls its netns before the plugin returns, passes prevResult through, survives a reconcile; CHECK passes; DEL releases and is idempotent',
+  async (t) => {
+    const pod = { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) };
+    t.false(enrolled(ns.meshed));
+    const add = await plugin('ADD', pod, netConfig());
+    t.is(add.code, 0, add.stdout);
+    t.deepEqual(add.json, PREV_RESULT);
+    t.true(enrolled(ns.meshed), 'enrolled when ADD returned');
+    // the scan does not see it (its directory is empty): the CNI enrollment stays anyway
+    await fx!.enrollment.reconcile(fx!.snapshot);
+    t.true(enrolled(ns.meshed), 'still enrolled after a reconcile');
+    const check = await plugin('CHECK', pod, netConfig());
+    t.is(check.code, 0, check.stdout);
+    t.is(check.stdout, '');
+    const del = await plugin('DEL', pod, netConfig({ prevResult: undefined }));
+    t.is(del.code, 0, del.stdout);
+    t.false(enrolled(ns.meshed), 'released by DEL');
+    const again = await plugin('DEL', { namespace: 'shop', name: 'web' }, netConfig());
+    t.is(again.code, 0, 'DEL of what is gone (no CNI_NETNS) succeeds');
+  },
+);
 
 cniTest('ADD of an unmeshed pod passes prevResult through untouched and enrolls nothing', async (t) => {
   const add = await plugin('ADD', { namespace: 'plain', name: 'tool', netns: netnsPath(ns.plain) }, netConfig());
@@ -237,22 +270,29 @@ cniTest('ADD of a pod no snapshot ever has is refused with a CNI error (fail clo
   t.false(enrolled(ns.late));
 });
 
-cniTest('with the agent down, a meshed pod fails creation with a CNI error, a pod of an excluded namespace is created, and DEL succeeds', async (t) => {
-  await fx!.server!.close();
-  fx!.server = undefined;
-  t.false(fs.existsSync(fx!.socket), 'the socket file went with the server');
-  const add = await plugin('ADD', { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) }, netConfig());
-  t.is(add.code, 1);
-  t.like(add.json, { cniVersion: '1.0.0', code: 11, msg: 'the nodemesh agent is unreachable, so the pod cannot be meshed (fail closed)' });
-  t.regex(String(add.json?.details), /shop\/web.*cni\.sock/);
-  t.false(enrolled(ns.meshed));
-  const system = await plugin('ADD', { namespace: 'kube-system', name: 'coredns', netns: netnsPath(ns.plain) }, netConfig());
-  t.is(system.code, 0, system.stdout);
-  t.deepEqual(system.json, PREV_RESULT);
-  const del = await plugin('DEL', { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) }, netConfig());
-  t.is(del.code, 0, 'DEL never fails a pod deletion because the agent is away');
-  await startServer();
-});
+cniTest(
+  'with the agent down, a meshed pod fails creation with a CNI error, a pod of an excluded namespace is created, and DEL succeeds',
+  async (t) => {
+    await fx!.server!.close();
+    fx!.server = undefined;
+    t.false(fs.existsSync(fx!.socket), 'the socket file went with the server');
+    const add = await plugin('ADD', { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) }, netConfig());
+    t.is(add.code, 1);
+    t.like(add.json, {
+      cniVersion: '1.0.0',
+      code: 11,
+      msg: 'the nodemesh agent is unreachable, so the pod cannot be meshed (fail closed)',
+    });
+    t.regex(String(add.json?.details), /shop\/web.*cni\.sock/);
+    t.false(enrolled(ns.meshed));
+    const system = await plugin('ADD', { namespace: 'kube-system', name: 'coredns', netns: netnsPath(ns.plain) }, netConfig());
+    t.is(system.code, 0, system.stdout);
+    t.deepEqual(system.json, PREV_RESULT);
+    const del = await plugin('DEL', { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) }, netConfig());
+    t.is(del.code, 0, 'DEL never fails a pod deletion because the agent is away');
+    await startServer();
+  },
+);
 
 cniTest('bad input gets the CNI error codes: no prevResult (7), not JSON (6), no CNI_NETNS on ADD (4)', async (t) => {
   const pod = { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) };
