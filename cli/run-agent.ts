@@ -25,6 +25,7 @@ export async function runAgent(args: string[]): Promise<number> {
       'pods-cgroup': { type: 'string' },
       'pin-dir': { type: 'string' },
       'netns-dir': { type: 'string' },
+      'cni-socket': { type: 'string' },
       'root-cert': { type: 'string' },
       'node-credential': { type: 'string' },
       'root-change-spread': { type: 'string' },
@@ -65,6 +66,7 @@ export async function runAgent(args: string[]): Promise<number> {
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
+  if (values['cni-socket']) opts.cniSocket = values['cni-socket'];
   if (!values['insecure-control']) opts.controlTls = { rootCert: rootCert!, nodeCredential: nodeCredential! };
   opts.stateDir = values['state-dir'] ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_STATE_DIR;
   const drainPeriod = values['drain-period'] ?? process.env.NODEMESH_DRAIN_PERIOD;
