@@ -227,6 +227,18 @@ cniTest(
   },
 );
 
+cniTest('a pod enrolled by ADD is released by the reconcile once the snapshot says it is not meshed', async (t) => {
+  const pod = { namespace: 'shop', name: 'web', netns: netnsPath(ns.meshed) };
+  t.is((await plugin('ADD', pod, netConfig())).code, 0);
+  t.true(enrolled(ns.meshed));
+  const optedOut = YAML.map((d) => d.replace('name: web\n  namespace: shop', 'name: web\n  namespace: shop\n  annotations: {nodemesh.io/mesh: disabled}'));
+  const unmeshed = compileYaml(optedOut);
+  t.false(unmeshed.workloads.find((w) => w.uid === 'shop/web')!.meshed);
+  await fx!.enrollment.reconcile(unmeshed);
+  t.false(enrolled(ns.meshed), 'released by the reconcile');
+  t.is((await plugin('DEL', pod, netConfig())).code, 0, 'DEL after that still succeeds');
+});
+
 cniTest('ADD of an unmeshed pod passes prevResult through untouched and enrolls nothing', async (t) => {
   const add = await plugin('ADD', { namespace: 'plain', name: 'tool', netns: netnsPath(ns.plain) }, netConfig());
   t.is(add.code, 0, add.stdout);
