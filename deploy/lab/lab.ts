@@ -101,8 +101,9 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
     if (agents) step(`agents on ${state.nodes.length} node(s)`);
     if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
-    // the runtime's sandbox step: the chained CNI plugin, before any container runs
-    if (agents) await addPodsThroughCni(state, opts.timeouts?.podsMs ?? 30_000);
+    // the runtime's sandbox step: the chained CNI plugin, before any container runs (without
+    // a control plane the agents cannot tell a meshed pod from another: no plugin then)
+    if (agents && control) await addPodsThroughCni(state, opts.timeouts?.podsMs ?? 30_000);
     step(`pods: ${state.pods.length}`);
     await startPods(state, opts.timeouts?.podsMs ?? 30_000);
     state.status = 'ready';
