@@ -9,6 +9,7 @@
 // proxies accept — and only then load the inbound programs, enrol and talk to the control
 // plane, so a restarted agent serves within a second; a successor takes the listeners over
 // and this agent drains.
+import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { logger } from '../common/log.js';
 import { AGENT_PORTS as PORTS, PROXY_MARK } from '../common/ports.js';
@@ -21,6 +22,7 @@ import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
 import { DEFAULT_PIN_DIR, Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
 import { InboundDatapath, meshedPods } from './datapath/inbound.js';
+import { CniServer } from './datapath/cni-server.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { setMeshedPods } from './telemetry/mesh-metrics.js';
 import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
@@ -67,7 +69,11 @@ export interface AgentOptions {
   pinDir?: string;
   /** directory of the pods' network namespaces (default /run/netns) */
   netnsDir?: string;
-  /** how often the netns directory is re-scanned for new pods */
+  /** the chained CNI plugin's socket (default <stateDir>/cni.sock); false: none */
+  cniSocket?: string | false;
+  /** how long a CNI ADD waits for a snapshot that knows the pod (default 10 s) */
+  cniUnknownPodWaitMs?: number;
+  /** how often the netns directory is re-scanned for new pods (a safety net beside the CNI plugin) */
   rescanMs?: number;
   /**
    * TLS to the control plane and workload certificates from its CA: the root(s) to verify
@@ -121,6 +127,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   /** the proxies: in this process, or a pool of worker processes */
   let serving: Serving | undefined;
   let pool: WorkerPool | undefined;
+  let cni: CniServer | undefined;
   let inbound: InboundDatapath | undefined;
   let inboundAttached = false;
   let admin: Awaited<ReturnType<typeof startAdminServer>> | undefined;
@@ -261,6 +268,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     pool?.identitiesChanged(); // the trust bundle may have changed
     writer.changed();
     reconcileAll(s);
+    cni?.snapshotChanged();
   };
   const closeIdentity = () => {
     identity?.close();
@@ -354,6 +362,9 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     }
     owner = true;
     if (state.snapshot) reconcileAll(state.snapshot);
+    const en = enrollment;
+    if (opts.cniSocket !== false)
+      cni = await CniServer.listen({ path: opts.cniSocket ?? path.join(stateDir, 'cni.sock'), enrollment: en, snapshot: () => state.snapshot, ...(opts.cniUnknownPodWaitMs ? { unknownPodWaitMs: opts.cniUnknownPodWaitMs } : {}) });
     rescan = setInterval(() => {
       if (state.snapshot) reconcileAll(state.snapshot); // new pods' netns and veths
     }, opts.rescanMs ?? 2_000);
@@ -368,6 +379,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     // nothing half-started may outlive a failed start; the datapath stays as it was (a
     // predecessor, if any, keeps serving: it never let go)
     predecessor?.abandon();
+    await cni?.close();
     clearInterval(rescan);
     clearInterval(heartbeat);
     watch?.close();
@@ -390,6 +402,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     owner = false;
     released = true;
     clearInterval(rescan);
+    void cni?.close({ keepFile: true }); // the successor listens on the same path
     clearInterval(heartbeat); // the successor's heartbeat goes on; never "down" here
     writer.close(); // the successor owns the file now
     stopAccepting();
@@ -433,6 +446,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
           writer.close();
           stopAccepting();
         }
+        await cni?.close({ keepFile: released });
         const how = await drain(openConnections, opts.drainMs ?? DEFAULT_DRAIN_MS, cut);
         log.info({ how, left: await openConnections() }, 'drain over');
         watch?.close();

@@ -26,6 +26,7 @@ export async function runAgent(args: string[]): Promise<number> {
       'pods-cgroup': { type: 'string' },
       'pin-dir': { type: 'string' },
       'netns-dir': { type: 'string' },
+      'cni-socket': { type: 'string' },
       'root-cert': { type: 'string' },
       'node-credential': { type: 'string' },
       'token-file': { type: 'string' },
@@ -69,6 +70,7 @@ export async function runAgent(args: string[]): Promise<number> {
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
+  if (values['cni-socket']) opts.cniSocket = values['cni-socket'];
   if (!values['insecure-control']) opts.controlTls = tokenFile ? { rootCert: rootCert!, tokenFile } : { rootCert: rootCert!, nodeCredential: nodeCredential! };
   opts.stateDir = values['state-dir'] ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_STATE_DIR;
   const drainPeriod = values['drain-period'] ?? process.env.NODEMESH_DRAIN_PERIOD;

@@ -124,6 +124,13 @@ export const enrolledPods = new Gauge({
   help: 'Pod network namespaces whose connections the datapath redirects',
   registers: [registry],
 });
+
+export const cniRequests = new Counter({
+  name: 'nodemesh_agent_cni_requests_total',
+  help: 'Requests of the chained CNI plugin, by command and answer (refused: the pod is not created)',
+  labelNames: ['command', 'status'],
+  registers: [registry],
+});
 export const snapshotVersion = new Gauge({
   name: 'nodemesh_agent_snapshot_version',
   help: 'Version of the last snapshot received from the control plane',

@@ -21,7 +21,7 @@
 // proto (and regenerated) does not compile until it is given a check here.
 import { isIP } from 'node:net';
 import { NodemeshError } from '../../common/errors.js';
-import type { Endpoint, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
+import type { Endpoint, NamespaceInfo, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
 import type { TelemetryPolicy } from './snapshot-telemetry.js';
 import type { AccessLogging__Output } from './generated/nodemesh/v1/AccessLogging.js';
 import type { Tracing__Output } from './generated/nodemesh/v1/Tracing.js';
@@ -305,6 +305,8 @@ const workload = message<Workload>({
 
 const node = message<NodeInfo>({ name, ip: ipOrEmpty });
 
+const namespaceInfo = message<NamespaceInfo>({ name, meshed: bool, pendingExceptions: list(name) });
+
 // routing
 
 const stringMatch = message<StringMatch>({ kind: oneOf(STRING_MATCH_KINDS), value: str, ignoreCase: bool });
@@ -518,4 +520,6 @@ const snapshot = message<Snapshot>({
   trustBundle: list(pem),
   nodes: list(node),
   telemetry: orElse(list(telemetryPolicy), () => []),
+  // absent from a last good state an older agent wrote
+  namespaces: orElse(list(namespaceInfo), () => []),
 });

@@ -23,6 +23,7 @@ import type { Service__Output } from './generated/nodemesh/v1/Service.js';
 import type { ServicePort__Output } from './generated/nodemesh/v1/ServicePort.js';
 import type { Snapshot__Output } from './generated/nodemesh/v1/Snapshot.js';
 import type { Workload__Output } from './generated/nodemesh/v1/Workload.js';
+import type { NamespaceInfo__Output } from './generated/nodemesh/v1/NamespaceInfo.js';
 import { loadProto, type Refine } from './protos.js';
 import type { RoutingConfig } from './snapshot-routing.js';
 import type { SecurityConfig } from './snapshot-security.js';
@@ -37,6 +38,8 @@ export type Service = Service__Output;
 export type Workload = Workload__Output;
 /** A node and the address its node proxy listens on (HBONE, 15008). */
 export type NodeInfo = Node__Output;
+/** A Namespace's default for pods the snapshot does not have yet (the CNI plugin's ADD). */
+export type NamespaceInfo = NamespaceInfo__Output;
 
 export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry'> {
   /** uint64 on the wire; a safe integer here (see above) */

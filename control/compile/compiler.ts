@@ -30,6 +30,7 @@ import {
   TRUST_DOMAIN_DEFAULT,
   spiffeId,
   type Endpoint,
+  type NamespaceInfo,
   type NodeInfo,
   type Service,
   type ServicePort,
@@ -150,6 +151,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     workloads,
     services,
     nodes: compileNodes(nodeIps, pods),
+    namespaces: compileNamespaces(nsLabels, pods),
     routing: routingReport.routing,
     security,
     trustBundle: [...(opts.trustBundle ?? [])],
@@ -178,6 +180,20 @@ function compileNodes(nodeIps: Map<string, string>, pods: readonly Pod[]): NodeI
     if (!ips.get(p.spec.nodeName)) ips.set(p.spec.nodeName, p.spec.hostIP);
   }
   return [...ips].map(([name, ip]) => ({ name, ip })).sort((a, b) => cmp(a.name, b.name));
+}
+
+/**
+ * Each Namespace's default, and its pods without an IP yet (being created) that differ from
+ * it: what the agent answers the CNI plugin for a pod that is not a Workload yet.
+ */
+function compileNamespaces(nsLabels: Map<string, Record<string, string>>, pods: readonly Pod[]): NamespaceInfo[] {
+  return [...nsLabels]
+    .map(([name, labels]) => {
+      const meshed = labels[MESH_ANNOTATION] === 'enabled';
+      const pendingExceptions = pods.filter((p) => p.namespace === name && p.spec.podIP === '' && isMeshed(p.spec, labels) !== meshed).map((p) => p.name);
+      return { name, meshed, pendingExceptions };
+    })
+    .sort((a, b) => cmp(a.name, b.name));
 }
 
 /**

@@ -22,6 +22,7 @@ import { createBridge, createNode, createPod, deleteLink, ensureBpffs, listLinks
 import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
 import { enterArgv, isAlive, runInherit, stopProcesses, type DetachedSpec } from './lab-processes.js';
 import { waitPodListening, waitReady } from './lab-readiness.js';
+import { addPodsThroughCni } from './lab-cni.js';
 import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
 import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
 
@@ -100,6 +101,10 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
     if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
     if (agents) step(`agents on ${state.nodes.length} node(s)`);
     if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
+    // the runtime's sandbox step: the chained CNI plugin, before any container runs (without
+    // a control plane the agents cannot tell a meshed pod from another: no plugin then; nor
+    // with stand-in agents of a test's own `cli`, which serve no CNI socket)
+    if (agents && control && cli === DEFAULT_CLI) await addPodsThroughCni(state, opts.timeouts?.podsMs ?? 30_000);
     step(`pods: ${state.pods.length}`);
     await startPods(state, opts.timeouts?.podsMs ?? 30_000);
     state.status = 'ready';

@@ -118,6 +118,7 @@ export async function world(
       { name: 'node-b', ip: NODE_B_IP },
       { name: 'node-c', ip: '127.0.0.11' },
     ],
+    namespaces: [],
     routing: {} as Snapshot['routing'],
     security: {} as Snapshot['security'],
     trustBundle: [pki.ca.certPem],

@@ -32,7 +32,7 @@ function workload(name: string, sa: string, node: string, meshed = true): Worklo
 
 let version = 0;
 function snapshot(workloads: Workload[], trustBundle: string[]): Snapshot {
-  return { version: ++version, generatedAt: new Date().toISOString(), workloads, nodes: [], services: [], routing: {} as Snapshot['routing'], security: {} as Snapshot['security'], trustBundle };
+  return { version: ++version, generatedAt: new Date().toISOString(), workloads, nodes: [], namespaces: [], services: [], routing: {} as Snapshot['routing'], security: {} as Snapshot['security'], trustBundle };
 }
 
 async function tempDir(t: ExecutionContext): Promise<string> {

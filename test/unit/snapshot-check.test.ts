@@ -93,6 +93,7 @@ test.serial('a snapshot whose lists are all empty is valid (proto3 defaults)', a
       workloads: [],
       services: [],
       nodes: [],
+      namespaces: [],
       routing: emptyRouting(),
       security: emptySecurity(),
       trustBundle: [],

@@ -24,6 +24,7 @@ import type { LoadBalancer as _nodemesh_v1_LoadBalancer, LoadBalancer__Output as
 import type { MatchClause as _nodemesh_v1_MatchClause, MatchClause__Output as _nodemesh_v1_MatchClause__Output } from './nodemesh/v1/MatchClause.js';
 import type { Mirror as _nodemesh_v1_Mirror, Mirror__Output as _nodemesh_v1_Mirror__Output } from './nodemesh/v1/Mirror.js';
 import type { NamedMatch as _nodemesh_v1_NamedMatch, NamedMatch__Output as _nodemesh_v1_NamedMatch__Output } from './nodemesh/v1/NamedMatch.js';
+import type { NamespaceInfo as _nodemesh_v1_NamespaceInfo, NamespaceInfo__Output as _nodemesh_v1_NamespaceInfo__Output } from './nodemesh/v1/NamespaceInfo.js';
 import type { Node as _nodemesh_v1_Node, Node__Output as _nodemesh_v1_Node__Output } from './nodemesh/v1/Node.js';
 import type { OutlierDetection as _nodemesh_v1_OutlierDetection, OutlierDetection__Output as _nodemesh_v1_OutlierDetection__Output } from './nodemesh/v1/OutlierDetection.js';
 import type { PortMtls as _nodemesh_v1_PortMtls, PortMtls__Output as _nodemesh_v1_PortMtls__Output } from './nodemesh/v1/PortMtls.js';
@@ -80,6 +81,7 @@ export interface ProtoGrpcType {
       MatchClause: MessageTypeDefinition<_nodemesh_v1_MatchClause, _nodemesh_v1_MatchClause__Output>
       Mirror: MessageTypeDefinition<_nodemesh_v1_Mirror, _nodemesh_v1_Mirror__Output>
       NamedMatch: MessageTypeDefinition<_nodemesh_v1_NamedMatch, _nodemesh_v1_NamedMatch__Output>
+      NamespaceInfo: MessageTypeDefinition<_nodemesh_v1_NamespaceInfo, _nodemesh_v1_NamespaceInfo__Output>
       Node: MessageTypeDefinition<_nodemesh_v1_Node, _nodemesh_v1_Node__Output>
       OutlierDetection: MessageTypeDefinition<_nodemesh_v1_OutlierDetection, _nodemesh_v1_OutlierDetection__Output>
       PortMtls: MessageTypeDefinition<_nodemesh_v1_PortMtls, _nodemesh_v1_PortMtls__Output>

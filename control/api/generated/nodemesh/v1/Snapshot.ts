@@ -6,6 +6,7 @@ import type { RoutingConfig as _nodemesh_v1_RoutingConfig, RoutingConfig__Output
 import type { SecurityConfig as _nodemesh_v1_SecurityConfig, SecurityConfig__Output as _nodemesh_v1_SecurityConfig__Output } from '../../nodemesh/v1/SecurityConfig.js';
 import type { Node as _nodemesh_v1_Node, Node__Output as _nodemesh_v1_Node__Output } from '../../nodemesh/v1/Node.js';
 import type { TelemetryPolicy as _nodemesh_v1_TelemetryPolicy, TelemetryPolicy__Output as _nodemesh_v1_TelemetryPolicy__Output } from '../../nodemesh/v1/TelemetryPolicy.js';
+import type { NamespaceInfo as _nodemesh_v1_NamespaceInfo, NamespaceInfo__Output as _nodemesh_v1_NamespaceInfo__Output } from '../../nodemesh/v1/NamespaceInfo.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Snapshot {
@@ -34,6 +35,11 @@ export interface Snapshot {
    * Istio Telemetry resources (access logging, tracing), oldest first
    */
   'telemetry'?: (_nodemesh_v1_TelemetryPolicy)[];
+  /**
+   * every Namespace, sorted by name: what a pod the snapshot does not have yet gets (the
+   * CNI plugin asks at sandbox creation, before the pod has an IP and so a Workload)
+   */
+  'namespaces'?: (_nodemesh_v1_NamespaceInfo)[];
 }
 
 export interface Snapshot__Output {
@@ -62,4 +68,9 @@ export interface Snapshot__Output {
    * Istio Telemetry resources (access logging, tracing), oldest first
    */
   'telemetry': (_nodemesh_v1_TelemetryPolicy__Output)[];
+  /**
+   * every Namespace, sorted by name: what a pod the snapshot does not have yet gets (the
+   * CNI plugin asks at sandbox creation, before the pod has an IP and so a Workload)
+   */
+  'namespaces': (_nodemesh_v1_NamespaceInfo__Output)[];
 }
