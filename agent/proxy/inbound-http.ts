@@ -428,6 +428,10 @@ function forward(s: http2.ServerHttp2Stream, up: http2.ClientHttp2Stream, grpc: 
   up.on('wantTrailers', () =>
     up.sendTrailers(requestTrailers ? forwardH2(requestTrailers as Record<string, string | string[] | undefined>, false) : {}),
   );
+  // request bytes are counted only from here: a 'data' listener set while the pod's session
+  // was still being dialled would put the stream in flowing mode and lose the body before
+  // the pipe (a gRPC unary call then reached the pod without its message: UNIMPLEMENTED)
+  if (rec) s.on('data', (chunk: Buffer) => (rec.reqBytes += chunk.length));
   s.pipe(up);
   up.on('response', (h: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader, flags: number) => {
     answered = true;
@@ -473,7 +477,6 @@ function trackH2(t: InboundTelemetry, s: http2.ServerHttp2Stream, headers: http2
     remote,
     headers,
   );
-  s.on('data', (chunk: Buffer) => (rec.reqBytes += chunk.length));
   s.once('close', () => {
     const sent = s.headersSent ? s.sentHeaders : undefined;
     rec.status = Number(sent?.[':status'] ?? 0);
