@@ -52,15 +52,23 @@ if (canRunPrivileged('CNI first connect')) {
       'an attempt that reached web-1',
     );
     t.true(all.some((x) => x.exit === 0));
-    const samples = await scrape(lab.node('node-a').agentAdmin);
+    // the proxy records a connection as its flow is accounted: wait for the counter, not a moment
+    const needed = all.findIndex((x) => x.exit === 0) + 1;
+    let opened = 0;
+    const samples = await eventually(
+      async () => {
+        const got = await scrape(lab.node('node-a').agentAdmin);
+        opened = sumMetric(got, 'istio_tcp_connections_opened_total', { source_workload: 'first', destination_service: 'web.shop.svc.cluster.local' });
+        return opened >= needed ? got : undefined;
+      },
+      20_000,
+      'the node proxy counting the connections from first',
+    ).catch(() => undefined);
+    t.true(opened >= needed, `the node proxy counted ${opened} connection(s) from first`);
     // the lab ran the plugin for every pod: the meshed one enrolled, the others passed through
-    t.is(sumMetric(samples, 'nodemesh_agent_cni_requests_total', { command: 'ADD', status: 'enrolled' }), 1);
-    t.is(sumMetric(samples, 'nodemesh_agent_cni_requests_total', { command: 'ADD', status: 'not-meshed' }), 2);
-    const opened = sumMetric(samples, 'istio_tcp_connections_opened_total', {
-      source_workload: 'first',
-      destination_service: 'web.shop.svc.cluster.local',
-    });
-    t.true(opened >= all.findIndex((x) => x.exit === 0) + 1, `the node proxy counted ${opened} connection(s) from first`);
+    const cni = samples ?? (await scrape(lab.node('node-a').agentAdmin));
+    t.is(sumMetric(cni, 'nodemesh_agent_cni_requests_total', { command: 'ADD', status: 'enrolled' }), 1);
+    t.is(sumMetric(cni, 'nodemesh_agent_cni_requests_total', { command: 'ADD', status: 'not-meshed' }), 2);
   });
 
   test.serial("an unmeshed pod's first connect is not captured (the CNI plugin passed it through)", async (t) => {
