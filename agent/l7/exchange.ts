@@ -433,6 +433,9 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
     if (s === 'waiting') this.cluster?.admission.cancel(this);
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.backoffTimer = undefined;
+    // a retry given up in its back-off hands its max_retries slot back before the 504 is
+    // written: the client may send its next request before this exchange's finish()
+    this.releaseRetryReservation();
     this.reply(504, 'upstream request timeout\n', undefined, -1);
   }
 
@@ -559,6 +562,13 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
     return explicit >= 0 ? explicit : httpToGrpc(status);
   }
 
+  /** Frees the max_retries slot reserved for a retry that will not be made. */
+  private releaseRetryReservation(): void {
+    if (!this.retryReserved) return;
+    this.retryReserved = false;
+    this.cluster?.admission.retryDone();
+  }
+
   /** Ends the exchange: timers, and the one telemetry record. */
   protected finish(): void {
     if (this.phase === 'done') return;
@@ -572,10 +582,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
     if (this.backoffTimer) clearTimeout(this.backoffTimer);
     this.clearTryTimer();
     this.routeTimer = this.backoffTimer = undefined;
-    if (this.retryReserved) {
-      this.retryReserved = false;
-      this.cluster?.admission.retryDone();
-    }
+    this.releaseRetryReservation();
     this.kept = [];
     const labels = this.engine.clusters.requestLabels(this.state, this.conn, this.cluster?.service ?? this.conn.target.service, this.host, this.grpc);
     this.durationMs = this.engine.now() - this.startedAt;
