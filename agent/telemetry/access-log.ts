@@ -185,6 +185,15 @@ function jsonLine(l: IstioLabels, r: LoggedRequest, traceId: string): string {
     grpc_status: r.grpcStatus || null,
     upstream_request_attempt_count: r.retries + 1,
     reporter: r.reporter,
+    ...peers(l),
+    retries: r.retries,
+    trace_id: traceId || null,
+  })}\n`;
+}
+
+/** Who talked to whom, as every JSON line (request or connection) names it. */
+function peers(l: IstioLabels) {
+  return {
     source_workload: l.source_workload,
     source_namespace: l.source_workload_namespace,
     source_principal: l.source_principal,
@@ -193,9 +202,7 @@ function jsonLine(l: IstioLabels, r: LoggedRequest, traceId: string): string {
     destination_principal: l.destination_principal,
     destination_service: l.destination_service,
     connection_security_policy: l.connection_security_policy,
-    retries: r.retries,
-    trace_id: traceId || null,
-  })}\n`;
+  };
 }
 
 /**
@@ -235,14 +242,7 @@ export function logConnection(
           upstream_host: c.upstreamHost || null,
           downstream_remote_address: c.downstreamRemote,
           reporter: l.reporter,
-          source_workload: l.source_workload,
-          source_namespace: l.source_workload_namespace,
-          source_principal: l.source_principal,
-          destination_workload: l.destination_workload,
-          destination_namespace: l.destination_workload_namespace,
-          destination_principal: l.destination_principal,
-          destination_service: l.destination_service,
-          connection_security_policy: l.connection_security_policy,
+          ...peers(l),
         })}\n`;
   write(line, 'tcp');
 }

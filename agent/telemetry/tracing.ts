@@ -17,6 +17,7 @@ import { logger } from '../../common/log.js';
 import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 import { registry, type IstioLabels } from './metrics.js';
 import { tracingRule, type Subject } from './telemetry-policy.js';
+import type { LoggedRequest } from './access-log.js';
 
 const log = logger('agent/tracing');
 
@@ -120,22 +121,11 @@ export function startSpan(
 const hrOffset = process.hrtime.bigint();
 const epochNs = BigInt(Date.now()) * 1_000_000n;
 
-interface EndedRequest {
-  reporter: 'source' | 'destination';
-  method: string;
-  path: string;
-  authority: string;
-  protocolName: string;
-  status: number;
-  grpcStatus: string;
-  flags: string;
-  reqBytes: number;
-  respBytes: number;
-  upstreamHost: string;
-  upstreamCluster: string;
-  retries: number;
-  header(name: string): string | undefined;
-}
+/** What a span reads of an ended request: the access log's record (access-log.ts). */
+type EndedRequest = Pick<
+  LoggedRequest,
+  'reporter' | 'method' | 'path' | 'authority' | 'protocolName' | 'status' | 'grpcStatus' | 'flags' | 'reqBytes' | 'respBytes' | 'upstreamHost' | 'upstreamCluster' | 'retries' | 'header'
+>;
 
 type Attr = { key: string; value: { stringValue: string } | { intValue: string } | { boolValue: boolean } };
 const str = (key: string, v: string): Attr => ({ key, value: { stringValue: v } });
