@@ -227,16 +227,7 @@ function servicePorts(s: Svc, pods: readonly Pod[]): ServicePort[] {
       const port = resolveTargetPort(sp.targetPort ?? sp.port, sp.protocol, p.spec);
       if (port !== undefined) endpoints.push({ ip: p.spec.podIP, port, workload: `${p.namespace}/${p.name}`, node: p.spec.nodeName });
     }
-    endpoints.sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || cmp(a.workload, b.workload));
-    let targetPort: number;
-    if (typeof sp.targetPort === 'string') {
-      // named: the number the endpoints agree on, 0 when they differ or there are none
-      const distinct = new Set(endpoints.map((e) => e.port));
-      targetPort = distinct.size === 1 ? endpoints[0]!.port : 0;
-    } else {
-      targetPort = sp.targetPort ?? sp.port;
-    }
-    return { name: sp.name, port: sp.port, targetPort, protocol: sp.protocol, appProtocol: sp.appProtocol, endpoints };
+    return servicePort(sp, endpoints);
   });
 }
 
@@ -260,17 +251,22 @@ function slicePorts(s: Svc, slices: readonly EndpointSliceSpec[]): ServicePort[]
         }
       }
     }
-    const endpoints = ready.length ? ready : draining;
-    endpoints.sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || cmp(a.workload, b.workload));
-    let targetPort: number;
-    if (typeof sp.targetPort === 'string') {
-      const distinct = new Set(endpoints.map((e) => e.port));
-      targetPort = distinct.size === 1 ? endpoints[0]!.port : 0;
-    } else {
-      targetPort = sp.targetPort ?? sp.port;
-    }
-    return { name: sp.name, port: sp.port, targetPort, protocol: sp.protocol, appProtocol: sp.appProtocol, endpoints };
+    return servicePort(sp, ready.length ? ready : draining);
   });
+}
+
+/** A Service port with its endpoints (sorted), whichever way they were found. */
+function servicePort(sp: Svc['spec']['ports'][number], endpoints: Endpoint[]): ServicePort {
+  endpoints.sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || cmp(a.workload, b.workload));
+  let targetPort: number;
+  if (typeof sp.targetPort === 'string') {
+    // named: the number the endpoints agree on, 0 when they differ or there are none
+    const distinct = new Set(endpoints.map((e) => e.port));
+    targetPort = distinct.size === 1 ? endpoints[0]!.port : 0;
+  } else {
+    targetPort = sp.targetPort ?? sp.port;
+  }
+  return { name: sp.name, port: sp.port, targetPort, protocol: sp.protocol, appProtocol: sp.appProtocol, endpoints };
 }
 
 /** A number is used as is; a name is looked up in the pod's container ports (name and protocol). */
