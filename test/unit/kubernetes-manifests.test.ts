@@ -7,7 +7,7 @@
 // list/watch set derived from the Kubernetes source's kinds, the API calls found in the
 // code); the agent's projected token for audience nodemesh; no CA on an emptyDir; the CNI
 // installer on the host's CNI dirs; every flag given to a command one that command knows.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -86,12 +86,12 @@ interface Obj {
   subjects?: { kind: string; name: string; namespace?: string }[];
 }
 
-function render(): Obj[] {
+function render(dir = DIR): Obj[] {
   let out: string;
   try {
-    out = execFileSync('kubectl', ['kustomize', DIR], { encoding: 'utf8', timeout: 60_000 });
+    out = execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', timeout: 60_000 });
   } catch (err) {
-    throw new Error(`kubectl kustomize ${DIR} failed (kubectl ≥ 1.27 renders offline): ${(err as Error).message}`);
+    throw new Error(`kubectl kustomize ${dir} failed (kubectl ≥ 1.27 renders offline): ${(err as Error).message}`);
   }
   return parseAllDocuments(out).map((d) => {
     if (d.errors.length) throw new Error(`rendered YAML: ${d.errors[0]!.message}`);
@@ -120,6 +120,40 @@ test('every rendered object validates against the Kubernetes OpenAPI schema of i
     )[o.kind]!;
     t.truthy(Model, `a schema for ${o.apiVersion} ${o.kind}`);
     t.notThrows(() => new Model(o).validate(), `${o.kind} ${o.metadata.name}`);
+  }
+});
+
+async function validate(t: ExecutionContext, o: Obj): Promise<void> {
+  const Model = ((await import(`kubernetes-models/${o.apiVersion}/${o.kind}`)) as Record<string, new (o: unknown) => { validate(): void }>)[
+    o.kind
+  ]!;
+  t.truthy(Model, `a schema for ${o.apiVersion} ${o.kind}`);
+  t.notThrows(() => new Model(o).validate(), `${o.kind} ${o.metadata.name}`);
+}
+
+test('the uninstall kustomization (a DaemonSet running `agent cleanup` and `cni uninstall` on every node) validates, drops ALL, passes known flags', async (t) => {
+  const cleanup = render(path.join(DIR, 'uninstall'));
+  for (const o of cleanup) await validate(t, o);
+  const ds = cleanup.find((o) => o.kind === 'DaemonSet')!;
+  t.deepEqual(
+    (podSpec(ds).initContainers ?? []).map((c) => c.args!.slice(0, 2)),
+    [
+      ['agent', 'cleanup'],
+      ['cni', 'uninstall'],
+    ],
+  );
+  for (const c of allContainers(ds)) {
+    t.deepEqual(c.securityContext?.capabilities?.drop, ['ALL'], c.name);
+    t.not(c.securityContext?.privileged, true, c.name);
+    t.truthy(c.resources?.limits?.memory, c.name);
+  }
+  for (const c of podSpec(ds).initContainers!) {
+    const command = COMMANDS.find((k) => k.words.join(' ') === c.args!.slice(0, 2).join(' '))!;
+    for (const a of c.args!.filter((x) => x.startsWith('--')))
+      t.true(
+        command.flags.some((f) => f.name === a.slice(2).split('=')[0]),
+        a,
+      );
   }
 });
 
