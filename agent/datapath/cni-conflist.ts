@@ -5,8 +5,8 @@
 // - Which file: libcni's ConfFiles — every `*.conf`, `*.conflist` and `*.json` of the dir,
 //   sorted by name — and the runtime (containerd, CRI-O, the kubelet's dockershim) uses the
 //   first. So we chain into that one only, as istio-cni does.
-// - A `.conf` holds one plugin: it becomes a `.conflist` ({cniVersion, name, plugins: [the
-//   plugin, ours]}), written under the same name with `list` appended, the `.conf` removed.
+// - A `.conf` (or `.json`) holds one plugin: it becomes a `.conflist` ({cniVersion, name,
+//   plugins: [the plugin, ours]}) of the same base name, the `.conf` removed.
 // - The other plugins and keys are kept as they are (same JSON values, same order); only the
 //   formatting is ours (two-space JSON). Byte for byte matters on uninstall: the installer
 //   keeps the original bytes and puts them back.
@@ -32,9 +32,13 @@ export function isConfigFile(name: string): boolean {
   return !name.startsWith('.') && CONFIG_EXTENSIONS.some((ext) => name.endsWith(ext));
 }
 
-/** Where the chained config is written: the same file, or `X.conflist` for a `X.conf`. */
+/**
+ * Where the chained config is written: the same file for a `.conflist`, else `X.conflist`
+ * for `X.conf` / `X.json` — the runtimes read only `.conflist` files as lists (containerd's
+ * go-cni, CRI-O: any other extension is one plugin's config).
+ */
 export function chainedFileName(name: string): string {
-  return name.endsWith('.conf') ? `${name}list` : name;
+  return name.endsWith('.conflist') ? name : name.replace(/\.(conf|json)$/, '.conflist');
 }
 
 type Json = Record<string, unknown>;

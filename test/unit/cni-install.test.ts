@@ -139,6 +139,16 @@ test('a single-plugin .conf becomes a .conflist (name and cniVersion on the list
   t.is(n.conf('10-flannel.conf'), FLANNEL_CONF);
 });
 
+test('a single-plugin .json is converted the same way (runtimes read only .conflist files as lists)', async (t) => {
+  const n = node(t, { '10-bridge.json': LOOPBACK });
+  t.deepEqual(await installCni(n.opts), { outcome: 'chained', file: '10-bridge.conflist' });
+  t.deepEqual(n.listing(), ['10-bridge.conflist']);
+  t.deepEqual(JSON.parse(n.conf('10-bridge.conflist')), { cniVersion: '0.3.1', name: 'lo', plugins: [{ type: 'loopback' }, OURS] });
+  await uninstallCni(n.opts);
+  t.deepEqual(n.listing(), ['10-bridge.json']);
+  t.is(n.conf('10-bridge.json'), LOOPBACK);
+});
+
 test('idempotent: a second install writes nothing (same bytes, same inode, same listing)', async (t) => {
   const n = node(t, { '10-calico.conflist': CALICO });
   await installCni(n.opts);
