@@ -148,6 +148,7 @@ export const COMMANDS: Command[] = [
   },
   ...labCommands(),
   ...caCommands(),
+  ...cniCommands(),
   {
     words: ['demo'],
     summary: 'the sample application in a lab, traffic through the mesh and its metrics',
@@ -244,6 +245,40 @@ function caCommands(): Command[] {
       ],
       example: 'nodemesh ca node-credential --node-ca ./node-ca --node node-a --out ./node-a',
       run: async (v) => (await ca()).runCaNodeCredential(v),
+    },
+  ];
+}
+
+function cniCommands(): Command[] {
+  const cni = async () => import('./cni.js');
+  // the flags are declared here (not imported from cni.ts) so `--help` loads no installer
+  const flags: Flag[] = [
+    { name: 'cni-conf-dir', type: 'string', value: 'DIR', env: 'NODEMESH_CNI_CONF_DIR', help: "the host's CNI config dir (default /etc/cni/net.d)" },
+    { name: 'cni-bin-dir', type: 'string', value: 'DIR', env: 'NODEMESH_CNI_BIN_DIR', help: "the host's CNI bin dir (default /opt/cni/bin)" },
+    { name: 'state-dir', type: 'string', value: 'DIR', env: 'NODEMESH_CNI_STATE_DIR', help: 'where the original config is kept until uninstall, on the host (default /var/lib/nodemesh/cni)' },
+  ];
+  return [
+    {
+      words: ['cni', 'install'],
+      summary: "install the chained CNI plugin and keep it chained into the node's CNI config until SIGTERM, then put the original back",
+      details: "The first *.conf/*.conflist/*.json of the config dir by name is the runtime's; nodemesh-cni goes last in its chain (a .conf becomes a .conflist). The DaemonSet's install-cni container runs this.",
+      flags: [
+        ...flags,
+        { name: 'plugin', type: 'string', value: 'FILE', help: 'the plugin executable to install (default: build/cni/nodemesh-cni of this package)' },
+        { name: 'agent-socket', type: 'string', value: 'PATH', help: "the agent's CNI socket as the host sees it (default /run/nodemesh/agent/cni.sock)" },
+        { name: 'exclude-namespaces', type: 'string', value: 'NS,NS', help: 'pods the plugin never asks the agent about (default kube-system,nodemesh-system)' },
+        { name: 'once', type: 'boolean', help: 'install and exit (no watch, no uninstall)' },
+        { name: 'keep-on-exit', type: 'boolean', help: 'on SIGTERM stop watching but leave the plugin chained' },
+      ],
+      example: 'sudo nodemesh cni install --cni-conf-dir /etc/cni/net.d --cni-bin-dir /opt/cni/bin',
+      run: async (v) => (await cni()).runCniInstall(v, process.stdout),
+    },
+    {
+      words: ['cni', 'uninstall'],
+      summary: "put the node's original CNI config back (byte for byte) and remove the plugin binary",
+      flags,
+      example: 'sudo nodemesh cni uninstall',
+      run: async (v) => (await cni()).runCniUninstall(v, process.stdout),
     },
   ];
 }

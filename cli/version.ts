@@ -1,6 +1,7 @@
 // `nodemesh version` / `--version`: the package's version and the git revision of the
 // checkout it runs from (nodemesh runs from its repository: `npx nodemesh`, the lab, the
-// DaemonSet image built from it). A build outside git says "unknown".
+// DaemonSet image built from it). The image has no .git: scripts/production-tree.sh writes
+// the revision into its REVISION file. A build outside git says "unknown".
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { packagePath, packageRoot } from '../common/paths.js';
@@ -15,6 +16,13 @@ export function versionInfo(): { version: string; revision: string; node: string
     /* no package.json beside the build: unknown */
   }
   let revision = process.env.NODEMESH_GIT_REVISION ?? '';
+  if (!revision) {
+    try {
+      revision = readFileSync(packagePath('REVISION'), 'utf8').trim();
+    } catch {
+      /* a checkout: ask git */
+    }
+  }
   if (!revision) {
     try {
       const rev = execFileSync('git', ['-C', packageRoot(), 'rev-parse', '--short=12', 'HEAD'], { encoding: 'utf8', timeout: 2_000, stdio: ['ignore', 'pipe', 'ignore'] }).trim();

@@ -28,7 +28,8 @@ export type ErrorCode =
   | 'NM_ERR_IDENTITY' // a certificate request is refused, or a certificate is not the SVID asked for
   // installation
   | 'NM_ERR_TELEMETRY' // the agent's telemetry settings (access log, tracing) are not valid
-  | 'NM_ERR_INSTALL'; // the package's own files (addon, eBPF objects, protos) are missing: not built, or moved
+  | 'NM_ERR_INSTALL' // the package's own files (addon, eBPF objects, protos) are missing: not built, or moved
+  | 'NM_ERR_CNI_INSTALL'; // the CNI plugin cannot be chained into the node's CNI config (dirs missing, a config that is not JSON)
 
 export class NodemeshError extends Error {
   readonly code: ErrorCode;

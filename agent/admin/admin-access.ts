@@ -32,9 +32,9 @@ import { NodemeshError } from '../../common/errors.js';
 
 export type AdminScope = 'metrics' | 'debug';
 
-/** What a path needs: /metrics and readiness are the metrics scope, everything else debug. */
+/** What a path needs: /metrics, readiness and liveness are the metrics scope, everything else debug. */
 export function scopeOf(pathname: string): AdminScope {
-  return pathname === '/metrics' || pathname === '/stats/prometheus' || pathname === '/healthz/ready' ? 'metrics' : 'debug';
+  return pathname === '/metrics' || pathname === '/stats/prometheus' || pathname === '/healthz/ready' || pathname === '/healthz/live' ? 'metrics' : 'debug';
 }
 
 export interface AdminAccessOptions {

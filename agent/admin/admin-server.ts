@@ -78,6 +78,11 @@ export async function startAdminServer(host: string, port: number, state: AdminS
           },
         );
         return;
+      // the DaemonSet's liveness probe: the event loop answers. Not readiness: an agent
+      // without a snapshot is not ready, and a restart would not bring one
+      case '/healthz/live':
+        res.writeHead(200, { 'content-type': 'text/plain' }).end('live\n');
+        return;
       case '/healthz/ready': {
         const why = state.notReady();
         res.writeHead(why ? 503 : 200, { 'content-type': 'text/plain' });
@@ -103,7 +108,7 @@ export async function startAdminServer(host: string, port: number, state: AdminS
         tap(req, res, query);
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics (/stats/prometheus), /healthz/ready, /debug/state, /debug/tap\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics (/stats/prometheus), /healthz/ready, /healthz/live, /debug/state, /debug/tap\n');
     }
   };
   const onConnection = (socket: net.Socket) => {

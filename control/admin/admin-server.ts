@@ -1,6 +1,9 @@
 // Control-plane admin HTTP server (port 15014):
 //   GET /metrics               Prometheus text of the control plane's registry
 //   GET /healthz/ready         200 once the first snapshot is compiled, 503 before
+//   GET /healthz/live          200 while the process answers (the Deployment's liveness
+//                              probe: a control plane cut from the API server is not ready,
+//                              and a restart would not help it)
 //   GET /debug/config_status   JSON ConfigStatus: every document's status, file errors
 //   GET /debug/snapshot        JSON of the current snapshot (404 before the first)
 //   GET /debug/agents          JSON of the connected agents
@@ -66,6 +69,9 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, src: 
       res.writeHead(200, { 'content-type': src.registry.contentType }).end(body);
       return;
     }
+    case '/healthz/live':
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('live\n');
+      return;
     case '/healthz/ready':
       if (src.ready()) res.writeHead(200, { 'content-type': 'text/plain' }).end('ready\n');
       else res.writeHead(503, { 'content-type': 'text/plain' }).end('not ready: no snapshot compiled yet\n');
@@ -85,7 +91,7 @@ async function handle(req: http.IncomingMessage, res: http.ServerResponse, src: 
     default:
       res
         .writeHead(404, { 'content-type': 'text/plain' })
-        .end('not found; try /metrics, /healthz/ready, /debug/config_status, /debug/snapshot, /debug/agents\n');
+        .end('not found; try /metrics, /healthz/ready, /healthz/live, /debug/config_status, /debug/snapshot, /debug/agents\n');
   }
 }
 

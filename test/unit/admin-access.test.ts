@@ -90,6 +90,7 @@ test('the node itself and a trusted network use everything', async (t) => {
   const w = await world(t);
   for (const from of [NODE, TRUSTED]) {
     t.is((await w.get(from, '/healthz/ready')).status, 200, from);
+    t.is((await w.get(from, '/healthz/live')).status, 200, from);
     t.is((await w.get(from, '/metrics')).status, 200, from);
     const state = await w.get(from, '/debug/state');
     t.is(state.status, 200, from);

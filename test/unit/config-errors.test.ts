@@ -82,6 +82,7 @@ test('a file that is not valid YAML is NM_ERR_CONFIG_YAML naming the file and th
   t.true(fileErrors[0]!.message.startsWith(`${path.join(r.dir, 'web.yaml')}:5: not valid YAML`), fileErrors[0]!.message);
   t.is(r.cp.snapshot(), before, 'nothing changed: the last good resources of the file stay in force');
   t.is((await r.admin('/healthz/ready')).status, 200);
+  t.is((await r.admin('/healthz/live')).status, 200, 'the liveness probe answers');
 });
 
 test('an unknown kind is NM_ERR_CONFIG_KIND naming the file and the resource', async (t) => {
