@@ -97,7 +97,9 @@ export class Enrollment {
    */
   recordSandbox(netns: string, containerId: string, uid: string): Promise<void> {
     return this.serialized(async () => {
-      const { ino } = await stat(netns);
+      // an unmeshed pod is passed through whatever its netns: one we cannot stat is left to the scan
+      const ino = await inodeOf(netns);
+      if (ino === undefined) return log.warn({ pod: uid, netns, containerId }, 'the netns of an unmeshed pod cannot be read; opting it in later relies on the scan');
       this.sandboxes.set(netns, { containerId, inode: ino, uid });
     });
   }
