@@ -112,8 +112,11 @@ async function viaFile(configDir: string, namespace: string, name: string, chang
   const uid = `${namespace}/${name}`;
   for (const file of (await readdir(configDir)).filter((f) => /\.ya?ml$/i.test(f)).sort()) {
     const full = path.join(configDir, file);
-    const docs = parseAllDocuments(await readFile(full, 'utf8'));
-    const doc = (Array.isArray(docs) ? docs : []).find((d) => isPod(d, namespace, name));
+    const text = await readFile(full, 'utf8');
+    const parsed = parseAllDocuments(text);
+    const docs = Array.isArray(parsed) ? parsed : [];
+    const at = docs.findIndex((d) => isPod(d, namespace, name));
+    const doc = docs[at];
     if (!doc) continue;
     const before = { ...((doc.getIn(['metadata', 'annotations']) as { toJSON(): Record<string, string> } | undefined)?.toJSON() ?? {}) };
     const after = applyChanges(before, changes, overwrite, uid);
@@ -122,11 +125,24 @@ async function viaFile(configDir: string, namespace: string, name: string, chang
     else doc.setIn(['metadata', 'annotations'], doc.createNode(after));
     // a name the control plane's reader skips (not *.yaml), renamed over the file
     const tmp = path.join(configDir, `.${file}.${process.pid}.tmp`);
-    await writeFile(tmp, (docs as Document[]).map((d) => d.toString()).join(''));
+    await writeFile(tmp, withDocument(text, docs, at));
     await rename(tmp, full);
     return { pod: uid, via: 'file', file: full, annotations: after, changed: true };
   }
   throw new NodemeshError('NM_ERR_LAB', `pod ${uid} is in no file of the lab's config directory ${configDir}`);
+}
+
+/**
+ * The file with document `at` serialized anew and every other one as it was written (its
+ * text from the source, comments and layout kept); the whole file serialized anew if the
+ * documents' ranges do not tile the text.
+ */
+function withDocument(text: string, docs: Document[], at: number): string {
+  const start = (d: Document | undefined) => d?.range?.[0];
+  const pieces = docs.map((d, i) => text.slice(i === 0 ? 0 : (start(d) ?? text.length), i + 1 < docs.length ? (start(docs[i + 1]) ?? text.length) : text.length));
+  if (pieces.join('') !== text) return docs.map((d) => d.toString()).join('');
+  pieces[at] = docs[at]!.toString();
+  return pieces.join('');
 }
 
 function isPod(d: Document, namespace: string, name: string): boolean {
