@@ -44,6 +44,8 @@ const log = logger('agent');
 
 /** How often the heartbeat goes into nm_liveness; DEFAULT_LIVENESS_TIMEOUT_MS is several of these. */
 const HEARTBEAT_MS = 250;
+/** the netns and link rescan beside the snapshot- and CNI-driven reconciles (ARCHITECTURE.md, issue 10) */
+const RESCAN_SAFETY_NET_MS = 30_000;
 /**
  * A fail-open pod bypasses the proxy this long after its last heartbeat (a crash or a hang;
  * a graceful stop says "down" at once). Long enough that a busy event loop on a loaded
@@ -364,10 +366,23 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     if (state.snapshot) reconcileAll(state.snapshot);
     const en = enrollment;
     if (opts.cniSocket !== false)
-      cni = await CniServer.listen({ path: opts.cniSocket ?? path.join(stateDir, 'cni.sock'), enrollment: en, snapshot: () => state.snapshot, ...(opts.cniUnknownPodWaitMs ? { unknownPodWaitMs: opts.cniUnknownPodWaitMs } : {}) });
+      cni = await CniServer.listen({
+        path: opts.cniSocket ?? path.join(stateDir, 'cni.sock'),
+        enrollment: en,
+        snapshot: () => state.snapshot,
+        // the new pod's veth: its inbound capture is attached before the runtime starts it
+        afterAdd: async () => {
+          if (state.snapshot) await reconcileInbound(state.snapshot);
+        },
+        ...(opts.cniUnknownPodWaitMs ? { unknownPodWaitMs: opts.cniUnknownPodWaitMs } : {}),
+      });
+    // Every snapshot reconciles enrollment and the inbound capture (onSnapshot), and the CNI
+    // plugin hands over each new pod's netns and veth as it is created: this rescan is only
+    // the safety net for what neither tells (a pod made while the plugin was not installed,
+    // a veth another CNI re-created), so it is slow.
     rescan = setInterval(() => {
-      if (state.snapshot) reconcileAll(state.snapshot); // new pods' netns and veths
-    }, opts.rescanMs ?? 2_000);
+      if (state.snapshot) reconcileAll(state.snapshot);
+    }, opts.rescanMs ?? RESCAN_SAFETY_NET_MS);
     rescan.unref();
     handoff = await offerHandoff(stateDir, {
       listeners: () => listeners.list(),

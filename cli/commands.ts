@@ -175,6 +175,7 @@ function labCommands(): Command[] {
         { name: 'file', short: 'f', type: 'string', value: 'DIR', help: 'the YAML (Nodes, Namespaces, Pods, Services…)' },
         NAME,
         { name: 'no-agents', type: 'boolean', help: 'start no agents (pods reach each other directly)' },
+        { name: 'kubernetes', type: 'boolean', help: 'the control plane watches a Kubernetes API server (a wire-level stand-in the lab runs, loaded with the YAML) with --source kubernetes, instead of reading the files' },
         { name: 'quiet', short: 'q', type: 'boolean', help: 'print nothing but errors (scripts)' },
         { name: 'log-format', type: 'string', value: 'FORMAT', help: 'text: one line per step for people (default on a terminal); json: pino JSON logs (default otherwise)' },
       ],
@@ -189,6 +190,15 @@ function labCommands(): Command[] {
       flags: [NAME],
       example: 'sudo nodemesh lab exec demo/client -- curl -s http://frontend/',
       run: async (v, p, rest) => (await lab()).runLabExec(v, p, rest),
+    },
+    {
+      words: ['lab', 'annotate'],
+      summary: "add, change or remove a running lab pod's annotations, as kubectl annotate (e.g. opt it in or out of the mesh, live)",
+      args: 'NAMESPACE/POD KEY=VALUE… | KEY-…',
+      positionals: true,
+      flags: [NAME, { name: 'overwrite', type: 'boolean', help: 'change a key that already has a value' }, OUTPUT_FLAG],
+      example: 'sudo nodemesh lab annotate demo/client nodemesh.io/mesh=disabled --overwrite\nsudo nodemesh lab annotate demo/client nodemesh.io/mesh-',
+      run: async (v, p) => (await lab()).runLabAnnotate(v, p),
     },
     {
       words: ['lab', 'down'],

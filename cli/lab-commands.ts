@@ -1,4 +1,4 @@
-// `nodemesh lab up|exec|down|status`: the local cluster of netns nodes and pods.
+// `nodemesh lab up|exec|annotate|down|status`: the local cluster of netns nodes and pods.
 //
 // `lab up` talks to a person on a terminal: one line per step and "ready in N s", the
 // modules' pino logs quieted to errors. With --log-format json, or when stdout is not a
@@ -24,7 +24,7 @@ export async function runLabUp(v: Values): Promise<number> {
   };
   say(`lab up: steps below; pino JSON logs with --log-format json`);
   const name = str(v.name);
-  const state = await labUp({ dir, agents: v['no-agents'] !== true, ...(name ? { name } : {}), progress: (s) => say(`  … ${s}`) });
+  const state = await labUp({ dir, agents: v['no-agents'] !== true, kubernetes: v.kubernetes === true, ...(name ? { name } : {}), progress: (s) => say(`  … ${s}`) });
   say(`✔ lab ${state.name} ready in ${((Date.now() - started) / 1000).toFixed(1)} s`);
   if (!quiet) process.stdout.write(formatLabStatus(await labStatus({ name: state.name })) + '\n');
   return 0;
@@ -36,6 +36,18 @@ export async function runLabExec(v: Values, positionals: string[], argv: string[
   const { labExec } = await import('../deploy/lab/lab.js');
   const name = str(v.name);
   return labExec({ target, argv, ...(name ? { name } : {}) });
+}
+
+export async function runLabAnnotate(v: Values, positionals: string[]): Promise<number> {
+  const [target, ...changes] = positionals;
+  if (!target || changes.length === 0) throw new UsageError('lab annotate: usage `nodemesh lab annotate NAMESPACE/POD KEY=VALUE… | KEY-…`');
+  const { labAnnotate, labState, parseAnnotations } = await import('../deploy/lab/lab.js');
+  const parsed = parseAnnotations(changes);
+  const name = str(v.name);
+  const r = await labAnnotate(await labState(name), target, parsed, { overwrite: v.overwrite === true });
+  const format = outputFormat(v.output);
+  printData(process.stdout, format, r, () => `pod/${r.pod} ${r.changed ? 'annotated' : 'unchanged'} (${r.via === 'kubernetes' ? 'API server' : r.file})\n`);
+  return 0;
 }
 
 export async function runLabDown(v: Values): Promise<number> {

@@ -45,6 +45,12 @@ export interface CniServerOptions {
   snapshot: () => Snapshot | undefined;
   /** how long ADD waits for a snapshot that knows the pod (default 10 s) */
   unknownPodWaitMs?: number;
+  /**
+   * Run after a successful ADD, before it is answered: the pod's veth exists now (the
+   * previous plugin made it), and the inbound capture attaches to it here, so no packet
+   * reaches the pod before its capture does (a STRICT pod is never served plaintext).
+   */
+  afterAdd?: () => Promise<void>;
 }
 
 interface Decision {
@@ -173,8 +179,14 @@ export class CniServer {
             message: `pod ${uid} and its namespace are not in the control plane's snapshot after ${waited} ms, so whether it is meshed is unknown; is the control plane reachable from this node's agent?`,
           };
         }
-        if (!d.meshed) return { status: 'not-meshed', message: d.why };
+        if (!d.meshed) {
+          // remembered, so opting the pod in later enrolls this netns at once
+          await this.opts.enrollment.recordSandbox(req.netns, req.containerId, uid);
+          await this.opts.afterAdd?.();
+          return { status: 'not-meshed', message: d.why };
+        }
         await this.opts.enrollment.enrollSandbox(req.netns, req.containerId, { uid, ip: d.ip, failOpen: d.failOpen });
+        await this.opts.afterAdd?.();
         return { status: 'enrolled', message: d.why };
       }
     }

@@ -1,10 +1,18 @@
 // Keeps the datapath's set of enrolled network namespaces equal to the meshed pods of this
 // node in the current snapshot, each with its fail mode. Opt-in and fail mode are resolved
-// by the control plane (Workload.meshed, Workload.failOpen); here a workload is matched to
-// its netns by pod IP. The chained CNI plugin (cni/, served by cni-server.ts) enrolls a
-// pod's netns by path before the pod's first instruction runs; such an entry stays until
-// DEL, until its netns is gone, or until the snapshot says the pod is not meshed: the scan,
-// which finds a pod by IP only once the snapshot has it, never drops it meanwhile.
+// by the control plane (Workload.meshed, Workload.failOpen); every snapshot reconciles.
+//
+// Two ways from a workload to its netns:
+// - the sandboxes the chained CNI plugin (cni/, served by cni-server.ts) told us about: ADD
+//   names the pod and its netns path, meshed or not, so a later snapshot that changes the
+//   pod's opt-in (its `nodemesh.io/mesh` annotation, its namespace's label) enrolls or
+//   releases that netns by path, at once, with no scan. ADD of a meshed pod enrolls before
+//   the pod's first instruction runs; the entry stays until DEL, until its netns is gone, or
+//   until the snapshot says the pod is not meshed (a pod the snapshot does not know yet keeps
+//   what ADD decided);
+// - the scan of the netns directory, matching by pod IP: pods that existed before this agent
+//   started (or before the plugin was installed), found on the first reconcile; later only a
+//   slow safety net (agent.ts).
 import { stat } from 'node:fs/promises';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
@@ -24,9 +32,19 @@ export interface EnrolledPod {
   cni?: { containerId: string; inode: number };
 }
 
+/** A pod sandbox the CNI plugin's ADD named, meshed or not. */
+interface Sandbox {
+  containerId: string;
+  inode: number;
+  /** namespace/name */
+  uid: string;
+}
+
 export class Enrollment {
   /** by netns path */
   private readonly enrolled = new Map<string, EnrolledPod>();
+  /** by netns path: every ADD since this agent started, until DEL or the netns is gone */
+  private readonly sandboxes = new Map<string, Sandbox>();
   private running: Promise<void> = Promise.resolve();
   private reconciledOnce = false;
   /** namespaces an earlier agent left enrolled in the pinned map when this one started */
@@ -64,6 +82,7 @@ export class Enrollment {
         if (p !== netns && have.cni === undefined && (await inodeOf(p)) === ino) this.enrolled.delete(p);
       }
       const cookie = this.datapath.enroll(netns, { failOpen: pod.failOpen });
+      this.sandboxes.set(netns, { containerId, inode: ino, uid: pod.uid });
       const entry: EnrolledPod = { ...pod, netns, cookie, cni: { containerId, inode: ino } };
       this.enrolled.set(netns, entry);
       enrolledPods.set(this.enrolled.size);
@@ -72,18 +91,33 @@ export class Enrollment {
     });
   }
 
-  /** The CNI plugin's DEL: releases what ADD enrolled for this sandbox; false if nothing. */
+  /**
+   * The CNI plugin's ADD of a pod that is not meshed: nothing enrolled, but its netns is
+   * remembered, so a snapshot that opts it in later enrolls it by path.
+   */
+  recordSandbox(netns: string, containerId: string, uid: string): Promise<void> {
+    return this.serialized(async () => {
+      // an unmeshed pod is passed through whatever its netns: one we cannot stat is left to the scan
+      const ino = await inodeOf(netns);
+      if (ino === undefined) return log.warn({ pod: uid, netns, containerId }, 'the netns of an unmeshed pod cannot be read; opting it in later relies on the scan');
+      this.sandboxes.set(netns, { containerId, inode: ino, uid });
+    });
+  }
+
+  /** The CNI plugin's DEL: forgets the sandbox and releases its netns; false if it was not enrolled. */
   releaseSandbox(containerId: string): Promise<boolean> {
     return this.serialized(async () => {
+      let released = false;
+      for (const [p, sb] of this.sandboxes) if (sb.containerId === containerId) this.sandboxes.delete(p);
       for (const [p, pod] of this.enrolled) {
         if (pod.cni?.containerId !== containerId) continue;
         this.datapath.unenroll(pod.cookie);
         this.enrolled.delete(p);
         enrolledPods.set(this.enrolled.size);
         log.info({ pod: pod.uid, netns: p, containerId }, 'pod released by the CNI plugin');
-        return true;
+        released = true;
       }
-      return false;
+      return released;
     });
   }
 
@@ -109,20 +143,27 @@ export class Enrollment {
     for (const w of snapshot.workloads) if (w.node === this.node && w.meshed && w.ip) wanted.set(w.ip, { uid: w.uid, failOpen: w.failOpen });
 
     const seen = new Set<string>();
-    // what the CNI plugin enrolled stays until DEL, its netns is gone, or the snapshot says no
+    // the sandboxes the CNI plugin named: the snapshot decides, by pod, what their netns get
     const byUid = new Map(snapshot.workloads.map((w) => [w.uid, w]));
     const cniInodes = new Set<number>();
-    for (const [p, pod] of this.enrolled) {
-      if (!pod.cni) continue;
-      const w = byUid.get(pod.uid);
-      if ((await inodeOf(p)) !== pod.cni.inode || (w && !w.meshed)) continue; // not seen: released below
-      seen.add(p);
-      cniInodes.add(pod.cni.inode);
-      if (w && (w.failOpen !== pod.failOpen || w.ip !== pod.ip)) {
-        pod.cookie = this.datapath.enroll(p, { failOpen: w.failOpen });
-        pod.failOpen = w.failOpen;
-        pod.ip = w.ip;
+    for (const [p, sb] of this.sandboxes) {
+      if ((await inodeOf(p)) !== sb.inode) {
+        this.sandboxes.delete(p); // gone without a DEL: released below if it was enrolled
+        continue;
       }
+      cniInodes.add(sb.inode);
+      const have = this.enrolled.get(p);
+      const w = byUid.get(sb.uid);
+      if (!w) {
+        if (have) seen.add(p); // not in the snapshot yet: what ADD decided stands
+        continue;
+      }
+      if (!w.meshed) continue; // released below if it was enrolled
+      seen.add(p);
+      if (have && have.failOpen === w.failOpen && have.ip === w.ip) continue;
+      const cookie = this.datapath.enroll(p, { failOpen: w.failOpen });
+      this.enrolled.set(p, { uid: w.uid, ip: w.ip, netns: p, cookie, failOpen: w.failOpen, cni: { containerId: sb.containerId, inode: sb.inode } });
+      log.info({ pod: w.uid, ip: w.ip, netns: p, cookie: String(cookie), failOpen: w.failOpen }, have ? 'pod enrolment changed' : 'pod enrolled: the snapshot opted it in');
     }
     for (const ns of await this.scanner.scan()) {
       if (cniInodes.has(ns.inode)) continue;
@@ -141,7 +182,7 @@ export class Enrollment {
       if (seen.has(p)) continue;
       this.datapath.unenroll(pod.cookie);
       this.enrolled.delete(p);
-      log.info({ pod: pod.uid, netns: p }, 'pod unenrolled');
+      log.info({ pod: pod.uid, netns: p }, 'pod released: not meshed in the snapshot, or its netns is gone');
     }
     // cookies left in a pinned map by an earlier agent that nobody wants now
     const live = new Set([...this.enrolled.values()].map((p) => p.cookie));

@@ -3,7 +3,8 @@
 // next plugin, build/cni/nodemesh-cni, with CNI_COMMAND=ADD and the network configuration
 // carrying the previous plugin's result; the pod's programs start only once it succeeded.
 // So every lab run with agents exercises the plugin, and a meshed pod's first connect is
-// captured (the agent answered only once the netns was enrolled).
+// captured (the agent answered only once the netns was enrolled). The lab makes each pod's
+// netns only now, after the agents are ready, so nothing but the plugin can have enrolled it.
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,13 +19,14 @@ const CNI_VERSION = '1.0.0';
 /** The agent's CNI socket on a lab node (the agent's default: its state dir). */
 export const labCniSocket = (node: LabNodeState) => path.join(node.agentStateDir, 'cni.sock');
 
-/** ADD for every pod, a few at a time; the first failure names the pod and the plugin's CNI error. */
-export async function addPodsThroughCni(state: LabState, timeoutMs: number): Promise<void> {
+/**
+ * ADD for one pod whose network (netns, veth, address) the lab just made; rejects naming the
+ * pod and the plugin's CNI error.
+ */
+export async function addPodThroughCni(state: LabState, pod: LabPodState, timeoutMs: number): Promise<void> {
   if (!fs.existsSync(CNI_PLUGIN)) throw new NodemeshError('NM_ERR_LAB', `${CNI_PLUGIN} is missing: run bash scripts/build.sh`);
-  const nodes = new Map(state.nodes.map((n) => [n.name, n]));
-  for (let i = 0; i < state.pods.length; i += 8) {
-    await Promise.all(state.pods.slice(i, i + 8).map((pod) => cniCall('ADD', pod, nodes.get(pod.node)!, timeoutMs)));
-  }
+  const node = state.nodes.find((n) => n.name === pod.node)!;
+  await cniCall('ADD', pod, node, timeoutMs);
 }
 
 /** What the runtime gives the plugin for a pod: the CNI environment and the network config. */

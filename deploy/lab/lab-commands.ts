@@ -11,7 +11,10 @@ export const READY_PATH = '/healthz/ready';
 export const DEFAULT_CLI = packagePath('bin', 'nodemesh.js');
 
 export interface ControlCommand {
+  /** the file source's directory; ignored with `kubeconfig` */
   configDir: string;
+  /** `--source kubernetes` against the API server this kubeconfig names (`lab up --kubernetes`) */
+  kubeconfig?: string;
   /** host:port */
   grpc: string;
   /** host:port */
@@ -53,7 +56,8 @@ export interface AgentCommand {
 export const AGENT_NETNS_DIR_FLAG: string | undefined = '--netns-dir';
 
 export function controlArgv(cli: string, c: ControlCommand): string[] {
-  return [process.execPath, cli, 'control', '--config-dir', c.configDir, '--grpc', c.grpc, '--admin', c.admin, '--ca-dir', c.caDir, '--node-ca', c.nodeCa];
+  const source = c.kubeconfig ? ['--source', 'kubernetes', '--kubeconfig', c.kubeconfig] : ['--config-dir', c.configDir];
+  return [process.execPath, cli, 'control', ...source, '--grpc', c.grpc, '--admin', c.admin, '--ca-dir', c.caDir, '--node-ca', c.nodeCa];
 }
 
 export function agentArgv(cli: string, a: AgentCommand): string[] {
@@ -73,6 +77,17 @@ export function agentArgv(cli: string, a: AgentCommand): string[] {
     '--node-credential', a.nodeCredential,
     ...(a.adminTrustedNetworks ? ['--admin-trusted-networks', a.adminTrustedNetworks] : []),
   ];
+}
+
+/**
+ * The API server stand-in's process entry. It is test code (test/helpers/, beside the
+ * stand-in the unit tests use): a development tree has it, a production tree need not.
+ */
+export const APISERVER_ENTRY = packagePath('dist', 'test', 'helpers', 'kube-apiserver-process.js');
+
+/** The lab's API server stand-in, loaded from the lab's config dir. */
+export function apiserverArgv(configDir: string, kubeconfig: string): string[] {
+  return [process.execPath, APISERVER_ENTRY, '--config-dir', configDir, '--kubeconfig', kubeconfig];
 }
 
 /** The lab's DaemonSet stand-in (lab-supervisor.ts) around an agent command line. */

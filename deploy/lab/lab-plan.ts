@@ -74,6 +74,8 @@ export interface PlanInput {
   model: LabModel;
   agents: boolean;
   control: boolean;
+  /** the control plane watches the lab's API server stand-in instead of reading configDir */
+  kubernetes?: boolean;
 }
 
 export function planLab(input: PlanInput): LabState {
@@ -161,6 +163,9 @@ export function planLab(input: PlanInput): LabState {
           cgroup: path.join(cgroupRoot, 'control'),
         }
       : null,
+    ...(input.control && input.kubernetes
+      ? { apiserver: { kubeconfig: path.join(stateDir, 'kubeconfig'), log: path.join(logDir, 'apiserver.log'), cgroup: path.join(cgroupRoot, 'apiserver') } }
+      : {}),
     nodes,
     pods,
     services,

@@ -14,11 +14,11 @@ const SLOTS_DIR = path.join(LABS_DIR, '.slots');
 export const MAX_SLOTS = 16;
 
 export type LabStatusWord = 'creating' | 'ready' | 'failed' | 'deleting';
-export type ProcessRole = 'control' | 'agent' | 'pod';
+export type ProcessRole = 'control' | 'agent' | 'pod' | 'apiserver';
 
 export interface LabProcessState {
   role: ProcessRole;
-  /** `control`, the node name for agents, `ns/pod/container` for pods */
+  /** `control`, `apiserver`, the node name for agents, `ns/pod/container` for pods */
   name: string;
   /** also the process group id: every lab process leads its own session */
   pid: number;
@@ -101,6 +101,12 @@ export interface LabState {
   cgroupRoot: string | null;
   bridge: { name: string; ip: string; cidr: string } | null;
   controlAddress: { grpc: string; admin: string; log: string; cgroup: string } | null;
+  /**
+   * `lab up --kubernetes`: the lab's API server (the stand-in, lab-apiserver.ts) the control
+   * plane watches; the kubeconfig it writes once loaded. Absent: the control plane reads
+   * `configDir` (the file source).
+   */
+  apiserver?: { kubeconfig: string; log: string; cgroup: string };
   nodes: LabNodeState[];
   pods: LabPodState[];
   services: LabServiceState[];

@@ -4,25 +4,28 @@
 // only (the lab tests also reach the pure steps: model, plan, config dir, command lines).
 //
 // `lab up` order: model (fails before anything is touched) → tear down any lab of the
-// same name → state file with the whole plan → network → cgroups → control plane config
-// dir → control plane (ready) → agents (ready) → pods → pods listening. Pods start only
-// once every agent is ready, so no pod opens a connection before its redirect exists. Each
-// agent runs under a supervisor that restarts it as its DaemonSet would (lab-agents.ts).
+// same name → state file with the whole plan → network (bridge, nodes) → cgroups → control
+// plane config dir → with --kubernetes, the API server stand-in loaded from it → control
+// plane (ready) → agents (ready) → pod sandboxes (netns, veth, address, then the chained
+// CNI plugin's ADD, as a runtime does) → pods → pods listening. Pods' namespaces are made
+// only once every agent is ready, so no pod exists before its redirect does, and only the
+// plugin can have enrolled a new one. Each agent runs under a supervisor that restarts it
+// as its DaemonSet would (lab-agents.ts).
 import { mkdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
 import { spawnAgent, track, waitAgentReady } from './lab-agents.js';
-import { controlArgv, DEFAULT_CLI } from './lab-commands.js';
+import { APISERVER_ENTRY, apiserverArgv, controlArgv, DEFAULT_CLI } from './lab-commands.js';
 import { writeConfigDir } from './lab-config-dir.js';
 import { labCaDir, labNodeCaFile, writeLabCredentials } from './lab-credentials.js';
 import { loadLabModel, type LabModel } from './lab-model.js';
 import { createBridge, createNode, createPod, deleteLink, ensureBpffs, listLinks, listNetns, writePodEtc } from './lab-network.js';
 import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
-import { enterArgv, isAlive, runInherit, stopProcesses, type DetachedSpec } from './lab-processes.js';
+import { enterArgv, isAlive, logTail, runInherit, stopProcesses, waitFor, type DetachedSpec } from './lab-processes.js';
 import { waitPodListening, waitReady } from './lab-readiness.js';
-import { addPodsThroughCni } from './lab-cni.js';
+import { addPodThroughCni } from './lab-cni.js';
 import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
 import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
 
@@ -31,6 +34,7 @@ export type { LabDownReport } from './lab-teardown.js';
 export { LABS_DIR, labStateDir, labStateFile, listLabs } from './lab-state.js';
 export { loadLabModel } from './lab-model.js';
 export { controlArgv, agentArgv, PORTS as LAB_PORTS } from './lab-commands.js';
+export { labAnnotate, parseAnnotations, type AnnotationChange, type LabAnnotateResult } from './lab-annotate.js';
 export { labAgentPid, labAgentStarts, labKillAgent, labStartAgent, labStopAgent, labUpgradeAgent, type AgentEvent } from './lab-agents.js';
 
 const log = logger('lab');
@@ -46,6 +50,12 @@ export interface LabUpOptions {
   agents?: boolean;
   /** start the control plane (default: same as agents) */
   control?: boolean;
+  /**
+   * run the control plane with `--source kubernetes` against an API server stand-in the lab
+   * runs and loads with its objects (pods with their IPs, Services, the EndpointSlices they
+   * imply, the rest of the YAML), instead of the file source over the config dir
+   */
+  kubernetes?: boolean;
   /** the nodemesh CLI entry the control plane and agents run from (default <repo>/bin/nodemesh.js) */
   cli?: string;
   /** extra environment for the control plane and the agents */
@@ -83,7 +93,11 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   // the state dir exists before the slot is claimed: a claim whose lab has no state dir is stale
   await mkdir(labStateDir(name), { recursive: true });
   const slot = await claimSlot(name);
-  const state = planLab({ name, slot, cgroupRoot, model, agents, control });
+  if (opts.kubernetes && !control) throw new NodemeshError('NM_ERR_LAB', 'lab up --kubernetes: the API server is for the control plane, which this lab would not start');
+  if (opts.kubernetes && !(await pathExists(APISERVER_ENTRY))) {
+    throw new NodemeshError('NM_ERR_LAB', `lab up --kubernetes: ${APISERVER_ENTRY} (the API server stand-in, built from test/helpers/) is not in this tree: use a development build (npx tsc -p .)`);
+  }
+  const state = planLab({ name, slot, cgroupRoot, model, agents, control, kubernetes: opts.kubernetes ?? false });
   await refuseTakenNames(state);
   await writeLabState(state); // every resource below is recorded before it exists
   log.info({ lab: name, slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
@@ -91,21 +105,24 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   const step = opts.progress ?? (() => {});
   try {
     step(`nodes: ${state.nodes.map((n) => n.name).join(', ')} (network namespaces, bridge ${state.bridge?.ip ?? '-'})`);
-    await buildNetwork(state, model);
+    await buildNetwork(state);
     await buildCgroups(state);
     await writeConfigDir(state, model);
     if (control || agents) await writeLabCredentials(state);
     const env = { ...process.env, ...opts.env };
     const cli = opts.cli ?? DEFAULT_CLI;
-    if (control) step('control plane');
+    if (state.apiserver) step('Kubernetes API server (stand-in), loaded with the lab\'s objects');
+    if (state.apiserver) await startApiServer(state, env, opts.timeouts?.controlMs ?? 30_000);
+    if (control) step(state.apiserver ? 'control plane (--source kubernetes)' : 'control plane');
     if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
     if (agents) step(`agents on ${state.nodes.length} node(s)`);
     if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
-    // the runtime's sandbox step: the chained CNI plugin, before any container runs (without
-    // a control plane the agents cannot tell a meshed pod from another: no plugin then; nor
-    // with stand-in agents of a test's own `cli`, which serve no CNI socket)
-    if (agents && control && cli === DEFAULT_CLI) await addPodsThroughCni(state, opts.timeouts?.podsMs ?? 30_000);
+    // the runtime's sandbox step: the pod's network, then the chained CNI plugin, before any
+    // container runs (without a control plane the agents cannot tell a meshed pod from
+    // another: no plugin then; nor with stand-in agents of a test's own `cli`, which serve no
+    // CNI socket)
     step(`pods: ${state.pods.length}`);
+    await createSandboxes(state, model, agents && control && cli === DEFAULT_CLI, opts.timeouts?.podsMs ?? 30_000);
     await startPods(state, opts.timeouts?.podsMs ?? 30_000);
     state.status = 'ready';
     await writeLabState(state);
@@ -145,21 +162,27 @@ async function pathExists(p: string): Promise<boolean> {
   return stat(p).then(() => true, () => false);
 }
 
-async function buildNetwork(state: LabState, model: LabModel): Promise<void> {
+async function buildNetwork(state: LabState): Promise<void> {
   // the slot is ours alone now: interfaces named after it are leftovers of a lab whose
   // claim is gone (a removed /run/nodemesh), and would make `ip link add` fail
   const pattern = slotLinkPattern(state.slot!);
   for (const l of await listLinks()) if (pattern.test(l)) await deleteLink(l);
   await createBridge(state.bridge!);
   for (const node of state.nodes) await createNode(node, state.nodes, state.bridge!);
+}
+
+/** What the runtime does for each pod: its network (the pod network's plugin), then nodemesh-cni's ADD. */
+async function createSandboxes(state: LabState, model: LabModel, cni: boolean, timeoutMs: number): Promise<void> {
   const byName = new Map(state.nodes.map((n) => [n.name, n]));
   await inBatches(state.pods, 8, async (pod) => {
     await createPod(pod, byName.get(pod.node)!);
     await writePodEtc(pod, hostsFile(state, pod, model));
+    if (cni) await addPodThroughCni(state, pod, timeoutMs);
   });
 }
 
 async function buildCgroups(state: LabState): Promise<void> {
+  if (state.apiserver) await makeCgroup(state.apiserver.cgroup);
   if (state.controlAddress) await makeCgroup(state.controlAddress.cgroup);
   for (const n of state.nodes) {
     await makeCgroup(n.agentCgroup);
@@ -168,9 +191,19 @@ async function buildCgroups(state: LabState): Promise<void> {
   for (const p of state.pods) await makeCgroup(p.cgroup);
 }
 
+/** The API server stand-in, ready once it wrote its kubeconfig (everything loaded). */
+async function startApiServer(state: LabState, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
+  const a = state.apiserver!;
+  const pid = await track(state, { argv: apiserverArgv(state.configDir, a.kubeconfig), cgroup: a.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: a.log }, 'apiserver', 'apiserver');
+  let exited = false;
+  const up = await waitFor(async () => (await pathExists(a.kubeconfig)) || (exited = !(await isAlive(pid))), timeoutMs, 50);
+  if (!up || exited) throw new NodemeshError('NM_ERR_LAB', `the API server stand-in ${exited ? 'exited' : `wrote no kubeconfig within ${timeoutMs / 1000} s`} (log ${a.log}):\n${await logTail(a.log)}`);
+  log.info({ lab: state.name, pid, kubeconfig: a.kubeconfig }, 'API server stand-in ready');
+}
+
 async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
   const c = state.controlAddress!;
-  const argv = controlArgv(cli, { configDir: state.configDir, grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir) });
+  const argv = controlArgv(cli, { configDir: state.configDir, ...(state.apiserver ? { kubeconfig: state.apiserver.kubeconfig } : {}), grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir) });
   const pid = await track(state, { argv, cgroup: c.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: c.log }, 'control', 'control');
   await waitReady({ what: 'control plane', hostport: c.admin, pid, log: c.log }, timeoutMs);
   log.info({ lab: state.name, grpc: c.grpc, pid }, 'control plane ready');
@@ -288,6 +321,8 @@ export interface LabStatusReport {
   slot: number | null;
   bridge: string | undefined;
   stateDir: string;
+  /** `lab up --kubernetes`: the kubeconfig of the lab's API server */
+  kubeconfig?: string;
   processes: (LabProcessState & { alive: boolean })[];
   nodes: { name: string; ip: string; netns: string; podCidr: string }[];
   pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
@@ -308,6 +343,7 @@ export async function labStatus(opts: { name?: string } = {}): Promise<LabStatus
     services: s.services.map((v) => ({ namespace: v.namespace, name: v.name, clusterIp: v.clusterIp, ports: v.ports.map((p) => `${p.port}→${p.targetPort}/${p.protocol}`).join(',') })),
   };
   if (s.error) report.error = s.error;
+  if (s.apiserver) report.kubeconfig = s.apiserver.kubeconfig;
   return report;
 }
 
@@ -330,7 +366,7 @@ export function formatLabStatus(r: LabStatusReport): string {
     return rows.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
   };
   const out = [`lab ${r.name}: ${r.status}${r.error ? ` (${r.error.split('\n')[0]})` : ''}, slot ${r.slot ?? '-'}, bridge ${r.bridge ?? '-'}, state ${r.stateDir}`];
-  out.push(`control plane: pid ${proc('control', 'control')}`);
+  out.push(`control plane: pid ${proc('control', 'control')}${r.kubeconfig ? `, --source kubernetes (API server stand-in: pid ${proc('apiserver', 'apiserver')}, KUBECONFIG=${r.kubeconfig})` : ''}`);
   out.push('', table([['NODE', 'IP', 'POD CIDR', 'NETNS', 'AGENT PID'], ...r.nodes.map((n) => [n.name, n.ip, n.podCidr, n.netns, proc('agent', n.name)])]));
   out.push('', table([['POD', 'IP', 'NODE', 'PIDS'], ...r.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.node, proc('pod', `${p.namespace}/${p.name}`)])]));
   out.push('', table([['SERVICE', 'CLUSTER-IP', 'PORTS'], ...r.services.map((s) => [`${s.namespace}/${s.name}`, s.clusterIp, s.ports])]));

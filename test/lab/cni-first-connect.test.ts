@@ -3,9 +3,9 @@
 // runtime does, so an opted-in pod whose program connects at its first instruction to a
 // ClusterIP nobody owns reaches the Service through the node proxy on that first attempt,
 // while an unmeshed pod's first connect fails at once (the route is unreachable). Needs root.
-// The lab still builds every pod's netns before the agents start, so their first scan sees
-// these pods too: this file shows the plugin runs for every lab pod and the first connect is
-// captured; that ADD alone enrolls before returning (no scan) is cni-plugin.test.ts.
+// The lab makes every pod's netns only after the agents are ready, so only the plugin can
+// have enrolled these pods; that ADD alone enrolls before returning is also shown, with an
+// empty scan directory, by cni-plugin.test.ts.
 import test from 'ava';
 import { readFile } from 'node:fs/promises';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
