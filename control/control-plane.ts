@@ -26,6 +26,7 @@ import { KubernetesSource, type KubernetesSourceOptions, type KubernetesTypeStat
 import { CONTROL_NAMESPACE_DEFAULT, KubeClient, loadKubeConfig, type KubeConnectOptions } from './kube/kube-client.js';
 import { LeaderElector, type LeaderElectionOptions } from './kube/leader-election.js';
 import { loadCaFromSecrets, publishTrustBundle } from './ca/ca-secret.js';
+import { StatusWriter } from './kube/status-writer.js';
 import { generateRootCa } from './ca/ca.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 import { configLimits, type ConfigLimits } from './model/limits.js';
@@ -178,6 +179,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // cross-resource analysis of what is in force (control/analyze/), after each compile
   let analysis: AnalysisMessage[] = [];
 
+  let statusWriter: StatusWriter | undefined;
+  const writeStatus = () => {
+    if (!statusWriter) return;
+    const st = status();
+    const findings = new Map<string, AnalysisMessage[]>();
+    for (const a of st.analysis ?? []) findings.set(a.resource, [...(findings.get(a.resource) ?? []), a]);
+    statusWriter.update(st.resources.map((r) => ({ kind: r.kind, namespace: r.namespace, name: r.name, state: r.state, message: r.message, analysis: findings.get(r.resource) ?? [] })));
+  };
+
   const apply = (state: SourceState) => {
     try {
       last = store.apply(state);
@@ -193,6 +203,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // empty snapshot would tell every agent that the mesh is empty
     if (state.error && current === undefined) return;
     compile();
+    writeStatus();
   };
 
   // resources or the CA's roots changed: a new snapshot version if the content differs
@@ -244,6 +255,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
   }
 
+  // the leader writes what the store made of the Istio and Gateway API resources back to their status
+  const kubeSource = source instanceof KubernetesSource ? source : undefined;
+  statusWriter =
+    kubeSource && kubeClient && elector
+      ? new StatusWriter({
+          client: kubeClient,
+          current: (kind, namespace, name) => kubeSource.object(kind, namespace, name),
+          isLeader: () => elector.isLeader(),
+          onWrite: (kind, result) => metrics.statusWrites.inc({ kind, result }),
+        })
+      : undefined;
+
   const status = (): ConfigStatus => {
     const rejected = last.statuses.filter((s) => s.state === 'Rejected').length;
     const resources = last.statuses.map((st) => {
@@ -271,6 +294,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const caTls = tls;
   leaderWork = () => {
     if (!elector?.isLeader() || !kubeClient) return;
+    statusWriter?.kick();
     if (caTls) {
       publishTrustBundle(kubeClient, controlNamespace, caTls.ca.trustBundle()).catch((err: Error) =>
         log.warn({ err: err.message }, 'the trust bundle could not be published in ConfigMap nodemesh-root; retried when leadership or the roots change'),
@@ -327,6 +351,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       if (closed) return;
       closed = true;
       source.close();
+      statusWriter?.close();
       unsubscribeCa?.();
       tls?.close();
       await Promise.all([server.close(), adminServer.close(), elector?.stop()]);
