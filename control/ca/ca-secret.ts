@@ -52,12 +52,25 @@ export async function loadCaFromSecrets(o: CaSecretOptions): Promise<CaKeyMateri
   const clock = o.clock ?? systemClock;
   const deadline = clock.now() + (o.timeoutMs ?? 120_000);
   let waitingLogged = false;
+  let lastError: string | undefined;
   for (;;) {
-    const plugin = await o.client.getOptional<Secret>(resourcePath(SECRETS, o.namespace, PLUGIN_CA_SECRET));
+    let plugin: Secret | undefined;
+    let own: Secret | undefined;
+    try {
+      plugin = await o.client.getOptional<Secret>(resourcePath(SECRETS, o.namespace, PLUGIN_CA_SECRET));
+      if (!plugin) own = await o.client.getOptional<Secret>(resourcePath(SECRETS, o.namespace, SELF_SIGNED_CA_SECRET));
+      lastError = undefined;
+    } catch (err) {
+      // RBAC says no: waiting will not change it
+      if (err instanceof KubeApiError && (err.statusCode === 401 || err.statusCode === 403)) {
+        throw new NodemeshError('NM_ERR_CA', `the CA root cannot be read: ${err.message} — the control plane's ServiceAccount needs get and create on secrets in ${o.namespace}`, { cause: err });
+      }
+      // the API server unreachable or failing: retried until the deadline
+      lastError = (err as Error).message;
+    }
     if (plugin) return pluginMaterial(plugin, o.namespace);
-    const own = await o.client.getOptional<Secret>(resourcePath(SECRETS, o.namespace, SELF_SIGNED_CA_SECRET));
     if (own) return generatedMaterial(own, o.namespace);
-    if (o.isLeader()) {
+    if (o.isLeader() && lastError === undefined) {
       const root = await o.generate();
       const secret: Secret & { apiVersion: string; kind: string } = {
         apiVersion: 'v1',
@@ -72,14 +85,17 @@ export async function loadCaFromSecrets(o: CaSecretOptions): Promise<CaKeyMateri
         return generatedMaterial(made.data ? made : secret, o.namespace);
       } catch (err) {
         // another replica (a leader before us) stored its root first: read theirs on the next turn
-        if (!(err instanceof KubeApiError && err.statusCode === 409)) throw err;
-        continue;
+        if (err instanceof KubeApiError && err.statusCode === 409) continue;
+        if (err instanceof KubeApiError && (err.statusCode === 401 || err.statusCode === 403)) {
+          throw new NodemeshError('NM_ERR_CA', `the CA root cannot be stored: ${err.message} — the control plane's ServiceAccount needs create on secrets in ${o.namespace}`, { cause: err });
+        }
+        lastError = (err as Error).message;
       }
     }
     if (clock.now() >= deadline) {
       throw new NodemeshError(
         'NM_ERR_CA',
-        `no CA root after ${Math.round((o.timeoutMs ?? 120_000) / 1000)} s: neither Secret ${o.namespace}/${PLUGIN_CA_SECRET} (the operator's plug-in CA) nor ${o.namespace}/${SELF_SIGNED_CA_SECRET} exists, and no leader created one — check the Lease ${o.namespace}/nodemesh-control and that the control plane may get and create Secrets there`,
+        `no CA root after ${Math.round((o.timeoutMs ?? 120_000) / 1000)} s${lastError ? ` (last error: ${lastError})` : ''}: neither Secret ${o.namespace}/${PLUGIN_CA_SECRET} (the operator's plug-in CA) nor ${o.namespace}/${SELF_SIGNED_CA_SECRET} exists, and no leader created one — check the Lease ${o.namespace}/nodemesh-control and that the control plane may get and create Secrets there`,
       );
     }
     if (!waitingLogged) {

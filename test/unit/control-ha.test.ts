@@ -148,6 +148,14 @@ test('a cacerts Secret without its key is an error naming the Secret and the key
   t.falsy(c.api.get('Secret', NS, SELF_SIGNED_CA_SECRET));
 });
 
+test('an API server failing while a replica starts is retried: the root is still created once and loaded', async (t) => {
+  const c = await cluster(t);
+  c.api.failNext = 6; // the first requests (Lease, Secrets, lists) are answered 500
+  const a = await c.replica('replica-a');
+  t.truthy(secretText(c.api, SELF_SIGNED_CA_SECRET, CA_SECRET_KEYS.caCert));
+  t.deepEqual(a.ca!.trustBundle().map((p) => p.trim()), [secretText(c.api, SELF_SIGNED_CA_SECRET, CA_SECRET_KEYS.caCert)!.trim()]);
+});
+
 test('two replicas elect one leader; when it dies (stops renewing) the other takes over, and an agent with both addresses is served throughout', async (t) => {
   const c = await cluster(t);
   const a = await c.replica('replica-a', { releaseOnStop: false });
