@@ -1,7 +1,9 @@
 // The control plane: file or Kubernetes source → store (validation, last good) → compiler → gRPC stream,
-// plus the admin server. Bad input never stops it: every error is logged, counted in
-// nodemesh_config_errors_total and shown in the status, and the last good state stays in
-// force.
+// plus the admin server. With the Kubernetes source every replica serves; the one holding
+// the Lease (kube/leader-election.ts) also creates the CA root (ca/ca-secret.ts), publishes
+// the roots and writes status (kube/status-writer.ts). Bad input never stops it: every
+// error is logged, counted in nodemesh_config_errors_total and shown in the status, and the
+// last good state stays in force.
 import { NodemeshError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { splitHostPort } from '../common/host-port.js';
@@ -15,7 +17,7 @@ import { readFile } from 'node:fs/promises';
 import { certificateService } from './api/ca-client.js';
 import { splitPemCertificates } from './api/x509-svid.js';
 import { systemClock, type Clock } from '../common/clock.js';
-import { startLocalCa, type LocalCa, type LocalCaOptions } from './ca/ca.js';
+import { generateRootCa, startLocalCa, type LocalCa, type LocalCaOptions } from './ca/ca.js';
 import { createCaMetrics, type CaMetrics } from './ca/metrics.js';
 import { certificateServiceImplementation } from './ca/server.js';
 import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-auth.js';
@@ -27,7 +29,6 @@ import { CONTROL_NAMESPACE_DEFAULT, KubeClient, loadKubeConfig, type KubeConnect
 import { LeaderElector, type LeaderElectionOptions } from './kube/leader-election.js';
 import { loadCaFromSecrets, publishTrustBundle } from './ca/ca-secret.js';
 import { StatusWriter } from './kube/status-writer.js';
-import { generateRootCa } from './ca/ca.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 import { configLimits, type ConfigLimits } from './model/limits.js';
 import { analyze } from './analyze/analyze.js';
