@@ -64,10 +64,12 @@ export async function runControl(args: string[]): Promise<number> {
     const nodeCa = values['node-ca'] ?? process.env.NODEMESH_NODE_CA;
     // on Kubernetes agents authenticate with their projected ServiceAccount token (TokenReview); --node-ca adds node certificates
     const tokenAuth = sourceKind === 'kubernetes';
-    const missing = [!caDir && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && !tokenAuth && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
+    // on Kubernetes the root is kept in a Secret (cacerts, else nodemesh-ca-secret), never in a directory
+    const missing = [!caDir && !tokenAuth && '--ca-dir DIR (the CA state: its root is generated there on first start)', !nodeCa && !tokenAuth && '--node-ca FILE (the CA of the node credentials agents present)'].filter(Boolean);
     if (missing.length) throw new Error(`control: missing ${missing.join(', ')} (--insecure: plaintext gRPC, no CA; development only)`);
     if (Boolean(values['ca-cert']) !== Boolean(values['ca-key'])) throw new Error('control: --ca-cert and --ca-key go together (an operator-supplied signing certificate and its key)');
-    opts.ca = { dir: caDir!, ...(nodeCa ? { nodeCaFile: nodeCa } : {}) };
+    // with --source kubernetes a --ca-dir receives only the public trust-bundle.pem (the keys stay in the Secret)
+    opts.ca = { ...(caDir ? { dir: caDir } : {}), ...(nodeCa ? { nodeCaFile: nodeCa } : {}) };
     if (tokenAuth) opts.ca.tokenAuth = values['agent-service-account'] ? { agentServiceAccounts: values['agent-service-account'] } : {};
     if (values['ca-cert']) opts.ca.operator = { certFile: values['ca-cert'], keyFile: values['ca-key']!, ...(values['ca-chain'] ? { chainFile: values['ca-chain'] } : {}) };
     // env fallbacks, as for the dirs: the lab passes them to its control plane this way

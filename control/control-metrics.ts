@@ -13,6 +13,10 @@ export interface ControlMetrics {
   connectedAgents: Gauge;
   /** `--source kubernetes`: lists, relists (after 410 Gone), watches started, errors, types found absent, per kind */
   kubeEvents: Counter<'kind' | 'event'>;
+  /** `--source kubernetes`: 1 while this replica holds the leader Lease (writes status, creates the CA root) */
+  leader: Gauge;
+  /** status subresources written (result: written, conflict, error) */
+  statusWrites: Counter<'kind' | 'result'>;
   /** Istio's pilot_xds_pushes (type: the one snapshot type nodemesh pushes) */
   xdsPushes: Counter<'type'>;
   /** Istio's pilot_proxy_convergence_time: from the snapshot's compile to its write to an agent */
@@ -51,6 +55,17 @@ export function createControlMetrics(opts: { processMetrics?: boolean } = {}): C
       name: 'nodemesh_kube_watch_events_total',
       help: 'Kubernetes source: lists, relists (410 Gone), watches started, failed list/watch calls and types found not installed, per kind',
       labelNames: ['kind', 'event'] as const,
+      registers: [registry],
+    }),
+    leader: new Gauge({
+      name: 'nodemesh_control_leader',
+      help: 'Kubernetes source: 1 while this control-plane replica holds the leader Lease nodemesh-control, else 0',
+      registers: [registry],
+    }),
+    statusWrites: new Counter({
+      name: 'nodemesh_status_writes_total',
+      help: 'Kubernetes source: status subresources written by the leader, per kind and result (written, conflict, error)',
+      labelNames: ['kind', 'result'] as const,
       registers: [registry],
     }),
     xdsPushes: new Counter({

@@ -1,7 +1,9 @@
 // The control plane: file or Kubernetes source → store (validation, last good) → compiler → gRPC stream,
-// plus the admin server. Bad input never stops it: every error is logged, counted in
-// nodemesh_config_errors_total and shown in the status, and the last good state stays in
-// force.
+// plus the admin server. With the Kubernetes source every replica serves; the one holding
+// the Lease (kube/leader-election.ts) also creates the CA root (ca/ca-secret.ts), publishes
+// the roots and writes status (kube/status-writer.ts). Bad input never stops it: every
+// error is logged, counted in nodemesh_config_errors_total and shown in the status, and the
+// last good state stays in force.
 import { NodemeshError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { splitHostPort } from '../common/host-port.js';
@@ -14,8 +16,8 @@ import { DiscoveryServer, type AgentStatus } from './discovery-server.js';
 import { readFile } from 'node:fs/promises';
 import { certificateService } from './api/ca-client.js';
 import { splitPemCertificates } from './api/x509-svid.js';
-import type { Clock } from '../common/clock.js';
-import { startLocalCa, type LocalCa, type LocalCaOptions } from './ca/ca.js';
+import { systemClock, type Clock } from '../common/clock.js';
+import { generateRootCa, startLocalCa, type LocalCa, type LocalCaOptions } from './ca/ca.js';
 import { createCaMetrics, type CaMetrics } from './ca/metrics.js';
 import { certificateServiceImplementation } from './ca/server.js';
 import { NodeCertificateAuthenticator, SnapshotNodeAuthorizer } from './ca/node-auth.js';
@@ -23,7 +25,10 @@ import { ServingTls, servingNames } from './ca/serving-tls.js';
 import { EitherAuthenticator, TokenReviewAuthenticator, type TokenReviewAuthenticatorOptions } from './ca/token-auth.js';
 import { FileSource, type SourceState } from './source/files.js';
 import { KubernetesSource, type KubernetesSourceOptions, type KubernetesTypeStatus } from './source/kubernetes.js';
-import { KubeClient, loadKubeConfig, type KubeConnectOptions } from './kube/kube-client.js';
+import { CONTROL_NAMESPACE_DEFAULT, KubeClient, loadKubeConfig, type KubeConnectOptions } from './kube/kube-client.js';
+import { LeaderElector, type LeaderElectionOptions } from './kube/leader-election.js';
+import { loadCaFromSecrets, publishTrustBundle } from './ca/ca-secret.js';
+import { StatusWriter } from './kube/status-writer.js';
 import { ResourceStore, type ConfigStatus, type StoreResult } from './config-store.js';
 import { configLimits, type ConfigLimits } from './model/limits.js';
 import { analyze } from './analyze/analyze.js';
@@ -62,7 +67,14 @@ export interface ControlPlaneOptions {
   ca?: ControlPlaneCaOptions;
 }
 
-export interface KubernetesSourceSettings extends KubeConnectOptions, Pick<KubernetesSourceOptions, 'coalesceMs' | 'backoff' | 'absentRetryMs' | 'pageSize' | 'watchTimeoutSeconds' | 'types'> {}
+export interface KubernetesSourceSettings extends KubeConnectOptions, Pick<KubernetesSourceOptions, 'coalesceMs' | 'backoff' | 'absentRetryMs' | 'pageSize' | 'watchTimeoutSeconds' | 'types'> {
+  /** the control plane's own namespace: its Lease, CA Secrets, root ConfigMap (default: the kubeconfig's, else nodemesh-system) */
+  namespace?: string;
+  /** Lease timing (client-go's 15 s / 10 s / 2 s by default), identity, release on stop */
+  leaderElection?: Pick<LeaderElectionOptions, 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs' | 'identity' | 'releaseOnStop' | 'clock'>;
+  /** how long a replica waits for the leader to create the CA root (default 120 s) */
+  caWaitMs?: number;
+}
 
 export interface ControlPlaneCaOptions extends Omit<LocalCaOptions, 'trustDomain' | 'clock'> {
   /** PEM file of the CA that issues node credentials (the lab's node CA, or the cluster CA for kubelet certificates) */
@@ -90,6 +102,10 @@ export interface ControlPlane {
   kubernetesTypes(): KubernetesTypeStatus[] | undefined;
   /** the Kubernetes client, with `--source kubernetes` (status writing, leases, TokenReview use it too) */
   readonly kubeClient: KubeClient | undefined;
+  /** with `--source kubernetes`: this replica holds the leader Lease (writes status, creates the CA root) */
+  isLeader(): boolean;
+  /** the leader elector, with `--source kubernetes` */
+  readonly elector: LeaderElector | undefined;
   /** re-reads the directory now (or hands over the cluster's pending changes) and resolves once applied, with the snapshot in force */
   rescan(): Promise<Snapshot | undefined>;
   /** listener for every new snapshot version; returns an unsubscribe function */
@@ -120,7 +136,31 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     kubeDescribe = describe;
   }
   if (opts.ca?.tokenAuth && !kubeClient) throw new NodemeshError('NM_ERR_CONTROL', 'token authentication of agents needs the Kubernetes API server (--source kubernetes)');
-  const tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current, kubeClient) : undefined;
+  // every replica serves agents; the one holding the Lease also does the singleton work
+  // (creates the CA root if none exists, publishes the trust bundle, writes status)
+  const controlNamespace = opts.kubernetes?.namespace ?? kubeClient?.namespace(CONTROL_NAMESPACE_DEFAULT) ?? CONTROL_NAMESPACE_DEFAULT;
+  let leaderWork = () => {};
+  const elector = kubeClient
+    ? new LeaderElector({
+        ...(opts.kubernetes?.leaderElection ?? {}),
+        client: kubeClient,
+        namespace: controlNamespace,
+        onStartedLeading: () => {
+          metrics.leader.set(1);
+          leaderWork();
+        },
+        onStoppedLeading: () => metrics.leader.set(0),
+      })
+    : undefined;
+  elector?.start();
+  let tls: Awaited<ReturnType<typeof startCa>> | undefined;
+  try {
+    const kubeCa = kubeClient && elector ? { client: kubeClient, namespace: controlNamespace, isLeader: () => elector.isLeader(), ...(opts.kubernetes?.caWaitMs !== undefined ? { timeoutMs: opts.kubernetes.caWaitMs } : {}) } : undefined;
+    tls = opts.ca ? await startCa(opts.ca, trustDomain, splitHostPort(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS)[0], metrics.registry, () => current, kubeClient, kubeCa) : undefined;
+  } catch (err) {
+    await elector?.stop();
+    throw err;
+  }
   const server = new DiscoveryServer({
     metrics,
     ...(tls
@@ -140,6 +180,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // cross-resource analysis of what is in force (control/analyze/), after each compile
   let analysis: AnalysisMessage[] = [];
 
+  let statusWriter: StatusWriter | undefined;
+  const writeStatus = () => {
+    if (!statusWriter) return;
+    const st = status();
+    const findings = new Map<string, AnalysisMessage[]>();
+    for (const a of st.analysis ?? []) findings.set(a.resource, [...(findings.get(a.resource) ?? []), a]);
+    statusWriter.update(st.resources.map((r) => ({ kind: r.kind, namespace: r.namespace, name: r.name, state: r.state, message: r.message, analysis: findings.get(r.resource) ?? [] })));
+  };
+
   const apply = (state: SourceState) => {
     try {
       last = store.apply(state);
@@ -155,6 +204,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // empty snapshot would tell every agent that the mesh is empty
     if (state.error && current === undefined) return;
     compile();
+    writeStatus();
   };
 
   // resources or the CA's roots changed: a new snapshot version if the content differs
@@ -206,6 +256,18 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
   }
 
+  // the leader writes what the store made of the Istio and Gateway API resources back to their status
+  const kubeSource = source instanceof KubernetesSource ? source : undefined;
+  statusWriter =
+    kubeSource && kubeClient && elector
+      ? new StatusWriter({
+          client: kubeClient,
+          current: (kind, namespace, name) => kubeSource.object(kind, namespace, name),
+          isLeader: () => elector.isLeader(),
+          onWrite: (kind, result) => metrics.statusWrites.inc({ kind, result }),
+        })
+      : undefined;
+
   const status = (): ConfigStatus => {
     const rejected = last.statuses.filter((s) => s.state === 'Rejected').length;
     const resources = last.statuses.map((st) => {
@@ -228,7 +290,19 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   // a new root (rotation start) or a dropped one (overlap over) reaches agents in a snapshot
   const unsubscribeCa = tls?.ca.onChange(() => {
     if (current !== undefined) compile();
+    leaderWork();
   });
+  const caTls = tls;
+  leaderWork = () => {
+    if (!elector?.isLeader() || !kubeClient) return;
+    statusWriter?.kick();
+    if (caTls) {
+      publishTrustBundle(kubeClient, controlNamespace, caTls.ca.trustBundle()).catch((err: Error) =>
+        log.warn({ err: err.message }, 'the trust bundle could not be published in ConfigMap nodemesh-root; retried when leadership or the roots change'),
+      );
+    }
+  };
+  leaderWork();
   try {
     await source.start();
     grpcPort = await server.listen(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS);
@@ -244,6 +318,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await server.close(0);
     unsubscribeCa?.();
     tls?.close();
+    await elector?.stop();
     throw err;
   }
   log.info({ configDir: source.dir, grpcPort, adminPort: admin.port, trustDomain }, 'control plane started');
@@ -260,6 +335,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ready: () => current !== undefined,
     kubernetesTypes: () => (source instanceof KubernetesSource ? source.types() : undefined),
     kubeClient,
+    isLeader: () => elector?.isLeader() ?? false,
+    elector,
     rescan: async () => {
       await source.scan();
       return current;
@@ -275,9 +352,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       if (closed) return;
       closed = true;
       source.close();
+      statusWriter?.close();
       unsubscribeCa?.();
       tls?.close();
-      await Promise.all([server.close(), adminServer.close()]);
+      await Promise.all([server.close(), adminServer.close(), elector?.stop()]);
+      metrics.leader.set(0);
       log.info({}, 'control plane stopped');
     },
   };
@@ -287,7 +366,15 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
  * The CA and what hangs off it: the serving certificate of the gRPC port, node
  * authentication, and the CertificateService implementation.
  */
-async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: string, registry: ControlMetrics['registry'], snapshot: () => Snapshot | undefined, kubeClient: KubeClient | undefined) {
+async function startCa(
+  o: ControlPlaneCaOptions,
+  trustDomain: string,
+  grpcHost: string,
+  registry: ControlMetrics['registry'],
+  snapshot: () => Snapshot | undefined,
+  kubeClient: KubeClient | undefined,
+  kubeCa: { client: KubeClient; namespace: string; isLeader: () => boolean; timeoutMs?: number } | undefined,
+) {
   let nodeCaPems: string[] = [];
   if (o.nodeCaFile) {
     try {
@@ -298,7 +385,19 @@ async function startCa(o: ControlPlaneCaOptions, trustDomain: string, grpcHost: 
     if (nodeCaPems.length === 0) throw new NodemeshError('NM_ERR_CA', `--node-ca ${o.nodeCaFile} holds no PEM certificate (the CA that issues node credentials)`);
   } else if (!o.tokenAuth) throw new NodemeshError('NM_ERR_CA', 'agents need a way to authenticate: --node-ca FILE (node certificates) or token authentication (--source kubernetes)');
   const { nodeCaFile: _n, serverNames, tokenAuth, ...caOpts } = o;
-  const ca = await startLocalCa({ ...caOpts, trustDomain });
+  let ca: LocalCa;
+  if (kubeCa && !o.operator) {
+    // on Kubernetes the root lives in a Secret (ca/ca-secret.ts), the same for every replica; no CA dir
+    const material = await loadCaFromSecrets({
+      ...kubeCa,
+      generate: () => generateRootCa({ trustDomain, now: (o.clock ?? systemClock).now(), ...(o.rootTtlMs !== undefined ? { ttlMs: o.rootTtlMs } : {}) }),
+      ...(o.clock ? { clock: o.clock } : {}),
+    });
+    ca = await startLocalCa({ ...caOpts, material, trustDomain });
+  } else {
+    if (!caOpts.dir) throw new NodemeshError('NM_ERR_CA', 'the CA needs --ca-dir DIR (its state), or --source kubernetes (its root in a Secret)');
+    ca = await startLocalCa({ ...caOpts, trustDomain });
+  }
   const caMetrics = createCaMetrics(registry);
   const gauges = () => {
     caMetrics.trustBundleRoots.set(ca.trustBundle().length);

@@ -301,6 +301,7 @@ const workload = message<Workload>({
   meshed: bool,
   spiffeId: name,
   failOpen: bool,
+  workloadName: str,
 });
 
 const node = message<NodeInfo>({ name, ip: ipOrEmpty });

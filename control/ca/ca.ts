@@ -69,9 +69,23 @@ export interface CertificateAuthority {
   close(): void;
 }
 
+/** A root or intermediate handed over in memory (the Kubernetes path: from a Secret, ca-secret.ts). */
+export interface CaKeyMaterial {
+  certPem: string;
+  keyPem: string;
+  /** intermediates up to and including the root ("" for a root) */
+  chainPem: string;
+  /** where it came from, for messages: `Secret nodemesh-system/cacerts` */
+  what: string;
+  /** the operator's (plug-in CA) or one nodemesh generated */
+  mode: 'operator' | 'generated';
+}
+
 export interface LocalCaOptions {
-  /** the CA state dir (created 0700) */
-  dir: string;
+  /** the CA state dir (created 0700); with `material` it receives only the public trust-bundle.pem */
+  dir?: string;
+  /** sign with this, kept by its owner (a Secret): no CA dir, no rotation by request */
+  material?: CaKeyMaterial;
   trustDomain: string;
   /** operator-supplied signing certificate and key (PEM files); the chain file holds intermediates and the root */
   operator?: { certFile: string; keyFile: string; chainFile?: string };
@@ -106,7 +120,7 @@ function sameKey(certPem: string, keyPem: string): boolean {
 
 export class LocalCa implements CertificateAuthority {
   readonly trustDomain: string;
-  readonly store: CaStore;
+  readonly store: CaStore | undefined;
   private readonly clock: Clock;
   private readonly workloadTtlMs: number;
   private readonly overlapMs: number;
@@ -120,7 +134,8 @@ export class LocalCa implements CertificateAuthority {
 
   constructor(private readonly opts: LocalCaOptions) {
     this.trustDomain = opts.trustDomain;
-    this.store = new CaStore(opts.dir);
+    if (!opts.dir && !opts.material) throw new NodemeshError('NM_ERR_CA', 'the CA needs a CA dir (--ca-dir) or its key material from a Secret');
+    this.store = opts.dir ? new CaStore(opts.dir) : undefined;
     this.clock = opts.clock ?? systemClock;
     this.workloadTtlMs = opts.workloadTtlMs ?? DEFAULT_WORKLOAD_TTL_MS;
     this.overlapMs = opts.overlapMs ?? this.workloadTtlMs;
@@ -128,36 +143,47 @@ export class LocalCa implements CertificateAuthority {
   }
 
   async init(): Promise<void> {
-    await this.store.ensure();
+    if (this.opts.material) {
+      const m = this.opts.material;
+      this.signer = loadSigner(m.certPem, m.keyPem, m.chainPem, m.what);
+      log.info({ from: m.what, signer: subjectOf(this.signer.certPem), root: subjectOf(this.signer.rootPem) }, 'CA signs with the key material of a Secret');
+      if (this.store) {
+        await this.store.ensure();
+        await this.store.writeTrustBundle(this.trustBundle());
+      }
+      return;
+    }
+    const store = this.store!;
+    await store.ensure();
     if (this.opts.operator) {
       const o = this.opts.operator;
       const [cert, key, chain] = await Promise.all([readPem(o.certFile, '--ca-cert'), readPem(o.keyFile, '--ca-key'), o.chainFile ? readPem(o.chainFile, '--ca-chain') : '']);
       this.signer = loadSigner(cert, key, chain, `operator CA (${o.certFile})`);
       log.info({ signer: subjectOf(this.signer.certPem), root: subjectOf(this.signer.rootPem) }, 'CA signs with the operator-supplied certificate');
     } else {
-      await this.initGenerated();
+      await this.initGenerated(store);
     }
-    await this.store.writeTrustBundle(this.trustBundle());
+    await store.writeTrustBundle(this.trustBundle());
     this.schedulePoll();
   }
 
-  private async initGenerated(): Promise<void> {
-    let root = await this.store.loadRoot();
-    let rotation = await this.store.loadRotation();
+  private async initGenerated(store: CaStore): Promise<void> {
+    let root = await store.loadRoot();
+    let rotation = await store.loadRotation();
     if (!root) {
       root = await this.generateRoot();
-      await this.store.saveRoot(root.certPem, root.keyPem);
-      log.info({ dir: this.store.dir, root: subjectOf(root.certPem) }, 'generated a new root CA (first start)');
+      await store.saveRoot(root.certPem, root.keyPem);
+      log.info({ dir: store.dir, root: subjectOf(root.certPem) }, 'generated a new root CA (first start)');
     }
     if (rotation && root.certPem.trim() !== rotation.newRootPem.trim() && sameKey(rotation.newRootPem, root.keyPem)) {
       // a crash between writing the new key and the new certificate
-      await this.store.saveRootCert(rotation.newRootPem);
+      await store.saveRootCert(rotation.newRootPem);
       root = { certPem: rotation.newRootPem, keyPem: root.keyPem };
-      log.warn({ dir: this.store.dir }, 'completed an interrupted root rotation');
+      log.warn({ dir: store.dir }, 'completed an interrupted root rotation');
     }
-    this.signer = loadSigner(root.certPem, root.keyPem, '', `CA dir ${this.store.dir}`);
+    this.signer = loadSigner(root.certPem, root.keyPem, '', `CA dir ${store.dir}`);
     if (rotation && Date.parse(rotation.retireAt) <= this.clock.now()) {
-      await this.store.clearRotation();
+      await store.clearRotation();
       rotation = undefined;
     }
     if (rotation) {
@@ -166,22 +192,8 @@ export class LocalCa implements CertificateAuthority {
     }
   }
 
-  private async generateRoot(): Promise<{ certPem: string; keyPem: string }> {
-    const { privateKeyPem } = await generateRsaKeyPair();
-    const now = this.clock.now();
-    const stamp = new Date(now).toISOString().slice(0, 19);
-    const subject: NameAttribute[] = [
-      { shortName: 'O', value: 'nodemesh' },
-      { shortName: 'CN', value: `nodemesh root CA ${this.trustDomain} ${stamp}Z` },
-    ];
-    const certPem = selfSignedCa({
-      keyPem: privateKeyPem,
-      subject,
-      trustDomain: this.trustDomain,
-      notBefore: new Date(now - BACKDATE_MS),
-      notAfter: new Date(now + (this.opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS)),
-    });
-    return { certPem, keyPem: privateKeyPem };
+  private generateRoot(): Promise<{ certPem: string; keyPem: string }> {
+    return generateRootCa({ trustDomain: this.trustDomain, now: this.clock.now(), ttlMs: this.opts.rootTtlMs ?? DEFAULT_ROOT_TTL_MS });
   }
 
   trustBundle(): string[] {
@@ -248,7 +260,7 @@ export class LocalCa implements CertificateAuthority {
 
   status(): CaStatus {
     const s: CaStatus = {
-      mode: this.opts.operator ? 'operator' : 'generated',
+      mode: this.opts.material?.mode ?? (this.opts.operator ? 'operator' : 'generated'),
       trustDomain: this.trustDomain,
       roots: this.trustBundle().map((pem) => {
         const x = new X509Certificate(pem);
@@ -266,6 +278,9 @@ export class LocalCa implements CertificateAuthority {
    * until their holders renew them under the new root. One rotation at a time.
    */
   rotate(opts: { overlapMs?: number; id?: string } = {}): Promise<RotationState> {
+    if (this.opts.material) {
+      return Promise.reject(new NodemeshError('NM_ERR_CA', `the CA signs with ${this.opts.material.what}: rotate the root by replacing that Secret's keys and restarting the control plane's replicas (rotation with an overlap is not supported for a root kept in a Secret yet)`));
+    }
     if (this.opts.operator) {
       return Promise.reject(new NodemeshError('NM_ERR_CA', 'the CA signs with an operator-supplied certificate: rotate it by restarting with the new --ca-cert/--ca-key (an intermediate under the same root changes no trust)'));
     }
@@ -276,6 +291,7 @@ export class LocalCa implements CertificateAuthority {
       );
     }
     const overlapMs = opts.overlapMs ?? this.overlapMs;
+    const store = this.store!;
     const p = (async () => {
       const next = await this.generateRoot();
       const now = this.clock.now();
@@ -287,11 +303,11 @@ export class LocalCa implements CertificateAuthority {
         retireAt: new Date(now + overlapMs).toISOString(),
       };
       // the record first: a crash after it still trusts the previous root
-      await this.store.saveRotation(state);
-      await this.store.saveRoot(next.certPem, next.keyPem);
-      this.signer = loadSigner(next.certPem, next.keyPem, '', `CA dir ${this.store.dir}`);
+      await store.saveRotation(state);
+      await store.saveRoot(next.certPem, next.keyPem);
+      this.signer = loadSigner(next.certPem, next.keyPem, '', `CA dir ${store.dir}`);
       this.previous = state;
-      await this.store.writeTrustBundle(this.trustBundle());
+      await store.writeTrustBundle(this.trustBundle());
       this.scheduleRetire();
       log.info({ id: state.id, root: subjectOf(next.certPem), retireAt: state.retireAt }, 'root rotated: signing with the new root; the previous root stays trusted until retireAt');
       this.emit();
@@ -313,8 +329,8 @@ export class LocalCa implements CertificateAuthority {
     if (!prev || this.closed) return;
     this.previous = undefined;
     try {
-      await this.store.clearRotation();
-      await this.store.writeTrustBundle(this.trustBundle());
+      await this.store?.clearRotation();
+      await this.store?.writeTrustBundle(this.trustBundle());
     } catch (err) {
       log.error({ err }, 'could not record the end of the root rotation in the CA dir; the previous root is dropped from the bundle anyway');
     }
@@ -324,7 +340,7 @@ export class LocalCa implements CertificateAuthority {
 
   private schedulePoll(): void {
     const every = this.opts.rotationPollMs ?? 1000;
-    if (every <= 0 || this.closed) return;
+    if (every <= 0 || this.closed || !this.store || this.opts.material) return;
     this.pollTimer = this.clock.setTimeout(() => {
       void this.pollRequest().finally(() => this.schedulePoll());
     }, every);
@@ -332,9 +348,11 @@ export class LocalCa implements CertificateAuthority {
 
   /** Handles a rotation request dropped in the CA dir (`nodemesh ca rotate`); answers in rotate-result.json. */
   async pollRequest(): Promise<void> {
+    const store = this.store;
+    if (!store) return;
     let req: RotateRequest | undefined;
     try {
-      req = await this.store.takeRotateRequest();
+      req = await store.takeRotateRequest();
     } catch (err) {
       log.warn({ err: (err as Error).message }, 'rotation request ignored');
       return;
@@ -345,10 +363,10 @@ export class LocalCa implements CertificateAuthority {
       const o: { overlapMs?: number; id: string } = { id: req.id };
       if (req.overlapSeconds !== undefined) o.overlapMs = req.overlapSeconds * 1000;
       const rotation = await this.rotate(o);
-      await this.store.writeRotateResult({ id: req.id, ok: true, rotation });
+      await store.writeRotateResult({ id: req.id, ok: true, rotation });
     } catch (err) {
       log.warn({ id: req.id, err: (err as Error).message }, 'root rotation refused');
-      await this.store.writeRotateResult({ id: req.id, ok: false, error: (err as Error).message }).catch(() => undefined);
+      await store.writeRotateResult({ id: req.id, ok: false, error: (err as Error).message }).catch(() => undefined);
     }
   }
 
@@ -366,4 +384,22 @@ async function readPem(file: string, flag: string): Promise<string> {
   } catch (err) {
     throw new NodemeshError('NM_ERR_CA', `${flag} ${file}: ${(err as Error).message}`, { cause: err });
   }
+}
+
+/** A new self-signed root for the trust domain (RSA: node-forge signs with RSA keys only). */
+export async function generateRootCa(o: { trustDomain: string; now: number; ttlMs?: number }): Promise<{ certPem: string; keyPem: string }> {
+  const { privateKeyPem } = await generateRsaKeyPair();
+  const stamp = new Date(o.now).toISOString().slice(0, 19);
+  const subject: NameAttribute[] = [
+    { shortName: 'O', value: 'nodemesh' },
+    { shortName: 'CN', value: `nodemesh root CA ${o.trustDomain} ${stamp}Z` },
+  ];
+  const certPem = selfSignedCa({
+    keyPem: privateKeyPem,
+    subject,
+    trustDomain: o.trustDomain,
+    notBefore: new Date(o.now - BACKDATE_MS),
+    notAfter: new Date(o.now + (o.ttlMs ?? DEFAULT_ROOT_TTL_MS)),
+  });
+  return { certPem, keyPem: privateKeyPem };
 }

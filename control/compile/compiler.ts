@@ -131,6 +131,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
       meshed: isMeshed(p.spec, nsLabels.get(p.namespace)),
       spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
       failOpen: false, // decided below, once the security config says which pods are STRICT
+      workloadName: p.spec.workloadName,
     }));
 
   const clusterIps = assignClusterIps(svcs, previous);

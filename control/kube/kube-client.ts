@@ -30,6 +30,9 @@ export class KubeApiError extends NodemeshError {
   }
 }
 
+/** The control plane's namespace (its Lease, CA Secrets and root ConfigMap live there) when the kubeconfig names none. */
+export const CONTROL_NAMESPACE_DEFAULT = 'nodemesh-system';
+
 const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
 /** In-cluster first (as istiod), then the kubeconfig named by the flag or $KUBECONFIG. */

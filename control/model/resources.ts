@@ -55,6 +55,8 @@ export interface PodSpec {
   phase: PodPhase | undefined;
   /** metadata.deletionTimestamp is set */
   terminating: boolean;
+  /** Istio's workload name: the owning Deployment/StatefulSet/DaemonSet/Job/CronJob, else the pod (api/workload-name.ts) */
+  workloadName: string;
 }
 
 export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer' | 'ExternalName';

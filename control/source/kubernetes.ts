@@ -131,6 +131,13 @@ export class KubernetesSource {
     return { files: [{ file: KUBERNETES_SOURCE_FILE, documents, documentErrors: [] }] };
   }
 
+  /** The object as last seen (status and resourceVersion included), for the status writer. */
+  object(kind: string, namespace: string, name: string): Record<string, unknown> | undefined {
+    const type = this.informers.find((i) => i.type.kind === kind)?.type;
+    if (!type) return undefined;
+    return this.docs.get(docKey(type, { metadata: { namespace, name } }))?.object;
+  }
+
   close(): void {
     this.closed = true;
     clearTimeout(this.timer);

@@ -3,6 +3,7 @@
 // the subset of Kubernetes' own API validation that the snapshot depends on; fields
 // nodemesh does not use (images, volumes, env...) are not looked at.
 import { FAIL_MODE_ANNOTATION, MESH_ANNOTATION } from '../api/snapshot.js';
+import { podWorkloadName, type OwnerReference } from '../api/workload-name.js';
 import type {
   Container,
   ContainerPort,
@@ -80,11 +81,22 @@ export function validatePod(o: Obj, name: string): ValidatedBody {
     hostIP: optIp(status.hostIP, ['status', 'hostIP']),
     phase: oneOf(status.phase, ['status', 'phase'], ['Pending', 'Running', 'Succeeded', 'Failed', 'Unknown']),
     terminating: m.deletionTimestamp !== undefined && m.deletionTimestamp !== null,
+    workloadName: '',
   };
+  spec.workloadName = podWorkloadName({ name, generateName: optString(m.generateName, ['metadata', 'generateName']), ownerReferences: ownerReferences(m.ownerReferences), labels: spec.labels });
   const notes = meshValueNotes(spec.annotations[MESH_ANNOTATION], 'annotation');
   if (spec.hostNetwork && spec.annotations[MESH_ANNOTATION] === 'enabled')
     notes.push('a hostNetwork pod shares its node\'s network namespace and is never meshed');
   return { body: { kind: 'Pod', spec }, notes };
+}
+
+/** The owners a workload name is read from; each must be an object with kind and name strings. */
+function ownerReferences(v: unknown): OwnerReference[] {
+  return optArray(v, ['metadata', 'ownerReferences']).map((r, i) => {
+    const at = ['metadata', 'ownerReferences', i];
+    const o = object(r, at);
+    return { kind: string(o.kind, [...at, 'kind']), name: string(o.name, [...at, 'name']), controller: optBoolean(o.controller, [...at, 'controller']) ?? false };
+  });
 }
 
 export function validateService(o: Obj, name: string): ValidatedBody {

@@ -42,6 +42,7 @@ export function workload(name: string, node: string, ip: string, sa: string, mes
     meshed,
     spiffeId: id('shop', sa),
     failOpen: false,
+    workloadName: '',
   };
 }
 

@@ -46,6 +46,7 @@ export function asCluster(docs: Obj[]): KubeObject[] {
             kind: 'Pod',
             metadata: {
               name: `${d.metadata.name}-${hash}-${String(r).padStart(5, 'x')}`,
+              generateName: `${d.metadata.name}-${hash}-`,
               namespace: ns,
               labels: { ...(template.metadata?.labels ?? {}), 'pod-template-hash': hash },
               ...(template.metadata?.annotations ? { annotations: template.metadata.annotations } : {}),

@@ -125,7 +125,7 @@ export function bodyOf(req: http.IncomingMessage): Promise<string> {
 }
 
 export function workload(name: string, labels: Record<string, string> = {}, ip = '127.0.0.1'): Workload {
-  return { uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip, serviceAccount: name, labels: { app: name, ...labels }, meshed: true, spiffeId: `spiffe://cluster.local/ns/shop/sa/${name}`, failOpen: false };
+  return { uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip, serviceAccount: name, labels: { app: name, ...labels }, meshed: true, spiffeId: `spiffe://cluster.local/ns/shop/sa/${name}`, failOpen: false, workloadName: '' };
 }
 
 export interface SnapshotOptions {

@@ -505,6 +505,7 @@ const SERVER: Workload = {
   meshed: true,
   spiffeId: sa('shop', 'server'),
   failOpen: false,
+  workloadName: '',
 };
 const OTHER: Workload = { ...SERVER, uid: 'shop/other', name: 'other', ip: '10.244.0.10', labels: { app: 'other' } };
 

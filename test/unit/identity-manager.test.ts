@@ -27,7 +27,7 @@ const DB = 'spiffe://cluster.local/ns/shop/sa/db';
 const HOUR = 3600_000;
 
 function workload(name: string, sa: string, node: string, meshed = true): Workload {
-  return { uid: `shop/${name}`, name, namespace: 'shop', node, ip: '10.244.0.2', serviceAccount: sa, labels: {}, meshed, spiffeId: `spiffe://cluster.local/ns/shop/sa/${sa}`, failOpen: false };
+  return { uid: `shop/${name}`, name, namespace: 'shop', node, ip: '10.244.0.2', serviceAccount: sa, labels: {}, meshed, spiffeId: `spiffe://cluster.local/ns/shop/sa/${sa}`, failOpen: false, workloadName: '' };
 }
 
 let version = 0;

@@ -206,6 +206,7 @@ const WORKLOAD: Workload = {
   meshed: true,
   spiffeId: 'spiffe://cluster.local/ns/foo/sa/default',
   failOpen: false,
+  workloadName: '',
 };
 
 interface PaArb {

@@ -168,6 +168,7 @@ test('workloads are the pods with an IP that have not finished, with their ident
       meshed: false,
       spiffeId: 'spiffe://example.org/ns/shop/sa/default',
       failOpen: false,
+      workloadName: 'default-sa',
     },
     {
       uid: 'shop/with-sa',
@@ -180,6 +181,7 @@ test('workloads are the pods with an IP that have not finished, with their ident
       meshed: false,
       spiffeId: 'spiffe://example.org/ns/shop/sa/cart',
       failOpen: false,
+      workloadName: 'with-sa',
     },
   ]);
 });

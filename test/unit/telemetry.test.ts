@@ -98,7 +98,7 @@ test.serial('trace context: W3C and B3 in, the same forms out naming this proxyâ
 });
 
 test('the exposition passes promtool but for Istioâ€™s millisecond unit', (t) => {
-  const w = { uid: 'shop/web-1', name: 'web-1', namespace: 'shop', node: 'n', ip: '10.0.0.1', serviceAccount: 'web', labels: { app: 'web' }, meshed: true, spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', failOpen: false } as Workload;
+  const w = { uid: 'shop/web-1', name: 'web-1', namespace: 'shop', node: 'n', ip: '10.0.0.1', serviceAccount: 'web', labels: { app: 'web' }, meshed: true, spiffeId: 'spiffe://cluster.local/ns/shop/sa/web', failOpen: false, workloadName: '' } as Workload;
   inboundTelemetry(undefined, undefined, undefined, w, 'none', 8080).labels(false).record(200, '-', '-', 3, 10, 20);
   return registry.metrics().then((text) => {
     const r = spawnSync('promtool', ['check', 'metrics'], { input: text, encoding: 'utf8' });
@@ -112,7 +112,7 @@ test.serial('cardinality: 1,000 distinct paths and 100 pods coming and going lea
   const { requestsTotal } = await import('../../agent/telemetry/metrics.js');
   const svc = { name: 'web', namespace: 'shop', hostname: 'web.shop.svc.cluster.local', clusterIp: '10.96.0.10', ports: [] };
   const pod = (name: string, labels: Record<string, string> = {}) =>
-    ({ uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip: '10.0.0.9', serviceAccount: 'sa', labels, meshed: true, spiffeId: '', failOpen: false }) as Workload;
+    ({ uid: `shop/${name}`, name, namespace: 'shop', node: 'n', ip: '10.0.0.9', serviceAccount: 'sa', labels, meshed: true, spiffeId: '', failOpen: false, workloadName: '' }) as Workload;
   const client = pod('client');
   const series = () => requestsTotal.get().values.length;
   const before = series();

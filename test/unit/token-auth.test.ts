@@ -111,6 +111,7 @@ test('a token bound to the agent pod on node B is node B: refused for node A\'s 
   const err = await t.throwsAsync(ask(t, e, 'token-b', WEB), { instanceOf: CertificateRequestError });
   t.is(err!.grpcCode, grpc.status.PERMISSION_DENIED);
   t.regex(err!.message, /node node-b may not obtain a certificate for spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web/);
+  t.is(await refusedCount(e, 'permission_denied'), 1);
   t.is(svidSpiffeId((await ask(t, e, 'token-b', DB))[0]!), DB);
 
   const tokenFile = path.join(e.dir, 'b-watch.jwt');

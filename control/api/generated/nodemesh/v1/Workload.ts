@@ -35,6 +35,12 @@ export interface Workload {
    * port of the workload is STRICT (STRICT always fails closed); false (closed) otherwise
    */
   'failOpen'?: (boolean);
+  /**
+   * the workload name Istio reports (source_workload, destination_workload): the owning
+   * Deployment, StatefulSet, DaemonSet, Job or CronJob, from ownerReferences as istiod derives
+   * it; the pod's own name for a bare pod (control/api/workload-name.ts)
+   */
+  'workloadName'?: (string);
 }
 
 export interface Workload__Output {
@@ -71,4 +77,10 @@ export interface Workload__Output {
    * port of the workload is STRICT (STRICT always fails closed); false (closed) otherwise
    */
   'failOpen': (boolean);
+  /**
+   * the workload name Istio reports (source_workload, destination_workload): the owning
+   * Deployment, StatefulSet, DaemonSet, Job or CronJob, from ownerReferences as istiod derives
+   * it; the pod's own name for a bare pod (control/api/workload-name.ts)
+   */
+  'workloadName': (string);
 }
