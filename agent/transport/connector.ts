@@ -6,9 +6,13 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { NodemeshError } from '../../common/errors.js';
+import { logger } from '../../common/log.js';
+import { proxyErrors } from '../telemetry/metrics.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import { markedSocket, transparentSocket } from '../datapath/socket-calls.js';
 import { ResponseFlag, type ResponseFlagValue } from './response-flags.js';
+
+const log = logger('agent/connector');
 
 export interface UpstreamRequest {
   /** the meshed pod that opened the connection (its identity, with mTLS) */
@@ -121,14 +125,26 @@ export class TcpConnector implements UpstreamConnector {
     private readonly transparent = false,
   ) {}
 
-  connect(req: UpstreamRequest): Promise<Duplex> {
+  async connect(req: UpstreamRequest): Promise<Duplex> {
     const from = this.transparent && this.mark !== undefined ? req.transparentSource : undefined;
-    return dialTcp(req.ip, req.port, {
-      ...(this.mark === undefined ? {} : { mark: this.mark }),
-      ...(from !== undefined ? { localAddress: from, where: `${req.ip}:${req.port} from ${from}` } : {}),
-      timeoutMs: this.connectTimeoutMs,
-      allowHalfOpen: true,
-    });
+    const dial = (localAddress: string | undefined) =>
+      dialTcp(req.ip, req.port, {
+        ...(this.mark === undefined ? {} : { mark: this.mark }),
+        ...(localAddress !== undefined ? { localAddress, where: `${req.ip}:${req.port} from ${localAddress}` } : {}),
+        timeoutMs: this.connectTimeoutMs,
+        allowHalfOpen: true,
+      });
+    if (from === undefined) return dial(undefined);
+    try {
+      return await dial(from);
+    } catch (err) {
+      // the client's address could not be bound (no port left for it, the option refused):
+      // the connection still goes through, from the node's address, as before issue 10
+      if ((err as { cause?: { syscall?: unknown } }).cause?.syscall !== 'bind') throw err;
+      proxyErrors.inc({ reason: 'transparent_bind_failed' });
+      log.debug({ err, from, to: `${req.ip}:${req.port}` }, 'transparent bind failed: delivering from the node address');
+      return dial(undefined);
+    }
   }
 }
 
