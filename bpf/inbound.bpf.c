@@ -15,6 +15,14 @@
  *                    them. On the destination's port, so a new client pod is covered from
  *                    its first frame.
  *
+ * Both also take a meshed pod's answers to the proxy's transparent delivering sockets (the
+ * proxy connects to the pod from its client's address, so the answer is addressed to the
+ * client): a packet from a meshed pod that an established socket of this node owns goes
+ * to that socket, marked for the same policy route; anything else from the pod is left to
+ * routing as before. Kubelet probes and every other packet this node's own stack builds
+ * are never captured (ingress_ifindex 0 at a port's egress; never seen at tc ingress):
+ * ARCHITECTURE.md, issue 10, says why that is the line.
+ *
  * A connection that was not captured from its SYN (it predates the pod being meshed, or
  * the agent) is left alone. With no listener (no agent) a new connection is dropped, unless
  * the pod fails open (NM_INBOUND_F_FAIL_OPEN, never a STRICT pod) and the proxy is not
@@ -68,6 +76,7 @@ struct flow {
 	struct bpf_sock_tuple tuple; /* ipv4 part: addresses and ports, network order */
 	int syn;                     /* a connection's first packet: SYN without ACK */
 	int fail_open;               /* the pod's new connections bypass a dead proxy */
+	int reply;                   /* from a meshed pod: only an existing socket of ours takes it */
 };
 
 static __always_inline struct nm_inbound_config *config(void)
@@ -81,8 +90,12 @@ static __always_inline struct nm_inbound_config *config(void)
 }
 
 /*
- * An Ethernet/IPv4/TCP packet to a meshed pod, port not excluded. Fragments are not
- * looked at (a TCP segment is sent with DF; only the first fragment has the ports).
+ * An Ethernet/IPv4/TCP packet to a meshed pod, port not excluded; or one FROM a meshed pod
+ * (f->reply), which may answer the proxy's transparent delivering socket: the proxy
+ * connects to the pod from its client's address (IP_TRANSPARENT), so the pod's answer is
+ * addressed to the client and, unless taken here, would be routed (or bridged) to it.
+ * Fragments are not looked at (a TCP segment is sent with DF; only the first fragment
+ * has the ports).
  */
 static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 {
@@ -104,10 +117,12 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 	if ((void *)(tcp + 1) > end)
 		return 0;
 	flags = bpf_map_lookup_elem(&nm_inbound_pods, &ip->daddr);
-	if (!flags || !(*flags & NM_INBOUND_F_CAPTURE))
-		return 0;
-	if (tcp->dest == bpf_htons(NM_HBONE_PORT))
-		return 0;
+	if (!flags || !(*flags & NM_INBOUND_F_CAPTURE) || tcp->dest == bpf_htons(NM_HBONE_PORT)) {
+		flags = bpf_map_lookup_elem(&nm_inbound_pods, &ip->saddr);
+		if (!flags || !(*flags & NM_INBOUND_F_CAPTURE) || tcp->source == bpf_htons(NM_HBONE_PORT))
+			return 0;
+		f->reply = 1;
+	}
 	f->tuple.ipv4.saddr = ip->saddr;
 	f->tuple.ipv4.daddr = ip->daddr;
 	f->tuple.ipv4.sport = tcp->source;
@@ -119,7 +134,9 @@ static __always_inline int parse(struct __sk_buff *skb, struct flow *f)
 
 /*
  * The socket of this node that owns the flow: the proxy's accepted (or half-open)
- * socket for a captured connection, else the listener for a new one. *sk holds a
+ * socket for a captured connection, or its transparent delivering socket for a pod's
+ * answer (found by the same 4-tuple lookup: the socket's local address is the client's),
+ * else the listener for a new one. *sk holds a
  * reference the caller releases. A socket for the pod's address exists in this netns only
  * because the proxy accepted it transparently; a listener found by this lookup is some
  * 0.0.0.0:port service of the node, not ours.
@@ -137,7 +154,8 @@ static __always_inline enum verdict lookup(struct __sk_buff *skb, struct flow *f
 		}
 		bpf_sk_release(s);
 	}
-	if (!f->syn)
+	/* from a meshed pod and no socket of ours holds it: its own traffic, routed as ever */
+	if (f->reply || !f->syn)
 		return PASS; /* not captured from its start: leave it as it was */
 	if (f->fail_open && !nm_proxy_alive())
 		return PASS; /* its namespace chose reachability over policy while the proxy is down */

@@ -60,7 +60,7 @@ async function round(state: LabState): Promise<boolean> {
   }
   say(`${good.length}/${answers.length} answered 200; backends: ${[...byBackend].map(([p, n]) => `${p}×${n}`).join(', ')}`);
   const remote = good[0]?.body?.backend?.remote;
-  if (remote) say(`the backend saw the frontend's connection arrive from ${remote} (a node proxy address, not the pod's)`);
+  if (remote) say(`the backend saw the frontend's connection arrive from ${remote} (${whoIs(state, remote)})`);
 
   say('what flowed through the node proxies (istio_requests_total and istio_tcp_* from each agent /metrics):');
   let throughMesh = 0;
@@ -89,6 +89,15 @@ async function round(state: LabState): Promise<boolean> {
   const ok = good.length === answers.length && answers.length === REQUESTS_PER_ROUND && throughMesh > 0 && byBackend.size > 0;
   say(ok ? 'OK: the traffic flowed through the mesh' : 'FAILED: the traffic did not flow through the mesh as expected');
   return ok;
+}
+
+/** Whose address `remote` (ip:port as a server saw it) is: a pod of the lab, or a node's. */
+function whoIs(state: LabState, remote: string): string {
+  const ip = remote.replace(/^::ffff:/, '').replace(/:\d+$/, '');
+  const pod = state.pods.find((p) => p.ip === ip);
+  if (pod) return `pod ${pod.namespace}/${pod.name}'s own address: the mesh keeps the client's address`;
+  const node = state.nodes.find((n) => n.ip === ip || n.podBridgeIp === ip);
+  return node ? `node ${node.name}'s address, not the client pod's` : 'not an address of the lab';
 }
 
 /** `200×20` — istio_requests_total by response code, for one destination service. */

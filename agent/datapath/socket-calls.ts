@@ -6,6 +6,8 @@
 //   - markedSocket(): a not-yet-connected TCP socket that already carries a mark, for
 //     upstream connections the datapath must never redirect (cgroup/connect4 checks the
 //     mark at connect time, so setting it after net.connect() is too late);
+//   - transparentSocket(): the same, also IP_TRANSPARENT, so Node's connect() can bind it to
+//     an address that is not this node's (the inbound delivery's client's pod IP);
 //   - tcpListener(): a listening socket made before Node takes it over (`server.listen({fd})`),
 //     so the agent can bind first, pass it to a successor, or make the inbound capture's
 //     IP_TRANSPARENT one.
@@ -122,17 +124,39 @@ export function setSocketMark(socket: net.Socket, mark: number): void {
  * A TCP socket that carries `mark` before it connects; call `.connect()` on it.
  * The datapath leaves sockets with the configured mark alone.
  */
-export function markedSocket(mark: number, family: 4 | 6 = 4, opts: { allowHalfOpen?: boolean } = {}): net.Socket {
+export function markedSocket(mark: number, family: 4 | 6 = 4, opts: { allowHalfOpen?: boolean; transparent?: boolean } = {}): net.Socket {
   const r = lib().socket([family === 6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0]);
   if (r.value < 0) throw new SocketCallError('NM_ERR_ORIGINAL_DST', `socket() failed: ${r.errnoMessage}`, r.errnoCode);
   try {
     setMark(r.value, mark);
+    if (opts.transparent) setTransparent(r.value);
   } catch (err) {
     lib().close([r.value]);
     throw err;
   }
+  const { transparent: _, ...socketOpts } = opts;
   // manualStart: do not start reading before connect() (the fd is not connected yet)
-  return new net.Socket({ ...opts, fd: r.value, manualStart: true } as net.SocketConstructorOpts);
+  return new net.Socket({ ...socketOpts, fd: r.value, manualStart: true } as net.SocketConstructorOpts);
+}
+
+/**
+ * A marked IPv4 socket with IP_TRANSPARENT: `connect({ host, port, localAddress })` then
+ * binds it to `localAddress` even though that is not an address of this node (Node's
+ * connect binds before connecting), so the peer sees that address as its client. The
+ * answers come back to it only because the datapath delivers them here (inbound.bpf.c).
+ * One setsockopt more than markedSocket(), and Node's bind().
+ */
+export function transparentSocket(mark: number, opts: { allowHalfOpen?: boolean } = {}): net.Socket {
+  return markedSocket(mark, 4, { ...opts, transparent: true });
+}
+
+function setTransparent(fd: number): void {
+  writeU32(intOpt, 1);
+  const r = lib().setsockopt([fd, SOL_IP, IP_TRANSPARENT, intOpt, 4]);
+  if (r.value !== 0) {
+    const hint = r.errnoCode === os.constants.errno.EPERM ? ': needs root or CAP_NET_ADMIN' : '';
+    throw new SocketCallError('NM_ERR_ORIGINAL_DST', `setsockopt(IP_TRANSPARENT) failed with ${errnoName(r.errnoCode)}${hint}`, r.errnoCode);
+  }
 }
 
 function setMark(fd: number, mark: number): void {

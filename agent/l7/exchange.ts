@@ -155,6 +155,18 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
 
   abstract header(name: string): string | undefined;
 
+  /**
+   * `x-forwarded-for: <the client pod's IP>` added for an endpoint that is not a meshed pod:
+   * no node proxy of its delivers to it, so it sees this node's address and learns its
+   * client only from the header (a meshed pod sees the client's own address: inbound
+   * delivery connects from it, ARCHITECTURE.md issue 10). Appended after what the client
+   * sent, as Envoy appends the remote address.
+   */
+  protected clientAddressOps(host: Host): HeaderOps | undefined {
+    if (host.workload?.meshed) return undefined;
+    return { set: {}, add: { 'x-forwarded-for': this.conn.sourceAddress }, remove: [] } as unknown as HeaderOps;
+  }
+
   // ---- what the protocol subclasses do ---------------------------------------------------
   /** Opens a try to `host` and writes the body kept so far (ends it when `bodyEnded`). */
   protected abstract sendTry(host: Host): void;

@@ -63,9 +63,9 @@ export class Http1Exchange extends Exchange {
     return Array.isArray(v) ? v.join(',') : v;
   }
 
-  private requestHeaders(dest: Destination, route: HttpRoute): string[] {
+  private requestHeaders(dest: Destination, route: HttpRoute, host: Host): string[] {
     const rewriteHost = this.upstreamAuthority !== undefined;
-    const h = forwardRaw(this.req.rawHeaders, [dest.headers?.request, route.headers?.request, this.traceOps], rewriteHost ? 'host' : SKIP_REQUEST);
+    const h = forwardRaw(this.req.rawHeaders, [dest.headers?.request, route.headers?.request, this.traceOps, this.clientAddressOps(host)], rewriteHost ? 'host' : SKIP_REQUEST);
     if (rewriteHost) h.push('host', this.upstreamAuthority!);
     return h;
   }
@@ -82,7 +82,7 @@ export class Http1Exchange extends Exchange {
       port: host.endpoint.port,
       method: this.method,
       path: this.upstreamPath ?? (this.query ? `${this.path}?${this.query}` : this.path),
-      headers: this.requestHeaders(this.dest!, this.route!) as unknown as http.OutgoingHttpHeaders,
+      headers: this.requestHeaders(this.dest!, this.route!, host) as unknown as http.OutgoingHttpHeaders,
       setHost: false,
     });
     const t = new Try(this, creq);

@@ -83,11 +83,11 @@ export class Http2Exchange extends Exchange {
     const t = new Try(this);
     this.cur = t;
     const session = pool.ready();
-    if (session) return this.open(t, pool, session);
+    if (session) return this.open(t, pool, session, host);
     // no session to this endpoint yet (or all used up): dial one
     pool.session().then(
       (s) => {
-        if (this.cur === t) this.open(t, pool, s);
+        if (this.cur === t) this.open(t, pool, s, host);
       },
       (err: unknown) => {
         if (this.cur !== t) return;
@@ -97,13 +97,14 @@ export class Http2Exchange extends Exchange {
     );
   }
 
-  private open(t: Try, pool: Http2Pool, session: http2.ClientHttp2Session): void {
+  private open(t: Try, pool: Http2Pool, session: http2.ClientHttp2Session, host: Host): void {
     const h: Headers = forwardH2(this.headers, true);
     if (this.upstreamPath !== undefined) h[':path'] = this.upstreamPath;
     if (this.upstreamAuthority !== undefined) h[':authority'] = this.upstreamAuthority;
     applyOps(h, this.dest?.headers?.request);
     applyOps(h, this.route?.headers?.request);
     applyOps(h, this.traceOps);
+    applyOps(h, this.clientAddressOps(host));
     const body = this.takeBody();
     let up: http2.ClientHttp2Stream;
     try {

@@ -16,6 +16,7 @@
 // Timeouts (transport/timeouts.ts): a byte pipe closes after the TCP idle timeout; a stream
 // authorised per request has the head timeout to send its first line (else it is authorised
 // as TCP, as past Istio's protocol sniffing timeout), then each request its head timeout.
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
@@ -60,6 +61,11 @@ export interface InboundOptions {
   service?: Service;
   /** the phases' timeouts (transport/timeouts.ts defaults) */
   timeouts?: ProxyTimeouts;
+  /**
+   * Connect to the pod from this address (the client's, transparently) instead of the
+   * node's: clientAddress() of the connection. The connector decides whether it can.
+   */
+  transparentSource?: string;
 }
 
 export type InboundResult = { delivered: true } | { delivered: false; flag: string; reason: string };
@@ -121,7 +127,7 @@ export async function deliverInbound(
 
   let pod: Duplex;
   try {
-    pod = await connector.connect(toPod(c));
+    pod = await connector.connect(toPod(c, opts.transparentSource));
   } catch (err) {
     // an UpstreamError carries the Envoy flag that explains the failure
     const carried = (err as { flag?: unknown }).flag;
@@ -158,7 +164,7 @@ export async function deliverInbound(
     pipe(stream, pod, timeouts);
   } else {
     const telemetry = http ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port) : undefined;
-    void serveL7(stream, pod, c, policy, l4, connector, flow, timeouts, telemetry);
+    void serveL7(stream, pod, c, policy, l4, () => connector.connect(toPod(c, opts.transparentSource)), flow, timeouts, telemetry);
   }
   return { delivered: true };
 }
@@ -170,7 +176,7 @@ async function serveL7(
   c: InboundConnection,
   policy: WorkloadPolicy,
   l4: L4Attributes,
-  connector: UpstreamConnector,
+  connect: () => Promise<Duplex>,
   flow: Flow,
   timeouts: ProxyTimeouts,
   telemetry: InboundTelemetry | undefined,
@@ -180,7 +186,6 @@ async function serveL7(
   // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (protocol !== 'tcp') {
-    const connect = () => connector.connect(toPod(c));
     const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry };
     if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
     else await serveHttpInbound(stream, o);
@@ -210,9 +215,33 @@ function declaredHttp(service: Service | undefined, port: number): boolean {
   return false;
 }
 
+/**
+ * The address the pod should see as its client, when the proxy can connect from it
+ * (ARCHITECTURE.md, issue 10: applications see their real client): for plaintext, the
+ * peer the kernel handed over (its packets came from that address); for a tunnel, the
+ * address it claims (`forwarded: for=`) only when that address is a workload running as
+ * the principal the peer proved (`proven`, hbone/server.ts provenSourceWorkload), so a
+ * node can never make a pod see an address its certificate does not own. Undefined —
+ * the node's address, as before — for IPv6, an unproven claim, and a pod calling itself
+ * (a packet from its own address arriving on its eth0 is a martian to its kernel).
+ */
+export function clientAddress(c: InboundConnection, proven: Workload | undefined): string | undefined {
+  const ip = c.security === 'none' ? c.sourceIp : proven?.ip;
+  if (!ip || !net.isIPv4(ip) || ip === c.destination.ip) return undefined;
+  return ip;
+}
+
 /** A connection from the node proxy to the pod, on behalf of the peer. */
-function toPod(c: InboundConnection): UpstreamRequest {
-  return { source: undefined, sourceAddress: c.sourceIp, sourcePort: c.sourcePort, ip: c.destination.ip, port: c.port, destination: c.destination };
+function toPod(c: InboundConnection, from: string | undefined): UpstreamRequest {
+  return {
+    source: undefined,
+    sourceAddress: c.sourceIp,
+    sourcePort: c.sourcePort,
+    ip: c.destination.ip,
+    port: c.port,
+    destination: c.destination,
+    ...(from !== undefined ? { transparentSource: from } : {}),
+  };
 }
 
 function requestDecision(r: AuthorizationResult): void {

@@ -6,9 +6,13 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { NodemeshError } from '../../common/errors.js';
+import { logger } from '../../common/log.js';
+import { proxyErrors } from '../telemetry/metrics.js';
 import type { Workload } from '../../control/api/snapshot.js';
-import { markedSocket } from '../datapath/socket-calls.js';
+import { markedSocket, transparentSocket } from '../datapath/socket-calls.js';
 import { ResponseFlag, type ResponseFlagValue } from './response-flags.js';
+
+const log = logger('agent/connector');
 
 export interface UpstreamRequest {
   /** the meshed pod that opened the connection (its identity, with mTLS) */
@@ -23,6 +27,13 @@ export interface UpstreamRequest {
   destination: Workload | undefined;
   /** W3C trace context of the request, when there is one (L7) */
   traceparent?: string;
+  /**
+   * Connect from this address rather than the node's (IP_TRANSPARENT): the client's own
+   * pod IP, so the pod sees its real client. Set only by inbound delivery, for an address
+   * it can vouch for (inbound-delivery.ts, clientAddress()); a connector without
+   * transparency ignores it.
+   */
+  transparentSource?: string;
 }
 
 /** What a transport proves about a connection, for the source reporter's Istio labels. */
@@ -61,17 +72,20 @@ export class UpstreamError extends NodemeshError {
 export function dialTcp(
   ip: string,
   port: number,
-  opts: { mark?: number; timeoutMs: number; where?: string; hint?: string; allowHalfOpen?: boolean },
+  opts: { mark?: number; timeoutMs: number; where?: string; hint?: string; allowHalfOpen?: boolean; localAddress?: string },
 ): Promise<net.Socket> {
   const where = opts.where ?? `${ip}:${port}`;
   return new Promise((resolve, reject) => {
     let socket: net.Socket;
     try {
       const family = ip.includes(':') ? 6 : 4;
+      const allowHalfOpen = opts.allowHalfOpen ?? false;
       socket =
         opts.mark === undefined
-          ? new net.Socket({ allowHalfOpen: opts.allowHalfOpen ?? false })
-          : markedSocket(opts.mark, family, { allowHalfOpen: opts.allowHalfOpen ?? false });
+          ? new net.Socket({ allowHalfOpen })
+          : opts.localAddress !== undefined
+            ? transparentSocket(opts.mark, { allowHalfOpen })
+            : markedSocket(opts.mark, family, { allowHalfOpen });
     } catch (err) {
       reject(new UpstreamError(ResponseFlag.UpstreamConnectionFailure, `socket for ${where}: ${(err as Error).message}`, { cause: err }));
       return;
@@ -92,26 +106,45 @@ export function dialTcp(
       socket.off('error', fail);
       resolve(socket);
     });
-    socket.connect({ host: ip, port });
+    // with localAddress, Node binds the socket to it before connecting (transparent: any address)
+    socket.connect({ host: ip, port, ...(opts.localAddress !== undefined ? { localAddress: opts.localAddress } : {}) });
   });
 }
 
 /**
  * Plain TCP from the node proxy, marked so the datapath never redirects it (no mark: an
- * ordinary socket, for tests without CAP_NET_ADMIN).
+ * ordinary socket, for tests without CAP_NET_ADMIN). `transparent`: a request's
+ * `transparentSource` is the connection's source address (needs the mark: the agent runs
+ * with CAP_NET_ADMIN); the pod's answers reach the socket through the inbound datapath,
+ * which is why only the connector to this node's own meshed pods is made transparent.
  */
 export class TcpConnector implements UpstreamConnector {
   constructor(
     private readonly mark: number | undefined,
     private readonly connectTimeoutMs = 10_000,
+    private readonly transparent = false,
   ) {}
 
-  connect(req: UpstreamRequest): Promise<Duplex> {
-    return dialTcp(req.ip, req.port, {
-      ...(this.mark === undefined ? {} : { mark: this.mark }),
-      timeoutMs: this.connectTimeoutMs,
-      allowHalfOpen: true,
-    });
+  async connect(req: UpstreamRequest): Promise<Duplex> {
+    const from = this.transparent && this.mark !== undefined ? req.transparentSource : undefined;
+    const dial = (localAddress: string | undefined) =>
+      dialTcp(req.ip, req.port, {
+        ...(this.mark === undefined ? {} : { mark: this.mark }),
+        ...(localAddress !== undefined ? { localAddress, where: `${req.ip}:${req.port} from ${localAddress}` } : {}),
+        timeoutMs: this.connectTimeoutMs,
+        allowHalfOpen: true,
+      });
+    if (from === undefined) return dial(undefined);
+    try {
+      return await dial(from);
+    } catch (err) {
+      // the client's address could not be bound (no port left for it, the option refused):
+      // the connection still goes through, from the node's address, as before issue 10
+      if ((err as { cause?: { syscall?: unknown } }).cause?.syscall !== 'bind') throw err;
+      proxyErrors.inc({ reason: 'transparent_bind_failed' });
+      log.debug({ err, from, to: `${req.ip}:${req.port}` }, 'transparent bind failed: delivering from the node address');
+      return dial(undefined);
+    }
   }
 }
 

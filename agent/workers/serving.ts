@@ -9,7 +9,7 @@ import { closeDescriptor } from '../datapath/socket-handoff.js';
 import { HboneConnector } from '../hbone/client.js';
 import { HboneInbound, provenSourceWorkload } from '../hbone/server.js';
 import { InboundCapture, type InboundDeliver } from '../proxy/inbound-capture.js';
-import { deliverInbound } from '../proxy/inbound-delivery.js';
+import { clientAddress, deliverInbound } from '../proxy/inbound-delivery.js';
 import { MeshConnector } from '../proxy/mesh-connector.js';
 import { OutboundProxy } from '../proxy/outbound.js';
 import { setClusterStats } from '../telemetry/mesh-metrics.js';
@@ -26,6 +26,8 @@ export interface ServingConfig {
   /** the proxy's timeouts and bound per source pod (defaults: transport/timeouts.ts, transport/source-limits.ts) */
   timeouts?: Partial<ProxyTimeouts>;
   limits?: Partial<SourceLimitsOptions>;
+  /** deliver to pods from the client's address (default true; false: the node's, as before issue 10) */
+  transparentDelivery?: boolean;
 }
 
 /** The listening descriptors to serve on (hbone only with identities). */
@@ -76,15 +78,20 @@ export class ProxyServing implements Serving {
 
   private async build(config: ServingConfig, fds: ServingDescriptors, state: () => ProxyState, identity: IdentityProvider | undefined): Promise<void> {
     for (const fd of Object.values(fds)) if (fd !== undefined) this.unclaimed.add(fd);
-    const podConnector = new TcpConnector(PROXY_MARK);
+    // to this node's meshed pods, from the client's own address: the inbound datapath
+    // brings the pods' answers back to these sockets (ARCHITECTURE.md, issue 10)
+    const podConnector = new TcpConnector(PROXY_MARK, undefined, config.transparentDelivery ?? true);
     const timeouts = proxyTimeouts(config.timeouts);
     const deliverTunnel: InboundDeliver = (sock, c) => {
       const st = state();
+      const proven = provenSourceWorkload(c, st);
+      const from = clientAddress(c, proven);
       return deliverInbound(sock, c, podConnector, {
         security: st.snapshot ? st.security : undefined,
-        sourceWorkload: provenSourceWorkload(c, st),
+        sourceWorkload: proven,
         service: st.serviceFor(c.destination.uid, c.port),
         timeouts,
+        ...(from !== undefined ? { transparentSource: from } : {}),
       });
     };
     // with identities, meshed destinations are reached over HBONE (or the same-node path)
@@ -115,11 +122,13 @@ export class ProxyServing implements Serving {
       index: state,
       deliver: (sock, c) => {
         const st = state();
+        const from = clientAddress(c, undefined);
         return deliverInbound(sock, c, podConnector, {
           security: st.snapshot ? st.security : undefined,
           sourceWorkload: st.workloadByIp(c.sourceIp), // plaintext: by address, unproven
           service: st.serviceFor(c.destination.uid, c.port),
           timeouts,
+          ...(from !== undefined ? { transparentSource: from } : {}),
         });
       },
     });

@@ -1,7 +1,8 @@
 // Inbound capture, end to end in the lab: plaintext that reaches a meshed pod from anywhere
 // but its own node (a pod that is not meshed, on another node or on the same bridge) is
-// taken in the kernel into the node proxy's 15006 listener, which delivers it: the pod sees
-// its node proxy as the peer, and the proxy reports the connection as inbound plaintext.
+// taken in the kernel into the node proxy's 15006 listener, which delivers it from the
+// client's own address (the pod sees its real client, issue 10), and the proxy reports the
+// connection as inbound plaintext.
 // The node's own traffic (kubelet probes) and traffic to pods that are not meshed are never
 // captured; a stopped or crashed agent leaves the capture in place (fail closed), and
 // `nodemesh agent cleanup` removes every tc filter, rule, route and pin.
@@ -96,7 +97,7 @@ if (canRunPrivileged('inbound capture')) {
     });
   }
 
-  /** A captured connection: the pod saw node-a's proxy, the proxy reported it as inbound plaintext. */
+  /** A captured connection: the pod saw its client's address, the proxy reported it as inbound plaintext. */
   async function assertCaptured(t: ExecutionContext, client: string) {
     const server = lab.pod('server');
     const nodeA = lab.node('node-a');
@@ -108,9 +109,10 @@ if (canRunPrivileged('inbound capture')) {
       t.is(res.code, 0, res.stderr);
       t.is(res.body?.pod, 'server');
       t.is(res.body?.path, '/captured');
-      // the pod's peer is node-a's proxy (its address on the pod bridge), not the client
-      t.is(ipOf(res.body!.remote), nodeA.podBridgeIp, `the pod saw ${res.body?.remote}; ${client} is ${lab.pod(client).ip}`);
-      t.not(ipOf(res.local), nodeA.podBridgeIp);
+      // the pod's peer is the client's address (the proxy delivered transparently), yet
+      // not the client's socket: the proxy's, from its own port
+      t.is(ipOf(res.body!.remote), lab.pod(client).ip, `the pod saw ${res.body?.remote}; node-a's proxy is ${nodeA.podBridgeIp}`);
+      t.not(res.body!.remote.replace(/^::ffff:/, ''), res.local, 'the pod saw the client socket itself: the connection was not captured');
 
       const e = await events.waitFor(inboundFrom(lab.pod(client).ip));
       t.truthy(e, `node-a's tap shows no inbound connection from ${client}: ${JSON.stringify(events.events)}`);

@@ -42,7 +42,9 @@ if (canRunPrivileged('mesh redirect')) {
     t.is(body.pod, 'web-1', 'the Service selects web-1 only');
     t.is(body.path, '/hello');
 
-    // the backend saw the connection arrive from the node proxy (a node address), not the pod
+    // web-1 is not meshed: no proxy of its node delivers to it, and its answers to a pod
+    // address would not come back to node-a's proxy; it sees the connection arrive from the
+    // node proxy (a node address), not the pod (ARCHITECTURE.md, issue 10)
     const remoteIp = body.remote.replace(/:\d+$/, '').replace(/^::ffff:/, '');
     const clientIp = lab.pod('client').ip;
     t.not(remoteIp, clientIp);
