@@ -20,6 +20,12 @@ import {
 } from './metrics.js';
 import type { Subject } from './telemetry-policy.js';
 
+export interface Pods {
+  readonly source: string;
+  readonly destination: string;
+}
+const NO_PODS: Pods = { source: '', destination: '' };
+
 interface Children {
   requests: { inc(v?: number): void };
   duration: { observe(v: number): void };
@@ -35,6 +41,8 @@ export class LabelSet {
     readonly labels: IstioLabels,
     /** the reporter's workload: its Telemetry decides access logs and sampling (telemetry-policy.ts) */
     readonly subject: Subject = undefined,
+    /** the pods at either end ("" when not a pod of the snapshot), as `nodemesh tap` shows them */
+    readonly pods: Pods = NO_PODS,
   ) {}
 
   private generation = 0;
@@ -86,7 +94,7 @@ export function labelSet(
     l.source_principal = security.sourcePrincipal || 'unknown';
     l.destination_principal = security.destinationPrincipal || 'unknown';
   }
-  return new LabelSet(l, source);
+  return new LabelSet(l, source, { source: source?.name ?? '', destination: destination?.name ?? '' });
 }
 
 /**
