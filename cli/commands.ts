@@ -166,9 +166,18 @@ export const COMMANDS: Command[] = [
   {
     words: ['demo'],
     summary: 'the sample application in a lab, traffic through the mesh and its metrics',
-    flags: [{ name: 'once', type: 'boolean', help: 'one round, then tear down; exit 0 only if the traffic flowed through the mesh' }],
-    example: 'sudo nodemesh demo --once',
-    run: async (v) => (await import('./demo.js')).runDemo(v.once === true ? ['--once'] : []),
+    flags: [
+      { name: 'once', type: 'boolean', help: 'one round, then tear down; exit 0 only if the traffic flowed through the mesh' },
+      { ...NAME, help: 'the lab (default "demo")' },
+      { name: 'screenshot', type: 'string', value: 'FILE', help: 'after the first round, a PNG of the busiest node dashboard (headless Chromium)' },
+    ],
+    example: 'sudo nodemesh demo --once\nsudo nodemesh demo --once --screenshot docs/node-dashboard.png',
+    run: async (v) =>
+      (await import('./demo.js')).runDemo([
+        ...(v.once === true ? ['--once'] : []),
+        ...(typeof v.name === 'string' ? ['--name', v.name] : []),
+        ...(typeof v.screenshot === 'string' ? ['--screenshot', v.screenshot] : []),
+      ]),
   },
   {
     words: ['version'],
