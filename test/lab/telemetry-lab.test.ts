@@ -15,6 +15,7 @@ import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 import { dumpDom } from '../../cli/headless-chromium.js';
+import { cardValue, cellValue } from '../helpers/dashboard-dom.js';
 import { rm } from 'node:fs/promises';
 
 const FIXTURE = packagePath('test', 'fixtures', 'telemetry');
@@ -198,15 +199,6 @@ if (canRunPrivileged('telemetry in the lab')) {
     t.true(b.some((s) => s.name === 'nodemesh_agent_process_cpu_seconds_total'), 'CPU');
     t.true(b.some((s) => s.name === 'nodemesh_agent_open_connections' && s.labels.reporter === 'destination'), 'open connections');
   });
-
-  /** The data-value of a dashboard cell in the row whose attributes contain `row`. */
-  const cellValue = (dom: string, row: string, field: string) => {
-    const tr = new RegExp(`<tr[^>]*${row.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[^>]*>([\\s\\S]*?)</tr>`).exec(dom)?.[1];
-    return tr && new RegExp(`data-field="${field}" data-value="([^"]*)"`).exec(tr)?.[1];
-  };
-
-  /** The data-value of a dashboard card (node-wide figures). */
-  const cardValue = (dom: string, field: string) => new RegExp(`data-field="${field}" data-value="([^"]*)"`).exec(dom)?.[1];
 
   test.serial('the node dashboard, in headless Chromium, shows the lab’s numbers; pods are refused it', async (t) => {
     const web = 'web.shop.svc.cluster.local';

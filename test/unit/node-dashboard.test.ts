@@ -17,6 +17,7 @@ import type { Workload } from '../../control/api/snapshot.js';
 import { dumpDom } from '../../cli/headless-chromium.js';
 import { packagePath } from '../../common/paths.js';
 import { eventually } from '../helpers/eventually.js';
+import { cellValue } from '../helpers/dashboard-dom.js';
 
 const METRICS_TOKEN = 'metrics-token-0123456789abcdef';
 const SVC = 'dash.shop.svc.cluster.local';
@@ -62,12 +63,6 @@ function get(address: string, p: string, from: string, token?: string): Promise<
       })
       .on('error', reject);
   });
-}
-
-/** The data-value of a cell of the row whose attributes contain `row`. */
-function cellValue(dom: string, row: string, field: string): string | undefined {
-  const tr = new RegExp(`<tr[^>]*${row.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}[^>]*>([\\s\\S]*?)</tr>`).exec(dom)?.[1];
-  return tr && new RegExp(`data-field="${field}" data-value="([^"]*)"`).exec(tr)?.[1];
 }
 
 test.serial('the dashboard shows the numbers of the requests the proxy recorded, in headless Chromium', async (t) => {
