@@ -25,6 +25,7 @@ import { InboundDatapath, meshedPods } from './datapath/inbound.js';
 import { CniServer } from './datapath/cni-server.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { setMeshedPods } from './telemetry/mesh-metrics.js';
+import { workloadName } from './telemetry/workload-name.js';
 import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
 import { controlPlaneConnected, registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
 import { passthroughGuard } from './proxy/passthrough-guard.js';
@@ -245,6 +246,11 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
           listeners: listeners.origin,
           liveness: datapath ? { ...datapath.liveness(), heartbeatNs: String(datapath.liveness().heartbeatNs), timeoutNs: String(datapath.liveness().timeoutNs) } : undefined,
           enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
+          // the node's meshed pods as the snapshot names them (the dashboard lists them)
+          meshedPods:
+            state.snapshot?.workloads
+              .filter((w) => w.meshed && w.node === opts.node)
+              .map((w) => ({ namespace: w.namespace, name: w.name, workload: workloadName(w), ip: w.ip })) ?? [],
           ...proxies,
           inboundCapture: {
             pods: inbound?.capturedPods() ?? [],

@@ -2,25 +2,29 @@
 // mesh-unaware HTTP services in deploy/lab/samples, opted in by a namespace label) in the
 // lab; traffic from a client pod; what flowed through the node proxies, from their
 // /metrics. Ctrl-C tears everything down. `--once`: one round, the summary, teardown, and
-// exit 0 only if the traffic flowed through the mesh.
+// exit 0 only if the traffic flowed through the mesh. `--screenshot FILE`: after the first
+// round, a PNG of the node dashboard (15020/dashboard) of the node that carried the most
+// requests, taken with headless Chromium (the README's picture).
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
 import { scrape, sumMetric, type Sample } from './prom-text.js';
 import { packagePath } from '../common/paths.js';
+import { screenshot } from './headless-chromium.js';
 
 const SAMPLES = packagePath('deploy', 'lab', 'samples');
-const LAB = 'demo';
+const DEFAULT_LAB = 'demo';
 const REQUESTS_PER_ROUND = 20;
 
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { once: { type: 'boolean' } } });
-  say(`starting the lab "${LAB}" from ${SAMPLES} (two nodes, a meshed namespace "demo")…`);
+  const { values } = parseArgs({ args, options: { once: { type: 'boolean' }, name: { type: 'string' }, screenshot: { type: 'string' } } });
+  const labName = values.name ?? DEFAULT_LAB;
+  say(`starting the lab "${labName}" from ${SAMPLES} (two nodes, a meshed namespace "demo")…`);
   let state: LabState;
   try {
-    state = await labUp({ dir: SAMPLES, name: LAB });
+    state = await labUp({ dir: SAMPLES, name: labName });
   } catch (err) {
-    await labDown({ name: LAB }).catch(() => {});
+    await labDown({ name: labName }).catch(() => {});
     throw err;
   }
   let stopped = false;
@@ -31,8 +35,11 @@ export async function runDemo(args: string[]): Promise<number> {
   process.once('SIGTERM', stop);
   try {
     let ok = false;
+    let first = true;
     do {
       ok = await round(state);
+      if (first && values.screenshot) await dashboardPicture(state, values.screenshot);
+      first = false;
       if (values.once) break;
       say('next round in 5 s (Ctrl-C to stop and tear down)');
       for (let i = 0; i < 50 && !stopped; i++) await new Promise((r) => setTimeout(r, 100));
@@ -40,7 +47,7 @@ export async function runDemo(args: string[]): Promise<number> {
     return ok ? 0 : 1;
   } finally {
     say('tearing the lab down…');
-    await labDown({ name: LAB });
+    await labDown({ name: labName });
     say('done: nothing of the lab is left');
   }
 }
@@ -98,6 +105,19 @@ function whoIs(state: LabState, remote: string): string {
   if (pod) return `pod ${pod.namespace}/${pod.name}'s own address: the mesh keeps the client's address`;
   const node = state.nodes.find((n) => n.ip === ip || n.podBridgeIp === ip);
   return node ? `node ${node.name}'s address, not the client pod's` : 'not an address of the lab';
+}
+
+/** A PNG of the dashboard of the node whose proxy handled the most requests. */
+async function dashboardPicture(state: LabState, file: string): Promise<void> {
+  let best = state.nodes[0]!;
+  let most = -1;
+  for (const n of state.nodes) {
+    const requests = sumMetric(await scrape(n.agentAdmin), 'istio_requests_total');
+    if (requests > most) [best, most] = [n, requests];
+  }
+  // two scrapes a second apart (virtual time) so that the rates are filled in
+  await screenshot(`http://${best.agentAdmin}/dashboard`, file, { budgetMs: 2_500, size: { width: 1400, height: 1000 } });
+  say(`the node dashboard of ${best.name} (http://${best.agentAdmin}/dashboard) written to ${file}`);
 }
 
 /** `200×20` — istio_requests_total by response code, for one destination service. */

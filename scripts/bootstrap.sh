@@ -26,9 +26,9 @@ done
 # bpftool: inspection and tests; cmake/make/g++: the addon; iproute2/util-linux/procps:
 # the lab (ip netns, nsenter, pkill); curl/openssl: tests and demo clients;
 # tshark/tcpdump: wire captures in the mTLS tests; nghttp2-client (h2load)/wrk: load;
-# prometheus: promtool checks the /metrics exposition.
+# prometheus: promtool checks the /metrics exposition; chromium: headless, loads the node dashboard.
 PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates
-  tshark tcpdump nghttp2-client wrk prometheus)
+  tshark tcpdump nghttp2-client wrk prometheus chromium)
 # haproxy: the HAProxy pair of the benchmark; iptables (nf_tables): its iptables capture path
 BENCH_PACKAGES=(haproxy iptables)
 if $bench; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi

@@ -1,5 +1,6 @@
 // The agent's admin port (15020, as Istio's): Prometheus /metrics, readiness
-// /healthz/ready, and debug views (/debug/state, /debug/tap). Who may use which is
+// /healthz/ready, debug views (/debug/state, /debug/tap) and the node dashboard (/ and
+// /dashboard: dashboard.html, which reads /metrics and /debug/state). Who may use which is
 // admin-access.ts's: the node itself, trusted networks, or a bearer token.
 //
 // It listens on the given IPv4 address (the node's, where the kubelet probes and Prometheus
@@ -12,11 +13,13 @@
 // has a timeout (a slow client's headers, an idle keep-alive). A tap whose
 // reader is slower than the node's connections loses events (counted in the stream) rather
 // than growing the agent's memory.
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { logger } from '../../common/log.js';
+import { packagePath } from '../../common/paths.js';
 import { adminRefused, registry } from '../telemetry/metrics.js';
-import { connectionChannel, requestChannel, type ConnectionEvent, type RequestEvent } from '../telemetry/tap.js';
+import { badRequestFilter, connectionChannel, requestChannel, requestFilter, type ConnectionEvent, type RequestEvent } from '../telemetry/tap.js';
 import { AdminAccess, scopeOf, type AdminAccessOptions } from './admin-access.js';
 
 const log = logger('agent/admin');
@@ -98,6 +101,25 @@ export async function startAdminServer(host: string, port: number, state: AdminS
           (err: unknown) => res.writeHead(500).end(String(err)),
         );
         return;
+      case '/':
+      case '/dashboard': {
+        let body: Buffer;
+        try {
+          body = dashboardPage();
+        } catch (err) {
+          res.writeHead(500, { 'content-type': 'text/plain' }).end(`dashboard: ${(err as Error).message}\n`);
+          return;
+        }
+        // the page may talk to this origin only: nothing it shows comes from elsewhere
+        res.writeHead(200, {
+          'content-type': 'text/html; charset=utf-8',
+          'cache-control': 'no-cache',
+          'content-security-policy': "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src 'self' data:",
+          'x-frame-options': 'DENY',
+        });
+        res.end(body);
+        return;
+      }
       case '/debug/tap':
         if (taps >= MAX_TAPS) {
           res.writeHead(503, { 'content-type': 'text/plain' }).end(`too many taps (${MAX_TAPS}) on this agent; stop one first\n`);
@@ -108,7 +130,7 @@ export async function startAdminServer(host: string, port: number, state: AdminS
         tap(req, res, query);
         return;
       default:
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /metrics (/stats/prometheus), /healthz/ready, /healthz/live, /debug/state, /debug/tap\n');
+        res.writeHead(404, { 'content-type': 'text/plain' }).end('not found; try /dashboard, /metrics (/stats/prometheus), /healthz/ready, /healthz/live, /debug/state, /debug/tap\n');
     }
   };
   const onConnection = (socket: net.Socket) => {
@@ -161,6 +183,12 @@ export async function startAdminServer(host: string, port: number, state: AdminS
   };
 }
 
+let page: Buffer | undefined;
+/** The dashboard, read once from the package (agent/admin/dashboard.html: static, no build step). */
+function dashboardPage(): Buffer {
+  return (page ??= readFileSync(packagePath('agent', 'admin', 'dashboard.html')));
+}
+
 function listen(server: http.Server, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
@@ -182,6 +210,11 @@ function isLoopbackOrAny(host: string): boolean {
  * preceded by `{"event":"dropped","count":N}`.
  */
 function tap(req: http.IncomingMessage, res: http.ServerResponse, q: URLSearchParams): void {
+  const bad = q.has('requests') ? badRequestFilter(q) : undefined;
+  if (bad) {
+    res.writeHead(400, { 'content-type': 'text/plain' }).end(`${bad}\n`);
+    return;
+  }
   res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-cache' });
   res.flushHeaders();
   let dropped = 0;
@@ -196,9 +229,8 @@ function tap(req: http.IncomingMessage, res: http.ServerResponse, q: URLSearchPa
     }
     res.write(JSON.stringify(msg as ConnectionEvent) + '\n');
   };
-  // ?requests: one event per HTTP request (both reporters), filtered as `linkerd viz tap`:
-  // namespace (source or destination), to (destination workload or Service name), path
-  // (prefix), method
+  // ?requests: one event per HTTP request (both reporters), filtered as `linkerd viz tap`
+  // (tap.ts requestFilter)
   const channel = q.has('requests') ? requestChannel : connectionChannel;
   const keep = q.has('requests') ? requestFilter(q) : undefined;
   const listener = keep ? (msg: unknown) => keep(msg as RequestEvent) && onEvent(msg) : onEvent;
@@ -206,16 +238,4 @@ function tap(req: http.IncomingMessage, res: http.ServerResponse, q: URLSearchPa
   const stop = () => channel.unsubscribe(listener);
   req.once('close', stop);
   res.once('close', stop);
-}
-
-function requestFilter(q: URLSearchParams): (e: RequestEvent) => boolean {
-  const ns = q.get('namespace');
-  const to = q.get('to');
-  const path = q.get('path');
-  const method = q.get('method')?.toUpperCase();
-  return (e) =>
-    (!ns || e.sourceNamespace === ns || e.destinationNamespace === ns) &&
-    (!to || e.destinationWorkload === to || e.destinationService === to || e.destinationService.startsWith(`${to}.`)) &&
-    (!path || e.path.startsWith(path)) &&
-    (!method || e.method === method);
 }

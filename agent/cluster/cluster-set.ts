@@ -43,7 +43,7 @@ export class ClusterSet {
       l.source_principal = sec.sourcePrincipal || 'unknown';
       l.destination_principal = sec.destinationPrincipal || 'unknown';
     }
-    trackUntilClose(this.connections, d, l, 'upstream');
+    trackUntilClose(this.connections, d, l, 'upstream', dial.source);
   };
 
   constructor(

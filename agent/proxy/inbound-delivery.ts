@@ -99,6 +99,7 @@ export async function deliverInbound(
     tcpLabelsDestination(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, ResponseFlag.None),
     stream,
     'passing',
+    c.destination,
   );
   stream.on('error', () => {}); // handled by the pipe, or ends the flow with the stream
 

@@ -128,7 +128,7 @@ const requestId = (r: LoggedRequest) => r.traceOps?.set['x-request-id'] ?? r.hea
 
 /** Logs a request if the reporter's workload's Telemetry says so (and its filter passes). */
 export function logRequest(subject: Subject, labels: IstioLabels, r: LoggedRequest, traceId: string): void {
-  const rule = accessLogRule(subject);
+  const rule = accessLogRule(subject, r.reporter);
   if (!rule) return;
   if (rule.filter && !passes(rule.filter, (a) => requestAttribute(a, labels, r))) return;
   write(options.encoding === 'TEXT' ? textLine(labels, r) : jsonLine(labels, r, traceId), 'http');
@@ -222,7 +222,7 @@ export function logConnection(
   l: IstioLabels,
   c: { startTimeMs: number; durationMs: number; received: number; sent: number; upstreamHost: string; downstreamRemote: string },
 ): void {
-  const rule = accessLogRule(subject);
+  const rule = accessLogRule(subject, l.reporter === 'destination' ? 'destination' : 'source');
   if (!rule) return;
   if (rule.filter && !passes(rule.filter, (a) => (a === 'connection.mtls' ? l.connection_security_policy === 'mutual_tls' : a === 'response.flags' ? l.response_flags : a === 'response.duration' ? c.durationMs : a === 'response.code' ? 0 : '')))
     return;

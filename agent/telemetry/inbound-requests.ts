@@ -27,7 +27,7 @@ export class InboundTelemetry {
 
   labels(grpc: boolean): LabelSet {
     if (!grpc) return this.http;
-    if (!this.grpcSet) this.grpcSet = new LabelSet({ ...this.http.labels, request_protocol: 'grpc' }, this.http.subject);
+    if (!this.grpcSet) this.grpcSet = new LabelSet({ ...this.http.labels, request_protocol: 'grpc' }, this.http.subject, this.http.pods);
     return this.grpcSet;
   }
 }
@@ -45,7 +45,7 @@ export function inboundTelemetry(
   if (t) return t;
   const l = tcpLabelsDestination(source, sourcePrincipal, service, destination, security, '-');
   l.request_protocol = 'http';
-  t = new InboundTelemetry(new LabelSet(l, destination), `inbound|${port}||`);
+  t = new InboundTelemetry(new LabelSet(l, destination, { source: source?.name ?? '', destination: destination.name }), `inbound|${port}||`);
   if (cache.size >= MAX_CACHED) cache.clear();
   cache.set(key, t);
   return t;

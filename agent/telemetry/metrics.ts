@@ -6,35 +6,12 @@ import { collectProcessMetrics } from '../../common/process-metrics.js';
 import { SeriesCounter, SeriesHistogram } from './metrics-series.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
 import { workloadName } from './workload-name.js';
+import { HTTP_ONLY_LABELS, ISTIO_LABELS } from '../../control/api/snapshot-telemetry.js';
 
 export const registry = new Registry();
 collectProcessMetrics(registry, 'nodemesh_agent_');
 
-export const ISTIO_LABELS = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_principal',
-  'source_app',
-  'source_version',
-  'source_canonical_service',
-  'source_canonical_revision',
-  'source_cluster',
-  'destination_service',
-  'destination_service_name',
-  'destination_service_namespace',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_principal',
-  'destination_app',
-  'destination_version',
-  'destination_canonical_service',
-  'destination_canonical_revision',
-  'destination_cluster',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
-] as const;
+export { ISTIO_LABELS };
 
 export type IstioLabels = Record<(typeof ISTIO_LABELS)[number], string>;
 
@@ -84,7 +61,7 @@ export const tcpReceivedBytes = new Counter({
 // response_code and grpc_response_status; the label objects are built once per
 // (source, destination, endpoint) and their series kept (request-telemetry.ts), which
 // metrics-series.ts makes a few additions per request instead of prom-client's label hashing.
-export const HTTP_LABELS = [...ISTIO_LABELS, 'response_code', 'grpc_response_status'] as const;
+export const HTTP_LABELS = [...ISTIO_LABELS, ...HTTP_ONLY_LABELS] as const;
 export type HttpLabels = Record<(typeof HTTP_LABELS)[number], string>;
 /** Envoy's default histogram buckets (ms) */
 export const DURATION_BUCKETS_MS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];

@@ -54,5 +54,5 @@ export function requestDone(labels: LabelSet, r: RequestRecord): void {
   if (retried > 0) countRetries(labels.labels.destination_service, retried, r.status);
   logRequest(labels.subject, labels.labels, r, r.span?.traceId ?? '');
   if (r.span) endSpan(r.span, labels.labels, r);
-  if (requestTapping()) publishRequest(labels.labels, r);
+  if (requestTapping()) publishRequest(labels.labels, labels.pods, r);
 }

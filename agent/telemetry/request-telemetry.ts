@@ -18,7 +18,13 @@ import {
   type HttpLabels,
   type IstioLabels,
 } from './metrics.js';
-import type { Subject } from './telemetry-policy.js';
+import { metricLabels, metricsRule, telemetryGeneration, type Subject } from './telemetry-policy.js';
+
+export interface Pods {
+  readonly source: string;
+  readonly destination: string;
+}
+const NO_PODS: Pods = { source: '', destination: '' };
 
 interface Children {
   requests: { inc(v?: number): void };
@@ -26,6 +32,8 @@ interface Children {
   reqBytes: { observe(v: number): void };
   respBytes: { observe(v: number): void };
 }
+/** A metric a Telemetry override disabled for this reporter's workload. */
+const OFF = { inc() {}, observe() {} };
 
 /** The labels of one (source, destination, endpoint) and its cached children. */
 export class LabelSet {
@@ -35,25 +43,37 @@ export class LabelSet {
     readonly labels: IstioLabels,
     /** the reporter's workload: its Telemetry decides access logs and sampling (telemetry-policy.ts) */
     readonly subject: Subject = undefined,
+    /** the pods at either end ("" when not a pod of the snapshot), as `nodemesh tap` shows them */
+    readonly pods: Pods = NO_PODS,
   ) {}
 
   private generation = 0;
+  private policyGeneration = 0;
 
   record(code: number, grpc: string, flags: string, durationMs: number, reqBytes: number, respBytes: number): void {
     // series of workloads that left were dropped (pruneSeries): look ours up again
-    if (requestsTotal.generation !== this.generation) {
+    // or the Telemetry overrides changed: look ours up again
+    if (requestsTotal.generation !== this.generation || telemetryGeneration() !== this.policyGeneration) {
       this.generation = requestsTotal.generation;
+      this.policyGeneration = telemetryGeneration();
       this.children.clear();
     }
     const key = `${code}|${grpc}|${flags}`;
     let c = this.children.get(key);
     if (!c) {
       const l: HttpLabels = { ...this.labels, response_code: String(code), grpc_response_status: grpc, response_flags: flags };
+      // the reporter's workload's Telemetry metrics overrides (telemetry-policy.ts)
+      const rule = metricsRule(this.subject, this.labels.reporter === 'destination' ? 'destination' : 'source');
+      const as = (m: 'REQUEST_COUNT' | 'REQUEST_DURATION' | 'REQUEST_SIZE' | 'RESPONSE_SIZE') => metricLabels(rule, m, l);
+      const count = as('REQUEST_COUNT');
+      const duration = as('REQUEST_DURATION');
+      const reqSize = as('REQUEST_SIZE');
+      const respSize = as('RESPONSE_SIZE');
       c = {
-        requests: requestsTotal.labels(l),
-        duration: requestDuration.labels(l),
-        reqBytes: requestBytes.labels(l),
-        respBytes: responseBytes.labels(l),
+        requests: count ? requestsTotal.labels(count) : OFF,
+        duration: duration ? requestDuration.labels(duration) : OFF,
+        reqBytes: reqSize ? requestBytes.labels(reqSize) : OFF,
+        respBytes: respSize ? responseBytes.labels(respSize) : OFF,
       };
       this.children.set(key, c);
     }
@@ -86,7 +106,7 @@ export function labelSet(
     l.source_principal = security.sourcePrincipal || 'unknown';
     l.destination_principal = security.destinationPrincipal || 'unknown';
   }
-  return new LabelSet(l, source);
+  return new LabelSet(l, source, { source: source?.name ?? '', destination: destination?.name ?? '' });
 }
 
 /**

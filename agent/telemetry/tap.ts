@@ -74,8 +74,12 @@ export interface RequestEvent {
   responseFlags: string;
   sourceWorkload: string;
   sourceNamespace: string;
+  /** the client pod's name ("" when not a pod of the snapshot) */
+  sourcePod: string;
   destinationWorkload: string;
   destinationNamespace: string;
+  /** the pod that answered ("" when none did or it is not a pod of the snapshot) */
+  destinationPod: string;
   destinationService: string;
   upstream: string;
   retries: number;
@@ -88,6 +92,7 @@ export function requestTapping(): boolean {
 /** One ended request, as `nodemesh tap` shows it (only called while someone taps). */
 export function publishRequest(
   labels: { source_workload: string; source_workload_namespace: string; destination_workload: string; destination_workload_namespace: string; destination_service: string },
+  pods: { source: string; destination: string },
   r: {
     reporter: 'source' | 'destination';
     startTimeMs: number;
@@ -115,11 +120,59 @@ export function publishRequest(
     responseFlags: r.flags,
     sourceWorkload: labels.source_workload,
     sourceNamespace: labels.source_workload_namespace,
+    sourcePod: pods.source,
     destinationWorkload: labels.destination_workload,
     destinationNamespace: labels.destination_workload_namespace,
+    destinationPod: pods.destination,
     destinationService: labels.destination_service,
     upstream: r.upstreamHost,
     retries: r.retries,
   };
   requestChannel.publish(e);
+}
+
+// --- which requests a tap shows -----------------------------------------------------------
+// As `linkerd viz tap` filters: namespace (of either end), to (the destination workload or
+// Service, by name or hostname), pod (either end's pod, `name` or `namespace/name`), path
+// (a prefix), method, status (a code such as 503, or a class such as 5xx), reporter.
+const STATUS = /^([1-5])(?:xx|\d\d)$/i;
+const FILTERS = ['requests', 'namespace', 'to', 'pod', 'path', 'method', 'status', 'reporter'];
+
+/** Why a tap's query cannot be used (an unknown filter, a bad status or reporter), or undefined. */
+export function badRequestFilter(q: URLSearchParams): string | undefined {
+  for (const k of q.keys()) if (!FILTERS.includes(k)) return `tap: unknown filter ${JSON.stringify(k)}; the filters are ${FILTERS.slice(1).join(', ')}`;
+  const status = q.get('status');
+  if (status !== null && !STATUS.test(status)) return `tap: status=${JSON.stringify(status)} is not a status code (503) or class (5xx)`;
+  const reporter = q.get('reporter');
+  if (reporter !== null && reporter !== 'source' && reporter !== 'destination') return `tap: reporter=${JSON.stringify(reporter)} is neither source nor destination`;
+  const path = q.get('path');
+  if (path !== null && !path.startsWith('/')) return `tap: path=${JSON.stringify(path)} is not a path prefix (it starts with /)`;
+  return undefined;
+}
+
+/** The filter of a tap's query (checked by badRequestFilter first). */
+export function requestFilter(q: URLSearchParams): (e: RequestEvent) => boolean {
+  const ns = q.get('namespace');
+  const to = q.get('to');
+  const pod = q.get('pod');
+  const path = q.get('path');
+  const method = q.get('method')?.toUpperCase();
+  const status = q.get('status');
+  const statusClass = status && /xx$/i.test(status) ? Number(status[0]) : undefined;
+  const statusCode = status && statusClass === undefined ? Number(status) : undefined;
+  const reporter = q.get('reporter');
+  const podIs = (name: string, namespace: string) => {
+    if (!pod || !name) return false;
+    const slash = pod.indexOf('/');
+    return slash < 0 ? name === pod : namespace === pod.slice(0, slash) && name === pod.slice(slash + 1);
+  };
+  return (e) =>
+    (!ns || e.sourceNamespace === ns || e.destinationNamespace === ns) &&
+    (!to || e.destinationWorkload === to || e.destinationService === to || e.destinationService.startsWith(`${to}.`)) &&
+    (!pod || podIs(e.sourcePod, e.sourceNamespace) || podIs(e.destinationPod, e.destinationNamespace)) &&
+    (!path || e.path.startsWith(path)) &&
+    (!method || e.method === method) &&
+    (statusCode === undefined || e.status === statusCode) &&
+    (statusClass === undefined || Math.floor(e.status / 100) === statusClass) &&
+    (!reporter || e.reporter === reporter);
 }

@@ -17,6 +17,7 @@ import { logger } from '../../common/log.js';
 import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 import { registry, type IstioLabels } from './metrics.js';
 import { tracingRule, type Subject } from './telemetry-policy.js';
+import type { CustomTag } from '../../control/api/snapshot-telemetry.js';
 import type { LoggedRequest } from './access-log.js';
 
 const log = logger('agent/tracing');
@@ -43,6 +44,8 @@ export interface SpanContext {
   b3: 'single' | 'multi' | '';
   kind: 'client' | 'server';
   startNs: bigint;
+  /** the reporter's Telemetry customTags, resolved when the span started */
+  customTags: readonly CustomTag[];
 }
 
 interface Incoming {
@@ -96,8 +99,9 @@ export function startSpan(
     changed = true;
   }
   const inc = incoming(header);
-  const sampled = inc?.sampled ?? (exporter !== undefined && Math.random() * 100 < tracingRule(subject).samplingPercent);
-  if (!sampled || !exporter) return { span: undefined, ops: changed ? { set, add: {}, remove: [] } : undefined };
+  const rule = exporter ? tracingRule(subject, kind === 'client' ? 'source' : 'destination') : undefined;
+  const sampled = inc?.sampled ?? (rule !== undefined && Math.random() * 100 < rule.samplingPercent);
+  if (!sampled || !exporter || !rule) return { span: undefined, ops: changed ? { set, add: {}, remove: [] } : undefined };
   const span: SpanContext = {
     traceId: inc?.traceId ?? randomBytes(16).toString('hex'),
     spanId: randomBytes(8).toString('hex'),
@@ -105,6 +109,7 @@ export function startSpan(
     b3: inc?.b3 ?? '',
     kind,
     startNs: process.hrtime.bigint() - hrOffset + epochNs,
+    customTags: rule.customTags,
   };
   set.traceparent = `00-${span.traceId}-${span.spanId}-01`;
   if (span.b3 === 'single') set.b3 = `${span.traceId}-${span.spanId}-1`;
@@ -161,6 +166,7 @@ export function endSpan(span: SpanContext, l: IstioLabels, r: EndedRequest): voi
     int('nodemesh.retries', r.retries),
   ];
   if (r.grpcStatus) attributes.push(str('grpc.status_code', r.grpcStatus));
+  for (const tag of span.customTags) attributes.push(str(tag.name, customTagValue(tag, r)));
   const error = r.status === 0 || r.status >= 500;
   if (error) attributes.push({ key: 'error', value: { boolValue: true } });
   exporter.queue({
@@ -174,6 +180,16 @@ export function endSpan(span: SpanContext, l: IstioLabels, r: EndedRequest): voi
     attributes,
     status: error ? { code: 2, message: `${r.status} ${r.flags}` } : { code: 0 },
   });
+}
+
+/**
+ * A custom tag's value: the literal, the request header as received, or the node proxy's
+ * environment variable (the agent's: a node proxy has no pod environment), else the default.
+ */
+export function customTagValue(tag: CustomTag, r: Pick<EndedRequest, 'header'>): string {
+  if (tag.kind === 'literal') return tag.value;
+  const v = tag.kind === 'header' ? r.header(tag.value) : process.env[tag.value];
+  return v === undefined || v === '' ? tag.defaultValue : v;
 }
 
 /** Batches spans and POSTs them to the collector as OTLP/HTTP JSON. */

@@ -27,7 +27,7 @@ import {
 } from '../telemetry/metrics.js';
 import { connectionClosed, connectionOpened } from '../telemetry/mesh-metrics.js';
 import { logConnection } from '../telemetry/access-log.js';
-import type { Subject } from '../telemetry/telemetry-policy.js';
+import { metricLabels, metricsRule, type Subject } from '../telemetry/telemetry-policy.js';
 import { ResponseFlag } from './response-flags.js';
 
 /** How often the bytes of open flows are brought up to date between scrapes. */
@@ -71,7 +71,14 @@ export class Flow {
     readonly labels: IstioLabels,
     private readonly stream: Duplex,
     private readonly counters: ByteCounters,
+    /** the reporter's workload, whose Telemetry metrics overrides apply (telemetry-policy.ts) */
+    private readonly subject: Subject = undefined,
   ) {}
+
+  /** The labels `metric` is counted with now (undefined: a Telemetry disabled it). */
+  private as(metric: 'TCP_OPENED_CONNECTIONS' | 'TCP_CLOSED_CONNECTIONS' | 'TCP_SENT_BYTES' | 'TCP_RECEIVED_BYTES'): IstioLabels | undefined {
+    return metricLabels(metricsRule(this.subject, this.labels.reporter === 'destination' ? 'destination' : 'source'), metric, this.labels);
+  }
 
   get closed(): boolean {
     return this.state === 'closed';
@@ -82,10 +89,15 @@ export class Flow {
     if (this.state !== 'described') return;
     this.state = 'open';
     this.openedAt = performance.now();
-    tcpConnectionsOpened.inc(this.labels);
+    this.countOpened();
     connectionOpened(this.labels.reporter);
     if (this.counters === 'passing') this.countPassing();
     this.set.add(this);
+  }
+
+  private countOpened(): void {
+    const l = this.as('TCP_OPENED_CONNECTIONS');
+    if (l) tcpConnectionsOpened.inc(l);
   }
 
   /** Bytes received from the client so far (the request direction). */
@@ -109,11 +121,13 @@ export class Flow {
     const received = this.receivedBytes;
     const sent = this.sentBytes;
     if (received > this.countedIn) {
-      tcpReceivedBytes.inc(this.labels, received - this.countedIn);
+      const l = this.as('TCP_RECEIVED_BYTES');
+      if (l) tcpReceivedBytes.inc(l, received - this.countedIn);
       this.countedIn = received;
     }
     if (sent > this.countedOut) {
-      tcpSentBytes.inc(this.labels, sent - this.countedOut);
+      const l = this.as('TCP_SENT_BYTES');
+      if (l) tcpSentBytes.inc(l, sent - this.countedOut);
       this.countedOut = sent;
     }
   }
@@ -126,11 +140,12 @@ export class Flow {
   close(flag: string = ResponseFlag.None): void {
     if (this.state === 'closed') return;
     if (flag !== ResponseFlag.None) this.labels.response_flags = flag;
-    if (this.state === 'described') tcpConnectionsOpened.inc(this.labels);
+    if (this.state === 'described') this.countOpened();
     else connectionClosed(this.labels.reporter);
     this.state = 'closed';
     this.flush();
-    tcpConnectionsClosed.inc(this.labels);
+    const closed = this.as('TCP_CLOSED_CONNECTIONS');
+    if (closed) tcpConnectionsClosed.inc(closed);
     this.set.delete(this);
     if (this.logAs && this.openedAt > 0) {
       const durationMs = performance.now() - this.openedAt;
@@ -218,8 +233,8 @@ export class FlowSet<F extends Flow = Flow> implements Iterable<F> {
 }
 
 /** Accounts `stream` as one open flow of `set` until the stream closes. */
-export function trackUntilClose(set: FlowSet, stream: Duplex, labels: IstioLabels, counters: ByteCounters): Flow {
-  const flow = new Flow(set, labels, stream, counters);
+export function trackUntilClose(set: FlowSet, stream: Duplex, labels: IstioLabels, counters: ByteCounters, subject?: Subject): Flow {
+  const flow = new Flow(set, labels, stream, counters, subject);
   flow.open();
   stream.once('close', () => flow.close());
   return flow;

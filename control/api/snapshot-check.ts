@@ -22,9 +22,11 @@
 import { isIP } from 'node:net';
 import { NodemeshError } from '../../common/errors.js';
 import type { Endpoint, NamespaceInfo, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
-import type { TelemetryPolicy } from './snapshot-telemetry.js';
+import { CUSTOM_TAG_KINDS, ISTIO_METRICS, TELEMETRY_MODES, type TelemetryPolicy } from './snapshot-telemetry.js';
 import type { AccessLogging__Output } from './generated/nodemesh/v1/AccessLogging.js';
 import type { Tracing__Output } from './generated/nodemesh/v1/Tracing.js';
+import type { CustomTag__Output } from './generated/nodemesh/v1/CustomTag.js';
+import type { MetricsOverride__Output } from './generated/nodemesh/v1/MetricsOverride.js';
 import {
   CONSISTENT_HASH_KINDS,
   LOAD_BALANCER_POLICIES,
@@ -507,8 +509,17 @@ const telemetryPolicy = message<TelemetryPolicy>({
   namespace: name,
   name,
   selector: stringMap,
-  accessLogging: optional(message<AccessLogging__Output>({ disabled: bool, filter: str, providers: list(str) })),
-  tracing: optional(message<Tracing__Output>({ disabled: bool, randomSamplingPercentage: number(-1, 100, 'a sampling percentage (0-100, -1: unset)'), providers: list(str) })),
+  accessLogging: list(message<AccessLogging__Output>({ disabled: bool, filter: str, providers: list(str), mode: oneOf(TELEMETRY_MODES) })),
+  tracing: list(
+    message<Tracing__Output>({
+      disabled: bool,
+      randomSamplingPercentage: number(-1, 100, 'a sampling percentage (0-100, -1: unset)'),
+      providers: list(str),
+      mode: oneOf(TELEMETRY_MODES),
+      customTags: list(message<CustomTag__Output>({ name: str, kind: oneOf(CUSTOM_TAG_KINDS), value: str, defaultValue: str })),
+    }),
+  ),
+  metricsOverrides: list(message<MetricsOverride__Output>({ metric: oneOf(ISTIO_METRICS), mode: oneOf(TELEMETRY_MODES), disabled: optional(bool), removeTags: list(str) })),
 });
 
 const snapshot = message<Snapshot>({

@@ -14,10 +14,13 @@ import { parsePromText, scrape, sumMetric, type Sample } from '../../cli/prom-te
 import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
+import { dumpDom } from '../../cli/headless-chromium.js';
+import { cardValue, cellValue } from '../helpers/dashboard-dom.js';
+import { rm } from 'node:fs/promises';
 
 const FIXTURE = packagePath('test', 'fixtures', 'telemetry');
 const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
-const LAB = 'h11-telemetry';
+const LAB = 'ob-telemetry';
 const TD = 'spiffe://cluster.local/ns/shop/sa';
 /** the collector pod: the first pod on node-b (cluster.yaml) */
 const OTLP = 'http://10.244.1.2:4318/v1/traces';
@@ -197,6 +200,64 @@ if (canRunPrivileged('telemetry in the lab')) {
     t.true(b.some((s) => s.name === 'nodemesh_agent_open_connections' && s.labels.reporter === 'destination'), 'open connections');
   });
 
+  test.serial('the node dashboard, in headless Chromium, shows the lab’s numbers; pods are refused it', async (t) => {
+    const web = 'web.shop.svc.cluster.local';
+    await client<Load>(lab, 'load', 'http://web.shop/dashboard-traffic', '10', '2');
+    for (const [node, reporter] of [['node-a', 'source'], ['node-b', 'destination']] as const) {
+      const admin = lab.node(node).agentAdmin;
+      const before = await scrape(admin);
+      const dom = await dumpDom(`http://${admin}/dashboard`, { budgetMs: 3_000 });
+      const after = await scrape(admin);
+      t.regex(dom, /<body[^>]* data-state="ready"/, `${node}: the page rendered`);
+      t.regex(dom, new RegExp(`id="node">${node}<`));
+      const row = `data-service="${web}" data-reporter="${reporter}"`;
+      const shown = Number(cellValue(dom, row, 'requests'));
+      const [lo, hi] = [sumMetric(before, 'istio_requests_total', { reporter, destination_service: web }), sumMetric(after, 'istio_requests_total', { reporter, destination_service: web })];
+      t.true(shown >= 35 && shown >= lo && shown <= hi, `${node}: ${shown} requests to web shown, the scrapes say ${lo}..${hi}`);
+      t.is(cellValue(dom, row, 'errors'), '0');
+      const p50 = Number(cellValue(dom, row, 'p50'));
+      t.true(p50 > 0 && p50 < 1000, `${node}: p50 ${p50} ms`);
+      t.is(Number(cardValue(dom, 'meshed-pods')), sumMetric(after, 'nodemesh_agent_meshed_pods'), `${node}: meshed pods in ${/<div class="cards"[^]*?<h2/.exec(dom)?.[0] ?? dom.slice(0, 3000)}`);
+      const saved = Number(cardValue(dom, 'memory-saved'));
+      t.true(Number.isFinite(saved) && saved !== 0, `${node}: memory saved ${saved}`);
+      t.is(cellValue(dom, `data-source="client.shop" data-destination="${web}" data-reporter="${reporter}"`, 'mtls'), 'mutual_tls');
+    }
+    const domA = await dumpDom(`http://${lab.node('node-a').agentAdmin}/dashboard`, { budgetMs: 3_000 });
+    t.regex(domA, /data-pod="shop\/client"/, 'node-a lists its meshed pods');
+    t.is(cellValue(domA, 'data-service="busy.shop.svc.cluster.local" data-reporter="source"', 'cb-trips'), '4', 'the circuit-breaker trips of busy');
+    t.true(Number(cellValue(domA, 'data-service="flaky.shop.svc.cluster.local" data-reporter="source"', 'retries')) > 0, 'the retries of flaky');
+    // a pod, meshed or not, gets nothing of it (agent/admin/admin-access.ts)
+    for (const pod of ['observability/collector', 'shop/client']) {
+      const code = await lab.output(pod, ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', `http://${lab.node('node-a').ip}:15020/dashboard`]);
+      t.is(code, '401', `${pod}`);
+    }
+  });
+
+  test.serial('nodemesh tap --requests, as a process: only the requests its filters ask for, as JSON', async (t) => {
+    const marker = `/tapped-${Date.now()}`;
+    const cli = spawn(process.execPath, [packagePath('bin', 'nodemesh.js'), 'tap', '--name', LAB, '--node', 'node-b', '--requests', '--to', 'web', '--path', marker, '--status', '2xx', '-o', 'json', '--count', '3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    cli.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
+    cli.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<number>((resolve) => cli.once('close', (code) => resolve(code ?? -1)));
+    t.teardown(() => cli.kill());
+    let done = false;
+    void exited.then(() => (done = true));
+    // the tap subscribes when its request reaches the agent: send until three were shown
+    await eventually(async () => {
+      if (done) return true;
+      await lab.output('shop/client', ['curl', '-sS', `http://flaky.shop${marker}`]); // another Service: filtered out
+      await lab.output('shop/client', ['curl', '-sS', `http://web.shop${marker}`]);
+      return done;
+    }, 30_000, 'three requests tapped', 200);
+    t.is(await exited, 0, err);
+    const events = out.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    t.is(events.length, 3);
+    for (const e of events)
+      t.like(e, { event: 'request', reporter: 'destination', method: 'GET', path: marker, status: 200, sourcePod: 'client', destinationPod: 'web-7c9d8f6b5d-x2k9p', destinationService: 'web.shop.svc.cluster.local', agent: lab.node('node-b').agentAdmin });
+  });
+
   test.serial('/stats/prometheus is /metrics, and promtool accepts both but for Istio’s millisecond unit', async (t) => {
     for (const node of ['node-a', 'node-b']) {
       const admin = lab.node(node).agentAdmin;
@@ -290,6 +351,43 @@ if (canRunPrivileged('telemetry in the lab')) {
     status: { code: number };
   }
   const spans = async () => JSON.parse(await lab.output('observability/collector', ['curl', '-sS', 'http://127.0.0.1:4318/spans'])) as Span[];
+
+  test.serial('Telemetry metrics overrides and tracing customTags, applied per reporter', async (t) => {
+    const v = await version(lab);
+    await writeConfig(lab, 'telemetry-overrides.yaml', [
+      'apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: web-metrics, namespace: shop}', 'spec:',
+      '  selector: {matchLabels: {app: web}}',
+      '  metrics: [{providers: [{name: prometheus}], overrides: [{match: {metric: REQUEST_COUNT, mode: SERVER}, disabled: true}, {match: {mode: SERVER}, tagOverrides: {source_principal: {operation: REMOVE}}}]}]', '---',
+      'apiVersion: telemetry.istio.io/v1', 'kind: Telemetry', 'metadata: {name: client-tags, namespace: shop}', 'spec:',
+      '  selector: {matchLabels: {app: client}}',
+      '  tracing: [{match: {mode: CLIENT}, customTags: {team: {literal: {value: storefront}}, user: {header: {name: x-user, defaultValue: anonymous}}}}]', '',
+    ].join('\n'));
+    t.teardown(() => rm(path.join(lab.state.configDir, 'telemetry-overrides.yaml'), { force: true }));
+    await applied(lab, v);
+    const a = lab.node('node-a').agentAdmin;
+    const b = lab.node('node-b').agentAdmin;
+    const [a0, b0] = [await scrape(a), await scrape(b)];
+    const r = await client<Load>(lab, 'load', 'http://web.shop/overridden', '10', '2');
+    t.deepEqual(r.status, { '200': 10 });
+    const [a1, b1] = [await scrape(a), await scrape(b)];
+    const d = (s1: Sample[], s0: Sample[], name: string, l: Record<string, string>) => sumMetric(s1, name, l) - sumMetric(s0, name, l);
+    const web = { destination_workload: 'web', source_workload: 'client' };
+    t.is(d(b1, b0, 'istio_requests_total', { ...web, reporter: 'destination' }), 0, 'REQUEST_COUNT disabled at SERVER for web');
+    t.is(d(b1, b0, 'istio_request_duration_milliseconds_count', { ...web, reporter: 'destination', source_principal: '' }), 10, 'the duration still counted, without source_principal');
+    t.is(d(a1, a0, 'istio_requests_total', { ...web, reporter: 'source', source_principal: `${TD}/client` }), 10, 'the client’s reporter is untouched');
+
+    const traceId = `${Date.now().toString(16).padStart(16, '0')}a3ce929d0e0e4736`.slice(-32);
+    await lab.output('shop/client', ['curl', '-sS', '-H', `traceparent: 00-${traceId}-00f067aa0ba902b7-01`, '-H', 'x-user: alice', 'http://web.shop/tagged']);
+    const trace = await eventually(async () => { const s = (await spans()).filter((x) => x.traceId === traceId); return s.length >= 2 && s; }, 15_000, 'the tagged trace');
+    const client_ = trace.find((s) => s.kind === 3)!;
+    const server = trace.find((s) => s.kind === 2)!;
+    t.like(client_.attrs, { team: 'storefront', user: 'alice' }, 'CLIENT mode: the source proxy’s span has the tags');
+    t.false('team' in server.attrs, 'and the destination proxy’s does not');
+
+    const v2 = await version(lab);
+    await rm(path.join(lab.state.configDir, 'telemetry-overrides.yaml'), { force: true });
+    await applied(lab, v2);
+  });
 
   test.serial('one request client → frontend → api across two nodes is one trace: source and destination spans nest hop by hop', async (t) => {
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';

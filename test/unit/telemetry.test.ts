@@ -47,17 +47,25 @@ test('Telemetry resources: a bad filter or sampling percentage is rejected at it
   t.regex(pct.message, /randomSamplingPercentage.*from 0 to 100/);
   const snap = compileYaml(doc('  selector: {matchLabels: {app: web}}\n  accessLogging: [{providers: [{name: envoy}], filter: {expression: "response.code >= 400"}}]\n  tracing: [{randomSamplingPercentage: 10}]'));
   t.deepEqual(snap.telemetry, [
-    { namespace: 'shop', name: 'logs', selector: { app: 'web' }, accessLogging: { disabled: false, filter: 'response.code >= 400', providers: ['envoy'] }, tracing: { disabled: false, randomSamplingPercentage: 10, providers: [] } },
+    {
+      namespace: 'shop',
+      name: 'logs',
+      selector: { app: 'web' },
+      accessLogging: [{ disabled: false, filter: 'response.code >= 400', providers: ['envoy'], mode: 'CLIENT_AND_SERVER' }],
+      tracing: [{ disabled: false, randomSamplingPercentage: 10, providers: [], mode: 'CLIENT_AND_SERVER', customTags: [] }],
+      metricsOverrides: [],
+    },
   ]);
 });
 
 test.serial('Telemetry resolution: workload over namespace over mesh; disabled silences; defaults where none speaks', (t) => {
-  const base = { selector: {}, accessLogging: undefined, tracing: undefined };
+  const base = { selector: {}, accessLogging: [], tracing: [], metricsOverrides: [] };
+  const log = (disabled: boolean, filter = '') => [{ disabled, filter, providers: [], mode: 'CLIENT_AND_SERVER' }];
   setTelemetryDefaults({ accessLog: false, samplingPercent: 1 });
   setTelemetryPolicies([
-    { ...base, namespace: 'istio-system', name: 'mesh', accessLogging: { disabled: false, filter: '', providers: ['envoy'] }, tracing: { disabled: false, randomSamplingPercentage: 5, providers: [] } },
-    { ...base, namespace: 'quiet', name: 'off', accessLogging: { disabled: true, filter: '', providers: [] } },
-    { ...base, namespace: 'shop', name: 'web', selector: { app: 'web' }, accessLogging: { disabled: false, filter: 'response.code >= 400', providers: [] } },
+    { ...base, namespace: 'istio-system', name: 'mesh', accessLogging: log(false), tracing: [{ disabled: false, randomSamplingPercentage: 5, providers: [], mode: 'CLIENT_AND_SERVER', customTags: [] }] },
+    { ...base, namespace: 'quiet', name: 'off', accessLogging: log(true) },
+    { ...base, namespace: 'shop', name: 'web', selector: { app: 'web' }, accessLogging: log(false, 'response.code >= 400') },
   ]);
   const w = (namespace: string, app: string) => ({ namespace, labels: { app } });
   t.truthy(accessLogRule(w('shop', 'client')), 'the mesh default');

@@ -7,6 +7,7 @@ import type { AuthorizationPolicy as _nodemesh_v1_AuthorizationPolicy, Authoriza
 import type { AuthorizationRule as _nodemesh_v1_AuthorizationRule, AuthorizationRule__Output as _nodemesh_v1_AuthorizationRule__Output } from './nodemesh/v1/AuthorizationRule.js';
 import type { ConnectionPool as _nodemesh_v1_ConnectionPool, ConnectionPool__Output as _nodemesh_v1_ConnectionPool__Output } from './nodemesh/v1/ConnectionPool.js';
 import type { ConsistentHash as _nodemesh_v1_ConsistentHash, ConsistentHash__Output as _nodemesh_v1_ConsistentHash__Output } from './nodemesh/v1/ConsistentHash.js';
+import type { CustomTag as _nodemesh_v1_CustomTag, CustomTag__Output as _nodemesh_v1_CustomTag__Output } from './nodemesh/v1/CustomTag.js';
 import type { Destination as _nodemesh_v1_Destination, Destination__Output as _nodemesh_v1_Destination__Output } from './nodemesh/v1/Destination.js';
 import type { DestinationPolicy as _nodemesh_v1_DestinationPolicy, DestinationPolicy__Output as _nodemesh_v1_DestinationPolicy__Output } from './nodemesh/v1/DestinationPolicy.js';
 import type { DirectResponse as _nodemesh_v1_DirectResponse, DirectResponse__Output as _nodemesh_v1_DirectResponse__Output } from './nodemesh/v1/DirectResponse.js';
@@ -22,6 +23,7 @@ import type { HttpRoute as _nodemesh_v1_HttpRoute, HttpRoute__Output as _nodemes
 import type { LatencyEjection as _nodemesh_v1_LatencyEjection, LatencyEjection__Output as _nodemesh_v1_LatencyEjection__Output } from './nodemesh/v1/LatencyEjection.js';
 import type { LoadBalancer as _nodemesh_v1_LoadBalancer, LoadBalancer__Output as _nodemesh_v1_LoadBalancer__Output } from './nodemesh/v1/LoadBalancer.js';
 import type { MatchClause as _nodemesh_v1_MatchClause, MatchClause__Output as _nodemesh_v1_MatchClause__Output } from './nodemesh/v1/MatchClause.js';
+import type { MetricsOverride as _nodemesh_v1_MetricsOverride, MetricsOverride__Output as _nodemesh_v1_MetricsOverride__Output } from './nodemesh/v1/MetricsOverride.js';
 import type { Mirror as _nodemesh_v1_Mirror, Mirror__Output as _nodemesh_v1_Mirror__Output } from './nodemesh/v1/Mirror.js';
 import type { NamedMatch as _nodemesh_v1_NamedMatch, NamedMatch__Output as _nodemesh_v1_NamedMatch__Output } from './nodemesh/v1/NamedMatch.js';
 import type { NamespaceInfo as _nodemesh_v1_NamespaceInfo, NamespaceInfo__Output as _nodemesh_v1_NamespaceInfo__Output } from './nodemesh/v1/NamespaceInfo.js';
@@ -64,6 +66,7 @@ export interface ProtoGrpcType {
       AuthorizationRule: MessageTypeDefinition<_nodemesh_v1_AuthorizationRule, _nodemesh_v1_AuthorizationRule__Output>
       ConnectionPool: MessageTypeDefinition<_nodemesh_v1_ConnectionPool, _nodemesh_v1_ConnectionPool__Output>
       ConsistentHash: MessageTypeDefinition<_nodemesh_v1_ConsistentHash, _nodemesh_v1_ConsistentHash__Output>
+      CustomTag: MessageTypeDefinition<_nodemesh_v1_CustomTag, _nodemesh_v1_CustomTag__Output>
       Destination: MessageTypeDefinition<_nodemesh_v1_Destination, _nodemesh_v1_Destination__Output>
       DestinationPolicy: MessageTypeDefinition<_nodemesh_v1_DestinationPolicy, _nodemesh_v1_DestinationPolicy__Output>
       DirectResponse: MessageTypeDefinition<_nodemesh_v1_DirectResponse, _nodemesh_v1_DirectResponse__Output>
@@ -79,6 +82,7 @@ export interface ProtoGrpcType {
       LatencyEjection: MessageTypeDefinition<_nodemesh_v1_LatencyEjection, _nodemesh_v1_LatencyEjection__Output>
       LoadBalancer: MessageTypeDefinition<_nodemesh_v1_LoadBalancer, _nodemesh_v1_LoadBalancer__Output>
       MatchClause: MessageTypeDefinition<_nodemesh_v1_MatchClause, _nodemesh_v1_MatchClause__Output>
+      MetricsOverride: MessageTypeDefinition<_nodemesh_v1_MetricsOverride, _nodemesh_v1_MetricsOverride__Output>
       Mirror: MessageTypeDefinition<_nodemesh_v1_Mirror, _nodemesh_v1_Mirror__Output>
       NamedMatch: MessageTypeDefinition<_nodemesh_v1_NamedMatch, _nodemesh_v1_NamedMatch__Output>
       NamespaceInfo: MessageTypeDefinition<_nodemesh_v1_NamespaceInfo, _nodemesh_v1_NamespaceInfo__Output>

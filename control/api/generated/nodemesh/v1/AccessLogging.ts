@@ -1,6 +1,9 @@
 // Original file: control/api/telemetry.proto
 
 
+/**
+ * match.mode: CLIENT_AND_SERVER (the default), CLIENT (reporter source), SERVER (destination)
+ */
 export interface AccessLogging {
   'disabled'?: (boolean);
   /**
@@ -8,8 +11,12 @@ export interface AccessLogging {
    */
   'filter'?: (string);
   'providers'?: (string)[];
+  'mode'?: (string);
 }
 
+/**
+ * match.mode: CLIENT_AND_SERVER (the default), CLIENT (reporter source), SERVER (destination)
+ */
 export interface AccessLogging__Output {
   'disabled': (boolean);
   /**
@@ -17,4 +24,5 @@ export interface AccessLogging__Output {
    */
   'filter': (string);
   'providers': (string)[];
+  'mode': (string);
 }

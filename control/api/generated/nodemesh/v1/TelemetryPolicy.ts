@@ -2,6 +2,7 @@
 
 import type { AccessLogging as _nodemesh_v1_AccessLogging, AccessLogging__Output as _nodemesh_v1_AccessLogging__Output } from '../../nodemesh/v1/AccessLogging.js';
 import type { Tracing as _nodemesh_v1_Tracing, Tracing__Output as _nodemesh_v1_Tracing__Output } from '../../nodemesh/v1/Tracing.js';
+import type { MetricsOverride as _nodemesh_v1_MetricsOverride, MetricsOverride__Output as _nodemesh_v1_MetricsOverride__Output } from '../../nodemesh/v1/MetricsOverride.js';
 
 export interface TelemetryPolicy {
   'namespace'?: (string);
@@ -11,15 +12,17 @@ export interface TelemetryPolicy {
    */
   'selector'?: ({[key: string]: string});
   /**
-   * the first accessLogging entry, when the resource has one
+   * the accessLogging entries, in order; for a reporter the first whose mode covers it applies
    */
-  'accessLogging'?: (_nodemesh_v1_AccessLogging | null);
+  'accessLogging'?: (_nodemesh_v1_AccessLogging)[];
   /**
-   * the first tracing entry, when the resource has one
+   * the tracing entries, in order; for a reporter the first whose mode covers it applies
    */
-  'tracing'?: (_nodemesh_v1_Tracing | null);
-  '_accessLogging'?: "accessLogging";
-  '_tracing'?: "tracing";
+  'tracing'?: (_nodemesh_v1_Tracing)[];
+  /**
+   * every metrics entry's overrides, in order (merged from the mesh's to the workload's)
+   */
+  'metricsOverrides'?: (_nodemesh_v1_MetricsOverride)[];
 }
 
 export interface TelemetryPolicy__Output {
@@ -30,11 +33,15 @@ export interface TelemetryPolicy__Output {
    */
   'selector': ({[key: string]: string});
   /**
-   * the first accessLogging entry, when the resource has one
+   * the accessLogging entries, in order; for a reporter the first whose mode covers it applies
    */
-  'accessLogging'?: (_nodemesh_v1_AccessLogging__Output | null);
+  'accessLogging': (_nodemesh_v1_AccessLogging__Output)[];
   /**
-   * the first tracing entry, when the resource has one
+   * the tracing entries, in order; for a reporter the first whose mode covers it applies
    */
-  'tracing'?: (_nodemesh_v1_Tracing__Output | null);
+  'tracing': (_nodemesh_v1_Tracing__Output)[];
+  /**
+   * every metrics entry's overrides, in order (merged from the mesh's to the workload's)
+   */
+  'metricsOverrides': (_nodemesh_v1_MetricsOverride__Output)[];
 }

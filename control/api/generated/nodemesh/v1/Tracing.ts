@@ -1,5 +1,6 @@
 // Original file: control/api/telemetry.proto
 
+import type { CustomTag as _nodemesh_v1_CustomTag, CustomTag__Output as _nodemesh_v1_CustomTag__Output } from '../../nodemesh/v1/CustomTag.js';
 
 export interface Tracing {
   'disabled'?: (boolean);
@@ -8,6 +9,8 @@ export interface Tracing {
    */
   'randomSamplingPercentage'?: (number | string);
   'providers'?: (string)[];
+  'mode'?: (string);
+  'customTags'?: (_nodemesh_v1_CustomTag)[];
 }
 
 export interface Tracing__Output {
@@ -17,4 +20,6 @@ export interface Tracing__Output {
    */
   'randomSamplingPercentage': (number);
   'providers': (string)[];
+  'mode': (string);
+  'customTags': (_nodemesh_v1_CustomTag__Output)[];
 }
