@@ -20,6 +20,7 @@
 //   hold. Ready endpoints; when a port has none, its serving terminating ones (kube-proxy's
 //   fallback, so a rollout's last pods still answer while they drain). IPv4 slices only.
 // - nodes: name and proxy address (InternalIP, else a pod's hostIP), for HBONE peers.
+// - localities of nodes and endpoints, where topology labels give one (locality.ts).
 // - version: previous + 1 when the content (everything but version/generatedAt) changed;
 //   otherwise the previous snapshot is returned as is.
 import { createHash } from 'node:crypto';
@@ -39,6 +40,7 @@ import {
 } from '../api/snapshot.js';
 import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
+import { assignLocalities } from './locality.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
 import { compileTelemetry } from './telemetry.js';
@@ -100,6 +102,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const pods: Pod[] = [];
   const svcs: Svc[] = [];
   const nodeIps = new Map<string, string>();
+  const nodeLabels = new Map<string, Record<string, string>>();
   const slices = new Map<string, EndpointSliceSpec[]>();
   for (const r of resources) {
     const { namespace, name } = r.key;
@@ -107,7 +110,10 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
       nsLabels.set(name, r.body.spec.labels);
       nsAnnotations.set(name, r.body.spec.annotations);
     }
-    else if (r.body.kind === 'Node') nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
+    else if (r.body.kind === 'Node') {
+      nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
+      nodeLabels.set(name, r.body.spec.labels);
+    }
     else if (r.body.kind === 'Pod') pods.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'Service' && r.body.spec.type !== 'ExternalName') svcs.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'EndpointSlice' && r.body.spec.serviceName && r.body.spec.addressType === 'IPv4') {
@@ -147,10 +153,13 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const security = compileSecurity(resources, ctx);
   const strict = new Set(security.workloads.filter((w) => w.mtlsMode === 'STRICT' || w.portMtls.some((p) => p.mode === 'STRICT')).map((w) => w.workload));
   for (const w of workloads) w.failOpen = w.meshed && !strict.has(w.uid) && namespaceFailMode(nsAnnotations.get(w.namespace), nsLabels.get(w.namespace)) === 'open';
+  const nodes = compileNodes(nodeIps, pods);
+  const podLabels = new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p.spec.labels]));
+  assignLocalities(nodes, services.flatMap((s) => s.ports.flatMap((p) => p.endpoints)), nodeLabels, podLabels);
   return {
     workloads,
     services,
-    nodes: compileNodes(nodeIps, pods),
+    nodes,
     namespaces: compileNamespaces(nsLabels, pods),
     routing: routingReport.routing,
     security,
