@@ -318,6 +318,7 @@ const workload = message<Workload>({
   meshed: bool,
   spiffeId: name,
   failOpen: bool,
+  cluster: optionalString,
 });
 
 const node = message<NodeInfo>({ name, ip: ipOrEmpty, locality: optionalString });

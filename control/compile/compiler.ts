@@ -26,6 +26,7 @@
 import { createHash } from 'node:crypto';
 import {
   CLUSTER_DOMAIN,
+  CLUSTER_ID_DEFAULT,
   FAIL_MODE_ANNOTATION,
   MESH_ANNOTATION,
   TRUST_DOMAIN_DEFAULT,
@@ -49,6 +50,8 @@ import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 export interface CompileOptions {
   /** SPIFFE trust domain (default cluster.local) */
   trustDomain?: string;
+  /** the cluster's name (Istio's cluster ID); written on every workload unless it is the default */
+  cluster?: string;
   /** Istio's root namespace: mesh-wide policies live there (default istio-system) */
   rootNamespace?: string;
   /** PEM roots the mesh trusts, from the CA (several during a rotation) */
@@ -137,6 +140,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
       meshed: isMeshed(p.spec, nsLabels.get(p.namespace)),
       spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
       failOpen: false, // decided below, once the security config says which pods are STRICT
+      ...(opts.cluster && opts.cluster !== CLUSTER_ID_DEFAULT ? { cluster: opts.cluster } : {}),
     }));
 
   const clusterIps = assignClusterIps(svcs, previous);

@@ -35,6 +35,12 @@ export interface Workload {
    * port of the workload is STRICT (STRICT always fails closed); false (closed) otherwise
    */
   'failOpen'?: (boolean);
+  /**
+   * the cluster it runs in (the control plane's --cluster, Istio's cluster ID); absent: the
+   * default, "Kubernetes", as Istio names a cluster it was not told the name of
+   */
+  'cluster'?: (string);
+  '_cluster'?: "cluster";
 }
 
 export interface Workload__Output {
@@ -71,4 +77,9 @@ export interface Workload__Output {
    * port of the workload is STRICT (STRICT always fails closed); false (closed) otherwise
    */
   'failOpen': (boolean);
+  /**
+   * the cluster it runs in (the control plane's --cluster, Istio's cluster ID); absent: the
+   * default, "Kubernetes", as Istio names a cluster it was not told the name of
+   */
+  'cluster'?: (string);
 }
