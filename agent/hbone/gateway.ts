@@ -26,16 +26,12 @@ import { dialTcp, UpstreamError } from '../transport/connector.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { closeIdleSession, DEFAULT_TIMEOUTS } from '../transport/timeouts.js';
 import {
-  HBONE_ALPN,
   HBONE_CONNECTION_WINDOW,
-  HBONE_MAX_FRAME,
-  HBONE_MAX_STREAMS,
-  HBONE_PORT,
-  HBONE_STREAM_WINDOW,
   HBONE_TLS_MIN_VERSION,
   parseAuthority,
   svidSpiffeId,
 } from './protocol.js';
+import { createHboneListener, listenHbone } from './listener.js';
 
 const log = logger('agent/hbone-gateway');
 
@@ -64,52 +60,24 @@ export interface GatewayStats {
 export class HboneGateway {
   private readonly server: Http2SecureServer;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets: Set<Socket>;
   private readonly tunnels = new Set<Duplex>();
   private readonly principals = new WeakMap<http2.Http2Session, string>();
   private context: { key: string; ctx: tls.SecureContext } | undefined;
   readonly stats: GatewayStats = { tunnels: 0, open: 0, refused: 0 };
 
   constructor(private readonly opts: HboneGatewayOptions) {
-    this.server = http2.createSecureServer({
-      allowHTTP1: false,
-      ALPNProtocols: [HBONE_ALPN],
-      minVersion: HBONE_TLS_MIN_VERSION,
-      requestCert: true,
-      rejectUnauthorized: true,
-      SNICallback: (_servername, cb) => this.ownContext(cb),
-      settings: {
-        enablePush: false,
-        maxConcurrentStreams: HBONE_MAX_STREAMS,
-        initialWindowSize: HBONE_STREAM_WINDOW,
-        maxFrameSize: HBONE_MAX_FRAME,
-      },
-      unknownProtocolTimeout: 1_000,
-    });
-    this.server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-    });
+    const listener = createHboneListener({ SNICallback: (_servername, cb) => this.ownContext(cb), log });
+    this.server = listener.server;
+    this.sockets = listener.sockets;
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('stream', (stream, headers) =>
       this.onStream(stream, headers).catch((err: Error) => this.refuse(stream, 503, err.message)),
     );
-    this.server.on('unknownProtocol', (socket) => socket.destroy());
-    this.server.on('tlsClientError', (err, socket) => {
-      proxyErrors.inc({ reason: ResponseFlag.TlsFailure });
-      log.debug({ err: err.message, peer: `${socket.remoteAddress}:${socket.remotePort}` }, 'gateway TLS handshake refused');
-    });
   }
 
   listen(fd?: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(fd !== undefined ? { fd, backlog: 4096 } : { host: this.opts.host, port: this.opts.port ?? HBONE_PORT, backlog: 4096 }, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => log.error({ err }, 'gateway listener error'));
-        resolve();
-      });
-    });
+    return listenHbone(this.server, log, fd, this.opts.host, this.opts.port);
   }
 
   get address(): AddressInfo {
