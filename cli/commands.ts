@@ -23,6 +23,7 @@ export const COMMANDS: Command[] = [
       { name: 'grpc', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.grpc}`, help: 'discovery and CA (gRPC over TLS)' },
       { name: 'admin', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.admin}`, help: '/metrics, /healthz/ready, /debug/config_status' },
       { name: 'trust-domain', type: 'string', value: 'TD', default: 'cluster.local', help: 'the SPIFFE trust domain' },
+      { name: 'cluster', type: 'string', value: 'NAME', default: 'Kubernetes', env: 'NODEMESH_CLUSTER', help: "this cluster's name (Istio's cluster ID): metrics' source_cluster and destination_cluster" },
       { name: 'ca-dir', type: 'string', value: 'DIR', env: 'NODEMESH_CA_DIR', help: 'the CA state (its root is generated there on first start)' },
       { name: 'node-ca', type: 'string', value: 'FILE', env: 'NODEMESH_NODE_CA', help: "the CA of the agents' node credentials" },
       { name: 'ca-cert', type: 'string', value: 'FILE', help: "the operator's signing certificate (with --ca-key)" },

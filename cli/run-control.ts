@@ -18,6 +18,7 @@ export async function runControl(args: string[]): Promise<number> {
       grpc: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.grpc}` },
       admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
+      cluster: { type: 'string' },
       'ca-dir': { type: 'string' },
       'node-ca': { type: 'string' },
       'ca-cert': { type: 'string' },
@@ -45,6 +46,7 @@ export async function runControl(args: string[]): Promise<number> {
     grpcAddress: values.grpc!,
     adminAddress: values.admin!,
     trustDomain: values['trust-domain']!,
+    cluster: values.cluster ?? process.env.NODEMESH_CLUSTER ?? 'Kubernetes',
   };
   const limits: Partial<ConfigLimits> = {};
   const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {

@@ -8,7 +8,7 @@ import { NodemeshError } from '../common/errors.js';
 import { logger } from '../common/log.js';
 import { splitHostPort } from '../common/host-port.js';
 import { CONTROL_PORTS } from '../common/ports.js';
-import { TRUST_DOMAIN_DEFAULT, type Snapshot } from './api/snapshot.js';
+import { CLUSTER_ID_DEFAULT, CLUSTER_NAME, TRUST_DOMAIN_DEFAULT, type Snapshot } from './api/snapshot.js';
 import { startAdminServer, type AdminServer } from './admin/admin-server.js';
 import { compileSnapshot } from './compile/compiler.js';
 import { createControlMetrics, type ControlMetrics } from './control-metrics.js';
@@ -50,6 +50,8 @@ export interface ControlPlaneOptions {
   adminAddress?: string;
   /** SPIFFE trust domain (default cluster.local) */
   trustDomain?: string;
+  /** the cluster's name, Istio's cluster ID (default "Kubernetes"): metrics' source_cluster/destination_cluster */
+  cluster?: string;
   /** quiet time after a file change before re-reading (default 100 ms) */
   debounceMs?: number;
   /** periodic full rescan, the safety net for missed change events (default 5000 ms) */
@@ -124,6 +126,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
   if (!TRUST_DOMAIN.test(trustDomain))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
+  const cluster = opts.cluster ?? CLUSTER_ID_DEFAULT;
+  if (!CLUSTER_NAME.test(cluster))
+    throw new NodemeshError('NM_ERR_CONTROL', `invalid cluster name ${JSON.stringify(cluster)}: expected up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`);
   if (Boolean(opts.configDir) === Boolean(opts.kubernetes)) throw new NodemeshError('NM_ERR_CONTROL', 'the control plane reads one source: a config directory or the Kubernetes API server');
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const limits = configLimits(opts.limits);
@@ -212,7 +217,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     let next: Snapshot;
     const notes = new Map<string, string[]>();
     try {
-      next = compileSnapshot(last.resources, { trustDomain, trustBundle: tls?.ca.trustBundle() ?? [], notes, endpointsFrom: opts.kubernetes ? 'slices' : 'selectors' }, current);
+      next = compileSnapshot(last.resources, { trustDomain, cluster, trustBundle: tls?.ca.trustBundle() ?? [], notes, endpointsFrom: opts.kubernetes ? 'slices' : 'selectors' }, current);
       compileNotes = notes;
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
@@ -321,7 +326,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     await elector?.stop();
     throw err;
   }
-  log.info({ configDir: source.dir, grpcPort, adminPort: admin.port, trustDomain }, 'control plane started');
+  log.info({ configDir: source.dir, grpcPort, adminPort: admin.port, trustDomain, cluster }, 'control plane started');
 
   const adminServer = admin;
   let closed = false;

@@ -49,6 +49,8 @@ export class ClusterSet {
   constructor(
     readonly connector: UpstreamConnector,
     readonly clock: Clock = systemClock,
+    /** the node this proxy runs on: its locality is every source's (locality load balancing) */
+    readonly node = '',
   ) {}
 
   /** The cluster a destination leads to in `state` (`port` 0: the port the request came in on). */
@@ -58,7 +60,7 @@ export class ClusterSet {
     const name = `${port}|${d.subset}|${d.host}`;
     const c = this.clusters.get(name);
     if (c && c.generation >= state.generation) return c;
-    const spec = clusterSpec(state, d.host, d.subset, port);
+    const spec = clusterSpec(state, d.host, d.subset, port, this.node);
     if (!spec) return undefined;
     if (c) {
       c.update(state, spec);
@@ -74,7 +76,7 @@ export class ClusterSet {
     this.generation = state.generation;
     this.localLabels.clear();
     for (const [name, c] of this.clusters) {
-      const spec = clusterSpec(state, c.host, c.subset, c.port);
+      const spec = clusterSpec(state, c.host, c.subset, c.port, this.node);
       if (!spec) {
         c.dispose();
         this.clusters.delete(name);
@@ -135,7 +137,7 @@ export class ClusterSet {
 }
 
 /** undefined when the host is unknown, the port is not one of its ports, or the subset is not defined. */
-export function clusterSpec(state: ProxyState, host: string, subset: string, port: number): ClusterSpec | undefined {
+export function clusterSpec(state: ProxyState, host: string, subset: string, port: number, node = ''): ClusterSpec | undefined {
   const service = state.serviceByHost(host);
   if (!service) return undefined;
   const servicePort = service.ports.find((p) => p.port === port);
@@ -151,7 +153,7 @@ export function clusterSpec(state: ProxyState, host: string, subset: string, por
       return labels !== undefined && want.every(([k, v]) => labels[k] === v);
     });
   }
-  return { service, servicePort, endpoints, policy: trafficPolicy(rule, subset, port) };
+  return { service, servicePort, endpoints, policy: trafficPolicy(rule, subset, port), locality: state.nodeLocality(node) };
 }
 
 /** Subset, then port-level, then host-level policy; mesh defaults without a DestinationRule. */

@@ -12,6 +12,7 @@ import { logger } from '../../common/log.js';
 import { balancerName, newBalancer, type Balancer, type LbHost, type PickContext } from './load-balancer/load-balancer.js';
 import './load-balancer/strategies.js';
 import { EWMA_DEFAULT_RTT_MS, observeRtt } from './load-balancer/peak-ewma.js';
+import { groupLoads, localityPlan, type LocalityPlan } from './locality.js';
 import { OutlierDetector, type LocalOrigin, type OutlierEvent } from './outlier-detection.js';
 import { RetryBudget } from './retry-budget.js';
 import { Admission } from './admission.js';
@@ -75,6 +76,18 @@ export interface ClusterSpec {
   servicePort: ServicePort;
   endpoints: Endpoint[];
   policy: TrafficPolicy;
+  /** the proxy's own locality, if known (locality load balancing, locality.ts) */
+  locality?: string;
+}
+
+/** A locality group as the cluster balances over it: its healthy hosts, its share of requests. */
+interface Tier {
+  hosts: Host[];
+  usable: Host[];
+  /** upper end of its share in [0, 1): a request whose draw is below it (and above the previous) goes here */
+  upTo: number;
+  weight: number;
+  balancer: Balancer;
 }
 
 export class Cluster {
@@ -88,7 +101,13 @@ export class Cluster {
   /** the hosts balancing may use now: healthy ones, or all in panic mode (a stable array) */
   usable: Host[] = [];
   balancer!: Balancer;
+  /** locality groups (locality.ts); undefined when locality load balancing does not apply */
+  private plan: LocalityPlan<Host> | undefined;
+  /** the plan's groups with traffic now, in order; empty when balancing over `usable` alone */
+  private tiers: Tier[] = [];
+  private tierBalancers: Balancer[] = [];
   private balancerName = '';
+  private tierBalancerName = '';
   readonly outlier: OutlierDetector;
   budget!: RetryBudget;
   private budgetKey = '';
@@ -160,6 +179,13 @@ export class Cluster {
     for (const gone of old.values()) gone.closePools(); // in-flight requests finish on their sockets
     this.hosts = hosts;
     this.outlier.setHosts(hosts.map((h) => h.key));
+    this.plan = localityPlan(hosts, spec.policy.loadBalancer.locality, spec.locality, this.outlier.enabled);
+    // a balancer per group: round robin's cursor and the hash ring belong to one host list
+    const groups = this.plan?.groups.length ?? 0;
+    if (this.tierBalancers.length !== groups || name !== this.tierBalancerName) {
+      this.tierBalancers = Array.from({ length: groups }, () => newBalancer(spec.policy.loadBalancer));
+      this.tierBalancerName = name;
+    }
     this.refreshUsable();
     this.armSweep();
   }
@@ -174,8 +200,31 @@ export class Cluster {
   }
 
   private refreshUsable(): void {
-    if (this.outlier.ejected === 0 || this.outlier.panic()) this.usable = this.hosts;
+    this.tiers = [];
+    const panic = this.outlier.panic();
+    if (this.outlier.ejected === 0 || panic) this.usable = this.hosts;
     else this.usable = this.hosts.filter((h) => !this.outlier.isEjected(h.key));
+    if (!this.plan || panic) return;
+    const groups = this.plan.groups.map((g) => ({
+      hosts: g.hosts,
+      usable: this.outlier.ejected === 0 ? g.hosts : g.hosts.filter((h) => !this.outlier.isEjected(h.key)),
+      weight: g.weight,
+    }));
+    const loads = groupLoads(
+      this.plan.mode,
+      groups.map((g) => ({ total: g.hosts.length, healthy: g.usable.length, weight: g.weight })),
+    );
+    let upTo = 0;
+    const tiers: Tier[] = [];
+    groups.forEach((g, i) => {
+      if (loads[i]! <= 0) return;
+      upTo += loads[i]!;
+      tiers.push({ ...g, upTo, balancer: this.tierBalancers[i]! });
+    });
+    if (tiers.length === 0) return; // nothing healthy anywhere: the panic of the whole cluster
+    tiers[tiers.length - 1]!.upTo = 1; // rounding must not leave a gap at the top
+    this.tiers = tiers;
+    this.usable = tiers.flatMap((t) => t.usable);
   }
 
   private onOutlierEvent(e: OutlierEvent): void {
@@ -188,12 +237,24 @@ export class Cluster {
    * retry prefers an endpoint not tried yet, re-picking a few times before giving in.
    */
   pick(ctx: PickContext, tried: readonly Host[] | undefined): Host | undefined {
-    const hosts = this.usable;
-    let h = this.balancer.pick(hosts, ctx);
+    let hosts = this.usable;
+    let balancer = this.balancer;
+    if (this.tiers.length > 0) {
+      const tier = this.tierFor(ctx.random());
+      hosts = tier.usable;
+      balancer = tier.balancer;
+    }
+    let h = balancer.pick(hosts, ctx);
     if (h && tried && tried.length > 0 && hosts.length > tried.length) {
-      for (let i = 0; i < HOST_SELECTION_RETRY_MAX_ATTEMPTS && h && tried.includes(h); i++) h = this.balancer.pick(hosts, { ...ctx, hash: undefined });
+      for (let i = 0; i < HOST_SELECTION_RETRY_MAX_ATTEMPTS && h && tried.includes(h); i++) h = balancer.pick(hosts, { ...ctx, hash: undefined });
     }
     return h;
+  }
+
+  private tierFor(draw: number): Tier {
+    const tiers = this.tiers;
+    for (let i = 0; i < tiers.length - 1; i++) if (draw < tiers[i]!.upTo) return tiers[i]!;
+    return tiers[tiers.length - 1]!;
   }
 
   /**
@@ -309,8 +370,18 @@ export class Cluster {
       pending: this.admission.pending,
       retriesInFlight: this.admission.retries,
       retryBudget: this.budget.available(),
+      // the groups with traffic now and their share of it (panic: none, every host shares)
+      localities: this.plan && {
+        mode: this.plan.mode,
+        groups: this.tiers.map((t, i) => ({
+          localities: [...new Set(t.hosts.map((h) => h.endpoint.locality ?? ''))],
+          healthy: t.usable.length,
+          share: Math.round((t.upTo - (i > 0 ? this.tiers[i - 1]!.upTo : 0)) * 1000) / 1000,
+        })),
+      },
       hosts: this.hosts.map((h) => ({
         address: h.key,
+        locality: h.endpoint.locality,
         workload: h.endpoint.workload,
         active: h.active,
         rttEstimateMs: Math.round(h.rttEstimate * 10) / 10,

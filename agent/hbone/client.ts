@@ -8,6 +8,10 @@
 // certificate must chain to the mesh's trust bundle and carry exactly the SPIFFE ID the
 // control plane says the destination runs as (node's hostname check is replaced by ours).
 //
+// A destination whose node proxy is in another network is reached through that network's
+// east-west gateway (gateway.ts): the same TLS and HTTP/2, run inside a CONNECT stream of an
+// HBONE connection to the gateway ("double HBONE"), so the end-to-end identities are the same.
+//
 // Failures map to ztunnel's response flags: TCP refused/unreachable/timeout → UF; TLS
 // handshake failed (alert, bad chain, expired) → TLS_FAILURE; server identity not the
 // expected one → IDENTITY_ERROR; no HTTP/2 (ALPN, SETTINGS) → H2_HANDSHAKE_FAILURE;
@@ -48,7 +52,23 @@ export interface HboneConnectorOptions {
   mark?: number;
   connectTimeoutMs?: number;
   pool?: HbonePoolOptions;
+  /**
+   * The east-west gateway a destination is reached through (its node proxy is in another
+   * network: issue 13), or undefined to dial its node proxy directly.
+   */
+  via?: (w: Workload) => GatewayRoute | undefined;
 }
+
+/** An east-west gateway (agent/hbone/gateway.ts): where it listens and who it must prove to be. */
+export interface GatewayRoute {
+  address: string;
+  port: number;
+  /** the SPIFFE ID the gateway's certificate must carry */
+  identity: string;
+}
+
+/** The SNI sent to a gateway: it presents its own certificate whatever is asked (not an IP: RFC 6066). */
+const GATEWAY_SNI = 'hbone-gateway.nodemesh';
 
 /** The server presented a valid certificate of the wrong workload. */
 class IdentityMismatch extends Error {}
@@ -95,7 +115,11 @@ export class HboneConnector implements UpstreamConnector {
       throw new UpstreamError(ResponseFlag.TlsFailure, 'no trust bundle yet: cannot verify the peer node proxy');
     }
     const generation = createHash('sha256').update(cert.certChainPem).update(bundle.join('\n')).digest('base64url').slice(0, 16);
-    const key = `${src.spiffeId} ${dst.spiffeId} ${nodeIp}`;
+    const via = this.opts.via?.(dst);
+    const key = via ? `${src.spiffeId} ${dst.spiffeId} ${nodeIp} via ${via.address}:${via.port}` : `${src.spiffeId} ${dst.spiffeId} ${nodeIp}`;
+    const dial = via
+      ? () => this.dialVia(via, nodeIp, src, dst, cert, bundle, generation)
+      : () => this.dial(nodeIp, dst, cert, bundle);
     const headers: http2.OutgoingHttpHeaders = {
       ':method': 'CONNECT',
       ':authority': joinHostPort(req.ip, req.port),
@@ -105,7 +129,7 @@ export class HboneConnector implements UpstreamConnector {
     // A pooled connection can go away between acquire and request (GOAWAY, peer close):
     // the stream was never sent, so it is safe to take (or dial) another, once.
     for (let attempt = 1; ; attempt++) {
-      const lease = await this.pool.acquire(key, generation, () => this.dial(nodeIp, dst, cert, bundle));
+      const lease = await this.pool.acquire(key, generation, dial);
       let stream: ClientHttp2Stream;
       try {
         if (lease.session.closed || lease.session.destroyed) throw new Error('pooled connection closed');
@@ -164,25 +188,65 @@ export class HboneConnector implements UpstreamConnector {
   /** TCP, then TLS (checking the peer), then HTTP/2 until the peer's SETTINGS arrive. */
   private async dial(nodeIp: string, dst: Workload, cert: WorkloadCertificate, bundle: string[]): Promise<ClientHttp2Session> {
     const where = `${nodeIp}:${this.port} (for ${dst.spiffeId})`;
-    const socket = await this.tcp(nodeIp, where);
-    const secured = await this.tls(socket, dst, cert, bundle, where);
+    const socket = await this.tcp(nodeIp, this.port, where);
+    const secured = await this.tls(socket, sniForPodIp(dst.ip), dst.spiffeId, cert, bundle, where);
     return this.h2(secured, socket, nodeIp, where);
   }
 
-  private tcp(ip: string, where: string): Promise<net.Socket> {
-    return dialTcp(ip, this.port, {
+  /**
+   * Double HBONE through an east-west gateway: an HBONE connection to the gateway (pooled
+   * per source identity and gateway) carries a CONNECT to the destination's node proxy, and
+   * inside that stream the usual TLS and HTTP/2 run from the source identity to the
+   * destination's, end to end. The inner connection holds its stream of the outer one until
+   * it closes.
+   */
+  private async dialVia(
+    via: GatewayRoute,
+    nodeIp: string,
+    src: Workload,
+    dst: Workload,
+    cert: WorkloadCertificate,
+    bundle: string[],
+    generation: string,
+  ): Promise<ClientHttp2Session> {
+    const gateway = `gateway ${joinHostPort(via.address, via.port)}`;
+    const outer = await this.pool.acquire(`${src.spiffeId} ${gateway}`, generation, async () => {
+      const socket = await this.tcp(via.address, via.port, `${gateway} (${via.identity})`);
+      const secured = await this.tls(socket, GATEWAY_SNI, via.identity, cert, bundle, gateway);
+      return this.h2(secured, socket, via.address, gateway);
+    });
+    let stream: ClientHttp2Stream;
+    try {
+      if (outer.session.closed || outer.session.destroyed) throw new Error('pooled gateway connection closed');
+      stream = outer.session.request({ ':method': 'CONNECT', ':authority': joinHostPort(nodeIp, this.port) }, { endStream: false });
+    } catch (err) {
+      outer.release();
+      throw new UpstreamError(ResponseFlag.Connect, `CONNECT ${nodeIp}:${this.port} via ${gateway}: ${(err as Error).message}`, { cause: err });
+    }
+    stream.once('close', () => outer.release());
+    const tunnel = await this.awaitResponse(stream, `${nodeIp}:${this.port} via ${gateway}`);
+    const where = `${nodeIp}:${this.port} via ${gateway} (for ${dst.spiffeId})`;
+    const secured = await this.tls(tunnel, sniForPodIp(dst.ip), dst.spiffeId, cert, bundle, where);
+    const session = await this.h2(secured, tunnel, nodeIp, where);
+    session.once('close', () => tunnel.destroy());
+    return session;
+  }
+
+  private tcp(ip: string, port: number, where: string): Promise<net.Socket> {
+    return dialTcp(ip, port, {
       ...(this.opts.mark === undefined ? {} : { mark: this.opts.mark }),
       timeoutMs: this.connectTimeoutMs,
       where,
-      hint: ` (is the node's agent up? does a NetworkPolicy block HBONE port ${this.port}?)`,
+      hint: ` (is the node's agent up? does a NetworkPolicy block HBONE port ${port}?)`,
     });
   }
 
-  private tls(socket: net.Socket, dst: Workload, cert: WorkloadCertificate, bundle: string[], where: string): Promise<tls.TLSSocket> {
+  /** TLS over `socket` (a TCP socket, or a CONNECT stream through a gateway), the peer proving `expected`. */
+  private tls(socket: Duplex, servername: string, expected: string, cert: WorkloadCertificate, bundle: string[], where: string): Promise<tls.TLSSocket> {
     return new Promise((resolve, reject) => {
       const secured = tls.connect({
         socket,
-        servername: sniForPodIp(dst.ip),
+        servername,
         ALPNProtocols: [HBONE_ALPN],
         minVersion: HBONE_TLS_MIN_VERSION,
         cert: cert.certChainPem,
@@ -194,7 +258,7 @@ export class HboneConnector implements UpstreamConnector {
         checkServerIdentity: (_host, peer) => {
           const svid = svidSpiffeId(peer);
           if ('error' in svid) return new IdentityMismatch(`server certificate is not an SVID: ${svid.error}`);
-          if (svid.id !== dst.spiffeId) return new IdentityMismatch(`server is ${svid.id}, expected ${dst.spiffeId}`);
+          if (svid.id !== expected) return new IdentityMismatch(`server is ${svid.id}, expected ${expected}`);
           return undefined;
         },
       });
@@ -224,7 +288,7 @@ export class HboneConnector implements UpstreamConnector {
     });
   }
 
-  private h2(secured: tls.TLSSocket, socket: net.Socket, nodeIp: string, where: string): Promise<ClientHttp2Session> {
+  private h2(secured: tls.TLSSocket, socket: Duplex, nodeIp: string, where: string): Promise<ClientHttp2Session> {
     return new Promise((resolve, reject) => {
       const session = http2.connect(`https://${joinHostPort(nodeIp, this.port)}`, {
         createConnection: () => secured,

@@ -2,7 +2,7 @@
 // proxies) open mutual-TLS HTTP/2 connections and one CONNECT stream per tunnelled TCP
 // connection; each stream is delivered to the local pod its `:authority` names.
 //
-// - TLS 1.3, ALPN h2 only. The client must present a certificate chaining to the trust
+// - TLS 1.3, ALPN h2 only (listener.ts, shared with the east-west gateway). The client must present a certificate chaining to the trust
 //   bundle ("accept only … with a client certificate chaining to the trust bundle"), and it
 //   must be an SVID: its SPIFFE ID is the peer principal for policy and telemetry.
 // - The server certificate is chosen per connection by SNI (see hbone-tls.ts): the
@@ -25,18 +25,14 @@ import { logger } from '../../common/log.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import { proxyErrors } from '../telemetry/metrics.js';
 import {
-  HBONE_ALPN,
   HBONE_CONNECTION_WINDOW,
-  HBONE_MAX_FRAME,
-  HBONE_MAX_STREAMS,
-  HBONE_PORT,
-  HBONE_STREAM_WINDOW,
   HBONE_TLS_MIN_VERSION,
   parseAuthority,
   parseForwardedFor,
   podIpFromSni,
   svidSpiffeId,
 } from './protocol.js';
+import { createHboneListener, listenHbone } from './listener.js';
 import type { IdentityProvider, WorkloadCertificate } from '../identity/identity.js';
 import type { InboundDeliver } from '../proxy/inbound-capture.js';
 import type { InboundConnection } from '../proxy/inbound-delivery.js';
@@ -95,29 +91,17 @@ export class HboneInbound {
   private readonly peers = new WeakMap<http2.Http2Session, PeerInfo>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   /** every accepted TCP connection, also those still in (or failed at) the handshake */
-  private readonly sockets = new Set<Socket>();
+  private readonly sockets: Set<Socket>;
 
   constructor(private readonly opts: HboneInboundOptions) {
-    this.server = http2.createSecureServer({
-      allowHTTP1: false,
-      ALPNProtocols: [HBONE_ALPN],
-      minVersion: HBONE_TLS_MIN_VERSION,
-      requestCert: true,
-      rejectUnauthorized: true,
+    const listener = createHboneListener({
       // no default certificate: a handshake without our SNI has nothing to be answered with
       SNICallback: (servername, cb) => this.contextFor(servername, cb),
-      settings: {
-        enablePush: false,
-        maxConcurrentStreams: opts.maxConcurrentStreams ?? HBONE_MAX_STREAMS,
-        initialWindowSize: HBONE_STREAM_WINDOW,
-        maxFrameSize: HBONE_MAX_FRAME,
-      },
-      unknownProtocolTimeout: 1_000,
+      ...(opts.maxConcurrentStreams ? { maxConcurrentStreams: opts.maxConcurrentStreams } : {}),
+      log,
     });
-    this.server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-    });
+    this.server = listener.server;
+    this.sockets = listener.sockets;
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('stream', (stream, headers) =>
       this.onStream(stream, headers).catch((err: Error) => {
@@ -125,23 +109,11 @@ export class HboneInbound {
         refuse(stream, 503, err.message);
       }),
     );
-    this.server.on('unknownProtocol', (socket) => socket.destroy());
-    this.server.on('tlsClientError', (err, socket) => {
-      proxyErrors.inc({ reason: ResponseFlag.TlsFailure });
-      log.debug({ err: err.message, peer: `${socket.remoteAddress}:${socket.remotePort}` }, 'HBONE TLS handshake refused');
-    });
   }
 
   /** `fd`: a listening socket the agent made or took over from its predecessor (agent/lifecycle/). */
   listen(fd?: number): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen(fd !== undefined ? { fd, backlog: 4096 } : { host: this.opts.host, port: this.opts.port ?? HBONE_PORT, backlog: 4096 }, () => {
-        this.server.off('error', reject);
-        this.server.on('error', (err) => log.error({ err }, 'HBONE listener error'));
-        resolve();
-      });
-    });
+    return listenHbone(this.server, log, fd, this.opts.host, this.opts.port);
   }
 
   get address(): AddressInfo {

@@ -41,6 +41,8 @@ export interface L7ServersOptions {
   random?: () => number;
   /** the phases' timeouts (transport/timeouts.ts defaults) */
   timeouts?: Partial<ProxyTimeouts>;
+  /** the node the proxy runs on (cluster/locality.ts) */
+  node?: string;
 }
 
 export class L7Servers implements Engine {
@@ -55,7 +57,7 @@ export class L7Servers implements Engine {
   constructor(private readonly opts: L7ServersOptions) {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
-    this.clusters = new ClusterSet(opts.connector, this.clock);
+    this.clusters = new ClusterSet(opts.connector, this.clock, opts.node);
     this.timeouts = proxyTimeouts(opts.timeouts);
     this.http1 = http.createServer({ noDelay: true });
     enforceServerTimeouts(this.http1, this.timeouts);

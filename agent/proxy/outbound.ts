@@ -57,6 +57,8 @@ export interface OutboundProxyOptions {
   timeouts?: Partial<ProxyTimeouts>;
   /** the bound per source pod (transport/source-limits.ts defaults) */
   limits?: Partial<SourceLimitsOptions>;
+  /** the node the proxy runs on (its locality is the sources', for locality load balancing) */
+  node?: string;
 }
 
 /** What a client that sent no request head in time gets (as Node's HTTP server answers). */
@@ -92,7 +94,7 @@ export class OutboundProxy {
   constructor(private readonly opts: OutboundProxyOptions) {
     this.timeouts = proxyTimeouts(opts.timeouts);
     this.limits = new SourceLimits({ ...DEFAULT_SOURCE_LIMITS, ...opts.limits });
-    this.l7 = new L7Servers({ connector: opts.connector, state: opts.state, timeouts: this.timeouts });
+    this.l7 = new L7Servers({ connector: opts.connector, state: opts.state, timeouts: this.timeouts, ...(opts.node ? { node: opts.node } : {}) });
     this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => this.accept(s));
     this.flows = new FlowSet<TcpFlow>(opts.flushIntervalMs);
   }

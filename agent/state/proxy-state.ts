@@ -49,6 +49,7 @@ export class ProxyState {
   private readonly byVip = new Map<string, ServiceTarget>();
   private readonly byHost = new Map<string, Service>();
   private readonly nodes = new Map<string, string>();
+  private readonly localities = new Map<string, string>();
   private readonly endpointOf = new Map<string, Service>();
   private readonly policies = new Map<string, DestinationPolicy>();
   private compiledSecurity: SecurityIndex | undefined;
@@ -63,7 +64,10 @@ export class ProxyState {
       this.byIp.set(w.ip, w);
       this.byUid.set(w.uid, w);
     }
-    for (const n of snapshot.nodes ?? []) if (n.ip) this.nodes.set(n.name, n.ip);
+    for (const n of snapshot.nodes ?? []) {
+      if (n.ip) this.nodes.set(n.name, n.ip);
+      if (n.locality) this.localities.set(n.name, n.locality);
+    }
     for (const service of snapshot.services) {
       this.byHost.set(service.hostname, service);
       for (const port of service.ports) {
@@ -104,6 +108,11 @@ export class ProxyState {
   /** The address of a node's proxy, if the snapshot has one. */
   nodeIp(node: string): string | undefined {
     return this.nodes.get(node);
+  }
+
+  /** A node's locality ("region/zone/subzone"), if its labels give one. */
+  nodeLocality(node: string): string | undefined {
+    return this.localities.get(node);
   }
 
   /** The DestinationRule-derived policy of a host, if it has one. */

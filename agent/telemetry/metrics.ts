@@ -4,7 +4,7 @@
 import { Counter, Gauge, Registry } from 'prom-client';
 import { collectProcessMetrics } from '../../common/process-metrics.js';
 import { SeriesCounter, SeriesHistogram } from './metrics-series.js';
-import type { Service, Workload } from '../../control/api/snapshot.js';
+import { CLUSTER_ID_DEFAULT, type Service, type Workload } from '../../control/api/snapshot.js';
 import { workloadName } from './workload-name.js';
 import { HTTP_ONLY_LABELS, ISTIO_LABELS } from '../../control/api/snapshot-telemetry.js';
 
@@ -136,7 +136,8 @@ export const proxyErrors = new Counter({
   registers: [registry],
 });
 
-export const CLUSTER_ID = process.env.NODEMESH_CLUSTER_ID ?? 'Kubernetes';
+/** The cluster of a peer the snapshot does not know (its own workloads say theirs). */
+export const CLUSTER_ID = process.env.NODEMESH_CLUSTER_ID ?? CLUSTER_ID_DEFAULT;
 
 /** Istio's canonical service/revision: its labels first, then the common app labels. */
 function canonical(w: Workload): { service: string; revision: string } {
@@ -169,7 +170,7 @@ export function tcpLabels(
     source_version: source?.labels.version ?? 'unknown',
     source_canonical_service: sc?.service ?? 'unknown',
     source_canonical_revision: sc?.revision ?? 'unknown',
-    source_cluster: CLUSTER_ID,
+    source_cluster: source?.cluster ?? CLUSTER_ID,
     destination_service: service?.hostname ?? destinationAddress,
     destination_service_name: service?.name ?? 'unknown',
     destination_service_namespace: service?.namespace ?? 'unknown',
@@ -180,7 +181,7 @@ export function tcpLabels(
     destination_version: destination?.labels.version ?? 'unknown',
     destination_canonical_service: dc?.service ?? 'unknown',
     destination_canonical_revision: dc?.revision ?? 'unknown',
-    destination_cluster: CLUSTER_ID,
+    destination_cluster: destination?.cluster ?? CLUSTER_ID,
     request_protocol: 'tcp',
     response_flags: responseFlags,
     connection_security_policy: 'none',

@@ -103,6 +103,7 @@ export class ProxyServing implements Serving {
       state,
       connector: this.hbone ? new MeshConnector({ node: config.node, hbone: this.hbone, tcp, local: deliverTunnel }) : tcp,
       timeouts,
+      node: config.node,
       ...(config.limits ? { limits: config.limits } : {}),
     });
     this.proxy = outbound;

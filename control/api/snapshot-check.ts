@@ -44,6 +44,7 @@ import {
   type HttpMatch,
   type HttpRoute,
   type LoadBalancer,
+  type LocalityLb,
   type Mirror,
   type NamedMatch,
   type OutlierDetection,
@@ -196,6 +197,22 @@ const stringMap: Check = (v) => {
   return v;
 };
 
+/** A proto3 `optional string`: absent, or a string. */
+const optionalString: Check = (v) => (v === undefined ? v : str(v));
+
+/** locality pattern -> weight */
+const weightMap: Check = (v) => {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Defect(`expected a map, found ${describe(v)}`);
+  for (const k in v as Obj) {
+    try {
+      uint32((v as Obj)[k]);
+    } catch (err) {
+      throw within(err, `[${JSON.stringify(k)}]`);
+    }
+  }
+  return v;
+};
+
 const str: Check = (v) => {
   if (typeof v !== 'string') throw new Defect(`expected a string, found ${describe(v)}`);
   return v;
@@ -279,7 +296,7 @@ function cidr(v: string): boolean {
 
 // ---- the snapshot, field by field --------------------------------------------------------
 
-const endpoint = message<Endpoint>({ ip, port, workload: str, node: str });
+const endpoint = message<Endpoint>({ ip, port, workload: str, node: str, locality: optionalString });
 
 const servicePort = message<ServicePort>({
   name: str,
@@ -304,9 +321,10 @@ const workload = message<Workload>({
   spiffeId: name,
   failOpen: bool,
   workloadName: str,
+  cluster: optionalString,
 });
 
-const node = message<NodeInfo>({ name, ip: ipOrEmpty });
+const node = message<NodeInfo>({ name, ip: ipOrEmpty, locality: optionalString });
 
 const namespaceInfo = message<NamespaceInfo>({ name, meshed: bool, pendingExceptions: list(name) });
 
@@ -409,7 +427,18 @@ const consistentHash = message<ConsistentHash>({
   cookieTtlMs: nonNegative,
 });
 
-const loadBalancer = message<LoadBalancer>({ simple: oneOf(LOAD_BALANCER_POLICIES), consistentHash: optional(consistentHash) });
+const locality = message<LocalityLb>({
+  enabled: bool,
+  distribute: list(message<LocalityLb['distribute'][number]>({ from: name, to: weightMap })),
+  failover: list(message<LocalityLb['failover'][number]>({ from: name, to: name })),
+  failoverPriority: list(name),
+});
+
+const loadBalancer = message<LoadBalancer>({
+  simple: oneOf(LOAD_BALANCER_POLICIES),
+  consistentHash: optional(consistentHash),
+  locality: optional(locality),
+});
 
 const connectionPool = message<ConnectionPool>({
   maxConnections: uint32,

@@ -17,6 +17,7 @@ import type { HttpMatch__Output } from './generated/nodemesh/v1/HttpMatch.js';
 import type { HttpRoute__Output } from './generated/nodemesh/v1/HttpRoute.js';
 import type { LatencyEjection__Output } from './generated/nodemesh/v1/LatencyEjection.js';
 import type { LoadBalancer__Output } from './generated/nodemesh/v1/LoadBalancer.js';
+import type { LocalityLb__Output } from './generated/nodemesh/v1/LocalityLb.js';
 import type { Mirror__Output } from './generated/nodemesh/v1/Mirror.js';
 import type { NamedMatch__Output } from './generated/nodemesh/v1/NamedMatch.js';
 import type { OutlierDetection__Output } from './generated/nodemesh/v1/OutlierDetection.js';
@@ -125,9 +126,13 @@ export interface ConsistentHash extends Refine<ConsistentHash__Output, 'kind'> {
   kind: (typeof CONSISTENT_HASH_KINDS)[number];
 }
 
-export interface LoadBalancer extends Refine<LoadBalancer__Output, 'simple' | 'consistentHash'> {
+export type LocalityLb = LocalityLb__Output;
+
+export interface LoadBalancer extends Refine<LoadBalancer__Output, 'simple' | 'consistentHash' | 'locality'> {
   simple: (typeof LOAD_BALANCER_POLICIES)[number];
   consistentHash?: ConsistentHash;
+  /** absent: the mesh default (locality failover where outlier detection is on) */
+  locality?: LocalityLb;
 }
 
 export type ConnectionPool = ConnectionPool__Output;

@@ -55,6 +55,10 @@ export const MESH_ANNOTATION = 'nodemesh.io/mesh';
 export const FAIL_MODE_ANNOTATION = 'nodemesh.io/fail-mode';
 export const TRUST_DOMAIN_DEFAULT = 'cluster.local';
 export const CLUSTER_DOMAIN = 'cluster.local';
+/** Istio's cluster ID when none is configured (metrics' source_cluster/destination_cluster). */
+export const CLUSTER_ID_DEFAULT = 'Kubernetes';
+/** A cluster name: what Istio accepts as a cluster ID that is also a label value and a DNS label. */
+export const CLUSTER_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?$/;
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;

@@ -20,11 +20,13 @@
 //   hold. Ready endpoints; when a port has none, its serving terminating ones (kube-proxy's
 //   fallback, so a rollout's last pods still answer while they drain). IPv4 slices only.
 // - nodes: name and proxy address (InternalIP, else a pod's hostIP), for HBONE peers.
+// - localities of nodes and endpoints, where topology labels give one (locality.ts).
 // - version: previous + 1 when the content (everything but version/generatedAt) changed;
 //   otherwise the previous snapshot is returned as is.
 import { createHash } from 'node:crypto';
 import {
   CLUSTER_DOMAIN,
+  CLUSTER_ID_DEFAULT,
   FAIL_MODE_ANNOTATION,
   MESH_ANNOTATION,
   TRUST_DOMAIN_DEFAULT,
@@ -39,6 +41,7 @@ import {
 } from '../api/snapshot.js';
 import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
+import { assignLocalities } from './locality.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
 import { compileTelemetry } from './telemetry.js';
@@ -47,6 +50,8 @@ import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 export interface CompileOptions {
   /** SPIFFE trust domain (default cluster.local) */
   trustDomain?: string;
+  /** the cluster's name (Istio's cluster ID); written on every workload unless it is the default */
+  cluster?: string;
   /** Istio's root namespace: mesh-wide policies live there (default istio-system) */
   rootNamespace?: string;
   /** PEM roots the mesh trusts, from the CA (several during a rotation) */
@@ -100,6 +105,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const pods: Pod[] = [];
   const svcs: Svc[] = [];
   const nodeIps = new Map<string, string>();
+  const nodeLabels = new Map<string, Record<string, string>>();
   const slices = new Map<string, EndpointSliceSpec[]>();
   for (const r of resources) {
     const { namespace, name } = r.key;
@@ -107,7 +113,10 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
       nsLabels.set(name, r.body.spec.labels);
       nsAnnotations.set(name, r.body.spec.annotations);
     }
-    else if (r.body.kind === 'Node') nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
+    else if (r.body.kind === 'Node') {
+      nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
+      nodeLabels.set(name, r.body.spec.labels);
+    }
     else if (r.body.kind === 'Pod') pods.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'Service' && r.body.spec.type !== 'ExternalName') svcs.push({ namespace, name, spec: r.body.spec });
     else if (r.body.kind === 'EndpointSlice' && r.body.spec.serviceName && r.body.spec.addressType === 'IPv4') {
@@ -132,6 +141,7 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
       spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
       failOpen: false, // decided below, once the security config says which pods are STRICT
       workloadName: p.spec.workloadName,
+      ...(opts.cluster && opts.cluster !== CLUSTER_ID_DEFAULT ? { cluster: opts.cluster } : {}),
     }));
 
   const clusterIps = assignClusterIps(svcs, previous);
@@ -148,10 +158,13 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const security = compileSecurity(resources, ctx);
   const strict = new Set(security.workloads.filter((w) => w.mtlsMode === 'STRICT' || w.portMtls.some((p) => p.mode === 'STRICT')).map((w) => w.workload));
   for (const w of workloads) w.failOpen = w.meshed && !strict.has(w.uid) && namespaceFailMode(nsAnnotations.get(w.namespace), nsLabels.get(w.namespace)) === 'open';
+  const nodes = compileNodes(nodeIps, pods);
+  const podLabels = new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p.spec.labels]));
+  assignLocalities(nodes, services.flatMap((s) => s.ports.flatMap((p) => p.endpoints)), nodeLabels, podLabels);
   return {
     workloads,
     services,
-    nodes: compileNodes(nodeIps, pods),
+    nodes,
     namespaces: compileNamespaces(nsLabels, pods),
     routing: routingReport.routing,
     security,

@@ -14,6 +14,7 @@ import {
 import type { PolicyGroups, PortGroups } from '../model/routing.js';
 import { formatFieldPath as fmt, type FieldPath } from '../model/source-document.js';
 import { istioDuration } from './durations.js';
+import { localityLbSetting } from './locality-lb.js';
 import {
   FieldProblem,
   describeValue,
@@ -81,6 +82,9 @@ function policyGroups(o: Obj, path: FieldPath, notes: string[]): PolicyGroups {
     g.outlierDetection = outlierDetection(o.outlierDetection, [...path, 'outlierDetection'], notes);
   if (o.retryBudget !== undefined && o.retryBudget !== null) g.retryBudget = retryBudget(o.retryBudget, [...path, 'retryBudget']);
   if (o.tls !== undefined && o.tls !== null) tls(o.tls, [...path, 'tls'], notes);
+  const locality = g.loadBalancer?.locality;
+  if (locality && (locality.failover.length > 0 || locality.failoverPriority.length > 0) && !g.outlierDetection)
+    notes.push(`${fmt([...path, 'loadBalancer', 'localityLbSetting'])}: outlier detection policy must be provided for failover (without it no locality is ever seen to fail)`);
   return g;
 }
 
@@ -89,8 +93,15 @@ function loadBalancer(v: unknown, path: FieldPath, notes: string[]): LoadBalance
   knownFields(o, path, ['simple', 'consistentHash', 'localityLbSetting', 'warmupDurationSecs', 'warmup']);
   if (o.simple !== undefined && o.consistentHash !== undefined)
     throw new FieldProblem(path, 'set either simple or consistentHash, not both (they are one choice, lb_policy)');
-  for (const k of ['localityLbSetting', 'warmupDurationSecs', 'warmup'])
+  for (const k of ['warmupDurationSecs', 'warmup'])
     if (o[k] !== undefined) notes.push(`${fmt([...path, k])} is not applied by nodemesh`);
+  const lb = balancer(o, path, notes);
+  if (o.localityLbSetting !== undefined && o.localityLbSetting !== null)
+    lb.locality = localityLbSetting(o.localityLbSetting, [...path, 'localityLbSetting'], notes);
+  return lb;
+}
+
+function balancer(o: Obj, path: FieldPath, notes: string[]): LoadBalancer {
   if (o.consistentHash !== undefined) return { simple: 'LEAST_REQUEST', consistentHash: consistentHash(o.consistentHash, [...path, 'consistentHash'], notes) };
   const simple = o.simple;
   if (simple === undefined || simple === null) return { simple: 'LEAST_REQUEST' };

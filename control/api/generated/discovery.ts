@@ -22,6 +22,9 @@ import type { HttpMatch as _nodemesh_v1_HttpMatch, HttpMatch__Output as _nodemes
 import type { HttpRoute as _nodemesh_v1_HttpRoute, HttpRoute__Output as _nodemesh_v1_HttpRoute__Output } from './nodemesh/v1/HttpRoute.js';
 import type { LatencyEjection as _nodemesh_v1_LatencyEjection, LatencyEjection__Output as _nodemesh_v1_LatencyEjection__Output } from './nodemesh/v1/LatencyEjection.js';
 import type { LoadBalancer as _nodemesh_v1_LoadBalancer, LoadBalancer__Output as _nodemesh_v1_LoadBalancer__Output } from './nodemesh/v1/LoadBalancer.js';
+import type { LocalityDistribute as _nodemesh_v1_LocalityDistribute, LocalityDistribute__Output as _nodemesh_v1_LocalityDistribute__Output } from './nodemesh/v1/LocalityDistribute.js';
+import type { LocalityFailover as _nodemesh_v1_LocalityFailover, LocalityFailover__Output as _nodemesh_v1_LocalityFailover__Output } from './nodemesh/v1/LocalityFailover.js';
+import type { LocalityLb as _nodemesh_v1_LocalityLb, LocalityLb__Output as _nodemesh_v1_LocalityLb__Output } from './nodemesh/v1/LocalityLb.js';
 import type { MatchClause as _nodemesh_v1_MatchClause, MatchClause__Output as _nodemesh_v1_MatchClause__Output } from './nodemesh/v1/MatchClause.js';
 import type { MetricsOverride as _nodemesh_v1_MetricsOverride, MetricsOverride__Output as _nodemesh_v1_MetricsOverride__Output } from './nodemesh/v1/MetricsOverride.js';
 import type { Mirror as _nodemesh_v1_Mirror, Mirror__Output as _nodemesh_v1_Mirror__Output } from './nodemesh/v1/Mirror.js';
@@ -81,6 +84,9 @@ export interface ProtoGrpcType {
       HttpRoute: MessageTypeDefinition<_nodemesh_v1_HttpRoute, _nodemesh_v1_HttpRoute__Output>
       LatencyEjection: MessageTypeDefinition<_nodemesh_v1_LatencyEjection, _nodemesh_v1_LatencyEjection__Output>
       LoadBalancer: MessageTypeDefinition<_nodemesh_v1_LoadBalancer, _nodemesh_v1_LoadBalancer__Output>
+      LocalityDistribute: MessageTypeDefinition<_nodemesh_v1_LocalityDistribute, _nodemesh_v1_LocalityDistribute__Output>
+      LocalityFailover: MessageTypeDefinition<_nodemesh_v1_LocalityFailover, _nodemesh_v1_LocalityFailover__Output>
+      LocalityLb: MessageTypeDefinition<_nodemesh_v1_LocalityLb, _nodemesh_v1_LocalityLb__Output>
       MatchClause: MessageTypeDefinition<_nodemesh_v1_MatchClause, _nodemesh_v1_MatchClause__Output>
       MetricsOverride: MessageTypeDefinition<_nodemesh_v1_MetricsOverride, _nodemesh_v1_MetricsOverride__Output>
       Mirror: MessageTypeDefinition<_nodemesh_v1_Mirror, _nodemesh_v1_Mirror__Output>

@@ -9,6 +9,12 @@ export interface Endpoint {
    */
   'workload'?: (string);
   'node'?: (string);
+  /**
+   * "region/zone/subzone": the pod's label istio-locality ("region.zone.subzone"), else its
+   * node's locality; "" when unknown. Locality load balancing groups endpoints by it.
+   */
+  'locality'?: (string);
+  '_locality'?: "locality";
 }
 
 export interface Endpoint__Output {
@@ -19,4 +25,9 @@ export interface Endpoint__Output {
    */
   'workload': (string);
   'node': (string);
+  /**
+   * "region/zone/subzone": the pod's label istio-locality ("region.zone.subzone"), else its
+   * node's locality; "" when unknown. Locality load balancing groups endpoints by it.
+   */
+  'locality'?: (string);
 }

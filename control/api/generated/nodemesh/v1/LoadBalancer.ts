@@ -1,6 +1,7 @@
 // Original file: control/api/routing.proto
 
 import type { ConsistentHash as _nodemesh_v1_ConsistentHash, ConsistentHash__Output as _nodemesh_v1_ConsistentHash__Output } from '../../nodemesh/v1/ConsistentHash.js';
+import type { LocalityLb as _nodemesh_v1_LocalityLb, LocalityLb__Output as _nodemesh_v1_LocalityLb__Output } from '../../nodemesh/v1/LocalityLb.js';
 
 export interface LoadBalancer {
   /**
@@ -9,7 +10,13 @@ export interface LoadBalancer {
    */
   'simple'?: (string);
   'consistentHash'?: (_nodemesh_v1_ConsistentHash | null);
+  /**
+   * Istio's localityLbSetting. Absent: the mesh default, locality failover (which, as in Istio,
+   * acts only where outlier detection is on, since only ejections can tell a locality failed)
+   */
+  'locality'?: (_nodemesh_v1_LocalityLb | null);
   '_consistentHash'?: "consistentHash";
+  '_locality'?: "locality";
 }
 
 export interface LoadBalancer__Output {
@@ -19,4 +26,9 @@ export interface LoadBalancer__Output {
    */
   'simple': (string);
   'consistentHash'?: (_nodemesh_v1_ConsistentHash__Output | null);
+  /**
+   * Istio's localityLbSetting. Absent: the mesh default, locality failover (which, as in Istio,
+   * acts only where outlier detection is on, since only ejections can tell a locality failed)
+   */
+  'locality'?: (_nodemesh_v1_LocalityLb__Output | null);
 }

@@ -8,6 +8,12 @@ export interface Node {
    * on that node; "" when unknown
    */
   'ip'?: (string);
+  /**
+   * "region/zone/subzone" from its labels topology.kubernetes.io/region, topology.kubernetes.io/zone
+   * and topology.istio.io/subzone (Istio's locality); "" when it has none
+   */
+  'locality'?: (string);
+  '_locality'?: "locality";
 }
 
 export interface Node__Output {
@@ -17,4 +23,9 @@ export interface Node__Output {
    * on that node; "" when unknown
    */
   'ip': (string);
+  /**
+   * "region/zone/subzone" from its labels topology.kubernetes.io/region, topology.kubernetes.io/zone
+   * and topology.istio.io/subzone (Istio's locality); "" when it has none
+   */
+  'locality'?: (string);
 }

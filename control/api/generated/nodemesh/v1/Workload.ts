@@ -41,6 +41,12 @@ export interface Workload {
    * it; the pod's own name for a bare pod (control/api/workload-name.ts)
    */
   'workloadName'?: (string);
+  /**
+   * the cluster it runs in (the control plane's --cluster, Istio's cluster ID); absent: the
+   * default, "Kubernetes", as Istio names a cluster it was not told the name of
+   */
+  'cluster'?: (string);
+  '_cluster'?: "cluster";
 }
 
 export interface Workload__Output {
@@ -83,4 +89,9 @@ export interface Workload__Output {
    * it; the pod's own name for a bare pod (control/api/workload-name.ts)
    */
   'workloadName': (string);
+  /**
+   * the cluster it runs in (the control plane's --cluster, Istio's cluster ID); absent: the
+   * default, "Kubernetes", as Istio names a cluster it was not told the name of
+   */
+  'cluster'?: (string);
 }
