@@ -25,7 +25,7 @@ import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
 import { DEFAULT_PIN_DIR, Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
 import { InboundDatapath, meshedPods } from './datapath/inbound.js';
-import { CniServer } from './datapath/cni-server.js';
+import type { CniServer } from './datapath/cni-server.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { setMeshedPods } from './telemetry/mesh-metrics.js';
 import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
@@ -35,7 +35,7 @@ import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
 import type { ProxyTimeouts } from './transport/timeouts.js';
 import { ProxyServing, type Serving, type ServingConfig } from './workers/serving.js';
-import { WorkerPool } from './workers/worker-pool.js';
+import type { WorkerPool } from './workers/worker-pool.js';
 import type { SourceLimitsOptions } from './transport/source-limits.js';
 import { DEFAULT_DRAIN_MS, drain } from './lifecycle/drain.js';
 import { closeDescriptor } from './datapath/socket-handoff.js';
@@ -45,6 +45,12 @@ import { LastGoodWriter, readLastGood } from './lifecycle/last-good.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners, type PreparedListeners } from './lifecycle/prepare.js';
 
 const log = logger('agent');
+
+/** CPU this process used so far (user + system), for the start-up log: wall time on a loaded node says little */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return Math.round((u.user + u.system) / 1000);
+};
 
 /** How often the heartbeat goes into nm_liveness; DEFAULT_LIVENESS_TIMEOUT_MS is several of these. */
 const HEARTBEAT_MS = 250;
@@ -321,6 +327,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       // the primary keeps its copies of the descriptors (a replaced worker inherits them, a
       // successor takes them over) and closes them when it stops accepting
       heldFds = Object.values(fds);
+      const { WorkerPool } = await import('./workers/worker-pool.js');
       pool = await WorkerPool.start({
         count: opts.workers,
         config: servingConfig,
@@ -350,7 +357,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       }
     }, HEARTBEAT_MS);
     heartbeat.unref();
-    log.info({ workers: pool?.count ?? 1, listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000) }, 'proxy accepting');
+    log.info({ workers: pool?.count ?? 1, listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000), cpuMs: cpuMs() }, 'proxy accepting');
 
     // the rest of the agent, once the connections that queued while it started were served
     const waited = await untilEventLoopQuiet();
@@ -389,8 +396,10 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     }
     if (state.snapshot) reconcileAll(state.snapshot);
     const en = enrollment;
-    if (opts.cniSocket !== false)
+    if (opts.cniSocket !== false) {
+      const { CniServer } = await import('./datapath/cni-server.js');
       cni = await CniServer.listen({ path: opts.cniSocket ?? path.join(stateDir, 'cni.sock'), enrollment: en, snapshot: () => state.snapshot, ...(opts.cniUnknownPodWaitMs ? { unknownPodWaitMs: opts.cniUnknownPodWaitMs } : {}) });
+    }
     rescan = setInterval(() => {
       if (state.snapshot) reconcileAll(state.snapshot); // new pods' netns and veths
     }, opts.rescanMs ?? 2_000);
