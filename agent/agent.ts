@@ -4,44 +4,54 @@
 // and keeps the datapath's heartbeat. Stopping never removes the datapath: with no agent
 // the node fails closed (fail-open namespaces aside); `nodemesh agent cleanup` uninstalls.
 //
-// Lifecycle (agent/lifecycle/): serve first — listeners (bound before this module was even
-// loaded), the last good snapshot and certificates, the redirect datapath adopted, then the
-// proxies accept — and only then load the inbound programs, enrol and talk to the control
-// plane, so a restarted agent serves within a second; a successor takes the listeners over
-// and this agent drains.
+// Lifecycle (agent/lifecycle/; ARCHITECTURE.md, "Start-up order"): serve first — listeners
+// (bound before this module was even loaded), the last good snapshot and certificates, the
+// redirect datapath adopted, then the proxies accept, and a restart is ready — and only then,
+// once the connections that queued meanwhile were served, load the control-plane client
+// (gRPC and the protos are not among this module's static imports), the inbound programs,
+// enrol and listen for the CNI plugin; a successor takes the listeners over and this agent
+// drains.
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { logger } from '../common/log.js';
 import { AGENT_PORTS as PORTS, PROXY_MARK } from '../common/ports.js';
 import { splitHostPort } from '../common/host-port.js';
-import { watchSnapshots, type SnapshotWatch } from '../control/api/discovery-client.js';
-import { createCertificateClient, type CertificateSigner } from '../control/api/ca-client.js';
-import { ControlPlaneCredentials } from '../control/api/control-credentials.js';
+import type { SnapshotWatch } from '../control/api/discovery-client.js';
+import type { CertificateSigner } from '../control/api/certificate-signer.js';
+import type { ControlPlaneCredentials } from '../control/api/control-credentials.js';
+import { readRootCertFile } from '../control/api/control-roots.js';
 import { IdentityManager } from './identity/identity-manager.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import { startAdminServer } from './admin/admin-server.js';
 import { DEFAULT_PIN_DIR, Datapath, cgroup2Mount, ownCgroup } from './datapath/redirect.js';
 import { InboundDatapath, meshedPods } from './datapath/inbound.js';
-import { CniServer } from './datapath/cni-server.js';
+import type { CniServer } from './datapath/cni-server.js';
 import { Enrollment } from './datapath/enrollment.js';
 import { setMeshedPods } from './telemetry/mesh-metrics.js';
 import { workloadName } from './telemetry/workload-name.js';
 import { applyTelemetry, closeTelemetry, configureTelemetry } from './telemetry/telemetry-config.js';
-import { controlPlaneConnected, registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
+import { collectAgentProcessMetrics, controlPlaneConnected, registry, snapshotsRejected, snapshotVersion } from './telemetry/metrics.js';
 import { passthroughGuard } from './proxy/passthrough-guard.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
 import type { ProxyTimeouts } from './transport/timeouts.js';
 import { ProxyServing, type Serving, type ServingConfig } from './workers/serving.js';
-import { WorkerPool } from './workers/worker-pool.js';
+import type { WorkerPool } from './workers/worker-pool.js';
 import type { SourceLimitsOptions } from './transport/source-limits.js';
 import { DEFAULT_DRAIN_MS, drain } from './lifecycle/drain.js';
 import { closeDescriptor } from './datapath/socket-handoff.js';
+import { untilEventLoopQuiet } from './lifecycle/first-traffic.js';
 import { offerHandoff, type HandoffServer } from './lifecycle/handoff.js';
 import { LastGoodWriter, readLastGood } from './lifecycle/last-good.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners, type PreparedListeners } from './lifecycle/prepare.js';
 
 const log = logger('agent');
+
+/** CPU this process used so far (user + system), for the start-up log: wall time on a loaded node says little */
+const cpuMs = () => {
+  const u = process.cpuUsage();
+  return Math.round((u.user + u.system) / 1000);
+};
 
 /** How often the heartbeat goes into nm_liveness; DEFAULT_LIVENESS_TIMEOUT_MS is several of these. */
 const HEARTBEAT_MS = 250;
@@ -139,7 +149,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   let rescan: NodeJS.Timeout | undefined;
   let heartbeat: NodeJS.Timeout | undefined;
   /** the datapath is this agent's to change (not before a predecessor let go, not after a successor took over) */
-  let owner = false;
+  let owner = !predecessor;
   let handedOver = false;
   /** an earlier agent's datapath is pinned and works: this agent serves before loading its own */
   let adopting = false;
@@ -152,16 +162,22 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     for (const fd of heldFds.splice(0)) closeDescriptor(fd);
   };
 
-  // identities: the control plane's CA over the same TLS channel as discovery
-  const controlCreds = opts.controlTls ? new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, ...(opts.controlTls.tokenFile ? { tokenFile: opts.controlTls.tokenFile } : { nodeCredentialDir: opts.controlTls.nodeCredential! }) }) : undefined;
-  const caClient: CertificateSigner | undefined = controlCreds ? createCertificateClient({ address: opts.control, credentials: controlCreds.credentials }) : undefined;
+  // identities: the certificates the agent before this one held serve at once (checked against
+  // the --root-cert roots); new ones come from the control plane's CA over the same TLS
+  // channel as discovery, once that client is loaded (after the proxy accepts)
+  let controlCreds: ControlPlaneCredentials | undefined;
+  let caClient: CertificateSigner | undefined;
+  let signerReady!: (s: CertificateSigner) => void;
+  let signerFailed!: (err: unknown) => void;
+  const signer = new Promise<CertificateSigner>((resolve, reject) => ((signerReady = resolve), (signerFailed = reject)));
+  signer.catch(() => undefined); // a start that fails before: the requests waiting get its error
   // eslint-disable-next-line prefer-const -- assigned once the identity manager exists
   let writer: LastGoodWriter;
-  const identity = caClient
+  const identity = opts.controlTls
     ? new IdentityManager({
         node: opts.node,
-        signer: caClient,
-        initialTrustBundle: controlCreds!.fileRoots(),
+        signer,
+        initialTrustBundle: readRootCertFile(opts.controlTls.rootCert),
         registry,
         onChange: () => {
           writer?.changed();
@@ -173,7 +189,6 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   writer = new LastGoodWriter(stateDir, opts.node, () => ({ snapshot: state.snapshot, identities: identity?.held() ?? [] }));
   if (lastGood?.snapshot) {
     identity?.restore(lastGood.identities);
-    controlCreds?.setTrustBundle(lastGood.snapshot.trustBundle);
     identity?.onSnapshot(lastGood.snapshot);
     snapshotVersion.set(lastGood.snapshot.version);
     log.info({ version: lastGood.snapshot.version, identities: lastGood.identities.length, age: Date.now() - lastGood.writtenAt }, 'serving from the last good state until the control plane answers');
@@ -279,6 +294,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     cni?.snapshotChanged();
   };
   const closeIdentity = () => {
+    signerFailed(new Error('the agent stopped'));
     identity?.close();
     caClient?.close();
     controlCreds?.close();
@@ -319,6 +335,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       // the primary keeps its copies of the descriptors (a replaced worker inherits them, a
       // successor takes them over) and closes them when it stops accepting
       heldFds = Object.values(fds);
+      const { WorkerPool } = await import('./workers/worker-pool.js');
       pool = await WorkerPool.start({
         count: opts.workers,
         config: servingConfig,
@@ -335,10 +352,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     // a restart: captured SYNs reach the new listener before the inbound programs are loaded
     // (a successor's listener is the very socket the SOCKMAP holds already)
     if (!predecessor) adopting = InboundDatapath.adoptListener(pinDir, inboundFd) && adopting;
-    log.info({ workers: pool?.count ?? 1, listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000) }, 'proxy accepting');
-
-    inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
-    inbound.setListener(inboundFd);
+    // fail-open pods stop bypassing the proxy: it serves (a predecessor's heartbeat goes on beside ours until it lets go)
     const dp = datapath;
     dp.heartbeat(livenessTimeoutMs);
     heartbeat = setInterval(() => {
@@ -351,7 +365,21 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       }
     }, HEARTBEAT_MS);
     heartbeat.unref();
+    log.info({ workers: pool?.count ?? 1, listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000), cpuMs: cpuMs() }, 'proxy accepting');
 
+    // the rest of the agent, once the connections that queued while it started were served
+    const waited = await untilEventLoopQuiet();
+    log.debug({ waited, sinceProcessStart: Math.round(process.uptime() * 1000) }, 'loading the rest of the agent');
+
+    // the control plane: its client (gRPC, the protos) is loaded now, not before serving
+    if (opts.controlTls) {
+      const [{ ControlPlaneCredentials }, { createCertificateClient }] = await Promise.all([import('../control/api/control-credentials.js'), import('../control/api/ca-client.js')]);
+      controlCreds = new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, ...(opts.controlTls.tokenFile ? { tokenFile: opts.controlTls.tokenFile } : { nodeCredentialDir: opts.controlTls.nodeCredential! }) });
+      if (state.snapshot) controlCreds.setTrustBundle(state.snapshot.trustBundle);
+      caClient = createCertificateClient({ address: opts.control, credentials: controlCreds.credentials });
+      signerReady(caClient);
+    }
+    const { watchSnapshots } = await import('../control/api/discovery-client.js');
     watch = watchSnapshots({
       address: opts.control,
       node: opts.node,
@@ -363,15 +391,21 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       ...(controlCreds ? { credentials: controlCreds.credentials } : {}),
     });
 
+    await untilEventLoopQuiet();
+    inbound = await InboundDatapath.open({ pinDir: datapath.pinDir });
+    inbound.setListener(inboundFd);
+    await collectAgentProcessMetrics();
+
     // this agent serves: the one before it stops accepting and drains
     if (predecessor) {
       await predecessor.confirm();
       admin = await startAdmin();
+      owner = true;
     }
-    owner = true;
     if (state.snapshot) reconcileAll(state.snapshot);
     const en = enrollment;
-    if (opts.cniSocket !== false)
+    if (opts.cniSocket !== false) {
+      const { CniServer } = await import('./datapath/cni-server.js');
       cni = await CniServer.listen({
         path: opts.cniSocket ?? path.join(stateDir, 'cni.sock'),
         enrollment: en,
@@ -382,6 +416,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         },
         ...(opts.cniUnknownPodWaitMs ? { unknownPodWaitMs: opts.cniUnknownPodWaitMs } : {}),
       });
+    }
     // Every snapshot reconciles enrollment and the inbound capture (onSnapshot), and the CNI
     // plugin hands over each new pod's netns and veth as it is created: this rescan is only
     // the safety net for what neither tells (a pod made while the plugin was not installed,

@@ -1,6 +1,6 @@
 // The control plane's Prometheus metrics, defined in one place. Each control plane owns its
 // registry (tests run several in one process); /metrics on the admin port serves it.
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from '../common/prometheus.js';
 import { collectProcessMetrics } from '../common/process-metrics.js';
 
 export interface ControlMetrics {

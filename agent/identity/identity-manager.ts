@@ -15,10 +15,9 @@
 // spread, well inside the rotation overlap.
 import { X509Certificate, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
-import * as grpc from '@grpc/grpc-js';
-import forge from 'node-forge';
-import { Registry } from 'prom-client';
-import { CertificateRequestError, type CertificateSigner } from '../../control/api/ca-client.js';
+import type forgeTypes from 'node-forge';
+import { Registry } from '../../common/prometheus.js';
+import { CertificateRequestError, type CertificateSigner } from '../../control/api/certificate-signer.js';
 import { equalJitterBackoff } from '../../common/backoff.js';
 import { systemClock, type Clock, type ClockTimer } from '../../common/clock.js';
 import { NodemeshError } from '../../common/errors.js';
@@ -34,8 +33,11 @@ const generateKeyPair = promisify(generateKeyPairCb);
 export interface IdentityManagerOptions {
   /** the node this agent runs on */
   node: string;
-  /** the CA client (CertificateService over the control plane's TLS channel) */
-  signer: CertificateSigner;
+  /**
+   * the CA client (CertificateService over the control plane's TLS channel); a promise of it
+   * when the agent serves the certificates it restored before it loads gRPC (agent.ts)
+   */
+  signer: CertificateSigner | Promise<CertificateSigner>;
   /** roots to check issued certificates against until a snapshot brings the trust bundle (the --root-cert file) */
   initialTrustBundle?: readonly string[];
   /** requested certificate lifetime in seconds (default 0: the CA's default, 24 h) */
@@ -351,14 +353,16 @@ export class IdentityManager implements IdentityProvider {
       publicKeyEncoding: { type: 'spki', format: 'pem' },
       privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     });
-    const csrPem = buildCsr(keyPem, spiffeId);
-    const chain = await this.opts.signer.createCertificate({ csrPem, identity: spiffeId, validitySeconds: this.opts.validitySeconds ?? 0 });
+    const csrPem = await buildCsr(keyPem, spiffeId);
+    const chain = await (await this.opts.signer).createCertificate({ csrPem, identity: spiffeId, validitySeconds: this.opts.validitySeconds ?? 0 });
     return checkIssued(chain, { spiffeId, keyPem, publicPem }, this.bundle, this.clock.now());
   }
 }
 
-function buildCsr(keyPem: string, spiffeId: string): string {
-  const key = forge.pki.privateKeyFromPem(keyPem) as forge.pki.rsa.PrivateKey;
+/** forge whole (its PKI and PKCS#10), loaded with the first request: a restart serves restored certificates before */
+async function buildCsr(keyPem: string, spiffeId: string): Promise<string> {
+  const { default: forge } = await import('node-forge');
+  const key = forge.pki.privateKeyFromPem(keyPem) as forgeTypes.pki.rsa.PrivateKey;
   const csr = forge.pki.createCertificationRequest();
   csr.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
   csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] }]);
@@ -409,9 +413,6 @@ function isSelfSigned(pem: string): boolean {
 
 function classify(err: Error): CertificateRequestResult {
   if (err instanceof CertificateCheckError) return 'invalid_certificate';
-  if (err instanceof CertificateRequestError) {
-    const refused = [grpc.status.PERMISSION_DENIED, grpc.status.UNAUTHENTICATED, grpc.status.INVALID_ARGUMENT];
-    return refused.includes(err.grpcCode) ? 'refused' : 'unavailable';
-  }
+  if (err instanceof CertificateRequestError) return err.refused ? 'refused' : 'unavailable';
   return 'error';
 }

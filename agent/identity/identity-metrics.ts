@@ -1,6 +1,6 @@
 // The identity manager's Prometheus metrics, defined in one place; the agent registers them
 // in its registry (served on /metrics, port 15020).
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../common/prometheus.js';
 
 export type CertificateRequestKind = 'initial' | 'renewal';
 /** success, or why not: refused by the CA, CA unreachable, certificate not the one asked for, other */

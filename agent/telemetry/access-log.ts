@@ -14,7 +14,7 @@
 // are dropped and counted. A per-node rate (token bucket, --access-log-rate lines/s) bounds
 // what a flood of requests can write to a disk.
 import pino from 'pino';
-import { Counter } from 'prom-client';
+import { Counter } from '../../common/prometheus.js';
 import { registry, type IstioLabels } from './metrics.js';
 import { passes, type FilterAttribute } from '../../control/api/telemetry-filter.js';
 import { accessLogRule, type Subject } from './telemetry-policy.js';

@@ -4,7 +4,7 @@
 // Service hostname, an Envoy cluster name, a fixed reason word), never by requests or pods.
 // Gauges are read when Prometheus scrapes (collect), so the data path keeps no gauge; the
 // counters count rare events (a retry, an overflow, an ejection), never every request.
-import { Counter, Gauge } from 'prom-client';
+import { Counter, Gauge } from '../../common/prometheus.js';
 import { registry } from './metrics.js';
 
 /** One destination cluster's state, read at scrape time. */

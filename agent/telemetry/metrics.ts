@@ -1,15 +1,23 @@
 // The agent's Prometheus metrics, defined in one place. Names and labels are Istio's
 // standard ones (https://istio.io/latest/docs/reference/config/metrics/) so existing
 // dashboards and queries carry over; missing values are "unknown", as Istio reports them.
-import { Counter, Gauge, Registry } from 'prom-client';
-import { collectProcessMetrics } from '../../common/process-metrics.js';
+import { Counter, Gauge, Registry } from '../../common/prometheus.js';
 import { SeriesCounter, SeriesHistogram } from './metrics-series.js';
 import { CLUSTER_ID_DEFAULT, type Service, type Workload } from '../../control/api/snapshot.js';
 import { workloadName } from './workload-name.js';
 import { HTTP_ONLY_LABELS, ISTIO_LABELS } from '../../control/api/snapshot-telemetry.js';
 
 export const registry = new Registry();
-collectProcessMetrics(registry, 'nodemesh_agent_');
+
+let processMetrics: Promise<void> | undefined;
+/**
+ * The process's own series (nodemesh_agent_process_*, _nodejs_*), added once the process
+ * serves: their module loads @opentelemetry/api, which a restart does not wait for.
+ */
+export function collectAgentProcessMetrics(): Promise<void> {
+  processMetrics ??= import('../../common/process-metrics.js').then(({ collectProcessMetrics }) => collectProcessMetrics(registry, 'nodemesh_agent_'));
+  return processMetrics;
+}
 
 export { ISTIO_LABELS };
 

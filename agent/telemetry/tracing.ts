@@ -12,7 +12,7 @@
 // MAX_QUEUED waiting; a collector that is down or slow costs dropped spans (counted), never
 // a request. The wire encoder is written here (OTLP's JSON mapping is small), not the SDK.
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Counter } from 'prom-client';
+import { Counter } from '../../common/prometheus.js';
 import { logger } from '../../common/log.js';
 import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 import { registry, type IstioLabels } from './metrics.js';

@@ -8,7 +8,7 @@ import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { ProxyState } from '../state/proxy-state.js';
 import { passthroughGuard } from '../proxy/passthrough-guard.js';
-import { registry } from '../telemetry/metrics.js';
+import { collectAgentProcessMetrics, registry } from '../telemetry/metrics.js';
 import { connectionChannel, requestChannel, type ConnectionEvent, type RequestEvent } from '../telemetry/tap.js';
 import { applyTelemetry, closeTelemetry, configureTelemetry } from '../telemetry/telemetry-config.js';
 import { WORKER_FDS, type FromWorker, type ToWorker } from './protocol.js';
@@ -80,6 +80,7 @@ process.on('message', (m: ToWorker) => {
           serving = s;
           log.info({ worker: m.index }, 'proxy worker serving');
           send({ op: 'listening' });
+          void collectAgentProcessMetrics();
         },
         (err: unknown) => {
           log.error({ err, worker: m.index }, 'proxy worker failed to start');

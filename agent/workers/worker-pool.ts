@@ -12,7 +12,8 @@
 // Stopping asks every worker to stop accepting, then to close once the drain is over.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { AggregatorRegistry, Counter, Gauge, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { MetricObjectWithValues, MetricValue } from 'prom-client';
+import { Counter, Gauge, aggregatorRegistry } from '../../common/prometheus.js';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import type { IdentityProvider } from '../identity/identity.js';
@@ -255,7 +256,7 @@ export class WorkerPool implements Serving {
   /** The Prometheus text of the primary's registry and every worker's, summed (gauges as each declares). */
   async metrics(): Promise<{ body: string; contentType: string }> {
     const all = [await registry.getMetricsAsJSON(), ...((await this.ask('metrics')) as MetricObjectWithValues<MetricValue<string>>[][])];
-    const merged = AggregatorRegistry.aggregate(all as never);
+    const merged = aggregatorRegistry().aggregate(all as never);
     return { body: await merged.metrics(), contentType: registry.contentType };
   }
 

@@ -2,12 +2,14 @@
 // the agent's client. A refused or failed call becomes a NodemeshError NM_ERR_IDENTITY
 // carrying the gRPC status code, so the caller can tell "not allowed" from "not reachable".
 import * as grpc from '@grpc/grpc-js';
-import { NodemeshError } from '../../common/errors.js';
+import { CertificateRequestError, type CertificateSigner } from './certificate-signer.js';
 import type { CertificateServiceClient } from './generated/nodemesh/v1/CertificateService.js';
 import type { CreateCertificateRequest__Output } from './generated/nodemesh/v1/CreateCertificateRequest.js';
 import type { CreateCertificateResponse__Output } from './generated/nodemesh/v1/CreateCertificateResponse.js';
 import { loadProto } from './protos.js';
 import { controlTarget } from './control-target.js';
+
+export { CertificateRequestError, type CertificateSigner };
 
 /** A request as decoded (validitySeconds, an int64, as a decimal string: longs: String). */
 export type CreateCertificateRequestWire = CreateCertificateRequest__Output;
@@ -22,22 +24,6 @@ export function certificateService(): grpc.ServiceClientConstructor {
     loaded = pkg.nodemesh.v1.CertificateService;
   }
   return loaded;
-}
-
-/** A refused or failed certificate request. */
-export class CertificateRequestError extends NodemeshError {
-  readonly grpcCode: grpc.status;
-  constructor(grpcCode: grpc.status, message: string, cause?: unknown) {
-    super('NM_ERR_IDENTITY', message, cause === undefined ? undefined : { cause });
-    this.name = 'CertificateRequestError';
-    this.grpcCode = grpcCode;
-  }
-}
-
-export interface CertificateSigner {
-  /** The chain (leaf first) for `identity` over the CSR's key; rejects with CertificateRequestError. */
-  createCertificate(req: { csrPem: string; identity: string; validitySeconds: number }): Promise<string[]>;
-  close(): void;
 }
 
 export interface CertificateClientOptions {

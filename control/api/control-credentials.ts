@@ -11,10 +11,8 @@
 import { readFileSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { NodemeshError } from '../../common/errors.js';
-import { splitPemCertificates } from './x509-svid.js';
+import { controlError, parseRootCerts, readRootCertFile } from './control-roots.js';
 
 /** files of a node credential directory (`nodemesh agent --node-credential DIR`) */
 export const NODE_CREDENTIAL_FILES = { cert: 'cert.pem', key: 'key.pem' } as const;
@@ -36,23 +34,6 @@ export interface ControlCredentialsOptions {
   refreshMs?: number;
 }
 
-function controlError(message: string, cause?: unknown): NodemeshError {
-  return new NodemeshError('NM_ERR_CONTROL', message, cause === undefined ? undefined : { cause });
-}
-
-function readRoots(file: string, text: string): string[] {
-  const roots = splitPemCertificates(text);
-  if (roots.length === 0) throw controlError(`--root-cert ${file} holds no PEM certificate: give the file of the mesh's root certificate(s)`);
-  for (const r of roots) {
-    try {
-      new X509Certificate(r);
-    } catch (err) {
-      throw controlError(`--root-cert ${file}: a certificate cannot be parsed: ${(err as Error).message}`, err);
-    }
-  }
-  return roots;
-}
-
 export class ControlPlaneCredentials implements grpc.experimental.CertificateProvider {
   readonly credentials: grpc.ChannelCredentials;
   private fileRootsPem: string[];
@@ -64,13 +45,7 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
 
   /** Reads the files now: a missing or unreadable one is an NM_ERR_CONTROL at start, naming it. */
   constructor(private readonly opts: ControlCredentialsOptions) {
-    let rootText: string;
-    try {
-      rootText = readFileSync(opts.rootCertFile, 'utf8');
-    } catch (err) {
-      throw controlError(`--root-cert ${opts.rootCertFile}: ${(err as Error).message}`, err);
-    }
-    this.fileRootsPem = readRoots(opts.rootCertFile, rootText);
+    this.fileRootsPem = readRootCertFile(opts.rootCertFile);
     if (Boolean(opts.nodeCredentialDir) === Boolean(opts.tokenFile)) throw controlError('the agent authenticates to the control plane with one of --node-credential DIR (the lab) or --token-file FILE (a projected ServiceAccount token)');
     if (opts.tokenFile) {
       const tokenFile = opts.tokenFile;
@@ -128,7 +103,7 @@ export class ControlPlaneCredentials implements grpc.experimental.CertificatePro
   private async refresh(): Promise<void> {
     try {
       const text = await readFile(this.opts.rootCertFile, 'utf8');
-      const roots = readRoots(this.opts.rootCertFile, text);
+      const roots = parseRootCerts(this.opts.rootCertFile, text);
       if (roots.join('') !== this.fileRootsPem.join('')) {
         this.fileRootsPem = roots;
         this.pushCa();

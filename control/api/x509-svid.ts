@@ -6,8 +6,17 @@
 // Specs: https://github.com/spiffe/spiffe/blob/main/standards/SPIFFE-ID.md and
 // .../standards/X509-SVID.md (quoted where implemented).
 import { X509Certificate, createHash } from 'node:crypto';
-import forge from 'node-forge';
+import { createRequire } from 'node:module';
+import type forgeTypes from 'node-forge';
 import { NodemeshError } from '../../common/errors.js';
+
+// Only forge's ASN.1 reader and its byte buffers (5 modules), not its index (42: TLS, RSA,
+// PKCS#12…, ~50 ms of CPU): the HBONE peers check an SVID on every handshake, and a restarted
+// agent must not load all of forge before it can (ARCHITECTURE.md, "Start-up order").
+const require = createRequire(import.meta.url);
+const asn1 = require('node-forge/lib/asn1') as typeof forgeTypes.asn1;
+const util = require('node-forge/lib/util') as typeof forgeTypes.util;
+type Asn1 = forgeTypes.asn1.Asn1;
 
 const OID_SAN = '2.5.29.17';
 const OID_BASIC_CONSTRAINTS = '2.5.29.19';
@@ -107,12 +116,12 @@ const KEY_USAGE_BITS = ['digitalSignature', 'nonRepudiation', 'keyEncipherment',
 export function certificateFacts(cert: string | Buffer): CertificateFacts {
   const der = toDer(cert);
   const x = new X509Certificate(der);
-  const root = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')));
-  const tbs = (root.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[];
+  const root = asn1.fromDer(util.createBuffer(der.toString('binary')));
+  const tbs = (root.value as Asn1[])[0]!.value as Asn1[];
   // tbsCertificate: [0] version, serial, sigAlg, issuer, validity, subject, spki, [1]/[2] uids, [3] extensions
-  const offset = tbs[0]!.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
+  const offset = tbs[0]!.tagClass === asn1.Class.CONTEXT_SPECIFIC ? 1 : 0;
   const subject = tbs[offset + 4]!;
-  const extWrapper = tbs.find((e) => e.tagClass === forge.asn1.Class.CONTEXT_SPECIFIC && e.type === 3);
+  const extWrapper = tbs.find((e) => e.tagClass === asn1.Class.CONTEXT_SPECIFIC && e.type === 3);
   const facts: CertificateFacts = {
     der,
     uris: [],
@@ -122,27 +131,27 @@ export function certificateFacts(cert: string | Buffer): CertificateFacts {
     keyUsageCritical: false,
     extKeyUsage: [],
     sanCritical: false,
-    subjectEmpty: (subject.value as forge.asn1.Asn1[]).length === 0,
+    subjectEmpty: (subject.value as Asn1[]).length === 0,
     notBefore: new Date(x.validFrom),
     notAfter: new Date(x.validTo),
     fingerprint: createHash('sha256').update(der).digest('hex'),
   };
-  const exts = extWrapper ? ((extWrapper.value as forge.asn1.Asn1[])[0]!.value as forge.asn1.Asn1[]) : [];
+  const exts = extWrapper ? ((extWrapper.value as Asn1[])[0]!.value as Asn1[]) : [];
   for (const ext of exts) {
-    const parts = ext.value as forge.asn1.Asn1[];
-    const oid = forge.asn1.derToOid(parts[0]!.value as string);
+    const parts = ext.value as Asn1[];
+    const oid = asn1.derToOid(parts[0]!.value as string);
     const critical = parts.length === 3 && (parts[1]!.value as string) !== '\x00';
     const inner = fromDerRaw(parts[parts.length - 1]!.value as string);
     if (oid === OID_SAN) {
       facts.sanCritical = critical;
-      for (const gn of inner.value as forge.asn1.Asn1[]) {
-        if (gn.tagClass !== forge.asn1.Class.CONTEXT_SPECIFIC) continue;
+      for (const gn of inner.value as Asn1[]) {
+        if (gn.tagClass !== asn1.Class.CONTEXT_SPECIFIC) continue;
         if (gn.type === SAN_URI) facts.uris.push(gn.value as string);
         else if (gn.type === SAN_DNS) facts.dnsNames.push(gn.value as string);
       }
     } else if (oid === OID_BASIC_CONSTRAINTS) {
-      const seq = inner.value as forge.asn1.Asn1[];
-      facts.ca = seq.length > 0 && seq[0]!.type === forge.asn1.Type.BOOLEAN && (seq[0]!.value as string) !== '\x00';
+      const seq = inner.value as Asn1[];
+      facts.ca = seq.length > 0 && seq[0]!.type === asn1.Type.BOOLEAN && (seq[0]!.value as string) !== '\x00';
     } else if (oid === OID_KEY_USAGE) {
       facts.keyUsageCritical = critical;
       const bits = inner.value as string; // first byte: unused bit count
@@ -153,15 +162,15 @@ export function certificateFacts(cert: string | Buffer): CertificateFacts {
       }
       facts.keyUsage = set;
     } else if (oid === OID_EXT_KEY_USAGE) {
-      facts.extKeyUsage = (inner.value as forge.asn1.Asn1[]).map((o) => forge.asn1.derToOid(o.value as string));
+      facts.extKeyUsage = (inner.value as Asn1[]).map((o) => asn1.derToOid(o.value as string));
     }
   }
   return facts;
 }
 
 // forge tries to decode BIT STRING contents as nested ASN.1 unless told not to (its types omit the option)
-const fromDerRaw = (bytes: string): forge.asn1.Asn1 =>
-  (forge.asn1.fromDer as unknown as (b: string, o: { decodeBitStrings: boolean }) => forge.asn1.Asn1)(bytes, { decodeBitStrings: false });
+const fromDerRaw = (bytes: string): Asn1 =>
+  (asn1.fromDer as unknown as (b: string, o: { decodeBitStrings: boolean }) => Asn1)(bytes, { decodeBitStrings: false });
 
 /** The URI SANs of a certificate (PEM or DER). */
 export function uriSans(cert: string | Buffer): string[] {

@@ -1,6 +1,6 @@
 // The CA's Prometheus metrics, defined in one place, registered in the control plane's
 // registry (served on /metrics, port 15014).
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from '../../common/prometheus.js';
 import type { RefusalReason } from './node-auth.js';
 
 export interface CaMetrics {

@@ -147,8 +147,12 @@ if (canRunPrivileged('agent lifecycle')) {
   });
 
   test.serial('with the agent stopped, a fail-open namespace is reached and reaches out directly; a closed one is refused; STRICT in an open namespace stays closed', async (t) => {
-    const debug = (await (await fetch(`http://${nodeA().agentAdmin}/debug/state`)).json()) as { inboundCapture: { failOpen: string[] } };
-    t.deepEqual(debug.inboundCapture.failOpen, [ip('server-a'), ip('client-open-a')].sort(), 'the agent marked exactly the fail-open pods');
+    // a restarted agent is ready as soon as it serves (the pinned datapath captures meanwhile);
+    // its own view of the inbound capture comes once it loaded the inbound programs after that
+    const failOpen = async () => ((await (await fetch(`http://${nodeA().agentAdmin}/debug/state`)).json()) as { inboundCapture: { failOpen: string[] } }).inboundCapture.failOpen;
+    const want = [ip('server-a'), ip('client-open-a')].sort();
+    await eventually(async () => JSON.stringify(await failOpen()) === JSON.stringify(want), 20_000, 'the agent reporting its inbound capture');
+    t.deepEqual(await failOpen(), want, 'the agent marked exactly the fail-open pods');
     await labStopAgent(LAB, 'node-a');
     await assertDirect(t, 'outside/plain-b', 'server-a');
     await assertDirect(t, 'outside/plain-a', 'server-a');
@@ -207,8 +211,11 @@ if (canRunPrivileged('agent lifecycle')) {
       // what failed was on its way in the outage: nothing before the kill, nothing once it was back
       const mine = failed.filter((f) => f.url === url);
       t.true(mine.every((f) => f.end >= killedAt - 50 && f.start <= back!.end), `${url}: a failure outside the outage: ${JSON.stringify(mine.find((f) => f.end < killedAt - 50 || f.start > back!.end))}`);
+      // bounded by what overlapped it: the requests started in the outage (one every 20 ms) and
+      // those the killed agent held (on a loaded machine an answer takes long, so more are held)
       const outage = back!.end - killedAt;
-      t.true(mine.length <= Math.ceil(outage / 20) + 5, `${url}: ${mine.length} failures for an outage of ${outage} ms (a request every 20 ms)`);
+      const held = load.results.filter((r) => r.url === url && r.start < killedAt && r.end >= killedAt).length;
+      t.true(mine.length <= Math.ceil(outage / 20) + held + 5, `${url}: ${mine.length} failures for an outage of ${outage} ms (a request every 20 ms) with ${held} in flight at the kill`);
     }
   });
 

@@ -147,7 +147,7 @@ test('the gRPC port presents a certificate from the CA that openssl and the agen
   const got: Snapshot[] = [];
   const good = watchSnapshots({ address: e.address, node: 'node-a', credentials: credentials(t, e.bundleFile, e.cred('node-a')).credentials, onSnapshot: (x) => got.push(x) });
   t.teardown(() => good.close());
-  await eventually(() => got.length > 0, 20_000, 'a snapshot over TLS');
+  await eventually(() => got.length > 0, 30_000, 'a snapshot over TLS');
   t.deepEqual(got[0]!.trustBundle, e.cp.ca!.trustBundle());
 
   // another root: the handshake fails, nothing is received
@@ -164,9 +164,9 @@ test('the gRPC port presents a certificate from the CA that openssl and the agen
     onError: (err) => errors.push(err.message),
   });
   t.teardown(() => watch.close());
-  await eventually(() => errors.length >= 2, 20_000, 'failed attempts');
+  // (on a loaded machine an attempt may also end as "no connection within 10000 ms": waited past, not asserted first)
+  await eventually(() => errors.filter((m) => /UNAVAILABLE/.test(m)).length >= 2, 30_000, 'failed attempts (UNAVAILABLE: the handshake fails)');
   t.is(bad.length, 0);
-  t.regex(errors[0]!, /UNAVAILABLE/);
   void wrongCa;
 });
 
@@ -181,9 +181,10 @@ test('a discovery stream is refused without a node credential, or for another no
   };
   const impostor = watchAs('node-b', credentials(t, e.bundleFile, e.cred('node-a')).credentials);
   const anonymous = watchAs('node-a', grpc.credentials.createSsl(Buffer.from(e.cp.ca!.trustBundle().join(''))));
-  await eventually(() => impostor.errors.length > 0 && anonymous.errors.length > 0, 20_000, 'refusals');
-  t.regex(impostor.errors[0]!, /PERMISSION_DENIED: the caller is node node-a but watches as node "node-b"/);
-  t.regex(anonymous.errors[0]!, /UNAUTHENTICATED/);
+  // the refusals, whatever else a loaded machine adds before them (a keepalive or connect timeout, retried)
+  const impostorRefused = () => impostor.errors.some((m) => /PERMISSION_DENIED: the caller is node node-a but watches as node "node-b"/.test(m));
+  const anonymousRefused = () => anonymous.errors.some((m) => /UNAUTHENTICATED/.test(m));
+  await eventually(() => impostorRefused() && anonymousRefused(), 30_000, 'refusals');
   t.is(impostor.got.length + anonymous.got.length, 0);
   const m = await e.cp.caMetrics!.watchRefused.get();
   t.true((m.values.find((v) => v.labels.reason === 'permission_denied')?.value ?? 0) >= 1);
@@ -196,11 +197,11 @@ test('a root rotation reaches agents as a new snapshot with both roots; the serv
   const got: Snapshot[] = [];
   const w = watchSnapshots({ address: e.address, node: 'node-a', credentials: creds.credentials, onSnapshot: (x) => got.push(x) });
   t.teardown(() => w.close());
-  await eventually(() => got.length > 0, 20_000, 'first snapshot');
+  await eventually(() => got.length > 0, 30_000, 'first snapshot');
   const v1 = got[0]!;
   t.is(v1.trustBundle.length, 1);
   await e.cp.ca!.rotate({ overlapMs: 3600_000 });
-  await eventually(() => got.length > 1, 20_000, 'the snapshot after the rotation');
+  await eventually(() => got.length > 1, 30_000, 'the snapshot after the rotation');
   const v2 = got[got.length - 1]!;
   t.is(v2.version, v1.version + 1);
   t.deepEqual(v2.trustBundle, e.cp.ca!.trustBundle());
@@ -212,7 +213,7 @@ test('a root rotation reaches agents as a new snapshot with both roots; the serv
       return false;
     }
   };
-  await eventually(underNewRoot, 20_000, 'serving cert under the new root');
+  await eventually(underNewRoot, 30_000, 'serving cert under the new root');
   // a new connection, trusting only the new root, works; and an agent's certificate comes from the new root
   const onlyNew = path.join(e.dir, 'new-root.pem');
   await writeFile(onlyNew, v2.trustBundle[1]!);

@@ -58,7 +58,9 @@ async function env(t: ExecutionContext): Promise<Env> {
     ca: { dir: path.join(dir, 'ca'), rotationPollMs: 0, tokenAuth: {} },
   });
   t.teardown(() => cp.close());
-  await eventually(() => cp.snapshot(), 20_000, 'the first snapshot');
+  // a failure bound only: the file's tests each start a control plane and an API server in
+  // one process, and client-node's informers list every kind before the first snapshot
+  await eventually(() => cp.snapshot(), 60_000, 'the first snapshot');
   return { cp, api, dir, address: `127.0.0.1:${cp.grpcPort}`, bundle: path.join(dir, 'ca', CA_FILES.trustBundle) };
 }
 
@@ -66,7 +68,8 @@ async function ask(t: ExecutionContext, e: Env, token: string, identity: string)
   const tokenFile = path.join(e.dir, `${token}.jwt`);
   await writeFile(tokenFile, `${token}\n`);
   const creds = new ControlPlaneCredentials({ rootCertFile: e.bundle, tokenFile });
-  const client = createCertificateClient({ address: e.address, credentials: creds.credentials, timeoutMs: 10_000 });
+  // the deadline is a failure bound (a TokenReview and a signature per call, four control planes in this process)
+  const client = createCertificateClient({ address: e.address, credentials: creds.credentials, timeoutMs: 30_000 });
   t.teardown(() => {
     client.close();
     creds.close();
