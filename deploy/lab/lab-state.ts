@@ -12,6 +12,8 @@ export const LABS_DIR = '/run/nodemesh/labs';
 const SLOTS_DIR = path.join(LABS_DIR, '.slots');
 /** 172.31.240.0/24 … 172.31.255.0/24: one bridge subnet per slot. */
 export const MAX_SLOTS = 16;
+/** how long a `lab up` waits for another's slot claim (a failure bound, not a timing) */
+const LOCK_WAIT_MS = 60_000;
 
 export type LabStatusWord = 'creating' | 'ready' | 'failed' | 'deleting';
 export type ProcessRole = 'control' | 'agent' | 'pod' | 'apiserver';
@@ -224,6 +226,16 @@ export async function releaseSlot(name: string): Promise<void> {
   }
 }
 
+/** Whether a process with this pid exists (signal 0 checks without sending anything). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 async function exists(p: string): Promise<boolean> {
   try {
     await stat(p);
@@ -235,20 +247,24 @@ async function exists(p: string): Promise<boolean> {
 
 /**
  * Serialises slot claims between processes (ava runs test files in parallel): taking over
- * a stale claim is a read-then-replace that must not interleave with another claim.
+ * a stale claim is a read-then-replace that must not interleave with another claim. The lock
+ * holds its holder's pid: a holder that died (kill -9 of a `lab up`) is seen at once, so a
+ * waiter never times out behind a dead one; a live holder is waited for up to 60 s (a loaded
+ * machine can stall a process for seconds), and a lock older than that is taken as stale.
  */
 async function withSlotsLock<T>(fn: () => Promise<T>): Promise<T> {
   const lock = path.join(SLOTS_DIR, 'lock');
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + LOCK_WAIT_MS;
   for (;;) {
     try {
       await writeFile(lock, String(process.pid), { flag: 'wx' });
       break;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const holder = Number(await readFile(lock, 'utf8').catch(() => ''));
       const age = await stat(lock).then((s) => Date.now() - s.mtimeMs, () => 0);
-      if (age > 10_000) await rm(lock, { force: true }); // its holder died
-      if (Date.now() > deadline) throw new NodemeshError('NM_ERR_LAB', `timed out waiting for the lab slot lock ${lock}; remove it if no \`lab up\` is running`);
+      if ((holder > 0 && !alive(holder)) || age > LOCK_WAIT_MS) await rm(lock, { force: true });
+      else if (Date.now() > deadline) throw new NodemeshError('NM_ERR_LAB', `timed out waiting for the lab slot lock ${lock} held by pid ${holder || '?'}; remove it if no \`lab up\` is running`);
       await sleep(20 + Math.random() * 30);
     }
   }
