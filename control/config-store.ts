@@ -90,6 +90,8 @@ export interface ConfigStatus {
   analysis?: AnalysisMessage[];
   /** with --remote-cluster: each remote cluster's source and what it added (remote-clusters.ts) */
   remoteClusters?: RemoteClusterStatus[];
+  /** what of the clusters is not in use yet (an east-west gateway without an address or pods) */
+  clusterWarnings?: { cluster: string; resource: string; file: string; line?: number; message: string }[];
 }
 
 /** What `/debug/config_status` shows of a remote cluster. */

@@ -271,6 +271,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       // each problem is counted and logged once, while it lasts (as the store's errors)
       const seen = new Set<string>();
       for (const p of problems) {
+        if (p.level !== 'error') continue;
         seen.add(p.message);
         if (reportedProblems.has(p.message)) continue;
         metrics.configErrors.inc({ code: p.code, kind: p.kind });
@@ -339,8 +340,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
     const fileErrors = [
       ...last.fileErrors,
-      ...clusterProblems.map((p) => ({ file: p.file, ...(p.line ? { line: p.line } : {}), resource: p.resource, code: p.code, message: p.message })),
+      ...clusterProblems.filter((p) => p.level === 'error').map((p) => ({ file: p.file, ...(p.line ? { line: p.line } : {}), resource: p.resource, code: p.code, message: p.message })),
     ];
+    const clusterWarnings = clusterProblems.filter((p) => p.level === 'warning').map((p) => ({ cluster: p.cluster, resource: p.resource, file: p.file, ...(p.line ? { line: p.line } : {}), message: p.message }));
     return {
       configDir: source.dir,
       ready: current !== undefined,
@@ -350,6 +352,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: fileErrors.length, analysis: countLevels(analysis) },
       analysis,
       ...(remotes ? { remoteClusters: remoteStatus() } : {}),
+      ...(clusterWarnings.length ? { clusterWarnings } : {}),
     };
   };
 

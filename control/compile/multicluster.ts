@@ -51,8 +51,13 @@ export interface RemoteClusterResources {
   resources: readonly Resource[];
 }
 
-/** Something of a cluster that was left out of the snapshot, for the status and the error count. */
+/**
+ * Something of a cluster that was left out of the snapshot, for the status: an `error` (bad
+ * input: counted, and a file error in the status) or a `warning` (not ready yet, such as a
+ * gateway waiting for its LoadBalancer address: in the status only).
+ */
 export interface ClusterProblem {
+  level: 'error' | 'warning';
   cluster: string;
   /** `Pod ns/name` */
   resource: string;
@@ -149,6 +154,7 @@ export function mergeRemoteClusters(
         const r = files.get(w.uid);
         const by = held === '' ? 'a pod of this cluster' : `a pod of cluster ${held}`;
         problems.push({
+          level: 'error',
           cluster: remote.name,
           kind: 'Pod',
           resource: `Pod ${w.namespace}/${w.name}`,
@@ -247,7 +253,7 @@ export function discoverGateways(cluster: string, resources: readonly Resource[]
     const accounts = [...new Set(pods.map((p) => p.spec.serviceAccountName))].sort(cmp);
     const r = resources.find((x) => x.body.kind === 'Service' && x.key.namespace === svc.namespace && x.key.name === svc.name);
     const note = (message: string) =>
-      problems.push({ cluster, kind: 'Service', resource: `Service ${svc.namespace}/${svc.name}`, file: r?.file ?? '', line: r?.line ?? 0, code: 'NM_ERR_CONFIG_FIELD', message });
+      problems.push({ level: 'warning', cluster, kind: 'Service', resource: `Service ${svc.namespace}/${svc.name}`, file: r?.file ?? '', line: r?.line ?? 0, code: 'NM_ERR_CONFIG_FIELD', message });
     if (!address) {
       note(`east-west gateway of network ${network} (cluster ${cluster}) has no address yet (status.loadBalancer.ingress[].ip or spec.externalIPs): its network is unreachable from others until it has one`);
       continue;

@@ -18,6 +18,7 @@ import { UpstreamError } from '../../agent/transport/connector.js';
 import { ResponseFlag } from '../../agent/transport/response-flags.js';
 import { startControlPlane } from '../../control/control-plane.js';
 import { parseRemoteCluster } from '../../control/remote-clusters.js';
+import { formatConfigStatus } from '../../cli/config-status.js';
 import { podYaml, resourcesOf } from '../helpers/config-yaml.js';
 import { configDir, controlPlane, firstSnapshot } from '../helpers/control-plane.js';
 
@@ -133,7 +134,7 @@ test('a remote pod whose IP a local pod holds is refused with its endpoints, say
   t.falsy(s.workloads.find((w) => w.name === 'backend-c'));
   t.deepEqual(endpointsOf(s, 'backend')!.map((e) => e[0]), ['10.244.1.5', '10.245.1.5']);
   t.is(problems.length, 1);
-  t.like(problems[0], { cluster: 'cluster-b', resource: 'Pod demo/backend-c', file: '/remote/b.yaml', code: 'NM_ERR_CONFIG_CONFLICT' });
+  t.like(problems[0], { level: 'error', cluster: 'cluster-b', resource: 'Pod demo/backend-c', file: '/remote/b.yaml', code: 'NM_ERR_CONFIG_CONFLICT' });
   t.regex(problems[0]!.message, /pod IP 10\.244\.1\.6 is already held by a pod of this cluster: clusters joined by gateways need separate pod CIDRs/);
 });
 
@@ -147,6 +148,7 @@ test('each network\'s east-west gateway is discovered: its LoadBalancer (or exte
   const pending = compile(LOCAL, [...REMOTE.slice(0, 3), gatewayYaml('net-b', '192.0.2.10', '10.245.1.9')[0]!.replace(/status:.*\n/, ''), gatewayYaml('net-b', '', '10.245.1.9')[1]!], problems);
   t.deepEqual(pending.gateways, []);
   t.regex(problems.map((p) => p.message).join('\n'), /east-west gateway of network net-b \(cluster cluster-b\) has no address yet/);
+  t.true(problems.every((p) => p.level === 'warning'), 'a LoadBalancer still pending is not an error');
 });
 
 test('without networks or remote clusters nothing new is written: no network fields, no gateways', (t) => {
@@ -176,6 +178,7 @@ test('nodemesh control --remote-cluster sends the merged snapshot over gRPC; a r
   const err = st.fileErrors.find((e) => e.resource === 'Pod demo/backend-c');
   t.like(err, { file: path.join(remote, 'c.yaml'), code: 'NM_ERR_CONFIG_CONFLICT' });
   t.like(st.remoteClusters![0], { name: 'cluster-b', network: 'net-b', refused: 1, workloads: 2 });
+  t.regex(formatConfigStatus(st), /cluster-b \(network net-b\) from .*: 2 workload\(s\), 2 Service\(s\) merged, 0 not exported, 1 refused/);
   const counted = (await cp.metrics.configErrors.get()).values.find((v) => v.labels.code === 'NM_ERR_CONFIG_CONFLICT' && v.labels.kind === 'Pod');
   t.is(counted?.value, 1);
   // the refused pod is not in the snapshot the agents get
