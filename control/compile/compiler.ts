@@ -30,7 +30,6 @@ import {
   FAIL_MODE_ANNOTATION,
   MESH_ANNOTATION,
   TRUST_DOMAIN_DEFAULT,
-  spiffeId,
   type NamespaceInfo,
   type Service,
   type Snapshot,
@@ -43,7 +42,7 @@ import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
 import { compileTelemetry } from './telemetry.js';
 import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
-import { cmp, compileNodes, endpointsOf, inventory, isMeshed, podsWithIp, type Pod, type Svc } from './endpoints.js';
+import { cmp, compileNodes, endpointsOf, inventory, isMeshed, podsWithIp, workloadOf, type Pod, type Svc } from './endpoints.js';
 import { discoverGateways, mergeRemoteClusters, sortGateways, type ClusterProblem, type RemoteClusterCounts, type RemoteClusterResources } from './multicluster.js';
 
 export { isMeshed, resolveTargetPort } from './endpoints.js';
@@ -101,21 +100,9 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   const { nsLabels, nsAnnotations, pods, svcs, nodeIps, nodeLabels } = inv;
   const network = opts.network ? { network: opts.network } : {};
 
-  const workloads: Workload[] = podsWithIp(pods).map((p) => ({
-    uid: `${p.namespace}/${p.name}`,
-    name: p.name,
-    namespace: p.namespace,
-    node: p.spec.nodeName,
-    ip: p.spec.podIP,
-    serviceAccount: p.spec.serviceAccountName,
-    labels: { ...p.spec.labels },
-    meshed: isMeshed(p.spec, nsLabels.get(p.namespace)),
-    spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
-    failOpen: false, // decided below, once the security config says which pods are STRICT
-    workloadName: p.spec.workloadName,
-    ...(opts.cluster && opts.cluster !== CLUSTER_ID_DEFAULT ? { cluster: opts.cluster } : {}),
-    ...network,
-  }));
+  // failOpen is decided below, once the security config says which pods are STRICT
+  const where = { ...(opts.cluster && opts.cluster !== CLUSTER_ID_DEFAULT ? { cluster: opts.cluster } : {}), ...network };
+  const workloads: Workload[] = podsWithIp(pods).map((p) => workloadOf(p, inv, trustDomain, { uid: `${p.namespace}/${p.name}`, node: p.spec.nodeName }, where));
 
   const localServices = svcs.map((svc) => ({ svc, ports: endpointsOf(svc, inv, opts.endpointsFrom) }));
   const nodes = compileNodes(nodeIps, pods).map((n) => ({ ...n, ...network }));

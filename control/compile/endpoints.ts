@@ -1,7 +1,7 @@
 // One cluster's endpoints, as the Kubernetes endpoints controller (or its EndpointSlices)
 // gives them: the pods a Service selects, per port, sorted. The compiler computes them for
 // the local cluster and for each remote one (multicluster.ts) the same way.
-import { MESH_ANNOTATION, type Endpoint, type NodeInfo, type ServicePort } from '../api/snapshot.js';
+import { MESH_ANNOTATION, spiffeId, type Endpoint, type NodeInfo, type ServicePort, type Workload } from '../api/snapshot.js';
 import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
 import { ipv4ToInt } from '../../common/ip.js';
 
@@ -56,6 +56,29 @@ export function inventory(resources: readonly Resource[]): Inventory {
 /** Pods that hold an IP: not finished (Succeeded/Failed pods have released theirs). */
 export function podsWithIp(pods: readonly Pod[]): Pod[] {
   return pods.filter((p) => p.spec.podIP !== '' && p.spec.phase !== 'Succeeded' && p.spec.phase !== 'Failed');
+}
+
+/**
+ * A pod as a workload of the snapshot: `uid` and `node` as the cluster names them (a remote
+ * cluster qualifies both), `cluster` and `network` written only when given. failOpen is false
+ * until the compiler knows which pods are STRICT.
+ */
+export function workloadOf(p: Pod, inv: Inventory, trustDomain: string, names: { uid: string; node: string }, where: { cluster?: string; network?: string }): Workload {
+  return {
+    uid: names.uid,
+    name: p.name,
+    namespace: p.namespace,
+    node: names.node,
+    ip: p.spec.podIP,
+    serviceAccount: p.spec.serviceAccountName,
+    labels: { ...p.spec.labels },
+    meshed: isMeshed(p.spec, inv.nsLabels.get(p.namespace)),
+    spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
+    failOpen: false,
+    workloadName: p.spec.workloadName,
+    ...(where.cluster ? { cluster: where.cluster } : {}),
+    ...(where.network ? { network: where.network } : {}),
+  };
 }
 
 /** A Service's ports with its endpoints: from its EndpointSlices when it has them (always, with `slices`), else its selector. */

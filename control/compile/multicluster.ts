@@ -35,7 +35,7 @@ import type { ErrorCode } from '../../common/errors.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { NETWORK_LABEL, spiffeId, type Endpoint, type GatewayInfo, type NodeInfo, type ServicePort, type Workload } from '../api/snapshot.js';
 import { selectsLabels, type Resource } from '../model/resources.js';
-import { byNsName, cmp, compareIp, compileNodes, endpointsOf, inventory, isMeshed, podsWithIp, servicePort, type Inventory, type Svc } from './endpoints.js';
+import { byNsName, cmp, compareIp, compileNodes, endpointsOf, inventory, podsWithIp, servicePort, workloadOf, type Inventory, type Svc } from './endpoints.js';
 import { assignLocalities } from './locality.js';
 
 /** On a Service: its endpoints stay in its cluster (Istio's serviceSettings clusterLocal). */
@@ -206,22 +206,10 @@ export function mergeRemoteClusters(
 function remoteView(remote: RemoteClusterResources, inv: Inventory, opts: { trustDomain: string; endpointsFrom?: 'selectors' | 'slices' }): RemoteView {
   const q = (name: string) => (name ? `${remote.name}/${name}` : '');
   const network = remote.network ? { network: remote.network } : {};
-  const workloads: Workload[] = podsWithIp(inv.pods).map((p) => ({
-    uid: q(`${p.namespace}/${p.name}`),
-    name: p.name,
-    namespace: p.namespace,
-    node: q(p.spec.nodeName),
-    ip: p.spec.podIP,
-    serviceAccount: p.spec.serviceAccountName,
-    labels: { ...p.spec.labels },
-    meshed: isMeshed(p.spec, inv.nsLabels.get(p.namespace)),
-    spiffeId: spiffeId(opts.trustDomain, p.namespace, p.spec.serviceAccountName),
-    // fail-open concerns a pod's own node proxy, which is in its own cluster
-    failOpen: false,
-    workloadName: p.spec.workloadName,
-    cluster: remote.name,
-    ...network,
-  }));
+  // fail-open concerns a pod's own node proxy, which is in its own cluster: always false here
+  const workloads: Workload[] = podsWithIp(inv.pods).map((p) =>
+    workloadOf(p, inv, opts.trustDomain, { uid: q(`${p.namespace}/${p.name}`), node: q(p.spec.nodeName) }, { cluster: remote.name, ...network }),
+  );
   const services = inv.svcs.map((svc) => {
     const ports = endpointsOf(svc, inv, opts.endpointsFrom);
     for (const p of ports) for (const e of p.endpoints) Object.assign(e, { workload: q(e.workload), node: q(e.node) });
