@@ -58,6 +58,12 @@ export function formatConfigStatus(status: ConfigStatus, wide = false, out?: Nod
   // rejected resources are already above, with every error: the analysis adds the rest
   const analysis = (status.analysis ?? []).filter((m) => m.code !== 'IST0106');
   if (status.analysis) lines.push('', 'analysis:', formatAnalysis(analysis, out ?? process.stdout).trimEnd());
+  if (status.remoteClusters?.length) {
+    lines.push('', 'remote clusters:');
+    for (const r of status.remoteClusters)
+      lines.push(`  ${r.name}${r.network ? ` (network ${r.network})` : ''} from ${r.configDir}: ${r.workloads} workload(s), ${r.services} Service(s) merged, ${r.notExported} not exported, ${r.refused} refused; ${r.accepted} accepted, ${r.rejected} rejected, ${r.fileErrors.length} file error(s)`);
+  }
+  for (const w of status.clusterWarnings ?? []) lines.push(`  warning: ${w.resource} (${w.file}${w.line ? `:${w.line}` : ''}): ${w.message}`);
   lines.push(
     '',
     `${status.resources.length - rejected} accepted, ${rejected} rejected, ${status.fileErrors.length} file error(s); ` +

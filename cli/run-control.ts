@@ -6,6 +6,7 @@ import { logger } from '../common/log.js';
 import { CONTROL_PORTS } from '../common/ports.js';
 import type { ConfigLimits } from '../control/model/limits.js';
 import { untilSignal } from './signals.js';
+import { parseRemoteCluster } from '../control/remote-clusters.js';
 
 export async function runControl(args: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -19,6 +20,8 @@ export async function runControl(args: string[]): Promise<number> {
       admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
       cluster: { type: 'string' },
+      network: { type: 'string' },
+      'remote-cluster': { type: 'string', multiple: true },
       'ca-dir': { type: 'string' },
       'node-ca': { type: 'string' },
       'ca-cert': { type: 'string' },
@@ -47,6 +50,9 @@ export async function runControl(args: string[]): Promise<number> {
     adminAddress: values.admin!,
     trustDomain: values['trust-domain']!,
     cluster: values.cluster ?? process.env.NODEMESH_CLUSTER ?? 'Kubernetes',
+    network: values.network ?? process.env.NODEMESH_NETWORK ?? '',
+    // NAME=DIR[,network=NET]: a remote cluster's YAML (a kubeconfig, Istio's remote secret, later)
+    remoteClusters: (values['remote-cluster'] ?? []).map(parseRemoteCluster),
   };
   const limits: Partial<ConfigLimits> = {};
   const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {

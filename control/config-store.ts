@@ -88,6 +88,26 @@ export interface ConfigStatus {
   summary: { accepted: number; rejected: number; fileErrors: number; analysis?: { errors: number; warnings: number; infos: number } };
   /** cross-resource analysis (control/analyze/): Istio's IST codes and nodemesh's NM codes */
   analysis?: AnalysisMessage[];
+  /** with --remote-cluster: each remote cluster's source and what it added (remote-clusters.ts) */
+  remoteClusters?: RemoteClusterStatus[];
+  /** what of the clusters is not in use yet (an east-west gateway without an address or pods) */
+  clusterWarnings?: { cluster: string; resource: string; file: string; line?: number; message: string }[];
+}
+
+/** What `/debug/config_status` shows of a remote cluster. */
+export interface RemoteClusterStatus {
+  name: string;
+  network: string;
+  configDir: string;
+  /** its documents accepted and rejected, and its file errors */
+  accepted: number;
+  rejected: number;
+  fileErrors: FileErrorStatus[];
+  /** what it added to the snapshot (filled in by the control plane after each compile) */
+  workloads: number;
+  services: number;
+  notExported: number;
+  refused: number;
 }
 
 interface Claim {

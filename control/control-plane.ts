@@ -33,6 +33,9 @@ import { ResourceStore, type ConfigStatus, type StoreResult } from './config-sto
 import { configLimits, type ConfigLimits } from './model/limits.js';
 import { analyze } from './analyze/analyze.js';
 import { countLevels, type AnalysisMessage } from './analyze/messages.js';
+import { checkRemoteClusters, RemoteClusters, type RemoteClusterOptions, type RemoteClusterStatus } from './remote-clusters.js';
+import type { ClusterProblem, RemoteClusterCounts } from './compile/multicluster.js';
+import { NETWORK_NAME } from './api/snapshot.js';
 
 const log = logger('control/control-plane');
 
@@ -52,6 +55,14 @@ export interface ControlPlaneOptions {
   trustDomain?: string;
   /** the cluster's name, Istio's cluster ID (default "Kubernetes"): metrics' source_cluster/destination_cluster */
   cluster?: string;
+  /** the cluster's network, Istio's topology.istio.io/network (default "": one flat network) */
+  network?: string;
+  /**
+   * Remote clusters discovered from (`--remote-cluster NAME=DIR[,network=NET]`): their pods,
+   * Services, Nodes and east-west gateways are merged into the snapshot
+   * (compile/multicluster.ts); their policies are not read (remote-clusters.ts)
+   */
+  remoteClusters?: RemoteClusterOptions[];
   /** quiet time after a file change before re-reading (default 100 ms) */
   debounceMs?: number;
   /** periodic full rescan, the safety net for missed change events (default 5000 ms) */
@@ -129,6 +140,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const cluster = opts.cluster ?? CLUSTER_ID_DEFAULT;
   if (!CLUSTER_NAME.test(cluster))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid cluster name ${JSON.stringify(cluster)}: expected up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`);
+  const network = opts.network ?? '';
+  if (network && !NETWORK_NAME.test(network)) throw new NodemeshError('NM_ERR_CONTROL', `invalid network ${JSON.stringify(network)}: expected a label value (up to 63 letters, digits, '-', '_' or '.')`);
+  checkRemoteClusters(opts.remoteClusters ?? [], cluster);
   if (Boolean(opts.configDir) === Boolean(opts.kubernetes)) throw new NodemeshError('NM_ERR_CONTROL', 'the control plane reads one source: a config directory or the Kubernetes API server');
   const metrics = createControlMetrics({ processMetrics: opts.processMetrics ?? true });
   const limits = configLimits(opts.limits);
@@ -184,6 +198,25 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let compileNotes = new Map<string, string[]>();
   // cross-resource analysis of what is in force (control/analyze/), after each compile
   let analysis: AnalysisMessage[] = [];
+  // what the last compile left out of the remote clusters (an address taken…), and what each added
+  let clusterProblems: ClusterProblem[] = [];
+  let remoteCounts: RemoteClusterCounts[] = [];
+  let reportedProblems = new Set<string>();
+  const remotes = opts.remoteClusters?.length
+    ? new RemoteClusters(
+        opts.remoteClusters,
+        limits,
+        { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}) },
+        (remote, newErrors) => {
+          for (const { error, kind } of newErrors) {
+            metrics.configErrors.inc({ code: error.code, kind });
+            log.warn({ code: error.code, cluster: remote, ...error.location }, error.message);
+          }
+          if (current === undefined) return; // the local source's first read compiles
+          compile();
+        },
+      )
+    : undefined;
 
   let statusWriter: StatusWriter | undefined;
   const writeStatus = () => {
@@ -217,8 +250,34 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     let next: Snapshot;
     const notes = new Map<string, string[]>();
     try {
-      next = compileSnapshot(last.resources, { trustDomain, cluster, trustBundle: tls?.ca.trustBundle() ?? [], notes, endpointsFrom: opts.kubernetes ? 'slices' : 'selectors' }, current);
+      const problems: ClusterProblem[] = [];
+      const counts: RemoteClusterCounts[] = [];
+      next = compileSnapshot(
+        last.resources,
+        {
+          trustDomain,
+          cluster,
+          network,
+          trustBundle: tls?.ca.trustBundle() ?? [],
+          notes,
+          endpointsFrom: opts.kubernetes ? 'slices' : 'selectors',
+          ...(remotes ? { remotes: remotes.resources(), problems, remoteCounts: counts } : {}),
+        },
+        current,
+      );
       compileNotes = notes;
+      clusterProblems = problems;
+      remoteCounts = counts;
+      // each problem is counted and logged once, while it lasts (as the store's errors)
+      const seen = new Set<string>();
+      for (const p of problems) {
+        if (p.level !== 'error') continue;
+        seen.add(p.message);
+        if (reportedProblems.has(p.message)) continue;
+        metrics.configErrors.inc({ code: p.code, kind: p.kind });
+        log.warn({ code: p.code, cluster: p.cluster, file: p.file, line: p.line, resource: p.resource }, p.message);
+      }
+      reportedProblems = seen;
     } catch (err) {
       log.error({ err }, 'compiling the snapshot failed; the previous snapshot stays in force');
       return;
@@ -279,16 +338,29 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const extra = st.state === 'Accepted' ? compileNotes.get(st.resource) : undefined;
       return extra?.length ? { ...st, message: [st.message, ...extra].filter(Boolean).join('; ') } : st;
     });
+    const fileErrors = [
+      ...last.fileErrors,
+      ...clusterProblems.filter((p) => p.level === 'error').map((p) => ({ file: p.file, ...(p.line ? { line: p.line } : {}), resource: p.resource, code: p.code, message: p.message })),
+    ];
+    const clusterWarnings = clusterProblems.filter((p) => p.level === 'warning').map((p) => ({ cluster: p.cluster, resource: p.resource, file: p.file, ...(p.line ? { line: p.line } : {}), message: p.message }));
     return {
       configDir: source.dir,
       ready: current !== undefined,
       snapshotVersion: current?.version ?? 0,
       resources,
-      fileErrors: last.fileErrors,
-      summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: last.fileErrors.length, analysis: countLevels(analysis) },
+      fileErrors,
+      summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: fileErrors.length, analysis: countLevels(analysis) },
       analysis,
+      ...(remotes ? { remoteClusters: remoteStatus() } : {}),
+      ...(clusterWarnings.length ? { clusterWarnings } : {}),
     };
   };
+
+  const remoteStatus = (): RemoteClusterStatus[] =>
+    (remotes?.status() ?? []).map((r) => {
+      const c = remoteCounts.find((x) => x.cluster === r.name);
+      return c ? { ...r, workloads: c.workloads, services: c.services, notExported: c.notExported, refused: c.refused } : r;
+    });
 
   let admin: AdminServer | undefined;
   let grpcPort: number;
@@ -309,6 +381,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   };
   leaderWork();
   try {
+    // the remotes first: the local source's first read compiles the first snapshot with them
+    await remotes?.start();
     await source.start();
     grpcPort = await server.listen(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS);
     admin = await startAdminServer(opts.adminAddress ?? DEFAULT_ADMIN_ADDRESS, {
@@ -320,13 +394,14 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
   } catch (err) {
     source.close();
+    remotes?.close();
     await server.close(0);
     unsubscribeCa?.();
     tls?.close();
     await elector?.stop();
     throw err;
   }
-  log.info({ configDir: source.dir, grpcPort, adminPort: admin.port, trustDomain, cluster }, 'control plane started');
+  log.info({ configDir: source.dir, grpcPort, adminPort: admin.port, trustDomain, cluster, network, remoteClusters: opts.remoteClusters?.map((r) => r.name) }, 'control plane started');
 
   const adminServer = admin;
   let closed = false;
@@ -343,6 +418,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     isLeader: () => elector?.isLeader() ?? false,
     elector,
     rescan: async () => {
+      await remotes?.scan();
       await source.scan();
       return current;
     },
@@ -357,6 +433,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       if (closed) return;
       closed = true;
       source.close();
+      remotes?.close();
       statusWriter?.close();
       unsubscribeCa?.();
       tls?.close();

@@ -54,7 +54,8 @@ export interface HboneConnectorOptions {
   pool?: HbonePoolOptions;
   /**
    * The east-west gateway a destination is reached through (its node proxy is in another
-   * network: issue 13), or undefined to dial its node proxy directly.
+   * network: issue 13), or undefined to dial its node proxy directly. It may throw an
+   * UpstreamError (UF) when the destination needs a gateway and none is known.
    */
   via?: (w: Workload) => GatewayRoute | undefined;
 }

@@ -9,7 +9,7 @@
 // Layers above state/ derive their own per-snapshot structures from it (the L7 route tables)
 // through a StateSlot: built at most once per state, on first use, and dropped with it.
 import type { DestinationPolicy, RoutingConfig } from '../../control/api/snapshot-routing.js';
-import type { Service, ServicePort, Snapshot, Workload } from '../../control/api/snapshot.js';
+import type { GatewayInfo, Service, ServicePort, Snapshot, Workload } from '../../control/api/snapshot.js';
 import { SecurityIndex } from '../policy/authorization.js';
 
 /** A Service port a connection was captured for (by its ClusterIP:port). */
@@ -50,6 +50,8 @@ export class ProxyState {
   private readonly byHost = new Map<string, Service>();
   private readonly nodes = new Map<string, string>();
   private readonly localities = new Map<string, string>();
+  private readonly networks = new Map<string, string>();
+  private readonly gatewaysOf = new Map<string, GatewayInfo[]>();
   private readonly endpointOf = new Map<string, Service>();
   private readonly policies = new Map<string, DestinationPolicy>();
   private compiledSecurity: SecurityIndex | undefined;
@@ -67,7 +69,9 @@ export class ProxyState {
     for (const n of snapshot.nodes ?? []) {
       if (n.ip) this.nodes.set(n.name, n.ip);
       if (n.locality) this.localities.set(n.name, n.locality);
+      if (n.network) this.networks.set(n.name, n.network);
     }
+    for (const g of snapshot.gateways ?? []) this.gatewaysOf.set(g.network, [...(this.gatewaysOf.get(g.network) ?? []), g]);
     for (const service of snapshot.services) {
       this.byHost.set(service.hostname, service);
       for (const port of service.ports) {
@@ -113,6 +117,16 @@ export class ProxyState {
   /** A node's locality ("region/zone/subzone"), if its labels give one. */
   nodeLocality(node: string): string | undefined {
     return this.localities.get(node);
+  }
+
+  /** A node's network (topology.istio.io/network); "" for the one flat network. */
+  nodeNetwork(node: string): string {
+    return this.networks.get(node) ?? '';
+  }
+
+  /** The east-west gateways into `network`, in the snapshot's order (none: it is unreachable from other networks). */
+  gateways(network: string): readonly GatewayInfo[] {
+    return this.gatewaysOf.get(network) ?? [];
   }
 
   /** The DestinationRule-derived policy of a host, if it has one. */

@@ -7,6 +7,7 @@ import { AGENT_PORTS as PORTS, PROXY_MARK } from '../../common/ports.js';
 import type { IdentityProvider } from '../identity/identity.js';
 import { closeDescriptor } from '../datapath/socket-handoff.js';
 import { HboneConnector } from '../hbone/client.js';
+import { gatewayRoute } from '../hbone/gateway-route.js';
 import { HboneInbound, provenSourceWorkload } from '../hbone/server.js';
 import { InboundCapture, type InboundDeliver } from '../proxy/inbound-capture.js';
 import { clientAddress, deliverInbound } from '../proxy/inbound-delivery.js';
@@ -96,7 +97,8 @@ export class ProxyServing implements Serving {
     };
     // with identities, meshed destinations are reached over HBONE (or the same-node path)
     const tcp = new TcpConnector(PROXY_MARK);
-    if (identity) this.hbone = new HboneConnector({ identity, nodeIp: (w) => state().nodeIp(w.node), mark: PROXY_MARK });
+    // a destination in another network is reached through that network's east-west gateway
+    if (identity) this.hbone = new HboneConnector({ identity, nodeIp: (w) => state().nodeIp(w.node), mark: PROXY_MARK, via: (w) => gatewayRoute(state(), config.node, w) });
     const outbound = new OutboundProxy({
       host: config.proxyIp,
       port: config.outboundPort,

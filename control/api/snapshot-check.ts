@@ -21,7 +21,7 @@
 // proto (and regenerated) does not compile until it is given a check here.
 import { isIP } from 'node:net';
 import { NodemeshError } from '../../common/errors.js';
-import type { Endpoint, NamespaceInfo, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
+import type { Endpoint, GatewayInfo, NamespaceInfo, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
 import { CUSTOM_TAG_KINDS, ISTIO_METRICS, TELEMETRY_MODES, type TelemetryPolicy } from './snapshot-telemetry.js';
 import type { AccessLogging__Output } from './generated/nodemesh/v1/AccessLogging.js';
 import type { Tracing__Output } from './generated/nodemesh/v1/Tracing.js';
@@ -322,9 +322,12 @@ const workload = message<Workload>({
   failOpen: bool,
   workloadName: str,
   cluster: optionalString,
+  network: optionalString,
 });
 
-const node = message<NodeInfo>({ name, ip: ipOrEmpty, locality: optionalString });
+const node = message<NodeInfo>({ name, ip: ipOrEmpty, locality: optionalString, network: optionalString });
+
+const gateway = message<GatewayInfo>({ network: str, address: ip, port, spiffeId: name, cluster: str });
 
 const namespaceInfo = message<NamespaceInfo>({ name, meshed: bool, pendingExceptions: list(name) });
 
@@ -563,4 +566,6 @@ const snapshot = message<Snapshot>({
   telemetry: orElse(list(telemetryPolicy), () => []),
   // absent from a last good state an older agent wrote
   namespaces: orElse(list(namespaceInfo), () => []),
+  // absent from a last good state written before multi-cluster
+  gateways: orElse(list(gateway), () => []),
 });

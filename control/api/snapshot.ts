@@ -24,6 +24,7 @@ import type { ServicePort__Output } from './generated/nodemesh/v1/ServicePort.js
 import type { Snapshot__Output } from './generated/nodemesh/v1/Snapshot.js';
 import type { Workload__Output } from './generated/nodemesh/v1/Workload.js';
 import type { NamespaceInfo__Output } from './generated/nodemesh/v1/NamespaceInfo.js';
+import type { Gateway__Output } from './generated/nodemesh/v1/Gateway.js';
 import { loadProto, type Refine } from './protos.js';
 import type { RoutingConfig } from './snapshot-routing.js';
 import type { SecurityConfig } from './snapshot-security.js';
@@ -40,14 +41,18 @@ export type Workload = Workload__Output;
 export type NodeInfo = Node__Output;
 /** A Namespace's default for pods the snapshot does not have yet (the CNI plugin's ADD). */
 export type NamespaceInfo = NamespaceInfo__Output;
+/** An east-west gateway into a network (issue 13). */
+export type GatewayInfo = Gateway__Output;
 
-export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry'> {
+export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry' | 'gateways'> {
   /** uint64 on the wire; a safe integer here (see above) */
   version: number;
   routing: RoutingConfig;
   security: SecurityConfig;
   /** Istio Telemetry resources (snapshot-telemetry.ts); absent in snapshots built before them, meaning none */
   telemetry?: TelemetryPolicy[];
+  /** east-west gateways of the networks known (issue 13); absent in snapshots built before them, meaning none */
+  gateways?: GatewayInfo[];
 }
 
 export const MESH_ANNOTATION = 'nodemesh.io/mesh';
@@ -59,6 +64,10 @@ export const CLUSTER_DOMAIN = 'cluster.local';
 export const CLUSTER_ID_DEFAULT = 'Kubernetes';
 /** A cluster name: what Istio accepts as a cluster ID that is also a label value and a DNS label. */
 export const CLUSTER_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?$/;
+/** Istio's network label: on a Namespace or Pod it names the network; on a Service, it marks the network's east-west gateway. */
+export const NETWORK_LABEL = 'topology.istio.io/network';
+/** A network name: a label value (as Istio's topology.istio.io/network). */
+export const NETWORK_NAME = /^[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?$/;
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;

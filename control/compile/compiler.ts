@@ -30,22 +30,22 @@ import {
   FAIL_MODE_ANNOTATION,
   MESH_ANNOTATION,
   TRUST_DOMAIN_DEFAULT,
-  spiffeId,
-  type Endpoint,
   type NamespaceInfo,
-  type NodeInfo,
   type Service,
-  type ServicePort,
   type Snapshot,
   type Workload,
 } from '../api/snapshot.js';
-import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
+import type { Resource } from '../model/resources.js';
 import { ROOT_NAMESPACE_DEFAULT, type CompileContext } from './context.js';
 import { assignLocalities } from './locality.js';
 import { compileRoutingReport } from './routing.js';
 import { compileSecurity } from './security.js';
 import { compileTelemetry } from './telemetry.js';
 import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
+import { cmp, compileNodes, endpointsOf, inventory, isMeshed, podsWithIp, workloadOf, type Pod, type Svc } from './endpoints.js';
+import { discoverGateways, mergeRemoteClusters, sortGateways, type ClusterProblem, type RemoteClusterCounts, type RemoteClusterResources } from './multicluster.js';
+
+export { isMeshed, resolveTargetPort } from './endpoints.js';
 
 export interface CompileOptions {
   /** SPIFFE trust domain (default cluster.local) */
@@ -68,6 +68,14 @@ export interface CompileOptions {
    * EndpointSlice controller writes them; a Service without any has no endpoints yet).
    */
   endpointsFrom?: 'selectors' | 'slices';
+  /** this cluster's network (Istio's topology.istio.io/network); "" or absent: one flat network */
+  network?: string;
+  /** remote clusters' resources (`--remote-cluster`): merged in as multicluster.ts says */
+  remotes?: readonly RemoteClusterResources[];
+  /** filled with what of the clusters was left out (a remote pod's address taken, a gateway without address) */
+  problems?: ClusterProblem[];
+  /** filled with what each remote cluster added */
+  remoteCounts?: RemoteClusterCounts[];
 }
 
 export type SnapshotContent = Omit<Snapshot, 'version' | 'generatedAt'>;
@@ -80,18 +88,6 @@ const CIDR_SIZE = 1 << 16;
 const FIRST_ALLOCATABLE = 2;
 const LAST_ALLOCATABLE = CIDR_SIZE - 2;
 
-interface Pod {
-  namespace: string;
-  name: string;
-  spec: PodSpec;
-}
-
-interface Svc {
-  namespace: string;
-  name: string;
-  spec: ServiceSpec;
-}
-
 export function compileSnapshot(resources: readonly Resource[], opts: CompileOptions = {}, previous?: Snapshot, now = new Date()): Snapshot {
   const content = compileContent(resources, opts, previous);
   if (previous && contentHash(previous) === contentHash(content)) return previous;
@@ -100,76 +96,55 @@ export function compileSnapshot(resources: readonly Resource[], opts: CompileOpt
 
 export function compileContent(resources: readonly Resource[], opts: CompileOptions = {}, previous?: Snapshot): SnapshotContent {
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
-  const nsLabels = new Map<string, Record<string, string>>();
-  const nsAnnotations = new Map<string, Record<string, string>>();
-  const pods: Pod[] = [];
-  const svcs: Svc[] = [];
-  const nodeIps = new Map<string, string>();
-  const nodeLabels = new Map<string, Record<string, string>>();
-  const slices = new Map<string, EndpointSliceSpec[]>();
-  for (const r of resources) {
-    const { namespace, name } = r.key;
-    if (r.body.kind === 'Namespace') {
-      nsLabels.set(name, r.body.spec.labels);
-      nsAnnotations.set(name, r.body.spec.annotations);
-    }
-    else if (r.body.kind === 'Node') {
-      nodeIps.set(name, r.body.spec.internalIps[0] ?? '');
-      nodeLabels.set(name, r.body.spec.labels);
-    }
-    else if (r.body.kind === 'Pod') pods.push({ namespace, name, spec: r.body.spec });
-    else if (r.body.kind === 'Service' && r.body.spec.type !== 'ExternalName') svcs.push({ namespace, name, spec: r.body.spec });
-    else if (r.body.kind === 'EndpointSlice' && r.body.spec.serviceName && r.body.spec.addressType === 'IPv4') {
-      const id = `${namespace}/${r.body.spec.serviceName}`;
-      slices.set(id, [...(slices.get(id) ?? []), r.body.spec]);
-    }
-  }
-  pods.sort(byNsName);
-  svcs.sort(byNsName);
+  const inv = inventory(resources);
+  const { nsLabels, nsAnnotations, pods, svcs, nodeIps, nodeLabels } = inv;
+  const network = opts.network ? { network: opts.network } : {};
 
-  const workloads: Workload[] = pods
-    .filter((p) => p.spec.podIP !== '' && p.spec.phase !== 'Succeeded' && p.spec.phase !== 'Failed')
-    .map((p) => ({
-      uid: `${p.namespace}/${p.name}`,
-      name: p.name,
-      namespace: p.namespace,
-      node: p.spec.nodeName,
-      ip: p.spec.podIP,
-      serviceAccount: p.spec.serviceAccountName,
-      labels: { ...p.spec.labels },
-      meshed: isMeshed(p.spec, nsLabels.get(p.namespace)),
-      spiffeId: spiffeId(trustDomain, p.namespace, p.spec.serviceAccountName),
-      failOpen: false, // decided below, once the security config says which pods are STRICT
-      workloadName: p.spec.workloadName,
-      ...(opts.cluster && opts.cluster !== CLUSTER_ID_DEFAULT ? { cluster: opts.cluster } : {}),
-    }));
+  // failOpen is decided below, once the security config says which pods are STRICT
+  const where = { ...(opts.cluster && opts.cluster !== CLUSTER_ID_DEFAULT ? { cluster: opts.cluster } : {}), ...network };
+  const workloads: Workload[] = podsWithIp(pods).map((p) => workloadOf(p, inv, trustDomain, { uid: `${p.namespace}/${p.name}`, node: p.spec.nodeName }, where));
 
-  const clusterIps = assignClusterIps(svcs, previous);
-  const services: Service[] = svcs.map((s) => ({
+  const localServices = svcs.map((svc) => ({ svc, ports: endpointsOf(svc, inv, opts.endpointsFrom) }));
+  const nodes = compileNodes(nodeIps, pods).map((n) => ({ ...n, ...network }));
+  const podLabels = new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p.spec.labels]));
+  assignLocalities(nodes, localServices.flatMap((s) => s.ports.flatMap((p) => p.endpoints)), nodeLabels, podLabels);
+  // remote clusters (multicluster.ts): their workloads, nodes and endpoints, merged by hostname
+  const remotes = opts.remotes ?? [];
+  const problems = opts.problems ?? [];
+  const merged = remotes.length
+    ? mergeRemoteClusters({ services: localServices, workloadIps: workloads.map((w) => w.ip) }, remotes, { trustDomain, ...(opts.endpointsFrom ? { endpointsFrom: opts.endpointsFrom } : {}) }, problems)
+    : undefined;
+  if (merged && opts.remoteCounts) opts.remoteCounts.push(...merged.counts);
+  const clusterServices = merged?.services ?? localServices;
+  const clusterIps = assignClusterIps(clusterServices.map((cs) => cs.svc), previous);
+  const services: Service[] = clusterServices.map(({ svc: s, ports }) => ({
     name: s.name,
     namespace: s.namespace,
     hostname: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`,
     clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
-    ports: (opts.endpointsFrom === 'slices' || slices.has(`${s.namespace}/${s.name}`)) ? slicePorts(s, slices.get(`${s.namespace}/${s.name}`) ?? []) : servicePorts(s, pods),
+    ports,
   }));
+  const gateways = sortGateways([
+    ...(opts.network ? discoverGateways(opts.cluster ?? CLUSTER_ID_DEFAULT, resources, trustDomain, problems) : []),
+    ...remotes.flatMap((r) => discoverGateways(r.name, r.resources, trustDomain, problems)),
+  ]);
+  // security is compiled for this cluster's workloads only: policies stay per cluster
   const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT };
   const routingReport = compileRoutingReport(resources, ctx);
   for (const [resource, notes] of routingReport.notes) opts.notes?.set(resource, [...(opts.notes.get(resource) ?? []), ...notes]);
   const security = compileSecurity(resources, ctx);
   const strict = new Set(security.workloads.filter((w) => w.mtlsMode === 'STRICT' || w.portMtls.some((p) => p.mode === 'STRICT')).map((w) => w.workload));
   for (const w of workloads) w.failOpen = w.meshed && !strict.has(w.uid) && namespaceFailMode(nsAnnotations.get(w.namespace), nsLabels.get(w.namespace)) === 'open';
-  const nodes = compileNodes(nodeIps, pods);
-  const podLabels = new Map(pods.map((p) => [`${p.namespace}/${p.name}`, p.spec.labels]));
-  assignLocalities(nodes, services.flatMap((s) => s.ports.flatMap((p) => p.endpoints)), nodeLabels, podLabels);
   return {
-    workloads,
+    workloads: merged ? [...workloads, ...merged.workloads] : workloads,
     services,
-    nodes,
+    nodes: merged ? [...nodes, ...merged.nodes] : nodes,
     namespaces: compileNamespaces(nsLabels, pods),
     routing: routingReport.routing,
     security,
     trustBundle: [...(opts.trustBundle ?? [])],
     telemetry: compileTelemetry(resources),
+    gateways,
   };
 }
 
@@ -184,19 +159,6 @@ export function namespaceFailMode(annotations: Record<string, string> | undefine
 }
 
 /**
- * Nodes and their proxies' addresses (HBONE peers dial `<node ip>:15008`): the Node's
- * InternalIP, else the status.hostIP of a pod on it (the first by ns/name), else "".
- */
-function compileNodes(nodeIps: Map<string, string>, pods: readonly Pod[]): NodeInfo[] {
-  const ips = new Map(nodeIps);
-  for (const p of pods) {
-    if (!p.spec.nodeName) continue;
-    if (!ips.get(p.spec.nodeName)) ips.set(p.spec.nodeName, p.spec.hostIP);
-  }
-  return [...ips].map(([name, ip]) => ({ name, ip })).sort((a, b) => cmp(a.name, b.name));
-}
-
-/**
  * Each Namespace's default, and its pods without an IP yet (being created) that differ from
  * it: what the agent answers the CNI plugin for a pod that is not a Workload yet.
  */
@@ -208,88 +170,6 @@ function compileNamespaces(nsLabels: Map<string, Record<string, string>>, pods: 
       return { name, meshed, pendingExceptions };
     })
     .sort((a, b) => cmp(a.name, b.name));
-}
-
-/**
- * "enabled"/"disabled" on the pod (annotation, else label, as Istio reads
- * `istio.io/dataplane-mode` from either) wins; otherwise the namespace label must say
- * "enabled".
- */
-export function isMeshed(pod: PodSpec, namespaceLabels: Record<string, string> | undefined): boolean {
-  if (pod.hostNetwork) return false;
-  const own = pod.annotations[MESH_ANNOTATION] ?? pod.labels[MESH_ANNOTATION];
-  if (own === 'enabled') return true;
-  if (own === 'disabled') return false;
-  return namespaceLabels?.[MESH_ANNOTATION] === 'enabled';
-}
-
-function servicePorts(s: Svc, pods: readonly Pod[]): ServicePort[] {
-  const selector = s.spec.selector;
-  const ready = selector
-    ? pods.filter(
-        (p) =>
-          p.namespace === s.namespace &&
-          p.spec.podIP !== '' &&
-          (p.spec.phase === 'Running' || p.spec.phase === undefined) &&
-          !p.spec.terminating &&
-          selectsLabels(selector, p.spec.labels),
-      )
-    : [];
-  return s.spec.ports.map((sp) => {
-    const endpoints: Endpoint[] = [];
-    for (const p of ready) {
-      const port = resolveTargetPort(sp.targetPort ?? sp.port, sp.protocol, p.spec);
-      if (port !== undefined) endpoints.push({ ip: p.spec.podIP, port, workload: `${p.namespace}/${p.name}`, node: p.spec.nodeName });
-    }
-    return servicePort(sp, endpoints);
-  });
-}
-
-/** The Service's ports with the endpoints its EndpointSlices list (see the head of this file). */
-function slicePorts(s: Svc, slices: readonly EndpointSliceSpec[]): ServicePort[] {
-  return s.spec.ports.map((sp) => {
-    const ready: Endpoint[] = [];
-    const draining: Endpoint[] = [];
-    const seen = new Set<string>();
-    for (const slice of slices) {
-      const port = slice.ports.find((p) => p.name === sp.name && p.protocol === sp.protocol);
-      if (!port) continue;
-      for (const e of slice.endpoints) {
-        const into = e.ready ? ready : e.serving && e.terminating ? draining : undefined;
-        if (!into) continue;
-        for (const ip of e.addresses) {
-          const id = `${ip}:${port.port}`;
-          if (seen.has(id)) continue; // the same endpoint in two slices while the controller moves it
-          seen.add(id);
-          into.push({ ip, port: port.port, workload: e.pod, node: e.nodeName });
-        }
-      }
-    }
-    return servicePort(sp, ready.length ? ready : draining);
-  });
-}
-
-/** A Service port with its endpoints (sorted), whichever way they were found. */
-function servicePort(sp: Svc['spec']['ports'][number], endpoints: Endpoint[]): ServicePort {
-  endpoints.sort((a, b) => compareIp(a.ip, b.ip) || a.port - b.port || cmp(a.workload, b.workload));
-  let targetPort: number;
-  if (typeof sp.targetPort === 'string') {
-    // named: the number the endpoints agree on, 0 when they differ or there are none
-    const distinct = new Set(endpoints.map((e) => e.port));
-    targetPort = distinct.size === 1 ? endpoints[0]!.port : 0;
-  } else {
-    targetPort = sp.targetPort ?? sp.port;
-  }
-  return { name: sp.name, port: sp.port, targetPort, protocol: sp.protocol, appProtocol: sp.appProtocol, endpoints };
-}
-
-/** A number is used as is; a name is looked up in the pod's container ports (name and protocol). */
-export function resolveTargetPort(target: number | string, protocol: string, pod: PodSpec): number | undefined {
-  if (typeof target === 'number') return target;
-  for (const c of pod.containers) {
-    for (const p of c.ports) if (p.name === target && p.protocol === protocol) return p.containerPort;
-  }
-  return undefined;
 }
 
 /**
@@ -342,24 +222,14 @@ function inCidr(ip: string): boolean {
 }
 
 
-/** IPv4 in numeric order; anything else (IPv6) after, by string. */
-function compareIp(a: string, b: string): number {
-  const x = ipv4ToInt(a);
-  const y = ipv4ToInt(b);
-  if (x !== undefined && y !== undefined) return x - y;
-  if (x !== undefined) return -1;
-  if (y !== undefined) return 1;
-  return cmp(a, b);
-}
-
 const hashes = new WeakMap<object, string>();
 
 /** sha256 of the content with object keys sorted (version and generatedAt excluded). */
 export function contentHash(c: SnapshotContent): string {
   const cached = hashes.get(c);
   if (cached) return cached;
-  const { workloads, services, nodes, routing, security, trustBundle, telemetry } = c;
-  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle, telemetry: telemetry ?? [] })).digest('hex');
+  const { workloads, services, nodes, routing, security, trustBundle, telemetry, gateways } = c;
+  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle, telemetry: telemetry ?? [], gateways: gateways ?? [] })).digest('hex');
   hashes.set(c, h);
   return h;
 }
@@ -374,12 +244,4 @@ function stableJson(v: unknown): string {
       .join(',')}}`;
   }
   return JSON.stringify(v);
-}
-
-function byNsName(a: { namespace: string; name: string }, b: { namespace: string; name: string }): number {
-  return cmp(a.namespace, b.namespace) || cmp(a.name, b.name);
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

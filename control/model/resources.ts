@@ -72,6 +72,11 @@ export interface ServicePortSpec {
 
 export interface ServiceSpec {
   labels: Record<string, string>;
+  annotations: Record<string, string>;
+  /** spec.externalIPs (IPv4) */
+  externalIps: string[];
+  /** status.loadBalancer.ingress[].ip (IPv4; entries with only a hostname are left out) */
+  loadBalancerIps: string[];
   type: ServiceType;
   /** undefined: no selector (no endpoints are computed) */
   selector: Record<string, string> | undefined;

@@ -112,8 +112,20 @@ export function validateService(o: Obj, name: string): ValidatedBody {
   if (type === 'ExternalName') string(s.externalName, ['spec', 'externalName']);
   const selector = stringMap(s.selector, ['spec', 'selector']);
   const ports = servicePorts(s.ports, clusterIP === 'None' || type === 'ExternalName');
+  const m = metadata(o);
+  const status = optObject(o.status, ['status']) ?? {};
+  const lb = optObject(status.loadBalancer, ['status', 'loadBalancer']) ?? {};
+  const loadBalancerIps: string[] = [];
+  optArray(lb.ingress, ['status', 'loadBalancer', 'ingress']).forEach((e, i) => {
+    const at = ['status', 'loadBalancer', 'ingress', i];
+    const ip = optString(object(e, at).ip, [...at, 'ip']);
+    if (ip) loadBalancerIps.push(optIp(ip, [...at, 'ip']));
+  });
   const spec: ServiceSpec = {
-    labels: stringMap(metadata(o).labels, ['metadata', 'labels']),
+    labels: stringMap(m.labels, ['metadata', 'labels']),
+    annotations: stringMap(m.annotations, ['metadata', 'annotations']),
+    externalIps: stringList(s.externalIPs, ['spec', 'externalIPs']).map((ip, i) => optIp(ip, ['spec', 'externalIPs', i])),
+    loadBalancerIps,
     type,
     // "selector: {}" is no selector: Kubernetes drops empty maps, and the endpoints
     // controller ignores Services without a selector.

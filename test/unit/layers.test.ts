@@ -31,7 +31,8 @@ const AGENT_LAYERS = [
 const CONTROL_LAYERS = [
   ['control-plane.ts'],
   ['admin'],
-  ['discovery-server.ts'],
+  // remote-clusters.ts: a store and a source per remote cluster (issue 13)
+  ['discovery-server.ts', 'remote-clusters.ts'],
   ['config-store.ts', 'control-metrics.ts'],
   // analysis reads what validation kept and what the compiler resolves (hosts, Services)
   ['analyze'],

@@ -98,6 +98,7 @@ test.serial('a snapshot whose lists are all empty is valid (proto3 defaults)', a
       security: emptySecurity(),
       trustBundle: [],
       telemetry: [],
+      gateways: [],
     },
   ]);
   t.deepEqual(r.errors, []);

@@ -16,6 +16,7 @@ import type { Endpoint as _nodemesh_v1_Endpoint, Endpoint__Output as _nodemesh_v
 import type { Fault as _nodemesh_v1_Fault, Fault__Output as _nodemesh_v1_Fault__Output } from './nodemesh/v1/Fault.js';
 import type { FaultAbort as _nodemesh_v1_FaultAbort, FaultAbort__Output as _nodemesh_v1_FaultAbort__Output } from './nodemesh/v1/FaultAbort.js';
 import type { FaultDelay as _nodemesh_v1_FaultDelay, FaultDelay__Output as _nodemesh_v1_FaultDelay__Output } from './nodemesh/v1/FaultDelay.js';
+import type { Gateway as _nodemesh_v1_Gateway, Gateway__Output as _nodemesh_v1_Gateway__Output } from './nodemesh/v1/Gateway.js';
 import type { HeaderOps as _nodemesh_v1_HeaderOps, HeaderOps__Output as _nodemesh_v1_HeaderOps__Output } from './nodemesh/v1/HeaderOps.js';
 import type { Headers as _nodemesh_v1_Headers, Headers__Output as _nodemesh_v1_Headers__Output } from './nodemesh/v1/Headers.js';
 import type { HttpMatch as _nodemesh_v1_HttpMatch, HttpMatch__Output as _nodemesh_v1_HttpMatch__Output } from './nodemesh/v1/HttpMatch.js';
@@ -78,6 +79,7 @@ export interface ProtoGrpcType {
       Fault: MessageTypeDefinition<_nodemesh_v1_Fault, _nodemesh_v1_Fault__Output>
       FaultAbort: MessageTypeDefinition<_nodemesh_v1_FaultAbort, _nodemesh_v1_FaultAbort__Output>
       FaultDelay: MessageTypeDefinition<_nodemesh_v1_FaultDelay, _nodemesh_v1_FaultDelay__Output>
+      Gateway: MessageTypeDefinition<_nodemesh_v1_Gateway, _nodemesh_v1_Gateway__Output>
       HeaderOps: MessageTypeDefinition<_nodemesh_v1_HeaderOps, _nodemesh_v1_HeaderOps__Output>
       Headers: MessageTypeDefinition<_nodemesh_v1_Headers, _nodemesh_v1_Headers__Output>
       HttpMatch: MessageTypeDefinition<_nodemesh_v1_HttpMatch, _nodemesh_v1_HttpMatch__Output>

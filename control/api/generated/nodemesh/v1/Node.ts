@@ -13,7 +13,12 @@ export interface Node {
    * and topology.istio.io/subzone (Istio's locality); "" when it has none
    */
   'locality'?: (string);
+  /**
+   * its network (Istio's topology.istio.io/network); absent: the one flat network ("")
+   */
+  'network'?: (string);
   '_locality'?: "locality";
+  '_network'?: "network";
 }
 
 export interface Node__Output {
@@ -28,4 +33,8 @@ export interface Node__Output {
    * and topology.istio.io/subzone (Istio's locality); "" when it has none
    */
   'locality'?: (string);
+  /**
+   * its network (Istio's topology.istio.io/network); absent: the one flat network ("")
+   */
+  'network'?: (string);
 }

@@ -7,6 +7,7 @@ import type { SecurityConfig as _nodemesh_v1_SecurityConfig, SecurityConfig__Out
 import type { Node as _nodemesh_v1_Node, Node__Output as _nodemesh_v1_Node__Output } from '../../nodemesh/v1/Node.js';
 import type { TelemetryPolicy as _nodemesh_v1_TelemetryPolicy, TelemetryPolicy__Output as _nodemesh_v1_TelemetryPolicy__Output } from '../../nodemesh/v1/TelemetryPolicy.js';
 import type { NamespaceInfo as _nodemesh_v1_NamespaceInfo, NamespaceInfo__Output as _nodemesh_v1_NamespaceInfo__Output } from '../../nodemesh/v1/NamespaceInfo.js';
+import type { Gateway as _nodemesh_v1_Gateway, Gateway__Output as _nodemesh_v1_Gateway__Output } from '../../nodemesh/v1/Gateway.js';
 import type { Long } from '@grpc/proto-loader';
 
 export interface Snapshot {
@@ -40,6 +41,12 @@ export interface Snapshot {
    * CNI plugin asks at sandbox creation, before the pod has an IP and so a Workload)
    */
   'namespaces'?: (_nodemesh_v1_NamespaceInfo)[];
+  /**
+   * the east-west gateways of the networks known (issue 13), sorted by network then address:
+   * a destination whose node is in another network than the agent's is reached through one
+   * of its network's gateways ("double HBONE"); empty in a single flat network
+   */
+  'gateways'?: (_nodemesh_v1_Gateway)[];
 }
 
 export interface Snapshot__Output {
@@ -73,4 +80,10 @@ export interface Snapshot__Output {
    * CNI plugin asks at sandbox creation, before the pod has an IP and so a Workload)
    */
   'namespaces': (_nodemesh_v1_NamespaceInfo__Output)[];
+  /**
+   * the east-west gateways of the networks known (issue 13), sorted by network then address:
+   * a destination whose node is in another network than the agent's is reached through one
+   * of its network's gateways ("double HBONE"); empty in a single flat network
+   */
+  'gateways': (_nodemesh_v1_Gateway__Output)[];
 }

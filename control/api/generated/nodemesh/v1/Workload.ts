@@ -46,7 +46,14 @@ export interface Workload {
    * default, "Kubernetes", as Istio names a cluster it was not told the name of
    */
   'cluster'?: (string);
+  /**
+   * the network it runs in (topology.istio.io/network: the control plane's --network, or the
+   * remote cluster's); absent: the one flat network (""). A node proxy reaches a workload of
+   * another network through that network's east-west gateway (Snapshot.gateways)
+   */
+  'network'?: (string);
   '_cluster'?: "cluster";
+  '_network'?: "network";
 }
 
 export interface Workload__Output {
@@ -94,4 +101,10 @@ export interface Workload__Output {
    * default, "Kubernetes", as Istio names a cluster it was not told the name of
    */
   'cluster'?: (string);
+  /**
+   * the network it runs in (topology.istio.io/network: the control plane's --network, or the
+   * remote cluster's); absent: the one flat network (""). A node proxy reaches a workload of
+   * another network through that network's east-west gateway (Snapshot.gateways)
+   */
+  'network'?: (string);
 }
