@@ -8,7 +8,7 @@ import test from 'ava';
 import { readdir, readFile } from 'node:fs/promises';
 import { createCaMetrics } from '../../control/ca/metrics.js';
 import { createControlMetrics } from '../../control/control-metrics.js';
-import { registry, tcpConnectionsClosed, tcpConnectionsOpened, tcpLabels, tcpReceivedBytes, tcpSentBytes } from '../../agent/telemetry/metrics.js';
+import { collectAgentProcessMetrics, registry, tcpConnectionsClosed, tcpConnectionsOpened, tcpLabels, tcpReceivedBytes, tcpSentBytes } from '../../agent/telemetry/metrics.js';
 import '../../agent/telemetry/mesh-metrics.js';
 import { LabelSet } from '../../agent/telemetry/request-telemetry.js';
 import { parsePromText } from '../../cli/prom-text.js';
@@ -54,6 +54,8 @@ async function scrapes(): Promise<{ agent: string; control: string }> {
   const l = tcpLabels(undefined, undefined, undefined, '10.0.0.1:80', '-');
   new LabelSet({ ...l, request_protocol: 'http' }).record(200, '-', '-', 1, 0, 0);
   for (const c of [tcpConnectionsOpened, tcpConnectionsClosed, tcpSentBytes, tcpReceivedBytes]) c.inc({ ...l });
+  // a serving agent has its process metrics too (it loads them once the proxy serves)
+  await collectAgentProcessMetrics();
   const control = createControlMetrics({ processMetrics: true });
   createCaMetrics(control.registry);
   return { agent: await registry.metrics(), control: await control.registry.metrics() };
