@@ -10,6 +10,7 @@ import { spawn } from 'node:child_process';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { eventually } from '../helpers/eventually.js';
+import { promtoolFindings } from '../helpers/promtool.js';
 import { parsePromText, scrape, sumMetric, type Sample } from '../../cli/prom-text.js';
 import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
@@ -74,19 +75,6 @@ const client = async <T>(lab: Lab, ...args: string[]) => JSON.parse(await lab.ou
 
 async function served(lab: Lab, pod: string): Promise<number> {
   return (JSON.parse(await lab.output(`shop/${pod}`, ['curl', '-sS', 'http://127.0.0.1:8080/__stats'])) as { count: number }).count;
-}
-
-/** `promtool check metrics` on an exposition: its complaints, one per line. */
-function promtool(text: string): Promise<{ code: number; lines: string[] }> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('promtool', ['check', 'metrics'], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    p.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.stderr.setEncoding('utf8').on('data', (d: string) => (out += d));
-    p.once('error', reject);
-    p.once('close', (code) => resolve({ code: code ?? -1, lines: out.split('\n').filter(Boolean) }));
-    p.stdin.end(text);
-  });
 }
 
 const text = async (admin: string, path: string) => {
@@ -263,8 +251,8 @@ if (canRunPrivileged('telemetry in the lab')) {
       const admin = lab.node(node).agentAdmin;
       const [m, s] = [await text(admin, '/metrics'), await text(admin, '/stats/prometheus')];
       t.deepEqual(stableSeries(parsePromText(s)), stableSeries(parsePromText(m)), `${node}: the same series and values`);
-      const check = await promtool(s);
-      t.deepEqual(check.lines, ['istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"'], `${node}: ${check.lines.join('; ')}`);
+      const findings = await promtoolFindings(s);
+      t.deepEqual(findings, ['istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"'], `${node}: ${findings.join('; ')}`);
     }
   });
 

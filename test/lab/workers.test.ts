@@ -10,7 +10,8 @@ import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { labAgentPid, labAgentStarts, labExecCommand, labStopAgent, labUpgradeAgent } from '../../deploy/lab/lab.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
-import { canRunPrivileged, runWithInput } from '../helpers/privileged.js';
+import { canRunPrivileged } from '../helpers/privileged.js';
+import { ourFindings, promtoolFindings } from '../helpers/promtool.js';
 import { eventually } from '../helpers/eventually.js';
 import { packagePath } from '../../common/paths.js';
 
@@ -97,19 +98,9 @@ if (canRunPrivileged('proxy workers')) {
     const metric = await requestsMetric();
     t.is(metric, sent, `istio_requests_total ${metric}, requests made ${sent}`);
     t.is(metric, own, `the workers counted ${own}`);
-    // the summed exposition is still one promtool accepts (the same tolerated lint findings as
-    // mesh-redirect.test.ts: prom-client's *_total gauges, Istio's milliseconds histogram)
+    // the summed exposition is still one promtool accepts (test/helpers/promtool.ts: the tolerated findings)
     const text = await (await fetch(`http://${admin()}/metrics`)).text();
-    const check = await runWithInput('promtool', ['check', 'metrics'], text);
-    const findings = (check.stdout + check.stderr).split('\n').filter((l) => l.trim() !== '');
-    t.deepEqual(
-      findings.filter(
-        (l) =>
-          !/^nodemesh_agent_nodejs_active_\w+_total non-counter metrics should not have "_total" suffix$/.test(l) &&
-          !/^istio_request_duration_milliseconds use base unit "seconds" instead of "milliseconds"$/.test(l),
-      ),
-      [],
-    );
+    t.deepEqual(ourFindings(await promtoolFindings(text)), []);
   });
 
   test.serial('/debug/tap shows the connections every worker accepts', async (t) => {
