@@ -61,7 +61,6 @@ export const COMMANDS: Command[] = [
       { name: 'pin-dir', type: 'string', value: 'DIR', help: 'bpffs directory for pins' },
       { name: 'netns-dir', type: 'string', value: 'DIR', help: "where the runtime pins pods' network namespaces" },
       { name: 'cni-socket', type: 'string', value: 'PATH', help: 'where the chained CNI plugin asks to enroll a pod (default: <state dir>/cni.sock)' },
-      { name: 'cni-socket', type: 'string', value: 'PATH', help: "the chained CNI plugin's socket (default <state dir>/cni.sock)" },
       { name: 'state-dir', type: 'string', value: 'DIR', env: 'NODEMESH_STATE_DIR', help: 'last good state and the hand-over socket' },
       { name: 'drain-period', type: 'string', value: 'DURATION', default: '20s', env: 'NODEMESH_DRAIN_PERIOD', help: 'how long a stop drains' },
       { name: 'liveness-timeout', type: 'string', value: 'DURATION', default: '2s', env: 'NODEMESH_LIVENESS_TIMEOUT', help: 'after this without a heartbeat the kernel treats the proxy as down' },

@@ -19,6 +19,18 @@ for (const c of COMMANDS) {
   });
 }
 
+test('no command lists a flag twice (long or short name)', (t) => {
+  for (const c of COMMANDS) {
+    const seen = new Set<string>();
+    for (const f of c.flags) {
+      for (const n of [`--${f.name}`, ...(f.short ? [`-${f.short}`] : [])]) {
+        t.false(seen.has(n), `${n} twice in nodemesh ${c.words.join(' ')}`);
+        seen.add(n);
+      }
+    }
+  }
+});
+
 test('-h works as --help, also after other flags; `nodemesh help lab up` too', async (t) => {
   const a = await nodemesh(['lab', 'up', '-f', 'x', '-h']);
   t.is(a.code, 0);
