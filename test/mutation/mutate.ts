@@ -11,7 +11,8 @@
 // exists for Stryker, and ava runs our compiled dist/ anyway; per-test coverage is not
 // available to the command runner, so each mutant runs the whole of its module's tests —
 // kept small by scoping every module to its own test files. Modules run one at a time
-// (2 shared cores); `STRYKER_CONCURRENCY` sets the parallel test processes (default 1).
+// (2 shared cores); `STRYKER_CONCURRENCY` sets the parallel test processes (default 1),
+// `STRYKER_TIMEOUT_MS` the time a mutant's run may take beyond its usual (default 15 s).
 //
 // Writes test/mutation/results/<module>.json (date, counts, score, survivors) and regenerates
 // test/mutation/report.md from all of them. A survivor is either killed by a new test or
@@ -123,7 +124,9 @@ async function run(name: string, m: Module): Promise<ModuleResult> {
     ignorePatterns: ['dist', 'build', '.stryker-tmp', 'test/mutation/results', 'test/mutation/report.md', '*.log'],
     concurrency: Number(process.env.STRYKER_CONCURRENCY ?? 1),
     // a loaded machine slows every run: time out only on a mutant that really hangs
-    timeoutMS: 15_000,
+    // a mutant's run is cut after its unmutated time × 2 + this (STRYKER_TIMEOUT_MS): raise it on a
+    // busy machine, where a slow run would otherwise count as a mutant killed by a timeout
+    timeoutMS: Number(process.env.STRYKER_TIMEOUT_MS ?? 15_000),
     timeoutFactor: 2,
     reporters: ['clear-text', 'json', 'html', 'progress-append-only'],
     jsonReporter: { fileName: path.join(reportDir, `${name}.json`) },
