@@ -71,6 +71,8 @@ export interface GatewayOptions {
 export interface RunningGateway {
   /** where HBONE is accepted (host:port) */
   readonly address: string;
+  /** where admin is served (host:port; the loopback one too unless it is loopback) */
+  readonly adminAddresses: string[];
   /** not ready, stop accepting, drain (until `cut` resolves at most), close everything */
   stop(opts?: { cut?: Promise<unknown> }): Promise<void>;
 }
@@ -228,6 +230,7 @@ export async function startEastWestGateway(opts: GatewayOptions): Promise<Runnin
   let stopped: Promise<void> | undefined;
   return {
     address: `${opts.proxyIp}:${gateway.address.port}`,
+    adminAddresses: admin!.addresses,
     stop({ cut = new Promise<never>(() => {}) } = {}) {
       stopped ??= (async () => {
         stopping = true;
