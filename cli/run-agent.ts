@@ -65,10 +65,7 @@ export async function runAgent(args: string[]): Promise<number> {
   const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
   if (values.admin) opts.admin = values.admin;
   // who besides the node may use the admin port (agent/admin/admin-access.ts)
-  const trusted = values['admin-trusted-networks'] ?? process.env.NODEMESH_ADMIN_TRUSTED_NETWORKS;
-  const adminToken = values['admin-token-file'] ?? process.env.NODEMESH_ADMIN_TOKEN_FILE;
-  const metricsToken = values['metrics-token-file'] ?? process.env.NODEMESH_METRICS_TOKEN_FILE;
-  opts.adminAccess = { trustedNetworks: trusted ? trusted.split(',').filter((c) => c.trim()) : [], ...(adminToken ? { adminTokenFile: adminToken } : {}), ...(metricsToken ? { metricsTokenFile: metricsToken } : {}) };
+  opts.adminAccess = adminAccess(values);
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
@@ -103,6 +100,15 @@ export async function runAgent(args: string[]): Promise<number> {
   return 0;
 }
 
+/** Who besides the node (or the gateway's own addresses) may use the admin port (agent/admin/admin-access.ts). */
+function adminAccess(values: Record<string, string | boolean | undefined>): NonNullable<AgentOptions['adminAccess']> {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const trusted = str('admin-trusted-networks') ?? process.env.NODEMESH_ADMIN_TRUSTED_NETWORKS;
+  const adminToken = str('admin-token-file') ?? process.env.NODEMESH_ADMIN_TOKEN_FILE;
+  const metricsToken = str('metrics-token-file') ?? process.env.NODEMESH_METRICS_TOKEN_FILE;
+  return { trustedNetworks: trusted ? trusted.split(',').filter((c) => c.trim()) : [], ...(adminToken ? { adminTokenFile: adminToken } : {}), ...(metricsToken ? { metricsTokenFile: metricsToken } : {}) };
+}
+
 /** The node agent's flags that mean nothing to a gateway (no datapath, no pods, no workers). */
 const NOT_FOR_GATEWAY = ['pods-cgroup', 'pin-dir', 'netns-dir', 'cni-socket', 'liveness-timeout', 'request-headers-timeout', 'max-connections-per-source', 'max-requests-per-source', 'workers', 'insecure-control'] as const;
 
@@ -119,9 +125,6 @@ async function runGateway(
   if (stray.length) throw new Error(`agent --gateway: ${stray.map((f) => `--${f}`).join(', ')} ${stray.length > 1 ? 'are' : 'is'} for the node agent (a gateway has no datapath, no pods and no workers${stray.includes('insecure-control') ? ', and its identity comes from the CA over TLS' : ''})`);
   const { startEastWestGateway, DEFAULT_GATEWAY_STATE_DIR } = await import('../agent/east-west-gateway.js');
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
-  const trusted = str('admin-trusted-networks') ?? process.env.NODEMESH_ADMIN_TRUSTED_NETWORKS;
-  const adminToken = str('admin-token-file') ?? process.env.NODEMESH_ADMIN_TOKEN_FILE;
-  const metricsToken = str('metrics-token-file') ?? process.env.NODEMESH_METRICS_TOKEN_FILE;
   const drainPeriod = str('drain-period') ?? process.env.NODEMESH_DRAIN_PERIOD;
   const spread = str('root-change-spread') ?? process.env.NODEMESH_ROOT_CHANGE_SPREAD;
   const gateway = await startEastWestGateway({
@@ -130,7 +133,7 @@ async function runGateway(
     proxyIp: base.proxyIp,
     controlTls: base.tokenFile ? { rootCert: base.rootCert!, tokenFile: base.tokenFile } : { rootCert: base.rootCert!, nodeCredential: base.nodeCredential! },
     stateDir: str('state-dir') ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_GATEWAY_STATE_DIR,
-    adminAccess: { trustedNetworks: trusted ? trusted.split(',').filter((c) => c.trim()) : [], ...(adminToken ? { adminTokenFile: adminToken } : {}), ...(metricsToken ? { metricsTokenFile: metricsToken } : {}) },
+    adminAccess: adminAccess(values),
     ...(str('admin') ? { admin: str('admin')! } : {}),
     ...(drainPeriod ? { drainMs: duration('--drain-period (NODEMESH_DRAIN_PERIOD)', drainPeriod, true) } : {}),
     ...(spread ? { rootChangeSpreadMs: (await import('./ca.js')).parseDurationSeconds(spread) * 1000 } : {}),

@@ -128,7 +128,8 @@ export class HboneGateway {
   private ownContext(cb: (err: Error | null, ctx?: tls.SecureContext) => void): void {
     const spiffeId = typeof this.opts.spiffeId === 'function' ? this.opts.spiffeId() : this.opts.spiffeId;
     if (!spiffeId) {
-      log.warn('the gateway does not know its own identity yet; handshake refused');
+      // debug, not warn: every peer's handshake would log it; readiness and the scope log say why
+      log.debug('the gateway does not know its own identity yet; handshake refused');
       cb(new Error('the gateway does not know its own identity yet'));
       return;
     }
