@@ -23,6 +23,7 @@ import { logger } from '../common/log.js';
 import { NodemeshError } from '../common/errors.js';
 import { AGENT_PORTS } from '../common/ports.js';
 import { splitHostPort } from '../common/host-port.js';
+import { Registry } from '../common/prometheus.js';
 import { readRootCertFile } from '../control/api/control-roots.js';
 import type { Snapshot } from '../control/api/snapshot.js';
 import type { ControlPlaneCredentials } from '../control/api/control-credentials.js';
@@ -88,7 +89,10 @@ export async function startEastWestGateway(opts: GatewayOptions): Promise<Runnin
   let liveSnapshot = false;
   let listening = false;
   let stopping = false;
-  const metrics = createGatewayMetrics(registry);
+  // its own series (the gateway's, its identity's) in a registry of its own, served merged
+  // with the process's: a second gateway in one process (a test's restart) registers anew
+  const own = new Registry();
+  const metrics = createGatewayMetrics(own);
 
   let signerReady!: (s: CertificateSigner) => void;
   const signer = new Promise<CertificateSigner>((resolve) => (signerReady = resolve));
@@ -98,7 +102,7 @@ export async function startEastWestGateway(opts: GatewayOptions): Promise<Runnin
     node: opts.node,
     signer,
     initialTrustBundle: readRootCertFile(opts.controlTls.rootCert),
-    registry,
+    registry: own,
     // its one identity is asked for when the snapshot names it, not the node's pods'
     prefetch: false,
     onChange: () => writer?.changed(),
@@ -174,6 +178,10 @@ export async function startEastWestGateway(opts: GatewayOptions): Promise<Runnin
       adminPort,
       {
         notReady,
+        metrics: async () => {
+          const merged = Registry.merge([registry, own]);
+          return { body: await merged.metrics(), contentType: merged.contentType };
+        },
         debug: () => ({
           mode: 'east-west gateway',
           node: opts.node,

@@ -199,3 +199,30 @@ test('`agent --gateway` with its projected token: ready with its own ServiceAcco
   t.true(stopped);
   await t.throwsAsync(admin('/healthz/live'), undefined, 'the admin port is closed after the stop');
 });
+
+test('a restarted gateway serves from its last good state (snapshot and certificate) before the control plane answers', async (t) => {
+  const c = await cluster(t);
+  const opts = {
+    node: 'node-a',
+    proxyIp: '127.0.0.42',
+    admin: '127.0.0.42:0',
+    hbonePort: 0,
+    controlTls: { rootCert: c.bundle, tokenFile: c.tokenFile },
+    stateDir: path.join(c.dir, 'gateway-state'),
+    drainMs: 0,
+  };
+  const first = await startEastWestGateway({ ...opts, control: c.control });
+  const ready = (g: { adminAddresses: string[] }) => fetch(`http://${g.adminAddresses[0]}/healthz/ready`).then((r) => r.status === 200, () => false);
+  await eventually(() => ready(first), 60_000, 'the first gateway ready');
+  await first.stop();
+  // the second one's control plane address answers nothing: only the last good state can make it ready
+  const dead = net.createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => dead.close(() => resolve())));
+  const second = await startEastWestGateway({ ...opts, control: `127.0.0.1:${(dead.address() as net.AddressInfo).port}` });
+  t.teardown(() => second.stop({ cut: Promise.resolve() }));
+  await eventually(() => ready(second), 10_000, 'the restarted gateway ready from its last good state');
+  const state = (await (await fetch(`http://${second.adminAddresses[0]}/debug/state`)).json()) as { identity: string; snapshotSource: string };
+  t.is(state.identity, GW);
+  t.is(state.snapshotSource, 'last good state');
+});
