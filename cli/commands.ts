@@ -48,7 +48,7 @@ export const COMMANDS: Command[] = [
     words: ['agent'],
     summary: `run the node agent (outbound ${AGENT_PORTS.outbound}, admin ${AGENT_PORTS.admin}); a second agent started beside it takes over`,
     parse: 'delegate',
-    details: 'env NODE_NAME, NODE_IP, NODEMESH_CONTROL stand in for --node, --proxy-ip, --control (DaemonSet).\nOn SIGTERM it drains; the datapath stays (fail closed) until `nodemesh agent cleanup`.',
+    details: 'env NODE_NAME, NODE_IP, NODEMESH_CONTROL stand in for --node, --proxy-ip, --control (DaemonSet).\nOn SIGTERM it drains; the datapath stays (fail closed) until `nodemesh agent cleanup`.\nWith --gateway: the east-west gateway (Deployment nodemesh-eastwestgateway), --proxy-ip its pod IP, its identity its ServiceAccount\'s.',
     flags: [
       { name: 'node', type: 'string', value: 'NAME', env: 'NODE_NAME', help: 'this node' },
       { name: 'control', type: 'string', value: 'HOST:PORT', env: 'NODEMESH_CONTROL', help: "the control plane's gRPC address" },
@@ -73,6 +73,7 @@ export const COMMANDS: Command[] = [
       { name: 'metrics-token-file', type: 'string', value: 'FILE', env: 'NODEMESH_METRICS_TOKEN_FILE', help: 'bearer token for /metrics and /healthz only' },
       { name: 'workers', type: 'string', value: 'N', env: 'NODEMESH_WORKERS', help: "proxy processes on the same listeners (default: the cores the agent's cgroup allows; 1: in the agent's own process)" },
       { name: 'insecure-control', type: 'boolean', help: 'plaintext to the control plane, no identities (development only)' },
+      { name: 'gateway', type: 'boolean', help: `run as the network's east-west gateway instead (HBONE on <proxy-ip>:${AGENT_PORTS.hbone}, admin ${AGENT_PORTS.admin}; no datapath): the flags of the control plane, identity, admin, --state-dir and --drain-period apply` },
     ],
     example: 'nodemesh agent --node node-a --control 10.0.0.1:15012 --proxy-ip 10.0.0.2 --root-cert /etc/nodemesh/root.pem --node-credential /var/lib/kubelet/pki',
     run: async (_v, _p, _r, raw) => (await import('./run-agent.js')).runAgent(raw),

@@ -113,10 +113,11 @@ async function surveyAgent(node: string, admin: string, headers: Record<string, 
   if (ready.status !== 200) v.reason = ready.body.trim();
   if (ready.date) v.clockSkewMs = Date.parse(ready.date) - Date.now();
   if (state.status === 200) {
-    const d = JSON.parse(state.body) as { node?: string; snapshotVersion: number; enrolled: unknown[]; identities?: AgentView['certificates']; trustBundle?: string[] };
+    const d = JSON.parse(state.body) as { node?: string; snapshotVersion: number; enrolled?: unknown[]; identities?: AgentView['certificates']; trustBundle?: string[] };
     if (d.node) v.node = d.node;
     v.snapshotVersion = d.snapshotVersion;
-    v.meshedPods = d.enrolled.length;
+    // an east-west gateway (`agent --gateway`) watches as its node too, and enrols no pod
+    v.meshedPods = d.enrolled?.length ?? 0;
     v.certificates = (d.identities ?? []).map((c) => ({ spiffeId: c.spiffeId, ...(c.notAfter ? { notAfter: c.notAfter } : {}), ...(c.lastError ? { lastError: c.lastError } : {}) }));
     v.trustBundle = d.trustBundle ?? [];
   } else if (!v.reason && state.status !== 0) v.reason = `/debug/state: ${state.body.trim()}`;

@@ -42,6 +42,7 @@ export async function runAgent(args: string[]): Promise<number> {
       'admin-token-file': { type: 'string' },
       'metrics-token-file': { type: 'string' },
       workers: { type: 'string' },
+      gateway: { type: 'boolean' },
     },
   });
   const node = values.node ?? process.env.NODE_NAME;
@@ -60,13 +61,11 @@ export async function runAgent(args: string[]): Promise<number> {
     if (!nodeCredential && !tokenFile) missing.push("--node-credential DIR (or NODEMESH_NODE_CREDENTIAL: this node's cert.pem and key.pem) or --token-file FILE (or NODEMESH_TOKEN_FILE: the projected ServiceAccount token, audience nodemesh)");
   }
   if (missing.length) throw new Error(`agent: missing ${missing.join(', ')}${values['insecure-control'] ? '' : ' (--insecure-control: plaintext, no workload identities; development only)'}`);
+  if (values.gateway) return runGateway(values, { node: node!, control: control!, proxyIp: proxyIp!, rootCert, nodeCredential, tokenFile });
   const opts: AgentOptions = { node: node!, control: control!, proxyIp: proxyIp! };
   if (values.admin) opts.admin = values.admin;
   // who besides the node may use the admin port (agent/admin/admin-access.ts)
-  const trusted = values['admin-trusted-networks'] ?? process.env.NODEMESH_ADMIN_TRUSTED_NETWORKS;
-  const adminToken = values['admin-token-file'] ?? process.env.NODEMESH_ADMIN_TOKEN_FILE;
-  const metricsToken = values['metrics-token-file'] ?? process.env.NODEMESH_METRICS_TOKEN_FILE;
-  opts.adminAccess = { trustedNetworks: trusted ? trusted.split(',').filter((c) => c.trim()) : [], ...(adminToken ? { adminTokenFile: adminToken } : {}), ...(metricsToken ? { metricsTokenFile: metricsToken } : {}) };
+  opts.adminAccess = adminAccess(values);
   if (values['pods-cgroup']) opts.podsCgroup = values['pods-cgroup'];
   if (values['pin-dir']) opts.pinDir = values['pin-dir'];
   if (values['netns-dir']) opts.netnsDir = values['netns-dir'];
@@ -98,6 +97,49 @@ export async function runAgent(args: string[]): Promise<number> {
   const agent = await startAgent(opts, prepared);
   await Promise.race([untilSignal(), agent.handedOver]);
   await agent.stop({ cut: untilSignal() });
+  return 0;
+}
+
+/** Who besides the node (or the gateway's own addresses) may use the admin port (agent/admin/admin-access.ts). */
+function adminAccess(values: Record<string, string | boolean | undefined>): NonNullable<AgentOptions['adminAccess']> {
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const trusted = str('admin-trusted-networks') ?? process.env.NODEMESH_ADMIN_TRUSTED_NETWORKS;
+  const adminToken = str('admin-token-file') ?? process.env.NODEMESH_ADMIN_TOKEN_FILE;
+  const metricsToken = str('metrics-token-file') ?? process.env.NODEMESH_METRICS_TOKEN_FILE;
+  return { trustedNetworks: trusted ? trusted.split(',').filter((c) => c.trim()) : [], ...(adminToken ? { adminTokenFile: adminToken } : {}), ...(metricsToken ? { metricsTokenFile: metricsToken } : {}) };
+}
+
+/** The node agent's flags that mean nothing to a gateway (no datapath, no pods, no workers). */
+const NOT_FOR_GATEWAY = ['pods-cgroup', 'pin-dir', 'netns-dir', 'cni-socket', 'liveness-timeout', 'request-headers-timeout', 'max-connections-per-source', 'max-requests-per-source', 'workers', 'insecure-control'] as const;
+
+/**
+ * `nodemesh agent --gateway`: the east-west gateway of this cluster's network (issue 13;
+ * agent/east-west-gateway.ts), with the agent's flags for the control plane, its identity
+ * and its admin port. It needs TLS to the control plane: its identity comes from the CA.
+ */
+async function runGateway(
+  values: Record<string, string | boolean | undefined>,
+  base: { node: string; control: string; proxyIp: string; rootCert: string | undefined; nodeCredential: string | undefined; tokenFile: string | undefined },
+): Promise<number> {
+  const stray = NOT_FOR_GATEWAY.filter((f) => values[f] !== undefined);
+  if (stray.length) throw new Error(`agent --gateway: ${stray.map((f) => `--${f}`).join(', ')} ${stray.length > 1 ? 'are' : 'is'} for the node agent (a gateway has no datapath, no pods and no workers${stray.includes('insecure-control') ? ', and its identity comes from the CA over TLS' : ''})`);
+  const { startEastWestGateway, DEFAULT_GATEWAY_STATE_DIR } = await import('../agent/east-west-gateway.js');
+  const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
+  const drainPeriod = str('drain-period') ?? process.env.NODEMESH_DRAIN_PERIOD;
+  const spread = str('root-change-spread') ?? process.env.NODEMESH_ROOT_CHANGE_SPREAD;
+  const gateway = await startEastWestGateway({
+    node: base.node,
+    control: base.control,
+    proxyIp: base.proxyIp,
+    controlTls: base.tokenFile ? { rootCert: base.rootCert!, tokenFile: base.tokenFile } : { rootCert: base.rootCert!, nodeCredential: base.nodeCredential! },
+    stateDir: str('state-dir') ?? process.env.NODEMESH_STATE_DIR ?? DEFAULT_GATEWAY_STATE_DIR,
+    adminAccess: adminAccess(values),
+    ...(str('admin') ? { admin: str('admin')! } : {}),
+    ...(drainPeriod ? { drainMs: duration('--drain-period (NODEMESH_DRAIN_PERIOD)', drainPeriod, true) } : {}),
+    ...(spread ? { rootChangeSpreadMs: (await import('./ca.js')).parseDurationSeconds(spread) * 1000 } : {}),
+  });
+  await untilSignal();
+  await gateway.stop({ cut: untilSignal() });
   return 0;
 }
 

@@ -185,7 +185,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     ...(tls
       ? {
           credentials: tls.serving.credentials(),
-          authenticate: (call) => tls.authenticator.authenticate(call),
+          // a workload's own token (the east-west gateway's pod) watches as its pod's node, as an agent does
+          authenticate: async (call) => (await tls.authenticator.authenticate(call)).node,
           onRefused: (reason) => tls.caMetrics.watchRefused.inc({ reason }),
         }
       : {}),

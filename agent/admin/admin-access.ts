@@ -46,10 +46,15 @@ export interface AdminAccessOptions {
   adminTokenFile?: string;
   /** a file holding the token that may read /metrics and /healthz/ready */
   metricsTokenFile?: string;
+  /**
+   * scopes served to any peer: the east-west gateway's metrics scope, which shows no pod's
+   * data and which the kubelet probes from an address that is not the gateway pod's own
+   */
+  openScopes?: AdminScope[];
 }
 
 export type AccessDecision =
-  | { ok: true; who: 'node' | 'trusted' | 'admin-token' | 'metrics-token' }
+  | { ok: true; who: 'node' | 'trusted' | 'admin-token' | 'metrics-token' | 'open' }
   | { ok: false; status: 401 | 403; reason: 'no_credential' | 'bad_token' | 'scope'; message: string };
 
 /** A token file, re-read when its mtime or size changes; compared in constant time. */
@@ -128,6 +133,7 @@ export class AdminAccess {
   async decide(req: http.IncomingMessage, scope: AdminScope): Promise<AccessDecision> {
     const peer = this.trustedPeer(req.socket.remoteAddress ?? '');
     if (peer) return { ok: true, who: peer };
+    if (this.opts.openScopes?.includes(scope)) return { ok: true, who: 'open' };
     const auth = req.headers.authorization;
     const token = auth && /^Bearer\s+(\S+)\s*$/i.exec(auth)?.[1];
     const how = `only the node itself may use the admin port${this.acceptsTokens ? ', or a client with a bearer token (Authorization: Bearer …)' : ''}; see \`nodemesh agent --admin-token-file\` / \`--metrics-token-file\``;

@@ -39,8 +39,11 @@ export interface HboneGatewayOptions {
   host: string;
   port?: number;
   identity: IdentityProvider;
-  /** the gateway's own identity: the certificate it presents (whatever the SNI) */
-  spiffeId: string;
+  /**
+   * the gateway's own identity: the certificate it presents (whatever the SNI); a function
+   * when it comes from the snapshot (gateway mode), undefined while it is not known yet
+   */
+  spiffeId: string | (() => string | undefined);
   /** may a tunnel go to `ip:port`? (a node proxy's HBONE port in the gateway's network) */
   allowed: (ip: string, port: number) => boolean;
   /** SO_MARK on the sockets to node proxies (none in tests) */
@@ -48,13 +51,35 @@ export interface HboneGatewayOptions {
   connectTimeoutMs?: number;
   /** a connection without streams is closed after this long (default: the HTTP idle timeout) */
   idleTimeoutMs?: number;
+  /** told of every tunnel and refusal (gateway mode's /metrics: telemetry/gateway-metrics.ts) */
+  observer?: GatewayObserver;
+}
+
+/**
+ * Why the gateway refused a peer or a stream:
+ * - `handshake`: the TLS handshake failed (no client certificate, one outside the trust
+ *   bundle, or the gateway has no certificate of its own yet);
+ * - `peer_identity`: a certificate of the bundle that is no workload SVID;
+ * - `method`, `authority`, `target`: not a CONNECT, an unreadable `:authority`, or an address
+ *   that is not the HBONE port of a node proxy in the gateway's network (400);
+ * - `upstream`: the node proxy could not be reached (503).
+ */
+export type GatewayRefusal = 'handshake' | 'peer_identity' | 'method' | 'authority' | 'target' | 'upstream';
+
+export interface GatewayObserver {
+  tunnelOpened(): void;
+  tunnelClosed(): void;
+  refused(reason: GatewayRefusal): void;
 }
 
 /** Counts of what the gateway did, for /metrics and the tests. */
 export interface GatewayStats {
   tunnels: number;
   open: number;
+  /** streams refused (method, authority, target, upstream) */
   refused: number;
+  /** peers refused at the handshake or for their certificate */
+  refusedPeers: number;
 }
 
 export class HboneGateway {
@@ -64,15 +89,16 @@ export class HboneGateway {
   private readonly tunnels = new Set<Duplex>();
   private readonly principals = new WeakMap<http2.Http2Session, string>();
   private context: { key: string; ctx: tls.SecureContext } | undefined;
-  readonly stats: GatewayStats = { tunnels: 0, open: 0, refused: 0 };
+  readonly stats: GatewayStats = { tunnels: 0, open: 0, refused: 0, refusedPeers: 0 };
 
   constructor(private readonly opts: HboneGatewayOptions) {
     const listener = createHboneListener({ SNICallback: (_servername, cb) => this.ownContext(cb), log });
     this.server = listener.server;
     this.sockets = listener.sockets;
+    this.server.on('tlsClientError', () => this.refusePeer('handshake'));
     this.server.on('session', (session) => this.onSession(session));
     this.server.on('stream', (stream, headers) =>
-      this.onStream(stream, headers).catch((err: Error) => this.refuse(stream, 503, err.message)),
+      this.onStream(stream, headers).catch((err: Error) => this.refuse(stream, 503, 'upstream', err.message)),
     );
   }
 
@@ -100,7 +126,14 @@ export class HboneGateway {
 
   /** The gateway's certificate with the current trust bundle (rebuilt when either changes). */
   private ownContext(cb: (err: Error | null, ctx?: tls.SecureContext) => void): void {
-    this.opts.identity.certificate(this.opts.spiffeId).then(
+    const spiffeId = typeof this.opts.spiffeId === 'function' ? this.opts.spiffeId() : this.opts.spiffeId;
+    if (!spiffeId) {
+      // debug, not warn: every peer's handshake would log it; readiness and the scope log say why
+      log.debug('the gateway does not know its own identity yet; handshake refused');
+      cb(new Error('the gateway does not know its own identity yet'));
+      return;
+    }
+    this.opts.identity.certificate(spiffeId).then(
       (cert) => {
         const bundle = this.opts.identity.trustBundle();
         const key = `${cert.certChainPem}\n${bundle.join('\n')}`;
@@ -110,7 +143,7 @@ export class HboneGateway {
         cb(null, this.context.ctx);
       },
       (err: Error) => {
-        log.warn({ identity: this.opts.spiffeId, err: err.message }, 'no certificate for the gateway; handshake refused');
+        log.warn({ identity: spiffeId, err: err.message }, 'no certificate for the gateway; handshake refused');
         cb(err);
       },
     );
@@ -124,6 +157,7 @@ export class HboneGateway {
     if ('error' in principal) {
       proxyErrors.inc({ reason: ResponseFlag.IdentityError });
       log.warn({ peer: `${socket.remoteAddress}:${socket.remotePort}`, err: principal.error }, 'gateway peer is not a workload identity; closing');
+      this.refusePeer('peer_identity');
       session.destroy();
       return;
     }
@@ -137,12 +171,12 @@ export class HboneGateway {
   private async onStream(stream: ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
     stream.on('error', () => {});
     const principal = stream.session ? this.principals.get(stream.session) : undefined;
-    if (!principal) return this.refuse(stream, 400, 'connection without a verified peer');
-    if (headers[':method'] !== 'CONNECT') return this.refuse(stream, 400, `method ${headers[':method']} is not CONNECT`);
+    if (!principal) return this.refuse(stream, 400, 'peer_identity', 'connection without a verified peer');
+    if (headers[':method'] !== 'CONNECT') return this.refuse(stream, 400, 'method', `method ${headers[':method']} is not CONNECT`);
     const target = parseAuthority(headers[':authority']);
-    if (!target) return this.refuse(stream, 400, `:authority ${headers[':authority']} is not <node ip>:<port>`);
+    if (!target) return this.refuse(stream, 400, 'authority', `:authority ${headers[':authority']} is not <node ip>:<port>`);
     if (!this.opts.allowed(target.ip, target.port))
-      return this.refuse(stream, 400, `${target.ip}:${target.port} is not the HBONE port of a node proxy in this network`);
+      return this.refuse(stream, 400, 'target', `${target.ip}:${target.port} is not the HBONE port of a node proxy in this network`);
     let upstream: Socket;
     try {
       upstream = await dialTcp(target.ip, target.port, {
@@ -151,7 +185,7 @@ export class HboneGateway {
         ...(this.opts.mark === undefined ? {} : { mark: this.opts.mark }),
       });
     } catch (err) {
-      return this.refuse(stream, 503, err instanceof UpstreamError ? err.message : String(err));
+      return this.refuse(stream, 503, 'upstream', err instanceof UpstreamError ? err.message : String(err));
     }
     if (stream.destroyed || stream.closed) {
       upstream.destroy();
@@ -160,11 +194,13 @@ export class HboneGateway {
     stream.respond({ ':status': 200 });
     this.stats.tunnels++;
     this.stats.open++;
+    this.opts.observer?.tunnelOpened();
     this.tunnels.add(upstream);
     log.debug({ principal, to: `${target.ip}:${target.port}` }, 'gateway tunnel open');
     upstream.once('close', () => {
       this.tunnels.delete(upstream);
       this.stats.open--;
+      this.opts.observer?.tunnelClosed();
       stream.destroy();
     });
     stream.once('close', () => upstream.destroy());
@@ -173,10 +209,16 @@ export class HboneGateway {
     upstream.pipe(stream);
   }
 
-  private refuse(stream: ServerHttp2Stream, status: number, reason: string): void {
+  private refusePeer(reason: GatewayRefusal): void {
+    this.stats.refusedPeers++;
+    this.opts.observer?.refused(reason);
+  }
+
+  private refuse(stream: ServerHttp2Stream, status: number, reason: GatewayRefusal, message: string): void {
     this.stats.refused++;
+    this.opts.observer?.refused(reason);
     proxyErrors.inc({ reason: 'gateway_refused' });
-    log.debug({ status, reason }, 'gateway stream refused');
+    log.debug({ status, reason: message }, 'gateway stream refused');
     if (stream.destroyed || stream.closed) return;
     if (!stream.headersSent) stream.respond({ ':status': status }, { endStream: true });
     else stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);

@@ -13,7 +13,7 @@
 import { X509Certificate } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { NodemeshError } from '../../common/errors.js';
-import type { Snapshot } from '../api/snapshot.js';
+import { spiffeId as ownSpiffeId, type Snapshot } from '../api/snapshot.js';
 import { parseWorkloadSpiffeId, uriSans } from '../api/x509-svid.js';
 import { NODE_GROUP, NODE_USER_PREFIX } from './node-credentials.js';
 
@@ -48,11 +48,23 @@ export interface CallerInfo {
   metadata: grpc.Metadata;
 }
 
+/**
+ * Who a caller proved it is: a node (its agent, by a node credential or the agents'
+ * ServiceAccount token), or a workload by its own ServiceAccount token (the east-west
+ * gateway's pod, issue 13), which may have its own identity only. `node` is the node the
+ * caller runs on either way (the token's pod's spec.nodeName), the one it may watch as.
+ */
+export interface Caller {
+  node: string;
+  /** set for a workload's own token: its ServiceAccount and the pod the token is bound to */
+  workload?: { namespace: string; serviceAccount: string; pod: string };
+}
+
 export interface NodeAuthenticator {
   /** e.g. `node-certificate` (for logs) */
   readonly kind: string;
-  /** The node the caller proved it is; throws (or rejects with) a Refusal (unauthenticated) saying why not. */
-  authenticate(call: CallerInfo): string | Promise<string>;
+  /** Who the caller proved it is; throws (or rejects with) a Refusal (unauthenticated) saying why not. */
+  authenticate(call: CallerInfo): Caller | Promise<Caller>;
 }
 
 function subjectFields(x: X509Certificate): { cn: string[]; o: string[] } {
@@ -82,7 +94,7 @@ export class NodeCertificateAuthenticator implements NodeAuthenticator {
     if (this.cas.length === 0) throw new NodemeshError('NM_ERR_CA', 'node authentication needs the node CA certificate (--node-ca)');
   }
 
-  authenticate(call: CallerInfo): string {
+  authenticate(call: CallerInfo): Caller {
     const peer = call.getAuthContext().sslPeerCertificate;
     if (!peer?.raw) {
       throw new Refusal(
@@ -105,7 +117,7 @@ export class NodeCertificateAuthenticator implements NodeAuthenticator {
     if (!o.includes(NODE_GROUP) || !user.startsWith(NODE_USER_PREFIX) || user.length === NODE_USER_PREFIX.length) {
       throw new Refusal('unauthenticated', `caller ${call.getPeer()}: its certificate (${x.subject.replace(/\n/g, ', ')}) is not a node credential (O=${NODE_GROUP}, CN=${NODE_USER_PREFIX}<node>)`);
     }
-    return user.slice(NODE_USER_PREFIX.length);
+    return { node: user.slice(NODE_USER_PREFIX.length) };
   }
 }
 
@@ -121,12 +133,23 @@ export class SnapshotNodeAuthorizer {
     private readonly trustDomain: string,
   ) {}
 
-  /** Returns nothing when allowed; throws a Refusal naming node, identity and why. */
-  authorize(node: string, spiffeId: string): void {
+  /**
+   * Returns nothing when allowed; throws a Refusal naming node, identity and why. A workload's
+   * own token may have exactly its own identity ("nothing else"), and only while its pod is on
+   * its node in the snapshot, as a node's pods are.
+   */
+  authorize(caller: Caller | string, spiffeId: string): void {
+    const { node, workload } = typeof caller === 'string' ? { node: caller, workload: undefined } : caller;
     try {
       parseWorkloadSpiffeId(spiffeId, this.trustDomain);
     } catch (err) {
       throw new Refusal('invalid_argument', (err as Error).message);
+    }
+    if (workload) {
+      const own = ownSpiffeId(this.trustDomain, workload.namespace, workload.serviceAccount);
+      if (spiffeId !== own) {
+        throw new Refusal('permission_denied', `the token of ServiceAccount ${workload.namespace}/${workload.serviceAccount} (pod ${workload.pod}) may obtain only its own identity ${own}, not ${spiffeId}`);
+      }
     }
     const snap = this.snapshot();
     if (!snap) throw new Refusal('unavailable', 'the control plane has not compiled its first snapshot yet, so it cannot tell which pods run where: retry shortly');

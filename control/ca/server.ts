@@ -9,7 +9,7 @@ import { logger } from '../../common/log.js';
 import type { CreateCertificateRequestWire, CreateCertificateResponseWire } from '../api/ca-client.js';
 import type { CertificateAuthority } from './ca.js';
 import type { CaMetrics } from './metrics.js';
-import { Refusal, type NodeAuthenticator, type SnapshotNodeAuthorizer } from './node-auth.js';
+import { Refusal, type Caller, type NodeAuthenticator, type SnapshotNodeAuthorizer } from './node-auth.js';
 
 const log = logger('control/ca-server');
 
@@ -29,12 +29,14 @@ export function certificateServiceImplementation(opts: CertificateServiceOptions
   return {
     async createCertificate(call: Call, callback: grpc.sendUnaryData<CreateCertificateResponseWire>) {
       let node = '';
+      let caller: Caller | undefined;
       const identity = typeof call.request?.identity === 'string' ? call.request.identity : '';
       opts.metrics.csrCount.inc();
       try {
-        node = await opts.authenticator.authenticate(call);
+        caller = await opts.authenticator.authenticate(call);
+        node = caller.node;
         const { csr, validity } = checkRequest(call.request);
-        opts.authorizer.authorize(node, identity);
+        opts.authorizer.authorize(caller, identity);
         let chain: string[];
         try {
           chain = opts.ca.signWorkload({ csrPem: csr, spiffeId: identity, ttlSeconds: validity });
@@ -44,7 +46,7 @@ export function certificateServiceImplementation(opts: CertificateServiceOptions
         }
         opts.metrics.issued.inc();
         opts.metrics.successIssuance.inc();
-        log.info({ node, identity, validitySeconds: validity || 'default' }, 'certificate issued');
+        log.info({ node, ...(caller.workload ? { workload: `${caller.workload.namespace}/${caller.workload.pod}` } : {}), identity, validitySeconds: validity || 'default' }, 'certificate issued');
         callback(null, { certChain: chain });
       } catch (err) {
         const r = err instanceof Refusal ? err : new Refusal('internal', `the CA failed to sign: ${(err as Error).message}`);

@@ -7,6 +7,9 @@
 // list/watch set derived from the Kubernetes source's kinds, the API calls found in the
 // code); the agent's projected token for audience nodemesh; no CA on an emptyDir; the CNI
 // installer on the host's CNI dirs; every flag given to a command one that command knows.
+// The optional east-west gateway (deploy/kubernetes/eastwestgateway, issue 13) likewise: its
+// own ServiceAccount's token, the downward API, no privilege, a LoadBalancer Service the
+// control plane discovers as its network's gateway, and no RBAC (it uses no Kubernetes API).
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -438,4 +441,92 @@ test('the source files parse and the kustomization lists each of them', (t) => {
   };
   t.is(k.namespace, NAMESPACE);
   for (const f of fs.readdirSync(DIR).filter((n) => n.endsWith('.yaml') && n !== 'kustomization.yaml')) t.true(k.resources.includes(f), f);
+});
+
+// The east-west gateway (issue 13): an optional kustomization of its own, applied after the base.
+const GATEWAY_DIR = path.join(DIR, 'eastwestgateway');
+const gatewayObjects = render(GATEWAY_DIR);
+const gatewayOne = (kind: string): Obj => {
+  const found = gatewayObjects.filter((o) => o.kind === kind);
+  if (found.length !== 1) throw new Error(`expected one ${kind} in ${GATEWAY_DIR}, found ${found.length}`);
+  return found[0]!;
+};
+
+test('the east-west gateway kustomization validates against the schemas, everything in nodemesh-system: a ServiceAccount, a Deployment, its PDB and its LoadBalancer Service', async (t) => {
+  for (const o of gatewayObjects) await validate(t, o);
+  t.deepEqual(gatewayObjects.map((o) => o.kind).sort(), ['Deployment', 'PodDisruptionBudget', 'Service', 'ServiceAccount']);
+  for (const o of gatewayObjects) t.is(o.metadata.namespace, NAMESPACE, `${o.kind} ${o.metadata.name}`);
+  for (const o of gatewayObjects) t.is(o.metadata.name, 'nodemesh-eastwestgateway', o.kind);
+});
+
+test('the gateway runs `agent --gateway` on its pod IP and node (downward API), with its own ServiceAccount’s projected token for audience nodemesh and the published roots', (t) => {
+  const d = gatewayOne('Deployment');
+  const pod = podSpec(d);
+  const c = container(d, 'gateway');
+  t.deepEqual(c.args!.slice(0, 2), ['agent', '--gateway']);
+  t.is(pod.serviceAccountName, gatewayOne('ServiceAccount').metadata.name);
+  t.not(pod.serviceAccountName, 'nodemesh-agent', 'not the agents\' ServiceAccount: the CA gives its token its own identity only');
+  t.false(pod.automountServiceAccountToken, 'no API token mounted');
+  const env = (c as unknown as { env: { name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[] }).env;
+  t.is(env.find((e) => e.name === 'NODE_NAME')?.valueFrom?.fieldRef?.fieldPath, 'spec.nodeName');
+  t.is(env.find((e) => e.name === 'POD_IP')?.valueFrom?.fieldRef?.fieldPath, 'status.podIP');
+  t.true(c.args!.includes('--node=$(NODE_NAME)'));
+  t.true(c.args!.includes('--proxy-ip=$(POD_IP)'));
+  const tokenVolume = pod.volumes!.find((v) => v.projected?.sources.some((s) => s.serviceAccountToken))!;
+  const token = tokenVolume.projected!.sources.find((s) => s.serviceAccountToken)!.serviceAccountToken!;
+  t.is(token.audience, NODEMESH_TOKEN_AUDIENCE);
+  t.true(token.expirationSeconds! <= 3600);
+  const mountOf = (volume: string) => c.volumeMounts!.find((m) => m.name === volume)!.mountPath;
+  t.true(c.args!.includes(`--token-file=${mountOf(tokenVolume.name)}/${token.path}`));
+  const root = pod.volumes!.find((v) => v.configMap?.name === 'nodemesh-root')!;
+  t.true(c.args!.includes(`--root-cert=${mountOf(root.name)}/root-cert.pem`));
+  const state = pod.volumes!.find((v) => v.emptyDir !== undefined)!;
+  t.true(c.args!.includes(`--state-dir=${mountOf(state.name)}`), 'its last good state on a memory emptyDir of its own');
+  const command = COMMANDS.find((k) => k.words.join(' ') === 'agent')!;
+  for (const a of c.args!.filter((x) => x.startsWith('--'))) t.true(command.flags.some((f) => f.name === a.slice(2).split('=')[0]), `${a} is a flag of nodemesh agent`);
+  t.false(c.args!.some((a) => a.startsWith('--node-credential') || a.startsWith('--insecure')));
+});
+
+test('the gateway has no privilege: not root, no host network, drops ALL and adds nothing, read-only root; probes and scrape on 15020, HBONE on 15008', (t) => {
+  const d = gatewayOne('Deployment');
+  const pod = podSpec(d) as PodSpec & { securityContext?: { runAsNonRoot?: boolean } };
+  const c = container(d, 'gateway');
+  t.not(pod.hostNetwork, true);
+  t.true(pod.securityContext?.runAsNonRoot);
+  t.deepEqual(c.securityContext?.capabilities?.drop, ['ALL']);
+  t.deepEqual(c.securityContext?.capabilities?.add ?? [], []);
+  t.is(c.securityContext?.allowPrivilegeEscalation, false);
+  t.true(c.securityContext?.readOnlyRootFilesystem);
+  t.deepEqual(c.readinessProbe?.httpGet, { path: '/healthz/ready', port: AGENT_PORTS.admin });
+  t.deepEqual(c.startupProbe?.httpGet, { path: '/healthz/ready', port: AGENT_PORTS.admin });
+  t.deepEqual(c.livenessProbe?.httpGet, { path: '/healthz/live', port: AGENT_PORTS.admin });
+  t.deepEqual(c.ports!.map((p) => p.containerPort).sort(), [AGENT_PORTS.hbone, AGENT_PORTS.admin].sort());
+  t.like(d.spec!.template!.metadata!.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/port': String(AGENT_PORTS.admin), 'prometheus.io/path': '/metrics' });
+  for (const k of ['cpu', 'memory']) {
+    t.truthy(c.resources?.requests?.[k]);
+    t.truthy(c.resources?.limits?.[k]);
+  }
+  t.true(d.spec!.replicas! >= 2);
+  const pdb = gatewayOne('PodDisruptionBudget');
+  t.true(typeof pdb.spec!.minAvailable === 'number' && pdb.spec!.minAvailable >= 1 && pdb.spec!.minAvailable < d.spec!.replicas!);
+});
+
+test('the gateway Service is what the control plane discovers as its network\'s gateway: LoadBalancer, labelled topology.istio.io/network, HBONE 15008 only, selecting the gateway pods', (t) => {
+  const svc = gatewayOne('Service') as Obj & { spec: { type?: string; selector?: Record<string, string>; ports?: { port: number; targetPort: number; protocol?: string }[] } };
+  t.is(svc.spec.type, 'LoadBalancer');
+  t.truthy(svc.metadata.labels?.['topology.istio.io/network'], 'the network label (control/compile/multicluster.ts discoverGateways)');
+  t.deepEqual(svc.spec.ports!.map((p) => [p.port, p.targetPort]), [[AGENT_PORTS.hbone, AGENT_PORTS.hbone]], 'only HBONE leaves the cluster');
+  t.deepEqual(svc.spec.selector, gatewayOne('Deployment').spec!.template!.metadata!.labels as never);
+});
+
+test('RBAC: the gateway uses no Kubernetes API (it talks only to the control plane), so nothing grants its ServiceAccount anything', (t) => {
+  t.false(gatewayObjects.some((o) => ['Role', 'ClusterRole', 'RoleBinding', 'ClusterRoleBinding'].includes(o.kind)));
+  t.false(
+    [...objects, ...gatewayObjects].some((o) => o.subjects?.some((s) => s.name === 'nodemesh-eastwestgateway')),
+    'no binding names the gateway ServiceAccount',
+  );
+  // the code of gateway mode makes no API call: it imports no Kubernetes client
+  for (const f of ['agent/east-west-gateway.ts', 'agent/hbone/gateway.ts', 'agent/hbone/gateway-scope.ts']) {
+    t.false(/kube|@kubernetes\/client-node/.test(fs.readFileSync(packagePath(f), 'utf8').split('\n').filter((l) => l.startsWith('import')).join('\n')), f);
+  }
 });

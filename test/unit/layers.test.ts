@@ -16,7 +16,8 @@ const PRODUCTION = ['common', 'agent', 'control', 'cli', 'deploy'];
  * and import nothing of each other.
  */
 const AGENT_LAYERS = [
-  ['agent.ts'],
+  // east-west-gateway.ts: the agent binary in gateway mode (issue 13), wiring as agent.ts is
+  ['agent.ts', 'east-west-gateway.ts'],
   ['lifecycle', 'workers'],
   ['admin'],
   ['hbone'],

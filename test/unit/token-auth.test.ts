@@ -1,6 +1,8 @@
 // Agents authorized by their projected ServiceAccount token (as istiod authorizes ztunnel):
 // the control plane (Kubernetes source, CA) reviews the token with the stand-in API server's
 // TokenReview, binds it to its pod's node, and signs only identities with a pod on that node.
+// Another ServiceAccount's token (the east-west gateway's pod, issue 13) gets exactly its own
+// identity and nothing else.
 // The agent's side is the real one: ControlPlaneCredentials with --token-file over gRPC/TLS.
 import test, { type ExecutionContext } from 'ava';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -19,6 +21,7 @@ import { eventually } from '../helpers/eventually.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const DB = 'spiffe://cluster.local/ns/shop/sa/db';
+const CACHE = 'spiffe://cluster.local/ns/shop/sa/cache';
 const AGENT_SA = 'system:serviceaccount:nodemesh-system:nodemesh-agent';
 const HOUR = 3600_000;
 
@@ -43,6 +46,8 @@ async function env(t: ExecutionContext): Promise<Env> {
   const agentB = pod('nodemesh-system', 'nodemesh-agent-b', 'node-b', 'nodemesh-agent', '172.18.0.3');
   pod('shop', 'web-1', 'node-a', 'web', '10.244.1.2');
   pod('shop', 'db-1', 'node-b', 'db', '10.244.2.2');
+  pod('shop', 'cache-1', 'node-a', 'cache', '10.244.1.3');
+  const impostor = pod('shop', 'impostor-1', 'node-a', 'cache', '10.244.1.4');
   const now = Date.now();
   const bound = (p: typeof agentA) => ({ name: p.metadata.name, uid: p.metadata.uid! });
   api.addToken('token-a', { username: AGENT_SA, audiences: ['nodemesh'], expiresAt: now + HOUR, pod: bound(agentA) });
@@ -50,6 +55,9 @@ async function env(t: ExecutionContext): Promise<Env> {
   api.addToken('token-other-audience', { username: AGENT_SA, audiences: ['https://kubernetes.default.svc.cluster.local'], expiresAt: now + HOUR, pod: bound(agentA) });
   api.addToken('token-expired', { username: AGENT_SA, audiences: ['nodemesh'], expiresAt: now - 1000, pod: bound(agentA) });
   api.addToken('token-web', { username: 'system:serviceaccount:shop:web', audiences: ['nodemesh'], expiresAt: now + HOUR, pod: { name: 'web-1', uid: api.get('Pod', 'shop', 'web-1')!.metadata.uid! } });
+  // a token of ServiceAccount web bound to a pod that runs as another one (cannot be minted by a real API server)
+  api.addToken('token-web-on-impostor', { username: 'system:serviceaccount:shop:web', audiences: ['nodemesh'], expiresAt: now + HOUR, pod: bound(impostor) });
+  api.addToken('token-user', { username: 'alice', audiences: ['nodemesh'], expiresAt: now + HOUR, pod: bound(agentA) });
   const cp = await startControlPlane({
     grpcAddress: '127.0.0.1:0',
     adminAddress: '127.0.0.1:0',
@@ -93,12 +101,13 @@ test('a valid projected token of the agent on node A gets certificates for ident
   t.true(e.api.counters.tokenReviews >= 1);
 });
 
-test('a token for another audience, an expired one, or another ServiceAccount\'s is refused as unauthenticated and counted', async (t) => {
+test('a token for another audience, an expired one, a user\'s, or one whose pod runs as another ServiceAccount is refused as unauthenticated and counted', async (t) => {
   const e = await env(t);
   const cases: [string, RegExp][] = [
     ['token-other-audience', /token audiences .* is invalid for the target audiences \["nodemesh"\]/],
     ['token-expired', /token has expired/],
-    ['token-web', /system:serviceaccount:shop:web is not a node agent's ServiceAccount/],
+    ['token-user', /alice is not a ServiceAccount/],
+    ['token-web-on-impostor', /its token is for ServiceAccount shop\/web but its pod shop\/impostor-1 runs as cache/],
     ['forged', /invalid bearer token/],
   ];
   for (const [token, why] of cases) {
@@ -134,4 +143,32 @@ test('a deleted agent pod\'s token no longer authenticates (the bound pod must s
   const err = await t.throwsAsync(ask(t, e, 'token-b', DB), { instanceOf: CertificateRequestError });
   t.is(err!.grpcCode, grpc.status.UNAUTHENTICATED);
   t.regex(err!.message, /no longer exists/);
+});
+
+test("a workload's own token (not the agents' ServiceAccount) gets exactly its own identity: another identity on its node is refused and counted", async (t) => {
+  const e = await env(t);
+  t.is(svidSpiffeId((await ask(t, e, 'token-web', WEB))[0]!), WEB);
+  for (const other of [CACHE, DB]) {
+    const err = await t.throwsAsync(ask(t, e, 'token-web', other), { instanceOf: CertificateRequestError });
+    t.is(err!.grpcCode, grpc.status.PERMISSION_DENIED, other);
+    t.regex(err!.message, /the token of ServiceAccount shop\/web \(pod web-1\) may obtain only its own identity spiffe:\/\/cluster\.local\/ns\/shop\/sa\/web/, other);
+  }
+  t.is(await refusedCount(e, 'permission_denied'), 2);
+});
+
+test("a workload's own token watches snapshots as its pod's node, and only as that node", async (t) => {
+  const e = await env(t);
+  const tokenFile = path.join(e.dir, 'web-watch.jwt');
+  await writeFile(tokenFile, 'token-web');
+  const creds = new ControlPlaneCredentials({ rootCertFile: e.bundle, tokenFile });
+  t.teardown(() => creds.close());
+  let got = 0;
+  const own = watchSnapshots({ address: e.address, node: 'node-a', credentials: creds.credentials, onSnapshot: () => got++, onError: () => undefined });
+  t.teardown(() => own.close());
+  await eventually(() => got > 0, 30_000, 'a snapshot on the workload token as node-a');
+  const seen: string[] = [];
+  const other = watchSnapshots({ address: e.address, node: 'node-b', credentials: creds.credentials, onSnapshot: () => seen.push('snapshot'), onError: (er) => seen.push(er.message) });
+  t.teardown(() => other.close());
+  await eventually(async () => ((await e.cp.caMetrics!.watchRefused.get()).values.find((v) => v.labels.reason === 'permission_denied')?.value ?? 0) >= 1, 10_000, 'the watch as node-b refused');
+  t.false(seen.includes('snapshot'));
 });
