@@ -79,6 +79,32 @@ export const COMMANDS: Command[] = [
     run: async (_v, _p, _r, raw) => (await import('./run-agent.js')).runAgent(raw),
   },
   {
+    words: ['create-remote-secret'],
+    summary: "print a remote secret (Istio's model) that lets other clusters' control planes read this cluster",
+    details:
+      'Reads the token of the ServiceAccount nodemesh-reader (deploy/kubernetes/remote-reader, applied to this cluster first)\n' +
+      'and prints a Secret labelled istio/multiCluster=true holding a kubeconfig for it; apply it to every other cluster.',
+    flags: [
+      { name: 'name', type: 'string', value: 'CLUSTER', help: "this cluster's name, as its control plane's --cluster" },
+      { name: 'kubeconfig', type: 'string', value: 'FILE', help: 'the cluster to be read (default: $KUBECONFIG, or in-cluster)' },
+      { name: 'server', type: 'string', value: 'URL', help: "the API server's address as other clusters reach it (default: the kubeconfig's)" },
+      { name: 'namespace', type: 'string', value: 'NS', default: 'nodemesh-system', help: "the reader's namespace here, and the Secret's in the other clusters" },
+      { name: 'network', type: 'string', value: 'NET', help: "this cluster's network, when its nodemesh-system is not labelled topology.istio.io/network" },
+    ],
+    example: 'nodemesh create-remote-secret --name cluster-b --kubeconfig b.kubeconfig --server https://203.0.113.7:6443 | kubectl --context a apply -f -',
+    run: async (v) => {
+      const name = str(v.name);
+      if (!name) throw new UsageError('create-remote-secret: --name CLUSTER is required (this cluster\'s name, as its --cluster)');
+      const { createRemoteSecret } = await import('./create-remote-secret.js');
+      const kubeconfig = str(v.kubeconfig);
+      const server = str(v.server);
+      const namespace = str(v.namespace);
+      const network = str(v.network);
+      process.stdout.write(await createRemoteSecret({ name, ...(kubeconfig ? { kubeconfig } : {}), ...(server ? { server } : {}), ...(namespace ? { namespace } : {}), ...(network ? { network } : {}) }));
+      return 0;
+    },
+  },
+  {
     words: ['agent', 'cleanup'],
     summary: 'uninstall: remove what agents left on this node (tc filters, rules, cgroup links, pins, state)',
     parse: 'delegate',
