@@ -307,7 +307,7 @@ const servicePort = message<ServicePort>({
   endpoints: list(endpoint),
 });
 
-const service = message<Service>({ name, namespace: name, hostname: name, clusterIp: ipOrEmpty, ports: list(servicePort) });
+const service = message<Service>({ name, namespace: name, hostname: name, clusterIp: ipOrEmpty, ports: list(servicePort), exportTo: optionalString });
 
 const workload = message<Workload>({
   uid: name,

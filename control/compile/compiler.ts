@@ -43,6 +43,7 @@ import { compileSecurity } from './security.js';
 import { compileTelemetry } from './telemetry.js';
 import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 import { cmp, compileNodes, endpointsOf, inventory, isMeshed, podsWithIp, workloadOf, type Pod, type Svc } from './endpoints.js';
+import { serviceExportTo } from './visibility.js';
 import { discoverGateways, mergeRemoteClusters, sortGateways, type ClusterProblem, type RemoteClusterCounts, type RemoteClusterResources } from './multicluster.js';
 
 export { isMeshed, resolveTargetPort } from './endpoints.js';
@@ -117,13 +118,17 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   if (merged && opts.remoteCounts) opts.remoteCounts.push(...merged.counts);
   const clusterServices = merged?.services ?? localServices;
   const clusterIps = assignClusterIps(clusterServices.map((cs) => cs.svc), previous);
-  const services: Service[] = clusterServices.map(({ svc: s, ports }) => ({
-    name: s.name,
-    namespace: s.namespace,
-    hostname: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`,
-    clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
-    ports,
-  }));
+  const services: Service[] = clusterServices.map(({ svc: s, ports }) => {
+    const exportTo = serviceExportTo(s);
+    return {
+      name: s.name,
+      namespace: s.namespace,
+      hostname: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`,
+      clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
+      ports,
+      ...(exportTo !== undefined ? { exportTo } : {}),
+    };
+  });
   const gateways = sortGateways([
     ...(opts.network ? discoverGateways(opts.cluster ?? CLUSTER_ID_DEFAULT, resources, trustDomain, problems) : []),
     ...remotes.flatMap((r) => discoverGateways(r.name, r.resources, trustDomain, problems)),
