@@ -23,6 +23,7 @@ export const COMMANDS: Command[] = [
       { name: 'grpc', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.grpc}`, help: 'discovery and CA (gRPC over TLS)' },
       { name: 'admin', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.admin}`, help: '/metrics, /healthz/ready, /debug/config_status' },
       { name: 'trust-domain', type: 'string', value: 'TD', default: 'cluster.local', help: 'the SPIFFE trust domain' },
+      { name: 'trust-domain-alias', type: 'string', multiple: true, value: 'TD', help: "a trust domain that is one with --trust-domain (Istio's trustDomainAliases): its principals match, its peers are accepted" },
       { name: 'cluster', type: 'string', value: 'NAME', default: 'Kubernetes', env: 'NODEMESH_CLUSTER', help: "this cluster's name (Istio's cluster ID): metrics' source_cluster and destination_cluster" },
       { name: 'network', type: 'string', value: 'NAME', env: 'NODEMESH_NETWORK', help: "this cluster's network (Istio's topology.istio.io/network; default: one flat network)" },
       { name: 'remote-cluster', type: 'string', multiple: true, value: 'NAME=DIR[,network=NET]', help: "a remote cluster's YAML: its pods, Services, Nodes and east-west gateway join the snapshot" },

@@ -55,6 +55,12 @@ export interface ControlPlaneOptions {
   adminAddress?: string;
   /** SPIFFE trust domain (default cluster.local) */
   trustDomain?: string;
+  /**
+   * Trust domains that are one with trustDomain (Istio's MeshConfig trustDomainAliases, issue
+   * 13): AuthorizationPolicy principals of either match peers of both, and agents take a peer
+   * proving the expected path in any of them (compile/trust-domains.ts)
+   */
+  trustDomainAliases?: string[];
   /** the cluster's name, Istio's cluster ID (default "Kubernetes"): metrics' source_cluster/destination_cluster */
   cluster?: string;
   /** the cluster's network, Istio's topology.istio.io/network (default "": one flat network) */
@@ -144,6 +150,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
   if (!TRUST_DOMAIN.test(trustDomain))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
+  const trustDomainAliases = opts.trustDomainAliases ?? [];
+  for (const a of trustDomainAliases)
+    if (!TRUST_DOMAIN.test(a)) throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain alias ${JSON.stringify(a)}: expected lowercase letters, digits, '.', '-' or '_'`);
   const cluster = opts.cluster ?? CLUSTER_ID_DEFAULT;
   if (!CLUSTER_NAME.test(cluster))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid cluster name ${JSON.stringify(cluster)}: expected up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`);
@@ -293,6 +302,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         last.resources,
         {
           trustDomain,
+          trustDomainAliases,
           cluster,
           network,
           trustBundle: tls?.ca.trustBundle() ?? [],

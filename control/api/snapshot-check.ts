@@ -568,4 +568,5 @@ const snapshot = message<Snapshot>({
   namespaces: orElse(list(namespaceInfo), () => []),
   // absent from a last good state written before multi-cluster
   gateways: orElse(list(gateway), () => []),
+  trustDomains: orElse(list(name), () => []),
 });
