@@ -154,7 +154,8 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     trustBundle: [...(opts.trustBundle ?? [])],
     telemetry: compileTelemetry(resources),
     gateways,
-    ...(trustDomains.length ? { trustDomains } : {}),
+    // empty without aliases: nothing on the wire, the same content hash as before them
+    trustDomains,
   };
 }
 
