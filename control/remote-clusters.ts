@@ -124,8 +124,9 @@ export class RemoteClusters {
     for (const r of this.remotes.values()) await r.source.start();
   }
 
+  /** Re-reads the directories and hands over what the API servers sent; a cluster not listed yet (unreachable) is not waited for. */
   async scan(): Promise<void> {
-    for (const r of [...this.remotes.values()]) await r.source.scan();
+    for (const r of [...this.remotes.values()]) if (!(r.source instanceof KubernetesSource) || r.source.listed) await r.source.scan();
   }
 
   close(): void {

@@ -113,6 +113,11 @@ export class KubernetesSource {
     for (const i of this.informers) i.start();
   }
 
+  /** Every type has been listed once (the first state was handed over). */
+  get listed(): boolean {
+    return this.pendingSync === 0;
+  }
+
   /** Resolves once every type has been listed once. */
   synced(): Promise<void> {
     if (this.pendingSync === 0) return Promise.resolve();

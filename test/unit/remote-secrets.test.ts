@@ -167,6 +167,7 @@ test('a value that is no kubeconfig and an unreachable API server are errors nam
   const metric = await cp.metrics.registry.getSingleMetricAsString('nodemesh_config_errors_total');
   t.regex(metric, /code="NM_ERR_KUBE",kind="Secret"} 2/, 'each counted once, not per retry');
   t.deepEqual(localUids(cp), ['demo/backend-a', 'demo/client']);
+  t.truthy(await cp.rescan(), 'a rescan does not wait for a cluster that cannot be read');
   const text = formatConfigStatus(cp.status());
   t.true(text.includes('key cluster-c: the value is not a kubeconfig'), text);
   t.true(text.includes('key cluster-d: the API server of cluster cluster-d'), text);
