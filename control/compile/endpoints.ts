@@ -83,9 +83,9 @@ export function workloadOf(p: Pod, inv: Inventory, trustDomain: string, names: {
 }
 
 /**
- * A pod's network, in Istio's order: the pod's `topology.istio.io/network` label, else its
- * namespace's (what Istio's injector and DestinationRule's failoverPriority read: "pod/namespace
- * label"), else the cluster's network (`--network`, or a remote cluster's).
+ * A pod's network: the pod's `topology.istio.io/network` label (Istio: it wins over everything),
+ * else its namespace's (the "pod/namespace label" of Istio's DestinationRule docs), else the
+ * cluster's network (`--network`, or a remote cluster's: ARCHITECTURE.md "Per-pod networks").
  */
 export function podNetwork(p: Pod, inv: Inventory, clusterNetwork: string | undefined): string | undefined {
   return p.spec.labels[NETWORK_LABEL] || inv.nsLabels.get(p.namespace)?.[NETWORK_LABEL] || clusterNetwork || undefined;
