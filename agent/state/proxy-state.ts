@@ -87,7 +87,8 @@ export class ProxyState {
         this.byVip.set(`${service.clusterIp}:${port.port}`, { service, port });
       }
     }
-    for (const d of this.routing.destinations ?? []) this.policies.set(d.host, d);
+    // a DestinationRule exported to some namespaces only: its policy is keyed `host|namespace`
+    for (const d of this.routing.destinations ?? []) this.policies.set(d.consumerNamespace ? `${d.host}|${d.consumerNamespace}` : d.host, d);
   }
 
   workloadByIp(ip: string): Workload | undefined {
@@ -141,9 +142,17 @@ export class ProxyState {
     return this.gatewaysOf.get(network) ?? [];
   }
 
-  /** The DestinationRule-derived policy of a host, if it has one. */
-  destinationPolicy(host: string): DestinationPolicy | undefined {
-    return this.policies.get(host);
+  /**
+   * The DestinationRule-derived policy of a host for callers of `variant` (policyVariant's
+   * answer; "": every caller without one of its own), if it has one.
+   */
+  destinationPolicy(host: string, variant = ''): DestinationPolicy | undefined {
+    return variant ? this.policies.get(`${host}|${variant}`) : this.policies.get(host);
+  }
+
+  /** Which policy a caller of `namespace` gets for `host`: its namespace's own (exportTo), else the common one (""). */
+  policyVariant(host: string, namespace: string | undefined): string {
+    return namespace && this.policies.has(`${host}|${namespace}`) ? namespace : '';
   }
 
   /** The security section compiled for lookups by workload (on first use: the inbound side's). */

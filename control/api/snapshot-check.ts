@@ -494,6 +494,7 @@ const destinationPolicy = message<DestinationPolicy>({
   ports: list(portPolicy),
   subsets: list(subset),
   source: str,
+  consumerNamespace: optionalString,
 });
 
 const routing = message<RoutingConfig>({ routes: list(routeTable), destinations: list(destinationPolicy) });

@@ -104,3 +104,45 @@ test('the node proxy: a pod of a namespace the Service is exported to reaches it
   t.deepEqual(await get(open.port, '127.0.0.3'), { status: 200 });
   t.is(connector.dials.at(-1), `elsewhere/outsider -> 127.0.0.1:${b.port}`);
 });
+
+const dr = (name: string, ns: string, lb: string, exportTo?: string[], createdAt = '2026-01-01T00:00:00Z') => `apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: ${name}, namespace: ${ns}, creationTimestamp: "${createdAt}"}
+spec:
+  host: backend.demo.svc.cluster.local
+  ${exportTo ? `exportTo: ${JSON.stringify(exportTo)}` : ''}
+  trafficPolicy: {loadBalancer: {simple: ${lb}}}
+`;
+const BACKEND = [svc('backend'), podYaml('backend-1', { ns: 'demo', ip: '10.244.1.5', labels: { app: 'backend' } })];
+
+test('DestinationRule exportTo: a rule exported to some namespaces is their callers\' policy only; the rules exported to all make everyone else\'s; the caller\'s own namespace\'s rule first', (t) => {
+  const only = compileSnapshot(resourcesOf([...BACKEND, dr('shop-only', 'shop', 'LEAST_REQUEST', ['.'])]), {});
+  t.deepEqual(only.routing.destinations.map((d) => [d.consumerNamespace, d.policy.loadBalancer.simple]), [['shop', 'LEAST_REQUEST']], 'no policy for other callers: the mesh default');
+  const both = compileSnapshot(resourcesOf([...BACKEND, dr('global', 'demo', 'RANDOM', undefined, '2025-01-01T00:00:00Z'), dr('shop-only', 'shop', 'LEAST_REQUEST', ['.'])]), {});
+  t.deepEqual(
+    both.routing.destinations.map((d) => [d.consumerNamespace ?? '', d.policy.loadBalancer.simple]),
+    [
+      ['', 'RANDOM'],
+      ['shop', 'LEAST_REQUEST'],
+    ],
+    'the older global rule does not win over the caller namespace\'s own',
+  );
+});
+
+test('DestinationRule exportTo in the node proxy: a caller of the namespace gets a cluster with its policy, every other caller the common one; a new snapshot without the rule folds them back', async (t) => {
+  const { ClusterSet } = await import('../../agent/cluster/cluster-set.js');
+  const snap = compileSnapshot(resourcesOf([...BACKEND, dr('global', 'demo', 'RANDOM', undefined, '2025-01-01T00:00:00Z'), dr('shop-only', 'shop', 'LEAST_REQUEST', ['.'])]), {});
+  const set = new ClusterSet(new LoopbackConnector());
+  t.teardown(() => set.close());
+  const state = new ProxyState(snap);
+  const dest = { host: 'backend.demo.svc.cluster.local', subset: '', port: 0, weight: 100 } as never;
+  const shop = set.get(state, dest, 80, 'shop')!;
+  const other = set.get(state, dest, 80, 'elsewhere')!;
+  t.is(shop.policy.loadBalancer.simple, 'LEAST_REQUEST');
+  t.is(other.policy.loadBalancer.simple, 'RANDOM');
+  t.is(set.get(state, dest, 80, undefined), other, 'a source of no known namespace: the common cluster');
+  t.is(state.policyVariant('backend.demo.svc.cluster.local', 'shop'), 'shop');
+  const next = new ProxyState(compileSnapshot(resourcesOf([...BACKEND, dr('global', 'demo', 'RANDOM', undefined, '2025-01-01T00:00:00Z')]), {}, snap));
+  t.is(set.get(next, dest, 80, 'shop'), other, 'the namespace\'s rule gone: its callers share the common cluster');
+  t.is(other.policy.loadBalancer.simple, 'RANDOM');
+});
