@@ -23,6 +23,7 @@ export const COMMANDS: Command[] = [
       { name: 'grpc', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.grpc}`, help: 'discovery and CA (gRPC over TLS)' },
       { name: 'admin', type: 'string', value: 'HOST:PORT', default: `0.0.0.0:${CONTROL_PORTS.admin}`, help: '/metrics, /healthz/ready, /debug/config_status' },
       { name: 'trust-domain', type: 'string', value: 'TD', default: 'cluster.local', help: 'the SPIFFE trust domain' },
+      { name: 'trust-domain-alias', type: 'string', multiple: true, value: 'TD', help: "a trust domain that is one with --trust-domain (Istio's trustDomainAliases): its principals match, its peers are accepted" },
       { name: 'cluster', type: 'string', value: 'NAME', default: 'Kubernetes', env: 'NODEMESH_CLUSTER', help: "this cluster's name (Istio's cluster ID): metrics' source_cluster and destination_cluster" },
       { name: 'network', type: 'string', value: 'NAME', env: 'NODEMESH_NETWORK', help: "this cluster's network (Istio's topology.istio.io/network; default: one flat network)" },
       { name: 'remote-cluster', type: 'string', multiple: true, value: 'NAME=DIR[,network=NET]', help: "a remote cluster's YAML: its pods, Services, Nodes and east-west gateway join the snapshot" },
@@ -77,6 +78,32 @@ export const COMMANDS: Command[] = [
     ],
     example: 'nodemesh agent --node node-a --control 10.0.0.1:15012 --proxy-ip 10.0.0.2 --root-cert /etc/nodemesh/root.pem --node-credential /var/lib/kubelet/pki',
     run: async (_v, _p, _r, raw) => (await import('./run-agent.js')).runAgent(raw),
+  },
+  {
+    words: ['create-remote-secret'],
+    summary: "print a remote secret (Istio's model) that lets other clusters' control planes read this cluster",
+    details:
+      'Reads the token of the ServiceAccount nodemesh-reader (deploy/kubernetes/remote-reader, applied to this cluster first)\n' +
+      'and prints a Secret labelled istio/multiCluster=true holding a kubeconfig for it; apply it to every other cluster.',
+    flags: [
+      { name: 'name', type: 'string', value: 'CLUSTER', help: "this cluster's name, as its control plane's --cluster" },
+      { name: 'kubeconfig', type: 'string', value: 'FILE', help: 'the cluster to be read (default: $KUBECONFIG, or in-cluster)' },
+      { name: 'server', type: 'string', value: 'URL', help: "the API server's address as other clusters reach it (default: the kubeconfig's)" },
+      { name: 'namespace', type: 'string', value: 'NS', default: 'nodemesh-system', help: "the reader's namespace here, and the Secret's in the other clusters" },
+      { name: 'network', type: 'string', value: 'NET', help: "this cluster's network, when its nodemesh-system is not labelled topology.istio.io/network" },
+    ],
+    example: 'nodemesh create-remote-secret --name cluster-b --kubeconfig b.kubeconfig --server https://203.0.113.7:6443 | kubectl --context a apply -f -',
+    run: async (v) => {
+      const name = str(v.name);
+      if (!name) throw new UsageError('create-remote-secret: --name CLUSTER is required (this cluster\'s name, as its --cluster)');
+      const { createRemoteSecret } = await import('./create-remote-secret.js');
+      const kubeconfig = str(v.kubeconfig);
+      const server = str(v.server);
+      const namespace = str(v.namespace);
+      const network = str(v.network);
+      process.stdout.write(await createRemoteSecret({ name, ...(kubeconfig ? { kubeconfig } : {}), ...(server ? { server } : {}), ...(namespace ? { namespace } : {}), ...(network ? { network } : {}) }));
+      return 0;
+    },
   },
   {
     words: ['agent', 'cleanup'],

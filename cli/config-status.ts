@@ -61,7 +61,14 @@ export function formatConfigStatus(status: ConfigStatus, wide = false, out?: Nod
   if (status.remoteClusters?.length) {
     lines.push('', 'remote clusters:');
     for (const r of status.remoteClusters)
-      lines.push(`  ${r.name}${r.network ? ` (network ${r.network})` : ''} from ${r.configDir}: ${r.workloads} workload(s), ${r.services} Service(s) merged, ${r.notExported} not exported, ${r.refused} refused; ${r.accepted} accepted, ${r.rejected} rejected, ${r.fileErrors.length} file error(s)`);
+      lines.push(
+        `  ${r.name}${r.network ? ` (network ${r.network})` : ''} from ${r.configDir}: ${r.workloads} workload(s), ${r.services} Service(s) merged, ${r.notExported} not exported, ${r.refused} refused; ${r.accepted} accepted, ${r.rejected} rejected, ${r.fileErrors.length} file error(s)`,
+        ...(r.error ? [`    error: ${r.error}`] : []),
+      );
+  }
+  if (status.remoteSecretErrors?.length) {
+    lines.push('', 'remote secrets:');
+    for (const e of status.remoteSecretErrors) lines.push(`  error: ${e.message}`);
   }
   for (const w of status.clusterWarnings ?? []) lines.push(`  warning: ${w.resource} (${w.file}${w.line ? `:${w.line}` : ''}): ${w.message}`);
   lines.push(

@@ -19,6 +19,7 @@ export async function runControl(args: string[]): Promise<number> {
       grpc: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.grpc}` },
       admin: { type: 'string', default: `0.0.0.0:${CONTROL_PORTS.admin}` },
       'trust-domain': { type: 'string', default: 'cluster.local' },
+      'trust-domain-alias': { type: 'string', multiple: true },
       cluster: { type: 'string' },
       network: { type: 'string' },
       'remote-cluster': { type: 'string', multiple: true },
@@ -49,6 +50,8 @@ export async function runControl(args: string[]): Promise<number> {
     grpcAddress: values.grpc!,
     adminAddress: values.admin!,
     trustDomain: values['trust-domain']!,
+    // Istio's MeshConfig trustDomainAliases: principals of either domain match peers of both
+    trustDomainAliases: values['trust-domain-alias'] ?? [],
     cluster: values.cluster ?? process.env.NODEMESH_CLUSTER ?? 'Kubernetes',
     network: values.network ?? process.env.NODEMESH_NETWORK ?? '',
     // NAME=DIR[,network=NET]: a remote cluster's YAML (a kubeconfig, Istio's remote secret, later)

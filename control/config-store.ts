@@ -90,6 +90,8 @@ export interface ConfigStatus {
   analysis?: AnalysisMessage[];
   /** with --remote-cluster: each remote cluster's source and what it added (remote-clusters.ts) */
   remoteClusters?: RemoteClusterStatus[];
+  /** the remote secrets' errors (with --source kubernetes) */
+  remoteSecretErrors?: RemoteSecretErrorStatus[];
   /** what of the clusters is not in use yet (an east-west gateway without an address or pods) */
   clusterWarnings?: { cluster: string; resource: string; file: string; line?: number; message: string }[];
 }
@@ -108,6 +110,15 @@ export interface RemoteClusterStatus {
   services: number;
   notExported: number;
   refused: number;
+  /** why its API server cannot be read now (a cluster from a remote secret), naming the Secret and key */
+  error?: string;
+}
+
+/** A remote secret that names no usable cluster (a key that is no name, a value that is no kubeconfig…). */
+export interface RemoteSecretErrorStatus {
+  secret: string;
+  key: string;
+  message: string;
 }
 
 interface Claim {

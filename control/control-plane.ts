@@ -33,8 +33,10 @@ import { ResourceStore, type ConfigStatus, type StoreResult } from './config-sto
 import { configLimits, type ConfigLimits } from './model/limits.js';
 import { analyze } from './analyze/analyze.js';
 import { countLevels, type AnalysisMessage } from './analyze/messages.js';
-import { checkRemoteClusters, RemoteClusters, type RemoteClusterOptions, type RemoteClusterStatus } from './remote-clusters.js';
+import { checkRemoteClusters, RemoteClusters, type RemoteClusterOptions, type RemoteClusterStatus, type RemoteKubeSettings } from './remote-clusters.js';
 import type { ClusterProblem, RemoteClusterCounts } from './compile/multicluster.js';
+import { RemoteSecrets, type RemoteSecretError } from './kube/remote-secrets.js';
+import { KUBERNETES_SOURCE_FILE } from './source/kubernetes.js';
 import { NETWORK_NAME } from './api/snapshot.js';
 
 const log = logger('control/control-plane');
@@ -53,6 +55,12 @@ export interface ControlPlaneOptions {
   adminAddress?: string;
   /** SPIFFE trust domain (default cluster.local) */
   trustDomain?: string;
+  /**
+   * Trust domains that are one with trustDomain (Istio's MeshConfig trustDomainAliases, issue
+   * 13): AuthorizationPolicy principals of either match peers of both, and agents take a peer
+   * proving the expected path in any of them (compile/trust-domains.ts)
+   */
+  trustDomainAliases?: string[];
   /** the cluster's name, Istio's cluster ID (default "Kubernetes"): metrics' source_cluster/destination_cluster */
   cluster?: string;
   /** the cluster's network, Istio's topology.istio.io/network (default "": one flat network) */
@@ -87,6 +95,11 @@ export interface KubernetesSourceSettings extends KubeConnectOptions, Pick<Kuber
   leaderElection?: Pick<LeaderElectionOptions, 'leaseDurationMs' | 'renewDeadlineMs' | 'retryPeriodMs' | 'identity' | 'releaseOnStop' | 'clock'>;
   /** how long a replica waits for the leader to create the CA root (default 120 s) */
   caWaitMs?: number;
+  /**
+   * Watch the remote secrets of the control plane's namespace (Secrets labelled
+   * istio/multiCluster=true: a kubeconfig per remote cluster, kube/remote-secrets.ts); default true
+   */
+  remoteSecrets?: boolean;
 }
 
 export interface ControlPlaneCaOptions extends Omit<LocalCaOptions, 'trustDomain' | 'clock'> {
@@ -137,6 +150,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   const trustDomain = opts.trustDomain ?? TRUST_DOMAIN_DEFAULT;
   if (!TRUST_DOMAIN.test(trustDomain))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain ${JSON.stringify(trustDomain)}: expected lowercase letters, digits, '.', '-' or '_'`);
+  const trustDomainAliases = opts.trustDomainAliases ?? [];
+  for (const a of trustDomainAliases)
+    if (!TRUST_DOMAIN.test(a)) throw new NodemeshError('NM_ERR_CONTROL', `invalid trust domain alias ${JSON.stringify(a)}: expected lowercase letters, digits, '.', '-' or '_'`);
   const cluster = opts.cluster ?? CLUSTER_ID_DEFAULT;
   if (!CLUSTER_NAME.test(cluster))
     throw new NodemeshError('NM_ERR_CONTROL', `invalid cluster name ${JSON.stringify(cluster)}: expected up to 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit`);
@@ -203,21 +219,51 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   let clusterProblems: ClusterProblem[] = [];
   let remoteCounts: RemoteClusterCounts[] = [];
   let reportedProblems = new Set<string>();
-  const remotes = opts.remoteClusters?.length
-    ? new RemoteClusters(
-        opts.remoteClusters,
-        limits,
-        { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}) },
-        (remote, newErrors) => {
-          for (const { error, kind } of newErrors) {
-            metrics.configErrors.inc({ code: error.code, kind });
-            log.warn({ code: error.code, cluster: remote, ...error.location }, error.message);
-          }
-          if (current === undefined) return; // the local source's first read compiles
-          compile();
-        },
-      )
-    : undefined;
+  const watchSecrets = Boolean(kubeClient && opts.kubernetes?.remoteSecrets !== false);
+  const countRemoteError = (remote: string, message: string) => {
+    metrics.configErrors.inc({ code: 'NM_ERR_KUBE', kind: 'Secret' });
+    log.warn({ code: 'NM_ERR_KUBE', cluster: remote }, message);
+  };
+  const remotes =
+    opts.remoteClusters?.length || watchSecrets
+      ? new RemoteClusters(opts.remoteClusters ?? [], {
+          limits,
+          timing: { ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}), ...(opts.rescanMs !== undefined ? { rescanMs: opts.rescanMs } : {}) },
+          kube: pickRemoteKube(opts.kubernetes),
+          systemNamespace: controlNamespace,
+          onChange: (remote, newErrors) => {
+            for (const { error, kind } of newErrors) {
+              metrics.configErrors.inc({ code: error.code, kind });
+              log.warn({ code: error.code, cluster: remote, ...error.location }, error.message);
+            }
+            if (current === undefined) return; // the local source's first read compiles
+            compile();
+          },
+          onSourceError: countRemoteError,
+        })
+      : undefined;
+  // the remote secrets' errors in force; each counted once while it lasts
+  let secretErrors: RemoteSecretError[] = [];
+  const remoteSecrets =
+    watchSecrets && kubeClient && remotes
+      ? new RemoteSecrets({
+          client: kubeClient,
+          namespace: controlNamespace,
+          localCluster: cluster,
+          reserved: remotes.staticNames,
+          ...(opts.kubernetes?.backoff ? { backoff: opts.kubernetes.backoff } : {}),
+          ...(opts.kubernetes?.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.kubernetes.watchTimeoutSeconds } : {}),
+          onCount: (what) => metrics.kubeEvents.inc({ kind: 'Secret', event: what }),
+          onChange: (clusters, errors) => {
+            const before = new Set(secretErrors.map((e) => e.message));
+            for (const e of errors) if (!before.has(e.message)) countRemoteError(e.key, e.message);
+            secretErrors = errors;
+            // a key whose value went bad keeps the cluster it named (its last good state)
+            remotes.reconcile(clusters, errors.map((e) => e.key).filter(Boolean));
+            if (current !== undefined) compile();
+          },
+        })
+      : undefined;
 
   let statusWriter: StatusWriter | undefined;
   const writeStatus = () => {
@@ -257,6 +303,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         last.resources,
         {
           trustDomain,
+          trustDomainAliases,
           cluster,
           network,
           trustBundle: tls?.ca.trustBundle() ?? [],
@@ -343,6 +390,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       ...last.fileErrors,
       ...clusterProblems.filter((p) => p.level === 'error').map((p) => ({ file: p.file, ...(p.line ? { line: p.line } : {}), resource: p.resource, code: p.code, message: p.message })),
     ];
+    for (const e of secretErrors) fileErrors.push({ file: KUBERNETES_SOURCE_FILE, resource: e.secret, code: 'NM_ERR_KUBE', message: e.message });
+    for (const r of remotes?.status() ?? []) if (r.error) fileErrors.push({ file: KUBERNETES_SOURCE_FILE, resource: r.configDir.split(',')[0]!, code: 'NM_ERR_KUBE', message: r.error });
     const clusterWarnings = clusterProblems.filter((p) => p.level === 'warning').map((p) => ({ cluster: p.cluster, resource: p.resource, file: p.file, ...(p.line ? { line: p.line } : {}), message: p.message }));
     return {
       configDir: source.dir,
@@ -353,6 +402,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       summary: { accepted: last.statuses.length - rejected, rejected, fileErrors: fileErrors.length, analysis: countLevels(analysis) },
       analysis,
       ...(remotes ? { remoteClusters: remoteStatus() } : {}),
+      ...(remoteSecrets ? { remoteSecretErrors: secretErrors } : {}),
       ...(clusterWarnings.length ? { clusterWarnings } : {}),
     };
   };
@@ -384,6 +434,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   try {
     // the remotes first: the local source's first read compiles the first snapshot with them
     await remotes?.start();
+    remoteSecrets?.start();
     await source.start();
     grpcPort = await server.listen(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS);
     admin = await startAdminServer(opts.adminAddress ?? DEFAULT_ADMIN_ADDRESS, {
@@ -395,6 +446,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     });
   } catch (err) {
     source.close();
+    await remoteSecrets?.stop();
     remotes?.close();
     await server.close(0);
     unsubscribeCa?.();
@@ -434,6 +486,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       if (closed) return;
       closed = true;
       source.close();
+      await remoteSecrets?.stop();
       remotes?.close();
       statusWriter?.close();
       unsubscribeCa?.();
@@ -443,6 +496,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       log.info({}, 'control plane stopped');
     },
   };
+}
+
+/** The local source's watch settings, for the sources of the remote secrets' clusters. */
+function pickRemoteKube(k: KubernetesSourceSettings | undefined): RemoteKubeSettings {
+  if (!k) return {};
+  const { coalesceMs, backoff, absentRetryMs, pageSize, watchTimeoutSeconds, requestTimeoutMs } = k;
+  return Object.fromEntries(Object.entries({ coalesceMs, backoff, absentRetryMs, pageSize, watchTimeoutSeconds, requestTimeoutMs }).filter(([, v]) => v !== undefined)) as RemoteKubeSettings;
 }
 
 /**

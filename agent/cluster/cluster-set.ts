@@ -29,6 +29,8 @@ export const MESH_DEFAULT_POLICY: TrafficPolicy = defaultTrafficPolicy();
 
 export class ClusterSet {
   private readonly clusters = new Map<string, Cluster>();
+  /** each cluster's policy variant: "" (every caller) or the namespace whose own DestinationRule it follows */
+  private readonly variants = new WeakMap<Cluster, string>();
   /** the generation of the newest state seen */
   private generation = 0;
   /** label sets of requests answered without an endpoint, per (source, Service, protocol); per state */
@@ -53,14 +55,19 @@ export class ClusterSet {
     readonly node = '',
   ) {}
 
-  /** The cluster a destination leads to in `state` (`port` 0: the port the request came in on). */
-  get(state: ProxyState, d: Destination, requestPort: number): Cluster | undefined {
+  /**
+   * The cluster a destination leads to in `state` (`port` 0: the port the request came in on)
+   * for a caller of `namespace`: callers whose namespace has a DestinationRule of its own for
+   * the host (exportTo) get their own cluster; every other caller shares the common one.
+   */
+  get(state: ProxyState, d: Destination, requestPort: number, namespace?: string): Cluster | undefined {
     if (state.generation > this.generation) this.adopt(state);
     const port = d.port || requestPort;
-    const name = `${port}|${d.subset}|${d.host}`;
+    const variant = state.policyVariant(d.host, namespace);
+    const name = `${port}|${d.subset}|${d.host}|${variant}`;
     const c = this.clusters.get(name);
     if (c && c.generation >= state.generation) return c;
-    const spec = clusterSpec(state, d.host, d.subset, port, this.node);
+    const spec = clusterSpec(state, d.host, d.subset, port, this.node, variant);
     if (!spec) return undefined;
     if (c) {
       c.update(state, spec);
@@ -68,6 +75,7 @@ export class ClusterSet {
     }
     const created = new Cluster(d.host, d.subset, port, state, spec, this.clock, this.connector, this.onConnection);
     this.clusters.set(name, created);
+    this.variants.set(created, variant);
     return created;
   }
 
@@ -76,7 +84,9 @@ export class ClusterSet {
     this.generation = state.generation;
     this.localLabels.clear();
     for (const [name, c] of this.clusters) {
-      const spec = clusterSpec(state, c.host, c.subset, c.port, this.node);
+      const variant = this.variants.get(c) ?? '';
+      // a namespace's own policy gone: its callers' cluster goes, they join the common one
+      const spec = variant && !state.destinationPolicy(c.host, variant) ? undefined : clusterSpec(state, c.host, c.subset, c.port, this.node, variant);
       if (!spec) {
         c.dispose();
         this.clusters.delete(name);
@@ -137,12 +147,12 @@ export class ClusterSet {
 }
 
 /** undefined when the host is unknown, the port is not one of its ports, or the subset is not defined. */
-export function clusterSpec(state: ProxyState, host: string, subset: string, port: number, node = ''): ClusterSpec | undefined {
+export function clusterSpec(state: ProxyState, host: string, subset: string, port: number, node = '', variant = ''): ClusterSpec | undefined {
   const service = state.serviceByHost(host);
   if (!service) return undefined;
   const servicePort = service.ports.find((p) => p.port === port);
   if (!servicePort) return undefined;
-  const rule = state.destinationPolicy(host);
+  const rule = state.destinationPolicy(host, variant);
   let endpoints = servicePort.endpoints;
   if (subset) {
     const s = rule?.subsets.find((x) => x.name === subset);

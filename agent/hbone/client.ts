@@ -40,6 +40,8 @@ import type { IdentityProvider, WorkloadCertificate } from '../identity/identity
 import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
 import { dialTcp, UpstreamError, type UpstreamConnector, type UpstreamRequest, type UpstreamSecurity } from '../transport/connector.js';
 
+import { sameIdentity } from './identity-match.js';
+
 const log = logger('agent/hbone-outbound');
 
 export interface HboneConnectorOptions {
@@ -58,6 +60,11 @@ export interface HboneConnectorOptions {
    * UpstreamError (UF) when the destination needs a gateway and none is known.
    */
   via?: (w: Workload) => GatewayRoute | undefined;
+  /**
+   * The trust domains that are one (the snapshot's: the mesh's own, then its aliases): a server
+   * proving the expected path in any of them is the expected identity (identity-match.ts)
+   */
+  trustDomains?: () => readonly string[];
 }
 
 /** An east-west gateway (agent/hbone/gateway.ts): where it listens and who it must prove to be. */
@@ -259,7 +266,7 @@ export class HboneConnector implements UpstreamConnector {
         checkServerIdentity: (_host, peer) => {
           const svid = svidSpiffeId(peer);
           if ('error' in svid) return new IdentityMismatch(`server certificate is not an SVID: ${svid.error}`);
-          if (svid.id !== expected) return new IdentityMismatch(`server is ${svid.id}, expected ${expected}`);
+          if (!sameIdentity(svid.id, expected, this.opts.trustDomains?.() ?? [])) return new IdentityMismatch(`server is ${svid.id}, expected ${expected}`);
           return undefined;
         },
       });

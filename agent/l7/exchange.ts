@@ -234,7 +234,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
     this.dest = dest;
     const failStatus = dest.failStatus ?? 0;
     if (failStatus) return this.localReply(failStatus, ResponseFlag.NoClusterFound, 'backend not found\n');
-    const cluster = this.engine.clusters.get(this.state, dest, this.port);
+    const cluster = this.engine.clusters.get(this.state, dest, this.port, this.conn.source?.namespace);
     if (!cluster) return this.localReply(503, ResponseFlag.NoClusterFound, 'no such destination\n');
     this.cluster = cluster;
     const hashPolicy = cluster.policy.loadBalancer.consistentHash;
@@ -256,7 +256,7 @@ export abstract class Exchange implements RequestView, Waiter, HashedRequest, Re
     if (!this.replayable) return;
     for (const m of this.route!.mirrors) {
       if (!(m.percentage >= 100 || this.engine.random() * 100 < m.percentage)) continue;
-      const cluster = this.engine.clusters.get(this.state, m.destination, this.port);
+      const cluster = this.engine.clusters.get(this.state, m.destination, this.port, this.conn.source?.namespace);
       if (!cluster) continue;
       sendMirror({
         conn: this.conn,

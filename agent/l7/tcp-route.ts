@@ -37,7 +37,7 @@ export function planTcp(engine: Engine, state: ProxyState, conn: ConnInfo): TcpP
   const dest = route ? route.picker.pick(engine.random) : ({ host: service.hostname, subset: '', port: 0 } as Destination);
   const none = { service, ip: '', port: 0, destination: undefined, connectTimeoutMs: 0, idleTimeoutMs: 0, connected() {}, failed() {}, closed() {} };
   if (!dest) return { ...none, flag: ResponseFlag.NoHealthyUpstream };
-  const cluster = engine.clusters.get(state, dest, requestPort);
+  const cluster = engine.clusters.get(state, dest, requestPort, conn.source?.namespace);
   if (!cluster) return { ...none, flag: ResponseFlag.NoClusterFound };
   const cp = cluster.policy.connectionPool;
   if (!cluster.tcpConnections.tryAcquire(conn.sourceKey, cp.maxConnections)) return { ...none, service: cluster.service, flag: ResponseFlag.UpstreamOverflow };

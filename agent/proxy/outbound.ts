@@ -169,7 +169,10 @@ export class OutboundProxy {
       return;
     }
     this.own(downstream, share);
-    const target = state.serviceByVip(dst.ip, dst.port);
+    // a Service not exported to the source's namespace is, for that pod, no Service at all
+    // (Istio's exportTo: its sidecar would hold no listener for it): an unknown destination
+    const vip = state.serviceByVip(dst.ip, dst.port);
+    const target = vip && state.visibleTo(vip.service, source?.namespace) ? vip : undefined;
     const declared = target ? declaredProtocol(target.port) : 'tcp';
     if (!target || declared === 'tcp') return this.proxyTcp(downstream, dst, state, source, target);
     const conn: ConnInfo = {

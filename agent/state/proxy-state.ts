@@ -54,6 +54,8 @@ export class ProxyState {
   private readonly gatewaysOf = new Map<string, GatewayInfo[]>();
   private readonly endpointOf = new Map<string, Service>();
   private readonly policies = new Map<string, DestinationPolicy>();
+  /** hostname → the namespaces that see it, for the Services not visible everywhere (exportTo) */
+  private readonly audiences = new Map<string, ReadonlySet<string>>();
   private compiledSecurity: SecurityIndex | undefined;
   private readonly derived: unknown[] = [];
 
@@ -74,6 +76,7 @@ export class ProxyState {
     for (const g of snapshot.gateways ?? []) this.gatewaysOf.set(g.network, [...(this.gatewaysOf.get(g.network) ?? []), g]);
     for (const service of snapshot.services) {
       this.byHost.set(service.hostname, service);
+      if (service.exportTo !== undefined) this.audiences.set(service.hostname, new Set(service.exportTo === '~' ? [] : service.exportTo.split(',')));
       for (const port of service.ports) {
         for (const e of port.endpoints) {
           const k = `${e.workload}:${e.port}`;
@@ -84,7 +87,8 @@ export class ProxyState {
         this.byVip.set(`${service.clusterIp}:${port.port}`, { service, port });
       }
     }
-    for (const d of this.routing.destinations ?? []) this.policies.set(d.host, d);
+    // a DestinationRule exported to some namespaces only: its policy is keyed `host|namespace`
+    for (const d of this.routing.destinations ?? []) this.policies.set(d.consumerNamespace ? `${d.host}|${d.consumerNamespace}` : d.host, d);
   }
 
   workloadByIp(ip: string): Workload | undefined {
@@ -98,6 +102,15 @@ export class ProxyState {
   /** The Service port a connection to ip:port was meant for, if that is a ClusterIP. */
   serviceByVip(ip: string, port: number): ServiceTarget | undefined {
     return this.byVip.get(`${ip}:${port}`);
+  }
+
+  /**
+   * Does a pod of `namespace` see `service` (Istio's exportTo)? A source the snapshot does not
+   * know (no namespace) sees only the Services every namespace sees.
+   */
+  visibleTo(service: Service, namespace: string | undefined): boolean {
+    const audience = this.audiences.get(service.hostname);
+    return audience === undefined || (namespace !== undefined && audience.has(namespace));
   }
 
   serviceByHost(hostname: string): Service | undefined {
@@ -129,9 +142,17 @@ export class ProxyState {
     return this.gatewaysOf.get(network) ?? [];
   }
 
-  /** The DestinationRule-derived policy of a host, if it has one. */
-  destinationPolicy(host: string): DestinationPolicy | undefined {
-    return this.policies.get(host);
+  /**
+   * The DestinationRule-derived policy of a host for callers of `variant` (policyVariant's
+   * answer; "": every caller without one of its own), if it has one.
+   */
+  destinationPolicy(host: string, variant = ''): DestinationPolicy | undefined {
+    return variant ? this.policies.get(`${host}|${variant}`) : this.policies.get(host);
+  }
+
+  /** Which policy a caller of `namespace` gets for `host`: its namespace's own (exportTo), else the common one (""). */
+  policyVariant(host: string, namespace: string | undefined): string {
+    return namespace && this.policies.has(`${host}|${namespace}`) ? namespace : '';
   }
 
   /** The security section compiled for lookups by workload (on first use: the inbound side's). */

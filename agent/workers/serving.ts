@@ -98,7 +98,7 @@ export class ProxyServing implements Serving {
     // with identities, meshed destinations are reached over HBONE (or the same-node path)
     const tcp = new TcpConnector(PROXY_MARK);
     // a destination in another network is reached through that network's east-west gateway
-    if (identity) this.hbone = new HboneConnector({ identity, nodeIp: (w) => state().nodeIp(w.node), mark: PROXY_MARK, via: (w) => gatewayRoute(state(), config.node, w) });
+    if (identity) this.hbone = new HboneConnector({ identity, nodeIp: (w) => state().nodeIp(w.node), mark: PROXY_MARK, via: (w) => gatewayRoute(state(), config.node, w), trustDomains: () => state().snapshot?.trustDomains ?? [] });
     const outbound = new OutboundProxy({
       host: config.proxyIp,
       port: config.outboundPort,

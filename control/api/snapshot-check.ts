@@ -307,7 +307,7 @@ const servicePort = message<ServicePort>({
   endpoints: list(endpoint),
 });
 
-const service = message<Service>({ name, namespace: name, hostname: name, clusterIp: ipOrEmpty, ports: list(servicePort) });
+const service = message<Service>({ name, namespace: name, hostname: name, clusterIp: ipOrEmpty, ports: list(servicePort), exportTo: optionalString });
 
 const workload = message<Workload>({
   uid: name,
@@ -494,6 +494,7 @@ const destinationPolicy = message<DestinationPolicy>({
   ports: list(portPolicy),
   subsets: list(subset),
   source: str,
+  consumerNamespace: optionalString,
 });
 
 const routing = message<RoutingConfig>({ routes: list(routeTable), destinations: list(destinationPolicy) });
@@ -568,4 +569,5 @@ const snapshot = message<Snapshot>({
   namespaces: orElse(list(namespaceInfo), () => []),
   // absent from a last good state written before multi-cluster
   gateways: orElse(list(gateway), () => []),
+  trustDomains: orElse(list(name), () => []),
 });

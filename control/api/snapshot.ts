@@ -44,7 +44,7 @@ export type NamespaceInfo = NamespaceInfo__Output;
 /** An east-west gateway into a network (issue 13). */
 export type GatewayInfo = Gateway__Output;
 
-export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry' | 'gateways'> {
+export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry' | 'gateways' | 'trustDomains'> {
   /** uint64 on the wire; a safe integer here (see above) */
   version: number;
   routing: RoutingConfig;
@@ -53,6 +53,8 @@ export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing'
   telemetry?: TelemetryPolicy[];
   /** east-west gateways of the networks known (issue 13); absent in snapshots built before them, meaning none */
   gateways?: GatewayInfo[];
+  /** this mesh's trust domain, then its aliases (issue 13); absent or empty without aliases */
+  trustDomains?: string[];
 }
 
 export const MESH_ANNOTATION = 'nodemesh.io/mesh';

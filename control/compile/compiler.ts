@@ -43,6 +43,8 @@ import { compileSecurity } from './security.js';
 import { compileTelemetry } from './telemetry.js';
 import { intToIpv4, ipv4ToInt } from '../../common/ip.js';
 import { cmp, compileNodes, endpointsOf, inventory, isMeshed, podsWithIp, workloadOf, type Pod, type Svc } from './endpoints.js';
+import { serviceExportTo } from './visibility.js';
+import { trustDomainList } from './trust-domains.js';
 import { discoverGateways, mergeRemoteClusters, sortGateways, type ClusterProblem, type RemoteClusterCounts, type RemoteClusterResources } from './multicluster.js';
 
 export { isMeshed, resolveTargetPort } from './endpoints.js';
@@ -70,6 +72,8 @@ export interface CompileOptions {
   endpointsFrom?: 'selectors' | 'slices';
   /** this cluster's network (Istio's topology.istio.io/network); "" or absent: one flat network */
   network?: string;
+  /** trust domains that are one with trustDomain (MeshConfig trustDomainAliases): trust-domains.ts */
+  trustDomainAliases?: readonly string[];
   /** remote clusters' resources (`--remote-cluster`): merged in as multicluster.ts says */
   remotes?: readonly RemoteClusterResources[];
   /** filled with what of the clusters was left out (a remote pod's address taken, a gateway without address) */
@@ -117,19 +121,24 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
   if (merged && opts.remoteCounts) opts.remoteCounts.push(...merged.counts);
   const clusterServices = merged?.services ?? localServices;
   const clusterIps = assignClusterIps(clusterServices.map((cs) => cs.svc), previous);
-  const services: Service[] = clusterServices.map(({ svc: s, ports }) => ({
-    name: s.name,
-    namespace: s.namespace,
-    hostname: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`,
-    clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
-    ports,
-  }));
+  const services: Service[] = clusterServices.map(({ svc: s, ports }) => {
+    const exportTo = serviceExportTo(s);
+    return {
+      name: s.name,
+      namespace: s.namespace,
+      hostname: `${s.name}.${s.namespace}.svc.${CLUSTER_DOMAIN}`,
+      clusterIp: clusterIps.get(`${s.namespace}/${s.name}`) ?? '',
+      ports,
+      ...(exportTo !== undefined ? { exportTo } : {}),
+    };
+  });
   const gateways = sortGateways([
     ...(opts.network ? discoverGateways(opts.cluster ?? CLUSTER_ID_DEFAULT, resources, trustDomain, problems) : []),
     ...remotes.flatMap((r) => discoverGateways(r.name, r.resources, trustDomain, problems)),
   ]);
   // security is compiled for this cluster's workloads only: policies stay per cluster
-  const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT };
+  const trustDomains = trustDomainList(trustDomain, opts.trustDomainAliases ?? []);
+  const ctx: CompileContext = { workloads, services, trustDomain, rootNamespace: opts.rootNamespace ?? ROOT_NAMESPACE_DEFAULT, trustDomains };
   const routingReport = compileRoutingReport(resources, ctx);
   for (const [resource, notes] of routingReport.notes) opts.notes?.set(resource, [...(opts.notes.get(resource) ?? []), ...notes]);
   const security = compileSecurity(resources, ctx);
@@ -145,6 +154,8 @@ export function compileContent(resources: readonly Resource[], opts: CompileOpti
     trustBundle: [...(opts.trustBundle ?? [])],
     telemetry: compileTelemetry(resources),
     gateways,
+    // empty without aliases: nothing on the wire, the same content hash as before them
+    trustDomains,
   };
 }
 
@@ -228,8 +239,8 @@ const hashes = new WeakMap<object, string>();
 export function contentHash(c: SnapshotContent): string {
   const cached = hashes.get(c);
   if (cached) return cached;
-  const { workloads, services, nodes, routing, security, trustBundle, telemetry, gateways } = c;
-  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle, telemetry: telemetry ?? [], gateways: gateways ?? [] })).digest('hex');
+  const { workloads, services, nodes, routing, security, trustBundle, telemetry, gateways, trustDomains } = c;
+  const h = createHash('sha256').update(stableJson({ workloads, services, nodes, routing, security, trustBundle, telemetry: telemetry ?? [], gateways: gateways ?? [], trustDomains: trustDomains ?? [] })).digest('hex');
   hashes.set(c, h);
   return h;
 }

@@ -10,4 +10,6 @@ export interface CompileContext {
   services: readonly Service[];
   trustDomain: string;
   rootNamespace: string;
+  /** the mesh's trust domain then its aliases (trust-domains.ts); empty without aliases */
+  trustDomains?: readonly string[];
 }

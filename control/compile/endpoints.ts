@@ -1,7 +1,7 @@
 // One cluster's endpoints, as the Kubernetes endpoints controller (or its EndpointSlices)
 // gives them: the pods a Service selects, per port, sorted. The compiler computes them for
 // the local cluster and for each remote one (multicluster.ts) the same way.
-import { MESH_ANNOTATION, spiffeId, type Endpoint, type NodeInfo, type ServicePort, type Workload } from '../api/snapshot.js';
+import { MESH_ANNOTATION, NETWORK_LABEL, spiffeId, type Endpoint, type NodeInfo, type ServicePort, type Workload } from '../api/snapshot.js';
 import { selectsLabels, type EndpointSliceSpec, type PodSpec, type Resource, type ServiceSpec } from '../model/resources.js';
 import { ipv4ToInt } from '../../common/ip.js';
 
@@ -60,10 +60,11 @@ export function podsWithIp(pods: readonly Pod[]): Pod[] {
 
 /**
  * A pod as a workload of the snapshot: `uid` and `node` as the cluster names them (a remote
- * cluster qualifies both), `cluster` and `network` written only when given. failOpen is false
+ * cluster qualifies both), `cluster` and `network` written only when known. failOpen is false
  * until the compiler knows which pods are STRICT.
  */
 export function workloadOf(p: Pod, inv: Inventory, trustDomain: string, names: { uid: string; node: string }, where: { cluster?: string; network?: string }): Workload {
+  const network = podNetwork(p, inv, where.network);
   return {
     uid: names.uid,
     name: p.name,
@@ -77,8 +78,17 @@ export function workloadOf(p: Pod, inv: Inventory, trustDomain: string, names: {
     failOpen: false,
     workloadName: p.spec.workloadName,
     ...(where.cluster ? { cluster: where.cluster } : {}),
-    ...(where.network ? { network: where.network } : {}),
+    ...(network ? { network } : {}),
   };
+}
+
+/**
+ * A pod's network: the pod's `topology.istio.io/network` label (Istio: it wins over everything),
+ * else its namespace's (the "pod/namespace label" of Istio's DestinationRule docs), else the
+ * cluster's network (`--network`, or a remote cluster's: ARCHITECTURE.md "Per-pod networks").
+ */
+export function podNetwork(p: Pod, inv: Inventory, clusterNetwork: string | undefined): string | undefined {
+  return p.spec.labels[NETWORK_LABEL] || inv.nsLabels.get(p.namespace)?.[NETWORK_LABEL] || clusterNetwork || undefined;
 }
 
 /** A Service's ports with its endpoints: from its EndpointSlices when it has them (always, with `slices`), else its selector. */

@@ -1,4 +1,5 @@
-// DestinationRules → one DestinationPolicy per known Service host, every default filled in.
+// DestinationRules → one DestinationPolicy per known Service host, every default filled in
+// (and one per namespace a rule is exported to alone: Istio's exportTo, `consumerNamespace`).
 //
 // Several rules for one host are merged as Istio merges them: in age order, "the first
 // traffic policy wins" (a later rule's trafficPolicy applies only if the earlier ones had
@@ -21,11 +22,18 @@ import { describeKey, type Resource } from '../model/resources.js';
 interface Rule {
   r: Resource;
   spec: DestinationRuleSpec;
+  /** "*" or the namespaces it is exported to ("." resolved) */
+  audience: '*' | Set<string>;
 }
 
 export function compileDestinations(resources: readonly Resource[], compilation: RoutingCompilation): DestinationPolicy[] {
   const rules: Rule[] = [];
-  for (const r of resources) if (r.body.kind === 'DestinationRule' && !r.body.spec.workloadSelector) rules.push({ r, spec: r.body.spec });
+  for (const r of resources) {
+    if (r.body.kind !== 'DestinationRule' || r.body.spec.workloadSelector) continue;
+    const exp = r.body.spec.exportTo;
+    const audience = exp.length === 0 || exp.includes('*') ? '*' : new Set(exp.map((e) => (e === '.' ? r.key.namespace : e)));
+    rules.push({ r, spec: r.body.spec, audience });
+  }
   rules.sort((a, b) => byAge(aged(a.r, a.spec.createdAt), aged(b.r, b.spec.createdAt)));
 
   // host → the rules of the highest specificity covering it, oldest first
@@ -41,8 +49,20 @@ export function compileDestinations(resources: readonly Resource[], compilation:
     }
   }
 
+  // exportTo, as for VirtualServices: the rules exported to every namespace make the policy of
+  // every caller; a namespace some rule is exported to alone gets the merge of the rules it sees
   const out: DestinationPolicy[] = [];
-  for (const [host, { rules: list }] of [...byHost].sort(([a], [b]) => (a < b ? -1 : 1))) out.push(merge(host, list, compilation));
+  for (const [host, { rules: list }] of [...byHost].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    const everyone = list.filter((x) => x.audience === '*');
+    if (everyone.length) out.push(merge(host, everyone, compilation));
+    const namespaces = new Set<string>();
+    for (const x of list) if (x.audience !== '*') for (const ns of x.audience) namespaces.add(ns);
+    for (const ns of [...namespaces].sort()) {
+      // the caller's own namespace's rules first (Istio looks there first), then by age
+      const seen = list.filter((x) => x.audience === '*' || x.audience.has(ns)).sort((a, b) => Number(b.r.key.namespace === ns) - Number(a.r.key.namespace === ns));
+      out.push({ ...merge(host, seen, compilation), consumerNamespace: ns });
+    }
+  }
   return out;
 }
 

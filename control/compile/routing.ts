@@ -54,7 +54,9 @@ export function compileRoutingReport(resources: readonly Resource[], ctx: Compil
 
 /** "subset v3 not defined by any DestinationRule": requests sent there find no endpoints. */
 function noteUndefinedSubsets(routes: readonly RouteTable[], destinations: readonly DestinationPolicy[], byKey: Map<string, Resource>, compilation: RoutingCompilation): void {
-  const subsets = new Map(destinations.map((d) => [d.host, new Set(d.subsets.map((s) => s.name))]));
+  // a host's policies for every caller and per namespace (exportTo): a subset any of them defines is defined
+  const subsets = new Map<string, Set<string>>();
+  for (const d of destinations) for (const s of d.subsets) subsets.set(d.host, (subsets.get(d.host) ?? new Set()).add(s.name));
   for (const t of routes) {
     const r = byKey.get(t.source);
     if (!r) continue;

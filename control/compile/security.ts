@@ -30,6 +30,7 @@ import {
   type SecurityConfig,
   type WorkloadSecurity,
 } from '../api/snapshot-security.js';
+import { expandPrincipals } from './trust-domains.js';
 import type { CompileContext } from './context.js';
 import type { AuthorizationPolicySpec, MtlsModeSpec, PeerAuthenticationSpec } from '../model/security.js';
 import { selectsLabels, type Resource } from '../model/resources.js';
@@ -58,7 +59,8 @@ export function compileSecurity(resources: readonly Resource[], ctx: CompileCont
     action: p.spec.action,
     dryRun: p.spec.dryRun,
     provider: p.spec.provider,
-    rules: p.spec.rules,
+    // principals of the mesh's trust domain stand for its aliases too (trust-domains.ts)
+    rules: expandPrincipals(p.spec.rules, ctx.trustDomains ?? []),
   }));
   const workloads: WorkloadSecurity[] = [...ctx.workloads]
     .sort((a, b) => cmp(a.uid, b.uid))

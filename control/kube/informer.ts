@@ -46,6 +46,12 @@ export interface InformerOptions {
   watchTimeoutSeconds?: [number, number];
   /** counted per event: the source's metrics */
   onCount?: (what: 'list' | 'relist' | 'watch' | 'error' | 'absent') => void;
+  /** a list or watch failed (other than a type not served): why, for a status */
+  onError?: (err: unknown) => void;
+  /** only this namespace's objects (a namespaced type) */
+  namespace?: string;
+  /** only the objects with these labels (`key=value`, comma-separated: the API's equality selector) */
+  labelSelector?: string;
 }
 
 export type InformerState = 'starting' | 'synced' | 'absent' | 'retrying' | 'stopped';
@@ -58,15 +64,27 @@ class BookmarkWatch extends Watch {
     config: KubeConfig,
     private readonly timeout: [number, number],
     private readonly onWatch: () => void,
+    private readonly labelSelector: string | undefined,
+    private readonly stopped: () => boolean,
   ) {
     super(config);
   }
 
-  override watch(path: string, params: Record<string, unknown>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+  // ListWatch does not look at its stop flag between its list and its watch: a stop during
+  // either would leave a watch open that nothing ends. None is opened after a stop, and one
+  // that was being opened when the stop came is aborted as soon as it is.
+  override async watch(path: string, params: Record<string, unknown>, callback: (phase: string, apiObj: unknown, watchObj?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+    if (this.stopped()) {
+      const none = new AbortController();
+      none.abort();
+      return none;
+    }
     this.onWatch();
     const [lo, hi] = this.timeout;
     const timeoutSeconds = Math.round(lo + Math.random() * (hi - lo));
-    return super.watch(path, { ...params, allowWatchBookmarks: true, timeoutSeconds }, callback, done);
+    const controller = await super.watch(path, { ...params, allowWatchBookmarks: true, timeoutSeconds, ...(this.labelSelector ? { labelSelector: this.labelSelector } : {}) }, callback, done);
+    if (this.stopped()) controller.abort();
+    return controller;
   }
 }
 
@@ -85,12 +103,18 @@ export class Informer {
     this.type = opts.type;
     this.backoff = opts.backoff ?? DEFAULT_BACKOFF;
     this.absentRetryMs = opts.absentRetryMs ?? 10_000;
-    const path = resourcePath(opts.type);
-    const watch = new BookmarkWatch(opts.client.kc, opts.watchTimeoutSeconds ?? [300, 600], () => {
-      opts.onCount?.('watch');
-      // ListWatch starts the watch right after it applied the list's items: the first sync is complete
-      if (this.state_ === 'synced') this.markSynced();
-    });
+    const path = resourcePath(opts.type, opts.namespace);
+    const watch = new BookmarkWatch(
+      opts.client.kc,
+      opts.watchTimeoutSeconds ?? [300, 600],
+      () => {
+        opts.onCount?.('watch');
+        // ListWatch starts the watch right after it applied the list's items: the first sync is complete
+        if (this.state_ === 'synced') this.markSynced();
+      },
+      opts.labelSelector,
+      () => this.state_ === 'stopped',
+    );
     this.lw = new ListWatch<KubernetesObject>(path, watch, () => this.list(), false);
     const withKind = (o: KubernetesObject): KubernetesObject => ({ ...o, apiVersion: apiVersionOf(this.type), kind: this.type.kind });
     this.lw.on('add', (o) => opts.onUpsert(withKind(o)));
@@ -124,7 +148,7 @@ export class Informer {
 
   /** Every page of the list; its items carry no kind/apiVersion on the wire (the callbacks add them). */
   private async list(): Promise<KubernetesListObject<KubernetesObject>> {
-    const base = resourcePath(this.type);
+    const base = resourcePath(this.type, this.opts.namespace);
     const size = this.opts.pageSize ?? 500;
     const items: KubernetesObject[] = [];
     let cont: string | undefined;
@@ -132,6 +156,7 @@ export class Informer {
     for (;;) {
       const q = new URLSearchParams({ limit: String(size) });
       if (cont) q.set('continue', cont);
+      if (this.opts.labelSelector) q.set('labelSelector', this.opts.labelSelector);
       // the wire's JSON (`metadata.continue`), not client-node's deserialized model (`_continue`)
       let page: { metadata?: { resourceVersion?: string; continue?: string }; items?: KubernetesObject[] };
       try {
@@ -179,6 +204,7 @@ export class Informer {
       delay = this.absentRetryMs;
     } else {
       this.opts.onCount?.('error');
+      this.opts.onError?.(err);
       delay = fullJitterBackoff(this.backoff, this.attempt++);
       log.warn({ kind: this.type.kind, err: (err as Error)?.message ?? String(err), retryInMs: Math.round(delay) }, `${this.description}: list/watch failed; retrying`);
       if (this.state_ !== 'absent') this.state_ = 'retrying';

@@ -46,6 +46,13 @@ export const KUBERNETES_TYPES: readonly ResourceType[] = [
   { group: 'gateway.networking.k8s.io', version: 'v1alpha2', kind: 'TCPRoute', plural: 'tcproutes', namespaced: true, crd: true },
 ];
 
+/**
+ * What is read of a remote cluster (issue 13, Istio multi-primary): its workloads, Services,
+ * endpoints, nodes and namespaces; its policies and routes are not (each cluster's own
+ * control plane applies them), so its reader needs no permission on any CRD.
+ */
+export const REMOTE_KUBERNETES_TYPES: readonly ResourceType[] = KUBERNETES_TYPES.filter((t) => ['Namespace', 'Node', 'Pod', 'Service', 'EndpointSlice'].includes(t.kind));
+
 export interface KubernetesSourceOptions {
   client: KubeClient;
   /** how the cluster was reached, for the status and logs */
@@ -58,6 +65,8 @@ export interface KubernetesSourceOptions {
   pageSize?: number;
   watchTimeoutSeconds?: [number, number];
   onCount?: (kind: string, what: 'list' | 'relist' | 'watch' | 'error' | 'absent') => void;
+  /** a list or watch of `kind` failed (unreachable, refused): why */
+  onError?: (kind: string, err: unknown) => void;
 }
 
 export interface KubernetesTypeStatus {
@@ -93,6 +102,7 @@ export class KubernetesSource {
           ...(opts.pageSize !== undefined ? { pageSize: opts.pageSize } : {}),
           ...(opts.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
           onCount: (what) => opts.onCount?.(type.kind, what),
+          onError: (err) => opts.onError?.(type.kind, err),
         }),
     );
   }
@@ -101,6 +111,11 @@ export class KubernetesSource {
   async start(): Promise<void> {
     log.info({ cluster: this.dir, types: this.informers.length }, 'watching the Kubernetes API server');
     for (const i of this.informers) i.start();
+  }
+
+  /** Every type has been listed once (the first state was handed over). */
+  get listed(): boolean {
+    return this.pendingSync === 0;
   }
 
   /** Resolves once every type has been listed once. */

@@ -131,8 +131,6 @@ export function validateDestinationRule(o: Obj, name: string): ValidatedBody {
   if (latency !== undefined) latencyEjection(latency, spec, notes);
   if (workloadSelectorLabels(s.workloadSelector, ['spec', 'workloadSelector']))
     notes.push('spec.workloadSelector is not supported by nodemesh yet: this DestinationRule is not applied');
-  if (spec.exportTo.length > 0 && !spec.exportTo.includes('*'))
-    notes.push(`spec.exportTo (${spec.exportTo.join(', ')}) is not applied: nodemesh applies a DestinationRule to every caller`);
   return { body: { kind: 'DestinationRule', spec }, notes };
 }
 

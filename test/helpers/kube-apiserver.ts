@@ -77,6 +77,8 @@ interface Event {
 interface Watcher {
   type: ResourceType;
   namespace: string | undefined;
+  /** `key=value` pairs every object sent must carry (the equality `labelSelector`) */
+  selector: [string, string][];
   res: ServerResponse;
   bookmarks: boolean;
   sentRv: number;
@@ -110,6 +112,8 @@ export class KubeApiServerStandIn {
   private readonly sockets = new Set<Socket>();
   private readonly continues = new Map<string, { items: KubeObject[]; rv: number }>();
   private readonly tokens = new Map<string, TokenInfo>();
+  /** bearer tokens accepted besides the admin's (a ServiceAccount's, as a remote secret holds) */
+  private readonly bearers = new Set<string>();
   /** paths of every request, in order, for assertions on the protocol */
   readonly requests: string[] = [];
   readonly counters: StandInCounters = { lists: new Map(), watches: new Map(), gone: 0, tokenReviews: 0 };
@@ -250,12 +254,18 @@ export class KubeApiServerStandIn {
     this.tokens.set(token, info);
   }
 
+  /** Accepts `token` as a bearer token from now on (a ServiceAccount token the test minted). */
+  acceptBearer(token: string): void {
+    this.bearers.add(token);
+  }
+
   // ---- the wire ----
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://stand-in');
     this.requests.push(`${req.method} ${url.pathname}${url.search}`);
-    if (req.headers.authorization !== `Bearer ${this.token}`) return this.status(res, 401, 'Unauthorized', 'Unauthorized');
+    const bearer = req.headers.authorization?.replace(/^Bearer /, '');
+    if (bearer !== this.token && !(bearer && this.bearers.has(bearer))) return this.status(res, 401, 'Unauthorized', 'Unauthorized');
     if (this.failNext > 0) {
       this.failNext--;
       return this.status(res, 500, 'InternalError', 'the stand-in was told to fail this request');
@@ -340,7 +350,8 @@ export class KubeApiServerStandIn {
       this.continues.delete(cont);
       ({ items, rv } = page);
     } else {
-      items = [...state.objects.values()].filter((o) => namespace === undefined || o.metadata.namespace === namespace).sort((a, b) => cmp(objKey(state.type, a.metadata.namespace, a.metadata.name), objKey(state.type, b.metadata.namespace, b.metadata.name)));
+      const selector = parseSelector(url);
+      items = [...state.objects.values()].filter((o) => (namespace === undefined || o.metadata.namespace === namespace) && labelsMatch(selector, o)).sort((a, b) => cmp(objKey(state.type, a.metadata.namespace, a.metadata.name), objKey(state.type, b.metadata.namespace, b.metadata.name)));
       rv = this.rv;
     }
     let next: string | undefined;
@@ -359,7 +370,9 @@ export class KubeApiServerStandIn {
     this.counters.watches.set(kind, (this.counters.watches.get(kind) ?? 0) + 1);
     const from = Number(url.searchParams.get('resourceVersion') || 0);
     res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
-    const w: Watcher = { type: state.type, namespace, res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', sentRv: from };
+    // the real server sends the headers at once: a client's watch is open (and abortable) before any event
+    res.flushHeaders();
+    const w: Watcher = { type: state.type, namespace, selector: parseSelector(url), res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true', sentRv: from };
     if (from !== 0 && from < state.compactedRv) {
       this.counters.gone++;
       res.end(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `too old resource version: ${from} (${state.compactedRv})`, reason: 'Expired', code: 410 } }) + '\n');
@@ -406,13 +419,20 @@ export class KubeApiServerStandIn {
     };
     if (!t.type.namespaced) delete stored.metadata.namespace;
     t.objects.set(objKey(t.type, stored.metadata.namespace, stored.metadata.name), stored);
-    this.emit(t, { type, rv, object: stored });
+    this.emit(t, { type, rv, object: stored }, existing);
     return stored;
   }
 
-  private emit(t: TypeState, e: Event): void {
+  private emit(t: TypeState, e: Event, previous?: KubeObject): void {
     t.history.push(e);
-    for (const w of this.watchers) if (w.type === t.type && inNs(w, e.object)) this.send(w, { type: e.type, object: e.object }, e.rv);
+    for (const w of this.watchers) {
+      if (w.type !== t.type) continue;
+      const now = inNs(w, e.object);
+      const before = previous !== undefined && inNs(w, previous);
+      // a label change moves an object in or out of a selector's view: ADDED / DELETED to that watch
+      if (now) this.send(w, { type: e.type === 'MODIFIED' && !before ? 'ADDED' : e.type, object: e.object }, e.rv);
+      else if (before) this.send(w, { type: 'DELETED', object: e.object }, e.rv);
+    }
   }
 
   private tokenReview(res: ServerResponse, review: KubeObject): void {
@@ -457,7 +477,22 @@ export class KubeApiServerStandIn {
 }
 
 function inNs(w: Watcher, o: KubeObject): boolean {
-  return w.namespace === undefined || o.metadata.namespace === w.namespace;
+  return (w.namespace === undefined || o.metadata.namespace === w.namespace) && labelsMatch(w.selector, o);
+}
+
+/** The equality-based `labelSelector` (`a=b,c=d`): what the stand-in understands of selectors. */
+function parseSelector(url: URL): [string, string][] {
+  const s = url.searchParams.get('labelSelector');
+  if (!s) return [];
+  return s.split(',').map((p) => {
+    const i = p.indexOf('=');
+    return [p.slice(0, i), p.slice(i + 1)] as [string, string];
+  });
+}
+
+function labelsMatch(selector: [string, string][], o: KubeObject): boolean {
+  const labels = (o.metadata.labels ?? {}) as Record<string, string>;
+  return selector.every(([k, v]) => labels[k] === v);
 }
 
 function typeKey(t: ResourceType): string {

@@ -17,7 +17,8 @@ import path from 'node:path';
 import { parseAllDocuments, parseDocument, type Scalar, type YAMLMap, type YAMLSeq } from 'yaml';
 import { COMMANDS } from '../../cli/commands.js';
 import { NODEMESH_TOKEN_AUDIENCE } from '../../control/ca/token-auth.js';
-import { KUBERNETES_TYPES } from '../../control/source/kubernetes.js';
+import { KUBERNETES_TYPES, REMOTE_KUBERNETES_TYPES } from '../../control/source/kubernetes.js';
+import { READER_SERVICE_ACCOUNT, READER_TOKEN_SECRET } from '../../cli/create-remote-secret.js';
 import { AGENT_PORTS, CONTROL_PORTS } from '../../common/ports.js';
 import { packagePath } from '../../common/paths.js';
 
@@ -341,7 +342,7 @@ test('RBAC: the cluster-wide role is exactly what the code uses — list/watch o
   t.deepEqual(one('ClusterRoleBinding').subjects, [{ kind: 'ServiceAccount', name: 'nodemesh-control', namespace: NAMESPACE }]);
 });
 
-test('RBAC: in nodemesh-system only the Lease nodemesh-control, the CA Secrets cacerts and nodemesh-ca-secret, and the ConfigMap nodemesh-root', (t) => {
+test('RBAC: in nodemesh-system only the Lease nodemesh-control, the CA Secrets cacerts and nodemesh-ca-secret, the ConfigMap nodemesh-root, and list/watch of Secrets (the remote secrets)', (t) => {
   // the names shared by the leader election and the CA (ARCHITECTURE.md, issue 9); create
   // cannot be limited by name, so it is granted without one
   const used = new Set([
@@ -351,6 +352,9 @@ test('RBAC: in nodemesh-system only the Lease nodemesh-control, the CA Secrets c
     'core secrets get cacerts',
     'core secrets get nodemesh-ca-secret',
     'core secrets create *',
+    // the remote secrets (kube/remote-secrets.ts): RBAC cannot narrow list/watch to a label
+    'core secrets list *',
+    'core secrets watch *',
     'core configmaps get nodemesh-root',
     'core configmaps update nodemesh-root',
     'core configmaps create *',
@@ -529,4 +533,23 @@ test('RBAC: the gateway uses no Kubernetes API (it talks only to the control pla
   for (const f of ['agent/east-west-gateway.ts', 'agent/hbone/gateway.ts', 'agent/hbone/gateway-scope.ts']) {
     t.false(/kube|@kubernetes\/client-node/.test(fs.readFileSync(packagePath(f), 'utf8').split('\n').filter((l) => l.startsWith('import')).join('\n')), f);
   }
+});
+
+test('the remote reader (deploy/kubernetes/remote-reader): validates, and grants exactly list/watch of what a remote cluster gives — no Secret, no CRD, no write', async (t) => {
+  const reader = render(path.join(DIR, 'remote-reader'));
+  for (const o of reader) await validate(t, o);
+  const role = reader.find((o) => o.kind === 'ClusterRole')!;
+  const have = new Set<string>();
+  for (const r of role.rules!) for (const g of r.apiGroups ?? []) for (const res of r.resources ?? []) for (const v of r.verbs) have.add(`${g || 'core'} ${res} ${v}`);
+  const used = new Set(REMOTE_KUBERNETES_TYPES.flatMap((k) => ['list', 'watch'].map((v) => `${k.group || 'core'} ${k.plural} ${v}`)));
+  t.deepEqual([...have].sort(), [...used].sort());
+  t.false(role.rules!.some((r) => r.resourceNames), 'cluster-wide reads');
+  const sa = reader.find((o) => o.kind === 'ServiceAccount')!;
+  t.is(sa.metadata.name, READER_SERVICE_ACCOUNT, 'the ServiceAccount create-remote-secret expects');
+  t.is(sa.metadata.namespace, NAMESPACE);
+  t.deepEqual(reader.find((o) => o.kind === 'ClusterRoleBinding')!.subjects, [{ kind: 'ServiceAccount', name: READER_SERVICE_ACCOUNT, namespace: NAMESPACE }]);
+  const token = reader.find((o) => o.kind === 'Secret') as Obj & { type?: string; metadata: { annotations?: Record<string, string> } };
+  t.is(token.metadata.name, READER_TOKEN_SECRET, 'the token Secret create-remote-secret reads');
+  t.is(token.type, 'kubernetes.io/service-account-token');
+  t.is(token.metadata.annotations?.['kubernetes.io/service-account.name'], READER_SERVICE_ACCOUNT, 'the token controller fills it with the reader\'s token');
 });

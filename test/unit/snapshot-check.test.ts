@@ -99,6 +99,7 @@ test.serial('a snapshot whose lists are all empty is valid (proto3 defaults)', a
       trustBundle: [],
       telemetry: [],
       gateways: [],
+      trustDomains: [],
     },
   ]);
   t.deepEqual(r.errors, []);

@@ -19,6 +19,12 @@ export interface DestinationPolicy {
    * e.g. "DestinationRule bookinfo/reviews"
    */
   'source'?: (string);
+  /**
+   * set: the policy for callers of this namespace only (a DestinationRule exported to some
+   * namespaces: Istio's exportTo); absent: for every caller without one of its own
+   */
+  'consumerNamespace'?: (string);
+  '_consumerNamespace'?: "consumerNamespace";
 }
 
 /**
@@ -36,4 +42,9 @@ export interface DestinationPolicy__Output {
    * e.g. "DestinationRule bookinfo/reviews"
    */
   'source': (string);
+  /**
+   * set: the policy for callers of this namespace only (a DestinationRule exported to some
+   * namespaces: Istio's exportTo); absent: for every caller without one of its own
+   */
+  'consumerNamespace'?: (string);
 }

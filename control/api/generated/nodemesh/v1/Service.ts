@@ -14,6 +14,13 @@ export interface Service {
    */
   'clusterIp'?: (string);
   'ports'?: (_nodemesh_v1_ServicePort)[];
+  /**
+   * the namespaces whose pods see it (Istio's networking.istio.io/exportTo, "." resolved),
+   * comma-separated; "~": none; absent: every namespace. Not visible to a source pod's
+   * namespace, its ClusterIP resolves as an unknown destination for that pod
+   */
+  'exportTo'?: (string);
+  '_exportTo'?: "exportTo";
 }
 
 export interface Service__Output {
@@ -28,4 +35,10 @@ export interface Service__Output {
    */
   'clusterIp': (string);
   'ports': (_nodemesh_v1_ServicePort__Output)[];
+  /**
+   * the namespaces whose pods see it (Istio's networking.istio.io/exportTo, "." resolved),
+   * comma-separated; "~": none; absent: every namespace. Not visible to a source pod's
+   * namespace, its ClusterIP resolves as an unknown destination for that pod
+   */
+  'exportTo'?: (string);
 }

@@ -47,6 +47,12 @@ export interface Snapshot {
    * of its network's gateways ("double HBONE"); empty in a single flat network
    */
   'gateways'?: (_nodemesh_v1_Gateway)[];
+  /**
+   * the trust domains that are one with this mesh's (issue 13, MeshConfig trustDomainAliases):
+   * its own first, then its aliases; empty without aliases. A peer proving the expected
+   * identity's path in any of them is that identity
+   */
+  'trustDomains'?: (string)[];
 }
 
 export interface Snapshot__Output {
@@ -86,4 +92,10 @@ export interface Snapshot__Output {
    * of its network's gateways ("double HBONE"); empty in a single flat network
    */
   'gateways': (_nodemesh_v1_Gateway__Output)[];
+  /**
+   * the trust domains that are one with this mesh's (issue 13, MeshConfig trustDomainAliases):
+   * its own first, then its aliases; empty without aliases. A peer proving the expected
+   * identity's path in any of them is that identity
+   */
+  'trustDomains': (string)[];
 }
