@@ -70,3 +70,22 @@ spec:
   t.false(policyOf(compileYaml([pod, dryRun.replace('action: DENY', 'action: ALLOW')]), 'foo/a').http, 'dry-run ALLOW');
   t.true(policyOf(compileYaml([pod, authorizationPolicy('foo', 'enforced', `action: DENY\n  ${rule}`)]), 'foo/a').http, 'enforced DENY');
 });
+
+test('an AuthorizationPolicy whose targetRef names a Service that does not exist (yet) applies to no workload, and the compile goes on', (t) => {
+  const resources = resourcesOf([authorizationPolicy('foo', 'by-service', 'targetRefs:\n  - {kind: Service, group: "", name: missing}\n  rules:\n  - {}')]);
+  const cfg = compileSecurity(resources, { workloads: [workload('foo', 'a', { app: 'a' })], services: [], trustDomain: 'cluster.local', rootNamespace: 'istio-system' });
+  t.deepEqual(cfg.workloads[0]!.authorizationPolicies, []);
+  t.deepEqual(cfg.authorizationPolicies.map((p) => p.name), ['by-service']);
+});
+
+test('without a workload-level PeerAuthentication no port has a mode of its own: namespace and mesh policies carry no port-level mTLS', (t) => {
+  const resources = resourcesOf([peerAuthentication('foo', 'ns', 'mtls: {mode: STRICT}'), peerAuthentication('istio-system', 'mesh', 'mtls: {mode: PERMISSIVE}')]);
+  const cfg = compileSecurity(resources, { workloads: [workload('foo', 'a', { app: 'a' }), workload('bar', 'b', {})], services: [], trustDomain: 'cluster.local', rootNamespace: 'istio-system' });
+  t.deepEqual(
+    cfg.workloads.map((w) => [w.workload, w.mtlsMode, w.portMtls]),
+    [
+      ['bar/b', 'PERMISSIVE', []],
+      ['foo/a', 'STRICT', []],
+    ],
+  );
+});
