@@ -18,6 +18,7 @@ const RETRY = 'agent/l7/retry.ts';
 const LB = 'agent/cluster/load-balancer';
 const ROUTE = 'agent/l7/route-match.ts';
 const HEADERS = 'agent/l7/header-ops.ts';
+const SECURITY = 'control/compile/security.ts';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -271,6 +272,17 @@ export const EQUIVALENT: Equivalent[] = [
       ['ArrayDeclaration', '[]', '["Stryker was here"]'],
     ],
     'the status-code flag only short-cuts a lookup in the set of codes, which finds nothing when the set is empty (or holds only a string)',
+  ),
+
+  // --- peer authentication (and the security compile) ---
+  ...same(
+    SECURITY,
+    [
+      ['ConditionalExpression', "t.kind === 'Service'", 'true'],
+      ['ConditionalExpression', "t.group === ''", 'true'],
+      ['LogicalOperator', "t.kind === 'Service' && t.group === ''", "t.kind === 'Service' || t.group === ''"],
+    ],
+    "the validator accepts only the targetRef kinds core/Service, networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway and GatewayClass (control/validate/istio-security.ts TARGET_KINDS): kind Service holds exactly when the group is '', so either test alone decides",
   ),
 
   // --- load balancers ---
