@@ -89,3 +89,26 @@ test('without a workload-level PeerAuthentication no port has a mode of its own:
     ],
   );
 });
+
+const serviceYaml = (name: string, app: string) => `apiVersion: v1
+kind: Service
+metadata: {name: ${name}, namespace: shop}
+spec:
+  selector: {app: ${app}}
+  ports: [{port: 80}]
+`;
+
+test('targetRefs to several Services apply the policy to the pods behind any of them; a Gateway reference applies to nothing, even when a Service has its name', (t) => {
+  const s = compileYaml([
+    podYaml('web-1', { ns: 'shop', labels: { app: 'web' } }),
+    podYaml('api-1', { ns: 'shop', labels: { app: 'api' } }),
+    podYaml('db-1', { ns: 'shop', labels: { app: 'db' } }),
+    serviceYaml('web', 'web'),
+    serviceYaml('api', 'api'),
+    serviceYaml('db', 'db'),
+    authorizationPolicy('shop', 'two', 'targetRefs: [{kind: Service, group: "", name: web}, {kind: Service, group: "", name: api}]\n  rules: [{}]'),
+    authorizationPolicy('shop', 'gw', 'targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: db}]\n  rules: [{}]'),
+  ]);
+  const applied = Object.fromEntries(s.security.workloads.map((w) => [w.workload, w.authorizationPolicies]));
+  t.deepEqual(applied, { 'shop/api-1': ['shop/two'], 'shop/db-1': [], 'shop/web-1': ['shop/two'] });
+});
