@@ -97,18 +97,26 @@ export function forwardH2(h: Record<string, string | string[] | undefined>, keep
 function matchedPrefix(m: StringMatch | undefined, path: string): number {
   if (!m || (m.kind !== 'prefix' && m.kind !== 'pathPrefix')) return -1;
   let v = m.value;
-  if (m.kind === 'pathPrefix' && v.length > 1 && v.endsWith('/')) v = v.slice(0, -1);
+  // a PathPrefix covers whole path elements and its trailing '/' is ignored, so '/' covers none:
+  // its match has length 0 and the rest of the path keeps its leading '/' (with ReplacePrefixMatch
+  // '/xyz', '/abc' becomes '/xyz/abc', not '/xyzabc'), as gateway-api#4660 proposes and Istio's
+  // and Envoy Gateway's fixes (istio#54939, envoyproxy/gateway#5516) do; kept for the Gateway
+  // API issue that settles it (gateway-api#3592)
+  if (m.kind === 'pathPrefix' && v.endsWith('/')) v = v.slice(0, -1);
   const p = m.ignoreCase ? path.toLowerCase() : path;
   return p.startsWith(m.ignoreCase ? v.toLowerCase() : v) ? v.length : -1;
 }
 
-/** Replaces a Gateway API path prefix, keeping element boundaries: /foo + /bar on /foo/x → /bar/x. */
+/**
+ * Replaces a Gateway API path prefix, keeping element boundaries: /foo + /bar on /foo/x → /bar/x.
+ * The rest after a PathPrefix match is '' or starts with '/' (the match ends at an element
+ * boundary). The replacement is never '': the contract's '' means "no prefix replacement" and the
+ * Gateway API validator turns an empty ReplacePrefixMatch into '/' (the spec's table gives both
+ * the same result), so an emptied path cannot arise here.
+ */
 function replacePrefix(path: string, prefixLen: number, replacement: string): string {
   const rest = path.slice(prefixLen);
-  if (replacement.endsWith('/') && rest.startsWith('/')) return replacement + rest.slice(1);
-  if (replacement === '' && !rest.startsWith('/')) return '/' + rest;
-  const joined = replacement + rest;
-  return joined === '' ? '/' : joined;
+  return replacement.endsWith('/') && rest.startsWith('/') ? replacement + rest.slice(1) : replacement + rest;
 }
 
 /**

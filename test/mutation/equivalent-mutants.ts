@@ -18,6 +18,7 @@ const RETRY = 'agent/l7/retry.ts';
 const LB = 'agent/cluster/load-balancer';
 const ROUTE = 'agent/l7/route-match.ts';
 const HEADERS = 'agent/l7/header-ops.ts';
+const SECURITY = 'control/compile/security.ts';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -153,34 +154,28 @@ export const EQUIVALENT: Equivalent[] = [
     replacement: '["Stryker was here"]',
     reason: "the fallback of `ops.remove ?? []` is never taken: HeaderOps from the snapshot decoder (control/api/protos.ts: arrays: true) always carries remove; with it absent the mutant would only drop a header named 'Stryker was here'",
   },
+  ...same(
+    HEADERS,
+    [
+      ['ArrayDeclaration', 'new Array<boolean>(32)', 'new Array()'],
+      ['BooleanLiteral', 'false', 'true'],
+      ['ConditionalExpression', 'drop !== undefined || connectionNamed !== undefined', 'true'],
+      ['UnaryOperator', '-1', '+1'],
+      ['ConditionalExpression', 'anyName || len === skipLength || (len < HOP_BY_HOP_LENGTH.length && HOP_BY_HOP_LENGTH[len])', 'true'],
+      ['LogicalOperator', 'len < HOP_BY_HOP_LENGTH.length && HOP_BY_HOP_LENGTH[len]', 'len < HOP_BY_HOP_LENGTH.length || HOP_BY_HOP_LENGTH[len]'],
+      ['ConditionalExpression', 'len < HOP_BY_HOP_LENGTH.length', 'true'],
+      ['EqualityOperator', 'len < HOP_BY_HOP_LENGTH.length', 'len <= HOP_BY_HOP_LENGTH.length'],
+    ],
+    "a fast path that only lets more names through to the full check (lowercased, then looked up in the hop-by-hop set, against skip, the Connection tokens and the route's drops), which decides alone: a name let through that is none of those is forwarded as before. new Array() still marks the hop-by-hop lengths (the others read undefined, falsy); fill(true), an always-true gate, skipLength 1 or a bound of 32 that reads HOP_BY_HOP_LENGTH[32] (undefined) only check more names. The gate letting a hop-by-hop name through is what the test 'each hop-by-hop header is dropped on its own…' checks (the mutants that let too few through are killed)",
+  ).map((e) => ({ ...e, line: e.original === 'false' || e.original.startsWith('new Array') ? 15 : e.original === '-1' ? 54 : e.original.startsWith('drop') ? 53 : 59 })),
   {
     file: HEADERS,
     mutator: 'StringLiteral',
     original: "'/'",
     replacement: '""',
-    line: 97,
-    reason: "after a PathPrefix match the rest of the path is '' or starts with '/' (the match ends at an element boundary), and ReplacePrefixMatch is only allowed with a PathPrefix match (control/validate/gateway-api.ts); for '' both add rest.slice(1) = ''",
+    line: 119,
+    reason: "rest.startsWith('') only differs from rest.startsWith('/') on a rest that is not '' and does not start with '/', and after a PathPrefix match the rest is '' or starts with '/' (the match ends at an element boundary; PathPrefix '/' covers no character); ReplacePrefixMatch is only allowed with a PathPrefix match (control/validate/gateway-api.ts); for '' both give the replacement (''.slice(1) is ''). The other '/' of the line (replacement.endsWith) is killed by the spec's table",
   },
-  ...same(
-    HEADERS,
-    [
-      ['ConditionalExpression', "replacement === '' && !rest.startsWith('/')", 'false'],
-      ['StringLiteral', "''", '"Stryker was here!"'],
-      ['BooleanLiteral', "!rest.startsWith('/')", "rest.startsWith('/')"],
-      ['MethodExpression', "rest.startsWith('/')", "rest.endsWith('/')"],
-      ['StringLiteral', "'/'", '""'],
-    ],
-    "the replacement is never '': the Gateway API validator turns an empty ReplacePrefixMatch into '/', and rewritePath and redirectLocation skip an empty one, so this branch cannot be reached",
-  ).map((e) => ({ ...e, line: 98 })),
-  ...same(
-    HEADERS,
-    [
-      ['ConditionalExpression', "joined === ''", 'false'],
-      ['StringLiteral', "''", '"Stryker was here!"'],
-      ['StringLiteral', "'/'", '""'],
-    ],
-    "joined is '' only when the replacement is '', which never reaches here (see the line above)",
-  ).map((e) => ({ ...e, line: 100 })),
   {
     file: HEADERS,
     mutator: 'BlockStatement',
@@ -195,11 +190,6 @@ export const EQUIVALENT: Equivalent[] = [
     replacement: 'true',
     reason: "Rewrite.replacePrefixMatch is a string of the contract, '' when unset (the snapshot decoder's defaults: true): never undefined",
   },
-  ...same(
-    HEADERS,
-    [['EqualityOperator', 'n >= 0', 'n > 0']],
-    "a ReplacePrefixMatch comes only from the Gateway API, which allows it only with a PathPrefix match, whose value starts with '/': the matched prefix is never empty (n ≥ 1)",
-  ).flatMap((e) => [126, 149].map((line) => ({ ...e, line }))),
 
   // --- outlier detection ---
   ...same(
@@ -284,6 +274,17 @@ export const EQUIVALENT: Equivalent[] = [
     'the status-code flag only short-cuts a lookup in the set of codes, which finds nothing when the set is empty (or holds only a string)',
   ),
 
+  // --- peer authentication (and the security compile) ---
+  ...same(
+    SECURITY,
+    [
+      ['ConditionalExpression', "t.kind === 'Service'", 'true'],
+      ['ConditionalExpression', "t.group === ''", 'true'],
+      ['LogicalOperator', "t.kind === 'Service' && t.group === ''", "t.kind === 'Service' || t.group === ''"],
+    ],
+    "the validator accepts only the targetRef kinds core/Service, networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway and GatewayClass (control/validate/istio-security.ts TARGET_KINDS): kind Service holds exactly when the group is '', so either test alone decides",
+  ),
+
   // --- load balancers ---
   ...same(
     `${LB}/consistent-hash.ts`,
@@ -292,6 +293,17 @@ export const EQUIVALENT: Equivalent[] = [
       ['ConditionalExpression', 'n === 1', 'false'],
     ],
     'shortcuts: with no host, hosts[0] and an empty ring both give undefined; with one host its ring holds only its points',
+  ),
+  ...same(
+    `${LB}/consistent-hash.ts`,
+    [
+      ['EqualityOperator', 'a.owner.key < b.owner.key', 'a.owner.key <= b.owner.key'],
+      ['ConditionalExpression', 'a.owner.key > b.owner.key', 'true'],
+      ['ConditionalExpression', 'a.owner.key > b.owner.key', 'false'],
+      ['EqualityOperator', 'a.owner.key > b.owner.key', 'a.owner.key >= b.owner.key'],
+      ['EqualityOperator', 'a.owner.key > b.owner.key', 'a.owner.key <= b.owner.key'],
+    ],
+    "the tie-break of two ring points with the same hash: V8's Array.prototype.sort (TimSort: run detection, binary insertion, galloping merges) only ever calls compare(later, earlier) and only asks whether the result is < 0, so 0 and 1 order alike (checked on Node 20: 23 million calls over 3,000 random arrays, every one later-first, and a comparator returning 0 for every positive result sorts identically); the mutants that change a negative result differ only for equal keys, i.e. two points of one host (a cluster's hosts have distinct ip:port keys: the control plane dedups endpoints). Which of two colliding hosts wins is what 'the ring does not depend on the order hosts are listed in' checks",
   ),
   {
     file: `${LB}/random.ts`,

@@ -40,7 +40,7 @@ export const MODULES: Record<string, Module> = {
   },
   'peer-authentication': {
     mutate: ['agent/policy/peer-authentication.ts', 'control/compile/security.ts'],
-    tests: ['peer-authentication', 'authorization'],
+    tests: ['peer-authentication', 'authorization', 'security-compile', 'security-validation'],
   },
   'route-match': { mutate: ['agent/l7/route-match.ts'], tests: ['route-match'] },
   'weighted-picker': { mutate: ['agent/l7/weighted-picker.ts'], tests: ['weighted-picker'] },

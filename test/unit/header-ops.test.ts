@@ -3,8 +3,11 @@
 // order, path rewrites (Istio's prefix rewrite, the Gateway API's ReplaceFullPath and
 // ReplacePrefixMatch table, Envoy's regex rewrite) and redirects.
 import test from 'ava';
+import fc from 'fast-check';
+import assert from 'node:assert/strict';
 import type { HeaderOps, Redirect, Rewrite, StringMatch } from '../../control/api/snapshot-routing.js';
 import { applyOps, compileUriRegex, emptyOps, forwardH2, forwardRaw, isHopByHop, redirectLocation, rewritePath } from '../../agent/l7/header-ops.js';
+import { holds } from '../helpers/property-holds.js';
 
 const rw = (over: Partial<Rewrite>): Rewrite => ({ uri: '', replacePrefixMatch: '', replaceFullPath: '', authority: '', ...over });
 const ops = (over: Partial<HeaderOps>): HeaderOps => ({ set: {}, add: {}, remove: [], ...over });
@@ -75,7 +78,6 @@ test("Gateway API ReplacePrefixMatch, the spec's table", (t) => {
     ['/foo/bar', '/foo', '/', '/bar'],
     ['/foo/', '/foo', '/', '/'],
     ['/foo', '/foo', '/', '/'],
-    ['/', '/', '/xyz', '/xyz'],
   ];
   for (const [path, prefix, replacement, want] of table) {
     t.is(rewritePath(path, rw({ replacePrefixMatch: replacement }), sm('pathPrefix', prefix), undefined), want, `${path} ${prefix} → ${replacement}`);
@@ -139,4 +141,55 @@ test("a redirect's port, or a new scheme, replaces only the authority's port, al
   t.is(redirectLocation(redirect({ port: 8443 }), req('/p', { authority: '[::1]:8080' }), undefined), 'http://[::1]:8443/p');
   t.is(redirectLocation(redirect({ scheme: 'https' }), req('/p', { authority: '[fd00::1]:8080' }), undefined), 'https://[fd00::1]/p');
   t.is(redirectLocation(redirect({ port: 8443 }), req('/p', { authority: '[fd00::1]' }), undefined), 'http://[fd00::1]:8443/p', 'a literal without a port');
+});
+
+test('each hop-by-hop header is dropped on its own, in any case, without a Connection header naming it or a route operation (as Envoy cleans them from every request)', (t) => {
+  for (const h of ['Connection', 'Keep-Alive', 'Proxy-Connection', 'Transfer-Encoding', 'Upgrade', 'TE', 'HTTP2-Settings']) {
+    for (const name of [h, h.toLowerCase(), h.toUpperCase()]) {
+      t.deepEqual(forwardRaw(['Host', 'web', name, 'x', 'X-Keep', '1'], []), ['Host', 'web', 'X-Keep', '1'], name);
+    }
+  }
+  // names of a hop-by-hop name's length that are not one are kept
+  t.deepEqual(forwardRaw(['X-Keep-Hop', '1', 'Tx', '2', 'X-Transfer-Encodin', '3'], []), ['X-Keep-Hop', '1', 'Tx', '2', 'X-Transfer-Encodin', '3']);
+});
+
+test("ReplacePrefixMatch after PathPrefix '/': the replacement goes in front of the whole path, at an element boundary ('/abc' → '/xyz/abc', not '/xyzabc'), for rewrites and redirects", (t) => {
+  // Request path | replacement | modified path
+  const table: [string, string, string][] = [
+    ['/abc', '/xyz', '/xyz/abc'],
+    ['/abc', '/xyz/', '/xyz/abc'],
+    ['/abc/def/', '/xyz', '/xyz/abc/def/'],
+    ['/abc', '/', '/abc'],
+    ['/', '/xyz', '/xyz/'],
+    ['/', '/', '/'],
+  ];
+  for (const [path, replacement, want] of table) {
+    t.is(rewritePath(path, rw({ replacePrefixMatch: replacement }), sm('pathPrefix', '/'), undefined), want, `${path} → ${replacement}`);
+    t.is(redirectLocation(redirect({ replacePrefixMatch: replacement }), req(path), sm('pathPrefix', '/')), `http://web${want}`, `redirect ${path} → ${replacement}`);
+  }
+});
+
+/** A path of `elems` path elements ('/' when there is none), with a trailing slash or not. */
+const joinPath = (elems: string[], trailing: boolean) => (elems.length === 0 ? '/' : `/${elems.join('/')}${trailing ? '/' : ''}`);
+
+test('ReplacePrefixMatch works element by element: the prefix elements are replaced by the replacement elements, the rest of the path and its trailing slash kept; a path equal to the prefix becomes the replacement', (t) => {
+  const label = fc.stringMatching(/^[a-z0-9.~-]{1,6}$/);
+  const elems = fc.array(label, { maxLength: 4 });
+  holds(
+    t,
+    fc.property(elems, fc.nat(4), fc.boolean(), fc.boolean(), elems, fc.boolean(), (pathElems, k0, trailing, prefixSlash, replElems, replSlash) => {
+      const k = Math.min(k0, pathElems.length);
+      const path = joinPath(pathElems, trailing);
+      const prefix = joinPath(pathElems.slice(0, k), prefixSlash);
+      const replacement = joinPath(replElems, replSlash);
+      // the reference, element-wise: the spec's table, with the root '/' a path of no element
+      // that ends with a slash
+      const rest = pathElems.slice(k);
+      const endsWithSlash = pathElems.length === 0 || trailing;
+      const out = [...replElems, ...rest];
+      const want = rest.length === 0 && !endsWithSlash ? replacement : `/${out.join('/')}${endsWithSlash && out.length > 0 ? '/' : ''}`;
+      assert.equal(rewritePath(path, rw({ replacePrefixMatch: replacement }), sm('pathPrefix', prefix), undefined), want, `${path} ${prefix} → ${replacement}`);
+      assert.equal(redirectLocation(redirect({ replacePrefixMatch: replacement }), req(path), sm('pathPrefix', prefix)), `http://web${want}`);
+    }),
+  );
 });

@@ -205,6 +205,8 @@ test('round robin: a pick from no host does not move the turn; fewer hosts than 
   t.is(rr.pick(hosts, ctxOf(undefined))!.key, 'a');
   t.is(rr.pick([], ctxOf(undefined)), undefined);
   t.is(rr.pick(hosts, ctxOf(undefined))!.key, 'b');
+  // a turn past the first: an empty pick between b and c neither restarts nor skips it
+  t.is(rr.pick([], ctxOf(undefined)), undefined);
   t.is(rr.pick(hosts, ctxOf(undefined))!.key, 'c');
   t.is(rr.pick(hosts.slice(0, 2), ctxOf(undefined))!.key, 'a');
 });
@@ -264,4 +266,13 @@ test('a request without a hash input (no such header) gets a random host', (t) =
   const random = seededRandom(3);
   const seen = new Set(Array.from({ length: 200 }, () => lb.pick(hosts, ctxOf(undefined, random))!.key));
   t.is(seen.size, 4);
+});
+
+test('peak EWMA: a clock reading earlier than the last update (a pick timed before another answer was recorded) leaves the estimate as it is, never above its peak', (t) => {
+  const h = host('a', 0);
+  observeRtt(h, 100, 1_000);
+  t.is(peakEwmaCost(h, 900), 100, 'a read 100 ms "before" the update');
+  t.is(h.rttEstimate, 100);
+  observeRtt(h, 20, 500);
+  t.is(h.rttEstimate, 100, 'a faster answer with no time elapsed does not pull it down');
 });

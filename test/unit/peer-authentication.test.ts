@@ -117,6 +117,17 @@ test('a selector in the root namespace is ignored: such a policy applies to no w
   t.deepEqual(modes(yaml, 'foo/a'), ['PERMISSIVE']);
 });
 
+test('a workload in the root namespace: the mesh policy decides, listed once, and a root-namespace selector is ignored even when it selects that workload', (t) => {
+  const yaml = [
+    podYaml('gw', { ns: 'istio-system', labels: { app: 'gw' } }),
+    peerAuthentication('istio-system', 'mesh', 'mtls: {mode: PERMISSIVE}', '2024-01-01T00:00:00Z'),
+    // Istio: the workload level is "the one with selector and not in root namespace"
+    peerAuthentication('istio-system', 'sel', 'selector: {matchLabels: {app: gw}}\n  mtls: {mode: STRICT}', '2024-01-02T00:00:00Z'),
+  ];
+  t.deepEqual(modes(yaml, 'istio-system/gw'), ['PERMISSIVE']);
+  t.deepEqual(policyOf(compileYaml(yaml), 'istio-system/gw').peerAuthentications, ['istio-system/mesh']);
+});
+
 test('the root namespace is configurable', (t) => {
   const s = compileYaml([podYaml('a', { ns: 'foo' }), peerAuthentication('mesh-config', 'default', 'mtls: {mode: STRICT}')], {
     rootNamespace: 'mesh-config',
