@@ -102,7 +102,7 @@ test('without cacerts, the leader creates one self-signed root in Secret nodemes
   await writeFile(tokenFile, 'token-a');
   for (const cp of [a, b]) {
     const creds = new ControlPlaneCredentials({ rootCertFile: rootFile, tokenFile });
-    const client = createCertificateClient({ address: `127.0.0.1:${cp.grpcPort}`, credentials: creds.credentials });
+    const client = createCertificateClient({ address: `127.0.0.1:${cp.grpcPort}`, credentials: creds.credentials, timeoutMs: 30_000 });
     t.teardown(() => (client.close(), creds.close()));
     const chain = await client.createCertificate({ csrPem: csr([WEB]), identity: WEB, validitySeconds: 600 });
     t.is(svidSpiffeId(chain[0]!), WEB);
@@ -134,7 +134,7 @@ test('with the operator\'s plug-in Secret cacerts (an intermediate under their r
   const tokenFile = path.join(c.dir, 'token');
   await writeFile(tokenFile, 'token-a');
   const creds = new ControlPlaneCredentials({ rootCertFile: rootFile, tokenFile });
-  const client = createCertificateClient({ address: `127.0.0.1:${b.grpcPort}`, credentials: creds.credentials });
+  const client = createCertificateClient({ address: `127.0.0.1:${b.grpcPort}`, credentials: creds.credentials, timeoutMs: 30_000 });
   t.teardown(() => (client.close(), creds.close()));
   const chain = await client.createCertificate({ csrPem: csr([WEB]), identity: WEB, validitySeconds: 600 });
   t.is(chain.length, 3, 'leaf, the intermediate, the root');
@@ -172,7 +172,7 @@ test('two replicas elect one leader; when it dies (stops renewing) the other tak
   t.teardown(() => creds.close());
   const both = `127.0.0.1:${a.grpcPort},127.0.0.1:${b.grpcPort}`;
   const watch = watchSnapshots({ address: both, node: 'node-a', credentials: creds.credentials, initialBackoffMs: 50, maxBackoffMs: 500, onSnapshot: () => {} });
-  const signer = createCertificateClient({ address: both, credentials: creds.credentials });
+  const signer = createCertificateClient({ address: both, credentials: creds.credentials, timeoutMs: 30_000 });
   t.teardown(() => (watch.close(), signer.close()));
   await eventually(() => watch.snapshot()?.workloads.some((w) => w.name === 'web-1'), 20_000, 'the agent\'s first snapshot');
   const before = await signer.createCertificate({ csrPem: csr([WEB]), identity: WEB, validitySeconds: 600 });
