@@ -11,7 +11,7 @@
 // only once every agent is ready, so no pod exists before its redirect does, and only the
 // plugin can have enrolled a new one. Each agent runs under a supervisor that restarts it
 // as its DaemonSet would (lab-agents.ts).
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
@@ -26,7 +26,8 @@ import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
 import { enterArgv, isAlive, logTail, runInherit, stopProcesses, waitFor, type DetachedSpec } from './lab-processes.js';
 import { waitPodListening, waitReady } from './lab-readiness.js';
 import { addPodThroughCni } from './lab-cni.js';
-import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
+import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabClusterState, type LabProcessState, type LabState } from './lab-state.js';
+import { createGatewayLink } from './lab-gateway.js';
 import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
 
 export type { LabState, LabNodeState, LabPodState, LabServiceState, LabProcessState } from './lab-state.js';
@@ -80,6 +81,34 @@ function requireRoot(what: string): void {
 export async function labUp(opts: LabUpOptions): Promise<LabState> {
   const name = labName(opts.name);
   requireRoot('lab up');
+  if (await isMulticlusterDir(opts.dir)) return (await import('./lab-multicluster.js')).multiclusterUp({ ...opts, name });
+  const { state, model } = await prepareLab(name, opts);
+  await writeLabState(state); // every resource below is recorded before it exists
+  log.info({ lab: name, slot: state.slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
+  try {
+    await buildLab(state, model, opts);
+    await runLab(state, model, opts);
+    await markReady(state);
+    return state;
+  } catch (err) {
+    throw await failLab(state, err);
+  }
+}
+
+/** A directory of YAML is one cluster; a directory of directories of YAML is one per cluster (lab-multicluster.ts). */
+async function isMulticlusterDir(dir: string): Promise<boolean> {
+  const entries = await readdir(path.resolve(dir), { withFileTypes: true }).catch(() => []);
+  return !entries.some((e) => e.isFile() && /\.ya?ml$/.test(e.name)) && entries.some((e) => e.isDirectory() && !e.name.startsWith('.'));
+}
+
+/** What `lab up` knows before it makes anything: the model and the whole plan (not yet written). */
+export interface PreparedLab {
+  state: LabState;
+  model: LabModel;
+}
+
+/** Model (fails before anything is touched) → teardown of a lab of the same name → slot → plan. */
+export async function prepareLab(name: string, opts: LabUpOptions, cluster?: LabClusterState): Promise<PreparedLab> {
   const agents = opts.agents ?? true;
   const control = opts.control ?? agents;
   const model = await loadLabModel(opts.dir);
@@ -97,47 +126,61 @@ export async function labUp(opts: LabUpOptions): Promise<LabState> {
   if (opts.kubernetes && !(await pathExists(APISERVER_ENTRY))) {
     throw new NodemeshError('NM_ERR_LAB', `lab up --kubernetes: ${APISERVER_ENTRY} (the API server stand-in, built from test/helpers/) is not in this tree: use a development build (npx tsc -p .)`);
   }
-  const state = planLab({ name, slot, cgroupRoot, model, agents, control, kubernetes: opts.kubernetes ?? false });
+  const state = planLab({ name, slot, cgroupRoot, model, agents, control, kubernetes: opts.kubernetes ?? false, ...(cluster ? { cluster } : {}) });
   await refuseTakenNames(state);
-  await writeLabState(state); // every resource below is recorded before it exists
-  log.info({ lab: name, slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
+  return { state, model };
+}
 
+/** Network, cgroups, the control plane's config dir and the credentials: nothing runs yet. */
+export async function buildLab(state: LabState, model: LabModel, opts: LabUpOptions): Promise<void> {
   const step = opts.progress ?? (() => {});
-  try {
-    step(`nodes: ${state.nodes.map((n) => n.name).join(', ')} (network namespaces, bridge ${state.bridge?.ip ?? '-'})`);
-    await buildNetwork(state);
-    await buildCgroups(state);
-    await writeConfigDir(state, model);
-    if (control || agents) await writeLabCredentials(state);
-    const env = { ...process.env, ...opts.env };
-    const cli = opts.cli ?? DEFAULT_CLI;
-    if (state.apiserver) step('Kubernetes API server (stand-in), loaded with the lab\'s objects');
-    if (state.apiserver) await startApiServer(state, env, opts.timeouts?.controlMs ?? 30_000);
-    if (control) step(state.apiserver ? 'control plane (--source kubernetes)' : 'control plane');
-    if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
-    if (agents) step(`agents on ${state.nodes.length} node(s)`);
-    if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
-    // the runtime's sandbox step: the pod's network, then the chained CNI plugin, before any
-    // container runs (without a control plane the agents cannot tell a meshed pod from
-    // another: no plugin then; nor with stand-in agents of a test's own `cli`, which serve no
-    // CNI socket)
-    step(`pods: ${state.pods.length}`);
-    await createSandboxes(state, model, agents && control && cli === DEFAULT_CLI, opts.timeouts?.podsMs ?? 30_000);
-    await startPods(state, opts.timeouts?.podsMs ?? 30_000);
-    state.status = 'ready';
-    await writeLabState(state);
-    log.info({ lab: name }, 'lab ready');
-    return state;
-  } catch (err) {
-    const message = (err as Error).message;
-    state.status = 'failed';
-    state.error = message;
-    // nothing of a failed lab keeps running in the background; its network and logs stay
-    await stopProcesses(state.processes.map((p) => p.pid), 3_000);
-    await writeLabState(state).catch(() => undefined);
-    log.error({ lab: name, err: message }, 'lab up failed');
-    throw new NodemeshError('NM_ERR_LAB', `lab ${name}: ${message}\n  (processes stopped; network and logs under ${state.stateDir} kept for inspection: remove them with \`nodemesh lab down --name ${name}\`)`, { cause: err });
-  }
+  step(`nodes: ${state.nodes.map((n) => n.name).join(', ')} (network namespaces, bridge ${state.bridge?.ip ?? '-'})`);
+  await buildNetwork(state);
+  await buildCgroups(state);
+  await writeConfigDir(state, model);
+  if (state.control || state.agents) await writeLabCredentials(state);
+}
+
+/**
+ * The processes: API server stand-in, control plane, agents, then the pods' sandboxes and
+ * the pods. `hosts`: the Services a pod's /etc/hosts names (default: the lab's own).
+ */
+export async function runLab(state: LabState, model: LabModel, opts: LabUpOptions, hosts: LabModel = model): Promise<void> {
+  const step = opts.progress ?? (() => {});
+  const { agents, control } = state;
+  const env = { ...process.env, ...opts.env };
+  const cli = opts.cli ?? DEFAULT_CLI;
+  if (state.apiserver) step('Kubernetes API server (stand-in), loaded with the lab\'s objects');
+  if (state.apiserver) await startApiServer(state, env, opts.timeouts?.controlMs ?? 30_000);
+  if (control) step(state.apiserver ? 'control plane (--source kubernetes)' : 'control plane');
+  if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
+  if (agents) step(`agents on ${state.nodes.length} node(s)`);
+  if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
+  // the runtime's sandbox step: the pod's network, then the chained CNI plugin, before any
+  // container runs (without a control plane the agents cannot tell a meshed pod from
+  // another: no plugin then; nor with stand-in agents of a test's own `cli`, which serve no
+  // CNI socket)
+  step(`pods: ${state.pods.length}`);
+  await createSandboxes(state, hosts, agents && control && cli === DEFAULT_CLI, opts.timeouts?.podsMs ?? 30_000);
+  await startPods(state, opts.timeouts?.podsMs ?? 30_000);
+}
+
+export async function markReady(state: LabState): Promise<void> {
+  state.status = 'ready';
+  await writeLabState(state);
+  log.info({ lab: state.name }, 'lab ready');
+}
+
+/** A failed `lab up`: its processes stopped, its state says why; the error to throw. */
+export async function failLab(state: LabState, err: unknown): Promise<NodemeshError> {
+  const message = (err as Error).message;
+  state.status = 'failed';
+  state.error = message;
+  // nothing of a failed lab keeps running in the background; its network and logs stay
+  await stopProcesses(state.processes.map((p) => p.pid), 3_000);
+  await writeLabState(state).catch(() => undefined);
+  log.error({ lab: state.name, err: message }, 'lab up failed');
+  return new NodemeshError('NM_ERR_LAB', `lab ${state.name}: ${message}\n  (processes stopped; network and logs under ${state.stateDir} kept for inspection: remove them with \`nodemesh lab down --name ${state.cluster?.parent ?? state.name}\`)`, { cause: err });
 }
 
 /**
@@ -176,6 +219,8 @@ async function createSandboxes(state: LabState, model: LabModel, cni: boolean, t
   const byName = new Map(state.nodes.map((n) => [n.name, n]));
   await inBatches(state.pods, 8, async (pod) => {
     await createPod(pod, byName.get(pod.node)!);
+    const gateway = state.cluster?.gateways.find((g) => g.namespace === pod.namespace && g.pod === pod.name);
+    if (gateway) await createGatewayLink(state, gateway, pod);
     await writePodEtc(pod, hostsFile(state, pod, model));
     if (cni) await addPodThroughCni(state, pod, timeoutMs);
   });
@@ -203,7 +248,7 @@ async function startApiServer(state: LabState, env: NodeJS.ProcessEnv, timeoutMs
 
 async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
   const c = state.controlAddress!;
-  const argv = controlArgv(cli, { configDir: state.configDir, ...(state.apiserver ? { kubeconfig: state.apiserver.kubeconfig } : {}), grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir) });
+  const argv = controlArgv(cli, { configDir: state.configDir, ...(state.apiserver ? { kubeconfig: state.apiserver.kubeconfig } : {}), grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir), ...(state.cluster ? { cluster: state.cluster } : {}) });
   const pid = await track(state, { argv, cgroup: c.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: c.log }, 'control', 'control');
   await waitReady({ what: 'control plane', hostport: c.admin, pid, log: c.log }, timeoutMs);
   log.info({ lab: state.name, grpc: c.grpc, pid }, 'control plane ready');
