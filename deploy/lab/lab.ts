@@ -372,6 +372,11 @@ export interface LabStatusReport {
   nodes: { name: string; ip: string; netns: string; podCidr: string }[];
   pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
   services: { namespace: string; name: string; clusterIp: string; ports: string }[];
+  /** a cluster of a two-cluster lab: its name, network and gateway addresses */
+  cluster?: { name: string; network: string; parent: string; gateways: string[] };
+  /** a two-cluster lab: its clusters (each a lab: `lab status --name LAB`) and the router between their networks */
+  clusters?: { name: string; lab: string; network: string; status: string; bridge: string; gateways: string[] }[];
+  wan?: string;
 }
 
 export async function labStatus(opts: { name?: string } = {}): Promise<LabStatusReport> {
@@ -389,6 +394,16 @@ export async function labStatus(opts: { name?: string } = {}): Promise<LabStatus
   };
   if (s.error) report.error = s.error;
   if (s.apiserver) report.kubeconfig = s.apiserver.kubeconfig;
+  if (s.cluster) report.cluster = { name: s.cluster.name, network: s.cluster.network, parent: s.cluster.parent, gateways: s.cluster.gateways.map((g) => `${g.namespace}/${g.service} ${g.address}:15008`) };
+  if (s.multicluster) {
+    report.wan = s.multicluster.wan.netns;
+    report.clusters = await Promise.all(
+      s.multicluster.clusters.map(async (c) => {
+        const cs = await readLabState(c.lab).catch(() => undefined);
+        return { name: c.name, lab: c.lab, network: cs?.cluster?.network ?? '-', status: cs?.status ?? 'missing', bridge: cs?.bridge?.cidr ?? '-', gateways: cs?.cluster?.gateways.map((g) => g.address) ?? [] };
+      }),
+    );
+  }
   return report;
 }
 
@@ -411,6 +426,12 @@ export function formatLabStatus(r: LabStatusReport): string {
     return rows.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
   };
   const out = [`lab ${r.name}: ${r.status}${r.error ? ` (${r.error.split('\n')[0]})` : ''}, slot ${r.slot ?? '-'}, bridge ${r.bridge ?? '-'}, state ${r.stateDir}`];
+  if (r.clusters) {
+    out.push(`two clusters, their networks joined only through their gateways by ${r.wan} (each cluster is a lab: nodemesh lab status|exec --name LAB)`, '');
+    out.push(table([['CLUSTER', 'LAB', 'NETWORK', 'NODE SUBNET', 'GATEWAY', 'STATUS'], ...r.clusters.map((c) => [c.name, c.lab, c.network, c.bridge, c.gateways.join(',') || '-', c.status])]));
+    return out.join('\n');
+  }
+  if (r.cluster) out.push(`cluster ${r.cluster.name} of lab ${r.cluster.parent}, network ${r.cluster.network}, east-west gateway ${r.cluster.gateways.join(', ')}`);
   out.push(`control plane: pid ${proc('control', 'control')}${r.kubeconfig ? `, --source kubernetes (API server stand-in: pid ${proc('apiserver', 'apiserver')}, KUBECONFIG=${r.kubeconfig})` : ''}`);
   out.push('', table([['NODE', 'IP', 'POD CIDR', 'NETNS', 'AGENT PID'], ...r.nodes.map((n) => [n.name, n.ip, n.podCidr, n.netns, proc('agent', n.name)])]));
   out.push('', table([['POD', 'IP', 'NODE', 'PIDS'], ...r.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.node, proc('pod', `${p.namespace}/${p.name}`)])]));
