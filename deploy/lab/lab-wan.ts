@@ -30,14 +30,15 @@ export function planWan(parent: string, clusters: LabState[]): LabMulticlusterSt
 }
 
 export async function createWan(wan: LabMulticlusterState['wan'], gatewayAddresses: string[]): Promise<void> {
+  const inWan = (cmd: string, args: string[]) => run('nsenter', [`--net=${path.join(NETNS_DIR, wan.netns)}`, '--', cmd, ...args]);
   await run('ip', ['netns', 'add', wan.netns]);
   await ipBatch(wan.netns, ['link set lo up']);
+  // IPv4 only: the router says nothing on either network but ARP
+  await inWan('sysctl', ['-qw', 'net.ipv4.ip_forward=1', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
   for (const leg of wan.legs) {
     await ipBatch(undefined, [`link add ${leg.vethRoot} type veth peer name ${leg.ifname} netns ${wan.netns}`, `link set ${leg.vethRoot} master ${leg.bridge} up`]);
     await ipBatch(wan.netns, [`addr add ${leg.ip}/24 dev ${leg.ifname}`, `link set ${leg.ifname} up`]);
   }
-  const inWan = (cmd: string, args: string[]) => run('nsenter', [`--net=${path.join(NETNS_DIR, wan.netns)}`, '--', cmd, ...args]);
-  await inWan('sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
   // stateless: a rule for each direction of a gateway's port, no conntrack needed
   const port = String(AGENT_PORTS.hbone);
   await inWan('iptables', ['-w', '-P', 'FORWARD', 'DROP']);
