@@ -59,6 +59,12 @@ async function round(a: LabState, b: LabState): Promise<boolean> {
   const byBackend = new Map<string, number>();
   for (const x of good) byBackend.set(podOf(x), (byBackend.get(podOf(x)) ?? 0) + 1);
   say(`${good.length}/${answers.length} answered 200; backends: ${[...byBackend].map(([p, n]) => `${p}×${n}`).join(', ') || 'none'}`);
+  const remote = (good[0]?.body?.backend as { remote?: string } | undefined)?.remote;
+  if (remote) {
+    const ip = remote.replace(/^::ffff:/, '').replace(/:\d+$/, '');
+    const pod = a.pods.find((p) => p.ip === ip);
+    say(`the backend in ${cb.name} saw the frontend's connection arrive from ${remote}${pod ? ` (pod ${pod.namespace}/${pod.name} of ${ca.name}: the mesh keeps the client's address across clusters)` : ''}`);
+  }
   const inB = new Set(b.pods.map((p) => p.name));
   const allFromB = good.length > 0 && [...byBackend.keys()].every((p) => inB.has(p));
 
@@ -73,8 +79,7 @@ async function round(a: LabState, b: LabState): Promise<boolean> {
   for (const lab of [a, b]) {
     for (const g of lab.cluster!.gateways) {
       const samples = await scrape(g.admin).catch(() => []);
-      const tunnels = samples.filter((s) => /connections|streams|tunnels/.test(s.name) && s.name.endsWith('_total')).reduce((sum, s) => sum + s.value, 0);
-      say(`  ${lab.cluster!.name} gateway ${g.address}:15008: ${tunnels} connections and streams counted (${g.admin}/metrics)`);
+      say(`  ${lab.cluster!.name} gateway ${g.address}:15008: tunnels ${sumMetric(samples, 'nodemesh_gateway_tunnels_total')} (open ${sumMetric(samples, 'nodemesh_gateway_tunnels_open')}), refused ${sumMetric(samples, 'nodemesh_gateway_refused_total')}`);
     }
   }
   const after = await crossed(b, ca.name, cb.name);
