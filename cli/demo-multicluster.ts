@@ -7,8 +7,7 @@
 // backend and cluster-b's node proxy counted them as coming from cluster-a: the only way
 // there is through the gateways.
 import { spawn } from 'node:child_process';
-import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
-import { labClusters } from '../deploy/lab/lab-multicluster.js';
+import { labClusters, labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
 import { packagePath } from '../common/paths.js';
 import { scrape, sumMetric } from './prom-text.js';
 

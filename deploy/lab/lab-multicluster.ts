@@ -26,7 +26,7 @@ import { waitReady } from './lab-readiness.js';
 import { labStateDir, readLabState, validateLabName, writeLabState, type LabClusterState, type LabState } from './lab-state.js';
 import { teardownLab } from './lab-teardown.js';
 import { createWan, planWan, routeNodesToGateways, WAN_HOST } from './lab-wan.js';
-import { buildLab, failLab, markReady, prepareLab, runLab, type LabUpOptions, type PreparedLab } from './lab.js';
+import { buildLab, failLab, markReady, prepareLab, runLab, type LabUpOptions, type PreparedLab } from './lab-up.js';
 
 const log = logger('lab/multicluster');
 
