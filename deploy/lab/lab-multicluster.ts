@@ -20,7 +20,7 @@ import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import { clusterNetwork, findGateways, planGateways } from './lab-gateway.js';
 import { DEFAULT_CLI } from './lab-commands.js';
-import type { LabModel } from './lab-model.js';
+import { loadLabModel, type LabModel } from './lab-model.js';
 import { pluginCaFiles, writePluginCa } from './lab-plugin-ca.js';
 import { waitReady } from './lab-readiness.js';
 import { labStateDir, readLabState, validateLabName, writeLabState, type LabClusterState, type LabState } from './lab-state.js';
@@ -57,6 +57,11 @@ export async function multiclusterUp(opts: LabUpOptions & { name: string }): Pro
   if (opts.agents === false || opts.control === false) throw new NodemeshError('NM_ERR_LAB', 'a two-cluster lab runs its control planes and agents (its gateways are agents)');
   const cli = opts.cli ?? DEFAULT_CLI;
   const step = opts.progress ?? (() => {});
+  // every cluster's YAML and gateway checked before anything is touched
+  for (const d of dirs) {
+    const model = await loadLabModel(path.join(root, d));
+    clusterNetwork(d, model, findGateways(model));
+  }
 
   await teardownLab({ name });
   const stateDir = labStateDir(name);
