@@ -13,6 +13,8 @@ import { scrape, sumMetric } from './prom-text.js';
 
 const SAMPLES = packagePath('deploy', 'lab', 'samples-multicluster');
 const REQUESTS_PER_ROUND = 20;
+/** how long a new lab may take before the first request crosses (a failure bound) */
+const CONVERGE_MS = 60_000;
 
 export async function runMulticlusterDemo(opts: { name: string; once: boolean }): Promise<number> {
   say(`starting the two-cluster lab "${opts.name}" from ${SAMPLES} (cluster-a: client, frontend; cluster-b: backend; one gateway each)…`);
@@ -50,6 +52,7 @@ async function round(a: LabState, b: LabState): Promise<boolean> {
   const cb = b.cluster!;
   say(`cluster ${ca.name} (network ${ca.network}, gateway ${ca.gateways[0]?.address}) → cluster ${cb.name} (network ${cb.network}, gateway ${cb.gateways[0]?.address})`);
   say(`client pod demo/client (${ca.name}): ${REQUESTS_PER_ROUND} requests to http://frontend/; the frontend calls http://backend.demo.svc.cluster.local/, served in ${cb.name} only`);
+  await converged(a);
   const before = await crossed(b, ca.name, cb.name);
   const lines = await execInPod(a, 'demo/client', ['node', '../../samples/client.js'], { COUNT: String(REQUESTS_PER_ROUND), INTERVAL_MS: '20', TARGET_URL: 'http://frontend/' });
   const answers = lines.map((l) => JSON.parse(l) as { status?: number; body?: { backend?: { pod?: string; body?: { pod?: string } } } });
@@ -88,6 +91,24 @@ async function round(a: LabState, b: LabState): Promise<boolean> {
     ? `OK: every request crossed from ${ca.name} to ${cb.name} through the east-west gateways (${counted} counted by ${cb.name}'s node proxy as from ${ca.name})`
     : `FAILED: the traffic did not cross through the gateways as expected (answers from ${cb.name}: ${allFromB}, counted in ${cb.name}: ${counted})`);
   return ok;
+}
+
+/**
+ * Until the first answer through the frontend: each control plane reads the other cluster
+ * (its Services, endpoints and gateway) after it is ready, so the first seconds of a new lab
+ * may route nowhere yet. Bounded: a mesh that does not converge fails the round.
+ */
+async function converged(a: LabState): Promise<void> {
+  const started = Date.now();
+  while (Date.now() - started < CONVERGE_MS) {
+    const [line] = await execInPod(a, 'demo/client', ['node', '../../samples/client.js'], { COUNT: '1', TARGET_URL: 'http://frontend/' });
+    if (line && (JSON.parse(line) as { status?: number }).status === 200) {
+      say(`the mesh answered across the clusters after ${((Date.now() - started) / 1000).toFixed(1)} s`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  say(`no answer through the frontend within ${CONVERGE_MS / 1000} s`);
 }
 
 /** Requests cluster `to`'s node proxies served from cluster `from` (reporter=destination). */
