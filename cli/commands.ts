@@ -201,13 +201,15 @@ export const COMMANDS: Command[] = [
       { name: 'once', type: 'boolean', help: 'one round, then tear down; exit 0 only if the traffic flowed through the mesh' },
       { ...NAME, help: 'the lab (default "demo")' },
       { name: 'screenshot', type: 'string', value: 'FILE', help: 'after the first round, a PNG of the busiest node dashboard (headless Chromium)' },
+      { name: 'multicluster', type: 'boolean', help: 'two clusters joined only by east-west gateways (lab "demo-mc"): the client in one, the backend in the other; with --once, exit 0 only if the traffic crossed through the gateways' },
     ],
-    example: 'sudo nodemesh demo --once\nsudo nodemesh demo --once --screenshot docs/node-dashboard.png',
+    example: 'sudo nodemesh demo --once\nsudo nodemesh demo --once --screenshot docs/node-dashboard.png\nsudo nodemesh demo --multicluster --once',
     run: async (v) =>
       (await import('./demo.js')).runDemo([
         ...(v.once === true ? ['--once'] : []),
         ...(typeof v.name === 'string' ? ['--name', v.name] : []),
         ...(typeof v.screenshot === 'string' ? ['--screenshot', v.screenshot] : []),
+        ...(v.multicluster === true ? ['--multicluster'] : []),
       ]),
   },
   {
@@ -233,7 +235,7 @@ function labCommands(): Command[] {
         { name: 'quiet', short: 'q', type: 'boolean', help: 'print nothing but errors (scripts)' },
         { name: 'log-format', type: 'string', value: 'FORMAT', help: 'text: one line per step for people (default on a terminal); json: pino JSON logs (default otherwise)' },
       ],
-      example: 'sudo nodemesh lab up -f deploy/lab/samples --name demo',
+      example: 'sudo nodemesh lab up -f deploy/lab/samples --name demo\nsudo nodemesh lab up -f deploy/lab/samples-multicluster --name mc   # a directory per cluster: two clusters',
       run: async (v) => (await lab()).runLabUp(v),
     },
     {

@@ -4,7 +4,8 @@
 // /metrics. Ctrl-C tears everything down. `--once`: one round, the summary, teardown, and
 // exit 0 only if the traffic flowed through the mesh. `--screenshot FILE`: after the first
 // round, a PNG of the node dashboard (15020/dashboard) of the node that carried the most
-// requests, taken with headless Chromium (the README's picture).
+// requests, taken with headless Chromium (the README's picture). `--multicluster`: the same
+// across two clusters joined by east-west gateways (demo-multicluster.ts).
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
@@ -14,10 +15,15 @@ import { screenshot } from './headless-chromium.js';
 
 const SAMPLES = packagePath('deploy', 'lab', 'samples');
 const DEFAULT_LAB = 'demo';
+const DEFAULT_MULTICLUSTER_LAB = 'demo-mc';
 const REQUESTS_PER_ROUND = 20;
 
 export async function runDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { once: { type: 'boolean' }, name: { type: 'string' }, screenshot: { type: 'string' } } });
+  const { values } = parseArgs({ args, options: { once: { type: 'boolean' }, name: { type: 'string' }, screenshot: { type: 'string' }, multicluster: { type: 'boolean' } } });
+  if (values.multicluster) {
+    if (values.screenshot) throw new Error('demo --multicluster: --screenshot is for the one-cluster demo');
+    return (await import('./demo-multicluster.js')).runMulticlusterDemo({ name: values.name ?? DEFAULT_MULTICLUSTER_LAB, once: values.once === true });
+  }
   const labName = values.name ?? DEFAULT_LAB;
   say(`starting the lab "${labName}" from ${SAMPLES} (two nodes, a meshed namespace "demo")…`);
   let state: LabState;

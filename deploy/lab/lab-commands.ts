@@ -22,6 +22,17 @@ export interface ControlCommand {
   /** the CA state dir (root generated there) and the node CA's certificate */
   caDir: string;
   nodeCa: string;
+  /**
+   * one cluster of a two-cluster lab: `--cluster`, `--network`, a `--remote-cluster` per other
+   * cluster (its config dir stands in for Istio's remote secret) and the plug-in CA's
+   * intermediate under the shared root
+   */
+  cluster?: {
+    name: string;
+    network: string;
+    remotes: { name: string; network: string; configDir: string }[];
+    pluginCa: { cert: string; key: string; chain: string };
+  };
 }
 
 export interface AgentCommand {
@@ -57,7 +68,46 @@ export const AGENT_NETNS_DIR_FLAG: string | undefined = '--netns-dir';
 
 export function controlArgv(cli: string, c: ControlCommand): string[] {
   const source = c.kubeconfig ? ['--source', 'kubernetes', '--kubeconfig', c.kubeconfig] : ['--config-dir', c.configDir];
-  return [process.execPath, cli, 'control', ...source, '--grpc', c.grpc, '--admin', c.admin, '--ca-dir', c.caDir, '--node-ca', c.nodeCa];
+  const base = [process.execPath, cli, 'control', ...source, '--grpc', c.grpc, '--admin', c.admin, '--ca-dir', c.caDir, '--node-ca', c.nodeCa];
+  if (!c.cluster) return base;
+  const k = c.cluster;
+  return [
+    ...base,
+    '--cluster', k.name,
+    '--network', k.network,
+    ...k.remotes.flatMap((r) => ['--remote-cluster', `${r.name}=${r.configDir},network=${r.network}`]),
+    '--ca-cert', k.pluginCa.cert,
+    '--ca-key', k.pluginCa.key,
+    '--ca-chain', k.pluginCa.chain,
+  ];
+}
+
+export interface GatewayCommand {
+  /** the node its pod runs on: the gateway authenticates with that node's credential */
+  node: string;
+  control: string;
+  /** the LoadBalancer address: HBONE on <address>:15008, admin on <address>:15020 */
+  address: string;
+  rootCert: string;
+  nodeCredential: string;
+  stateDir: string;
+}
+
+/** `nodemesh agent --gateway` (phase3 names): no eBPF, no capture; HBONE in, to its network's node proxies. */
+export function gatewayArgv(cli: string, g: GatewayCommand): string[] {
+  return [
+    process.execPath,
+    cli,
+    'agent',
+    '--gateway',
+    '--node', g.node,
+    '--control', g.control,
+    '--proxy-ip', g.address,
+    '--admin', `${g.address}:${PORTS.agentAdmin}`,
+    '--state-dir', g.stateDir,
+    '--root-cert', g.rootCert,
+    '--node-credential', g.nodeCredential,
+  ];
 }
 
 export function agentArgv(cli: string, a: AgentCommand): string[] {

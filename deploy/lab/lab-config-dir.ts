@@ -1,7 +1,8 @@
 // The control plane's --config-dir: the user's files, each under its own name, completed
 // with what the API server would have filled in (the lab is the API server here):
 //   Pod      metadata.namespace, status.phase Running, podIP(s), hostIP(s), Ready condition
-//   Service  metadata.namespace, spec.clusterIP(s) when the lab allocated it
+//   Service  metadata.namespace, spec.clusterIP(s) when the lab allocated it, and an east-west
+//            gateway's status.loadBalancer.ingress (two-cluster labs)
 //   Node     spec.podCIDR(s), status.addresses (InternalIP, Hostname)
 //   Namespace  one per namespace used but not declared (_lab-namespaces.yaml)
 // Documents of other kinds (Istio, Gateway API…) are copied through with their values as
@@ -12,6 +13,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import type { LabModel, ModelDocument } from './lab-model.js';
 import type { LabState } from './lab-state.js';
+import { gatewayAddressOf } from './lab-gateway.js';
 
 export const IMPLIED_NAMESPACES_FILE = '_lab-namespaces.yaml';
 
@@ -52,6 +54,9 @@ function completed({ source, resource: r }: ModelDocument, state: LabState): Rec
   } else if (r?.kind === 'Service') {
     set('metadata', { namespace: r.namespace });
     if (r.allocated) set('spec', { clusterIP: r.clusterIP, clusterIPs: [r.clusterIP] });
+    // a two-cluster lab's east-west gateway: the address its LoadBalancer stand-in holds (lab-gateway.ts)
+    const address = gatewayAddressOf(state, r.namespace, r.name);
+    if (address) doc.status = { loadBalancer: { ingress: [{ ip: address }] } };
   } else if (r?.kind === 'Node') {
     const node = state.nodes.find((n) => n.name === r.name)!;
     set('spec', { podCIDR: node.podCidr, podCIDRs: [node.podCidr] });

@@ -20,7 +20,7 @@ export const NETNS_DIR = '/run/netns';
 export const ETC_NETNS_DIR = '/etc/netns';
 
 /** `ip` commands for one netns (or the root one), run as one `ip -batch`. */
-async function ipBatch(netns: string | undefined, lines: string[]): Promise<void> {
+export async function ipBatch(netns: string | undefined, lines: string[]): Promise<void> {
   const args = [...(netns ? ['-n', netns] : []), '-batch', '-'];
   try {
     await run('ip', args, { input: lines.join('\n') + '\n' });

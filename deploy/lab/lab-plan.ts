@@ -7,13 +7,15 @@
 //               pod bridge cbr0 10.244.<i>.1/24
 //   pod j       netns nm-L-<ns>-<pod>, eth0 10.244.<i>.<2+k>/24 (k-th pod of node i; node
 //               end nm<s>p<j>), default via 10.244.<i>.1
-// Pod CIDRs exist only inside the lab's own namespaces, so every lab uses the same ones.
+// Pod CIDRs exist only inside the lab's own namespaces, so every lab uses the same ones;
+// cluster c of a two-cluster lab uses 10.(244+c).<i>.0/24, as clusters joined by gateways
+// must not overlap (lab-multicluster.ts).
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { selectsLabels } from '../../control/model/resources.js';
 import type { LabContainer, LabModel, ModelPod } from './lab-model.js';
-import type { LabContainerState, LabNodeState, LabPodState, LabServiceState, LabState } from './lab-state.js';
+import type { LabClusterState, LabContainerState, LabNodeState, LabPodState, LabServiceState, LabState } from './lab-state.js';
 import { labStateDir } from './lab-state.js';
 import { PORTS } from './lab-commands.js';
 
@@ -76,6 +78,8 @@ export interface PlanInput {
   control: boolean;
   /** the control plane watches the lab's API server stand-in instead of reading configDir */
   kubernetes?: boolean;
+  /** one cluster of a two-cluster lab: its pods take 10.(244+index).<node>.0/24 */
+  cluster?: LabClusterState;
 }
 
 export function planLab(input: PlanInput): LabState {
@@ -86,6 +90,7 @@ export function planLab(input: PlanInput): LabState {
   const subnet = bridgeSubnet(slot);
   const bridgeIp = `${subnet}.1`;
 
+  const podNet = `10.${244 + (input.cluster?.index ?? 0)}`;
   const netnsClaims = new NameClaims();
   const cgroupClaims = new NameClaims();
   const nodes: LabNodeState[] = model.nodes.map((n, i) => ({
@@ -94,9 +99,9 @@ export function planLab(input: PlanInput): LabState {
     ip: `${subnet}.${10 + i}`,
     netns: netnsClaims.claim(netnsName(name, n.name), `node/${n.name}`),
     vethRoot: `nm${slot}n${i}`,
-    podCidr: `10.244.${i}.0/24`,
+    podCidr: `${podNet}.${i}.0/24`,
     podBridge: POD_BRIDGE,
-    podBridgeIp: `10.244.${i}.1`,
+    podBridgeIp: `${podNet}.${i}.1`,
     podsCgroup: path.join(cgroupRoot, n.name, 'pods'),
     agentCgroup: path.join(cgroupRoot, n.name, 'agent'),
     pinDir: path.join(BPFFS, pinPrefix(name) + n.name),
@@ -113,7 +118,7 @@ export function planLab(input: PlanInput): LabState {
     const k = perNode.get(node.name) ?? 0;
     perNode.set(node.name, k + 1);
     if (k >= MAX_PODS_PER_NODE) throw new NodemeshError('NM_ERR_LAB', `Node ${node.name} has more than ${MAX_PODS_PER_NODE} Pods; the lab's pod CIDRs are /24`);
-    const ip = `10.244.${node.index}.${2 + k}`;
+    const ip = `${podNet}.${node.index}.${2 + k}`;
     const netns = netnsClaims.claim(netnsName(name, p.namespace, p.name), `pod/${p.namespace}/${p.name}`);
     return {
       namespace: p.namespace,
@@ -170,6 +175,7 @@ export function planLab(input: PlanInput): LabState {
     pods,
     services,
     processes: [],
+    ...(input.cluster ? { cluster: input.cluster } : {}),
   };
 }
 

@@ -115,6 +115,56 @@ export interface LabState {
   processes: LabProcessState[];
   /** the error that stopped `lab up`, when status is failed */
   error?: string;
+  /** one cluster of a two-cluster lab (lab-multicluster.ts); absent in a single-cluster lab */
+  cluster?: LabClusterState;
+  /** a two-cluster lab's own record: its clusters (each a lab of its own) and the link joining their networks */
+  multicluster?: LabMulticlusterState;
+}
+
+/** What makes a lab one cluster of several: its names, its peers, its CA and its gateway. */
+export interface LabClusterState {
+  /** the cluster name (`nodemesh control --cluster`), the name of its directory */
+  name: string;
+  /** `topology.istio.io/network` of the cluster (`--network`) */
+  network: string;
+  /** the two-cluster lab this cluster belongs to */
+  parent: string;
+  /** 0, 1: the cluster's pod CIDRs are 10.(244+index).<node>.0/24 */
+  index: number;
+  /** the other clusters, as this cluster's control plane watches them (`--remote-cluster NAME=DIR,network=NET`) */
+  remotes: { name: string; network: string; configDir: string }[];
+  /** the plug-in CA: this cluster's intermediate, its key and the shared root (`--ca-cert/--ca-key/--ca-chain`) */
+  pluginCa: { cert: string; key: string; chain: string };
+  /** the address of the link between the networks (the WAN router) on this cluster's node subnet */
+  wanIp: string;
+  /** the other clusters' gateway addresses and node subnets, routed through the WAN router */
+  remoteGateways: string[];
+  remoteSubnets: string[];
+  gateways: LabGatewayState[];
+}
+
+/** An east-west gateway: its Service, its pod, and the LoadBalancer address the lab gives it. */
+export interface LabGatewayState {
+  namespace: string;
+  service: string;
+  /** the pod the gateway runs in (`nodemesh agent --gateway` in place of its container's command) */
+  pod: string;
+  node: string;
+  /** status.loadBalancer.ingress[0].ip: on the pod's second interface `lb0`, on the cluster's node subnet */
+  address: string;
+  /** root-netns end of `lb0`, attached to the cluster's bridge */
+  vethRoot: string;
+  admin: string;
+  log: string;
+  stateDir: string;
+}
+
+export interface LabMulticlusterState {
+  clusters: { name: string; lab: string }[];
+  /** the router between the networks: one leg on each cluster's bridge, forwarding only TCP to the gateways' 15008 */
+  wan: { netns: string; legs: { cluster: string; ifname: string; vethRoot: string; ip: string; bridge: string }[] };
+  /** the shared root and the per-cluster intermediates */
+  caDir: string;
 }
 
 export function labStateDir(name: string): string {

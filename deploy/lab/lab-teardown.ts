@@ -53,11 +53,21 @@ export async function teardownLab(opts: LabDownOptions): Promise<LabDownReport> 
   } catch (err) {
     log.warn({ lab: name, err: (err as Error).message }, 'state file unreadable; sweeping the lab by name');
   }
+  // a two-cluster lab: its clusters first (each a lab of its own), found through the record
+  // and through their states naming it (a record lost or written before they were)
+  for (const child of await clustersOf(name, state)) {
+    try {
+      const r = await teardownLab({ ...opts, name: child });
+      log.info({ lab: name, cluster: child, netns: r.netns.length }, 'cluster of the lab removed');
+    } catch (err) {
+      problems.push(`cluster lab ${child}: ${(err as Error).message}`);
+    }
+  }
   const mine = await ownedBy(name);
   const report: LabDownReport = { name, processes: 0, netns: [], links: [], cgroups: false, pins: [], etcNetns: [], stateDir: false };
 
   // what exists: from the state file, and from the names that carry the lab's prefix
-  const netns = new Set([...(state?.pods.map((p) => p.netns) ?? []), ...(state?.nodes.map((n) => n.netns) ?? [])]);
+  const netns = new Set([...(state?.pods.map((p) => p.netns) ?? []), ...(state?.nodes.map((n) => n.netns) ?? []), ...(state?.multicluster ? [state.multicluster.wan.netns] : [])]);
   for (const n of await step('ip netns list', listNetns, [])) if (mine(n, netnsPrefix(name))) netns.add(n);
   const mount = await step('cgroup2 mount', () => cgroup2Mount(), undefined);
   const cgroupRoot = state?.cgroupRoot ?? (mount ? labCgroupRoot(mount, name) : undefined);
@@ -128,6 +138,17 @@ async function ownedBy(name: string): Promise<(entry: string, prefix: string) =>
     const otherPrefix = prefix.slice(0, prefix.length - name.length - 1);
     return !longer.some((o) => entry.startsWith(`${otherPrefix}${o}-`));
   };
+}
+
+/** The labs that are clusters of the two-cluster lab `name`. */
+async function clustersOf(name: string, state: LabState | undefined): Promise<string[]> {
+  const out = new Set(state?.multicluster?.clusters.map((c) => c.lab) ?? []);
+  for (const other of await listLabs()) {
+    if (other === name || !other.startsWith(`${name}-`)) continue;
+    const s = await readLabState(other).catch(() => undefined);
+    if (s?.cluster?.parent === name) out.add(other);
+  }
+  return [...out];
 }
 
 async function removeIfExists(p: string): Promise<boolean> {

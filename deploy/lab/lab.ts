@@ -3,36 +3,24 @@
 // per node), and its removal. The public surface of deploy/lab/: the CLI imports this file
 // only (the lab tests also reach the pure steps: model, plan, config dir, command lines).
 //
-// `lab up` order: model (fails before anything is touched) → tear down any lab of the
-// same name → state file with the whole plan → network (bridge, nodes) → cgroups → control
-// plane config dir → with --kubernetes, the API server stand-in loaded from it → control
-// plane (ready) → agents (ready) → pod sandboxes (netns, veth, address, then the chained
-// CNI plugin's ADD, as a runtime does) → pods → pods listening. Pods' namespaces are made
-// only once every agent is ready, so no pod exists before its redirect does, and only the
-// plugin can have enrolled a new one. Each agent runs under a supervisor that restarts it
-// as its DaemonSet would (lab-agents.ts).
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+// `lab up` runs the phases of lab-up.ts for one cluster; a directory of one directory per
+// cluster is a two-cluster lab (lab-multicluster.ts).
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
-import { cgroup2Mount, LAB_CGROUP_DIR, labCgroupRoot, makeCgroup } from './lab-cgroups.js';
-import { spawnAgent, track, waitAgentReady } from './lab-agents.js';
-import { APISERVER_ENTRY, apiserverArgv, controlArgv, DEFAULT_CLI } from './lab-commands.js';
-import { writeConfigDir } from './lab-config-dir.js';
-import { labCaDir, labNodeCaFile, writeLabCredentials } from './lab-credentials.js';
-import { loadLabModel, type LabModel } from './lab-model.js';
-import { createBridge, createNode, createPod, deleteLink, ensureBpffs, listLinks, listNetns, writePodEtc } from './lab-network.js';
-import { BPFFS, hostsFile, planLab, slotLinkPattern } from './lab-plan.js';
-import { enterArgv, isAlive, logTail, runInherit, stopProcesses, waitFor, type DetachedSpec } from './lab-processes.js';
-import { waitPodListening, waitReady } from './lab-readiness.js';
-import { addPodThroughCni } from './lab-cni.js';
-import { claimSlot, labStateDir, listLabs, readLabState, releaseSlot, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
+import { LAB_CGROUP_DIR } from './lab-cgroups.js';
+import { multiclusterUp } from './lab-multicluster.js';
+import { enterArgv, isAlive, runInherit } from './lab-processes.js';
+import { labStateDir, listLabs, readLabState, validateLabName, writeLabState, type LabProcessState, type LabState } from './lab-state.js';
 import { teardownLab, type LabDownOptions, type LabDownReport } from './lab-teardown.js';
+import { buildLab, failLab, markReady, prepareLab, runLab, type LabUpOptions } from './lab-up.js';
 
 export type { LabState, LabNodeState, LabPodState, LabServiceState, LabProcessState } from './lab-state.js';
 export type { LabDownReport } from './lab-teardown.js';
 export { LABS_DIR, labStateDir, labStateFile, listLabs } from './lab-state.js';
 export { loadLabModel } from './lab-model.js';
+export { labClusters } from './lab-multicluster.js';
 export { controlArgv, agentArgv, PORTS as LAB_PORTS } from './lab-commands.js';
 export { labAnnotate, parseAnnotations, type AnnotationChange, type LabAnnotateResult } from './lab-annotate.js';
 export { labAgentPid, labAgentStarts, labKillAgent, labStartAgent, labStopAgent, labUpgradeAgent, type AgentEvent } from './lab-agents.js';
@@ -41,29 +29,7 @@ const log = logger('lab');
 
 export const DEFAULT_LAB_NAME = 'lab';
 
-export interface LabUpOptions {
-  /** directory of YAML files; pods run with it as cwd */
-  dir: string;
-  /** default: $NODEMESH_LAB, else `lab` */
-  name?: string;
-  /** start one agent per node (default true); false: network and pods only */
-  agents?: boolean;
-  /** start the control plane (default: same as agents) */
-  control?: boolean;
-  /**
-   * run the control plane with `--source kubernetes` against an API server stand-in the lab
-   * runs and loads with its objects (pods with their IPs, Services, the EndpointSlices they
-   * imply, the rest of the YAML), instead of the file source over the config dir
-   */
-  kubernetes?: boolean;
-  /** the nodemesh CLI entry the control plane and agents run from (default <repo>/bin/nodemesh.js) */
-  cli?: string;
-  /** extra environment for the control plane and the agents */
-  env?: Record<string, string>;
-  timeouts?: { controlMs?: number; agentsMs?: number; podsMs?: number };
-  /** told each step as it starts, for a person watching (`nodemesh lab up` on a terminal) */
-  progress?: (step: string) => void;
-}
+export type { LabUpOptions } from './lab-up.js';
 
 export function labName(name?: string): string {
   const n = name ?? process.env.NODEMESH_LAB ?? DEFAULT_LAB_NAME;
@@ -80,175 +46,26 @@ function requireRoot(what: string): void {
 export async function labUp(opts: LabUpOptions): Promise<LabState> {
   const name = labName(opts.name);
   requireRoot('lab up');
-  const agents = opts.agents ?? true;
-  const control = opts.control ?? agents;
-  const model = await loadLabModel(opts.dir);
-
-  // a lab of the same name (running, or left by a crash) goes first
-  const old = await teardownLab({ name });
-  if (old.stateDir || old.netns.length || old.processes) log.info({ lab: name }, 'removed the previous lab of the same name');
-
-  const mount = await cgroup2Mount({ mountIfMissing: true });
-  const cgroupRoot = labCgroupRoot(mount!, name);
-  // the state dir exists before the slot is claimed: a claim whose lab has no state dir is stale
-  await mkdir(labStateDir(name), { recursive: true });
-  const slot = await claimSlot(name);
-  if (opts.kubernetes && !control) throw new NodemeshError('NM_ERR_LAB', 'lab up --kubernetes: the API server is for the control plane, which this lab would not start');
-  if (opts.kubernetes && !(await pathExists(APISERVER_ENTRY))) {
-    throw new NodemeshError('NM_ERR_LAB', `lab up --kubernetes: ${APISERVER_ENTRY} (the API server stand-in, built from test/helpers/) is not in this tree: use a development build (npx tsc -p .)`);
-  }
-  const state = planLab({ name, slot, cgroupRoot, model, agents, control, kubernetes: opts.kubernetes ?? false });
-  await refuseTakenNames(state);
+  if (await isMulticlusterDir(opts.dir)) return multiclusterUp({ ...opts, name });
+  const { state, model } = await prepareLab(name, opts);
   await writeLabState(state); // every resource below is recorded before it exists
-  log.info({ lab: name, slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
-
-  const step = opts.progress ?? (() => {});
+  log.info({ lab: name, slot: state.slot, nodes: state.nodes.length, pods: state.pods.length, bridge: state.bridge?.ip }, 'lab up');
   try {
-    step(`nodes: ${state.nodes.map((n) => n.name).join(', ')} (network namespaces, bridge ${state.bridge?.ip ?? '-'})`);
-    await buildNetwork(state);
-    await buildCgroups(state);
-    await writeConfigDir(state, model);
-    if (control || agents) await writeLabCredentials(state);
-    const env = { ...process.env, ...opts.env };
-    const cli = opts.cli ?? DEFAULT_CLI;
-    if (state.apiserver) step('Kubernetes API server (stand-in), loaded with the lab\'s objects');
-    if (state.apiserver) await startApiServer(state, env, opts.timeouts?.controlMs ?? 30_000);
-    if (control) step(state.apiserver ? 'control plane (--source kubernetes)' : 'control plane');
-    if (control) await startControl(state, cli, env, opts.timeouts?.controlMs ?? 30_000);
-    if (agents) step(`agents on ${state.nodes.length} node(s)`);
-    if (agents) await startAgents(state, cli, env, opts.timeouts?.agentsMs ?? 60_000);
-    // the runtime's sandbox step: the pod's network, then the chained CNI plugin, before any
-    // container runs (without a control plane the agents cannot tell a meshed pod from
-    // another: no plugin then; nor with stand-in agents of a test's own `cli`, which serve no
-    // CNI socket)
-    step(`pods: ${state.pods.length}`);
-    await createSandboxes(state, model, agents && control && cli === DEFAULT_CLI, opts.timeouts?.podsMs ?? 30_000);
-    await startPods(state, opts.timeouts?.podsMs ?? 30_000);
-    state.status = 'ready';
-    await writeLabState(state);
-    log.info({ lab: name }, 'lab ready');
+    await buildLab(state, model, opts);
+    await runLab(state, model, opts);
+    await markReady(state);
     return state;
   } catch (err) {
-    const message = (err as Error).message;
-    state.status = 'failed';
-    state.error = message;
-    // nothing of a failed lab keeps running in the background; its network and logs stay
-    await stopProcesses(state.processes.map((p) => p.pid), 3_000);
-    await writeLabState(state).catch(() => undefined);
-    log.error({ lab: name, err: message }, 'lab up failed');
-    throw new NodemeshError('NM_ERR_LAB', `lab ${name}: ${message}\n  (processes stopped; network and logs under ${state.stateDir} kept for inspection: remove them with \`nodemesh lab down --name ${name}\`)`, { cause: err });
+    throw await failLab(state, err);
   }
 }
 
-/**
- * After the teardown of any lab of this name, a netns, pin dir or /etc/netns dir of ours
- * that exists is another lab's: lab `a` with node `b-x` and lab `a-b` with node `x` would
- * share `nm-a-b-x`. Refuse rather than take it over.
- */
-async function refuseTakenNames(state: LabState): Promise<void> {
-  const netns = new Set(await listNetns());
-  const taken = [
-    ...[...state.nodes.map((n) => n.netns), ...state.pods.map((p) => p.netns)].filter((n) => netns.has(n)).map((n) => `netns ${n}`),
-    ...(await Promise.all([...state.nodes.map((n) => n.pinDir), ...state.pods.map((p) => p.etcDir)].map(async (d) => ((await pathExists(d)) ? d : '')))).filter(Boolean),
-  ];
-  if (taken.length > 0) {
-    await releaseSlot(state.name);
-    await rm(state.stateDir, { recursive: true, force: true });
-    throw new NodemeshError('NM_ERR_LAB', `lab ${state.name}: ${taken.join(', ')} already exist and belong to another lab (lab names joined with node and pod names collide): choose another --name`);
-  }
+/** A directory of YAML is one cluster; a directory of directories of YAML is one per cluster (lab-multicluster.ts). */
+async function isMulticlusterDir(dir: string): Promise<boolean> {
+  const entries = await readdir(path.resolve(dir), { withFileTypes: true }).catch(() => []);
+  return !entries.some((e) => e.isFile() && /\.ya?ml$/.test(e.name)) && entries.some((e) => e.isDirectory() && !e.name.startsWith('.'));
 }
 
-async function pathExists(p: string): Promise<boolean> {
-  return stat(p).then(() => true, () => false);
-}
-
-async function buildNetwork(state: LabState): Promise<void> {
-  // the slot is ours alone now: interfaces named after it are leftovers of a lab whose
-  // claim is gone (a removed /run/nodemesh), and would make `ip link add` fail
-  const pattern = slotLinkPattern(state.slot!);
-  for (const l of await listLinks()) if (pattern.test(l)) await deleteLink(l);
-  await createBridge(state.bridge!);
-  for (const node of state.nodes) await createNode(node, state.nodes, state.bridge!);
-}
-
-/** What the runtime does for each pod: its network (the pod network's plugin), then nodemesh-cni's ADD. */
-async function createSandboxes(state: LabState, model: LabModel, cni: boolean, timeoutMs: number): Promise<void> {
-  const byName = new Map(state.nodes.map((n) => [n.name, n]));
-  await inBatches(state.pods, 8, async (pod) => {
-    await createPod(pod, byName.get(pod.node)!);
-    await writePodEtc(pod, hostsFile(state, pod, model));
-    if (cni) await addPodThroughCni(state, pod, timeoutMs);
-  });
-}
-
-async function buildCgroups(state: LabState): Promise<void> {
-  if (state.apiserver) await makeCgroup(state.apiserver.cgroup);
-  if (state.controlAddress) await makeCgroup(state.controlAddress.cgroup);
-  for (const n of state.nodes) {
-    await makeCgroup(n.agentCgroup);
-    await makeCgroup(n.podsCgroup);
-  }
-  for (const p of state.pods) await makeCgroup(p.cgroup);
-}
-
-/** The API server stand-in, ready once it wrote its kubeconfig (everything loaded). */
-async function startApiServer(state: LabState, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
-  const a = state.apiserver!;
-  const pid = await track(state, { argv: apiserverArgv(state.configDir, a.kubeconfig), cgroup: a.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: a.log }, 'apiserver', 'apiserver');
-  let exited = false;
-  const up = await waitFor(async () => (await pathExists(a.kubeconfig)) || (exited = !(await isAlive(pid))), timeoutMs, 50);
-  if (!up || exited) throw new NodemeshError('NM_ERR_LAB', `the API server stand-in ${exited ? 'exited' : `wrote no kubeconfig within ${timeoutMs / 1000} s`} (log ${a.log}):\n${await logTail(a.log)}`);
-  log.info({ lab: state.name, pid, kubeconfig: a.kubeconfig }, 'API server stand-in ready');
-}
-
-async function startControl(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
-  const c = state.controlAddress!;
-  const argv = controlArgv(cli, { configDir: state.configDir, ...(state.apiserver ? { kubeconfig: state.apiserver.kubeconfig } : {}), grpc: c.grpc, admin: c.admin, caDir: labCaDir(state.stateDir), nodeCa: labNodeCaFile(state.stateDir) });
-  const pid = await track(state, { argv, cgroup: c.cgroup, netns: { via: 'none' }, cwd: process.cwd(), env, log: c.log }, 'control', 'control');
-  await waitReady({ what: 'control plane', hostport: c.admin, pid, log: c.log }, timeoutMs);
-  log.info({ lab: state.name, grpc: c.grpc, pid }, 'control plane ready');
-}
-
-async function startAgents(state: LabState, cli: string, env: NodeJS.ProcessEnv, timeoutMs: number): Promise<void> {
-  await ensureBpffs(BPFFS);
-  const started = [];
-  for (const n of state.nodes) started.push({ n, pid: await spawnAgent(state, n, cli, env) });
-  const results = await Promise.allSettled(started.map(({ n, pid }) => waitAgentReady(n, pid, timeoutMs)));
-  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
-  if (failed.length > 0) throw new NodemeshError('NM_ERR_LAB', failed.join('\n'));
-  log.info({ lab: state.name, nodes: state.nodes.map((n) => n.name) }, 'agents ready');
-}
-
-/** What every pod process gets besides its container env (the host's PATH, no more). */
-function podBaseEnv(): NodeJS.ProcessEnv {
-  return { PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin', HOME: process.env.HOME ?? '/root', LANG: process.env.LANG ?? 'C.UTF-8' };
-}
-
-async function startPods(state: LabState, timeoutMs: number): Promise<void> {
-  const pids = new Map<LabState['pods'][number], Map<string, number>>();
-  for (const pod of state.pods) {
-    const m = new Map<string, number>();
-    for (const c of pod.containers) {
-      const spec: DetachedSpec = {
-        argv: c.argv,
-        cgroup: pod.cgroup,
-        netns: { via: 'ip-netns-exec', netns: pod.netns },
-        cwd: state.dir,
-        env: { ...podBaseEnv(), ...c.env },
-        log: c.log,
-      };
-      m.set(c.name, await track(state, spec, 'pod', `${pod.namespace}/${pod.name}/${c.name}`));
-    }
-    pids.set(pod, m);
-  }
-  const results = await Promise.allSettled(state.pods.map((pod) => waitPodListening(pod, pids.get(pod)!, timeoutMs)));
-  const failed = results.flatMap((r) => (r.status === 'rejected' ? [(r.reason as Error).message] : []));
-  if (failed.length > 0) throw new NodemeshError('NM_ERR_LAB', failed.join('\n'));
-}
-
-async function inBatches<T>(items: T[], size: number, fn: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(fn));
-}
 
 /** Removes the lab: processes, cgroups, netns, links, pins, /etc/netns dirs, state. */
 export async function labDown(opts: { name?: string; graceMs?: number } = {}): Promise<LabDownReport> {
@@ -294,6 +111,9 @@ export interface LabExecOptions {
 export async function labExecCommand(opts: LabExecOptions): Promise<{ argv: string[]; env: NodeJS.ProcessEnv }> {
   if (opts.argv.length === 0) throw new NodemeshError('NM_ERR_LAB', 'lab exec: no command given (`nodemesh lab exec NS/POD -- CMD ARGS…`)');
   const state = await labState(opts.name);
+  if (state.multicluster) {
+    throw new NodemeshError('NM_ERR_LAB', `lab ${state.name} has two clusters, each a lab of its own: name one, e.g. \`nodemesh lab exec --name ${state.multicluster.clusters[0]!.lab} ${opts.target} -- …\` (clusters: ${state.multicluster.clusters.map((c) => c.lab).join(', ')})`);
+  }
   if (opts.target.startsWith('node/')) {
     const node = state.nodes.find((n) => n.name === opts.target.slice('node/'.length));
     if (!node) throw new NodemeshError('NM_ERR_LAB', `lab ${state.name} has no ${opts.target} (nodes: ${state.nodes.map((n) => n.name).join(', ')})`);
@@ -327,6 +147,11 @@ export interface LabStatusReport {
   nodes: { name: string; ip: string; netns: string; podCidr: string }[];
   pods: { namespace: string; name: string; node: string; ip: string; netns: string }[];
   services: { namespace: string; name: string; clusterIp: string; ports: string }[];
+  /** a cluster of a two-cluster lab: its name, network and gateway addresses */
+  cluster?: { name: string; network: string; parent: string; gateways: string[] };
+  /** a two-cluster lab: its clusters (each a lab: `lab status --name LAB`) and the router between their networks */
+  clusters?: { name: string; lab: string; network: string; status: string; bridge: string; gateways: string[] }[];
+  wan?: string;
 }
 
 export async function labStatus(opts: { name?: string } = {}): Promise<LabStatusReport> {
@@ -344,6 +169,16 @@ export async function labStatus(opts: { name?: string } = {}): Promise<LabStatus
   };
   if (s.error) report.error = s.error;
   if (s.apiserver) report.kubeconfig = s.apiserver.kubeconfig;
+  if (s.cluster) report.cluster = { name: s.cluster.name, network: s.cluster.network, parent: s.cluster.parent, gateways: s.cluster.gateways.map((g) => `${g.namespace}/${g.service} ${g.address}:15008`) };
+  if (s.multicluster) {
+    report.wan = s.multicluster.wan.netns;
+    report.clusters = await Promise.all(
+      s.multicluster.clusters.map(async (c) => {
+        const cs = await readLabState(c.lab).catch(() => undefined);
+        return { name: c.name, lab: c.lab, network: cs?.cluster?.network ?? '-', status: cs?.status ?? 'missing', bridge: cs?.bridge?.cidr ?? '-', gateways: cs?.cluster?.gateways.map((g) => g.address) ?? [] };
+      }),
+    );
+  }
   return report;
 }
 
@@ -366,6 +201,12 @@ export function formatLabStatus(r: LabStatusReport): string {
     return rows.map((row) => row.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
   };
   const out = [`lab ${r.name}: ${r.status}${r.error ? ` (${r.error.split('\n')[0]})` : ''}, slot ${r.slot ?? '-'}, bridge ${r.bridge ?? '-'}, state ${r.stateDir}`];
+  if (r.clusters) {
+    out.push(`two clusters, their networks joined only through their gateways by ${r.wan} (each cluster is a lab: nodemesh lab status|exec --name LAB)`, '');
+    out.push(table([['CLUSTER', 'LAB', 'NETWORK', 'NODE SUBNET', 'GATEWAY', 'STATUS'], ...r.clusters.map((c) => [c.name, c.lab, c.network, c.bridge, c.gateways.join(',') || '-', c.status])]));
+    return out.join('\n');
+  }
+  if (r.cluster) out.push(`cluster ${r.cluster.name} of lab ${r.cluster.parent}, network ${r.cluster.network}, east-west gateway ${r.cluster.gateways.join(', ')}`);
   out.push(`control plane: pid ${proc('control', 'control')}${r.kubeconfig ? `, --source kubernetes (API server stand-in: pid ${proc('apiserver', 'apiserver')}, KUBECONFIG=${r.kubeconfig})` : ''}`);
   out.push('', table([['NODE', 'IP', 'POD CIDR', 'NETNS', 'AGENT PID'], ...r.nodes.map((n) => [n.name, n.ip, n.podCidr, n.netns, proc('agent', n.name)])]));
   out.push('', table([['POD', 'IP', 'NODE', 'PIDS'], ...r.pods.map((p) => [`${p.namespace}/${p.name}`, p.ip, p.node, proc('pod', `${p.namespace}/${p.name}`)])]));
