@@ -365,7 +365,9 @@ rootTest('lab down cleans a lab whose lab up was killed half-way', async (t) => 
       state = await labState(name).catch(() => undefined);
       return (state?.processes.length ?? 0) >= 3;
     },
-    20_000,
+    // a failure bound: lab up may first wait its turn for the slot lock (up to 60 s while other
+    // labs start beside it), then start three processes on a loaded machine
+    90_000,
     'lab up to start the control plane and two agents',
     50,
   ).catch(() => {}); // the assertions below say what was missing
