@@ -237,7 +237,10 @@ if (canRunPrivileged('the east-west gateway mode in the lab')) {
       });
       t.not(outcome, 'data', 'the gateway served a peer without a mesh SVID');
     }
-    t.is((await refusedBy('handshake')) - before, 2);
+    // the client may see its connection closed before the gateway's handshake error handler
+    // has counted it (TLS 1.3: the client's certificate is checked after its side finished)
+    const counted = await eventually(async () => ((await refusedBy('handshake')) - before >= 2 ? (await refusedBy('handshake')) - before : undefined), 30_000, 'both refusals counted').catch(async () => (await refusedBy('handshake')) - before);
+    t.is(counted, 2);
   });
 
   test.serial('its /metrics pass promtool and carry the gateway series', async (t) => {
