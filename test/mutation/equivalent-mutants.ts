@@ -11,6 +11,9 @@ export interface Equivalent {
   reason: string;
 }
 
+import { AUTHZ_EQUIVALENT } from './equivalent-authorization.js';
+import { AUTHZ_MATCH_EQUIVALENT } from './equivalent-authorization-match.js';
+
 const PICKER = 'agent/l7/weighted-picker.ts';
 const OUTLIER = 'agent/cluster/outlier-detection.ts';
 const BUDGET = 'agent/cluster/retry-budget.ts';
@@ -26,6 +29,8 @@ function same(file: string, mutants: [mutator: string, original: string, replace
 }
 
 export const EQUIVALENT: Equivalent[] = [
+  ...AUTHZ_EQUIVALENT,
+  ...AUTHZ_MATCH_EQUIVALENT,
   // --- weighted picker ---
   {
     file: PICKER,

@@ -36,7 +36,7 @@ interface Module {
 export const MODULES: Record<string, Module> = {
   authorization: {
     mutate: ['agent/policy/authorization.ts', 'agent/policy/authorization-match.ts'],
-    tests: ['authorization'],
+    tests: ['authorization', 'authorization-match'],
   },
   'peer-authentication': {
     mutate: ['agent/policy/peer-authentication.ts', 'control/compile/security.ts'],
