@@ -141,7 +141,7 @@ if (canRunPrivileged('hostile pods and a failing control plane in the lab')) {
     let out = '';
     tap.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
     try {
-      await until('tap lines', 10_000, async () => /shop\/client .* -> /.test(out));
+      await until('tap lines', 30_000, async () => /shop\/client .* -> /.test(out));
     } finally {
       tap.kill('SIGTERM');
     }
