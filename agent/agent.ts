@@ -34,6 +34,7 @@ import { collectAgentProcessMetrics, controlPlaneConnected, registry, snapshotsR
 import { passthroughGuard } from './proxy/passthrough-guard.js';
 import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
+import { reauthorizeInbound } from './proxy/authorized-connections.js';
 import type { ProxyTimeouts } from './transport/timeouts.js';
 import { ProxyServing, type Serving, type ServingConfig } from './workers/serving.js';
 import type { WorkerPool } from './workers/worker-pool.js';
@@ -281,6 +282,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   const onSnapshot = (s: Snapshot) => {
     if (handedOver) return; // the successor serves new connections; ours drain on what they had
     state = new ProxyState(s);
+    // connections served in this process (--workers 1) meet the new policy; workers do it themselves
+    reauthorizeInbound(() => state.security);
     liveSnapshot = true;
     snapshotVersion.set(s.version);
     applyTelemetry(s);

@@ -10,6 +10,9 @@
 //    is authorised (inbound-http.ts): denied requests get 403 "RBAC: access denied" (gRPC:
 //    grpc-status 7), allowed ones reach the pod. A stream that turns out to be neither is
 //    authorised as TCP (fail-safe) instead. Every other stream is a byte pipe.
+// 4. Every delivered connection stays registered (authorized-connections.ts) until it
+//    closes: a policy applied later is checked against it, and closes it if it no longer
+//    admits it; requests on a parsed stream are authorized against the policy in force.
 // Telemetry: reporter="destination" istio_tcp_* metrics for every connection (refused ones
 // with response_flags DENY), and nodemesh_agent_authorization_denials_total by policy.
 // Nothing is logged per connection except at debug level.
@@ -20,8 +23,9 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
-import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
+import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes } from '../policy/authorization.js';
 import { serveH2cInbound, serveHttpInbound } from './inbound-http.js';
+import { authorizedInbound, resetDownstream, type AuthorizedConnection, type AuthorizedConnections } from './authorized-connections.js';
 import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabelsDestination } from '../telemetry/metrics.js';
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
 import { ResponseFlag } from '../transport/response-flags.js';
@@ -66,6 +70,8 @@ export interface InboundOptions {
    * node's: clientAddress() of the connection. The connector decides whether it can.
    */
   transparentSource?: string;
+  /** where the connection is registered for later policies (default: this process's, authorizedInbound) */
+  connections?: AuthorizedConnections;
 }
 
 export type InboundResult = { delivered: true } | { delivered: false; flag: string; reason: string };
@@ -126,10 +132,27 @@ export async function deliverInbound(
     return refused(denialReason(c, accept));
   }
 
+  // registered before the pod connection is up: a policy applied meanwhile closes it too
+  const connections = opts.connections ?? authorizedInbound;
+  const authorized = connections.add({
+    workload: c.destination.uid,
+    port: c.port,
+    l4,
+    plaintext: c.security === 'none',
+    mode: accept.needsL7 ? 'requests' : 'pipe',
+    policy,
+    deny: () => {
+      flow.close(ResponseFlag.Deny);
+      resetDownstream(stream);
+    },
+  });
+  stream.once('close', () => connections.delete(authorized));
+
   let pod: Duplex;
   try {
     pod = await connector.connect(toPod(c, opts.transparentSource));
   } catch (err) {
+    connections.delete(authorized);
     // an UpstreamError carries the Envoy flag that explains the failure
     const carried = (err as { flag?: unknown }).flag;
     const flag = typeof carried === 'string' ? carried : ResponseFlag.UpstreamConnectionFailure;
@@ -160,12 +183,13 @@ export async function deliverInbound(
   // requests are read where a policy needs them, and on ports declared HTTP for the
   // destination's request metrics (reporter="destination"); other streams stay byte pipes
   const http = declaredHttp(opts.service, c.port);
-  if (!accept.needsL7 && !http) {
+  if (authorized.mode === 'pipe' && !http) {
     flow.logAs = { subject: c.destination, upstreamHost: joinHostPort(c.destination.ip, c.port), downstreamRemote: joinHostPort(c.sourceIp, c.sourcePort) };
     pipe(stream, pod, timeouts);
   } else {
     const telemetry = http ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port) : undefined;
-    void serveL7(stream, pod, c, policy, l4, () => connector.connect(toPod(c, opts.transparentSource)), flow, timeouts, telemetry);
+    authorized.mode = 'requests';
+    void serveL7(stream, pod, c, authorized, () => connector.connect(toPod(c, opts.transparentSource)), flow, timeouts, telemetry);
   }
   return { delivered: true };
 }
@@ -175,8 +199,7 @@ async function serveL7(
   stream: Duplex,
   pod: Duplex,
   c: InboundConnection,
-  policy: WorkloadPolicy,
-  l4: L4Attributes,
+  authorized: AuthorizedConnection,
   connect: () => Promise<Duplex>,
   flow: Flow,
   timeouts: ProxyTimeouts,
@@ -187,13 +210,15 @@ async function serveL7(
   // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (protocol !== 'tcp') {
-    const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry };
+    // every request meets the policy in force when it arrives
+    const o = { policy: () => authorized.policy, l4: authorized.l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry };
     if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
     else await serveHttpInbound(stream, o);
     return;
   }
   // neither HTTP/1.x nor h2c (TLS, a binary protocol): Istio's TCP rules apply
-  const tcp = authorizeConnection(policy, l4, { protocol: 'tcp' });
+  authorized.mode = 'tcp';
+  const tcp = authorizeConnection(authorized.policy, authorized.l4, { protocol: 'tcp' });
   report(tcp, 'tcp');
   if (tcp.decision === 'deny') {
     log.debug({ workload: c.destination.uid, reason: denialReason(c, tcp) }, 'non-HTTP stream denied');

@@ -45,7 +45,8 @@ export const RBAC_DENIED_BODY = 'RBAC: access denied';
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
 export interface HttpInboundOptions {
-  policy: WorkloadPolicy;
+  /** the destination's policy in force now (each request is authorized against it) */
+  policy: () => WorkloadPolicy;
   l4: L4Attributes;
   /** a new connection to the pod (the first request reuses `first`) */
   connect: () => Promise<Duplex>;
@@ -139,7 +140,7 @@ function handle(
     // "%00: The request will always be rejected with HTTP code 400"
     return void reply(res, 400, 'Bad Request');
   }
-  const decision = authorizeRequest(o.policy, o.l4, {
+  const decision = authorizeRequest(o.policy(), o.l4, {
     method: req.method ?? '',
     path: req.url ?? '/',
     host: req.headers.host ?? '',
@@ -198,7 +199,7 @@ function trackHttp1(t: InboundTelemetry, req: http.IncomingMessage, res: http.Se
 function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: HttpInboundOptions): void {
   const normalized = normalizePath(req.url ?? '/');
   const decision = normalized
-    ? authorizeRequest(o.policy, o.l4, {
+    ? authorizeRequest(o.policy(), o.l4, {
         method: req.method ?? '',
         path: req.url ?? '/',
         host: req.headers.host ?? '',
@@ -390,7 +391,7 @@ function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
   const normalized = target === undefined ? undefined : normalizePath(target);
   if (!normalized) return localReply(s, grpc, 400, 'Bad Request');
   const host = headers[':authority'] ?? headers.host ?? '';
-  const decision = authorizeRequest(o.policy, o.l4, {
+  const decision = authorizeRequest(o.policy(), o.l4, {
     method: headers[':method'] ?? '',
     path: target!,
     host,

@@ -225,6 +225,12 @@ export const authorizationDenials = new Counter({
   labelNames: ['reason', 'policy', 'layer'],
   registers: [registry],
 });
+export const connectionsClosedByPolicy = new Counter({
+  name: 'nodemesh_agent_connections_closed_by_policy_total',
+  help: 'Open inbound connections closed because a policy applied after they were accepted no longer admits them: reason (mtls_strict, deny_policy, no_allow_match), policy (namespace/name, "-" when none)',
+  labelNames: ['reason', 'policy'],
+  registers: [registry],
+});
 export const authorizationAudits = new Counter({
   name: 'nodemesh_agent_authorization_audit_total',
   help: 'Inbound connections and requests an AUDIT AuthorizationPolicy matched',

@@ -7,6 +7,7 @@
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { ProxyState } from '../state/proxy-state.js';
+import { reauthorizeInbound } from '../proxy/authorized-connections.js';
 import { passthroughGuard } from '../proxy/passthrough-guard.js';
 import { collectAgentProcessMetrics, registry } from '../telemetry/metrics.js';
 import { connectionChannel, requestChannel, type ConnectionEvent, type RequestEvent } from '../telemetry/tap.js';
@@ -35,6 +36,8 @@ const forwardRequest = (event: unknown) => send({ op: 'tap', kind: 'request', ev
 function applySnapshot(s: Snapshot | undefined): void {
   if (!s) return;
   state = new ProxyState(s);
+  // the connections this worker serves meet the new policy (closed if it no longer admits them)
+  reauthorizeInbound(() => state.security);
   applyTelemetry(s); // access logs and traces are written where requests are served
 }
 

@@ -13,6 +13,7 @@ import { sniForPodIp } from '../../agent/hbone/protocol.js';
 import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import type { InboundDeliver } from '../../agent/proxy/inbound-capture.js';
 import { deliverInbound } from '../../agent/proxy/inbound-delivery.js';
+import type { AuthorizedConnections } from '../../agent/proxy/authorized-connections.js';
 import { ProxyState } from '../../agent/state/proxy-state.js';
 import { TcpConnector, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../../agent/transport/connector.js';
 import { FixedIdentityProvider, TestCa } from './test-ca.js';
@@ -84,7 +85,7 @@ export interface World {
 export async function world(
   t: ExecutionContext,
   pki: Pki,
-  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; serverIdleMs?: number; security?: SecurityIndex; serverKeepalive?: HboneInboundOptions['keepalive'] } = {},
+  opts: { maxStreams?: number; idleMs?: number; serverMaxStreams?: number; serverIdleMs?: number; security?: SecurityIndex | (() => SecurityIndex); serverKeepalive?: HboneInboundOptions['keepalive']; connections?: AuthorizedConnections } = {},
 ): Promise<World> {
   const [webPod, dbPod] = await Promise.all([pod(t, '127.0.0.2'), pod(t, '127.0.0.3')]);
   const client = workload('client', 'node-a', '10.99.0.2', 'client');
@@ -128,7 +129,11 @@ export async function world(
   const clientIdentity = new FixedIdentityProvider([pki.ca.certPem], [pki.certs.client, pki.certs.client2]);
   // the inbound delivery as the agent binds it (here without a policy: allow, PERMISSIVE)
   const state = new ProxyState(snapshot);
-  const deliver: InboundDeliver = (stream, c) => deliverInbound(stream, c, plainTcp, opts.security ? { security: opts.security } : {});
+  // `security` as a function: the policy in force when each stream arrives (a test that applies a new one)
+  const deliver: InboundDeliver = (stream, c) => {
+    const security = typeof opts.security === 'function' ? opts.security() : opts.security;
+    return deliverInbound(stream, c, plainTcp, { ...(security ? { security } : {}), ...(opts.connections ? { connections: opts.connections } : {}) });
+  };
   const inbound = new HboneInbound({
     host: NODE_B_IP,
     port: 0,

@@ -8,6 +8,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { deliverInbound, type InboundConnection, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
+import { AuthorizedConnections } from '../../agent/proxy/authorized-connections.js';
 import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
 import { proxyTimeouts, type ProxyTimeouts } from '../../agent/transport/timeouts.js';
 import type { Workload } from '../../control/api/snapshot.js';
@@ -33,6 +34,13 @@ export interface Inbound {
   connections(): Promise<number>;
   /** CONNECT streams ('tunnel') open now on the listener's side */
   openStreams: number;
+  /**
+   * Applies `policies` (beside SERVER_POD) as a new snapshot would: new connections get them,
+   * open ones are authorized again (closed when denied). Resolves how many were closed.
+   */
+  apply(policies: string[]): number;
+  /** the delivered connections this listener holds registered for later policies */
+  authorized: AuthorizedConnections;
 }
 
 /** The agent's own plain TCP connector, unmarked (tests run without CAP_NET_ADMIN). */
@@ -53,15 +61,20 @@ export async function inbound(
   const timeouts = opts.timeouts ? { timeouts: proxyTimeouts(opts.timeouts) } : {};
   const snapshot = compileYaml([SERVER_POD, ...policies]);
   const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
-  const security = SecurityIndex.of(snapshot.security);
+  let security = SecurityIndex.of(snapshot.security);
   const results: InboundResult[] = [];
-  const ib = { results, openStreams: 0 } as Inbound;
+  const authorized = new AuthorizedConnections();
+  const apply = (next: string[]) => {
+    security = SecurityIndex.of(compileYaml([SERVER_POD, ...next]).security);
+    return authorized.reauthorize(security);
+  };
+  const ib = { results, openStreams: 0, apply, authorized } as Inbound;
   const conn = (sourceIp: string, sourcePort: number): InboundConnection => ({ ...peer, destination, port, sourceIp, sourcePort });
   let server: net.Server | http2.Http2Server;
   if (transport === 'tcp') {
     server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => {});
-      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security, ...timeouts }).then((r) => {
+      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security, connections: authorized, ...timeouts }).then((r) => {
         results.push(r);
         if (!r.delivered) socket.resetAndDestroy();
       });
@@ -75,7 +88,7 @@ export async function inbound(
       s.once('close', () => ib.openStreams--);
       if (headers[':method'] !== 'CONNECT') return void s.respond({ ':status': 405 }, { endStream: true });
       s.respond({ ':status': 200 });
-      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security, ...timeouts }).then((r) => {
+      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security, connections: authorized, ...timeouts }).then((r) => {
         results.push(r);
         if (!r.delivered) s.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       });
