@@ -13,6 +13,11 @@ const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
 const GRPC = packagePath('test', 'fixtures', 'traffic', 'grpc.js');
 const LAB = 't-resil';
 
+/** the slow backend's delay (test/fixtures/traffic-resilience/cluster.yaml, DELAY_MS) */
+const SLOW_MS = 4000;
+/** the busy backend's delay (DELAY_MS there) */
+const BUSY_MS = 2000;
+
 interface Load {
   total: number;
   status: Record<string, number>;
@@ -67,27 +72,30 @@ if (canRunPrivileged('traffic resilience')) {
   });
 
   test.serial('perTryTimeout cuts each slow try, timeout the whole request: 504 at the right time', async (t) => {
-    // 3 tries of 200 ms (+ back-off ≤ 5 + 10 ms) against a backend that answers after 1 s
+    // 3 tries of 200 ms (+ back-off ≤ 5 + 10 ms) against a backend that answers after 4 s: the
+    // timeouts cannot fire early (the lower bounds), and "before the backend answered" is far
+    // above what a loaded machine adds (CI at load ~20 took 1,077 ms for the 600)
     const perTry = await client<One>(lab, 'one', 'http://slow.shop/per-try');
     t.is(perTry.status, 504);
     t.is(perTry.body, 'upstream request timeout\n');
     t.log(`perTryTimeout 200 ms × 3 tries: 504 after ${perTry.ms} ms`);
-    t.true(perTry.ms >= 600 && perTry.ms < 1000, `answered after ${perTry.ms} ms`);
+    t.true(perTry.ms >= 600 && perTry.ms < SLOW_MS, `answered after ${perTry.ms} ms`);
     const whole = await client<One>(lab, 'one', 'http://slow.shop/timeout');
     t.is(whole.status, 504);
     t.log(`timeout 300 ms: 504 after ${whole.ms} ms`);
-    t.true(whole.ms >= 300 && whole.ms < 700, `answered after ${whole.ms} ms`);
+    t.true(whole.ms >= 300 && whole.ms < SLOW_MS, `answered after ${whole.ms} ms`);
     const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'slow', response_code: '504', response_flags: 'UT' }), 1, 'the route timeout');
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'slow', response_code: '504', response_flags: 'UT,URX' }), 1, 'per-try timeouts with the attempts used up');
   });
 
   test.serial('past http1MaxPendingRequests the extra requests get 503 with UO at once', async (t) => {
-    // one connection, one pending: of 6 concurrent requests to a backend taking 1 s, 2 are served
+    // one connection, one pending: of 6 concurrent requests to a backend taking 2 s, 2 are served
     const r = await client<Load>(lab, 'load', 'http://busy.shop/', '6', '6');
     t.deepEqual(r.status, { '200': 2, '503': 4 });
     t.is(r.overloaded, 4, 'each overflow carries x-envoy-overloaded: true');
-    t.true(r.overloadedMaxMs < 500, `overflows answered within ${r.overloadedMaxMs} ms, not after the backend's 1000`);
+    // "at once": before the backend's first answer (2 s), which is what a queued request would wait for
+    t.true(r.overloadedMaxMs < BUSY_MS, `overflows answered within ${r.overloadedMaxMs} ms, not after the backend's ${BUSY_MS}`);
     t.is(await served(lab, 'busy-1'), 2);
     const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'busy', response_code: '503', response_flags: 'UO' }), 4);
