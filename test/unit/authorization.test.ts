@@ -755,3 +755,90 @@ test('the result says why: the DENY that matched, no ALLOW policy, the ALLOW tha
   });
   t.deepEqual(authorizeRequest(server([deny]), L4, GET('/')), { decision: 'deny', policy: 'shop/deny-ip', reason: 'deny-policy', audited: [], dryRunMatched: [] });
 });
+
+test('at accept, HTTP-dependent rules are deferred: allowed pending requests needs L7 and reports AUDIT and dry-run per request only', (t) => {
+  const p = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])])]),
+    ap('audit-ip', 'AUDIT', [rule([am('source.ip', ['10.244.1.5'])])]),
+    ap('dry-ip', 'DENY', [rule([am('source.ip', ['10.244.1.5'])])], true),
+  ]);
+  t.true(p.http);
+  t.deepEqual(authorizeConnection(p, L4), { decision: 'allow', reason: 'allow-policy', audited: [], dryRunMatched: [], needsL7: true });
+  t.deepEqual(authorizeRequest(p, L4, GET('/public')), {
+    decision: 'allow',
+    policy: 'shop/allow-public',
+    reason: 'allow-policy',
+    audited: ['shop/audit-ip'],
+    dryRunMatched: ['shop/dry-ip'],
+  });
+  t.is(authorizeRequest(p, L4, GET('/private')).decision, 'deny');
+  // a DENY that tests HTTP leaves the connection pending too, even with no ALLOW policy
+  const d = server([ap('deny-post', 'DENY', [rule([], [am('request.method', ['POST'])])])]);
+  t.deepEqual(authorizeConnection(d, L4), { decision: 'allow', reason: 'no-allow-policy', audited: [], dryRunMatched: [], needsL7: true });
+  t.is(authorizeRequest(d, L4, { ...GET('/'), method: 'POST' }).decision, 'deny');
+});
+
+test('decided at accept after all (a DENY on the connection): AUDIT and dry-run are reported then, HTTP fields counting as matches as for TCP', (t) => {
+  const p = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])])]),
+    ap('deny-ip', 'DENY', [rule([am('source.ip', ['10.244.1.5'])])]),
+    ap('audit-path', 'AUDIT', [rule([], [am('request.path', ['/x'])])]),
+    ap('dry-method', 'DENY', [rule([], [am('request.method', ['DELETE'])])], true),
+    ap('dry-allow-get', 'ALLOW', [rule([], [am('request.method', ['GET'])])], true),
+  ]);
+  t.true(p.http);
+  t.deepEqual(authorizeConnection(p, L4), {
+    decision: 'deny',
+    policy: 'shop/deny-ip',
+    reason: 'deny-policy',
+    audited: ['shop/audit-path'],
+    dryRunMatched: ['shop/dry-method'],
+    needsL7: false,
+  });
+  // allowed at accept by a rule without HTTP fields: likewise reported now
+  const q = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])]), rule([am('source.ip', ['10.244.1.5'])])]),
+    ap('audit-path', 'AUDIT', [rule([], [am('request.path', ['/x'])])]),
+  ]);
+  t.deepEqual(authorizeConnection(q, L4), {
+    decision: 'allow',
+    policy: 'shop/allow-public',
+    reason: 'allow-policy',
+    audited: ['shop/audit-path'],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+});
+
+test("protocol 'tcp' evaluates a stream that is not HTTP: ALLOW rules with HTTP fields dropped, a DENY's missing attributes match, never L7", (t) => {
+  const p = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])])]),
+    ap('deny-post', 'DENY', [rule([am('source.ip', ['10.244.1.5'])], [am('request.method', ['POST'])])]),
+    ap('audit-path', 'AUDIT', [rule([], [am('request.path', ['/x'])])]),
+  ]);
+  t.deepEqual(authorizeConnection(p, L4, { protocol: 'tcp' }), {
+    decision: 'deny',
+    policy: 'shop/deny-post',
+    reason: 'deny-policy',
+    audited: ['shop/audit-path'],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+  t.deepEqual(authorizeConnection(p, { ...L4, sourceIp: '10.244.1.6' }, { protocol: 'tcp' }), {
+    decision: 'deny',
+    reason: 'no-allow-match',
+    audited: ['shop/audit-path'],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+});
+
+test('requests are matched on the normalised path; a path that cannot be normalised (%00) is matched as received', (t) => {
+  const p = server([ap('deny-admin', 'DENY', [rule([], [{ attribute: 'request.path', path: [], values: [{ kind: 'prefix', value: '/admin' }], notValues: [] }])])]);
+  t.is(authorizeRequest(p, L4, GET('/public/../admin/users')).decision, 'deny');
+  t.is(authorizeRequest(p, L4, GET('/%61dmin')).decision, 'deny');
+  t.is(authorizeRequest(p, L4, GET('/public/users')).decision, 'allow');
+  t.is(normalizePath('/admin%00x'), undefined);
+  t.is(authorizeRequest(p, L4, GET('/admin%00x')).decision, 'deny');
+  t.is(authorizeRequest(p, L4, GET('/public%00x')).decision, 'allow');
+});
