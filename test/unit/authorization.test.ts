@@ -776,6 +776,13 @@ test('at accept, HTTP-dependent rules are deferred: allowed pending requests nee
   const d = server([ap('deny-post', 'DENY', [rule([], [am('request.method', ['POST'])])])]);
   t.deepEqual(authorizeConnection(d, L4), { decision: 'allow', reason: 'no-allow-policy', audited: [], dryRunMatched: [], needsL7: true });
   t.is(authorizeRequest(d, L4, { ...GET('/'), method: 'POST' }).decision, 'deny');
+  // an ALLOW that matches at accept names no policy while a DENY may still match a request
+  const da = server([
+    ap('deny-post', 'DENY', [rule([], [am('request.method', ['POST'])])]),
+    ap('allow-ip', 'ALLOW', [rule([am('source.ip', ['10.244.1.5'])])]),
+  ]);
+  t.deepEqual(authorizeConnection(da, L4), { decision: 'allow', reason: 'allow-policy', audited: [], dryRunMatched: [], needsL7: true });
+  t.deepEqual(authorizeRequest(da, L4, GET('/')), { decision: 'allow', policy: 'shop/allow-ip', reason: 'allow-policy', audited: [], dryRunMatched: [] });
 });
 
 test('decided at accept after all (a DENY on the connection): AUDIT and dry-run are reported then, HTTP fields counting as matches as for TCP', (t) => {
