@@ -17,7 +17,15 @@ import {
 } from '../../agent/policy/authorization.js';
 import { normalizePath } from '../../agent/policy/authorization-match.js';
 import { compileSecurity } from '../../control/compile/security.js';
-import type { AttributeMatch, AuthorizationAction, AuthorizationRule, ValueMatch } from '../../control/api/snapshot-security.js';
+import type {
+  AttributeMatch,
+  AuthorizationAction,
+  AuthorizationPolicy,
+  AuthorizationRule,
+  SecurityConfig,
+  ValueMatch,
+  WorkloadSecurity,
+} from '../../control/api/snapshot-security.js';
 import type { Workload } from '../../control/api/snapshot.js';
 import type { Resource } from '../../control/model/resources.js';
 import { authorizationPolicy, compileYaml, podYaml, policyOf } from '../helpers/config-yaml.js';
@@ -592,4 +600,252 @@ test('property: the decision at accept agrees with every request — denied at a
     }),
     { numRuns: 500 },
   );
+});
+
+// --- the index and the evaluation modes, on hand-built snapshots (issue 14: each part of the module shown) ---
+
+/** One attribute test as the snapshot carries it (`path` is the header name of request.headers). */
+function am(attribute: AttributeMatch['attribute'], values: string[], path: string[] = []): AttributeMatch {
+  return { attribute, path, values: values.map(exact), notValues: [] };
+}
+/** A rule whose only source clause is `from` (connection attributes) and whose only operation clause is `to`. */
+function rule(from: AttributeMatch[], to: AttributeMatch[] = []): AuthorizationRule {
+  return { from: from.length ? [{ matches: from }] : [], to: to.length ? [{ matches: to }] : [], when: [] };
+}
+function ap(name: string, action: AuthorizationAction, rules: AuthorizationRule[], dryRun = false): AuthorizationPolicy {
+  return { namespace: 'shop', name, action, dryRun, provider: action === 'CUSTOM' ? 'ext' : '', rules };
+}
+/** The workload shop/server under `policies` (all named by it), as the snapshot would carry it. */
+function snapshot(policies: AuthorizationPolicy[], w: Partial<WorkloadSecurity> = {}): SecurityConfig {
+  const http = policies.some((p) => !p.dryRun && (p.action === 'ALLOW' || p.action === 'DENY') && p.rules.some((r) => ruleUsesHttpLocal(r)));
+  return {
+    workloads: [
+      {
+        workload: 'shop/server',
+        mtlsMode: 'PERMISSIVE',
+        portMtls: [],
+        peerAuthentications: [],
+        authorizationPolicies: policies.map((p) => `${p.namespace}/${p.name}`).sort(),
+        http,
+        ...w,
+      },
+    ],
+    authorizationPolicies: policies,
+  };
+}
+function ruleUsesHttpLocal(r: AuthorizationRule): boolean {
+  const h = (m: AttributeMatch) => m.attribute.startsWith('request.');
+  return r.from.some((c) => c.matches.some(h)) || r.to.some((c) => c.matches.some(h)) || r.when.some(h);
+}
+const server = (policies: AuthorizationPolicy[], w: Partial<WorkloadSecurity> = {}) => SecurityIndex.of(snapshot(policies, w)).forWorkload('shop/server');
+const L4: L4Attributes = { sourceIp: '10.244.1.5', destinationIp: '10.244.0.9', destinationPort: 80, mtls: false };
+const mtlsFrom = (id: string): L4Attributes => ({ ...L4, sourcePrincipal: id, mtls: true });
+const GET = (path: string): HttpAttributes => ({ method: 'GET', path, host: 'server.shop', headers: {} });
+
+test('a workload the snapshot does not list has no policy: PERMISSIVE, every connection allowed, no HTTP parsing', (t) => {
+  const none = {
+    workload: 'shop/unlisted',
+    mtlsMode: 'PERMISSIVE',
+    portMtls: new Map(),
+    peerAuthentications: [],
+    http: false,
+    deny: [],
+    allow: [],
+    audit: [],
+    dryRun: [],
+    custom: [],
+  };
+  t.deepEqual(SecurityIndex.of(snapshot([ap('deny-all', 'DENY', [rule([])])])).forWorkload('shop/unlisted'), none);
+  t.deepEqual(SecurityIndex.empty().forWorkload('shop/unlisted'), none);
+  t.deepEqual(authorizeConnection(SecurityIndex.empty().forWorkload('shop/unlisted'), L4), {
+    decision: 'allow',
+    reason: 'no-allow-policy',
+    audited: [],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+});
+
+test('the index carries each workload\'s mTLS modes and PeerAuthentications, and sorts its policies by action (CUSTOM, dry-run, DENY, ALLOW, AUDIT)', (t) => {
+  const policies = [
+    ap('a-allow', 'ALLOW', [rule([])]),
+    ap('b-audit', 'AUDIT', [rule([])]),
+    ap('c-custom', 'CUSTOM', [rule([])]),
+    ap('d-deny', 'DENY', [rule([am('source.ip', ['10.9.9.9'])])]),
+    ap('e-dry', 'DENY', [rule([])], true),
+  ];
+  const p = server(policies, {
+    mtlsMode: 'STRICT',
+    portMtls: [{ port: 8080, mode: 'DISABLE' }],
+    peerAuthentications: ['istio-system/default', 'shop/server'],
+  });
+  t.is(p.workload, 'shop/server');
+  t.is(p.mtlsMode, 'STRICT');
+  t.deepEqual(p.portMtls, new Map([[8080, 'DISABLE']]));
+  t.deepEqual(p.peerAuthentications, ['istio-system/default', 'shop/server']);
+  t.deepEqual(p.custom, ['shop/c-custom']);
+  t.deepEqual(p.dryRun.map((x) => x.ref), ['shop/e-dry']);
+  t.deepEqual(p.deny.map((x) => x.ref), ['shop/d-deny']);
+  t.deepEqual(p.allow.map((x) => x.ref), ['shop/a-allow']);
+  t.deepEqual(p.audit.map((x) => x.ref), ['shop/b-audit']);
+});
+
+test('a snapshot naming an AuthorizationPolicy it does not carry fails closed: the workload denies everything', (t) => {
+  const config = snapshot([]);
+  config.workloads[0]!.authorizationPolicies = ['shop/missing'];
+  const p = SecurityIndex.of(config).forWorkload('shop/server');
+  t.deepEqual(p.allow, [{ ref: 'shop/missing', action: 'ALLOW', dryRun: false, rules: [] }]);
+  t.deepEqual([p.deny, p.audit, p.dryRun, p.custom], [[], [], [], []]);
+  const r = authorizeConnection(p, mtlsFrom(sa('shop', 'client')));
+  t.is(r.decision, 'deny');
+  t.is(r.reason, 'no-allow-match');
+  t.is(authorizeRequest(p, L4, GET('/')).decision, 'deny');
+});
+
+test('source.trustDomain comes from the principal; remote.ip is the source IP; destination.ip and destination.port are the pod\'s', (t) => {
+  const td = server([ap('td', 'ALLOW', [rule([am('source.trustDomain', ['cluster.local'])])])]);
+  t.is(authorizeConnection(td, mtlsFrom(sa('shop', 'client'))).decision, 'allow');
+  t.is(authorizeConnection(td, mtlsFrom('spiffe://other.domain/ns/shop/sa/client')).decision, 'deny');
+  t.is(authorizeConnection(td, L4).decision, 'deny', 'no principal on plaintext: no trust domain');
+  // a DENY on any trust domain but ours: plaintext has none, which is not ours (as notPrincipals)
+  const notOurs = server([ap('nt', 'DENY', [rule([{ attribute: 'source.trustDomain', path: [], values: [], notValues: [exact('cluster.local')] }])])]);
+  t.is(authorizeConnection(notOurs, L4).decision, 'deny');
+  t.is(authorizeConnection(notOurs, mtlsFrom('spiffe://evil.domain/ns/shop/sa/client')).decision, 'deny');
+  t.is(authorizeConnection(notOurs, mtlsFrom(sa('shop', 'client'))).decision, 'allow');
+
+  const remote = server([ap('remote', 'ALLOW', [rule([am('remote.ip', ['10.244.1.5'])])])]);
+  t.is(authorizeConnection(remote, L4).decision, 'allow');
+  t.is(authorizeConnection(remote, { ...L4, sourceIp: '10.244.1.6' }).decision, 'deny');
+
+  const dip = server([ap('dip', 'ALLOW', [rule([], [am('destination.ip', ['10.244.0.9'])])])]);
+  t.is(authorizeConnection(dip, L4).decision, 'allow');
+  t.is(authorizeConnection(dip, { ...L4, destinationIp: '10.244.0.10' }).decision, 'deny');
+  const dport = server([ap('dport', 'ALLOW', [rule([], [am('destination.port', ['80'])])])]);
+  t.is(authorizeConnection(dport, L4).decision, 'allow');
+  t.is(authorizeConnection(dport, { ...L4, destinationPort: 81 }).decision, 'deny');
+});
+
+test('the result says why: the DENY that matched, no ALLOW policy, the ALLOW that matched, or none matched', (t) => {
+  const deny = ap('deny-ip', 'DENY', [rule([am('source.ip', ['10.244.1.5'])])]);
+  const allow = ap('allow-port', 'ALLOW', [rule([], [am('destination.port', ['80'])])]);
+  t.deepEqual(authorizeConnection(server([deny]), L4), {
+    decision: 'deny',
+    policy: 'shop/deny-ip',
+    reason: 'deny-policy',
+    audited: [],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+  const other = { ...L4, sourceIp: '10.244.1.6' };
+  t.deepEqual(authorizeConnection(server([deny]), other), { decision: 'allow', reason: 'no-allow-policy', audited: [], dryRunMatched: [], needsL7: false });
+  t.deepEqual(authorizeConnection(server([allow]), L4), {
+    decision: 'allow',
+    policy: 'shop/allow-port',
+    reason: 'allow-policy',
+    audited: [],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+  t.deepEqual(authorizeConnection(server([allow]), { ...L4, destinationPort: 81 }), {
+    decision: 'deny',
+    reason: 'no-allow-match',
+    audited: [],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+  t.deepEqual(authorizeRequest(server([deny]), L4, GET('/')), { decision: 'deny', policy: 'shop/deny-ip', reason: 'deny-policy', audited: [], dryRunMatched: [] });
+});
+
+test('at accept, HTTP-dependent rules are deferred: allowed pending requests needs L7 and reports AUDIT and dry-run per request only', (t) => {
+  const p = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])])]),
+    ap('audit-ip', 'AUDIT', [rule([am('source.ip', ['10.244.1.5'])])]),
+    ap('dry-ip', 'DENY', [rule([am('source.ip', ['10.244.1.5'])])], true),
+  ]);
+  t.true(p.http);
+  t.deepEqual(authorizeConnection(p, L4), { decision: 'allow', reason: 'allow-policy', audited: [], dryRunMatched: [], needsL7: true });
+  t.deepEqual(authorizeRequest(p, L4, GET('/public')), {
+    decision: 'allow',
+    policy: 'shop/allow-public',
+    reason: 'allow-policy',
+    audited: ['shop/audit-ip'],
+    dryRunMatched: ['shop/dry-ip'],
+  });
+  t.is(authorizeRequest(p, L4, GET('/private')).decision, 'deny');
+  // a DENY that tests HTTP leaves the connection pending too, even with no ALLOW policy
+  const d = server([ap('deny-post', 'DENY', [rule([], [am('request.method', ['POST'])])])]);
+  t.deepEqual(authorizeConnection(d, L4), { decision: 'allow', reason: 'no-allow-policy', audited: [], dryRunMatched: [], needsL7: true });
+  t.is(authorizeRequest(d, L4, { ...GET('/'), method: 'POST' }).decision, 'deny');
+  // an ALLOW that matches at accept names no policy while a DENY may still match a request
+  const da = server([
+    ap('deny-post', 'DENY', [rule([], [am('request.method', ['POST'])])]),
+    ap('allow-ip', 'ALLOW', [rule([am('source.ip', ['10.244.1.5'])])]),
+  ]);
+  t.deepEqual(authorizeConnection(da, L4), { decision: 'allow', reason: 'allow-policy', audited: [], dryRunMatched: [], needsL7: true });
+  t.deepEqual(authorizeRequest(da, L4, GET('/')), { decision: 'allow', policy: 'shop/allow-ip', reason: 'allow-policy', audited: [], dryRunMatched: [] });
+});
+
+test('decided at accept after all (a DENY on the connection): AUDIT and dry-run are reported then, HTTP fields counting as matches as for TCP', (t) => {
+  const p = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])])]),
+    ap('deny-ip', 'DENY', [rule([am('source.ip', ['10.244.1.5'])])]),
+    ap('audit-path', 'AUDIT', [rule([], [am('request.path', ['/x'])])]),
+    ap('dry-method', 'DENY', [rule([], [am('request.method', ['DELETE'])])], true),
+    ap('dry-allow-get', 'ALLOW', [rule([], [am('request.method', ['GET'])])], true),
+  ]);
+  t.true(p.http);
+  t.deepEqual(authorizeConnection(p, L4), {
+    decision: 'deny',
+    policy: 'shop/deny-ip',
+    reason: 'deny-policy',
+    audited: ['shop/audit-path'],
+    dryRunMatched: ['shop/dry-method'],
+    needsL7: false,
+  });
+  // allowed at accept by a rule without HTTP fields: likewise reported now
+  const q = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])]), rule([am('source.ip', ['10.244.1.5'])])]),
+    ap('audit-path', 'AUDIT', [rule([], [am('request.path', ['/x'])])]),
+  ]);
+  t.deepEqual(authorizeConnection(q, L4), {
+    decision: 'allow',
+    policy: 'shop/allow-public',
+    reason: 'allow-policy',
+    audited: ['shop/audit-path'],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+});
+
+test("protocol 'tcp' evaluates a stream that is not HTTP: ALLOW rules with HTTP fields dropped, a DENY's missing attributes match, never L7", (t) => {
+  const p = server([
+    ap('allow-public', 'ALLOW', [rule([], [am('request.path', ['/public'])])]),
+    ap('deny-post', 'DENY', [rule([am('source.ip', ['10.244.1.5'])], [am('request.method', ['POST'])])]),
+    ap('audit-path', 'AUDIT', [rule([], [am('request.path', ['/x'])])]),
+  ]);
+  t.deepEqual(authorizeConnection(p, L4, { protocol: 'tcp' }), {
+    decision: 'deny',
+    policy: 'shop/deny-post',
+    reason: 'deny-policy',
+    audited: ['shop/audit-path'],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+  t.deepEqual(authorizeConnection(p, { ...L4, sourceIp: '10.244.1.6' }, { protocol: 'tcp' }), {
+    decision: 'deny',
+    reason: 'no-allow-match',
+    audited: ['shop/audit-path'],
+    dryRunMatched: [],
+    needsL7: false,
+  });
+});
+
+test('requests are matched on the normalised path; a path that cannot be normalised (%00) is matched as received', (t) => {
+  const p = server([ap('deny-admin', 'DENY', [rule([], [{ attribute: 'request.path', path: [], values: [{ kind: 'prefix', value: '/admin' }], notValues: [] }])])]);
+  t.is(authorizeRequest(p, L4, GET('/public/../admin/users')).decision, 'deny');
+  t.is(authorizeRequest(p, L4, GET('/%61dmin')).decision, 'deny');
+  t.is(authorizeRequest(p, L4, GET('/public/users')).decision, 'allow');
+  t.is(normalizePath('/admin%00x'), undefined);
+  t.is(authorizeRequest(p, L4, GET('/admin%00x')).decision, 'deny');
+  t.is(authorizeRequest(p, L4, GET('/public%00x')).decision, 'allow');
 });
