@@ -22,6 +22,7 @@ const LB = 'agent/cluster/load-balancer';
 const ROUTE = 'agent/l7/route-match.ts';
 const HEADERS = 'agent/l7/header-ops.ts';
 const SECURITY = 'control/compile/security.ts';
+const FAIR = 'agent/cluster/per-workload-fairness.ts';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -29,6 +30,27 @@ function same(file: string, mutants: [mutator: string, original: string, replace
 }
 
 export const EQUIVALENT: Equivalent[] = [
+  // --- per-source fairness ---
+  {
+    file: FAIR, mutator: 'ConditionalExpression', original: 'heavy[0] === source', replacement: 'false',
+    reason: 'when the source is itself the heaviest, pendingOf(source) + 1 >= heavy[1].length holds anyway: the next test refuses it the same way',
+  },
+  {
+    file: FAIR, mutator: 'ConditionalExpression', original: 'heavy[1].length === 0', replacement: 'false',
+    reason: 'unreachable: a request is evicted only from a queue longer than the newcomer\'s + 1 (>= 2), so the heaviest queue never empties by the pop',
+  },
+  {
+    file: FAIR, mutator: 'ConditionalExpression', original: 'item === undefined', replacement: 'false',
+    reason: 'no queue in the map is ever empty (push, remove and eviction delete an emptied queue), so shift() of one never yields undefined for a queue of requests',
+  },
+  {
+    file: FAIR, mutator: 'ConditionalExpression', original: 'limit >= 4', replacement: 'true',
+    reason: 'below 4, Math.floor(limit / 4) is 0: limit - 0 is the limit itself, as the other branch gives',
+  },
+  {
+    file: FAIR, mutator: 'ConditionalExpression', original: 'h === 1', replacement: 'false',
+    reason: 'a released last slot leaves the source at 0 instead of deleting it: tryAcquire reads 0 either way; only the map keeps an entry per source ever seen (memory, not behaviour)',
+  },
   ...AUTHZ_EQUIVALENT,
   ...AUTHZ_MATCH_EQUIVALENT,
   // --- weighted picker ---

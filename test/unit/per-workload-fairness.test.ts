@@ -175,3 +175,14 @@ test('L4 connections: a release gives the slot back to the limit and to its sour
   t.false(c.tryAcquire('a', 2));
   t.deepEqual([2, 5, 7, 8, 9, 12].map(perSourceConnectionCap), [2, 4, 6, 6, 7, 9]);
 });
+
+test('a source whose last queued request was taken out joins the rotation at the back when it queues again', (t) => {
+  const q = new FairQueue<string>(10);
+  q.push('A', 'a1');
+  q.push('B', 'b1');
+  t.true(q.remove('A', 'a1'));
+  q.push('A', 'a2');
+  t.is(q.shift(), 'b1', 'B waited longer: A lost its place when its queue emptied');
+  t.is(q.shift(), 'a2');
+  t.is(q.shift(), undefined);
+});
