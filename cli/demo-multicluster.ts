@@ -7,7 +7,8 @@
 // backend and cluster-b's node proxy counted them as coming from cluster-a: the only way
 // there is through the gateways.
 import { spawn } from 'node:child_process';
-import { labClusters, labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
+import { labClusters, labExecCommand, type LabState } from '../deploy/lab/lab.js';
+import { demoRounds } from './demo-rounds.js';
 import { packagePath } from '../common/paths.js';
 import { scrape, sumMetric } from './prom-text.js';
 
@@ -18,33 +19,15 @@ const CONVERGE_MS = 60_000;
 
 export async function runMulticlusterDemo(opts: { name: string; once: boolean }): Promise<number> {
   say(`starting the two-cluster lab "${opts.name}" from ${SAMPLES} (cluster-a: client, frontend; cluster-b: backend; one gateway each)…`);
-  try {
-    await labUp({ dir: SAMPLES, name: opts.name, progress: (s) => say(`  … ${s}`) });
-  } catch (err) {
-    await labDown({ name: opts.name }).catch(() => {});
-    throw err;
-  }
-  let stopped = false;
-  const stop = () => {
-    stopped = true;
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  try {
-    const [a, b] = (await labClusters(opts.name)) as [LabState, LabState];
-    let ok = false;
-    do {
-      ok = await round(a, b);
-      if (opts.once) break;
-      say('next round in 5 s (Ctrl-C to stop and tear down)');
-      for (let i = 0; i < 50 && !stopped; i++) await new Promise((r) => setTimeout(r, 100));
-    } while (!stopped);
-    return ok ? 0 : 1;
-  } finally {
-    say('tearing the two-cluster lab down…');
-    await labDown({ name: opts.name });
-    say('done: nothing of the lab is left');
-  }
+  return demoRounds({
+    name: opts.name,
+    dir: SAMPLES,
+    once: opts.once,
+    say,
+    progress: (s) => say(`  … ${s}`),
+    prepare: async () => (await labClusters(opts.name)) as [LabState, LabState],
+    round: ([a, b]) => round(a, b),
+  });
 }
 
 async function round(a: LabState, b: LabState): Promise<boolean> {

@@ -8,7 +8,8 @@
 // across two clusters joined by east-west gateways (demo-multicluster.ts).
 import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
+import { labExecCommand, type LabState } from '../deploy/lab/lab.js';
+import { demoRounds } from './demo-rounds.js';
 import { scrape, sumMetric, type Sample } from './prom-text.js';
 import { packagePath } from '../common/paths.js';
 import { screenshot } from './headless-chromium.js';
@@ -26,36 +27,18 @@ export async function runDemo(args: string[]): Promise<number> {
   }
   const labName = values.name ?? DEFAULT_LAB;
   say(`starting the lab "${labName}" from ${SAMPLES} (two nodes, a meshed namespace "demo")…`);
-  let state: LabState;
-  try {
-    state = await labUp({ dir: SAMPLES, name: labName });
-  } catch (err) {
-    await labDown({ name: labName }).catch(() => {});
-    throw err;
-  }
-  let stopped = false;
-  const stop = () => {
-    stopped = true;
-  };
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  try {
-    let ok = false;
-    let first = true;
-    do {
-      ok = await round(state);
+  return demoRounds({
+    name: labName,
+    dir: SAMPLES,
+    once: values.once === true,
+    say,
+    prepare: async (state) => state,
+    round: async (state, first) => {
+      const ok = await round(state);
       if (first && values.screenshot) await dashboardPicture(state, values.screenshot);
-      first = false;
-      if (values.once) break;
-      say('next round in 5 s (Ctrl-C to stop and tear down)');
-      for (let i = 0; i < 50 && !stopped; i++) await new Promise((r) => setTimeout(r, 100));
-    } while (!stopped);
-    return ok ? 0 : 1;
-  } finally {
-    say('tearing the lab down…');
-    await labDown({ name: labName });
-    say('done: nothing of the lab is left');
-  }
+      return ok;
+    },
+  });
 }
 
 async function round(state: LabState): Promise<boolean> {
