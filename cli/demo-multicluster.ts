@@ -6,9 +6,8 @@
 // destination_cluster). `--once` exits 0 only if every request was answered by cluster-b's
 // backend and cluster-b's node proxy counted them as coming from cluster-a: the only way
 // there is through the gateways.
-import { spawn } from 'node:child_process';
-import { labClusters, labExecCommand, type LabState } from '../deploy/lab/lab.js';
-import { demoRounds } from './demo-rounds.js';
+import { labClusters, type LabState } from '../deploy/lab/lab.js';
+import { demoRounds, execInPod, say } from './demo-rounds.js';
 import { packagePath } from '../common/paths.js';
 import { scrape, sumMetric } from './prom-text.js';
 
@@ -101,17 +100,3 @@ async function crossed(lab: LabState, from: string, to: string): Promise<number>
   return n;
 }
 
-async function execInPod(state: LabState, target: string, argv: string[], env: Record<string, string>): Promise<string[]> {
-  const cmd = await labExecCommand({ name: state.name, target, argv });
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: state.dir, env: { ...cmd.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-    child.on('error', reject);
-    child.on('close', () => resolve(out.split('\n').filter((l) => l.startsWith('{'))));
-  });
-}
-
-function say(s: string): void {
-  process.stdout.write(`[demo] ${s}\n`);
-}

@@ -1,6 +1,7 @@
 // What both demos share: the lab up (and down again if that fails), rounds until Ctrl-C (one
 // with --once), and the lab torn down whatever happens. The exit code is the last round's.
-import { labDown, labUp, type LabState } from '../deploy/lab/lab.js';
+import { spawn } from 'node:child_process';
+import { labDown, labExecCommand, labUp, type LabState } from '../deploy/lab/lab.js';
 
 export interface DemoRounds<S> {
   name: string;
@@ -47,4 +48,20 @@ export async function demoRounds<S>(d: DemoRounds<S>): Promise<number> {
     await labDown({ name: d.name });
     d.say('done: nothing of the lab is left');
   }
+}
+
+/** A command in a lab pod to its end: the JSON lines it printed. */
+export async function execInPod(state: LabState, target: string, argv: string[], env: Record<string, string>): Promise<string[]> {
+  const cmd = await labExecCommand({ name: state.name, target, argv });
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), { cwd: state.dir, env: { ...cmd.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
+    child.on('error', reject);
+    child.on('close', () => resolve(out.split('\n').filter((l) => l.startsWith('{'))));
+  });
+}
+
+export function say(s: string): void {
+  process.stdout.write(`[demo] ${s}\n`);
 }

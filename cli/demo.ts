@@ -6,10 +6,9 @@
 // round, a PNG of the node dashboard (15020/dashboard) of the node that carried the most
 // requests, taken with headless Chromium (the README's picture). `--multicluster`: the same
 // across two clusters joined by east-west gateways (demo-multicluster.ts).
-import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
-import { labExecCommand, type LabState } from '../deploy/lab/lab.js';
-import { demoRounds } from './demo-rounds.js';
+import type { LabState } from '../deploy/lab/lab.js';
+import { demoRounds, execInPod, say } from './demo-rounds.js';
 import { scrape, sumMetric, type Sample } from './prom-text.js';
 import { packagePath } from '../common/paths.js';
 import { screenshot } from './headless-chromium.js';
@@ -128,21 +127,3 @@ function sources(samples: Sample[], svc: string): string {
   return [...s].join(', ');
 }
 
-async function execInPod(state: LabState, target: string, argv: string[], env: Record<string, string>): Promise<string[]> {
-  const cmd = await labExecCommand({ name: state.name, target, argv });
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd.argv[0]!, cmd.argv.slice(1), {
-      cwd: state.dir,
-      env: { ...cmd.env, ...env },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.setEncoding('utf8').on('data', (c: string) => (out += c));
-    child.on('error', reject);
-    child.on('close', () => resolve(out.split('\n').filter((l) => l.startsWith('{'))));
-  });
-}
-
-function say(s: string): void {
-  process.stdout.write(`[demo] ${s}\n`);
-}

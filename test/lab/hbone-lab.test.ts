@@ -6,7 +6,6 @@
 // SPIFFE principals. A meshed pod on the client's own node is served by the same-node path
 // (no HBONE connection), with the same principals.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -15,6 +14,7 @@ import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
+import { capture } from '../helpers/tcpdump.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'hbone-lab');
 const LAB = 't-hbone';
@@ -26,34 +26,6 @@ interface Echo {
   pod: string;
   remote: string;
   path: string;
-}
-
-/** tcpdump on an interface of the root netns, started and ready to capture. */
-async function capture(iface: string, filter: string[], file: string): Promise<{ stop(): Promise<void> }> {
-  // --immediate-mode: hand each packet over at once (else the ring buffer holds them and a
-  // SIGINT can end the capture before they are written)
-  const p = spawn('tcpdump', ['-i', iface, '--immediate-mode', '-U', '-n', '-s', '0', '-w', file, ...filter], {
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
-    p.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      if (err.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    p.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
-  });
-  return {
-    stop: () =>
-      new Promise<void>((resolve) => {
-        p.once('exit', () => resolve());
-        p.kill('SIGINT');
-      }),
-  };
 }
 
 if (canRunPrivileged('HBONE in the lab')) {

@@ -7,7 +7,6 @@
 // isolation, trust, locality, only-in-b (with the capture, the metrics and the policy),
 // failover on 503, failover on a kill, and lab down.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -18,6 +17,7 @@ import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { packagePath } from '../../common/paths.js';
 import { eventually } from '../helpers/eventually.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
+import { capture } from '../helpers/tcpdump.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'multicluster');
 const CLIENT = packagePath('test', 'fixtures', 'traffic', 'client.js');
@@ -173,7 +173,7 @@ if (canRunPrivileged('the two-cluster lab')) {
     const pcap = path.join(dir, 'wan.pcap');
     const marker = `nodemesh-mc-marker-${randomBytes(8).toString('hex')}`;
     const leg = (await readLabParent()).multicluster!.wan.legs.find((l) => l.cluster === a.cluster!.name)!;
-    const tcpdump = await capture(leg.vethRoot, pcap);
+    const tcpdump = await capture(leg.vethRoot, [], pcap);
     let answers: One[];
     try {
       answers = [];
@@ -265,20 +265,3 @@ async function tsharkRows(pcap: string, args: string[]): Promise<string[][]> {
   return r.stdout.split('\n').filter(Boolean).map((l) => l.split('\t'));
 }
 
-/** tcpdump on an interface of the root netns, started and ready to capture. */
-async function capture(iface: string, file: string): Promise<{ stop(): Promise<void> }> {
-  const p = spawn('tcpdump', ['-i', iface, '--immediate-mode', '-U', '-n', '-s', '0', '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  await new Promise<void>((resolve, reject) => {
-    let err = '';
-    const timer = setTimeout(() => reject(new Error(`tcpdump did not start: ${err}`)), 10_000);
-    p.stderr.setEncoding('utf8').on('data', (d: string) => {
-      err += d;
-      if (err.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    p.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err}`)));
-  });
-  return { stop: () => new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGINT'); }) };
-}
