@@ -311,6 +311,15 @@ export const EQUIVALENT: Equivalent[] = [
     ],
     "the validator accepts only the targetRef kinds core/Service, networking.istio.io/ServiceEntry, gateway.networking.k8s.io/Gateway and GatewayClass (control/validate/istio-security.ts TARGET_KINDS): kind Service holds exactly when the group is '', so either test alone decides",
   ),
+  {
+    file: SECURITY,
+    mutator: 'ArrayDeclaration',
+    original: '[]',
+    replacement: '["Stryker was here"]',
+    line: 63,
+    reason:
+      'the default of `ctx.trustDomains ?? []` (a context built without the list): expandPrincipals expands only with two domains or more (the mesh\'s own and an alias), so a list of one domain leaves the rules as they are, as the empty list does',
+  },
 
   // --- load balancers ---
   ...same(
