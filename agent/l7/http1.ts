@@ -104,6 +104,17 @@ function refusedByClient(err: Error): boolean {
   return code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
 }
 
+/** `h` without Expect (undici refuses to send one; Node's server answered it already). */
+function withoutExpect(h: string[]): string[] {
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i]!.length === 6 && h[i]!.toLowerCase() === SKIP_REQUEST) {
+      h.splice(i, 2);
+      i -= 2;
+    }
+  }
+  return h;
+}
+
 function latin1(raw: Buffer[]): string[] {
   const out = new Array<string>(raw.length);
   for (let i = 0; i < raw.length; i++) out[i] = raw[i]!.toString('latin1');
@@ -151,15 +162,14 @@ export class Http1Exchange extends Exchange {
     const rewriteHost = this.upstreamAuthority !== undefined;
     const h = forwardRaw(this.req.rawHeaders, [dest.headers?.request, route.headers?.request, this.traceOps, this.clientAddressOps(host)], rewriteHost ? 'host' : SKIP_REQUEST);
     if (rewriteHost) {
-      // undici sends no Expect (Node's server answered it already)
-      for (let i = 0; i < h.length; i += 2) if (h[i]!.length === 6 && h[i]!.toLowerCase() === SKIP_REQUEST) h.splice(i, 2), (i -= 2);
+      withoutExpect(h);
       h.push('host', this.upstreamAuthority!);
     }
     return h;
   }
 
   protected mirrorRequest(): { raw: string[]; h2: undefined } {
-    return { raw: forwardRaw(this.req.rawHeaders, [this.dest?.headers?.request, this.route?.headers?.request], 'host'), h2: undefined };
+    return { raw: withoutExpect(forwardRaw(this.req.rawHeaders, [this.dest?.headers?.request, this.route?.headers?.request], 'host')), h2: undefined };
   }
 
   protected sendTry(host: Host): void {

@@ -7,8 +7,8 @@ import test from 'ava';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
-import { harness, heldBackend, request, snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
-import { destinationRule, policy } from '../helpers/routing-builders.js';
+import { bodyOf, harness, heldBackend, request, snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
+import { dest, destinationRule, policy, route, table } from '../helpers/routing-builders.js';
 import { eventually } from '../helpers/eventually.js';
 
 /** A backend that counts the connections it accepted and those still open. */
@@ -200,4 +200,40 @@ test('an endpoint that leaves: its request in flight completes, then its pooled 
   await h.close();
   await eventually(() => stays.open === 0, 10_000, "the engine's close to close the pools");
   stays.server.close();
+});
+
+test('Expect: 100-continue is answered by the proxy and not sent upstream, also with the authority rewritten, and to a mirror', async (t) => {
+  const seen: { host?: string; expect?: string; body: string }[] = [];
+  const record = (name: string) =>
+    startBackend({
+      name,
+      handler: async (req, res) => {
+        seen.push({ host: req.headers.host, expect: req.headers.expect, body: await bodyOf(req) });
+        res.end('ok');
+      },
+    });
+  const web = await record('web');
+  const shadow = await record('shadow');
+  const routing = {
+    routes: [
+      table([
+        route({
+          rewrite: { uri: '', replacePrefixMatch: '', replaceFullPath: '', authority: 'web-v2' },
+          mirrors: [{ destination: dest('', 100, { host: 'shadow.shop.svc.cluster.local' }), percentage: 100 }],
+        } as never),
+      ]),
+    ],
+    destinations: [],
+  };
+  const { h, agent } = await harness(t, [web], routing, { services: [{ name: 'shadow', backends: [shadow] }] });
+  const r = await request(`${h.url}/`, agent, { method: 'POST', body: 'payload', headers: { host: 'web.shop', expect: '100-continue' } });
+  t.is(r.status, 200);
+  await eventually(() => seen.length === 2, 10_000, 'the request and its mirrored copy');
+  t.deepEqual(
+    seen.sort((a, b) => (a.host ?? '').localeCompare(b.host ?? '')),
+    [
+      { host: 'web-v2', expect: undefined, body: 'payload' },
+      { host: 'web-v2-shadow', expect: undefined, body: 'payload' },
+    ],
+  );
 });
