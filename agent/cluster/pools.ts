@@ -1,17 +1,23 @@
 // Upstream connections of the L7 proxy, all built on the Duplexes the UpstreamConnector hands
 // out (plain TCP or HBONE tunnels): this file never dials a socket itself.
-// - Http1Pool: an http.Agent per (source pod, endpoint) with keep-alive, whose
-//   createConnection asks the connector; maxRequestsPerConnection and idleTimeout apply.
+// - Http1Pool: an undici Pool per (source pod, endpoint), driven through its dispatch API
+//   (http1.ts, mirror.ts), whose `connect` asks the connector; keep-alive, the server's
+//   `Keep-Alive: timeout=` hint, maxRequestsPerConnection and idleTimeout apply. undici
+//   replaced http.request + http.Agent (issue 15): the same engine spent less CPU per request
+//   with it (ARCHITECTURE.md, "Proxy workers", measuring).
 // - Http2Pool: HTTP/2 sessions per (source pod, endpoint), `http2.connect` over a connector
 //   Duplex; a new session when the current one is going away or has served
 //   maxRequestsPerConnection streams.
 // Pools are per source pod so that an HBONE tunnel always carries its own pod's identity.
-// How many requests may use them at once is the business of admission.ts. A connection its
-// server closed leaves the pool at once, on every transport (transport/keep-alive.ts).
-import http from 'node:http';
+// How many requests may use them at once is the business of admission.ts: neither pool
+// bounds its connections. A connection its server closed leaves the pool at once, on every
+// transport (undici destroys an HTTP/1.1 connection that sees 'end'; transport/keep-alive.ts
+// for HTTP/2).
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-alive.js';
+import { Pool } from 'undici';
+import { endsWithTransport } from '../transport/keep-alive.js';
+import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { connectWithTimeout, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
 
@@ -24,64 +30,59 @@ export interface PoolOptions {
   maxRequestsPerConnection: number;
 }
 
-const kServed = Symbol('nodemesh.served');
+/** An idle timeout of 0 (none) as undici takes it: a day, as good as never for a pooled connection. */
+const NO_IDLE_TIMEOUT_MS = 24 * 3600 * 1000;
 
-class PoolAgent extends http.Agent {
-  constructor(
-    private readonly connector: UpstreamConnector,
-    private readonly dial: UpstreamRequest,
-    private readonly opts: PoolOptions,
-  ) {
-    // maxSockets is unbounded here: Admission decides how many requests run at once
-    super({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256, timeout: opts.idleTimeoutMs, scheduling: 'lifo' });
-  }
-
-  override createConnection(_options: unknown, cb: (err: Error | null, s?: Duplex) => void): undefined {
-    connectWithTimeout(this.connector, this.dial, this.opts.connectTimeoutMs).then(
-      (d) => {
-        this.opts.onConnection?.(d);
-        cb(null, pooledSocket(d));
-      },
-      (err: unknown) => cb(err instanceof Error ? err : new Error(String(err))),
-    );
-    return undefined;
-  }
-
-  /** set when the endpoint left: connections close when their request is done */
-  closing = false;
-
-  override keepSocketAlive(socket: Duplex): boolean {
-    if (this.closing || !reusable(socket)) return false;
-    const s = socket as Duplex & { [kServed]?: number };
-    const served = (s[kServed] ?? 0) + 1;
-    s[kServed] = served;
-    // maxRequestsPerConnection: "1 disables keep-alive"
-    if (this.opts.maxRequestsPerConnection > 0 && served >= this.opts.maxRequestsPerConnection) return false;
-    // Node's own check also honours the server's Keep-Alive: timeout= hint
-    return (super.keepSocketAlive(socket as never) as unknown) !== false;
-  }
-}
+function noop(): void {}
 
 export class Http1Pool {
-  /** connections held (busy and idle) */
-  get size(): number {
-    let n = 0;
-    for (const l of Object.values(this.agent.sockets)) n += l?.length ?? 0;
-    for (const l of Object.values(this.agent.freeSockets)) n += l?.length ?? 0;
-    return n;
-  }
-
-  readonly agent: PoolAgent;
+  readonly pool: Pool;
+  /**
+   * Every request asks for `connection: close` (maxRequestsPerConnection 1, "1 disables
+   * keep-alive"); false otherwise, which also keeps a HEAD's or a GET-with-body's connection,
+   * as Node's agent did (undici would close those by default).
+   */
+  readonly resetEach: boolean;
 
   constructor(connector: UpstreamConnector, dial: UpstreamRequest, opts: PoolOptions) {
-    this.agent = new PoolAgent(connector, dial, opts);
+    const idle = opts.idleTimeoutMs > 0 ? opts.idleTimeoutMs : NO_IDLE_TIMEOUT_MS;
+    const max = opts.maxRequestsPerConnection;
+    this.resetEach = max === 1;
+    const host = dial.ip.includes(':') ? `[${dial.ip}]` : dial.ip;
+    this.pool = new Pool(`http://${host}:${dial.port}`, {
+      // admission.ts bounds requests in flight, one per connection (pipelining 1)
+      connections: null,
+      pipelining: 1,
+      // the exchange's route and per-try timeouts govern; undici's own 300 s would cut a
+      // long poll or a slow stream that Istio lets run
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      keepAliveTimeout: idle,
+      keepAliveMaxTimeout: idle,
+      // a server's `Keep-Alive: timeout=N` keeps the connection N - 1 s, as Node's agent did
+      keepAliveTimeoutThreshold: 1000,
+      // undici closes after its limit + 1 requests: the n-th request is the last
+      ...(max > 1 ? { maxRequestsPerClient: max - 1 } : {}),
+      connect: (_o: unknown, cb: (err: Error | null, socket: Duplex | null) => void) => {
+        connectWithTimeout(connector, dial, opts.connectTimeoutMs).then(
+          (d) => {
+            opts.onConnection?.(d);
+            cb(null, withoutEmptyWrites(d));
+          },
+          (err: unknown) => cb(err instanceof Error ? err : new Error(String(err)), null),
+        );
+      },
+    } as Pool.Options);
   }
 
-  /** Closes idle connections now and busy ones when their request is done. */
+  /** connections held (busy and idle) */
+  get size(): number {
+    return this.pool.stats.connected;
+  }
+
+  /** Closes idle connections now and busy ones when their request is done; takes no new request. */
   close(): void {
-    this.agent.closing = true;
-    const free = this.agent.freeSockets as Record<string, Duplex[] | undefined>;
-    for (const list of Object.values(free)) for (const s of list ?? []) s.destroy();
+    if (!this.pool.closed && !this.pool.destroyed) this.pool.close(noop);
   }
 }
 

@@ -1,9 +1,19 @@
 // HTTP/1.1 requests through the L7 engine: the downstream side is Node's HTTP/1.1 server
-// parser over the captured socket, the upstream side an http.ClientRequest on a pooled
-// keep-alive connection (cluster/pools.ts). Headers stay in raw form end to end; every
-// event handler is a module-level function that finds its exchange through a symbol on the
-// emitter, so a request allocates no closures.
+// parser over the captured socket, the upstream side an undici Pool (cluster/pools.ts) driven
+// through its dispatch API: the try is the dispatch handler, so a request allocates no
+// http.ClientRequest, IncomingMessage or closures. Headers stay in raw form end to end (the
+// upstream's as latin1 strings of its raw Buffers); every downstream event handler is a
+// module-level function that finds its exchange through a symbol on the emitter.
+//
+// Bodies: a request without one is sent at once; one complete when the try starts (a retry,
+// or a body that arrived while the request waited for admission) goes as one Buffer with its
+// length; otherwise the body streams through a TryBody, with back-pressure both ways (the
+// downstream request pauses while the upstream connection is full). The response body streams
+// to the client; a full client buffer pauses undici's parser until 'drain'. HTTP/1.1 response
+// trailers are forwarded when the client's response is chunked (Node drops them otherwise).
+// WebSocket and other upgrades never come here: servers.ts tunnels them as bytes.
 import http from 'node:http';
+import { Readable } from 'node:stream';
 import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
 import type { Host } from '../cluster/cluster.js';
 import { Exchange, type Engine } from './exchange.js';
@@ -14,26 +24,108 @@ import type { ProxyState } from '../state/proxy-state.js';
 import { UpstreamError } from '../transport/connector.js';
 
 const kEx = Symbol('nodemesh.exchange');
-const kTry = Symbol('nodemesh.try');
 
 type WithEx = { [kEx]?: Http1Exchange };
-type WithTry = { [kTry]?: Try };
 
-/** One try: the upstream request and, once it came, its response. */
+/** What the exchange gives up a try with (undici passes it back to onError, which ignores it). */
+const ABORTED = new Error('try abandoned by the proxy');
+
+/**
+ * A request body streamed to undici while it arrives: the exchange pushes chunks, undici reads
+ * them as a stream (pausing it when its connection is full); asking for more resumes the
+ * downstream request.
+ */
+class TryBody extends Readable {
+  constructor(private readonly ex: Http1Exchange) {
+    super();
+  }
+
+  override _read(): void {
+    this.ex.resumeFromTry();
+  }
+}
+
+/** One try: undici's dispatch handler (its legacy form, which hands over raw header Buffers). */
 class Try {
-  res: http.IncomingMessage | undefined;
-  constructor(
-    readonly ex: Http1Exchange,
-    readonly creq: http.ClientRequest,
-  ) {}
+  abort: ((err?: Error) => void) | null = null;
+  /** undici's resume, for a response paused by back-pressure */
+  resume: (() => void) | null = null;
+  /** the exchange gave it up (it may not be connected yet: abort on connect) */
+  aborted = false;
+  /** a response head came */
+  began = false;
+  /** undici has the request (an error before that is deferred a tick) */
+  dispatched = false;
+  status = 0;
+  raw: Buffer[] | null = null;
+  body: TryBody | null = null;
+
+  constructor(readonly ex: Http1Exchange) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.aborted) abort(ABORTED);
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    this.resume = resume;
+    return this.ex.onTryHeaders(this, status, raw);
+  }
+
+  onData(chunk: Buffer): boolean {
+    return this.ex.onTryData(this, chunk);
+  }
+
+  // typed string[] by undici, Buffers in fact (its parser's raw trailer fields)
+  onComplete(trailers: string[] | null): void {
+    this.ex.onTryComplete(this, trailers as unknown as Buffer[] | null);
+  }
+
+  onError(err: Error): void {
+    if (this.dispatched) this.ex.onTryError(this, err);
+    else process.nextTick(deferredError, this, err);
+  }
+
+  onUpgrade(): void {
+    // never asked for: upgrades are tunnelled by servers.ts
+  }
+}
+
+function deferredError(t: Try, err: Error): void {
+  t.ex.onTryError(t, err);
 }
 
 /** Headers the proxy consumed itself and does not forward (it answered Expect: 100-continue). */
 const SKIP_REQUEST = 'expect';
 
+/** undici refused the request as given (not the endpoint's fault, never retried). */
+function refusedByClient(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
+}
+
+/** `h` without Expect (undici refuses to send one; Node's server answered it already). */
+function withoutExpect(h: string[]): string[] {
+  for (let i = 0; i < h.length; i += 2) {
+    if (h[i]!.length === 6 && h[i]!.toLowerCase() === SKIP_REQUEST) {
+      h.splice(i, 2);
+      i -= 2;
+    }
+  }
+  return h;
+}
+
+function latin1(raw: Buffer[]): string[] {
+  const out = new Array<string>(raw.length);
+  for (let i = 0; i < raw.length; i++) out[i] = raw[i]!.toString('latin1');
+  return out;
+}
+
 export class Http1Exchange extends Exchange {
   readonly protocol = 'http1' as const;
   private cur: Try | undefined;
+  /** the request has a body (Content-Length > 0 or Transfer-Encoding) */
+  private readonly hasBody: boolean;
 
   constructor(
     engine: Engine,
@@ -49,7 +141,10 @@ export class Http1Exchange extends Exchange {
     this.path = q < 0 ? url : url.slice(0, q);
     this.query = q < 0 ? '' : url.slice(q + 1);
     this.method = req.method ?? 'GET';
-    this.authority = req.headers.host ?? '';
+    const h = req.headers;
+    this.authority = h.host ?? '';
+    const cl = h['content-length'];
+    this.hasBody = h['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0');
     (req as WithEx)[kEx] = this;
     (res as WithEx)[kEx] = this;
     req.on('data', onRequestData);
@@ -66,112 +161,137 @@ export class Http1Exchange extends Exchange {
   private requestHeaders(dest: Destination, route: HttpRoute, host: Host): string[] {
     const rewriteHost = this.upstreamAuthority !== undefined;
     const h = forwardRaw(this.req.rawHeaders, [dest.headers?.request, route.headers?.request, this.traceOps, this.clientAddressOps(host)], rewriteHost ? 'host' : SKIP_REQUEST);
-    if (rewriteHost) h.push('host', this.upstreamAuthority!);
+    if (rewriteHost) {
+      withoutExpect(h);
+      h.push('host', this.upstreamAuthority!);
+    }
     return h;
   }
 
   protected mirrorRequest(): { raw: string[]; h2: undefined } {
-    return { raw: forwardRaw(this.req.rawHeaders, [this.dest?.headers?.request, this.route?.headers?.request], 'host'), h2: undefined };
+    return { raw: withoutExpect(forwardRaw(this.req.rawHeaders, [this.dest?.headers?.request, this.route?.headers?.request], 'host')), h2: undefined };
   }
 
   protected sendTry(host: Host): void {
     const pool = this.cluster!.http1Pool(host, this.conn);
-    const creq = http.request({
-      agent: pool.agent,
-      host: host.endpoint.ip,
-      port: host.endpoint.port,
-      method: this.method,
-      path: this.upstreamPath ?? (this.query ? `${this.path}?${this.query}` : this.path),
-      headers: this.requestHeaders(this.dest!, this.route!, host) as unknown as http.OutgoingHttpHeaders,
-      setHost: false,
-    });
-    const t = new Try(this, creq);
-    (creq as WithTry)[kTry] = t;
+    const t = new Try(this);
     this.cur = t;
-    creq.on('response', onTryResponse);
-    creq.on('error', onTryError);
-    creq.on('drain', onTryDrain);
-    const body = this.takeBody();
-    for (let i = 0; i < body.length; i++) creq.write(body[i]);
-    if (this.bodyEnded) creq.end();
+    let body: Buffer | TryBody | null = null;
+    if (this.hasBody) {
+      const kept = this.takeBody();
+      if (this.bodyEnded) body = kept.length === 0 ? null : kept.length === 1 ? kept[0]! : Buffer.concat(kept);
+      else {
+        const b = new TryBody(this);
+        for (let i = 0; i < kept.length; i++) b.push(kept[i]);
+        body = t.body = b;
+      }
+    }
+    pool.pool.dispatch(
+      {
+        path: this.upstreamPath ?? (this.query ? `${this.path}?${this.query}` : this.path),
+        method: this.method as 'GET',
+        headers: this.requestHeaders(this.dest!, this.route!, host),
+        body,
+        reset: pool.resetEach,
+      },
+      t,
+    );
+    t.dispatched = true;
   }
 
   protected writeTry(chunk: Buffer): boolean {
-    return this.cur ? this.cur.creq.write(chunk) : true;
+    const b = this.cur?.body;
+    if (!b || b.destroyed) return true;
+    return b.push(chunk);
   }
 
   protected endTryBody(): void {
-    this.cur?.creq.end();
+    const b = this.cur?.body;
+    if (b && !b.destroyed) b.push(null);
   }
 
   protected abortTry(): void {
     const t = this.cur;
     this.cur = undefined;
     if (t) {
-      t.res?.destroy();
-      t.creq.destroy();
+      t.aborted = true;
+      t.abort?.(ABORTED);
     }
   }
 
   protected discardResponse(): void {
-    const t = this.cur;
+    const t = this.cur!;
+    // a request still streaming its body would hold the connection: give it up; otherwise
+    // read the response to its end so that the connection goes back to the pool
+    if (t.body && !t.body.readableEnded && !this.bodyEnded) return this.abortTry();
     this.cur = undefined;
-    // read it to the end so that the keep-alive connection goes back to the pool
-    t?.res?.resume();
   }
 
   protected commitResponse(): void {
-    const up = this.cur!.res!;
-    const h = forwardRaw(up.rawHeaders, [this.dest?.headers?.response, this.route?.headers?.response]);
+    const t = this.cur!;
+    const h = forwardRaw(latin1(t.raw!), [this.dest?.headers?.response, this.route?.headers?.response]);
+    t.raw = null;
     if (this.setCookie) h.push('set-cookie', this.setCookie);
     const res = this.res;
     res.sendDate = false; // the upstream's Date, if any, is forwarded
-    res.writeHead(up.statusCode ?? 502, h);
-    up.on('data', onUpstreamData);
-    up.on('end', onUpstreamEnd);
-    up.on('close', onUpstreamClose);
+    res.writeHead(t.status, h);
+  }
+
+  onTryHeaders(t: Try, status: number, raw: Buffer[]): boolean {
+    if (this.cur !== t) return true; // given up: read it to the end
+    t.began = true;
+    t.status = status;
+    t.raw = raw;
+    this.onResponseHead(status, -1);
+    return true;
+  }
+
+  onTryData(t: Try, chunk: Buffer): boolean {
+    if (this.cur !== t || this.phase !== 'responding') return true;
+    this.respBytes += chunk.length;
+    return this.res.write(chunk);
   }
 
   /** Wrote the whole response. */
-  onUpstreamEnd(): void {
-    if (this.phase !== 'responding') return;
-    this.res.end();
+  onTryComplete(t: Try, trailers: Buffer[] | null): void {
+    if (this.cur !== t || this.phase !== 'responding') return;
+    this.cur = undefined;
+    const res = this.res;
+    if (trailers && trailers.length > 0) {
+      const raw = latin1(trailers);
+      const pairs: [string, string][] = [];
+      for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
+      res.addTrailers(pairs);
+    }
+    res.end();
     this.onResponseDone();
   }
 
-  onUpstreamData(chunk: Buffer): void {
-    this.respBytes += chunk.length;
-    if (!this.res.write(chunk)) this.cur?.res?.pause();
+  onTryError(t: Try, err: Error): void {
+    if (this.cur !== t) return;
+    this.cur = undefined;
+    if (t.began) {
+      // the upstream closed mid-response
+      if (this.phase !== 'responding') return;
+      this.addFlag(ResponseFlag.UpstreamConnectionTermination);
+      this.releaseTry(-1);
+      this.resetDownstream();
+      return this.finish();
+    }
+    if (err instanceof UpstreamError) this.onTryFailure('connect-failure', err.flag);
+    else if (refusedByClient(err)) this.refused(err);
+    else this.onTryFailure('reset', ResponseFlag.UpstreamConnectionTermination);
   }
 
-  /** The upstream closed mid-response (before 'end'). */
-  onUpstreamCut(): void {
-    if (this.phase !== 'responding') return;
-    this.addFlag(ResponseFlag.UpstreamConnectionTermination);
+  /** undici would not send the request as it is (a header it refuses): 400, not retried, no endpoint blamed. */
+  private refused(err: Error): void {
+    if (this.phase !== 'trying') return;
     this.releaseTry(-1);
-    this.resetDownstream();
-    this.finish();
+    this.reply(400, `request not forwardable upstream: ${err.message}\n`, undefined, -1);
   }
 
   onDrain(): void {
-    this.cur?.res?.resume();
-  }
-
-  onTryResponse(t: Try, res: http.IncomingMessage): void {
-    if (this.cur !== t) {
-      res.resume();
-      return;
-    }
-    t.res = res;
-    (res as WithTry)[kTry] = t;
-    this.onResponseHead(res.statusCode ?? 502, -1);
-  }
-
-  onTryError(t: Try, err: Error): void {
-    if (this.cur !== t || t.res) return; // after a response began, its 'close' tells
-    this.cur = undefined;
-    if (err instanceof UpstreamError) this.onTryFailure('connect-failure', err.flag);
-    else this.onTryFailure('reset', ResponseFlag.UpstreamConnectionTermination);
+    this.cur?.resume?.();
   }
 
   protected reply(status: number, body: string, headers: Record<string, string> | undefined, _grpc: number): void {
@@ -216,25 +336,4 @@ function onResponseClose(this: http.ServerResponse): void {
 }
 function onResponseDrain(this: http.ServerResponse): void {
   (this as WithEx)[kEx]!.onDrain();
-}
-function onTryResponse(this: http.ClientRequest, res: http.IncomingMessage): void {
-  const t = (this as WithTry)[kTry]!;
-  t.ex.onTryResponse(t, res);
-}
-function onTryError(this: http.ClientRequest, err: Error): void {
-  const t = (this as WithTry)[kTry]!;
-  t.ex.onTryError(t, err);
-}
-function onTryDrain(this: http.ClientRequest): void {
-  const t = (this as WithTry)[kTry]!;
-  t.ex.resumeFromTry();
-}
-function onUpstreamData(this: http.IncomingMessage, chunk: Buffer): void {
-  (this as WithTry)[kTry]!.ex.onUpstreamData(chunk);
-}
-function onUpstreamEnd(this: http.IncomingMessage): void {
-  (this as WithTry)[kTry]!.ex.onUpstreamEnd();
-}
-function onUpstreamClose(this: http.IncomingMessage): void {
-  if (!this.complete) (this as WithTry)[kTry]!.ex.onUpstreamCut();
 }

@@ -5,7 +5,6 @@
 // body was kept whole (REPLAY_MAX_BYTES): a mirror never holds up, slows or fails the real
 // request. It takes a slot of the mirror cluster's circuit breakers but never queues: at the
 // limit, the copy is skipped.
-import http from 'node:http';
 import type { Cluster, Host } from '../cluster/cluster.js';
 import type { Downstream } from '../transport/connection.js';
 
@@ -47,23 +46,28 @@ export function sendMirror(m: MirrorRequest): void {
     c.admission.release(protocol);
   };
   if (m.h2) return mirrorH2(m, c, host, done);
-  const req = http.request({
-    agent: c.http1Pool(host, m.conn).agent,
-    host: host.endpoint.ip,
-    port: host.endpoint.port,
-    method: m.method,
-    path: m.path,
-    headers: [...m.raw!, 'host', shadowAuthority(m.authority)] as unknown as http.OutgoingHttpHeaders,
-    setHost: false,
-  });
-  req.on('response', (res) => {
-    res.resume();
-    res.on('end', done);
-    res.on('close', done);
-  });
-  req.on('error', done);
-  for (const b of m.body) req.write(b);
-  req.end();
+  const pool = c.http1Pool(host, m.conn);
+  const body = m.body.length === 0 ? null : m.body.length === 1 ? m.body[0]! : Buffer.concat(m.body);
+  pool.pool.dispatch({ path: m.path, method: m.method, headers: [...m.raw!, 'host', shadowAuthority(m.authority)], body, reset: pool.resetEach }, new MirrorTry(done));
+}
+
+/** The copy's undici handler: its response is read to the end and dropped. */
+class MirrorTry {
+  constructor(private readonly done: () => void) {}
+  onConnect(): void {}
+  onHeaders(): boolean {
+    return true;
+  }
+  onData(): boolean {
+    return true;
+  }
+  onComplete(): void {
+    this.done();
+  }
+  onError(): void {
+    this.done();
+  }
+  onUpgrade(): void {}
 }
 
 function mirrorH2(m: MirrorRequest, c: Cluster, host: Host, done: () => void): void {

@@ -1,5 +1,7 @@
 // Kept-alive upstream connections, whatever carries them: a TCP socket, an HBONE CONNECT
-// stream, the same-node pipe. An HTTP/1.1 pool (an http.Agent) and an HTTP/2 session both
+// stream, the same-node pipe. (The L7 engine's own HTTP/1.1 pools are undici's, which
+// destroys a connection that sees 'end' by itself: cluster/pools.ts; the http.Agent pools
+// that remain are inbound delivery's, proxy/inbound-http.ts.) An http.Agent and an HTTP/2 session both
 // assume what a TCP socket without half-close gives them: a server that closes the
 // connection makes it go away. The proxy's transports are half-open on purpose (opaque TCP
 // carries half-close), so when a pod closes an idle keep-alive connection the pooled side

@@ -1,7 +1,7 @@
 // Benchmark (not a test): the L7 engine alone, on loopback, without the kernel or HBONE —
 // wrk (HTTP/1.1 keep-alive) and h2load (HTTP/2) through the engine vs straight to the
 // backend, so that a change to the request path can be measured on its own.
-//   node dist/test/bench/l7-engine.js            (BENCH_DURATION=5 BENCH_CONNECTIONS=16)
+//   node dist/test/bench/l7-engine.js            (BENCH_DURATION=5 BENCH_CONNECTIONS=16 BENCH_WARMUP=2)
 // Each engine line also gives the engine's CPU time per request (this process's), the number
 // to compare before/after a change on a shared machine.
 // The backend runs in a child process so it does not share the engine's event loop.
@@ -16,6 +16,12 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 16);
 const ENGINE_ONLY = process.env.BENCH_ENGINE_ONLY === '1';
 /** BENCH_PORT_BASE: the backends' ports (two runs side by side need different ones) */
 const PORT_BASE = Number(process.env.BENCH_PORT_BASE ?? 18080);
+/**
+ * BENCH_WARMUP: seconds of load through each engine before it is measured (default 2), so
+ * that JIT compilation (and undici's WebAssembly parser, compiled on its first connection)
+ * is not counted as the cost of a request: a node proxy runs for days.
+ */
+const WARMUP = Number(process.env.BENCH_WARMUP ?? 2);
 const BACKEND = packagePath('test', 'fixtures', 'traffic', 'backend.js');
 
 function runTool(cmd: string, args: string[]): Promise<string> {
@@ -35,6 +41,7 @@ function cpuPerRequest(before: NodeJS.CpuUsage, requests: number): string {
 }
 
 async function wrk(url: string): Promise<string> {
+  if (WARMUP > 0) await runTool('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${WARMUP}s`, url]);
   const cpu = process.cpuUsage();
   const out = await runTool('wrk', ['-t1', `-c${CONNECTIONS}`, `-d${DURATION}s`, '--latency', url]);
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)?.[1];
@@ -45,6 +52,7 @@ async function wrk(url: string): Promise<string> {
 }
 
 async function h2load(url: string): Promise<string> {
+  if (WARMUP > 0) await runTool('h2load', ['-c', String(CONNECTIONS), '-m', '10', '-D', String(WARMUP), url]);
   const cpu = process.cpuUsage();
   const out = await runTool('h2load', ['-c', String(CONNECTIONS), '-m', '10', '-D', String(DURATION), url]);
   const rps = /finished in [^,]+, ([\d.]+) req\/s/.exec(out)?.[1];
