@@ -125,13 +125,26 @@ function read(
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let timer: NodeJS.Timeout | undefined;
+    // A client may send a few bytes that do not decide and then half-close (`printf QUIT |
+    // nc -N`). A stream takes nothing back once it has emitted 'end', and in flowing mode
+    // 'end' follows the last 'data' at once; so the stream's end of input (its push(null)) is
+    // seen here first, while the bytes can still be put back before it.
+    const ownPush = Object.prototype.hasOwnProperty.call(stream, 'push');
+    const push = stream.push;
+    stream.push = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+      if (chunk === null && chunks.length > 0) finish('tcp');
+      return push.call(stream, chunk, encoding);
+    };
     const finish = (p: Protocol | 'timeout' | undefined) => {
       if (timer) clearTimeout(timer);
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('close', onEnd);
+      if (ownPush) stream.push = push;
+      else delete (stream as { push?: unknown }).push;
       stream.pause();
-      if (chunks.length > 0) stream.unshift(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+      // after 'end' (or a reset) nothing can be put back; the end of input is caught above
+      if (chunks.length > 0 && !stream.readableEnded && !stream.destroyed) stream.unshift(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
       resolve(p);
     };
     const onData = (d: Buffer) => {

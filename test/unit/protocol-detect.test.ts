@@ -6,10 +6,11 @@ import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
-import { classify, classifyRequestLine, declaredProtocol, MAX_REQUEST_LINE, sniff } from '../../agent/transport/protocol-detect.js';
+import { classify, classifyRequestLine, declaredProtocol, MAX_REQUEST_LINE, sniff, sniffWithin } from '../../agent/transport/protocol-detect.js';
 import { holds } from '../helpers/property-holds.js';
 import { socketPair } from '../helpers/socket-pair.js';
 import { eventually } from '../helpers/eventually.js';
+import { idleFor } from '../helpers/idle.js';
 
 test("declared protocol: appProtocol first, then Istio's port-name prefix, else unknown (sniff)", (t) => {
   const d = (name: string, appProtocol = '') => declaredProtocol({ name, appProtocol });
@@ -137,6 +138,13 @@ test('the first line, inbound: an HTTP/1.x request line or the HTTP/2 preface, d
     ['SSH-2.0-OpenSSH\r\n', 'tcp'],
     ['GET /x HTTP/1.1', undefined],
     ['', undefined],
+    // the request line must be the whole line, from its first byte
+    [' GET /x HTTP/1.1\r\n', 'tcp'],
+    ['\x16GET /x HTTP/1.1\r\n', 'tcp'],
+    ['junk PRI * HTTP/2.0\r\n', 'tcp'],
+    // an empty first line is a whole line, and no request
+    ['\n', 'tcp'],
+    ['\nGET /x HTTP/1.1\r\n', 'tcp'],
   ] as const) {
     t.is(classifyRequestLine(b(head)), want, JSON.stringify(head));
   }
@@ -174,4 +182,71 @@ test('sniffing a stream that ends or closes before its first byte: nothing; byte
   s.write('\r\nhost: a\r\n');
   t.is(await line, 'http1');
   t.is(String(s.read()), 'GET /x HTTP/1.1\r\nhost: a\r\n', 'one buffer put back, in order');
+});
+
+/** What a reader after the sniffer sees: every byte once, in order, and how the stream ended. */
+function drain(s: PassThrough): Promise<{ data: string; error?: Error }> {
+  return new Promise((resolve) => {
+    let data = '';
+    s.on('data', (d: Buffer) => (data += d.toString('latin1')));
+    s.once('error', (error) => resolve({ data, error }));
+    s.once('end', () => resolve({ data }));
+    s.resume(); // the sniffer leaves the stream paused for its next reader
+  });
+}
+
+test('once it has decided, the sniffer lets go: no listener of its own left, its timer never fires later, the rest flows once and ends cleanly', async (t) => {
+  const s = new PassThrough();
+  const listeners = () => ({ data: s.listenerCount('data'), end: s.listenerCount('end'), close: s.listenerCount('close'), ownPush: Object.hasOwn(s, 'push') });
+  const before = listeners();
+  const decided = sniff(s, 50);
+  s.write('GET /x HTTP/1.1\r\n');
+  t.is(await decided, 'http1');
+  t.deepEqual(listeners(), before, 'its data, end and close listeners are removed, and the stream\'s own push is back');
+  const read = drain(s);
+  s.write('host: a\r\n');
+  // past the sniffing timeout: a timer left running would pause the stream and put the head back again
+  await idleFor(150, 'the sniffing timeout (50 ms) passes after the decision');
+  s.write('\r\n');
+  s.end();
+  const r = await read;
+  t.is(r.error, undefined, 'the stream ended without an error');
+  t.is(r.data, 'GET /x HTTP/1.1\r\nhost: a\r\n\r\n', 'every byte once, in order');
+});
+
+test('sniffWithin: a client silent past the deadline is "timeout" (what it did send is put back); one that speaks in time is judged', async (t) => {
+  const silent = new PassThrough();
+  silent.write('GET /x'); // a request line that never completes
+  const started = performance.now();
+  t.is(await sniffWithin(silent, 50, classifyRequestLine), 'timeout');
+  t.true(performance.now() - started >= 45, 'not before the deadline');
+  t.is(String(silent.read()), 'GET /x', 'the bytes read are put back');
+  const speaks = new PassThrough();
+  const judged = sniffWithin(speaks, 60_000, classifyRequestLine);
+  speaks.write('GET /x HTTP/1.1\r\n');
+  t.is(await judged, 'http1');
+});
+
+test('a stream (or a real socket) that ends after bytes that did not decide is TCP, the bytes put back before its end; one that ends without closing is seen too', async (t) => {
+  const s = new PassThrough();
+  const p = sniff(s, 0);
+  s.write('GE');
+  s.end();
+  t.is(await p, 'tcp');
+  t.is(String(s.read()), 'GE');
+  // the same on a real socket: a client that says QUIT and half-closes (`printf QUIT | nc -N`)
+  const pair = await socketPair(t);
+  const quit = sniff(pair.server, 0);
+  pair.client.end('QUIT');
+  t.is(await quit, 'tcp');
+  const ended = new Promise<void>((r) => pair.server.once('end', r));
+  t.is(await readAll(pair.server, 4), 'QUIT', 'the bytes are put back before the end');
+  await ended;
+  // 'end' without 'close': a half-open socket's FIN, here a stream that is not destroyed at its end
+  const half = new PassThrough({ autoDestroy: false });
+  const none = sniff(half, 0);
+  half.end();
+  const bound = idleFor(10_000, 'a failure bound, not the claim').then(() => 'still waiting after 10 s' as const);
+  t.is(await Promise.race([none, bound]), undefined, "the sniffer answered on 'end' alone");
+  t.false(half.destroyed, 'the stream was only ended, never closed');
 });
