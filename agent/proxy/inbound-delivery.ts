@@ -187,8 +187,8 @@ async function serveL7(
   // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (protocol !== 'tcp') {
-    const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry };
-    if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
+    const o = { policy, l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry, authority: `http://${joinHostPort(c.destination.ip, c.port)}` };
+    if (protocol === 'http2') await serveH2cInbound(stream, o);
     else await serveHttpInbound(stream, o);
     return;
   }

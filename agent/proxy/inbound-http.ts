@@ -1,12 +1,16 @@
 // HTTP/1.1 at the destination's node proxy, for workloads whose AuthorizationPolicies test
-// HTTP attributes (and only for them: every other inbound stream stays a byte pipe).
-// Node's own HTTP parser (llhttp) reads the requests from the inbound stream, so framing is
-// strict (a request the pod would read differently from the proxy is refused with 400,
-// not forwarded); each request is authorised on its own (keep-alive and pipelining: every
-// request of the connection is evaluated, responses go back in order). A denied request
-// gets Envoy's answer, 403 "RBAC: access denied"; an allowed one is forwarded to the pod
-// with its path normalised as it was evaluated, over one pod connection per inbound
-// connection (reopened if the pod closes it).
+// HTTP attributes, and on ports declared HTTP (request telemetry); every other inbound
+// stream stays a byte pipe. Node's own HTTP parser (llhttp) reads the requests from the
+// inbound stream, so framing is strict (a request the pod would read differently from the
+// proxy is refused with 400, not forwarded); each request is authorised on its own
+// (keep-alive and pipelining: every request of the connection is evaluated, responses go
+// back in order). A denied request gets Envoy's answer, 403 "RBAC: access denied"; an
+// allowed one is forwarded to the pod with its path normalised as it was evaluated, over one
+// pod connection per inbound connection (reopened if the pod closes it) driven by an undici
+// Client through its dispatch API, one handler object per request (PodRequest), as the L7
+// engine's upstream pools are (transport/undici-http1.ts; ARCHITECTURE.md, "Inbound HTTP/1.1
+// to the pod through undici"). The one request undici cannot send, asterisk-form
+// (`OPTIONS *`), goes through Node's client on a pod connection of its own.
 //
 // HTTP/2 cleartext (h2c with prior knowledge, as gRPC speaks it) is served the same way by
 // serveH2cInbound: Node's HTTP/2 server reads the streams of the inbound connection, each
@@ -25,24 +29,28 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Client } from 'undici';
+import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
-import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-alive.js';
+import { endsWithTransport, reusable } from '../transport/keep-alive.js';
 import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
-import { applyOps, forwardH2 } from '../l7/header-ops.js';
+import { applyOps, forwardH2, forwardRaw } from '../l7/header-ops.js';
 import { InboundRequest, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { requestDone } from '../telemetry/request-record.js';
 import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
+import { endWithTrailers, latin1, refusedByClient, RequestBody, undiciHttp1Options, withoutExpect, type BodySource } from '../transport/undici-http1.js';
+import type { HeaderOps } from '../../control/api/snapshot-routing.js';
 
 const log = logger('agent/inbound-http');
 
 /** Envoy's RBAC filter answers a denied request with this body. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
 
-// RFC 9110 §7.6.1 hop-by-hop fields: never forwarded (Node frames each side itself)
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Envoy's local reply when the pod could not be reached or reset the request before its response head. */
+const UPSTREAM_RESET_BODY = 'upstream connect error or disconnect/reset before headers';
 
 export interface HttpInboundOptions {
   policy: WorkloadPolicy;
@@ -56,12 +64,14 @@ export interface HttpInboundOptions {
   timeouts?: ProxyTimeouts;
   /** reporter="destination" request telemetry of this connection (telemetry/inbound-requests.ts) */
   telemetry?: InboundTelemetry;
+  /** `http://ip:port` of the pod: the origin of its client (and the Host of a request that has none) */
+  authority: string;
 }
 
 /** What an inbound connection's requests are served with, found from its socket. */
 interface InboundContext {
   o: HttpInboundOptions;
-  agent: PodAgent;
+  pod: PodClient;
 }
 const kContext = Symbol('nodemesh.inbound');
 type WithContext = { [kContext]?: InboundContext };
@@ -83,14 +93,12 @@ function inboundServer(t: ProxyTimeouts): http.Server {
   // a peer that half-closes after its request still gets the response, then the stream ends
   (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.on('request', (req, res) => {
-    const c = contextOf(req);
-    handle(req, res, c.o, c.agent, false);
+    handle(req, res, contextOf(req), false);
   });
   // "Expect: 100-continue": decide before the client sends its body; a denied request gets
   // its 403 without a 100 Continue
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const c = contextOf(req);
-    handle(req, res, c.o, c.agent, true);
+    handle(req, res, contextOf(req), true);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, contextOf(req).o));
   server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, contextOf(req).o));
@@ -112,11 +120,11 @@ function inboundServer(t: ProxyTimeouts): http.Server {
  */
 export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise<void> {
   const t = o.timeouts ?? DEFAULT_TIMEOUTS;
-  const agent = new PodAgent(o.first, o.connect, t.httpIdleMs);
-  (stream as WithContext)[kContext] = { o, agent };
+  const pod = new PodClient(o.first, o.connect, o.authority, t.httpIdleMs);
+  (stream as WithContext)[kContext] = { o, pod };
   return new Promise((resolve) => {
     stream.once('close', () => {
-      agent.destroy();
+      pod.destroy();
       resolve();
     });
     // an HBONE stream is no socket: no empty chunk in its corked writes (http2-write-fix.ts)
@@ -125,15 +133,16 @@ export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise
   });
 }
 
-function handle(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  o: HttpInboundOptions,
-  agent: PodAgent,
-  expectsContinue: boolean,
-): void {
+function handle(req: http.IncomingMessage, res: http.ServerResponse, c: InboundContext, expectsContinue: boolean): void {
   res.sendDate = false;
-  const rec = o.telemetry ? trackHttp1(o.telemetry, req, res, o.l4.sourceIp) : undefined;
+  const o = c.o;
+  const rec = o.telemetry ? new InboundRequest(o.telemetry, req.method ?? '', req.url ?? '/', req.headers.host ?? '', 'HTTP/1.1', o.l4.sourceIp, req.headers) : undefined;
+  const ex = new PodRequest(req, res, rec);
+  (req as WithRequest)[kRequest] = ex;
+  (res as WithRequest)[kRequest] = ex;
+  res.on('close', onResponseClose);
+  // a denied request's body bytes are counted too (Node reads them past its answer)
+  if (rec) req.on('data', onRequestData);
   const normalized = normalizePath(req.url ?? '/');
   if (!normalized) {
     // "%00: The request will always be rejected with HTTP code 400"
@@ -147,51 +156,215 @@ function handle(
   });
   o.onDecision(decision);
   if (decision.decision === 'deny') return void reply(res, 403, RBAC_DENIED_BODY);
-  // the 100 Continue is ours; the pod gets the body without being asked
+  // the 100 Continue is ours; the pod gets the body without being asked (an Expect is never
+  // forwarded: undici sends none, and only an HTTP/1.0 request could still carry one here)
   if (expectsContinue) res.writeContinue();
-  const headers = forwardable(req.rawHeaders, req.headers.connection, expectsContinue ? ['expect'] : []);
-  if (rec?.traceOps) withTraceHeaders(headers, rec.traceOps.set);
+  const headers = withoutExpect(forwardRaw(req.rawHeaders, rec?.traceOps ? [rec.traceOps] : NO_OPS, 'trailer'));
+  const h = req.headers;
+  const cl = h['content-length'];
+  if (h['transfer-encoding'] !== undefined || (cl !== undefined && cl !== '0')) {
+    ex.body = new RequestBody(ex);
+    if (!rec) req.on('data', onRequestData);
+    req.on('end', onRequestEnd);
+  }
+  res.on('drain', onResponseDrain);
+  if (normalized.target === '*') return forwardAsteriskForm(ex, o, headers);
+  // reset false: a HEAD or a GET with a body keeps the connection, as Node's agent did
+  c.pod.client.dispatch({ path: normalized.target, method: req.method as 'GET', headers, body: ex.body, reset: false }, ex);
+}
 
-  const upstream = http.request({
-    agent,
-    method: req.method,
-    path: normalized.target,
-    headers,
-    setHost: false,
-  });
-  upstream.on('response', (up) => {
-    if (rec) {
-      rec.responded(up.statusCode ?? 502);
-      up.on('data', (chunk: Buffer) => (rec.respBytes += chunk.length));
-    }
-    res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.rawHeaders, up.headers.connection, []));
-    up.pipe(res);
-    up.on('error', () => res.destroy());
-  });
-  upstream.on('error', (err) => {
-    log.debug({ err }, 'pod request failed');
-    if (rec) rec.flags = withResponseFlag(rec.flags, res.headersSent ? ResponseFlag.UpstreamConnectionTermination : ResponseFlag.UpstreamConnectionFailure);
-    if (!res.headersSent) reply(res, 503, 'upstream connect error or disconnect/reset before headers');
-    else res.destroy();
-  });
-  req.pipe(upstream);
-  req.on('error', () => upstream.destroy());
+const NO_OPS: readonly (HeaderOps | undefined)[] = [];
+
+const kRequest = Symbol('nodemesh.inbound-request');
+type WithRequest = { [kRequest]?: PodRequest };
+
+/** What the proxy gives up a pod request with (undici passes it back to onError, which ignores it). */
+const ABORTED = new Error('request abandoned by the proxy: its client went away');
+
+/** The pod could not be reached for a request (a connection after the pod closed the last one). */
+class PodUnreachable extends NodemeshError {
+  constructor(
+    /** the connector's Envoy flag (UF when it gave none) */
+    readonly flag: string,
+    cause: unknown,
+  ) {
+    super('NM_ERR_UPSTREAM', `pod connection failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+  }
 }
 
 /**
- * Request telemetry of one HTTP/1.1 request at the destination: body bytes both ways, and
- * one record when the response is done (or the peer went away: DC).
+ * One allowed request on its way to the pod and back: undici's dispatch handler (its legacy
+ * form, raw header Buffers) and the request's state, found by the module-level listeners of
+ * its IncomingMessage and ServerResponse through a symbol. The request body is a RequestBody
+ * fed from the request's 'data' (paused while undici's connection is full); the response
+ * body is written as it comes (undici's parser paused while the client's buffer is full,
+ * resumed on 'drain'); response trailers are forwarded when the response to the client is
+ * chunked. Errors as Envoy answers them: before the response head a 503 local reply, flagged
+ * UF when the pod could not be reached and UC when it closed or reset the connection; after
+ * it, the client's connection is reset (UC). A client that goes away aborts the request (DC).
  */
-function trackHttp1(t: InboundTelemetry, req: http.IncomingMessage, res: http.ServerResponse, remote: string): InboundRequest {
-  const rec = new InboundRequest(t, req.method ?? '', req.url ?? '/', req.headers.host ?? '', 'HTTP/1.1', remote, req.headers);
-  req.on('data', (chunk: Buffer) => (rec.reqBytes += chunk.length));
-  res.once('close', () => {
-    if (!res.writableFinished) rec.flags = withResponseFlag(rec.flags, ResponseFlag.DownstreamConnectionTermination);
-    rec.status = res.headersSent ? res.statusCode : 0;
-    rec.end();
-    requestDone(t.labels(false), rec);
+class PodRequest implements BodySource {
+  abort: ((err?: Error) => void) | null = null;
+  /** undici's resume, for a response paused by back-pressure */
+  resume: (() => void) | null = null;
+  body: RequestBody | null = null;
+  /** the response head was written */
+  began = false;
+  /** settled: answered whole, failed, or given up; later calls of undici change nothing */
+  done = false;
+  /** the pod's side ended the exchange early (a reset mid-response): UC, not the client's DC */
+  upstreamFailed = false;
+
+  constructor(
+    readonly req: http.IncomingMessage,
+    readonly res: http.ServerResponse,
+    readonly rec: InboundRequest | undefined,
+  ) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.abort = abort;
+    if (this.done) abort(ABORTED);
+  }
+
+  onHeaders(status: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
+    // 1xx (102, 103 Early Hints): not forwarded, as Node's client ignored them (the 100
+    // Continue the client asked for was the proxy's own)
+    if (status < 200 || this.done) return true;
+    this.resume = resume;
+    this.head(status, statusText, latin1(raw));
+    return true;
+  }
+
+  head(status: number, statusText: string, raw: readonly string[]): void {
+    this.res.writeHead(status, statusText, forwardRaw(raw, NO_OPS, 'trailer'));
+    this.began = true;
+    this.rec?.responded(status);
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.done) return true;
+    if (this.rec) this.rec.respBytes += chunk.length;
+    return this.res.write(chunk);
+  }
+
+  // typed string[] by undici, Buffers in fact (its parser's raw trailer fields)
+  onComplete(trailers: string[] | null): void {
+    if (this.done) return;
+    this.settle();
+    endWithTrailers(this.res, trailers as unknown as Buffer[] | null);
+  }
+
+  onError(err: Error): void {
+    if (this.done) return;
+    this.settle();
+    const res = this.res;
+    if (this.began) {
+      // the pod closed or reset the connection mid-response
+      this.upstreamFailed = true;
+      this.flag(ResponseFlag.UpstreamConnectionTermination);
+      return void res.destroy();
+    }
+    if (refusedByClient(err)) {
+      // a request undici will not send (two Host fields: RFC 9112 §3.2 answers 400 too)
+      log.debug({ err }, 'request not forwardable to the pod');
+      return void reply(res, 400, 'Bad Request');
+    }
+    log.debug({ err }, 'pod request failed');
+    this.flag(err instanceof PodUnreachable ? err.flag : ResponseFlag.UpstreamConnectionTermination);
+    if (res.headersSent) res.destroy();
+    else reply(res, 503, UPSTREAM_RESET_BODY);
+  }
+
+  onUpgrade(): void {
+    // never asked for: upgrades and CONNECT are tunnelled (tunnel())
+  }
+
+  bodyWanted(): void {
+    if (!this.req.complete) this.req.resume();
+  }
+
+  private flag(flag: string): void {
+    if (this.rec) this.rec.flags = withResponseFlag(this.rec.flags, flag);
+  }
+
+  /** No more of the pod's request: a body still arriving is read and dropped (Node reads the next request after it). */
+  settle(): void {
+    this.done = true;
+    if (this.body && !this.body.destroyed) this.body.destroy();
+    if (!this.req.complete) this.req.resume();
+  }
+}
+
+function onRequestData(this: http.IncomingMessage, chunk: Buffer): void {
+  const ex = (this as WithRequest)[kRequest]!;
+  if (ex.rec) ex.rec.reqBytes += chunk.length;
+  const b = ex.body;
+  if (b && !b.destroyed && !ex.done && !b.push(chunk)) this.pause();
+}
+
+function onRequestEnd(this: http.IncomingMessage): void {
+  const b = (this as WithRequest)[kRequest]!.body;
+  if (b && !b.destroyed) b.push(null);
+}
+
+function onResponseDrain(this: http.ServerResponse): void {
+  (this as WithRequest)[kRequest]!.resume?.();
+}
+
+/** The response is done or its client went away: the request's record, and the pod request given up if still going. */
+function onResponseClose(this: http.ServerResponse): void {
+  const ex = (this as WithRequest)[kRequest]!;
+  if (!ex.done) {
+    ex.settle();
+    ex.abort?.(ABORTED);
+  }
+  const rec = ex.rec;
+  if (!rec) return;
+  if (!this.writableFinished && !ex.upstreamFailed) rec.flags = withResponseFlag(rec.flags, ResponseFlag.DownstreamConnectionTermination);
+  rec.status = this.headersSent ? this.statusCode : 0;
+  rec.end();
+  requestDone(rec.telemetry.labels(false), rec);
+}
+
+/**
+ * Asterisk-form (`OPTIONS * HTTP/1.1`, RFC 9112 §3.2.4): undici sends only paths that start
+ * with a slash, so Node's client carries it, on a pod connection of its own that closes after
+ * it (rare enough not to be pooled); the same handler answers.
+ */
+function forwardAsteriskForm(ex: PodRequest, o: HttpInboundOptions, headers: string[]): void {
+  const up = http.request({
+    method: ex.req.method,
+    path: '*',
+    headers: [...headers, 'connection', 'close'],
+    setHost: false,
+    createConnection: (_opts: unknown, cb: (err: Error | null, socket?: Duplex) => void) => {
+      o.connect().then(
+        (d) => cb(null, d),
+        (err: unknown) => cb(new PodUnreachable(flagOf(err), err)),
+      );
+      return undefined;
+    },
+  } as http.RequestOptions);
+  ex.abort = () => up.destroy();
+  up.on('response', (r: http.IncomingMessage) => {
+    if (ex.done) return void up.destroy();
+    ex.resume = () => r.resume();
+    ex.head(r.statusCode ?? 502, r.statusMessage ?? '', r.rawHeaders);
+    r.on('data', (chunk: Buffer) => {
+      if (!ex.onData(chunk)) r.pause();
+    });
+    r.on('end', () => ex.onComplete(null));
+    r.on('error', (err) => ex.onError(err));
   });
-  return rec;
+  up.on('error', (err) => ex.onError(err));
+  if (ex.body) ex.body.pipe(up);
+  else up.end();
+}
+
+/** The Envoy flag an UpstreamError carries (UF for any other failure to connect). */
+function flagOf(err: unknown): string {
+  const carried = (err as { flag?: unknown } | undefined)?.flag;
+  return typeof carried === 'string' ? carried : ResponseFlag.UpstreamConnectionFailure;
 }
 
 /** Upgrade (WebSocket) and CONNECT: authorised like any request, then a byte pipe to a new pod connection. */
@@ -236,71 +409,54 @@ function reply(res: http.ServerResponse, status: number, body: string): void {
   res.end(body);
 }
 
-/** Sets the trace headers in a raw header list (replacing the ones the peer sent). */
-function withTraceHeaders(raw: string[], set: Record<string, string>): void {
-  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i]!.toLowerCase() in set) raw.splice(i, 2);
-  for (const k in set) raw.push(k, set[k]!);
-}
-
-/** rawHeaders without the hop-by-hop fields and those the Connection header names. */
-function forwardable(raw: readonly string[], connection: string | undefined, also: readonly string[]): string[] {
-  const drop = new Set([...HOP_BY_HOP, ...also]);
-  for (const name of (connection ?? '').split(',')) if (name.trim()) drop.add(name.trim().toLowerCase());
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
-  return out;
-}
-
 /**
- * One pod connection at a time for one inbound connection, kept alive between requests.
- * The first connection is the one deliverInbound already made; later ones (after the pod
- * closed one) come from the connector. Sockets may be any Duplex (not only net.Socket).
+ * The pod connection of one inbound connection: an undici Client (one connection, one
+ * request at a time, kept alive between requests for the idle timeout, or what the pod's
+ * `Keep-Alive: timeout=` allows), as the http.Agent with maxSockets 1 before it. One per
+ * inbound connection, not per pod: each carries one peer's requests from that peer's own
+ * address (transparent delivery, issue 10), and goes when the inbound connection goes. The
+ * first connection is the one deliverInbound already made; after the pod closed it (undici
+ * drops a connection that sees 'end'), the next comes from the connector.
  */
-class PodAgent extends http.Agent {
+class PodClient {
+  readonly client: Client;
+
   constructor(
     private first: Duplex | undefined,
     private readonly open: () => Promise<Duplex>,
+    origin: string,
     idleTimeoutMs: number,
   ) {
-    // the idle timeout also lets a pod's `Keep-Alive: timeout=` hint apply (Node applies a
-    // hint only below the agent's own timeout)
-    super({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: idleTimeoutMs });
+    this.client = new Client(origin, undiciHttp1Options(idleTimeoutMs, 0, (_o, cb) => this.connect(cb)));
   }
 
-  override createConnection(_opts: unknown, cb: (err: Error | null, socket?: Duplex) => void): undefined {
+  private connect(cb: (err: Error | null, socket: Duplex | null) => void): void {
     const first = this.first;
     this.first = undefined;
-    if (first && !first.destroyed) {
-      process.nextTick(cb, null, pooledSocket(first));
-      return undefined;
-    }
+    // on the next tick: undici 7 does not write the request whose connect callback it gets
+    // synchronously (its resume loop is re-entered and returns)
+    if (first && reusable(first)) return void process.nextTick(cb, null, withoutEmptyWrites(first));
+    first?.destroy();
     this.open().then(
-      (s) => cb(null, pooledSocket(s)),
-      (err: Error) => cb(err),
+      (d) => cb(null, withoutEmptyWrites(d)),
+      (err: unknown) => cb(new PodUnreachable(flagOf(err), err), null),
     );
-    return undefined;
   }
 
-  override destroy(): void {
+  destroy(): void {
     this.first?.destroy();
     this.first = undefined;
-    super.destroy();
-  }
-
-  /** Not once the pod closed it (transport/keep-alive.ts). */
-  override keepSocketAlive(socket: Duplex): boolean {
-    return reusable(socket) && (super.keepSocketAlive(socket) as unknown as boolean) !== false;
+    this.client.destroy(noop);
   }
 }
+
+function noop(): void {}
 
 // --- h2c ----------------------------------------------------------------------------------
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-export interface H2cInboundOptions extends HttpInboundOptions {
-  /** `http://ip:port` of the pod: the client session's origin */
-  authority: string;
-}
+export type H2cInboundOptions = HttpInboundOptions;
 
 /**
  * Serves `stream` (whose first bytes are the HTTP/2 connection preface) until either side
