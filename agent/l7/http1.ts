@@ -7,10 +7,11 @@
 //
 // Bodies: a request without one is sent at once; one complete when the try starts (a retry,
 // or a body that arrived while the request waited for admission) goes as one Buffer with its
-// length; otherwise the body streams through a RequestBody (transport/undici-http1.ts), with back-pressure both ways (the
-// downstream request pauses while the upstream connection is full). The response body streams
-// to the client; a full client buffer pauses undici's parser until 'drain'. HTTP/1.1 response
-// trailers are forwarded when the client's response is chunked (Node drops them otherwise).
+// length; otherwise the body streams through a RequestBody (transport/undici-http1.ts), with
+// back-pressure both ways (the downstream request pauses while the upstream connection is
+// full). The response body streams to the client; a full client buffer pauses undici's parser
+// until 'drain'. HTTP/1.1 response trailers are forwarded when the client's response is
+// chunked (Node drops them otherwise); 1xx responses are not forwarded.
 // WebSocket and other upgrades never come here: servers.ts tunnels them as bytes.
 import http from 'node:http';
 import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
@@ -53,6 +54,9 @@ class Try {
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    // 1xx (102, 103 Early Hints): undici reports them too; the response is the next head, as
+    // Node's client had it (a 100 Continue the client asked for was the proxy's own)
+    if (status < 200) return true;
     this.resume = resume;
     return this.ex.onTryHeaders(this, status, raw);
   }

@@ -6,7 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { deliverInbound, type InboundConnection, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
+import { deliverInbound, type InboundConnection, type InboundOptions, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
 import { proxyTimeouts, type ProxyTimeouts } from '../../agent/transport/timeouts.js';
@@ -41,6 +41,7 @@ const connector: UpstreamConnector = new TcpConnector(undefined, 5_000);
 /**
  * The inbound side for pod shop/server (at 127.0.0.1, its port `port`) under `policies`
  * (YAML documents beside SERVER_POD), every connection from `peer`, closed with the test.
+ * `httpService`: a Service of that name declares the port HTTP (request telemetry).
  */
 export async function inbound(
   t: ExecutionContext,
@@ -48,12 +49,15 @@ export async function inbound(
   port: number,
   peer: Peer,
   transport: Transport = 'tcp',
-  opts: { timeouts?: Partial<ProxyTimeouts> } = {},
+  opts: { timeouts?: Partial<ProxyTimeouts>; httpService?: string } = {},
 ): Promise<Inbound> {
-  const timeouts = opts.timeouts ? { timeouts: proxyTimeouts(opts.timeouts) } : {};
-  const snapshot = compileYaml([SERVER_POD, ...policies]);
+  const snapshot = compileYaml([SERVER_POD, ...policies, ...(opts.httpService ? [httpServiceYaml(opts.httpService, port)] : [])]);
   const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
   const security = SecurityIndex.of(snapshot.security);
+  const delivery: InboundOptions = { security };
+  if (opts.timeouts) delivery.timeouts = proxyTimeouts(opts.timeouts);
+  // a port declared HTTP: its requests are read and counted (reporter="destination") with the Service's labels
+  if (opts.httpService) delivery.service = snapshot.services.find((s) => s.name === opts.httpService);
   const results: InboundResult[] = [];
   const ib = { results, openStreams: 0 } as Inbound;
   const conn = (sourceIp: string, sourcePort: number): InboundConnection => ({ ...peer, destination, port, sourceIp, sourcePort });
@@ -61,7 +65,7 @@ export async function inbound(
   if (transport === 'tcp') {
     server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => {});
-      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security, ...timeouts }).then((r) => {
+      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, delivery).then((r) => {
         results.push(r);
         if (!r.delivered) socket.resetAndDestroy();
       });
@@ -75,7 +79,7 @@ export async function inbound(
       s.once('close', () => ib.openStreams--);
       if (headers[':method'] !== 'CONNECT') return void s.respond({ ':status': 405 }, { endStream: true });
       s.respond({ ':status': 200 });
-      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security, ...timeouts }).then((r) => {
+      void deliverInbound(s, conn('127.0.0.1', 1), connector, delivery).then((r) => {
         results.push(r);
         if (!r.delivered) s.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       });
@@ -91,6 +95,22 @@ export async function inbound(
   });
   const connections = () => new Promise<number>((r) => server.getConnections((err, n) => r(err ? -1 : n)));
   return Object.assign(ib, { port: (server.address() as net.AddressInfo).port, connections });
+}
+
+/** A Service `name` in shop selecting SERVER_POD, its port 80 named `http` to the pod's `targetPort`. */
+function httpServiceYaml(name: string, targetPort: number): string {
+  return `apiVersion: v1
+kind: Service
+metadata:
+  name: ${name}
+  namespace: shop
+spec:
+  selector: {app: server}
+  ports:
+  - name: http
+    port: 80
+    targetPort: ${targetPort}
+`;
 }
 
 /** Listens with a "pod" server on 127.0.0.1 until the test ends; resolves its port. */
