@@ -9,9 +9,9 @@
 //   (both built with npx tsc -p .; ROUNDS=8 D=4 C=16 RATE=1500)
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { alternate, openLoop } from './ab-rounds.mjs';
 
 const HERE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const A = path.resolve(process.argv[2] ?? '');
@@ -26,18 +26,9 @@ const C = Number(process.env.C ?? 16);
 const RATE = Number(process.env.RATE ?? 1500);
 const PORT = Number(process.env.PORT ?? 18490);
 
-const SERVICE = `apiVersion: v1
-kind: Service
-metadata:
-  name: server
-  namespace: shop
-spec:
-  selector: {app: server}
-  ports:
-  - name: http
-    port: 80
-    targetPort: ${PORT}
-`;
+// the port declared HTTP (this checkout's helper writes the YAML for both builds)
+const { httpServiceYaml } = await import(`${B}/dist/test/helpers/inbound-listener.js`);
+const SERVICE = httpServiceYaml('server', PORT);
 
 /** The inbound side of `build` on a loopback port: every accepted socket goes to its deliverInbound. */
 async function inboundSide(build) {
@@ -62,53 +53,14 @@ async function inboundSide(build) {
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
 }
 
-function run(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const c = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let o = '';
-    c.stdout.on('data', (d) => (o += d));
-    c.on('error', reject);
-    c.on('close', () => resolve(o));
-  });
-}
-
-async function load(url, seconds) {
-  const out = await run(process.execPath, [`${B}/dist/test/bench/pods/open-loop.js`, '--url', url, '--rate', String(RATE), '--duration', String(seconds), '--connections', String(C), '--warmup', '0']);
-  const j = JSON.parse(out.trim().split('\n').pop());
-  return { n: j.completed, bad: j.errors + j.non2xx };
-}
-
 const backend = spawn(process.execPath, [`${B}/test/fixtures/traffic/backend.js`], { env: { ...process.env, PORT: String(PORT) }, stdio: 'ignore' });
 try {
   await new Promise((r) => setTimeout(r, 1000));
   const a = await inboundSide(A);
   const b = await inboundSide(B);
-  async function round(side, label) {
-    const cpu = process.cpuUsage();
-    const { n, bad } = await load(side.url, D);
-    const used = process.cpuUsage(cpu);
-    const v = (used.user + used.system) / Math.max(1, n);
-    console.log(`${label} ${String(n).padStart(7)} req  ${v.toFixed(1)} µs/req${bad ? `  errors/non-2xx ${bad}` : ''}`);
-    return v;
-  }
-  await load(a.url, 2); // warm-up
-  await load(b.url, 2);
-  const ratios = [];
-  for (let i = 0; i < ROUNDS; i++) {
-    let x;
-    let y;
-    if (i % 2) {
-      y = await round(b, 'B');
-      x = await round(a, 'A');
-    } else {
-      x = await round(a, 'A');
-      y = await round(b, 'B');
-    }
-    ratios.push(y / x);
-    console.log(`round ${i + 1}: B/A = ${(y / x).toFixed(2)}  (load ${os.loadavg()[0].toFixed(1)})`);
-  }
-  ratios.sort((p, q) => p - q);
-  console.log(`A ${A}\nB ${B}\nopen loop ${RATE} req/s over ${C} connections, ${D} s rounds: median B/A CPU per request ${ratios[Math.floor(ratios.length / 2)].toFixed(2)} (range ${ratios[0].toFixed(2)}–${ratios[ratios.length - 1].toFixed(2)})`);
+  await openLoop(B, a.url, RATE, 2, C, 0); // warm-up
+  await openLoop(B, b.url, RATE, 2, C, 0);
+  await alternate(ROUNDS, a.url, b.url, (url) => openLoop(B, url, RATE, D, C, 0), `A ${A}\nB ${B}\nopen loop ${RATE} req/s over ${C} connections, ${D} s rounds`);
   a.close();
   b.close();
 } finally {

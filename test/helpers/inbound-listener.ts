@@ -98,7 +98,7 @@ export async function inbound(
 }
 
 /** A Service `name` in shop selecting SERVER_POD, its port 80 named `http` to the pod's `targetPort`. */
-function httpServiceYaml(name: string, targetPort: number): string {
+export function httpServiceYaml(name: string, targetPort: number): string {
   return `apiVersion: v1
 kind: Service
 metadata:

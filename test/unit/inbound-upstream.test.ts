@@ -9,12 +9,12 @@
 // Expect, pipelining, asterisk-form, 1xx, trailers, back-pressure both ways, errors with
 // their status and response flag, and no pod connection left behind.
 import test, { type ExecutionContext } from 'ava';
-import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
 import { inbound, listenLoopback, PLAINTEXT, rawExchange, type Inbound } from '../helpers/inbound-listener.js';
 import { metricValue } from '../helpers/metrics.js';
 import { eventually } from '../helpers/eventually.js';
+import { BIG, heldSink, sizeAndHash, stalls, writeBig, type BigWriter } from '../helpers/back-pressure.js';
 import { bodyOf, harness, startBackend } from '../helpers/l7-harness.js';
 
 interface Seen {
@@ -307,90 +307,34 @@ test("the trailers of the pod's chunked response reach a client whose response i
 
 // --- bodies: streamed with back-pressure both ways ----------------------------------------
 
-const BIG = 48 * 1024 * 1024;
-
-/** Waits until `count()` has not moved for a second (a writer held up by back-pressure). */
-async function stalls(count: () => number, what: string): Promise<void> {
-  let last = -1;
-  let still = 0;
-  await eventually(
-    () => {
-      still = count() === last ? still + 1 : 0;
-      last = count();
-      return still >= 4;
-    },
-    30_000,
-    what,
-    250,
-  );
-}
-
 test('a request body streams to the pod with back-pressure: while the pod reads nothing, the client cannot send it all; then it arrives whole', async (t) => {
-  let go: () => void = () => {};
-  const reading = new Promise<void>((r) => (go = r));
-  const server = http.createServer(async (req, res) => {
-    req.pause();
-    await reading;
-    const hash = crypto.createHash('sha256');
-    let n = 0;
-    req.on('data', (d: Buffer) => ((n += d.length), hash.update(d)));
-    req.on('end', () => res.end(`${n} ${hash.digest('hex')}`));
-    req.resume();
-  });
+  const sink = heldSink();
+  const server = http.createServer(sink.handler);
   const port = await listenLoopback(t, server);
   t.teardown(() => server.closeAllConnections());
   const ib = await inbound(t, [], port, PLAINTEXT, 'tcp', { httpService: 'upload' });
-  const chunk = crypto.randomBytes(64 * 1024);
-  const expected = crypto.createHash('sha256');
-  let sent = 0;
+  let w: BigWriter | undefined;
   const reply = new Promise<string>((resolve, reject) => {
     const req = http.request({ host: '127.0.0.1', port: ib.port, method: 'POST', path: '/upload', agent: false }, (res) => bodyOf(res).then(resolve, reject));
     req.on('error', reject);
-    const pump = () => {
-      while (sent < BIG) {
-        sent += chunk.length;
-        expected.update(chunk);
-        if (!req.write(chunk)) return void req.once('drain', pump);
-      }
-      req.end();
-    };
-    pump();
+    w = writeBig(req);
   });
-  await stalls(() => sent, 'the client to stall');
-  t.true(sent < BIG, `the client sent ${sent} of ${BIG} bytes while the pod read nothing`);
-  go();
-  t.is(await reply, `${BIG} ${expected.digest('hex')}`);
+  await stalls(() => w!.written(), 'the client to stall');
+  t.true(w!.written() < BIG, `the client sent ${w!.written()} of ${BIG} bytes while the pod read nothing`);
+  sink.go();
+  t.is(await reply, `${BIG} ${w!.sha256()}`);
   t.is(await requests('upload', { response_code: '200' }), 1);
 });
 
 test('a response body streams from the pod with back-pressure: while the client reads nothing, the pod cannot write it all; then it arrives whole', async (t) => {
-  const chunk = crypto.randomBytes(64 * 1024);
-  const expected = crypto.createHash('sha256');
-  let written = 0;
-  const p = await pod(t, (_q, res) => {
-    const pump = () => {
-      while (written < BIG) {
-        written += chunk.length;
-        expected.update(chunk);
-        if (!res.write(chunk)) return void res.once('drain', pump);
-      }
-      res.end();
-    };
-    pump();
-  });
+  let w: BigWriter | undefined;
+  const p = await pod(t, (_q, res) => void (w = writeBig(res)));
   const ib = await destination(t, p, 'download');
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get({ host: '127.0.0.1', port: ib.port, path: '/download', agent: false }, resolve).on('error', reject));
   res.pause();
-  await stalls(() => written, 'the pod to stall');
-  t.true(written < BIG, `the pod wrote ${written} of ${BIG} bytes while the client read nothing`);
-  const hash = crypto.createHash('sha256');
-  let n = 0;
-  res.on('data', (d: Buffer) => ((n += d.length), hash.update(d)));
-  const ended = new Promise((r) => res.once('end', r));
-  res.resume();
-  await ended;
-  t.is(n, BIG);
-  t.is(hash.digest('hex'), expected.digest('hex'));
+  await stalls(() => w?.written() ?? 0, 'the pod to stall');
+  t.true(w!.written() < BIG, `the pod wrote ${w!.written()} of ${BIG} bytes while the client read nothing`);
+  t.is(await sizeAndHash(res), `${BIG} ${w!.sha256()}`);
 });
 
 // --- errors: status and response flag --------------------------------------------------------
