@@ -18,7 +18,15 @@ import { requestDone } from '../telemetry/request-record.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { reusable } from '../transport/keep-alive.js';
 import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
-import { endWithTrailers, latin1, refusedByClient, RequestBody, undiciHttp1Options, withoutExpect, type BodySource } from '../transport/undici-http1.js';
+import {
+  endWithTrailers,
+  latin1,
+  refusedByClient,
+  RequestBody,
+  undiciHttp1Options,
+  withoutExpect,
+  type BodySource,
+} from '../transport/undici-http1.js';
 
 const log = logger('agent/inbound-pod');
 
@@ -272,7 +280,10 @@ export class PodClient {
     origin: string,
     idleTimeoutMs: number,
   ) {
-    this.client = new Client(origin, undiciHttp1Options(idleTimeoutMs, 0, (_o, cb) => this.connect(cb)));
+    this.client = new Client(
+      origin,
+      undiciHttp1Options(idleTimeoutMs, 0, (_o, cb) => this.connect(cb)),
+    );
   }
 
   private connect(cb: (err: Error | null, socket: Duplex | null) => void): void {

@@ -22,7 +22,17 @@ export function run(cmd, args) {
  * warm-up's requests are not in the count but their CPU is in the round's).
  */
 export async function openLoop(build, url, rate, seconds, connections, warmup) {
-  const args = [`${build}/dist/test/bench/pods/open-loop.js`, '--url', url, '--rate', String(rate), '--duration', String(seconds), '--connections', String(connections)];
+  const args = [
+    `${build}/dist/test/bench/pods/open-loop.js`,
+    '--url',
+    url,
+    '--rate',
+    String(rate),
+    '--duration',
+    String(seconds),
+    '--connections',
+    String(connections),
+  ];
   if (warmup !== undefined) args.push('--warmup', String(warmup));
   const out = await run(process.execPath, args);
   const j = JSON.parse(out.trim().split('\n').pop());
@@ -57,5 +67,7 @@ export async function alternate(rounds, urlA, urlB, load, title) {
     console.log(`round ${i + 1}: B/A = ${(y / x).toFixed(2)}  (load ${os.loadavg()[0].toFixed(1)})`);
   }
   ratios.sort((p, q) => p - q);
-  console.log(`${title}: median B/A CPU per request ${ratios[Math.floor(ratios.length / 2)].toFixed(2)} (range ${ratios[0].toFixed(2)}–${ratios[ratios.length - 1].toFixed(2)})`);
+  console.log(
+    `${title}: median B/A CPU per request ${ratios[Math.floor(ratios.length / 2)].toFixed(2)} (range ${ratios[0].toFixed(2)}–${ratios[ratios.length - 1].toFixed(2)})`,
+  );
 }

@@ -39,28 +39,48 @@ async function inboundSide(build) {
   const snapshot = compileYaml([
     podYaml('server', { ns: 'shop', labels: { app: 'server' }, sa: 'server' }),
     SERVICE,
-    authorizationPolicy('shop', 'no-delete', { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }] }),
+    authorizationPolicy('shop', 'no-delete', {
+      selector: { matchLabels: { app: 'server' } },
+      action: 'DENY',
+      rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }],
+    }),
   ]);
   const destination = { ...snapshot.workloads.find((w) => w.name === 'server'), ip: '127.0.0.1' };
   const opts = { security: SecurityIndex.of(snapshot.security), service: snapshot.services.find((s) => s.name === 'server') };
   const connector = new TcpConnector(undefined, 5_000);
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     socket.on('error', () => {});
-    const c = { destination, port: PORT, sourceIp: socket.remoteAddress, sourcePort: socket.remotePort, sourcePrincipal: 'cluster.local/ns/shop/sa/client', security: 'mutual_tls' };
+    const c = {
+      destination,
+      port: PORT,
+      sourceIp: socket.remoteAddress,
+      sourcePort: socket.remotePort,
+      sourcePrincipal: 'cluster.local/ns/shop/sa/client',
+      security: 'mutual_tls',
+    };
     void deliverInbound(socket, c, connector, opts).then((r) => r.delivered || socket.destroy());
   });
   await new Promise((r) => server.listen(0, '127.0.0.1', r));
   return { url: `http://127.0.0.1:${server.address().port}/`, close: () => server.close() };
 }
 
-const backend = spawn(process.execPath, [`${B}/test/fixtures/traffic/backend.js`], { env: { ...process.env, PORT: String(PORT) }, stdio: 'ignore' });
+const backend = spawn(process.execPath, [`${B}/test/fixtures/traffic/backend.js`], {
+  env: { ...process.env, PORT: String(PORT) },
+  stdio: 'ignore',
+});
 try {
   await new Promise((r) => setTimeout(r, 1000));
   const a = await inboundSide(A);
   const b = await inboundSide(B);
   await openLoop(B, a.url, RATE, 2, C, 0); // warm-up
   await openLoop(B, b.url, RATE, 2, C, 0);
-  await alternate(ROUNDS, a.url, b.url, (url) => openLoop(B, url, RATE, D, C, 0), `A ${A}\nB ${B}\nopen loop ${RATE} req/s over ${C} connections, ${D} s rounds`);
+  await alternate(
+    ROUNDS,
+    a.url,
+    b.url,
+    (url) => openLoop(B, url, RATE, D, C, 0),
+    `A ${A}\nB ${B}\nopen loop ${RATE} req/s over ${C} connections, ${D} s rounds`,
+  );
   a.close();
   b.close();
 } finally {

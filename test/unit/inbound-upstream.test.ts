@@ -36,7 +36,10 @@ interface Pod {
 }
 
 /** A pod: a Node HTTP server that records each request (raw headers, body) and answers with `handler`. */
-async function pod(t: ExecutionContext, handler: (req: http.IncomingMessage, res: http.ServerResponse, body: string) => void = (_q, s) => s.end('ok')): Promise<Pod> {
+async function pod(
+  t: ExecutionContext,
+  handler: (req: http.IncomingMessage, res: http.ServerResponse, body: string) => void = (_q, s) => s.end('ok'),
+): Promise<Pod> {
   const p = { seen: [], opened: 0, open: 0, endedByProxy: 0 } as unknown as Pod;
   p.server = http.createServer((req, res) => {
     let body = '';
@@ -59,7 +62,8 @@ async function pod(t: ExecutionContext, handler: (req: http.IncomingMessage, res
 }
 
 /** The inbound side for `p`, its port declared HTTP by Service `service` (a name per test: its own metric series). */
-const destination = (t: ExecutionContext, p: Pod, service: string, timeouts = {}): Promise<Inbound> => inbound(t, [], p.port, PLAINTEXT, 'tcp', { httpService: service, timeouts });
+const destination = (t: ExecutionContext, p: Pod, service: string, timeouts = {}): Promise<Inbound> =>
+  inbound(t, [], p.port, PLAINTEXT, 'tcp', { httpService: service, timeouts });
 
 /** One keep-alive connection to the inbound side (Node's client, one socket). */
 function peer(t: ExecutionContext): http.Agent {
@@ -76,14 +80,23 @@ interface Got {
   trailers: NodeJS.Dict<string>;
 }
 
-function send(ib: Inbound, agent: http.Agent | false, opts: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders | string[]; body?: string } = {}): Promise<Got> {
+function send(
+  ib: Inbound,
+  agent: http.Agent | false,
+  opts: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders | string[]; body?: string } = {},
+): Promise<Got> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: ib.port, agent, method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers }, (res) => {
-      let body = '';
-      res.setEncoding('latin1').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode!, statusMessage: res.statusMessage!, raw: res.rawHeaders, body, trailers: res.trailers }));
-      res.on('error', reject);
-    });
+    const req = http.request(
+      { host: '127.0.0.1', port: ib.port, agent, method: opts.method ?? 'GET', path: opts.path ?? '/', headers: opts.headers },
+      (res) => {
+        let body = '';
+        res.setEncoding('latin1').on('data', (d: string) => (body += d));
+        res.on('end', () =>
+          resolve({ status: res.statusCode!, statusMessage: res.statusMessage!, raw: res.rawHeaders, body, trailers: res.trailers }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -115,7 +128,10 @@ test('requests in a row on one inbound connection share one pod connection, the 
   t.is((await send(ib, agent, { method: 'HEAD', path: '/b' })).status, 200);
   t.is((await send(ib, agent, { path: '/c', headers: { 'content-length': '4' }, body: 'data' })).body, 'GET /c data');
   t.is((await send(ib, agent, { method: 'POST', path: '/d', body: 'sized' })).body, 'POST /d sized');
-  t.is((await send(ib, agent, { method: 'POST', path: '/e', headers: { 'transfer-encoding': 'chunked' }, body: 'chunked' })).body, 'POST /e chunked');
+  t.is(
+    (await send(ib, agent, { method: 'POST', path: '/e', headers: { 'transfer-encoding': 'chunked' }, body: 'chunked' })).body,
+    'POST /e chunked',
+  );
   t.is(ib.results.length, 1, 'one inbound connection');
   t.is(p.opened, 1, 'one pod connection for the five requests');
   t.deepEqual(
@@ -131,9 +147,18 @@ test('pipelined requests on one inbound connection are answered in order over th
     else res.end(req.url === '/2' ? 'two' : 'three');
   });
   const ib = await destination(t, p, 'pipelined');
-  const r = await rawExchange(ib.port, 'GET /1 HTTP/1.1\r\nHost: s\r\n\r\nGET /2 HTTP/1.1\r\nHost: s\r\n\r\nGET /3 HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n');
-  t.regex(r.received, /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\none(HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n)two(HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n)three$/);
-  t.deepEqual(p.seen.map((s) => s.url), ['/1', '/2', '/3']);
+  const r = await rawExchange(
+    ib.port,
+    'GET /1 HTTP/1.1\r\nHost: s\r\n\r\nGET /2 HTTP/1.1\r\nHost: s\r\n\r\nGET /3 HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n',
+  );
+  t.regex(
+    r.received,
+    /^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\none(HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n)two(HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\n)three$/,
+  );
+  t.deepEqual(
+    p.seen.map((s) => s.url),
+    ['/1', '/2', '/3'],
+  );
   t.is(p.opened, 1);
 });
 
@@ -197,24 +222,32 @@ test('headers to the pod: hop-by-hop fields and those Connection names are dropp
   t.is(seen.url, '/h?q=1');
   t.deepEqual(named(seen.raw, 'host'), ['web.shop:8080']);
   const rest = seen.raw.filter((_, i) => i % 2 === 0).filter((n) => !['host', 'connection', 'x-request-id'].includes(n.toLowerCase()));
-  t.deepEqual(rest, ['X-Mixed-Case', 'X-Repeat', 'X-Forwarded-For', 'X-Repeat'], 'no Keep-Alive, Proxy-Connection, TE, Trailer or X-Private');
+  t.deepEqual(
+    rest,
+    ['X-Mixed-Case', 'X-Repeat', 'X-Forwarded-For', 'X-Repeat'],
+    'no Keep-Alive, Proxy-Connection, TE, Trailer or X-Private',
+  );
   t.deepEqual(named(seen.raw, 'x-repeat'), ['1', '2']);
   t.deepEqual(named(seen.raw, 'x-forwarded-for'), ['10.0.0.9'], 'what the peer sent, unchanged');
   t.deepEqual(named(seen.raw, 'connection'), ['keep-alive'], "the pod connection's own");
   t.is(named(seen.raw, 'x-request-id').length, 1, 'the trace headers of the destination (telemetry/tracing.ts) added');
 });
 
-test("headers from the pod: its reason phrase and repeated fields pass; its hop-by-hop fields and those its Connection names do not, and its `Connection: close` ends only the pod connection", async (t) => {
+test('headers from the pod: its reason phrase and repeated fields pass; its hop-by-hop fields and those its Connection names do not, and its `Connection: close` ends only the pod connection', async (t) => {
   const p = await pod(t, (_q, res) => {
-    res.writeHead(200, 'Fine By Me', [
-      ['Set-Cookie', 'a=1'],
-      ['Set-Cookie', 'b=2'],
-      ['X-Pod', 'p'],
-      ['Connection', 'close, X-Hop'],
-      ['X-Hop', 'pod-only'],
-      ['Keep-Alive', 'timeout=9'],
-      ['Content-Length', '2'],
-    ].flat());
+    res.writeHead(
+      200,
+      'Fine By Me',
+      [
+        ['Set-Cookie', 'a=1'],
+        ['Set-Cookie', 'b=2'],
+        ['X-Pod', 'p'],
+        ['Connection', 'close, X-Hop'],
+        ['X-Hop', 'pod-only'],
+        ['Keep-Alive', 'timeout=9'],
+        ['Content-Length', '2'],
+      ].flat(),
+    );
     res.end('ok');
   });
   const ib = await destination(t, p, 'response-headers');
@@ -235,7 +268,10 @@ test('HTTP/1.0: a request without Host reaches the pod with the pod’s address 
   const p = await pod(t);
   const ib = await destination(t, p, 'http10');
   t.regex((await rawExchange(ib.port, 'GET /old HTTP/1.0\r\n\r\n')).received, /^HTTP\/1\.1 200 /);
-  t.regex((await rawExchange(ib.port, 'POST /up HTTP/1.0\r\nHost: s\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi')).received, /^HTTP\/1\.1 200 /);
+  t.regex(
+    (await rawExchange(ib.port, 'POST /up HTTP/1.0\r\nHost: s\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi')).received,
+    /^HTTP\/1\.1 200 /,
+  );
   t.deepEqual(named(p.seen[0]!.raw, 'host'), [`127.0.0.1:${p.port}`]);
   t.deepEqual(named(p.seen[1]!.raw, 'expect'), []);
   t.is(p.seen[1]!.body, 'hi');
@@ -262,7 +298,10 @@ test('asterisk-form (OPTIONS *) reaches the pod as sent, and the inbound connect
   t.is(star.body, '*');
   t.deepEqual(named(star.raw, 'allow'), ['GET, OPTIONS']);
   t.is((await send(ib, agent, { path: '/after' })).body, '/after');
-  t.deepEqual(p.seen.map((s) => `${s.method} ${s.url}`), ['OPTIONS *', 'GET /after']);
+  t.deepEqual(
+    p.seen.map((s) => `${s.method} ${s.url}`),
+    ['OPTIONS *', 'GET /after'],
+  );
   t.is(ib.results.length, 1);
 });
 
@@ -287,7 +326,9 @@ test('the same through the L7 engine (source side): a 103 from the backend is no
   });
   const { h } = await harness(t, [b], { routes: [], destinations: [] });
   const r = await new Promise<{ status: number; body: string }>((resolve, reject) =>
-    http.get(`${h.url}/`, { agent: false }, (res) => bodyOf(res).then((body) => resolve({ status: res.statusCode!, body }), reject)).on('error', reject),
+    http
+      .get(`${h.url}/`, { agent: false }, (res) => bodyOf(res).then((body) => resolve({ status: res.statusCode!, body }), reject))
+      .on('error', reject),
   );
   t.deepEqual(r, { status: 200, body: 'final' });
 });
@@ -315,7 +356,9 @@ test('a request body streams to the pod with back-pressure: while the pod reads 
   const ib = await inbound(t, [], port, PLAINTEXT, 'tcp', { httpService: 'upload' });
   let w: BigWriter | undefined;
   const reply = new Promise<string>((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port: ib.port, method: 'POST', path: '/upload', agent: false }, (res) => bodyOf(res).then(resolve, reject));
+    const req = http.request({ host: '127.0.0.1', port: ib.port, method: 'POST', path: '/upload', agent: false }, (res) =>
+      bodyOf(res).then(resolve, reject),
+    );
     req.on('error', reject);
     w = writeBig(req);
   });
@@ -330,7 +373,9 @@ test('a response body streams from the pod with back-pressure: while the client 
   let w: BigWriter | undefined;
   const p = await pod(t, (_q, res) => void (w = writeBig(res)));
   const ib = await destination(t, p, 'download');
-  const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get({ host: '127.0.0.1', port: ib.port, path: '/download', agent: false }, resolve).on('error', reject));
+  const res = await new Promise<http.IncomingMessage>((resolve, reject) =>
+    http.get({ host: '127.0.0.1', port: ib.port, path: '/download', agent: false }, resolve).on('error', reject),
+  );
   res.pause();
   await stalls(() => w?.written() ?? 0, 'the pod to stall');
   t.true(w!.written() < BIG, `the pod wrote ${w!.written()} of ${BIG} bytes while the client read nothing`);
@@ -399,8 +444,11 @@ test('counted at the destination as before: code, and request and response body 
   t.is(await requests('counted', { response_code: '200', response_flags: '-', request_protocol: 'http' }), 1);
   const sums = async (name: string) => {
     const { registry } = await import('../../agent/telemetry/metrics.js');
-    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name) as { values: { metricName?: string; labels: Record<string, string>; value: number }[] } | undefined;
-    return (m?.values ?? []).filter((v) => v.metricName === `${name}_sum` && v.labels.destination_service_name === 'counted').reduce((a, v) => a + v.value, 0);
+    const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name) as
+      { values: { metricName?: string; labels: Record<string, string>; value: number }[] } | undefined;
+    return (m?.values ?? [])
+      .filter((v) => v.metricName === `${name}_sum` && v.labels.destination_service_name === 'counted')
+      .reduce((a, v) => a + v.value, 0);
   };
   t.is(await sums('istio_request_bytes'), 5);
   t.is(await sums('istio_response_bytes'), 10);
