@@ -2,7 +2,8 @@
 // out (plain TCP or HBONE tunnels): this file never dials a socket itself.
 // - Http1Pool: an undici Pool per (source pod, endpoint), driven through its dispatch API
 //   (http1.ts, mirror.ts), whose `connect` asks the connector; keep-alive, the server's
-//   `Keep-Alive: timeout=` hint, maxRequestsPerConnection and idleTimeout apply. undici
+//   `Keep-Alive: timeout=` hint, maxRequestsPerConnection and idleTimeout apply, with the
+//   options inbound delivery's pod connections share (transport/undici-http1.ts). undici
 //   replaced http.request + http.Agent (issue 15): the same engine spent less CPU per request
 //   with it (ARCHITECTURE.md, "Proxy workers", measuring).
 // - Http2Pool: HTTP/2 sessions per (source pod, endpoint), `http2.connect` over a connector
@@ -17,6 +18,7 @@ import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { Pool } from 'undici';
 import { endsWithTransport } from '../transport/keep-alive.js';
+import { undiciHttp1Options } from '../transport/undici-http1.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { connectWithTimeout, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
@@ -30,9 +32,6 @@ export interface PoolOptions {
   maxRequestsPerConnection: number;
 }
 
-/** An idle timeout of 0 (none) as undici takes it: a day, as good as never for a pooled connection. */
-const NO_IDLE_TIMEOUT_MS = 24 * 3600 * 1000;
-
 function noop(): void {}
 
 export class Http1Pool {
@@ -45,34 +44,20 @@ export class Http1Pool {
   readonly resetEach: boolean;
 
   constructor(connector: UpstreamConnector, dial: UpstreamRequest, opts: PoolOptions) {
-    const idle = opts.idleTimeoutMs > 0 ? opts.idleTimeoutMs : NO_IDLE_TIMEOUT_MS;
     const max = opts.maxRequestsPerConnection;
     this.resetEach = max === 1;
     const host = dial.ip.includes(':') ? `[${dial.ip}]` : dial.ip;
-    this.pool = new Pool(`http://${host}:${dial.port}`, {
-      // admission.ts bounds requests in flight, one per connection (pipelining 1)
-      connections: null,
-      pipelining: 1,
-      // the exchange's route and per-try timeouts govern; undici's own 300 s would cut a
-      // long poll or a slow stream that Istio lets run
-      headersTimeout: 0,
-      bodyTimeout: 0,
-      keepAliveTimeout: idle,
-      keepAliveMaxTimeout: idle,
-      // a server's `Keep-Alive: timeout=N` keeps the connection N - 1 s, as Node's agent did
-      keepAliveTimeoutThreshold: 1000,
-      // undici closes after its limit + 1 requests: the n-th request is the last
-      ...(max > 1 ? { maxRequestsPerClient: max - 1 } : {}),
-      connect: (_o: unknown, cb: (err: Error | null, socket: Duplex | null) => void) => {
-        connectWithTimeout(connector, dial, opts.connectTimeoutMs).then(
-          (d) => {
-            opts.onConnection?.(d);
-            cb(null, withoutEmptyWrites(d));
-          },
-          (err: unknown) => cb(err instanceof Error ? err : new Error(String(err)), null),
-        );
-      },
-    } as Pool.Options);
+    const connect = (_o: unknown, cb: (err: Error | null, socket: Duplex | null) => void) => {
+      connectWithTimeout(connector, dial, opts.connectTimeoutMs).then(
+        (d) => {
+          opts.onConnection?.(d);
+          cb(null, withoutEmptyWrites(d));
+        },
+        (err: unknown) => cb(err instanceof Error ? err : new Error(String(err)), null),
+      );
+    };
+    // admission.ts bounds requests in flight, one per connection (transport/undici-http1.ts)
+    this.pool = new Pool(`http://${host}:${dial.port}`, { ...undiciHttp1Options(opts.idleTimeoutMs, max, connect), connections: null });
   }
 
   /** connections held (busy and idle) */

@@ -7,13 +7,13 @@
 //
 // Bodies: a request without one is sent at once; one complete when the try starts (a retry,
 // or a body that arrived while the request waited for admission) goes as one Buffer with its
-// length; otherwise the body streams through a TryBody, with back-pressure both ways (the
-// downstream request pauses while the upstream connection is full). The response body streams
-// to the client; a full client buffer pauses undici's parser until 'drain'. HTTP/1.1 response
-// trailers are forwarded when the client's response is chunked (Node drops them otherwise).
+// length; otherwise the body streams through a RequestBody (transport/undici-http1.ts), with
+// back-pressure both ways (the downstream request pauses while the upstream connection is
+// full). The response body streams to the client; a full client buffer pauses undici's parser
+// until 'drain'. HTTP/1.1 response trailers are forwarded when the client's response is
+// chunked (Node drops them otherwise); 1xx responses are not forwarded.
 // WebSocket and other upgrades never come here: servers.ts tunnels them as bytes.
 import http from 'node:http';
-import { Readable } from 'node:stream';
 import type { Destination, HttpRoute } from '../../control/api/snapshot-routing.js';
 import type { Host } from '../cluster/cluster.js';
 import { Exchange, type Engine } from './exchange.js';
@@ -22,6 +22,7 @@ import { forwardRaw } from './header-ops.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { UpstreamError } from '../transport/connector.js';
+import { endWithTrailers, latin1, refusedByClient, RequestBody, withoutExpect, type BodySource } from '../transport/undici-http1.js';
 
 const kEx = Symbol('nodemesh.exchange');
 
@@ -29,21 +30,6 @@ type WithEx = { [kEx]?: Http1Exchange };
 
 /** What the exchange gives up a try with (undici passes it back to onError, which ignores it). */
 const ABORTED = new Error('try abandoned by the proxy');
-
-/**
- * A request body streamed to undici while it arrives: the exchange pushes chunks, undici reads
- * them as a stream (pausing it when its connection is full); asking for more resumes the
- * downstream request.
- */
-class TryBody extends Readable {
-  constructor(private readonly ex: Http1Exchange) {
-    super();
-  }
-
-  override _read(): void {
-    this.ex.resumeFromTry();
-  }
-}
 
 /** One try: undici's dispatch handler (its legacy form, which hands over raw header Buffers). */
 class Try {
@@ -58,7 +44,7 @@ class Try {
   dispatched = false;
   status = 0;
   raw: Buffer[] | null = null;
-  body: TryBody | null = null;
+  body: RequestBody | null = null;
 
   constructor(readonly ex: Http1Exchange) {}
 
@@ -68,6 +54,9 @@ class Try {
   }
 
   onHeaders(status: number, raw: Buffer[], resume: () => void): boolean {
+    // 1xx (102, 103 Early Hints): undici reports them too; the response is the next head, as
+    // Node's client had it (a 100 Continue the client asked for was the proxy's own)
+    if (status < 200) return true;
     this.resume = resume;
     return this.ex.onTryHeaders(this, status, raw);
   }
@@ -98,30 +87,7 @@ function deferredError(t: Try, err: Error): void {
 /** Headers the proxy consumed itself and does not forward (it answered Expect: 100-continue). */
 const SKIP_REQUEST = 'expect';
 
-/** undici refused the request as given (not the endpoint's fault, never retried). */
-function refusedByClient(err: Error): boolean {
-  const code = (err as { code?: string }).code;
-  return code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED' || code === 'UND_ERR_REQ_CONTENT_LENGTH_MISMATCH';
-}
-
-/** `h` without Expect (undici refuses to send one; Node's server answered it already). */
-function withoutExpect(h: string[]): string[] {
-  for (let i = 0; i < h.length; i += 2) {
-    if (h[i]!.length === 6 && h[i]!.toLowerCase() === SKIP_REQUEST) {
-      h.splice(i, 2);
-      i -= 2;
-    }
-  }
-  return h;
-}
-
-function latin1(raw: Buffer[]): string[] {
-  const out = new Array<string>(raw.length);
-  for (let i = 0; i < raw.length; i++) out[i] = raw[i]!.toString('latin1');
-  return out;
-}
-
-export class Http1Exchange extends Exchange {
+export class Http1Exchange extends Exchange implements BodySource {
   readonly protocol = 'http1' as const;
   private cur: Try | undefined;
   /** the request has a body (Content-Length > 0 or Transfer-Encoding) */
@@ -176,12 +142,12 @@ export class Http1Exchange extends Exchange {
     const pool = this.cluster!.http1Pool(host, this.conn);
     const t = new Try(this);
     this.cur = t;
-    let body: Buffer | TryBody | null = null;
+    let body: Buffer | RequestBody | null = null;
     if (this.hasBody) {
       const kept = this.takeBody();
       if (this.bodyEnded) body = kept.length === 0 ? null : kept.length === 1 ? kept[0]! : Buffer.concat(kept);
       else {
-        const b = new TryBody(this);
+        const b = new RequestBody(this);
         for (let i = 0; i < kept.length; i++) b.push(kept[i]);
         body = t.body = b;
       }
@@ -256,14 +222,7 @@ export class Http1Exchange extends Exchange {
   onTryComplete(t: Try, trailers: Buffer[] | null): void {
     if (this.cur !== t || this.phase !== 'responding') return;
     this.cur = undefined;
-    const res = this.res;
-    if (trailers && trailers.length > 0) {
-      const raw = latin1(trailers);
-      const pairs: [string, string][] = [];
-      for (let i = 0; i < raw.length; i += 2) pairs.push([raw[i]!, raw[i + 1]!]);
-      res.addTrailers(pairs);
-    }
-    res.end();
+    endWithTrailers(this.res, trailers);
     this.onResponseDone();
   }
 
@@ -319,7 +278,7 @@ export class Http1Exchange extends Exchange {
     if (!this.req.complete) this.req.resume();
   }
 
-  resumeFromTry(): void {
+  bodyWanted(): void {
     this.resumeBody();
   }
 }

@@ -184,10 +184,16 @@ export async function deliverInbound(
   // destination's request metrics (reporter="destination"); other streams stay byte pipes
   const http = declaredHttp(opts.service, c.port);
   if (authorized.mode === 'pipe' && !http) {
-    flow.logAs = { subject: c.destination, upstreamHost: joinHostPort(c.destination.ip, c.port), downstreamRemote: joinHostPort(c.sourceIp, c.sourcePort) };
+    flow.logAs = {
+      subject: c.destination,
+      upstreamHost: joinHostPort(c.destination.ip, c.port),
+      downstreamRemote: joinHostPort(c.sourceIp, c.sourcePort),
+    };
     pipe(stream, pod, timeouts);
   } else {
-    const telemetry = http ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port) : undefined;
+    const telemetry = http
+      ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port)
+      : undefined;
     authorized.mode = 'requests';
     void serveL7(stream, pod, c, authorized, () => connector.connect(toPod(c, opts.transparentSource)), flow, timeouts, telemetry);
   }
@@ -211,8 +217,17 @@ async function serveL7(
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (protocol !== 'tcp') {
     // every request meets the policy in force when it arrives
-    const o = { policy: () => authorized.policy, l4: authorized.l4, first: pod, connect, onDecision: requestDecision, timeouts, telemetry };
-    if (protocol === 'http2') await serveH2cInbound(stream, { ...o, authority: `http://${joinHostPort(c.destination.ip, c.port)}` });
+    const o = {
+      policy: () => authorized.policy,
+      l4: authorized.l4,
+      first: pod,
+      connect,
+      onDecision: requestDecision,
+      timeouts,
+      telemetry,
+      authority: `http://${joinHostPort(c.destination.ip, c.port)}`,
+    };
+    if (protocol === 'http2') await serveH2cInbound(stream, o);
     else await serveHttpInbound(stream, o);
     return;
   }

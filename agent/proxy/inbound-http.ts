@@ -1,12 +1,13 @@
 // HTTP/1.1 at the destination's node proxy, for workloads whose AuthorizationPolicies test
-// HTTP attributes (and only for them: every other inbound stream stays a byte pipe).
-// Node's own HTTP parser (llhttp) reads the requests from the inbound stream, so framing is
-// strict (a request the pod would read differently from the proxy is refused with 400,
-// not forwarded); each request is authorised on its own (keep-alive and pipelining: every
-// request of the connection is evaluated, responses go back in order). A denied request
-// gets Envoy's answer, 403 "RBAC: access denied"; an allowed one is forwarded to the pod
-// with its path normalised as it was evaluated, over one pod connection per inbound
-// connection (reopened if the pod closes it).
+// HTTP attributes, and on ports declared HTTP (request telemetry); every other inbound
+// stream stays a byte pipe. Node's own HTTP parser (llhttp) reads the requests from the
+// inbound stream, so framing is strict (a request the pod would read differently from the
+// proxy is refused with 400, not forwarded); each request is authorised on its own
+// (keep-alive and pipelining: every request of the connection is evaluated, responses go
+// back in order). A denied request gets Envoy's answer, 403 "RBAC: access denied"; an
+// allowed one is forwarded to the pod with its path normalised as it was evaluated, over one
+// pod connection per inbound connection (reopened if the pod closes it), through undici
+// (inbound-pod.ts).
 //
 // HTTP/2 cleartext (h2c with prior knowledge, as gRPC speaks it) is served the same way by
 // serveH2cInbound: Node's HTTP/2 server reads the streams of the inbound connection, each
@@ -25,9 +26,8 @@ import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { logger } from '../../common/log.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
-import { endsWithTransport, pooledSocket, reusable } from '../transport/keep-alive.js';
+import { endsWithTransport } from '../transport/keep-alive.js';
 import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
@@ -35,14 +35,10 @@ import { applyOps, forwardH2 } from '../l7/header-ops.js';
 import { InboundRequest, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { requestDone } from '../telemetry/request-record.js';
 import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
-
-const log = logger('agent/inbound-http');
+import { beginRequest, forwardToPod, PodClient, reply } from './inbound-pod.js';
 
 /** Envoy's RBAC filter answers a denied request with this body. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
-
-// RFC 9110 §7.6.1 hop-by-hop fields: never forwarded (Node frames each side itself)
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
 
 export interface HttpInboundOptions {
   /** the destination's policy in force now (each request is authorized against it) */
@@ -57,12 +53,14 @@ export interface HttpInboundOptions {
   timeouts?: ProxyTimeouts;
   /** reporter="destination" request telemetry of this connection (telemetry/inbound-requests.ts) */
   telemetry?: InboundTelemetry;
+  /** `http://ip:port` of the pod: the origin of its client (and the Host of a request that has none) */
+  authority: string;
 }
 
 /** What an inbound connection's requests are served with, found from its socket. */
 interface InboundContext {
   o: HttpInboundOptions;
-  agent: PodAgent;
+  pod: PodClient;
 }
 const kContext = Symbol('nodemesh.inbound');
 type WithContext = { [kContext]?: InboundContext };
@@ -84,14 +82,12 @@ function inboundServer(t: ProxyTimeouts): http.Server {
   // a peer that half-closes after its request still gets the response, then the stream ends
   (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
   server.on('request', (req, res) => {
-    const c = contextOf(req);
-    handle(req, res, c.o, c.agent, false);
+    handle(req, res, contextOf(req), false);
   });
   // "Expect: 100-continue": decide before the client sends its body; a denied request gets
   // its 403 without a 100 Continue
   server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-    const c = contextOf(req);
-    handle(req, res, c.o, c.agent, true);
+    handle(req, res, contextOf(req), true);
   });
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, contextOf(req).o));
   server.on('connect', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => tunnel(req, socket, head, contextOf(req).o));
@@ -113,11 +109,11 @@ function inboundServer(t: ProxyTimeouts): http.Server {
  */
 export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise<void> {
   const t = o.timeouts ?? DEFAULT_TIMEOUTS;
-  const agent = new PodAgent(o.first, o.connect, t.httpIdleMs);
-  (stream as WithContext)[kContext] = { o, agent };
+  const pod = new PodClient(o.first, o.connect, o.authority, t.httpIdleMs);
+  (stream as WithContext)[kContext] = { o, pod };
   return new Promise((resolve) => {
     stream.once('close', () => {
-      agent.destroy();
+      pod.destroy();
       resolve();
     });
     // an HBONE stream is no socket: no empty chunk in its corked writes (http2-write-fix.ts)
@@ -126,15 +122,11 @@ export function serveHttpInbound(stream: Duplex, o: HttpInboundOptions): Promise
   });
 }
 
-function handle(
-  req: http.IncomingMessage,
-  res: http.ServerResponse,
-  o: HttpInboundOptions,
-  agent: PodAgent,
-  expectsContinue: boolean,
-): void {
+function handle(req: http.IncomingMessage, res: http.ServerResponse, c: InboundContext, expectsContinue: boolean): void {
   res.sendDate = false;
-  const rec = o.telemetry ? trackHttp1(o.telemetry, req, res, o.l4.sourceIp) : undefined;
+  const o = c.o;
+  const rec = o.telemetry ? new InboundRequest(o.telemetry, req.method ?? '', req.url ?? '/', req.headers.host ?? '', 'HTTP/1.1', o.l4.sourceIp, req.headers) : undefined;
+  const ex = beginRequest(req, res, rec);
   const normalized = normalizePath(req.url ?? '/');
   if (!normalized) {
     // "%00: The request will always be rejected with HTTP code 400"
@@ -150,49 +142,7 @@ function handle(
   if (decision.decision === 'deny') return void reply(res, 403, RBAC_DENIED_BODY);
   // the 100 Continue is ours; the pod gets the body without being asked
   if (expectsContinue) res.writeContinue();
-  const headers = forwardable(req.rawHeaders, req.headers.connection, expectsContinue ? ['expect'] : []);
-  if (rec?.traceOps) withTraceHeaders(headers, rec.traceOps.set);
-
-  const upstream = http.request({
-    agent,
-    method: req.method,
-    path: normalized.target,
-    headers,
-    setHost: false,
-  });
-  upstream.on('response', (up) => {
-    if (rec) {
-      rec.responded(up.statusCode ?? 502);
-      up.on('data', (chunk: Buffer) => (rec.respBytes += chunk.length));
-    }
-    res.writeHead(up.statusCode ?? 502, up.statusMessage, forwardable(up.rawHeaders, up.headers.connection, []));
-    up.pipe(res);
-    up.on('error', () => res.destroy());
-  });
-  upstream.on('error', (err) => {
-    log.debug({ err }, 'pod request failed');
-    if (rec) rec.flags = withResponseFlag(rec.flags, res.headersSent ? ResponseFlag.UpstreamConnectionTermination : ResponseFlag.UpstreamConnectionFailure);
-    if (!res.headersSent) reply(res, 503, 'upstream connect error or disconnect/reset before headers');
-    else res.destroy();
-  });
-  req.pipe(upstream);
-  req.on('error', () => upstream.destroy());
-}
-
-/**
- * Request telemetry of one HTTP/1.1 request at the destination: body bytes both ways, and
- * one record when the response is done (or the peer went away: DC).
- */
-function trackHttp1(t: InboundTelemetry, req: http.IncomingMessage, res: http.ServerResponse, remote: string): InboundRequest {
-  const rec = new InboundRequest(t, req.method ?? '', req.url ?? '/', req.headers.host ?? '', 'HTTP/1.1', remote, req.headers);
-  req.on('data', (chunk: Buffer) => (rec.reqBytes += chunk.length));
-  res.once('close', () => {
-    if (!res.writableFinished) rec.flags = withResponseFlag(rec.flags, ResponseFlag.DownstreamConnectionTermination);
-    rec.status = res.headersSent ? res.statusCode : 0;
-    rec.end();
-    requestDone(t.labels(false), rec);
-  });
-  return rec;
+  forwardToPod(ex, c.pod, normalized.target, o.connect);
 }
 
 /** Upgrade (WebSocket) and CONNECT: authorised like any request, then a byte pipe to a new pod connection. */
@@ -232,76 +182,11 @@ function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: Http
   );
 }
 
-function reply(res: http.ServerResponse, status: number, body: string): void {
-  res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
-
-/** Sets the trace headers in a raw header list (replacing the ones the peer sent). */
-function withTraceHeaders(raw: string[], set: Record<string, string>): void {
-  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i]!.toLowerCase() in set) raw.splice(i, 2);
-  for (const k in set) raw.push(k, set[k]!);
-}
-
-/** rawHeaders without the hop-by-hop fields and those the Connection header names. */
-function forwardable(raw: readonly string[], connection: string | undefined, also: readonly string[]): string[] {
-  const drop = new Set([...HOP_BY_HOP, ...also]);
-  for (const name of (connection ?? '').split(',')) if (name.trim()) drop.add(name.trim().toLowerCase());
-  const out: string[] = [];
-  for (let i = 0; i < raw.length; i += 2) if (!drop.has(raw[i]!.toLowerCase())) out.push(raw[i]!, raw[i + 1]!);
-  return out;
-}
-
-/**
- * One pod connection at a time for one inbound connection, kept alive between requests.
- * The first connection is the one deliverInbound already made; later ones (after the pod
- * closed one) come from the connector. Sockets may be any Duplex (not only net.Socket).
- */
-class PodAgent extends http.Agent {
-  constructor(
-    private first: Duplex | undefined,
-    private readonly open: () => Promise<Duplex>,
-    idleTimeoutMs: number,
-  ) {
-    // the idle timeout also lets a pod's `Keep-Alive: timeout=` hint apply (Node applies a
-    // hint only below the agent's own timeout)
-    super({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1, timeout: idleTimeoutMs });
-  }
-
-  override createConnection(_opts: unknown, cb: (err: Error | null, socket?: Duplex) => void): undefined {
-    const first = this.first;
-    this.first = undefined;
-    if (first && !first.destroyed) {
-      process.nextTick(cb, null, pooledSocket(first));
-      return undefined;
-    }
-    this.open().then(
-      (s) => cb(null, pooledSocket(s)),
-      (err: Error) => cb(err),
-    );
-    return undefined;
-  }
-
-  override destroy(): void {
-    this.first?.destroy();
-    this.first = undefined;
-    super.destroy();
-  }
-
-  /** Not once the pod closed it (transport/keep-alive.ts). */
-  override keepSocketAlive(socket: Duplex): boolean {
-    return reusable(socket) && (super.keepSocketAlive(socket) as unknown as boolean) !== false;
-  }
-}
-
 // --- h2c ----------------------------------------------------------------------------------
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
-export interface H2cInboundOptions extends HttpInboundOptions {
-  /** `http://ip:port` of the pod: the client session's origin */
-  authority: string;
-}
+export type H2cInboundOptions = HttpInboundOptions;
 
 /**
  * Serves `stream` (whose first bytes are the HTTP/2 connection preface) until either side

@@ -6,7 +6,7 @@
 import type { ExecutionContext } from 'ava';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { deliverInbound, type InboundConnection, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
+import { deliverInbound, type InboundConnection, type InboundOptions, type InboundResult } from '../../agent/proxy/inbound-delivery.js';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { AuthorizedConnections } from '../../agent/proxy/authorized-connections.js';
 import { TcpConnector, type UpstreamConnector } from '../../agent/transport/connector.js';
@@ -49,6 +49,7 @@ const connector: UpstreamConnector = new TcpConnector(undefined, 5_000);
 /**
  * The inbound side for pod shop/server (at 127.0.0.1, its port `port`) under `policies`
  * (YAML documents beside SERVER_POD), every connection from `peer`, closed with the test.
+ * `httpService`: a Service of that name declares the port HTTP (request telemetry).
  */
 export async function inbound(
   t: ExecutionContext,
@@ -56,12 +57,18 @@ export async function inbound(
   port: number,
   peer: Peer,
   transport: Transport = 'tcp',
-  opts: { timeouts?: Partial<ProxyTimeouts> } = {},
+  opts: { timeouts?: Partial<ProxyTimeouts>; httpService?: string } = {},
 ): Promise<Inbound> {
-  const timeouts = opts.timeouts ? { timeouts: proxyTimeouts(opts.timeouts) } : {};
-  const snapshot = compileYaml([SERVER_POD, ...policies]);
+  const snapshot = compileYaml([SERVER_POD, ...policies, ...(opts.httpService ? [httpServiceYaml(opts.httpService, port)] : [])]);
   const destination: Workload = { ...snapshot.workloads.find((w) => w.name === 'server')!, ip: '127.0.0.1' };
   let security = SecurityIndex.of(snapshot.security);
+  const delivery = (): InboundOptions => {
+    const o: InboundOptions = { security, connections: authorized };
+    if (opts.timeouts) o.timeouts = proxyTimeouts(opts.timeouts);
+    // a port declared HTTP: its requests are read and counted (reporter="destination") with the Service's labels
+    if (opts.httpService) o.service = snapshot.services.find((s) => s.name === opts.httpService);
+    return o;
+  };
   const results: InboundResult[] = [];
   const authorized = new AuthorizedConnections();
   const apply = (next: string[]) => {
@@ -74,7 +81,7 @@ export async function inbound(
   if (transport === 'tcp') {
     server = net.createServer({ allowHalfOpen: true }, (socket) => {
       socket.on('error', () => {});
-      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, { security, connections: authorized, ...timeouts }).then((r) => {
+      void deliverInbound(socket, conn(socket.remoteAddress!, socket.remotePort!), connector, delivery()).then((r) => {
         results.push(r);
         if (!r.delivered) socket.resetAndDestroy();
       });
@@ -88,7 +95,7 @@ export async function inbound(
       s.once('close', () => ib.openStreams--);
       if (headers[':method'] !== 'CONNECT') return void s.respond({ ':status': 405 }, { endStream: true });
       s.respond({ ':status': 200 });
-      void deliverInbound(s, conn('127.0.0.1', 1), connector, { security, connections: authorized, ...timeouts }).then((r) => {
+      void deliverInbound(s, conn('127.0.0.1', 1), connector, delivery()).then((r) => {
         results.push(r);
         if (!r.delivered) s.close(http2.constants.NGHTTP2_CONNECT_ERROR);
       });
@@ -104,6 +111,22 @@ export async function inbound(
   });
   const connections = () => new Promise<number>((r) => server.getConnections((err, n) => r(err ? -1 : n)));
   return Object.assign(ib, { port: (server.address() as net.AddressInfo).port, connections });
+}
+
+/** A Service `name` in shop selecting SERVER_POD, its port 80 named `http` to the pod's `targetPort`. */
+export function httpServiceYaml(name: string, targetPort: number): string {
+  return `apiVersion: v1
+kind: Service
+metadata:
+  name: ${name}
+  namespace: shop
+spec:
+  selector: {app: server}
+  ports:
+  - name: http
+    port: 80
+    targetPort: ${targetPort}
+`;
 }
 
 /** Listens with a "pod" server on 127.0.0.1 until the test ends; resolves its port. */

@@ -4,12 +4,12 @@
 // streamed both ways with back-pressure (nothing buffered whole), response trailers, and no
 // pooled connection left behind when its endpoint leaves or the engine closes.
 import test from 'ava';
-import crypto from 'node:crypto';
 import http from 'node:http';
 import type { Socket } from 'node:net';
 import { bodyOf, harness, heldBackend, request, snapshot, startBackend, type Backend } from '../helpers/l7-harness.js';
 import { dest, destinationRule, policy, route, table } from '../helpers/routing-builders.js';
 import { eventually } from '../helpers/eventually.js';
+import { BIG, heldSink, sizeAndHash, stalls, writeBig, type BigWriter } from '../helpers/back-pressure.js';
 
 /** A backend that counts the connections it accepted and those still open. */
 async function counted(name: string, handler: http.RequestListener = (_q, s) => s.end('ok')): Promise<Backend & { opened: number; open: number }> {
@@ -58,98 +58,32 @@ test("http.idleTimeout: the pool closes a connection idle that long, and the nex
   t.is(b.opened, 2);
 });
 
-const BIG = 48 * 1024 * 1024;
-
-/** Waits until `count()` has not moved for a second (a writer held up by back-pressure). */
-async function stalls(count: () => number, what: string): Promise<void> {
-  let last = -1;
-  let still = 0;
-  await eventually(
-    () => {
-      still = count() === last ? still + 1 : 0;
-      last = count();
-      return still >= 4;
-    },
-    30_000,
-    what,
-    250,
-  );
-}
-
 test('a request body streams upstream with back-pressure: while the backend reads nothing, the client cannot send it all; then it arrives whole', async (t) => {
-  let go: () => void = () => {};
-  const reading = new Promise<void>((r) => (go = r));
-  const b = await startBackend({
-    name: 'sink',
-    handler: async (req, res) => {
-      req.pause();
-      await reading;
-      const hash = crypto.createHash('sha256');
-      let n = 0;
-      req.on('data', (d: Buffer) => ((n += d.length), hash.update(d)));
-      req.on('end', () => res.end(`${n} ${hash.digest('hex')}`));
-      req.resume();
-    },
-  });
+  const sink = heldSink();
+  const b = await startBackend({ name: 'sink', handler: sink.handler });
   const { h } = await harness(t, [b], { routes: [], destinations: [] });
-  const chunk = crypto.randomBytes(64 * 1024);
-  const expected = crypto.createHash('sha256');
-  let sent = 0;
+  let w: BigWriter | undefined;
   const reply = new Promise<string>((resolve, reject) => {
-    const req = http.request(`${h.url}/upload`, { method: 'POST', agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (d: string) => (body += d));
-      res.on('end', () => resolve(body));
-    });
+    const req = http.request(`${h.url}/upload`, { method: 'POST', agent: false }, (res) => bodyOf(res).then(resolve, reject));
     req.on('error', reject);
-    const pump = () => {
-      while (sent < BIG) {
-        sent += chunk.length;
-        expected.update(chunk);
-        if (!req.write(chunk)) return void req.once('drain', pump);
-      }
-      req.end();
-    };
-    pump();
+    w = writeBig(req);
   });
   // the client stops once the buffers on the way are full: the engine does not read the body into memory
-  await stalls(() => sent, 'the client to stall');
-  t.true(sent < BIG, `the client sent ${sent} of ${BIG} bytes while the backend read nothing`);
-  go();
-  t.is(await reply, `${BIG} ${expected.digest('hex')}`);
+  await stalls(() => w!.written(), 'the client to stall');
+  t.true(w!.written() < BIG, `the client sent ${w!.written()} of ${BIG} bytes while the backend read nothing`);
+  sink.go();
+  t.is(await reply, `${BIG} ${w!.sha256()}`);
 });
 
 test('a response body streams with back-pressure: while the client reads nothing, the backend cannot write it all; then it arrives whole', async (t) => {
-  const chunk = crypto.randomBytes(64 * 1024);
-  const expected = crypto.createHash('sha256');
-  let written = 0;
-  const b = await startBackend({
-    name: 'source',
-    handler: (_req, res) => {
-      const pump = () => {
-        while (written < BIG) {
-          written += chunk.length;
-          expected.update(chunk);
-          if (!res.write(chunk)) return void res.once('drain', pump);
-        }
-        res.end();
-      };
-      pump();
-    },
-  });
+  let w: BigWriter | undefined;
+  const b = await startBackend({ name: 'source', handler: (_req, res) => void (w = writeBig(res)) });
   const { h } = await harness(t, [b], { routes: [], destinations: [] });
   const res = await new Promise<http.IncomingMessage>((resolve, reject) => http.get(`${h.url}/download`, { agent: false }, resolve).on('error', reject));
   res.pause();
-  await stalls(() => written, 'the backend to stall');
-  t.true(written < BIG, `the backend wrote ${written} of ${BIG} bytes while the client read nothing`);
-  const hash = crypto.createHash('sha256');
-  let n = 0;
-  res.on('data', (d: Buffer) => ((n += d.length), hash.update(d)));
-  const ended = new Promise((r) => res.once('end', r));
-  res.resume();
-  await ended;
-  t.is(n, BIG);
-  t.is(hash.digest('hex'), expected.digest('hex'));
+  await stalls(() => w?.written() ?? 0, 'the backend to stall');
+  t.true(w!.written() < BIG, `the backend wrote ${w!.written()} of ${BIG} bytes while the client read nothing`);
+  t.is(await sizeAndHash(res), `${BIG} ${w!.sha256()}`);
 });
 
 test('the trailers of a chunked HTTP/1.1 response reach the client', async (t) => {
