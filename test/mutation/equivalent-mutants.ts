@@ -23,6 +23,7 @@ const ROUTE = 'agent/l7/route-match.ts';
 const HEADERS = 'agent/l7/header-ops.ts';
 const SECURITY = 'control/compile/security.ts';
 const FAIR = 'agent/cluster/per-workload-fairness.ts';
+const DETECT = 'agent/transport/protocol-detect.ts';
 
 /** The same reason for several mutants of one piece of code. */
 function same(file: string, mutants: [mutator: string, original: string, replacement: string][], reason: string): Equivalent[] {
@@ -32,24 +33,43 @@ function same(file: string, mutants: [mutator: string, original: string, replace
 export const EQUIVALENT: Equivalent[] = [
   // --- per-source fairness ---
   {
-    file: FAIR, mutator: 'ConditionalExpression', original: 'heavy[0] === source', replacement: 'false',
-    reason: 'when the source is itself the heaviest, pendingOf(source) + 1 >= heavy[1].length holds anyway: the next test refuses it the same way',
+    file: FAIR,
+    mutator: 'ConditionalExpression',
+    original: 'heavy[0] === source',
+    replacement: 'false',
+    reason:
+      'when the source is itself the heaviest, pendingOf(source) + 1 >= heavy[1].length holds anyway: the next test refuses it the same way',
   },
   {
-    file: FAIR, mutator: 'ConditionalExpression', original: 'heavy[1].length === 0', replacement: 'false',
-    reason: 'unreachable: a request is evicted only from a queue longer than the newcomer\'s + 1 (>= 2), so the heaviest queue never empties by the pop',
+    file: FAIR,
+    mutator: 'ConditionalExpression',
+    original: 'heavy[1].length === 0',
+    replacement: 'false',
+    reason:
+      "unreachable: a request is evicted only from a queue longer than the newcomer's + 1 (>= 2), so the heaviest queue never empties by the pop",
   },
   {
-    file: FAIR, mutator: 'ConditionalExpression', original: 'item === undefined', replacement: 'false',
-    reason: 'no queue in the map is ever empty (push, remove and eviction delete an emptied queue), so shift() of one never yields undefined for a queue of requests',
+    file: FAIR,
+    mutator: 'ConditionalExpression',
+    original: 'item === undefined',
+    replacement: 'false',
+    reason:
+      'no queue in the map is ever empty (push, remove and eviction delete an emptied queue), so shift() of one never yields undefined for a queue of requests',
   },
   {
-    file: FAIR, mutator: 'ConditionalExpression', original: 'limit >= 4', replacement: 'true',
+    file: FAIR,
+    mutator: 'ConditionalExpression',
+    original: 'limit >= 4',
+    replacement: 'true',
     reason: 'below 4, Math.floor(limit / 4) is 0: limit - 0 is the limit itself, as the other branch gives',
   },
   {
-    file: FAIR, mutator: 'ConditionalExpression', original: 'h === 1', replacement: 'false',
-    reason: 'a released last slot leaves the source at 0 instead of deleting it: tryAcquire reads 0 either way; only the map keeps an entry per source ever seen (memory, not behaviour)',
+    file: FAIR,
+    mutator: 'ConditionalExpression',
+    original: 'h === 1',
+    replacement: 'false',
+    reason:
+      'a released last slot leaves the source at 0 instead of deleting it: tryAcquire reads 0 either way; only the map keeps an entry per source ever seen (memory, not behaviour)',
   },
   ...AUTHZ_EQUIVALENT,
   ...AUTHZ_MATCH_EQUIVALENT,
@@ -80,14 +100,16 @@ export const EQUIVALENT: Equivalent[] = [
     mutator: 'EqualityOperator',
     original: 'i < n - 1',
     replacement: 'i <= n - 1',
-    reason: 'the last item needs no comparison: at i = n − 1, r < total always holds (random() < 1), so the scan returns the item the fall-through returns',
+    reason:
+      'the last item needs no comparison: at i = n − 1, r < total always holds (random() < 1), so the scan returns the item the fall-through returns',
   },
   {
     file: PICKER,
     mutator: 'ArithmeticOperator',
     original: 'n - 1',
     replacement: 'n + 1',
-    reason: 'as above: the scan reaches i = n − 1, where r < total always holds, and returns the last item before it could read past the array',
+    reason:
+      'as above: the scan reaches i = n − 1, where r < total always holds, and returns the last item before it could read past the array',
   },
 
   // --- route matching ---
@@ -127,14 +149,16 @@ export const EQUIVALENT: Equivalent[] = [
     mutator: 'EqualityOperator',
     original: 'eq < end',
     replacement: 'eq <= end',
-    reason: "eq and end index different characters ('=' and '&'), or end is the length of the query, where no character is: they are never equal",
+    reason:
+      "eq and end index different characters ('=' and '&'), or end is the length of the query, where no character is: they are never equal",
   },
   {
     file: ROUTE,
     mutator: 'ConditionalExpression',
     original: 'keyEnd === end',
     replacement: 'false',
-    reason: "a segment without '=' has keyEnd === end, and its value query.slice(end + 1, end) is '' (decoded: ''), the value the shortcut returns",
+    reason:
+      "a segment without '=' has keyEnd === end, and its value query.slice(end + 1, end) is '' (decoded: ''), the value the shortcut returns",
   },
   ...same(
     ROUTE,
@@ -156,7 +180,8 @@ export const EQUIVALENT: Equivalent[] = [
     original: "''",
     replacement: '"Stryker was here!"',
     line: 137,
-    reason: "the fallback of `m.sourceNamespace ?? ''` is never taken: the contract's HttpMatch carries sourceNamespace ('' for any), and the snapshot decoder (defaults: true) always fills it",
+    reason:
+      "the fallback of `m.sourceNamespace ?? ''` is never taken: the contract's HttpMatch carries sourceNamespace ('' for any), and the snapshot decoder (defaults: true) always fills it",
   },
 
   // --- header operations ---
@@ -179,7 +204,8 @@ export const EQUIVALENT: Equivalent[] = [
     mutator: 'ArrayDeclaration',
     original: '[]',
     replacement: '["Stryker was here"]',
-    reason: "the fallback of `ops.remove ?? []` is never taken: HeaderOps from the snapshot decoder (control/api/protos.ts: arrays: true) always carries remove; with it absent the mutant would only drop a header named 'Stryker was here'",
+    reason:
+      "the fallback of `ops.remove ?? []` is never taken: HeaderOps from the snapshot decoder (control/api/protos.ts: arrays: true) always carries remove; with it absent the mutant would only drop a header named 'Stryker was here'",
   },
   ...same(
     HEADERS,
@@ -189,19 +215,34 @@ export const EQUIVALENT: Equivalent[] = [
       ['ConditionalExpression', 'drop !== undefined || connectionNamed !== undefined', 'true'],
       ['UnaryOperator', '-1', '+1'],
       ['ConditionalExpression', 'anyName || len === skipLength || (len < HOP_BY_HOP_LENGTH.length && HOP_BY_HOP_LENGTH[len])', 'true'],
-      ['LogicalOperator', 'len < HOP_BY_HOP_LENGTH.length && HOP_BY_HOP_LENGTH[len]', 'len < HOP_BY_HOP_LENGTH.length || HOP_BY_HOP_LENGTH[len]'],
+      [
+        'LogicalOperator',
+        'len < HOP_BY_HOP_LENGTH.length && HOP_BY_HOP_LENGTH[len]',
+        'len < HOP_BY_HOP_LENGTH.length || HOP_BY_HOP_LENGTH[len]',
+      ],
       ['ConditionalExpression', 'len < HOP_BY_HOP_LENGTH.length', 'true'],
       ['EqualityOperator', 'len < HOP_BY_HOP_LENGTH.length', 'len <= HOP_BY_HOP_LENGTH.length'],
     ],
     "a fast path that only lets more names through to the full check (lowercased, then looked up in the hop-by-hop set, against skip, the Connection tokens and the route's drops), which decides alone: a name let through that is none of those is forwarded as before. new Array() still marks the hop-by-hop lengths (the others read undefined, falsy); fill(true), an always-true gate, skipLength 1 or a bound of 32 that reads HOP_BY_HOP_LENGTH[32] (undefined) only check more names. The gate letting a hop-by-hop name through is what the test 'each hop-by-hop header is dropped on its own…' checks (the mutants that let too few through are killed)",
-  ).map((e) => ({ ...e, line: e.original === 'false' || e.original.startsWith('new Array') ? 15 : e.original === '-1' ? 54 : e.original.startsWith('drop') ? 53 : 59 })),
+  ).map((e) => ({
+    ...e,
+    line:
+      e.original === 'false' || e.original.startsWith('new Array')
+        ? 15
+        : e.original === '-1'
+          ? 54
+          : e.original.startsWith('drop')
+            ? 53
+            : 59,
+  })),
   {
     file: HEADERS,
     mutator: 'StringLiteral',
     original: "'/'",
     replacement: '""',
     line: 119,
-    reason: "rest.startsWith('') only differs from rest.startsWith('/') on a rest that is not '' and does not start with '/', and after a PathPrefix match the rest is '' or starts with '/' (the match ends at an element boundary; PathPrefix '/' covers no character); ReplacePrefixMatch is only allowed with a PathPrefix match (control/validate/gateway-api.ts); for '' both give the replacement (''.slice(1) is ''). The other '/' of the line (replacement.endsWith) is killed by the spec's table",
+    reason:
+      "rest.startsWith('') only differs from rest.startsWith('/') on a rest that is not '' and does not start with '/', and after a PathPrefix match the rest is '' or starts with '/' (the match ends at an element boundary; PathPrefix '/' covers no character); ReplacePrefixMatch is only allowed with a PathPrefix match (control/validate/gateway-api.ts); for '' both give the replacement (''.slice(1) is ''). The other '/' of the line (replacement.endsWith) is killed by the spec's table",
   },
   {
     file: HEADERS,
@@ -215,7 +256,8 @@ export const EQUIVALENT: Equivalent[] = [
     mutator: 'ConditionalExpression',
     original: 'rw.replacePrefixMatch !== undefined',
     replacement: 'true',
-    reason: "Rewrite.replacePrefixMatch is a string of the contract, '' when unset (the snapshot decoder's defaults: true): never undefined",
+    reason:
+      "Rewrite.replacePrefixMatch is a string of the contract, '' when unset (the snapshot decoder's defaults: true): never undefined",
   },
 
   // --- outlier detection ---
@@ -253,7 +295,8 @@ export const EQUIVALENT: Equivalent[] = [
     mutator: 'ConditionalExpression',
     original: 'p99s.length < 2',
     replacement: 'false',
-    reason: "with fewer than two p99s the median is the one host's own p99 (or there is none, and the loop does not run), and no p99 is above factor (> 1) times itself: the early return only saves the sort",
+    reason:
+      "with fewer than two p99s the median is the one host's own p99 (or there is none, and the loop does not run), and no p99 is above factor (> 1) times itself: the early return only saves the sort",
   },
   {
     file: OUTLIER,
@@ -318,7 +361,7 @@ export const EQUIVALENT: Equivalent[] = [
     replacement: '["Stryker was here"]',
     line: 63,
     reason:
-      'the default of `ctx.trustDomains ?? []` (a context built without the list): expandPrincipals expands only with two domains or more (the mesh\'s own and an alias), so a list of one domain leaves the rules as they are, as the empty list does',
+      "the default of `ctx.trustDomains ?? []` (a context built without the list): expandPrincipals expands only with two domains or more (the mesh's own and an alias), so a list of one domain leaves the rules as they are, as the empty list does",
   },
 
   // --- load balancers ---
@@ -355,4 +398,61 @@ export const EQUIVALENT: Equivalent[] = [
     replacement: 'h.rttEstimate <= rtt',
     reason: 'when the observation equals the estimate, taking it as the new peak and decaying toward it give the same estimate',
   },
+
+  // --- protocol detection ---
+  {
+    file: DETECT,
+    mutator: 'StringLiteral',
+    original: "'latin1'",
+    replacement: '""',
+    line: 28,
+    reason: 'the HTTP/2 preface is ASCII: Buffer.from with the default encoding (UTF-8) gives the same bytes as latin1',
+  },
+  {
+    file: DETECT,
+    mutator: 'StringLiteral',
+    original: "''",
+    replacement: '"Stryker was here!"',
+    line: 56,
+    reason: 'the default of a port without a name: "stryker was here!" names no protocol, so it is unknown as the empty name is',
+  },
+  ...same(
+    DETECT,
+    [
+      ['ConditionalExpression', 'end < 0', 'true'],
+      ['ConditionalExpression', 'end < 0', 'false'],
+      ['EqualityOperator', 'end < 0', 'end <= 0'],
+      ['EqualityOperator', 'end < 0', 'end >= 0'],
+    ],
+    'how much of the head is turned into the line to judge (line 86): the request-line pattern is anchored at the start and cannot cross a newline (its target is \\S+), and the preface line is a prefix, so the whole head judges as its first line does; with no newline at all (the bound reached) both the whole head and the empty string are TCP',
+  ).map((e) => ({ ...e, line: 86 })),
+  {
+    file: DETECT,
+    mutator: 'ConditionalExpression',
+    original: 'timer',
+    replacement: 'true',
+    line: 139,
+    reason: 'clearTimeout(undefined) does nothing',
+  },
+  ...same(
+    DETECT,
+    [
+      ['ConditionalExpression', 'chunks.length > 0 && !stream.readableEnded && !stream.destroyed', 'true'],
+      [
+        'LogicalOperator',
+        'chunks.length > 0 && !stream.readableEnded && !stream.destroyed',
+        'chunks.length > 0 && !stream.readableEnded || !stream.destroyed',
+      ],
+      ['ConditionalExpression', 'chunks.length > 0 && !stream.readableEnded', 'true'],
+      ['LogicalOperator', 'chunks.length > 0 && !stream.readableEnded', 'chunks.length > 0 || !stream.readableEnded'],
+      ['ConditionalExpression', 'chunks.length > 0', 'true'],
+      ['EqualityOperator', 'chunks.length > 0', 'chunks.length >= 0'],
+    ],
+    "the guard before putting the bytes back (line 147): Node ignores an empty unshift, and one on a destroyed stream; after 'end' the guard cannot be reached with bytes, since the end of input is caught at the stream's push(null), before its 'end'",
+  ).map((e) => ({ ...e, line: 147 })),
+  ...same(
+    DETECT,
+    [['ConditionalExpression', 'chunks.length === 1', 'false']],
+    'Buffer.concat of one chunk is a copy of it: the same bytes, one more allocation',
+  ),
 ];

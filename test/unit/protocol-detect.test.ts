@@ -6,7 +6,14 @@ import fc from 'fast-check';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { PassThrough } from 'node:stream';
-import { classify, classifyRequestLine, declaredProtocol, MAX_REQUEST_LINE, sniff, sniffWithin } from '../../agent/transport/protocol-detect.js';
+import {
+  classify,
+  classifyRequestLine,
+  declaredProtocol,
+  MAX_REQUEST_LINE,
+  sniff,
+  sniffWithin,
+} from '../../agent/transport/protocol-detect.js';
 import { holds } from '../helpers/property-holds.js';
 import { socketPair } from '../helpers/socket-pair.js';
 import { eventually } from '../helpers/eventually.js';
@@ -150,11 +157,16 @@ test('the first line, inbound: an HTTP/1.x request line or the HTTP/2 preface, d
   }
   t.is(classifyRequestLine(Buffer.alloc(MAX_REQUEST_LINE - 1, 'A')), undefined, 'a long line is read on');
   t.is(classifyRequestLine(Buffer.alloc(MAX_REQUEST_LINE, 'A')), 'tcp', 'up to its bound');
-  t.is(classifyRequestLine(Buffer.from(`GET /${'a'.repeat(MAX_REQUEST_LINE)} HTTP/1.1\r\n`)), 'http1', 'a complete line is judged whole, however long');
+  t.is(
+    classifyRequestLine(Buffer.from(`GET /${'a'.repeat(MAX_REQUEST_LINE)} HTTP/1.1\r\n`)),
+    'http1',
+    'a complete line is judged whole, however long',
+  );
 });
 
 test("declared protocol: names and appProtocols in any case; Kubernetes' and Istio's names", (t) => {
-  const d = (name: string | undefined, appProtocol?: string) => declaredProtocol({ name, appProtocol } as { name: string; appProtocol: string });
+  const d = (name: string | undefined, appProtocol?: string) =>
+    declaredProtocol({ name, appProtocol } as { name: string; appProtocol: string });
   t.is(d('HTTP-Web'), 'http');
   t.is(d('web', 'GRPC'), 'http2');
   t.is(d('x', 'kubernetes.io/ws'), 'http');
@@ -197,12 +209,17 @@ function drain(s: PassThrough): Promise<{ data: string; error?: Error }> {
 
 test('once it has decided, the sniffer lets go: no listener of its own left, its timer never fires later, the rest flows once and ends cleanly', async (t) => {
   const s = new PassThrough();
-  const listeners = () => ({ data: s.listenerCount('data'), end: s.listenerCount('end'), close: s.listenerCount('close'), ownPush: Object.hasOwn(s, 'push') });
+  const listeners = () => ({
+    data: s.listenerCount('data'),
+    end: s.listenerCount('end'),
+    close: s.listenerCount('close'),
+    ownPush: Object.hasOwn(s, 'push'),
+  });
   const before = listeners();
   const decided = sniff(s, 50);
   s.write('GET /x HTTP/1.1\r\n');
   t.is(await decided, 'http1');
-  t.deepEqual(listeners(), before, 'its data, end and close listeners are removed, and the stream\'s own push is back');
+  t.deepEqual(listeners(), before, "its data, end and close listeners are removed, and the stream's own push is back");
   const read = drain(s);
   s.write('host: a\r\n');
   // past the sniffing timeout: a timer left running would pause the stream and put the head back again
@@ -249,4 +266,26 @@ test('a stream (or a real socket) that ends after bytes that did not decide is T
   const bound = idleFor(10_000, 'a failure bound, not the claim').then(() => 'still waiting after 10 s' as const);
   t.is(await Promise.race([none, bound]), undefined, "the sniffer answered on 'end' alone");
   t.false(half.destroyed, 'the stream was only ended, never closed');
+});
+
+test("a stream reset after bytes that did not decide is TCP (what it sent was not nothing); a push of the stream's own is given back to it", async (t) => {
+  const reset = new PassThrough();
+  const p = sniff(reset, 0);
+  reset.write('GE');
+  await eventually(() => reset.readableLength === 0, 10_000, 'the bytes to be read');
+  reset.destroy();
+  t.is(await p, 'tcp');
+  // a stream whose push is already wrapped by its owner keeps that wrapper once the sniffer is done
+  const wrapped = new PassThrough();
+  const pushed: unknown[] = [];
+  const ownPush = (chunk: unknown, encoding?: BufferEncoding): boolean => {
+    pushed.push(chunk);
+    return PassThrough.prototype.push.call(wrapped, chunk, encoding);
+  };
+  wrapped.push = ownPush;
+  const q = sniff(wrapped, 0);
+  wrapped.write('GET / HTTP/1.1\r\n');
+  t.is(await q, 'http1');
+  t.is(wrapped.push, ownPush, "the owner's push is back");
+  t.true(pushed.length > 0, 'and it saw the bytes while the sniffer read');
 });
