@@ -69,7 +69,7 @@ if (canRunPrivileged('client address and kubelet probes')) {
     const clientIp = lab.pod(client).ip;
     t.is(ipOf(r.answer), clientIp, `who answered ${r.answer}; ${client} is ${clientIp}, node-a ${lab.node('node-a').ip}/${lab.node('node-a').podBridgeIp}`);
     // the backend's own log says the same (its remoteAddress, as any server would log it)
-    const logged = await eventually(async () => ((await accepted()).length > seenBefore ? (await accepted()).at(-1) : undefined), 5_000, "who's log line");
+    const logged = await eventually(async () => ((await accepted()).length > seenBefore ? (await accepted()).at(-1) : undefined), 20_000, "who's log line");
     t.is(unmapped(logged.remoteAddress), clientIp);
     // through the mesh: redirected to the ClusterIP's proxy (the client's socket points elsewhere), over mTLS
     t.not(r.answer, r.local, 'the backend saw the client socket itself: the mesh was bypassed');

@@ -118,7 +118,7 @@ test('a rotated token file takes effect without a restart', async (t) => {
   const w = await world(t);
   const next = 'rotated-admin-token-fedcba9876543210';
   await writeFile(path.join(w.dir, 'admin-token'), next);
-  await eventually(async () => (await w.get(POD, '/debug/state', next)).status === 200, 5_000, 'the new token to be accepted');
+  await eventually(async () => (await w.get(POD, '/debug/state', next)).status === 200, 20_000, 'the new token to be accepted');
   t.is((await w.get(POD, '/debug/state', ADMIN_TOKEN)).status, 401, 'the old one no longer is');
 });
 
@@ -167,7 +167,7 @@ test('a tap reader slower than the node loses events instead of growing the agen
   const sock = net.connect({ host: '127.0.0.1', port: w.port, localAddress: NODE });
   t.teardown(() => sock.destroy());
   sock.write('GET /debug/tap HTTP/1.1\r\nHost: x\r\n\r\n');
-  await eventually(() => connectionChannel.hasSubscribers, 5_000, 'the tap to subscribe');
+  await eventually(() => connectionChannel.hasSubscribers, 20_000, 'the tap to subscribe');
   sock.pause(); // reads nothing: the server's buffer fills
   const event = { event: 'open', time: new Date().toISOString(), source: '10.0.0.1:1234', sourceWorkload: 'a/b', originalDestination: '10.96.0.1:80', service: 'x'.repeat(1000), upstream: '', responseFlags: '-', receivedBytes: 0, sentBytes: 0, durationMs: 0 };
   for (let i = 0; i < 20_000; i++) connectionChannel.publish(event); // ~20 MB of events

@@ -186,7 +186,7 @@ test('the last good state is written atomically (0600) and read back, the snapsh
   const snapshot = fullSnapshot(7);
   const w = new LastGoodWriter(dir, 'node-a', () => ({ snapshot, identities: held }), 10);
   w.changed();
-  await eventually(() => fs.existsSync(path.join(dir, LAST_GOOD_FILE)), 2_000, 'the file');
+  await eventually(() => fs.existsSync(path.join(dir, LAST_GOOD_FILE)), 20_000, 'the file');
   t.is(fs.statSync(path.join(dir, LAST_GOOD_FILE)).mode & 0o777, 0o600);
   t.is(fs.statSync(dir).mode & 0o777, 0o700);
   t.deepEqual(fs.readdirSync(dir), [LAST_GOOD_FILE], 'no temporary file left');

@@ -65,7 +65,7 @@ test('an HTTP/1.1 client that half-closes after a complete request is answered, 
   const s = await lp.connect();
   const closed = closedByPeer(s);
   s.write('GET / HTTP/1.1\r\nHost: web\r\n\r\n');
-  await eventually(() => s.bytesRead > 0, 5000, 'the response');
+  await eventually(() => s.bytesRead > 0, 20_000, 'the response');
   s.end();
   const r = await within(closed, 5000);
   t.regex(r?.data ?? '', /^HTTP\/1\.1 200 /);
@@ -77,7 +77,7 @@ test('an HTTP/2 client that sends FIN without GOAWAY: the proxy ends the connect
   const s = await lp.connect();
   const closed = closedByPeer(s);
   s.write(Buffer.concat([H2_PREFACE, EMPTY_SETTINGS]));
-  await eventually(() => s.bytesRead > 0, 5000, "the proxy's SETTINGS");
+  await eventually(() => s.bytesRead > 0, 20_000, "the proxy's SETTINGS");
   s.end();
   const r = await within(closed, 5000);
   t.true(r !== undefined && (r.ended || r.reset), 'the proxy closed its side');
@@ -113,7 +113,7 @@ test('HBONE (15008): a connection without streams is closed by the server after 
   const once = await w.connector.connect(req(w.client2, w.web, w.webPort));
   t.is(await exchange(once, 'b'), 'echo:b'); // client2's connection now carries no stream
   t.is(w.inbound.connections, 2);
-  await eventually(() => w.inbound.connections === 1, 5000, "the idle connection closed by node-b's server");
+  await eventually(() => w.inbound.connections === 1, 20_000, "the idle connection closed by node-b's server");
   await idleFor(2_000, "the quiet tunnel held past twice the server's idle timeout");
   t.is(w.inbound.connections, 1, 'the one with an open tunnel stays');
   t.is(await echo('c'), 'echo:c', 'and its tunnel still carries bytes');

@@ -101,7 +101,7 @@ for (const transport of ['same-node', 'tunnel', 'tcp'] as const) {
     const e = await engine(t, p, transport);
     t.is((await get(e))?.status, 200);
     await idleFor(800, "the pooled connection idles past the pod's 300 ms");
-    await eventually(() => p.closed === 1, 5000, 'the pod closing it');
+    await eventually(() => p.closed === 1, 20_000, 'the pod closing it');
     t.is((await get(e))?.status, 200, 'the second request answered (it hung on the dead pooled connection)');
     t.is(p.connections, 2, 'over a new pod connection');
   });
@@ -147,7 +147,7 @@ test('destination: a workload authorised per request — after its pod closed th
     const conn = await rawConnection(t, ib.port, p.port, transport);
     t.regex((await within(conn.exchange('GET / HTTP/1.1\r\nHost: web\r\n\r\n'), 15_000)) ?? '', /^HTTP\/1\.1 200 /, transport);
     await idleFor(800, "the inbound side's pod connection idles past the pod's 300 ms");
-    await eventually(() => p.closed === p.connections, 5000, 'the pod closing it');
+    await eventually(() => p.closed === p.connections, 20_000, 'the pod closing it');
     t.regex((await within(conn.exchange('GET /again HTTP/1.1\r\nHost: web\r\n\r\n'), 15_000)) ?? 'hung', /^HTTP\/1\.1 200 /, `${transport}: the second request answered`);
   }
 });

@@ -106,8 +106,8 @@ test('an idle HTTP/1.1 keep-alive connection is closed after the idle timeout, n
   s.write('GET /slow HTTP/1.1\r\nHost: web\r\n\r\n');
   await idleFor(700, 'a request in flight for longer than twice the idle timeout');
   t.false(s.destroyed, 'a request in flight keeps its connection past the idle timeout');
-  (await eventually(() => release, 5000, 'the request at the backend'))();
-  await eventually(() => s.bytesRead > 0, 5000, 'the slow response');
+  (await eventually(() => release, 20_000, 'the request at the backend'))();
+  await eventually(() => s.bytesRead > 0, 20_000, 'the slow response');
   const r = await within(closed, 5000);
   t.regex(r?.data ?? '', /^HTTP\/1\.1 200 /);
   t.true(r?.ended, 'then the idle connection was closed');
@@ -146,7 +146,7 @@ test('an HTTP/2 connection without streams is closed after the idle timeout; one
   });
   t.truthy(await within(idleClosed, 5000), 'the session without streams was closed');
   t.false(busyClosed, 'the session with an open stream was not');
-  (await eventually(() => release, 5000, 'the held request at the backend'))();
+  (await eventually(() => release, 20_000, 'the held request at the backend'))();
   t.is(await held, 'held');
 });
 
@@ -166,7 +166,7 @@ test('opaque TCP: no byte either way for the idle timeout closes both sides; byt
     await idleFor(150, 'traffic paced below the idle timeout');
   }
   t.false(busy.destroyed);
-  await eventually(() => echoed === 'x'.repeat(10), 5000, 'the echoes');
+  await eventually(() => echoed === 'x'.repeat(10), 20_000, 'the echoes');
   // half-close: the server's answer after our FIN still arrives
   const closing = closedByPeer(busy);
   busy.end('y');

@@ -26,7 +26,7 @@ test.serial('a pod past its connections is reset at accept and counted; another 
   const lp = await loopbackProxy(t, snapshot([b], emptyRouting(), { clients: CLIENTS }), { limits: { maxConnectionsPerSource: 5 } });
   const before = await refusals('source_connection_limit');
   const held = await Promise.all(Array.from({ length: 5 }, () => lp.connect('127.0.0.1')));
-  await eventually(() => lp.proxy.openConnections === 5, 5000, 'five accepted');
+  await eventually(() => lp.proxy.openConnections === 5, 20_000, 'five accepted');
   // reset as it is accepted: the client sees it at connect, or right after
   const sixth = await within(
     lp.connect('127.0.0.1').then(
@@ -45,10 +45,10 @@ test.serial('a pod past its connections is reset at accept and counted; another 
   const answered = closedByPeer(s);
   s.end('GET / HTTP/1.1\r\nHost: web\r\n\r\n');
   t.regex((await within(answered, 5000))?.data ?? '', /^HTTP\/1\.1 200 /, 'answered, then closed after its FIN');
-  await eventually(() => lp.proxy.openConnections === 4, 5000, 'one released');
+  await eventually(() => lp.proxy.openConnections === 4, 20_000, 'one released');
   t.is((await request(`http://127.0.0.1:${lp.port}/`, agent, { localAddress: '127.0.0.1' })).status, 200);
   for (const h of held) h.destroy();
-  await eventually(() => lp.proxy.limits.size === 0, 5000, 'nothing held for any source once its clients left');
+  await eventually(() => lp.proxy.limits.size === 0, 20_000, 'nothing held for any source once its clients left');
 });
 
 test.serial('a pod past its requests in flight gets 503 UO with x-envoy-overloaded, counted; another pod is served; the share is freed after', async (t) => {
@@ -96,5 +96,5 @@ test.serial('a pod past its requests in flight gets 503 UO with x-envoy-overload
   t.is((await ask(session, '/')).status, 200, 'the pod may send again once its requests are done');
   session.destroy();
   other.destroy();
-  await eventually(() => lp.proxy.limits.size === 0, 5000, 'nothing held once the clients left');
+  await eventually(() => lp.proxy.limits.size === 0, 20_000, 'nothing held once the clients left');
 });
