@@ -36,6 +36,7 @@ import { PodNetnsScanner } from './datapath/pod-netns.js';
 import { ProxyState } from './state/proxy-state.js';
 import { reauthorizeInbound } from './proxy/authorized-connections.js';
 import type { ProxyTimeouts } from './transport/timeouts.js';
+import { jsStreamSocketGuard } from './transport/http2-write-fix.js';
 import { ProxyServing, type Serving, type ServingConfig } from './workers/serving.js';
 import type { WorkerPool } from './workers/worker-pool.js';
 import type { SourceLimitsOptions } from './transport/source-limits.js';
@@ -187,6 +188,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         ...(opts.rootChangeSpreadMs !== undefined ? { rootChangeSpreadMs: opts.rootChangeSpreadMs } : {}),
       })
     : undefined;
+  if (!jsStreamSocketGuard.installed)
+    log.warn("this Node's JSStreamSocket is not the one the write guard knows: a peer's FIN during an HTTP/2 write over HBONE may crash the agent (transport/http2-write-fix.ts)");
   writer = new LastGoodWriter(stateDir, opts.node, () => ({ snapshot: state.snapshot, identities: identity?.held() ?? [] }));
   if (lastGood?.snapshot) {
     identity?.restore(lastGood.identities);

@@ -9,6 +9,7 @@ import test from 'ava';
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
 import { labExecCommand } from '../../deploy/lab/lab.js';
+import { labAgentStarts } from '../../deploy/lab/lab-agents.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { packagePath } from '../../common/paths.js';
 import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
@@ -89,6 +90,39 @@ if (canRunPrivileged('abuse of the node proxy')) {
     const fds = await backToBaseline('after the churn');
     t.true(fds <= Math.ceil(baseline * 1.1), `${fds} descriptors after the churn, ${baseline} before`);
     t.is((await lab.exec('shop/client', ['curl', '-sS', '-m', '5', 'http://web.shop/'])).code, 0, 'the node proxy still serves');
+  });
+
+  test.serial('HTTP/2 load through declared http2 ports, its connections dropped mid-stream: no agent exits and the other pod is served', async (t) => {
+    // The benchmark's h2load and gRPC runs once took the destination agent down: a frame
+    // written while an HBONE stream's shutdown after the peer's FIN was still flushing
+    // (transport/http2-write-fix.ts; the deterministic case is its unit test). Here the
+    // greedy pod drives h2load across nodes (h2web on node-b) and on the same node (h2near),
+    // and drops its connections while responses are still streaming (h2load killed).
+    const exits = async () => {
+      let n = 0;
+      for (const node of ['node-a', 'node-b']) n += (await labAgentStarts(LAB, node)).filter((e) => e.event === 'exit').length;
+      return n;
+    };
+    const exitsBefore = await exits();
+    for (const service of ['h2web', 'h2near']) {
+      const load = await lab.exec('shop/greedy', ['h2load', '-c', '32', '-m', '10', '-D', '3', `http://${service}.shop:8081/`]);
+      t.is(load.code, 0, load.stderr);
+      const done = /requests: (\d+) total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored/.exec(load.stdout);
+      t.truthy(done, load.stdout);
+      t.true(Number(done![3]) > 0 && done![4] === '0' && done![5] === '0', `${service}: ${done![0]}`);
+      for (let i = 0; i < 3; i++) {
+        // killed after a second: its streams to /stream (2 s each) are cut mid-response
+        // (timeout signals its own process group too, so its status is read inside a shell)
+        const cut = await lab.exec('shop/greedy', ['sh', '-c', `timeout -s KILL 1 h2load -c 16 -m 20 -n 100000 http://${service}.shop:8081/stream; echo "status $?"`]);
+        t.regex(cut.stdout, /status 137\s*$/, `h2load was killed mid-stream: ${cut.stdout} ${cut.stderr}`);
+      }
+    }
+    for (const service of ['h2web', 'h2near']) {
+      const after = await lab.exec('shop/client', ['h2load', '-c', '4', '-n', '200', `http://${service}.shop:8081/`]);
+      t.regex(after.stdout, /requests: 200 total, 200 started, 200 done, 200 succeeded, 0 failed/, `${service}: ${after.stdout}`);
+    }
+    t.is((await lab.exec('shop/client', ['curl', '-sS', '-m', '5', 'http://web.shop/'])).code, 0, 'HTTP/1.1 across nodes still served');
+    t.is(await exits(), exitsBefore, 'no agent process exited');
   });
 
   test.serial('same node: a request after 7 s of idle answers (the pod closed its keep-alive connection after 5 s)', async (t) => {
