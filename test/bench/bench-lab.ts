@@ -142,7 +142,7 @@ export class BenchLab {
   ) {}
 
   /** Writes the lab dir, brings the lab up (tearing down a leftover of the same name first). */
-  static async up(opts: { haproxyThreads: number; timeoutMs?: number }): Promise<BenchLab> {
+  static async up(opts: { haproxyThreads: number; heldConnections: number; timeoutMs?: number }): Promise<BenchLab> {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-'));
     try {
       await writeFile(
@@ -153,7 +153,14 @@ export class BenchLab {
       );
       await writePairFiles(dir, opts.haproxyThreads);
       // BENCH_WORKERS: the agents' proxy workers (agent --workers; the lab's default is 1)
-      const state = await labUp({ dir, name: MAIN_LAB, env: { NODEMESH_WORKERS: process.env.BENCH_WORKERS ?? '1' } });
+      // the held-connections scenario holds all its connections from the one client pod: the
+      // per-source limit (4,096 by default, transport/source-limits.ts) is raised above them,
+      // or the pod's connections past it are refused (that limit has its own lab test)
+      const env = {
+        NODEMESH_WORKERS: process.env.BENCH_WORKERS ?? '1',
+        NODEMESH_MAX_CONNECTIONS_PER_SOURCE: String(Math.max(4096, opts.heldConnections + 1000)),
+      };
+      const state = await labUp({ dir, name: MAIN_LAB, env });
       const lab = new BenchLab(MAIN_LAB, dir, state);
       await lab.captureByIptables();
       return lab;

@@ -136,7 +136,7 @@ async function main(): Promise<number> {
     let lab: BenchLab | undefined;
     try {
       const tl = performance.now();
-      lab = await BenchLab.up({ haproxyThreads: Number(process.env.BENCH_HAPROXY_THREADS ?? 1) });
+      lab = await BenchLab.up({ haproxyThreads: Number(process.env.BENCH_HAPROXY_THREADS ?? 1), heldConnections: s.held.connections });
       log(`lab ${MAIN_LAB} up in ${((performance.now() - tl) / 1000).toFixed(0)} s`);
     } catch (err) {
       for (const id of MAIN_SCENARIOS.filter(wanted))
