@@ -13,6 +13,7 @@ import { jsStreamSocketGuard } from '../../agent/transport/http2-write-fix.js';
 import { serveH2cInbound } from '../../agent/proxy/inbound-http.js';
 import { SecurityIndex } from '../../agent/policy/authorization.js';
 import { listenLoopback } from '../helpers/inbound-listener.js';
+import { eventually } from '../helpers/eventually.js';
 
 /** Two Duplexes joined like a socketpair; `b`'s end takes `finalMs` to reach `a` (a FIN behind a full window). */
 function pair(finalMs: number): { a: Duplex; b: Duplex } {
@@ -63,9 +64,9 @@ test.serial("a frame written while the transport's end is still going out ends t
   const refusedBefore = jsStreamSocketGuard.writesRefused;
   const req = client.request({ ':path': '/' });
   req.on('error', () => {});
+  // the FIN once the body is flowing (its first chunk has arrived)
+  await within(new Promise((resolve) => req.once('data', resolve)), 20_000, 'the first chunk of the body');
   req.resume();
-  await within(new Promise((resolve) => req.once('response', resolve)), 20_000, 'response');
-  await within(new Promise((resolve) => setTimeout(resolve, 20)), 1_000, 'a few writes');
   a.end(); // the peer's FIN: the server's socket shuts down, its end takes 100 ms
   await within(sessionClosed, 20_000, "the server's session closed");
   t.true(writes > 0, 'the server was writing when the FIN came');
@@ -108,20 +109,12 @@ test.serial(
     req.on('error', () => {});
     let bytes = 0;
     req.on('data', (d: Buffer) => (bytes += d.length));
-    await within(new Promise((resolve) => req.once('response', resolve)), 20_000, 'response');
-    await within(new Promise((resolve) => setTimeout(resolve, 30)), 1_000, 'some of the body');
+    await within(new Promise((resolve) => req.once('data', resolve)), 20_000, 'the first chunk of the body');
     a.end(); // the source's FIN on the tunnel
     await within(served, 20_000, 'serveH2cInbound resolved (the inbound stream closed)');
     t.true(bytes > 0, 'the response was streaming when the FIN came');
     t.true(jsStreamSocketGuard.writesRefused > refusedBefore, 'a response frame came during the shutdown and was refused');
-    await within(
-      new Promise<void>((resolve) => {
-        const check = () => (podSessions.size === 0 ? resolve() : setTimeout(check, 10));
-        check();
-      }),
-      20_000,
-      "the pod's session closed",
-    );
+    await eventually(() => podSessions.size === 0, 20_000, "the pod's session closed");
     t.is(podSessions.size, 0);
   },
 );
