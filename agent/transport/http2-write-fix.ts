@@ -37,7 +37,7 @@ export function withoutEmptyWrites<D extends Duplex>(d: D): D {
 // and gRPC through an HTTP/2 port); reproduced deterministically in
 // test/unit/http2-write-fix.test.ts. The guard: a write that comes during the shutdown fails
 // with EPIPE, as a write after shutdown(2) on a real socket does, and the session ends with
-// that error; nothing else changes. Node 20–22's js_stream_socket is the same here; if its
+// that error; nothing else changes (checked against Node 20's js_stream_socket). If its
 // private fields change, `jsStreamSocketGuard.installed` is false and the agent logs it at
 // start (agent/agent.ts), and the unit test fails.
 
@@ -51,23 +51,23 @@ const UV_EPIPE = -os.constants.errno.EPIPE;
 
 function installJsStreamSocketGuard(): void {
   // the class is internal: reach it through a session over a Duplex that goes nowhere
-  const nowhere = new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
-  const probe = http2.connect('http://guard.invalid', { createConnection: () => nowhere as net.Socket });
+  const nowhere = () => new Duplex({ read() {}, write: (_c, _e, cb) => cb() });
+  const probe = http2.connect('http://guard.invalid', { createConnection: () => nowhere() as net.Socket });
   probe.on('error', () => {});
   const proto = Object.getPrototypeOf(probe.socket) as JsStreamSocketProto;
   probe.destroy();
-  if (typeof proto.doWrite !== 'function' || (proto.constructor as { name?: string }).name !== 'JSStreamSocket') return;
+  const JSStreamSocket = proto.constructor as (new (d: Duplex) => JsStreamSocketLike & { destroy(): void }) | undefined;
+  if (typeof proto.doWrite !== 'function' || JSStreamSocket?.name !== 'JSStreamSocket') return;
+  // its private fields, found by name on an instance; without both the guard stays out
+  const sample = new JSStreamSocket(nowhere());
+  const fields = Object.getOwnPropertySymbols(sample);
+  sample.destroy();
+  const kShutdown = fields.find((s) => s.description === 'kCurrentShutdownRequest');
+  const kWrite = fields.find((s) => s.description === 'kCurrentWriteRequest');
+  if (!kShutdown || !kWrite || sample[kShutdown] !== null) return;
   const doWrite = proto.doWrite;
-  let kShutdown: symbol | undefined;
-  let kWrite: symbol | undefined;
   proto.doWrite = function (req, bufs) {
-    if (kShutdown === undefined) {
-      for (const s of Object.getOwnPropertySymbols(this)) {
-        if (s.description === 'kCurrentShutdownRequest') kShutdown = s;
-        else if (s.description === 'kCurrentWriteRequest') kWrite = s;
-      }
-    }
-    if (kShutdown !== undefined && kWrite !== undefined && this[kShutdown] != null && this[kWrite] === null) {
+    if (this[kShutdown] != null && this[kWrite] === null) {
       jsStreamSocketGuard.writesRefused++;
       // as Node's own branch for a write while closing: hold the request, finish it later
       // (finishWrite skips it if doClose cancelled it first)
