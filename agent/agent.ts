@@ -250,6 +250,9 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
           if (!enrollment?.ready) return 'pods not enrolled yet';
           if (!inboundAttached) return 'inbound capture not attached yet';
         }
+        // a runtime creating a pod once this agent is ready must find the CNI plugin's socket
+        // (found by the suite under load: the lab's first CNI ADD came before it listened)
+        if (opts.cniSocket !== false && !cni) return 'CNI socket not listening yet';
         if (!owner) return 'taking over from the agent before this one';
         return undefined;
       },
