@@ -257,7 +257,9 @@ for (const [what, cert] of [
     const w = await world(t, pki);
     const r = await sClient(t, w, cert());
     t.deepEqual(r.serverRecordsAfterHandshake, [], 'not a record from the server after its Finished');
-    t.regex(r.out, /unexpected eof/);
+    // hung up: a FIN (openssl: "unexpected eof"), or a reset when the client's first bytes
+    // reached the server before it closed (read:errno=104, ECONNRESET; seen on a loaded machine)
+    t.regex(r.out, /unexpected eof|read:errno=104/);
     t.is(w.inbound.connections, 0);
   });
 }
