@@ -8,8 +8,7 @@
 import test from 'ava';
 import { spawn } from 'node:child_process';
 import { readdir } from 'node:fs/promises';
-import { labExecCommand } from '../../deploy/lab/lab.js';
-import { labAgentStarts } from '../../deploy/lab/lab-agents.js';
+import { labAgentStarts, labExecCommand } from '../../deploy/lab/lab.js';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
 import { packagePath } from '../../common/paths.js';
 import { labPerFile, type Lab } from '../helpers/lab-per-file.js';
