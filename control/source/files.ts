@@ -19,9 +19,16 @@
 //   twice (`..2024_01_01_00_00_00.1/x.yaml` and the `x.yaml` symlink to it), which would
 //   otherwise make every resource conflict with itself.
 //
-// Change detection: fs.watch (recursive) triggers a scan after a debounce; a periodic rescan
-// is the safety net for what inotify misses (NFS, a directory replaced wholesale, watcher
-// errors). A scan re-reads every file and re-parses only those whose bytes changed.
+// Change detection: a watcher on every directory the scan walked (fs.watch of the directory
+// itself, one inotify watch: any entry created, written, renamed in or out, removed) triggers
+// a scan after a debounce; each scan brings the set of watched directories up to date. A
+// periodic rescan is the safety net for what inotify misses (NFS, watcher errors). A scan
+// re-reads every file and re-parses only those whose bytes changed.
+//
+// Not Node's `recursive: true`: on Linux (Node 20) it watches each file by its inode and
+// does not follow a file replaced by a rename, the way editors, kubectl cp and atomic
+// writers save. From the second such save of one file on, the change waited for the
+// periodic rescan (seconds; found by the config-convergence benchmark).
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -88,12 +95,15 @@ export class FileSource {
   readonly limits: ConfigLimits;
   private cache = new Map<string, CacheEntry>();
   private dirError: ConfigError | undefined;
-  private watcher: FSWatcher | undefined;
+  /** one per directory walked by the last scan that could list the tree, and the root's */
+  private readonly watchers = new Map<string, FSWatcher>();
   private debounceTimer: NodeJS.Timeout | undefined;
   private rescanTimer: NodeJS.Timeout | undefined;
   private running: Promise<boolean> | undefined;
   private queued: Promise<boolean> | undefined;
   private closed = false;
+  /** watchers are kept once start() has scanned (scan() alone, as tests call it, watches nothing) */
+  private started = false;
 
   constructor(opts: FileSourceOptions) {
     this.dir = path.resolve(opts.dir);
@@ -105,6 +115,7 @@ export class FileSource {
 
   /** First scan (onChange is called even if the directory is empty), then watch. */
   async start(): Promise<void> {
+    this.started = true;
     await this.scan(true);
     this.ensureWatcher();
     if (this.rescanMs > 0) {
@@ -147,25 +158,42 @@ export class FileSource {
 
   close(): void {
     this.closed = true;
-    this.watcher?.close();
-    this.watcher = undefined;
+    for (const w of this.watchers.values()) w.close();
+    this.watchers.clear();
     clearTimeout(this.debounceTimer);
     clearInterval(this.rescanTimer);
   }
 
   private ensureWatcher(): void {
-    if (this.watcher || this.closed) return;
+    this.watchDir(this.dir);
+  }
+
+  private watchDir(dir: string): void {
+    if (this.watchers.has(dir) || this.closed) return;
+    let w: FSWatcher;
     try {
-      this.watcher = watch(this.dir, { recursive: true, persistent: false }, () => this.changed());
+      w = watch(dir, { persistent: false }, () => this.changed());
     } catch (err) {
-      log.debug({ dir: this.dir, err: (err as Error).message }, 'cannot watch the config directory yet; relying on periodic rescans');
+      log.debug({ dir, err: (err as Error).message }, 'cannot watch a config directory yet; relying on periodic rescans');
       return;
     }
-    this.watcher.on('error', (err) => {
-      log.warn({ dir: this.dir, err: err.message }, 'config directory watcher failed; relying on periodic rescans until it is re-created');
-      this.watcher?.close();
-      this.watcher = undefined;
+    this.watchers.set(dir, w);
+    w.on('error', (err) => {
+      log.warn({ dir, err: err.message }, 'config directory watcher failed; relying on periodic rescans until it is re-created');
+      w.close();
+      if (this.watchers.get(dir) === w) this.watchers.delete(dir);
     });
+  }
+
+  /** Watches exactly the directories the scan walked (and the root). */
+  private watchDirs(dirs: readonly string[]): void {
+    const want = new Set([this.dir, ...dirs]);
+    for (const [d, w] of this.watchers) {
+      if (want.has(d)) continue;
+      w.close();
+      this.watchers.delete(d);
+    }
+    for (const d of want) this.watchDir(d);
   }
 
   private changed(): void {
@@ -187,7 +215,9 @@ export class FileSource {
   private async scanFiles(forceNotify: boolean): Promise<boolean> {
     let files: string[];
     try {
-      files = (await listYamlFiles(this.dir)).sort(cmp);
+      const listed = await listYamlFiles(this.dir);
+      files = listed.files.sort(cmp);
+      if (this.started) this.watchDirs(listed.dirs);
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       const at = e.path && e.path !== this.dir ? ` at ${e.path}` : '';
@@ -328,9 +358,10 @@ export class FileSource {
   }
 }
 
-/** Every *.yaml / *.yml under dir (following symlinks, skipping dot-names), absolute paths. */
-async function listYamlFiles(dir: string): Promise<string[]> {
+/** Every *.yaml / *.yml under dir (following symlinks, skipping dot-names), absolute paths, and the directories walked. */
+async function listYamlFiles(dir: string): Promise<{ files: string[]; dirs: string[] }> {
   const out: string[] = [];
+  const dirs: string[] = [];
   const visited = new Set<string>();
   const walk = async (d: string, depth: number, isRoot: boolean): Promise<void> => {
     let real: string;
@@ -342,6 +373,7 @@ async function listYamlFiles(dir: string): Promise<string[]> {
     }
     if (visited.has(real) || depth > MAX_DEPTH) return;
     visited.add(real);
+    dirs.push(d);
     const entries = await readdir(d, { withFileTypes: true }); // errors propagate: keep last good
     for (const ent of entries) {
       if (ent.name.startsWith('.')) continue;
@@ -358,7 +390,7 @@ async function listYamlFiles(dir: string): Promise<string[]> {
     }
   };
   await walk(dir, 0, true);
-  return out;
+  return { files: out, dirs };
 }
 
 function cmp(a: string, b: string): number {

@@ -2,6 +2,7 @@
 // last good on YAML errors, recursion, and the ConfigMap-volume layout.
 import test from 'ava';
 import { mkdtemp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { FileSource, parseYamlFile, type SourceState } from '../../control/source/files.js';
@@ -141,4 +142,46 @@ test('a change in the watched directory is picked up without a periodic rescan',
   await writeFile(path.join(dir, 'new.yaml'), 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: late\n');
   await changed;
   t.deepEqual(names(states.at(-1)!), ['new.yaml:Namespace/late']);
+});
+
+test('a file saved again and again by a rename over it (an atomic write), in the root or a subdirectory, is picked up each time without a periodic rescan', async (t) => {
+  const dir = await tempDir(t);
+  await mkdir(path.join(dir, 'sub'));
+  const ns = (name: string) => `apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${name}\n`;
+  await writeFile(path.join(dir, 'probe.yaml'), ns('v0'));
+  await writeFile(path.join(dir, 'sub', 'deep.yaml'), ns('d0'));
+  let latest: SourceState | undefined;
+  let wake: () => void = () => {};
+  const source = new FileSource({
+    dir,
+    debounceMs: 20,
+    rescanMs: 0,
+    onChange: (s) => {
+      latest = s;
+      wake();
+    },
+  });
+  t.teardown(() => source.close());
+  await source.start();
+  const seen = async (want: string[]) => {
+    const until = Date.now() + 5000;
+    while (JSON.stringify(latest && names(latest)) !== JSON.stringify(want)) {
+      if (Date.now() > until) throw new Error(`still ${JSON.stringify(latest && names(latest))} 5 s after the save, wanted ${JSON.stringify(want)}`);
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, 100);
+      });
+    }
+  };
+  for (let k = 1; k <= 4; k++) {
+    // the temporary file is written and renamed in one go: no event of the watcher comes between
+    for (const [file, name] of [
+      [path.join(dir, 'probe.yaml'), `v${k}`],
+      [path.join(dir, 'sub', 'deep.yaml'), `d${k}`],
+    ] as const) {
+      writeFileSync(`${path.dirname(file)}/.save.tmp`, ns(name));
+      renameSync(`${path.dirname(file)}/.save.tmp`, file);
+    }
+    await t.notThrowsAsync(seen([`probe.yaml:Namespace/v${k}`, `deep.yaml:Namespace/d${k}`]), `save ${k}`);
+  }
 });
