@@ -34,8 +34,8 @@
 import type { ErrorCode } from '../../common/errors.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { NETWORK_LABEL, spiffeId, type Endpoint, type GatewayInfo, type NodeInfo, type ServicePort, type Workload } from '../api/snapshot.js';
-import { selectsLabels, type Resource } from '../model/resources.js';
-import { byNsName, cmp, compareIp, compileNodes, endpointsOf, inventory, podsWithIp, servicePort, workloadOf, type Inventory, type Svc } from './endpoints.js';
+import { type Resource } from '../model/resources.js';
+import { byNsName, cmp, compareIp, compileNodes, endpointsOf, inventory, podsWithIp, selectedPods, servicePort, workloadOf, type Inventory, type Svc } from './endpoints.js';
 import { assignLocalities } from './locality.js';
 
 /** On a Service: its endpoints stay in its cluster (Istio's serviceSettings clusterLocal). */
@@ -237,7 +237,7 @@ export function discoverGateways(cluster: string, resources: readonly Resource[]
     if (!port) continue;
     const address = svc.spec.loadBalancerIps.find(isIpv4) ?? svc.spec.externalIps.find(isIpv4);
     const selector = svc.spec.selector;
-    const pods = selector ? podsWithIp(inv.pods).filter((p) => p.namespace === svc.namespace && selectsLabels(selector, p.spec.labels)) : [];
+    const pods = selector ? podsWithIp(selectedPods(inv, svc.namespace, selector)) : [];
     const accounts = [...new Set(pods.map((p) => p.spec.serviceAccountName))].sort(cmp);
     const r = resources.find((x) => x.body.kind === 'Service' && x.key.namespace === svc.namespace && x.key.name === svc.name);
     const note = (message: string) =>
