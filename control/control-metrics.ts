@@ -19,6 +19,8 @@ export interface ControlMetrics {
   statusWrites: Counter<'kind' | 'result'>;
   /** Istio's pilot_xds_pushes (type: the one snapshot type nodemesh pushes) */
   xdsPushes: Counter<'type'>;
+  /** Istio's pilot_xds_config_size_bytes: the bytes of each push, by type (whole or delta) */
+  configSize: Histogram<'type'>;
   /** Istio's pilot_proxy_convergence_time: from the snapshot's compile to its write to an agent */
   convergence: Histogram;
   /** the same, per agent (node: bounded by the cluster's nodes) */
@@ -70,8 +72,15 @@ export function createControlMetrics(opts: { processMetrics?: boolean } = {}): C
     }),
     xdsPushes: new Counter({
       name: 'pilot_xds_pushes',
-      help: "Pushes to agents (Istio's name; type: nodemesh.snapshot, the whole configuration)",
+      help: "Pushes to agents (Istio's name; type: nodemesh.snapshot, the whole configuration, or nodemesh.snapshot.delta, what changed since the version before)",
       labelNames: ['type'] as const,
+      registers: [registry],
+    }),
+    configSize: new Histogram({
+      name: 'pilot_xds_config_size_bytes',
+      help: "Bytes of each push to an agent, by type as pilot_xds_pushes (Istio's name and buckets)",
+      labelNames: ['type'] as const,
+      buckets: [1, 10_000, 1_000_000, 4_000_000, 10_000_000, 40_000_000],
       registers: [registry],
     }),
     convergence: new Histogram({

@@ -1,8 +1,11 @@
 // gRPC discovery server: nodemesh.v1.Discovery/Watch streams snapshots to node agents.
 // Each Watch gets the current snapshot at once (or the first one as soon as it is
-// compiled), then every new version. Snapshots supersede each other, so a slow agent is
-// never queued a backlog: while its stream is over the high-water mark nothing more is
-// written, and on 'drain' it gets only the newest snapshot.
+// compiled), then every new version: as a delta from the version before
+// (api/snapshot-delta.ts) to an agent that asked for deltas and holds that version, else
+// whole. Each version is encoded once (whole, and as a delta) for every agent. Snapshots
+// supersede each other, so a slow agent is never queued a backlog: while its stream is over
+// the high-water mark nothing more is written, and on 'drain' it gets only the newest
+// snapshot (whole, unless it holds the version just before).
 //
 // Transport: insecure by default (tests of the stream); the control plane passes TLS
 // server credentials and a node authenticator when it runs its CA (serving-tls.ts,
@@ -10,6 +13,7 @@
 // Other services (the CA) are added to the same server with addService() before listen().
 import * as grpc from '@grpc/grpc-js';
 import { discoveryService, type Snapshot } from './api/snapshot.js';
+import { deltaMessage, diffSnapshots } from './api/snapshot-delta.js';
 import type { WatchRequest__Output } from './api/generated/nodemesh/v1/WatchRequest.js';
 import { logger } from '../common/log.js';
 import type { ControlMetrics } from './control-metrics.js';
@@ -35,6 +39,8 @@ export interface AgentStatus {
 
 interface Agent extends AgentStatus {
   call: grpc.ServerWritableStream<WatchRequestWire, SnapshotWire>;
+  /** the agent takes deltas (WatchRequest.deltas) */
+  deltas: boolean;
   /** the stream is over its high-water mark: wait for 'drain' */
   blocked: boolean;
 }
@@ -58,6 +64,13 @@ export class DiscoveryServer {
   private readonly metrics: ControlMetrics;
   private readonly streams = new Map<number, Agent>();
   private current: Snapshot | undefined;
+  /** the version before `current`: the base of the delta agents that hold it are sent */
+  private previous: Snapshot | undefined;
+  private encodedFor: Snapshot | undefined;
+  private encodedBytes: Buffer | undefined;
+  /** the delta previous → current, encoded; null: a whole snapshot is sent instead */
+  private deltaFor: Snapshot | undefined;
+  private deltaBytes: Buffer | null = null;
   private nextId = 1;
   private closing = false;
   private readonly opts: DiscoveryServerOptions;
@@ -73,7 +86,7 @@ export class DiscoveryServer {
       'grpc.keepalive_time_ms': opts.keepaliveMs ?? 10_000,
       'grpc.keepalive_timeout_ms': 5_000,
     });
-    this.server.addService(discoveryService().service, { watch: (call: Agent['call']) => this.watch(call) });
+    this.server.addService(encodeOnce(discoveryService().service), { watch: (call: Agent['call']) => this.watch(call) });
   }
 
   /** Binds `host:port` (port 0: any free port); resolves with the bound port. */
@@ -93,6 +106,8 @@ export class DiscoveryServer {
 
   /** Makes `snapshot` current and sends it to every connected agent that lacks it. */
   publish(snapshot: Snapshot): void {
+    if (this.current === snapshot) return;
+    this.previous = this.current;
     this.current = snapshot;
     for (const a of this.streams.values()) this.send(a);
   }
@@ -149,6 +164,7 @@ export class DiscoveryServer {
       connectedAt: new Date().toISOString(),
       knownVersion: Number(call.request.knownVersion ?? 0),
       sentVersion: 0,
+      deltas: call.request.deltas === true,
       call,
       blocked: false,
     };
@@ -195,13 +211,40 @@ export class DiscoveryServer {
     return false;
   }
 
+  /** The current snapshot as protobuf bytes, encoded once per version for every agent. */
+  private encoded(snap: Snapshot): Buffer {
+    if (this.encodedFor !== snap) {
+      this.encodedBytes = serializeSnapshot({ ...snap, version: String(snap.version) });
+      this.encodedFor = snap;
+    }
+    return this.encodedBytes!;
+  }
+
+  /**
+   * The delta from the previous version to the current one, encoded once, for the agents
+   * whose stream carried the previous version; null when a whole snapshot is the better
+   * message (api/snapshot-delta.ts).
+   */
+  private delta(snap: Snapshot): Buffer | null {
+    if (this.deltaFor !== snap) {
+      this.deltaFor = snap;
+      const d = this.previous ? diffSnapshots(this.previous, snap) : undefined;
+      this.deltaBytes = d ? serializeSnapshot(deltaMessage(d) as unknown as SnapshotWire) : null;
+    }
+    return this.deltaBytes;
+  }
+
   private send(a: Agent): void {
     const snap = this.current;
     if (!snap || a.blocked || a.sentVersion === snap.version || a.call.cancelled || a.call.writableEnded || a.call.destroyed) return;
-    const ok = a.call.write({ ...snap, version: String(snap.version) });
+    const delta = a.deltas && a.sentVersion !== 0 && a.sentVersion === this.previous?.version ? this.delta(snap) : null;
+    const bytes = delta ?? this.encoded(snap);
+    const ok = a.call.write(bytes as unknown as SnapshotWire);
     a.sentVersion = snap.version;
+    const type = delta ? 'nodemesh.snapshot.delta' : 'nodemesh.snapshot';
     this.metrics.snapshotPushes.inc();
-    this.metrics.xdsPushes.inc({ type: 'nodemesh.snapshot' });
+    this.metrics.xdsPushes.inc({ type });
+    this.metrics.configSize.observe({ type }, bytes.length);
     const compiled = Date.parse(snap.generatedAt);
     if (compiled > 0) {
       const s = Math.max(0, (Date.now() - compiled) / 1000);
@@ -210,4 +253,25 @@ export class DiscoveryServer {
     }
     if (!ok) a.blocked = true;
   }
+}
+
+const watchDefinition = () => discoveryService().service.Watch as grpc.MethodDefinition<WatchRequestWire, SnapshotWire>;
+
+/** The snapshot message's protobuf encoding (what the Watch stream carries). */
+function serializeSnapshot(snap: SnapshotWire): Buffer {
+  return watchDefinition().responseSerialize(snap);
+}
+
+/**
+ * The Discovery service with a Watch whose stream also takes bytes already encoded: a new
+ * version goes to every agent, and encoding a 10,000-workload snapshot (2 MiB) once per agent
+ * was most of the control plane's work at that scale (with the garbage it made).
+ */
+function encodeOnce(service: grpc.ServiceDefinition): grpc.ServiceDefinition {
+  const watch = service.Watch as grpc.MethodDefinition<WatchRequestWire, SnapshotWire>;
+  const serialize = watch.responseSerialize;
+  return {
+    ...service,
+    Watch: { ...watch, responseSerialize: (v: SnapshotWire) => (Buffer.isBuffer(v) ? v : serialize(v)) },
+  };
 }

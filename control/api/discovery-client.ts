@@ -18,6 +18,11 @@
 // partition waits for SYN retries, minutes) is given up after connectTimeoutMs and the
 // channel replaced, since grpc-js has no connect timeout of its own.
 //
+// Deltas (snapshot-delta.ts): the Watch asks for them; after the stream's first snapshot a
+// version may come as what changed since the one before, applied to what the stream last
+// carried. A delta whose base is not held (a bug, a missed message) re-opens the stream,
+// which starts with a whole snapshot.
+//
 // Resume: a stream re-opened to a restarted control plane or to another replica starts
 // with a snapshot whose version and generatedAt differ from the one held, but whose content
 // is often the same. It is compared by content, and when equal it is not delivered again:
@@ -28,7 +33,8 @@ import { fullJitterBackoff } from '../../common/backoff.js';
 import { NodemeshError } from '../../common/errors.js';
 import type { DiscoveryClient } from './generated/nodemesh/v1/Discovery.js';
 import { discoveryService, type Snapshot } from './snapshot.js';
-import { InvalidSnapshotError, checkSnapshot } from './snapshot-check.js';
+import { InvalidSnapshotError, checkSnapshot, checkSnapshotDelta, isDeltaMessage } from './snapshot-check.js';
+import { applyDelta, DeltaMismatch } from './snapshot-delta.js';
 import { controlTarget } from './control-target.js';
 
 export interface WatchSnapshotsOptions {
@@ -153,10 +159,14 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
       client.close();
       client = newClient();
     }
-    const stream = client.watch({ node: opts.node, knownVersion: String(last?.version ?? 0) });
+    const stream = client.watch({ node: opts.node, knownVersion: String(last?.version ?? 0), deltas: true });
     call = stream;
     let done = false;
     let first = true;
+    // the last snapshot this stream carried (checked; whole, or built from a delta): the base
+    // of its next delta. Not always `last`: a resumed stream's first snapshot with the same
+    // content is not delivered, but the control plane's deltas then start from it.
+    let streamBase: Snapshot | undefined;
     // the channel still not connected after connectTimeoutMs: a hung connection attempt (a
     // connected channel without a snapshot yet is a control plane still reading its files)
     const connectTimer = setTimeout(() => {
@@ -177,13 +187,23 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
       retry(why, cause);
     };
     stream.on('data', (msg: unknown) => {
+      if (done) return;
       let snap: Snapshot;
       try {
-        snap = checkSnapshot(msg);
+        if (!isDeltaMessage(msg)) snap = checkSnapshot(msg);
+        else if (!streamBase) throw new DeltaMismatch('a delta came first on the stream, with no snapshot to apply it to');
+        else snap = applyDelta(streamBase, checkSnapshotDelta(msg));
       } catch (err) {
+        if (err instanceof DeltaMismatch) {
+          // this agent misses the delta's base: a new stream starts with a whole snapshot
+          finish(`${err.message}; re-opening the stream for a whole snapshot`, err);
+          stream.cancel();
+          return;
+        }
         refuse(msg, err);
         return;
       }
+      streamBase = snap;
       setLive(true);
       attempt = 0;
       const resumed = first;

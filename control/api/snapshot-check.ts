@@ -21,6 +21,7 @@
 // proto (and regenerated) does not compile until it is given a check here.
 import { isIP } from 'node:net';
 import { NodemeshError } from '../../common/errors.js';
+import { DELTA_SECTIONS, type DeltaSection, type SnapshotDelta } from './snapshot-delta.js';
 import type { Endpoint, GatewayInfo, NamespaceInfo, NodeInfo, Service, ServicePort, Snapshot, Workload } from './snapshot.js';
 import { CUSTOM_TAG_KINDS, ISTIO_METRICS, TELEMETRY_MODES, type TelemetryPolicy } from './snapshot-telemetry.js';
 import type { AccessLogging__Output } from './generated/nodemesh/v1/AccessLogging.js';
@@ -97,10 +98,59 @@ export class InvalidSnapshotError extends NodemeshError {
 export function checkSnapshot(msg: unknown): Snapshot {
   try {
     // the tables establish what Snapshot adds to the decoded shape (see snapshot.ts)
-    return snapshot(msg) as unknown as Snapshot;
+    const s = snapshot(msg) as unknown as Snapshot & Partial<Record<(typeof DELTA_FIELDS)[number], unknown>>;
+    // a whole snapshot decoded with defaults carries the delta fields empty: not the Snapshot's
+    for (const f of DELTA_FIELDS) delete s[f];
+    return s;
   } catch (err) {
     if (err instanceof Defect) throw new InvalidSnapshotError(err.field(), err.problem);
     throw err;
+  }
+}
+
+const DELTA_FIELDS = ['baseVersion', 'removedWorkloads', 'removedServices', 'sections'] as const;
+
+/** Whether a decoded Watch message is a delta (base_version set), to be checked with checkSnapshotDelta. */
+export function isDeltaMessage(msg: unknown): boolean {
+  const b = (msg as { baseVersion?: unknown } | null)?.baseVersion;
+  return b !== undefined && b !== null && b !== '0' && b !== 0;
+}
+
+/**
+ * Checks a decoded delta (snapshot-delta.ts) as checkSnapshot checks a whole snapshot: its
+ * workloads and services entry by entry, the sections it names as the whole snapshot's, the
+ * removed keys as names; a section name it does not know is refused. The message is the
+ * caller's own, completed in place.
+ */
+export function checkSnapshotDelta(msg: unknown): SnapshotDelta {
+  try {
+    const m = msg as Obj;
+    if (m === null || typeof m !== 'object') throw new Defect(`expected a message, found ${describe(m)}`);
+    const sectionNames = check(m, 'sections', list(oneOf(DELTA_SECTIONS))) as DeltaSection[];
+    const s = snapshot(msg) as unknown as Snapshot;
+    const sections: Partial<Record<DeltaSection, unknown>> = {};
+    for (const name of sectionNames) sections[name] = s[name];
+    return {
+      version: s.version,
+      generatedAt: s.generatedAt,
+      baseVersion: check(m, 'baseVersion', version) as number,
+      workloads: s.workloads,
+      services: s.services,
+      removedWorkloads: check(m, 'removedWorkloads', list(name)) as string[],
+      removedServices: check(m, 'removedServices', list(name)) as string[],
+      sections: sections as SnapshotDelta['sections'],
+    };
+  } catch (err) {
+    if (err instanceof Defect) throw new InvalidSnapshotError(err.field(), err.problem);
+    throw err;
+  }
+}
+
+function check(o: Obj, key: string, c: Check): unknown {
+  try {
+    return c(o[key]);
+  } catch (err) {
+    throw within(err, key);
   }
 }
 

@@ -44,7 +44,8 @@ export type NamespaceInfo = NamespaceInfo__Output;
 /** An east-west gateway into a network (issue 13). */
 export type GatewayInfo = Gateway__Output;
 
-export interface Snapshot extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry' | 'gateways' | 'trustDomains'> {
+export interface Snapshot
+  extends Refine<Snapshot__Output, 'version' | 'routing' | 'security' | 'telemetry' | 'gateways' | 'trustDomains' | 'baseVersion' | 'removedWorkloads' | 'removedServices' | 'sections'> {
   /** uint64 on the wire; a safe integer here (see above) */
   version: number;
   routing: RoutingConfig;

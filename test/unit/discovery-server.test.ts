@@ -72,6 +72,21 @@ test('a file changing in the watched directory reaches a connected agent as the 
   t.deepEqual(names(a.received[1]), ['api', 'web']);
 });
 
+test('a new version reaches an agent holding the one before as a delta, and what it builds is the control plane\'s snapshot', async (t) => {
+  const dir = await configDir(t, { 'a.yaml': service('web', '10.96.0.10'), 'b.yaml': service('api', '10.96.0.11') });
+  const cp = await controlPlane(t, { configDir: dir, debounceMs: 20, rescanMs: 60_000 });
+  const a = agent(t, cp.grpcPort, 'node-a');
+  await a.until('the first snapshot', (r) => r.length === 1);
+  await writeFile(path.join(dir, 'b.yaml'), service('api', '10.96.0.12'));
+  await writeFile(path.join(dir, 'c.yaml'), service('cart', '10.96.0.13'));
+  await a.until('the second file too', (r) => names(r.at(-1)).includes('cart'));
+  t.deepEqual(a.received.at(-1), cp.snapshot());
+  const metrics = await (await fetch(`http://127.0.0.1:${cp.adminPort}/metrics`)).text();
+  // the first snapshot of a stream is whole; every later one a delta
+  t.regex(metrics, /^pilot_xds_pushes\{type="nodemesh.snapshot"\} 1$/m);
+  t.regex(metrics, new RegExp(`^pilot_xds_pushes\\{type="nodemesh.snapshot.delta"\\} ${a.received.length - 1}$`, 'm'));
+});
+
 test('the control plane tracks connected agents by node and counts pushes', async (t) => {
   const dir = await configDir(t, { 'a.yaml': service('web', '10.96.0.10') });
   const cp = await controlPlane(t, { configDir: dir, rescanMs: 0 });

@@ -53,6 +53,18 @@ export interface Snapshot {
    * identity's path in any of them is that identity
    */
   'trustDomains'?: (string)[];
+  /**
+   * A delta (only to an agent that asked for them, never the first message of a stream): when
+   * base_version is set this message holds what changed since that version, the one sent
+   * just before on the same stream. workloads and services are the ones added or changed
+   * (whole, by uid / namespace and name), removed_* the keys of those that are gone, and of
+   * the other fields only the ones named in `sections` are carried (whole; the rest stay as
+   * they were). An agent that does not hold base_version re-opens the stream for a whole one.
+   */
+  'baseVersion'?: (number | string | Long);
+  'removedWorkloads'?: (string)[];
+  'removedServices'?: (string)[];
+  'sections'?: (string)[];
 }
 
 export interface Snapshot__Output {
@@ -98,4 +110,16 @@ export interface Snapshot__Output {
    * identity's path in any of them is that identity
    */
   'trustDomains': (string)[];
+  /**
+   * A delta (only to an agent that asked for them, never the first message of a stream): when
+   * base_version is set this message holds what changed since that version, the one sent
+   * just before on the same stream. workloads and services are the ones added or changed
+   * (whole, by uid / namespace and name), removed_* the keys of those that are gone, and of
+   * the other fields only the ones named in `sections` are carried (whole; the rest stay as
+   * they were). An agent that does not hold base_version re-opens the stream for a whole one.
+   */
+  'baseVersion': (string);
+  'removedWorkloads': (string)[];
+  'removedServices': (string)[];
+  'sections': (string)[];
 }

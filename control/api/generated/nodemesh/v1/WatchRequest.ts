@@ -11,6 +11,12 @@ export interface WatchRequest {
    * last version the agent holds (0 if none); informational, the current one is always sent
    */
   'knownVersion'?: (number | string | Long);
+  /**
+   * The agent takes deltas (snapshot-delta.ts): after the first snapshot of a stream, a new
+   * version may come as what changed since the one before. A control plane that does not
+   * know the field sends every version whole, which such an agent takes too.
+   */
+  'deltas'?: (boolean);
 }
 
 export interface WatchRequest__Output {
@@ -22,4 +28,10 @@ export interface WatchRequest__Output {
    * last version the agent holds (0 if none); informational, the current one is always sent
    */
   'knownVersion': (string);
+  /**
+   * The agent takes deltas (snapshot-delta.ts): after the first snapshot of a stream, a new
+   * version may come as what changed since the one before. A control plane that does not
+   * know the field sends every version whole, which such an agent takes too.
+   */
+  'deltas': (boolean);
 }
