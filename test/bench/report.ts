@@ -177,6 +177,10 @@ function dataMd(r: ScenarioResult): string {
           'snapshot on the wire (protobuf, uncompressed)',
           `${num((d.snapshotBytes as number) / 2 ** 20, 2)} MiB (${num(d.snapshotBytes as number, 0)} bytes)`,
         ],
+        ...Object.entries((d.pushes ?? {}) as Record<string, { count: number; bytes: number }>).map(([type, p]) => [
+          `pushes of type ${type} (pilot_xds_config_size_bytes): count, mean size`,
+          `${num(p.count, 0)}, ${num(p.bytes / Math.max(1, p.count), 0)} bytes`,
+        ]),
       ],
     );
   }

@@ -122,6 +122,18 @@ async function snapshotWireBytes(state: LabState, node: string): Promise<number>
   }
 }
 
+/** The control plane's pushes by type (whole, delta) from its pilot_xds_config_size_bytes: count and bytes. */
+async function pushSizes(state: LabState): Promise<Record<string, { count: number; bytes: number }>> {
+  const text = await (await fetch(`http://${state.controlAddress!.admin}/metrics`, { signal: AbortSignal.timeout(10_000) })).text();
+  const out: Record<string, { count: number; bytes: number }> = {};
+  for (const m of text.matchAll(/^pilot_xds_config_size_bytes_(sum|count)\{type="([^"]+)"\} (\S+)$/gm)) {
+    const e = (out[m[2]!] ??= { count: 0, bytes: 0 });
+    if (m[1] === 'sum') e.bytes = Number(m[3]);
+    else e.count = Number(m[3]);
+  }
+  return out;
+}
+
 export function controlPlaneScenario(s: Settings, log: (m: string) => void): Promise<ScenarioResult> {
   const { services, endpointsPerService: per, agents, changes } = s.controlPlane;
   const method =
@@ -137,6 +149,7 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
       const state = await labUp({ dir, name: CP_LAB, agents: false, control: true });
       const applied: Applied[] = [];
       let streamErrors = 0;
+      const errorSamples: string[] = [];
       for (const n of state.nodes) {
         const w = await labSpawn(CP_LAB, `node/${n.name}`, [
           'node',
@@ -158,7 +171,13 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
           }
         });
         // each line is a failed or ended stream (then re-opened with backoff) or a refused snapshot
-        w.stderr!.setEncoding('utf8').on('data', (d: string) => (streamErrors += d.split('\n').filter(Boolean).length));
+        w.stderr!.setEncoding('utf8').on('data', (d: string) => {
+          // the watcher's own reports are "NODE: message"; anything else (Node's warnings) is not a stream error
+          for (const line of d.split('\n').filter((l) => l.startsWith(`${n.name}: `))) {
+            streamErrors++;
+            if (errorSamples.length < 5) errorSamples.push(`${new Date().toISOString().slice(11, 23)} ${line.slice(0, 300)}`);
+          }
+        });
       }
       /** Resolves when every node has applied a snapshot satisfying `ok`; the latest appliedAt among them. */
       const converged = async (ok: (a: Applied) => boolean, timeoutMs: number, what: string) => {
@@ -177,11 +196,24 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
 
       // the scale: the initial load is a change too, the largest
       const workloads = services * per;
-      const tLoad = await replaceFile(state.configDir, 'scale.yaml', yamlOf(scaleDocuments(state.nodes, services, per)));
+      // in files of at most 100 Services with their Pods (~0.45 MiB each): the control plane
+      // refuses a file over --max-file-size (4 MiB), and a real config directory is split too
+      const docs = scaleDocuments(state.nodes, services, per);
+      const perFile = 1 + 100 * (1 + per);
+      const files = Math.ceil(docs.length / perFile);
+      let tLoad = 0;
+      for (let f = 0; f < files; f++) {
+        const t = await replaceFile(
+          state.configDir,
+          `scale-${String(f).padStart(3, '0')}.yaml`,
+          yamlOf(docs.slice(f * perFile, (f + 1) * perFile)),
+        );
+        if (f === 0) tLoad = t;
+      }
       const loaded = await converged((a) => a.workloads >= workloads, 300_000, `${workloads} workloads`);
       const loadSeconds = (Math.max(...loaded.map((a) => a.appliedAt)) - tLoad) / 1000;
       log(
-        `  ${services} Services / ${workloads} endpoints applied by all ${agents} agents ${loadSeconds.toFixed(1)} s after the file appeared`,
+        `  ${services} Services / ${workloads} endpoints applied by all ${agents} agents ${loadSeconds.toFixed(1)} s after the first of ${files} files appeared`,
       );
 
       const samples: number[] = [];
@@ -207,6 +239,7 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
         await new Promise((r) => setTimeout(r, 300)); // past the source's debounce: one change per version
       }
       const wire = await snapshotWireBytes(state, state.nodes[0]!.name);
+      const pushes = await pushSizes(state);
       const conv = summarize(samples);
       out.data = {
         services,
@@ -219,14 +252,19 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
         perAgentMs: summarize(perAgent),
         applyMs: summarize(applyMs),
         snapshotBytes: wire,
+        pushes,
         streamErrors,
+        streamErrorSamples: errorSamples,
+        changeMs: samples,
       };
       if (streamErrors > 0)
         out.notes.push(`the agents reported ${streamErrors} failed or ended Watch streams (re-opened with backoff) during the scenario`);
       if (k < changes) out.notes.push(`${k} of ${changes} changes fitted in the scenario's ${s.controlPlane.maxSeconds} s`);
       if (k < 100) out.notes.push(`the p99 of ${k} changes is their maximum`);
+      const delta = pushes['nodemesh.snapshot.delta'];
       log(
-        `  convergence p50 ${conv.p50} ms, p99 ${conv.p99} ms (max of ${k} changes); snapshot ${(wire / 2 ** 20).toFixed(2)} MiB on the wire`,
+        `  convergence p50 ${conv.p50} ms, p99 ${conv.p99} ms (max of ${k} changes); snapshot ${(wire / 2 ** 20).toFixed(2)} MiB on the wire` +
+          (delta ? `, ${delta.count} deltas of ${Math.round(delta.bytes / delta.count)} bytes on average` : ', no deltas'),
       );
     } finally {
       for (const w of watchers) {
