@@ -2,17 +2,20 @@
 // YAML, the HAProxy pair's configurations and certificates), brought up, checked, and taken
 // down with everything it made. Two nodes:
 //
-//   node-a: mesh/client (meshed; the nodemesh variants' load), mesh/near (meshed backend for the
-//           same-node path), plain/client (unmeshed; direct and HAProxy variants),
+//   node-a: mesh/client (meshed; the nodemesh variants' load), mesh/near and mesh/near-tcp
+//           (meshed backends for the same-node paths), plain/client (unmeshed; direct and HAProxy variants),
 //           plain/ipt-client (unmeshed; captured by an iptables DNAT for the capture scenario),
 //           plain/haproxy-a
-//   node-b: mesh/backend (meshed), plain/plain-backend (unmeshed: the same program, for the
+//   node-b: mesh/backend and mesh/backend-tcp (meshed), plain/plain-backend (unmeshed: the same program, for the
 //           direct and HAProxy paths — plaintext to a meshed pod would be captured by its
 //           node proxy, and STRICT refuses it), plain/haproxy-b
 //
 // Mesh-wide STRICT (a PeerAuthentication in istio-system): the meshed backends take mutual
-// TLS only. Services: web (HTTP ports → L7) and web-tcp (tcp- ports → L4) select backend;
-// near and near-tcp select near; plain-backend and haproxy-b are headless (their names
+// TLS only. Services: web (HTTP ports → L7) selects backend, web-tcp (tcp- ports → L4)
+// backend-tcp; near selects near, near-tcp near-tcp. The L4 Services have pods of their own:
+// a pod port that an HTTP Service also targets is HTTP to the destination's node proxy
+// (it parses the requests for its metrics and policies), and the L4 rows would carry L7
+// work at the destination. plain-backend and haproxy-b are headless (their names
 // resolve to the pods in the pods' /etc/hosts, which is how haproxy finds them).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -110,13 +113,14 @@ export function mainLabDocuments(): Doc[] {
       spec: { mtls: { mode: 'STRICT' } },
     },
     service('web', 'backend', false),
-    service('web-tcp', 'backend', true),
+    service('web-tcp', 'backend-tcp', true),
     service('near', 'near', false),
-    service('near-tcp', 'near', true),
+    service('near-tcp', 'near-tcp', true),
     headless('plain-backend'),
     headless('haproxy-b'),
     sleepPod('mesh', 'client', 'node-a'),
     backendPod('mesh', 'near', 'node-a', 'near'),
+    backendPod('mesh', 'near-tcp', 'node-a', 'near-tcp'),
     sleepPod('plain', 'client', 'node-a'),
     sleepPod('plain', 'ipt-client', 'node-a'),
     haproxyPod(
@@ -125,6 +129,7 @@ export function mainLabDocuments(): Doc[] {
       ports.map((p) => p.a),
     ),
     backendPod('mesh', 'backend', 'node-b', 'backend'),
+    backendPod('mesh', 'backend-tcp', 'node-b', 'backend-tcp'),
     backendPod('plain', 'plain-backend', 'node-b', 'plain-backend'),
     haproxyPod(
       'haproxy-b',

@@ -86,8 +86,8 @@ function proofCounters(lab: BenchLab, v: VariantId): Counter[] {
           metric: tcp,
           labels: {
             reporter: 'destination',
-            destination_workload: 'backend',
-            destination_principal: 'spiffe://cluster.local/ns/mesh/sa/backend',
+            destination_workload: 'backend-tcp',
+            destination_principal: 'spiffe://cluster.local/ns/mesh/sa/backend-tcp',
             ...fromClient,
           },
         },
@@ -99,8 +99,8 @@ function proofCounters(lab: BenchLab, v: VariantId): Counter[] {
           metric: tcp,
           labels: {
             reporter: 'destination',
-            destination_workload: 'near',
-            destination_principal: 'spiffe://cluster.local/ns/mesh/sa/near',
+            destination_workload: 'near-tcp',
+            destination_principal: 'spiffe://cluster.local/ns/mesh/sa/near-tcp',
             ...fromClient,
           },
         },

@@ -1,0 +1,160 @@
+// Where the agents' CPU goes under load: the bench lab with its agents under
+// --perf-basic-prof, a closed-loop load at one variant, and `perf record -g` of both agents
+// meanwhile. Not part of `npm run bench` (profiling slows what it measures); run it before
+// changing the hot path, and after, to see what moved.
+//
+//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2] [--c 16] [--seconds 15]
+//
+// Writes into BENCH_OUT (default dist/bench-results/): per agent, its stacks folded
+// (`profile-VARIANT-PROTO-NODE.folded`, Brendan Gregg's format) and a flame graph (.svg),
+// and one Markdown page with each agent's hottest frames, self and inclusive
+// (`profile-VARIANT-PROTO.md`). The agents' perf maps (/tmp/perf-PID.map) are removed after.
+import { spawn } from 'node:child_process';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { packagePath } from '../../common/paths.js';
+import { BenchLab } from './bench-lab.js';
+import { h2load, wrk } from './load-tools.js';
+import { VARIANTS, type VariantId } from './settings.js';
+import { flameGraphSvg } from './flame-graph.js';
+
+const { values } = parseArgs({
+  options: {
+    variant: { type: 'string', default: 'nm-l4' },
+    proto: { type: 'string', default: 'h1' },
+    c: { type: 'string', default: '16' },
+    seconds: { type: 'string', default: '15' },
+  },
+});
+const variant = values.variant as VariantId;
+if (!(variant in VARIANTS) || VARIANTS[variant].proxies !== 'agents')
+  throw new Error(
+    `--variant: one of ${Object.keys(VARIANTS)
+      .filter((v) => VARIANTS[v as VariantId].proxies === 'agents')
+      .join(', ')}`,
+  );
+if (values.proto !== 'h1' && values.proto !== 'h2') throw new Error('--proto: h1 or h2');
+const c = Number(values.c);
+const seconds = Number(values.seconds);
+const out = process.env.BENCH_OUT ?? packagePath('dist', 'bench-results');
+const log = (m: string) => process.stderr.write(`[profile ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
+
+/** Runs a command to its end; rejects on a non-zero exit, with its stderr's tail. */
+function run(argv: string[], timeoutMs: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      if (code === 0) resolve(stdout);
+      else reject(new Error(`${argv.join(' ')} exited ${code}: ${stderr.slice(-500)}`));
+    });
+  });
+}
+
+/** `perf script` output → folded stacks (root first) per pid, with their sample counts. */
+export function foldPerfScript(text: string): Map<number, Map<string, number>> {
+  const byPid = new Map<number, Map<string, number>>();
+  for (const block of text.split(/\n\s*\n/)) {
+    const lines = block.split('\n').filter((l) => l.trim() !== '');
+    const head = /^\S.*?\s(\d+)(?:\/\d+)?\s/.exec(lines[0] ?? '');
+    if (!head) continue;
+    const frames = lines
+      .slice(1)
+      .map((l) => /^\s*[0-9a-f]+\s+(.*?)(?:\+0x[0-9a-f]+)?\s+\((.*)\)\s*$/.exec(l))
+      .filter((m): m is RegExpExecArray => m !== null)
+      .map((m) => (m[1] === '[unknown]' ? `[${path.basename(m[2]!)}]` : m[1]!).replace(/;/g, ','));
+    if (frames.length === 0) continue;
+    const pid = Number(head[1]);
+    const stacks = byPid.get(pid) ?? new Map<string, number>();
+    byPid.set(pid, stacks);
+    const key = frames.reverse().join(';');
+    stacks.set(key, (stacks.get(key) ?? 0) + 1);
+  }
+  return byPid;
+}
+
+/** The hottest frames of folded stacks: self (leaf) and inclusive shares. */
+function topFrames(stacks: Map<string, number>, n: number): { self: [string, number][]; inclusive: [string, number][]; total: number } {
+  const self = new Map<string, number>();
+  const incl = new Map<string, number>();
+  let total = 0;
+  for (const [stack, count] of stacks) {
+    total += count;
+    const frames = stack.split(';');
+    self.set(frames.at(-1)!, (self.get(frames.at(-1)!) ?? 0) + count);
+    for (const f of new Set(frames)) incl.set(f, (incl.get(f) ?? 0) + count);
+  }
+  const top = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]).slice(0, n);
+  return { self: top(self), inclusive: top(incl), total };
+}
+
+async function main(): Promise<void> {
+  await mkdir(out, { recursive: true });
+  // the agents inherit the lab's environment: V8 writes /tmp/perf-PID.map for perf (so do
+  // the lab's other Node processes; every map that appears is removed at the end)
+  const perfMaps = async () => new Set((await readdir('/tmp')).filter((f) => /^perf-\d+\.map$/.test(f)));
+  const mapsBefore = await perfMaps();
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
+  const lab = await BenchLab.up({ haproxyThreads: 1, heldConnections: 0 });
+  delete process.env.NODE_OPTIONS;
+  const pids = await lab.agentPids();
+  const name = `profile-${variant}-${values.proto}`;
+  const data = path.join(out, `${name}.perf.data`);
+  try {
+    // warm the path (JIT, pools, certificates) before recording
+    log(`warming ${variant} (${values.proto}, c${c})`);
+    await (values.proto === 'h1' ? wrk(lab, variant, c, 3) : h2load(lab, variant, c, 3));
+    log(`recording both agents for ${seconds} s under load`);
+    const pidList = Object.values(pids).join(',');
+    const perf = run(
+      ['perf', 'record', '-F', '499', '-g', '-p', pidList, '-o', data, '--', 'sleep', String(seconds)],
+      (seconds + 60) * 1000,
+    );
+    const load = await (values.proto === 'h1' ? wrk(lab, variant, c, seconds) : h2load(lab, variant, c, seconds));
+    await perf;
+    log(`${Math.round(load.rps)} req/s during the recording; folding the stacks`);
+    const folded = foldPerfScript(await run(['perf', 'script', '-F', 'comm,pid,tid,time,event,ip,sym,dso', '-i', data], 300_000));
+    const md = [
+      `# Profile of the agents: ${VARIANTS[variant].label}, ${values.proto === 'h1' ? 'wrk (HTTP/1.1)' : 'h2load (HTTP/2)'} c${c}, ${seconds} s`,
+      '',
+      `${Math.round(load.rps)} req/s while recorded (perf record -F 499 -g; agents under --perf-basic-prof, which slows them).`,
+      '',
+    ];
+    for (const [node, pid] of Object.entries(pids)) {
+      const stacks = folded.get(pid) ?? new Map<string, number>();
+      const file = `${name}-${node}`;
+      await writeFile(path.join(out, `${file}.folded`), [...stacks].map(([s, n]) => `${s} ${n}`).join('\n') + '\n');
+      await writeFile(
+        path.join(out, `${file}.svg`),
+        flameGraphSvg(stacks, `agent ${node} — ${VARIANTS[variant].label}, ${values.proto} c${c}`),
+      );
+      const t = topFrames(stacks, 25);
+      const pct = (n: number) => `${((100 * n) / Math.max(1, t.total)).toFixed(1)} %`;
+      md.push(`## Agent ${node} (pid ${pid}, ${t.total} samples; flame graph ${file}.svg)`, '', '| self | frame |', '| ---: | --- |');
+      for (const [f, n] of t.self) md.push(`| ${pct(n)} | \`${f.slice(0, 160)}\` |`);
+      md.push('', '| inclusive | frame |', '| ---: | --- |');
+      for (const [f, n] of t.inclusive) md.push(`| ${pct(n)} | \`${f.slice(0, 160)}\` |`);
+      md.push('');
+    }
+    await writeFile(path.join(out, `${name}.md`), md.join('\n'));
+    log(`wrote ${path.join(out, name)}.md, .folded and .svg per agent`);
+  } finally {
+    await lab.down();
+    await rm(data, { force: true });
+    await rm(`${data}.old`, { force: true });
+    for (const f of await perfMaps()) if (!mapsBefore.has(f)) await rm(path.join('/tmp', f), { force: true });
+  }
+}
+
+if (process.argv[1] && import.meta.url.endsWith(path.basename(process.argv[1]))) {
+  main().catch((err: Error) => {
+    log(`failed: ${err.stack ?? err.message}`);
+    process.exitCode = 1;
+  });
+}
