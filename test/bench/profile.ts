@@ -101,7 +101,13 @@ async function main(): Promise<void> {
   const perfMaps = async () => new Set((await readdir('/tmp')).filter((f) => /^perf-\d+\.map$/.test(f)));
   const mapsBefore = await perfMaps();
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
-  const lab = await BenchLab.up({ haproxyThreads: 1, heldConnections: 0 });
+  let lab: BenchLab;
+  try {
+    lab = await BenchLab.up({ haproxyThreads: 1, heldConnections: 0 });
+  } catch (err) {
+    for (const f of await perfMaps()) if (!mapsBefore.has(f)) await rm(path.join('/tmp', f), { force: true });
+    throw err;
+  }
   delete process.env.NODE_OPTIONS;
   const pids = await lab.agentPids();
   const name = `profile-${variant}-${values.proto}`;
@@ -124,6 +130,8 @@ async function main(): Promise<void> {
       `# Profile of the agents: ${VARIANTS[variant].label}, ${values.proto === 'h1' ? 'wrk (HTTP/1.1)' : 'h2load (HTTP/2)'} c${c}, ${seconds} s`,
       '',
       `${Math.round(load.rps)} req/s while recorded (perf record -F 499 -g; agents under --perf-basic-prof, which slows them).`,
+      '',
+      "JavaScript frames carry V8's names (`*` optimized, `^` baseline, `~` interpreted). An interpreted frame's name can be stale: V8 reuses the addresses of code it freed and the perf map only grows, so a module's top level in the middle of a hot stack is such a frame. `pvm_irq_enable` is this VM's interrupt path (the network stack's softirqs).",
       '',
     ];
     for (const [node, pid] of Object.entries(pids)) {
