@@ -1,7 +1,7 @@
 // The agent's identity manager: the certificates of the workload identities that have a
 // pod on this node, from the control plane's CA (IdentityProvider for the HBONE transport).
 //
-// Per identity: an RSA key pair (node:crypto), a CSR carrying the SPIFFE ID (node-forge),
+// Per identity: an RSA key pair (node:crypto), a CSR carrying the SPIFFE ID (csr.ts, node:crypto),
 // CertificateService/CreateCertificate, then checks of what came back — the leaf is an
 // X.509-SVID with exactly the SPIFFE ID asked for, over our key, chaining to the trust
 // bundle — before it is used. Istio's default: "Default TTL 24 h, renewed at half-life";
@@ -15,7 +15,7 @@
 // spread, well inside the rotation overlap.
 import { X509Certificate, createPublicKey, generateKeyPair as generateKeyPairCb } from 'node:crypto';
 import { promisify } from 'node:util';
-import type forgeTypes from 'node-forge';
+import { buildCsr } from './csr.js';
 import { Registry } from '../../common/prometheus.js';
 import { CertificateRequestError, type CertificateSigner } from '../../control/api/certificate-signer.js';
 import { equalJitterBackoff } from '../../common/backoff.js';
@@ -353,21 +353,10 @@ export class IdentityManager implements IdentityProvider {
       publicKeyEncoding: { type: 'spki', format: 'pem' },
       privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     });
-    const csrPem = await buildCsr(keyPem, spiffeId);
+    const csrPem = buildCsr(keyPem, spiffeId);
     const chain = await (await this.opts.signer).createCertificate({ csrPem, identity: spiffeId, validitySeconds: this.opts.validitySeconds ?? 0 });
     return checkIssued(chain, { spiffeId, keyPem, publicPem }, this.bundle, this.clock.now());
   }
-}
-
-/** forge whole (its PKI and PKCS#10), loaded with the first request: a restart serves restored certificates before */
-async function buildCsr(keyPem: string, spiffeId: string): Promise<string> {
-  const { default: forge } = await import('node-forge');
-  const key = forge.pki.privateKeyFromPem(keyPem) as forgeTypes.pki.rsa.PrivateKey;
-  const csr = forge.pki.createCertificationRequest();
-  csr.publicKey = forge.pki.setRsaPublicKey(key.n, key.e);
-  csr.setAttributes([{ name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [{ type: 6, value: spiffeId }] }] }]);
-  csr.sign(key, forge.md.sha256.create());
-  return forge.pki.certificationRequestToPem(csr);
 }
 
 /**
