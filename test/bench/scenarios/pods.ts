@@ -8,18 +8,34 @@
 // 250 is the most one lab node holds (the lab gives each node a /24 of pod addresses); the
 // issue's 500 needs a wider pod CIDR in deploy/lab. `lab up`'s own duration at this size is
 // reported too (is a lab this big practical?).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
 import { cgroupPids, rssBytes } from '../lab-exec.js';
+import { podProgram } from '../bench-lab.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
 import { median } from '../stats.js';
 
 export const PODS_LAB = 'bench-pods';
+
+/** Asks an agent for a full garbage collection (SIGWINCH, pods/collect-garbage.ts); its memory after it. */
+async function collectGarbage(pid: number, gcDir: string): Promise<{ heapUsed: number; rss: number }> {
+  const file = path.join(gcDir, `${pid}.json`);
+  await rm(file, { force: true });
+  process.kill(pid, 'SIGWINCH');
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const text = await readFile(file, 'utf8').catch(() => undefined);
+    if (text) return JSON.parse(text) as { heapUsed: number; rss: number };
+    if (Date.now() > deadline)
+      throw new Error(`agent ${pid} did not report a garbage collection within 30 s (pods/collect-garbage.ts not loaded?)`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 export function podsDocuments(steps: number[]): Record<string, unknown>[] {
   const docs: Record<string, unknown>[] = [
@@ -55,9 +71,10 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
   const steps = s.pods.steps;
   const method =
     `A lab of its own with one node per pod count (${steps.join(', ')}), every pod meshed and sleeping with its own service account; once every agent has enrolled its pods and holds their certificates, ` +
-    `${s.pods.settleSeconds} s of quiet, then each agent's RSS (median of ${s.pods.samples} readings 1 s apart, /proc/<pid>/status) and V8 heap used (its /metrics). Marginal per pod between consecutive counts.`;
+    `${s.pods.settleSeconds} s of quiet, then each agent's RSS (/proc/<pid>/status) and V8 heap used, each reading right after a full garbage collection in the agent (median of ${s.pods.samples} readings 1 s apart). Marginal per pod between consecutive counts.`;
   return scenario('pods', 'Agent memory per meshed pod', method, log, async (out) => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-pods-'));
+    const gcDir = path.join(dir, 'gc');
     let state: LabState | undefined;
     try {
       await writeFile(
@@ -67,7 +84,17 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
           .join(''),
       );
       const t0 = performance.now();
-      state = await labUp({ dir, name: PODS_LAB, timeouts: { agentsMs: 300_000, podsMs: 300_000 } });
+      // the agents collect their garbage when asked (pods/collect-garbage.ts), before each reading
+      await mkdir(gcDir);
+      state = await labUp({
+        dir,
+        name: PODS_LAB,
+        timeouts: { agentsMs: 300_000, podsMs: 300_000 },
+        env: {
+          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${podProgram('collect-garbage.js')}`.trim(),
+          NODEMESH_BENCH_GC_DIR: gcDir,
+        },
+      });
       const upSeconds = (performance.now() - t0) / 1000;
       log(`  lab up with ${steps.reduce((a, b) => a + b, 0)} pods in ${upSeconds.toFixed(0)} s`);
       // every agent has enrolled its pods (ready) and holds a certificate for each
@@ -98,8 +125,9 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
         const heap: number[] = [];
         for (let i = 0; i < s.pods.samples; i++) {
           if (i > 0) await new Promise((r) => setTimeout(r, 1000));
+          const after = await collectGarbage(pid, gcDir);
           rss.push(await rssBytes(pid));
-          heap.push(sumMetric(await scrape(node.agentAdmin), 'nodemesh_agent_nodejs_heap_size_used_bytes'));
+          heap.push(after.heapUsed);
         }
         agents.push({ pods: n, rssMB: median(rss) / 2 ** 20, heapUsedMB: median(heap) / 2 ** 20 });
       }
