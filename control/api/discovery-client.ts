@@ -28,13 +28,12 @@
 // is often the same. It is compared by content, and when equal it is not delivered again:
 // the agent's state, pools and certificates carry on untouched instead of being rebuilt.
 import * as grpc from '@grpc/grpc-js';
-import { createHash } from 'node:crypto';
 import { fullJitterBackoff } from '../../common/backoff.js';
 import { NodemeshError } from '../../common/errors.js';
 import type { DiscoveryClient } from './generated/nodemesh/v1/Discovery.js';
 import { discoveryService, type Snapshot } from './snapshot.js';
 import { InvalidSnapshotError, checkSnapshot, checkSnapshotDelta, isDeltaMessage } from './snapshot-check.js';
-import { applyDelta, DeltaMismatch } from './snapshot-delta.js';
+import { applyDelta, DeltaMismatch, sameContent } from './snapshot-delta.js';
 import { controlTarget } from './control-target.js';
 
 export interface WatchSnapshotsOptions {
@@ -98,7 +97,6 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
   let replaceChannel = false;
 
   let last: Snapshot | undefined;
-  let lastDigest: string | undefined;
   let call: grpc.ClientReadableStream<unknown> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let attempt = 0;
@@ -209,14 +207,7 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
       const resumed = first;
       first = false;
       if (last && last.version === snap.version && last.generatedAt === snap.generatedAt) return;
-      if (resumed && last) {
-        lastDigest ??= contentDigest(last);
-        const digest = contentDigest(snap);
-        if (digest === lastDigest) return; // the same content under another version: nothing to apply
-        lastDigest = digest;
-      } else {
-        lastDigest = undefined;
-      }
+      if (resumed && last && sameContent(last, snap)) return; // the same content under another version: nothing to apply
       last = snap;
       try {
         opts.onSnapshot(snap);
@@ -244,10 +235,4 @@ export function watchSnapshots(opts: WatchSnapshotsOptions): SnapshotWatch {
       client.close();
     },
   };
-}
-
-/** A snapshot's content without what differs between control-plane replicas and restarts. */
-function contentDigest(s: Snapshot): string {
-  const { version: _v, generatedAt: _g, ...content } = s;
-  return createHash('sha256').update(JSON.stringify(content)).digest('hex');
 }

@@ -174,6 +174,24 @@ function applyKeyed<T>(
 /** A delta that does not fit the snapshot held: the stream is re-opened for a whole one. */
 export class DeltaMismatch extends Error {}
 
+/**
+ * Whether two snapshots hold the same content: every field but version and generatedAt, by
+ * deep comparison (key order ignored; an absent list is an empty one, as snapshots from
+ * before a field carry none). The compiler decides a new version by it, and the discovery
+ * client whether a resumed stream's first snapshot is news. Generic over the fields, so a
+ * field added later is compared without being listed here.
+ */
+export function sameContent(a: object, b: object): boolean {
+  const x = a as Record<string, unknown>;
+  const y = b as Record<string, unknown>;
+  const none: unknown[] = [];
+  for (const k of new Set([...Object.keys(x), ...Object.keys(y)])) {
+    if (k === 'version' || k === 'generatedAt') continue;
+    if (!sameValue(x[k] ?? none, y[k] ?? none)) return false;
+  }
+  return true;
+}
+
 /** Deep equality of decoded or compiled values, key order ignored (no allocation; stops at the first difference). */
 export function sameValue(a: unknown, b: unknown): boolean {
   if (a === b) return true;

@@ -24,7 +24,7 @@
 // - version: previous + 1 when the content (everything but version/generatedAt) changed;
 //   otherwise the previous snapshot is returned as is.
 import { createHash } from 'node:crypto';
-import { compareServices, compareWorkloads, sameValue } from '../api/snapshot-delta.js';
+import { compareServices, compareWorkloads, sameContent } from '../api/snapshot-delta.js';
 import {
   CLUSTER_DOMAIN,
   CLUSTER_ID_DEFAULT,
@@ -232,18 +232,4 @@ function assignClusterIps(svcs: readonly Svc[], previous: Snapshot | undefined):
 function inCidr(ip: string): boolean {
   const n = ipv4ToInt(ip);
   return n !== undefined && n - CIDR_BASE >= FIRST_ALLOCATABLE && n - CIDR_BASE <= LAST_ALLOCATABLE;
-}
-
-
-/**
- * Whether two compiled contents are the same (version and generatedAt aside): a deep
- * comparison, key order ignored. It replaced a sha256 of a key-sorted JSON of both, which at
- * 10,000 workloads cost a quarter of a second per compile; this allocates nothing and stops
- * at the first difference.
- */
-export function sameContent(a: SnapshotContent, b: SnapshotContent): boolean {
-  const fields: (keyof SnapshotContent)[] = ['workloads', 'services', 'nodes', 'namespaces', 'routing', 'security', 'trustBundle', 'telemetry', 'gateways', 'trustDomains'];
-  // telemetry, gateways and trustDomains may be absent (snapshots from before them): absent is empty
-  const empty: unknown[] = [];
-  return fields.every((f) => sameValue(a[f] ?? empty, b[f] ?? empty));
 }

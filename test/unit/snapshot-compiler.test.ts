@@ -2,7 +2,8 @@
 // Resources go through the real path (YAML → validation → store) before compiling.
 import test from 'ava';
 import fc from 'fast-check';
-import { compileSnapshot, sameContent, SERVICE_CIDR } from '../../control/compile/compiler.js';
+import { compileSnapshot, SERVICE_CIDR } from '../../control/compile/compiler.js';
+import { sameContent } from '../../control/api/snapshot-delta.js';
 import type { Resource } from '../../control/model/resources.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { resourcesOf } from '../helpers/config-yaml.js';
