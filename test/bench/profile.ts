@@ -101,18 +101,13 @@ async function main(): Promise<void> {
   const perfMaps = async () => new Set((await readdir('/tmp')).filter((f) => /^perf-\d+\.map$/.test(f)));
   const mapsBefore = await perfMaps();
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
-  let lab: BenchLab;
-  try {
-    lab = await BenchLab.up({ haproxyThreads: 1, heldConnections: 0 });
-  } catch (err) {
-    for (const f of await perfMaps()) if (!mapsBefore.has(f)) await rm(path.join('/tmp', f), { force: true });
-    throw err;
-  }
-  delete process.env.NODE_OPTIONS;
-  const pids = await lab.agentPids();
   const name = `profile-${variant}-${values.proto}`;
   const data = path.join(out, `${name}.perf.data`);
+  let lab: BenchLab | undefined;
   try {
+    lab = await BenchLab.up({ haproxyThreads: 1, heldConnections: 0 });
+    delete process.env.NODE_OPTIONS;
+    const pids = await lab.agentPids();
     // warm the path (JIT, pools, certificates) before recording
     log(`warming ${variant} (${values.proto}, c${c})`);
     await (values.proto === 'h1' ? wrk(lab, variant, c, 3) : h2load(lab, variant, c, 3));
@@ -153,7 +148,8 @@ async function main(): Promise<void> {
     await writeFile(path.join(out, `${name}.md`), md.join('\n'));
     log(`wrote ${path.join(out, name)}.md, .folded and .svg per agent`);
   } finally {
-    await lab.down();
+    delete process.env.NODE_OPTIONS;
+    await lab?.down();
     await rm(data, { force: true });
     await rm(`${data}.old`, { force: true });
     for (const f of await perfMaps()) if (!mapsBefore.has(f)) await rm(path.join('/tmp', f), { force: true });
