@@ -8,9 +8,12 @@
 // Writes into BENCH_OUT (default dist/bench-results/): per agent, its stacks folded
 // (`profile-VARIANT-PROTO-NODE.folded`, Brendan Gregg's format) and a flame graph (.svg),
 // and one Markdown page with each agent's hottest frames, self and inclusive
-// (`profile-VARIANT-PROTO.md`). The agents' perf maps (/tmp/perf-PID.map) are removed after.
+// (`profile-VARIANT-PROTO.md`). The agents' perf maps (/tmp/perf-PID.map) are removed after,
+// and so are the logs --perf-basic-prof makes V8 write (into a temporary directory: without
+// --logfile every Node process of the lab left an isolate-*-v8.log in its working directory).
 import { spawn } from 'node:child_process';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packagePath } from '../../common/paths.js';
@@ -100,7 +103,10 @@ async function main(): Promise<void> {
   // the lab's other Node processes; every map that appears is removed at the end)
   const perfMaps = async () => new Set((await readdir('/tmp')).filter((f) => /^perf-\d+\.map$/.test(f)));
   const mapsBefore = await perfMaps();
-  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
+  // V8 falls back to stdout when --logfile's directory does not exist: it must exist first
+  const v8Logs = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-profile-v8-'));
+  process.env.NODE_OPTIONS =
+    `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack --logfile=${v8Logs}/%p.log --no-logfile-per-isolate`.trim();
   const name = `profile-${variant}-${values.proto}`;
   const data = path.join(out, `${name}.perf.data`);
   let lab: BenchLab | undefined;
@@ -153,6 +159,7 @@ async function main(): Promise<void> {
     await rm(data, { force: true });
     await rm(`${data}.old`, { force: true });
     for (const f of await perfMaps()) if (!mapsBefore.has(f)) await rm(path.join('/tmp', f), { force: true });
+    await rm(v8Logs, { recursive: true, force: true });
   }
 }
 
