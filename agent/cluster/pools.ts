@@ -16,7 +16,7 @@
 // for HTTP/2).
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool } from '../transport/undici-dispatchers.js';
 import { endsWithTransport } from '../transport/keep-alive.js';
 import { undiciHttp1Options } from '../transport/undici-http1.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';

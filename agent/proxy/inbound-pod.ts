@@ -8,7 +8,7 @@
 // of its own.
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import { Client } from 'undici';
+import { Client } from '../transport/undici-dispatchers.js';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
 import type { HeaderOps } from '../../control/api/snapshot-routing.js';
