@@ -45,6 +45,8 @@ import { closeDescriptor } from './datapath/socket-handoff.js';
 import { untilEventLoopQuiet } from './lifecycle/first-traffic.js';
 import { offerHandoff, type HandoffServer } from './lifecycle/handoff.js';
 import { LastGoodWriter, readLastGood } from './lifecycle/last-good.js';
+import { MemoryTrimmer } from './lifecycle/memory-trim.js';
+import { mallocTrim } from './datapath/socket-calls.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners, type PreparedListeners } from './lifecycle/prepare.js';
 
 const log = logger('agent');
@@ -128,7 +130,11 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   const stateDir = opts.stateDir ?? DEFAULT_STATE_DIR;
   const pinDir = opts.pinDir ?? DEFAULT_PIN_DIR;
   const livenessTimeoutMs = opts.livenessTimeoutMs ?? DEFAULT_LIVENESS_TIMEOUT_MS;
-  const addresses = listenerAddresses({ proxyIp: opts.proxyIp, ...(opts.outboundPort ? { outboundPort: opts.outboundPort } : {}), hbone: opts.controlTls !== undefined });
+  const addresses = listenerAddresses({
+    proxyIp: opts.proxyIp,
+    ...(opts.outboundPort ? { outboundPort: opts.outboundPort } : {}),
+    hbone: opts.controlTls !== undefined,
+  });
   const { listeners, predecessor } = prepared ?? prepareListeners(stateDir, addresses);
   const addressOf = (name: string) => addresses.find((a) => a.name === name)!;
 
@@ -173,6 +179,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   let signerFailed!: (err: unknown) => void;
   const signer = new Promise<CertificateSigner>((resolve, reject) => ((signerReady = resolve), (signerFailed = reject)));
   signer.catch(() => undefined); // a start that fails before: the requests waiting get its error
+  // freed native memory goes back to the system after bursts (certificates, snapshots) and each minute
+  const trimmer = new MemoryTrimmer({ trim: mallocTrim });
   // eslint-disable-next-line prefer-const -- assigned once the identity manager exists
   let writer: LastGoodWriter;
   const identity = opts.controlTls
@@ -183,19 +191,25 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         registry,
         onChange: () => {
           writer?.changed();
+          trimmer.poke();
           pool?.identitiesChanged();
         },
         ...(opts.rootChangeSpreadMs !== undefined ? { rootChangeSpreadMs: opts.rootChangeSpreadMs } : {}),
       })
     : undefined;
   if (!jsStreamSocketGuard.installed)
-    log.warn("this Node's JSStreamSocket is not the one the write guard knows: a peer's FIN during an HTTP/2 write over HBONE may crash the agent (transport/http2-write-fix.ts)");
+    log.warn(
+      "this Node's JSStreamSocket is not the one the write guard knows: a peer's FIN during an HTTP/2 write over HBONE may crash the agent (transport/http2-write-fix.ts)",
+    );
   writer = new LastGoodWriter(stateDir, opts.node, () => ({ snapshot: state.snapshot, identities: identity?.held() ?? [] }));
   if (lastGood?.snapshot) {
     identity?.restore(lastGood.identities);
     identity?.onSnapshot(lastGood.snapshot);
     snapshotVersion.set(lastGood.snapshot.version);
-    log.info({ version: lastGood.snapshot.version, identities: lastGood.identities.length, age: Date.now() - lastGood.writtenAt }, 'serving from the last good state until the control plane answers');
+    log.info(
+      { version: lastGood.snapshot.version, identities: lastGood.identities.length, age: Date.now() - lastGood.writtenAt },
+      'serving from the last good state until the control plane answers',
+    );
   }
 
   const reconcileInbound = (s: Snapshot) =>
@@ -237,53 +251,66 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
   // pods never reach this agent's ports or the control plane through the passthrough
   passthroughGuard.configure({ agentPorts: [adminPort, opts.outboundPort ?? PORTS.outbound], control: opts.control });
   const adminServer = () =>
-    startAdminServer(adminHost, adminPort, {
-      // ready as soon as it serves: on a restart the datapath an earlier agent left redirects
-      // and captures the pods it knew before this one has enrolled and attached anything
-      notReady() {
-        if (!state.snapshot) return 'no snapshot from the control plane yet';
-        if (!datapath) return 'datapath not attached';
-        if (!serving?.listening.outbound) return 'outbound listener not up';
-        if (!serving.listening.inbound) return `inbound capture listener (${PORTS.inbound}) not up`;
-        if (identity && !serving.listening.hbone) return `HBONE listener (${PORTS.hbone}) not up`;
-        if (!adopting) {
-          if (!enrollment?.ready) return 'pods not enrolled yet';
-          if (!inboundAttached) return 'inbound capture not attached yet';
-        }
-        // a runtime creating a pod once this agent is ready must find the CNI plugin's socket
-        // (found by the suite under load: the lab's first CNI ADD came before it listened)
-        if (opts.cniSocket !== false && !cni) return 'CNI socket not listening yet';
-        if (!owner) return 'taking over from the agent before this one';
-        return undefined;
+    startAdminServer(
+      adminHost,
+      adminPort,
+      {
+        // ready as soon as it serves: on a restart the datapath an earlier agent left redirects
+        // and captures the pods it knew before this one has enrolled and attached anything
+        notReady() {
+          if (!state.snapshot) return 'no snapshot from the control plane yet';
+          if (!datapath) return 'datapath not attached';
+          if (!serving?.listening.outbound) return 'outbound listener not up';
+          if (!serving.listening.inbound) return `inbound capture listener (${PORTS.inbound}) not up`;
+          if (identity && !serving.listening.hbone) return `HBONE listener (${PORTS.hbone}) not up`;
+          if (!adopting) {
+            if (!enrollment?.ready) return 'pods not enrolled yet';
+            if (!inboundAttached) return 'inbound capture not attached yet';
+          }
+          // a runtime creating a pod once this agent is ready must find the CNI plugin's socket
+          // (found by the suite under load: the lab's first CNI ADD came before it listened)
+          if (opts.cniSocket !== false && !cni) return 'CNI socket not listening yet';
+          if (!owner) return 'taking over from the agent before this one';
+          return undefined;
+        },
+        ...(opts.workers && opts.workers > 1
+          ? { metrics: () => pool?.metrics() ?? registry.metrics().then((body) => ({ body, contentType: registry.contentType })) }
+          : {}),
+        async debug() {
+          const proxies = (await serving?.debug()) ?? {};
+          return {
+            node: opts.node,
+            pid: process.pid,
+            workerPids: pool?.pids ?? [],
+            snapshotVersion: state.version,
+            snapshotSource: liveSnapshot ? 'control plane' : state.snapshot ? 'last good state' : 'none',
+            listeners: listeners.origin,
+            liveness: datapath
+              ? {
+                  ...datapath.liveness(),
+                  heartbeatNs: String(datapath.liveness().heartbeatNs),
+                  timeoutNs: String(datapath.liveness().timeoutNs),
+                }
+              : undefined,
+            enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
+            // the node's meshed pods as the snapshot names them (the dashboard lists them)
+            meshedPods:
+              state.snapshot?.workloads
+                .filter((w) => w.meshed && w.node === opts.node)
+                .map((w) => ({ namespace: w.namespace, name: w.name, workload: workloadName(w), ip: w.ip })) ?? [],
+            ...proxies,
+            inboundCapture: {
+              pods: inbound?.capturedPods() ?? [],
+              failOpen: inbound?.failOpenPods() ?? [],
+              links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [],
+            },
+            identities: identity?.status() ?? [],
+            trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
+          };
+        },
       },
-      ...(opts.workers && opts.workers > 1 ? { metrics: () => pool?.metrics() ?? registry.metrics().then((body) => ({ body, contentType: registry.contentType })) } : {}),
-      async debug() {
-        const proxies = (await serving?.debug()) ?? {};
-        return {
-          node: opts.node,
-          pid: process.pid,
-          workerPids: pool?.pids ?? [],
-          snapshotVersion: state.version,
-          snapshotSource: liveSnapshot ? 'control plane' : state.snapshot ? 'last good state' : 'none',
-          listeners: listeners.origin,
-          liveness: datapath ? { ...datapath.liveness(), heartbeatNs: String(datapath.liveness().heartbeatNs), timeoutNs: String(datapath.liveness().timeoutNs) } : undefined,
-          enrolled: enrollment?.list().map((p) => ({ ...p, cookie: String(p.cookie) })) ?? [],
-          // the node's meshed pods as the snapshot names them (the dashboard lists them)
-          meshedPods:
-            state.snapshot?.workloads
-              .filter((w) => w.meshed && w.node === opts.node)
-              .map((w) => ({ namespace: w.namespace, name: w.name, workload: workloadName(w), ip: w.ip })) ?? [],
-          ...proxies,
-          inboundCapture: {
-            pods: inbound?.capturedPods() ?? [],
-            failOpen: inbound?.failOpenPods() ?? [],
-            links: inbound?.attachments().map((a) => `${a.name}/${a.direction}`) ?? [],
-          },
-          identities: identity?.status() ?? [],
-          trustBundle: identity?.trustBundle().map((pem) => new X509Certificate(pem).fingerprint256) ?? [],
-        };
-      },
-    }, { isNode: (ip) => passthroughGuard.node.has(ip), ...opts.adminAccess });
+      { isNode: (ip) => passthroughGuard.node.has(ip), ...opts.adminAccess },
+    );
 
   const onSnapshot = (s: Snapshot) => {
     if (handedOver) return; // the successor serves new connections; ours drain on what they had
@@ -301,6 +328,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     writer.changed();
     reconcileAll(s);
     cni?.snapshotChanged();
+    trimmer.poke();
   };
   const closeIdentity = () => {
     signerFailed(new Error('the agent stopped'));
@@ -318,7 +346,14 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     // each agent container on Kubernetes) for the proxy to read original destinations
     adopting = Datapath.pinned(pinDir);
     const podsCgroup = opts.podsCgroup ?? cgroup2Mount();
-    datapath = await Datapath.open({ pinDir, podsCgroup, proxyCgroup: ownCgroup(), proxyIp: opts.proxyIp, proxyPort: opts.outboundPort ?? PORTS.outbound, mark: PROXY_MARK });
+    datapath = await Datapath.open({
+      pinDir,
+      podsCgroup,
+      proxyCgroup: ownCgroup(),
+      proxyIp: opts.proxyIp,
+      proxyPort: opts.outboundPort ?? PORTS.outbound,
+      mark: PROXY_MARK,
+    });
     enrollment = new Enrollment(opts.node, datapath, new PodNetnsScanner(opts.netnsDir ?? '/run/netns'));
 
     // access logs and traces as the environment sets them (the Telemetry resources refine them
@@ -326,7 +361,8 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     configureTelemetry({ NODEMESH_NODE_NAME: opts.node, ...process.env });
     setMeshedPods(() => state.snapshot?.workloads.reduce((n, w) => (w.meshed && w.node === opts.node ? n + 1 : n), 0) ?? 0);
     // serve: the proxies accept on the listeners (held since the process started), here or in workers
-    if (!identity) log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
+    if (!identity)
+      log.warn('no control-plane TLS, so no workload identities: HBONE is off and meshed destinations are reached in plaintext');
     const servingConfig: ServingConfig = {
       node: opts.node,
       proxyIp: opts.proxyIp,
@@ -374,7 +410,16 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       }
     }, HEARTBEAT_MS);
     heartbeat.unref();
-    log.info({ workers: pool?.count ?? 1, listeners: listeners.origin, ms: Math.round(performance.now() - startedAt), sinceProcessStart: Math.round(process.uptime() * 1000), cpuMs: cpuMs() }, 'proxy accepting');
+    log.info(
+      {
+        workers: pool?.count ?? 1,
+        listeners: listeners.origin,
+        ms: Math.round(performance.now() - startedAt),
+        sinceProcessStart: Math.round(process.uptime() * 1000),
+        cpuMs: cpuMs(),
+      },
+      'proxy accepting',
+    );
 
     // the rest of the agent, once the connections that queued while it started were served
     const waited = await untilEventLoopQuiet();
@@ -382,8 +427,14 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
 
     // the control plane: its client (gRPC, the protos) is loaded now, not before serving
     if (opts.controlTls) {
-      const [{ ControlPlaneCredentials }, { createCertificateClient }] = await Promise.all([import('../control/api/control-credentials.js'), import('../control/api/ca-client.js')]);
-      controlCreds = new ControlPlaneCredentials({ rootCertFile: opts.controlTls.rootCert, ...(opts.controlTls.tokenFile ? { tokenFile: opts.controlTls.tokenFile } : { nodeCredentialDir: opts.controlTls.nodeCredential! }) });
+      const [{ ControlPlaneCredentials }, { createCertificateClient }] = await Promise.all([
+        import('../control/api/control-credentials.js'),
+        import('../control/api/ca-client.js'),
+      ]);
+      controlCreds = new ControlPlaneCredentials({
+        rootCertFile: opts.controlTls.rootCert,
+        ...(opts.controlTls.tokenFile ? { tokenFile: opts.controlTls.tokenFile } : { nodeCredentialDir: opts.controlTls.nodeCredential! }),
+      });
       if (state.snapshot) controlCreds.setTrustBundle(state.snapshot.trustBundle);
       caClient = createCertificateClient({ address: opts.control, credentials: controlCreds.credentials });
       signerReady(caClient);
@@ -439,11 +490,15 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       prepare: () => writer.flush(),
       release,
     });
-    log.info({ ms: Math.round(performance.now() - startedAt), from: predecessor ? `agent ${predecessor.pid}` : listeners.origin }, 'agent serving');
+    log.info(
+      { ms: Math.round(performance.now() - startedAt), from: predecessor ? `agent ${predecessor.pid}` : listeners.origin },
+      'agent serving',
+    );
   } catch (err) {
     // nothing half-started may outlive a failed start; the datapath stays as it was (a
     // predecessor, if any, keeps serving: it never let go)
     predecessor?.abandon();
+    trimmer.close();
     await cni?.close();
     clearInterval(rescan);
     clearInterval(heartbeat);
@@ -516,12 +571,17 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
         log.info({ how, left: await openConnections() }, 'drain over');
         watch?.close();
         closeIdentity();
+        trimmer.close();
         setMeshedPods(undefined);
         await serving?.close();
         await closeTelemetry(); // after the drain: the requests that finished in it are logged
         await inbound?.close();
         datapath?.close();
-        log.info(released ? 'agent stopped after handing over' : 'agent stopped; the datapath stays (fail closed until an agent serves again; `nodemesh agent cleanup` removes it)');
+        log.info(
+          released
+            ? 'agent stopped after handing over'
+            : 'agent stopped; the datapath stays (fail closed until an agent serves again; `nodemesh agent cleanup` removes it)',
+        );
       })();
       return stopping;
     },

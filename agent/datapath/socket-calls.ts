@@ -10,7 +10,9 @@
 //     an address that is not this node's (the inbound delivery's client's pod IP);
 //   - tcpListener(): a listening socket made before Node takes it over (`server.listen({fd})`),
 //     so the agent can bind first, pass it to a successor, or make the inbound capture's
-//     IP_TRANSPARENT one.
+//     IP_TRANSPARENT one;
+//   - mallocTrim(): malloc_trim(0), glibc giving freed native memory back to the system (not a
+//     socket call, but libc's, so it is bound here; lifecycle/memory-trim.ts decides when).
 // The functions are defined once and their buffers reused: the proxy calls
 // originalDst() on every accepted connection.
 import net from 'node:net';
@@ -155,7 +157,11 @@ function setTransparent(fd: number): void {
   const r = lib().setsockopt([fd, SOL_IP, IP_TRANSPARENT, intOpt, 4]);
   if (r.value !== 0) {
     const hint = r.errnoCode === os.constants.errno.EPERM ? ': needs root or CAP_NET_ADMIN' : '';
-    throw new SocketCallError('NM_ERR_ORIGINAL_DST', `setsockopt(IP_TRANSPARENT) failed with ${errnoName(r.errnoCode)}${hint}`, r.errnoCode);
+    throw new SocketCallError(
+      'NM_ERR_ORIGINAL_DST',
+      `setsockopt(IP_TRANSPARENT) failed with ${errnoName(r.errnoCode)}${hint}`,
+      r.errnoCode,
+    );
   }
 }
 
@@ -219,7 +225,15 @@ export function tcpListener(host: string, port: number, opts: { transparent?: bo
   sin.writeUInt16BE(port, 2);
   writeIpv4(sin, 4, host);
   const steps: Array<[string, () => ErrnoResult, string]> = [
-    ...(opts.transparent ? [['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'] as [string, () => ErrnoResult, string]] : []),
+    ...(opts.transparent
+      ? [
+          ['setsockopt(IP_TRANSPARENT)', () => c.setsockopt([fd, SOL_IP, IP_TRANSPARENT, one, 4]), 'needs root or CAP_NET_ADMIN'] as [
+            string,
+            () => ErrnoResult,
+            string,
+          ],
+        ]
+      : []),
     ['setsockopt(SO_REUSEADDR)', () => c.setsockopt([fd, SOL_SOCKET, SO_REUSEADDR, one, 4]), ''],
     [`bind(${host}:${port})`, () => c.bind([fd, sin, sin.length]), `is another agent running, or ${host} not an address of this node?`],
     ['listen()', () => c.listen([fd, opts.backlog ?? 4096]), ''],
@@ -233,3 +247,25 @@ export function tcpListener(host: string, port: number, opts: { transparent?: bo
   }
   return fd;
 }
+
+/**
+ * malloc_trim(0): glibc returns the free memory of every malloc arena to the system, also the
+ * free pages between live allocations, which free() never gives back (it only trims the top
+ * of the main heap). True when some memory was released.
+ */
+export function mallocTrim(): boolean {
+  if (trim === undefined) {
+    lib(); // opens libc
+    try {
+      trim = (
+        define({ malloc_trim: { library: 'libc', retType: DataType.I32, paramsType: [DataType.I64] } }) as unknown as {
+          malloc_trim: (a: [number]) => number;
+        }
+      ).malloc_trim;
+    } catch {
+      trim = null; // not glibc (musl has no malloc_trim): nothing to trim with, the socket calls unaffected
+    }
+  }
+  return trim !== null && trim([0]) === 1;
+}
+let trim: ((args: [number]) => number) | null | undefined;

@@ -1,0 +1,87 @@
+// The agent gives freed native memory back to the system (agent/lifecycle/memory-trim.ts):
+// glibc's malloc_trim through libc (datapath/socket-calls.ts), once a burst is over and each
+// minute.
+import test from 'ava';
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { mallocTrim } from '../../agent/datapath/socket-calls.js';
+import { MemoryTrimmer } from '../../agent/lifecycle/memory-trim.js';
+import { FakeClock } from '../helpers/fake-clock.js';
+
+const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+
+test('mallocTrim returns the free pages between live native allocations to the system', async (t) => {
+  // 80 MB of native (malloc'ed) buffers, one in 16 kept: what is freed lies between live
+  // allocations, where free() never returns it
+  const kept: Buffer[] = [];
+  let all: Buffer[] | undefined = [];
+  for (let i = 0; i < 20_000; i++) {
+    const b = Buffer.allocUnsafeSlow(4000).fill(1);
+    all.push(b);
+    if (i % 16 === 0) kept.push(b);
+  }
+  all = undefined;
+  // the buffers' memory is freed once the garbage collector finalizes them
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  gc();
+  await sleep(100); // backing stores are freed off the main thread
+  gc();
+  const before = rssKiB();
+  t.true(mallocTrim(), 'malloc_trim released nothing');
+  const after = rssKiB();
+  t.true(before - after > 20 * 1024, `RSS went from ${before} to ${after} KiB: less than 20 MB came back`);
+  t.is(kept.length, 1250); // what stayed live is still there
+});
+
+test('a poke trims once the burst is over: after quietMs without another poke, not before', (t) => {
+  const clock = new FakeClock();
+  let trims = 0;
+  const m = new MemoryTrimmer({ trim: () => (trims++, true), quietMs: 2000, intervalMs: 0, clock });
+  m.poke();
+  clock.advance(1500);
+  m.poke(); // still busy: the wait starts over
+  clock.advance(1500);
+  t.is(trims, 0);
+  clock.advance(500);
+  t.is(trims, 1);
+  clock.advance(60_000);
+  t.is(trims, 1, 'one burst, one trim');
+  t.deepEqual(m.counts, { trims: 1, released: 1 });
+  m.close();
+});
+
+test('without pokes it trims every intervalMs, and nothing after close', (t) => {
+  const clock = new FakeClock();
+  let trims = 0;
+  const m = new MemoryTrimmer({ trim: () => (trims++, false), intervalMs: 60_000, clock });
+  clock.advance(180_000);
+  t.is(trims, 3);
+  t.deepEqual(m.counts, { trims: 3, released: 0 });
+  m.poke();
+  m.close();
+  clock.advance(180_000);
+  t.is(trims, 3);
+  t.is(clock.timers(), 0, 'close cancels its timers');
+});
+
+test('a trim that throws is logged once, not thrown, and not tried again: the agent goes on', (t) => {
+  const clock = new FakeClock();
+  let tries = 0;
+  const m = new MemoryTrimmer({
+    trim: () => {
+      tries++;
+      throw new Error('no malloc_trim here');
+    },
+    intervalMs: 1000,
+    clock,
+  });
+  t.notThrows(() => clock.advance(3000));
+  m.poke();
+  clock.advance(3000);
+  t.is(tries, 1);
+  t.deepEqual(m.counts, { trims: 0, released: 0 });
+  t.is(clock.timers(), 0);
+});
