@@ -63,7 +63,7 @@ export interface Settings {
   bulk: { seconds: number; variants: VariantId[] };
   capture: { connections: number };
   /** the many-pods lab: one node per count of meshed pods; RSS readings (1 s apart) per agent */
-  pods: { steps: number[]; settleSeconds: number; samples: number };
+  pods: { steps: number[]; settleSeconds: number; samples: number; settleMaxSeconds: number };
   /** connections held through the L4 path while the agents' memory is read (RSS readings 1 s apart) */
   held: { connections: number; settleSeconds: number; samples: number };
   /** changes: at most this many, and no new one after maxSeconds (a change at this scale can take seconds) */
@@ -103,7 +103,7 @@ export function settings(quick: boolean): Settings {
       },
       bulk: { seconds: 0.3, variants: BULK },
       capture: { connections: 30 },
-      pods: { steps: [0, 5, 10], settleSeconds: 0, samples: 2 },
+      pods: { steps: [0, 5, 10], settleSeconds: 0, samples: 2, settleMaxSeconds: 30 },
       held: { connections: 300, settleSeconds: 1, samples: 1 },
       controlPlane: { services: 100, endpointsPerService: 10, agents: 10, changes: 3, maxSeconds: 20 },
     };
@@ -133,7 +133,7 @@ export function settings(quick: boolean): Settings {
     // not 500: the lab gives each node a /24 of pod addresses (deploy/lab/lab-plan.ts), so one
     // node holds at most 250 pods; and `lab up` takes ~0.6 s per pod on a loaded 2-core
     // machine (350 pods: 214 s), so 200 is the most that fits the suite's 15 minutes
-    pods: { steps: [0, 100, 200], settleSeconds: 2, samples: 3 },
+    pods: { steps: [0, 100, 200], settleSeconds: 2, samples: 3, settleMaxSeconds: 150 },
     held: { connections: 10_000, settleSeconds: 2, samples: 3 },
     controlPlane: { services: 1000, endpointsPerService: 10, agents: 10, changes: 20, maxSeconds: 90 },
   };

@@ -37,6 +37,33 @@ async function collectGarbage(pid: number, gcDir: string): Promise<{ heapUsed: n
   }
 }
 
+/**
+ * Waits until no agent's RSS moved by more than 1 MiB over the last 20 s (readings 5 s apart):
+ * after a burst (every pod enrolled and issued a certificate at once) V8 shrinks its heap and
+ * the agent returns freed native memory over the following minute. RSS "with N pods" is what
+ * the agent keeps, not the burst's high-water, which is reported beside it (VmHWM). Seconds
+ * it took, or undefined when it was still moving after `maxSeconds`.
+ */
+async function rssSettled(pids: number[], maxSeconds: number): Promise<{ seconds: number | undefined }> {
+  const t0 = performance.now();
+  const readings: number[][] = [];
+  for (;;) {
+    readings.push(await Promise.all(pids.map((p) => rssBytes(p))));
+    const last = readings.slice(-5);
+    if (last.length === 5 && pids.every((_, i) => Math.max(...last.map((r) => r[i]!)) - Math.min(...last.map((r) => r[i]!)) <= 2 ** 20))
+      return { seconds: (performance.now() - t0) / 1000 };
+    if (performance.now() - t0 > maxSeconds * 1000) return { seconds: undefined };
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+}
+
+/** The agent's peak RSS since it started (VmHWM): the enrolment burst's high-water. */
+async function peakRssBytes(pid: number): Promise<number> {
+  const m = /^VmHWM:\s+(\d+) kB/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'));
+  if (!m) throw new Error(`no VmHWM for pid ${pid}`);
+  return Number(m[1]) * 1024;
+}
+
 export function podsDocuments(steps: number[]): Record<string, unknown>[] {
   const docs: Record<string, unknown>[] = [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'pods', labels: { 'nodemesh.io/mesh': 'enabled' } } },
@@ -71,7 +98,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
   const steps = s.pods.steps;
   const method =
     `A lab of its own with one node per pod count (${steps.join(', ')}), every pod meshed and sleeping with its own service account; once every agent has enrolled its pods and holds their certificates, ` +
-    `${s.pods.settleSeconds} s of quiet, then each agent's RSS (/proc/<pid>/status) and V8 heap used, each reading right after a full garbage collection in the agent (median of ${s.pods.samples} readings 1 s apart). Marginal per pod between consecutive counts.`;
+    `${s.pods.settleSeconds} s of quiet, then until every agent's RSS has settled (moved ≤ 1 MiB over 20 s, at most ${s.pods.settleMaxSeconds} s: the enrolment burst's garbage and freed memory go back), then each agent's RSS (/proc/<pid>/status) and V8 heap used, each reading right after a full garbage collection in the agent (median of ${s.pods.samples} readings 1 s apart). Marginal per pod between consecutive counts. The peak is the agent's VmHWM (the burst's high-water).`;
   return scenario('pods', 'Agent memory per meshed pod', method, log, async (out) => {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-pods-'));
     const gcDir = path.join(dir, 'gc');
@@ -113,7 +140,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
       }
       const certSeconds = (performance.now() - t1) / 1000;
       await new Promise((r) => setTimeout(r, s.pods.settleSeconds * 1000));
-      const agents: { pods: number; rssMB: number; heapUsedMB: number }[] = [];
+      const pids = new Map<number, number>();
       for (const n of steps) {
         const node = state.nodes.find((x) => x.name === `pods-${n}`)!;
         // the agent the lab's supervisor runs (the state file names the supervisor), checked
@@ -121,6 +148,17 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
         const pid = await labAgentPid(PODS_LAB, node.name);
         if (pid === undefined || !(await cgroupPids(node.agentCgroup)).includes(pid))
           throw new Error(`node pods-${n}: its agent (pid ${pid ?? 'unknown'}) is not running in ${node.agentCgroup}`);
+        pids.set(n, pid);
+      }
+      const settled = await rssSettled([...pids.values()], s.pods.settleMaxSeconds);
+      log(
+        settled.seconds === undefined
+          ? `  RSS still moving after ${s.pods.settleMaxSeconds} s: read anyway`
+          : `  RSS settled ${settled.seconds.toFixed(0)} s after the last certificate`,
+      );
+      const agents: { pods: number; rssMB: number; heapUsedMB: number; peakRssMB: number }[] = [];
+      for (const n of steps) {
+        const pid = pids.get(n)!;
         const rss: number[] = [];
         const heap: number[] = [];
         for (let i = 0; i < s.pods.samples; i++) {
@@ -129,7 +167,12 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
           rss.push(await rssBytes(pid));
           heap.push(after.heapUsed);
         }
-        agents.push({ pods: n, rssMB: median(rss) / 2 ** 20, heapUsedMB: median(heap) / 2 ** 20 });
+        agents.push({
+          pods: n,
+          rssMB: median(rss) / 2 ** 20,
+          heapUsedMB: median(heap) / 2 ** 20,
+          peakRssMB: (await peakRssBytes(pid)) / 2 ** 20,
+        });
       }
       const marginal = agents.slice(1).map((a, i) => {
         const prev = agents[i]!;
@@ -141,9 +184,18 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
           heapBytesPerPod: ((a.heapUsedMB - prev.heapUsedMB) * 2 ** 20) / dn,
         };
       });
-      out.data = { labUpSeconds: upSeconds, certificatesSeconds: certSeconds, pods: steps.reduce((a, b) => a + b, 0), agents, marginal };
+      out.data = {
+        labUpSeconds: upSeconds,
+        certificatesSeconds: certSeconds,
+        settleSeconds: settled.seconds ?? null,
+        pods: steps.reduce((a, b) => a + b, 0),
+        agents,
+        marginal,
+      };
       for (const a of agents)
-        log(`  ${String(a.pods).padStart(4)} pods: agent RSS ${a.rssMB.toFixed(1)} MB, heap used ${a.heapUsedMB.toFixed(1)} MB`);
+        log(
+          `  ${String(a.pods).padStart(4)} pods: agent RSS ${a.rssMB.toFixed(1)} MB (peak ${a.peakRssMB.toFixed(1)}), heap used ${a.heapUsedMB.toFixed(1)} MB`,
+        );
       for (const m of marginal)
         log(
           `  ${m.from} → ${m.to}: ${(m.rssBytesPerPod / 1024).toFixed(1)} KiB RSS, ${(m.heapBytesPerPod / 1024).toFixed(1)} KiB heap per pod`,
