@@ -24,6 +24,7 @@ import type { IdentityProvider } from '../identity/identity.js';
 import { proxyErrors } from '../telemetry/metrics.js';
 import { dialTcp, UpstreamError } from '../transport/connector.js';
 import { ResponseFlag } from '../transport/response-flags.js';
+import { relay } from '../transport/relay.js';
 import { closeIdleSession, DEFAULT_TIMEOUTS } from '../transport/timeouts.js';
 import {
   HBONE_CONNECTION_WINDOW,
@@ -205,8 +206,7 @@ export class HboneGateway {
     });
     stream.once('close', () => upstream.destroy());
     upstream.on('error', () => stream.destroy());
-    stream.pipe(upstream);
-    upstream.pipe(stream);
+    relay(stream, upstream);
   }
 
   private refusePeer(reason: GatewayRefusal): void {

@@ -25,6 +25,7 @@ import { forwardRaw } from './header-ops.js';
 import { planTcp } from './tcp-route.js';
 import { ClusterSet } from '../cluster/cluster-set.js';
 import { connectWithTimeout, type UpstreamConnector } from '../transport/connector.js';
+import { relay } from '../transport/relay.js';
 import { closeIdleSession, enforceServerTimeouts, proxyTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
@@ -137,8 +138,7 @@ export class L7Servers implements Engine {
         // a tunnel now: the TCP idle timeout (the socket's timer sees both directions)
         (socket as Socket).setTimeout(plan.idleTimeoutMs || this.timeouts.tcpIdleMs);
         socket.once('timeout', () => socket.destroy());
-        up.pipe(socket);
-        socket.pipe(up);
+        relay(up, socket);
       },
       (err: unknown) => {
         plan.failed();

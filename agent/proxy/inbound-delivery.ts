@@ -30,6 +30,7 @@ import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabe
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { Flow, FlowSet } from '../transport/flow.js';
+import { relay } from '../transport/relay.js';
 import { classifyRequestLine, declaredProtocol, sniffWithin } from '../transport/protocol-detect.js';
 import { inboundTelemetry, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { DEFAULT_TIMEOUTS, type ProxyTimeouts } from '../transport/timeouts.js';
@@ -146,7 +147,12 @@ export async function deliverInbound(
       resetDownstream(stream);
     },
   });
-  stream.once('close', () => connections.delete(authorized));
+  // one close listener for the stream's life (every held connection carries it): set once delivered
+  let closeDelivered: (() => void) | undefined;
+  stream.once('close', () => {
+    connections.delete(authorized);
+    closeDelivered?.();
+  });
 
   let pod: Duplex;
   try {
@@ -174,10 +180,10 @@ export async function deliverInbound(
   const onClose = () => {
     if (--open === 0) flow.close();
   };
-  stream.once('close', () => {
+  closeDelivered = () => {
     onClose();
     pod.destroy();
-  });
+  };
   pod.once('close', onClose);
   const timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
   // requests are read where a policy needs them, and on ports declared HTTP for the
@@ -316,8 +322,7 @@ function refused(reason: string): InboundResult {
 function pipe(stream: Duplex, pod: Duplex, timeouts: ProxyTimeouts): void {
   stream.on('error', () => pod.destroy());
   pod.on('error', () => stream.destroy());
-  stream.pipe(pod);
-  pod.pipe(stream);
+  relay(stream, pod);
   (pod as Duplex & { setTimeout?: (ms: number, cb: () => void) => unknown }).setTimeout?.(timeouts.tcpIdleMs, () => {
     pod.destroy();
     stream.destroy();

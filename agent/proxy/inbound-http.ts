@@ -28,6 +28,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { endsWithTransport } from '../transport/keep-alive.js';
+import { relay } from '../transport/relay.js';
 import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
 import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
@@ -170,8 +171,7 @@ function tunnel(req: http.IncomingMessage, socket: Duplex, head: Buffer, o: Http
       if (head.length > 0) pod.write(head);
       pod.on('error', () => socket.destroy());
       socket.on('error', () => pod.destroy());
-      socket.pipe(pod);
-      pod.pipe(socket);
+      relay(socket, pod);
       // a tunnel now: the TCP idle timeout (the peer's side sees both directions)
       (socket as net.Socket).setTimeout((o.timeouts ?? DEFAULT_TIMEOUTS).tcpIdleMs, () => {
         socket.destroy();

@@ -36,6 +36,7 @@ import type { ConnInfo } from '../transport/connection.js';
 import { proxyErrors, tcpLabels, type IstioLabels } from '../telemetry/metrics.js';
 import { publishConnection, tapping, type ConnectionDescription } from '../telemetry/tap.js';
 import { Flow, FlowSet } from '../transport/flow.js';
+import { relay } from '../transport/relay.js';
 import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flags.js';
 import { passthroughGuard } from './passthrough-guard.js';
 
@@ -67,6 +68,8 @@ const REQUEST_TIMEOUT = 'HTTP/1.1 408 Request Timeout\r\nconnection: close\r\nco
 /** An opaque TCP connection through the proxy: its accounting, and what the tap shows of it. */
 class TcpFlow extends Flow {
   upstream: Duplex | undefined = undefined;
+  /** sides not closed yet, once the upstream is connected: the flow is done at 0 */
+  openSides = 2;
   readonly startedAt = performance.now();
 
   constructor(
@@ -291,6 +294,7 @@ export class OutboundProxy {
     }
     downstream.once('close', () => {
       if (!flow.upstream) this.teardown(flow, true); // gone before the upstream connected
+      else this.sideClosed(flow);
     });
     this.connectUpstream(flow, {
       source,
@@ -313,16 +317,10 @@ export class OutboundProxy {
         }
         upstream.on('error', () => this.teardown(flow, true));
         flow.downstream.on('error', () => this.teardown(flow, true));
-        flow.downstream.pipe(upstream);
-        upstream.pipe(flow.downstream);
-        // each side ends its peer through pipe() (half-close is carried); the flow is done
-        // when both are fully closed
-        let open = 2;
-        const onClose = () => {
-          if (--open === 0) this.teardown(flow, false);
-        };
-        upstream.once('close', onClose);
-        flow.downstream.once('close', onClose);
+        relay(flow.downstream, upstream);
+        // each side ends its peer through the relay (half-close is carried); the flow is done
+        // when both are fully closed (the downstream's close listener is proxyTcp's)
+        upstream.once('close', () => this.sideClosed(flow));
         // no byte either way for the idle timeout: both sides are closed (the downstream
         // socket's timer sees both directions: what it reads goes up, what it writes came down)
         flow.downstream.setTimeout(flow.plan?.idleTimeoutMs || this.timeouts.tcpIdleMs);
@@ -340,6 +338,10 @@ export class OutboundProxy {
         this.teardown(flow, true, flag);
       },
     );
+  }
+
+  private sideClosed(flow: TcpFlow): void {
+    if (--flow.openSides === 0) this.teardown(flow, false);
   }
 
   private teardown(flow: TcpFlow, destroy: boolean, flag?: ResponseFlagValue): void {
