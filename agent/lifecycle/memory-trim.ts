@@ -8,7 +8,10 @@
 //
 // When: once things are quiet after a burst (`poke()`, then `quietMs` with no other poke),
 // and every `intervalMs` regardless, for what no poke announced (connections). A trim walks
-// the free lists on the event loop (10 ms for 80 MB of fragmented heap here), so never per request.
+// the free lists on the event loop (10 ms for 80 MB of fragmented heap here), so never per
+// request; a trim that took longer than `slowMs` (a large, busy heap) doubles the wait before
+// the next periodic one, up to 10 minutes, so that a proxy under load does not stall every
+// minute; a quick one brings the interval back.
 import { systemClock, type Clock, type ClockTimer } from '../../common/clock.js';
 import { logger } from '../../common/log.js';
 
@@ -21,21 +24,37 @@ export interface MemoryTrimOptions {
   quietMs?: number;
   /** between trims when nothing pokes (default 60 s; 0: never) */
   intervalMs?: number;
+  /** a trim slower than this backs the periodic trims off (default 10 ms) */
+  slowMs?: number;
   clock?: Clock;
+  /** milliseconds, for a trim's duration (default performance.now) */
+  now?: () => number;
 }
+
+/** the longest wait between periodic trims after slow ones */
+const MAX_INTERVAL_MS = 600_000;
 
 export class MemoryTrimmer {
   private readonly clock: Clock;
+  private readonly now: () => number;
   private quiet: ClockTimer | undefined;
-  private readonly interval: ClockTimer | undefined;
+  private periodic: ClockTimer | undefined;
+  /** the wait before the next periodic trim: intervalMs, longer after slow trims */
+  private every: number;
   private closed = false;
-  /** trims done, and how many released something (for tests and /debug) */
+  /** trims done, and how many released something */
   readonly counts = { trims: 0, released: 0 };
 
   constructor(private readonly opts: MemoryTrimOptions) {
     this.clock = opts.clock ?? systemClock;
-    const every = opts.intervalMs ?? 60_000;
-    this.interval = every > 0 ? this.clock.setInterval(() => this.trimNow(), every) : undefined;
+    this.now = opts.now ?? (() => performance.now());
+    this.every = opts.intervalMs ?? 60_000;
+    this.schedulePeriodic();
+  }
+
+  /** the wait before the next periodic trim now */
+  get intervalMs(): number {
+    return this.every;
   }
 
   /** Something allocated a lot and let it go: trim once `quietMs` passed without another poke. */
@@ -52,12 +71,22 @@ export class MemoryTrimmer {
     this.closed = true;
     this.quiet?.cancel();
     this.quiet = undefined;
-    this.interval?.cancel();
+    this.periodic?.cancel();
+    this.periodic = undefined;
+  }
+
+  private schedulePeriodic(): void {
+    if (this.closed || this.every <= 0) return;
+    this.periodic = this.clock.setTimeout(() => {
+      this.periodic = undefined;
+      this.trimNow();
+      this.schedulePeriodic();
+    }, this.every);
   }
 
   private trimNow(): void {
     if (this.closed) return;
-    const t0 = performance.now();
+    const t0 = this.now();
     let released = false;
     try {
       released = this.opts.trim();
@@ -66,8 +95,17 @@ export class MemoryTrimmer {
       this.close(); // once, not a warning a minute
       return;
     }
+    const ms = this.now() - t0;
     this.counts.trims++;
     if (released) this.counts.released++;
-    log.debug({ released, ms: Math.round((performance.now() - t0) * 10) / 10 }, 'freed native memory returned to the system');
+    const base = this.opts.intervalMs ?? 60_000;
+    const slow = this.opts.slowMs ?? 10;
+    if (base > 0 && ms > slow) {
+      this.every = Math.min(this.every * 2, Math.max(base, MAX_INTERVAL_MS));
+      log.info({ ms: Math.round(ms), nextPeriodicMs: this.every }, 'malloc_trim was slow; periodic trims back off');
+    } else if (ms < slow / 2) {
+      this.every = base;
+    }
+    log.debug({ released, ms: Math.round(ms * 10) / 10 }, 'freed native memory returned to the system');
   }
 }

@@ -85,3 +85,30 @@ test('a trim that throws is logged once, not thrown, and not tried again: the ag
   t.deepEqual(m.counts, { trims: 0, released: 0 });
   t.is(clock.timers(), 0);
 });
+
+test('a slow trim doubles the wait before the next periodic one (up to 10 min); a quick one brings it back', (t) => {
+  const clock = new FakeClock();
+  let took = 30; // ms each trim takes, as `now` sees it
+  let at = 0;
+  const m = new MemoryTrimmer({
+    trim: () => ((at += took), true),
+    intervalMs: 60_000,
+    slowMs: 10,
+    clock,
+    now: () => at,
+  });
+  clock.advance(60_000);
+  t.is(m.counts.trims, 1);
+  t.is(m.intervalMs, 120_000);
+  clock.advance(119_999);
+  t.is(m.counts.trims, 1, 'the next periodic trim waits the doubled interval');
+  clock.advance(1);
+  t.is(m.counts.trims, 2);
+  t.is(m.intervalMs, 240_000);
+  clock.advance(240_000 + 480_000 + 600_000);
+  t.is(m.intervalMs, 600_000, 'never more than 10 minutes');
+  took = 1;
+  clock.advance(600_000);
+  t.is(m.intervalMs, 60_000);
+  m.close();
+});
