@@ -174,6 +174,12 @@ export async function deliverInbound(
       reason: 'the peer went away before the pod connection was up',
     };
   }
+  // requests are read where a policy needs them, and on ports declared HTTP for the
+  // destination's request metrics (reporter="destination"); other streams stay byte pipes,
+  // whose bytes the relay counts
+  const http = declaredHttp(opts.service, c.port);
+  const piped = authorized.mode === 'pipe' && !http;
+  if (piped) flow.relayed();
   // delivered: counted until both sides are closed
   flow.open();
   let open = 2;
@@ -186,10 +192,7 @@ export async function deliverInbound(
   };
   pod.once('close', onClose);
   const timeouts = opts.timeouts ?? DEFAULT_TIMEOUTS;
-  // requests are read where a policy needs them, and on ports declared HTTP for the
-  // destination's request metrics (reporter="destination"); other streams stay byte pipes
-  const http = declaredHttp(opts.service, c.port);
-  if (authorized.mode === 'pipe' && !http) {
+  if (piped) {
     flow.logAs = {
       subject: c.destination,
       upstreamHost: joinHostPort(c.destination.ip, c.port),

@@ -29,6 +29,7 @@ import { connectionClosed, connectionOpened } from '../telemetry/mesh-metrics.js
 import { logConnection } from '../telemetry/access-log.js';
 import { metricLabels, metricsRule, type Subject } from '../telemetry/telemetry-policy.js';
 import { ResponseFlag } from './response-flags.js';
+import { relayedBytes } from './relay.js';
 
 /** How often the bytes of open flows are brought up to date between scrapes. */
 export const FLUSH_INTERVAL_MS = 5_000;
@@ -40,8 +41,10 @@ export const FLUSH_INTERVAL_MS = 5_000;
  *   client, what it read is sent back. A stream without byte counters reports none.
  * - 'passing': the client's side, a stream without byte counters; the flow counts the
  *   chunks read from it and written to it from open() on.
+ * - 'relayed': the same stream, joined to the other side by relay.ts, which counts what it
+ *   moves: the flow reads the relay's counts and adds nothing per chunk (set by relayed()).
  */
-export type ByteCounters = 'client' | 'upstream' | 'passing';
+export type ByteCounters = 'client' | 'upstream' | 'passing' | 'relayed';
 
 type Counted = Duplex & { readonly bytesRead?: number; readonly bytesWritten?: number };
 
@@ -70,7 +73,7 @@ export class Flow {
     /** Istio's labels of the connection; close() sets response_flags */
     readonly labels: IstioLabels,
     private readonly stream: Duplex,
-    private readonly counters: ByteCounters,
+    private counters: ByteCounters,
     /** the reporter's workload, whose Telemetry metrics overrides apply (telemetry-policy.ts) */
     private readonly subject: Subject = undefined,
   ) {}
@@ -82,6 +85,11 @@ export class Flow {
 
   get closed(): boolean {
     return this.state === 'closed';
+  }
+
+  /** A 'passing' flow whose stream relay.ts will join: its bytes are the relay's counts. Before open(). */
+  relayed(): void {
+    if (this.state === 'described' && this.counters === 'passing') this.counters = 'relayed';
   }
 
   /** Counts the flow as opened; its bytes are brought up to date with its set's until it closes. */
@@ -105,6 +113,7 @@ export class Flow {
     const s = this.stream as Counted;
     if (this.counters === 'client') return s.bytesRead ?? 0;
     if (this.counters === 'upstream') return s.bytesWritten ?? 0;
+    if (this.counters === 'relayed') return relayedBytes(s).read;
     return this.passedIn;
   }
 
@@ -113,6 +122,7 @@ export class Flow {
     const s = this.stream as Counted;
     if (this.counters === 'client') return s.bytesWritten ?? 0;
     if (this.counters === 'upstream') return s.bytesRead ?? 0;
+    if (this.counters === 'relayed') return relayedBytes(s).written;
     return this.passedOut;
   }
 

@@ -13,10 +13,12 @@
 import type { Duplex } from 'node:stream';
 
 const kPeer = Symbol('nodemesh.relayPeer');
+const kRead = Symbol('nodemesh.relayRead');
 
-type Joined = Duplex & { [kPeer]: Duplex };
+type Joined = Duplex & { [kPeer]: Duplex; [kRead]: number };
 
 function onData(this: Joined, chunk: Buffer): void {
+  this[kRead] += chunk.length;
   if (!this[kPeer].write(chunk)) this.pause();
 }
 
@@ -31,6 +33,7 @@ function onEnd(this: Joined): void {
 
 function join(from: Duplex, to: Duplex): void {
   (from as Joined)[kPeer] = to;
+  (from as Joined)[kRead] = 0;
   from.on('data', onData);
   from.on('drain', onDrain);
   // a side that ended before it was joined (a client's FIN read while its protocol was sniffed) ends its peer now
@@ -48,4 +51,16 @@ export function relay(a: Duplex, b: Duplex): void {
   else a.pause();
   if (!a.writableNeedDrain) b.resume();
   else b.pause();
+}
+
+/**
+ * What the relay moved for a side: bytes read from it (passed to its peer) and bytes written to
+ * it (read from its peer); zeros for a side no relay joined. For streams that keep no byte
+ * counters (an HBONE CONNECT stream): transport/flow.ts reads these rather than listening to
+ * every chunk itself.
+ */
+export function relayedBytes(side: Duplex): { read: number; written: number } {
+  const j = side as Partial<Joined>;
+  const peer = j[kPeer] as Partial<Joined> | undefined;
+  return { read: j[kRead] ?? 0, written: peer?.[kRead] ?? 0 };
 }

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { once } from 'node:events';
 import { Duplex, PassThrough } from 'node:stream';
-import { relay } from '../../agent/transport/relay.js';
+import { relay, relayedBytes } from '../../agent/transport/relay.js';
 
 interface Chain {
   client: net.Socket;
@@ -125,6 +125,25 @@ test('a side whose end came before it was joined (a FIN read while sniffing) end
   const atClient = readAll(c.client);
   c.server.end('late answer');
   t.is((await atClient).toString(), 'late answer');
+});
+
+test('relayedBytes counts what the relay moved each way, given-back bytes once', async (t) => {
+  const { client, joined } = await chain(t, async (accepted) => {
+    const [first] = (await once(accepted, 'data')) as [Buffer];
+    accepted.pause();
+    accepted.unshift(first); // read again by the relay: counted once
+  });
+  client.write('12345');
+  const c = await joined;
+  const atServer = readAll(c.server);
+  client.end('678');
+  t.is((await atServer).length, 8);
+  const atClient = readAll(c.client);
+  c.server.end(Buffer.alloc(100_000));
+  t.is((await atClient).length, 100_000);
+  t.deepEqual(relayedBytes(c.accepted), { read: 8, written: 100_000 });
+  t.deepEqual(relayedBytes(c.upstream), { read: 100_000, written: 8 });
+  t.deepEqual(relayedBytes(new PassThrough()), { read: 0, written: 0 }, 'a stream no relay joined');
 });
 
 test('every relay shares the same handlers: no closure per connection', (t) => {
