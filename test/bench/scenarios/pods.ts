@@ -14,7 +14,7 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
-import { cgroupPids, rssBytes } from '../lab-exec.js';
+import { cgroupPids, rssBytes, rssSettled } from '../lab-exec.js';
 import { podProgram } from '../bench-lab.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
@@ -34,26 +34,6 @@ async function collectGarbage(pid: number, gcDir: string): Promise<{ heapUsed: n
     if (Date.now() > deadline)
       throw new Error(`agent ${pid} did not report a garbage collection within 30 s (pods/collect-garbage.ts not loaded?)`);
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-/**
- * Waits until no agent's RSS moved by more than 1 MiB over the last 20 s (readings 5 s apart):
- * after a burst (every pod enrolled and issued a certificate at once) V8 shrinks its heap and
- * the agent returns freed native memory over the following minute. RSS "with N pods" is what
- * the agent keeps, not the burst's high-water, which is reported beside it (VmHWM). Seconds
- * it took, or undefined when it was still moving after `maxSeconds`.
- */
-async function rssSettled(pids: number[], maxSeconds: number): Promise<{ seconds: number | undefined }> {
-  const t0 = performance.now();
-  const readings: number[][] = [];
-  for (;;) {
-    readings.push(await Promise.all(pids.map((p) => rssBytes(p))));
-    const last = readings.slice(-5);
-    if (last.length === 5 && pids.every((_, i) => Math.max(...last.map((r) => r[i]!)) - Math.min(...last.map((r) => r[i]!)) <= 2 ** 20))
-      return { seconds: (performance.now() - t0) / 1000 };
-    if (performance.now() - t0 > maxSeconds * 1000) return { seconds: undefined };
-    await new Promise((r) => setTimeout(r, 5000));
   }
 }
 
