@@ -151,8 +151,9 @@ async function main(): Promise<number> {
         // scenarios RSS already held their high-water and hid part of each connection's cost)
         if (wanted('held-connections')) {
           results.push(await heldConnectionsScenario(lab, s, log));
-          // what the 10,000 connections left (garbage, a grown heap) is collected before
-          // anything is timed: a latency reading must not carry that collection's pauses
+          // what the 10,000 connections left (garbage, a grown heap) gets time to be collected
+          // (V8's memory reducer acts within seconds of quiet) before anything is timed: a
+          // latency reading should not carry that collection's pauses
           const settled = await rssSettled(Object.values(await lab.agentPids()), 120);
           log(
             settled.seconds === undefined
