@@ -4,7 +4,9 @@
 // fraction of what pipe() allocates per connection. Two pipes cost each held connection
 // ~18 closures, six once() wrappers and their listener arrays (the heap of an agent holding
 // 10,000 L4 connections: 120,000 onceWrapper functions); here the handlers are module
-// functions shared by every connection, and each side carries its peer in one property.
+// functions shared by every connection, and each side carries its peer in one property and
+// the bytes read from it in another (relayedBytes: an L4 flow's counts, with no listener of
+// its own per chunk).
 //
 // Like pipe(), a relay handles no errors and closes nothing: whoever joins the two decides
 // what an error or a close does to the other side (an L4 proxy resets it). Unlike pipe(), a
