@@ -51,6 +51,12 @@ export interface IdentityManagerOptions {
   rootChangeSpreadMs?: number;
   /** fetch meshed local pods' certificates on each snapshot, before their first connection (default true) */
   prefetch?: boolean;
+  /**
+   * requests (key, CSR, CreateCertificate) in flight at once; the others queue in order
+   * (default 8). A node whose 110 pods start together asks the CA a few at a time, not all
+   * at once, and holds fewer keys, CSRs and calls in memory meanwhile.
+   */
+  maxConcurrentRequests?: number;
   clock?: Clock;
   /** in [0, 1) (default Math.random) */
   random?: () => number;
@@ -115,6 +121,9 @@ export class IdentityManager implements IdentityProvider {
   private bundle: string[];
   private snapshot: Snapshot | undefined;
   private closed = false;
+  /** requests in flight, and those waiting for one of them to finish */
+  private inFlight = 0;
+  private readonly waiting: (() => void)[] = [];
 
   constructor(private readonly opts: IdentityManagerOptions) {
     this.clock = opts.clock ?? systemClock;
@@ -224,6 +233,7 @@ export class IdentityManager implements IdentityProvider {
 
   close(): void {
     this.closed = true;
+    for (const go of this.waiting.splice(0)) go(); // they see `closed` and give up
     for (const e of this.entries.values()) {
       e.timer?.cancel();
       e.dropped = true;
@@ -346,8 +356,25 @@ export class IdentityManager implements IdentityProvider {
     }, at - this.clock.now());
   }
 
-  /** key, CSR, CreateCertificate, and the checks of what came back */
+  /** key, CSR, CreateCertificate, and the checks of what came back: at most maxConcurrentRequests at once */
   private async request(spiffeId: string): Promise<{ cert: WorkloadCertificate; root: string }> {
+    if (this.inFlight >= (this.opts.maxConcurrentRequests ?? 8)) await new Promise<void>((go) => this.waiting.push(go));
+    else this.inFlight++;
+    // a slot handed over by release() keeps inFlight as it is
+    try {
+      if (this.closed) throw new NodemeshError('NM_ERR_IDENTITY', 'the identity manager is stopped');
+      return await this.requestNow(spiffeId);
+    } finally {
+      // after close() the waiters were let go without a slot: the count no longer matters
+      if (!this.closed) {
+        const next = this.waiting.shift();
+        if (next) next();
+        else this.inFlight--;
+      }
+    }
+  }
+
+  private async requestNow(spiffeId: string): Promise<{ cert: WorkloadCertificate; root: string }> {
     const { privateKey: keyPem, publicKey: publicPem } = await generateKeyPair('rsa', {
       modulusLength: 2048,
       publicKeyEncoding: { type: 'spki', format: 'pem' },

@@ -261,3 +261,47 @@ test('when the trust bundle gains a root, certificates move under it within the 
   t.is(verifyChain([fresh.certChainPem], bundle, clock.now()), bundle[1]!, 'the new certificate chains to the new root');
   t.is(verifyChain([old.certChainPem], bundle, clock.now()), oldRoot, 'the old one still verifies during the overlap');
 });
+
+test('at most maxConcurrentRequests requests are in flight; the rest queue and every identity gets its certificate', async (t) => {
+  const clock = new FakeClock();
+  const { ca, signer } = await inProcessCa(t, clock);
+  // the CA answers only when the test lets a request through
+  let open = 0;
+  let most = 0;
+  const gates: (() => void)[] = [];
+  const gated: CertificateSigner = {
+    async createCertificate(req) {
+      open++;
+      most = Math.max(most, open);
+      await new Promise<void>((go) => gates.push(go));
+      open--;
+      return signer.createCertificate(req);
+    },
+    close() {},
+  };
+  const { m } = manager(t, clock, gated, ca, { maxConcurrentRequests: 3 });
+  const pods = Array.from({ length: 10 }, (_, i) => workload(`p${i}`, `sa${i}`, NODE));
+  m.onSnapshot(snapshot(pods, ca.trustBundle())); // prefetches all ten
+  await eventually(() => gates.length === 3, 20_000, 'three requests at the CA');
+  await new Promise((r) => setTimeout(r, 200)); // RSA keys take time: no fourth came meanwhile
+  t.is(gates.length, 3);
+  while (gates.length > 0 || m.status().some((s) => !s.notAfter)) {
+    gates.shift()?.();
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  t.is(most, 3, 'never more than three at the CA at once');
+  t.is(m.status().filter((s) => s.notAfter).length, 10);
+});
+
+test('closing the manager lets queued requests go: they fail, none hangs', async (t) => {
+  const clock = new FakeClock();
+  const { ca } = await inProcessCa(t, clock);
+  const never: CertificateSigner = { createCertificate: () => new Promise(() => {}), close() {} };
+  const { m } = manager(t, clock, never, ca, { maxConcurrentRequests: 1, prefetch: false });
+  m.onSnapshot(snapshot([workload('a', 'a', NODE), workload('b', 'b', NODE)], ca.trustBundle()));
+  void m.certificate('spiffe://cluster.local/ns/shop/sa/a').catch(() => undefined); // holds the one slot
+  const queued = m.certificate('spiffe://cluster.local/ns/shop/sa/b');
+  await new Promise((r) => setTimeout(r, 300));
+  m.close();
+  await t.throwsAsync(queued, { message: /stopped/ });
+});
