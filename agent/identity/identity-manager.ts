@@ -360,7 +360,7 @@ export class IdentityManager implements IdentityProvider {
   private async request(spiffeId: string): Promise<{ cert: WorkloadCertificate; root: string }> {
     if (this.inFlight >= (this.opts.maxConcurrentRequests ?? 8)) await new Promise<void>((go) => this.waiting.push(go));
     else this.inFlight++;
-    // a slot handed over by release() keeps inFlight as it is
+    // a waiter is let go by a finishing request, which hands it its slot: inFlight stays as it is
     try {
       if (this.closed) throw new NodemeshError('NM_ERR_IDENTITY', 'the identity manager is stopped');
       return await this.requestNow(spiffeId);
