@@ -9,11 +9,11 @@
 // (`profile-VARIANT-PROTO-NODE.folded`, Brendan Gregg's format) and a flame graph (.svg),
 // and one Markdown page with each agent's hottest frames, self and inclusive
 // (`profile-VARIANT-PROTO.md`). The agents' perf maps (/tmp/perf-PID.map) are removed after,
-// and so are the logs --perf-basic-prof makes V8 write (into a temporary directory: without
-// --logfile every Node process of the lab left an isolate-*-v8.log in its working directory).
+// and so are the logs --perf-basic-prof makes V8 write: every Node process of the lab leaves an
+// isolate-*-v8.log in its working directory (the checkout), and Node refuses V8's --logfile in
+// NODE_OPTIONS, so the ones that appear during the run are removed after it.
 import { spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packagePath } from '../../common/paths.js';
@@ -103,10 +103,17 @@ async function main(): Promise<void> {
   // the lab's other Node processes; every map that appears is removed at the end)
   const perfMaps = async () => new Set((await readdir('/tmp')).filter((f) => /^perf-\d+\.map$/.test(f)));
   const mapsBefore = await perfMaps();
-  // V8 falls back to stdout when --logfile's directory does not exist: it must exist first
-  const v8Logs = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-profile-v8-'));
-  process.env.NODE_OPTIONS =
-    `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack --logfile=${v8Logs}/%p.log --no-logfile-per-isolate`.trim();
+  // and each writes an isolate-ADDRESS-PID-v8.log where it runs (Node allows neither --logfile
+  // nor --no-log-code in NODE_OPTIONS): the ones that appear are removed at the end
+  const logDirs = [...new Set([process.cwd(), packagePath()])];
+  const v8Logs = async () => {
+    const found = new Set<string>();
+    for (const dir of logDirs)
+      for (const f of await readdir(dir).catch(() => [] as string[])) if (/^isolate-0x[0-9a-f]+-.*v8\.log$/.test(f)) found.add(path.join(dir, f));
+    return found;
+  };
+  const logsBefore = await v8Logs();
+  process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
   const name = `profile-${variant}-${values.proto}`;
   const data = path.join(out, `${name}.perf.data`);
   let lab: BenchLab | undefined;
@@ -159,7 +166,7 @@ async function main(): Promise<void> {
     await rm(data, { force: true });
     await rm(`${data}.old`, { force: true });
     for (const f of await perfMaps()) if (!mapsBefore.has(f)) await rm(path.join('/tmp', f), { force: true });
-    await rm(v8Logs, { recursive: true, force: true });
+    for (const f of await v8Logs()) if (!logsBefore.has(f)) await rm(f, { force: true });
   }
 }
 
