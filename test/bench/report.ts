@@ -189,6 +189,39 @@ function dataMd(r: ScenarioResult): string {
       ],
     );
   }
+  if (r.id === 'workers' && d.scaling) {
+    type Run = { rps: number; cpuMsPer1k: number };
+    const rounds = d.rounds as Record<string, Record<string, Record<number, Run>>>[];
+    const n = d.workers as number;
+    const scaling = d.scaling as Record<string, Record<string, number>>;
+    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
+    const rows: string[][] = [];
+    for (const mode of d.modes as string[])
+      for (const v of Object.keys(scaling[mode] ?? {})) {
+        const at = (w: number, k: keyof Run) => med(rounds.map((x) => x[mode]![v]![w]![k]));
+        rows.push([
+          mode === 'quota' ? `${d.share} CPU per worker` : "the machine's cores",
+          v,
+          num(at(1, 'rps'), 0),
+          num(at(n, 'rps'), 0),
+          num(at(1, 'cpuMsPer1k'), 0),
+          num(at(n, 'cpuMsPer1k'), 0),
+          num(scaling[mode]![v]!, 2),
+        ]);
+      }
+    return table(
+      [
+        'CPU',
+        'path',
+        'req/s, 1 worker',
+        `req/s, ${n} workers`,
+        'CPU-ms/1k, 1',
+        `CPU-ms/1k, ${n}`,
+        `scaling (${n} ÷ ${n} × 1, median of rounds)`,
+      ],
+      rows,
+    );
+  }
   if (r.id === 'verify' && Array.isArray(d.evidence)) return (d.evidence as string[]).map((e) => `- ${e}`).join('\n');
   return '';
 }

@@ -149,3 +149,15 @@ time for request:      150us     12.50ms      1.75ms       500us    80.00%
   t.is(r.p99Ms, 12.5, 'h2load prints no percentiles: its max stands in');
   t.throws(() => parseWrk('connection refused'), { message: /wrk printed no rate/ });
 });
+
+test("the workers scenario's CPU quota finds the v1 hierarchy carrying the cpu controller, not cpuacct, cpuset or the unified one", async (t) => {
+  const { cpuV1Root } = await import('../bench/cpu-quota.js');
+  const mounts = [
+    'cgroup2 /sys/fs/cgroup/unified cgroup2 rw,nosuid,nodev,noexec,relatime 0 0',
+    'cgroup /sys/fs/cgroup/cpuacct cgroup rw,relatime,cpuacct 0 0',
+    'cgroup /sys/fs/cgroup/cpuset cgroup rw,relatime,cpuset 0 0',
+    'cgroup /sys/fs/cgroup/cpu,cpuacct cgroup rw,nosuid,nodev,noexec,relatime,cpu,cpuacct 0 0',
+  ].join('\n');
+  t.is(await cpuV1Root(mounts), '/sys/fs/cgroup/cpu,cpuacct');
+  t.is(await cpuV1Root('cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n'), undefined);
+});
