@@ -321,11 +321,41 @@ function evalPolicy(p: CompiledPolicy, a: Attrs, mode: Mode): Tri {
   return r;
 }
 
+/** A workload no AuthorizationPolicy selects: every request is allowed and nothing observed. */
+export function hasRules(p: WorkloadPolicy): boolean {
+  return p.deny.length + p.allow.length + p.audit.length + p.dryRun.length > 0;
+}
+
+/**
+ * What a workload without AuthorizationPolicies answers every request (decide() gives the same
+ * for an empty policy): one frozen object, so a request on such a workload (a port declared
+ * HTTP, parsed for its telemetry) builds no attributes for nothing to test.
+ */
+export const ALLOWED_WITHOUT_POLICY: AuthorizationResult = Object.freeze({
+  decision: 'allow',
+  reason: 'no-allow-policy',
+  audited: Object.freeze([]) as unknown as string[],
+  dryRunMatched: Object.freeze([]) as unknown as string[],
+});
+
+// the parts of the few principals a node sees, parsed once (bounded: cleared when full)
+const principalPartsCache = new Map<string, ReturnType<typeof principalParts>>();
+
+function cachedPrincipalParts(principal: string): ReturnType<typeof principalParts> {
+  let parts = principalPartsCache.get(principal);
+  if (parts === undefined && !principalPartsCache.has(principal)) {
+    if (principalPartsCache.size >= 1024) principalPartsCache.clear();
+    parts = principalParts(principal);
+    principalPartsCache.set(principal, parts && Object.freeze(parts));
+  }
+  return parts;
+}
+
 function attrs(l4: L4Attributes, http?: HttpAttributes, normalizedPath?: string): Attrs {
   const principal = l4.mtls && l4.sourcePrincipal ? toPrincipal(l4.sourcePrincipal) : undefined;
   return {
     principal,
-    parts: principal ? principalParts(principal) : undefined,
+    parts: principal ? cachedPrincipalParts(principal) : undefined,
     l4,
     http: http ? { ...http, normalizedPath: normalizedPath ?? http.path } : undefined,
   };
@@ -379,6 +409,7 @@ export function authorizeConnection(policy: WorkloadPolicy, l4: L4Attributes, op
 
 /** One HTTP request on a connection that authorizeConnection allowed with needsL7. */
 export function authorizeRequest(policy: WorkloadPolicy, l4: L4Attributes, http: HttpAttributes): AuthorizationResult {
+  if (!hasRules(policy)) return ALLOWED_WITHOUT_POLICY;
   const normalized = normalizePath(http.path);
   const a = attrs(l4, http, normalized?.path ?? http.path);
   const { pending: _pending, ...result } = decide(policy, a, 'request');

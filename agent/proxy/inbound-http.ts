@@ -30,7 +30,7 @@ import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { endsWithTransport } from '../transport/keep-alive.js';
 import { relay } from '../transport/relay.js';
 import { closeIdleSession, DEFAULT_TIMEOUTS, enforceServerTimeouts, type ProxyTimeouts } from '../transport/timeouts.js';
-import { authorizeRequest, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
+import { ALLOWED_WITHOUT_POLICY, authorizeRequest, hasRules, type AuthorizationResult, type L4Attributes, type WorkloadPolicy } from '../policy/authorization.js';
 import { normalizePath } from '../policy/authorization-match.js';
 import { applyOps, forwardH2 } from '../l7/header-ops.js';
 import { InboundRequest, type InboundTelemetry } from '../telemetry/inbound-requests.js';
@@ -133,12 +133,17 @@ function handle(req: http.IncomingMessage, res: http.ServerResponse, c: InboundC
     // "%00: The request will always be rejected with HTTP code 400"
     return void reply(res, 400, 'Bad Request');
   }
-  const decision = authorizeRequest(o.policy(), o.l4, {
-    method: req.method ?? '',
-    path: req.url ?? '/',
-    host: req.headers.host ?? '',
-    headers: req.headersDistinct,
-  });
+  // a workload without policies (a port declared HTTP, parsed for its telemetry) builds no
+  // attributes: headersDistinct is an object of arrays made per read
+  const policy = o.policy();
+  const decision = hasRules(policy)
+    ? authorizeRequest(policy, o.l4, {
+        method: req.method ?? '',
+        path: req.url ?? '/',
+        host: req.headers.host ?? '',
+        headers: req.headersDistinct,
+      })
+    : ALLOWED_WITHOUT_POLICY;
   o.onDecision(decision);
   if (decision.decision === 'deny') return void reply(res, 403, RBAC_DENIED_BODY);
   // the 100 Continue is ours; the pod gets the body without being asked
@@ -276,12 +281,15 @@ function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
   const normalized = target === undefined ? undefined : normalizePath(target);
   if (!normalized) return localReply(s, grpc, 400, 'Bad Request');
   const host = headers[':authority'] ?? headers.host ?? '';
-  const decision = authorizeRequest(o.policy(), o.l4, {
-    method: headers[':method'] ?? '',
-    path: target!,
-    host,
-    headers: headers.host === undefined && host ? { ...headers, host } : headers,
-  });
+  const policy = o.policy();
+  const decision = hasRules(policy)
+    ? authorizeRequest(policy, o.l4, {
+        method: headers[':method'] ?? '',
+        path: target!,
+        host,
+        headers: headers.host === undefined && host ? { ...headers, host } : headers,
+      })
+    : ALLOWED_WITHOUT_POLICY;
   o.onDecision(decision);
   if (decision.decision === 'deny') return localReply(s, grpc, 403, RBAC_DENIED_BODY);
 

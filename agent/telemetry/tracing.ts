@@ -98,8 +98,9 @@ export function startSpan(
     set['x-request-id'] = randomUUID();
     changed = true;
   }
-  const inc = incoming(header);
+  // no collector (tracing's default): only x-request-id, without reading the trace headers
   const rule = exporter ? tracingRule(subject, kind === 'client' ? 'source' : 'destination') : undefined;
+  const inc = rule ? incoming(header) : undefined;
   const sampled = inc?.sampled ?? (rule !== undefined && Math.random() * 100 < rule.samplingPercent);
   if (!sampled || !exporter || !rule) return { span: undefined, ops: changed ? { set, add: {}, remove: [] } : undefined };
   const span: SpanContext = {

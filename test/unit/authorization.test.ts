@@ -7,8 +7,10 @@
 import test from 'ava';
 import fc from 'fast-check';
 import {
+  ALLOWED_WITHOUT_POLICY,
   authorizeConnection,
   authorizeRequest,
+  hasRules,
   SecurityIndex,
   type Decision,
   type HttpAttributes,
@@ -131,6 +133,31 @@ test('reference: AUDIT of GET /user/profile/* never changes the decision and rep
   t.is(r.decision, 'allow');
   t.deepEqual(r.audited, ['ns1/anyname']);
   t.deepEqual(authorizeRequest(p, l4Of({}), httpOf({ method: 'GET', path: '/other' })).audited, []);
+});
+
+test('a workload no policy selects allows every request with one frozen answer; one policy of any action (AUDIT too) is evaluated', (t) => {
+  const s = compileYaml([
+    podYaml('api', { ns: 'ns1' }),
+    podYaml('web', { ns: 'ns2' }),
+    authorizationPolicy(
+      'ns2',
+      'audit-web',
+      `action: AUDIT
+  rules:
+  - to:
+    - operation:
+        methods: ["GET"]`,
+    ),
+  ]);
+  const none = policyOf(s, 'ns1/api');
+  t.false(hasRules(none));
+  const r = authorizeRequest(none, l4Of({ principal: sa('ns9', 'x') }), httpOf({ method: 'DELETE', path: '/%2e%2e/x' }));
+  t.is(r, ALLOWED_WITHOUT_POLICY);
+  t.deepEqual({ ...r }, { decision: 'allow', reason: 'no-allow-policy', audited: [], dryRunMatched: [] });
+  t.throws(() => (r.audited as string[]).push('x'), { instanceOf: TypeError }, 'shared: nobody may add to it');
+  const audited = policyOf(s, 'ns2/web');
+  t.true(hasRules(audited));
+  t.deepEqual(authorizeRequest(audited, l4Of({}), httpOf({ method: 'GET', path: '/' })).audited, ['ns2/audit-web']);
 });
 
 test('reference: allow-nothing (spec {}) denies all requests to the namespace; allow-all (rules: [{}]) allows them', (t) => {
