@@ -3,7 +3,12 @@
 // meanwhile. Not part of `npm run bench` (profiling slows what it measures); run it before
 // changing the hot path, and after, to see what moved.
 //
-//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2] [--c 16] [--seconds 15]
+//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2] [--c 16] [--seconds 15] [--rate N]
+//
+// --rate N profiles the suite's open-loop generator at N req/s (HTTP/1.1, c connections)
+// instead of a closed loop: at 1,000 req/s an agent spends 3–4× the CPU per request it spends
+// at saturation (every request wakes the event loop on its own), and that is where the
+// latency scenario's CPU ratios come from.
 //
 // Writes into BENCH_OUT (default dist/bench-results/): per agent, its stacks folded
 // (`profile-VARIANT-PROTO-NODE.folded`, Brendan Gregg's format) and a flame graph (.svg),
@@ -18,7 +23,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packagePath } from '../../common/paths.js';
 import { BenchLab } from './bench-lab.js';
-import { h2load, wrk } from './load-tools.js';
+import { h2load, openLoop, wrk } from './load-tools.js';
 import { VARIANTS, type VariantId } from './settings.js';
 import { flameGraphSvg } from './flame-graph.js';
 
@@ -28,6 +33,7 @@ const { values } = parseArgs({
     proto: { type: 'string', default: 'h1' },
     c: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '15' },
+    rate: { type: 'string' },
   },
 });
 const variant = values.variant as VariantId;
@@ -40,6 +46,15 @@ if (!(variant in VARIANTS) || VARIANTS[variant].proxies !== 'agents')
 if (values.proto !== 'h1' && values.proto !== 'h2') throw new Error('--proto: h1 or h2');
 const c = Number(values.c);
 const seconds = Number(values.seconds);
+const rate = values.rate === undefined ? undefined : Number(values.rate);
+if (rate !== undefined && !(rate > 0)) throw new Error('--rate: requests per second, above 0');
+if (rate !== undefined && values.proto !== 'h1') throw new Error('--rate: the open-loop generator speaks HTTP/1.1 (--proto h1)');
+/** The load while recorded: closed loop (wrk, h2load), or open loop at --rate; resolves its req/s. */
+async function load(lab: BenchLab, secs: number): Promise<number> {
+  if (rate !== undefined) return (await openLoop(lab, variant, { rate, seconds: secs, warmup: 0, connections: c })).achievedRps;
+  return (await (values.proto === 'h1' ? wrk(lab, variant, c, secs) : h2load(lab, variant, c, secs))).rps;
+}
+const shape = rate === undefined ? `c${c}` : `${rate}rps`;
 const out = process.env.BENCH_OUT ?? packagePath('dist', 'bench-results');
 const log = (m: string) => process.stderr.write(`[profile ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
@@ -97,6 +112,38 @@ function topFrames(stacks: Map<string, number>, n: number): { self: [string, num
   return { self: top(self), inclusive: top(incl), total };
 }
 
+/**
+ * Where the samples fall, by kind: inside a system call (the kernel's network stack and
+ * epoll, the receiver's softirq work included: veth delivers in the sender's context), else
+ * by the leaf frame — JavaScript, V8's builtins and runtime (inline caches, allocation, GC),
+ * Node's C++ (streams, TLS and HTTP/2 glue), OpenSSL's ciphers, nghttp2, the C library
+ * (malloc), anything else. Frame names only: a heuristic, good for comparing two profiles.
+ */
+function sampleKinds(stacks: Map<string, number>): [string, number][] {
+  const kinds = new Map<string, number>();
+  for (const [stack, count] of stacks) {
+    const frames = stack.split(';');
+    const leaf = frames.at(-1)!;
+    const kind = frames.some((f) => f.startsWith('do_syscall_64') || f.startsWith('entry_SYSCALL'))
+      ? 'kernel: system calls'
+      : leaf.startsWith('JS:')
+        ? 'JavaScript'
+        : leaf.startsWith('Builtins_') || leaf.startsWith('v8::') || leaf.startsWith('Heap')
+          ? 'V8 builtins and runtime'
+          : leaf.startsWith('node::') || leaf.startsWith('uv_') || leaf.startsWith('uv__')
+            ? "Node's and libuv's C++"
+            : /aes|gcm|sha|EVP_|ssl|tls1?_/i.test(leaf)
+              ? 'OpenSSL'
+              : leaf.startsWith('nghttp2')
+                ? 'nghttp2'
+                : /^(_int_|malloc|free|cfree|__libc|__memmove|__memcpy|__memset|unlink_chunk|malloc_consolidate)/.test(leaf)
+                  ? 'C library (malloc, memcpy)'
+                  : 'other (kernel interrupts, unresolved)';
+    kinds.set(kind, (kinds.get(kind) ?? 0) + count);
+  }
+  return [...kinds].sort((a, b) => b[1] - a[1]);
+}
+
 async function main(): Promise<void> {
   await mkdir(out, { recursive: true });
   // the agents inherit the lab's environment: V8 writes /tmp/perf-PID.map for perf (so do
@@ -114,7 +161,7 @@ async function main(): Promise<void> {
   };
   const logsBefore = await v8Logs();
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
-  const name = `profile-${variant}-${values.proto}`;
+  const name = `profile-${variant}-${values.proto}${rate === undefined ? '' : `-${rate}rps`}`;
   const data = path.join(out, `${name}.perf.data`);
   let lab: BenchLab | undefined;
   try {
@@ -122,22 +169,22 @@ async function main(): Promise<void> {
     delete process.env.NODE_OPTIONS;
     const pids = await lab.agentPids();
     // warm the path (JIT, pools, certificates) before recording
-    log(`warming ${variant} (${values.proto}, c${c})`);
-    await (values.proto === 'h1' ? wrk(lab, variant, c, 3) : h2load(lab, variant, c, 3));
+    log(`warming ${variant} (${values.proto}, ${shape})`);
+    await load(lab, 3);
     log(`recording both agents for ${seconds} s under load`);
     const pidList = Object.values(pids).join(',');
     const perf = run(
       ['perf', 'record', '-F', '499', '-g', '-p', pidList, '-o', data, '--', 'sleep', String(seconds)],
       (seconds + 60) * 1000,
     );
-    const load = await (values.proto === 'h1' ? wrk(lab, variant, c, seconds) : h2load(lab, variant, c, seconds));
+    const rps = await load(lab, seconds);
     await perf;
-    log(`${Math.round(load.rps)} req/s during the recording; folding the stacks`);
+    log(`${Math.round(rps)} req/s during the recording; folding the stacks`);
     const folded = foldPerfScript(await run(['perf', 'script', '-F', 'comm,pid,tid,time,event,ip,sym,dso', '-i', data], 300_000));
     const md = [
-      `# Profile of the agents: ${VARIANTS[variant].label}, ${values.proto === 'h1' ? 'wrk (HTTP/1.1)' : 'h2load (HTTP/2)'} c${c}, ${seconds} s`,
+      `# Profile of the agents: ${VARIANTS[variant].label}, ${rate !== undefined ? `open loop (HTTP/1.1) at ${rate} req/s over ${c} connections` : `${values.proto === 'h1' ? 'wrk (HTTP/1.1)' : 'h2load (HTTP/2)'} c${c}`}, ${seconds} s`,
       '',
-      `${Math.round(load.rps)} req/s while recorded (perf record -F 499 -g; agents under --perf-basic-prof, which slows them).`,
+      `${Math.round(rps)} req/s while recorded (perf record -F 499 -g; agents under --perf-basic-prof, which slows them).`,
       '',
       "JavaScript frames carry V8's names (`*` optimized, `^` baseline, `~` interpreted). An interpreted frame's name can be stale: V8 reuses the addresses of code it freed and the perf map only grows, so a module's top level in the middle of a hot stack is such a frame. `pvm_irq_enable` is this VM's interrupt path (the network stack's softirqs).",
       '',
@@ -148,11 +195,13 @@ async function main(): Promise<void> {
       await writeFile(path.join(out, `${file}.folded`), [...stacks].map(([s, n]) => `${s} ${n}`).join('\n') + '\n');
       await writeFile(
         path.join(out, `${file}.svg`),
-        flameGraphSvg(stacks, `agent ${node} — ${VARIANTS[variant].label}, ${values.proto} c${c}`),
+        flameGraphSvg(stacks, `agent ${node} — ${VARIANTS[variant].label}, ${values.proto} ${shape}`),
       );
       const t = topFrames(stacks, 25);
       const pct = (n: number) => `${((100 * n) / Math.max(1, t.total)).toFixed(1)} %`;
-      md.push(`## Agent ${node} (pid ${pid}, ${t.total} samples; flame graph ${file}.svg)`, '', '| self | frame |', '| ---: | --- |');
+      md.push(`## Agent ${node} (pid ${pid}, ${t.total} samples; flame graph ${file}.svg)`, '', '| share | kind of code |', '| ---: | --- |');
+      for (const [k, n] of sampleKinds(stacks)) md.push(`| ${pct(n)} | ${k} |`);
+      md.push('', '| self | frame |', '| ---: | --- |');
       for (const [f, n] of t.self) md.push(`| ${pct(n)} | \`${f.slice(0, 160)}\` |`);
       md.push('', '| inclusive | frame |', '| ---: | --- |');
       for (const [f, n] of t.inclusive) md.push(`| ${pct(n)} | \`${f.slice(0, 160)}\` |`);
