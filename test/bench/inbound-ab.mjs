@@ -6,7 +6,8 @@
 // with its pod connection). Reports this process's CPU per request per round and the median
 // B/A ratio of the rounds; both builds see the same moments of a shared machine's load.
 //   node test/bench/inbound-ab.mjs /path/to/other/checkout [this checkout]
-//   (both built with npx tsc -p .; ROUNDS=8 D=4 C=16 RATE=1500)
+//   (both built with npx tsc -p .; ROUNDS=8 D=4 C=16 RATE=1500; POLICY=none: no
+//   AuthorizationPolicy, the port parsed for its telemetry only)
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
@@ -25,6 +26,7 @@ const D = Number(process.env.D ?? 4);
 const C = Number(process.env.C ?? 16);
 const RATE = Number(process.env.RATE ?? 1500);
 const PORT = Number(process.env.PORT ?? 18490);
+const POLICY = process.env.POLICY !== 'none';
 
 // the port declared HTTP (this checkout's helper writes the YAML for both builds)
 const { httpServiceYaml } = await import(`${B}/dist/test/helpers/inbound-listener.js`);
@@ -39,11 +41,15 @@ async function inboundSide(build) {
   const snapshot = compileYaml([
     podYaml('server', { ns: 'shop', labels: { app: 'server' }, sa: 'server' }),
     SERVICE,
-    authorizationPolicy('shop', 'no-delete', {
-      selector: { matchLabels: { app: 'server' } },
-      action: 'DENY',
-      rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }],
-    }),
+    ...(POLICY
+      ? [
+          authorizationPolicy('shop', 'no-delete', {
+            selector: { matchLabels: { app: 'server' } },
+            action: 'DENY',
+            rules: [{ to: [{ operation: { methods: ['DELETE'] } }] }],
+          }),
+        ]
+      : []),
   ]);
   const destination = { ...snapshot.workloads.find((w) => w.name === 'server'), ip: '127.0.0.1' };
   const opts = { security: SecurityIndex.of(snapshot.security), service: snapshot.services.find((s) => s.name === 'server') };
