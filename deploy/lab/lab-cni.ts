@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { packageRoot } from '../../common/paths.js';
+import { podPrefixLength } from './lab-plan.js';
 import type { LabNodeState, LabPodState, LabState } from './lab-state.js';
 
 const NETNS_DIR = '/run/netns';
@@ -53,7 +54,7 @@ export function cniInvocation(
     prevResult: {
       cniVersion: CNI_VERSION,
       interfaces: [{ name: 'eth0', sandbox: netns }],
-      ips: [{ address: `${pod.ip}/24`, gateway: node.podBridgeIp, interface: 0 }],
+      ips: [{ address: `${pod.ip}/${podPrefixLength(node)}`, gateway: node.podBridgeIp, interface: 0 }],
     },
   };
   return { env, config: JSON.stringify(config) };

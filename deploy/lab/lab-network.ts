@@ -13,6 +13,7 @@ import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
 import { SERVICE_RANGE_UNREACHABLE } from './lab-model.js';
+import { podPrefixLength } from './lab-plan.js';
 import { run } from './lab-processes.js';
 import type { LabNodeState, LabPodState, LabState } from './lab-state.js';
 
@@ -46,7 +47,7 @@ export async function createNode(node: LabNodeState, all: LabNodeState[], bridge
     `addr add ${node.ip}/24 dev eth0`,
     'link set eth0 up',
     `link add ${node.podBridge} type bridge nf_call_iptables 0`,
-    `addr add ${node.podBridgeIp}/24 dev ${node.podBridge}`,
+    `addr add ${node.podBridgeIp}/${podPrefixLength(node)} dev ${node.podBridge}`,
     `link set ${node.podBridge} up`,
     ...all.filter((o) => o.name !== node.name).map((o) => `route add ${o.podCidr} via ${o.ip} dev eth0`),
     `route add unreachable ${SERVICE_RANGE_UNREACHABLE}`,
@@ -60,7 +61,7 @@ export async function createPod(pod: LabPodState, node: LabNodeState): Promise<v
   await ipBatch(node.netns, [`link set ${pod.vethNode} master ${node.podBridge} up`]);
   await ipBatch(pod.netns, [
     'link set lo up',
-    `addr add ${pod.ip}/24 dev eth0`,
+    `addr add ${pod.ip}/${podPrefixLength(node)} dev eth0`,
     'link set eth0 up',
     `route add default via ${node.podBridgeIp} dev eth0`,
     // Also in the pod, not only in the node: through the node, the pod learns of the

@@ -10,6 +10,10 @@
 // Pod CIDRs exist only inside the lab's own namespaces, so every lab uses the same ones;
 // cluster c of a two-cluster lab uses 10.(244+c).<i>.0/24, as clusters joined by gateways
 // must not overlap (lab-multicluster.ts).
+// A lab with a node of more than 250 pods (the pods benchmark's 500) widens every node's pod
+// CIDR to the /23 or /22 that fits it: node i then takes 10.244.<i×B>.0/(24−log2 B), B /24
+// blocks each, its pods counting on from .<i×B>.2 across the blocks. Labs of up to 250 pods
+// per node keep the addresses above.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { NodemeshError } from '../../common/errors.js';
@@ -22,7 +26,10 @@ import { PORTS } from './lab-commands.js';
 export const POD_BRIDGE = 'cbr0';
 export const BPFFS = '/sys/fs/bpf';
 const MAX_NODES = 200;
-const MAX_PODS_PER_NODE = 250;
+/** per /24 block of a node's pod CIDR (a /24 keeps its .252–.255 free, as the lab always did) */
+const MAX_PODS_PER_BLOCK = 250;
+/** the widest pod CIDR a node gets: a /22 */
+const MAX_BLOCKS = 4;
 const MAX_NETNS_NAME = 64;
 
 export function bridgeSubnet(slot: number): string {
@@ -82,6 +89,31 @@ export interface PlanInput {
   cluster?: LabClusterState;
 }
 
+/**
+ * The /24 blocks of every node's pod CIDR: 1 (a /24) while no node has more than 250 pods,
+ * else 2 (/23) or 4 (/22). Throws when a node has more than a /22 holds or the nodes' CIDRs
+ * would not fit in the pod network's /16.
+ */
+export function podBlocks(model: Pick<LabModel, 'nodes' | 'pods'>): number {
+  const perNode = new Map<string, number>();
+  for (const p of model.pods) perNode.set(p.spec.nodeName, (perNode.get(p.spec.nodeName) ?? 0) + 1);
+  const most = Math.max(0, ...perNode.values());
+  let blocks = 1;
+  while (most > blocks * 256 - 256 + MAX_PODS_PER_BLOCK && blocks < MAX_BLOCKS) blocks *= 2;
+  if (most > blocks * 256 - 256 + MAX_PODS_PER_BLOCK) {
+    const node = [...perNode].find(([, n]) => n === most)![0];
+    throw new NodemeshError('NM_ERR_LAB', `Node ${node} has ${most} Pods; a lab node holds at most ${MAX_BLOCKS * 256 - 256 + MAX_PODS_PER_BLOCK} (its pod CIDR is at most a /22)`);
+  }
+  if (model.nodes.length * blocks > 256)
+    throw new NodemeshError('NM_ERR_LAB', `${model.nodes.length} Nodes with /${24 - Math.log2(blocks)} pod CIDRs (a Node has more than 250 Pods) do not fit in the lab's pod /16: at most ${256 / blocks} Nodes`);
+  return blocks;
+}
+
+/** The prefix length of a lab node's pod CIDR (24 unless a node has more than 250 pods). */
+export function podPrefixLength(node: Pick<LabNodeState, 'podCidr'>): number {
+  return Number(node.podCidr.split('/')[1]);
+}
+
 export function planLab(input: PlanInput): LabState {
   const { name, slot, cgroupRoot, model } = input;
   if (model.nodes.length > MAX_NODES) throw new NodemeshError('NM_ERR_LAB', `the lab supports at most ${MAX_NODES} Nodes (got ${model.nodes.length})`);
@@ -91,6 +123,7 @@ export function planLab(input: PlanInput): LabState {
   const bridgeIp = `${subnet}.1`;
 
   const podNet = `10.${244 + (input.cluster?.index ?? 0)}`;
+  const blocks = podBlocks(model);
   const netnsClaims = new NameClaims();
   const cgroupClaims = new NameClaims();
   const nodes: LabNodeState[] = model.nodes.map((n, i) => ({
@@ -99,9 +132,9 @@ export function planLab(input: PlanInput): LabState {
     ip: `${subnet}.${10 + i}`,
     netns: netnsClaims.claim(netnsName(name, n.name), `node/${n.name}`),
     vethRoot: `nm${slot}n${i}`,
-    podCidr: `${podNet}.${i}.0/24`,
+    podCidr: `${podNet}.${i * blocks}.0/${24 - Math.log2(blocks)}`,
     podBridge: POD_BRIDGE,
-    podBridgeIp: `${podNet}.${i}.1`,
+    podBridgeIp: `${podNet}.${i * blocks}.1`,
     podsCgroup: path.join(cgroupRoot, n.name, 'pods'),
     agentCgroup: path.join(cgroupRoot, n.name, 'agent'),
     pinDir: path.join(BPFFS, pinPrefix(name) + n.name),
@@ -117,8 +150,8 @@ export function planLab(input: PlanInput): LabState {
     const node = nodeByName.get(p.spec.nodeName)!;
     const k = perNode.get(node.name) ?? 0;
     perNode.set(node.name, k + 1);
-    if (k >= MAX_PODS_PER_NODE) throw new NodemeshError('NM_ERR_LAB', `Node ${node.name} has more than ${MAX_PODS_PER_NODE} Pods; the lab's pod CIDRs are /24`);
-    const ip = `${podNet}.${node.index}.${2 + k}`;
+    const offset = 2 + k; // .0 the network, .1 the node's bridge
+    const ip = `${podNet}.${node.index * blocks + Math.floor(offset / 256)}.${offset % 256}`;
     const netns = netnsClaims.claim(netnsName(name, p.namespace, p.name), `pod/${p.namespace}/${p.name}`);
     return {
       namespace: p.namespace,

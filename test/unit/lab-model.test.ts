@@ -71,3 +71,35 @@ test('documents of other kinds are kept unread for the control plane, and the Po
   t.deepEqual(p.containers, [{ name: 'c', argv: ['sleep', '9'], env: [{ name: 'A', value: '1' }, { name: 'B', fieldRef: 'spec.nodeName' }], tcpPorts: [80] }]);
   t.deepEqual(m.namespaces.map((n) => [n.name, n.declared]), [['shop', false]]);
 });
+
+test('a node of more than 250 pods widens every node’s pod CIDR to the /23 or /22 that holds it; up to 250 the lab keeps its /24s', async (t) => {
+  const { planLab, podBlocks, podPrefixLength } = await import('../../deploy/lab/lab-plan.js');
+  const lab = (counts: number[]) => {
+    const docs = counts.flatMap((n, i) => [
+      `apiVersion: v1\nkind: Node\nmetadata: {name: n${i}}`,
+      ...Array.from({ length: n }, (_, k) => `apiVersion: v1\nkind: Pod\nmetadata: {name: p${i}-${k}, namespace: default}\nspec: {nodeName: n${i}, containers: [{name: c, command: [sleep, infinity]}]}`),
+    ]);
+    return parseLabModel('/lab', [{ name: 'lab.yaml', text: docs.join('\n---\n') }]);
+  };
+  const plan = (counts: number[]) => planLab({ name: 'w', slot: 0, cgroupRoot: '/cg', model: lab(counts), agents: true, control: true });
+
+  const small = plan([250, 1]);
+  t.deepEqual(small.nodes.map((n) => [n.podCidr, n.podBridgeIp]), [['10.244.0.0/24', '10.244.0.1'], ['10.244.1.0/24', '10.244.1.1']]);
+  t.is(small.pods.find((p) => p.name === 'p0-249')!.ip, '10.244.0.251');
+
+  const wide = plan([0, 100, 500]);
+  t.deepEqual(wide.nodes.map((n) => [n.podCidr, n.podBridgeIp, podPrefixLength(n)]), [
+    ['10.244.0.0/23', '10.244.0.1', 23],
+    ['10.244.2.0/23', '10.244.2.1', 23],
+    ['10.244.4.0/23', '10.244.4.1', 23],
+  ]);
+  const ips = wide.pods.filter((p) => p.node === 'n2').map((p) => p.ip);
+  t.is(ips[0], '10.244.4.2');
+  t.is(ips[253], '10.244.4.255', 'a host address inside the /23');
+  t.is(ips[254], '10.244.5.0');
+  t.is(ips[499], '10.244.5.245');
+  t.is(new Set(wide.pods.map((p) => p.ip)).size, 600, 'no address twice');
+
+  t.is(podBlocks(lab([1000])), 4);
+  t.throws(() => podBlocks(lab([1019])), { message: /Node n0 has 1019 Pods; a lab node holds at most 1018/ });
+});

@@ -1,13 +1,13 @@
 // Agent memory per meshed pod, in a lab of its own ("bench-pods"): one node per pod count
-// (0, 100, 250 in the full suite), every pod meshed and sleeping, each with its own service
+// (0, 100, 500 in the full suite), every pod meshed and sleeping, each with its own service
 // account (the worst case: one workload certificate per pod). The agents run side by side
 // with the same snapshot (every node's workloads), so the difference between two agents is
 // what their own pods cost: enrolment, certificates, per-pod state. Marginal bytes per pod =
 // the difference of RSS between two nodes over the difference of their pod counts.
 //
-// 250 is the most one lab node holds (the lab gives each node a /24 of pod addresses); the
-// issue's 500 needs a wider pod CIDR in deploy/lab. `lab up`'s own duration at this size is
-// reported too (is a lab this big practical?).
+// A lab node of more than 250 pods gets a /23 (up to 506 pods) or a /22 of pod addresses
+// (deploy/lab/lab-plan.ts). `lab up`'s own duration at this size is reported too (is a lab
+// this big practical?).
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
