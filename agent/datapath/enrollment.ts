@@ -12,7 +12,13 @@
 //   what ADD decided);
 // - the scan of the netns directory, matching by pod IP: pods that existed before this agent
 //   started (or before the plugin was installed), found on the first reconcile; later only a
-//   slow safety net (agent.ts).
+//   slow safety net (agent.ts). The scan skips the netns the plugin named or is naming
+//   (reading one's addresses costs a process), so a burst of new pods does not hold ADDs
+//   behind it.
+//
+// ADD, DEL and reconciles run one at a time. Reconciles coalesce: while one is queued and
+// not started, later calls join it and it runs with the newest snapshot, so a burst of
+// snapshots (or the rescan) queues at most one in front of an ADD.
 import { stat } from 'node:fs/promises';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
@@ -47,6 +53,10 @@ export class Enrollment {
   private readonly sandboxes = new Map<string, Sandbox>();
   private running: Promise<void> = Promise.resolve();
   private reconciledOnce = false;
+  /** the reconcile queued and not started yet: later calls join it with their snapshot */
+  private queued: { snapshot: Snapshot; run: Promise<void> } | undefined;
+  /** inodes of the netns whose ADD is waiting its turn: the scan leaves them to it */
+  private readonly adding = new Map<number, number>();
   /** namespaces an earlier agent left enrolled in the pinned map when this one started */
   readonly adopted: number;
 
@@ -66,29 +76,59 @@ export class Enrollment {
     return [...this.enrolled.values()];
   }
 
-  /** Serialized: a reconcile never runs concurrently with another, nor with a CNI call. */
+  /**
+   * Serialized: a reconcile never runs concurrently with another, nor with a CNI call.
+   * Resolves once a reconcile that started after this call (with this snapshot or a newer
+   * one) is done.
+   */
   reconcile(snapshot: Snapshot): Promise<void> {
-    return this.serialized(() => this.reconcileNow(snapshot)).catch((err: unknown) => {
+    if (this.queued) {
+      this.queued.snapshot = snapshot;
+      return this.queued.run;
+    }
+    const q = { snapshot, run: Promise.resolve() };
+    q.run = this.serialized(() => {
+      if (this.queued === q) this.queued = undefined; // started: a later call queues anew
+      return this.reconcileNow(q.snapshot);
+    }).catch((err: unknown) => {
       log.error({ err }, 'enrollment reconcile failed; will retry');
     });
+    this.queued = q;
+    return q.run;
   }
 
   /** The CNI plugin's ADD: enrolls the netns at `netns` now; rejects when it cannot. */
   enrollSandbox(netns: string, containerId: string, pod: { uid: string; ip: string; failOpen: boolean }): Promise<EnrolledPod> {
-    return this.serialized(async () => {
-      const { ino } = await stat(netns);
-      for (const [p, have] of this.enrolled) {
-        // a scan found it first under another path (/run/netns vs /var/run/netns)
-        if (p !== netns && have.cni === undefined && (await inodeOf(p)) === ino) this.enrolled.delete(p);
-      }
-      const cookie = this.datapath.enroll(netns, { failOpen: pod.failOpen });
-      this.sandboxes.set(netns, { containerId, inode: ino, uid: pod.uid });
-      const entry: EnrolledPod = { ...pod, netns, cookie, cni: { containerId, inode: ino } };
-      this.enrolled.set(netns, entry);
-      enrolledPods.set(this.enrolled.size);
-      log.info({ pod: pod.uid, netns, containerId, cookie: String(cookie), failOpen: pod.failOpen }, 'pod enrolled by the CNI plugin');
-      return entry;
+    // known before its turn: a scan meanwhile leaves this netns to the ADD
+    const inode = stat(netns).then(({ ino }) => {
+      this.adding.set(ino, (this.adding.get(ino) ?? 0) + 1);
+      return ino;
     });
+    inode.catch(() => undefined); // the ADD's own turn reports it
+    return this.serialized(async () => {
+      const ino = await inode;
+      try {
+        return await this.enrollNow(netns, ino, containerId, pod);
+      } finally {
+        const n = this.adding.get(ino)! - 1;
+        if (n > 0) this.adding.set(ino, n);
+        else this.adding.delete(ino);
+      }
+    });
+  }
+
+  private async enrollNow(netns: string, ino: number, containerId: string, pod: { uid: string; ip: string; failOpen: boolean }): Promise<EnrolledPod> {
+    for (const [p, have] of this.enrolled) {
+      // a scan found it first under another path (/run/netns vs /var/run/netns)
+      if (p !== netns && have.cni === undefined && (await inodeOf(p)) === ino) this.enrolled.delete(p);
+    }
+    const cookie = this.datapath.enroll(netns, { failOpen: pod.failOpen });
+    this.sandboxes.set(netns, { containerId, inode: ino, uid: pod.uid });
+    const entry: EnrolledPod = { ...pod, netns, cookie, cni: { containerId, inode: ino } };
+    this.enrolled.set(netns, entry);
+    enrolledPods.set(this.enrolled.size);
+    log.info({ pod: pod.uid, netns, containerId, cookie: String(cookie), failOpen: pod.failOpen }, 'pod enrolled by the CNI plugin');
+    return entry;
   }
 
   /**
@@ -146,8 +186,10 @@ export class Enrollment {
     // the sandboxes the CNI plugin named: the snapshot decides, by pod, what their netns get
     const byUid = new Map(snapshot.workloads.map((w) => [w.uid, w]));
     const cniInodes = new Set<number>();
+    // every sandbox's netns still there (in parallel: one stat each, hundreds on a full node)
+    const inodes = new Map(await Promise.all([...this.sandboxes.keys()].map(async (p) => [p, await inodeOf(p)] as const)));
     for (const [p, sb] of this.sandboxes) {
-      if ((await inodeOf(p)) !== sb.inode) {
+      if (inodes.get(p) !== sb.inode) {
         this.sandboxes.delete(p); // gone without a DEL: released below if it was enrolled
         continue;
       }
@@ -165,8 +207,7 @@ export class Enrollment {
       this.enrolled.set(p, { uid: w.uid, ip: w.ip, netns: p, cookie, failOpen: w.failOpen, cni: { containerId: sb.containerId, inode: sb.inode } });
       log.info({ pod: w.uid, ip: w.ip, netns: p, cookie: String(cookie), failOpen: w.failOpen }, have ? 'pod enrolment changed' : 'pod enrolled: the snapshot opted it in');
     }
-    for (const ns of await this.scanner.scan()) {
-      if (cniInodes.has(ns.inode)) continue;
+    for (const ns of await this.scanner.scan((inode) => cniInodes.has(inode) || this.adding.has(inode))) {
       const ip = ns.ipv4.find((a) => wanted.has(a));
       if (!ip) continue;
       seen.add(ns.path);

@@ -190,6 +190,8 @@ export class InboundDatapath {
   /** pod IP -> the flags written for it */
   private readonly pods = new Map<string, number>();
   private running: Promise<void> = Promise.resolve();
+  /** the reconcile queued and not started yet: later calls join it */
+  private queued: { pods: CapturedPod[]; run: Promise<void> } | undefined;
   private closed = false;
 
   private constructor(
@@ -278,13 +280,25 @@ export class InboundDatapath {
 
   /**
    * Attaches to the interfaces that appeared since the last call, then makes
-   * nm_inbound_pods equal to `pods` (the meshed pods of this node). Serialized.
+   * nm_inbound_pods equal to `pods` (the meshed pods of this node). Serialized, and
+   * coalesced: while a reconcile is queued and not started, later calls join it with their
+   * pods (the newest win), so each CNI ADD of a burst does not list the node's links again.
+   * Resolves once a reconcile that started after this call is done.
    */
   reconcile(pods: Iterable<CapturedPod>): Promise<void> {
     const want = [...pods];
-    const next = this.running.then(() => this.reconcileNow(want));
-    this.running = next.catch(() => undefined);
-    return next;
+    if (this.queued) {
+      this.queued.pods = want;
+      return this.queued.run;
+    }
+    const q = { pods: want, run: Promise.resolve() };
+    q.run = this.running.then(() => {
+      if (this.queued === q) this.queued = undefined; // started: a later call queues anew
+      return this.reconcileNow(q.pods);
+    });
+    this.queued = q;
+    this.running = q.run.catch(() => undefined);
+    return q.run;
   }
 
   /** What is attached where (for /debug and tests). */

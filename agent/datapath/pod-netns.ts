@@ -23,8 +23,12 @@ export class PodNetnsScanner {
 
   constructor(private readonly dir: string) {}
 
-  /** Every netns in the directory with its IPv4 addresses (loopback excluded). */
-  async scan(): Promise<PodNetns[]> {
+  /**
+   * Every netns in the directory with its IPv4 addresses (loopback excluded), except those
+   * `skip` names by inode: reading a netns's addresses costs a process (nsenter + ip), and a
+   * netns the CNI plugin already named (or is naming) needs no reading.
+   */
+  async scan(skip?: (inode: number) => boolean): Promise<PodNetns[]> {
     let names: string[];
     try {
       names = await readdir(this.dir);
@@ -43,6 +47,7 @@ export class PodNetnsScanner {
         continue; // removed meanwhile, or a dangling link
       }
       seen.add(p);
+      if (skip?.(inode)) continue;
       const cached = this.cache.get(p);
       if (cached && cached.inode === inode && cached.ipv4.length > 0) {
         out.push(cached);

@@ -313,3 +313,36 @@ cniTest('bad input gets the CNI error codes: no prevResult (7), not JSON (6), no
   t.like((await plugin('ADD', { namespace: 'shop', name: 'web' }, netConfig())).json, { code: 4, msg: 'CNI_NETNS is not set' });
   t.false(enrolled(ns.meshed));
 });
+
+cniTest('reconciles coalesce (a burst of snapshots queues one), and the netns scan reads no netns an ADD named or is naming', async (t) => {
+  // last in this file: a second Enrollment over the same datapath owns its cookies from here on
+  class CountingScanner extends PodNetnsScanner {
+    scans: string[][] = [];
+    override async scan(skip?: (inode: number) => boolean) {
+      const found = await super.scan(skip);
+      this.scans.push(found.map((n) => path.basename(n.path)));
+      return found;
+    }
+  }
+  const dir = path.join(fx!.dir, 'netns-coalesce');
+  fs.mkdirSync(dir);
+  for (const n of [ns.meshed, ns.plain]) fs.symlinkSync(netnsPath(n), path.join(dir, n));
+  const scanner = new CountingScanner(dir);
+  const en = new Enrollment(NODE, fx!.dp, scanner);
+
+  await Promise.all(Array.from({ length: 20 }, () => en.reconcile(fx!.snapshot)));
+  t.is(scanner.scans.length, 1, '20 calls before the first started: one reconcile');
+  t.deepEqual(scanner.scans[0]!.sort(), [ns.meshed, ns.plain].sort(), 'both netns read while no ADD named them');
+
+  // an ADD and reconciles at once: the ADD's netns is left out of every scan from then on
+  const add = en.enrollSandbox(netnsPath(ns.meshed), 'ctr-coalesce', { uid: 'shop/web', ip: '10.250.7.2', failOpen: false });
+  const during = [en.reconcile(fx!.snapshot), en.reconcile(fx!.snapshot)];
+  await add;
+  await Promise.all(during);
+  await en.reconcile(fx!.snapshot);
+  t.true(scanner.scans.length <= 3, `${scanner.scans.length} scans for 3 reconcile calls, two of them joined`);
+  for (const s of scanner.scans.slice(1)) t.deepEqual(s, [ns.plain], 'the ADD’s netns is not read');
+  t.true(enrolled(ns.meshed), 'the ADD enrolled it');
+  t.true(await en.releaseSandbox('ctr-coalesce'));
+  t.false(enrolled(ns.meshed));
+});
