@@ -321,7 +321,10 @@ function evalPolicy(p: CompiledPolicy, a: Attrs, mode: Mode): Tri {
   return r;
 }
 
-/** A workload no AuthorizationPolicy selects: every request is allowed and nothing observed. */
+/**
+ * Whether any AuthorizationPolicy that is evaluated (DENY, ALLOW, AUDIT, dry-run; CUSTOM is
+ * skipped) selects the workload. Without one every request is allowed and nothing observed.
+ */
 export function hasRules(p: WorkloadPolicy): boolean {
   return p.deny.length + p.allow.length + p.audit.length + p.dryRun.length > 0;
 }
