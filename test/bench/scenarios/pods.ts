@@ -8,12 +8,13 @@
 // A lab node of more than 250 pods gets a /23 (up to 506 pods) or a /22 of pod addresses
 // (deploy/lab/lab-plan.ts). `lab up`'s own duration at this size is reported too (is a lab
 // this big practical?).
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
+import { labStateDir } from '../../../deploy/lab/lab-state.js';
 import { cgroupPids, rssBytes, rssSettled } from '../lab-exec.js';
 import { podProgram } from '../bench-lab.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
@@ -180,6 +181,19 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
         log(
           `  ${m.from} → ${m.to}: ${(m.rssBytesPerPod / 1024).toFixed(1)} KiB RSS, ${(m.heapBytesPerPod / 1024).toFixed(1)} KiB heap per pod`,
         );
+    } catch (err) {
+      // a lab that failed to come up (a CNI ADD past its deadline, say) keeps its processes'
+      // logs for whoever reads the report: lab down removes them with the lab
+      const logs = path.join(labStateDir(PODS_LAB), 'logs');
+      const kept = path.join(os.tmpdir(), `nodemesh-bench-pods-logs-${Date.now()}`);
+      if (
+        await cp(logs, kept, { recursive: true }).then(
+          () => true,
+          () => false,
+        )
+      )
+        out.notes.push(`the lab's logs (control plane, agents) are kept in ${kept}`);
+      throw err;
     } finally {
       await labDown({ name: PODS_LAB }).catch((err: unknown) => out.errors.push(`lab down ${PODS_LAB}: ${(err as Error).message}`));
       await rm(dir, { recursive: true, force: true });
