@@ -20,6 +20,7 @@
 // not started, later calls join it and it runs with the newest snapshot, so a burst of
 // snapshots (or the rescan) queues at most one in front of an ADD.
 import { stat } from 'node:fs/promises';
+import { JoinableRun } from '../../common/joinable-run.js';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import type { Datapath } from './redirect.js';
@@ -53,8 +54,14 @@ export class Enrollment {
   private readonly sandboxes = new Map<string, Sandbox>();
   private running: Promise<void> = Promise.resolve();
   private reconciledOnce = false;
-  /** the reconcile queued and not started yet: later calls join it with their snapshot */
-  private queued: { snapshot: Snapshot; run: Promise<void> } | undefined;
+  /** reconciles in the queue ADD and DEL use, joined by the calls made before one starts */
+  private readonly reconciles = new JoinableRun<Snapshot>(
+    (start) =>
+      this.serialized(start).catch((err: unknown) => {
+        log.error({ err }, 'enrollment reconcile failed; will retry');
+      }),
+    (snapshot) => this.reconcileNow(snapshot),
+  );
   /** inodes of the netns whose ADD is waiting its turn: the scan leaves them to it */
   private readonly adding = new Map<number, number>();
   /** namespaces an earlier agent left enrolled in the pinned map when this one started */
@@ -82,19 +89,7 @@ export class Enrollment {
    * one) is done.
    */
   reconcile(snapshot: Snapshot): Promise<void> {
-    if (this.queued) {
-      this.queued.snapshot = snapshot;
-      return this.queued.run;
-    }
-    const q = { snapshot, run: Promise.resolve() };
-    q.run = this.serialized(() => {
-      if (this.queued === q) this.queued = undefined; // started: a later call queues anew
-      return this.reconcileNow(q.snapshot);
-    }).catch((err: unknown) => {
-      log.error({ err }, 'enrollment reconcile failed; will retry');
-    });
-    this.queued = q;
-    return q.run;
+    return this.reconciles.request(snapshot);
   }
 
   /** The CNI plugin's ADD: enrolls the netns at `netns` now; rejects when it cannot. */

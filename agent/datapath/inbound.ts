@@ -27,6 +27,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { NodemeshError } from '../../common/errors.js';
+import { JoinableRun } from '../../common/joinable-run.js';
 import { packagePath } from '../../common/paths.js';
 import { logger } from '../../common/log.js';
 import { AGENT_PORTS } from '../../common/ports.js';
@@ -190,8 +191,15 @@ export class InboundDatapath {
   /** pod IP -> the flags written for it */
   private readonly pods = new Map<string, number>();
   private running: Promise<void> = Promise.resolve();
-  /** the reconcile queued and not started yet: later calls join it */
-  private queued: { pods: CapturedPod[]; run: Promise<void> } | undefined;
+  /** reconciles one at a time, joined by the calls made before one starts */
+  private readonly reconciles = new JoinableRun<CapturedPod[]>(
+    (start) => {
+      const next = this.running.then(start);
+      this.running = next.catch(() => undefined);
+      return next;
+    },
+    (pods) => this.reconcileNow(pods),
+  );
   private closed = false;
 
   private constructor(
@@ -286,19 +294,7 @@ export class InboundDatapath {
    * Resolves once a reconcile that started after this call is done.
    */
   reconcile(pods: Iterable<CapturedPod>): Promise<void> {
-    const want = [...pods];
-    if (this.queued) {
-      this.queued.pods = want;
-      return this.queued.run;
-    }
-    const q = { pods: want, run: Promise.resolve() };
-    q.run = this.running.then(() => {
-      if (this.queued === q) this.queued = undefined; // started: a later call queues anew
-      return this.reconcileNow(q.pods);
-    });
-    this.queued = q;
-    this.running = q.run.catch(() => undefined);
-    return q.run;
+    return this.reconciles.request([...pods]);
   }
 
   /** What is attached where (for /debug and tests). */
