@@ -17,15 +17,14 @@
 // (it parses the requests for its metrics and policies), and the L4 rows would carry L7
 // work at the destination. plain-backend and haproxy-b are headless (their names
 // resolve to the pods in the pods' /etc/hosts, which is how haproxy finds them).
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { labAgentPid, labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { packagePath } from '../../common/paths.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { allPairPorts, PAIR_VARIANTS, pairPort, writePairFiles } from './haproxy-pair.js';
-import { cgroupPids, comm, labRun, parentPid } from './lab-exec.js';
+import { benchTempDir, cgroupPids, comm, labRun, parentPid, removeBenchTempDir } from './lab-exec.js';
 import { BACKEND_PORTS, type Proto, type VariantId } from './settings.js';
 
 export const MAIN_LAB = 'bench';
@@ -148,7 +147,7 @@ export class BenchLab {
 
   /** Writes the lab dir, brings the lab up (tearing down a leftover of the same name first). */
   static async up(opts: { haproxyThreads: number; heldConnections: number; timeoutMs?: number }): Promise<BenchLab> {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-'));
+    const dir = await benchTempDir();
     try {
       await writeFile(
         path.join(dir, 'cluster.yaml'),
@@ -171,7 +170,7 @@ export class BenchLab {
       return lab;
     } catch (err) {
       await labDown({ name: MAIN_LAB }).catch(() => undefined);
-      await rm(dir, { recursive: true, force: true });
+      await removeBenchTempDir(dir);
       throw err;
     }
   }
@@ -180,7 +179,7 @@ export class BenchLab {
     try {
       await labDown({ name: this.name });
     } finally {
-      await rm(this.dir, { recursive: true, force: true });
+      await removeBenchTempDir(this.dir);
     }
   }
 

@@ -4,7 +4,8 @@
 // (through the lab's cgroups, not the pids of the state file) and what they cost
 // (/proc/<pid>/stat, /proc/<pid>/status).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { labExecCommand } from '../../deploy/lab/lab.js';
 
@@ -144,4 +145,39 @@ export async function rssSettled(pids: number[], maxSeconds: number): Promise<{ 
     if (performance.now() - t0 > maxSeconds * 1000) return { seconds: undefined };
     await new Promise((r) => setTimeout(r, 5000));
   }
+}
+
+// --- the suite's temporary directories --------------------------------------------------
+
+const tempDirs = new Set<string>();
+const TEMP_PREFIX = 'nodemesh-bench-';
+/** what mkdtemp names with the suite's prefixes (not the logs a failed pods lab keeps) */
+const TEMP_NAME = /^nodemesh-bench-(?:pods-|cp-)?[A-Za-z0-9]{6}$/;
+
+/**
+ * A temporary directory of the suite's (a lab's YAML, certificates, haproxy configs): its
+ * user removes it with removeBenchTempDir, and a signal's cleanup (run.ts) removes every one
+ * still there.
+ */
+export async function benchTempDir(kind = ''): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `${TEMP_PREFIX}${kind}`));
+  tempDirs.add(dir);
+  return dir;
+}
+
+export async function removeBenchTempDir(dir: string): Promise<void> {
+  await rm(dir, { recursive: true, force: true });
+  tempDirs.delete(dir);
+}
+
+/** Every directory benchTempDir made that is still there (a signal stopped the suite). */
+export async function removeBenchTempDirs(): Promise<void> {
+  for (const dir of [...tempDirs]) await removeBenchTempDir(dir);
+}
+
+/** Those a suite killed before its cleanup left (only one suite runs at a time: its labs have fixed names). */
+export async function removeStaleBenchTempDirs(parent = os.tmpdir()): Promise<string[]> {
+  const stale = (await readdir(parent).catch(() => [] as string[])).filter((n) => TEMP_NAME.test(n));
+  for (const n of stale) await rm(path.join(parent, n), { recursive: true, force: true });
+  return stale;
 }

@@ -25,7 +25,7 @@ import path from 'node:path';
 import { labDown } from '../../deploy/lab/lab.js';
 import { packagePath } from '../../common/paths.js';
 import { BenchLab, MAIN_LAB } from './bench-lab.js';
-import { rssSettled } from './lab-exec.js';
+import { removeBenchTempDirs, removeStaleBenchTempDirs, rssSettled } from './lab-exec.js';
 import { pointReadme, writeReport, type RunReport } from './report.js';
 import type { ScenarioResult } from './scenario.js';
 import { CP_LAB, controlPlaneScenario } from './scenarios/control-plane.js';
@@ -108,6 +108,8 @@ function failedScenario(id: string, why: string): ScenarioResult {
 async function cleanup(): Promise<string[]> {
   const problems: string[] = [];
   for (const name of LABS) await labDown({ name }).catch((err: unknown) => problems.push(`lab down ${name}: ${(err as Error).message}`));
+  // the labs' YAML, certificates and configs (a signal stops the scenarios before they remove them)
+  await removeBenchTempDirs().catch((err: unknown) => problems.push(`temporary directories: ${(err as Error).message}`));
   return problems;
 }
 
@@ -120,6 +122,10 @@ async function main(): Promise<number> {
     for (const p of problems) log(`✗ ${p}`);
     return 1;
   }
+  // a suite killed before its cleanup (SIGKILL) left its temporary directories: gone now
+  const stale = await removeStaleBenchTempDirs();
+  if (stale.length)
+    log(`removed ${stale.length} temporary director${stale.length === 1 ? 'y' : 'ies'} a killed run left (${stale.join(', ')})`);
   let interrupted = false;
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {

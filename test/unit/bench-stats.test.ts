@@ -161,3 +161,30 @@ test("the workers scenario's CPU quota finds the v1 hierarchy carrying the cpu c
   t.is(await cpuV1Root(mounts), '/sys/fs/cgroup/cpu,cpuacct');
   t.is(await cpuV1Root('cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n'), undefined);
 });
+
+test("the suite's temporary directories: a signal's cleanup removes those still there, and a killed run's are removed at the next start — not the logs a failed pods lab keeps", async (t) => {
+  const { existsSync, mkdirSync, mkdtempSync, rmSync } = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const { benchTempDir, removeBenchTempDir, removeBenchTempDirs, removeStaleBenchTempDirs } = await import('../bench/lab-exec.js');
+  const a = await benchTempDir();
+  const b = await benchTempDir('pods-');
+  t.regex(path.basename(b), /^nodemesh-bench-pods-/);
+  await removeBenchTempDir(a);
+  t.false(existsSync(a));
+  await removeBenchTempDirs();
+  t.false(existsSync(b), 'the one its user had not removed');
+
+  // in a directory of its own: a bench running meanwhile keeps its directories in the real one
+  const parent = mkdtempSync(path.join(os.tmpdir(), 'bench-stale-test-'));
+  const killed = path.join(parent, 'nodemesh-bench-cp-Ab12Cd');
+  const kept = path.join(parent, 'nodemesh-bench-pods-logs-1796634000000');
+  for (const d of [killed, kept]) mkdirSync(d);
+  try {
+    t.deepEqual(await removeStaleBenchTempDirs(parent), ['nodemesh-bench-cp-Ab12Cd']);
+    t.false(existsSync(killed));
+    t.true(existsSync(kept), 'the kept logs stay');
+  } finally {
+    rmSync(parent, { recursive: true, force: true });
+  }
+});

@@ -9,8 +9,7 @@
 // A config change is one Service rewritten in its own file (as `kubectl apply` of one
 // object); converged = every agent has applied a version newer than before the change. The
 // snapshot's size on the wire is the protobuf message as one more Watch receives it, raw.
-import { mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
@@ -20,7 +19,7 @@ import { ControlPlaneCredentials } from '../../../control/api/control-credential
 import { discoveryService } from '../../../control/api/snapshot.js';
 import { labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
 import { podProgram } from '../bench-lab.js';
-import { killGroup, labSpawn } from '../lab-exec.js';
+import { benchTempDir, killGroup, labSpawn, removeBenchTempDir } from '../lab-exec.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
 import { summarize } from '../stats.js';
@@ -141,7 +140,7 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
     "(the agent's watchSnapshots and ProxyState, one process per node netns, no datapath). " +
     `Up to ${changes} changes (for at most ${s.controlPlane.maxSeconds} s) of one Service each (its own file, replaced whole), one at a time: time from the file's rename until the last agent applied the new version. Snapshot size = the protobuf message of a raw Watch.`;
   return scenario('control-plane', 'Control plane: config convergence', method, log, async (out) => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-cp-'));
+    const dir = await benchTempDir('cp-');
     const watchers: ChildProcess[] = [];
     try {
       const nodes = Array.from({ length: agents }, (_, i) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name: `cp-${i}` } }));
@@ -272,7 +271,7 @@ export function controlPlaneScenario(s: Settings, log: (m: string) => void): Pro
         killGroup(w);
       }
       await labDown({ name: CP_LAB }).catch((err: unknown) => out.errors.push(`lab down ${CP_LAB}: ${(err as Error).message}`));
-      await rm(dir, { recursive: true, force: true });
+      await removeBenchTempDir(dir);
     }
   });
 }

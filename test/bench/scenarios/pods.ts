@@ -8,14 +8,14 @@
 // A lab node of more than 250 pods gets a /23 (up to 506 pods) or a /22 of pod addresses
 // (deploy/lab/lab-plan.ts). `lab up`'s own duration at this size is reported too (is a lab
 // this big practical?).
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
 import { labStateDir } from '../../../deploy/lab/lab-state.js';
-import { cgroupPids, rssBytes, rssSettled } from '../lab-exec.js';
+import { benchTempDir, cgroupPids, removeBenchTempDir, rssBytes, rssSettled } from '../lab-exec.js';
 import { podProgram } from '../bench-lab.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
@@ -81,7 +81,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
     `A lab of its own with one node per pod count (${steps.join(', ')}), every pod meshed and sleeping with its own service account; once every agent has enrolled its pods and holds their certificates, ` +
     `${s.pods.settleSeconds} s of quiet, then until every agent's RSS has settled (moved ≤ 1 MiB over 20 s, at most ${s.pods.settleMaxSeconds} s: the enrolment burst's garbage and freed memory go back), then each agent's RSS (/proc/<pid>/status) and V8 heap used, each reading right after a full garbage collection in the agent (median of ${s.pods.samples} readings 1 s apart). Marginal per pod between consecutive counts. The peak is the agent's VmHWM (the burst's high-water).`;
   return scenario('pods', 'Agent memory per meshed pod', method, log, async (out) => {
-    const dir = await mkdtemp(path.join(os.tmpdir(), 'nodemesh-bench-pods-'));
+    const dir = await benchTempDir('pods-');
     const gcDir = path.join(dir, 'gc');
     let state: LabState | undefined;
     try {
@@ -196,7 +196,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
       throw err;
     } finally {
       await labDown({ name: PODS_LAB }).catch((err: unknown) => out.errors.push(`lab down ${PODS_LAB}: ${(err as Error).message}`));
-      await rm(dir, { recursive: true, force: true });
+      await removeBenchTempDir(dir);
     }
   });
 }
