@@ -7,7 +7,7 @@ import path from 'node:path';
 import type { Cell } from './rounds.js';
 import type { ScenarioResult } from './scenario.js';
 import { VARIANTS, type VariantId } from './settings.js';
-import type { Spread } from './stats.js';
+import { median, type Spread } from './stats.js';
 import { barChart, lineChart, svgDocument } from './svg.js';
 import type { TargetResult } from './targets.js';
 
@@ -194,11 +194,10 @@ function dataMd(r: ScenarioResult): string {
     const rounds = d.rounds as Record<string, Record<string, Record<number, Run>>>[];
     const n = d.workers as number;
     const scaling = d.scaling as Record<string, Record<string, number>>;
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor((xs.length - 1) / 2)]!;
     const rows: string[][] = [];
     for (const mode of d.modes as string[])
       for (const v of Object.keys(scaling[mode] ?? {})) {
-        const at = (w: number, k: keyof Run) => med(rounds.map((x) => x[mode]![v]![w]![k]));
+        const at = (w: number, k: keyof Run) => median(rounds.map((x) => x[mode]![v]![w]![k]));
         rows.push([
           mode === 'quota' ? `${d.share} CPU per worker` : "the machine's cores",
           v,
