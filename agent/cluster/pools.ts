@@ -22,6 +22,7 @@ import { undiciHttp1Options } from '../transport/undici-http1.js';
 import { withoutEmptyWrites } from '../transport/http2-write-fix.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { connectWithTimeout, UpstreamError, type UpstreamConnector, type UpstreamRequest } from '../transport/connector.js';
+import '../transport/async-bind-fix.js'; // HTTP/2 streams without DEP0172's per-stream cost
 
 export interface PoolOptions {
   /** told of every connection the pool opens (telemetry) */

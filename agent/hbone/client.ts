@@ -41,8 +41,10 @@ import { ResponseFlag, type ResponseFlagValue } from '../transport/response-flag
 import { dialTcp, UpstreamError, type UpstreamConnector, type UpstreamRequest, type UpstreamSecurity } from '../transport/connector.js';
 
 import { sameIdentity } from './identity-match.js';
+import '../transport/async-bind-fix.js'; // HTTP/2 streams without DEP0172's per-stream cost
 
 const log = logger('agent/hbone-outbound');
+import { h2RequestOptions } from '../transport/http2-request-options.js';
 
 export interface HboneConnectorOptions {
   identity: IdentityProvider;
@@ -141,7 +143,7 @@ export class HboneConnector implements UpstreamConnector {
       let stream: ClientHttp2Stream;
       try {
         if (lease.session.closed || lease.session.destroyed) throw new Error('pooled connection closed');
-        stream = lease.session.request(headers, { endStream: false });
+        stream = lease.session.request(headers, h2RequestOptions(false));
       } catch (err) {
         lease.release();
         if (attempt < 2) continue;
@@ -226,7 +228,7 @@ export class HboneConnector implements UpstreamConnector {
     let stream: ClientHttp2Stream;
     try {
       if (outer.session.closed || outer.session.destroyed) throw new Error('pooled gateway connection closed');
-      stream = outer.session.request({ ':method': 'CONNECT', ':authority': joinHostPort(nodeIp, this.port) }, { endStream: false });
+      stream = outer.session.request({ ':method': 'CONNECT', ':authority': joinHostPort(nodeIp, this.port) }, h2RequestOptions(false));
     } catch (err) {
       outer.release();
       throw new UpstreamError(ResponseFlag.Connect, `CONNECT ${nodeIp}:${this.port} via ${gateway}: ${(err as Error).message}`, { cause: err });

@@ -14,6 +14,7 @@ import { retriesOnGrpc } from './retry.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import { UpstreamError } from '../transport/connector.js';
 import type { Http2Pool } from '../cluster/pools.js';
+import { h2RequestOptions } from '../transport/http2-request-options.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_REFUSED_STREAM, NGHTTP2_FLAG_END_STREAM } = http2.constants;
 
@@ -109,7 +110,7 @@ export class Http2Exchange extends Exchange {
     let up: http2.ClientHttp2Stream;
     try {
       pool.use(session);
-      up = session.request(h as http2.OutgoingHttpHeaders, { endStream: this.bodyEnded && body.length === 0 });
+      up = session.request(h as http2.OutgoingHttpHeaders, h2RequestOptions(this.bodyEnded && body.length === 0));
     } catch {
       this.cur = undefined;
       return this.onTryFailure('reset-before-request', ResponseFlag.UpstreamConnectionTermination);

@@ -7,6 +7,7 @@
 // limit, the copy is skipped.
 import type { Cluster, Host } from '../cluster/cluster.js';
 import type { Downstream } from '../transport/connection.js';
+import { h2RequestOptions } from '../transport/http2-request-options.js';
 
 export interface MirrorRequest {
   conn: Downstream;
@@ -76,7 +77,7 @@ function mirrorH2(m: MirrorRequest, c: Cluster, host: Host, done: () => void): v
     const h = { ...m.h2!, ':method': m.method, ':path': m.path, ':authority': shadowAuthority(m.authority) };
     try {
       pool.use(s);
-      const st = s.request(h as import('node:http2').OutgoingHttpHeaders, { endStream: m.body.length === 0 });
+      const st = s.request(h as import('node:http2').OutgoingHttpHeaders, h2RequestOptions(m.body.length === 0));
       st.on('error', () => {});
       st.on('close', done);
       st.resume();

@@ -37,9 +37,11 @@ import { InboundRequest, type InboundTelemetry } from '../telemetry/inbound-requ
 import { requestDone } from '../telemetry/request-record.js';
 import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
 import { beginRequest, forwardToPod, PodClient, reply } from './inbound-pod.js';
+import '../transport/async-bind-fix.js'; // HTTP/2 streams without DEP0172's per-stream cost
 
 /** Envoy's RBAC filter answers a denied request with this body. */
 export const RBAC_DENIED_BODY = 'RBAC: access denied';
+import { h2RequestOptions } from '../transport/http2-request-options.js';
 
 export interface HttpInboundOptions {
   /** the destination's policy in force now (each request is authorized against it) */
@@ -302,7 +304,7 @@ function handleH2(s: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders
       if (s.destroyed) return;
       let up: http2.ClientHttp2Stream;
       try {
-        up = session.request(out, { endStream, waitForTrailers: !endStream });
+        up = session.request(out, h2RequestOptions(endStream, !endStream));
       } catch {
         return localReply(s, grpc, 503, 'upstream connect error or disconnect/reset before headers');
       }
