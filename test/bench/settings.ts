@@ -59,6 +59,13 @@ export interface Settings {
   saturation: {
     /** wrk (HTTP/1.1), h2load (HTTP/2), h2load posting gRPC messages: seconds per run (whole), at each concurrency */
     tools: { tool: 'wrk' | 'h2load' | 'grpc'; seconds: number; concurrency: number[]; variants: VariantId[] }[];
+    /**
+     * the same load, unmeasured, right before each measured run (whole seconds; 0: none): the
+     * variant's proxies meet the measured run warm, whatever the variant before it left them
+     * (its JIT'd code, its pools and connections, its caches), as a proxy that has been carrying
+     * traffic is
+     */
+    warmupSeconds: number;
   };
   bulk: { seconds: number; variants: VariantId[] };
   capture: { connections: number };
@@ -100,6 +107,7 @@ export function settings(quick: boolean): Settings {
           { tool: 'h2load', seconds: 1, concurrency: [64], variants: FEW },
           { tool: 'grpc', seconds: 1, concurrency: [16], variants: FEW },
         ],
+        warmupSeconds: 0,
       },
       bulk: { seconds: 0.3, variants: BULK },
       capture: { connections: 30 },
@@ -127,6 +135,7 @@ export function settings(quick: boolean): Settings {
         { tool: 'h2load', seconds: 1, concurrency: [16, 64], variants: CORE_HTTP },
         { tool: 'grpc', seconds: 1, concurrency: [16, 64], variants: CORE_HTTP },
       ],
+      warmupSeconds: 1,
     },
     bulk: { seconds: 1.5, variants: BULK },
     capture: { connections: 500 },

@@ -84,7 +84,7 @@ const fmt = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ?
 
 export function saturationScenario(lab: BenchLab, s: Settings, log: (m: string) => void): Promise<ScenarioResult> {
   const method =
-    `Closed-loop clients (${s.saturation.tools.map((t) => `${t.tool} ${t.seconds} s`).join(', ')} per run): wrk -t1 (HTTP/1.1, one request per connection at a time), h2load -m1 (HTTP/2, one stream per connection) and h2load posting a ` +
+    `Closed-loop clients (${s.saturation.tools.map((t) => `${t.tool} ${t.seconds} s`).join(', ')} per run${s.saturation.warmupSeconds > 0 ? `, each right after ${s.saturation.warmupSeconds} s of the same load unmeasured` : ''}): wrk -t1 (HTTP/1.1, one request per connection at a time), h2load -m1 (HTTP/2, one stream per connection) and h2load posting a ` +
     'length-prefixed 16-byte gRPC message with content-type application/grpc to a grpc-js server (each path first proven with one grpc-js call); c = concurrent requests. ' +
     "req/s counts 2xx answers; the proxies' CPU per 1,000 of them from /proc/<pid>/stat.";
   return scenario('saturation', 'Saturation throughput', method, log, async (out) => {
@@ -101,12 +101,13 @@ export function saturationScenario(lab: BenchLab, s: Settings, log: (m: string) 
           ratioOf: ['rps', 'proxyCpuMsPer1k'],
           log,
           measure: async (v: VariantId) => {
+            const run = (secs: number): Promise<SaturationResult> =>
+              tool === 'wrk' ? wrk(lab, v, c, secs) : h2load(lab, v, c, secs, tool === 'grpc' ? { requestFile } : undefined);
+            // outside the CPU window and the counts: only the measured run's requests are divided
+            if (s.saturation.warmupSeconds > 0) await run(s.saturation.warmupSeconds);
             const cpu = await cpuWindow(lab, v);
             const proof = await mtlsProof(lab, v);
-            const r: SaturationResult =
-              tool === 'wrk'
-                ? await wrk(lab, v, c, seconds)
-                : await h2load(lab, v, c, seconds, tool === 'grpc' ? { requestFile } : undefined);
+            const r = await run(seconds);
             const { srcCpuS, dstCpuS } = await cpu.stop();
             const mtlsCounted = await proof.check();
             if (r.ok === 0 || r.errors > MAX_ERROR_SHARE * r.ok)
