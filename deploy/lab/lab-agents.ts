@@ -38,6 +38,13 @@ export async function track(state: LabState, spec: DetachedSpec, role: LabProces
   return pid;
 }
 
+/**
+ * What a lab agent's environment holds unless the lab's says otherwise: one proxy process
+ * (above), and glibc's malloc arenas capped as the DaemonSet caps them
+ * (deploy/kubernetes/agent.yaml; ARCHITECTURE.md, "Agent memory").
+ */
+export const AGENT_ENV = { NODEMESH_WORKERS: '1', MALLOC_ARENA_MAX: '2' };
+
 /** The supervised agent of node `n`, as `lab up` starts it. */
 export async function spawnAgent(state: LabState, n: LabNodeState, cli: string, env: NodeJS.ProcessEnv): Promise<number> {
   await mkdir(n.agentStateDir, { recursive: true, mode: 0o700 });
@@ -57,7 +64,7 @@ export async function spawnAgent(state: LabState, n: LabNodeState, cli: string, 
   });
   // one proxy process per agent unless the lab's env says otherwise: the lab's agents share
   // this machine's cores, so each defaulting to all of them would only oversubscribe it
-  const spec: DetachedSpec = { argv: supervisedArgv(startsFile(n), agent), cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { NODEMESH_WORKERS: '1', ...env }, log: n.agentLog };
+  const spec: DetachedSpec = { argv: supervisedArgv(startsFile(n), agent), cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { ...AGENT_ENV, ...env }, log: n.agentLog };
   return track(state, spec, 'agent', n.name);
 }
 
@@ -166,7 +173,7 @@ export async function labStartAgent(name: string, node: string, opts: { env?: Re
   if (!before) throw new NodemeshError('NM_ERR_LAB', `lab ${name} never ran an agent on node ${node}`);
   if (await isAlive(before.pid)) throw new NodemeshError('NM_ERR_LAB', `lab ${name}: the agent of node ${node} runs already (pid ${before.pid})`);
   const since = Date.now();
-  const spec: DetachedSpec = { argv: before.argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { NODEMESH_WORKERS: '1', ...process.env, ...opts.env }, log: n.agentLog };
+  const spec: DetachedSpec = { argv: before.argv, cgroup: n.agentCgroup, netns: { via: 'nsenter', netns: n.netns }, cwd: process.cwd(), env: { ...AGENT_ENV, ...process.env, ...opts.env }, log: n.agentLog };
   const pid = await track(state, spec, 'agent', node);
   await waitAgentReady(n, pid, opts.timeoutMs ?? 60_000, since);
   return pid;

@@ -233,6 +233,15 @@ test('probes: the control plane ready and live on 15014, the agent started, read
   t.is(podSpec(daemonSet).priorityClassName, 'system-node-critical');
 });
 
+test("the agent's and the gateway's malloc keeps two arenas (MALLOC_ARENA_MAX), as the lab's agents do", async (t) => {
+  type Env = { env: { name: string; value?: string }[] };
+  const arenas = (c: unknown) => (c as Env).env.find((e) => e.name === 'MALLOC_ARENA_MAX')?.value;
+  t.is(arenas(container(daemonSet, 'agent')), '2');
+  t.is(arenas(container(gatewayOne('Deployment'), 'gateway')), '2');
+  const { AGENT_ENV } = await import('../../deploy/lab/lab-agents.js');
+  t.is(AGENT_ENV.MALLOC_ARENA_MAX, '2');
+});
+
 test('prometheus.io scrape annotations on both pod templates, on their admin ports', (t) => {
   t.like(deployment.spec!.template!.metadata!.annotations, {
     'prometheus.io/scrape': 'true',
