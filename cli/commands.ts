@@ -27,6 +27,7 @@ export const COMMANDS: Command[] = [
       { name: 'cluster', type: 'string', value: 'NAME', default: 'Kubernetes', env: 'NODEMESH_CLUSTER', help: "this cluster's name (Istio's cluster ID): metrics' source_cluster and destination_cluster" },
       { name: 'network', type: 'string', value: 'NAME', env: 'NODEMESH_NETWORK', help: "this cluster's network (Istio's topology.istio.io/network; default: one flat network)" },
       { name: 'remote-cluster', type: 'string', multiple: true, value: 'NAME=DIR[,network=NET]', help: "a remote cluster's YAML: its pods, Services, Nodes and east-west gateway join the snapshot" },
+      { name: 'remote-cluster-timeout', type: 'string', value: 'DURATION', default: '30s', env: 'NODEMESH_REMOTE_CLUSTER_TIMEOUT', help: "how long the first snapshot waits for the remote clusters to be listed (istiod's PILOT_REMOTE_CLUSTER_TIMEOUT; 0: no wait)" },
       { name: 'ca-dir', type: 'string', value: 'DIR', env: 'NODEMESH_CA_DIR', help: 'the CA state (its root is generated there on first start)' },
       { name: 'node-ca', type: 'string', value: 'FILE', env: 'NODEMESH_NODE_CA', help: "the CA of the agents' node credentials" },
       { name: 'ca-cert', type: 'string', value: 'FILE', help: "the operator's signing certificate (with --ca-key)" },

@@ -23,6 +23,7 @@ export async function runControl(args: string[]): Promise<number> {
       cluster: { type: 'string' },
       network: { type: 'string' },
       'remote-cluster': { type: 'string', multiple: true },
+      'remote-cluster-timeout': { type: 'string' },
       'ca-dir': { type: 'string' },
       'node-ca': { type: 'string' },
       'ca-cert': { type: 'string' },
@@ -57,6 +58,12 @@ export async function runControl(args: string[]): Promise<number> {
     // NAME=DIR[,network=NET]: a remote cluster's YAML (a kubeconfig, Istio's remote secret, later)
     remoteClusters: (values['remote-cluster'] ?? []).map(parseRemoteCluster),
   };
+  // istiod's PILOT_REMOTE_CLUSTER_TIMEOUT: how long the first snapshot waits for the remote clusters
+  const remoteTimeout = values['remote-cluster-timeout'] ?? process.env.NODEMESH_REMOTE_CLUSTER_TIMEOUT;
+  if (remoteTimeout !== undefined) {
+    if (!/^(\d+|(\d+[dhms])+)$/.test(remoteTimeout)) throw new Error(`control: --remote-cluster-timeout ${JSON.stringify(remoteTimeout)}: expected a duration such as 30s, 2m or 0 (no wait)`);
+    opts.remoteClusterTimeoutMs = parseDurationSeconds(remoteTimeout) * 1000;
+  }
   const limits: Partial<ConfigLimits> = {};
   const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {
     if (v === undefined) return;

@@ -43,6 +43,8 @@ const log = logger('control/control-plane');
 
 const DEFAULT_GRPC_ADDRESS = `0.0.0.0:${CONTROL_PORTS.grpc}`;
 const DEFAULT_ADMIN_ADDRESS = `0.0.0.0:${CONTROL_PORTS.admin}`;
+/** istiod's PILOT_REMOTE_CLUSTER_TIMEOUT */
+export const DEFAULT_REMOTE_CLUSTER_TIMEOUT_MS = 30_000;
 
 export interface ControlPlaneOptions {
   /** directory of Kubernetes-shaped YAML, read recursively and watched (the lab, clusters without API access) */
@@ -71,6 +73,12 @@ export interface ControlPlaneOptions {
    * (compile/multicluster.ts); their policies are not read (remote-clusters.ts)
    */
   remoteClusters?: RemoteClusterOptions[];
+  /**
+   * At start, how long the first snapshot waits for the remote secrets' first list and for
+   * every remote cluster they name to list once (istiod's PILOT_REMOTE_CLUSTER_TIMEOUT,
+   * default 30 s; 0: no wait). A cluster not listed by then joins the snapshot when it lists.
+   */
+  remoteClusterTimeoutMs?: number;
   /** quiet time after a file change before re-reading (default 100 ms) */
   debounceMs?: number;
   /** periodic full rescan, the safety net for missed change events (default 5000 ms) */
@@ -435,6 +443,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     // the remotes first: the local source's first read compiles the first snapshot with them
     await remotes?.start();
     remoteSecrets?.start();
+    if (remotes) await waitForRemotes(remotes, remoteSecrets, opts.remoteClusterTimeoutMs ?? DEFAULT_REMOTE_CLUSTER_TIMEOUT_MS);
     await source.start();
     grpcPort = await server.listen(opts.grpcAddress ?? DEFAULT_GRPC_ADDRESS);
     admin = await startAdminServer(opts.adminAddress ?? DEFAULT_ADMIN_ADDRESS, {
@@ -499,6 +508,25 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 }
 
 /** The local source's watch settings, for the sources of the remote secrets' clusters. */
+/**
+ * Before the first snapshot: the remote secrets' first list (the clusters they name are then
+ * started), then every remote cluster's first list, within `timeoutMs` in all. Those still
+ * not listed are named in a warning and join the snapshot when they list.
+ */
+async function waitForRemotes(remotes: RemoteClusters, secrets: RemoteSecrets | undefined, timeoutMs: number): Promise<void> {
+  if (timeoutMs <= 0) return;
+  const deadline = Date.now() + timeoutMs;
+  if (secrets) {
+    let timer: NodeJS.Timeout | undefined;
+    const listed = await Promise.race([secrets.listed().then(() => true), new Promise<false>((r) => (timer = setTimeout(r, timeoutMs, false)))]);
+    clearTimeout(timer);
+    if (!listed) log.warn({ timeoutMs }, 'the remote secrets were not listed within the remote cluster timeout: serving without the clusters they name until they are');
+  }
+  const late = await remotes.listed(deadline - Date.now());
+  if (late.length > 0)
+    log.warn({ clusters: late, timeoutMs }, 'serving without remote clusters not listed within the remote cluster timeout: they join the snapshot when they list');
+}
+
 function pickRemoteKube(k: KubernetesSourceSettings | undefined): RemoteKubeSettings {
   if (!k) return {};
   const { coalesceMs, backoff, absentRetryMs, pageSize, watchTimeoutSeconds, requestTimeoutMs } = k;

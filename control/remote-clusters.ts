@@ -124,6 +124,27 @@ export class RemoteClusters {
     for (const r of this.remotes.values()) await r.source.start();
   }
 
+  /**
+   * Waits until every cluster read from an API server has listed once, for at most `ms`, and
+   * resolves with the names of those that had not (unreachable, refused, slow): the first
+   * snapshot waits for them as istiod's readiness waits for its remote clusters
+   * (PILOT_REMOTE_CLUSTER_TIMEOUT), so that agents are not told at a control plane's start
+   * that the other clusters' endpoints are gone. Clusters read from directories are read by `start`.
+   */
+  async listed(ms: number): Promise<string[]> {
+    const pending = () => [...this.remotes.values()].filter((r) => r.source instanceof KubernetesSource && !r.source.listed);
+    const waiting = pending();
+    if (waiting.length > 0 && ms > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.all(waiting.map((r) => (r.source as KubernetesSource).synced())),
+        new Promise<void>((r) => (timer = setTimeout(r, ms))),
+      ]);
+      clearTimeout(timer);
+    }
+    return pending().map((r) => r.opts.name);
+  }
+
   /** Re-reads the directories and hands over what the API servers sent; a cluster not listed yet (unreachable) is not waited for. */
   async scan(): Promise<void> {
     for (const r of [...this.remotes.values()]) if (!(r.source instanceof KubernetesSource) || r.source.listed) await r.source.scan();

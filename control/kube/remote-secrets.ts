@@ -75,6 +75,7 @@ export class RemoteSecrets {
   private readonly informer: Informer;
   private readonly secrets = new Map<string, SecretObject>();
   private synced = false;
+  private readonly listWaiters: (() => void)[] = [];
 
   constructor(private readonly opts: RemoteSecretsOptions) {
     this.informer = new Informer({
@@ -92,6 +93,7 @@ export class RemoteSecrets {
       onSynced: () => {
         this.synced = true;
         this.changed();
+        for (const w of this.listWaiters.splice(0)) w();
       },
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
       ...(opts.watchTimeoutSeconds ? { watchTimeoutSeconds: opts.watchTimeoutSeconds } : {}),
@@ -106,6 +108,12 @@ export class RemoteSecrets {
 
   async stop(): Promise<void> {
     await this.informer.stop();
+  }
+
+  /** Resolves once the Secrets were listed once and what they ask for was handed to onChange. */
+  listed(): Promise<void> {
+    if (this.synced) return Promise.resolve();
+    return new Promise((r) => this.listWaiters.push(r));
   }
 
   /** What the Secrets in hand ask for, and what is wrong with them. */

@@ -119,6 +119,8 @@ export class KubeApiServerStandIn {
   readonly counters: StandInCounters = { lists: new Map(), watches: new Map(), gone: 0, tokenReviews: 0 };
   /** requests answered 500 while > 0 (each decrements) */
   failNext = 0;
+  /** ms every list (not watch) is held before its answer: a slow or far API server */
+  private listDelayMs = 0;
 
   private constructor(
     private readonly cert: { key: string; cert: string },
@@ -138,6 +140,11 @@ export class KubeApiServerStandIn {
 
   get url(): string {
     return `https://127.0.0.1:${this.port}`;
+  }
+
+  /** Holds every later list for `ms` before answering it (0: at once). */
+  delayLists(ms: number): void {
+    this.listDelayMs = ms;
   }
 
   /** A kubeconfig for this server (written into `dir`), as `kubectl config view --raw` prints one. */
@@ -278,6 +285,7 @@ export class KubeApiServerStandIn {
     if (!state.installed) return this.status(res, 404, 'NotFound', `the server could not find the requested resource (${url.pathname})`);
     if (req.method === 'GET' && name === undefined) {
       if (url.searchParams.get('watch') === 'true') return this.watch(state, namespace, url, req, res);
+      if (this.listDelayMs > 0) await new Promise((r) => setTimeout(r, this.listDelayMs));
       return this.listResponse(state, namespace, url, res);
     }
     if (req.method === 'GET') {

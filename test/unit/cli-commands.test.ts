@@ -57,6 +57,12 @@ test('an unknown flag or command exits 2 and suggests the nearest', async (t) =>
   t.regex(format.stderr, /-o xml: expected one of table, wide, json, yaml/);
 });
 
+test('control --remote-cluster-timeout takes a duration, and names the flag when it is not one', async (t) => {
+  const bad = await nodemesh(['control', '--insecure', '--config-dir', '/tmp', '--remote-cluster-timeout', '3x']);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /control: --remote-cluster-timeout "3x": expected a duration such as 30s, 2m or 0 \(no wait\)/);
+});
+
 test('version and --version name the git revision; -o json has version and revision', async (t) => {
   const a = await nodemesh(['--version']);
   t.is(a.code, 0);

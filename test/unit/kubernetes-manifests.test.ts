@@ -27,6 +27,8 @@ const NAMESPACE = 'nodemesh-system';
 
 interface Probe {
   httpGet?: { path: string; port: number | string };
+  periodSeconds?: number;
+  failureThreshold?: number;
 }
 interface Container {
   name: string;
@@ -219,8 +221,11 @@ test('every container has CPU and memory requests and limits, requests within li
   }
 });
 
-test('probes: the control plane ready and live on 15014, the agent started, ready and live on 15020', (t) => {
+test('probes: the control plane started, ready and live on 15014, the agent started, ready and live on 15020', (t) => {
   const cp = container(deployment, 'control');
+  t.deepEqual(cp.startupProbe?.httpGet, { path: '/healthz/live', port: CONTROL_PORTS.admin });
+  // a start may wait for the CA root (caWaitMs, 120 s) and the remote clusters (30 s)
+  t.true(cp.startupProbe!.periodSeconds! * cp.startupProbe!.failureThreshold! >= 150);
   t.deepEqual(cp.readinessProbe?.httpGet, { path: '/healthz/ready', port: CONTROL_PORTS.admin });
   t.deepEqual(cp.livenessProbe?.httpGet, { path: '/healthz/live', port: CONTROL_PORTS.admin });
   const agent = container(daemonSet, 'agent');

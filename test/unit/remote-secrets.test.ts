@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments, parse as parseYaml, stringify } from 'yaml';
 import { startControlPlane, type ControlPlane } from '../../control/control-plane.js';
+import type { Snapshot } from '../../control/api/snapshot.js';
 import { checkKubeconfig, readRemoteSecrets } from '../../control/kube/remote-secrets.js';
 import { createRemoteSecret, READER_TOKEN_SECRET } from '../../cli/create-remote-secret.js';
 import { formatConfigStatus } from '../../cli/config-status.js';
@@ -67,7 +68,7 @@ function asStored(yamlText: string): KubeObject {
   return { ...secret, data: Object.fromEntries(Object.entries(stringData ?? {}).map(([k, v]) => [k, b64(v)])) } as KubeObject;
 }
 
-async function localCluster(t: ExecutionContext): Promise<{ api: KubeApiServerStandIn; cp: () => Promise<ControlPlane> }> {
+async function localCluster(t: ExecutionContext): Promise<{ api: KubeApiServerStandIn; cp: (remoteClusterTimeoutMs?: number) => Promise<ControlPlane> }> {
   const { api, kubeconfig } = await standIn(t);
   api.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } });
   api.apply(node('node-a', '172.18.0.2'));
@@ -77,13 +78,34 @@ async function localCluster(t: ExecutionContext): Promise<{ api: KubeApiServerSt
   syncEndpointSlices(api);
   return {
     api,
-    cp: async () => {
-      const cp = await startControlPlane({ grpcAddress: '127.0.0.1:0', adminAddress: '127.0.0.1:0', processMetrics: false, cluster: 'cluster-a', network: 'net-a', kubernetes: { kubeconfig, ...FAST } });
+    cp: async (remoteClusterTimeoutMs?: number) => {
+      const cp = await startControlPlane({
+        grpcAddress: '127.0.0.1:0',
+        adminAddress: '127.0.0.1:0',
+        processMetrics: false,
+        cluster: 'cluster-a',
+        network: 'net-a',
+        kubernetes: { kubeconfig, ...FAST },
+        ...(remoteClusterTimeoutMs !== undefined ? { remoteClusterTimeoutMs } : {}),
+      });
       t.teardown(() => cp.close());
       return cp;
     },
   };
 }
+
+/** The control plane's first snapshot (a Kubernetes source compiles it after start resolves, once it listed). */
+function firstSnapshot(cp: ControlPlane): Promise<Snapshot> {
+  const now = cp.snapshot();
+  if (now) return Promise.resolve(now);
+  return new Promise((resolve) => {
+    const off = cp.onSnapshot((s) => {
+      off();
+      resolve(s);
+    });
+  });
+}
+const remoteUidsOf = (s: Snapshot | undefined) => (s?.workloads ?? []).filter((w) => w.cluster && w.cluster !== 'cluster-a').map((w) => `${w.uid}@${w.network ?? ''}`).sort();
 
 const remoteUids = (cp: ControlPlane) => (cp.snapshot()?.workloads ?? []).filter((w) => w.cluster && w.cluster !== 'cluster-a').map((w) => `${w.uid}@${w.network ?? ''}`).sort();
 const localUids = (cp: ControlPlane) => (cp.snapshot()?.workloads ?? []).filter((w) => w.uid.split('/').length === 2).map((w) => w.uid).sort();
@@ -156,8 +178,9 @@ test('a value that is no kubeconfig and an unreachable API server are errors nam
   };
   const a = await localCluster(t);
   a.api.apply(secret);
-  const cp = await a.cp();
-  await eventually(() => remoteUids(cp).length === 1, 20_000, "cluster B's pod");
+  // cluster D never lists: the start waits for it no longer than the remote cluster timeout
+  const cp = await a.cp(500);
+  t.deepEqual(remoteUidsOf(await firstSnapshot(cp)), ['cluster-b/demo/backend-b@net-b'], 'the first snapshot has the cluster that listed in time');
   const error = await eventually(() => cp.status().remoteClusters?.find((r) => r.name === 'cluster-d')?.error, 20_000, "cluster D's error");
   t.regex(error, /^Secret nodemesh-system\/istio-remote-secret-mixed, key cluster-d: the API server of cluster cluster-d \(https:\/\/127\.0\.0\.1:\d+\) cannot be read/);
   const secretErrors = cp.status().remoteSecretErrors!;
@@ -177,6 +200,21 @@ test('a value that is no kubeconfig and an unreachable API server are errors nam
   await eventually(() => (cp.status().remoteSecretErrors ?? []).length === 0, 20_000, 'the Secret error cleared');
   await eventually(() => cp.status().remoteClusters?.find((r) => r.name === 'cluster-c')?.refused === 1, 20_000, 'cluster C read');
   t.deepEqual(remoteUids(cp), ['cluster-b/demo/backend-b@net-b']);
+});
+
+test("a control plane's first snapshot already holds the remote clusters its Secrets name (istiod's PILOT_REMOTE_CLUSTER_TIMEOUT): agents are not told at its start that the other cluster's endpoints are gone", async (t) => {
+  const b = await standIn(t);
+  fillCluster(b.api, { network: 'net-b', backendPod: 'backend-b', ip: '10.245.1.5', node: 'node-1', nodeIp: '172.19.0.2' });
+  installReader(b.api, 'reader-token-b');
+  const a = await localCluster(t);
+  a.api.apply(asStored(await createRemoteSecret({ name: 'cluster-b', kubeconfig: b.kubeconfig })));
+  // B answers its lists slowly: the first snapshot still waits for them
+  b.api.delayLists(300);
+  const cp = await a.cp();
+  const first = await firstSnapshot(cp);
+  t.deepEqual(remoteUidsOf(first), ['cluster-b/demo/backend-b@net-b']);
+  const endpoints = first.services.find((s) => s.name === 'backend')?.ports[0]?.endpoints.map((e) => e.ip).sort();
+  t.deepEqual(endpoints, ['10.244.1.5', '10.245.1.5'], "backend's endpoints in both clusters from the first snapshot on");
 });
 
 test('a key whose value goes bad keeps the cluster it named (its last good state), with the error', async (t) => {
