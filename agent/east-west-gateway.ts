@@ -21,7 +21,7 @@ import { X509Certificate } from 'node:crypto';
 import { isIPv4 } from 'node:net';
 import { logger } from '../common/log.js';
 import { NodemeshError } from '../common/errors.js';
-import { AGENT_PORTS } from '../common/ports.js';
+import { AGENT_PORTS, GATEWAY_ADMIN_MODE } from '../common/ports.js';
 import { splitHostPort } from '../common/host-port.js';
 import { Registry } from '../common/prometheus.js';
 import { readRootCertFile } from '../control/api/control-roots.js';
@@ -183,7 +183,7 @@ export async function startEastWestGateway(opts: GatewayOptions): Promise<Runnin
           return { body: await merged.metrics(), contentType: merged.contentType };
         },
         debug: () => ({
-          mode: 'east-west gateway',
+          mode: GATEWAY_ADMIN_MODE,
           node: opts.node,
           pid: process.pid,
           address: `${opts.proxyIp}:${opts.hbonePort ?? AGENT_PORTS.hbone}`,

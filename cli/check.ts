@@ -143,8 +143,10 @@ export function meshChecks(s: MeshSurvey, warnMs: number, now = Date.now()): Che
   }
   for (const a of s.agents) {
     const connected = cp?.connected?.some((x) => x.node === a.node);
-    if (cp?.connected) add('agents', `agent ${a.node} connected to the control plane`, connected === true, connected ? 'connected' : `not connected: ${a.reachable ? 'it runs but has no discovery stream; check --control and its node credential in its logs' : `its admin port ${a.admin} is unreachable too: start the agent on ${a.node}`}`);
-    add('agents', `agent ${a.node} ready`, a.ready, a.ready ? 'ready' : `${a.reason ?? 'not ready'}${a.reachable ? '' : `: start the agent on ${a.node} (or check that ${a.admin} is reachable from here)`}`);
+    // an east-west gateway is checked as an agent is, under its own name
+    const what = a.gateway ? `gateway on ${a.node}` : `agent ${a.node}`;
+    if (cp?.connected) add('agents', `${what} connected to the control plane`, connected === true, connected ? 'connected' : `not connected: ${a.reachable ? 'it runs but has no discovery stream; check --control and its node credential in its logs' : `its admin port ${a.admin} is unreachable too: start the agent on ${a.node}`}`);
+    add('agents', `${what} ready`, a.ready, a.ready ? 'ready' : `${a.reason ?? 'not ready'}${a.reachable ? '' : `: start the agent on ${a.node} (or check that ${a.admin} is reachable from here)`}`);
   }
   const reachable = s.agents.filter((a) => a.snapshotVersion !== undefined);
   if (cp?.snapshotVersion !== undefined && reachable.length > 0) {

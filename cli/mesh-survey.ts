@@ -4,7 +4,7 @@
 // be read said rather than thrown. Which control plane and agents: the flags (--control,
 // --agent), else the agents the control plane knows (their admin port on the address they
 // connect from), else the lab's (--name).
-import { AGENT_PORTS } from '../common/ports.js';
+import { AGENT_PORTS, GATEWAY_ADMIN_MODE } from '../common/ports.js';
 import { refusalHint } from './agent-admin.js';
 import { parsePromText, sumMetric } from './prom-text.js';
 
@@ -36,6 +36,11 @@ export interface AgentView {
   controlConnected?: boolean;
   /** the agent's clock minus ours (from its HTTP Date header), ms */
   clockSkewMs?: number;
+  /**
+   * an east-west gateway (`agent --gateway`), not a node's agent: it watches the control plane
+   * as the node its pod runs on, so it is listed with that node's agent, and enrols no pod
+   */
+  gateway?: boolean;
 }
 
 export interface MeshSurvey {
@@ -113,11 +118,11 @@ async function surveyAgent(node: string, admin: string, headers: Record<string, 
   if (ready.status !== 200) v.reason = ready.body.trim();
   if (ready.date) v.clockSkewMs = Date.parse(ready.date) - Date.now();
   if (state.status === 200) {
-    const d = JSON.parse(state.body) as { node?: string; snapshotVersion: number; enrolled?: unknown[]; identities?: AgentView['certificates']; trustBundle?: string[] };
+    const d = JSON.parse(state.body) as { mode?: string; node?: string; snapshotVersion: number; enrolled?: unknown[]; identities?: AgentView['certificates']; trustBundle?: string[] };
     if (d.node) v.node = d.node;
     v.snapshotVersion = d.snapshotVersion;
-    // an east-west gateway (`agent --gateway`) watches as its node too, and enrols no pod
-    v.meshedPods = d.enrolled?.length ?? 0;
+    if (d.mode === GATEWAY_ADMIN_MODE) v.gateway = true;
+    else v.meshedPods = d.enrolled?.length ?? 0;
     v.certificates = (d.identities ?? []).map((c) => ({ spiffeId: c.spiffeId, ...(c.notAfter ? { notAfter: c.notAfter } : {}), ...(c.lastError ? { lastError: c.lastError } : {}) }));
     v.trustBundle = d.trustBundle ?? [];
   } else if (!v.reason && state.status !== 0) v.reason = `/debug/state: ${state.body.trim()}`;

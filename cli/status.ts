@@ -42,7 +42,7 @@ export function statusData(s: MeshSurvey): Record<string, unknown> {
   };
 }
 
-function formatStatus(s: MeshSurvey, wide: boolean, out: NodeJS.WritableStream): string {
+export function formatStatus(s: MeshSurvey, wide: boolean, out: NodeJS.WritableStream): string {
   const c = colours(out);
   const lines: string[] = [];
   const cp = s.control;
@@ -63,7 +63,7 @@ function formatStatus(s: MeshSurvey, wide: boolean, out: NodeJS.WritableStream):
     const exp = earliestExpiry(a);
     const lag = cp?.snapshotVersion !== undefined && a.snapshotVersion !== undefined ? String(cp.snapshotVersion - a.snapshotVersion) : '-';
     const row = [
-      a.node,
+      a.gateway ? `${a.node} (gateway)` : a.node,
       a.admin,
       a.ready ? c.green('yes') : c.red('NO'),
       a.snapshotVersion !== undefined ? `v${a.snapshotVersion}` : '-',

@@ -24,3 +24,9 @@ export const CONTROL_PORTS = {
 
 /** SO_MARK of the proxy's own upstream sockets, which the datapath never redirects (Istio's 1337). */
 export const PROXY_MARK = 0x539;
+
+/**
+ * What an east-west gateway's admin port says it is (`mode` in its /debug/state): the CLI tells
+ * it from a node's agent, as both watch the control plane under their node's name.
+ */
+export const GATEWAY_ADMIN_MODE = 'east-west gateway';

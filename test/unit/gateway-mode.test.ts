@@ -21,6 +21,9 @@ import { startControlPlane } from '../../control/control-plane.js';
 import { csrWithKey } from '../helpers/csr.js';
 import { eventually } from '../helpers/eventually.js';
 import { KubeApiServerStandIn } from '../helpers/kube-apiserver.js';
+import { surveyMesh } from '../../cli/mesh-survey.js';
+import { formatStatus } from '../../cli/status.js';
+import { meshChecks } from '../../cli/check.js';
 
 const TD = 'cluster.local';
 const GW = `spiffe://${TD}/ns/nodemesh-system/sa/nodemesh-eastwestgateway`;
@@ -136,7 +139,7 @@ async function cluster(t: ExecutionContext) {
   return { cp, dir, tokenFile, control: `127.0.0.1:${cp.grpcPort}`, bundle: path.join(dir, 'ca', CA_FILES.trustBundle) };
 }
 
-test('`agent --gateway` with its projected token: ready with its own ServiceAccount’s identity, tunnels to its network’s node proxy, and a stop drains the open tunnel', async (t) => {
+test('`agent --gateway` with its projected token: ready with its own ServiceAccount’s identity, shown as its node’s gateway (not an agent) by `status` and `check`, tunnels to its network’s node proxy, and a stop drains the open tunnel', async (t) => {
   const c = await cluster(t);
   // node-a's "node proxy": an echo on its 15008
   const nodeProxy = net.createServer((s) => s.pipe(s));
@@ -161,6 +164,13 @@ test('`agent --gateway` with its projected token: ready with its own ServiceAcco
   const state = (await (await admin('/debug/state')).json()) as { identity: string; targets: string[] };
   t.is(state.identity, GW);
   t.deepEqual(state.targets, ['127.0.0.41:15008']);
+
+  // `nodemesh status` and `check` tell it from node-a's agent: it watches as node-a too
+  const survey = await surveyMesh({ control: `127.0.0.1:${c.cp.adminPort}`, agents: [gateway.adminAddresses[0]!] });
+  t.like(survey.agents[0], { node: 'node-a', gateway: true, ready: true });
+  t.is(survey.agents[0]!.meshedPods, undefined, 'a gateway enrols no pod: no PODS count');
+  t.regex(formatStatus(survey, false, process.stdout), /^node-a \(gateway\)\s+127\.0\.0\.40:\d+\s+yes\s+v\d+\s+\d+\s+-\s/m);
+  t.true(meshChecks(survey, 3600_000).some((x) => x.name === 'gateway on node-a ready' && x.ok));
 
   // a mesh SVID for web-1 (on node-a) from the same CA, with the agent's token
   const creds = new ControlPlaneCredentials({ rootCertFile: c.bundle, tokenFile: path.join(c.dir, 'agent-token') });
