@@ -17,10 +17,10 @@
 // then is a byte pipe under TCP's rules (Istio's protocol sniffing did the same past its
 // protocolDetectionTimeout).
 import type { Duplex } from 'node:stream';
-import type { ServicePort } from '../../control/api/snapshot.js';
+// what a Service port declares is the contract's rule (the analyzer reads it too)
+export { declaredProtocol, type Declared } from '../../control/api/port-protocol.js';
 
 export type Protocol = 'http1' | 'http2' | 'tcp';
-export type Declared = 'http' | 'http2' | 'tcp' | 'unknown';
 
 /** Istio's protocol sniffing timeout of old (now off by default there): short, as it delays server-first protocols. */
 export const SNIFF_TIMEOUT_MS = 100;
@@ -31,32 +31,6 @@ const HTTP2_PREFACE_LINE = 'PRI * HTTP/2.0\r\n';
 /** The longest first line read to tell an HTTP/1.x request line from anything else. */
 export const MAX_REQUEST_LINE = 8 * 1024;
 const REQUEST_LINE = /^[A-Z][A-Z0-9_-]* \S+ HTTP\/1\.[01]\r?\n/;
-
-const APP_PROTOCOLS: Record<string, Declared> = {
-  http: 'http',
-  'kubernetes.io/ws': 'http',
-  http2: 'http2',
-  grpc: 'http2',
-  'grpc-web': 'http',
-  'kubernetes.io/h2c': 'http2',
-  tcp: 'tcp',
-  tls: 'tcp',
-  https: 'tcp',
-  'kubernetes.io/wss': 'tcp',
-  mongo: 'tcp',
-  redis: 'tcp',
-  mysql: 'tcp',
-};
-
-/** What the Service port says about its protocol. */
-export function declaredProtocol(port: Pick<ServicePort, 'name' | 'appProtocol'>): Declared {
-  const app = (port.appProtocol ?? '').toLowerCase();
-  if (app) return APP_PROTOCOLS[app] ?? 'unknown';
-  // "Istio ... the port name in the form <protocol>[-<suffix>]"
-  const name = (port.name ?? '').toLowerCase();
-  const prefix = name.split('-', 1)[0]!;
-  return APP_PROTOCOLS[prefix] ?? 'unknown';
-}
 
 /**
  * Classifies the first bytes: 'http2' for (a prefix of) the HTTP/2 connection preface,

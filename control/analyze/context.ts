@@ -25,6 +25,8 @@ export interface AnalysisContext {
   raw(r: Resource): Record<string, unknown>;
   /** Service hostnames as the compiler resolves them */
   routing: RoutingCompilation;
+  /** the compiled Services (the snapshot's, in its order): ports resolved to pods' */
+  compiled: readonly Service[];
   /** by `ns/name` */
   services: ReadonlyMap<string, ServiceRef>;
   podsByNamespace: ReadonlyMap<string, PodRef[]>;
@@ -55,6 +57,7 @@ export function analysisContext(
     doc: documentOf,
     raw: (r) => documentOf(r)?.object ?? {},
     routing: startRoutingCompilation({ services, workloads: [], trustDomain: '', rootNamespace }),
+    compiled: services,
     services: byNsName,
     podsByNamespace: pods,
     rootNamespace,

@@ -53,6 +53,7 @@ export const CODES = {
   NM0104: { name: 'AllowPolicyWithoutRules', level: 'Warning', about: 'an ALLOW AuthorizationPolicy with rules written empty denies every request' },
   NM0105: { name: 'FieldNotApplied', level: 'Warning', about: 'a field or kind nodemesh accepts but does not apply' },
   NM0106: { name: 'RouteToEmptySubset', level: 'Error', about: 'a route sends traffic to a subset that selects no pod: it fails (503 UH)' },
+  NM0107: { name: 'PodPortProtocolConflict', level: 'Warning', about: 'two Services declare one pod port HTTP and TCP: the destination serves it as one of them' },
 } as const satisfies Record<string, CodeInfo>;
 
 export type Code = keyof typeof CODES;

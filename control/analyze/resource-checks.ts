@@ -7,9 +7,10 @@
 // - NM0105: a field or kind nodemesh accepts but does not apply (the validators' notes that
 //   say so); NM0100: the other notes (what nodemesh does with the resource).
 import { FAIL_MODE_ANNOTATION, MESH_ANNOTATION } from '../api/snapshot.js';
-import { describeKey, type Resource } from '../model/resources.js';
+import { declaredProtocol } from '../api/port-protocol.js';
+import { describeKey, type Resource, type ServicePortSpec } from '../model/resources.js';
 import { CODES, type AnalysisMessage } from './messages.js';
-import { isObject, type AnalysisContext } from './context.js';
+import { isObject, selectedPods, type AnalysisContext, type PodRef, type ServiceRef } from './context.js';
 import { closest } from '../validate/fields.js';
 
 /** What analysis needs of a document's status (config-store.ts's ResourceStatus). */
@@ -87,6 +88,7 @@ function detail(message: string, file: string): string {
 }
 
 export function checkResources(ctx: AnalysisContext): void {
+  podPortProtocols(ctx);
   for (const r of ctx.resources) {
     annotations(ctx, r);
     for (const note of r.notes) {
@@ -115,4 +117,69 @@ function annotations(ctx: AnalysisContext, r: Resource): void {
       );
     }
   }
+}
+
+/**
+ * A pod port that one Service port declares HTTP (http, http2, grpc…) and another TCP (tcp,
+ * tls, mysql…): the destination's node proxy serves a pod port as the first Service of it in
+ * the snapshot says (agent/state/proxy-state.ts serviceFor), whichever Service the client
+ * used. Pods by the Services' selectors (as written: offline files have no pod IPs), named
+ * target ports through their containers' ports; reported on each later Service port, once
+ * per pair of Service ports.
+ */
+function podPortProtocols(ctx: AnalysisContext): void {
+  type Claim = { svc: ServiceRef; port: ServicePortSpec; declared: 'http' | 'tcp' };
+  const first = new Map<string, Claim>();
+  const reported = new Set<string>();
+  // the snapshot's order of Services, which the agents' first-wins follows
+  const order = ctx.compiled.map((c) => ctx.services.get(`${c.namespace}/${c.name}`)).filter((x): x is ServiceRef => x !== undefined);
+  for (const svc of order) {
+    const selector = svc.spec.selector;
+    if (!selector || Object.keys(selector).length === 0) continue;
+    const pods = selectedPods(ctx, svc.r.key.namespace, selector).filter((p) => p.r.key.namespace === svc.r.key.namespace);
+    svc.spec.ports.forEach((port, index) => {
+      if (port.protocol !== 'TCP') return;
+      const d = declaredProtocol(port);
+      const declared = d === 'http' || d === 'http2' ? 'http' : d === 'tcp' ? 'tcp' : undefined;
+      for (const pod of pods) {
+        const target = podPort(port, pod);
+        if (target === undefined) continue;
+        const key = `${describeKey(pod.r.key)}:${target}`;
+        const was = first.get(key);
+        if (!was) {
+          if (declared) first.set(key, { svc, port, declared });
+          continue;
+        }
+        if (!declared || was.declared === declared || was.svc === svc) continue;
+        const pair = `${describeKey(was.svc.r.key)}:${was.port.port}|${describeKey(svc.r.key)}:${port.port}`;
+        if (reported.has(pair)) continue;
+        reported.add(pair);
+        const other = `Service ${was.svc.r.key.namespace}/${was.svc.r.key.name} port ${was.port.port}`;
+        const consequence =
+          was.declared === 'http'
+            ? "connections through this port are read as HTTP there: a protocol whose server speaks first (MySQL, SMTP) waits for its client's first bytes up to the request head timeout"
+            : 'requests through this port are relayed there as TCP: no request metrics from the destination (reporter="destination"), only TCP ones';
+        ctx.report(
+          svc.r,
+          'NM0107',
+          ['spec', 'ports', index],
+          `port ${port.port} (${portWord(port)}) reaches pod port ${target} of ${pod.r.key.namespace}/${pod.r.key.name}, which ${other} (${portWord(was.port)}) reaches too: the destination's node proxy serves that pod port as ${other} declares it (${was.declared.toUpperCase()}), so ${consequence}`,
+          'declare both Service ports with the same protocol (their names or appProtocol), or target different pod ports',
+        );
+      }
+    });
+  }
+}
+
+/** The pod port a Service port targets on `pod`: a number, its own port, or a named container port (undefined: not on this pod). */
+function podPort(port: ServicePortSpec, pod: PodRef): number | undefined {
+  if (port.targetPort === undefined) return port.port;
+  if (typeof port.targetPort === 'number') return port.targetPort;
+  for (const c of pod.spec.containers) for (const p of c.ports) if (p.name === port.targetPort) return p.containerPort;
+  return undefined;
+}
+
+/** How a port declares its protocol, for a message: `appProtocol http`, `name "tcp-db"`. */
+function portWord(p: ServicePortSpec): string {
+  return p.appProtocol ? `appProtocol ${p.appProtocol}` : `name ${JSON.stringify(p.name)}`;
 }

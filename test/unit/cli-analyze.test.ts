@@ -46,6 +46,7 @@ const FIRES: Record<string, string[]> = {
   'NM0103.yaml': ['NM0103'],
   'NM0104.yaml': ['NM0104'],
   'NM0105.yaml': ['NM0105'],
+  'NM0107.yaml': ['NM0107'],
 };
 
 for (const [file, codes] of Object.entries(FIRES)) {
