@@ -413,7 +413,12 @@ export async function pointReadme(readme: string, relDir: string, base: string, 
   const start = text.indexOf(README_START);
   const end = text.indexOf(README_END);
   if (start < 0 || end < start) return false;
-  const line = `![benchmark summary: req/s, latency at 1,000 req/s and CPU per request, by path](${relDir}/${base}-summary.svg)\n\nLatest run: [${base}](${relDir}/${base}.md) (${rep.mode}${rep.notes.length ? `; ${rep.notes[0]}` : ''}).`;
+  const line = `![benchmark summary: req/s, latency at 1,000 req/s and CPU per request, by path](${relDir}/${base}-summary.svg)\n\nLatest run: [${base}](${relDir}/${base}.md) (${rep.mode}${rep.notes.length ? `; ${lowerFirst(rep.notes[0]!).replace(/\.$/, '')}` : ''}).`;
   await writeFile(readme, `${text.slice(0, start + README_START.length)}\n${line}\n${text.slice(end)}`);
   return true;
+}
+
+/** A sentence as a clause: its first letter lower-cased (a note in the README's parentheses). */
+function lowerFirst(s: string): string {
+  return s.charAt(0).toLowerCase() + s.slice(1);
 }
