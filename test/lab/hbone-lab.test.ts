@@ -4,10 +4,12 @@
 // peer; a capture on node-b's link to the lab bridge shows TLS on 15008 and never the
 // request's plaintext; both node proxies report the connection as mutual_tls with the
 // SPIFFE principals. A meshed pod on the client's own node is served by the same-node path
-// (no HBONE connection), with the same principals.
+// (no HBONE connection), with the same principals. A DENY that lands while the client's
+// keep-alive connection is open through the pooled tunnel ends that connection's stream, not
+// the tunnel.
 import test from 'ava';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { scrape, sumMetric } from '../../cli/prom-text.js';
@@ -15,6 +17,7 @@ import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { packagePath } from '../../common/paths.js';
 import { capture } from '../helpers/tcpdump.js';
+import { eventually } from '../helpers/eventually.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'hbone-lab');
 const LAB = 't-hbone';
@@ -168,5 +171,68 @@ if (canRunPrivileged('HBONE in the lab')) {
     t.is(ip(body.remote), lab.pod('client').ip, `near-1 saw ${body.remote}; node-a is ${a.ip}/${a.podBridgeIp}`);
     t.is(sumMetric(await scrape(a.agentAdmin), 'istio_tcp_connections_opened_total', labels) - before, 1);
     t.is((await debugState(a.agentAdmin)).hbone.inboundConnections, 0, 'node-a never tunnelled to itself');
+  });
+
+  test.serial('a DENY that lands while a keep-alive connection is open through the pooled HBONE tunnel: its next request is refused, the tunnel stays, and the denial is counted on node-b', async (t) => {
+    const a = lab.node('node-a');
+    const b = lab.node('node-b');
+    const policy = 'shop/deny-client-late';
+    const file = path.join(lab.state.configDir, 'deny-client-late.yaml');
+    const dir = await mkdtemp(path.join(tmpdir(), 'nodemesh-hbone-lab-'));
+    t.teardown(async () => {
+      await rm(file, { force: true });
+      await rm(dir, { recursive: true, force: true });
+    });
+    const started = path.join(dir, 'started');
+    // one keep-alive connection from the client: a request every 50 ms on it until one is
+    // not a 200 (or 30 s pass); the first 200 is signalled by a file
+    const script = [
+      "const http = require('node:http'); const fs = require('node:fs');",
+      'const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });',
+      'const statuses = []; const ports = new Set(); const end = Date.now() + 30000;',
+      'const done = (error) => { console.log(JSON.stringify({ statuses, ports: [...ports], error })); process.exit(0); };',
+      'function once() {',
+      "  const req = http.get({ host: 'web.shop', port: 80, path: '/late', agent }, (res) => {",
+      '    ports.add(req.socket.localPort); statuses.push(res.statusCode); res.resume();',
+      `    if (statuses.length === 1) fs.writeFileSync(${JSON.stringify(started)}, '');`,
+      "    res.on('end', () => (res.statusCode !== 200 || Date.now() > end ? done() : setTimeout(once, 50)));",
+      '  });',
+      "  req.on('error', (e) => done(e.code));",
+      '}',
+      'once();',
+    ].join('\n');
+    const client = lab.output('shop/client', [process.execPath, '-e', script]);
+    await eventually(() => readFile(started).then(() => true, () => false), 20_000, 'the first answer on the keep-alive connection');
+    const tunnels = (await debugState(a.agentAdmin)).hbone.outbound?.connections ?? 0;
+    t.true(tunnels >= 1, 'the connection goes through a pooled HBONE tunnel');
+
+    await writeFile(
+      file,
+      [
+        'apiVersion: security.istio.io/v1',
+        'kind: AuthorizationPolicy',
+        'metadata: {name: deny-client-late, namespace: shop}',
+        'spec:',
+        '  selector: {matchLabels: {app: web}}',
+        '  action: DENY',
+        '  rules: [{from: [{source: {principals: ["cluster.local/ns/shop/sa/client"]}}]}]',
+        '',
+      ].join('\n'),
+    );
+    const r = JSON.parse(await client) as { statuses: number[]; ports: number[]; error?: string };
+    t.log(`statuses ${r.statuses.slice(0, 3).join(',')}…${r.statuses.slice(-3).join(',')} (${r.statuses.length}), ${r.error ?? 'no error'}`);
+    t.is(r.ports.length, 1, 'every answer came on the one keep-alive connection');
+    t.is(r.statuses[0], 200);
+    t.true(r.error !== undefined || r.statuses.at(-1) !== 200, 'after the policy landed, the open connection was refused');
+    const m = await scrape(b.agentAdmin);
+    const refused = sumMetric(m, 'nodemesh_agent_connections_closed_by_policy_total', { policy }) + sumMetric(m, 'nodemesh_agent_authorization_denials_total', { policy });
+    t.true(refused > 0, 'node-b closed or refused it by that policy');
+    t.is((await debugState(a.agentAdmin)).hbone.outbound?.connections, tunnels, "the policy ended the stream, not the tunnel other connections share");
+
+    // a new connection is refused too; with the policy gone, served again
+    const denied = await lab.exec('shop/client', ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '10', 'http://web.shop/new']);
+    t.not(denied.stdout.trim(), '200');
+    await rm(file);
+    await eventually(async () => (await lab.exec('shop/client', ['curl', '-sS', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', '5', 'http://web.shop/again'])).stdout.trim() === '200', 20_000, 'served once the policy is gone');
   });
 }
