@@ -61,8 +61,11 @@ export async function runControl(args: string[]): Promise<number> {
   // istiod's PILOT_REMOTE_CLUSTER_TIMEOUT: how long the first snapshot waits for the remote clusters
   const remoteTimeout = values['remote-cluster-timeout'] ?? process.env.NODEMESH_REMOTE_CLUSTER_TIMEOUT;
   if (remoteTimeout !== undefined) {
-    if (!/^(\d+|(\d+[dhms])+)$/.test(remoteTimeout)) throw new Error(`control: --remote-cluster-timeout ${JSON.stringify(remoteTimeout)}: expected a duration such as 30s, 2m or 0 (no wait)`);
-    opts.remoteClusterTimeoutMs = parseDurationSeconds(remoteTimeout) * 1000;
+    try {
+      opts.remoteClusterTimeoutMs = parseDurationSeconds(remoteTimeout) * 1000;
+    } catch {
+      throw new Error(`control: --remote-cluster-timeout ${JSON.stringify(remoteTimeout)}: expected a duration such as 30s, 2m or 0 (no wait)`);
+    }
   }
   const limits: Partial<ConfigLimits> = {};
   const limit = (flag: string, v: string | undefined, k: keyof ConfigLimits, parse: (s: string) => number | undefined) => {

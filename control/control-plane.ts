@@ -6,6 +6,7 @@
 // last good state stays in force.
 import { NodemeshError } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { settledWithin } from '../common/settled-within.js';
 import { splitHostPort } from '../common/host-port.js';
 import { CONTROL_PORTS } from '../common/ports.js';
 import { CLUSTER_ID_DEFAULT, CLUSTER_NAME, TRUST_DOMAIN_DEFAULT, type Snapshot } from './api/snapshot.js';
@@ -516,11 +517,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
 async function waitForRemotes(remotes: RemoteClusters, secrets: RemoteSecrets | undefined, timeoutMs: number): Promise<void> {
   if (timeoutMs <= 0) return;
   const deadline = Date.now() + timeoutMs;
-  if (secrets) {
-    let timer: NodeJS.Timeout | undefined;
-    const listed = await Promise.race([secrets.listed().then(() => true), new Promise<false>((r) => (timer = setTimeout(r, timeoutMs, false)))]);
-    clearTimeout(timer);
-    if (!listed) log.warn({ timeoutMs }, 'the remote secrets were not listed within the remote cluster timeout: serving without the clusters they name until they are');
+  if (secrets && !(await settledWithin(secrets.listed(), timeoutMs))) {
+    log.warn({ timeoutMs }, 'the remote secrets were not listed within the remote cluster timeout: serving without the clusters they name until they are');
   }
   const late = await remotes.listed(deadline - Date.now());
   if (late.length > 0)

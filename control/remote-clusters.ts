@@ -26,6 +26,7 @@
 // label still wins over it (compile/endpoints.ts podNetwork).
 import { NodemeshError, type ConfigError } from '../common/errors.js';
 import { logger } from '../common/log.js';
+import { settledWithin } from '../common/settled-within.js';
 import { KubeConfig } from '@kubernetes/client-node';
 import { CLUSTER_NAME, NETWORK_LABEL, NETWORK_NAME } from './api/snapshot.js';
 import type { RemoteClusterResources } from './compile/multicluster.js';
@@ -134,14 +135,7 @@ export class RemoteClusters {
   async listed(ms: number): Promise<string[]> {
     const pending = () => [...this.remotes.values()].filter((r) => r.source instanceof KubernetesSource && !r.source.listed);
     const waiting = pending();
-    if (waiting.length > 0 && ms > 0) {
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.all(waiting.map((r) => (r.source as KubernetesSource).synced())),
-        new Promise<void>((r) => (timer = setTimeout(r, ms))),
-      ]);
-      clearTimeout(timer);
-    }
+    if (waiting.length > 0) await settledWithin(Promise.all(waiting.map((r) => (r.source as KubernetesSource).synced())), ms);
     return pending().map((r) => r.opts.name);
   }
 
