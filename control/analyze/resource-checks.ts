@@ -8,9 +8,9 @@
 //   say so); NM0100: the other notes (what nodemesh does with the resource).
 import { FAIL_MODE_ANNOTATION, MESH_ANNOTATION } from '../api/snapshot.js';
 import { declaredProtocol } from '../api/port-protocol.js';
-import { describeKey, type Resource, type ServicePortSpec } from '../model/resources.js';
+import { describeKey, selectsLabels, type Resource, type ServicePortSpec } from '../model/resources.js';
 import { CODES, type AnalysisMessage } from './messages.js';
-import { isObject, selectedPods, type AnalysisContext, type PodRef, type ServiceRef } from './context.js';
+import { isObject, type AnalysisContext, type PodRef, type ServiceRef } from './context.js';
 import { closest } from '../validate/fields.js';
 
 /** What analysis needs of a document's status (config-store.ts's ResourceStatus). */
@@ -133,10 +133,23 @@ function podPortProtocols(ctx: AnalysisContext): void {
   const reported = new Set<string>();
   // the snapshot's order of Services, which the agents' first-wins follows
   const order = ctx.compiled.map((c) => ctx.services.get(`${c.namespace}/${c.name}`)).filter((x): x is ServiceRef => x !== undefined);
+  // pods by namespace and label pair: a selector's candidates are those of one of its pairs
+  // (a Service per pod of a namespace would otherwise scan the namespace once per Service)
+  const byLabel = new Map<string, PodRef[]>();
+  for (const [ns, pods] of ctx.podsByNamespace)
+    for (const p of pods)
+      for (const [k, v] of Object.entries(p.spec.labels)) {
+        const key = `${ns}\n${k}\n${v}`;
+        const list = byLabel.get(key);
+        if (list) list.push(p);
+        else byLabel.set(key, [p]);
+      }
   for (const svc of order) {
     const selector = svc.spec.selector;
-    if (!selector || Object.keys(selector).length === 0) continue;
-    const pods = selectedPods(ctx, svc.r.key.namespace, selector).filter((p) => p.r.key.namespace === svc.r.key.namespace);
+    const pairs = Object.entries(selector ?? {});
+    if (pairs.length === 0) continue;
+    const [k, v] = pairs[0]!;
+    const pods = (byLabel.get(`${svc.r.key.namespace}\n${k}\n${v}`) ?? []).filter((p) => selectsLabels(selector!, p.spec.labels));
     svc.spec.ports.forEach((port, index) => {
       if (port.protocol !== 'TCP') return;
       const d = declaredProtocol(port);
