@@ -7,7 +7,7 @@
 // too, so the pid recorded is the command's own. Each leads its own session (setsid), so
 // the lab kills it as a process group; its output goes to a log file in the state dir.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -59,7 +59,19 @@ export async function spawnDetached(spec: DetachedSpec): Promise<number> {
     closeSync(fd);
   }
   spawned.add(child);
-  child.once('exit', () => spawned.delete(child));
+  child.once('exit', (code, signal) => {
+    spawned.delete(child);
+    // how it ended, in its own log (as a JSON line, like the processes' own): a process that
+    // dies by a signal before it logs anything otherwise leaves no trace of why
+    if (code !== 0) {
+      const line = { level: 40, time: Date.now(), module: 'lab', pid: child.pid, ...(signal ? { signal } : { code }), msg: `the lab's process exited (${signal ? `signal ${signal}` : `code ${code}`})` };
+      try {
+        appendFileSync(spec.log, `${JSON.stringify(line)}\n`);
+      } catch {
+        // its lab's logs are gone already (lab down)
+      }
+    }
+  });
   child.unref();
   return new Promise((resolve, reject) => {
     child.once('error', (err) => {
