@@ -7,7 +7,7 @@
 // too, so the pid recorded is the command's own. Each leads its own session (setsid), so
 // the lab kills it as a process group; its output goes to a log file in the state dir.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, closeSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -66,7 +66,13 @@ export async function spawnDetached(spec: DetachedSpec): Promise<number> {
     if (code !== 0) {
       const line = { level: 40, time: Date.now(), module: 'lab', pid: child.pid, ...(signal ? { signal } : { code }), msg: `the lab's process exited (${signal ? `signal ${signal}` : `code ${code}`})` };
       try {
-        appendFileSync(spec.log, `${JSON.stringify(line)}\n`);
+        // appended to the log only if it is still there: never re-created under a lab down
+        const logFd = openSync(spec.log, constants.O_WRONLY | constants.O_APPEND);
+        try {
+          writeSync(logFd, `${JSON.stringify(line)}\n`);
+        } finally {
+          closeSync(logFd);
+        }
       } catch {
         // its lab's logs are gone already (lab down)
       }
