@@ -9,7 +9,10 @@
 //    HTTP/1.1, or as h2c when it starts with the HTTP/2 preface (gRPC), and every request
 //    is authorised (inbound-http.ts): denied requests get 403 "RBAC: access denied" (gRPC:
 //    grpc-status 7), allowed ones reach the pod. A stream that turns out to be neither is
-//    authorised as TCP (fail-safe) instead. Every other stream is a byte pipe.
+//    authorised as TCP (fail-safe) instead. On a port declared HTTP (request telemetry) a
+//    stream is served the same way, with no policy to meet — or, when it came over HBONE
+//    and no trace collector is configured, relayed untouched and observed as HTTP/1.1
+//    (inbound-observed.ts). Every other stream is a byte pipe.
 // 4. Every delivered connection stays registered (authorized-connections.ts) until it
 //    closes: a policy applied later is checked against it, and closes it if it no longer
 //    admits it; requests on a parsed stream are authorized against the policy in force.
@@ -25,6 +28,8 @@ import { logger } from '../../common/log.js';
 import type { Service, Workload } from '../../control/api/snapshot.js';
 import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes } from '../policy/authorization.js';
 import { serveH2cInbound, serveHttpInbound } from './inbound-http.js';
+import { observeHttp1 } from './inbound-observed.js';
+import { tracingConfigured } from '../telemetry/tracing.js';
 import { authorizedInbound, resetDownstream, type AuthorizedConnection, type AuthorizedConnections } from './authorized-connections.js';
 import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabelsDestination } from '../telemetry/metrics.js';
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
@@ -179,7 +184,11 @@ export async function deliverInbound(
   // whose bytes the relay counts
   const http = declaredHttp(opts.service, c.port);
   const piped = authorized.mode === 'pipe' && !http;
-  if (piped) flow.relayed();
+  // requests only counted, nothing added to them: HTTP/1.1 is observed, not served
+  // (inbound-observed.ts says when and why); the x-request-id of a request that comes without
+  // one is the source proxy's to add, and only a mesh proxy sends over HBONE
+  const observable = authorized.mode === 'pipe' && http && c.security === 'mutual_tls' && !tracingConfigured();
+  if (piped || observable) flow.relayed();
   // delivered: counted until both sides are closed
   flow.open();
   let open = 2;
@@ -203,8 +212,18 @@ export async function deliverInbound(
     const telemetry = http
       ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port)
       : undefined;
-    authorized.mode = 'requests';
-    void serveL7(stream, pod, c, authorized, () => connector.connect(toPod(c, opts.transparentSource)), flow, timeouts, telemetry);
+    if (!observable) authorized.mode = 'requests';
+    void serveL7(
+      stream,
+      pod,
+      c,
+      authorized,
+      () => connector.connect(toPod(c, opts.transparentSource)),
+      flow,
+      timeouts,
+      telemetry,
+      observable,
+    );
   }
   return { delivered: true };
 }
@@ -219,11 +238,22 @@ async function serveL7(
   flow: Flow,
   timeouts: ProxyTimeouts,
   telemetry: InboundTelemetry | undefined,
+  observable: boolean,
 ): Promise<void> {
   const sniffed = await sniffWithin(stream, timeouts.requestHeadersMs, classifyRequestLine);
   if (sniffed === undefined) return; // closed before a byte
   // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
+  if (observable && protocol === 'http1') {
+    // HTTP/1.1 with nothing to decide or add per request: relayed, its requests observed
+    observeHttp1(stream, pod, { telemetry: telemetry!, downstreamRemote: c.sourceIp, timeouts });
+    return;
+  }
+  if (observable && protocol === 'http2') {
+    // h2c is served (its streams are read per request): from here its requests meet any later policy
+    authorized.mode = 'requests';
+    flow.unrelayed();
+  }
   if (protocol !== 'tcp') {
     // every request meets the policy in force when it arrives
     const o = {

@@ -51,6 +51,29 @@ export function inboundTelemetry(
   return t;
 }
 
+/**
+ * A request's header fields as they came on the wire (name, value, name, value …), looked up
+ * by lower-case name only when asked: what an observed request (proxy/inbound-observed.ts)
+ * keeps instead of building Node's headers object for each request.
+ */
+export class RawHeaderFields {
+  constructor(readonly raw: readonly string[]) {}
+
+  /** The field's value (several joined with ','), undefined when absent. */
+  get(name: string): string | undefined {
+    const raw = this.raw;
+    let found: string | undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const n = raw[i]!;
+      if (n.length !== name.length || n.toLowerCase() !== name) continue;
+      found = found === undefined ? raw[i + 1]! : `${found},${raw[i + 1]!}`;
+    }
+    return found;
+  }
+}
+
+type HeaderFields = Record<string, string | string[] | undefined>;
+
 /** One request at the destination, as the access log, span and tap read it. */
 export class InboundRequest implements RequestRecord {
   readonly startTimeMs = Date.now();
@@ -74,10 +97,21 @@ export class InboundRequest implements RequestRecord {
     readonly authority: string,
     readonly protocolName: string,
     readonly downstreamRemote: string,
-    private readonly headers: Record<string, string | string[] | undefined>,
+    private readonly headers: HeaderFields | RawHeaderFields,
+    /**
+     * Observed, not forwarded by the proxy (inbound-observed.ts): nothing can be added to it,
+     * so no x-request-id is made and no span started (the observer runs only while no trace
+     * collector is configured).
+     */
+    observed = false,
   ) {
     const q = target.indexOf('?');
     this.path = q < 0 ? target : target.slice(0, q);
+    if (observed) {
+      this.span = undefined;
+      this.traceOps = undefined;
+      return;
+    }
     const trace = startSpan('server', telemetry.http.subject, (n) => this.header(n));
     this.span = trace.span;
     this.traceOps = trace.ops;
@@ -99,7 +133,9 @@ export class InboundRequest implements RequestRecord {
   }
 
   header(name: string): string | undefined {
-    const v = this.headers[name];
+    const h = this.headers;
+    if (h instanceof RawHeaderFields) return h.get(name);
+    const v = h[name];
     return Array.isArray(v) ? v.join(',') : v;
   }
 

@@ -137,6 +137,11 @@ type Attr = { key: string; value: { stringValue: string } | { intValue: string }
 const str = (key: string, v: string): Attr => ({ key, value: { stringValue: v } });
 const int = (key: string, v: number): Attr => ({ key, value: { intValue: String(v) } });
 
+/** A trace collector is configured: requests may be sampled and carry this proxy's trace headers. */
+export function tracingConfigured(): boolean {
+  return exporter !== undefined;
+}
+
 /** Ends a sampled span with Istio's and the mesh's attributes, and queues it for export. */
 export function endSpan(span: SpanContext, l: IstioLabels, r: EndedRequest): void {
   if (!exporter) return;

@@ -15,6 +15,7 @@ export const ResponseFlag = {
   FaultInjected: 'FI',
   RateLimited: 'RL',
   NoClusterFound: 'NC',
+  UpstreamProtocolError: 'UPE',
   // ztunnel (L4)
   Deny: 'DENY',
   Connect: 'CONNECT',
