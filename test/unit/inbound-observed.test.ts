@@ -371,3 +371,70 @@ test.serial('h2c on such a port is served per stream: its requests are counted a
     'the connection bytes counted (the h2c preface alone is 24)',
   );
 });
+
+test.serial(
+  'however the bytes are cut into reads, the same requests are read: heads split mid-line and over 32 fields, bodies split mid-chunk',
+  async (t) => {
+    const { requestChannel } = await import('../../agent/telemetry/tap.js');
+    const events: { method: string; path: string; authority: string; status: number }[] = [];
+    const onRequest = (e: unknown) => {
+      const r = e as { destinationService: string; method: string; path: string; authority: string; status: number };
+      if (r.destinationService.startsWith('observed-split.'))
+        events.push({ method: r.method, path: r.path, authority: r.authority, status: r.status });
+    };
+    requestChannel.subscribe(onRequest);
+    t.teardown(() => requestChannel.unsubscribe(onRequest));
+
+    const pod = await httpPod(t, (req, res, body) => {
+      res.statusCode = 200 + (body.length % 7);
+      res.end(`${req.url}|${body.length}`);
+    });
+    const many = Array.from({ length: 40 }, (_v, i) => `X-Field-${i}: value-${i}\r\n`).join('');
+    const requests = [
+      `GET /first/${'a'.repeat(300)} HTTP/1.1\r\nHost: one\r\n\r\n`,
+      `POST /chunked HTTP/1.1\r\n${many}Host: two\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n`,
+      'HEAD /head HTTP/1.1\r\nHost: three\r\n\r\n',
+      `PUT /sized HTTP/1.1\r\nHost: four\r\nContent-Length: 11\r\n\r\n0123456789A`,
+      'GET /last HTTP/1.1\r\nHost: five\r\nConnection: close\r\n\r\n',
+    ];
+    const expected = [
+      { method: 'GET', path: `/first/${'a'.repeat(300)}`, authority: 'one', status: 200 },
+      { method: 'POST', path: '/chunked', authority: 'two', status: 200 + (11 % 7) },
+      { method: 'HEAD', path: '/head', authority: 'three', status: 200 },
+      { method: 'PUT', path: '/sized', authority: 'four', status: 200 + (11 % 7) },
+      { method: 'GET', path: '/last', authority: 'five', status: 200 },
+    ];
+    const bytes = Buffer.from(requests.join(''), 'latin1');
+    const ib = await inbound(t, [], pod.port, FROM_CLIENT, 'tcp', { httpService: 'observed-split' });
+    // cuts at every 13th byte in one round, at random places in others
+    const cuts = [Array.from({ length: Math.floor(bytes.length / 13) }, (_v, i) => (i + 1) * 13)];
+    for (let round = 0; round < 3; round++)
+      cuts.push([...new Set(Array.from({ length: 30 }, () => 1 + Math.floor(Math.random() * (bytes.length - 1))))].sort((a, b) => a - b));
+    for (const at of cuts) {
+      events.length = 0;
+      const s = net.connect(ib.port, '127.0.0.1');
+      s.setNoDelay(true);
+      s.on('error', () => {});
+      const all = readAll(s);
+      let from = 0;
+      for (const to of [...at, bytes.length]) {
+        s.write(bytes.subarray(from, to));
+        from = to;
+        await new Promise((r) => setTimeout(r, 1)); // most cuts a read of their own
+      }
+      t.deepEqual(
+        statuses(await all),
+        expected.map((e) => e.status),
+        `cut at ${at.join(',')}`,
+      );
+      await eventually(() => events.length === expected.length, 10_000, 'every request read');
+      t.deepEqual(events, expected, `cut at ${at.join(',')}`);
+    }
+    t.is(await sumOf('istio_request_bytes', 'observed-split'), cuts.length * (11 + 11));
+    // observed, not served: the pod got the requests with nothing added
+    t.false(
+      pod.seen.some((r) => r.raw.some((v, i) => i % 2 === 0 && v.toLowerCase() === 'x-request-id')),
+      'no x-request-id added',
+    );
+  },
+);
