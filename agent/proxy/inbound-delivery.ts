@@ -35,7 +35,7 @@ import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabe
 import { acceptsPlaintext } from '../policy/peer-authentication.js';
 import { ResponseFlag } from '../transport/response-flags.js';
 import { Flow, FlowSet } from '../transport/flow.js';
-import { relay } from '../transport/relay.js';
+import { relay, type RelayTap } from '../transport/relay.js';
 import { classifyRequestLine, declaredProtocol, sniffWithin } from '../transport/protocol-detect.js';
 import { inboundTelemetry, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { DEFAULT_TIMEOUTS, type ProxyTimeouts } from '../transport/timeouts.js';
@@ -207,7 +207,7 @@ export async function deliverInbound(
       upstreamHost: joinHostPort(c.destination.ip, c.port),
       downstreamRemote: joinHostPort(c.sourceIp, c.sourcePort),
     };
-    pipe(stream, pod, timeouts);
+    pipe(stream, pod, timeouts.tcpIdleMs);
   } else {
     const telemetry = http
       ? inboundTelemetry(opts.sourceWorkload, c.sourcePrincipal, opts.service, c.destination, c.security, c.port)
@@ -245,8 +245,10 @@ async function serveL7(
   // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
   if (observable && protocol === 'http1') {
-    // HTTP/1.1 with nothing to decide or add per request: relayed, its requests observed
-    observeHttp1(stream, pod, { telemetry: telemetry!, downstreamRemote: c.sourceIp, timeouts });
+    // HTTP/1.1 with nothing to decide or add per request: relayed, its requests observed; idle
+    // for the HTTP idle timeout (a slow request head is the pod's server's to time out)
+    const observer = observeHttp1(stream, pod, { telemetry: telemetry!, downstreamRemote: c.sourceIp });
+    pipe(stream, pod, timeouts.httpIdleMs, observer.requests, observer.responses);
     return;
   }
   if (observable && protocol === 'http2') {
@@ -281,7 +283,7 @@ async function serveL7(
     flow.close(ResponseFlag.Deny);
     return;
   }
-  pipe(stream, pod, timeouts);
+  pipe(stream, pod, timeouts.tcpIdleMs);
 }
 
 /** The Service port that reaches the pod's `port` is declared HTTP, HTTP/2 or gRPC (Istio's port naming or appProtocol). */
@@ -349,14 +351,14 @@ function refused(reason: string): InboundResult {
 
 /**
  * Both ways; half-close is carried; an error on either side resets the other; no byte
- * either way for the TCP idle timeout closes both (the pod socket's timer sees both
- * directions).
+ * either way for `idleMs` closes both (the pod socket's timer sees both directions). Taps
+ * (an observer's) see what is read from either side on its way.
  */
-function pipe(stream: Duplex, pod: Duplex, timeouts: ProxyTimeouts): void {
+function pipe(stream: Duplex, pod: Duplex, idleMs: number, fromStream?: RelayTap, fromPod?: RelayTap): void {
   stream.on('error', () => pod.destroy());
   pod.on('error', () => stream.destroy());
-  relay(stream, pod);
-  (pod as Duplex & { setTimeout?: (ms: number, cb: () => void) => unknown }).setTimeout?.(timeouts.tcpIdleMs, () => {
+  relay(stream, pod, fromStream, fromPod);
+  (pod as Duplex & { setTimeout?: (ms: number, cb: () => void) => unknown }).setTimeout?.(idleMs, () => {
     pod.destroy();
     stream.destroy();
   });

@@ -41,9 +41,8 @@ import type { Duplex } from 'node:stream';
 import { logger } from '../../common/log.js';
 import { InboundRequest, RawHeaderFields, type InboundTelemetry } from '../telemetry/inbound-requests.js';
 import { requestDone } from '../telemetry/request-record.js';
-import { relay, type RelayTap } from '../transport/relay.js';
+import type { RelayTap } from '../transport/relay.js';
 import { ResponseFlag, withResponseFlag } from '../transport/response-flags.js';
-import type { ProxyTimeouts } from '../transport/timeouts.js';
 
 const log = logger('agent/inbound-observed');
 
@@ -84,25 +83,19 @@ export interface ObservedOptions {
   telemetry: InboundTelemetry;
   /** the peer as the proxy saw it (the access log's downstream address) */
   downstreamRemote: string;
-  timeouts: ProxyTimeouts;
 }
 
 /**
- * Relays `stream` (the inbound side, its first bytes an HTTP/1.x request line, paused with
- * them put back) and `pod` both ways while observing their requests and responses (see
- * above). Errors and closes on either side end the other, as a pipe's.
+ * The observer of one connection whose first bytes are an HTTP/1.x request line: its two
+ * taps go on the relay of `stream` (the inbound side) and `pod` (see above), which the
+ * caller joins, and ends on errors and idleness, as a pipe. Its records end when `stream`
+ * closes.
  */
-export function observeHttp1(stream: Duplex, pod: Duplex, o: ObservedOptions): void {
+export function observeHttp1(stream: Duplex, pod: Duplex, o: ObservedOptions): { requests: RelayTap; responses: RelayTap } {
   const x = new ObservedExchange(stream, pod, o);
-  stream.on('error', () => pod.destroy());
-  pod.on('error', () => stream.destroy());
   stream.once('close', () => x.close());
   pod.once('close', () => x.podClosed());
-  relay(stream, pod, x.requests, x.responses);
-  (pod as Duplex & { setTimeout?: (ms: number, cb: () => void) => unknown }).setTimeout?.(o.timeouts.httpIdleMs, () => {
-    pod.destroy();
-    stream.destroy();
-  });
+  return x;
 }
 
 function newParser(type: number, x: ObservedExchange): HttpParser {
