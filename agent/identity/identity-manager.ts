@@ -375,14 +375,47 @@ export class IdentityManager implements IdentityProvider {
   }
 
   private async requestNow(spiffeId: string): Promise<{ cert: WorkloadCertificate; root: string }> {
-    const { privateKey: keyPem, publicKey: publicPem } = await generateKeyPair('rsa', {
+    const { privateKey: keyPem, publicKey: publicPem } = await generateWorkloadKey();
+    const csrPem = buildCsr(keyPem, spiffeId);
+    const chain = await (await this.opts.signer).createCertificate({ csrPem, identity: spiffeId, validitySeconds: this.opts.validitySeconds ?? 0 });
+    return checkIssued(chain, { spiffeId, keyPem, publicPem }, this.bundle, this.clock.now());
+  }
+}
+
+/**
+ * Workload keys are RSA-2048, generated on libuv's threadpool (4 threads unless
+ * UV_THREADPOOL_SIZE says otherwise), the one FIFO queue every file-system call and DNS lookup
+ * of the process also waits in. A node whose pods all need certificates at once (an agent's
+ * start, a new root) kept the pool full with key generations: with 8 in flight a `stat`
+ * waited 0.5–1.3 s on this 2-core VM, and the CNI plugin's ADDs, which stat the pod's netns
+ * in the enrollment's one-at-a-time queue, ran past the plugin's 20 s deadline on a 500-pod
+ * node (the bench's 600-pod lab failed so). At most half the pool generates keys at once; the
+ * rest of the CA requests wait for a slot here, in order. It costs no certificate throughput:
+ * key generation is CPU-bound, and a node has fewer cores than the pool has threads.
+ */
+export const KEY_GENERATION_SLOTS = Math.max(1, Math.floor((Number(process.env.UV_THREADPOOL_SIZE) || 4) / 2));
+let generating = 0;
+const waitingToGenerate: (() => void)[] = [];
+
+/** Key generations running now (for tests). */
+export function keyGenerationsInFlight(): number {
+  return generating;
+}
+
+async function generateWorkloadKey(): Promise<{ privateKey: string; publicKey: string }> {
+  if (generating >= KEY_GENERATION_SLOTS) await new Promise<void>((go) => waitingToGenerate.push(go));
+  else generating++;
+  // a finishing generation hands its slot to the next waiter: `generating` stays as it is
+  try {
+    return await generateKeyPair('rsa', {
       modulusLength: 2048,
       publicKeyEncoding: { type: 'spki', format: 'pem' },
       privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     });
-    const csrPem = buildCsr(keyPem, spiffeId);
-    const chain = await (await this.opts.signer).createCertificate({ csrPem, identity: spiffeId, validitySeconds: this.opts.validitySeconds ?? 0 });
-    return checkIssued(chain, { spiffeId, keyPem, publicPem }, this.bundle, this.clock.now());
+  } finally {
+    const next = waitingToGenerate.shift();
+    if (next) next();
+    else generating--;
   }
 }
 

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Registry } from 'prom-client';
-import { IdentityManager, CertificateCheckError } from '../../agent/identity/identity-manager.js';
+import { IdentityManager, CertificateCheckError, KEY_GENERATION_SLOTS, keyGenerationsInFlight } from '../../agent/identity/identity-manager.js';
 import { certificateService, createCertificateClient, CertificateRequestError, type CertificateSigner, type CreateCertificateRequestWire } from '../../control/api/ca-client.js';
 import type { Snapshot, Workload } from '../../control/api/snapshot.js';
 import { verifyChain } from '../../control/api/x509-svid.js';
@@ -292,6 +292,24 @@ test('at most maxConcurrentRequests requests are in flight; the rest queue and e
   t.is(most, 3, 'never more than three at the CA at once');
   t.is(m.status().filter((s) => s.notAfter).length, 10);
 });
+
+test.serial(
+  "key generation takes at most half of libuv's threadpool, however many requests are in flight: file-system calls (the CNI plugin's ADD) are not queued behind it",
+  async (t) => {
+    const clock = new FakeClock();
+    const { ca, signer } = await inProcessCa(t, clock);
+    const { m } = manager(t, clock, signer, ca, { maxConcurrentRequests: 8 });
+    let most = 0;
+    const sample = setInterval(() => (most = Math.max(most, keyGenerationsInFlight())), 1);
+    t.teardown(() => clearInterval(sample));
+    const pods = Array.from({ length: 12 }, (_, i) => workload(`k${i}`, `key${i}`, NODE));
+    m.onSnapshot(snapshot(pods, ca.trustBundle())); // prefetches all twelve, eight requests at once
+    await eventually(() => m.status().filter((s) => s.notAfter).length === 12, 60_000, 'twelve certificates');
+    t.true(most >= 1, 'keys were generated');
+    t.true(most <= KEY_GENERATION_SLOTS, `at most ${KEY_GENERATION_SLOTS} at once (saw ${most})`);
+    t.is(keyGenerationsInFlight(), 0, 'every slot given back');
+  },
+);
 
 test('closing the manager lets queued requests go: they fail, none hangs', async (t) => {
   const clock = new FakeClock();
