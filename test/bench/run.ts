@@ -17,12 +17,15 @@
 //   BENCH_WORKERS_N=N                   the count the workers scenario compares with 1 (default: the
 //                                       CPUs); that scenario runs only when named in BENCH_ONLY or
 //                                       when BENCH_WORKERS_N is set
+//   BENCH_RESTART_AFTER_HELD=1          an experiment: restart both agents after the held
+//                                       connections (what they left in the agents, not in the kernel)
 // Needs root, and haproxy + iptables besides the test tools (scripts/bootstrap.sh --bench).
 // The engine alone, without the kernel: node dist/test/bench/l7-engine.js.
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { labDown } from '../../deploy/lab/lab.js';
+import { labStartAgent, labStopAgent } from '../../deploy/lab/lab-agents.js';
 import { packagePath } from '../../common/paths.js';
 import { BenchLab, MAIN_LAB } from './bench-lab.js';
 import { removeBenchTempDirs, removeStaleBenchTempDirs, rssSettled } from './lab-exec.js';
@@ -166,6 +169,14 @@ async function main(): Promise<number> {
               ? "  agents' RSS still moving after 120 s"
               : `  agents' RSS settled in ${settled.seconds.toFixed(0)} s`,
           );
+          if (process.env.BENCH_RESTART_AFTER_HELD === '1') {
+            // the agents start afresh; the kernel keeps what the connections left (TIME_WAIT, conntrack)
+            for (const node of ['node-a', 'node-b']) {
+              await labStopAgent(MAIN_LAB, node);
+              await labStartAgent(MAIN_LAB, node);
+            }
+            log('  agents restarted (BENCH_RESTART_AFTER_HELD)');
+          }
         }
         if (wanted('latency')) results.push(await latencyScenario(lab, s, log));
         if (wanted('saturation')) results.push(await saturationScenario(lab, s, log));
