@@ -46,7 +46,7 @@ import { untilEventLoopQuiet } from './lifecycle/first-traffic.js';
 import { offerHandoff, type HandoffServer } from './lifecycle/handoff.js';
 import { LastGoodWriter, readLastGood } from './lifecycle/last-good.js';
 import { MemoryTrimmer } from './lifecycle/memory-trim.js';
-import { mallocTrim } from './datapath/socket-calls.js';
+import { mallocName, mallocTrim } from './datapath/socket-calls.js';
 import { DEFAULT_STATE_DIR, listenerAddresses, prepareListeners, type PreparedListeners } from './lifecycle/prepare.js';
 
 const log = logger('agent');
@@ -491,7 +491,12 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
       release,
     });
     log.info(
-      { ms: Math.round(performance.now() - startedAt), from: predecessor ? `agent ${predecessor.pid}` : listeners.origin },
+      {
+        ms: Math.round(performance.now() - startedAt),
+        from: predecessor ? `agent ${predecessor.pid}` : listeners.origin,
+        // jemalloc as the DaemonSet preloads it, or glibc's (ARCHITECTURE.md, "Agent memory")
+        allocator: mallocName(),
+      },
       'agent serving',
     );
   } catch (err) {

@@ -26,9 +26,10 @@ done
 # bpftool: inspection and tests; cmake/make/g++: the addon; iproute2/util-linux/procps:
 # the lab (ip netns, nsenter, pkill); curl/openssl: tests and demo clients;
 # tshark/tcpdump: wire captures in the mTLS tests; nghttp2-client (h2load)/wrk: load;
-# prometheus: promtool checks the /metrics exposition; chromium: headless, loads the node dashboard.
+# prometheus: promtool checks the /metrics exposition; chromium: headless, loads the node dashboard;
+# libjemalloc2: the lab's agents run on it as the image's do (deploy/lab/lab-agents.ts).
 PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates
-  tshark tcpdump nghttp2-client wrk prometheus chromium)
+  tshark tcpdump nghttp2-client wrk prometheus chromium libjemalloc2)
 # haproxy: the HAProxy pair of the benchmark; iptables (nf_tables): its iptables capture path
 BENCH_PACKAGES=(haproxy iptables)
 if $bench; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi

@@ -11,10 +11,12 @@
 //   - tcpListener(): a listening socket made before Node takes it over (`server.listen({fd})`),
 //     so the agent can bind first, pass it to a successor, or make the inbound capture's
 //     IP_TRANSPARENT one;
-//   - mallocTrim(): malloc_trim(0), glibc giving freed native memory back to the system (not a
-//     socket call, but libc's, so it is bound here; lifecycle/memory-trim.ts decides when).
+//   - mallocTrim(): the allocator giving freed native memory back to the system (jemalloc's
+//     purge when it is preloaded, else glibc's malloc_trim(0); not a socket call, but bound
+//     here beside libc's; lifecycle/memory-trim.ts decides when).
 // The functions are defined once and their buffers reused: the proxy calls
 // originalDst() on every accepted connection.
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { DataType, define, open } from 'ffi-rs';
@@ -248,24 +250,63 @@ export function tcpListener(host: string, port: number, opts: { transparent?: bo
   return fd;
 }
 
+/** The malloc serving this process: jemalloc when it is preloaded (LD_PRELOAD), else glibc's. */
+export type Allocator = 'jemalloc' | 'glibc';
+
+/** MALLCTL_ARENAS_ALL: `arena.<i>.purge` of every arena */
+const JEMALLOC_PURGE_ALL = 'arena.4096.purge';
+
 /**
- * malloc_trim(0): glibc returns the free memory of every malloc arena to the system, also the
- * free pages between live allocations, which free() never gives back (it only trims the top
- * of the main heap). True when some memory was released.
+ * Gives the free native memory back to the system, with the allocator's own call:
+ * - jemalloc: `mallctl("arena.4096.purge")`, every arena's unused dirty pages now instead
+ *   of over its decay time (10 s, and only as allocations happen); true when it succeeded
+ *   (jemalloc does not say how much it released);
+ * - glibc: `malloc_trim(0)` returns the free memory of every malloc arena, also the free pages
+ *   between live allocations, which free() never gives back (it only trims the top of the
+ *   main heap); true when some memory was released.
+ * Throws where neither call exists (musl has no malloc_trim); lifecycle/memory-trim.ts then
+ * stops trying.
  */
 export function mallocTrim(): boolean {
-  if (trim === undefined) {
-    lib(); // opens libc
-    try {
-      trim = (
-        define({ malloc_trim: { library: 'libc', retType: DataType.I32, paramsType: [DataType.I64] } }) as unknown as {
-          malloc_trim: (a: [number]) => number;
-        }
-      ).malloc_trim;
-    } catch {
-      trim = null; // not glibc (musl has no malloc_trim): nothing to trim with, the socket calls unaffected
-    }
-  }
-  return trim !== null && trim([0]) === 1;
+  const a = allocator();
+  return a.purge ? a.purge([JEMALLOC_PURGE_ALL, 0, 0, 0, 0]) === 0 : a.trim!([0]) === 1;
 }
-let trim: ((args: [number]) => number) | null | undefined;
+
+/** Which malloc serves this process (the agent logs it at start). */
+export function mallocName(): Allocator {
+  return allocator().name;
+}
+
+interface AllocatorCalls {
+  name: Allocator;
+  purge?: (args: [string, number, number, number, number]) => number;
+  trim?: (args: [number]) => number;
+}
+let alloc: AllocatorCalls | undefined;
+
+function allocator(): AllocatorCalls {
+  if (alloc) return alloc;
+  lib(); // opens the main program's handle, where a preloaded library's symbols are found too
+  // ffi-rs looks a function up at its first call, not at define(): what is loaded tells instead
+  if (/\/libjemalloc\.so/.test(readFileSync('/proc/self/maps', 'utf8'))) {
+    // mallctl(name, oldp, oldlenp, newp, newlen), the pointers passed as 0
+    const purge = (
+      define({
+        mallctl: {
+          library: 'libc',
+          retType: DataType.I32,
+          paramsType: [DataType.String, DataType.I64, DataType.I64, DataType.I64, DataType.I64],
+        },
+      }) as unknown as { mallctl: AllocatorCalls['purge'] }
+    ).mallctl;
+    alloc = { name: 'jemalloc', purge };
+  } else {
+    const trim = (
+      define({ malloc_trim: { library: 'libc', retType: DataType.I32, paramsType: [DataType.I64] } }) as unknown as {
+        malloc_trim: AllocatorCalls['trim'];
+      }
+    ).malloc_trim;
+    alloc = { name: 'glibc', trim };
+  }
+  return alloc;
+}

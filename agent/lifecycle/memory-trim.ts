@@ -4,7 +4,9 @@
 // at once (RSA keys, CSRs, X.509 parsing, TLS contexts), a large snapshot decoded, thousands
 // of connections closing. Measured in the lab: an agent that had just enrolled 100 pods held
 // 4.5 MB of free malloc memory in its RSS (87.9 MB); malloc_trim(0) gave it back (83.5 MB).
-// Envoy asks tcmalloc for the same (its shrink_heap overload action).
+// Envoy asks tcmalloc for the same (its shrink_heap overload action). Where the agent runs on
+// jemalloc (the DaemonSet preloads it), the trim is jemalloc's purge of its unused dirty pages
+// (datapath/socket-calls.ts), which an idle jemalloc would otherwise keep.
 //
 // When: once things are quiet after a burst (`poke()`, then `quietMs` with no other poke),
 // and every `intervalMs` regardless, for what no poke announced (connections). A trim walks

@@ -1,14 +1,16 @@
 // Proxy workers in the lab (test/fixtures/workers): node-a's agent runs with `--workers 2`
 // (NODEMESH_WORKERS), one agent per node still. Shown: both workers serve connections of the
 // one listener, a snapshot change reaches both, /metrics sums them, a killed worker is
-// replaced while the other keeps serving, and a stop leaves no worker behind.
+// replaced while the other keeps serving, a stop leaves no worker behind, and the agent and its
+// workers run on the DaemonSet's allocator (jemalloc).
 import test from 'ava';
-import { rename, writeFile } from 'node:fs/promises';
+import { readFile, rename, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import readline from 'node:readline';
 import { labAgentPid, labAgentStarts, labExecCommand, labStopAgent, labUpgradeAgent } from '../../deploy/lab/lab.js';
+import { JEMALLOC } from '../../deploy/lab/lab-agents.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
 import { ourFindings, promtoolFindings } from '../helpers/promtool.js';
@@ -90,6 +92,15 @@ if (canRunPrivileged('proxy workers')) {
       'both workers served requests',
     );
     t.log(`requests per worker: ${served.map((w) => `${w.pid}: ${w.requests}`).join(', ')}`);
+  });
+
+  test.serial('the agent and its workers run on jemalloc, preloaded as the DaemonSet preloads it', async (t) => {
+    // deploy/lab/lab-agents.ts AGENT_ENV; scripts/bootstrap.sh installs libjemalloc2
+    const { agent } = await debugState();
+    for (const pid of [agent.pid, ...agent.workerPids]) {
+      const maps = await readFile(`/proc/${pid}/maps`, 'utf8');
+      t.true(maps.includes(`/${JEMALLOC}`), `process ${pid} has no ${JEMALLOC} mapped`);
+    }
   });
 
   test.serial('/metrics on 15020 sums every worker: istio_requests_total equals the requests made and the workers\' own counts, and promtool accepts it', async (t) => {

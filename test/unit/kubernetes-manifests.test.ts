@@ -21,6 +21,7 @@ import { KUBERNETES_TYPES, REMOTE_KUBERNETES_TYPES } from '../../control/source/
 import { READER_SERVICE_ACCOUNT, READER_TOKEN_SECRET } from '../../cli/create-remote-secret.js';
 import { AGENT_PORTS, CONTROL_PORTS } from '../../common/ports.js';
 import { packagePath } from '../../common/paths.js';
+import { AGENT_ENV, JEMALLOC, JEMALLOC_CONF, hostHasJemalloc } from '../../deploy/lab/lab-agents.js';
 
 const DIR = packagePath('deploy', 'kubernetes');
 const NAMESPACE = 'nodemesh-system';
@@ -238,13 +239,24 @@ test('probes: the control plane started, ready and live on 15014, the agent star
   t.is(podSpec(daemonSet).priorityClassName, 'system-node-critical');
 });
 
-test("the agent's and the gateway's malloc keeps two arenas (MALLOC_ARENA_MAX), as the lab's agents do", async (t) => {
+test("the agent and the gateway run on jemalloc, preloaded from the image with the lab agents' settings, and glibc's malloc keeps two arenas where it serves", (t) => {
   type Env = { env: { name: string; value?: string }[] };
-  const arenas = (c: unknown) => (c as Env).env.find((e) => e.name === 'MALLOC_ARENA_MAX')?.value;
-  t.is(arenas(container(daemonSet, 'agent')), '2');
-  t.is(arenas(container(gatewayOne('Deployment'), 'gateway')), '2');
-  const { AGENT_ENV } = await import('../../deploy/lab/lab-agents.js');
+  const env = (c: unknown, name: string) => (c as Env).env.find((e) => e.name === name)?.value;
+  for (const c of [container(daemonSet, 'agent'), container(gatewayOne('Deployment'), 'gateway')]) {
+    t.is(env(c, 'LD_PRELOAD'), 'libjemalloc.so.2');
+    t.is(env(c, 'MALLOC_CONF'), JEMALLOC_CONF);
+    t.is(env(c, 'MALLOC_ARENA_MAX'), '2');
+  }
+  // the image's runtime stage installs what LD_PRELOAD names
+  const dockerfile = fs.readFileSync(packagePath('deploy', 'image', 'Dockerfile'), 'utf8');
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  t.regex(runtime, /apt-get install [^\n]*\blibjemalloc2\b/);
+  t.is(JEMALLOC, 'libjemalloc.so.2');
   t.is(AGENT_ENV.MALLOC_ARENA_MAX, '2');
+  // scripts/bootstrap.sh installs it: in CI the lab's agents always preload it
+  if (process.env.CI === 'true') t.true(hostHasJemalloc(), 'libjemalloc2 is not installed (scripts/bootstrap.sh installs it)');
+  t.is(AGENT_ENV.LD_PRELOAD as string | undefined, hostHasJemalloc() ? JEMALLOC : undefined);
+  t.is(AGENT_ENV.MALLOC_CONF as string | undefined, hostHasJemalloc() ? JEMALLOC_CONF : undefined);
 });
 
 test('prometheus.io scrape annotations on both pod templates, on their admin ports', (t) => {

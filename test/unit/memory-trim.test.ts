@@ -1,39 +1,79 @@
 // The agent gives freed native memory back to the system (agent/lifecycle/memory-trim.ts):
-// glibc's malloc_trim through libc (datapath/socket-calls.ts), once a burst is over and each
-// minute.
+// jemalloc's purge when it is preloaded, else glibc's malloc_trim (datapath/socket-calls.ts),
+// once a burst is over and each minute.
 import test from 'ava';
-import { readFileSync } from 'node:fs';
-import { setTimeout as sleep } from 'node:timers/promises';
-import v8 from 'node:v8';
-import vm from 'node:vm';
-import { mallocTrim } from '../../agent/datapath/socket-calls.js';
+import { execFileSync } from 'node:child_process';
+import { hostHasJemalloc, JEMALLOC, JEMALLOC_CONF } from '../../deploy/lab/lab-agents.js';
 import { MemoryTrimmer } from '../../agent/lifecycle/memory-trim.js';
 import { FakeClock } from '../helpers/fake-clock.js';
 
-const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))![1]);
+/**
+ * In a Node process of its own (the allocator is chosen at exec: LD_PRELOAD), 80 MB of native
+ * (malloc'ed) buffers, one in 16 kept, so that what is freed lies between live allocations,
+ * where free() never returns it; then mallocTrim. The process's allocator and RSS around it.
+ */
+function trimInChild(preload: string | undefined): {
+  allocator: string;
+  released: boolean;
+  beforeKiB: number;
+  afterKiB: number;
+  kept: number;
+} {
+  const socketCalls = new URL('../../agent/datapath/socket-calls.js', import.meta.url).href;
+  const script = `
+    import { readFileSync } from 'node:fs';
+    import { setTimeout as sleep } from 'node:timers/promises';
+    import { mallocName, mallocTrim } from ${JSON.stringify(socketCalls)};
+    const rssKiB = () => Number(/VmRSS:\\s+(\\d+)/.exec(readFileSync('/proc/self/status', 'utf8'))[1]);
+    const kept = [];
+    let all = [];
+    for (let i = 0; i < 20000; i++) {
+      const b = Buffer.allocUnsafeSlow(4000).fill(1);
+      all.push(b);
+      if (i % 16 === 0) kept.push(b);
+    }
+    all = undefined;
+    // the buffers' memory is freed once the garbage collector finalizes them, off the main thread
+    gc();
+    await sleep(100);
+    gc();
+    const beforeKiB = rssKiB();
+    const released = mallocTrim();
+    const afterKiB = rssKiB();
+    console.log(JSON.stringify({ allocator: mallocName(), released, beforeKiB, afterKiB, kept: kept.length }));
+  `;
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.LD_PRELOAD;
+  delete env.MALLOC_CONF;
+  if (preload) Object.assign(env, { LD_PRELOAD: preload, MALLOC_CONF: JEMALLOC_CONF });
+  const out = execFileSync(process.execPath, ['--expose-gc', '--input-type=module', '-e', script], {
+    env,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return JSON.parse(out.trim().split('\n').pop()!) as ReturnType<typeof trimInChild>;
+}
 
-test('mallocTrim returns the free pages between live native allocations to the system', async (t) => {
-  // 80 MB of native (malloc'ed) buffers, one in 16 kept: what is freed lies between live
-  // allocations, where free() never returns it
-  const kept: Buffer[] = [];
-  let all: Buffer[] | undefined = [];
-  for (let i = 0; i < 20_000; i++) {
-    const b = Buffer.allocUnsafeSlow(4000).fill(1);
-    all.push(b);
-    if (i % 16 === 0) kept.push(b);
+test("mallocTrim on glibc's malloc returns the free pages between live native allocations to the system", (t) => {
+  const r = trimInChild(undefined);
+  t.is(r.allocator, 'glibc');
+  t.true(r.released, 'malloc_trim released nothing');
+  t.true(r.beforeKiB - r.afterKiB > 20 * 1024, `RSS went from ${r.beforeKiB} to ${r.afterKiB} KiB: less than 20 MB came back`);
+  t.is(r.kept, 1250); // what stayed live is still there
+});
+
+test('mallocTrim on jemalloc (preloaded with its settings, as the DaemonSet runs the agent) purges its free pages to the system', (t) => {
+  // scripts/bootstrap.sh installs libjemalloc2; only a host set up otherwise lacks it, never CI
+  if (!hostHasJemalloc() && process.env.CI !== 'true') {
+    t.log(`${JEMALLOC} is not installed here: nothing to preload`);
+    t.is(trimInChild(undefined).allocator, 'glibc');
+    return;
   }
-  all = undefined;
-  // the buffers' memory is freed once the garbage collector finalizes them
-  v8.setFlagsFromString('--expose-gc');
-  const gc = vm.runInNewContext('gc') as () => void;
-  gc();
-  await sleep(100); // backing stores are freed off the main thread
-  gc();
-  const before = rssKiB();
-  t.true(mallocTrim(), 'malloc_trim released nothing');
-  const after = rssKiB();
-  t.true(before - after > 20 * 1024, `RSS went from ${before} to ${after} KiB: less than 20 MB came back`);
-  t.is(kept.length, 1250); // what stayed live is still there
+  const r = trimInChild(JEMALLOC);
+  t.is(r.allocator, 'jemalloc');
+  t.true(r.released, 'the purge failed');
+  t.true(r.beforeKiB - r.afterKiB > 20 * 1024, `RSS went from ${r.beforeKiB} to ${r.afterKiB} KiB: less than 20 MB came back`);
+  t.is(r.kept, 1250);
 });
 
 test('a poke trims once the burst is over: after quietMs without another poke, not before', (t) => {
