@@ -22,6 +22,7 @@ import { equalJitterBackoff } from '../../common/backoff.js';
 import { systemClock, type Clock, type ClockTimer } from '../../common/clock.js';
 import { NodemeshError } from '../../common/errors.js';
 import { logger } from '../../common/log.js';
+import { Slots } from '../../common/slots.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { splitPemCertificates, svidSpiffeId, verifyChain } from '../../control/api/x509-svid.js';
 import type { IdentityProvider, WorkloadCertificate } from './identity.js';
@@ -122,13 +123,13 @@ export class IdentityManager implements IdentityProvider {
   private snapshot: Snapshot | undefined;
   private closed = false;
   /** requests in flight, and those waiting for one of them to finish */
-  private inFlight = 0;
-  private readonly waiting: (() => void)[] = [];
+  private readonly requests: Slots;
 
   constructor(private readonly opts: IdentityManagerOptions) {
     this.clock = opts.clock ?? systemClock;
     this.random = opts.random ?? Math.random;
     this.bundle = [...(opts.initialTrustBundle ?? [])];
+    this.requests = new Slots(opts.maxConcurrentRequests ?? 8);
     this.metrics = createIdentityMetrics(opts.registry ?? new Registry(), () => {
       const out = new Map<string, number>();
       for (const e of this.entries.values()) if (e.cert) out.set(e.spiffeId, (e.cert.notAfter.getTime() - this.clock.now()) / 1000);
@@ -233,7 +234,7 @@ export class IdentityManager implements IdentityProvider {
 
   close(): void {
     this.closed = true;
-    for (const go of this.waiting.splice(0)) go(); // they see `closed` and give up
+    this.requests.releaseWaiters(); // they see `closed` and give up
     for (const e of this.entries.values()) {
       e.timer?.cancel();
       e.dropped = true;
@@ -358,19 +359,13 @@ export class IdentityManager implements IdentityProvider {
 
   /** key, CSR, CreateCertificate, and the checks of what came back: at most maxConcurrentRequests at once */
   private async request(spiffeId: string): Promise<{ cert: WorkloadCertificate; root: string }> {
-    if (this.inFlight >= (this.opts.maxConcurrentRequests ?? 8)) await new Promise<void>((go) => this.waiting.push(go));
-    else this.inFlight++;
-    // a waiter is let go by a finishing request, which hands it its slot: inFlight stays as it is
+    await this.requests.take();
     try {
       if (this.closed) throw new NodemeshError('NM_ERR_IDENTITY', 'the identity manager is stopped');
       return await this.requestNow(spiffeId);
     } finally {
       // after close() the waiters were let go without a slot: the count no longer matters
-      if (!this.closed) {
-        const next = this.waiting.shift();
-        if (next) next();
-        else this.inFlight--;
-      }
+      if (!this.closed) this.requests.give();
     }
   }
 
@@ -394,18 +389,15 @@ export class IdentityManager implements IdentityProvider {
  * key generation is CPU-bound, and a node has fewer cores than the pool has threads.
  */
 export const KEY_GENERATION_SLOTS = Math.max(1, Math.floor((Number(process.env.UV_THREADPOOL_SIZE) || 4) / 2));
-let generating = 0;
-const waitingToGenerate: (() => void)[] = [];
+const keyGeneration = new Slots(KEY_GENERATION_SLOTS);
 
 /** Key generations running now (for tests). */
 export function keyGenerationsInFlight(): number {
-  return generating;
+  return keyGeneration.inUse;
 }
 
 async function generateWorkloadKey(): Promise<{ privateKey: string; publicKey: string }> {
-  if (generating >= KEY_GENERATION_SLOTS) await new Promise<void>((go) => waitingToGenerate.push(go));
-  else generating++;
-  // a finishing generation hands its slot to the next waiter: `generating` stays as it is
+  await keyGeneration.take();
   try {
     return await generateKeyPair('rsa', {
       modulusLength: 2048,
@@ -413,9 +405,7 @@ async function generateWorkloadKey(): Promise<{ privateKey: string; publicKey: s
       privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
     });
   } finally {
-    const next = waitingToGenerate.shift();
-    if (next) next();
-    else generating--;
+    keyGeneration.give();
   }
 }
 
