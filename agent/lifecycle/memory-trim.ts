@@ -93,7 +93,7 @@ export class MemoryTrimmer {
     try {
       released = this.opts.trim();
     } catch (err) {
-      log.warn({ err }, 'malloc_trim failed; no more trims: freed native memory stays in the process');
+      log.warn({ err }, 'memory trim failed; no more trims: freed native memory stays in the process');
       this.close(); // once, not a warning a minute
       return;
     }
@@ -104,7 +104,7 @@ export class MemoryTrimmer {
     const slow = this.opts.slowMs ?? 10;
     if (base > 0 && ms > slow) {
       this.every = Math.min(this.every * 2, Math.max(base, MAX_INTERVAL_MS));
-      log.info({ ms: Math.round(ms), nextPeriodicMs: this.every }, 'malloc_trim was slow; periodic trims back off');
+      log.info({ ms: Math.round(ms), nextPeriodicMs: this.every }, 'memory trim was slow; periodic trims back off');
     } else if (ms < slow / 2) {
       this.every = base;
     }
