@@ -16,6 +16,7 @@ import { ConfigError } from '../../common/errors.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { NETWORK_LABEL } from '../../control/api/snapshot.js';
 import { selectsLabels } from '../../control/model/resources.js';
+import { AGENT_ENV } from './lab-agents.js';
 import { gatewayArgv } from './lab-commands.js';
 import { labNodeCredentialDir, labTrustBundleFile } from './lab-credentials.js';
 import type { LabModel, ModelPod, ModelService } from './lab-model.js';
@@ -87,7 +88,8 @@ export function planGateways(state: LabState, gateways: ModelGateway[], cli: str
           nodeCredential: labNodeCredentialDir(state.stateDir, pod.node),
           stateDir,
         }),
-        env: { ...first.env, NODEMESH_WORKERS: '1' },
+        // the agent's allocator, as the gateway's Deployment (eastwestgateway.yaml) and the lab's agents
+        env: { ...AGENT_ENV, ...first.env, NODEMESH_WORKERS: '1' },
         ports: [],
         log: first.log,
       },

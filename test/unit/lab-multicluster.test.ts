@@ -3,6 +3,7 @@
 // and command line, and the control plane's multi-cluster flags.
 import test from 'ava';
 import { ConfigError } from '../../common/errors.js';
+import { AGENT_ENV } from '../../deploy/lab/lab-agents.js';
 import { controlArgv } from '../../deploy/lab/lab-commands.js';
 import { clusterNetwork, findGateways, planGateways } from '../../deploy/lab/lab-gateway.js';
 import { parseLabModel } from '../../deploy/lab/lab-model.js';
@@ -82,6 +83,9 @@ test('the second cluster takes 10.245.<node>.0/24; its gateway pod runs the gate
   const argv = state.pods.find((p) => p.name === 'ewgw-0')!.containers[0]!.argv;
   t.deepEqual(argv.slice(1, 12), ['/repo/bin/nodemesh.js', 'agent', '--gateway', '--node', 'n2', '--control', '172.31.241.1:15012', '--proxy-ip', '172.31.241.200', '--admin', '172.31.241.200:15020']);
   t.true(argv.includes('/run/nodemesh/labs/mc-cluster-b/node-credentials/n2'), 'its node’s credential');
+  // the allocator of the lab's agents (jemalloc where the host has it), one worker
+  const env = state.pods.find((p) => p.name === 'ewgw-0')!.containers[0]!.env;
+  t.like(env, { ...AGENT_ENV, NODEMESH_WORKERS: '1' });
 });
 
 test('a single-cluster plan carries no cluster field, and the control plane of a cluster gets the multi-cluster flags', (t) => {
