@@ -3,7 +3,10 @@
 // meanwhile. Not part of `npm run bench` (profiling slows what it measures); run it before
 // changing the hot path, and after, to see what moved.
 //
-//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2] [--c 16] [--seconds 15] [--rate N]
+//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2|bulk] [--c 16] [--seconds 15] [--rate N]
+//
+// --proto bulk profiles the bulk scenario's load instead (one TCP connection writing 256 KiB
+// chunks through the variant's tcp port: an L4 variant, nm-l4 or nm-same-l4); it reports MB/s.
 //
 // --rate N profiles the suite's open-loop generator at N req/s (HTTP/1.1, c connections)
 // instead of a closed loop: at 1,000 req/s an agent spends 3–4× the CPU per request it spends
@@ -23,7 +26,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { packagePath } from '../../common/paths.js';
 import { BenchLab } from './bench-lab.js';
-import { h2load, openLoop, wrk } from './load-tools.js';
+import { bulk, h2load, openLoop, wrk } from './load-tools.js';
 import { VARIANTS, type VariantId } from './settings.js';
 import { flameGraphSvg } from './flame-graph.js';
 
@@ -43,18 +46,20 @@ if (!(variant in VARIANTS) || VARIANTS[variant].proxies !== 'agents')
       .filter((v) => VARIANTS[v as VariantId].proxies === 'agents')
       .join(', ')}`,
   );
-if (values.proto !== 'h1' && values.proto !== 'h2') throw new Error('--proto: h1 or h2');
+if (values.proto !== 'h1' && values.proto !== 'h2' && values.proto !== 'bulk') throw new Error('--proto: h1, h2 or bulk');
 const c = Number(values.c);
 const seconds = Number(values.seconds);
 const rate = values.rate === undefined ? undefined : Number(values.rate);
 if (rate !== undefined && !(rate > 0)) throw new Error('--rate: requests per second, above 0');
 if (rate !== undefined && values.proto !== 'h1') throw new Error('--rate: the open-loop generator speaks HTTP/1.1 (--proto h1)');
-/** The load while recorded: closed loop (wrk, h2load), or open loop at --rate; resolves its req/s. */
+/** The load while recorded: closed loop (wrk, h2load), open loop at --rate, or bulk; resolves its req/s (bulk: MB/s). */
 async function load(lab: BenchLab, secs: number): Promise<number> {
+  if (values.proto === 'bulk') return (await bulk(lab, variant, secs)).mbPerSecond;
   if (rate !== undefined) return (await openLoop(lab, variant, { rate, seconds: secs, warmup: 0, connections: c })).achievedRps;
   return (await (values.proto === 'h1' ? wrk(lab, variant, c, secs) : h2load(lab, variant, c, secs))).rps;
 }
-const shape = rate === undefined ? `c${c}` : `${rate}rps`;
+const shape = values.proto === 'bulk' ? 'one connection' : rate === undefined ? `c${c}` : `${rate}rps`;
+const unit = values.proto === 'bulk' ? 'MB/s' : 'req/s';
 const out = process.env.BENCH_OUT ?? packagePath('dist', 'bench-results');
 const log = (m: string) => process.stderr.write(`[profile ${new Date().toISOString().slice(11, 19)}] ${m}\n`);
 
@@ -179,12 +184,12 @@ async function main(): Promise<void> {
     );
     const rps = await load(lab, seconds);
     await perf;
-    log(`${Math.round(rps)} req/s during the recording; folding the stacks`);
+    log(`${Math.round(rps)} ${unit} during the recording; folding the stacks`);
     const folded = foldPerfScript(await run(['perf', 'script', '-F', 'comm,pid,tid,time,event,ip,sym,dso', '-i', data], 300_000));
     const md = [
-      `# Profile of the agents: ${VARIANTS[variant].label}, ${rate !== undefined ? `open loop (HTTP/1.1) at ${rate} req/s over ${c} connections` : `${values.proto === 'h1' ? 'wrk (HTTP/1.1)' : 'h2load (HTTP/2)'} c${c}`}, ${seconds} s`,
+      `# Profile of the agents: ${VARIANTS[variant].label}, ${values.proto === 'bulk' ? 'bulk TCP, one connection' : rate !== undefined ? `open loop (HTTP/1.1) at ${rate} req/s over ${c} connections` : `${values.proto === 'h1' ? 'wrk (HTTP/1.1)' : 'h2load (HTTP/2)'} c${c}`}, ${seconds} s`,
       '',
-      `${Math.round(rps)} req/s while recorded (perf record -F 499 -g; agents under --perf-basic-prof, which slows them).`,
+      `${Math.round(rps)} ${unit} while recorded (perf record -F 499 -g; agents under --perf-basic-prof, which slows them).`,
       '',
       "JavaScript frames carry V8's names (`*` optimized, `^` baseline, `~` interpreted). An interpreted frame's name can be stale: V8 reuses the addresses of code it freed and the perf map only grows, so a module's top level in the middle of a hot stack is such a frame. `pvm_irq_enable` is this VM's interrupt path (the network stack's softirqs).",
       '',
