@@ -17,12 +17,13 @@
 // (it parses the requests for its metrics and policies), and the L4 rows would carry L7
 // work at the destination. plain-backend and haproxy-b are headless (their names
 // resolve to the pods in the pods' /etc/hosts, which is how haproxy finds them).
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { labAgentPid, labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { packagePath } from '../../common/paths.js';
 import { AGENT_PORTS } from '../../common/ports.js';
+import { agentGcEnv, collectGarbage } from './agent-gc.js';
 import { allPairPorts, PAIR_VARIANTS, pairPort, writePairFiles } from './haproxy-pair.js';
 import { benchTempDir, cgroupPids, comm, labRun, parentPid, removeBenchTempDir } from './lab-exec.js';
 import { BACKEND_PORTS, type Proto, type VariantId } from './settings.js';
@@ -160,9 +161,12 @@ export class BenchLab {
       // the held-connections scenario holds all its connections from the one client pod: the
       // per-source limit (4,096 by default, transport/source-limits.ts) is raised above them,
       // or the pod's connections past it are refused (that limit has its own lab test)
+      // and the agents run a full garbage collection when asked (collectAgentGarbage)
+      await mkdir(path.join(dir, 'gc'));
       const env = {
         NODEMESH_WORKERS: process.env.BENCH_WORKERS ?? '1',
         NODEMESH_MAX_CONNECTIONS_PER_SOURCE: String(Math.max(4096, opts.heldConnections + 1000)),
+        ...agentGcEnv(path.join(dir, 'gc')),
       };
       const state = await labUp({ dir, name: MAIN_LAB, env });
       const lab = new BenchLab(MAIN_LAB, dir, state);
@@ -243,6 +247,14 @@ export class BenchLab {
       out[n.name] = pid;
     }
     return out;
+  }
+
+  /**
+   * A full garbage collection in each agent (as started by up(): pods/collect-garbage.ts), so
+   * that what a burst left is collected now, not in a later scenario's timed runs.
+   */
+  async collectAgentGarbage(): Promise<void> {
+    for (const pid of Object.values(await this.agentPids())) await collectGarbage(pid, path.join(this.dir, 'gc'));
   }
 
   /** An agent and its proxy workers (BENCH_WORKERS > 1): the processes whose CPU and memory are the agent's. */

@@ -160,9 +160,11 @@ async function main(): Promise<number> {
         // scenarios RSS already held their high-water and hid part of each connection's cost)
         if (wanted('held-connections')) {
           results.push(await heldConnectionsScenario(lab, s, log));
-          // what the 10,000 connections left (garbage, a grown heap) gets time to be collected
-          // (V8's memory reducer acts within seconds of quiet) before anything is timed: a
-          // latency reading should not carry that collection's pauses
+          // what the 10,000 connections left (garbage, a grown heap) is collected before
+          // anything is timed: a latency reading should not carry that collection's pauses.
+          // Left to itself, V8's memory reducer took 80–120 s here to bring both agents back
+          // (to 103/101 MB); a full collection asked for brings them there at once
+          await lab.collectAgentGarbage();
           const settled = await rssSettled(Object.values(await lab.agentPids()), 120);
           log(
             settled.seconds === undefined

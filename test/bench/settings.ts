@@ -67,7 +67,13 @@ export interface Settings {
      */
     warmupSeconds: number;
   };
-  bulk: { seconds: number; variants: VariantId[] };
+  /**
+   * warmupSeconds: the same load, unmeasured, right before each measured run (0: none), as in
+   * saturation: a proxy carrying a stream has its buffers' memory in use; one that has been
+   * idle gave it back (the agents' allocator purges what stays free for 10 s, and the next
+   * stream faults it in again: ARCHITECTURE.md, "Agent memory")
+   */
+  bulk: { seconds: number; warmupSeconds: number; variants: VariantId[] };
   capture: { connections: number };
   /** the many-pods lab: one node per count of meshed pods; RSS readings (1 s apart) per agent */
   pods: { steps: number[]; settleSeconds: number; samples: number; settleMaxSeconds: number };
@@ -109,7 +115,7 @@ export function settings(quick: boolean): Settings {
         ],
         warmupSeconds: 0,
       },
-      bulk: { seconds: 0.3, variants: BULK },
+      bulk: { seconds: 0.3, warmupSeconds: 0, variants: BULK },
       capture: { connections: 30 },
       pods: { steps: [0, 5, 10], settleSeconds: 0, samples: 2, settleMaxSeconds: 30 },
       held: { connections: 300, settleSeconds: 1, samples: 1 },
@@ -137,7 +143,7 @@ export function settings(quick: boolean): Settings {
       ],
       warmupSeconds: 1,
     },
-    bulk: { seconds: 1.5, variants: BULK },
+    bulk: { seconds: 1.5, warmupSeconds: 1, variants: BULK },
     capture: { connections: 500 },
     // the issue's 0, 100 and 500: a lab node of more than 250 pods gets a /23 of pod
     // addresses (deploy/lab/lab-plan.ts); `lab up` of the 600 pods takes ~2 minutes here

@@ -8,7 +8,7 @@
 // A lab node of more than 250 pods gets a /23 (up to 506 pods) or a /22 of pod addresses
 // (deploy/lab/lab-plan.ts). `lab up`'s own duration at this size is reported too (is a lab
 // this big practical?).
-import { cp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
@@ -16,27 +16,12 @@ import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
 import { labStateDir } from '../../../deploy/lab/lab-state.js';
 import { benchTempDir, cgroupPids, removeBenchTempDir, rssBytes, rssSettled } from '../lab-exec.js';
-import { podProgram } from '../bench-lab.js';
+import { agentGcEnv, collectGarbage } from '../agent-gc.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
 import { median } from '../stats.js';
 
 export const PODS_LAB = 'bench-pods';
-
-/** Asks an agent for a full garbage collection (SIGWINCH, pods/collect-garbage.ts); its memory after it. */
-async function collectGarbage(pid: number, gcDir: string): Promise<{ heapUsed: number; rss: number }> {
-  const file = path.join(gcDir, `${pid}.json`);
-  await rm(file, { force: true });
-  process.kill(pid, 'SIGWINCH');
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    const text = await readFile(file, 'utf8').catch(() => undefined);
-    if (text) return JSON.parse(text) as { heapUsed: number; rss: number };
-    if (Date.now() > deadline)
-      throw new Error(`agent ${pid} did not report a garbage collection within 30 s (pods/collect-garbage.ts not loaded?)`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** The agent's peak RSS since it started (VmHWM): the enrolment burst's high-water. */
 async function peakRssBytes(pid: number): Promise<number> {
@@ -98,10 +83,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
         dir,
         name: PODS_LAB,
         timeouts: { agentsMs: 300_000, podsMs: 300_000 },
-        env: {
-          NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${podProgram('collect-garbage.js')}`.trim(),
-          NODEMESH_BENCH_GC_DIR: gcDir,
-        },
+        env: agentGcEnv(gcDir),
       });
       const upSeconds = (performance.now() - t0) / 1000;
       log(`  lab up with ${steps.reduce((a, b) => a + b, 0)} pods in ${upSeconds.toFixed(0)} s`);

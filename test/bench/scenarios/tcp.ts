@@ -18,7 +18,8 @@ import { BACKEND_PORTS, type Settings } from '../settings.js';
 import { median } from '../stats.js';
 
 export function bulkScenario(lab: BenchLab, s: Settings, log: (m: string) => void): Promise<ScenarioResult> {
-  const method = `One TCP connection writing 256 KiB chunks for ${s.bulk.seconds} s, then half-closing; the sink answers the byte count it received: throughput = bytes received / time until that answer. The proxies' CPU per GB carried.`;
+  const warm = s.bulk.warmupSeconds > 0 ? `, right after ${s.bulk.warmupSeconds} s of the same load unmeasured` : '';
+  const method = `One TCP connection writing 256 KiB chunks for ${s.bulk.seconds} s${warm}, then half-closing; the sink answers the byte count it received: throughput = bytes received / time until that answer. The proxies' CPU per GB carried.`;
   return scenario('bulk', 'Bulk TCP throughput', method, log, async (out) => {
     const cells = await inRounds({
       condition: 'one connection',
@@ -27,6 +28,7 @@ export function bulkScenario(lab: BenchLab, s: Settings, log: (m: string) => voi
       ratioOf: ['mbPerSecond', 'cpuSPerGB'],
       log,
       measure: async (v) => {
+        if (s.bulk.warmupSeconds > 0) await bulk(lab, v, s.bulk.warmupSeconds);
         const cpu = await cpuWindow(lab, v);
         const proof = await mtlsProof(lab, v);
         const r = await bulk(lab, v, s.bulk.seconds);
