@@ -81,9 +81,10 @@ test('mallocTrim on jemalloc (preloaded with its settings, as the DaemonSet runs
  * `size` bytes (Buffer.allocUnsafeSlow: malloc'ed, as Node's socket, TLS and HTTP/2 read
  * buffers are), each written whole and dropped 500 at a time, so that V8's ArrayBuffer sweeper
  * frees them in bursts off the main thread, as it frees a proxy's read buffers. The page
- * faults the process took over the second half (the first grows the heap), per buffer.
+ * faults the process took over the second half (the first grows the heap), per buffer, and
+ * whether it ran on jemalloc.
  */
-function faultsPerBufferInChild(size: number): number {
+function faultsPerBufferInChild(size: number): { jemalloc: boolean; perBuffer: number } {
   const script = `
     import { readFileSync } from 'node:fs';
     const minflt = () => Number(readFileSync('/proc/self/stat', 'utf8').split(') ')[1].split(' ')[7]);
@@ -94,11 +95,12 @@ function faultsPerBufferInChild(size: number): number {
       batch.push(Buffer.allocUnsafeSlow(${size}).fill(1));
       if (batch.length === 500) batch = [];
     }
-    console.log(String((minflt() - before) / 10000));
+    const jemalloc = readFileSync('/proc/self/maps', 'utf8').includes('libjemalloc');
+    console.log(JSON.stringify({ jemalloc, perBuffer: (minflt() - before) / 10000 }));
   `;
   const env: NodeJS.ProcessEnv = { ...process.env, LD_PRELOAD: JEMALLOC, MALLOC_CONF: JEMALLOC_CONF };
   const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', timeout: 60_000 });
-  return Number(out.trim().split('\n').pop());
+  return JSON.parse(out.trim().split('\n').pop()!) as { jemalloc: boolean; perBuffer: number };
 }
 
 // Freed bursts coalesce into extents of megabytes, and jemalloc by default reuses an extent only
@@ -112,7 +114,8 @@ test("jemalloc with the agent's settings reuses freed read-buffer-sized memory i
     return;
   }
   for (const size of [16 * 1024, 64 * 1024]) {
-    const perBuffer = faultsPerBufferInChild(size);
+    const { jemalloc, perBuffer } = faultsPerBufferInChild(size);
+    t.true(jemalloc, 'the child did not run on jemalloc');
     t.log(`${size / 1024} KiB buffers: ${perBuffer.toFixed(3)} page faults each`);
     // fresh pages would be 4 (16 KiB) and 16 (64 KiB) faults per buffer; jemalloc's default
     // fit read 3.7–4.2 and 4.3–6.4 here, the agent's settings 0.02–0.11 and 0.0004–0.04
