@@ -76,7 +76,11 @@ async function leftovers(name: string, slot: number | null, pids: number[]): Pro
   const out: string[] = [];
   const netns = (await sh('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!);
   out.push(...netns.filter((n) => n.startsWith(`nm-${name}-`)).map((n) => `netns ${n}`));
-  if (slot !== null) {
+  // links are named by slot, and ava runs lab files in parallel: once this lab released its
+  // slot another lab may claim it and make links of the same names (claim first, then links),
+  // which are that lab's, not this one's leftovers
+  const slotOwner = slot === null ? '' : await readFile(`/run/nodemesh/labs/.slots/${slot}`, 'utf8').catch(() => '');
+  if (slot !== null && (slotOwner === '' || slotOwner === name)) {
     const links = (await sh('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1] ?? '');
     out.push(...links.filter((l) => new RegExp(`^nm${slot}[a-z]\\d*$`).test(l)).map((l) => `link ${l}`));
   }
