@@ -3,14 +3,12 @@
 // runs one on SIGWINCH and writes the agent's memory after it into the directory named.
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { packagePath } from '../../common/paths.js';
-
-const HOOK = packagePath('dist', 'test', 'bench', 'pods', 'collect-garbage.js');
+import { podProgram } from './lab-exec.js';
 
 /** The environment a lab's agents need for collectGarbage (their NODE_OPTIONS keep what the suite's had). */
 export function agentGcEnv(gcDir: string): Record<string, string> {
   return {
-    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${HOOK}`.trim(),
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${podProgram('collect-garbage.js')}`.trim(),
     NODEMESH_BENCH_GC_DIR: gcDir,
   };
 }

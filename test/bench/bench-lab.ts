@@ -21,16 +21,14 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { labAgentPid, labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
-import { packagePath } from '../../common/paths.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { agentGcEnv, collectGarbage } from './agent-gc.js';
 import { allPairPorts, PAIR_VARIANTS, pairPort, writePairFiles } from './haproxy-pair.js';
-import { benchTempDir, cgroupPids, comm, labRun, parentPid, removeBenchTempDir } from './lab-exec.js';
+import { benchTempDir, cgroupPids, comm, labRun, parentPid, podProgram, removeBenchTempDir } from './lab-exec.js';
 import { BACKEND_PORTS, type Proto, type VariantId } from './settings.js';
 
 export const MAIN_LAB = 'bench';
-const POD_PROGRAMS = packagePath('dist', 'test', 'bench', 'pods');
-export const podProgram = (name: string) => path.join(POD_PROGRAMS, name);
+export { podProgram };
 
 type Doc = Record<string, unknown>;
 

@@ -8,6 +8,11 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { labExecCommand } from '../../deploy/lab/lab.js';
+import { packagePath } from '../../common/paths.js';
+
+const POD_PROGRAMS = packagePath('dist', 'test', 'bench', 'pods');
+/** A program of the suite's pods (test/bench/pods/, built). */
+export const podProgram = (name: string) => path.join(POD_PROGRAMS, name);
 
 export interface ExecResult {
   stdout: string;
