@@ -3,7 +3,7 @@
 // meanwhile. Not part of `npm run bench` (profiling slows what it measures); run it before
 // changing the hot path, and after, to see what moved.
 //
-//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2|bulk] [--c 16] [--seconds 15] [--rate N]
+//   node dist/test/bench/profile.js [--variant nm-l4] [--proto h1|h2|bulk] [--c 16] [--seconds 15] [--rate N] [--after V,…]
 //
 // --proto bulk profiles the bulk scenario's load instead (one TCP connection writing 256 KiB
 // chunks through the variant's tcp port: an L4 variant, nm-l4 or nm-same-l4); it reports MB/s.
@@ -37,6 +37,7 @@ const { values } = parseArgs({
     c: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '15' },
     rate: { type: 'string' },
+    after: { type: 'string' },
   },
 });
 const variant = values.variant as VariantId;
@@ -52,6 +53,9 @@ const seconds = Number(values.seconds);
 const rate = values.rate === undefined ? undefined : Number(values.rate);
 if (rate !== undefined && !(rate > 0)) throw new Error('--rate: requests per second, above 0');
 if (rate !== undefined && values.proto !== 'h1') throw new Error('--rate: the open-loop generator speaks HTTP/1.1 (--proto h1)');
+/** --after v1,v2: wrk c16 through these variants for 3 s each first (an agent that has carried other traffic) */
+const after = (values.after ?? '').split(',').filter((v) => v !== '') as VariantId[];
+for (const v of after) if (!(v in VARIANTS) || VARIANTS[v].proxies !== 'agents') throw new Error(`--after: ${v} is not a nodemesh variant`);
 /** The load while recorded: closed loop (wrk, h2load), open loop at --rate, or bulk; resolves its req/s (bulk: MB/s). */
 async function load(lab: BenchLab, secs: number): Promise<number> {
   if (values.proto === 'bulk') return (await bulk(lab, variant, secs)).mbPerSecond;
@@ -166,13 +170,17 @@ async function main(): Promise<void> {
   };
   const logsBefore = await v8Logs();
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
-  const name = `profile-${variant}-${values.proto}${rate === undefined ? '' : `-${rate}rps`}`;
+  const name = `profile-${variant}-${values.proto}${rate === undefined ? "" : `-${rate}rps`}${after.length ? `-after-${after.join("+")}` : ""}`;
   const data = path.join(out, `${name}.perf.data`);
   let lab: BenchLab | undefined;
   try {
     lab = await BenchLab.up({ haproxyThreads: 1, heldConnections: 0 });
     delete process.env.NODE_OPTIONS;
     const pids = await lab.agentPids();
+    for (const v of after) {
+      log(`first, wrk c16 through ${v} for 3 s`);
+      await wrk(lab, v, 16, 3);
+    }
     // warm the path (JIT, pools, certificates) before recording
     log(`warming ${variant} (${values.proto}, ${shape})`);
     await load(lab, 3);
