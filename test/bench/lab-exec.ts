@@ -134,18 +134,21 @@ export async function cpuOf(pids: number[]): Promise<number> {
 }
 
 /**
- * Waits until no process's RSS moved by more than 1 MiB over the last 20 s (readings 5 s
- * apart): after a burst (a node's pods enrolled at once, 10,000 connections closed) V8
- * shrinks its heap and the agent returns freed native memory over the following minute.
- * Seconds it took, or undefined when it was still moving after `maxSeconds`.
+ * Waits until no process's RSS moved by more than `toleranceBytes` (default 1 MiB) over the
+ * last 20 s (readings 5 s apart): after a burst (a node's pods enrolled at once, 10,000
+ * connections closed) V8 shrinks its heap and the agent returns freed native memory over the
+ * following minute. Seconds it took, or undefined when it was still moving after `maxSeconds`.
  */
-export async function rssSettled(pids: number[], maxSeconds: number): Promise<{ seconds: number | undefined }> {
+export async function rssSettled(pids: number[], maxSeconds: number, toleranceBytes = 2 ** 20): Promise<{ seconds: number | undefined }> {
   const t0 = performance.now();
   const readings: number[][] = [];
   for (;;) {
     readings.push(await Promise.all(pids.map((p) => rssBytes(p))));
     const last = readings.slice(-5);
-    if (last.length === 5 && pids.every((_, i) => Math.max(...last.map((r) => r[i]!)) - Math.min(...last.map((r) => r[i]!)) <= 2 ** 20))
+    if (
+      last.length === 5 &&
+      pids.every((_, i) => Math.max(...last.map((r) => r[i]!)) - Math.min(...last.map((r) => r[i]!)) <= toleranceBytes)
+    )
       return { seconds: (performance.now() - t0) / 1000 };
     if (performance.now() - t0 > maxSeconds * 1000) return { seconds: undefined };
     await new Promise((r) => setTimeout(r, 5000));
