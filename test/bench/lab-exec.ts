@@ -126,6 +126,34 @@ export async function rssBytes(pid: number): Promise<number> {
   return Number(m[1]) * 1024;
 }
 
+/** Busy and idle CPU time summed over the machine's CPUs so far (os.cpus(), in ms). */
+function machineTimes(): { busy: number; idle: number } {
+  let busy = 0;
+  let idle = 0;
+  for (const c of os.cpus()) {
+    busy += c.times.user + c.times.nice + c.times.sys + c.times.irq;
+    idle += c.times.idle;
+  }
+  return { busy, idle };
+}
+
+/**
+ * How busy the whole machine is from now until stop() resolves: the share of all its CPUs'
+ * time that was not idle (0–1). A reading taken while the machine is busier than ~0.9 says
+ * how much CPU there was to share, not how the measured processes scale.
+ */
+export function machineBusy(): { stop(): number } {
+  const t0 = machineTimes();
+  return {
+    stop() {
+      const t1 = machineTimes();
+      const busy = t1.busy - t0.busy;
+      const all = busy + (t1.idle - t0.idle);
+      return all > 0 ? busy / all : 0;
+    },
+  };
+}
+
 /** Sum of cpuSeconds over pids. */
 export async function cpuOf(pids: number[]): Promise<number> {
   let s = 0;

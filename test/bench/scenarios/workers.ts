@@ -22,6 +22,7 @@ import os from 'node:os';
 import { labStartAgent, labStopAgent } from '../../../deploy/lab/lab.js';
 import type { BenchLab } from '../bench-lab.js';
 import { cpuQuotaGroup, type CpuQuotaGroup } from '../cpu-quota.js';
+import { machineBusy } from '../lab-exec.js';
 import { wrk } from '../load-tools.js';
 import { cpuWindow } from '../proxies.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
@@ -39,6 +40,8 @@ interface Run {
   rps: number;
   cpuMsPer1k: number;
   errors: number;
+  /** the share of the whole machine's CPU time that was busy during the run (0–1) */
+  machineBusy: number;
 }
 
 async function restartAgents(lab: BenchLab, workers: number): Promise<void> {
@@ -104,12 +107,19 @@ export function workersScenario(lab: BenchLab, s: Settings, log: (m: string) => 
             for (const g of Object.values(groups)) await g.limit(mode === 'quota' ? w * share : undefined);
             for (const v of VARIANTS) {
               const cpu = await cpuWindow(lab, v);
+              const machine = machineBusy();
               const res = await wrk(lab, v, CONCURRENCY, seconds);
+              const busy = machine.stop();
               const { srcCpuS, dstCpuS } = await cpu.stop();
-              const run = { rps: res.rps, cpuMsPer1k: ((srcCpuS + dstCpuS) * 1e6) / Math.max(1, res.ok), errors: res.errors };
+              const run = {
+                rps: res.rps,
+                cpuMsPer1k: ((srcCpuS + dstCpuS) * 1e6) / Math.max(1, res.ok),
+                errors: res.errors,
+                machineBusy: busy,
+              };
               ((r[mode] ??= {})[v] ??= {})[w] = run;
               log(
-                `  round ${round + 1} ${mode.padEnd(5)} ${v.padEnd(6)} ${w} worker(s): ${run.rps.toFixed(0)} req/s (${run.errors} errors), proxies ${run.cpuMsPer1k.toFixed(0)} CPU-ms/1k`,
+                `  round ${round + 1} ${mode.padEnd(5)} ${v.padEnd(6)} ${w} worker(s): ${run.rps.toFixed(0)} req/s (${run.errors} errors), proxies ${run.cpuMsPer1k.toFixed(0)} CPU-ms/1k, machine ${(100 * run.machineBusy).toFixed(0)} % busy`,
               );
               if (res.ok === 0 || res.errors > 0.01 * res.ok)
                 out.errors.push(`round ${round + 1} ${mode} ${v} at ${w} worker(s): ${res.errors} errors, ${res.ok} answered`);
@@ -128,6 +138,12 @@ export function workersScenario(lab: BenchLab, s: Settings, log: (m: string) => 
           );
           log(`  ${out.notes.at(-1)}`);
         }
+        // whether the reading was the proxies' or the machine's limit
+        const busy = (w: number) => median(rounds.flatMap((r) => VARIANTS.map((v) => r[mode][v]![w]!.machineBusy)));
+        out.notes.push(
+          `${mode === 'quota' ? 'under the quota' : "on the machine's cores"}, the whole machine's CPUs were busy ${(100 * busy(1)).toFixed(0)} % of the time at 1 worker and ${(100 * busy(n)).toFixed(0)} % at ${n} (medians over the runs)`,
+        );
+        log(`  ${out.notes.at(-1)}`);
       }
       out.data = { workers: n, share, concurrency: CONCURRENCY, seconds, warmupSeconds: WARMUP_SECONDS, modes, rounds, scaling };
     } finally {
