@@ -20,7 +20,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { labAgentPid, labDown, labUp, type LabState } from '../../deploy/lab/lab.js';
+import { labAgentPid, labDown, labStartAgent, labStopAgent, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { AGENT_PORTS } from '../../common/ports.js';
 import { agentGcEnv, collectGarbage } from './agent-gc.js';
 import { allPairPorts, PAIR_VARIANTS, pairPort, writePairFiles } from './haproxy-pair.js';
@@ -142,6 +142,8 @@ export class BenchLab {
     readonly name: string,
     readonly dir: string,
     readonly state: LabState,
+    /** what up() gave the agents' environment: a restart gives it again (restartAgents) */
+    private readonly agentEnv: Record<string, string>,
   ) {}
 
   /** Writes the lab dir, brings the lab up (tearing down a leftover of the same name first). */
@@ -167,7 +169,7 @@ export class BenchLab {
         ...agentGcEnv(path.join(dir, 'gc')),
       };
       const state = await labUp({ dir, name: MAIN_LAB, env });
-      const lab = new BenchLab(MAIN_LAB, dir, state);
+      const lab = new BenchLab(MAIN_LAB, dir, state, env);
       await lab.captureByIptables();
       return lab;
     } catch (err) {
@@ -253,6 +255,18 @@ export class BenchLab {
    */
   async collectAgentGarbage(): Promise<void> {
     for (const pid of Object.values(await this.agentPids())) await collectGarbage(pid, path.join(this.dir, 'gc'));
+  }
+
+  /**
+   * Stops both agents (node-a first: node-b's pooled inbound HBONE connection closes with it,
+   * so its drain is short), then starts them again with the environment up() gave them (the
+   * per-source limit, the garbage-collection hook) and `env` over it; resolves once both are
+   * ready.
+   */
+  async restartAgents(env: Record<string, string> = {}): Promise<void> {
+    const nodes = this.state.nodes.map((n) => n.name).sort();
+    for (const node of nodes) await labStopAgent(this.name, node);
+    for (const node of nodes) await labStartAgent(this.name, node, { env: { ...this.agentEnv, ...env } });
   }
 
   /** An agent and its proxy workers (BENCH_WORKERS > 1): the processes whose CPU and memory are the agent's. */

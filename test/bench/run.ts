@@ -25,7 +25,6 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { labDown } from '../../deploy/lab/lab.js';
-import { labStartAgent, labStopAgent } from '../../deploy/lab/lab-agents.js';
 import { packagePath } from '../../common/paths.js';
 import { BenchLab, MAIN_LAB } from './bench-lab.js';
 import { removeBenchTempDirs, removeStaleBenchTempDirs, rssSettled } from './lab-exec.js';
@@ -173,10 +172,7 @@ async function main(): Promise<number> {
           );
           if (process.env.BENCH_RESTART_AFTER_HELD === '1') {
             // the agents start afresh; the kernel keeps what the connections left (TIME_WAIT, conntrack)
-            for (const node of ['node-a', 'node-b']) {
-              await labStopAgent(MAIN_LAB, node);
-              await labStartAgent(MAIN_LAB, node);
-            }
+            await lab.restartAgents();
             log('  agents restarted (BENCH_RESTART_AFTER_HELD)');
           }
         }

@@ -19,7 +19,6 @@
 // req/s in the run after). WARMUP_SECONDS of load per variant after each restart, before
 // either reading.
 import os from 'node:os';
-import { labStartAgent, labStopAgent } from '../../../deploy/lab/lab.js';
 import type { BenchLab } from '../bench-lab.js';
 import { cpuQuotaGroup, type CpuQuotaGroup } from '../cpu-quota.js';
 import { machineBusy } from '../lab-exec.js';
@@ -42,11 +41,6 @@ interface Run {
   errors: number;
   /** the share of the whole machine's CPU time that was busy during the run (0–1) */
   machineBusy: number;
-}
-
-async function restartAgents(lab: BenchLab, workers: number): Promise<void> {
-  for (const node of NODES) await labStopAgent(lab.name, node);
-  for (const node of NODES) await labStartAgent(lab.name, node, { env: { NODEMESH_WORKERS: String(workers) } });
 }
 
 /** Each agent with its `workers` worker processes (waits for them to be forked, at most 20 s). */
@@ -96,7 +90,7 @@ export function workersScenario(lab: BenchLab, s: Settings, log: (m: string) => 
       for (let round = 0; round < s.rounds; round++) {
         const r = {} as Record<Mode, Record<string, Record<number, Run>>>;
         for (const w of round % 2 ? [n, 1] : [1, n]) {
-          await restartAgents(lab, w);
+          await lab.restartAgents({ NODEMESH_WORKERS: String(w) });
           const trees = await agentTrees(lab, w);
           for (const node of Object.keys(groups)) {
             await groups[node]!.limit(undefined);
@@ -149,7 +143,7 @@ export function workersScenario(lab: BenchLab, s: Settings, log: (m: string) => 
     } finally {
       // the groups first: close() moves the agents still in them back to the root, unlimited
       for (const g of Object.values(groups)) await g.close().catch((err: Error) => out.errors.push(err.message));
-      await restartAgents(lab, Number(process.env.BENCH_WORKERS ?? 1));
+      await lab.restartAgents({ NODEMESH_WORKERS: process.env.BENCH_WORKERS ?? '1' });
     }
   });
 }
