@@ -9,6 +9,10 @@ import { median, percentile, roundDifferences, roundOrder, roundRatios, sorted, 
 import { OpenLoopSchedule } from '../bench/schedule.js';
 import { Http1Responses } from '../bench/http1-responses.js';
 import { parseH2load, parseWrk } from '../bench/load-tools.js';
+import { evaluateTargets } from '../bench/targets.js';
+import type { Cell } from '../bench/rounds.js';
+import type { ScenarioResult } from '../bench/scenario.js';
+import type { Spread } from '../bench/stats.js';
 
 test('percentile is the nearest rank: the smallest sample with at least p % at or below it', (t) => {
   holds(
@@ -187,4 +191,52 @@ test("the suite's temporary directories: a signal's cleanup removes those still 
   } finally {
     rmSync(parent, { recursive: true, force: true });
   }
+});
+
+test('the req/s targets name their rounds and how far the two HAProxy pairs read apart in the same rounds', (t) => {
+  const sp = (median: number, min: number, max: number): Spread => ({ median, min, max, relative: (max - min) / median, rounds: 3 });
+  const cell = (variant: string, ratio?: Spread): Cell => ({
+    condition: 'HTTP/1.1 wrk c16',
+    variant,
+    runs: [],
+    metrics: {},
+    ratios: ratio ? { rps: ratio } : {},
+    added: {},
+  });
+  const saturation: ScenarioResult = {
+    id: 'saturation',
+    title: 'Saturation throughput',
+    method: '',
+    status: 'ok',
+    errors: [],
+    seconds: 1,
+    load: { start: [], end: [] },
+    cells: [
+      cell('nm-l4', sp(0.84, 0.77, 0.94)),
+      cell('nm-l7', sp(0.81, 0.7, 0.9)),
+      cell('hap-tcp-ecdsa', sp(1.08, 0.79, 1.18)),
+      cell('hap-http-ecdsa', sp(0.95, 0.93, 1.15)),
+    ],
+    data: {},
+    notes: [],
+  };
+  const targets = evaluateTargets([saturation]);
+  const l4 = targets.find((r) => r.target.startsWith('L4 across nodes'))!;
+  t.false(l4.met);
+  t.is(
+    l4.measured,
+    '0.84× (rounds 0.77–0.94), wrk c16, median of round ratios; the HAProxy TCP pair with ECDSA read 0.79–1.18× the one with RSA in the same rounds',
+  );
+  const l7 = targets.find((r) => r.target.startsWith('L7: req/s'))!;
+  t.true(l7.met);
+  t.is(
+    l7.measured,
+    '0.81× (rounds 0.70–0.90), wrk c16; the HAProxy HTTP pair with ECDSA read 0.93–1.15× the one with RSA in the same rounds',
+  );
+  // without the ECDSA pairs the ratio stands alone
+  const alone = evaluateTargets([{ ...saturation, cells: [cell('nm-l4', sp(1.01, 0.99, 1.02))] }]).find((r) =>
+    r.target.startsWith('L4 across'),
+  )!;
+  t.true(alone.met);
+  t.is(alone.measured, '1.01× (rounds 0.99–1.02), wrk c16, median of round ratios');
 });
