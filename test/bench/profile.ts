@@ -170,7 +170,7 @@ async function main(): Promise<void> {
   };
   const logsBefore = await v8Logs();
   process.env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ''} --perf-basic-prof --interpreted-frames-native-stack`.trim();
-  const name = `profile-${variant}-${values.proto}${rate === undefined ? "" : `-${rate}rps`}${after.length ? `-after-${after.join("+")}` : ""}`;
+  const name = `profile-${variant}-${values.proto}${rate === undefined ? '' : `-${rate}rps`}${after.length ? `-after-${after.join('+')}` : ''}`;
   const data = path.join(out, `${name}.perf.data`);
   let lab: BenchLab | undefined;
   try {
