@@ -28,7 +28,6 @@ import { benchTempDir, cgroupPids, comm, labRun, parentPid, podProgram, removeBe
 import { BACKEND_PORTS, type Proto, type VariantId } from './settings.js';
 
 export const MAIN_LAB = 'bench';
-export { podProgram };
 
 type Doc = Record<string, unknown>;
 

@@ -138,7 +138,7 @@ function machineTimes(): { busy: number; idle: number } {
 }
 
 /**
- * How busy the whole machine is from now until stop() resolves: the share of all its CPUs'
+ * How busy the whole machine was from now until stop() is called: the share of all its CPUs'
  * time that was not idle (0–1). A reading taken while the machine is busier than ~0.9 says
  * how much CPU there was to share, not how the measured processes scale.
  */

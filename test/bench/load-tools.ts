@@ -5,9 +5,8 @@
 // a real grpc-js client, pods/grpc-check.ts), and the TCP clients (pods/tcp-clients.ts).
 // Parsing is pure and exported for the unit test.
 import type { BenchLab } from './bench-lab.js';
-import { podProgram } from './bench-lab.js';
 import { GRPC_METHOD } from './grpc-method.js';
-import { lastJson } from './lab-exec.js';
+import { lastJson, podProgram } from './lab-exec.js';
 import { VARIANTS, type Proto, type VariantId } from './settings.js';
 
 export interface OpenLoopResult {

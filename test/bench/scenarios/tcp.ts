@@ -8,8 +8,7 @@
 //   held connections — the agents' memory with N connections held through the L4 path.
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import type { BenchLab } from '../bench-lab.js';
-import { podProgram } from '../bench-lab.js';
-import { killGroup, labSpawn, rssBytes } from '../lab-exec.js';
+import { killGroup, labSpawn, podProgram, rssBytes } from '../lab-exec.js';
 import { bulk, connects } from '../load-tools.js';
 import { cpuWindow, mtlsProof } from '../proxies.js';
 import { inRounds } from '../rounds.js';
