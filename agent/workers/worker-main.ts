@@ -60,9 +60,16 @@ async function answer(what: string): Promise<unknown> {
   if (what === 'metrics') return registry.getMetricsAsJSON();
   if (what === 'open') return serving ? serving.openConnections() : 0;
   if (what === 'debug') {
-    // the requests this worker proxied (reporter=source), so that one can see who served what
+    // the requests this worker proxied (reporter=source), so that one can see who served what;
+    // a worker just (re)started answers before it serves: `listening` says which it is
     const requests = (await registry.getSingleMetric('istio_requests_total')?.get())?.values.reduce((a, v) => a + v.value, 0) ?? 0;
-    return { pid: process.pid, snapshotVersion: state.version, requests, ...(serving ? await serving.debug() : {}) };
+    return {
+      pid: process.pid,
+      listening: serving !== undefined,
+      snapshotVersion: state.version,
+      requests,
+      ...(serving ? await serving.debug() : {}),
+    };
   }
   return undefined;
 }

@@ -235,7 +235,7 @@ export class WorkerPool implements Serving {
     this.identities = { certificates, trustBundle: identity.trustBundle() };
   }
 
-  /** Asks every serving worker; an answer not in time counts as missing. */
+  /** Asks every worker whose channel is open (one just restarted answers before it listens); an answer not in time counts as missing. */
   private async ask(what: Question): Promise<unknown[]> {
     const answers = this.workers.map((w) => {
       if (!w?.child.connected) return Promise.resolve(undefined);

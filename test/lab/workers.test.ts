@@ -24,6 +24,8 @@ const LAB = 'h15-workers';
 
 interface WorkerDebug {
   pid: number;
+  /** false while a (re)started worker has not yet begun to serve */
+  listening: boolean;
   snapshotVersion: number;
   requests: number;
 }
@@ -32,7 +34,7 @@ interface AgentDebug {
   snapshotVersion: number;
   /** the workers' pids, by slot */
   workerPids: number[];
-  /** each serving worker's own answer */
+  /** each running worker's own answer */
   workers: WorkerDebug[];
 }
 interface Load {
@@ -207,10 +209,12 @@ spec:
     const replaced = await eventually(
       async () => {
         const d = await debugState();
-        return d.agent.workerPids.length === 2 && d.agent.workerPids.every((p) => p > 0) && !d.agent.workerPids.includes(victim) && d.workers.length === 2 ? d : undefined;
+        // a restarted worker answers the debug question before it listens: wait until both serve
+        const serving = d.workers.length === 2 && d.workers.every((w) => w.listening);
+        return d.agent.workerPids.length === 2 && d.agent.workerPids.every((p) => p > 0) && !d.agent.workerPids.includes(victim) && serving ? d : undefined;
       },
       30_000,
-      'the killed worker replaced',
+      'the killed worker replaced and serving',
     );
     t.true(replaced.agent.workerPids.includes(other), 'the other worker was left alone');
     t.false(alive(victim));
