@@ -6,8 +6,7 @@
 #   4. the TypeScript (tsc into dist/)
 # Needs root for apt-get; everything else runs as the calling user.
 #   --bench  also the packages only the benchmark suite uses (`npm run bench`): the HAProxy
-#            pair it compares with and iptables for the capture-cost scenario. Apart so that
-#            `npm test` and CI never install or wait for them.
+#            pair it compares with. Apart so that `npm test` and CI never install or wait for it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,11 +26,13 @@ done
 # the lab (ip netns, nsenter, pkill); curl/openssl: tests and demo clients;
 # tshark/tcpdump: wire captures in the mTLS tests; nghttp2-client (h2load)/wrk: load;
 # prometheus: promtool checks the /metrics exposition; chromium: headless, loads the node dashboard;
-# libjemalloc2: the lab's agents run on it as the image's do (deploy/lab/lab-agents.ts).
+# libjemalloc2: the lab's agents run on it as the image's do (deploy/lab/lab-agents.ts);
+# iptables (nf_tables): the two-cluster lab's link between networks filters with it
+# (deploy/lab/lab-wan.ts), and the benchmark's capture-cost scenario redirects with it.
 PACKAGES=(clang llvm libbpf-dev bpftool cmake make g++ pkg-config iproute2 util-linux procps psmisc curl openssl ca-certificates
-  tshark tcpdump nghttp2-client wrk prometheus chromium libjemalloc2)
-# haproxy: the HAProxy pair of the benchmark; iptables (nf_tables): its iptables capture path
-BENCH_PACKAGES=(haproxy iptables)
+  tshark tcpdump nghttp2-client wrk prometheus chromium libjemalloc2 iptables)
+# haproxy: the HAProxy pair of the benchmark
+BENCH_PACKAGES=(haproxy)
 if $bench; then PACKAGES+=("${BENCH_PACKAGES[@]}"); fi
 missing=()
 for p in "${PACKAGES[@]}"; do

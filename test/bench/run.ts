@@ -19,7 +19,7 @@
 //                                       when BENCH_WORKERS_N is set
 //   BENCH_RESTART_AFTER_HELD=1          an experiment: restart both agents after the held
 //                                       connections (what they left in the agents, not in the kernel)
-// Needs root, and haproxy + iptables besides the test tools (scripts/bootstrap.sh --bench).
+// Needs root, and haproxy besides the test tools (scripts/bootstrap.sh --bench).
 // The engine alone, without the kernel: node dist/test/bench/l7-engine.js.
 import { spawn } from 'node:child_process';
 import os from 'node:os';
