@@ -49,6 +49,20 @@ export interface CaSecretOptions {
 
 /** The CA's key material from `cacerts`, else from `nodemesh-ca-secret` (created by the leader if absent). */
 export async function loadCaFromSecrets(o: CaSecretOptions): Promise<CaKeyMaterial> {
+  // The clock's timers never hold the process, and while a replica waits here for the
+  // leader's root nothing else may: its API-server connection idles (unref'd by Node's agent),
+  // the Lease timer is the clock's, the gRPC server is not up yet. Node would then end the
+  // process with the start-up's await unsettled (exit code 13, seen in CI under load), so the
+  // wait holds the event loop itself until it returns or throws.
+  const hold = setInterval(() => undefined, 2 ** 30);
+  try {
+    return await pollCaSecrets(o);
+  } finally {
+    clearInterval(hold);
+  }
+}
+
+async function pollCaSecrets(o: CaSecretOptions): Promise<CaKeyMaterial> {
   const clock = o.clock ?? systemClock;
   const deadline = clock.now() + (o.timeoutMs ?? 120_000);
   let waitingLogged = false;
