@@ -15,8 +15,9 @@
 //   BENCH_HAPROXY_THREADS=N             the HAProxy pair's threads (default 1, as the agent's one loop)
 //   BENCH_WORKERS=N                     the agents' proxy workers (agent --workers; default 1)
 //   BENCH_WORKERS_N=N                   the count the workers scenario compares with 1 (default: the
-//                                       CPUs); that scenario runs only when named in BENCH_ONLY or
-//                                       when BENCH_WORKERS_N is set
+//                                       CPUs); it restarts the agents, so it runs last in its lab
+//   BENCH_WORKERS_CORES=1               that scenario reads on the machine's cores too, not only under
+//                                       its CPU quota (the default where there are ≥ 2N + 2 CPUs)
 //   BENCH_RESTART_AFTER_HELD=1          an experiment: restart both agents after the held
 //                                       connections (what they left in the agents, not in the kernel)
 // Needs root, and haproxy besides the test tools (scripts/bootstrap.sh --bench).
@@ -180,8 +181,8 @@ async function main(): Promise<number> {
         if (wanted('saturation')) results.push(await saturationScenario(lab, s, log));
         if (wanted('bulk')) results.push(await bulkScenario(lab, s, log));
         if (wanted('capture')) results.push(await captureScenario(lab, s, log));
-        // restarts the agents between runs (minutes): only when asked for by name or by its count
-        if (only ? only.has('workers') : process.env.BENCH_WORKERS_N !== undefined) results.push(await workersScenario(lab, s, log));
+        // last in this lab: it restarts the agents
+        if (wanted('workers')) results.push(await workersScenario(lab, s, log));
       } finally {
         await lab
           .down()

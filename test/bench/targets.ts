@@ -129,9 +129,9 @@ export function evaluateTargets(results: ScenarioResult[]): TargetResult[] {
       (v) => v >= 0.85,
       (v) =>
         quota !== undefined
-          ? `${f(v)} × ${workers!.workers} × one worker's req/s under a CPU quota of ${workers!.share} CPU per worker (the lower of nm-l7 and nm-l4, wrk c64: this machine's cores also run the load); on its cores as they are ${f(cores ?? NaN)} ×`
+          ? `${f(v)} × ${workers!.workers} × one worker's req/s under a CPU quota of ${workers!.share} CPU per worker (the lower of nm-l7 and nm-l4, wrk c64: this machine's cores also run the load)${cores !== undefined ? `; on its cores as they are ${f(cores)} ×` : ''}`
           : `${f(v)} × ${workers!.workers} × one worker's req/s (the lower of nm-l7 and nm-l4, wrk c64)`,
-      'the workers scenario (BENCH_ONLY=…,workers): agents restarted at 1 and at N workers, interleaved',
+      'the workers scenario: agents restarted at 1 and at N workers, interleaved',
     ),
   );
 
