@@ -378,8 +378,9 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
     inboundFd = fds.inbound;
     if (opts.workers && opts.workers > 1) {
       // the primary keeps its copies of the descriptors (a replaced worker inherits them, a
-      // successor takes them over) and closes them when it stops accepting
-      heldFds = Object.values(fds);
+      // successor takes them over) and closes them when it stops accepting; HBONE's is the
+      // pool's from here (it accepts there and hands connections to the workers)
+      heldFds = [fds.outbound, fds.inbound];
       const { WorkerPool } = await import('./workers/worker-pool.js');
       pool = await WorkerPool.start({
         count: opts.workers,

@@ -116,6 +116,11 @@ export class HboneInbound {
     return listenHbone(this.server, log, fd, this.opts.host, this.opts.port);
   }
 
+  /** A connection accepted elsewhere (a worker's primary hands it over): served as one accepted here. */
+  accept(socket: Socket): void {
+    this.server.emit('connection', socket);
+  }
+
   get address(): AddressInfo {
     return this.server.address() as AddressInfo;
   }

@@ -1,8 +1,10 @@
 // What serves traffic: the outbound proxy (15001, with the L7 engine), the HBONE server
 // (15008) and the inbound capture listener (15006), built over the listening descriptors
 // the agent holds. The agent runs them in its own process (`--workers 1`) or each worker
-// process runs one set over the same descriptors (worker-pool.ts, worker-main.ts); either
-// way the agent sees the `Serving` interface below and nothing else of them.
+// process runs one set over the same descriptors (worker-pool.ts, worker-main.ts; a worker
+// gets its HBONE connections from the primary instead); either way the agent sees the
+// `Serving` interface below and nothing else of them.
+import type { Socket } from 'node:net';
 import { AGENT_PORTS as PORTS, PROXY_MARK } from '../../common/ports.js';
 import type { IdentityProvider } from '../identity/identity.js';
 import { closeDescriptor } from '../datapath/socket-handoff.js';
@@ -59,6 +61,7 @@ export class ProxyServing implements Serving {
   private capture: InboundCapture | undefined;
   /** descriptors given to start() that no server listens on yet: a failed start closes them */
   private readonly unclaimed = new Set<number>();
+  private hboneHanded = false;
 
   private constructor() {}
 
@@ -66,8 +69,16 @@ export class ProxyServing implements Serving {
    * Builds and starts them over `fds`. `identity` undefined: no HBONE (meshed destinations
    * in plaintext). A failed start frees what it started and rethrows.
    */
-  static async start(config: ServingConfig, fds: ServingDescriptors, state: () => ProxyState, identity: IdentityProvider | undefined): Promise<ProxyServing> {
+  static async start(
+    config: ServingConfig,
+    fds: ServingDescriptors,
+    state: () => ProxyState,
+    identity: IdentityProvider | undefined,
+    /** a worker: HBONE connections come one by one from the primary (acceptHbone), not from a listener */
+    hboneHanded = false,
+  ): Promise<ProxyServing> {
     const s = new ProxyServing();
+    s.hboneHanded = hboneHanded && identity !== undefined;
     try {
       await s.build(config, fds, state, identity);
     } catch (err) {
@@ -113,10 +124,12 @@ export class ProxyServing implements Serving {
     setClusterStats(() => outbound.l7.clusters.stats());
     this.unclaimed.delete(fds.outbound); // the server's now, listening or not (it closes it)
     await outbound.listen(fds.outbound);
-    if (identity && fds.hbone !== undefined) {
+    if (identity && (fds.hbone !== undefined || this.hboneHanded)) {
       this.hboneServer = new HboneInbound({ host: config.proxyIp, port: PORTS.hbone, node: config.node, identity, state, deliver: deliverTunnel, idleTimeoutMs: timeouts.httpIdleMs, keepalive: timeouts });
-      this.unclaimed.delete(fds.hbone);
-      await this.hboneServer.listen(fds.hbone);
+      if (fds.hbone !== undefined) {
+        this.unclaimed.delete(fds.hbone);
+        await this.hboneServer.listen(fds.hbone);
+      }
     }
     this.capture = new InboundCapture({
       host: config.proxyIp,
@@ -140,7 +153,14 @@ export class ProxyServing implements Serving {
   }
 
   get listening(): Serving['listening'] {
-    return { outbound: this.proxy !== undefined, inbound: this.capture?.listening ?? false, hbone: this.hboneServer?.listening ?? false };
+    const hbone = this.hboneServer !== undefined && (this.hboneHanded || this.hboneServer.listening);
+    return { outbound: this.proxy !== undefined, inbound: this.capture?.listening ?? false, hbone };
+  }
+
+  /** An HBONE connection the primary accepted (a worker's); without HBONE here it is closed. */
+  acceptHbone(socket: Socket): void {
+    if (this.hboneServer) this.hboneServer.accept(socket);
+    else socket.destroy();
   }
 
   /**

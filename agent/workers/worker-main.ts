@@ -1,9 +1,11 @@
 // A proxy worker process (the entry the primary forks, worker-pool.ts): serves the agent's
-// listeners, inherited as descriptors (protocol.ts WORKER_FDS), from the snapshot and
+// listeners, inherited as descriptors (protocol.ts WORKER_FDS), and the HBONE connections the
+// primary hands it, from the snapshot and
 // identities the primary sends, and answers its questions (metrics, open connections,
 // debug). It holds no control-plane stream, no datapath and no CA client. It lives only as
 // long as its primary: when the IPC channel goes (the primary exited or crashed) it cuts
 // its connections and exits, so that no orphan keeps the listening sockets open.
+import type { Socket } from 'node:net';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import { ProxyState } from '../state/proxy-state.js';
@@ -74,8 +76,17 @@ async function answer(what: string): Promise<unknown> {
   return undefined;
 }
 
-process.on('message', (m: ToWorker) => {
+process.on('message', (m: ToWorker, handle?: unknown) => {
   switch (m.op) {
+    case 'hbone-connection': {
+      const socket = handle as Socket | undefined;
+      if (!socket) return;
+      // the primary counts what each worker holds, to hand the next one to the least busy
+      socket.once('close', () => send({ op: 'hbone-closed' }));
+      if (serving && !closing) serving.acceptHbone(socket);
+      else socket.destroy();
+      return;
+    }
     case 'start': {
       configureTelemetry({ NODEMESH_NODE_NAME: m.config.node, ...process.env });
       applySnapshot(m.snapshot);
@@ -84,8 +95,8 @@ process.on('message', (m: ToWorker) => {
         identity = new RemoteIdentity((id, spiffeId) => send({ op: 'certificate', id, spiffeId }));
         if (m.identities) identity.update(m.identities);
       }
-      const fds = { outbound: WORKER_FDS.outbound, inbound: WORKER_FDS.inbound, ...(m.hbone ? { hbone: WORKER_FDS.hbone } : {}) };
-      ProxyServing.start(m.config, fds, () => state, identity).then(
+      // HBONE connections come from the primary, one message each ('hbone-connection')
+      ProxyServing.start(m.config, { ...WORKER_FDS }, () => state, identity, m.hbone).then(
         (s) => {
           serving = s;
           log.info({ worker: m.index }, 'proxy worker serving');

@@ -1,8 +1,17 @@
 // N proxy workers on N cores, one agent: the primary (the agent process) holds the listening
 // descriptors, the control-plane stream, the identities and the datapath; each worker
-// (worker-main.ts) serves the same listening sockets — the very descriptors, inherited at
-// spawn — so the kernel spreads accepted connections over the workers, and the inbound
-// capture's socket in the SOCKMAP is the one they all accept on. State reaches workers as
+// (worker-main.ts) serves the same outbound and inbound capture sockets — the very
+// descriptors, inherited at spawn — so the kernel spreads accepted connections over the
+// workers, and the inbound capture's socket in the SOCKMAP is the one they all accept on.
+//
+// HBONE (15008) is accepted by the primary, which hands each connection to the serving worker
+// holding the fewest (the socket travels with an IPC message). Between two nodes the traffic
+// rides a handful of pooled HBONE connections (one per source worker and destination
+// identity), and a shared accept queue placed them at random: with two workers on each side,
+// every request of a two-node run went through one destination worker in 4 of 8 (and 6 of
+// 10) agent restarts, the other idle. A handover per connection is cheap for connections
+// that live for minutes; the outbound and capture listeners, a connection per client
+// connection, stay with the kernel. State reaches workers as
 // messages: every snapshot, every identity change (certificates with their keys, the trust
 // bundle), a certificate a worker asks for. /metrics sums every worker's registry with the
 // primary's (prom-client's AggregatorRegistry); the tap forwards workers' connection events.
@@ -11,12 +20,14 @@
 // connections are lost, new ones go to the others meanwhile, and the listeners never close.
 // Stopping asks every worker to stop accepting, then to close once the drain is over.
 import { fork, type ChildProcess } from 'node:child_process';
+import { createServer, type Server, type Socket } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import type { MetricObjectWithValues, MetricValue } from 'prom-client';
 import { Counter, Gauge, aggregatorRegistry } from '../../common/prometheus.js';
 import { logger } from '../../common/log.js';
 import type { Snapshot } from '../../control/api/snapshot.js';
 import type { IdentityProvider } from '../identity/identity.js';
+import { closeDescriptor } from '../datapath/socket-handoff.js';
 import { registry } from '../telemetry/metrics.js';
 import { connectionChannel, requestChannel } from '../telemetry/tap.js';
 import type { FromWorker, IdentityUpdate, Question, ToWorker } from './protocol.js';
@@ -35,6 +46,8 @@ const RESTART_MAX_MS = 5_000;
 const STABLE_MS = 60_000;
 /** How often the primary looks whether anyone taps (workers publish only then). */
 const TAP_POLL_MS = 500;
+/** How long an accepted HBONE connection waits for a serving worker (all of them being replaced), then is closed. */
+const HAND_WAIT_MS = 10_000;
 
 const workerRestarts = new Counter({
   name: 'nodemesh_agent_worker_restarts_total',
@@ -62,6 +75,8 @@ export interface WorkerPoolOptions {
 class Worker {
   listening = false;
   startedAt = Date.now();
+  /** HBONE connections handed to it and not yet closed */
+  hbone = 0;
   constructor(
     readonly index: number,
     readonly child: ChildProcess,
@@ -89,6 +104,10 @@ export class WorkerPool implements Serving {
   private readonly firstListening: Promise<void>;
   private allListening!: () => void;
   private failedStart!: (err: Error) => void;
+  /** the HBONE listener, on the primary's descriptor once a worker serves (until then the kernel queues) */
+  private hboneListener: Server | undefined;
+  /** HBONE connections accepted while no worker serves, each with its deadline */
+  private readonly waitingHbone = new Map<Socket, NodeJS.Timeout>();
 
   private constructor(private readonly opts: WorkerPoolOptions) {
     this.workers = new Array<Worker | undefined>(opts.count).fill(undefined);
@@ -126,14 +145,55 @@ export class WorkerPool implements Serving {
 
   get listening(): Serving['listening'] {
     const up = this.workers.some((w) => w?.listening);
-    return { outbound: up, inbound: up, hbone: up && this.opts.fds.hbone !== undefined };
+    return { outbound: up, inbound: up, hbone: up && this.hboneListener !== undefined };
+  }
+
+  /** Starts accepting HBONE on the primary's descriptor (once: the first time a worker serves). */
+  private listenHbone(): void {
+    const fd = this.opts.fds.hbone;
+    if (fd === undefined || this.opts.identity === undefined || this.hboneListener || !this.accepting || this.closed) return;
+    // paused: the socket is handed over before anything is read from it
+    const server = createServer({ pauseOnConnect: true }, (socket) => this.handHbone(socket));
+    server.on('error', (err) => log.error({ err }, 'HBONE listener error'));
+    server.listen({ fd, backlog: 4096 });
+    this.hboneListener = server;
+  }
+
+  private handHbone(socket: Socket): void {
+    socket.on('error', () => socket.destroy()); // reset while it waits here
+    let to: Worker | undefined;
+    for (const w of this.workers) if (w?.listening && w.child.connected && (!to || w.hbone < to.hbone)) to = w;
+    if (!to) {
+      const timer = setTimeout(() => {
+        this.waitingHbone.delete(socket);
+        socket.destroy();
+      }, HAND_WAIT_MS);
+      this.waitingHbone.set(socket, timer);
+      return;
+    }
+    const w = to;
+    w.hbone++;
+    w.child.send({ op: 'hbone-connection' } satisfies ToWorker, socket, (err) => {
+      if (!err) return;
+      w.hbone = Math.max(0, w.hbone - 1);
+      socket.destroy();
+    });
+  }
+
+  /** A worker serves again: the connections that waited for one go to the workers now. */
+  private handWaitingHbone(): void {
+    for (const [socket, timer] of this.waitingHbone) {
+      clearTimeout(timer);
+      this.waitingHbone.delete(socket);
+      if (!socket.destroyed) this.handHbone(socket);
+    }
   }
 
   private spawn(i: number): void {
     const { fds } = this.opts;
     const child = fork(WORKER_MAIN, [], {
-      // the listeners at fixed positions (protocol.ts WORKER_FDS); without HBONE, /dev/null's stand-in
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc', fds.outbound, fds.inbound, fds.hbone ?? 'ignore'],
+      // the listeners at fixed positions (protocol.ts WORKER_FDS); HBONE's stays with the primary
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', fds.outbound, fds.inbound],
       serialization: 'advanced',
       env: { ...process.env, NODEMESH_WORKER: String(i) },
     });
@@ -152,6 +212,8 @@ export class WorkerPool implements Serving {
       case 'listening':
         w.listening = true;
         this.updateGauge();
+        this.listenHbone();
+        this.handWaitingHbone();
         if (this.starting && this.workers.every((x) => x?.listening)) {
           this.starting = false;
           this.allListening();
@@ -176,6 +238,9 @@ export class WorkerPool implements Serving {
       }
       case 'tap':
         (m.kind === 'request' ? requestChannel : connectionChannel).publish(m.event);
+        return;
+      case 'hbone-closed':
+        w.hbone = Math.max(0, w.hbone - 1);
         return;
       case 'closed':
         return;
@@ -274,8 +339,18 @@ export class WorkerPool implements Serving {
     this.accepting = false;
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
+    this.closeHboneListener();
     this.broadcast({ op: 'stop-accepting' });
   }
+
+  /** Closes the primary's HBONE descriptor (a successor's copy keeps the socket open); what was accepted is still handed over. */
+  private closeHboneListener(): void {
+    const fd = this.opts.fds.hbone;
+    if (this.hboneListener) this.hboneListener.close();
+    else if (fd !== undefined && !this.hboneFdClosed) closeDescriptor(fd); // never listened on: ours to close
+    this.hboneFdClosed = true;
+  }
+  private hboneFdClosed = false;
 
   async openConnections(): Promise<number> {
     return ((await this.ask('open')) as number[]).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
@@ -304,6 +379,12 @@ export class WorkerPool implements Serving {
     clearInterval(this.tapTimer);
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
+    if (!this.hboneFdClosed) this.closeHboneListener();
+    for (const [socket, timer] of this.waitingHbone) {
+      clearTimeout(timer);
+      socket.destroy();
+    }
+    this.waitingHbone.clear();
     await Promise.all(
       this.workers.map((w) => {
         if (!w || w.child.exitCode !== null || w.child.signalCode !== null) return Promise.resolve();

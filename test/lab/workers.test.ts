@@ -96,6 +96,20 @@ if (canRunPrivileged('proxy workers')) {
     t.log(`requests per worker: ${served.map((w) => `${w.pid}: ${w.requests}`).join(', ')}`);
   });
 
+  test.serial("node-b's agent spreads the HBONE connections from node-a's workers over its own: it accepts them and hands each to the worker holding the fewest", async (t) => {
+    // both of node-a's workers served (the test before): each holds its own HBONE connection
+    // to node-b, and a shared accept queue put them on one worker half of the time
+    const d = (await (await fetch(`http://${lab.node('node-b').agentAdmin}/debug/state`)).json()) as {
+      workerPids: number[];
+      workers: { pid: number; hbone?: { inboundConnections?: number } }[];
+    };
+    t.is(d.workers.length, 2);
+    const held = d.workers.map((w) => w.hbone?.inboundConnections ?? 0);
+    const total = held.reduce((a, b) => a + b, 0);
+    t.true(total >= 2, `node-b's workers hold ${total} HBONE connections from node-a's two workers`);
+    t.true(Math.max(...held) - Math.min(...held) <= 1, `HBONE connections per worker of node-b: ${held.join(', ')}`);
+  });
+
   test.serial('the agent and its workers run on jemalloc, preloaded as the DaemonSet preloads it', async (t) => {
     // deploy/lab/lab-agents.ts AGENT_ENV; scripts/bootstrap.sh installs libjemalloc2
     const { agent } = await debugState();
