@@ -104,7 +104,7 @@ export class WorkerPool implements Serving {
   private readonly firstListening: Promise<void>;
   private allListening!: () => void;
   private failedStart!: (err: Error) => void;
-  /** the HBONE listener, on the primary's descriptor once a worker serves (until then the kernel queues) */
+  /** the HBONE listener, on the primary's descriptor once every worker serves (until then the kernel queues) */
   private hboneListener: Server | undefined;
   /** HBONE connections accepted while no worker serves, each with its deadline */
   private readonly waitingHbone = new Map<Socket, NodeJS.Timeout>();
@@ -148,7 +148,7 @@ export class WorkerPool implements Serving {
     return { outbound: up, inbound: up, hbone: up && this.hboneListener !== undefined };
   }
 
-  /** Starts accepting HBONE on the primary's descriptor (once: the first time a worker serves). */
+  /** Starts accepting HBONE on the primary's descriptor (once: when every worker first serves). */
   private listenHbone(): void {
     const fd = this.opts.fds.hbone;
     if (fd === undefined || this.opts.identity === undefined || this.hboneListener || !this.accepting || this.closed) return;
@@ -212,12 +212,14 @@ export class WorkerPool implements Serving {
       case 'listening':
         w.listening = true;
         this.updateGauge();
-        this.listenHbone();
-        this.handWaitingHbone();
         if (this.starting && this.workers.every((x) => x?.listening)) {
           this.starting = false;
           this.allListening();
         }
+        // from the start on, when every worker serves (what arrives before waits in the kernel's
+        // queue, as it did for the workers): the first one would otherwise get all of it
+        if (!this.starting) this.listenHbone();
+        this.handWaitingHbone();
         return;
       case 'certificate': {
         const identity = this.opts.identity;
