@@ -5,6 +5,7 @@
 import test from 'ava';
 import { packagePath } from '../../common/paths.js';
 import { eventually } from '../helpers/eventually.js';
+import { fetchWithin } from '../helpers/fetch-within.js';
 import { nodemesh } from '../helpers/cli.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged } from '../helpers/privileged.js';
@@ -26,7 +27,7 @@ async function check(args: string[] = []): Promise<{ code: number; text: string;
 /** Whether a TCP port answers an HTTP GET (the agent's or control plane's admin port). */
 async function answers(hostport: string): Promise<boolean> {
   try {
-    await fetch(`http://${hostport}/healthz/ready`, { signal: AbortSignal.timeout(1_000) });
+    await fetchWithin(`http://${hostport}/healthz/ready`, 1_000);
     return true;
   } catch {
     return false;

@@ -21,6 +21,7 @@ import { readLabState } from '../../deploy/lab/lab-state.js';
 import { labPerFile } from '../helpers/lab-per-file.js';
 import { canRunPrivileged, run } from '../helpers/privileged.js';
 import { eventually } from '../helpers/eventually.js';
+import { fetchWithin } from '../helpers/fetch-within.js';
 import { packagePath } from '../../common/paths.js';
 
 const FIXTURE = packagePath('test', 'fixtures', 'lifecycle');
@@ -277,7 +278,7 @@ s.on('connect', () => setInterval(() => s.write('GET /kept HTTP/1.1\\r\\nhost: w
 /** GET /healthz/ready answers 200. */
 async function ready(admin: string): Promise<boolean> {
   try {
-    return (await fetch(`http://${admin}/healthz/ready`, { signal: AbortSignal.timeout(500) })).status === 200;
+    return (await fetchWithin(`http://${admin}/healthz/ready`, 500)).status === 200;
   } catch {
     return false;
   }
