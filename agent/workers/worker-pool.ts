@@ -108,6 +108,8 @@ export class WorkerPool implements Serving {
   private hboneListener: Server | undefined;
   /** HBONE connections accepted while no worker serves, each with its deadline */
   private readonly waitingHbone = new Map<Socket, NodeJS.Timeout>();
+  /** the primary's HBONE descriptor is closed (by its listener, or directly if it never listened) */
+  private hboneFdClosed = false;
 
   private constructor(private readonly opts: WorkerPoolOptions) {
     this.workers = new Array<Worker | undefined>(opts.count).fill(undefined);
@@ -352,7 +354,6 @@ export class WorkerPool implements Serving {
     else if (fd !== undefined && !this.hboneFdClosed) closeDescriptor(fd); // never listened on: ours to close
     this.hboneFdClosed = true;
   }
-  private hboneFdClosed = false;
 
   async openConnections(): Promise<number> {
     return ((await this.ask('open')) as number[]).reduce((a, b) => a + (typeof b === 'number' ? b : 0), 0);
