@@ -371,6 +371,8 @@ export class WorkerPool implements Serving {
         inboundConnections: sum((w) => w.hbone?.inboundConnections),
         inbound: workers.flatMap((w) => w.hbone?.inbound ?? []),
       },
+      // what the primary counts per worker to hand the next HBONE connection to the fewest
+      hboneHanded: this.workers.flatMap((w) => (w ? [{ pid: w.child.pid ?? 0, connections: w.hbone }] : [])),
       workers,
     };
   }

@@ -231,6 +231,21 @@ spec:
       'the killed worker replaced and serving',
     );
     t.true(replaced.agent.workerPids.includes(other), 'the other worker was left alone');
+    // node-b's sessions from the killed worker closed: node-b's primary, which counts what each
+    // of its workers holds (to hand the next HBONE connection to the fewest), counts them out
+    await eventually(
+      async () => {
+        const b = (await (await fetch(`http://${lab.node('node-b').agentAdmin}/debug/state`)).json()) as {
+          hboneHanded: { pid: number; connections: number }[];
+          workers: { pid: number; hbone?: { inboundConnections?: number } }[];
+        };
+        const held = b.workers.map((w) => [w.pid, w.hbone?.inboundConnections ?? 0]);
+        const counted = b.hboneHanded.map((h) => [h.pid, h.connections]);
+        return JSON.stringify(held.sort()) === JSON.stringify(counted.sort()) && b.workers.length === 2 ? true : undefined;
+      },
+      30_000,
+      "node-b's count of each worker's HBONE connections matching what each worker holds, after node-a's killed worker's closed",
+    );
     t.false(alive(victim));
     const metrics = await (await fetch(`http://${admin()}/metrics`)).text();
     t.regex(metrics, /^nodemesh_agent_worker_restarts_total 1$/m);
