@@ -349,10 +349,11 @@ export class WorkerPool implements Serving {
 
   /** Closes the primary's HBONE descriptor (a successor's copy keeps the socket open); what was accepted is still handed over. */
   private closeHboneListener(): void {
+    if (this.hboneFdClosed) return;
+    this.hboneFdClosed = true;
     const fd = this.opts.fds.hbone;
     if (this.hboneListener) this.hboneListener.close();
-    else if (fd !== undefined && !this.hboneFdClosed) closeDescriptor(fd); // never listened on: ours to close
-    this.hboneFdClosed = true;
+    else if (fd !== undefined) closeDescriptor(fd); // never listened on: ours to close
   }
 
   async openConnections(): Promise<number> {
@@ -384,7 +385,7 @@ export class WorkerPool implements Serving {
     clearInterval(this.tapTimer);
     for (const t of this.restartTimers) clearTimeout(t);
     this.restartTimers.clear();
-    if (!this.hboneFdClosed) this.closeHboneListener();
+    this.closeHboneListener();
     for (const [socket, timer] of this.waitingHbone) {
       clearTimeout(timer);
       socket.destroy();
