@@ -96,7 +96,7 @@ process.on('message', (m: ToWorker, handle?: unknown) => {
         if (m.identities) identity.update(m.identities);
       }
       // HBONE connections come from the primary, one message each ('hbone-connection')
-      ProxyServing.start(m.config, { ...WORKER_FDS }, () => state, identity, m.hbone).then(
+      ProxyServing.start(m.config, WORKER_FDS, () => state, identity, m.hbone).then(
         (s) => {
           serving = s;
           log.info({ worker: m.index }, 'proxy worker serving');

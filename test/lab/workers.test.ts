@@ -28,6 +28,7 @@ interface WorkerDebug {
   listening: boolean;
   snapshotVersion: number;
   requests: number;
+  hbone?: { inboundConnections?: number };
 }
 interface AgentDebug {
   pid: number;
@@ -36,6 +37,8 @@ interface AgentDebug {
   workerPids: number[];
   /** each running worker's own answer */
   workers: WorkerDebug[];
+  /** what the primary counts per worker to hand the next HBONE connection to the fewest */
+  hboneHanded: { pid: number; connections: number }[];
 }
 interface Load {
   total: number;
@@ -55,8 +58,8 @@ if (canRunPrivileged('proxy workers')) {
   const lab = labPerFile({ dir: FIXTURE, name: LAB, env: { NODEMESH_WORKERS: '2', NODEMESH_DRAIN_PERIOD: '2s' } });
   const admin = () => lab.node('node-a').agentAdmin;
 
-  async function debugState(): Promise<{ agent: AgentDebug; workers: WorkerDebug[] }> {
-    const d = (await (await fetch(`http://${admin()}/debug/state`)).json()) as AgentDebug;
+  async function debugState(node = 'node-a'): Promise<{ agent: AgentDebug; workers: WorkerDebug[] }> {
+    const d = (await (await fetch(`http://${lab.node(node).agentAdmin}/debug/state`)).json()) as AgentDebug;
     return { agent: d, workers: d.workers };
   }
 
@@ -99,12 +102,9 @@ if (canRunPrivileged('proxy workers')) {
   test.serial("node-b's agent spreads the HBONE connections from node-a's workers over its own: it accepts them and hands each to the worker holding the fewest", async (t) => {
     // both of node-a's workers served (the test before): each holds its own HBONE connection
     // to node-b, and a shared accept queue put them on one worker half of the time
-    const d = (await (await fetch(`http://${lab.node('node-b').agentAdmin}/debug/state`)).json()) as {
-      workerPids: number[];
-      workers: { pid: number; hbone?: { inboundConnections?: number } }[];
-    };
-    t.is(d.workers.length, 2);
-    const held = d.workers.map((w) => w.hbone?.inboundConnections ?? 0);
+    const { workers } = await debugState('node-b');
+    t.is(workers.length, 2);
+    const held = workers.map((w) => w.hbone?.inboundConnections ?? 0);
     const total = held.reduce((a, b) => a + b, 0);
     t.true(total >= 2, `node-b's workers hold ${total} HBONE connections from node-a's two workers`);
     t.true(Math.max(...held) - Math.min(...held) <= 1, `HBONE connections per worker of node-b: ${held.join(', ')}`);
@@ -235,13 +235,10 @@ spec:
     // of its workers holds (to hand the next HBONE connection to the fewest), counts them out
     await eventually(
       async () => {
-        const b = (await (await fetch(`http://${lab.node('node-b').agentAdmin}/debug/state`)).json()) as {
-          hboneHanded: { pid: number; connections: number }[];
-          workers: { pid: number; hbone?: { inboundConnections?: number } }[];
-        };
-        const held = b.workers.map((w) => [w.pid, w.hbone?.inboundConnections ?? 0]);
+        const { agent: b, workers } = await debugState('node-b');
+        const held = workers.map((w) => [w.pid, w.hbone?.inboundConnections ?? 0]);
         const counted = b.hboneHanded.map((h) => [h.pid, h.connections]);
-        return JSON.stringify(held.sort()) === JSON.stringify(counted.sort()) && b.workers.length === 2 ? true : undefined;
+        return JSON.stringify(held.sort()) === JSON.stringify(counted.sort()) && workers.length === 2 ? true : undefined;
       },
       30_000,
       "node-b's count of each worker's HBONE connections matching what each worker holds, after node-a's killed worker's closed",
