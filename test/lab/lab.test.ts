@@ -17,6 +17,7 @@ import { hostsFile, planLab } from '../../deploy/lab/lab-plan.js';
 import { labDown, labExec, labExecCommand, labNodeAddresses, labState, labStatus, labUp, type LabState } from '../../deploy/lab/lab.js';
 import { packagePath } from '../../common/paths.js';
 import { eventually } from '../helpers/eventually.js';
+import { slotLinksLeft } from '../helpers/lab-leftovers.js';
 
 const FIXTURES = packagePath('test', 'fixtures');
 const BASIC = path.join(FIXTURES, 'lab-basic');
@@ -76,14 +77,7 @@ async function leftovers(name: string, slot: number | null, pids: number[]): Pro
   const out: string[] = [];
   const netns = (await sh('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!);
   out.push(...netns.filter((n) => n.startsWith(`nm-${name}-`)).map((n) => `netns ${n}`));
-  // links are named by slot, and ava runs lab files in parallel: once this lab released its
-  // slot another lab may claim it and make links of the same names (claim first, then links),
-  // which are that lab's, not this one's leftovers
-  const slotOwner = slot === null ? '' : await readFile(`/run/nodemesh/labs/.slots/${slot}`, 'utf8').catch(() => '');
-  if (slot !== null && (slotOwner === '' || slotOwner === name)) {
-    const links = (await sh('ip', ['-o', 'link', 'show'])).stdout.split('\n').map((l) => /^\d+:\s+([^:@\s]+)/.exec(l)?.[1] ?? '');
-    out.push(...links.filter((l) => new RegExp(`^nm${slot}[a-z]\\d*$`).test(l)).map((l) => `link ${l}`));
-  }
+  if (slot !== null) out.push(...(await slotLinksLeft(name, slot)).map((l) => `link ${l}`));
   if (CGROUP2 && (await exists(path.join(CGROUP2, 'nodemesh-lab', name)))) out.push(`cgroup ${name}`);
   for (const e of await readdir('/sys/fs/bpf').catch(() => [] as string[])) if (e.startsWith(`nodemesh-lab-${name}-`)) out.push(`pin ${e}`);
   for (const e of await readdir('/etc/netns').catch(() => [] as string[])) if (e.startsWith(`nm-${name}-`)) out.push(`/etc/netns/${e}`);
