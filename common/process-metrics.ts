@@ -8,7 +8,18 @@ import { collectDefaultMetrics, type Registry } from './prometheus.js';
 
 const MISNAMED = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
+/**
+ * How often the event-loop delay histogram behind nodejs_eventloop_lag_{min,max,mean,p50,
+ * p90,p99}_seconds samples the loop. prom-client's default, 10 ms, is a timer that wakes
+ * an idle process 100 times a second: in the bench lab it was most of an idle agent's CPU
+ * (both agents 13–17 CPU-ms per second idle at 10 ms, 4–6 at 100 ms; ARCHITECTURE.md, "An
+ * idle agent"). At 100 ms a stall of d ms is still seen with probability ~d/100 per
+ * stall, and every stall of 100 ms or more always; nodejs_eventloop_lag_seconds (measured
+ * at each scrape) is unchanged.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 export function collectProcessMetrics(registry: Registry, prefix = ''): void {
-  collectDefaultMetrics()({ register: registry, prefix });
+  collectDefaultMetrics()({ register: registry, prefix, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   for (const name of MISNAMED) registry.removeSingleMetric(prefix + name);
 }

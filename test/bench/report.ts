@@ -142,7 +142,7 @@ function dataMd(r: ScenarioResult): string {
     );
   }
   if (r.id === 'pods' && d.agents) {
-    const agents = d.agents as { pods: number; rssMB: number; heapUsedMB: number; peakRssMB?: number }[];
+    const agents = d.agents as { pods: number; rssMB: number; heapUsedMB: number; peakRssMB?: number; idleCpuMsPerS?: number }[];
     const marginal = d.marginal as { from: number; to: number; rssBytesPerPod: number; heapBytesPerPod: number }[];
     return (
       `\`lab up\` with ${d.pods} pods took ${num(d.labUpSeconds as number, 0)} s, then ${num(d.certificatesSeconds as number, 0)} s until every pod's certificate was issued` +
@@ -152,8 +152,14 @@ function dataMd(r: ScenarioResult): string {
           ? '; RSS had not settled when read.\n\n'
           : `, then ${num(d.settleSeconds as number, 0)} s until RSS settled.\n\n`) +
       table(
-        ['meshed pods on the node', 'agent RSS MB', 'peak RSS MB (VmHWM)', 'V8 heap used MB'],
-        agents.map((a) => [String(a.pods), num(a.rssMB, 1), a.peakRssMB === undefined ? '–' : num(a.peakRssMB, 1), num(a.heapUsedMB, 1)]),
+        ['meshed pods on the node', 'agent RSS MB', 'peak RSS MB (VmHWM)', 'V8 heap used MB', 'idle CPU ms/s'],
+        agents.map((a) => [
+          String(a.pods),
+          num(a.rssMB, 1),
+          a.peakRssMB === undefined ? '–' : num(a.peakRssMB, 1),
+          num(a.heapUsedMB, 1),
+          a.idleCpuMsPerS === undefined ? '–' : num(a.idleCpuMsPerS, 1),
+        ]),
       ) +
       '\n\n' +
       table(

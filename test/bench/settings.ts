@@ -75,8 +75,11 @@ export interface Settings {
    */
   bulk: { seconds: number; warmupSeconds: number; variants: VariantId[] };
   capture: { connections: number };
-  /** the many-pods lab: one node per count of meshed pods; RSS readings (1 s apart) per agent */
-  pods: { steps: number[]; settleSeconds: number; samples: number; settleMaxSeconds: number };
+  /**
+   * the many-pods lab: one node per count of meshed pods; RSS readings (1 s apart) per agent,
+   * then each agent's CPU over idleCpuSeconds with no traffic
+   */
+  pods: { steps: number[]; settleSeconds: number; samples: number; settleMaxSeconds: number; idleCpuSeconds: number };
   /** connections held through the L4 path while the agents' memory is read (RSS readings 1 s apart) */
   held: { connections: number; settleSeconds: number; samples: number };
   /** changes: at most this many, and no new one after maxSeconds (a change at this scale can take seconds) */
@@ -117,7 +120,7 @@ export function settings(quick: boolean): Settings {
       },
       bulk: { seconds: 0.3, warmupSeconds: 0, variants: BULK },
       capture: { connections: 30 },
-      pods: { steps: [0, 5, 10], settleSeconds: 0, samples: 2, settleMaxSeconds: 30 },
+      pods: { steps: [0, 5, 10], settleSeconds: 0, samples: 2, settleMaxSeconds: 30, idleCpuSeconds: 2 },
       held: { connections: 300, settleSeconds: 1, samples: 1 },
       controlPlane: { services: 100, endpointsPerService: 10, agents: 10, changes: 3, maxSeconds: 20 },
     };
@@ -147,7 +150,7 @@ export function settings(quick: boolean): Settings {
     capture: { connections: 500 },
     // the issue's 0, 100 and 500: a lab node of more than 250 pods gets a /23 of pod
     // addresses (deploy/lab/lab-plan.ts); `lab up` of the 600 pods takes ~2 minutes here
-    pods: { steps: [0, 100, 500], settleSeconds: 2, samples: 3, settleMaxSeconds: 150 },
+    pods: { steps: [0, 100, 500], settleSeconds: 2, samples: 3, settleMaxSeconds: 150, idleCpuSeconds: 10 },
     held: { connections: 10_000, settleSeconds: 2, samples: 3 },
     controlPlane: { services: 1000, endpointsPerService: 10, agents: 10, changes: 20, maxSeconds: 90 },
   };

@@ -15,7 +15,7 @@ import { stringify } from 'yaml';
 import { scrape, sumMetric } from '../../../cli/prom-text.js';
 import { labAgentPid, labDown, labUp, type LabState } from '../../../deploy/lab/lab.js';
 import { labStateDir } from '../../../deploy/lab/lab-state.js';
-import { benchTempDir, cgroupPids, removeBenchTempDir, rssBytes, rssSettled } from '../lab-exec.js';
+import { benchTempDir, cgroupPids, cpuSeconds, removeBenchTempDir, rssBytes, rssSettled } from '../lab-exec.js';
 import { agentGcEnv, collectGarbage } from '../agent-gc.js';
 import { scenario, type ScenarioResult } from '../scenario.js';
 import type { Settings } from '../settings.js';
@@ -67,7 +67,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
   const steps = s.pods.steps;
   const method =
     `A lab of its own with one node per pod count (${steps.join(', ')}), every pod meshed and sleeping with its own service account; once every agent has enrolled its pods and holds their certificates, ` +
-    `${s.pods.settleSeconds} s of quiet, then a full garbage collection in each agent (the enrolment burst's garbage) and until every agent's RSS has settled (moved ≤ ${SETTLED_BYTES / 2 ** 20} MiB over 20 s, at most ${s.pods.settleMaxSeconds} s: freed memory goes back), then each agent's RSS (/proc/<pid>/status) and V8 heap used, each reading right after a full garbage collection in the agent (median of ${s.pods.samples} readings 1 s apart). Marginal per pod between consecutive counts. The peak is the agent's VmHWM (the burst's high-water).`;
+    `${s.pods.settleSeconds} s of quiet, then a full garbage collection in each agent (the enrolment burst's garbage) and until every agent's RSS has settled (moved ≤ ${SETTLED_BYTES / 2 ** 20} MiB over 20 s, at most ${s.pods.settleMaxSeconds} s: freed memory goes back), then each agent's RSS (/proc/<pid>/status) and V8 heap used, each reading right after a full garbage collection in the agent (median of ${s.pods.samples} readings 1 s apart). Marginal per pod between consecutive counts. The peak is the agent's VmHWM (the burst's high-water). Then each agent's CPU (/proc/<pid>/stat) over ${s.pods.idleCpuSeconds} s with no traffic, all agents at once: what a node with these pods and nothing to carry costs.`;
   return scenario('pods', 'Agent memory per meshed pod', method, log, async (out) => {
     const dir = await benchTempDir('pods-');
     const gcDir = path.join(dir, 'gc');
@@ -127,7 +127,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
           ? `  RSS still moving after ${s.pods.settleMaxSeconds} s: read anyway`
           : `  RSS settled ${settled.seconds.toFixed(0)} s after the last certificate`,
       );
-      const agents: { pods: number; rssMB: number; heapUsedMB: number; peakRssMB: number }[] = [];
+      const agents: { pods: number; rssMB: number; heapUsedMB: number; peakRssMB: number; idleCpuMsPerS?: number }[] = [];
       for (const n of steps) {
         const pid = pids.get(n)!;
         const rss: number[] = [];
@@ -145,6 +145,13 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
           peakRssMB: (await peakRssBytes(pid)) / 2 ** 20,
         });
       }
+      // idle CPU: its timers (heartbeat, the event-loop delay sampling, flushes) and whatever
+      // grows with its pods; one window for every agent, after the garbage collections above
+      await new Promise((r) => setTimeout(r, 1000));
+      const cpu0 = await Promise.all(agents.map((a) => cpuSeconds(pids.get(a.pods)!)));
+      await new Promise((r) => setTimeout(r, s.pods.idleCpuSeconds * 1000));
+      const cpu1 = await Promise.all(agents.map((a) => cpuSeconds(pids.get(a.pods)!)));
+      agents.forEach((a, i) => (a.idleCpuMsPerS = ((cpu1[i]! - cpu0[i]!) * 1000) / s.pods.idleCpuSeconds));
       const marginal = agents.slice(1).map((a, i) => {
         const prev = agents[i]!;
         const dn = a.pods - prev.pods;
@@ -165,7 +172,7 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
       };
       for (const a of agents)
         log(
-          `  ${String(a.pods).padStart(4)} pods: agent RSS ${a.rssMB.toFixed(1)} MB (peak ${a.peakRssMB.toFixed(1)}), heap used ${a.heapUsedMB.toFixed(1)} MB`,
+          `  ${String(a.pods).padStart(4)} pods: agent RSS ${a.rssMB.toFixed(1)} MB (peak ${a.peakRssMB.toFixed(1)}), heap used ${a.heapUsedMB.toFixed(1)} MB, idle CPU ${a.idleCpuMsPerS!.toFixed(1)} ms/s`,
         );
       for (const m of marginal)
         log(
