@@ -150,7 +150,7 @@ export function settings(quick: boolean): Settings {
     capture: { connections: 500 },
     // the issue's 0, 100 and 500: a lab node of more than 250 pods gets a /23 of pod
     // addresses (deploy/lab/lab-plan.ts); `lab up` of the 600 pods takes ~2 minutes here
-    pods: { steps: [0, 100, 500], settleSeconds: 2, samples: 3, settleMaxSeconds: 150, idleCpuSeconds: 10 },
+    pods: { steps: [0, 100, 500], settleSeconds: 2, samples: 3, settleMaxSeconds: 150, idleCpuSeconds: 30 },
     held: { connections: 10_000, settleSeconds: 2, samples: 3 },
     controlPlane: { services: 1000, endpointsPerService: 10, agents: 10, changes: 20, maxSeconds: 90 },
   };

@@ -146,7 +146,10 @@ export function podsScenario(s: Settings, log: (m: string) => void): Promise<Sce
         });
       }
       // idle CPU: its timers (heartbeat, the event-loop delay sampling, flushes) and whatever
-      // grows with its pods; one window for every agent, after the garbage collections above
+      // grows with its pods; one window for every agent, after the garbage collections above.
+      // The full suite's 30 s hold one safety-net rescan of each agent's pods (every 30 s:
+      // ~100–160 ms of CPU at 500 pods, most of what grows with them), so the reading is the
+      // average over its period rather than a window that caught it or not
       await new Promise((r) => setTimeout(r, 1000));
       const cpu0 = await Promise.all(agents.map((a) => cpuSeconds(pids.get(a.pods)!)));
       await new Promise((r) => setTimeout(r, s.pods.idleCpuSeconds * 1000));
