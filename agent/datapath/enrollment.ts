@@ -54,10 +54,13 @@ export class Enrollment {
   private readonly sandboxes = new Map<string, Sandbox>();
   private running: Promise<void> = Promise.resolve();
   private reconciledOnce = false;
+  /** the last reconcile failed (logged): the next snapshot must not take its pods as done */
+  private reconcileFailed = false;
   /** reconciles in the queue ADD and DEL use, joined by the calls made before one starts */
   private readonly reconciles = new JoinableRun<Snapshot>(
     (start) =>
       this.serialized(start).catch((err: unknown) => {
+        this.reconcileFailed = true;
         log.error({ err }, 'enrollment reconcile failed; will retry');
       }),
     (snapshot) => this.reconcileNow(snapshot),
@@ -77,6 +80,11 @@ export class Enrollment {
 
   get ready(): boolean {
     return this.reconciledOnce;
+  }
+
+  /** Whether the last reconcile failed (it was logged; the next one retries). */
+  get lastReconcileFailed(): boolean {
+    return this.reconcileFailed;
   }
 
   list(): EnrolledPod[] {
@@ -227,6 +235,7 @@ export class Enrollment {
     }
     enrolledPods.set(this.enrolled.size);
     this.reconciledOnce = true;
+    this.reconcileFailed = false;
   }
 }
 

@@ -121,6 +121,12 @@ export const snapshotVersion = new Gauge({
   help: 'Version of the last snapshot received from the control plane',
   registers: [registry],
 });
+export const datapathReconciles = new Counter({
+  name: 'nodemesh_agent_datapath_reconciles_total',
+  help: "Reconciles of the node's enrolment and inbound capture with its pods, by trigger (snapshot: one that changed this node's pods; rescan: the 30-s safety net; start)",
+  labelNames: ['trigger'],
+  registers: [registry],
+});
 export const snapshotsRejected = new Counter({
   name: 'nodemesh_agent_snapshots_rejected_total',
   help: 'Snapshots from the control plane refused by the check at arrival (the last good one stays in use); the log names the field',

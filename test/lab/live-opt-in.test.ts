@@ -62,9 +62,12 @@ if (canRunPrivileged('live opt-in (file source)')) {
   test.serial('annotating the running pod nodemesh.io/mesh=enabled meshes it within the bound: its next connections go through the node proxy', async (t) => {
     const pid = toolPid();
     const before = await requestsFromTool();
+    const reconciles = () => scrape(node()).then((s) => sumMetric(s, 'nodemesh_agent_datapath_reconciles_total', { trigger: 'snapshot' }));
+    const reconciledBefore = await reconciles();
     const bound = optInBoundMs();
     const changed = await annotate('nodemesh.io/mesh=enabled');
     const enrolledAt = await waitEnrolment(node(), 'shop/tool', true);
+    t.true((await reconciles()) > reconciledBefore, "the snapshot that changed one of node-a's pods reconciled its datapath");
     const entry = (await enrolledPods(node())).find((p) => p.uid === 'shop/tool')!;
     t.truthy(entry.cni, 'enrolled by the netns the CNI plugin named (no scan needed)');
     // every connect the pod starts once it is enrolled is captured

@@ -75,6 +75,33 @@ if (canRunPrivileged('traffic routing')) {
     t.log(`last request to v1 started ${lastV1 ? lastV1[0] - changedAt : '-'} ms after the file change`);
   });
 
+  test.serial("a snapshot that changes only routing leaves the nodes' enrolment and capture alone (no rescan of their pods)", async (t) => {
+    const nodes = ['node-a', 'node-b'];
+    const read = async (node: string) => {
+      const s = await scrape(lab.node(node).agentAdmin);
+      return {
+        version: sumMetric(s, 'nodemesh_agent_snapshot_version'),
+        onSnapshot: sumMetric(s, 'nodemesh_agent_datapath_reconciles_total', { trigger: 'snapshot' }),
+        atStart: sumMetric(s, 'nodemesh_agent_datapath_reconciles_total', { trigger: 'start' }),
+      };
+    };
+    const before = await Promise.all(nodes.map(read));
+    const original = await readFile(path.join(FIXTURE, 'routing.yaml'), 'utf8');
+    await rewriteConfig(lab, 'routing.yaml', original.replace('weight: 90', 'weight: 80').replace('weight: 10', 'weight: 20'));
+    const after = await eventually(
+      async () => {
+        const now = await Promise.all(nodes.map(read));
+        return now.every((n, i) => n.version > before[i]!.version) ? now : undefined;
+      },
+      20_000,
+      'both agents applying the new snapshot',
+    );
+    for (const [i, node] of nodes.entries()) {
+      t.true(after[i]!.atStart >= 1, `${node} reconciled its pods when it started`);
+      t.is(after[i]!.onSnapshot, before[i]!.onSnapshot, `${node}: snapshot v${after[i]!.version} changed none of its pods, so no reconcile`);
+    }
+  });
+
   test.serial('opaque TCP: a TCP route sends every connection to its subset; a server-first protocol on an undeclared port still greets', async (t) => {
     const tcp = async (port: number, n: number, line?: string) => {
       const out = await lab.output('shop/client', ['node', TCP_CLIENT, 'echo.shop', String(port), String(n), ...(line ? [line] : [])]);

@@ -25,7 +25,7 @@ console.log(JSON.stringify({ woke, lagMetric: text.includes('nodemesh_agent_node
 
 const moduleUrl = (rel: string) => new URL(rel, import.meta.url).href;
 
-test('an idle process with the agent’s process metrics wakes its event loop about as often as the loop-delay sampling says, not 100 times a second', async (t) => {
+test('an idle process with the agent’s process metrics wakes its event loop at most ~30 times a second, not 100', async (t) => {
   const child = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
     env: {
       ...process.env,
@@ -44,12 +44,8 @@ test('an idle process with the agent’s process metrics wakes its event loop ab
   t.is(code, 0, `child exited ${code}: ${err}`);
   const r = JSON.parse(out.trim().split('\n').at(-1)!) as { woke: number; lagMetric: boolean };
   t.true(r.lagMetric, 'the event-loop delay metrics are still registered');
-  // 2 s at one sample per EVENT_LOOP_SAMPLE_MS is 20 wake-ups, plus the timer that ends the
-  // wait and what V8's and libuv's threads signal; prom-client's 10 ms default made ~200
-  const expected = 2000 / EVENT_LOOP_SAMPLE_MS;
-  t.true(
-    r.woke <= expected * 3,
-    `the idle event loop woke ${r.woke} times in 2 s (sampling every ${EVENT_LOOP_SAMPLE_MS} ms: ~${expected})`,
-  );
-  t.true(EVENT_LOOP_SAMPLE_MS >= 100, 'sampling no more often than 10 times a second');
+  // 2 s at one sample per EVENT_LOOP_SAMPLE_MS (100 ms) is 20 wake-ups, plus the timer that
+  // ends the wait and what V8's and libuv's threads signal; prom-client's 10 ms default made
+  // ~200. The bound is absolute: sampling more often fails it whatever the constant says.
+  t.true(r.woke <= 60, `the idle event loop woke ${r.woke} times in 2 s (sampling every ${EVENT_LOOP_SAMPLE_MS} ms)`);
 });
