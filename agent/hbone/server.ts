@@ -90,6 +90,8 @@ export class HboneInbound {
   private readonly contexts = new Map<string, { pem: string; bundle: string; ctx: tls.SecureContext }>();
   private readonly peers = new WeakMap<http2.Http2Session, PeerInfo>();
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** close() began: 'drain' (graceful: GOAWAY, open streams finish) or 'cut' */
+  private closing: 'drain' | 'cut' | undefined;
   /** every accepted TCP connection, also those still in (or failed at) the handshake */
   private readonly sockets: Set<Socket>;
 
@@ -116,9 +118,14 @@ export class HboneInbound {
     return listenHbone(this.server, log, fd, this.opts.host, this.opts.port);
   }
 
-  /** A connection accepted elsewhere (a worker's primary hands it over): served as one accepted here. */
+  /**
+   * A connection accepted elsewhere (a worker's primary hands it over): served as one accepted
+   * here. One handed over after close() began (the primary accepted it before the drain) gets
+   * what the open ones got: a GOAWAY as soon as its session is up (graceful), or its end.
+   */
   accept(socket: Socket): void {
-    this.server.emit('connection', socket);
+    if (this.closing === 'cut') socket.destroy();
+    else this.server.emit('connection', socket);
   }
 
   get address(): AddressInfo {
@@ -144,6 +151,7 @@ export class HboneInbound {
 
   /** Stops accepting; open tunnels are reset unless `graceful` (GOAWAY, then they finish). */
   async close(graceful = false): Promise<void> {
+    this.closing = graceful ? 'drain' : 'cut';
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     for (const s of this.sessions) {
       if (graceful) s.close();
@@ -215,6 +223,12 @@ export class HboneInbound {
     });
     this.sessions.add(session);
     session.once('close', () => this.sessions.delete(session));
+    if (this.closing) {
+      // handed over after close() (accept): no new streams here, as for the sessions close() found
+      if (this.closing === 'drain') session.close();
+      else session.destroy();
+      return;
+    }
     session.setLocalWindowSize(HBONE_CONNECTION_WINDOW);
     closeIdleSession(session, { ...DEFAULT_TIMEOUTS, ...this.opts.keepalive, httpIdleMs: this.opts.idleTimeoutMs ?? DEFAULT_TIMEOUTS.httpIdleMs });
   }

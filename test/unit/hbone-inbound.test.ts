@@ -68,6 +68,52 @@ test('a rotated workload certificate is what the server presents on the next han
   t.is(after.toLowerCase(), new X509Certificate(rotated.certChainPem).serialNumber.toLowerCase());
 });
 
+test('a connection handed over after a graceful close began gets a GOAWAY as soon as its session is up; after a hard close it is cut', async (t) => {
+  const w = await world(t, pki);
+  // the primary's side of the handover: it accepts, the worker's server gets the socket
+  const handedOver = net.createServer({ pauseOnConnect: true }, (socket) => w.inbound.accept(socket));
+  await new Promise<void>((resolve) => handedOver.listen(0, NODE_B_IP, resolve));
+  t.teardown(() => handedOver.close());
+  const connect = () => {
+    const session = http2.connect(`https://${NODE_B_IP}:${(handedOver.address() as net.AddressInfo).port}`, {
+      servername: sniForPodIp(w.web.ip),
+      ca: [w.pki.ca.certPem],
+      cert: w.pki.certs.client.certChainPem,
+      key: w.pki.certs.client.keyPem,
+      checkServerIdentity: () => undefined,
+    });
+    session.on('error', () => {});
+    t.teardown(() => session.destroy());
+    return session;
+  };
+  const open = connect();
+  await new Promise((resolve) => open.once('remoteSettings', resolve));
+  t.is(w.inbound.connections, 1);
+
+  const closing = w.inbound.close(true);
+  const late = connect();
+  const lateGoaway = new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no GOAWAY within 5 s: the late session was served as an open one')), 5_000);
+    late.once('goaway', (code: number) => {
+      clearTimeout(timer);
+      resolve(code);
+    });
+  });
+  t.is(await lateGoaway, http2.constants.NGHTTP2_NO_ERROR, 'the late session is told to go away, as the open one was');
+  await new Promise((resolve) => late.once('close', resolve));
+  open.destroy();
+  await closing;
+  await eventually(() => w.inbound.connections === 0, 5_000, 'both sessions gone');
+
+  await w.inbound.close(false);
+  const cut = connect();
+  let served = false;
+  cut.once('remoteSettings', () => (served = true));
+  await new Promise((resolve) => cut.once('close', resolve));
+  t.false(served, 'after a hard close the handed-over connection is cut before any HTTP/2');
+  t.is(w.inbound.connections, 0);
+});
+
 test('the inbound side answers only CONNECT: GET and POST get 400', async (t) => {
   const w = await world(t, pki);
   const session = await rawSession(t, w, w.web.ip);
