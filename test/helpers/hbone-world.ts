@@ -208,8 +208,9 @@ export async function flagOf(p: Promise<unknown>): Promise<string> {
 }
 
 /** A raw HTTP/2 client with a valid client certificate, for what our connector never sends. */
-export async function rawSession(t: ExecutionContext, w: World, podIp: string): Promise<http2.ClientHttp2Session> {
-  const session = http2.connect(`https://${NODE_B_IP}:${w.inbound.address.port}`, {
+/** A client session as the source workload's, to `port` (default node-b's HBONE server), not yet up. */
+export function connectClient(t: ExecutionContext, w: World, podIp: string, port = w.inbound.address.port): http2.ClientHttp2Session {
+  const session = http2.connect(`https://${NODE_B_IP}:${port}`, {
     servername: sniForPodIp(podIp),
     ca: [w.pki.ca.certPem],
     cert: w.pki.certs.client.certChainPem,
@@ -218,6 +219,11 @@ export async function rawSession(t: ExecutionContext, w: World, podIp: string): 
   });
   session.on('error', () => {});
   t.teardown(() => session.destroy());
+  return session;
+}
+
+export async function rawSession(t: ExecutionContext, w: World, podIp: string): Promise<http2.ClientHttp2Session> {
+  const session = connectClient(t, w, podIp);
   await new Promise<void>((resolve, reject) => {
     session.once('remoteSettings', () => resolve());
     session.once('error', reject);

@@ -20,6 +20,7 @@ import type { WorkloadCertificate } from '../../agent/identity/identity.js';
 import { run } from '../helpers/privileged.js';
 import { authorizationPolicy, compileYaml, podYaml } from '../helpers/config-yaml.js';
 import {
+  connectClient,
   createPki,
   exchange,
   flagOf,
@@ -74,18 +75,7 @@ test('a connection handed over after a graceful close began gets a GOAWAY as soo
   const handedOver = net.createServer({ pauseOnConnect: true }, (socket) => w.inbound.accept(socket));
   await new Promise<void>((resolve) => handedOver.listen(0, NODE_B_IP, resolve));
   t.teardown(() => handedOver.close());
-  const connect = () => {
-    const session = http2.connect(`https://${NODE_B_IP}:${(handedOver.address() as net.AddressInfo).port}`, {
-      servername: sniForPodIp(w.web.ip),
-      ca: [w.pki.ca.certPem],
-      cert: w.pki.certs.client.certChainPem,
-      key: w.pki.certs.client.keyPem,
-      checkServerIdentity: () => undefined,
-    });
-    session.on('error', () => {});
-    t.teardown(() => session.destroy());
-    return session;
-  };
+  const connect = () => connectClient(t, w, w.web.ip, (handedOver.address() as net.AddressInfo).port);
   const open = connect();
   await new Promise((resolve) => open.once('remoteSettings', resolve));
   t.is(w.inbound.connections, 1);
