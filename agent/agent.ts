@@ -619,7 +619,7 @@ export async function startAgent(opts: AgentOptions, prepared?: PreparedListener
 }
 
 /** What enrolment and the inbound capture read of a snapshot: this node's pods, their addresses and modes. */
-export function nodePodsKey(s: Snapshot, node: string): string {
+function nodePodsKey(s: Snapshot, node: string): string {
   const pods: string[] = [];
   for (const w of s.workloads) if (w.node === node) pods.push(`${w.uid} ${w.ip} ${w.meshed ? 'm' : '-'}${w.failOpen ? 'o' : '-'}`);
   return pods.sort().join('\n');
