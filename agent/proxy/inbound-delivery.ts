@@ -29,6 +29,7 @@ import type { Service, Workload } from '../../control/api/snapshot.js';
 import { authorizeConnection, SecurityIndex, type AuthorizationResult, type L4Attributes } from '../policy/authorization.js';
 import { serveH2cInbound, serveHttpInbound } from './inbound-http.js';
 import { observeHttp1 } from './inbound-observed.js';
+import { observeHttp2 } from './inbound-observed-h2.js';
 import { tracingConfigured } from '../telemetry/tracing.js';
 import { authorizedInbound, resetDownstream, type AuthorizedConnection, type AuthorizedConnections } from './authorized-connections.js';
 import { authorizationAudits, authorizationDenials, authorizationDryRun, tcpLabelsDestination } from '../telemetry/metrics.js';
@@ -244,17 +245,14 @@ async function serveL7(
   if (sniffed === undefined) return; // closed before a byte
   // no whole first line in time (a client-first protocol that waits, a slow line): TCP's rules
   const protocol = sniffed === 'timeout' ? 'tcp' : sniffed;
-  if (observable && protocol === 'http1') {
-    // HTTP/1.1 with nothing to decide or add per request: relayed, its requests observed; idle
-    // for the HTTP idle timeout (a slow request head is the pod's server's to time out)
-    const observer = observeHttp1(stream, pod, { telemetry: telemetry!, downstreamRemote: c.sourceIp });
+  if (observable && protocol !== 'tcp') {
+    // HTTP/1.1 or h2c with nothing to decide or add per request: relayed, its requests
+    // observed (inbound-observed.ts, inbound-observed-h2.ts); idle for the HTTP idle timeout
+    // (a slow request head is the pod's server's to time out)
+    const observe = protocol === 'http2' ? observeHttp2 : observeHttp1;
+    const observer = observe(stream, pod, { telemetry: telemetry!, downstreamRemote: c.sourceIp });
     pipe(stream, pod, timeouts.httpIdleMs, observer.requests, observer.responses);
     return;
-  }
-  if (observable && protocol === 'http2') {
-    // h2c is served (its streams are read per request): from here its requests meet any later policy
-    authorized.mode = 'requests';
-    flow.unrelayed();
   }
   if (protocol !== 'tcp') {
     // every request meets the policy in force when it arrives

@@ -92,16 +92,6 @@ export class Flow {
     if (this.state === 'described' && this.counters === 'passing') this.counters = 'relayed';
   }
 
-  /**
-   * A flow marked relayed() whose stream is served after all (the h2c server reads it, no relay
-   * joins it): from now on it counts what passes, as a 'passing' flow.
-   */
-  unrelayed(): void {
-    if (this.counters !== 'relayed') return;
-    this.counters = 'passing';
-    if (this.state === 'open') this.countPassing();
-  }
-
   /** Counts the flow as opened; its bytes are brought up to date with its set's until it closes. */
   open(): void {
     if (this.state !== 'described') return;

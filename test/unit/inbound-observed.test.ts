@@ -7,14 +7,14 @@
 // each request is counted (code, sizes, flags) as the served path counts it, responses are
 // matched to requests in order, strict framing, upgrades, a client that pipelines without
 // reading is held, a later policy with HTTP fields, and where the served path still applies
-// (a trace collector, h2c). Serial: the tracing case changes the process's tracing.
+// (a trace collector). Serial: the tracing case changes the process's tracing.
 import test, { type ExecutionContext } from 'ava';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { inbound, listenLoopback, mtlsFrom, type Inbound } from '../helpers/inbound-listener.js';
-import { metricValue } from '../helpers/metrics.js';
+import { histogramSum, metricValue } from '../helpers/metrics.js';
 import { eventually } from '../helpers/eventually.js';
 import { authorizationPolicy } from '../helpers/config-yaml.js';
 import { closeTracing, configureTracing } from '../../agent/telemetry/tracing.js';
@@ -106,15 +106,7 @@ const statuses = (responses: string): number[] => [...responses.matchAll(/HTTP\/
 const requests = (service: string, labels: Record<string, string> = {}) =>
   metricValue('istio_requests_total', { reporter: 'destination', destination_service_name: service, ...labels });
 
-/** The sum of a histogram's observations at the destination for Service `service`. */
-async function sumOf(name: string, service: string): Promise<number> {
-  const { registry } = await import('../../agent/telemetry/metrics.js');
-  const m = (await registry.getMetricsAsJSON()).find((x) => x.name === name) as
-    { values: { metricName?: string; labels: Record<string, string>; value: number }[] } | undefined;
-  return (m?.values ?? [])
-    .filter((v) => v.metricName === `${name}_sum` && v.labels.destination_service_name === service && v.labels.reporter === 'destination')
-    .reduce((a, v) => a + v.value, 0);
-}
+const sumOf = (name: string, service: string) => histogramSum(name, { reporter: 'destination', destination_service_name: service });
 
 test.serial(
   'the pod gets the requests exactly as sent (no x-request-id added), and each is counted with its code and body sizes',
@@ -341,36 +333,39 @@ test.serial('with a trace collector configured the connection is served: the pod
   t.regex(ids[0]!, /^[0-9a-f-]{36}$/);
 });
 
-test.serial('h2c on such a port is served per stream: its requests are counted as HTTP/2, and its connection bytes too', async (t) => {
-  const podServer = http2.createServer();
-  podServer.on('stream', (st) => {
-    st.respond({ ':status': 200 });
-    st.end('h2 ok');
-  });
-  const podPort = await listenLoopback(t, podServer);
-  const ib = await destination(t, podPort, 'observed-h2c');
-  const s = tunnel(t, ib, podPort);
-  const session = http2.connect('http://pod', { createConnection: () => s as unknown as net.Socket });
-  session.on('error', () => {});
-  t.teardown(() => session.destroy());
-  const body = await new Promise<string>((resolve, reject) => {
-    const r = session.request({ ':path': '/h2' });
-    let b = '';
-    r.setEncoding('latin1').on('data', (d: string) => (b += d));
-    r.on('end', () => resolve(b));
-    r.on('error', reject);
-    r.end();
-  });
-  t.is(body, 'h2 ok');
-  await eventually(async () => (await requests('observed-h2c', { response_code: '200' })) === 1, 10_000, 'the stream counted');
-  session.close();
-  await eventually(
-    async () =>
-      (await metricValue('istio_tcp_received_bytes_total', { reporter: 'destination', destination_service_name: 'observed-h2c' })) > 24,
-    10_000,
-    'the connection bytes counted (the h2c preface alone is 24)',
-  );
-});
+test.serial(
+  'h2c on such a port is observed too (inbound-observed-h2.test.ts): its requests are counted as HTTP/2, and its connection bytes too',
+  async (t) => {
+    const podServer = http2.createServer();
+    podServer.on('stream', (st) => {
+      st.respond({ ':status': 200 });
+      st.end('h2 ok');
+    });
+    const podPort = await listenLoopback(t, podServer);
+    const ib = await destination(t, podPort, 'observed-h2c');
+    const s = tunnel(t, ib, podPort);
+    const session = http2.connect('http://pod', { createConnection: () => s as unknown as net.Socket });
+    session.on('error', () => {});
+    t.teardown(() => session.destroy());
+    const body = await new Promise<string>((resolve, reject) => {
+      const r = session.request({ ':path': '/h2' });
+      let b = '';
+      r.setEncoding('latin1').on('data', (d: string) => (b += d));
+      r.on('end', () => resolve(b));
+      r.on('error', reject);
+      r.end();
+    });
+    t.is(body, 'h2 ok');
+    await eventually(async () => (await requests('observed-h2c', { response_code: '200' })) === 1, 10_000, 'the stream counted');
+    session.close();
+    await eventually(
+      async () =>
+        (await metricValue('istio_tcp_received_bytes_total', { reporter: 'destination', destination_service_name: 'observed-h2c' })) > 24,
+      10_000,
+      'the connection bytes counted (the h2c preface alone is 24)',
+    );
+  },
+);
 
 test.serial(
   'however the bytes are cut into reads, the same requests are read: heads split mid-line and over 32 fields, bodies split mid-chunk',
