@@ -23,8 +23,9 @@
 //   same (the decoder's table must stay the pod's).
 // - Nothing is refused or changed: the pod's own HTTP/2 server judges the client's bytes and
 //   the client the pod's (a byte pipe's semantics). Bytes the observer cannot read — a
-//   header block HPACK cannot decode, a malformed frame sequence, a header block over 64 KiB,
-//   more than MAX_STREAMS open streams — end the observation of the connection: its bytes
+//   header block HPACK cannot decode, a malformed frame sequence, a header block over 64 KiB
+//   or one that decodes to a header list over 64 KiB, more than MAX_STREAMS open streams —
+//   end the observation of the connection: its bytes
 //   pass, the streams still open are reported with response flag UPE (upstream protocol
 //   error), and later ones are not counted.
 // - The connection's close reports what is still open: UC when the pod's side ended first,
@@ -47,6 +48,12 @@ const log = logger('agent/inbound-observed-h2');
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** A header block (with its CONTINUATIONs) this large ends the observation. */
 const MAX_HEADER_BLOCK = 64 * 1024;
+/**
+ * A header list this large (names, values and 32 octets a field, as SETTINGS_MAX_HEADER_LIST_SIZE
+ * counts) ends it too: a record keeps its request's fields until the stream ends, so this and
+ * MAX_STREAMS bound what one connection holds. Node's HTTP/2 server refuses larger lists itself.
+ */
+const MAX_HEADER_LIST = 64 * 1024;
 /** Open streams on one connection before the observation ends (the served path's SETTINGS_MAX_CONCURRENT_STREAMS). */
 export const MAX_STREAMS = 1000;
 
@@ -115,7 +122,7 @@ class FrameReader {
   constructor(
     private readonly client: boolean,
     private readonly x: H2Exchange,
-    private readonly hpack = new HpackDecoder(),
+    private readonly hpack = new HpackDecoder({ maxListSize: MAX_HEADER_LIST }),
   ) {
     this.prefaceAt = client ? 0 : PREFACE.length;
   }

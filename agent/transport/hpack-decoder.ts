@@ -192,14 +192,22 @@ export class HpackDecoder {
   private pos = 0;
   private buf: Buffer = Buffer.alloc(0);
 
+  private readonly maxTableSize: number;
+  private readonly maxListSize: number;
+  private capacity: number;
+
   /**
-   * @param maxTableSize the largest dynamic table an encoder may ask for (its size updates);
-   * its initial size is HTTP/2's default, 4,096 octets (RFC 7540 §6.5.2)
+   * @param o.maxTableSize the largest dynamic table an encoder may ask for (its size updates; 64 KiB)
+   * @param o.tableSize the table's size until the encoder changes it: HTTP/2's default, 4,096 octets (RFC 9113 §6.5.2)
+   * @param o.maxListSize the largest header list a block may decode to, counted as
+   *   SETTINGS_MAX_HEADER_LIST_SIZE counts it (each field's name and value and 32 octets):
+   *   a block of one-octet references to a large entry decodes to far more than its size
    */
-  constructor(
-    private readonly maxTableSize = 65_536,
-    private capacity = 4096,
-  ) {}
+  constructor(o: { maxTableSize?: number; tableSize?: number; maxListSize?: number } = {}) {
+    this.maxTableSize = o.maxTableSize ?? 65_536;
+    this.capacity = o.tableSize ?? 4096;
+    this.maxListSize = o.maxListSize ?? Infinity;
+  }
 
   /** The fields of one complete header block (name, value, name, value …), in order; its entries go into the dynamic table. */
   decode(block: Buffer): string[] {
@@ -207,6 +215,7 @@ export class HpackDecoder {
     this.pos = 0;
     const out: string[] = [];
     let fieldSeen = false;
+    let listSize = 0;
     while (this.pos < block.length) {
       const b = block[this.pos]!;
       if (b & 0x80) {
@@ -233,6 +242,8 @@ export class HpackDecoder {
         out.push(name, this.string());
       }
       fieldSeen = true;
+      listSize += out[out.length - 2]!.length + out[out.length - 1]!.length + 32;
+      if (listSize > this.maxListSize) throw new HpackError(`a header list over ${this.maxListSize} octets`);
     }
     this.buf = Buffer.alloc(0);
     return out;

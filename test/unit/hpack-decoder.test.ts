@@ -47,11 +47,19 @@ test('a size update evicts; an entry larger than the table empties it', (t) => {
   d.decode(hex('400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572')); // custom-key: custom-header (55 octets)
   t.deepEqual(d.decode(hex('be')), ['custom-key', 'custom-header']);
   t.throws(() => d.decode(hex('3f15 be')), { instanceOf: HpackError }, 'a table of 36 octets holds no 55-octet entry');
-  const e = new HpackDecoder(65_536, 60);
+  const e = new HpackDecoder({ tableSize: 60 });
   e.decode(hex('400a 6375 7374 6f6d 2d6b 6579 0d63 7573 746f 6d2d 6865 6164 6572'));
   e.decode(hex('4003 6162 6303 6465 66')); // abc: def (38 octets): the first is evicted
   t.deepEqual(e.decode(hex('be')), ['abc', 'def']);
   t.throws(() => e.decode(hex('bf')));
+});
+
+test('a block that decodes to a header list over the limit is refused: one-octet references to a large entry cannot blow up what is kept', (t) => {
+  const d = new HpackDecoder({ maxListSize: 1000 });
+  const entry = Buffer.concat([hex('4003 6b65 797f 8506'), Buffer.alloc(900, 0x76)]); // key: 900 × 'v' (935 octets listed)
+  t.is(d.decode(entry)[1]!.length, 900);
+  t.throws(() => d.decode(hex('be be')), { instanceOf: HpackError, message: /header list over 1000 octets/ });
+  t.throws(() => new HpackDecoder({ maxListSize: 1000 }).decode(Buffer.concat([entry, hex('be')])), { instanceOf: HpackError });
 });
 
 test('what a decoder must refuse is refused with HpackError', (t) => {
