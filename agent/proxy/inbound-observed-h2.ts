@@ -239,39 +239,26 @@ class FrameReader {
   }
 }
 
-function field(fields: string[], name: string): string | undefined {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i] === name) return fields[i + 1];
-  return undefined;
-}
-
-/** The client's side (requests) as a relay tap. */
-class RequestTap implements RelayTap {
+/** One side of the connection as a relay tap: its bytes are read as they pass, never held or refused. */
+class SideTap implements RelayTap {
   readonly holding = false;
-  constructor(private readonly x: H2Exchange) {}
+  constructor(
+    private readonly x: H2Exchange,
+    private readonly client: boolean,
+  ) {}
   read(chunk: Buffer): boolean {
-    this.x.read(true, chunk);
-    return true;
-  }
-  ended(): void {}
-}
-
-/** The pod's side (responses) as a relay tap. */
-class ResponseTap implements RelayTap {
-  readonly holding = false;
-  constructor(private readonly x: H2Exchange) {}
-  read(chunk: Buffer): boolean {
-    this.x.read(false, chunk);
+    this.x.read(this.client, chunk);
     return true;
   }
   ended(): void {
-    this.x.podGone = true;
+    if (!this.client) this.x.podGone = true;
   }
 }
 
 /** One observed connection: a frame reader per direction and the streams open on it. */
 class H2Exchange {
-  readonly requests = new RequestTap(this);
-  readonly responses = new ResponseTap(this);
+  readonly requests = new SideTap(this, true);
+  readonly responses = new SideTap(this, false);
   private readonly fromClient = new FrameReader(true, this);
   private readonly fromPod = new FrameReader(false, this);
   private readonly streams = new Map<number, ObservedStream>();
@@ -300,15 +287,16 @@ class H2Exchange {
     }
     if ((id & 1) === 0) return; // not a client stream: the pod's server will refuse it
     if (this.streams.size >= MAX_STREAMS) throw new Unreadable(`over ${MAX_STREAMS} streams open`);
-    const grpc = GRPC_CONTENT_TYPE.test(field(fields, 'content-type') ?? '');
+    const h = new RawHeaderFields(fields);
+    const grpc = GRPC_CONTENT_TYPE.test(h.get('content-type') ?? '');
     const rec = new InboundRequest(
       this.o.telemetry,
-      field(fields, ':method') ?? '',
-      field(fields, ':path') ?? '',
-      field(fields, ':authority') ?? field(fields, 'host') ?? '',
+      h.get(':method') ?? '',
+      h.get(':path') ?? '',
+      h.get(':authority') ?? h.get('host') ?? '',
       'HTTP/2',
       this.o.downstreamRemote,
-      new RawHeaderFields(fields),
+      h,
       true,
     );
     this.streams.set(id, { id, rec, grpc, responded: false, requestEnded: end, responseEnded: false });
@@ -317,15 +305,16 @@ class H2Exchange {
   responseHeaders(id: number, fields: string[], end: boolean): void {
     const s = this.streams.get(id);
     if (s === undefined) return;
+    const h = new RawHeaderFields(fields);
     if (!s.responded) {
-      const status = Number(field(fields, ':status'));
+      const status = Number(h.get(':status'));
       // 1xx before the final head is not the answer
       if (status >= 100 && status < 200 && !end) return;
       s.responded = true;
       s.rec.responded(status || 0);
     }
     if (s.grpc) {
-      const gs = field(fields, 'grpc-status');
+      const gs = h.get('grpc-status');
       if (gs !== undefined) s.rec.grpcStatus = gs;
     }
     if (end) this.ended(false, id);

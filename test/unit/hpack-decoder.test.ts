@@ -11,28 +11,9 @@ const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 
 test('RFC 7541 C.4: requests with Huffman coding, the second indexing the first one’s entry', (t) => {
   const d = new HpackDecoder();
-  t.deepEqual(d.decode(hex('8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff')), [
-    ':method',
-    'GET',
-    ':scheme',
-    'http',
-    ':path',
-    '/',
-    ':authority',
-    'www.example.com',
-  ]);
-  t.deepEqual(d.decode(hex('8286 84be 5886 a8eb 1064 9cbf')), [
-    ':method',
-    'GET',
-    ':scheme',
-    'http',
-    ':path',
-    '/',
-    ':authority',
-    'www.example.com',
-    'cache-control',
-    'no-cache',
-  ]);
+  const first = [':method', 'GET', ':scheme', 'http', ':path', '/', ':authority', 'www.example.com'];
+  t.deepEqual(d.decode(hex('8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff')), first);
+  t.deepEqual(d.decode(hex('8286 84be 5886 a8eb 1064 9cbf')), [...first, 'cache-control', 'no-cache']);
 });
 
 test('RFC 7541 C.2: a literal without indexing and a never-indexed one leave the table as it was', (t) => {
