@@ -17,7 +17,8 @@
 // What the observer keeps of HTTP/2:
 // - A stream is reported when both sides have ended it (END_STREAM), or when either resets
 //   it: DC when the client reset it, UR when the pod did (Envoy's upstream reset), with the
-//   status of the response head if one came.
+//   status of the response head if one came; a reset after the whole response (a server
+//   stopping an upload it has already answered) adds no flag.
 // - 1xx heads before the final one are not the answer; a pushed stream (even id, from a
 //   PUSH_PROMISE) is no request of the client's, but its header blocks are decoded all the
 //   same (the decoder's table must stay the pod's).
@@ -339,7 +340,8 @@ class H2Exchange {
   reset(client: boolean, id: number): void {
     const s = this.streams.get(id);
     if (s === undefined) return;
-    if (!(s.requestEnded && s.responseEnded))
+    // a reset after the whole response (a server stopping an upload it has answered) takes nothing from it
+    if (!s.responseEnded)
       s.rec.flags = withResponseFlag(s.rec.flags, client ? ResponseFlag.DownstreamConnectionTermination : ResponseFlag.UpstreamReset);
     this.report(s);
   }

@@ -107,7 +107,8 @@ const FAIL = 1 << 17;
 const FSM = new Int32Array(256 * 16);
 const ACCEPT = new Uint8Array(256);
 {
-  // the canonical codes, then the tree: children[2 * node + bit] is an inner node (≥ 0) or a leaf (-1 - symbol)
+  // the canonical codes, then the tree: children[2 * node + bit] is an inner node (> 0; the
+  // root, 0, is no child) or a leaf (-1 - symbol)
   const codes: number[] = [];
   const order = HUFFMAN_LENGTHS.map((_l, sym) => sym).sort((a, b) => HUFFMAN_LENGTHS[a]! - HUFFMAN_LENGTHS[b]! || a - b);
   let code = 0;

@@ -17,7 +17,7 @@ import { eventually } from '../helpers/eventually.js';
 import type { RequestEvent } from '../../agent/telemetry/tap.js';
 
 const FROM_CLIENT = mtlsFrom('shop', 'client');
-const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR, NGHTTP2_NO_ERROR } = http2.constants;
 
 interface PodStream {
   path: string;
@@ -305,7 +305,7 @@ test.serial(
 );
 
 test.serial(
-  "a stream the client resets is counted DC, one the pod resets UR, and the connection's close reports the streams still open",
+  "a stream the client resets is counted DC, one the pod resets UR (not after its whole answer), and the connection's close reports the streams still open",
   async (t) => {
     const events = await tapped(t, 'observed-h2-reset');
     const arrived: string[] = [];
@@ -313,18 +313,31 @@ test.serial(
       onHeaders: (s, h) => {
         arrived.push(String(h[':path']));
         if (h[':path'] === '/reset') s.close(NGHTTP2_INTERNAL_ERROR);
+        if (h[':path'] === '/answered') {
+          // the whole answer, then the upload it no longer wants is stopped
+          s.respond({ ':status': 413 });
+          s.end('too large', () => s.close(NGHTTP2_NO_ERROR));
+        }
         return true; // the others are never answered
       },
     });
     const session = await client(t, 'observed-h2-reset', pod.port);
     await t.throwsAsync(call(session, { ':path': '/reset' }));
+    const upload = session.request({ ':method': 'POST', ':path': '/answered' });
+    upload.on('error', () => {});
+    upload.write('x'.repeat(1000)); // never ended by the client
+    await eventually(() => events.some((e) => e.path === '/answered'), 10_000, 'the answered upload reported');
+    t.like(
+      events.find((e) => e.path === '/answered'),
+      { status: 413, responseFlags: '-' },
+    );
     const cancelled = session.request({ ':path': '/cancel' });
     cancelled.on('error', () => {});
     const open = session.request({ ':path': '/open' });
     open.on('error', () => {});
     await eventually(() => arrived.includes('/cancel') && arrived.includes('/open'), 10_000, 'both requests at the pod');
     cancelled.close(NGHTTP2_CANCEL);
-    await eventually(() => events.length === 2, 10_000, 'the two resets reported');
+    await eventually(() => events.length === 3, 10_000, 'the two resets reported');
     t.like(
       events.find((e) => e.path === '/reset'),
       { status: 0, responseFlags: 'UR' },
@@ -335,7 +348,7 @@ test.serial(
     );
     // the client goes away (its session and with it the CONNECT stream): what is open is reported
     session.destroy();
-    await eventually(() => events.length === 3, 10_000, 'the open stream reported at the close');
+    await eventually(() => events.length === 4, 10_000, 'the open stream reported at the close');
     t.like(
       events.find((e) => e.path === '/open'),
       { status: 0, responseFlags: 'DC' },
