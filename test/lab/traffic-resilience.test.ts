@@ -107,5 +107,12 @@ if (canRunPrivileged('traffic resilience')) {
     t.is(await served(lab, 'grpc-1', 9091), 40, 'the server failed every other call; each failure was retried once');
     const samples = await scrape(lab.node('node-a').agentAdmin);
     t.is(sumMetric(samples, 'istio_requests_total', { destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: '0', response_code: '200' }), 20);
+    // node-b's destination side reads every attempt from the h2c it relays (proxy/inbound-observed-h2.ts): the
+    // failures as grpc-js sends them (a trailers-only answer), the successes' status from their trailers
+    const atPod = await scrape(lab.node('node-b').agentAdmin);
+    const destination = (status: string) =>
+      sumMetric(atPod, 'istio_requests_total', { reporter: 'destination', destination_service_name: 'grpc', request_protocol: 'grpc', grpc_response_status: status, response_code: '200' });
+    t.is(destination('0'), 20);
+    t.is(destination('14'), 20);
   });
 }
