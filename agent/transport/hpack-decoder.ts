@@ -92,6 +92,7 @@ const HUFFMAN_LENGTHS = [
   30,
 ];
 const EOS = 256;
+const EMPTY = Buffer.alloc(0);
 
 /**
  * The decoder reads four bits at a time, as nghttp2's does: a state is an inner node of the
@@ -191,7 +192,8 @@ export class HpackDecoder {
   private readonly table: [string, string][] = [];
   private size = 0;
   private pos = 0;
-  private buf: Buffer = Buffer.alloc(0);
+  /** the block being decoded (EMPTY between blocks: a decoder keeps none of them) */
+  private buf: Buffer = EMPTY;
 
   private readonly maxTableSize: number;
   private readonly maxListSize: number;
@@ -246,7 +248,7 @@ export class HpackDecoder {
       listSize += out[out.length - 2]!.length + out[out.length - 1]!.length + 32;
       if (listSize > this.maxListSize) throw new HpackError(`a header list over ${this.maxListSize} octets`);
     }
-    this.buf = Buffer.alloc(0);
+    this.buf = EMPTY;
     return out;
   }
 
